@@ -1,0 +1,1 @@
+"""Login-node side of orchestrate: spec, plan, store, launch, collect, tables. No torch here."""

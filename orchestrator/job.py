@@ -1,0 +1,59 @@
+"""The submitted unit: a small picklable callable that trains one run on the node.
+
+Heavy imports (torch, timm) happen inside `__call__`, never at import time. The
+job records its lifecycle in status.json; the trainer owns every other file.
+`checkpoint()` is submitit's hook on preemption/timeout: the job is requeued as
+is and the trainer resumes from the last state saved in the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from pathlib import Path
+from typing import Any
+
+from trainers import rundir
+from trainers.config import TrainConfig
+from trainers.rundir import State
+
+
+class TrainJob:
+    """Train one run into `run_dir`; the config travels as a plain dict (pickles across versions)."""
+
+    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+        self.run_dir = Path(run_dir)
+        self.config = config
+
+    def __call__(self) -> dict[str, Any]:
+        """Run the training; status.json says running, then completed or failed (with the error)."""
+        rundir.update_status(self.run_dir, State.RUNNING, host=socket.gethostname(), pid=os.getpid(), **_slurm_ids())
+        try:
+            from trainers import run  # heavy: torch, timm, accelerate
+
+            metrics = run(TrainConfig.model_validate(self.config), self.run_dir)
+        except BaseException as exc:
+            # Why: the last lines of the traceback are what `status` shows for a failed run.
+            tail = "".join(traceback.format_exception(exc)[-3:]).strip()
+            rundir.update_status(self.run_dir, State.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=tail)
+            raise
+        rundir.update_status(self.run_dir, State.COMPLETED)
+        return metrics
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        """Requeue the same job on preemption or timeout; training resumes from checkpoints/last."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config))
+
+
+def _slurm_ids() -> dict[str, str]:
+    """SLURM job/array ids of the current task, when running under SLURM."""
+    names = {
+        "slurm_job_id": "SLURM_JOB_ID",
+        "slurm_array_job_id": "SLURM_ARRAY_JOB_ID",
+        "slurm_array_task_id": "SLURM_ARRAY_TASK_ID",
+        "slurm_restart_count": "SLURM_RESTART_COUNT",
+    }
+    return {key: os.environ[var] for key, var in names.items() if var in os.environ}

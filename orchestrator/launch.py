@@ -1,0 +1,171 @@
+"""Submission: decide which runs still need doing and hand them to a submitit executor.
+
+`local` runs each job as its own process through submitit's LocalExecutor, one
+after the other (a workstation has one GPU or a few cores; running the whole
+grid at once would only thrash). `debug` runs in this process, for breakpoints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator import store
+from orchestrator.job import TrainJob
+from orchestrator.plan import RunSpec, smoke_plan
+from orchestrator.spec import SweepSpec
+from orchestrator.store import RunRecord
+from trainers import rundir
+from trainers.rundir import State
+
+EXECUTORS = ("local", "debug")
+_POLL_S = 0.5
+
+
+@dataclass
+class Selection:
+    """Which planned runs to launch, and why the others are left alone."""
+
+    todo: list[RunRecord]
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        """One line: what will run and what is skipped."""
+        parts = [f"{len(self.todo)} to run"]
+        parts += [f"{n} {why}" for why, n in sorted(self.skipped.items())]
+        return ", ".join(parts)
+
+
+def select(records: Sequence[RunRecord], force: bool = False) -> Selection:
+    """Completed runs and live running ones are skipped; failed, missing, stale ones are redone."""
+    selection = Selection(todo=[])
+    for record in records:
+        if force:
+            selection.todo.append(record)
+        elif record.state is State.COMPLETED:
+            selection.skipped["completed"] += 1
+        elif record.state is State.RUNNING and not store.is_stale(record):
+            selection.skipped["running"] += 1
+        else:
+            selection.todo.append(record)
+    return selection
+
+
+@dataclass
+class Outcome:
+    """What happened to the launched runs."""
+
+    completed: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+
+
+def submit(
+    spec: SweepSpec,
+    runs: list[RunSpec],
+    executor: str,
+    *,
+    force: bool = False,
+    smoke: bool = False,
+    console: Console | None = None,
+) -> Outcome:
+    """Launch what is not done yet; returns which runs completed and which failed."""
+    console = console or Console()
+    if smoke:
+        runs = smoke_plan(runs)
+        force = True  # smoke runs are a check, never a cache
+    root = store.sweep_root(spec, smoke)
+    root.mkdir(parents=True, exist_ok=True)
+    selection = select(store.inspect(runs, root), force)
+    console.print(f"[bold]{spec.name}[/]{' (smoke)' if smoke else ''}: {len(runs)} runs planned; {selection.summary()}")
+    if not selection.todo:
+        return Outcome()
+    store.write_snapshot(spec, root)
+    stamp = store.timestamp()
+    for record in selection.todo:
+        if force and record.path.exists():
+            store.archive(record.path, root, stamp)
+        store.prepare(record.run, record.path)
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+    return _run_sequentially(spec, selection.todo, executor, console)
+
+
+def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, console: Console) -> Outcome:
+    """Run jobs one at a time with a progress bar; a failed run does not stop the others."""
+    outcome = Outcome()
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task("runs", total=len(todo), detail="")
+        for record in todo:
+            job = _executor(executor, record.path, spec).submit(
+                TrainJob(record.path, record.run.config.model_dump(mode="json"))
+            )
+            detail = _epoch_detail(record)
+            _wait(job, lambda: progress.update(task, detail=detail()), executor)
+            error = _job_error(job)
+            if error is None:
+                outcome.completed.append(record.run)
+            else:
+                outcome.failed.append((record.run, error))
+                progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
+            progress.advance(task)
+    console.print(f"{len(outcome.completed)} completed, {len(outcome.failed)} failed")
+    return outcome
+
+
+def _executor(kind: str, run_path: Path, spec: SweepSpec) -> Any:
+    import submitit  # keeps `orchestrate --help` and `plan` free of submitit's imports
+
+    folder = run_path / rundir.LOGS
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(timeout_min=spec.slurm.timeout_min)
+    return executor
+
+
+def _wait(job: Any, tick: Callable[[], None], kind: str) -> None:
+    """Poll a local job until it ends, refreshing the progress line."""
+    if kind == "debug":
+        return  # DebugJob runs when its result is asked for
+    while not job.done():
+        tick()
+        time.sleep(_POLL_S)
+
+
+def _job_error(job: Any) -> str | None:
+    """None when the job succeeded, else its one-line error."""
+    try:
+        job.result()
+    except Exception as exc:  # submitit wraps the remote error; keep its last line
+        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+        return lines[-1] if lines else type(exc).__name__
+    return None
+
+
+def _epoch_detail(record: RunRecord) -> Callable[[], str]:
+    """A callable describing the run's progress from its history.csv (rows = finished epochs)."""
+    history = record.path / rundir.HISTORY
+    epochs = record.run.config.epochs
+
+    def detail() -> str:
+        try:
+            done = max(0, len(history.read_text().splitlines()) - 1)
+        except FileNotFoundError:
+            done = 0
+        return f"{record.run.name} epoch {done}/{epochs}"
+
+    return detail

@@ -1,0 +1,153 @@
+"""Planner: a pure function from a sweep spec to the ordered list of runs.
+
+Order is backbone x dataset x ablation row x other axes x seed, each in spec
+order, so the same spec always gives the same runs in the same order. A run's
+id is a short content hash of its fully resolved trainer config: resubmitting a
+sweep finds finished runs by id, whatever else changed in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.overrides import apply_dotted
+from orchestrator.spec import AXIS_ALIASES, SpecError, SweepSpec, validate_train
+from trainers.config import TrainConfig
+
+RUN_ID_CHARS = 12
+_MAIN_AXES = ("backbone", "dataset", "seed")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One cell of the grid: what to train and where it belongs in the tables."""
+
+    run_id: str
+    """Content hash of `config` (12 hex characters)."""
+    name: str
+    """Readable name, e.g. `resnet18/digits/+aug/s0`."""
+    ablation: str
+    """Ablation row (table row) this run belongs to."""
+    backbone: str
+    dataset: str
+    """Dataset label as shown in table columns."""
+    seed: int
+    config: TrainConfig
+    axes: dict[str, Any] = field(default_factory=dict)
+    """Values of the extra grid axes (dotted key -> value)."""
+
+    def metadata(self) -> dict[str, Any]:
+        """Plan facts recorded beside the config in the run folder."""
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "ablation": self.ablation,
+            "backbone": self.backbone,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "axes": self.axes,
+        }
+
+
+def run_id_of(config: TrainConfig) -> str:
+    """Short, stable content hash of a resolved config."""
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
+
+
+def plan(spec: SweepSpec) -> list[RunSpec]:
+    """Every run of the sweep, in stable order. Pure: no I/O."""
+    runs: list[RunSpec] = []
+    seen: dict[str, str] = {}
+    where = str(spec.source or spec.name)
+    for cell in _cells(spec):
+        config = validate_train(cell.values, where, f"run {cell.name}")
+        run = _make_run(cell, config)
+        if run.run_id in seen:
+            raise SpecError(
+                f"{where}: runs {seen[run.run_id]!r} and {run.name!r} resolve to the same config; "
+                "two ablation rows or grid values are identical"
+            )
+        seen[run.run_id] = run.name
+        runs.append(run)
+    return runs
+
+
+@dataclass
+class _Cell:
+    name: str
+    ablation: str
+    values: dict[str, Any]
+    axes: dict[str, Any]
+
+
+def _cells(spec: SweepSpec) -> Iterator[_Cell]:
+    """Resolved config dicts of all cells: defaults <- grid values <- modifiers of the row."""
+    defaults = TrainConfig.model_validate(spec.defaults).model_dump()
+    backbones = spec.grid.get("backbone", [defaults["model"]["backbone"]])
+    datasets = spec.grid.get("dataset", [defaults["data"]["dataset"]])
+    seeds = spec.grid.get("seed", [defaults["seed"]])
+    extra = {k: v for k, v in spec.grid.items() if k not in _MAIN_AXES}
+    for backbone, dataset in itertools.product(backbones, datasets):
+        base = apply_dotted(defaults, {"model.backbone": backbone, AXIS_ALIASES["dataset"]: dataset})
+        for row, modifier_names in spec.ablations.items():
+            for combo in itertools.product(*extra.values()):
+                axes = dict(zip(extra, combo, strict=True))
+                for seed in seeds:
+                    values = apply_dotted(base, {**axes, "seed": seed})
+                    for name in modifier_names:
+                        values = apply_dotted(values, spec.modifiers[name])
+                    label = _run_name(values, modifier_names, axes, seed)
+                    yield _Cell(label, row, values, axes)
+
+
+def _run_name(values: dict[str, Any], modifiers: list[str], axes: dict[str, Any], seed: int) -> str:
+    dataset = values["data"]["dataset"]
+    dataset_name = dataset if isinstance(dataset, str) else dataset.get("label") or dataset.get("name")
+    parts = [str(values["model"]["backbone"]), str(dataset_name)]
+    parts.append("".join(f"+{m}" for m in modifiers) or "base")
+    parts.extend(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in axes.items())
+    parts.append(f"s{seed}")
+    return "/".join(parts)
+
+
+def _make_run(cell: _Cell, config: TrainConfig) -> RunSpec:
+    return RunSpec(
+        run_id=run_id_of(config),
+        name=cell.name,
+        ablation=cell.ablation,
+        backbone=config.model.backbone,
+        dataset=config.data.dataset.display_name,
+        seed=config.seed,
+        config=config,
+        axes=cell.axes,
+    )
+
+
+def smoke_variant(config: TrainConfig) -> TrainConfig:
+    """The same cell shrunk to a few batches on a small subset: checks a grid before cluster hours."""
+    batch = min(config.data.batch_size, 16)
+    changes = {
+        "epochs": 1,
+        "max_steps_per_epoch": 2,
+        "data.batch_size": batch,
+        "data.num_workers": 0,
+        "data.dataset.max_samples": batch * 4,
+    }
+    return TrainConfig.model_validate(apply_dotted(config.model_dump(), changes))
+
+
+def smoke_plan(runs: list[RunSpec]) -> list[RunSpec]:
+    """Smoke variants of planned runs (their own ids, so they never count as the real runs)."""
+    out = []
+    for run in runs:
+        config = smoke_variant(run.config)
+        out.append(
+            RunSpec(run_id_of(config), run.name, run.ablation, run.backbone, run.dataset, run.seed, config, run.axes)
+        )
+    return out

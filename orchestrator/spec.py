@@ -1,0 +1,288 @@
+"""Sweep spec: one YAML file describing a whole study, validated into typed models.
+
+    name, output_dir, defaults (a TrainConfig), grid (axes), modifiers (named
+    overrides), ablations (ordered table rows), slurm (resources)
+
+Errors are one line: `sweeps/x.yaml: defaults.optim.lrr: unknown key; valid keys: ...`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from orchestrator import yamlio
+from orchestrator.overrides import apply_dotted, apply_overrides, nested
+from trainers.config import TrainConfig
+
+# Grid axes with a short name; every other axis is a dotted TrainConfig key.
+AXIS_ALIASES: dict[str, str] = {
+    "backbone": "model.backbone",
+    "dataset": "data.dataset",
+    "seed": "seed",
+}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Characters that would let a value escape its #SBATCH line or run a command.
+_SHELL_META = re.compile(r"[\n\r;`]|\$\(")
+
+
+class SpecError(ValueError):
+    """A sweep spec problem, already formatted as one line naming file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class SlurmConfig(_Strict):
+    """Resources of each job; a cluster profile fills what the spec leaves out."""
+
+    partition: str | None = None
+    """SLURM partition (`--partition`)."""
+    account: str | None = None
+    """Account charged (`--account`)."""
+    qos: str | None = None
+    """Quality of service (`--qos`)."""
+    timeout_min: int = Field(60, ge=1)
+    """Wall-time limit of each job in minutes; a timed-out job is requeued and resumes."""
+    nodes: int = Field(1, ge=1)
+    """Nodes per job."""
+    gpus_per_node: int = Field(0, ge=0)
+    """GPUs per node (`--gres=gpu:N`)."""
+    tasks_per_node: int = Field(1, ge=1)
+    """Tasks (processes) per node."""
+    cpus_per_task: int = Field(2, ge=1)
+    """CPU cores per task (data loading workers come from these)."""
+    mem_gb: float | None = Field(None, gt=0)
+    """Memory per node in GB; None uses the partition default."""
+    constraint: str | None = None
+    """Node feature constraint (`--constraint`)."""
+    exclude: str | None = None
+    """Nodes to avoid (`--exclude`)."""
+    additional_parameters: dict[str, str | int] = {}
+    """Extra sbatch flags, e.g. {mail-type: END}."""
+    setup: list[str] = []
+    """Shell lines run before the job (module loads, environment activation)."""
+    array_parallelism: int = Field(64, ge=1)
+    """At most this many tasks of one array run at once (`%N`)."""
+    max_array_size: int | None = Field(None, ge=1)
+    """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
+
+    @field_validator("partition", "account", "qos", "constraint", "exclude")
+    @classmethod
+    def _no_shell(cls, value: str | None) -> str | None:
+        if value is not None and _SHELL_META.search(value):
+            raise ValueError(f"{value!r} contains a newline, ';', '`' or '$(' ")
+        return value
+
+    @field_validator("additional_parameters")
+    @classmethod
+    def _no_shell_extra(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for key, item in value.items():
+            if _SHELL_META.search(f"{key}{item}"):
+                raise ValueError(f"{key}={item!r} contains a newline, ';', '`' or '$(' ")
+        return value
+
+    @field_validator("setup")
+    @classmethod
+    def _one_line_each(cls, value: list[str]) -> list[str]:
+        for line in value:
+            if "\n" in line or "\r" in line:
+                raise ValueError(f"setup line {line!r} contains a newline; give one list item per line")
+        return value
+
+
+class SweepSpec(_Strict):
+    """A whole study: the grid of runs and how they are run and tabulated."""
+
+    name: str
+    """Sweep name; results go to `results/<name>/` unless output_dir says otherwise."""
+    output_dir: str | None = None
+    """Where run folders, logs and tables go; default `results/<name>` (relative to the working directory)."""
+    defaults: dict[str, Any] = {}
+    """The trainer config every run starts from (see trainers/config.py)."""
+    grid: dict[str, list[Any]] = {}
+    """Axes: backbone, dataset, seed, or any dotted trainer key; runs = product of the axes."""
+    modifiers: dict[str, dict[str, Any]] = {}
+    """Named config overrides (dotted keys), switched on by ablation rows."""
+    ablations: dict[str, list[str]] = {"Baseline": []}
+    """Ordered table rows, each a list of modifier names; the first row is the baseline."""
+    slurm: SlurmConfig = SlurmConfig()
+    """Job resources."""
+
+    _source: Path | None = PrivateAttr(default=None)
+    _overrides: tuple[str, ...] = PrivateAttr(default=())
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _SAFE_NAME.match(value) or ".." in value:
+            raise ValueError(f"{value!r} must be letters, digits, '_', '-', '.', without '/' or '..'")
+        return value
+
+    @field_validator("grid")
+    @classmethod
+    def _axes_not_empty(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for axis, values in value.items():
+            if not values:
+                raise ValueError(f"axis {axis!r} has no values")
+        return value
+
+    @field_validator("ablations")
+    @classmethod
+    def _rows(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        if not value:
+            raise ValueError("needs at least one row (the baseline)")
+        return value
+
+    @property
+    def source(self) -> Path | None:
+        """The YAML file this spec was loaded from."""
+        return self._source
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        """Command-line `key=value` overrides applied before validation."""
+        return self._overrides
+
+    @property
+    def output_path(self) -> Path:
+        """Absolute output folder of the sweep."""
+        return Path(self.output_dir or f"results/{self.name}").resolve()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The spec as run (overrides applied), with its origin, for `sweep.yaml`."""
+        data = self.model_dump(mode="json")
+        data["output_dir"] = str(self.output_path)
+        return {"spec": data, "source": str(self._source), "overrides": list(self._overrides)}
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
+    """Read, override and validate a sweep file; every problem is a one-line SpecError."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such sweep file") from None
+    except IsADirectoryError:
+        raise SpecError(f"{path}: is a folder, not a sweep file") from None
+    try:
+        raw = yamlio.loads(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: invalid YAML: {_yaml_reason(exc)}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: top level must be a mapping with keys {', '.join(SweepSpec.model_fields)}")
+    try:
+        raw = apply_overrides(raw, overrides)
+    except ValueError as exc:
+        raise SpecError(f"{path}: override {exc}") from None
+    spec = spec_from_dict(raw, where=str(path))
+    spec._source = path.resolve()
+    spec._overrides = tuple(overrides)
+    return spec
+
+
+def spec_from_dict(raw: Mapping[str, Any], where: str) -> SweepSpec:
+    """Validate a parsed spec (structure, then every default, modifier and grid value)."""
+    try:
+        spec = SweepSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"{where}: {describe_error(exc, SweepSpec)}") from None
+    _check_trainer_parts(spec, where)
+    return spec
+
+
+def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
+    """Validate defaults, each modifier and each grid value against TrainConfig, naming the YAML path."""
+    base = validate_train(spec.defaults, where, "defaults")
+    base_dict = base.model_dump()
+    for name, changes in spec.modifiers.items():
+        validate_train(apply_dotted(base_dict, changes), where, f"modifiers.{name}", changes)
+    for row, names in spec.ablations.items():
+        unknown = [m for m in names if m not in spec.modifiers]
+        if unknown:
+            valid = ", ".join(spec.modifiers) or "(none defined)"
+            raise SpecError(f"{where}: ablations.{row}: unknown modifier {unknown[0]!r}; defined: {valid}")
+    for axis, values in spec.grid.items():
+        key = AXIS_ALIASES.get(axis, axis)
+        for index, value in enumerate(values):
+            validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
+
+
+def validate_train(
+    data: Mapping[str, Any], where: str, field: str, changes: Mapping[str, Any] | None = None
+) -> TrainConfig:
+    """TrainConfig from a dict, or a SpecError naming `field` (and the offending key inside it)."""
+    try:
+        return TrainConfig.model_validate(data)
+    except ValidationError as exc:
+        inner = describe_error(exc, TrainConfig)
+        if changes is not None and not _touches(exc, changes):
+            raise SpecError(f"{where}: {field}: conflicts with defaults: {inner}") from None
+        raise SpecError(f"{where}: {field}: {inner}") from None
+
+
+def _touches(exc: ValidationError, changes: Mapping[str, Any]) -> bool:
+    """Whether the first error lies under one of the changed dotted keys."""
+    loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
+    return any(loc == key or loc.startswith(f"{key}.") or key.startswith(f"{loc}.") for key in changes)
+
+
+def describe_error(exc: ValidationError, root: type[BaseModel]) -> str:
+    """First pydantic error as `dotted.path: message`, listing valid keys for unknown ones."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    path = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        model = _model_at(root, loc[:-1])
+        valid = ", ".join(model.model_fields) if model else "?"
+        return f"{path}: unknown key; valid keys: {valid}"
+    if err["type"] == "missing":
+        return f"{path}: required key missing"
+    return f"{path}: {err['msg']} (got {_short(err.get('input'))})"
+
+
+def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
+    """The pydantic model class found by walking `loc` down from `root`."""
+    model: type[BaseModel] = root
+    for part in loc:
+        field = model.model_fields.get(part)
+        if field is None:
+            return None if part not in ("0", "1") else model
+        sub = _model_in(field.annotation)
+        if sub is None:
+            return None
+        model = sub
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel class inside an annotation such as `X | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return str(problem)
+
+
+__all__ = ["AXIS_ALIASES", "SlurmConfig", "SpecError", "SweepSpec", "load_spec", "nested"]

@@ -1,0 +1,117 @@
+"""The sweep's folders on disk: which runs are done, running or failed (files only).
+
+    <output_dir>/sweep.yaml            the spec as last submitted (overrides applied)
+    <output_dir>/submissions/          one snapshot per submit, never overwritten
+    <output_dir>/runs/<run_id>/        one folder per run (see trainers.rundir)
+    <output_dir>/archive/<stamp>/      run folders moved aside by --force (nothing is deleted)
+    <output_dir>/smoke/...             the same layout for --smoke runs, never counted as done
+    <output_dir>/tables/               collect's output
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator import yamlio
+from orchestrator.plan import RunSpec
+from orchestrator.spec import SweepSpec
+from trainers import rundir
+from trainers.rundir import State
+
+SWEEP_FILE = "sweep.yaml"
+
+
+def sweep_root(spec: SweepSpec, smoke: bool = False) -> Path:
+    """Output folder of the sweep (or of its smoke runs)."""
+    return spec.output_path / "smoke" if smoke else spec.output_path
+
+
+def run_path(root: Path, run_id: str) -> Path:
+    """Folder of one run under a sweep root."""
+    return root / "runs" / run_id
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A planned run joined with what its folder says."""
+
+    run: RunSpec
+    path: Path
+    state: State
+    status: dict[str, Any]
+
+
+def inspect(runs: list[RunSpec], root: Path) -> list[RunRecord]:
+    """Read every planned run's status.json (missing folders are State.MISSING)."""
+    records = []
+    for run in runs:
+        path = run_path(root, run.run_id)
+        status = rundir.read_json(path / rundir.STATUS) or {}
+        state = State(status.get("state", State.MISSING.value))
+        records.append(RunRecord(run, path, state, status))
+    return records
+
+
+def is_stale(record: RunRecord) -> bool:
+    """A 'running' run whose local process is gone (killed workstation run): safe to restart."""
+    if record.state is not State.RUNNING or "slurm_job_id" in record.status:
+        return False
+    if record.status.get("host") != socket.gethostname():
+        return False
+    pid = record.status.get("pid")
+    return not isinstance(pid, int) or not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def prepare(run: RunSpec, path: Path) -> None:
+    """Create the run folder with its config.yaml (plan metadata + resolved trainer config)."""
+    path.mkdir(parents=True, exist_ok=True)
+    document = {**run.metadata(), "trainer": run.config.model_dump(mode="json")}
+    rundir.write_text(path / rundir.CONFIG, yamlio.dumps(document))
+    if rundir.read_json(path / rundir.STATUS) is None:
+        rundir.update_status(path, State.PENDING)
+
+
+def archive(path: Path, root: Path, stamp: str) -> Path:
+    """Move a run folder aside (used by --force); returns where it went."""
+    target = root / "archive" / stamp / path.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(path), str(target))
+    return target
+
+
+def timestamp() -> str:
+    """Sortable local timestamp used in folder names."""
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def write_snapshot(spec: SweepSpec, root: Path) -> None:
+    """Record the spec as submitted: sweep.yaml (latest) and submissions/<stamp>.yaml (history)."""
+    text = yamlio.dumps(spec.snapshot())
+    rundir.write_text(root / SWEEP_FILE, text)
+    history = root / "submissions" / f"{timestamp()}-{os.getpid()}.yaml"
+    rundir.write_text(history, text)
+
+
+def read_config(path: Path) -> dict[str, Any] | None:
+    """A run folder's config.yaml (metadata + trainer config), or None."""
+    try:
+        data = yamlio.loads((path / rundir.CONFIG).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,108 @@
+"""The run directory: the one contract between the trainer that writes it and the
+orchestrator that reads it. File names live here and nowhere else.
+
+    <run_dir>/config.yaml     resolved trainer config + plan metadata (written at submit)
+    <run_dir>/status.json     state, timestamps, error message, SLURM ids
+    <run_dir>/metrics.json    final metrics + complexity + provenance (written once, at the end)
+    <run_dir>/history.csv     one row per epoch
+    <run_dir>/checkpoints/    last/ and best/ (accelerate.save_state folders)
+    <run_dir>/logs/           stdout/stderr of the job
+
+No torch here: both sides import it. Every write is atomic (temp file in the same
+folder, fsync, rename), so a killed job never leaves a half-written file that a
+later step trusts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Any, BinaryIO
+
+CONFIG = "config.yaml"
+STATUS = "status.json"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+
+
+class State(str, Enum):
+    """Lifecycle of one run as recorded in status.json."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    MISSING = "missing"  # never reported by a file: no status.json yet
+
+
+@contextmanager
+def atomic_open(path: Path) -> Iterator[BinaryIO]:
+    """Open a temp file beside `path`; on success fsync and rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    """Atomically replace `path` with `text` (UTF-8)."""
+    with atomic_open(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Atomically write `data` as indented JSON."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when the file does not exist."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def read_state(run_dir: Path) -> State:
+    """The run's recorded state; MISSING when it never wrote a status."""
+    status = read_json(run_dir / STATUS)
+    if status is None:
+        return State.MISSING
+    return State(status.get("state", State.MISSING.value))
+
+
+def update_status(run_dir: Path, state: State, **fields: Any) -> dict[str, Any]:
+    """Record a state change with its timestamp, keeping earlier fields (start time, ids)."""
+    path = run_dir / STATUS
+    status = read_json(path) or {}
+    now = time.time()
+    status.update(fields)
+    status["state"] = state.value
+    status["updated_at"] = now
+    status.setdefault("history", []).append({"state": state.value, "at": now})
+    if state is State.RUNNING:
+        status.setdefault("started_at", now)
+        status.pop("error", None)
+    if state in (State.COMPLETED, State.FAILED):
+        status["finished_at"] = now
+    write_json(path, status)
+    return status
