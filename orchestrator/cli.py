@@ -81,9 +81,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rows = Counter(run.ablation for run in runs)
     console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{name} x{n}" for name, n in rows.items()))
     shown = runs if args.all else runs[:PLAN_ROWS_SHOWN]
-    table = RichTable("#", "run_id", "name", "ablation")
+    table = RichTable("#", "run_id", "ablation")
+    table.add_column("name", overflow="fold")
     for index, run in enumerate(shown):
-        table.add_row(str(index), run.run_id, run.name, run.ablation)
+        table.add_row(str(index), run.run_id, run.ablation, run.name)
     console.print(table)
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")

@@ -77,7 +77,7 @@ class SlurmConfig(_Strict):
     @classmethod
     def _no_shell(cls, value: str | None) -> str | None:
         if value is not None and _SHELL_META.search(value):
-            raise ValueError(f"{value!r} contains a newline, ';', '`' or '$(' ")
+            raise ValueError(f"{value!r} contains a newline, ';', '`' or '$('")
         return value
 
     @field_validator("additional_parameters")
@@ -85,7 +85,7 @@ class SlurmConfig(_Strict):
     def _no_shell_extra(cls, value: dict[str, str | int]) -> dict[str, str | int]:
         for key, item in value.items():
             if _SHELL_META.search(f"{key}{item}"):
-                raise ValueError(f"{key}={item!r} contains a newline, ';', '`' or '$(' ")
+                raise ValueError(f"{key}={item!r} contains a newline, ';', '`' or '$('")
         return value
 
     @field_validator("setup")
@@ -221,10 +221,15 @@ def validate_train(
     try:
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
-        inner = describe_error(exc, TrainConfig)
+        path, message = error_parts(exc, TrainConfig)
         if changes is not None and not _touches(exc, changes):
-            raise SpecError(f"{where}: {field}: conflicts with defaults: {inner}") from None
-        raise SpecError(f"{where}: {field}: {inner}") from None
+            raise SpecError(f"{where}: {field}: conflicts with defaults.{path}: {message}") from None
+        if field.startswith("grid."):
+            # The field names the axis already: `grid.model.head_dropout[1]`, plus any key inside the value.
+            key = next(iter(changes or {}), "")
+            inner = path.removeprefix(key).lstrip(".")
+            raise SpecError(f"{where}: {field}{'.' + inner if inner else ''}: {message}") from None
+        raise SpecError(f"{where}: {field}.{path}: {message}") from None
 
 
 def _touches(exc: ValidationError, changes: Mapping[str, Any]) -> bool:
@@ -235,16 +240,23 @@ def _touches(exc: ValidationError, changes: Mapping[str, Any]) -> bool:
 
 def describe_error(exc: ValidationError, root: type[BaseModel]) -> str:
     """First pydantic error as `dotted.path: message`, listing valid keys for unknown ones."""
+    path, message = error_parts(exc, root)
+    return f"{path}: {message}"
+
+
+def error_parts(exc: ValidationError, root: type[BaseModel]) -> tuple[str, str]:
+    """(dotted path, message) of the first pydantic error."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
     path = ".".join(loc) or "(top level)"
     if err["type"] == "extra_forbidden":
         model = _model_at(root, loc[:-1])
         valid = ", ".join(model.model_fields) if model else "?"
-        return f"{path}: unknown key; valid keys: {valid}"
+        return path, f"unknown key; valid keys: {valid}"
     if err["type"] == "missing":
-        return f"{path}: required key missing"
-    return f"{path}: {err['msg']} (got {_short(err.get('input'))})"
+        return path, "required key missing"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return path, f"{message} (got {_short(err.get('input'))})"
 
 
 def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:

@@ -1,0 +1,72 @@
+"""Planner: pure, deterministic, content-hashed run ids."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.plan import plan, run_id_of, smoke_plan
+from orchestrator.spec import SpecError, load_spec
+
+
+def test_same_spec_same_runs_in_same_order(write_spec: Callable[..., Path]) -> None:
+    first = plan(load_spec(write_spec()))
+    second = plan(load_spec(write_spec()))
+    assert [r.run_id for r in first] == [r.run_id for r in second]
+    assert [r.name for r in first] == [
+        "resnet10t/digits/base/s0",
+        "resnet10t/digits/base/s1",
+        "resnet10t/digits/+aug/s0",
+        "resnet10t/digits/+aug/s1",
+        "resnet10t/digits/+aug+dropout/s0",
+        "resnet10t/digits/+aug+dropout/s1",
+    ]
+
+
+def test_runs_resolve_defaults_grid_and_modifiers(write_spec: Callable[..., Path]) -> None:
+    runs = plan(load_spec(write_spec()))
+    last = runs[-1]
+    assert last.ablation == "+ Aug + Dropout"
+    assert last.seed == 1
+    assert last.config.model.head_dropout == 0.5
+    assert last.config.data.augment is not None and last.config.data.augment.rotate_deg == 10
+    assert last.config.optim.lr == pytest.approx(1e-3)
+    assert runs[0].config.data.augment is None
+
+
+def test_run_id_is_content_hash(write_spec: Callable[..., Path]) -> None:
+    runs = plan(load_spec(write_spec()))
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert all(r.run_id == run_id_of(r.config) for r in runs)
+    # Renaming an ablation row changes no config, so no id.
+    renamed = plan(load_spec(write_spec(ablations={"Base": [], "+ A": ["aug"], "+ A + D": ["aug", "dropout"]})))
+    assert [r.run_id for r in renamed] == [r.run_id for r in runs]
+    # Changing a hyperparameter changes every id.
+    changed = plan(load_spec(write_spec(), ["defaults.optim.lr=0.01"]))
+    assert not {r.run_id for r in changed} & {r.run_id for r in runs}
+
+
+def test_extra_axis_multiplies_rows(write_spec: Callable[..., Path]) -> None:
+    runs = plan(load_spec(write_spec(), ["grid.optim.lr=[1e-3, 1e-2]"]))
+    assert len(runs) == 3 * 2 * 2
+    assert runs[0].axes == {"optim.lr": 1e-3}
+    assert runs[0].name == "resnet10t/digits/base/lr=0.001/s0"
+    assert runs[2].config.optim.lr == pytest.approx(1e-2)
+
+
+def test_identical_cells_are_an_error(write_spec: Callable[..., Path]) -> None:
+    with pytest.raises(SpecError, match="resolve to the same config"):
+        plan(load_spec(write_spec(ablations={"Baseline": [], "Same": []})))
+    # A modifier that overrides a grid axis makes the axis values collapse into one config.
+    with pytest.raises(SpecError, match="resolve to the same config"):
+        plan(load_spec(write_spec(), ["grid.model.head_dropout=[0.2, 0.4]"]))
+
+
+def test_smoke_runs_have_their_own_ids(write_spec: Callable[..., Path]) -> None:
+    runs = plan(load_spec(write_spec()))
+    smoke = smoke_plan(runs)
+    assert [s.name for s in smoke] == [r.name for r in runs]
+    assert not {s.run_id for s in smoke} & {r.run_id for r in runs}
+    assert all(s.config.max_steps_per_epoch == 2 and s.config.epochs == 1 for s in smoke)
