@@ -7,6 +7,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table as RichTable
@@ -25,11 +26,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except SpecError as exc:
-        console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        _error(str(exc))
         return 2
+    except RuntimeError as exc:  # SlurmError and submitit's submission failures
+        _error(f"{type(exc).__name__}: {exc}")
+        return 1
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished runs are kept; submit again to continue")
         return 130
+
+
+def _error(message: str) -> None:
+    """One line on stderr; markup off so `[1]` in a field path is printed as is."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,14 +54,28 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="run what is not done yet")
     _spec_args(p)
-    p.add_argument("--executor", choices=("local", "debug"), default="local", help="where runs execute")
+    p.add_argument(
+        "--executor",
+        choices=("local", "debug", "slurm"),
+        default="local",
+        help="local: one process per run on this machine; debug: in this process; slurm: job arrays",
+    )
+    p.add_argument("--profile", help="cluster profile: slurm/profiles/NAME.yaml or a path (slurm executor)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")
     p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="state of every run of a sweep")
     _spec_args(p)
+    p.add_argument("--watch", action="store_true", help="refresh until no run is pending or running")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes with --watch")
+    p.add_argument("--all", action="store_true", help="list every run, not only unfinished ones")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("cancel", help="cancel the sweep's SLURM jobs that are still pending or running")
+    _spec_args(p)
+    p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("collect", help="results -> runs.csv and ablation tables")
     p.add_argument("target", nargs="?", help="sweep file or output folder (default: every sweep under results/)")
@@ -96,22 +119,72 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator import launch
 
     spec, runs = _load(args)
-    outcome = launch.submit(spec, runs, args.executor, force=args.force, smoke=args.smoke, console=console)
+    outcome = launch.submit(
+        spec,
+        runs,
+        args.executor,
+        force=args.force,
+        smoke=args.smoke,
+        profile=args.profile,
+        dry_run=args.dry_run,
+        console=console,
+    )
     return 1 if outcome.failed else 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    """Counts and a table of run states, from the run folders."""
-    from orchestrator import store
+    """Counts and a table of unfinished or failed runs, from run folders and SLURM."""
+    import time
+
+    from rich.live import Live
+
+    from orchestrator import status, store
 
     spec, runs = _load(args)
-    records = store.inspect(runs, store.sweep_root(spec))
-    counts = Counter(record.state.value for record in records)
-    console.print(f"[bold]{spec.name}[/]: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
-    table = RichTable("run_id", "name", "state", "error")
-    for record in records:
-        table.add_row(record.run.run_id, record.run.name, record.state.value, record.status.get("error", ""))
-    console.print(table)
+    root = store.sweep_root(spec)
+    current = status.sweep_status(runs, root)
+    if not args.watch:
+        console.print(_status_view(spec.name, current, args.all))
+        return 0
+    with Live(_status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
+        while not current.finished:
+            time.sleep(args.interval)  # a refresh period for a human, not synchronisation
+            current = status.sweep_status(runs, root)
+            live.update(_status_view(spec.name, current, args.all), refresh=True)
+    return 0
+
+
+def _status_view(name: str, current: Any, show_all: bool) -> Any:
+    from rich.console import Group
+
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(current.counts.items()))
+    parts: list[Any] = [f"[bold]{name}[/]: {len(current.runs)} runs: {counts}"]
+    if current.warning:
+        parts.append(f"[yellow]warning:[/] {current.warning}")
+    shown = [r for r in current.runs if show_all or r.state != "completed"]
+    table = RichTable("run_id", "state", "job", "name")
+    table.add_column("error / log", overflow="fold")
+    for row in shown[: None if show_all else PLAN_ROWS_SHOWN]:
+        table.add_row(row.run.run_id, row.state, row.job_id or "", row.run.name, row.detail)
+    if shown:
+        parts.append(table)
+    if not show_all and len(shown) > PLAN_ROWS_SHOWN:
+        parts.append(f"... {len(shown) - PLAN_ROWS_SHOWN} more (--all lists every run)")
+    return Group(*parts)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """scancel the sweep's arrays that still have pending or running tasks."""
+    from orchestrator import slurm, slurm_launch, store
+
+    spec, _ = _load(args)
+    if not slurm.available():
+        raise SpecError("cancel: sbatch/squeue not found (not on a SLURM login node)")
+    root = store.sweep_root(spec)
+    _, live = slurm_launch.runs_in_slurm(root)
+    arrays = sorted({job_id.split("_", 1)[0] for job_id in live})
+    slurm.cancel(arrays)
+    console.print(f"{spec.name}: cancelled {len(live)} pending/running jobs in {len(arrays)} array(s)")
     return 0
 
 
@@ -127,7 +200,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         targets = collect.resolve_target(Path(args.target), args.overrides)
     for spec, root in targets:
         written = collect.write_tables(spec, root, smoke=args.smoke)
-        console.print(written.markdown, markup=False)
+        print(written.markdown)  # plain: rich would re-wrap the Markdown table
         console.print(f"[green]tables:[/] {written.table_path}\n[green]runs:[/]   {written.runs_path}")
     return 0
 

@@ -14,21 +14,26 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from orchestrator import store
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.rundir import State
 
 
 class TrainJob:
-    """Train one run into `run_dir`; the config travels as a plain dict (pickles across versions)."""
+    """Train one run into `run_dir`; config and plan metadata travel as plain dicts."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any]) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
+        self.metadata = metadata
 
     def __call__(self) -> dict[str, Any]:
         """Run the training; status.json says running, then completed or failed (with the error)."""
-        rundir.update_status(self.run_dir, State.RUNNING, host=socket.gethostname(), pid=os.getpid(), **_slurm_ids())
+        # Why here and not at submit: a 3000-run array then costs one manifest write, not 6000 files.
+        if not (self.run_dir / rundir.CONFIG).exists():
+            store.write_config(self.run_dir, self.metadata, self.config)
+        rundir.update_status(self.run_dir, State.RUNNING, **_where())
         try:
             from trainers import run  # heavy: torch, timm, accelerate
 
@@ -39,13 +44,42 @@ class TrainJob:
             rundir.update_status(self.run_dir, State.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=tail)
             raise
         rundir.update_status(self.run_dir, State.COMPLETED)
+        _drop_submission_pickle()
         return metrics
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Requeue the same job on preemption or timeout; training resumes from checkpoints/last."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config))
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata))
+
+
+def _where() -> dict[str, Any]:
+    """Host, pid, SLURM ids and log files of the running job, for status.json."""
+    where: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), **_slurm_ids()}
+    paths = _submitit_paths()
+    if paths is not None:
+        where.update(log_out=str(paths.stdout), log_err=str(paths.stderr))
+    return where
+
+
+def _submitit_paths() -> Any:
+    """submitit's JobPaths of the current job, or None outside a submitit job (debug runs)."""
+    if "SUBMITIT_EXECUTOR" not in os.environ and "SUBMITIT_FOLDER" not in os.environ:
+        return None
+    try:
+        import submitit
+
+        return submitit.JobEnvironment().paths
+    except Exception:  # not launched by submitit after all
+        return None
+
+
+def _drop_submission_pickle() -> None:
+    """A finished run's submission pickle is dead weight on a shared filesystem; its logs stay."""
+    paths = _submitit_paths()
+    if paths is not None:
+        Path(paths.submitted_pickle).unlink(missing_ok=True)
 
 
 def _slurm_ids() -> dict[str, str]:

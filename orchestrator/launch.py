@@ -25,7 +25,7 @@ from orchestrator.store import RunRecord
 from trainers import rundir
 from trainers.rundir import State
 
-EXECUTORS = ("local", "debug")
+EXECUTORS = ("local", "debug", "slurm")
 _POLL_S = 0.5
 
 
@@ -43,16 +43,23 @@ class Selection:
         return ", ".join(parts)
 
 
-def select(records: Sequence[RunRecord], force: bool = False) -> Selection:
-    """Completed runs and live running ones are skipped; failed, missing, stale ones are redone."""
+def select(records: Sequence[RunRecord], force: bool = False, in_slurm: set[str] | None = None) -> Selection:
+    """Which runs to launch.
+
+    Skipped: completed runs (unless `force`), and runs still owned by a live process:
+    a live local process, or a SLURM job still pending/running (`in_slurm` holds their
+    run ids; even `force` does not launch a second copy of those). Failed, cancelled,
+    timed-out, preempted, missing and stale runs are launched again.
+    """
+    in_slurm = in_slurm or set()
     selection = Selection(todo=[])
     for record in records:
-        if force:
-            selection.todo.append(record)
-        elif record.state is State.COMPLETED:
+        if record.run.run_id in in_slurm:
+            selection.skipped["pending or running in SLURM"] += 1
+        elif record.state is State.RUNNING and not store.is_stale(record) and "slurm_job_id" not in record.status:
+            selection.skipped["running locally"] += 1
+        elif record.state is State.COMPLETED and not force:
             selection.skipped["completed"] += 1
-        elif record.state is State.RUNNING and not store.is_stale(record):
-            selection.skipped["running"] += 1
         else:
             selection.todo.append(record)
     return selection
@@ -64,6 +71,8 @@ class Outcome:
 
     completed: list[RunSpec] = field(default_factory=list)
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    submitted: dict[str, str] = field(default_factory=dict)
+    """run_id -> SLURM job id, for the slurm executor."""
 
 
 def submit(
@@ -73,28 +82,50 @@ def submit(
     *,
     force: bool = False,
     smoke: bool = False,
+    profile: str | None = None,
+    dry_run: bool = False,
     console: Console | None = None,
 ) -> Outcome:
-    """Launch what is not done yet; returns which runs completed and which failed."""
+    """Launch what is not done yet; returns which runs completed and which failed (local),
+    or which were submitted (slurm)."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     console = console or Console()
     if smoke:
         runs = smoke_plan(runs)
         force = True  # smoke runs are a check, never a cache
     root = store.sweep_root(spec, smoke)
-    root.mkdir(parents=True, exist_ok=True)
-    selection = select(store.inspect(runs, root), force)
+    records = store.inspect(runs, root)
+    if executor == "slurm":
+        from orchestrator import slurm_launch
+
+        config = slurm_launch.resolve(spec, profile)
+        return slurm_launch.submit_arrays(spec, root, records, config, force=force, dry_run=dry_run, console=console)
+    selection = select(records, force)
     console.print(f"[bold]{spec.name}[/]{' (smoke)' if smoke else ''}: {len(runs)} runs planned; {selection.summary()}")
-    if not selection.todo:
+    if not selection.todo or dry_run:
         return Outcome()
+    root.mkdir(parents=True, exist_ok=True)
     store.write_snapshot(spec, root)
-    stamp = store.timestamp()
+    archive_previous(selection.todo, root, force)
     for record in selection.todo:
-        if force and record.path.exists():
-            store.archive(record.path, root, stamp)
         store.prepare(record.run, record.path)
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     return _run_sequentially(spec, selection.todo, executor, console)
+
+
+def archive_previous(todo: list[RunRecord], root: Path, force: bool) -> None:
+    """With --force, move the folders of runs about to be redone aside (nothing is deleted)."""
+    if not force:
+        return
+    stamp = store.timestamp()
+    for record in todo:
+        if record.path.exists():
+            store.archive(record.path, root, stamp)
+
+
+def train_job(record: RunRecord) -> TrainJob:
+    """The submitit callable of a planned run."""
+    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata())
 
 
 def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, console: Console) -> Outcome:
@@ -110,11 +141,8 @@ def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, con
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("runs", total=len(todo), detail="")
         for record in todo:
-            job = _executor(executor, record.path, spec).submit(
-                TrainJob(record.path, record.run.config.model_dump(mode="json"))
-            )
-            detail = _epoch_detail(record)
-            _wait(job, lambda: progress.update(task, detail=detail()), executor)
+            job = _executor(executor, record.path, spec).submit(train_job(record))
+            _wait(job, _progress_tick(progress, task, record), executor)
             error = _job_error(job)
             if error is None:
                 outcome.completed.append(record.run)
@@ -156,16 +184,16 @@ def _job_error(job: Any) -> str | None:
     return None
 
 
-def _epoch_detail(record: RunRecord) -> Callable[[], str]:
-    """A callable describing the run's progress from its history.csv (rows = finished epochs)."""
+def _progress_tick(progress: Progress, task: Any, record: RunRecord) -> Callable[[], None]:
+    """A callable that shows the run's finished epochs (rows of its history.csv) on the progress line."""
     history = record.path / rundir.HISTORY
     epochs = record.run.config.epochs
 
-    def detail() -> str:
+    def tick() -> None:
         try:
             done = max(0, len(history.read_text().splitlines()) - 1)
         except FileNotFoundError:
             done = 0
-        return f"{record.run.name} epoch {done}/{epochs}"
+        progress.update(task, detail=f"{record.run.name} epoch {done}/{epochs}")
 
-    return detail
+    return tick

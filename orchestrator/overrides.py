@@ -19,8 +19,9 @@ _FLAT_SECTIONS = {"grid", "ablations"}
 
 def nested(dotted: str, value: Any) -> dict[str, Any]:
     """`nested("a.b", 1)` -> `{"a": {"b": 1}}`."""
-    out: Any = value
-    for part in reversed(dotted.split(".")):
+    parts = dotted.split(".")
+    out: dict[str, Any] = {parts[-1]: value}
+    for part in reversed(parts[:-1]):
         out = {part: out}
     return out
 

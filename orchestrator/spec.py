@@ -72,6 +72,8 @@ class SlurmConfig(_Strict):
     """At most this many tasks of one array run at once (`%N`)."""
     max_array_size: int | None = Field(None, ge=1)
     """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
+    max_timeouts: int = Field(3, ge=0)
+    """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
 
     @field_validator("partition", "account", "qos", "constraint", "exclude")
     @classmethod

@@ -1,11 +1,11 @@
 """The sweep's folders on disk: which runs are done, running or failed (files only).
 
-    <output_dir>/sweep.yaml            the spec as last submitted (overrides applied)
-    <output_dir>/submissions/          one snapshot per submit, never overwritten
-    <output_dir>/runs/<run_id>/        one folder per run (see trainers.rundir)
-    <output_dir>/archive/<stamp>/      run folders moved aside by --force (nothing is deleted)
-    <output_dir>/smoke/...             the same layout for --smoke runs, never counted as done
-    <output_dir>/tables/               collect's output
+<output_dir>/sweep.yaml            the spec as last submitted (overrides applied)
+<output_dir>/submissions/          one snapshot per submit, never overwritten
+<output_dir>/runs/<run_id>/        one folder per run (see trainers.rundir)
+<output_dir>/archive/<stamp>/      run folders moved aside by --force (nothing is deleted)
+<output_dir>/smoke/...             the same layout for --smoke runs, never counted as done
+<output_dir>/tables/               collect's output
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from trainers import rundir
 from trainers.rundir import State
 
 SWEEP_FILE = "sweep.yaml"
+MANIFEST_FILE = "manifest.json"
+SUBMITIT_DIR = "slurm"
 
 
 def sweep_root(spec: SweepSpec, smoke: bool = False) -> Path:
@@ -79,12 +81,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def prepare(run: RunSpec, path: Path) -> None:
-    """Create the run folder with its config.yaml (plan metadata + resolved trainer config)."""
-    path.mkdir(parents=True, exist_ok=True)
-    document = {**run.metadata(), "trainer": run.config.model_dump(mode="json")}
-    rundir.write_text(path / rundir.CONFIG, yamlio.dumps(document))
+    """Create the run folder with its config.yaml and a pending status."""
+    write_config(path, run.metadata(), run.config.model_dump(mode="json"))
     if rundir.read_json(path / rundir.STATUS) is None:
         rundir.update_status(path, State.PENDING)
+
+
+def write_config(path: Path, metadata: dict[str, Any], trainer: dict[str, Any]) -> None:
+    """config.yaml of a run folder: plan metadata + the resolved trainer config."""
+    path.mkdir(parents=True, exist_ok=True)
+    rundir.write_text(path / rundir.CONFIG, yamlio.dumps({**metadata, "trainer": trainer}))
 
 
 def archive(path: Path, root: Path, stamp: str) -> Path:
@@ -115,3 +121,22 @@ def read_config(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """run_id -> SLURM job of the sweep's latest submission of that run, and the arrays submitted."""
+    manifest = rundir.read_json(root / MANIFEST_FILE) or {}
+    manifest.setdefault("runs", {})
+    manifest.setdefault("arrays", {})
+    return manifest
+
+
+def record_array(
+    root: Path, manifest: dict[str, Any], array_id: str, jobs: dict[str, str], extra: dict[str, Any]
+) -> None:
+    """Add one submitted array (run_id -> job id `A_i`) to the manifest and write it atomically."""
+    now = time.time()
+    manifest["arrays"][array_id] = {"size": len(jobs), "submitted_at": now, **extra}
+    for run_id, job_id in jobs.items():
+        manifest["runs"][run_id] = {"job_id": job_id, "array_id": array_id, "submitted_at": now}
+    rundir.write_json(root / MANIFEST_FILE, manifest)

@@ -8,7 +8,7 @@ then GFLOPs and Params (M) with their relative delta to the baseline row.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -85,11 +85,12 @@ def _backbone_table(joined: pd.DataFrame, backbone: str, metric: str, scale: flo
     # Complexity depends on the head's class count: report it for the first dataset column.
     first = joined[joined["dataset"] == datasets[0]]
     complexity = [_column(first, rows, name, 1.0, True, decimals) for name, _, decimals in COMPLEXITY]
+    complexity = [_enough_decimals(column) for column in complexity]
     for index, row in enumerate(rows):
         cells = [scores[d][index] for d in datasets] + [column[index] for column in complexity]
         table.rows.append((row, cells))
     if len(datasets) > 1:
-        table.notes.append(f"GFLOPs and params of the model trained on {datasets[0]} (the head depends on the classes).")
+        table.notes.append(f"GFLOPs and params of the model trained on {datasets[0]} (the head depends on classes).")
     return table
 
 
@@ -117,6 +118,15 @@ def _column(
         is_best = best is not None and mean == best
         cells.append(Cell(mean, std, n, n_expected, delta, relative, is_best, decimals))
     return cells
+
+
+def _enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
+    """Raise a column's decimals until its smallest value shows `digits` significant digits (tiny models)."""
+    values = [abs(c.mean) for c in cells if c.mean]
+    if not values:
+        return cells
+    needed = max(cells[0].decimals, digits - 1 - math.floor(math.log10(min(values))))
+    return [replace(c, decimals=needed) for c in cells]
 
 
 def _delta(value: float | None, base: float | None, relative: bool) -> float | None:

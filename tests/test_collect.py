@@ -62,7 +62,8 @@ def test_table_mean_std_delta_and_missing(sweep: tuple[SweepSpec, list[RunSpec]]
     assert aug[0].n == 1 and aug[0].n_expected == 2 and aug[0].best
     assert aug[1].delta == pytest.approx(10.0) and aug[1].relative
     assert drop[0].n == 0
-    text = tables.render([table], "md", {"sweep": "tiny", "metric_label": "top-1", "row_header": "Ablation", "notes": []})
+    context = {"sweep": "tiny", "metric_label": "top-1", "row_header": "Ablation", "notes": []}
+    text = tables.render([table], "md", context)
     assert "| Baseline | 91.00 ± 1.41 | 1.00 | 2.000 |" in text
     assert "| + Aug | **95.00** (+4.00) (1/2 seeds) | 1.10 (+10.00%) | 2.200 (+10.00%) |" in text
     assert "| + Aug + Dropout | - | - | - |" in text

@@ -79,7 +79,12 @@ def test_shell_metacharacters_rejected_in_slurm_fields(write_spec: Callable[...,
 
 
 def test_overrides_are_applied_and_recorded(write_spec: Callable[..., Path]) -> None:
-    overrides = ["defaults.epochs=3", "grid.seed=[7]", "defaults.optim.lr=2e-4", "modifiers.aug.data.augment.hflip_p=0.5"]
+    overrides = [
+        "defaults.epochs=3",
+        "grid.seed=[7]",
+        "defaults.optim.lr=2e-4",
+        "modifiers.aug.data.augment.hflip_p=0.5",
+    ]
     spec = load_spec(write_spec(), overrides)
     assert spec.defaults["epochs"] == 3
     assert spec.grid["seed"] == [7]

@@ -1,0 +1,211 @@
+"""SLURM: cluster profiles, cluster facts, and batched job-state queries.
+
+Status is one `squeue` call (live jobs; accounting lags behind for them) plus one
+`sacct` call (how finished jobs ended) per sweep, never one call per job: per-job
+polling of thousands of array tasks overloads controllers.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shutil
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator import yamlio
+from orchestrator.spec import SlurmConfig, SpecError, SweepSpec, describe_error
+
+PROFILE_DIR = Path("slurm/profiles")
+DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default when scontrol cannot be asked
+# States in which SLURM still owns the job: resubmitting would run it twice.
+ACTIVE_STATES = frozenset(
+    {
+        "PENDING",
+        "RUNNING",
+        "REQUEUED",
+        "REQUEUE_HOLD",
+        "REQUEUE_FED",
+        "CONFIGURING",
+        "COMPLETING",
+        "RESIZING",
+        "SUSPENDED",
+        "STAGE_OUT",
+        "SIGNALING",
+        "STOPPED",
+        "RESV_DEL_HOLD",
+    }
+)
+_TASK_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
+
+
+class SlurmError(RuntimeError):
+    """A SLURM command failed in a way the user must see."""
+
+
+def resolve_config(spec: SweepSpec, profile: str | None) -> SlurmConfig:
+    """The spec's slurm block on top of a cluster profile (`slurm/profiles/<name>.yaml` or a path)."""
+    if profile is None:
+        return spec.slurm
+    path = Path(profile)
+    if not path.is_file():
+        path = PROFILE_DIR / f"{profile}.yaml"
+    try:
+        base = yamlio.loads(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))) or "none"
+        raise SpecError(f"{path}: no such cluster profile (known in {PROFILE_DIR}/: {known})") from None
+    if not isinstance(base, dict):
+        raise SpecError(f"{path}: a profile is a mapping of slurm keys")
+    merged = {**base, **spec.slurm.model_dump(exclude_unset=True)}
+    try:
+        return SlurmConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {describe_error(exc, SlurmConfig)}") from None
+
+
+def available() -> bool:
+    """Whether SLURM's client commands are on PATH."""
+    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
+
+
+def _run(args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+
+
+def max_array_size(config: SlurmConfig) -> int:
+    """Largest array a submission may use: the config's override, else the cluster's MaxArraySize."""
+    if config.max_array_size is not None:
+        return config.max_array_size
+    result = _run(["scontrol", "show", "config"])
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", result.stdout, re.M)
+    # Task ids run 0..MaxArraySize-1, so that many tasks fit in one array.
+    return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """Consecutive slices of at most `size` items."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def executor_parameters(config: SlurmConfig, job_name: str) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters for a SlurmConfig."""
+    params: dict[str, Any] = {
+        "job_name": job_name,
+        "time": config.timeout_min,
+        "nodes": config.nodes,
+        "ntasks_per_node": config.tasks_per_node,
+        "cpus_per_task": config.cpus_per_task,
+        "array_parallelism": config.array_parallelism,
+        "setup": list(config.setup),
+        "additional_parameters": dict(config.additional_parameters),
+    }
+    if config.gpus_per_node:
+        params["gpus_per_node"] = config.gpus_per_node
+    if config.mem_gb is not None:
+        params["mem"] = _mem(config.mem_gb)
+    optional = {
+        "partition": config.partition,
+        "account": config.account,
+        "qos": config.qos,
+        "constraint": config.constraint,
+        "exclude": config.exclude,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+def _mem(mem_gb: float) -> str:
+    return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
+
+
+def sbatch_header(folder: Path, params: dict[str, Any], array_size: int) -> str:
+    """The sbatch script submitit would write for an array of `array_size` tasks (for --dry-run)."""
+    from submitit.slurm.slurm import _make_sbatch_string  # submitit's own renderer: what it would send
+
+    return str(_make_sbatch_string(command="<submitit job runner>", folder=folder, map_count=array_size, **params))
+
+
+@dataclass(frozen=True)
+class JobStates:
+    """SLURM's view of a set of jobs: job id (`A_i`) -> state name, plus how it was obtained."""
+
+    states: dict[str, str]
+    accounting: bool
+    """False when sacct was unavailable and only squeue answered."""
+    warning: str | None = None
+
+
+def query_states(array_ids: Iterable[str]) -> JobStates:
+    """States of every task of the given arrays: one squeue call, then one sacct call."""
+    ids = sorted(set(array_ids))
+    if not ids:
+        return JobStates({}, accounting=True)
+    live = _squeue_states(ids)
+    finished, warning = _sacct_states(ids)
+    # squeue is authoritative for live jobs; sacct knows how the others ended.
+    return JobStates({**finished, **live}, accounting=warning is None, warning=warning)
+
+
+def active_ids(array_ids: Iterable[str]) -> dict[str, str]:
+    """Live tasks (pending, running, requeued...) of the given arrays, from one squeue call."""
+    ids = sorted(set(array_ids))
+    return _squeue_states(ids) if ids else {}
+
+
+def _squeue_states(array_ids: list[str]) -> dict[str, str]:
+    wanted = set(array_ids)
+    result = _run(["squeue", "-h", "--array", "-u", getpass.getuser(), "-o", "%i|%T"])
+    if result.returncode != 0:
+        raise SlurmError(f"squeue failed: {result.stderr.strip() or result.stdout.strip()}")
+    states: dict[str, str] = {}
+    for job_id, state in _parse_pairs(result.stdout):
+        if job_id.split("_", 1)[0] in wanted:
+            states.update(dict.fromkeys(expand_job_id(job_id), state))
+    return states
+
+
+def _sacct_states(array_ids: list[str]) -> tuple[dict[str, str], str | None]:
+    result = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(array_ids)])
+    if result.returncode != 0 or "accounting storage is disabled" in (result.stderr + result.stdout):
+        reason = (result.stderr or result.stdout).strip().splitlines()
+        return {}, f"sacct unavailable ({reason[0] if reason else 'no output'}); states from squeue and run folders"
+    states: dict[str, str] = {}
+    for job_id, state in _parse_pairs(result.stdout):
+        states.update(dict.fromkeys(expand_job_id(job_id), state.split()[0]))  # "CANCELLED by 0"
+    return states, None
+
+
+def _parse_pairs(text: str) -> Iterable[tuple[str, str]]:
+    for line in text.splitlines():
+        job_id, sep, state = line.strip().partition("|")
+        if sep:
+            yield job_id, state.split("|")[0]
+
+
+def expand_job_id(job_id: str) -> list[str]:
+    """`123_[0-2,5%4]` -> [123_0, 123_1, 123_2, 123_5]; other ids unchanged."""
+    match = _TASK_RANGE.match(job_id)
+    if not match:
+        return [job_id]
+    array, ranges = match.groups()
+    tasks: list[int] = []
+    for part in ranges.split(","):
+        start, _, end = part.partition("-")
+        tasks.extend(range(int(start), int(end or start) + 1))
+    return [f"{array}_{task}" for task in tasks]
+
+
+def cancel(array_ids: Iterable[str]) -> list[str]:
+    """scancel the given arrays in one call; returns the ids cancelled."""
+    ids = sorted(set(array_ids))
+    if ids:
+        result = _run(["scancel", *ids])
+        if result.returncode != 0:
+            raise SlurmError(f"scancel failed: {result.stderr.strip()}")
+    return ids

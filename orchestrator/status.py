@@ -1,0 +1,96 @@
+"""Sweep status: run folders joined with SLURM's view (one squeue + one sacct call per sweep)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import slurm, store
+from orchestrator.plan import RunSpec
+from orchestrator.store import RunRecord
+from trainers.rundir import State
+
+# SLURM end states that mean "the job stopped without finishing the run".
+_SLURM_ENDINGS = {
+    "CANCELLED": "cancelled",
+    "TIMEOUT": "timeout",
+    "PREEMPTED": "preempted",
+    "NODE_FAIL": "node_fail",
+    "OUT_OF_MEMORY": "out_of_memory",
+    "FAILED": "failed",
+    "BOOT_FAIL": "failed",
+    "DEADLINE": "timeout",
+    "COMPLETED": "failed",  # the job ended but the run never wrote completed: it crashed
+}
+TERMINAL = {"completed", "failed", "not submitted", "interrupted", *_SLURM_ENDINGS.values()}
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """One run's state as the user sees it, with where to look when it went wrong."""
+
+    run: RunSpec
+    state: str
+    job_id: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class SweepStatus:
+    """All runs of a sweep, with counts and a warning when SLURM accounting was unavailable."""
+
+    runs: list[RunStatus]
+    warning: str | None
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Number of runs per state."""
+        return Counter(run.state for run in self.runs)
+
+    @property
+    def finished(self) -> bool:
+        """No run pending or running."""
+        return all(run.state in TERMINAL for run in self.runs)
+
+
+def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
+    """Join the run folders with the manifest and SLURM's job states."""
+    records = store.inspect(runs, root)
+    manifest = store.read_manifest(root)
+    states = slurm.JobStates({}, accounting=True)
+    if manifest["arrays"] and slurm.available():
+        states = slurm.query_states(manifest["arrays"])
+    out = []
+    for record in records:
+        job_id = manifest["runs"].get(record.run.run_id, {}).get("job_id")
+        slurm_state = states.states.get(job_id) if job_id else None
+        out.append(RunStatus(record.run, _state(record, job_id, slurm_state), job_id, _detail(record)))
+    return SweepStatus(out, states.warning)
+
+
+def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> str:
+    """Run folder first for finished runs, SLURM first for live ones."""
+    if record.state is State.COMPLETED:
+        return "completed"
+    if slurm_state in slurm.ACTIVE_STATES:
+        return "running" if slurm_state in {"RUNNING", "COMPLETING"} else "pending"
+    if record.state is State.FAILED:
+        return "failed"
+    if slurm_state is not None:
+        return _SLURM_ENDINGS.get(slurm_state, slurm_state.lower())
+    if record.state is State.RUNNING:
+        return "interrupted" if store.is_stale(record) else "running"
+    if record.state is State.PENDING:
+        return "pending"
+    # Submitted but not yet known to squeue/sacct (accounting lags a few seconds).
+    return "pending" if job_id else "not submitted"
+
+
+def _detail(record: RunRecord) -> str:
+    """The last error line and log file of a failed run."""
+    error = str(record.status.get("error", ""))
+    log = record.status.get("log_err")
+    if error and log:
+        return f"{error.splitlines()[-1]} (log: {log})"
+    return error
