@@ -52,8 +52,10 @@ def test_select_skips_completed_and_live_runs(write_spec: Callable[..., Path], t
     todo = {r.run.run_id for r in selection.todo}
     assert runs[0].run_id not in todo and runs[2].run_id not in todo
     assert {runs[1].run_id, runs[3].run_id, runs[4].run_id, runs[5].run_id} == todo
-    assert selection.skipped == {"completed": 1, "running": 1}
-    assert len(select(store.inspect(runs, root), force=True).todo) == len(runs)
+    assert selection.skipped == {"completed": 1, "running locally": 1}
+    # --force redoes completed runs too, but never starts a second copy of a live one.
+    forced = select(store.inspect(runs, root), force=True)
+    assert {r.run.run_id for r in forced.todo} == {r.run_id for r in runs} - {runs[2].run_id}
 
 
 def test_prepare_writes_config_with_metadata(write_spec: Callable[..., Path]) -> None:
@@ -74,3 +76,15 @@ def test_archive_moves_instead_of_deleting(tmp_path: Path) -> None:
     (run / "metrics.json").write_text("{}")
     moved = store.archive(run, tmp_path, "stamp")
     assert not run.exists() and (moved / "metrics.json").read_text() == "{}"
+
+
+def test_select_never_duplicates_runs_live_in_slurm(write_spec: Callable[..., Path]) -> None:
+    spec = load_spec(write_spec())
+    runs = plan(spec)
+    root = store.sweep_root(spec)
+    failed = store.run_path(root, runs[0].run_id)
+    store.prepare(runs[0], failed)
+    rundir.update_status(failed, State.FAILED, error="x")
+    selection = select(store.inspect(runs, root), force=True, in_slurm={runs[0].run_id, runs[1].run_id})
+    assert {r.run.run_id for r in selection.todo} == {r.run_id for r in runs[2:]}
+    assert selection.skipped == {"pending or running in SLURM": 2}
