@@ -1,0 +1,162 @@
+"""Trainer datasets and transforms: digits split, ImageFolder layouts, caps, tensor shapes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainers.config import DataConfig
+from trainers.data import EpochShuffleSampler, build_data, epoch_seed
+from trainers.datasets import available, build_splits, stratified_split
+from trainers.transforms import build_transform
+
+
+def _data(**fields: object) -> DataConfig:
+    return DataConfig.model_validate(fields)
+
+
+def test_registry_lists_builtin_datasets() -> None:
+    assert {"digits", "imagefolder"} <= set(available())
+    with pytest.raises(ValueError, match=r"registered: .*digits"):
+        build_splits(_data(dataset="no_such_set"))
+
+
+def test_digits_split_sizes_stratified_and_deterministic() -> None:
+    splits = build_splits(_data(dataset={"name": "digits", "val_fraction": 0.1, "test_fraction": 0.2}))
+    assert splits.num_classes == 10
+    assert splits.class_names == [str(d) for d in range(10)]
+    sizes = (len(splits.train), len(splits.val), len(splits.test))
+    assert sum(sizes) == 1797
+    assert sizes[2] == round(0.2 * 1797)
+    assert sizes[1] == round(0.1 * 1797)
+    # Stratified: every class keeps close to its overall share in each split.
+    overall = Counter(splits.train.labels + splits.val.labels + splits.test.labels)
+    for part in (splits.train, splits.val, splits.test):
+        counts = Counter(part.labels)
+        for label, total in overall.items():
+            assert abs(counts[label] / len(part) - total / 1797) < 0.02
+    again = build_splits(_data(dataset="digits"))
+    assert again.test.indices == splits.test.indices  # type: ignore[attr-defined]
+    other = build_splits(_data(dataset={"name": "digits", "split_seed": 1}))
+    assert other.test.indices != splits.test.indices  # type: ignore[attr-defined]
+
+
+def test_digits_test_split_does_not_depend_on_val_fraction() -> None:
+    a = build_splits(_data(dataset={"name": "digits", "val_fraction": 0.1}))
+    b = build_splits(_data(dataset={"name": "digits", "val_fraction": 0.3}))
+    assert a.test.indices == b.test.indices  # type: ignore[attr-defined]
+
+
+def test_digits_images_rgb_or_grayscale() -> None:
+    rgb = build_splits(_data(dataset="digits")).train[0][0]
+    gray = build_splits(_data(dataset="digits", grayscale=True)).train[0][0]
+    assert (rgb.mode, rgb.size) == ("RGB", (8, 8))
+    assert gray.mode == "L"
+    assert np.asarray(gray).max() > 200  # 0..16 counts rendered to the full 0..255 range
+
+
+def test_max_samples_caps_each_split_balanced() -> None:
+    splits = build_splits(_data(dataset={"name": "digits", "max_samples": 50}))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (50, 50, 50)
+    assert set(Counter(splits.train.labels).values()) == {5}
+
+
+def test_stratified_split_zero_fraction_and_tiny_fallback() -> None:
+    labels = [0] * 10 + [1] * 10
+    test, val, train = stratified_split(labels, [0.2, 0.0], seed=0)
+    assert (len(test), len(val), len(train)) == (4, 0, 16)
+    with pytest.warns(UserWarning, match="stratified split impossible"):
+        stratified_split([0, 1, 2, 3], [0.25], seed=0)
+
+
+def _write_images(folder: Path, classes: dict[str, int], size: tuple[int, int] = (20, 14)) -> None:
+    rng = np.random.default_rng(0)
+    for index, (name, count) in enumerate(classes.items()):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+            pixels[..., index % 3] = 255  # class-dependent colour
+            suffix = ".png" if i % 2 else ".jpg"
+            Image.fromarray(pixels).save(folder / name / f"img_{i}{suffix}")
+    (folder / next(iter(classes)) / "notes.txt").write_text("not an image")
+
+
+def test_imagefolder_single_folder_is_split(tmp_path: Path) -> None:
+    _write_images(tmp_path / "set", {"cat": 10, "dog": 10, "owl": 10})
+    data = _data(dataset={"name": "imagefolder", "root": str(tmp_path / "set"), "test_fraction": 0.2})
+    splits = build_splits(data)
+    assert splits.class_names == ["cat", "dog", "owl"]
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (21, 3, 6)
+    assert Counter(splits.test.labels) == {0: 2, 1: 2, 2: 2}
+    image, label = splits.train[0]
+    assert image.mode == "RGB" and image.size == (20, 14) and label in (0, 1, 2)
+
+
+def test_imagefolder_official_splits(tmp_path: Path) -> None:
+    _write_images(tmp_path / "train", {"a": 8, "b": 8})
+    _write_images(tmp_path / "test", {"a": 3, "b": 2})
+    data = _data(dataset={"name": "imagefolder", "root": str(tmp_path), "val_fraction": 0.25})
+    splits = build_splits(data)
+    assert splits.class_names == ["a", "b"]
+    assert len(splits.test) == 5 and Counter(splits.test.labels) == {0: 3, 1: 2}
+    assert (len(splits.train), len(splits.val)) == (12, 4)  # val carved from train only
+
+
+def test_imagefolder_unknown_class_in_test_folder(tmp_path: Path) -> None:
+    _write_images(tmp_path / "train", {"a": 4, "b": 4})
+    _write_images(tmp_path / "test", {"a": 2, "zebra": 2})
+    with pytest.raises(ValueError, match="zebra"):
+        build_splits(_data(dataset={"name": "imagefolder", "root": str(tmp_path), "val_fraction": 0.0}))
+
+
+def test_imagefolder_missing_root_names_path_and_dataset(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=rf"imagefolder.*{missing}"):
+        build_splits(_data(dataset={"name": "imagefolder", "root": str(missing)}))
+
+
+@pytest.mark.parametrize("grayscale", [False, True])
+def test_transforms_shape_and_normalisation(grayscale: bool) -> None:
+    augment = {
+        "hflip_p": 0.5,
+        "rotate_deg": 15,
+        "rotate_p": 0.5,
+        "color_jitter": [0.25, 0.25, 0.25, 0.05],
+        "translate_frac": 0.1,
+        "scale_range": [0.9, 1.1],
+    }
+    data = _data(image_size_px=24, augment=augment, grayscale=grayscale)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (8, 10, 3), dtype=np.uint8))
+    for train in (True, False):
+        out = build_transform(data, train=train)(image)
+        assert out.shape == (3, 24, 24) and out.dtype == torch.float32
+        if grayscale:
+            assert torch.allclose((out[0] * 0.229 + 0.485), (out[1] * 0.224 + 0.456), atol=1e-5)
+    evaluated = [build_transform(data, train=False)(image) for _ in range(2)]
+    assert torch.equal(evaluated[0], evaluated[1])  # no randomness at evaluation
+    assert len(build_transform(data, train=True).transforms) > len(build_transform(data, train=False).transforms)
+
+
+def test_epoch_sampler_depends_only_on_seed_and_epoch() -> None:
+    a, b = EpochShuffleSampler(50, seed=3), EpochShuffleSampler(50, seed=3)
+    a.set_epoch(0)
+    first = list(a)
+    a.set_epoch(1)
+    second = list(a)
+    b.set_epoch(1)
+    assert list(b) == second and first != second and sorted(first) == list(range(50))
+    assert len({epoch_seed(0, e, s) for e in range(20) for s in range(4)}) == 80
+
+
+def test_build_data_loaders_batches() -> None:
+    data = _data(dataset={"name": "digits", "max_samples": 100}, image_size_px=16, batch_size=32, num_workers=0)
+    bundle = build_data(data, seed=0)
+    images, labels = next(iter(bundle.train))
+    assert images.shape == (32, 3, 16, 16) and labels.shape == (32,)
+    assert len(bundle.train) == 3  # 100 // 32, the short last batch dropped
+    assert sum(len(x) for x, _ in bundle.test) == 100

@@ -1,0 +1,132 @@
+"""Real CPU training on digits: it learns, writes its run directory, and resumes exactly."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import trainers
+from trainers import checkpoint, rundir, train
+from trainers.config import TrainConfig
+from trainers.optim import WarmupCosine
+
+
+def _config(**overrides: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "model": {"backbone": "test_resnet"},
+        "data": {"dataset": "digits", "image_size_px": 32, "batch_size": 64, "num_workers": 0},
+        "optim": {"name": "adamw", "lr": 3e-3, "weight_decay": 1e-4},
+        "schedule": {"name": "cosine"},
+        "epochs": 3,
+        "torch_threads": 2,
+    }
+    for key, value in overrides.items():
+        section, _, field = key.rpartition(".")
+        target = base
+        for part in filter(None, section.split(".")):
+            target = target.setdefault(part, {})
+        target[field] = value
+    return TrainConfig.model_validate(base)
+
+
+def test_training_on_digits_learns_and_writes_run_dir(tmp_path: Path) -> None:
+    metrics = trainers.run(_config(), tmp_path)
+    assert metrics["test"]["top1"] > 0.9
+    assert metrics["test"]["n_images"] == 359 and metrics["val"]["n_images"] == 180
+    assert set(metrics["test"]) >= {"top1", "top5", "macro_precision", "macro_recall", "macro_f1"}
+    assert all(0 <= metrics["test"][k] <= 1 for k in ("top1", "top5", "macro_f1"))
+    assert metrics["epochs_trained"] == 3 and 1 <= metrics["best_epoch"] <= 3
+    assert metrics["complexity"]["params"] > 0 and metrics["complexity"]["input_size_px"] == 32
+    assert metrics["provenance"]["device"] == "cpu" and "torch" in metrics["provenance"]["packages"]
+    assert metrics["timing"]["wall_s"] > 0 and metrics["timing"]["train_images_per_s"] > 0
+    assert json.loads((tmp_path / rundir.METRICS).read_text()) == metrics
+    assert not (tmp_path / rundir.STATUS).exists()  # status belongs to the job wrapper
+    with (tmp_path / rundir.HISTORY).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_top1", "lr", "epoch_s"]
+    assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    ckpt = tmp_path / rundir.CHECKPOINTS
+    assert checkpoint.read_state(ckpt / "last")["epochs_done"] == 3
+    assert checkpoint.read_state(ckpt / "best")["epoch"] == metrics["best_epoch"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["best", "last"]  # no temp folders left
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Augmentation, dropout and a loader worker: every source of randomness is exercised.
+    cfg = _config(
+        **{
+            "epochs": 2,
+            "data.augment": {"rotate_deg": 10, "translate_frac": 0.1, "hflip_p": 0.5},
+            "data.num_workers": 1,
+            "model.head_dropout": 0.3,
+        }
+    )
+    straight = trainers.run(cfg, tmp_path / "straight")
+
+    original = train.run_epoch
+
+    def die_after_first_epoch(run: train.Run, epoch: int, progress: train.Progress) -> None:
+        original(run, epoch, progress)
+        raise _Killed
+
+    monkeypatch.setattr(train, "run_epoch", die_after_first_epoch)
+    with pytest.raises(_Killed):
+        trainers.run(cfg, tmp_path / "resumed")
+    assert not (tmp_path / "resumed" / rundir.METRICS).exists()
+    monkeypatch.setattr(train, "run_epoch", original)
+    resumed = trainers.run(cfg, tmp_path / "resumed")
+
+    assert resumed["test"] == straight["test"]
+    assert resumed["val"] == straight["val"]
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    assert resumed["epochs_trained"] == 2
+    assert straight["best_epoch"] == 2  # so the test metrics come from weights trained after the resume
+
+    def losses(run_dir: Path) -> list[tuple[str, ...]]:
+        with (run_dir / rundir.HISTORY).open() as handle:
+            return [(r["epoch"], r["train_loss"], r["val_loss"], r["lr"]) for r in csv.DictReader(handle)]
+
+    assert losses(tmp_path / "resumed") == losses(tmp_path / "straight")
+
+
+def test_finished_run_called_again_only_evaluates(tmp_path: Path) -> None:
+    cfg = _config(epochs=1, max_steps_per_epoch=2, **{"data.dataset": {"name": "digits", "max_samples": 200}})
+    first = trainers.run(cfg, tmp_path / "run")
+    second = trainers.run(cfg, tmp_path / "run")
+    assert second["test"] == first["test"]
+    assert second["timing"]["train_images_per_s"] is None  # nothing was trained this time
+    assert first["timing"]["train_images"] == 2 * 64  # max_steps_per_epoch=2 batches of 64
+    assert first["epochs_trained"] == 1
+
+
+def test_runs_in_one_process_may_change_precision(tmp_path: Path) -> None:
+    # Accelerate's process-wide state is released after each run (debug executor, notebooks).
+    cfg = _config(epochs=1, max_steps_per_epoch=1, **{"data.dataset": {"name": "digits", "max_samples": 100}})
+    trainers.run(cfg, tmp_path / "fp32")
+    bf16 = trainers.run(cfg.model_copy(update={"precision": "bf16"}), tmp_path / "bf16")
+    assert bf16["test"]["n_images"] == 100
+
+
+def test_interrupted_checkpoint_swap_falls_back_to_previous(tmp_path: Path) -> None:
+    ckpt = tmp_path / "checkpoints"
+    (ckpt / "last.old").mkdir(parents=True)
+    rundir.write_json(ckpt / "last.old" / checkpoint.STATE_FILE, {"epochs_done": 3})
+    (ckpt / "last.tmp").mkdir()  # a save killed midway: never trusted
+    assert checkpoint.find_complete(ckpt, checkpoint.LAST) == ckpt / "last.old"
+
+
+def test_warmup_cosine_factors() -> None:
+    schedule = WarmupCosine(warmup_epochs=2, epochs=6)
+    factors = [schedule(e) for e in range(6)]
+    assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
+    assert all(a > b for a, b in itertools.pairwise(factors[2:])) and factors[-1] > 0

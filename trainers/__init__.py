@@ -1,0 +1,33 @@
+"""The GPU-node side of orchestrate: train one TrainConfig into one run directory.
+
+Only `config` and `rundir` are torch-free; this module stays importable on the login
+node by importing the heavy implementation lazily, inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainers.config import TrainConfig
+
+__all__ = ["profile_model", "run"]
+
+
+def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+    """Train `cfg` into `run_dir` (resuming from its last checkpoint) and return the
+    metrics also written to `run_dir/metrics.json`."""
+    from trainers.train import run_training
+
+    return run_training(cfg, Path(run_dir))
+
+
+def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:
+    """Params and GFLOPs of the model `cfg` trains (meta device: instant, no memory).
+
+    `num_classes` defaults to the configured dataset's class count.
+    """
+    from trainers.complexity import profile_model as _profile_model
+
+    return _profile_model(cfg, num_classes)

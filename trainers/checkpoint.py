@@ -1,0 +1,102 @@
+"""Checkpoint folders under <run_dir>/checkpoints/: `last` (full accelerate state, every
+epoch, for resume) and `best` (model weights of the best validation epoch).
+
+A folder is written under a temp name, finished with its small `trainer_state.json`
+(the completeness marker), then swapped in by renames. A kill at any moment leaves
+either the previous folder or the new one, never a half-written one that is trusted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from accelerate.utils import load_checkpoint_in_model
+from torch import nn
+
+from trainers import rundir
+
+LAST = "last"
+BEST = "best"
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """The run's checkpoints folder."""
+    return run_dir / rundir.CHECKPOINTS
+
+
+def find_complete(ckpt_dir: Path, name: str) -> Path | None:
+    """The finished folder `name`, or its previous version if a swap was interrupted."""
+    for candidate in (ckpt_dir / name, ckpt_dir / f"{name}.old"):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    return None
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    """The trainer_state.json of a finished checkpoint folder."""
+    state = rundir.read_json(folder / STATE_FILE)
+    if state is None:
+        raise FileNotFoundError(f"{folder / STATE_FILE} is missing")
+    return state
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    # rename() cannot replace a non-empty folder, hence the .old step; find_complete
+    # falls back to .old if we die between the two renames.
+    old = final.with_name(f"{final.name}.old")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # make the renames themselves durable
+    finally:
+        os.close(fd)
+
+
+def _prepare_tmp(accelerator: Accelerator, ckpt_dir: Path, name: str) -> Path:
+    # Same fixed name on every process, cleared of any leftover from a killed save.
+    tmp = ckpt_dir / f"{name}.tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return tmp
+
+
+def _finish(accelerator: Accelerator, tmp: Path, final: Path, state: dict[str, Any]) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        rundir.write_json(tmp / STATE_FILE, state)
+        _publish(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def save_last(accelerator: Accelerator, ckpt_dir: Path, state: dict[str, Any]) -> None:
+    """Save model, optimizer, scheduler and RNG state as `last`, with `state` beside it."""
+    tmp = _prepare_tmp(accelerator, ckpt_dir, LAST)
+    accelerator.save_state(str(tmp))
+    _finish(accelerator, tmp, ckpt_dir / LAST, state)
+
+
+def save_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path, state: dict[str, Any]) -> None:
+    """Save the model weights (safetensors) as `best`, with `state` beside them."""
+    tmp = _prepare_tmp(accelerator, ckpt_dir, BEST)
+    accelerator.save_model(model, str(tmp))
+    _finish(accelerator, tmp, ckpt_dir / BEST, state)
+
+
+def load_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path) -> dict[str, Any]:
+    """Load the `best` weights into `model`; returns that checkpoint's trainer state."""
+    folder = find_complete(ckpt_dir, BEST)
+    if folder is None:
+        raise FileNotFoundError(f"no finished best checkpoint in {ckpt_dir}")
+    load_checkpoint_in_model(accelerator.unwrap_model(model), str(folder), strict=True)
+    return read_state(folder)

@@ -1,0 +1,74 @@
+"""Parameters and GFLOPs of the exact model a run trains.
+
+GFLOPs follow the house convention: torch.utils.flop_counter.FlopCounterMode total
+(2 x multiply-adds) at batch 1 and the run's input size, divided by 1e9. The count
+runs on the meta device: shapes only, so a 200M-parameter model costs no memory
+and well under a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainers.config import ModelConfig, TrainConfig
+from trainers.models import build_model, count_params
+
+log = logging.getLogger(__name__)
+
+COUNTER = "torch.utils.flop_counter.FlopCounterMode"
+CONVENTION = "2 x multiply-adds, batch 1, 3xHxW input"
+
+
+def count_flops(net: nn.Module, image_size_px: int, device: torch.device) -> int:
+    """FLOPs of one forward pass of `net` (eval mode) on a 1x3xSxS input on `device`."""
+    was_training = net.training
+    net.eval()
+    image = torch.zeros(1, 3, image_size_px, image_size_px, device=device)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            net(image)
+    finally:
+        net.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def complexity(model: ModelConfig, num_classes: int, image_size_px: int) -> dict[str, Any]:
+    """Params and GFLOPs of the model `build_model` makes for this config.
+
+    Built on the meta device; a model whose constructor needs real values falls back to
+    CPU (slower, same numbers), recorded in `counted_on`.
+    """
+    try:
+        with torch.device("meta"):
+            net = build_model(model, num_classes, load_weights=False)
+        flops = count_flops(net, image_size_px, torch.device("meta"))
+        counted_on = "meta"
+    except Exception as error:  # any meta-incompatible op: count on CPU instead
+        log.warning("meta-device count failed (%s); counting on CPU", error)
+        net = build_model(model, num_classes, load_weights=False)
+        flops = count_flops(net, image_size_px, torch.device("cpu"))
+        counted_on = "cpu"
+    params = count_params(net)
+    return {
+        "gflops": flops / 1e9,
+        "params": params,
+        "params_m": params / 1e6,
+        "counter": COUNTER,
+        "convention": CONVENTION,
+        "input_size_px": image_size_px,
+        "counted_on": counted_on,
+    }
+
+
+def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:
+    """Complexity of the run's model; the class count is read from the dataset if not given."""
+    if num_classes is None:
+        from trainers.datasets import build_splits  # only when needed: it may scan a folder
+
+        num_classes = build_splits(cfg.data).num_classes
+    return complexity(cfg.model, num_classes, cfg.data.image_size_px)

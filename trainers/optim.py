@@ -1,0 +1,57 @@
+"""Optimizer and per-epoch learning-rate schedule builders."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch.optim import SGD, Adam, AdamW, Optimizer
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, StepLR
+
+from trainers.config import OptimConfig, ScheduleConfig
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> Optimizer:
+    """Adam / AdamW / SGD (Nesterov-free momentum) over `params` (those that require grad)."""
+    trainable = [p for p in params if p.requires_grad]
+    if optim.name == "adam":
+        return Adam(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.name == "adamw":
+        return AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.name == "sgd":
+        return SGD(trainable, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
+    raise ValueError(f"unknown optimizer {optim.name!r}")
+
+
+class WarmupCosine:
+    """LR factor of epoch e: linear warm-up to 1, then cosine decay towards 0.
+
+    A class rather than a lambda so LambdaLR can save it in a checkpoint. The last epoch
+    keeps a small positive LR instead of wasting a whole epoch at 0.
+    """
+
+    def __init__(self, warmup_epochs: int, epochs: int) -> None:
+        self.warmup_epochs = warmup_epochs
+        self.epochs = epochs
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warmup_epochs:
+            return (epoch + 1) / (self.warmup_epochs + 1)
+        progress = (epoch - self.warmup_epochs) / max(1, self.epochs - self.warmup_epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: Optimizer, schedule: ScheduleConfig, epochs: int) -> LRScheduler:
+    """The configured schedule, meant to be stepped once at the end of every epoch."""
+    if schedule.name == "step":
+        return StepLR(optimizer, step_size=schedule.step_epochs, gamma=schedule.gamma)
+    if schedule.name == "cosine":
+        return LambdaLR(optimizer, WarmupCosine(schedule.warmup_epochs, epochs))
+    if schedule.name == "none":
+        return LambdaLR(optimizer, _constant)
+    raise ValueError(f"unknown schedule {schedule.name!r}")
+
+
+def _constant(epoch: int) -> float:
+    return 1.0
