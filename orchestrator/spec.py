@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
-from orchestrator import yamlio
+from orchestrator import site, yamlio
 from orchestrator.overrides import apply_dotted, apply_overrides, nested
 from trainers.config import TrainConfig
 
@@ -92,10 +92,11 @@ class SlurmConfig(_Strict):
 
     @field_validator("setup")
     @classmethod
-    def _one_line_each(cls, value: list[str]) -> list[str]:
+    def _one_command_each(cls, value: list[str]) -> list[str]:
+        # One plain command per item: `;`, `$(...)` and backticks would smuggle in more.
         for line in value:
-            if "\n" in line or "\r" in line:
-                raise ValueError(f"setup line {line!r} contains a newline; give one list item per line")
+            if _SHELL_META.search(line):
+                raise ValueError(f"setup line {line!r} contains a newline, ';', '`' or '$('; one command per item")
         return value
 
 
@@ -116,6 +117,8 @@ class SweepSpec(_Strict):
     """Ordered table rows, each a list of modifier names; the first row is the baseline."""
     slurm: SlurmConfig = SlurmConfig()
     """Job resources."""
+    site: str | None = None
+    """Site file naming dataset roots and checkpoints (`site:NAME` references); relative to the spec."""
 
     _source: Path | None = PrivateAttr(default=None)
     _overrides: tuple[str, ...] = PrivateAttr(default=())
@@ -140,6 +143,15 @@ class SweepSpec(_Strict):
     def _rows(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         if not value:
             raise ValueError("needs at least one row (the baseline)")
+        for row in value:
+            _check_label(row, "ablation row")
+        return value
+
+    @field_validator("modifiers")
+    @classmethod
+    def _modifier_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for name in value:
+            _check_label(name, "modifier")
         return value
 
     @property
@@ -164,6 +176,12 @@ class SweepSpec(_Strict):
         return {"spec": data, "source": str(self._source), "overrides": list(self._overrides)}
 
 
+def _check_label(name: str, what: str) -> None:
+    """Names that end up in run names and job names: no path tricks, no control characters."""
+    if "/" in name or ".." in name or _SHELL_META.search(name) or not name.strip():
+        raise ValueError(f"{what} name {name!r} must be non-empty, without '/', '..', ';', '`', '$(' or newlines")
+
+
 def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     """Read, override and validate a sweep file; every problem is a one-line SpecError."""
     path = Path(path)
@@ -183,6 +201,10 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         raw = apply_overrides(raw, overrides)
     except ValueError as exc:
         raise SpecError(f"{path}: override {exc}") from None
+    try:
+        raw = site.resolve(raw, path)
+    except site.SiteError as exc:
+        raise SpecError(f"{path}: {exc}") from None
     spec = spec_from_dict(raw, where=str(path))
     spec._source = path.resolve()
     spec._overrides = tuple(overrides)

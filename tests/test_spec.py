@@ -107,3 +107,40 @@ def test_bad_override_is_validated_like_the_file(write_spec: Callable[..., Path]
 def test_output_dir_defaults_to_results_name(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     spec = load_spec(write_spec(output_dir=None))
     assert spec.output_path == (Path.cwd() / "results" / "tiny").resolve()
+
+
+@pytest.mark.parametrize("line", ["module load cuda; rm -rf ~", "source $(conda info --base)/x", "echo `id`", "a\nb"])
+def test_setup_lines_are_one_plain_command(write_spec: Callable[..., Path], line: str) -> None:
+    with pytest.raises(SpecError, match=r"slurm\.setup: setup line .* one command per item"):
+        load_spec(write_spec(slurm={"setup": [line]}))
+
+
+@pytest.mark.parametrize("row", ["a/b", "x..y", "bad;row"])
+def test_unsafe_ablation_row_names(write_spec: Callable[..., Path], row: str) -> None:
+    with pytest.raises(SpecError, match=r"ablations: .*ablation row name"):
+        load_spec(write_spec(ablations={"Baseline": [], row: ["aug"]}))
+
+
+def test_site_references_resolve_relative_to_site_file(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    sites = tmp_path / "sites"
+    sites.mkdir()
+    (sites / "here.yaml").write_text(
+        "datasets:\n  birds: {name: imagefolder, root: data/birds, label: Birds}\ncheckpoints:\n  r18: ckpt/r18.pth\n"
+    )
+    spec = load_spec(
+        write_spec(site="sites/here.yaml", grid={"dataset": ["site:birds"], "seed": [0]}),
+        ["defaults.model.pretrained_path=site:r18"],
+    )
+    assert spec.grid["dataset"] == [{"name": "imagefolder", "root": str(sites / "data/birds"), "label": "Birds"}]
+    assert spec.defaults["model"]["pretrained_path"] == str(sites / "ckpt/r18.pth")
+    assert spec.site == str(sites / "here.yaml")
+
+
+def test_site_reference_errors(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"dataset: 'site:birds' needs a site file"):
+        load_spec(write_spec(grid={"dataset": ["site:birds"]}))
+    (tmp_path / "s.yaml").write_text("datasets:\n  cub: {name: cub200, root: /x}\n")
+    with pytest.raises(SpecError, match=r"'site:birds' is not in datasets of .*s.yaml \(known: cub\)"):
+        load_spec(write_spec(site="s.yaml", grid={"dataset": ["site:birds"]}))
+    with pytest.raises(SpecError, match=r"site file .*nope.yaml does not exist"):
+        load_spec(write_spec(site="nope.yaml"))

@@ -1,0 +1,69 @@
+"""Our SLURM logic alone (no cluster): id parsing, chunking, profiles, the no-accounting fallback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator import slurm
+from orchestrator.spec import SpecError, load_spec
+
+
+def test_expand_job_id() -> None:
+    assert slurm.expand_job_id("12_[0-2,5%4]") == ["12_0", "12_1", "12_2", "12_5"]
+    assert slurm.expand_job_id("12_7") == ["12_7"]
+    assert slurm.expand_job_id("99") == ["99"]
+
+
+def test_chunks_respect_size() -> None:
+    sizes = [len(c) for c in slurm.chunks(list(range(3000)), 1001)]
+    assert sizes == [1001, 1001, 998]
+
+
+def test_profile_under_spec(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    profile = tmp_path / "site.yaml"
+    profile.write_text("partition: gpu\naccount: proj\ntimeout_min: 600\nsetup: [module load cuda]\n")
+    spec = load_spec(write_spec(slurm={"timeout_min": 30, "gpus_per_node": 1}))
+    config = slurm.resolve_config(spec, str(profile))
+    assert (config.partition, config.account, config.setup) == ("gpu", "proj", ["module load cuda"])
+    assert config.timeout_min == 30, "the spec's own value wins over the profile"
+    params = slurm.executor_parameters(config, "orch-x")
+    assert params["gpus_per_node"] == 1 and params["time"] == 30 and params["partition"] == "gpu"
+
+
+def test_profile_unknown_key_and_missing(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = load_spec(write_spec())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("partitoin: gpu\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: partitoin: unknown key; valid keys: partition, account"):
+        slurm.resolve_config(spec, str(bad))
+    with pytest.raises(SpecError, match=r"no such cluster profile"):
+        slurm.resolve_config(spec, "no-such-site")
+
+
+def test_dry_run_header_shows_throttle_and_resources(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    spec = load_spec(write_spec(slurm={"partition": "gpu", "gpus_per_node": 2, "array_parallelism": 8}))
+    header = slurm.sbatch_header(tmp_path, slurm.executor_parameters(spec.slurm, "orch-tiny"), 40)
+    assert "#SBATCH --array=0-39%8" in header
+    assert "#SBATCH --gpus-per-node=2" in header and "#SBATCH --partition=gpu" in header
+
+
+def test_without_accounting_status_uses_squeue_and_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A site without slurmdbd: sacct refuses; states still come from squeue, with one warning."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_sacct = bin_dir / "sacct"
+    fake_sacct.write_text("#!/bin/sh\necho 'sacct: error: Slurm accounting storage is disabled' >&2\nexit 1\n")
+    fake_squeue = bin_dir / "squeue"
+    fake_squeue.write_text("#!/bin/sh\necho '41_[2-3]|PENDING'\necho '41_0|RUNNING'\necho '7|RUNNING'\n")
+    for script in (fake_sacct, fake_squeue):
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    states = slurm.query_states(["41"])
+    assert states.states == {"41_0": "RUNNING", "41_2": "PENDING", "41_3": "PENDING"}
+    assert not states.accounting
+    assert states.warning is not None and "accounting storage is disabled" in states.warning
+    assert "\n" not in states.warning
