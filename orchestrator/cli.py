@@ -22,7 +22,13 @@ PLAN_ROWS_SHOWN = 40
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `orchestrate` console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Overrides may come after options too (`submit x.yaml --dry-run k=v`), as Hydra users type them.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [item for item in extra if "=" not in item or item.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
     try:
         return int(args.func(args))
     except SpecError as exc:

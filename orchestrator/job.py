@@ -29,11 +29,16 @@ class TrainJob:
         self.metadata = metadata
 
     def __call__(self) -> dict[str, Any]:
-        """Run the training; status.json says running, then completed or failed (with the error)."""
+        """Run the training; status.json says running, then completed or failed (with the error).
+
+        In a multi-task job every task calls this; all train, only rank 0 writes the status.
+        """
+        is_main = _export_distributed_env() == 0
         # Why here and not at submit: a 3000-run array then costs one manifest write, not 6000 files.
-        if not (self.run_dir / rundir.CONFIG).exists():
+        if is_main and not (self.run_dir / rundir.CONFIG).exists():
             store.write_config(self.run_dir, self.metadata, self.config)
-        rundir.update_status(self.run_dir, State.RUNNING, **_where())
+        if is_main:
+            rundir.update_status(self.run_dir, State.RUNNING, **_where())
         try:
             from trainers import run  # heavy: torch, timm, accelerate
 
@@ -41,10 +46,12 @@ class TrainJob:
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
-            rundir.update_status(self.run_dir, State.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=tail)
+            if is_main:
+                rundir.update_status(self.run_dir, State.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=tail)
             raise
-        rundir.update_status(self.run_dir, State.COMPLETED)
-        _drop_submission_pickle()
+        if is_main:
+            rundir.update_status(self.run_dir, State.COMPLETED)
+            _drop_submission_pickle()
         return metrics
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -52,6 +59,20 @@ class TrainJob:
         import submitit
 
         return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata))
+
+
+def _export_distributed_env() -> int:
+    """In a job of several tasks, export torch.distributed's env:// variables from SLURM; returns the rank.
+
+    One task per GPU: Accelerate reads RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT and
+    picks `cuda:LOCAL_RANK`, so CUDA_VISIBLE_DEVICES is left as SLURM set it.
+    """
+    if int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or _submitit_paths() is None:
+        return 0
+    import submitit
+
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    return int(env.rank)
 
 
 def _where() -> dict[str, Any]:

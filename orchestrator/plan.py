@@ -95,6 +95,7 @@ def _cells(spec: SweepSpec) -> Iterator[_Cell]:
     extra = {k: v for k, v in spec.grid.items() if k not in _MAIN_AXES}
     for backbone, dataset in itertools.product(backbones, datasets):
         base = apply_dotted(defaults, {"model.backbone": backbone, AXIS_ALIASES["dataset"]: dataset})
+        base = apply_dotted(base, spec.per_backbone.get(backbone, {}))
         for row, modifier_names in spec.ablations.items():
             for combo in itertools.product(*extra.values()):
                 axes = dict(zip(extra, combo, strict=True))

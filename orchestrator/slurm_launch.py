@@ -11,6 +11,7 @@ from pathlib import Path
 from rich.console import Console
 
 from orchestrator import launch, slurm, store
+from orchestrator.plan import RunSpec
 from orchestrator.spec import SlurmConfig, SweepSpec
 from orchestrator.store import RunRecord
 
@@ -50,33 +51,53 @@ def submit_arrays(
     if not selection.todo:
         return launch.Outcome()
     size = slurm.max_array_size(config) if slurm.available() else config.max_array_size or slurm.DEFAULT_MAX_ARRAY_SIZE
-    groups = slurm.chunks(selection.todo, size)
-    params = slurm.executor_parameters(config, job_name=f"orch-{spec.name}")
+    arrays = [
+        (job_config, chunk)
+        for job_config, members in by_resources(config, selection.todo)
+        for chunk in slurm.chunks(members, size)
+    ]
     folder = root / store.SUBMITIT_DIR
     if dry_run:
-        _print_dry_run(groups, folder, params, size, console)
+        _print_dry_run(arrays, folder, spec.name, size, console)
         return launch.Outcome()
     root.mkdir(parents=True, exist_ok=True)
     store.write_snapshot(spec, root)
     launch.archive_previous(selection.todo, root, force)
-    return _submit_groups(root, groups, folder, params, config, console)
+    return _submit_arrays(root, arrays, folder, spec.name, console)
 
 
-def _submit_groups(
-    root: Path,
-    groups: list[list[RunRecord]],
-    folder: Path,
-    params: dict[str, object],
-    config: SlurmConfig,
-    console: Console,
+def job_resources(base: SlurmConfig, run: RunSpec) -> SlurmConfig:
+    """The SLURM resources of one run: the slurm block, sized by the run's `distributed` block.
+
+    A run with GPUs or several processes gets `nodes` and `gpus_per_node` from its trainer
+    config and one task per GPU; a plain single-process run keeps the slurm block as is.
+    """
+    dist = run.config.distributed
+    if dist.gpus_per_node == 0 and dist.processes == 1:
+        return base
+    tasks = max(1, dist.gpus_per_node)
+    return base.model_copy(update={"nodes": dist.nodes, "gpus_per_node": dist.gpus_per_node, "tasks_per_node": tasks})
+
+
+def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[SlurmConfig, list[RunRecord]]]:
+    """Runs grouped by identical job resources (an array has one sbatch header), in plan order."""
+    groups: dict[str, tuple[SlurmConfig, list[RunRecord]]] = {}
+    for record in records:
+        config = job_resources(base, record.run)
+        groups.setdefault(config.model_dump_json(), (config, []))[1].append(record)
+    return list(groups.values())
+
+
+def _submit_arrays(
+    root: Path, arrays: list[tuple[SlurmConfig, list[RunRecord]]], folder: Path, name: str, console: Console
 ) -> launch.Outcome:
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts)
-    executor.update_parameters(**params)
     manifest = store.read_manifest(root)
     outcome = launch.Outcome()
-    for group in groups:
+    for config, group in arrays:
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts)
+        executor.update_parameters(**slurm.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
             jobs = [executor.submit(launch.train_job(record)) for record in group]
         array_id = str(jobs[0].job_id).split("_", 1)[0]
@@ -84,18 +105,19 @@ def _submit_groups(
         # Written after each array: a crash between arrays still leaves every submitted job findable.
         store.record_array(root, manifest, array_id, submitted, {"folder": str(folder)})
         outcome.submitted.update(submitted)
-        console.print(f"submitted array {array_id}: {len(group)} tasks (at most {config.array_parallelism} at once)")
+        size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
+        console.print(f"submitted array {array_id}: {len(group)} runs of {size}, {config.array_parallelism} at once")
     console.print(f"logs: {folder}/<job id>_0_log.out|err; `orchestrate status` follows progress")
     return outcome
 
 
 def _print_dry_run(
-    groups: list[list[RunRecord]], folder: Path, params: dict[str, object], size: int, console: Console
+    arrays: list[tuple[SlurmConfig, list[RunRecord]]], folder: Path, name: str, size: int, console: Console
 ) -> None:
-    sizes = ", ".join(str(len(g)) for g in groups)
-    console.print(f"dry run: would submit {len(groups)} job array(s) of {sizes} tasks (MaxArraySize {size})")
-    for index, group in enumerate(groups):
-        header = slurm.sbatch_header(folder, params, len(group))
-        console.print(f"--- array {index + 1}/{len(groups)}: {group[0].run.name} ... {group[-1].run.name}")
+    sizes = ", ".join(str(len(group)) for _, group in arrays)
+    console.print(f"dry run: would submit {len(arrays)} job array(s) of {sizes} tasks (MaxArraySize {size})")
+    for index, (config, group) in enumerate(arrays):
+        header = slurm.sbatch_header(folder, slurm.executor_parameters(config, f"orch-{name}"), len(group))
+        console.print(f"--- array {index + 1}/{len(arrays)}: {group[0].run.name} ... {group[-1].run.name}")
         console.print(header, markup=False, highlight=False)
     console.print("nothing submitted")

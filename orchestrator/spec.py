@@ -11,10 +11,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from orchestrator import site, yamlio
 from orchestrator.overrides import apply_dotted, apply_overrides, nested
@@ -113,12 +121,18 @@ class SweepSpec(_Strict):
     """Axes: backbone, dataset, seed, or any dotted trainer key; runs = product of the axes."""
     modifiers: dict[str, dict[str, Any]] = {}
     """Named config overrides (dotted keys), switched on by ablation rows."""
+    per_backbone: dict[str, dict[str, Any]] = {}
+    """Dotted trainer overrides for every cell of one backbone (its GPUs, batch size, input size...)."""
     ablations: dict[str, list[str]] = {"Baseline": []}
     """Ordered table rows, each a list of modifier names; the first row is the baseline."""
     slurm: SlurmConfig = SlurmConfig()
     """Job resources."""
     site: str | None = None
     """Site file naming dataset roots and checkpoints (`site:NAME` references); relative to the spec."""
+    tables: Annotated[list[TableSpec], AfterValidator(_unique_table_names)] = Field(default_factory=lambda: [TableSpec()])
+    """Tables `collect` writes (metric, rows, columns, formats); default: one top-1 table named `table`."""
+    budget: BudgetSpec | None = None
+    """Compute budget against the baseline row: checked by `plan` and `profile`, marked in tables."""
 
     _source: Path | None = PrivateAttr(default=None)
     _overrides: tuple[str, ...] = PrivateAttr(default=())
@@ -227,6 +241,11 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
     base_dict = base.model_dump()
     for name, changes in spec.modifiers.items():
         validate_train(apply_dotted(base_dict, changes), where, f"modifiers.{name}", changes)
+    backbones = spec.grid.get("backbone", [base.model.backbone])
+    for backbone, changes in spec.per_backbone.items():
+        if backbone not in backbones:
+            raise SpecError(f"{where}: per_backbone.{backbone}: not a backbone of the grid ({', '.join(backbones)})")
+        validate_train(apply_dotted(base_dict, changes), where, f"per_backbone.{backbone}", changes)
     for row, names in spec.ablations.items():
         unknown = [m for m in names if m not in spec.modifiers]
         if unknown:
@@ -248,6 +267,8 @@ def validate_train(
         path, message = error_parts(exc, TrainConfig)
         if changes is not None and not _touches(exc, changes):
             raise SpecError(f"{where}: {field}: conflicts with defaults.{path}: {message}") from None
+        if not path:  # a rule across fields (e.g. batch size vs processes)
+            raise SpecError(f"{where}: {field}: {message}") from None
         if field.startswith("grid."):
             # The field names the axis already: `grid.model.head_dropout[1]`, plus any key inside the value.
             key = next(iter(changes or {}), "")
@@ -265,14 +286,14 @@ def _touches(exc: ValidationError, changes: Mapping[str, Any]) -> bool:
 def describe_error(exc: ValidationError, root: type[BaseModel]) -> str:
     """First pydantic error as `dotted.path: message`, listing valid keys for unknown ones."""
     path, message = error_parts(exc, root)
-    return f"{path}: {message}"
+    return f"{path or '(top level)'}: {message}"
 
 
 def error_parts(exc: ValidationError, root: type[BaseModel]) -> tuple[str, str]:
     """(dotted path, message) of the first pydantic error."""
     err = exc.errors()[0]
     loc = [str(p) for p in err["loc"]]
-    path = ".".join(loc) or "(top level)"
+    path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         model = _model_at(root, loc[:-1])
         valid = ", ".join(model.model_fields) if model else "?"
@@ -321,4 +342,83 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
-__all__ = ["AXIS_ALIASES", "SlurmConfig", "SpecError", "SweepSpec", "load_spec", "nested"]
+TABLE_FORMATS = ("md", "tex", "html", "csv")
+TableFormat = Literal["md", "tex", "html", "csv"]
+# Dimensions a table can lay out besides extra grid axes (named as in `grid:`).
+TABLE_DIMS = ("backbone", "dataset", "ablation", "metric")
+
+
+class TableSpec(_Strict):
+    """One table of `collect`: a metric laid out as rows x columns, written in several formats."""
+
+    name: str = "table"
+    """File stem: tables/<name>.md, .tex, .html, .csv; unique within the sweep."""
+    title: str | None = None
+    """Caption; None names the metric."""
+    metric: str | list[str] = "top1"
+    """Key(s) under metrics.json `test` (top1, macro_f1, super.macro_f1, micro_f1, exact_match) or full dotted keys."""
+    metric_labels: dict[str, str] = {}
+    """Header text per metric, overriding the built-in labels (`top1` -> `top-1 (%)`)."""
+    rows: list[str] | None = None
+    """Dimensions whose values are the rows (ablation, backbone, dataset, metric, grid axes); None = ablation + extra axes."""
+    columns: list[str] | None = None
+    """Dimensions whose values are the score columns; None = dataset (+ metric when there are several)."""
+    group: str | None = None
+    """Dimension whose values become row groups of one table (e.g. backbone); None = no groups."""
+    split: list[str] | None = None
+    """Dimensions with one table per value; None = backbone (unless used elsewhere)."""
+    scale: float = Field(100.0, gt=0)
+    """Factor applied to metric values: 100 shows fractions as percent."""
+    decimals: int = Field(2, ge=0, le=8)
+    """Decimals of scores, their std and their deltas."""
+    best: Literal["max", "min", "none"] = "max"
+    """Which score is bold in each column (per row group)."""
+    delta: bool = True
+    """Show each score's difference to the baseline row."""
+    complexity: bool = True
+    """Add GFLOPs and Params (M) columns with their relative delta."""
+    formats: list[TableFormat] = list(TABLE_FORMATS)
+    """Files written: md, tex (booktabs), html, csv."""
+    template: str | None = None
+    """Custom Jinja template (relative to the spec file), written to tables/<name>.<template name without .j2>."""
+
+    @field_validator("name")
+    @classmethod
+    def _file_stem(cls, value: str) -> str:
+        if not _SAFE_NAME.match(value) or ".." in value:
+            raise ValueError(f"{value!r} must be letters, digits, '_', '-', '.', without '/' or '..'")
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _some_metric(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("needs at least one metric")
+        return value
+
+    @property
+    def metrics(self) -> list[str]:
+        """The metric keys as a list."""
+        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+
+class BudgetSpec(_Strict):
+    """Compute budget relative to the baseline row of the same backbone and dataset."""
+
+    max_gflops_increase_pct: float | None = Field(None, ge=0)
+    """Most GFLOPs a row may add over its baseline, in percent (report 004: 5)."""
+    max_params_increase_pct: float | None = Field(None, ge=0)
+    """Most parameters a row may add over its baseline, in percent."""
+
+
+def _unique_table_names(tables: list[TableSpec]) -> list[TableSpec]:
+    names = [table.name for table in tables]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"table name {twice[0]!r} is used twice; give each table its own `name`")
+    return tables
+
+
+SweepSpec.model_rebuild()
+
+__all__ = ["AXIS_ALIASES", "BudgetSpec", "SlurmConfig", "SpecError", "SweepSpec", "TableSpec", "load_spec", "nested"]

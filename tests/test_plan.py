@@ -70,3 +70,22 @@ def test_smoke_runs_have_their_own_ids(write_spec: Callable[..., Path]) -> None:
     assert [s.name for s in smoke] == [r.name for r in runs]
     assert not {s.run_id for s in smoke} & {r.run_id for r in runs}
     assert all(s.config.max_steps_per_epoch == 2 and s.config.epochs == 1 for s in smoke)
+
+
+def test_per_backbone_overrides_apply_to_that_backbone_only(write_spec: Callable[..., Path]) -> None:
+    spec = load_spec(
+        write_spec(),
+        ["grid.backbone=[resnet10t, test_vit]", "per_backbone.test_vit={data.image_size_px: 32, distributed.gpus_per_node: 2}"],
+    )
+    runs = plan(spec)
+    vit = [r for r in runs if r.backbone == "test_vit"]
+    other = [r for r in runs if r.backbone == "resnet10t"]
+    assert {r.config.data.image_size_px for r in vit} == {32} and {r.config.distributed.processes for r in vit} == {2}
+    assert {r.config.data.image_size_px for r in other} == {16}
+
+
+def test_per_backbone_must_name_a_grid_backbone_and_batch_must_split(write_spec: Callable[..., Path]) -> None:
+    with pytest.raises(SpecError, match=r"per_backbone.vit_huge: not a backbone of the grid \(resnet10t\)"):
+        load_spec(write_spec(), ["per_backbone.vit_huge={epochs: 2}"])
+    with pytest.raises(SpecError, match=r"defaults: data.batch_size 32 is not divisible by processes"):
+        load_spec(write_spec(), ["defaults.distributed.gpus_per_node=3"])

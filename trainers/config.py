@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Strict(BaseModel):
@@ -19,14 +19,24 @@ class _Strict(BaseModel):
 
 
 class DatasetConfig(_Strict):
-    """Which dataset a run reads and how it is split."""
+    """Which dataset a run reads, its label structure and how it is split."""
 
     name: str = "digits"
-    """Registered dataset name (`digits`, `imagefolder`)."""
+    """Registered dataset: digits, imagefolder, cub200, fgvc_aircraft, foodx251, hierarchical_csv, multilabel, combined."""
     root: str | None = None
-    """Dataset root on disk; not needed for `digits`, which ships with scikit-learn."""
+    """Dataset root on disk; not needed for `digits` (bundled with scikit-learn) or `combined`."""
     label: str | None = None
     """Column title in tables; defaults to `name`."""
+    task: Literal["single", "hierarchical", "multilabel"] | None = None
+    """Label structure to build; None = the dataset's own (digits and fgvc_aircraft offer the others too)."""
+    super_level: str | None = None
+    """Super-class level of a hierarchical view (fgvc_aircraft: family or manufacturer; default family)."""
+    novel_subclasses: tuple[str, ...] = ()
+    """Hierarchical: sub-classes held out of train/val whose test images are labelled with the novel slot."""
+    parts: tuple[DatasetConfig, ...] = ()
+    """`combined` only: the datasets to concatenate, labels offset in this order."""
+    layout: dict[str, str] = {}
+    """File or folder names that differ from the layout's defaults (keys per dataset, see README)."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Fraction held out for validation when the dataset has no official val split."""
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -35,6 +45,16 @@ class DatasetConfig(_Strict):
     """Seed of the stratified split; fixed per dataset so every run sees the same test set."""
     max_samples: int | None = Field(None, ge=1)
     """Cap on images per split (smoke runs); None keeps every image."""
+    max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
+    """Corrupt images are skipped and counted; more than this fraction of a split fails the run."""
+
+    @field_validator("parts", mode="before")
+    @classmethod
+    def _parts_from_names(cls, value: Any) -> Any:
+        # `parts: [cub200, fgvc_aircraft]` is short for mappings with only a name.
+        if isinstance(value, list | tuple):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
 
     @property
     def display_name(self) -> str:
@@ -74,6 +94,14 @@ class DataConfig(_Strict):
     """Train-time augmentation; None trains on resized images only."""
     grayscale: bool = False
     """Convert images to grayscale (replicated to 3 channels for pretrained stems)."""
+    pin_memory: bool | None = None
+    """Page-locked host batches for faster GPU copies; None = on when CUDA is available."""
+    persistent_workers: bool | None = None
+    """Keep loader workers alive between epochs; None = on when there are workers."""
+    prefetch_factor: int | None = Field(None, ge=1)
+    """Batches each worker loads ahead; None = 4 with workers (torch default 2)."""
+    jpeg_draft: bool = True
+    """Decode JPEGs at a reduced DCT scale still >= image_size_px (much faster for large photos)."""
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -119,6 +147,30 @@ class ScheduleConfig(_Strict):
     """Linear warm-up epochs before cosine decay."""
 
 
+class DistributedConfig(_Strict):
+    """How big one run's job is and how its processes cooperate (one process per GPU)."""
+
+    nodes: int = Field(1, ge=1)
+    """Nodes of the job."""
+    gpus_per_node: int = Field(0, ge=0)
+    """GPUs per node; one process (SLURM task) per GPU. 0 = one CPU process (or one GPU if present)."""
+    strategy: Literal["ddp", "deepspeed"] = "ddp"
+    """Data parallelism (DDP) or DeepSpeed ZeRO (through Accelerate's DeepSpeedPlugin)."""
+    zero_stage: int = Field(2, ge=0, le=3)
+    """DeepSpeed ZeRO stage (0-3); only with strategy deepspeed."""
+    offload_optimizer: bool = False
+    """DeepSpeed: keep optimizer state in CPU memory."""
+    offload_params: bool = False
+    """DeepSpeed ZeRO-3: keep parameters in CPU memory."""
+    grad_accum_steps: int = Field(1, ge=1)
+    """Micro-batches per optimizer step; per-device batch = batch_size / (processes x this)."""
+
+    @property
+    def processes(self) -> int:
+        """World size: one process per GPU, at least one per node."""
+        return self.nodes * max(1, self.gpus_per_node)
+
+
 class TrainConfig(_Strict):
     """Everything one run needs; its content hash is the run id."""
 
@@ -140,6 +192,18 @@ class TrainConfig(_Strict):
     """Stop each epoch after this many optimizer steps (smoke runs)."""
     torch_threads: int | None = Field(None, ge=1)
     """CPU threads for torch; None lets torch decide from the job's CPU count."""
+    distributed: DistributedConfig = DistributedConfig()
+    """Job size (nodes, GPUs) and parallel strategy; the global batch size stays data.batch_size."""
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> TrainConfig:
+        # The global batch is the experiment; it must split evenly into per-device micro-batches.
+        parts = self.distributed.processes * self.distributed.grad_accum_steps
+        if self.data.batch_size % parts:
+            raise ValueError(
+                f"data.batch_size {self.data.batch_size} is not divisible by processes x grad_accum_steps = {parts}"
+            )
+        return self
 
 
 def config_fields(model: type[BaseModel], prefix: str = "") -> list[str]:
