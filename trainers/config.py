@@ -22,7 +22,7 @@ class DatasetConfig(_Strict):
     """Which dataset a run reads, its label structure and how it is split."""
 
     name: str = "digits"
-    """Registered dataset: digits, imagefolder, cub200, fgvc_aircraft, foodx251, hierarchical_csv, multilabel, combined."""
+    """Registered dataset (digits, imagefolder, cub200, fgvc_aircraft, foodx251, hierarchical_csv, ...)."""
     root: str | None = None
     """Dataset root on disk; not needed for `digits` (bundled with scikit-learn) or `combined`."""
     label: str | None = None
@@ -77,6 +77,35 @@ class AugmentConfig(_Strict):
     """Maximum shift as a fraction of the image side (random affine)."""
     scale_range: tuple[float, float] | None = None
     """Zoom range of the random affine, e.g. [0.9, 1.1]."""
+    shear_deg: float = Field(0.0, ge=0.0, lt=90.0)
+    """Maximum absolute shear angle in degrees (random affine, along x)."""
+    policy: Literal["fgvc", "keras"] | None = None
+    """Named preset filling every field not set explicitly (see AUGMENT_POLICIES); None: fields only."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_policy(cls, value: Any) -> Any:
+        # Expanded here so the resolved config (and with it the run id) shows real values.
+        if isinstance(value, dict) and value.get("policy") is not None:
+            preset = AUGMENT_POLICIES.get(value["policy"])
+            if preset is not None:
+                return {**preset, **value}
+        return value
+
+
+AUGMENT_POLICIES: dict[str, dict[str, Any]] = {
+    # Report 004: flip p=.25, rotation <=15 deg p=.25, jitter b/c/s [0.75, 1.25], hue [-0.05, 0.05].
+    "fgvc": {"hflip_p": 0.25, "rotate_deg": 15.0, "rotate_p": 0.25, "color_jitter": (0.25, 0.25, 0.25, 0.05)},
+    # Reports 000/002 (Keras ImageDataGenerator): rotation, shift, shear, zoom, flip. The reports give
+    # no numbers; these are that generator's customary values (20 deg, 0.2, 0.2 rad, 0.2, flip).
+    "keras": {
+        "hflip_p": 0.5,
+        "rotate_deg": 20.0,
+        "translate_frac": 0.2,
+        "shear_deg": 11.46,
+        "scale_range": (0.8, 1.2),
+    },
+}
 
 
 class DataConfig(_Strict):
@@ -110,6 +139,26 @@ class DataConfig(_Strict):
         return {"name": value} if isinstance(value, str) else value
 
 
+class HeadConfig(_Strict):
+    """One classification head: features -> [Linear -> activation -> dropout] x hidden -> Linear."""
+
+    hidden_dims: tuple[int, ...] = ()
+    """Widths of the hidden layers ([512] in report 000); empty: a single linear layer."""
+    activation: Literal["relu", "gelu"] = "relu"
+    """Activation after each hidden layer."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout after each hidden activation."""
+
+
+class InsertConfig(_Strict):
+    """An ablation module placed on the output of one stage of the timm backbone."""
+
+    module: Literal["scra"]
+    """Registered module name (trainers.inserts)."""
+    after_stage: int = Field(ge=1)
+    """1-based feature level of timm's `feature_info`: the module gates that level's output."""
+
+
 class ModelConfig(_Strict):
     """Backbone and head."""
 
@@ -118,20 +167,60 @@ class ModelConfig(_Strict):
     pretrained_path: str | None = None
     """Local checkpoint file of backbone weights; None trains from scratch."""
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    """Dropout probability right before the classification head."""
+    """Dropout probability right before the classification head(s)."""
+    head: HeadConfig = HeadConfig()
+    """Shape of each classification head (one linear layer unless hidden_dims is set)."""
+    insert: tuple[InsertConfig, ...] = ()
+    """Ablation modules inserted into the backbone, e.g. [{module: scra, after_stage: 1}]."""
+    class_map_path: str | None = None
+    """regime pretrained_eval: JSON file mapping each dataset class to the checkpoint's class indices."""
 
 
 class OptimConfig(_Strict):
     """Optimizer."""
 
-    name: Literal["adam", "adamw", "sgd"] = "adamw"
+    name: Literal["adam", "adamw", "sgd", "adamax", "adadelta"] = "adamw"
     """Optimizer family."""
     lr: float = Field(1e-3, gt=0.0)
     """Peak learning rate."""
     weight_decay: float = Field(0.0, ge=0.0)
-    """Weight decay (decoupled for AdamW, L2 for Adam and SGD)."""
+    """Weight decay (decoupled for AdamW, L2 for the others)."""
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     """SGD momentum."""
+    nesterov: bool = False
+    """SGD: Nesterov momentum."""
+    grad_clip_norm: float | None = Field(None, gt=0.0)
+    """Clip the global gradient L2 norm to this value before each step; None: no clipping."""
+
+
+class LossConfig(_Strict):
+    """Training objective."""
+
+    name: Literal["auto", "cross_entropy", "bce", "soft_margin", "mse", "l1"] = "auto"
+    """auto: cross_entropy (single, hierarchical) or bce (multilabel); the others are multilabel only."""
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    """Label smoothing of the cross-entropy."""
+    class_weights: Literal["none", "balanced"] = "none"
+    """balanced: per-class weights of sklearn compute_class_weight on the training targets, per level."""
+    super_weight: float = Field(1.0, ge=0.0)
+    """Hierarchical: weight of the super-class loss (w_super)."""
+    sub_weight: float = Field(1.0, ge=0.0)
+    """Hierarchical: weight of the sub-class loss (w_sub)."""
+    l2sp: float = Field(0.0, ge=0.0)
+    """L2-SP strength: adds l2sp * sum (w - w_pretrained)^2 over backbone weights; needs pretrained_path."""
+
+
+class EarlyStoppingConfig(_Strict):
+    """Which validation metric picks the best checkpoint, and when to stop."""
+
+    metric: str = "val_top1"
+    """`val_` + a validation metric key: val_loss, val_top1, val_macro_f1, val_super.top1, val_exact_match..."""
+    mode: Literal["auto", "min", "max"] = "auto"
+    """min or max is better; auto: min for names ending in `loss`, else max."""
+    patience: int | None = Field(None, ge=1)
+    """Stop after this many epochs without improvement; None: train every epoch."""
+    min_delta: float = Field(0.0, ge=0.0)
+    """Smallest change that counts as an improvement."""
 
 
 class ScheduleConfig(_Strict):
@@ -192,6 +281,15 @@ class TrainConfig(_Strict):
     """Stop each epoch after this many optimizer steps (smoke runs)."""
     torch_threads: int | None = Field(None, ge=1)
     """CPU threads for torch; None lets torch decide from the job's CPU count."""
+    loss: LossConfig = LossConfig()
+    """Training objective (loss, class weights, hierarchical weights, L2-SP)."""
+    regime: Literal["train", "linear_probe", "pretrained_eval"] = "train"
+    """train: all weights (from scratch, or fine-tuned from pretrained_path); linear_probe: frozen backbone
+    and new head; pretrained_eval: no training, the checkpoint's own head (through model.class_map_path)."""
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    """Best-checkpoint metric and early stopping."""
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    """Multilabel: a label is predicted when its sigmoid probability is >= threshold."""
     distributed: DistributedConfig = DistributedConfig()
     """Job size (nodes, GPUs) and parallel strategy; the global batch size stays data.batch_size."""
 

@@ -1,64 +1,140 @@
-"""Shared pieces of every dataset: the splits a builder returns, labelled image
-collections, and the seeded stratified split used when a dataset ships no split.
+"""Shared pieces of every dataset: the splits a builder returns and labelled image
+collections whose targets are known without decoding a single image.
 
-Builders return raw PIL images; transforms are applied later (trainers.data), so
-one dataset object serves train-time augmentation and deterministic evaluation.
+Label structure (`DatasetSplits.task`), the contract with heads, losses and metrics:
+
+- ``single``: `class_names` are the classes; a target is an int (the class index);
+  `targets` is an int64 array [n].
+- ``hierarchical``: `class_names` are the SUB classes, `super_class_names` the super
+  classes; a target is a LongTensor [super, sub]; `targets` is int64 [n, 2]. With
+  `novel_slot`, sub index `len(class_names)` means "novel / unseen sub-class": the sub
+  head then needs `num_classes + 1` outputs (`num_sub_outputs`). Novel images appear
+  only in evaluation splits.
+- ``multilabel``: `class_names` are the label names; a target is a float32 multi-hot
+  tensor [len(class_names)]; `targets` is float32 [n, L]. An all-zero row (an image with
+  no label) is a valid sample.
+
+Builders return raw PIL images; transforms are applied later (trainers.data), so one
+dataset object serves train-time augmentation and deterministic evaluation.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import torch
 from PIL import Image
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset
 
+from trainers.datasets.splits import cap_indices, strata_of, stratified_split
 
-class LabeledImages(Dataset[tuple[Image.Image, int]]):
-    """A collection of (PIL image, class index) pairs with its labels known up front.
+Task = Literal["single", "hierarchical", "multilabel"]
+TASKS: tuple[Task, ...] = ("single", "hierarchical", "multilabel")
 
-    Labels are kept as a plain list so splits, caps and class counts never decode images.
+
+def as_targets(targets: Any) -> np.ndarray:
+    """Targets as the contract's array: float32 for multi-hot rows, int64 otherwise."""
+    array = np.asarray(targets)
+    if array.dtype.kind == "f":
+        return array.astype(np.float32, copy=False)
+    if array.size == 0 and array.ndim == 1:
+        return array.astype(np.int64)
+    return array.astype(np.int64, copy=False)
+
+
+class LabeledImages(Dataset[tuple[Image.Image, Any]]):
+    """A collection of (PIL image, target) pairs with every target known up front.
+
+    `targets` is a numpy array (see the module docstring for its shape per task), so
+    splits, caps, class counts and class weights never decode an image.
     """
 
-    labels: list[int]
+    targets: np.ndarray
 
     def load(self, index: int) -> Image.Image:
         """The image at `index`, decoded."""
         raise NotImplementedError
 
-    def __len__(self) -> int:
-        return len(self.labels)
+    def source(self, index: int) -> str:
+        """Where the image at `index` comes from (a file path), for warnings and reports."""
+        return f"#{index}"
 
-    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
-        return self.load(index), self.labels[index]
+    def target(self, index: int) -> Any:
+        """The target of one sample: int (single), LongTensor [2] (hierarchical) or
+        float32 multi-hot tensor (multilabel)."""
+        value = self.targets[index]
+        if self.targets.ndim == 1:
+            return int(value)
+        return torch.from_numpy(np.array(value))  # a copy: int64 -> Long, float32 -> Float
+
+    @property
+    def labels(self) -> list[int]:
+        """Single-label class indices as a list (the sub-class for hierarchical targets)."""
+        if self.targets.ndim == 1:
+            return self.targets.tolist()
+        if self.targets.dtype == np.int64:
+            return self.targets[:, -1].tolist()
+        raise TypeError("multi-label targets have no single class index; use .targets")
+
+    @property
+    def strata(self) -> np.ndarray:
+        """One int per sample for stratified splitting and balanced caps."""
+        return strata_of(self.targets)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, Any]:
+        return self.load(index), self.target(index)
 
     def subset(self, indices: Iterable[int]) -> LabeledImages:
         """The images at `indices`, in that order."""
         return _Subset(self, [int(i) for i in indices])
+
+    def with_targets(self, targets: Any) -> LabeledImages:
+        """The same images with other targets (same length), e.g. remapped class indices."""
+        return _Relabelled(self, as_targets(targets))
 
 
 class _Subset(LabeledImages):
     def __init__(self, parent: LabeledImages, indices: list[int]) -> None:
         self.parent = parent
         self.indices = indices
-        self.labels = [parent.labels[i] for i in indices]
+        self.targets = parent.targets[np.asarray(indices, dtype=np.int64)]
 
     def load(self, index: int) -> Image.Image:
         return self.parent.load(self.indices[index])
+
+    def source(self, index: int) -> str:
+        return self.parent.source(self.indices[index])
+
+
+class _Relabelled(LabeledImages):
+    def __init__(self, parent: LabeledImages, targets: np.ndarray) -> None:
+        if len(targets) != len(parent):
+            raise ValueError(f"{len(targets)} targets for {len(parent)} images")
+        self.parent = parent
+        self.targets = targets
+
+    def load(self, index: int) -> Image.Image:
+        return self.parent.load(index)
+
+    def source(self, index: int) -> str:
+        return self.parent.source(index)
 
 
 class InMemoryImages(LabeledImages):
     """Images already decoded in memory (small datasets such as digits)."""
 
-    def __init__(self, images: list[Image.Image], labels: list[int]) -> None:
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    def __init__(self, images: list[Image.Image], targets: Any) -> None:
         self.images = images
-        self.labels = labels
+        self.targets = as_targets(targets)
+        if len(images) != len(self.targets):
+            raise ValueError(f"{len(images)} images but {len(self.targets)} targets")
 
     def load(self, index: int) -> Image.Image:
         # A copy, so an in-place transform can never alter the cached image.
@@ -66,75 +142,108 @@ class InMemoryImages(LabeledImages):
 
 
 class ImageFiles(LabeledImages):
-    """Image files on disk, decoded to RGB on access."""
+    """Image files on disk, decoded to RGB on access.
 
-    def __init__(self, paths: list[Path], labels: list[int]) -> None:
-        if len(paths) != len(labels):
-            raise ValueError(f"{len(paths)} paths but {len(labels)} labels")
+    `draft_px`: when set, JPEGs are decoded by libjpeg at the smallest power-of-two
+    reduction that keeps both sides >= draft_px (DCT scaling), which is several times
+    faster for photos much larger than the network input.
+    """
+
+    def __init__(self, paths: list[Path], targets: Any, draft_px: int | None = None) -> None:
         self.paths = paths
-        self.labels = labels
+        self.targets = as_targets(targets)
+        self.draft_px = draft_px
+        if len(paths) != len(self.targets):
+            raise ValueError(f"{len(paths)} paths but {len(self.targets)} targets")
 
     def load(self, index: int) -> Image.Image:
         with Image.open(self.paths[index]) as image:
+            if self.draft_px is not None and image.format == "JPEG":
+                image.draft("RGB", (self.draft_px, self.draft_px))
             return image.convert("RGB")
+
+    def source(self, index: int) -> str:
+        return str(self.paths[index])
 
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """What every dataset builder returns: class names and the three splits."""
+    """What every dataset builder returns: label structure and the three splits."""
 
     class_names: list[str]
+    """Classes (single), SUB classes (hierarchical) or label names (multilabel)."""
     train: LabeledImages
     val: LabeledImages
     test: LabeledImages
+    task: Task = "single"
+    """Label structure: single, hierarchical (super/sub) or multilabel (multi-hot)."""
+    super_class_names: list[str] = field(default_factory=list)
+    """Super classes of a hierarchical dataset (empty otherwise)."""
+    novel_slot: bool = False
+    """Hierarchical only: sub index len(class_names) stands for a novel/unseen sub-class."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Facts about how the splits were made (official or carved, seeds), for split.json."""
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task {self.task!r} is not one of {', '.join(TASKS)}")
+        for name in ("train", "val", "test"):
+            check_targets(getattr(self, name).targets, self.task, self.num_classes, self.novel_slot, name)
 
     @property
     def num_classes(self) -> int:
-        """Number of classes (the classifier's output width)."""
+        """len(class_names): the width of the (sub) classifier without the novel slot."""
         return len(self.class_names)
 
+    @property
+    def num_super_classes(self) -> int:
+        """len(super_class_names) (0 unless hierarchical)."""
+        return len(self.super_class_names)
 
-def stratified_split(labels: Sequence[int], fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-    """Split indices 0..n-1 into len(fractions)+1 parts: one per fraction, then the rest.
+    @property
+    def num_sub_outputs(self) -> int:
+        """Outputs of the sub-class head: num_classes, plus one when novel_slot."""
+        return self.num_classes + int(self.novel_slot)
 
-    Each part is stratified by label when every class is large enough; tiny datasets fall
-    back to a plain seeded shuffle (with a warning) instead of failing.
-    """
-    remaining = np.arange(len(labels))
-    remaining_fraction = 1.0
-    parts: list[np.ndarray] = []
-    for fraction in fractions:
-        # Fractions are of the whole dataset; rescale to what is left after earlier parts.
-        share = fraction / remaining_fraction if remaining_fraction > 0 else 0.0
-        part, remaining = _split_off(remaining, np.asarray(labels), share, seed)
-        parts.append(part)
-        remaining_fraction -= fraction
-    return [*parts, remaining]
+    def split(self, name: str) -> LabeledImages:
+        """One split by name: train, val or test."""
+        if name not in ("train", "val", "test"):
+            raise ValueError(f"unknown split {name!r}; splits: train, val, test")
+        return getattr(self, name)
 
 
-def _split_off(indices: np.ndarray, labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    n_take = round(share * len(indices))
-    if n_take <= 0:
-        return indices[:0], indices
-    if n_take >= len(indices):
-        return indices, indices[:0]
-    try:
-        rest, taken = train_test_split(indices, test_size=n_take, random_state=seed, stratify=labels[indices])
-    except ValueError as error:
-        warnings.warn(f"stratified split impossible ({error}); using a plain shuffle", stacklevel=3)
-        rest, taken = train_test_split(indices, test_size=n_take, random_state=seed)
-    return np.sort(taken), np.sort(rest)
+def check_targets(targets: np.ndarray, task: Task, num_classes: int, novel_slot: bool, where: str) -> None:
+    """Raise ValueError when `targets` do not have the shape and range `task` promises."""
+    n = len(targets)
+    if task == "single":
+        ok = targets.ndim == 1 and targets.dtype == np.int64
+        ok = ok and (n == 0 or (targets.min() >= 0 and targets.max() < num_classes))
+    elif task == "hierarchical":
+        ok = targets.ndim == 2 and targets.shape[1] == 2 and targets.dtype == np.int64
+        ok = ok and (n == 0 or (targets.min() >= 0 and targets[:, 1].max() < num_classes + int(novel_slot)))
+    else:
+        ok = targets.ndim == 2 and targets.shape[1] == num_classes and targets.dtype == np.float32
+    if not ok:
+        shape = f"{targets.dtype}{list(targets.shape)}"
+        raise ValueError(f"{where}: targets {shape} do not fit task {task!r} with {num_classes} classes")
 
 
 def cap_per_split(images: LabeledImages, max_samples: int | None) -> LabeledImages:
     """At most `max_samples` images, taken round-robin over classes so the cap stays balanced."""
     if max_samples is None or len(images) <= max_samples:
         return images
-    by_class: dict[int, list[int]] = {}
-    for index, label in enumerate(images.labels):
-        by_class.setdefault(label, []).append(index)
-    queues = [by_class[label] for label in sorted(by_class)]
-    chosen: list[int] = []
-    for rank in range(max(len(q) for q in queues)):
-        chosen.extend(q[rank] for q in queues if rank < len(q))
-    return images.subset(sorted(chosen[:max_samples]))
+    return images.subset(cap_indices(images.strata, max_samples))
+
+
+__all__ = [
+    "TASKS",
+    "DatasetSplits",
+    "ImageFiles",
+    "InMemoryImages",
+    "LabeledImages",
+    "Task",
+    "as_targets",
+    "cap_per_split",
+    "check_targets",
+    "stratified_split",
+]

@@ -1,5 +1,13 @@
 """scikit-learn's bundled 8x8 handwritten digits (1797 images, 10 classes), rendered
-as PIL images: a small real dataset that needs no download."""
+as PIL images: a small real dataset that needs no download, in three label structures
+(`data.dataset.task`):
+
+- single (default): the digit, 10 classes;
+- hierarchical: super class "0-4" / "5-9", sub class the digit (10); `novel_subclasses`
+  (e.g. ["9"]) holds digits out of training and labels their test images novel;
+- multilabel: DIGIT_PROPERTIES (even, five_or_more, prime, loop); the digit 1 has none
+  of them, so unlabelled images occur as in report 003.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +16,20 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from trainers.config import DataConfig
-from trainers.datasets.base import DatasetSplits, InMemoryImages, stratified_split
+from trainers.datasets.base import DatasetSplits, InMemoryImages
 from trainers.datasets.registry import register
+from trainers.datasets.splits import apply_novel, novel_mapping, stratified_split
 
 # load_digits pixels are counts of set pixels in 4x4 blocks of a 32x32 bitmap: 0..16.
 _DIGITS_MAX = 16.0
+DIGIT_NAMES = [str(d) for d in range(10)]
+SUPER_NAMES = ["0-4", "5-9"]
+DIGIT_PROPERTIES: dict[str, set[int]] = {
+    "even": {0, 2, 4, 6, 8},
+    "five_or_more": {5, 6, 7, 8, 9},
+    "prime": {2, 3, 5, 7},
+    "loop": {0, 6, 8, 9},
+}
 
 
 def render_digits(grayscale: bool = False) -> InMemoryImages:
@@ -21,19 +38,41 @@ def render_digits(grayscale: bool = False) -> InMemoryImages:
     pixels = np.round(bunch.images * (255.0 / _DIGITS_MAX)).astype(np.uint8)
     mode = "L" if grayscale else "RGB"
     images = [Image.fromarray(p, mode="L").convert(mode) for p in pixels]
-    return InMemoryImages(images, [int(t) for t in bunch.target])
+    return InMemoryImages(images, bunch.target.astype(np.int64))
+
+
+def multi_hot(digits: np.ndarray) -> np.ndarray:
+    """float32 [n, len(DIGIT_PROPERTIES)]: which properties each digit has."""
+    return np.array([[d in members for members in DIGIT_PROPERTIES.values()] for d in digits], dtype=np.float32)
 
 
 @register("digits")
 def build_digits(data: DataConfig) -> DatasetSplits:
-    """Digits with a fixed stratified train/val/test split from the dataset config."""
+    """Digits with a fixed stratified train/val/test split from the dataset config (the
+    same images in each split whatever the task)."""
     ds = data.dataset
+    if ds.task not in (None, "hierarchical") and ds.novel_subclasses:
+        raise ValueError(f"dataset {ds.name!r}: novel_subclasses needs task: hierarchical")
     images = render_digits(data.grayscale)
+    digits = images.targets
     # Test first: the test set then does not move when val_fraction changes.
-    test_idx, val_idx, train_idx = stratified_split(images.labels, [ds.test_fraction, ds.val_fraction], ds.split_seed)
-    return DatasetSplits(
-        class_names=[str(d) for d in range(10)],
-        train=images.subset(train_idx),
-        val=images.subset(val_idx),
-        test=images.subset(test_idx),
-    )
+    test_idx, val_idx, train_idx = stratified_split(digits, [ds.test_fraction, ds.val_fraction], ds.split_seed)
+    info = {"policy": "stratified", "split_seed": ds.split_seed, "fractions": [ds.val_fraction, ds.test_fraction]}
+    parts = {"train": train_idx, "val": val_idx, "test": test_idx}
+    if ds.task == "multilabel":
+        labelled = images.with_targets(multi_hot(digits))
+        split = {name: labelled.subset(idx) for name, idx in parts.items()}
+        return DatasetSplits(list(DIGIT_PROPERTIES), **split, task="multilabel", info=info)
+    if ds.task == "hierarchical":
+        hier = np.stack([(digits >= 5).astype(np.int64), digits], axis=1)
+        names, mapping = novel_mapping(DIGIT_NAMES, ds.novel_subclasses, ds.name)
+        split = {}
+        for name, idx in parts.items():
+            kept, targets = apply_novel(hier[idx], mapping, len(names), evaluation=name == "test")
+            split[name] = images.subset(idx[kept]).with_targets(targets)
+        novel = bool(ds.novel_subclasses)
+        return DatasetSplits(
+            names, **split, task="hierarchical", super_class_names=SUPER_NAMES, novel_slot=novel, info=info
+        )
+    split = {name: images.subset(idx) for name, idx in parts.items()}
+    return DatasetSplits(DIGIT_NAMES, **split, info=info)

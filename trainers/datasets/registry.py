@@ -3,6 +3,7 @@ builder with `@register("name")` and is imported in `trainers/datasets/__init__.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from trainers.config import DataConfig
@@ -36,9 +37,7 @@ def build_splits(data: DataConfig) -> DatasetSplits:
         raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(available())}")
     splits = _BUILDERS[name](data)
     cap = data.dataset.max_samples
-    return DatasetSplits(
-        class_names=splits.class_names,
-        train=cap_per_split(splits.train, cap),
-        val=cap_per_split(splits.val, cap),
-        test=cap_per_split(splits.test, cap),
-    )
+    if cap is None:
+        return splits
+    capped = {name: cap_per_split(splits.split(name), cap) for name in ("train", "val", "test")}
+    return dataclasses.replace(splits, **capped, info={**splits.info, "max_samples": cap})
