@@ -146,6 +146,7 @@ def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, con
             error = _job_error(job)
             if error is None:
                 outcome.completed.append(record.run)
+                progress.console.print(f"[green]done[/] {record.run.name}{_result_line(record.path)}")
             else:
                 outcome.failed.append((record.run, error))
                 progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
@@ -172,6 +173,17 @@ def _wait(job: Any, tick: Callable[[], None], kind: str) -> None:
     while not job.done():
         tick()
         time.sleep(_POLL_S)
+
+
+def _result_line(path: Path) -> str:
+    """`: test top-1 98.05%, 12.3 s` from a finished run's metrics.json (empty if unreadable)."""
+    metrics = rundir.read_json(path / rundir.METRICS) or {}
+    top1 = (metrics.get("test") or {}).get("top1")
+    wall_s = (metrics.get("timing") or {}).get("wall_s")
+    parts = ([f"test top-1 {100 * top1:.2f}%"] if isinstance(top1, int | float) else []) + (
+        [f"{wall_s:.1f} s"] if isinstance(wall_s, int | float) else []
+    )
+    return f": {', '.join(parts)}" if parts else ""
 
 
 def _job_error(job: Any) -> str | None:
