@@ -2,23 +2,48 @@
 
 Determinism across resumes: the training order of epoch e depends only on (seed, e)
 (EpochShuffleSampler), never on RNG state carried over from earlier epochs, so a run
-resumed at epoch e sees exactly the batches an uninterrupted run would.
+resumed at epoch e sees exactly the batches an uninterrupted run would. For the same
+reason the training loader's workers are not persistent by default: fresh workers draw
+their augmentation seeds from the RNG the loop reseeds every epoch.
+
+Bad data: an image that fails to decode is skipped with a warning and counted
+(`DataBundle.skipped_images`): in training it is replaced by the next readable image
+(same batch size, deterministic), in evaluation it is dropped from its batch. When more
+than `data.dataset.max_bad_fraction` of a split is unreadable the run fails.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import multiprocessing
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
+from trainers import rundir
 from trainers.config import DataConfig
 from trainers.datasets import DatasetSplits, LabeledImages, build_splits
 from trainers.transforms import build_transform
+
+# What PIL raises for unreadable files: truncated (OSError), not an image
+# (UnidentifiedImageError, an OSError), broken headers (SyntaxError, ValueError, struct
+# errors), decompression bombs. Missing files are caught at plan time, not here.
+BAD_IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+SPLIT_FILE = "split.json"
+MAX_WORKERS = 8
+
+
+class BadDataError(RuntimeError):
+    """Too many unreadable images in one split."""
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -52,19 +77,83 @@ class EpochShuffleSampler(Sampler[int]):
         return self.num_samples
 
 
-class Transformed(Dataset[tuple[torch.Tensor, int]]):
-    """A labelled image collection seen through a transform."""
+class Transformed(Dataset[Any]):
+    """A labelled image collection seen through a transform, tolerant of unreadable images.
 
-    def __init__(self, images: LabeledImages, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    Unreadable images are flagged in an array shared with the loader's worker processes,
+    so the count is exact (each image counted once) whichever process hit it.
+    """
+
+    def __init__(
+        self,
+        images: LabeledImages,
+        transform: Callable[[Image.Image], torch.Tensor],
+        split: str = "train",
+        max_bad_fraction: float = 0.0,
+        replace_bad: bool = False,
+    ) -> None:
         self.images = images
         self.transform = transform
+        self.split = split
+        self.max_bad_fraction = max_bad_fraction
+        self.replace_bad = replace_bad
+        self._bad = multiprocessing.RawArray(ctypes.c_bool, max(1, len(images)))
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.images[index]
-        return self.transform(image), label
+    @property
+    def skipped(self) -> int:
+        """How many distinct images of this split failed to decode so far."""
+        return int(np.frombuffer(self._bad, dtype=np.bool_)[: len(self.images)].sum())
+
+    def _decode(self, index: int) -> tuple[torch.Tensor, Any] | None:
+        try:
+            return self.transform(self.images.load(index)), self.images.target(index)
+        except BAD_IMAGE_ERRORS as exc:
+            self._flag(index, exc)
+            return None
+
+    def _flag(self, index: int, exc: BaseException) -> None:
+        source = self.images.source(index)
+        if not self._bad[index]:
+            self._bad[index] = True
+            warnings.warn(f"{self.split}: skipping unreadable image {source}: {exc}", stacklevel=2)
+        n_bad, total = self.skipped, len(self.images)
+        if n_bad > self.max_bad_fraction * total:
+            raise BadDataError(
+                f"{self.split} split: {n_bad} of {total} images are unreadable ({n_bad / total:.1%}), more than "
+                f"data.dataset.max_bad_fraction={self.max_bad_fraction}; latest: {source}: {exc}"
+            )
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any] | None:
+        sample = self._decode(index)
+        if sample is not None or not self.replace_bad:
+            return sample
+        # Training: the next readable image instead, so batches keep their size and the
+        # substitute depends only on the index (resume-exact).
+        for step in range(1, len(self.images)):
+            sample = self._decode((index + step) % len(self.images))
+            if sample is not None:
+                return sample
+        raise BadDataError(f"{self.split} split: no readable image at all")
+
+
+class CollateReadable:
+    """default_collate without the samples that failed to decode (None); a batch with no
+    readable image at all becomes an empty batch of the usual shapes and dtypes."""
+
+    def __init__(self, image_size_px: int, splits: DatasetSplits) -> None:
+        self.image_shape = (0, 3, image_size_px, image_size_px)
+        targets = splits.train.targets
+        self.target_shape = (0, *targets.shape[1:])
+        self.target_dtype = torch.float32 if targets.dtype == np.float32 else torch.long
+
+    def __call__(self, batch: list[Any]) -> Any:
+        kept = [sample for sample in batch if sample is not None]
+        if kept:
+            return default_collate(kept)
+        return [torch.zeros(self.image_shape), torch.zeros(self.target_shape, dtype=self.target_dtype)]
 
 
 @dataclass
@@ -72,39 +161,83 @@ class DataBundle:
     """Everything the loop needs about data."""
 
     splits: DatasetSplits
-    train: DataLoader[tuple[torch.Tensor, int]]
-    val: DataLoader[tuple[torch.Tensor, int]]
-    test: DataLoader[tuple[torch.Tensor, int]]
+    train: DataLoader[Any]
+    val: DataLoader[Any]
+    test: DataLoader[Any]
     train_sampler: EpochShuffleSampler
+    datasets: dict[str, Transformed] | None = None
+    """The transformed split datasets (their unreadable-image flags)."""
+
+    def skipped_images(self) -> dict[str, int]:
+        """Unreadable images skipped so far, per split (for metrics.json)."""
+        return {name: ds.skipped for name, ds in (self.datasets or {}).items()}
+
+    def write_split(self, run_dir: Path) -> Path:
+        """Record the split in `<run_dir>/split.json` (counts, class counts, id hash, ids
+        when small), so a run's exact train/val/test images can be checked later."""
+        path = Path(run_dir) / SPLIT_FILE
+        rundir.write_json(path, self.splits.manifest())
+        return path
+
+
+def job_cpus() -> int:
+    """CPUs this process may use (SLURM and taskset set the affinity), else the machine's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def default_num_workers() -> int:
-    """Loader workers from the CPUs this job may use (SLURM sets the affinity), one kept free."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min(8, (cpus or 1) - 1))
+    """Loader workers from the CPUs this job may use, one kept for the training loop."""
+    return max(0, min(MAX_WORKERS, job_cpus() - 1))
+
+
+def loader_options(data: DataConfig) -> dict[str, Any]:
+    """num_workers, pin_memory and prefetch_factor of every loader, from config or defaults."""
+    workers = default_num_workers() if data.num_workers is None else data.num_workers
+    pin = torch.cuda.is_available() if data.pin_memory is None else data.pin_memory
+    options: dict[str, Any] = {"num_workers": workers, "pin_memory": pin}
+    if workers > 0:
+        options["prefetch_factor"] = data.prefetch_factor or 2
+    return options
 
 
 def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundle:
     """Splits and loaders; `batch_size` is global, so each process loads its share."""
     splits = build_splits(data)
     per_device = max(1, data.batch_size // num_processes)
-    workers = default_num_workers() if data.num_workers is None else data.num_workers
-    pin = torch.cuda.is_available()
+    options = loader_options(data)
+    workers = options["num_workers"] > 0
+    # Eval loaders have no randomness, so their workers may live on; the train loader's
+    # only when asked (see the module docstring).
+    persistent_eval = workers and data.persistent_workers is not False
+    persistent_train = workers and bool(data.persistent_workers)
+    max_bad = data.dataset.max_bad_fraction
+    datasets = {
+        "train": Transformed(splits.train, build_transform(data, train=True), "train", max_bad, replace_bad=True),
+        "val": Transformed(splits.val, build_transform(data, train=False), "val", max_bad),
+        "test": Transformed(splits.test, build_transform(data, train=False), "test", max_bad),
+    }
     sampler = EpochShuffleSampler(len(splits.train), seed)
     # drop_last avoids a tiny last batch (a batch of 1 breaks BatchNorm in train mode).
     train = DataLoader(
-        Transformed(splits.train, build_transform(data, train=True)),
+        datasets["train"],
         batch_size=per_device,
         sampler=sampler,
         drop_last=len(splits.train) > per_device,
-        num_workers=workers,
-        pin_memory=pin,
+        persistent_workers=persistent_train,
+        **options,
     )
-    eval_transform = build_transform(data, train=False)
 
-    def eval_loader(images: LabeledImages) -> DataLoader[tuple[torch.Tensor, int]]:
+    collate = CollateReadable(data.image_size_px, splits)
+
+    def eval_loader(name: str) -> DataLoader[Any]:
         return DataLoader(
-            Transformed(images, eval_transform), batch_size=per_device, num_workers=workers, pin_memory=pin
+            datasets[name],
+            batch_size=per_device,
+            collate_fn=collate,
+            persistent_workers=persistent_eval,
+            **options,
         )
 
-    return DataBundle(splits, train, eval_loader(splits.val), eval_loader(splits.test), sampler)
+    return DataBundle(splits, train, eval_loader("val"), eval_loader("test"), sampler, datasets)

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from trainers.datasets.index import split_manifest
 from trainers.datasets.splits import cap_indices, strata_of, stratified_split
 
 Task = Literal["single", "hierarchical", "multilabel"]
@@ -62,6 +63,11 @@ class LabeledImages(Dataset[tuple[Image.Image, Any]]):
     def source(self, index: int) -> str:
         """Where the image at `index` comes from (a file path), for warnings and reports."""
         return f"#{index}"
+
+    def ident(self, index: int) -> str:
+        """A stable id of the image at `index` (path relative to the dataset root, or the
+        index in the dataset's own order), listed in split.json."""
+        return str(index)
 
     def target(self, index: int) -> Any:
         """The target of one sample: int (single), LongTensor [2] (hierarchical) or
@@ -112,6 +118,9 @@ class _Subset(LabeledImages):
     def source(self, index: int) -> str:
         return self.parent.source(self.indices[index])
 
+    def ident(self, index: int) -> str:
+        return self.parent.ident(self.indices[index])
+
 
 class _Relabelled(LabeledImages):
     def __init__(self, parent: LabeledImages, targets: np.ndarray) -> None:
@@ -125,6 +134,9 @@ class _Relabelled(LabeledImages):
 
     def source(self, index: int) -> str:
         return self.parent.source(index)
+
+    def ident(self, index: int) -> str:
+        return self.parent.ident(index)
 
 
 class InMemoryImages(LabeledImages):
@@ -149,10 +161,13 @@ class ImageFiles(LabeledImages):
     faster for photos much larger than the network input.
     """
 
-    def __init__(self, paths: list[Path], targets: Any, draft_px: int | None = None) -> None:
+    def __init__(
+        self, paths: list[Path], targets: Any, draft_px: int | None = None, ids: list[str] | None = None
+    ) -> None:
         self.paths = paths
         self.targets = as_targets(targets)
         self.draft_px = draft_px
+        self.ids = ids
         if len(paths) != len(self.targets):
             raise ValueError(f"{len(paths)} paths but {len(self.targets)} targets")
 
@@ -164,6 +179,9 @@ class ImageFiles(LabeledImages):
 
     def source(self, index: int) -> str:
         return str(self.paths[index])
+
+    def ident(self, index: int) -> str:
+        return self.ids[index] if self.ids is not None else str(self.paths[index])
 
 
 @dataclass(frozen=True)
@@ -204,6 +222,15 @@ class DatasetSplits:
     def num_sub_outputs(self) -> int:
         """Outputs of the sub-class head: num_classes, plus one when novel_slot."""
         return self.num_classes + int(self.novel_slot)
+
+    def manifest(self) -> dict[str, Any]:
+        """What split.json records: per split the count, class counts, a hash of the sorted
+        image ids and (for datasets up to MANIFEST_MAX_IDS images) the ids themselves."""
+        names = ("train", "val", "test")
+        ids = {n: [self.split(n).ident(i) for i in range(len(self.split(n)))] for n in names}
+        strata = {n: self.split(n).strata for n in names}
+        info = {"task": self.task, "num_classes": self.num_classes, **self.info}
+        return split_manifest(ids, strata, info)
 
     def split(self, name: str) -> LabeledImages:
         """One split by name: train, val or test."""

@@ -1,27 +1,15 @@
 """torchvision ImageFolder layout: `root/<class>/<image>`, or the same under
 `root/train`, `root/val`, `root/test`. Splits missing on disk are carved out of the
-training images with the seeded stratified split."""
+training images with the seeded stratified split. Torch-free (see trainers.datasets.index)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
+from trainers.config import DatasetConfig
+from trainers.datasets.index import DatasetIndex, Files, Part, layout, make_part, scan_images
 
-from trainers.config import DataConfig
-from trainers.datasets.base import DatasetSplits, ImageFiles, stratified_split
-from trainers.datasets.registry import register
-
-
-def dataset_root(data: DataConfig) -> Path:
-    """The configured root, checked to exist (a clear error before any image is read)."""
-    ds = data.dataset
-    if ds.root is None:
-        raise ValueError(f"dataset {ds.name!r} needs data.dataset.root")
-    root = Path(ds.root).expanduser()
-    if not root.is_dir():
-        raise FileNotFoundError(f"dataset {ds.name!r}: root folder {root} does not exist")
-    return root
+FILES = {"train": "train", "val": "val", "test": "test"}
 
 
 def find_classes(folder: Path) -> list[str]:
@@ -29,44 +17,32 @@ def find_classes(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def scan_images(folder: Path, class_names: list[str]) -> ImageFiles:
+def scan_split(files: Files, folder: Path, class_names: list[str]) -> Part:
     """Every image file under `folder/<class>/` (recursively), labelled by class index."""
     unknown = set(find_classes(folder)) - set(class_names)
     if unknown:
-        raise ValueError(f"{folder}: classes {sorted(unknown)} are not in the training classes")
+        raise ValueError(f"{files.tag}: {folder}: classes {sorted(unknown)} are not in the training classes")
     paths: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(class_names):
-        class_dir = folder / name
-        files = sorted(class_dir.rglob("*")) if class_dir.is_dir() else []
-        images = [f for f in files if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS]
+        images = scan_images(folder / name) if (folder / name).is_dir() else []
         paths.extend(images)
         labels.extend([index] * len(images))
-    return ImageFiles(paths, labels)
+    return make_part(files, paths, labels)
 
 
-@register("imagefolder")
-def build_imagefolder(data: DataConfig) -> DatasetSplits:
-    """ImageFolder splits: official train/val/test folders where present, else split."""
-    ds = data.dataset
-    root = dataset_root(data)
-    train_dir = root / "train" if (root / "train").is_dir() else root
+@layout("imagefolder", FILES)
+def index_imagefolder(ds: DatasetConfig, files: Files) -> DatasetIndex:
+    """Official train/val/test folders where `root/train` exists, else one pool to split."""
+    train_dir = files.path("train")
+    has_layout = train_dir.is_dir()
+    if not has_layout:
+        train_dir = files.root  # without root/train, a folder named val or test is just a class
     class_names = find_classes(train_dir)
-    pool = scan_images(train_dir, class_names)
-    if len(pool) == 0:
-        raise ValueError(f"dataset {ds.name!r}: no images found under {train_dir}")
-    # Without root/train, a folder named val or test is just a class.
-    has_layout = train_dir != root
-    official = {s: root / s for s in ("val", "test") if has_layout and (root / s).is_dir()}
-    # Carve out only the splits that have no folder; test first, as for digits.
-    fractions = {"test": ds.test_fraction, "val": ds.val_fraction}
-    wanted = [s for s in ("test", "val") if s not in official]
-    *carved, train_idx = stratified_split(pool.labels, [fractions[s] for s in wanted], ds.split_seed)
-    splits = {s: pool.subset(idx) for s, idx in zip(wanted, carved, strict=True)}
-    splits.update({s: scan_images(d, class_names) for s, d in official.items()})
-    return DatasetSplits(
-        class_names=class_names,
-        train=pool.subset(train_idx),
-        val=splits["val"],
-        test=splits["test"],
-    )
+    if not class_names:
+        raise ValueError(f"{files.tag}: no class folders under {train_dir}")
+    parts = {"train" if has_layout else "all": scan_split(files, train_dir, class_names)}
+    for split in ("val", "test"):
+        if has_layout and files.path(split).is_dir():
+            parts[split] = scan_split(files, files.path(split), class_names)
+    return DatasetIndex("single", class_names, parts)

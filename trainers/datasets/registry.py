@@ -1,20 +1,26 @@
-"""Dataset registry: name -> builder. A new dataset is a module that decorates its
-builder with `@register("name")` and is imported in `trainers/datasets/__init__.py`."""
+"""Dataset registry, torch side: name -> DatasetSplits of decodable images.
+
+File-backed datasets are read through their torch-free layout (trainers.datasets.index);
+datasets built in memory (digits) register a builder here with `@register("name")`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
+from typing import Any
 
 from trainers.config import DataConfig
-from trainers.datasets.base import DatasetSplits, cap_per_split
+from trainers.datasets import index
+from trainers.datasets.base import DatasetSplits, ImageFiles, cap_per_split
 
 Builder = Callable[[DataConfig], DatasetSplits]
 _BUILDERS: dict[str, Builder] = {}
 
 
 def register(name: str) -> Callable[[Builder], Builder]:
-    """Decorator registering a dataset builder under `name`."""
+    """Decorator registering an in-memory dataset builder under `name`."""
 
     def decorate(builder: Builder) -> Builder:
         if name in _BUILDERS:
@@ -25,19 +31,45 @@ def register(name: str) -> Callable[[Builder], Builder]:
     return decorate
 
 
+def _builders() -> dict[str, Builder]:
+    for name in index.IN_MEMORY:
+        importlib.import_module(f"trainers.datasets.{name}")
+    return _BUILDERS
+
+
 def available() -> list[str]:
     """Registered dataset names, sorted."""
-    return sorted(_BUILDERS)
+    return sorted({*index.available(), *_builders()})
 
 
 def build_splits(data: DataConfig) -> DatasetSplits:
     """The train/val/test splits of the configured dataset, each capped to `max_samples`."""
-    name = data.dataset.name
-    if name not in _BUILDERS:
-        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(available())}")
-    splits = _BUILDERS[name](data)
-    cap = data.dataset.max_samples
+    ds = data.dataset
+    builders = _builders()
+    if ds.name in builders:
+        splits = builders[ds.name](data)
+    elif ds.name in available():
+        splits = from_files(index.resolve_splits(ds), data.image_size_px if data.jpeg_draft else None)
+    else:
+        raise ValueError(f"unknown dataset {ds.name!r}; registered: {', '.join(available())}")
+    cap = ds.max_samples
     if cap is None:
         return splits
     capped = {name: cap_per_split(splits.split(name), cap) for name in ("train", "val", "test")}
     return dataclasses.replace(splits, **capped, info={**splits.info, "max_samples": cap})
+
+
+def from_files(resolved: index.ResolvedSplits, draft_px: int | None) -> DatasetSplits:
+    """Decodable splits of a resolved file dataset; ids are kept for split.json."""
+    parts: dict[str, Any] = {}
+    for name in index.SPLITS:
+        part = resolved.split(name)
+        parts[name] = ImageFiles(part.paths, part.targets, draft_px, ids=part.ids)
+    return DatasetSplits(
+        resolved.class_names,
+        **parts,
+        task=resolved.task,
+        super_class_names=resolved.super_class_names,
+        novel_slot=resolved.novel_slot,
+        info=resolved.info,
+    )

@@ -1,0 +1,67 @@
+"""CUB-200-2011 in its published layout (the CUB_200_2011.tgz archive):
+
+    CUB_200_2011/
+      images.txt              <image_id> <relative path>         e.g. 1 001.Black_footed_Albatross/x.jpg
+      image_class_labels.txt  <image_id> <class_id, 1-based>
+      train_test_split.txt    <image_id> <is_training_image 1|0>
+      classes.txt             <class_id> <class name>            e.g. 1 001.Black_footed_Albatross
+      images/<relative path>
+
+Official train (5994) and test (5794) splits; validation is carved out of train.
+Torch-free (see trainers.datasets.index)."""
+
+from __future__ import annotations
+
+from trainers.config import DatasetConfig
+from trainers.datasets.index import DatasetIndex, Files, layout, make_part
+
+FILES = {
+    "images_list": "images.txt",
+    "labels": "image_class_labels.txt",
+    "split": "train_test_split.txt",
+    "classes": "classes.txt",
+    "images": "images",
+}
+
+
+def _by_id(files: Files, key: str) -> dict[str, str]:
+    table = dict(files.fields(key, 2))
+    if not table:
+        raise ValueError(f"{files.tag}: {files.path(key)} is empty")
+    return table
+
+
+@layout("cub200", FILES)
+def index_cub200(ds: DatasetConfig, files: Files) -> DatasetIndex:
+    """Classes from classes.txt, images from images.txt, labels and official split by image id."""
+    files.descend(files.names["images_list"], "CUB_200_2011")
+    classes = files.fields("classes", 2)
+    class_ids = [int(cid) for cid, _ in classes]
+    if class_ids != list(range(1, len(classes) + 1)):
+        raise ValueError(f"{files.tag}: {files.path('classes')}: class ids must be 1..{len(classes)} in order")
+    class_names = [name for _, name in classes]
+    images = _by_id(files, "images_list")
+    labels = _by_id(files, "labels")
+    is_train = _by_id(files, "split")
+    for key, table in (("labels", labels), ("split", is_train)):
+        absent = [i for i in images if i not in table]
+        if absent:
+            raise ValueError(f"{files.tag}: image id {absent[0]} of images.txt has no line in {files.path(key)}")
+    odd = sorted({v for v in is_train.values()} - {"0", "1"})
+    if odd:
+        raise ValueError(f"{files.tag}: {files.path('split')}: is_training must be 1 or 0, found {odd[0]!r}")
+    folder = files.require("images", folder=True)
+    ids = sorted(images, key=int)
+    paths = [folder / images[i] for i in ids]
+    files.check_listed(paths, str(files.path("images_list")))
+    targets = []
+    for i in ids:
+        label = int(labels[i]) - 1
+        if not 0 <= label < len(class_names):
+            raise ValueError(f"{files.tag}: image id {i}: class id {labels[i]} not in {files.path('classes')}")
+        targets.append(label)
+    parts = {}
+    for split, flag in (("train", "1"), ("test", "0")):
+        rows = [n for n, i in enumerate(ids) if is_train[i] == flag]
+        parts[split] = make_part(files, [paths[n] for n in rows], [targets[n] for n in rows])
+    return DatasetIndex("single", class_names, parts)

@@ -1,0 +1,48 @@
+"""FoodX-251 (iFood 2019 FGVC6 challenge) in its published layout:
+
+    annot/class_list.txt    <label> <class name>              e.g. 0 macaron
+    annot/train_info.csv    <image name>,<label>              no header, e.g. train_059329.jpg,0
+    annot/val_info.csv      <image name>,<label>
+    train_set/<image name>  val_set/<image name>
+
+The public test labels were never released, so the official val set (11,994 images) is
+the test split here and validation is carved out of train (118,475 images).
+Torch-free (see trainers.datasets.index)."""
+
+from __future__ import annotations
+
+from trainers.config import DatasetConfig
+from trainers.datasets.index import DatasetIndex, Files, layout, make_part
+
+FILES = {
+    "classes": "annot/class_list.txt",
+    "train_csv": "annot/train_info.csv",
+    "test_csv": "annot/val_info.csv",
+    "train_images": "train_set",
+    "test_images": "val_set",
+}
+
+
+@layout("foodx251", FILES)
+def index_foodx251(ds: DatasetConfig, files: Files) -> DatasetIndex:
+    """251 classes from class_list.txt; train from train_info.csv, test from val_info.csv."""
+    classes = files.fields("classes", 2)
+    labels = [int(label) for label, _ in classes]
+    if labels != list(range(len(classes))):
+        raise ValueError(f"{files.tag}: {files.path('classes')}: labels must be 0..{len(classes) - 1} in order")
+    class_names = [name for _, name in classes]
+    parts = {}
+    for split, csv_key, folder_key in (("train", "train_csv", "train_images"), ("test", "test_csv", "test_images")):
+        rows = files.fields(csv_key, 2, sep=",")
+        if rows and not rows[0][1].lstrip("-").isdigit():
+            rows = rows[1:]  # tolerate a header line
+        folder = files.require(folder_key, folder=True)
+        paths = [folder / image for image, _ in rows]
+        files.check_listed(paths, str(files.path(csv_key)))
+        targets = []
+        for image, label in rows:
+            if not label.isdigit() or int(label) >= len(class_names):
+                raise ValueError(f"{files.tag}: {files.path(csv_key)}: {image}: label {label!r} not in class_list")
+            targets.append(int(label))
+        parts[split] = make_part(files, paths, targets)
+    return DatasetIndex("single", class_names, parts)

@@ -1,0 +1,92 @@
+"""Report 000's super-/sub-class layout: one CSV row per image with its two indices.
+
+    train_data.csv           image,superclass_index,subclass_index[,...]   (header row)
+    superclass_mapping.csv   index,class                                    e.g. 0,bird
+    subclass_mapping.csv     index,class                                    e.g. 87,novel
+    train_images/<image>
+    test_data.csv, test_images/   optional: a labelled test set (else test is carved)
+
+A sub-class named `novel` in subclass_mapping.csv is the unseen-class slot: it is not a
+trainable class, its test images get sub index len(class_names) (`novel_slot`).
+`novel_subclasses` marks further sub-classes as unseen. Every name above can be changed
+with `layout:` (keys: FILES). Torch-free (see trainers.datasets.index)."""
+
+from __future__ import annotations
+
+import csv
+
+from trainers.config import DatasetConfig
+from trainers.datasets.index import DatasetIndex, Files, layout, make_part
+
+FILES = {
+    "csv": "train_data.csv",
+    "super_classes": "superclass_mapping.csv",
+    "sub_classes": "subclass_mapping.csv",
+    "images": "train_images",
+    "test_csv": "test_data.csv",
+    "test_images": "test_images",
+    "image_column": "image",
+    "super_column": "superclass_index",
+    "sub_column": "subclass_index",
+}
+NOVEL_NAME = "novel"
+
+
+def read_mapping(files: Files, key: str) -> list[str]:
+    """Class names by index from an `index,class` CSV (header optional); duplicate names
+    get their index appended so every class stays addressable by name."""
+    path = files.require(key)
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
+    if rows and not rows[0][0].strip().isdigit():
+        rows = rows[1:]
+    by_index: dict[int, str] = {}
+    for row in rows:
+        if len(row) < 2 or not row[0].strip().isdigit():
+            raise ValueError(f"{files.tag}: {path}: expected `index,class` rows, got {','.join(row)!r}")
+        by_index[int(row[0])] = row[1].strip()
+    if sorted(by_index) != list(range(len(by_index))) or not by_index:
+        raise ValueError(f"{files.tag}: {path}: indices must be 0..n-1 without gaps")
+    names = [by_index[i] for i in range(len(by_index))]
+    seen = {n for n in names if names.count(n) > 1}
+    return [f"{n} #{i}" if n in seen else n for i, n in enumerate(names)]
+
+
+def read_rows(files: Files, csv_key: str, images_key: str, n_super: int, n_sub: int) -> tuple[list, list]:
+    """(paths, [super, sub] targets) of one annotation CSV, checked against the mappings."""
+    path = files.require(csv_key)
+    folder = files.require(images_key, folder=True)
+    columns = [files.names[k] for k in ("image_column", "super_column", "sub_column")]
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            found = ", ".join(reader.fieldnames or [])
+            raise ValueError(f"{files.tag}: {path}: column(s) {', '.join(missing)} missing; header has {found}")
+        rows = [(r[columns[0]], r[columns[1]], r[columns[2]]) for r in reader]
+    paths, targets = [], []
+    for line, (image, sup, sub) in enumerate(rows, start=2):
+        if not (sup.strip().isdigit() and sub.strip().isdigit()):
+            raise ValueError(f"{files.tag}: {path} line {line}: indices must be integers, got {sup!r}, {sub!r}")
+        if int(sup) >= n_super or int(sub) >= n_sub:
+            raise ValueError(f"{files.tag}: {path} line {line}: index out of the mappings' range ({sup}, {sub})")
+        paths.append(folder / image.strip())
+        targets.append([int(sup), int(sub)])
+    files.check_listed(paths, str(path))
+    return paths, targets
+
+
+@layout("hierarchical_csv", FILES, tasks=("hierarchical",))
+def index_hierarchical_csv(ds: DatasetConfig, files: Files) -> DatasetIndex:
+    """Super and sub classes from the mappings; train (and optional test) from the CSVs."""
+    supers = read_mapping(files, "super_classes")
+    subs = read_mapping(files, "sub_classes")
+    novel = [n for n in subs if n.lower() == NOVEL_NAME]
+    parts = {}
+    for split, csv_key, images_key in (("train", "csv", "images"), ("test", "test_csv", "test_images")):
+        if split == "test" and not files.path(csv_key).is_file():
+            continue  # no labelled test set: carved out of train
+        paths, targets = read_rows(files, csv_key, images_key, len(supers), len(subs))
+        parts[split] = make_part(files, paths, targets)
+        parts[split].targets = parts[split].targets.reshape(-1, 2)
+    return DatasetIndex("hierarchical", subs, parts, supers, novel)

@@ -1,0 +1,362 @@
+"""What a dataset holds, read from its annotation files alone: no torch, no PIL, no decoding.
+
+A layout (one module per on-disk format) turns a DatasetConfig into a DatasetIndex:
+class names, label structure and the images of each official split (paths + targets).
+`resolve_splits` then carves the splits the dataset does not ship (seeded, stratified)
+and applies the novel sub-class slot. The same code serves three callers:
+
+- the trainer (trainers.datasets.registry wraps each split into decodable ImageFiles);
+- `orchestrate plan`/`submit` (trainers.datasets.check): a missing root, annotation file or
+  listed image is a one-line error before any job starts;
+- `orchestrate datasets describe` (trainers.datasets.report).
+
+Every error names the dataset and the path: `dataset 'cub200': root /x does not exist`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from trainers.config import DatasetConfig
+from trainers.datasets.splits import apply_novel, novel_mapping, strata_of, stratified_split
+
+Task = Literal["single", "hierarchical", "multilabel"]
+SPLITS = ("train", "val", "test")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# Datasets built in memory by a torch-side builder (no files to index).
+IN_MEMORY = ("digits",)
+# Layout modules, imported on first use (each registers itself with @layout).
+_LAYOUT_MODULES = ("imagefolder", "cub200", "fgvc_aircraft", "foodx251", "hierarchical_csv", "multilabel")
+# Split ids are listed in split.json up to this many images; above, only their hash.
+MANIFEST_MAX_IDS = 20_000
+
+
+@dataclass
+class Part:
+    """The images of one split: ids (paths relative to the dataset root), files, targets."""
+
+    ids: list[str]
+    paths: list[Path]
+    targets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> Part:
+        """The images at `rows`, in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return Part([self.ids[i] for i in rows], [self.paths[i] for i in rows], self.targets[rows])
+
+
+@dataclass
+class DatasetIndex:
+    """A dataset as its files describe it; `parts` holds the official splits, or a single
+    `all` entry when the dataset ships none."""
+
+    task: Task
+    class_names: list[str]
+    parts: dict[str, Part]
+    super_class_names: list[str] = field(default_factory=list)
+    novel_classes: list[str] = field(default_factory=list)
+    """Sub-classes that stand for "novel/unseen" in the annotation files (hierarchical)."""
+
+
+@dataclass
+class ResolvedSplits:
+    """Train/val/test of a dataset after carving and novel handling, ready to load."""
+
+    task: Task
+    class_names: list[str]
+    train: Part
+    val: Part
+    test: Part
+    super_class_names: list[str] = field(default_factory=list)
+    novel_slot: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Part:
+        """One split by name."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+
+# ---------------------------------------------------------------- layout registry
+
+LayoutFn = Callable[[DatasetConfig, "Files"], DatasetIndex]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An on-disk format: its indexer and the names of its files (overridable via `layout:`)."""
+
+    name: str
+    index: LayoutFn
+    files: dict[str, str]
+    tasks: tuple[Task, ...]
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def layout(name: str, files: dict[str, str], tasks: tuple[Task, ...] = ("single",)) -> Callable[[LayoutFn], LayoutFn]:
+    """Register an indexer for dataset `name` with its default file names and supported tasks
+    (the first is the dataset's own)."""
+
+    def decorate(fn: LayoutFn) -> LayoutFn:
+        if name in _LAYOUTS:
+            raise ValueError(f"dataset layout {name!r} registered twice")
+        _LAYOUTS[name] = Layout(name, fn, files, tasks)
+        return fn
+
+    return decorate
+
+
+def layouts() -> dict[str, Layout]:
+    """Every registered file layout by dataset name."""
+    for module in _LAYOUT_MODULES:
+        importlib.import_module(f"trainers.datasets.{module}")
+    return _LAYOUTS
+
+
+def available() -> list[str]:
+    """Every dataset name a config may use, sorted."""
+    return sorted([*layouts(), *IN_MEMORY, "combined"])
+
+
+def dataset_tag(ds: DatasetConfig) -> str:
+    """How errors name a dataset: `dataset 'cub200'`."""
+    return f"dataset {ds.name!r}"
+
+
+def task_of(ds: DatasetConfig) -> Task:
+    """The label structure a config asks for (its dataset's own when `task` is unset)."""
+    if ds.name in IN_MEMORY:
+        return ds.task or "single"
+    if ds.name == "combined":
+        return ds.task or "single"
+    return ds.task or lookup(ds.name).tasks[0]
+
+
+def lookup(name: str) -> Layout:
+    """The layout of dataset `name`, or a ValueError listing the known ones."""
+    found = layouts().get(name)
+    if found is None:
+        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(available())}")
+    return found
+
+
+# ---------------------------------------------------------------- files
+
+
+class Files:
+    """The files of one dataset: its root, its layout's file names, and existence checks
+    that list each folder once (a stat per image is slow on cluster file systems)."""
+
+    def __init__(self, ds: DatasetConfig, defaults: dict[str, str]) -> None:
+        self.ds = ds
+        self.tag = dataset_tag(ds)
+        unknown = sorted(set(ds.layout) - set(defaults))
+        if unknown:
+            valid = ", ".join(defaults) or "(none)"
+            raise ValueError(f"{self.tag}: layout key(s) {', '.join(unknown)} unknown; valid keys: {valid}")
+        self.names = {**defaults, **ds.layout}
+        if ds.root is None:
+            raise ValueError(f"{self.tag} needs data.dataset.root (the folder holding its files)")
+        self.root = Path(ds.root).expanduser()
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"{self.tag}: root {self.root} does not exist")
+        self._listings: dict[Path, set[str]] = {}
+
+    def descend(self, marker: str, archive_folder: str) -> None:
+        """Accept the archive's top folder as root too (e.g. a root holding CUB_200_2011/)."""
+        inner = self.root / archive_folder
+        if not (self.root / marker).exists() and (inner / marker).exists():
+            self.root = inner
+
+    def path(self, key: str) -> Path:
+        """The configured file or folder `key` under the root."""
+        return self.root / self.names[key]
+
+    def require(self, key: str, folder: bool = False) -> Path:
+        """`path(key)`, which must exist (a clear error otherwise)."""
+        path = self.path(key)
+        ok = path.is_dir() if folder else path.is_file()
+        if not ok:
+            kind = "folder" if folder else "annotation file"
+            raise FileNotFoundError(f"{self.tag}: {kind} {path} does not exist")
+        return path
+
+    def lines(self, key: str) -> list[str]:
+        """Non-empty, stripped lines of annotation file `key`."""
+        text = self.require(key).read_text(encoding="utf-8", errors="replace")
+        return [line.strip() for line in text.splitlines() if line.strip()]
+
+    def fields(self, key: str, count: int, sep: str | None = None) -> list[list[str]]:
+        """Lines of `key` split into `count` fields (the last keeps any further separators)."""
+        rows = []
+        for number, line in enumerate(self.lines(key), start=1):
+            parts = line.split(sep, count - 1)
+            if len(parts) != count:
+                raise ValueError(f"{self.tag}: {self.path(key)} line {number}: expected {count} fields, got {line!r}")
+            rows.append([p.strip() for p in parts])
+        return rows
+
+    def exists(self, path: Path) -> bool:
+        """Whether `path` exists, from a cached listing of its folder."""
+        folder = path.parent
+        if folder not in self._listings:
+            try:
+                self._listings[folder] = set(os.listdir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                self._listings[folder] = set()
+        return path.name in self._listings[folder]
+
+    def check_listed(self, paths: Iterable[Path], listed_in: str) -> None:
+        """Every path must exist; otherwise one error with the count and a few examples."""
+        missing = [p for p in paths if not self.exists(p)]
+        if missing:
+            shown = ", ".join(str(p) for p in missing[:3])
+            raise FileNotFoundError(
+                f"{self.tag}: {len(missing)} image(s) listed in {listed_in} are missing, e.g. {shown}"
+            )
+
+
+def scan_images(folder: Path) -> list[Path]:
+    """Every image file under `folder` (recursively, hidden entries skipped), sorted."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(
+            Path(dirpath) / f for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        )
+    return sorted(found)
+
+
+def make_part(files: Files, paths: list[Path], targets: Any) -> Part:
+    """A Part whose ids are the paths relative to the dataset root."""
+    ids = [os.path.relpath(p, files.root) for p in paths]
+    array = np.asarray(targets)
+    array = array.astype(np.float32) if array.dtype.kind == "f" else array.astype(np.int64)
+    return Part(ids, paths, array)
+
+
+# ---------------------------------------------------------------- splits
+
+
+def build_index(ds: DatasetConfig) -> DatasetIndex:
+    """Read a file-backed dataset's annotation files (and check its images are there)."""
+    found = lookup(ds.name)
+    task = task_of(ds)
+    if task not in found.tasks:
+        raise ValueError(f"{dataset_tag(ds)}: task {task!r} not offered; it offers {', '.join(found.tasks)}")
+    if ds.novel_subclasses and task != "hierarchical":
+        raise ValueError(f"{dataset_tag(ds)}: novel_subclasses needs task: hierarchical")
+    return found.index(ds, Files(ds, found.files))
+
+
+def resolve_splits(ds: DatasetConfig) -> ResolvedSplits:
+    """Official splits where the dataset has them; the others carved out of its training
+    images with the seeded stratified split (test first, so the test set does not move
+    when val_fraction changes); then the novel sub-class slot applied."""
+    if ds.name == "combined":
+        return _combined(ds)
+    if ds.name in IN_MEMORY:
+        raise ValueError(f"{dataset_tag(ds)} is built in memory; use trainers.datasets.build_splits")
+    index = build_index(ds)
+    pool_name = "train" if "train" in index.parts else "all"
+    if pool_name not in index.parts:
+        raise ValueError(f"{dataset_tag(ds)}: the layout gave neither a train nor an all split")
+    pool = index.parts[pool_name]
+    if len(pool) == 0:
+        raise ValueError(f"{dataset_tag(ds)}: no training images found under {ds.root}")
+    wanted = [s for s in ("test", "val") if s not in index.parts]
+    fractions = {"test": ds.test_fraction, "val": ds.val_fraction}
+    *carved, rest = stratified_split(strata_of(pool.targets), [fractions[s] for s in wanted], ds.split_seed)
+    parts = {name: part for name, part in index.parts.items() if name in SPLITS}
+    parts.update({s: pool.take(rows) for s, rows in zip(wanted, carved, strict=True)})
+    parts["train"] = pool.take(rest)
+    policy = {s: "official" if s in index.parts else f"carved {fractions[s]} of {pool_name}" for s in ("val", "test")}
+    policy["train"] = "official" if pool_name == "train" and not wanted else f"rest of {pool_name}"
+    info: dict[str, Any] = {"policy": policy, "split_seed": ds.split_seed}
+    class_names, novel_slot = index.class_names, False
+    novel = [*index.novel_classes, *[n for n in ds.novel_subclasses if n not in index.novel_classes]]
+    if index.task == "hierarchical" and novel:
+        class_names, mapping = novel_mapping(index.class_names, novel, ds.name)
+        for name in SPLITS:
+            rows, targets = apply_novel(parts[name].targets, mapping, len(class_names), evaluation=name == "test")
+            kept = parts[name].take(rows)
+            parts[name] = Part(kept.ids, kept.paths, targets)
+        novel_slot = True
+        info["novel_subclasses"] = novel
+    return ResolvedSplits(
+        index.task, class_names, parts["train"], parts["val"], parts["test"], index.super_class_names, novel_slot, info
+    )
+
+
+def _combined(ds: DatasetConfig) -> ResolvedSplits:
+    """Several single-label datasets as one: labels offset by the classes before them,
+    class names prefixed with each part's label so they stay distinct."""
+    if not ds.parts:
+        raise ValueError(f"{dataset_tag(ds)} needs `parts` (e.g. [cub200, fgvc_aircraft] as site entries)")
+    if task_of(ds) != "single":
+        raise ValueError(f"{dataset_tag(ds)}: only the single-label task is offered")
+    names: list[str] = []
+    pieces: dict[str, list[Part]] = {s: [] for s in SPLITS}
+    infos: dict[str, Any] = {}
+    labels = [part.display_name for part in ds.parts]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{dataset_tag(ds)}: parts need distinct labels to keep class names apart; got {labels}")
+    for number, part_cfg in enumerate(ds.parts):
+        try:
+            if part_cfg.name == "combined":
+                raise ValueError("a combined dataset cannot be a part")
+            if part_cfg.name in IN_MEMORY:
+                raise ValueError("in-memory datasets (digits) cannot be combined")
+            if task_of(part_cfg) != "single":
+                raise ValueError(f"parts must be single-label, not {task_of(part_cfg)!r}")
+            resolved = resolve_splits(part_cfg)
+        except (ValueError, FileNotFoundError) as exc:
+            raise type(exc)(f"{dataset_tag(ds)} part {number}: {exc}") from None
+        label = labels[number]
+        offset = len(names)
+        names.extend(f"{label}/{name}" for name in resolved.class_names)
+        for s in SPLITS:
+            part = resolved.split(s)
+            pieces[s].append(Part([f"{label}/{i}" for i in part.ids], part.paths, part.targets + offset))
+        infos[label] = {"offset": offset, **resolved.info}
+    merged = {s: _concat(pieces[s]) for s in SPLITS}
+    return ResolvedSplits("single", names, merged["train"], merged["val"], merged["test"], info={"parts": infos})
+
+
+def _concat(parts: list[Part]) -> Part:
+    return Part(
+        [i for p in parts for i in p.ids],
+        [x for p in parts for x in p.paths],
+        np.concatenate([p.targets for p in parts]) if parts else np.zeros(0, dtype=np.int64),
+    )
+
+
+def split_manifest(ids: dict[str, list[str]], strata: dict[str, np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
+    """split.json content: per split the image count, class counts and a hash of the sorted
+    ids, plus the ids themselves when the dataset is small enough to list them."""
+    total = sum(len(v) for v in ids.values())
+    out: dict[str, Any] = {"info": info, "splits": {}}
+    for name, split_ids in ids.items():
+        digest = hashlib.sha256("\n".join(sorted(split_ids)).encode()).hexdigest()
+        labels, counts = np.unique(strata[name], return_counts=True)
+        entry: dict[str, Any] = {
+            "count": len(split_ids),
+            "sha256": digest,
+            "class_counts": {str(int(k)): int(c) for k, c in zip(labels, counts, strict=True)},
+        }
+        if total <= MANIFEST_MAX_IDS:
+            entry["ids"] = split_ids
+        out["splits"][name] = entry
+    return out
