@@ -88,22 +88,37 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides (with a sweep file)")
     p.add_argument("--smoke", action="store_true", help="collect the smoke runs instead")
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("datasets", help="registered datasets; describe one (class counts, imbalance, file sizes)")
+    p.add_argument("action", choices=("list", "describe"))
+    p.add_argument("dataset", nargs="?", help="name, YAML mapping, site:NAME, or a sweep file (all its datasets)")
+    p.add_argument("fields", nargs="*", help="dataset fields as key=value, e.g. task=hierarchical val_fraction=0.2")
+    p.add_argument("--root", help="dataset root folder")
+    p.add_argument("--site", help="site file for site:NAME (default $ORCHESTRATE_SITE)")
+    p.add_argument("--out", help="output folder (default results/datasets/<dataset>)")
+    p.set_defaults(func=cmd_datasets)
     return parser
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="sweep YAML file")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. defaults.epochs=1 grid.seed=[0]")
+    p.add_argument("--skip-data-check", action="store_true", help="plan/submit: do not check dataset files here")
 
 
-def _load(args: argparse.Namespace) -> tuple[SweepSpec, list[RunSpec]]:
+def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
     spec = load_spec(args.spec, args.overrides)
-    return spec, plan(spec)
+    runs = plan(spec)
+    if check_data and not args.skip_data_check:
+        from orchestrator.datasets_cmd import check_datasets  # roots, annotation files, listed images
+
+        check_datasets(spec, runs, args.spec)
+    return spec, runs
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
-    spec, runs = _load(args)
+    spec, runs = _load(args, check_data=True)
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {spec.output_path}")
     for axis, values in spec.grid.items():
         console.print(f"  {axis} ({len(values)}): {', '.join(map(str, values))}")
@@ -124,7 +139,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """Run every planned run that is not complete yet."""
     from orchestrator import launch
 
-    spec, runs = _load(args)
+    spec, runs = _load(args, check_data=True)
     outcome = launch.submit(
         spec,
         runs,
@@ -209,6 +224,17 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print(written.markdown)  # plain: rich would re-wrap the Markdown table
         console.print(f"[green]tables:[/] {written.table_path}\n[green]runs:[/]   {written.runs_path}")
     return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """`datasets list`, or `datasets describe DATASET`: counts, imbalance, file sizes, bar chart."""
+    from orchestrator import datasets_cmd
+
+    if args.action == "list":
+        return datasets_cmd.run_list(console)
+    if not args.dataset:
+        raise SpecError("datasets describe: name a dataset, e.g. `orchestrate datasets describe digits`")
+    return datasets_cmd.run_describe(args.dataset, args.fields, args.root, args.site, args.out, console)
 
 
 if __name__ == "__main__":

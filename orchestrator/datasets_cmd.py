@@ -1,0 +1,272 @@
+"""`orchestrate datasets list | describe`: the registered datasets, and the analysis of one
+(class counts and percentages per split, imbalance ratio, image file-size statistics per
+class) printed and written as CSV, Markdown and a bar chart PNG.
+
+    orchestrate datasets describe cub200 --root /data/CUB_200_2011
+    orchestrate datasets describe site:cub200 --site sites/mycluster.yaml
+    orchestrate datasets describe '{name: digits, task: hierarchical}' split_seed=1
+    orchestrate datasets describe sweeps/ablation_cub.yaml      # every dataset of a sweep
+
+Heavy imports (pandas, matplotlib, the dataset index) happen inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from orchestrator import site, yamlio
+from orchestrator.spec import SpecError, describe_error
+from trainers.config import DataConfig, DatasetConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from orchestrator.plan import RunSpec
+    from orchestrator.spec import SweepSpec
+
+DEFAULT_OUT = Path("results/datasets")
+CHART_MAX_NAMED = 60  # above this many classes the chart shows sorted counts without names
+
+
+def parse_dataset(text: str, overrides: Sequence[str], site_file: str | None) -> DatasetConfig:
+    """A DatasetConfig from a name, a YAML mapping or `site:NAME`, plus `key=value` fields."""
+    raw: Any
+    if text.startswith(site.PREFIX):
+        path = Path(site_file).expanduser() if site_file else site.site_path({}, Path.cwd())
+        if path is None:
+            raise SpecError(f"{text}: needs a site file (--site FILE or ${site.ENV_VAR})")
+        try:
+            entries = site.load_site(path)["datasets"]
+        except site.SiteError as exc:
+            raise SpecError(str(exc)) from None
+        name = text.removeprefix(site.PREFIX)
+        if name not in entries:
+            raise SpecError(f"{text}: not in datasets of {path} (known: {', '.join(entries) or 'none'})")
+        raw = dict(entries[name])
+    else:
+        try:
+            raw = yamlio.loads(text)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{text}: invalid YAML ({str(exc).splitlines()[0]})") from None
+        raw = {"name": raw} if isinstance(raw, str) else raw
+    if not isinstance(raw, dict):
+        raise SpecError(f"{text}: expected a dataset name or mapping")
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SpecError(f"{item}: expected key=value (a dataset field)")
+        raw[key.strip()] = yamlio.loads(value)
+    try:
+        return DatasetConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise SpecError(f"dataset: {describe_error(exc, DatasetConfig)}") from None
+
+
+def sweep_datasets(path: str, overrides: Sequence[str]) -> list[DatasetConfig]:
+    """The distinct datasets of a sweep's runs, in plan order."""
+    from orchestrator.plan import plan
+    from orchestrator.spec import load_spec
+
+    seen: dict[str, DatasetConfig] = {}
+    for run in plan(load_spec(path, overrides)):
+        ds = run.config.data.dataset
+        seen.setdefault(json.dumps(ds.model_dump(mode="json"), sort_keys=True), ds)
+    return list(seen.values())
+
+
+def run_list(console: Console) -> int:
+    """Registered dataset names with their label structures and default files."""
+    from trainers.datasets.check import IN_MEMORY_TASKS
+    from trainers.datasets.index import layouts
+
+    table = RichTable("dataset", "tasks (first: default)", "files (override with layout:)")
+    for name, found in sorted(layouts().items()):
+        files = ", ".join(f"{k}={v}" for k, v in found.files.items())
+        table.add_row(name, ", ".join(found.tasks), files)
+    for name, tasks in IN_MEMORY_TASKS.items():
+        table.add_row(name, ", ".join(tasks), "(bundled with scikit-learn)")
+    table.add_row("combined", "single", "parts: [dataset, ...] (labels offset in order)")
+    console.print(table)
+    return 0
+
+
+def run_describe(
+    target: str, overrides: Sequence[str], root: str | None, site_file: str | None, out: str | None, console: Console
+) -> int:
+    """Describe one dataset (or every dataset of a sweep file) and write the report files."""
+    if target.endswith((".yaml", ".yml")) and Path(target).is_file():
+        datasets = sweep_datasets(target, overrides)
+    else:
+        ds = parse_dataset(target, overrides, site_file)
+        datasets = [ds.model_copy(update={"root": root}) if root else ds]
+    for ds in datasets:
+        folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / _slug(ds.display_name)
+        describe_one(ds, folder, console)
+    return 0
+
+
+def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path]:
+    """Print the report of one dataset and write it under `folder`."""
+    from trainers.datasets.report import describe
+
+    try:
+        report = describe(DataConfig(dataset=ds))
+    except (FileNotFoundError, ValueError) as exc:
+        raise SpecError(str(exc)) from None
+    view = report.view
+    sizes = ", ".join(f"{s} {len(view.targets[s])}" for s in ("train", "val", "test"))
+    console.print(f"[bold]{ds.display_name}[/] ({ds.name}, {view.task}): {len(view.class_names)} classes; {sizes}")
+    console.print(f"  split: {json.dumps(view.info.get('policy', view.info), sort_keys=True)}")
+    console.print(_rich(report.counts, "class counts and percentages per split", pct=True))
+    console.print(_rich(report.imbalance, "imbalance (largest / smallest non-empty class)"))
+    if report.sizes is not None:
+        console.print(_rich(report.sizes, "image file sizes (bytes) per class"))
+    else:
+        console.print("  file sizes: none (images are generated in memory)")
+    written = write_report(report, ds, folder)
+    console.print(f"[green]written:[/] {', '.join(str(p) for p in written)}")
+    return written
+
+
+def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:
+    """class_counts.csv, imbalance.csv, file_sizes.csv, report.md and class_counts.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    tables = {"class_counts": report.counts, "imbalance": report.imbalance, "file_sizes": report.sizes}
+    for name, frame in tables.items():
+        if frame is not None:
+            path = folder / f"{name}.csv"
+            _atomic_text(path, frame.to_csv(index=False))
+            written.append(path)
+    lines = [f"# Dataset {ds.display_name} ({ds.name})", "", f"Task: {report.view.task}.", ""]
+    lines += [f"Split policy: `{json.dumps(report.view.info.get('policy', {}), sort_keys=True)}`", ""]
+    for title, frame in (
+        ("Class counts and percentages per split", report.counts),
+        ("Imbalance", report.imbalance),
+        ("Image file sizes (bytes) per class", report.sizes),
+    ):
+        if frame is not None:
+            lines += [f"## {title}", "", _markdown(frame), ""]
+    lines += ["![class counts](class_counts.png)", ""]
+    path = folder / "report.md"
+    _atomic_text(path, "\n".join(lines))
+    written.append(path)
+    written.append(bar_chart(report.counts, folder / "class_counts.png", ds.display_name))
+    return written
+
+
+def bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
+    """Grouped bars of class counts per split (one panel per level); with many classes the
+    classes are sorted by total count and drawn without names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    levels = list(dict.fromkeys(counts["level"]))
+    widest = max(int((counts["level"] == lv).sum()) for lv in levels)
+    width_in = min(24.0, max(6.0, 0.35 * min(widest, CHART_MAX_NAMED) + 2))
+    fig, axes = plt.subplots(len(levels), 1, figsize=(width_in, 3.8 * len(levels)), squeeze=False)
+    for ax, level in zip(axes[:, 0], levels, strict=True):
+        group = counts[counts["level"] == level]
+        named = len(group) <= CHART_MAX_NAMED
+        if not named:
+            group = group.sort_values("total", ascending=False)
+        x = np.arange(len(group))
+        for offset, split in zip((-0.27, 0.0, 0.27), ("train", "val", "test"), strict=True):
+            ax.bar(x + offset, group[split], width=0.27, label=split)
+        if named:
+            ax.set_xticks(x, group["class"], rotation=60, ha="right", fontsize=8)
+        else:
+            ax.set_xlabel(f"{len(group)} classes, sorted by total count")
+        ax.set_ylabel("images")
+        ax.set_title(f"{title}: {level} counts per split")
+        ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> RichTable:
+    table = RichTable(title=title, title_justify="left")
+    for column in frame.columns:
+        table.add_column(str(column), justify="left" if column in ("level", "class", "split") else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_cell(value, pct) for value in row))
+    return table
+
+
+def _cell(value: Any, pct: bool) -> str:
+    if isinstance(value, float):
+        return f"{value:.1f}" if pct or abs(value) >= 100 else f"{value:.3g}"
+    return str(value)
+
+
+def _markdown(frame: pd.DataFrame) -> str:
+    """A pipe table (pandas' to_markdown needs `tabulate`, which is not a dependency)."""
+    header = [str(c) for c in frame.columns]
+    rows = [
+        [_cell(v, pct=True) if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    from trainers import rundir
+
+    rundir.write_text(path, text)
+
+
+def check_datasets(spec: SweepSpec, runs: Sequence[RunSpec], where: str) -> None:
+    """Check every distinct dataset of the planned runs on disk (roots, annotation files,
+    listed images), raising a one-line SpecError that names the spec field."""
+    from trainers.datasets.check import check_dataset
+
+    seen: set[str] = set()
+    for run in runs:
+        ds = run.config.data.dataset
+        key = json.dumps(ds.model_dump(mode="json"), sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_dataset(ds)
+        except (FileNotFoundError, ValueError) as exc:
+            raise SpecError(f"{where}: {_origin(spec, run)}: {exc}") from None
+
+
+def _origin(spec: SweepSpec, run: RunSpec) -> str:
+    """The spec field a run's dataset comes from: `grid.dataset[i]`, else `defaults.data.dataset`."""
+    resolved = run.config.data.dataset.model_dump(mode="json")
+    for index, value in enumerate(spec.grid.get("dataset", [])):
+        given = {"name": value} if isinstance(value, str) else value
+        if not isinstance(given, dict):
+            continue
+        try:
+            candidate = DatasetConfig.model_validate(given).model_dump(mode="json")
+        except ValidationError:
+            continue
+        if all(candidate.get(k) == resolved.get(k) for k in given):
+            return f"grid.dataset[{index}]"
+    if "dataset" not in spec.grid:
+        return "defaults.data.dataset"
+    return f"run {run.name}: data.dataset"
