@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from trainers import rundir
 from trainers.config import DataConfig
@@ -109,7 +110,9 @@ class Transformed(Dataset[Any]):
 
     def _decode(self, index: int) -> tuple[torch.Tensor, Any] | None:
         try:
-            return self.transform(self.images.load(index)), self.images.target(index)
+            image = self.images.load(index)
+            with _one_thread():
+                return self.transform(image), self.images.target(index)
         except BAD_IMAGE_ERRORS as exc:
             self._flag(index, exc)
             return None
@@ -137,6 +140,22 @@ class Transformed(Dataset[Any]):
             if sample is not None:
                 return sample
         raise BadDataError(f"{self.split} split: no readable image at all")
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Per-image tensor ops are far too small for intra-op threads: in the main process
+    (num_workers=0) torch's thread pool made the transform ~100x slower on a busy node.
+    Loader workers already run single-threaded (torch sets it), so this only acts there."""
+    threads = torch.get_num_threads()
+    if threads == 1 or get_worker_info() is not None:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class CollateReadable:

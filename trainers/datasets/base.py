@@ -39,12 +39,10 @@ TASKS: tuple[Task, ...] = ("single", "hierarchical", "multilabel")
 
 def as_targets(targets: Any) -> np.ndarray:
     """Targets as the contract's array: float32 for multi-hot rows, int64 otherwise."""
-    array = np.asarray(targets)
-    if array.dtype.kind == "f":
-        return array.astype(np.float32, copy=False)
-    if array.size == 0 and array.ndim == 1:
-        return array.astype(np.int64)
-    return array.astype(np.int64, copy=False)
+    # Multi-hot targets arrive as a float array; lists (possibly empty) are class indices.
+    if isinstance(targets, np.ndarray) and targets.dtype.kind == "f":
+        return targets.astype(np.float32, copy=False)
+    return np.asarray(targets, dtype=np.int64)
 
 
 class LabeledImages(Dataset[tuple[Image.Image, Any]]):

@@ -242,8 +242,9 @@ def scan_images(folder: Path) -> list[Path]:
 def make_part(files: Files, paths: list[Path], targets: Any) -> Part:
     """A Part whose ids are the paths relative to the dataset root."""
     ids = [os.path.relpath(p, files.root) for p in paths]
-    array = np.asarray(targets)
-    array = array.astype(np.float32) if array.dtype.kind == "f" else array.astype(np.int64)
+    # Multi-hot targets arrive as a float array; lists (possibly empty) are class indices.
+    multi_hot = isinstance(targets, np.ndarray) and targets.dtype.kind == "f"
+    array = np.asarray(targets, dtype=np.float32 if multi_hot else np.int64)
     return Part(ids, paths, array)
 
 
