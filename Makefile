@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SHELL := /bin/bash
 
-.PHONY: demo test test-unit lint cluster-up cluster-down bench clean-venv
+.PHONY: demo test test-unit lint cluster-up cluster-down bench clean-venv report-tools report-screenshot
 
 # The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned there
 # as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
@@ -20,10 +20,10 @@ demo: $(STAMP)
 	$(BIN)/orchestrate collect sweeps/demo.yaml
 	@echo "demo table: results/demo/tables/table.md"
 
-test: $(STAMP) cluster-up
+test: $(STAMP) cluster-up report-tools
 	$(BIN)/pytest
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) report-tools
 	$(BIN)/pytest -m "not slurm and not slow"
 
 lint: $(STAMP)
@@ -39,3 +39,14 @@ cluster-down:
 
 bench: $(STAMP)
 	$(BIN)/python bench/plan_scale.py
+
+# pdflatex (+ booktabs) and headless Chromium: the LaTeX-compile and report-screenshot tests need them.
+# Idempotent: installs the Debian packages (about 130 MB) only when a command is missing.
+report-tools:
+	@command -v pdflatex >/dev/null && command -v chromium >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    texlive-latex-base texlive-latex-recommended chromium fonts-dejavu-core; }
+
+# The HTML report of a fixture sweep, and a headless-Chromium screenshot of it to look at.
+report-screenshot: $(STAMP) report-tools
+	$(BIN)/python tests/tables_fixture.py results/report-screenshot

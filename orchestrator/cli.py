@@ -87,7 +87,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("target", nargs="?", help="sweep file or output folder (default: every sweep under results/)")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides (with a sweep file)")
     p.add_argument("--smoke", action="store_true", help="collect the smoke runs instead")
+    p.add_argument("--no-report", action="store_true", help="tables only, no report/index.html (plots)")
     p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("profile", help="GFLOPs and params of every cell's model (meta device, no data)")
+    _spec_args(p)
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("datasets", help="registered datasets; describe one (class counts, imbalance, file sizes)")
     p.add_argument("action", choices=("list", "describe"))
@@ -132,6 +137,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(table)
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
+    if spec.budget is not None:
+        from orchestrator import profile_cmd  # torch only when the spec has a budget to check
+
+        profile_cmd.check_budget(spec, runs, console)
     return 0
 
 
@@ -220,9 +229,21 @@ def cmd_collect(args: argparse.Namespace) -> int:
     else:
         targets = collect.resolve_target(Path(args.target), args.overrides)
     for spec, root in targets:
-        written = collect.write_tables(spec, root, smoke=args.smoke)
+        written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
         print(written.markdown)  # plain: rich would re-wrap the Markdown table
-        console.print(f"[green]tables:[/] {written.table_path}\n[green]runs:[/]   {written.runs_path}")
+        console.print(f"[green]tables:[/] {', '.join(str(p) for p in written.files)}")
+        console.print(f"[green]runs:[/]   {written.runs_path}")
+        if written.report_path is not None:
+            console.print(f"[green]report:[/] {written.report_path}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
+    from orchestrator import profile_cmd
+
+    spec, runs = _load(args)
+    profile_cmd.run_profile(spec, runs, console)
     return 0
 
 

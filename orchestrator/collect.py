@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import store, yamlio
 from orchestrator.plan import RunSpec, plan, smoke_plan
-from orchestrator.spec import SpecError, SweepSpec, load_spec, spec_from_dict
+from orchestrator.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
 
 if TYPE_CHECKING:
@@ -37,6 +37,8 @@ def run_rows(root: Path, planned: list[RunSpec]) -> Iterator[dict[str, Any]]:
         row: dict[str, Any] = {key: config.get(key) for key in META_COLUMNS[:6]}
         row.update(run_id=path.name, state=status.get("state", "missing"), in_plan=path.name in planned_ids)
         row["path"] = str(path)
+        row.update(started_at=status.get("started_at"), finished_at=status.get("finished_at"))
+        row["pretrained_path"] = ((config.get("trainer") or {}).get("model") or {}).get("pretrained_path")
         row.update({f"axis.{k}": v for k, v in (config.get("axes") or {}).items()})
         row.update(flatten(metrics))
         yield row
@@ -76,6 +78,9 @@ def load_snapshot(root: Path) -> SweepSpec:
     except FileNotFoundError:
         raise SpecError(f"{root}: no {store.SWEEP_FILE}; is this a sweep output folder?") from None
     spec = spec_from_dict(document["spec"], where=str(path))
+    if document.get("source"):
+        # Custom table templates are named relative to the original sweep file.
+        spec._source = Path(document["source"])
     return spec
 
 
@@ -89,8 +94,13 @@ class Written:
     """What `write_tables` produced."""
 
     table_path: Path
+    """The first table's Markdown file."""
     runs_path: Path
     markdown: str
+    """Every table in Markdown, as printed by `orchestrate collect`."""
+    files: tuple[Path, ...] = ()
+    """Every table file written (all formats, custom templates)."""
+    report_path: Path | None = None
 
 
 def resolve_target(target: Path, overrides: list[str]) -> list[tuple[SweepSpec, Path]]:
@@ -113,9 +123,10 @@ def sweeps_under(results: Path) -> list[tuple[SweepSpec, Path]]:
     return [(load_snapshot(root), root.resolve()) for root in find_sweeps(results)]
 
 
-def write_tables(spec: SweepSpec, root: Path, smoke: bool = False) -> Written:
-    """Collect a sweep into `<root>/tables/runs.csv` and `table.md`; returns paths and the Markdown."""
-    from orchestrator import tables
+def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool = False) -> Written:
+    """Collect a sweep into `<root>/tables/`: runs.csv, then every table of the spec in its formats;
+    with `report`, also `<root>/report/index.html`."""
+    from orchestrator import profile_cmd, tables
 
     planned = plan(spec)
     if smoke:
@@ -124,29 +135,42 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False) -> Written:
     out = root / "tables"
     runs_path = out / "runs.csv"
     rundir.write_text(runs_path, frame.to_csv(index=False))
-    built = tables.ablation_tables(frame, planned)
-    markdown = tables.render(built, "md", _context(spec, frame, smoke))
-    table_path = out / "table.md"
-    rundir.write_text(table_path, markdown)
-    return Written(table_path, runs_path, markdown)
+    profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
+    joined = tables.joined_frame(frame, planned, spec, profile)
+    context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
+    where = str(spec.source or spec.name)
+    files: list[Path] = []
+    markdown: list[str] = []
+    built_all: list[tuple[TableSpec, list[tables.Table]]] = []
+    for index, table_spec in enumerate(spec.tables):
+        built = tables.build_tables(joined, spec, table_spec, where=f"{where}: tables[{index}]")
+        built_all.append((table_spec, built))
+        formats = list(dict.fromkeys(["md", *table_spec.formats]))
+        for fmt in formats:
+            path = out / f"{table_spec.name}.{fmt}"
+            text = tables.render(built, fmt, context)
+            rundir.write_text(path, text)
+            files.append(path)
+            if fmt == "md":
+                markdown.append(text)
+        if table_spec.template:
+            template = _template_path(spec, table_spec.template)
+            path = out / f"{table_spec.name}.{template.name.removesuffix('.j2')}"
+            rundir.write_text(path, tables.render_file(template, built, context))
+            files.append(path)
+    report_path = None
+    if report:
+        from orchestrator import report as report_mod
+
+        report_path = report_mod.write_report(spec, root, joined, built_all, context)
+    return Written(files[0], runs_path, "\n".join(markdown), tuple(files), report_path)
 
 
-def _context(spec: SweepSpec, frame: pd.DataFrame, smoke: bool) -> dict[str, Any]:
-    """Title, labels and footnotes of the rendered tables."""
-    baseline = next(iter(spec.ablations))
-    notes = [
-        f"Cells: test top-1 (%) as mean ± std over seeds, (Δ) against '{baseline}'; "
-        "(n/N seeds) where runs are missing; '-' where none finished; best in bold.",
-        "GFLOPs: 2 x multiply-adds at batch 1 and the run's input size (torch.utils.flop_counter); "
-        "params: exact count of the model trained; (Δ%) relative to the baseline row.",
-    ]
-    if "provenance.git_commit" in frame.columns:
-        commits = sorted({str(c)[:10] for c in frame["provenance.git_commit"].dropna()})
-        if commits:
-            notes.append(f"Code version(s): {', '.join(commits)}.")
-    return {
-        "sweep": spec.name + (" (smoke)" if smoke else ""),
-        "metric_label": "test top-1 (%)",
-        "row_header": "Ablation",
-        "notes": notes,
-    }
+def _template_path(spec: SweepSpec, name: str) -> Path:
+    """A table template named in the spec: absolute, or relative to the spec file."""
+    path = Path(name).expanduser()
+    if not path.is_absolute() and spec.source is not None:
+        path = spec.source.parent / path
+    if not path.is_file():
+        raise SpecError(f"{spec.source or spec.name}: tables: template {path} does not exist")
+    return path

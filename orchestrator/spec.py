@@ -129,7 +129,9 @@ class SweepSpec(_Strict):
     """Job resources."""
     site: str | None = None
     """Site file naming dataset roots and checkpoints (`site:NAME` references); relative to the spec."""
-    tables: Annotated[list[TableSpec], AfterValidator(_unique_table_names)] = Field(default_factory=lambda: [TableSpec()])
+    tables: Annotated[list[TableSpec], AfterValidator(_unique_table_names)] = Field(
+        default_factory=lambda: [TableSpec()]
+    )
     """Tables `collect` writes (metric, rows, columns, formats); default: one top-1 table named `table`."""
     budget: BudgetSpec | None = None
     """Compute budget against the baseline row: checked by `plan` and `profile`, marked in tables."""
@@ -342,8 +344,8 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return str(problem)
 
 
-TABLE_FORMATS = ("md", "tex", "html", "csv")
 TableFormat = Literal["md", "tex", "html", "csv"]
+TABLE_FORMATS: tuple[TableFormat, ...] = ("md", "tex", "html", "csv")
 # Dimensions a table can lay out besides extra grid axes (named as in `grid:`).
 TABLE_DIMS = ("backbone", "dataset", "ablation", "metric")
 
@@ -360,7 +362,7 @@ class TableSpec(_Strict):
     metric_labels: dict[str, str] = {}
     """Header text per metric, overriding the built-in labels (`top1` -> `top-1 (%)`)."""
     rows: list[str] | None = None
-    """Dimensions whose values are the rows (ablation, backbone, dataset, metric, grid axes); None = ablation + extra axes."""
+    """Dimensions whose values are the rows (ablation, backbone, dataset, metric, grid axes); None: ablation + axes."""
     columns: list[str] | None = None
     """Dimensions whose values are the score columns; None = dataset (+ metric when there are several)."""
     group: str | None = None

@@ -52,9 +52,9 @@ def test_table_mean_std_delta_and_missing(sweep: tuple[SweepSpec, list[RunSpec]]
     fake_run(spec, runs[1], 0.92)
     fake_run(spec, runs[2], 0.95, gflops=1.1, params_m=2.2)
     frame = collect.collect_frame(store.sweep_root(spec), runs)
-    [table] = tables.ablation_tables(frame, runs)
+    [table] = tables.ablation_tables(spec, frame, runs)
     assert table.columns == ["digits", "GFLOPs", "Params (M)"]
-    (base_name, base), (aug_name, aug), (_, drop) = table.rows
+    (base_name, base), (aug_name, aug), (_, drop) = ((row.label, row.cells) for row in table.rows)
     assert base_name == "Baseline" and aug_name == "+ Aug"
     assert base[0].mean == pytest.approx(91.0) and base[0].std == pytest.approx(1.41421356, rel=1e-6)
     assert base[0].delta is None and base[0].n == 2
@@ -62,8 +62,7 @@ def test_table_mean_std_delta_and_missing(sweep: tuple[SweepSpec, list[RunSpec]]
     assert aug[0].n == 1 and aug[0].n_expected == 2 and aug[0].best
     assert aug[1].delta == pytest.approx(10.0) and aug[1].relative
     assert drop[0].n == 0
-    context = {"sweep": "tiny", "metric_label": "top-1", "row_header": "Ablation", "notes": []}
-    text = tables.render([table], "md", context)
+    text = tables.render([table], "md", {"sweep": "tiny"})
     assert "| Baseline | 91.00 ± 1.41 | 1.00 | 2.000 |" in text
     assert "| + Aug | **95.00** (+4.00) (1/2 seeds) | 1.10 (+10.00%) | 2.200 (+10.00%) |" in text
     assert "| + Aug + Dropout | - | - | - |" in text
@@ -74,10 +73,10 @@ def test_single_seed_has_no_std(write_spec: Callable[..., Path]) -> None:
     runs = plan(spec)
     fake_run(spec, runs[0], 0.5)
     fake_run(spec, runs[1], 0.25)
-    [table] = tables.ablation_tables(collect.collect_frame(store.sweep_root(spec), runs), runs)
-    text = tables.render([table], "md", {"sweep": "t", "metric_label": "m", "row_header": "A", "notes": []})
+    [table] = tables.ablation_tables(spec, collect.collect_frame(store.sweep_root(spec), runs), runs)
+    text = tables.render([table], "md", {"sweep": "t"})
     assert "| Baseline | **50.00** | 1.00 | 2.000 |" in text
-    assert "| + Aug | 25.00 (-25.00) | 1.00 (+0.00%) | 2.000 (+0.00%) |" in text
+    assert "| + Aug | 25.00 (-25.00) | 1.00 | 2.000 |" in text, "same model as the baseline: no delta"
 
 
 def test_write_tables_from_spec_and_from_folder(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:

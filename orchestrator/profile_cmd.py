@@ -1,0 +1,321 @@
+"""`orchestrate profile SPEC`: GFLOPs and params of every cell's exact model, before anything trains.
+
+Each distinct model of the plan (backbone, head width, inserted modules, input size)
+is built once on the meta device by `trainers.profile_model`: shapes only, no memory,
+no dataset and no pretrained file needed. Class counts come from the datasets' known
+sizes (trainers/datasets/known.py); a dataset with no known size (an ImageFolder) is
+read from disk when it is there.
+
+The results go to `<output>/profile.csv`, keyed by a hash of what shapes the model,
+so `collect` can fill the GFLOPs and Params columns of cells that have not run yet.
+A `budget:` in the spec is checked here (and by `orchestrate plan`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.plan import RunSpec
+from orchestrator.spec import BudgetSpec, SweepSpec
+from trainers import rundir
+from trainers.config import TrainConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+    from trainers.datasets.known import LabelShape
+
+PROFILE_FILE = "profile.csv"
+# Config fields that never change the model's shapes: left out of the complexity key, so
+# every seed, optimizer setting and smoke variant of a cell shares one profile entry.
+_SKIP_TOP = ("seed", "epochs", "max_steps_per_epoch", "torch_threads", "precision", "optim", "schedule", "distributed")
+_SKIP_DATA = (
+    "batch_size",
+    "num_workers",
+    "pin_memory",
+    "persistent_workers",
+    "prefetch_factor",
+    "jpeg_draft",
+    "augment",
+    "grayscale",
+)
+_SKIP_DATASET = ("max_samples", "max_bad_fraction", "val_fraction", "test_fraction", "split_seed", "label")
+
+
+def complexity_key(config: TrainConfig) -> str:
+    """Short hash of the config fields that can change the model's shapes or FLOPs."""
+    data = config.model_dump(mode="json")
+    for key in _SKIP_TOP:
+        data.pop(key, None)
+    section = data.get("data", {})
+    for key in _SKIP_DATA:
+        section.pop(key, None)
+    _strip_dataset(section.get("dataset"))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def _strip_dataset(dataset: Any) -> None:
+    if not isinstance(dataset, dict):
+        return
+    for key in _SKIP_DATASET:
+        dataset.pop(key, None)
+    for part in dataset.get("parts") or ():
+        _strip_dataset(part)
+
+
+@dataclass(frozen=True)
+class Profiled:
+    """The complexity of one distinct model of the plan."""
+
+    ckey: str
+    run: RunSpec
+    """The first planned run with this model (its backbone, dataset, ablation name the row)."""
+    classes: str | None
+    """The heads' class counts as shown (`200`, `2 / 10+novel`, `4 labels`)."""
+    gflops: float | None
+    params_m: float | None
+    seconds: float
+    error: str | None = None
+
+
+Counter = Callable[[TrainConfig, "LabelShape | None"], dict[str, Any]]
+
+
+def count_model(cfg: TrainConfig, shape: LabelShape | None) -> dict[str, Any]:
+    """Complexity of a run's exact model on the meta device (trainers.profile_model).
+
+    A known single-label shape needs no data; a hierarchical or multilabel one builds the
+    task's heads from the counts alone; None reads the label structure from the dataset.
+    """
+    from trainers import profile_model
+
+    if shape is None or shape.task == "single":
+        return profile_model(cfg, None if shape is None else shape.num_classes)
+    # Looked up by name: the heads API (trainers.tasks) is typed and tested on the trainer side.
+    task_spec = importlib.import_module("trainers.tasks").TaskSpec
+    complexity = importlib.import_module("trainers.complexity").complexity
+    task = task_spec(
+        kind=shape.task,
+        class_names=tuple(str(i) for i in range(shape.num_classes)),
+        super_class_names=tuple(str(i) for i in range(shape.num_super)),
+        novel_slot=shape.novel_slot,
+    )
+    return dict(complexity(cfg, task))
+
+
+def profile_runs(runs: list[RunSpec], counter: Counter | None = None) -> list[Profiled]:
+    """Profile each distinct model of `runs` once, in plan order.
+
+    `counter(cfg, shape)` defaults to `count_model` (meta device); a cell whose label
+    shape cannot be found (dataset files absent) gets an `error` instead of numbers.
+    """
+    from trainers.datasets.known import label_shape
+
+    count = counter or count_model
+    seen: dict[str, Profiled] = {}
+    for run in runs:
+        key = complexity_key(run.config)
+        if key in seen:
+            continue
+        started = time.perf_counter()
+        shape = label_shape(run.config.data.dataset)
+        classes = shape.describe() if shape is not None else None
+        try:
+            counted = count(run.config, shape)
+        except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
+            seen[key] = Profiled(key, run, classes, None, None, time.perf_counter() - started, str(error))
+            continue
+        if classes is None and counted.get("num_classes") is not None:
+            classes = str(counted["num_classes"])
+        elapsed = time.perf_counter() - started
+        seen[key] = Profiled(key, run, classes, float(counted["gflops"]), float(counted["params_m"]), elapsed)
+    return list(seen.values())
+
+
+def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> pd.DataFrame:
+    """One row per cell (backbone, dataset, ablation, extra axes; seeds collapsed) with its model's
+    complexity, the relative change to the baseline row of the same cell, and the budget verdict."""
+    import pandas as pd
+
+    by_key = {item.ckey: item for item in profiled}
+    records: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+    for run in runs:
+        axes = json.dumps(run.axes, sort_keys=True, default=str) if run.axes else ""
+        cell = (run.backbone, run.dataset, run.ablation, axes)
+        if cell in records:
+            continue
+        item = by_key[complexity_key(run.config)]
+        records[cell] = {
+            "ckey": item.ckey,
+            "backbone": run.backbone,
+            "dataset": run.dataset,
+            "ablation": run.ablation,
+            "axes": axes,
+            "image_size_px": run.config.data.image_size_px,
+            "classes": item.classes or "",
+            "complexity.gflops": item.gflops,
+            "complexity.params_m": item.params_m,
+            "seconds": round(item.seconds, 3),
+            "error": item.error or "",
+        }
+    frame = pd.DataFrame(list(records.values()))
+    if frame.empty:
+        return frame
+    baseline = next(iter(spec.ablations))
+    cell_cols = ["backbone", "dataset", "axes"]
+    base = frame[frame["ablation"] == baseline].drop_duplicates(cell_cols).set_index(cell_cols)
+    index = pd.MultiIndex.from_frame(frame[cell_cols])
+    for column, short in (("complexity.gflops", "gflops"), ("complexity.params_m", "params")):
+        reference = base[column].reindex(index).to_numpy(dtype=float)
+        frame[f"{short}_delta_pct"] = (frame[column].to_numpy(dtype=float) - reference) / reference * 100.0
+    frame["over_budget"] = over_budget(frame, spec.budget)
+    return frame
+
+
+def over_budget(frame: pd.DataFrame, budget: BudgetSpec | None) -> pd.Series:
+    """Rows whose relative GFLOPs or params increase exceeds the budget."""
+    flags = frame["gflops_delta_pct"].isna() & False
+    if budget is None:
+        return flags
+    if budget.max_gflops_increase_pct is not None:
+        flags |= frame["gflops_delta_pct"] > budget.max_gflops_increase_pct + 1e-9
+    if budget.max_params_increase_pct is not None:
+        flags |= frame["params_delta_pct"] > budget.max_params_increase_pct + 1e-9
+    return flags
+
+
+def profile_path(spec: SweepSpec) -> Path:
+    """Where `profile` writes and `collect` reads the complexity of every cell."""
+    return spec.output_path / PROFILE_FILE
+
+
+def write_profile(spec: SweepSpec, frame: pd.DataFrame) -> Path:
+    """Merge `frame` into the sweep's profile.csv (newer rows win) and return its path."""
+    path = profile_path(spec)
+    old = read_profile(path)
+    if old is not None and not frame.empty:
+        import pandas as pd
+
+        frame = pd.concat([old[~old["ckey"].isin(frame["ckey"])], frame], ignore_index=True)
+    rundir.write_text(path, frame.to_csv(index=False))
+    return path
+
+
+def read_profile(path: Path) -> pd.DataFrame | None:
+    """A profile.csv as a DataFrame, or None when there is none."""
+    if not path.is_file():
+        return None
+    import pandas as pd
+
+    return pd.read_csv(path)
+
+
+def budget_lines(frame: pd.DataFrame, budget: BudgetSpec | None) -> list[str]:
+    """One line per cell over the budget (empty when within it or without a budget)."""
+    if budget is None or frame.empty:
+        return []
+    lines = []
+    for _, row in frame[frame["over_budget"]].iterrows():
+        where = f"{row['backbone']}/{row['dataset']}/{row['ablation']}" + (f" {row['axes']}" if row["axes"] else "")
+        lines.append(
+            f"{where}: GFLOPs {row['gflops_delta_pct']:+.2f}%, params {row['params_delta_pct']:+.2f}% "
+            f"vs baseline ({_limits(budget)})"
+        )
+    return lines
+
+
+def _limits(budget: BudgetSpec) -> str:
+    parts = []
+    if budget.max_gflops_increase_pct is not None:
+        parts.append(f"GFLOPs at most +{budget.max_gflops_increase_pct:g}%")
+    if budget.max_params_increase_pct is not None:
+        parts.append(f"params at most +{budget.max_params_increase_pct:g}%")
+    return "budget: " + ", ".join(parts)
+
+
+def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, seconds: float) -> None:
+    """The profile as a table on the console, then the budget verdict."""
+    from rich.table import Table as RichTable
+
+    table = RichTable("backbone", "dataset", "ablation", "px", "classes", "GFLOPs", "Params (M)", title=spec.name)
+    show_axes = bool(frame["axes"].astype(bool).any()) if not frame.empty else False
+    if show_axes:
+        table.add_column("axes")
+    if spec.budget is not None:
+        table.add_column("budget")
+    for _, row in frame.iterrows():
+        if row["error"]:
+            cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), "?", "-", "-"]
+            cells += [row["axes"]] if show_axes else []
+            cells += ["?"] if spec.budget is not None else []
+            table.add_row(*cells)
+            continue
+        gflops = _with_delta(row["complexity.gflops"], row["gflops_delta_pct"], 2)
+        params = _with_delta(row["complexity.params_m"], row["params_delta_pct"], 3)
+        classes = str(row["classes"]) if row["classes"] == row["classes"] else ""
+        cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), classes, gflops, params]
+        cells += [row["axes"]] if show_axes else []
+        if spec.budget is not None:
+            cells.append("[red]over[/]" if row["over_budget"] else "ok")
+        table.add_row(*cells)
+    console.print(table)
+    models = frame["ckey"].nunique() if not frame.empty else 0
+    console.print(f"{len(frame)} cells, {models} distinct models profiled in {seconds:.1f} s (meta device, batch 1)")
+    for _, row in frame[frame["error"].astype(bool)].iterrows():
+        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
+    print_budget(frame, spec, console)
+
+
+def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None:
+    """The budget verdict: every cell over it, or one line saying all are within it."""
+    if spec.budget is None:
+        return
+    over = budget_lines(frame, spec.budget)
+    for line in over:
+        console.print(f"[red]over budget[/]: {line}", soft_wrap=True)
+    if not over:
+        console.print(f"[green]budget ok[/]: every row within {_limits(spec.budget).removeprefix('budget: ')}")
+
+
+def _with_delta(value: float, delta: float, decimals: int) -> str:
+    if value > 0:
+        # Tiny test models: enough decimals for three significant digits.
+        decimals = max(decimals, 2 - math.floor(math.log10(value)))
+    if delta != delta or delta == 0:  # NaN (no baseline row) or the same model as the baseline
+        return f"{value:.{decimals}f}"
+    return f"{value:.{decimals}f} ({delta:+.2f}%)"
+
+
+def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: bool = True) -> pd.DataFrame:
+    """Profile the plan, print it, write profile.csv (unless `write` is False); the frame."""
+    started = time.perf_counter()
+    frame = to_frame(runs, profile_runs(runs), spec)
+    seconds = time.perf_counter() - started
+    print_profile(frame, spec, console, seconds)
+    if write:
+        path = write_profile(spec, frame)
+        console.print(f"[green]profile:[/] {path}")
+    return frame
+
+
+def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console) -> pd.DataFrame:
+    """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict."""
+    started = time.perf_counter()
+    frame = to_frame(runs, profile_runs(runs), spec)
+    write_profile(spec, frame)
+    models = frame["ckey"].nunique() if not frame.empty else 0
+    console.print(f"budget: {models} distinct models profiled in {time.perf_counter() - started:.1f} s")
+    for _, row in frame[frame["error"].astype(bool)].iterrows():
+        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
+    print_budget(frame, spec, console)
+    return frame

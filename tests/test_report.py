@@ -1,0 +1,74 @@
+"""The HTML report on fixture run folders: content, local images only, and a headless-Chromium
+screenshot that must show the rendered plots."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tables_fixture import report_fixture, screenshot
+
+from orchestrator import collect
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    spec, _ = report_fixture(tmp_path_factory.mktemp("report"))
+    written = collect.write_tables(spec, spec.output_path, report=True)
+    assert written.report_path == spec.output_path / "report" / "index.html"
+    return written.report_path
+
+
+def test_report_sections_and_local_images(report: Path) -> None:
+    html = report.read_text()
+    assert "9 planned runs: 5 completed, 3 missing, 1 running." in html
+    assert html.count('<section class="cell"') == 3
+    assert html.count('<figure class="table"') == 2
+    assert '97.25 ± 0.35</b></span> <span class="delta">(+1.25)</span> <span class="seeds">(2/3 seeds)</span>' in html
+    images = re.findall(r'<img src="([^"]+)"', html)
+    # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution.
+    assert len(images) == 7
+    for src in images:
+        assert not src.startswith(("http:", "https:", "//")), src
+        path = report.parent / src
+        assert path.is_file() and path.stat().st_size > 2000, src
+        with Image.open(path) as image:
+            assert image.width > 200 and image.height > 150
+    assert not re.search(r"(src|href)=\"(https?:)?//", html), "no external assets"
+    assert "No finished run yet: no plots." in html  # + Augmentation + Dropout never ran
+    assert "<th>classes</th><td>10</td>" in html
+
+
+def test_running_run_curves_are_included(report: Path) -> None:
+    html = report.read_text()
+    section = html.split("/ + Augmentation</h3>")[1].split("</section>")[0]
+    assert 'class="state-running">running' in section
+    assert "Training curves of 3 run(s)" in section, "the running seed's partial history is plotted too"
+    assert "summed over 2 run(s)" in section, "only finished runs count in the confusion matrix"
+
+
+def test_stale_images_are_removed(report: Path) -> None:
+    stale = report.parent / "img" / "0000-old-cell-curves.png"
+    stale.write_bytes(b"\x89PNG")
+    sweep_root = report.parents[1]
+    [(spec, root)] = collect.resolve_target(sweep_root, [])
+    collect.write_tables(spec, root, report=True)
+    assert not stale.exists()
+
+
+def test_screenshot_shows_tables_and_plots(report: Path, tmp_path: Path) -> None:
+    if shutil.which("chromium") is None and shutil.which("chromium-browser") is None:
+        pytest.fail("chromium not found: `make report-tools` (run by `make test`) installs Debian's chromium")
+    png = screenshot(report, tmp_path / "report.png", width=1400, height=2400)
+    with Image.open(png) as image:
+        assert image.size == (1400, 2400)
+        pixels = np.asarray(image.convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    dark_blue = int(((b > 100) & (r < 60) & (g < 110)).sum())  # the confusion heatmap's diagonal
+    text = int(((r < 80) & (g < 80) & (b < 80)).sum())
+    assert dark_blue > 2000, "the confusion-matrix PNG did not render"
+    assert text > 20000, "the page looks empty"

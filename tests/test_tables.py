@@ -1,0 +1,488 @@
+"""Tables on fixture run folders: the report-004 layout, seeds, deltas, bold, missing cells, every
+format (LaTeX escaped and compiled), layouts, provenance, budget, profile fallback."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tables_fixture import fake_run
+
+from orchestrator import collect, profile_cmd, store, tables
+from orchestrator.plan import RunSpec, plan
+from orchestrator.spec import SpecError, SweepSpec, load_spec
+from trainers.datasets.known import LabelShape, label_shape
+from trainers.rundir import State
+
+# Report 004's design on digits: three dataset columns (labels with LaTeX specials), the ablation ladder.
+SPEC_004 = """
+name: t004
+output_dir: {out}
+defaults: {data: {image_size_px: 16, batch_size: 8}, epochs: 1}
+grid:
+  backbone: [test_resnet]
+  dataset:
+    - {name: digits, label: CUB Birds}
+    - {name: digits, label: CUB + FGVC_Aircraft, val_fraction: 0.2}
+    - {name: digits, label: FoodX, val_fraction: 0.3}
+  seed: [0]
+modifiers:
+  aug: {data.augment: {hflip_p: 0.25}}
+  l2sp: {optim.weight_decay: 0.01}
+  dropout: {model.head_dropout: 0.45}
+  scra: {optim.lr: 0.002}
+ablations:
+  Baseline: []
+  Baseline + Augmentation: [aug]
+  Baseline + Augmentation + L2SP: [aug, l2sp]
+  Baseline + Augmentation + Dropout + SCRA: [aug, dropout, scra]
+"""
+# Report 004's Table 1 numbers (top-1 as fractions) for the cells that exist there; None = '-'.
+TABLE_1 = {
+    "Baseline": (0.8949, 0.8948, 0.7862),
+    "Baseline + Augmentation": (0.8947, 0.8982, None),
+    "Baseline + Augmentation + L2SP": (0.8942, 0.8978, None),
+    "Baseline + Augmentation + Dropout + SCRA": (0.9040, 0.8999, 0.7944),
+}
+
+
+def load(write_raw: Callable[..., Path], text: str = SPEC_004, *overrides: str) -> tuple[SweepSpec, list[RunSpec]]:
+    spec = load_spec(write_raw(text), list(overrides))
+    return spec, plan(spec)
+
+
+def build(
+    spec: SweepSpec, runs: list[RunSpec], index: int = 0, profile: pd.DataFrame | None = None
+) -> list[tables.Table]:
+    frame = collect.collect_frame(store.sweep_root(spec), runs)
+    return tables.ablation_tables(spec, frame, runs, spec.tables[index], profile)
+
+
+def texts(table: tables.Table) -> dict[str, list[str]]:
+    return {row.label: [cell.text for cell in row.cells] for row in table.rows}
+
+
+@pytest.fixture
+def write_raw(tmp_path: Path) -> Callable[..., Path]:
+    """Write a sweep file as is (only `{out}` is replaced by tmp_path/out)."""
+
+    def write(text: str, filename: str = "sweep.yaml") -> Path:
+        path = tmp_path / filename
+        path.write_text(text.replace("{out}", str(tmp_path / "out")))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def table_1(write_raw: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
+    """Report 004's Table 1 as fixture runs (one seed), SCRA rows with SCRA's complexity."""
+    spec, runs = load(write_raw)
+    datasets = ["CUB Birds", "CUB + FGVC_Aircraft", "FoodX"]
+    for run in runs:
+        value = TABLE_1[run.ablation][datasets.index(run.dataset)]
+        scra = "SCRA" in run.ablation
+        if value is not None:
+            fake_run(spec, run, value, gflops=68.80 if scra else 68.72, params_m=196.881 if scra else 196.660)
+    return spec, runs
+
+
+def test_report_004_table_1(table_1: tuple[SweepSpec, list[RunSpec]]) -> None:
+    spec, runs = table_1
+    [table] = build(spec, runs)
+    assert table.title == "test_resnet: test top-1 (%)"
+    assert table.columns == ["CUB Birds", "CUB + FGVC_Aircraft", "FoodX", "GFLOPs", "Params (M)"]
+    assert texts(table) == {
+        "Baseline": ["89.49", "89.48", "78.62", "68.72", "196.660"],
+        "Baseline + Augmentation": ["89.47 (-0.02)", "89.82 (+0.34)", "-", "68.72", "196.660"],
+        "Baseline + Augmentation + L2SP": ["89.42 (-0.07)", "89.78 (+0.30)", "-", "68.72", "196.660"],
+        "Baseline + Augmentation + Dropout + SCRA": [
+            "90.40 (+0.91)",
+            "89.99 (+0.51)",
+            "79.44 (+0.82)",
+            "68.80 (+0.12%)",
+            "196.881 (+0.11%)",
+        ],
+    }
+    best = [[cell.best for cell in row.cells[:3]] for row in table.rows]
+    assert best == [[False, False, False], [False, False, False], [False, False, False], [True, True, True]]
+    markdown = tables.render([table], "md", {"sweep": "t004"})
+    assert "| Baseline + Augmentation | 89.47 (-0.02) | 89.82 (+0.34) | - | 68.72 | 196.660 |" in markdown
+    assert (
+        "| **90.40** (+0.91) | **89.99** (+0.51) | **79.44** (+0.82) | 68.80 (+0.12%) | 196.881 (+0.11%) |" in markdown
+    )
+
+
+def test_seeds_mean_std_incomplete_and_ties(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004, "grid.seed=[0,1,2]", "grid.dataset=[digits]")
+    by = {(r.ablation, r.seed): r for r in runs}
+    for seed, value in enumerate((0.90, 0.91, 0.92)):
+        fake_run(spec, by[("Baseline", seed)], value)
+    fake_run(spec, by[("Baseline + Augmentation", 0)], 0.93)  # 1 of 3 seeds
+    fake_run(spec, by[("Baseline + Augmentation", 1)], 0.89)  # 2 of 3: mean 0.91 ties the baseline
+    fake_run(spec, by[("Baseline + Augmentation + L2SP", 2)], 0.80, state=State.FAILED)  # failed counts as missing
+    [table] = build(spec, runs)
+    rows = {row.label: row.cells[0] for row in table.rows}
+    base, aug, l2sp = rows["Baseline"], rows["Baseline + Augmentation"], rows["Baseline + Augmentation + L2SP"]
+    assert base.text == "91.00 ± 1.00" and base.n == 3 and base.n_expected == 3
+    assert aug.text == "91.00 ± 2.83 (+0.00) (2/3 seeds)"
+    assert base.best and aug.best, "equal means as displayed are both bold"
+    assert l2sp.empty and l2sp.text == "-"
+    markdown = tables.render([table], "md", {"sweep": "t"})
+    assert "| Baseline | **91.00 ± 1.00** |" in markdown
+    assert "| Baseline + Augmentation | **91.00 ± 2.83** (+0.00) (2/3 seeds) |" in markdown
+    assert "| Baseline + Augmentation + L2SP | - | - | - |" in markdown
+
+
+def test_best_min_none_and_decimals(write_raw: Callable[..., Path]) -> None:
+    text = SPEC_004 + "tables:\n  - {metric: loss, scale: 1, decimals: 3, best: min, complexity: false}\n"
+    text += "  - {name: plain, metric: top1, best: none, delta: false}\n"
+    spec, runs = load(write_raw, text, "grid.dataset=[digits]")
+    for index, run in enumerate(runs):
+        fake_run(spec, run, 0.9 - index / 100, extra_test={"loss": 0.5 + index / 10})
+    [loss] = build(spec, runs, 0)
+    assert loss.columns == ["digits"] and loss.title == "test_resnet: test loss"
+    assert [row.cells[0].text for row in loss.rows] == ["0.500", "0.600 (+0.100)", "0.700 (+0.200)", "0.800 (+0.300)"]
+    assert [row.cells[0].best for row in loss.rows] == [True, False, False, False]
+    [plain] = build(spec, runs, 1)
+    assert [row.cells[0].text for row in plain.rows][:2] == ["90.00", "89.00"]
+    assert not any(cell.best for row in plain.rows for cell in row.cells)
+
+
+def test_latex_escaped_booktabs_and_bold(write_raw: Callable[..., Path]) -> None:
+    text = SPEC_004.replace("label: CUB Birds", "label: 'CUB_200 & 50% #1 $x {y} ~^\\'")
+    spec, runs = load(write_raw, text, "grid.seed=[0,1]")
+    for run in runs:
+        fake_run(spec, run, 0.8 + 0.05 * run.seed + (0.1 if "SCRA" in run.ablation else 0))
+    [table] = build(spec, runs)
+    latex = tables.render([table], "tex", {"sweep": "t_004"})
+    assert r"CUB\_200 \& 50\% \#1 \$x \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}" in latex
+    assert "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
+    assert r"\textbf{92.50 $\pm$ 3.54} (+10.00)" in latex
+    assert r"\begin{tabular}{lrrrrr}" in latex
+    assert "±" not in latex and "Δ" not in latex, "non-ASCII symbols are LaTeX commands"
+    unescaped = latex.replace("\\%", "").replace("\\&", "")
+    assert "%" not in unescaped.split("\n", 1)[1], "a bare % would comment out the rest of a line"
+
+
+def _compile(tex_files: list[Path], folder: Path) -> subprocess.CompletedProcess[str]:
+    body = "\n".join(f"\\input{{{path.name}}}" for path in tex_files)
+    document = folder / "doc.tex"
+    document.write_text(
+        "\\documentclass{article}\n\\usepackage[margin=1cm,landscape]{geometry}\n\\usepackage{booktabs}\n"
+        f"\\begin{{document}}\n{body}\n\\end{{document}}\n"
+    )
+    return subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", document.name],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_latex_tables_compile_with_pdflatex(write_raw: Callable[..., Path], tmp_path: Path) -> None:
+    if shutil.which("pdflatex") is None:
+        pytest.fail(
+            "pdflatex not found: the LaTeX tables cannot be checked. `make report-tools` (run by `make test`) "
+            "installs texlive-latex-base + texlive-latex-recommended (booktabs) from Debian packages."
+        )
+    text = SPEC_004.replace("label: CUB Birds", "label: 'CUB_200 & 50% #1 $x {y} ~^\\'")
+    text += "budget: {max_gflops_increase_pct: 0.01}\n"
+    text += "tables:\n  - {name: main}\n  - {name: wide, metric: [top1, macro_f1], group: backbone}\n"
+    spec, runs = load(write_raw, text, "grid.seed=[0,1]")
+    for run in runs[:-1]:
+        fake_run(spec, run, 0.9 if "SCRA" in run.ablation else 0.8 + 0.01 * run.seed, gflops=1 + len(run.ablation))
+    written = collect.write_tables(spec, spec.output_path)
+    tex = [path for path in written.files if path.suffix == ".tex"]
+    assert [p.name for p in tex] == ["main.tex", "wide.tex"]
+    folder = tmp_path / "latex"
+    folder.mkdir()
+    for path in tex:
+        shutil.copy(path, folder / path.name)
+    done = _compile([folder / p.name for p in tex], folder)
+    log_file = folder / "doc.log"
+    log = log_file.read_text(errors="replace") if log_file.exists() else done.stdout
+    assert done.returncode == 0, log[-3000:]
+    assert (folder / "doc.pdf").stat().st_size > 1000
+    assert "Undefined control sequence" not in log and "Missing $ inserted" not in log
+
+
+def test_html_is_escaped_and_csv_parses(write_raw: Callable[..., Path]) -> None:
+    text = SPEC_004.replace("label: CUB Birds", "label: '<script>alert(1)</script>'")
+    spec, runs = load(write_raw, text)
+    for run in runs[:3]:
+        fake_run(spec, run, 0.5)
+    [table] = build(spec, runs)
+    html = tables.render([table], "html", {"sweep": "a<b"})
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "<title>a&lt;b</title>" in html
+    frame = pd.read_csv(__import__("io").StringIO(tables.render([table], "csv")))
+    assert list(frame.columns) == [
+        "table",
+        "group",
+        "Ablation",
+        "<script>alert(1)</script>",
+        "CUB + FGVC_Aircraft",
+        "FoodX",
+        "GFLOPs",
+        "Params (M)",
+    ]
+    assert len(frame) == 4
+    assert frame.loc[1, "FoodX"] == "-"
+
+
+def test_several_metrics_as_column_groups(write_raw: Callable[..., Path]) -> None:
+    text = SPEC_004 + "tables:\n  - {metric: [top1, macro_f1], columns: [dataset, metric]}\n"
+    spec, runs = load(write_raw, text, "grid.dataset=[digits, {name: digits, label: two, val_fraction: 0.2}]")
+    for run in runs:
+        fake_run(spec, run, 0.9)
+    [table] = build(spec, runs)
+    assert table.columns == ["top-1 (%)", "macro F1 (%)", "top-1 (%)", "macro F1 (%)", "GFLOPs", "Params (M)"]
+    assert [(s.label, s.width, s.first, s.last) for s in table.header_spans] == [
+        ("", 1, 1, 1),
+        ("digits", 2, 2, 3),
+        ("two", 2, 4, 5),
+        ("", 2, 6, 7),
+    ]
+    assert table.flat_columns[:2] == ["digits: top-1 (%)", "digits: macro F1 (%)"]
+    assert texts(table)["Baseline"][:2] == ["90.00", "89.00"]
+    latex = tables.render([table], "tex", {"sweep": "t"})
+    assert r"\multicolumn{2}{c}{digits}" in latex and r"\cmidrule(lr){4-5}" in latex
+
+
+def test_backbones_as_tables_or_row_groups(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004, "grid.backbone=[test_resnet,test_byobnet]", "grid.dataset=[digits]")
+    for run in runs:
+        fake_run(spec, run, 0.9 if run.backbone == "test_resnet" else 0.7 + 0.01 * len(run.ablation) / 10)
+    split = build(spec, runs)
+    assert [t.title for t in split] == ["test_resnet: test top-1 (%)", "test_byobnet: test top-1 (%)"]
+    text = SPEC_004 + "tables:\n  - {group: backbone}\n"
+    spec, runs = load(write_raw, text, "grid.backbone=[test_resnet,test_byobnet]", "grid.dataset=[digits]")
+    for run in runs:
+        fake_run(
+            spec, run, 0.9 - 0.01 * list(spec.ablations).index(run.ablation) if run.backbone == "test_resnet" else 0.7
+        )
+    [grouped] = build(spec, runs)
+    assert [(r.group, r.label, r.first_in_group) for r in grouped.rows][:5] == [
+        ("test_resnet", "Baseline", True),
+        ("test_resnet", "Baseline + Augmentation", False),
+        ("test_resnet", "Baseline + Augmentation + L2SP", False),
+        ("test_resnet", "Baseline + Augmentation + Dropout + SCRA", False),
+        ("test_byobnet", "Baseline", True),
+    ]
+    # Bold per group: the best test_resnet row, and no bold among test_byobnet's equal rows? (they tie: all bold)
+    assert [r.cells[0].best for r in grouped.rows] == [True, False, False, False, True, True, True, True]
+    markdown = tables.render([grouped], "md", {"sweep": "t"})
+    assert "| **test_byobnet** | | | |" in markdown
+
+
+def test_extra_axis_rows_delta_against_same_axis_baseline(write_raw: Callable[..., Path]) -> None:
+    text = SPEC_004 + "tables:\n  - {complexity: false}\n"
+    spec, runs = load(write_raw, text, "grid.dataset=[digits]", "grid.optim.momentum=[0.2,0.5]")
+    for run in runs:
+        row = list(spec.ablations).index(run.ablation)
+        fake_run(spec, run, 0.5 + run.config.optim.momentum + 0.01 * row)
+    [table] = build(spec, runs)
+    got = texts(table)
+    assert got["Baseline (momentum=0.2)"] == ["70.00"]
+    assert got["Baseline (momentum=0.5)"] == ["100.00"]
+    assert got["Baseline + Augmentation (momentum=0.5)"] == ["101.00 (+1.00)"]
+    assert table.row_header == "Ablation, momentum"
+    text = SPEC_004 + "tables:\n  - {rows: [ablation], columns: [momentum]}\n"
+    spec, runs = load(write_raw, text, "grid.dataset=[digits]", "grid.optim.momentum=[0.2,0.5]")
+    [table] = build(spec, runs)
+    assert table.columns[:2] == ["momentum=0.2", "momentum=0.5"]
+
+
+def test_layout_errors_name_the_table(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004 + "tables:\n  - {rows: [ablation, colour]}\n")
+    with pytest.raises(SpecError, match=r"rows: unknown dimension 'colour'; valid: backbone, dataset, ablation"):
+        build(spec, runs)
+    text = SPEC_004 + "tables:\n  - {split: []}\n"
+    spec, runs = load(write_raw, text, "grid.backbone=[test_resnet,test_byobnet]")
+    with pytest.raises(SpecError, match=r"cells would pool backbone values \(test_resnet, test_byobnet\)"):
+        build(spec, runs)
+    spec, runs = load(write_raw, SPEC_004 + "tables:\n  - {metric: [top1, macro_f1], columns: [dataset]}\n")
+    with pytest.raises(SpecError, match="several metrics need `metric`"):
+        build(spec, runs)
+
+
+def test_spec_tables_block_is_validated(write_raw: Callable[..., Path]) -> None:
+    with pytest.raises(SpecError, match=r"tables.0.formats.0: Input should be 'md', 'tex', 'html' or 'csv'"):
+        load_spec(write_raw(SPEC_004 + "tables:\n  - {formats: [pdf]}\n"))
+    with pytest.raises(SpecError, match=r"tables.0.colums: unknown key; valid keys: name, title, metric"):
+        load_spec(write_raw(SPEC_004 + "tables:\n  - {colums: [dataset]}\n"))
+    with pytest.raises(SpecError, match="table name 'table' is used twice"):
+        load_spec(write_raw(SPEC_004 + "tables:\n  - {metric: top1}\n  - {metric: macro_f1}\n"))
+    with pytest.raises(SpecError, match=r"budget.max_gflops_increase_pct: Input should be greater than or equal to 0"):
+        load_spec(write_raw(SPEC_004 + "budget: {max_gflops_increase_pct: -1}\n"))
+
+
+def test_metric_labels() -> None:
+    assert tables.metric_label("top1") == "top-1 (%)"
+    assert tables.metric_label("super.macro_f1") == "super-class macro F1 (%)"
+    assert tables.metric_label("sub.top1") == "sub-class top-1 (%)"
+    assert tables.metric_label("val.top1") == "val top-1 (%)"
+    assert tables.metric_label("exact_match") == "exact match (%)"
+    assert tables.metric_label("loss", scale=1) == "loss"
+    assert tables.metric_column("micro_f1") == "test.micro_f1"
+    assert tables.metric_column("val.super.top1") == "val.super.top1"
+
+
+def test_provenance_footnote_and_warnings(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]")
+    fake_run(spec, runs[0], 0.9, commit="1111111111aaaa", day=0, wall_s=7200, processes=4)
+    fake_run(spec, runs[1], 0.9, commit="2222222222bbbb", dirty=True, day=3, wall_s=3600)
+    fake_run(spec, runs[2], 0.9, device="cpu", wall_s=1800, day=1)
+    [table] = build(spec, runs)
+    notes = "\n".join(table.notes)
+    assert "Code version(s): 1111111111, 2222222222 (uncommitted changes), abcdef1234." in notes
+    assert "Runs from 2026-01-01 to 2026-01-04." in notes
+    assert "NVIDIA A100-SXM4-80GB (2 runs), cpu (1 runs)" in notes
+    assert "Compute: 9.00 GPU-hours, 0.50 CPU-hours." in notes
+    assert table.warnings == [
+        "cells come from 3 code versions (1111111111, 2222222222 (uncommitted changes), abcdef1234)."
+    ]
+
+
+def test_pretrained_checkpoint_warning(write_raw: Callable[..., Path], tmp_path: Path) -> None:
+    text = SPEC_004.replace("defaults: {data:", f"defaults: {{model: {{pretrained_path: {tmp_path}/a.pth}}, data:")
+    text = text.replace("  scra: {optim.lr: 0.002}\n", f"  scra: {{model.pretrained_path: {tmp_path}/b.pth}}\n")
+    spec, runs = load(write_raw, text, "grid.dataset=[digits]")
+    for run in runs:
+        fake_run(spec, run, 0.9)
+    [table] = build(spec, runs)
+    assert table.warnings == [
+        f"test_resnet runs come from 2 pretrained checkpoints ({tmp_path}/a.pth, {tmp_path}/b.pth)."
+    ]
+
+
+def test_budget_marks_cells_over_it(table_1: tuple[SweepSpec, list[RunSpec]], write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004 + "budget: {max_gflops_increase_pct: 0.1}\n")
+    datasets = ["CUB Birds", "CUB + FGVC_Aircraft", "FoodX"]
+    for run in runs:
+        value = TABLE_1[run.ablation][datasets.index(run.dataset)]
+        scra = "SCRA" in run.ablation
+        if value is not None:
+            fake_run(spec, run, value, gflops=68.80 if scra else 68.72, params_m=196.881 if scra else 196.660)
+    [table] = build(spec, runs)
+    scra = table.rows[-1].cells
+    assert scra[3].over_budget and scra[3].text == "68.80 (+0.12%)†"
+    assert not scra[4].over_budget, "no params budget was set"
+    assert "† over the compute budget: GFLOPs more than 0.1% above the baseline row." in table.notes
+    assert r"68.80 (+0.12\%)\textsuperscript{\dag}" in tables.render([table], "tex", {"sweep": "t"})
+    spec5, runs5 = table_1
+    [within] = build(spec5.model_copy(update={"budget": profile_cmd.BudgetSpec(max_gflops_increase_pct=5)}), runs5)
+    assert not any(cell.over_budget for row in within.rows for cell in row.cells)
+
+
+def test_profile_fills_complexity_of_cells_not_run(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]")
+    fake_run(spec, runs[0], 0.9, gflops=1.0, params_m=2.0)
+
+    def counter(cfg: object, shape: LabelShape | None) -> dict[str, float]:
+        assert shape == LabelShape("single", 10), "digits has a known class count"
+        return {"gflops": 3.0, "params_m": 4.0}
+
+    profiled = profile_cmd.profile_runs(runs, counter)
+    assert len(profiled) == 2, "augmentation and L2SP leave the model as it is; dropout + SCRA do not"
+    frame = profile_cmd.to_frame(runs, profiled, spec)
+    [table] = build(spec, runs, profile=frame)
+    got = texts(table)
+    assert got["Baseline"] == ["90.00", "1.00", "2.000"], "a finished run's own numbers win"
+    assert got["Baseline + Augmentation"] == ["-", "3.00 (+200.00%)", "4.000 (+100.00%)"]
+
+
+def test_complexity_key_ignores_training_only_fields(write_raw: Callable[..., Path]) -> None:
+    from orchestrator.plan import smoke_variant
+
+    _, runs = load(write_raw, SPEC_004, "grid.seed=[0,1]")
+    keys = {(r.dataset, r.ablation): profile_cmd.complexity_key(r.config) for r in runs}
+    assert profile_cmd.complexity_key(runs[0].config) == profile_cmd.complexity_key(runs[1].config)  # seeds
+    assert profile_cmd.complexity_key(smoke_variant(runs[0].config)) == keys[(runs[0].dataset, runs[0].ablation)]
+    assert keys[("CUB Birds", "Baseline")] == keys[("CUB Birds", "Baseline + Augmentation")], "augmentation"
+    assert keys[("CUB Birds", "Baseline")] != keys[("CUB Birds", "Baseline + Augmentation + Dropout + SCRA")]
+
+
+def test_write_tables_formats_and_custom_template(write_raw: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "rows.txt.j2").write_text(
+        "{% for t in tables %}{% for row in t.rows %}{{ row.label }}={{ row.cells[0].text }};{% endfor %}{% endfor %}\n"
+    )
+    text = SPEC_004 + "tables:\n  - {formats: [md, tex, html, csv], template: templates/rows.txt.j2}\n"
+    text += "  - {name: f1, metric: macro_f1, formats: [csv]}\n"
+    spec, runs = load(write_raw, text, "grid.dataset=[digits]")
+    for run in runs:
+        fake_run(spec, run, 0.9)
+    store.write_snapshot(spec, spec.output_path)
+    written = collect.write_tables(spec, spec.output_path)
+    names = sorted(p.name for p in written.files)
+    assert names == ["f1.csv", "f1.md", "table.csv", "table.html", "table.md", "table.rows.txt", "table.tex"]
+    custom = (spec.output_path / "tables" / "table.rows.txt").read_text()
+    assert custom.startswith("Baseline=90.00;Baseline + Augmentation=90.00 (+0.00);")
+    assert "macro F1 (%)" in written.markdown and "top-1 (%)" in written.markdown
+    # From the output folder alone (sweep.yaml), the template is still found next to the spec.
+    [(snapshot, root)] = collect.resolve_target(spec.output_path, [])
+    again = collect.write_tables(snapshot, root)
+    assert again.markdown == written.markdown
+
+
+def test_missing_metric_is_a_warning_not_a_crash(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004 + "tables:\n  - {metric: super.macro_f1}\n", "grid.dataset=[digits]")
+    fake_run(spec, runs[0], 0.9)
+    [table] = build(spec, runs)
+    assert table.warnings == ["no run reports test.super.macro_f1"]
+    assert all(row.cells[0].empty for row in table.rows)
+
+
+def test_profile_and_plan_check_budget_then_collect_uses_it(
+    write_raw: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli import main
+
+    text = SPEC_004.replace("  scra: {optim.lr: 0.002}", "  scra: {data.image_size_px: 24}")
+    text += "budget: {max_gflops_increase_pct: 5}\n"
+    path = write_raw(text)
+    assert main(["profile", str(path), "grid.dataset=[digits]"]) == 0
+    out = capsys.readouterr().out
+    assert "4 cells, 2 distinct models profiled" in out
+    # 24 px instead of 16: about twice the FLOPs (strided stages round the feature maps up).
+    assert re.search(
+        r"over budget: test_resnet/digits/Baseline \+ Augmentation \+ Dropout \+ SCRA: GFLOPs \+1\d\d\.\d\d%", out
+    )
+    assert out.count("over budget") == 1
+    spec = load_spec(path, ["grid.dataset=[digits]"])
+    profile = pd.read_csv(profile_cmd.profile_path(spec))
+    assert list(profile["over_budget"]) == [False, False, False, True]
+    assert 1.9 < profile["complexity.gflops"].iloc[3] / profile["complexity.gflops"].iloc[0] < 2.3
+    # `plan` checks the budget too; nothing has run, yet the table's complexity columns are filled.
+    assert main(["plan", str(path), "grid.dataset=[digits]"]) == 0
+    assert "over budget" in capsys.readouterr().out
+    written = collect.write_tables(spec, spec.output_path)
+    row = [line for line in written.markdown.splitlines() if line.startswith("| Baseline + Augmentation + Dropout")]
+    assert row and re.search(r"\| - \| [0-9.]+ \(\+1\d\d\.\d\d%\)† \| 0\.374 \|$", row[0]), row
+
+
+def test_known_label_shapes() -> None:
+    from trainers.config import DatasetConfig
+
+    def shape(**data: object) -> LabelShape | None:
+        return label_shape(DatasetConfig.model_validate(data))
+
+    assert shape(name="cub200") == LabelShape("single", 200)
+    assert shape(name="foodx251").describe() == "251"
+    assert shape(name="combined", parts=["cub200", "fgvc_aircraft"]) == LabelShape("single", 300)
+    assert shape(name="fgvc_aircraft", task="hierarchical", super_level="manufacturer") == LabelShape(
+        "hierarchical", 100, 30
+    )
+    hier = shape(name="digits", task="hierarchical", novel_subclasses=["9"])
+    assert hier == LabelShape("hierarchical", 9, 2, True) and hier.describe() == "2 / 9+novel"
+    assert shape(name="digits", task="multilabel") == LabelShape("multilabel", 4)
+    assert shape(name="imagefolder", root="/x") is None, "read from disk"
+    assert shape(name="combined", parts=["cub200", {"name": "imagefolder", "root": "/x"}]) is None
