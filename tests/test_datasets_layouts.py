@@ -155,6 +155,17 @@ def test_imagefolder_official_split_folders(tmp_path: Path) -> None:
     assert splits.info["policy"] == {"val": "official", "test": "official", "train": "official"}
 
 
+def test_imagefolder_val_folder_used_as_test(tmp_path: Path) -> None:
+    fx.make_imagefolder(tmp_path, split_folders=True)  # Imagenette: train/ and val/, no test/
+    for path in (tmp_path / "test").rglob("*.*"):
+        path.unlink()
+    data = _data(name="imagefolder", root=str(tmp_path), layout={"val": "none", "test": "val"}, val_fraction=1 / 3)
+    splits = build_splits(data)
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (12, 6, 6)
+    assert all(splits.test.ident(i).startswith("val/") for i in range(6))
+    assert all(splits.val.ident(i).startswith("train/") for i in range(6))
+
+
 def test_combined_offsets_labels_and_keeps_names_apart(tmp_path: Path) -> None:
     fx.make_cub200(tmp_path / "cub")
     fx.make_fgvc_aircraft(tmp_path / "air")

@@ -1,6 +1,8 @@
 """torchvision ImageFolder layout: `root/<class>/<image>`, or the same under
 `root/train`, `root/val`, `root/test`. Splits missing on disk are carved out of the
-training images with the seeded stratified split. Torch-free (see trainers.datasets.index)."""
+training images with the seeded stratified split. `layout:` renames the split folders, and
+`none` ignores one: Imagenette's `train/ val/` used as train and test is
+`layout: {val: none, test: val}`. Torch-free (see trainers.datasets.index)."""
 
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ def index_imagefolder(ds: DatasetConfig, files: Files) -> DatasetIndex:
         raise ValueError(f"{files.tag}: no class folders under {train_dir}")
     parts = {"train" if has_layout else "all": scan_split(files, train_dir, class_names)}
     for split in ("val", "test"):
+        if files.names[split] in ("", "none"):
+            continue  # `layout: {val: none}`: carve it even if the folder exists
         if has_layout and files.path(split).is_dir():
             parts[split] = scan_split(files, files.path(split), class_names)
     return DatasetIndex("single", class_names, parts)
