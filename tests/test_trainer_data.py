@@ -160,3 +160,62 @@ def test_build_data_loaders_batches() -> None:
     assert images.shape == (32, 3, 16, 16) and labels.shape == (32,)
     assert len(bundle.train) == 3  # 100 // 32, the short last batch dropped
     assert sum(len(x) for x, _ in bundle.test) == 100
+
+
+def test_loader_options_from_config_and_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trainers import data as data_module
+
+    monkeypatch.setattr(data_module, "job_cpus", lambda: 6)
+    assert data_module.default_num_workers() == 5
+    monkeypatch.setattr(data_module, "job_cpus", lambda: 64)
+    assert data_module.default_num_workers() == data_module.MAX_WORKERS
+    assert data_module.loader_options(_data()) == {
+        "num_workers": data_module.MAX_WORKERS,
+        "pin_memory": torch.cuda.is_available(),
+        "prefetch_factor": 2,
+    }
+    explicit = _data(num_workers=0, pin_memory=True, prefetch_factor=4)
+    assert data_module.loader_options(explicit) == {"num_workers": 0, "pin_memory": True}  # no prefetch without workers
+    bundle = build_data(_data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, prefetch_factor=3), seed=0)
+    assert (bundle.train.num_workers, bundle.train.prefetch_factor) == (1, 3)
+    assert not bundle.train.persistent_workers and bundle.val.persistent_workers  # train reseeds per epoch
+    forced = build_data(_data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, persistent_workers=True), 0)
+    assert forced.train.persistent_workers
+
+
+def test_bad_image_counted_once_across_worker_processes(tmp_path: Path) -> None:
+    from trainers.datasets import fixtures
+
+    fixtures.make_imagefolder(tmp_path, per_class=8)
+    bad = tmp_path / "dog" / "dog_0.jpg"
+    fixtures.truncate(bad)
+    data = _data(
+        dataset={
+            "name": "imagefolder",
+            "root": str(tmp_path),
+            "val_fraction": 0.0,
+            "test_fraction": 0.0,
+            "max_bad_fraction": 0.1,
+        },
+        image_size_px=16,
+        batch_size=4,
+        num_workers=1,
+    )
+    bundle = build_data(data, seed=0)
+    for epoch in range(2):  # fresh worker processes each epoch; the image is still counted once
+        bundle.train_sampler.set_epoch(epoch)
+        assert sum(len(t) for _, t in bundle.train) == 24
+    assert bundle.skipped_images() == {"train": 1, "val": 0, "test": 0}
+
+
+def test_per_image_transform_runs_single_threaded_in_main_process() -> None:
+    from trainers.data import _one_thread
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with _one_thread():
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
