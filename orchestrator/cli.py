@@ -94,6 +94,22 @@ def _parser() -> argparse.ArgumentParser:
     _spec_args(p)
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser("eval", help="score a finished run's best checkpoint on a labelled dataset")
+    p.add_argument("run_dir", help="the run's folder (results/<sweep>/runs/<run_id>)")
+    p.add_argument(
+        "--dataset", help="dataset name or YAML mapping, e.g. '{name: imagefolder, root: DIR}' (default: the run's)"
+    )
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to score (default test)")
+    p.add_argument("--name", help="output folder name under RUN_DIR/eval/ (default: <dataset>-<split>)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="label unlabelled images with a finished run's best checkpoint (.tsv)")
+    p.add_argument("run_dir", help="the run's folder")
+    p.add_argument("images_dir", help="folder of images (searched recursively)")
+    p.add_argument("--out", help="TSV file to write (default: RUN_DIR/predictions/<folder name>.tsv)")
+    p.add_argument("--threshold", type=float, help="multilabel decision threshold (default: the run's)")
+    p.set_defaults(func=cmd_predict)
+
     p = sub.add_parser("datasets", help="registered datasets; describe one (class counts, imbalance, file sizes)")
     p.add_argument("action", choices=("list", "describe"))
     p.add_argument("dataset", nargs="?", help="name, YAML mapping, site:NAME, or a sweep file (all its datasets)")
@@ -245,6 +261,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
     spec, runs = _load(args)
     profile_cmd.run_profile(spec, runs, console)
     return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Metrics of a run's best checkpoint on a labelled dataset, into RUN_DIR/eval/<name>/."""
+    from orchestrator import modes_cmd
+
+    return modes_cmd.run_eval(args.run_dir, args.dataset, args.split, args.name, console)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predictions of a run's best checkpoint for a folder of images, as a .tsv."""
+    from orchestrator import modes_cmd
+
+    return modes_cmd.run_predict(args.run_dir, args.images_dir, args.out, args.threshold, console)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

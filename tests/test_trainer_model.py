@@ -16,8 +16,19 @@ import trainers
 from trainers.complexity import CONVENTION, COUNTER, complexity
 from trainers.config import ModelConfig, TrainConfig
 from trainers.models import build_model, check_pretrained_path, count_params, load_pretrained
+from trainers.tasks import single
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _cfg(backbone: str, image_size_px: int = 224, **model: object) -> TrainConfig:
+    return TrainConfig.model_validate(
+        {"model": {"backbone": backbone, **model}, "data": {"image_size_px": image_size_px}}
+    )
+
+
+def _model(backbone: str, num_classes: int, **model: object) -> torch.nn.Module:
+    return build_model(_cfg(backbone, **model), single(num_classes))
 
 
 def test_login_side_modules_do_not_import_torch() -> None:
@@ -31,7 +42,7 @@ def test_login_side_modules_do_not_import_torch() -> None:
 
 def test_resnet50_complexity_on_meta_device() -> None:
     started = time.perf_counter()
-    counted = complexity(ModelConfig(backbone="resnet50"), num_classes=1000, image_size_px=224)
+    counted = complexity(_cfg("resnet50"), single(1000))
     assert time.perf_counter() - started < 10
     assert counted["params"] == 25_557_032
     assert counted["gflops"] == pytest.approx(8.18, abs=0.01)  # 2 x 4.09 GMACs
@@ -41,8 +52,8 @@ def test_resnet50_complexity_on_meta_device() -> None:
 
 
 def test_complexity_follows_input_size_and_head() -> None:
-    small = complexity(ModelConfig(backbone="resnet50"), num_classes=10, image_size_px=224)
-    big = complexity(ModelConfig(backbone="resnet50"), num_classes=10, image_size_px=448)
+    small = complexity(_cfg("resnet50"), single(10))
+    big = complexity(_cfg("resnet50", 448), single(10))
     assert small["params"] == 25_557_032 - 990 * 2049  # head 2048x1000+1000 -> 2048x10+10
     assert big["params"] == small["params"]
     assert big["gflops"] == pytest.approx(4 * small["gflops"], rel=0.01)
@@ -51,14 +62,14 @@ def test_complexity_follows_input_size_and_head() -> None:
 def test_profile_model_reads_class_count_from_dataset() -> None:
     cfg = TrainConfig.model_validate({"model": {"backbone": "test_resnet"}, "data": {"image_size_px": 32}})
     counted = trainers.profile_model(cfg)
-    assert counted["params"] == count_params(build_model(cfg.model, num_classes=10))
+    assert counted["params"] == count_params(build_model(cfg, single(10)))
     assert counted["gflops"] > 0
 
 
 @pytest.mark.parametrize("backbone", ["resnet10t", "mobilenetv3_small_050", "test_efficientnet"])
 def test_head_dropout_is_timm_drop_rate_right_before_classifier(backbone: str) -> None:
     torch.manual_seed(0)
-    net = build_model(ModelConfig(backbone=backbone, head_dropout=0.5), num_classes=7)
+    net = _model(backbone, 7, head_dropout=0.5).backbone
     seen: list[torch.Tensor] = []
     net.get_classifier().register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))  # type: ignore[operator]
     features = torch.randn(4, cast(int, net.num_features), 2, 2)
@@ -80,20 +91,20 @@ def test_missing_pretrained_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=str(missing)):
         check_pretrained_path(config)
     with pytest.raises(FileNotFoundError, match=str(missing)):
-        build_model(config, num_classes=3)
+        build_model(TrainConfig(model=config), single(3))
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
 def test_pretrained_weights_loaded_and_new_head_kept(tmp_path: Path, suffix: str) -> None:
     torch.manual_seed(1)
-    source = build_model(ModelConfig(backbone="test_resnet"), num_classes=1000)
+    source = _model("test_resnet", 1000).backbone
     path = tmp_path / f"weights{suffix}"
     if suffix == ".pth":
         torch.save({"state_dict": source.state_dict()}, path)
     else:
         save_file(source.state_dict(), path)
     torch.manual_seed(2)
-    net = build_model(ModelConfig(backbone="test_resnet", pretrained_path=str(path)), num_classes=5)
+    net = _model("test_resnet", 5, pretrained_path=str(path)).backbone
     own, theirs = net.state_dict(), source.state_dict()
     backbone_keys = [k for k in own if not k.startswith("fc.")]
     assert all(torch.equal(own[k], theirs[k]) for k in backbone_keys)
@@ -101,15 +112,15 @@ def test_pretrained_weights_loaded_and_new_head_kept(tmp_path: Path, suffix: str
 
 
 def test_pretrained_same_head_shape_is_loaded_too(tmp_path: Path) -> None:
-    source = build_model(ModelConfig(backbone="test_resnet"), num_classes=5)
+    source = _model("test_resnet", 5).backbone
     path = tmp_path / "w.pth"
     torch.save(source.state_dict(), path)
-    net = build_model(ModelConfig(backbone="test_resnet", pretrained_path=str(path)), num_classes=5)
+    net = _model("test_resnet", 5, pretrained_path=str(path)).backbone
     assert torch.equal(net.state_dict()["fc.weight"], source.state_dict()["fc.weight"])
 
 
 def test_pretrained_from_another_architecture_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "other.pth"
-    torch.save(build_model(ModelConfig(backbone="resnet10t"), num_classes=5).state_dict(), path)
+    torch.save(_model("resnet10t", 5).backbone.state_dict(), path)
     with pytest.raises(ValueError, match="ResNet"):
-        load_pretrained(build_model(ModelConfig(backbone="test_resnet"), num_classes=5), path)
+        load_pretrained(_model("test_resnet", 5).backbone, path)

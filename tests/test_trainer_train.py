@@ -49,7 +49,7 @@ def test_training_on_digits_learns_and_writes_run_dir(tmp_path: Path) -> None:
     with (tmp_path / rundir.HISTORY).open() as handle:
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_top1", "lr", "epoch_s"]
+    assert list(rows[0]) == ["epoch", "train_loss", "val_loss", "val_top1", "val_macro_f1", "lr", "epoch_s"]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     ckpt = tmp_path / rundir.CHECKPOINTS
     assert checkpoint.read_state(ckpt / "last")["epochs_done"] == 3

@@ -15,8 +15,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from trainers.config import ModelConfig, TrainConfig
+from trainers.config import TrainConfig
 from trainers.models import build_model, count_params
+from trainers.tasks import TaskSpec, single, task_of
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +38,22 @@ def count_flops(net: nn.Module, image_size_px: int, device: torch.device) -> int
     return int(counter.get_total_flops())
 
 
-def complexity(model: ModelConfig, num_classes: int, image_size_px: int) -> dict[str, Any]:
-    """Params and GFLOPs of the model `build_model` makes for this config.
+def complexity(cfg: TrainConfig, task: TaskSpec) -> dict[str, Any]:
+    """Params and GFLOPs of the model `build_model` makes for this config and task: heads,
+    inserted modules (SCRA) and class maps included, exactly as trained.
 
     Built on the meta device; a model whose constructor needs real values falls back to
     CPU (slower, same numbers), recorded in `counted_on`.
     """
+    image_size_px = cfg.data.image_size_px
     try:
         with torch.device("meta"):
-            net = build_model(model, num_classes, load_weights=False)
+            net = build_model(cfg, task, load_weights=False)
         flops = count_flops(net, image_size_px, torch.device("meta"))
         counted_on = "meta"
     except Exception as error:  # any meta-incompatible op: count on CPU instead
         log.warning("meta-device count failed (%s); counting on CPU", error)
-        net = build_model(model, num_classes, load_weights=False)
+        net = build_model(cfg, task, load_weights=False)
         flops = count_flops(net, image_size_px, torch.device("cpu"))
         counted_on = "cpu"
     params = count_params(net)
@@ -62,13 +65,16 @@ def complexity(model: ModelConfig, num_classes: int, image_size_px: int) -> dict
         "convention": CONVENTION,
         "input_size_px": image_size_px,
         "counted_on": counted_on,
+        "inserts": net.placed,
     }
 
 
 def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:
-    """Complexity of the run's model; the class count is read from the dataset if not given."""
-    if num_classes is None:
+    """Complexity of the run's model. `num_classes` is the width of a single head (single-label
+    or multilabel); None, or a hierarchical dataset (two heads, maybe a novel slot), reads
+    the label structure from the dataset."""
+    if num_classes is None or cfg.data.dataset.task == "hierarchical":
         from trainers.datasets import build_splits  # only when needed: it may scan a folder
 
-        num_classes = build_splits(cfg.data).num_classes
-    return complexity(cfg.model, num_classes, cfg.data.image_size_px)
+        return complexity(cfg, task_of(build_splits(cfg.data)))
+    return complexity(cfg, single(num_classes))

@@ -1,4 +1,9 @@
-"""history.csv: one row per finished epoch, rewritten atomically after each epoch."""
+"""history.csv: one row per finished epoch, rewritten atomically after each epoch.
+
+Columns: epoch, train_loss, val_loss, val_top1, val_macro_f1, then the run's task- and
+selection-specific validation metrics (val_super.top1, val_sub.top1 for hierarchical
+runs; the early-stopping metric when it is none of these), lr, epoch_s.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,14 @@ from typing import Any
 
 from trainers import rundir
 
-COLUMNS = ("epoch", "train_loss", "val_loss", "val_top1", "lr", "epoch_s")
+LEADING = ("epoch", "train_loss", "val_loss", "val_top1", "val_macro_f1")
+TRAILING = ("lr", "epoch_s")
+
+
+def columns(extra: list[str]) -> list[str]:
+    """The column order of a run whose rows also carry `extra` metrics."""
+    middle = [name for name in extra if name not in LEADING and name not in TRAILING]
+    return [*LEADING, *dict.fromkeys(middle), *TRAILING]
 
 
 def read_history(run_dir: Path, epochs_done: int) -> list[dict[str, Any]]:
@@ -22,10 +34,11 @@ def read_history(run_dir: Path, epochs_done: int) -> list[dict[str, Any]]:
     return [row for row in rows if int(row["epoch"]) <= epochs_done]
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Atomically replace history.csv with `rows`."""
+def write_history(run_dir: Path, rows: list[dict[str, Any]], extra: list[str] | None = None) -> None:
+    """Atomically replace history.csv with `rows` (columns: LEADING, `extra`, TRAILING)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    fieldnames = columns(extra or [])
+    writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     rundir.write_text(run_dir / rundir.HISTORY, buffer.getvalue())

@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
-from torch.optim import SGD, Adam, AdamW, Optimizer
+from torch.optim import SGD, Adadelta, Adam, Adamax, AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, StepLR
 
 from trainers.config import OptimConfig, ScheduleConfig
 
+# name -> optimizer over (trainable params, config); a new optimizer is one entry here
+# plus its name in OptimConfig.name.
+OPTIMIZERS: dict[str, Callable[[list[torch.nn.Parameter], OptimConfig], Optimizer]] = {
+    "adam": lambda p, o: Adam(p, lr=o.lr, weight_decay=o.weight_decay),
+    "adamw": lambda p, o: AdamW(p, lr=o.lr, weight_decay=o.weight_decay),
+    "sgd": lambda p, o: SGD(p, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov, weight_decay=o.weight_decay),
+    "adamax": lambda p, o: Adamax(p, lr=o.lr, weight_decay=o.weight_decay),
+    "adadelta": lambda p, o: Adadelta(p, lr=o.lr, weight_decay=o.weight_decay),
+}
+
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], optim: OptimConfig) -> Optimizer:
-    """Adam / AdamW / SGD (Nesterov-free momentum) over `params` (those that require grad)."""
+    """The configured optimizer over those of `params` that require grad (a linear probe's
+    frozen backbone is left out)."""
     trainable = [p for p in params if p.requires_grad]
-    if optim.name == "adam":
-        return Adam(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
-    if optim.name == "adamw":
-        return AdamW(trainable, lr=optim.lr, weight_decay=optim.weight_decay)
-    if optim.name == "sgd":
-        return SGD(trainable, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay)
-    raise ValueError(f"unknown optimizer {optim.name!r}")
+    if optim.name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optim.name!r}; known: {', '.join(OPTIMIZERS)}")
+    if optim.nesterov and optim.name != "sgd":
+        raise ValueError("optim.nesterov applies to sgd only")
+    return OPTIMIZERS[optim.name](trainable, optim)
 
 
 class WarmupCosine:

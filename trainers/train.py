@@ -1,5 +1,5 @@
 """The training loop of one run: build, (resume,) train and validate per epoch, then test
-the best checkpoint and write metrics.json.
+the best checkpoint and write metrics.json and its tables.
 
 Resume contract: everything random in epoch e (data order, augmentation, dropout)
 derives from (seed, e), and model/optimizer/scheduler state comes from
@@ -9,8 +9,10 @@ metrics of an uninterrupted run.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,20 +23,23 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 from torch import nn
-from torch.nn import functional as F
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, rundir
+from trainers import checkpoint, regimes, rundir
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
+from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
-from trainers.metrics import classification_metrics
+from trainers.l2sp import L2SP
+from trainers.losses import build_criterion
+from trainers.metrics import Evaluation, evaluate_outputs, lookup, metric_names, table_csv
 from trainers.models import build_model, check_pretrained_path, count_params
 from trainers.optim import build_optimizer, build_scheduler
 from trainers.provenance import provenance
+from trainers.tasks import TaskSpec, task_of
 
 
 @dataclass
@@ -43,15 +48,21 @@ class Progress:
 
     epochs_done: int = 0
     best_epoch: int | None = None
-    best_val_top1: float | None = None
+    best_value: float | None = None
+    epochs_since_best: int = 0
+    stopped_early: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {
-            "epochs_done": self.epochs_done,
-            "best_epoch": self.best_epoch,
-            "best_val_top1": self.best_val_top1,
-        }
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Progress:
+        """From trainer_state.json, including the v1 form (best_val_top1, no stopping state)."""
+        state = dict(state)
+        if "best_val_top1" in state:
+            state.setdefault("best_value", state.pop("best_val_top1"))
+        return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
@@ -62,10 +73,15 @@ class Run:
     run_dir: Path
     accelerator: Accelerator
     data: DataBundle
+    task: TaskSpec
     model: nn.Module
+    criterion: nn.Module
     optimizer: Optimizer
     scheduler: LRScheduler
+    selection: Selection
     n_params: int
+    n_trainable: int
+    l2sp: L2SP | None = None
     train_images: int = 0
     train_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -74,6 +90,12 @@ class Run:
     def ckpt_dir(self) -> Path:
         """checkpoints/ of this run."""
         return checkpoint.checkpoint_dir(self.run_dir)
+
+    @property
+    def history_extra(self) -> list[str]:
+        """Task- and selection-specific history columns."""
+        extra = ["val_super.top1", "val_sub.top1"] if self.task.kind == "hierarchical" else []
+        return [*extra, self.selection.metric]
 
 
 def build_accelerator(cfg: TrainConfig) -> Accelerator:
@@ -86,22 +108,40 @@ def build_accelerator(cfg: TrainConfig) -> Accelerator:
     return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False)
 
 
+def grad_accum_steps(cfg: TrainConfig) -> int:
+    """Micro-batches per optimizer step."""
+    distributed = getattr(cfg, "distributed", None)
+    return int(getattr(distributed, "grad_accum_steps", 1))
+
+
 def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
-    """Accelerator, data, model, optimizer and schedule, all prepared for the device(s)."""
+    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s)."""
     check_pretrained_path(cfg.model)  # fail before any data is read
+    regimes.check_regime(cfg)
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
     accelerator = build_accelerator(cfg)
-    set_seed(cfg.seed)  # weight init of the head (and backbone when from scratch)
-    data = build_data(cfg.data, cfg.seed, accelerator.num_processes)
-    model = build_model(cfg.model, data.splits.num_classes)
+    set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
+    data = build_data(cfg.data, cfg.seed, accelerator.num_processes * grad_accum_steps(cfg))
+    task = task_of(data.splits)
+    selection = Selection.from_config(cfg.early_stopping, metric_names(task))
+    model = build_model(cfg, task)
+    regimes.apply_regime(model, cfg)
     n_params = count_params(model)
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    criterion = build_criterion(cfg.loss, task, data.splits.train.targets)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)
     model, optimizer, data.train, data.val, data.test, scheduler = accelerator.prepare(
         model, optimizer, data.train, data.val, data.test, scheduler
     )
-    return Run(cfg, run_dir, accelerator, data, model, optimizer, scheduler, n_params)
+    criterion = criterion.to(accelerator.device)
+    # Anchored now: after the pretrained weights are loaded, before a resume overwrites them.
+    l2sp = L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None
+    return Run(
+        cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
+        n_trainable, l2sp,
+    )  # fmt: skip
 
 
 def resume(run: Run) -> Progress:
@@ -110,13 +150,13 @@ def resume(run: Run) -> Progress:
     if folder is None:
         return Progress()
     run.accelerator.load_state(str(folder))
-    progress = Progress(**checkpoint.read_state(folder))
+    progress = Progress.from_dict(checkpoint.read_state(folder))
     run.accelerator.print(f"resumed from {folder} after epoch {progress.epochs_done}")
     return progress
 
 
 def train_one_epoch(run: Run, epoch: int) -> float:
-    """One pass over the training data; returns the mean training loss."""
+    """One pass over the training data; returns the mean training loss (without L2-SP)."""
     # Reseed everything from (seed, epoch): a resumed run replays the same randomness.
     set_seed(epoch_seed(run.cfg.seed, epoch, stream=2 + run.accelerator.process_index))
     run.data.train_sampler.set_epoch(epoch)
@@ -124,17 +164,29 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         # Accelerate's loader re-sets the sampler epoch from its own pass counter on every
         # iteration, a counter that restarts at 0 in a resumed process: set it explicitly.
         run.data.train.set_epoch(epoch)
-    run.model.train()
+    regimes.set_train_mode(run.model, run.cfg)
+    accum = grad_accum_steps(run.cfg)
+    micro_batches = len(run.data.train)
+    if run.cfg.max_steps_per_epoch is not None:
+        micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * accum)
     totals = torch.zeros(2, device=run.accelerator.device)  # loss sum, image count
     started = time.perf_counter()
-    for step, (images, labels) in enumerate(run.data.train):
-        if run.cfg.max_steps_per_epoch is not None and step >= run.cfg.max_steps_per_epoch:
+    run.optimizer.zero_grad(set_to_none=True)
+    for index, (images, targets) in enumerate(run.data.train):
+        if index >= micro_batches:
             break
-        loss = F.cross_entropy(run.model(images), labels)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.accelerator.backward(loss)
-        run.optimizer.step()
-        totals += torch.stack([loss.detach().float() * len(labels), totals.new_tensor(len(labels))])
+        step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
+        # Gradients of the micro-batches in between stay local (no all-reduce) until the step.
+        with nullcontext() if step_now else run.accelerator.no_sync(run.model):
+            loss = run.criterion(run.model(images), targets)
+            objective = loss if run.l2sp is None else loss + run.l2sp()
+            run.accelerator.backward(objective / accum)
+        if step_now:
+            if run.cfg.optim.grad_clip_norm is not None:
+                run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip_norm)
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+        totals += torch.stack([loss.detach().float() * len(targets), totals.new_tensor(len(targets))])
     totals = run.accelerator.reduce(totals, reduction="sum")
     run.train_s += time.perf_counter() - started
     run.train_images += int(totals[1].item())
@@ -143,26 +195,41 @@ def train_one_epoch(run: Run, epoch: int) -> float:
 
 @torch.no_grad()
 def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Scores [n, classes], labels [n] and mean cross-entropy over a whole split."""
+    """Outputs [n, task outputs], targets and mean loss (the training criterion) over a split."""
     run.model.eval()
-    all_logits: list[torch.Tensor] = []
-    all_labels: list[torch.Tensor] = []
-    for images, labels in loader:
+    all_outputs: list[torch.Tensor] = []
+    all_targets: list[torch.Tensor] = []
+    for images, targets in loader:
         # gather_for_metrics drops the samples padded in to even out the last batch.
-        logits, labels = run.accelerator.gather_for_metrics((run.model(images), labels))
-        all_logits.append(logits.float().cpu())
-        all_labels.append(labels.cpu())
-    if not all_logits:
-        return np.zeros((0, run.data.splits.num_classes)), np.zeros(0, dtype=np.int64), None
-    logits_t, labels_t = torch.cat(all_logits), torch.cat(all_labels)
-    loss = float(F.cross_entropy(logits_t, labels_t))
-    return logits_t.numpy(), labels_t.numpy(), loss
+        outputs, targets = run.accelerator.gather_for_metrics((run.model(images), targets))
+        all_outputs.append(outputs.float().cpu())
+        all_targets.append(targets.cpu())
+    if not all_outputs:
+        return np.zeros((0, run.task.num_outputs)), np.zeros(0, dtype=np.int64), None
+    outputs_t, targets_t = torch.cat(all_outputs), torch.cat(all_targets)
+    loss = float(copy.deepcopy(run.criterion).cpu()(outputs_t, targets_t))
+    return outputs_t.numpy(), targets_t.numpy(), loss
+
+
+def evaluate_split(run: Run, loader: DataLoader[Any]) -> Evaluation:
+    """Metrics (and tables) of the current model on one split."""
+    outputs, targets, loss = predict(run, loader)
+    return evaluate_outputs(run.task, outputs, targets, loss, run.cfg.threshold)
 
 
 def evaluate(run: Run, loader: DataLoader[Any]) -> dict[str, Any]:
-    """Classification metrics of the current model on one split."""
-    scores, labels, loss = predict(run, loader)
-    return classification_metrics(scores, labels, run.data.splits.num_classes, loss)
+    """Metric scalars of the current model on one split."""
+    return evaluate_split(run, loader).scalars
+
+
+def history_row(epoch: int, train_loss: float, val: dict[str, Any], lr: float, run: Run) -> dict[str, Any]:
+    """One history.csv row: losses, the main validation metrics, lr."""
+    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+    for name in ("val_loss", "val_top1", "val_macro_f1", *run.history_extra):
+        value = lookup(val, name.removeprefix("val_"))
+        row[name] = math.nan if value is None else value
+    row["lr"] = lr
+    return row
 
 
 def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
@@ -173,44 +240,72 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     train_loss = train_one_epoch(run, epoch)
     val = evaluate(run, run.data.val)
     run.scheduler.step()
-    val_top1 = val.get("top1", math.nan)
-    # Ties keep the earlier epoch; without a validation split the latest epoch is best.
-    if math.isnan(val_top1) or progress.best_val_top1 is None or val_top1 > progress.best_val_top1:
+    value = run.selection.value(val)
+    if run.selection.improved(value, progress.best_value):
         progress.best_epoch = epoch + 1
-        progress.best_val_top1 = None if math.isnan(val_top1) else val_top1
-        best = {"epoch": epoch + 1, "val_top1": progress.best_val_top1}
-        checkpoint.save_best(run.accelerator, run.model, run.ckpt_dir, best)
+        progress.best_value = None if math.isnan(value) else value
+        progress.epochs_since_best = 0
+        save_best(run, epoch + 1, progress.best_value)
+    else:
+        progress.epochs_since_best += 1
+        patience = run.selection.patience
+        progress.stopped_early = patience is not None and progress.epochs_since_best >= patience
     progress.epochs_done = epoch + 1
-    row = {
-        "epoch": epoch + 1,
-        "train_loss": train_loss,
-        "val_loss": val.get("loss", math.nan),
-        "val_top1": val_top1,
-        "lr": lr,
-        "epoch_s": round(time.perf_counter() - started, 3),
-    }
+    row = history_row(epoch, train_loss, val, lr, run)
+    row["epoch_s"] = round(time.perf_counter() - started, 3)
     run.history.append(row)
     if run.accelerator.is_main_process:
-        write_history(run.run_dir, run.history)
+        write_history(run.run_dir, run.history, run.history_extra)
     checkpoint.save_last(run.accelerator, run.ckpt_dir, progress.as_dict())
+    shown = {name: row[name] for name in ("val_loss", "val_top1", run.selection.metric)}
     run.accelerator.print(
         f"epoch {epoch + 1}/{run.cfg.epochs} train_loss {train_loss:.4f} "
-        f"val_loss {row['val_loss']:.4f} val_top1 {val_top1:.4f} ({row['epoch_s']:.1f} s)"
+        + " ".join(f"{name} {value:.4f}" for name, value in shown.items())
+        + f" ({row['epoch_s']:.1f} s)"
+        + (f"; no improvement for {progress.epochs_since_best} epochs: stopping" if progress.stopped_early else "")
     )
+
+
+def save_best(run: Run, epoch: int, value: float | None) -> None:
+    """Save the model as `best`, with what eval/predict need to rebuild it (config, task)."""
+    state = {
+        "epoch": epoch,
+        "metric": run.selection.metric,
+        "value": value,
+        "task": run.task.as_dict(),
+        "config": run.cfg.model_dump(mode="json"),
+    }
+    checkpoint.save_best(run.accelerator, run.model, run.ckpt_dir, state)
+
+
+def write_tables(run_dir: Path, evaluation: Evaluation) -> list[str]:
+    """Each table of an evaluation as <name>.csv in `run_dir`; the file names."""
+    names = []
+    for name, rows in evaluation.tables.items():
+        rundir.write_text(run_dir / f"{name}.csv", table_csv(rows))
+        names.append(f"{name}.csv")
+    return names
 
 
 def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
     """Test and validation metrics of the best checkpoint, with complexity and provenance."""
     best = checkpoint.load_best(run.accelerator, run.model, run.ckpt_dir)
-    cfg = run.cfg
-    counted = complexity(cfg.model, run.data.splits.num_classes, cfg.data.image_size_px)
-    counted["params"] = run.n_params  # the trained model itself (same architecture as counted)
-    counted["params_m"] = run.n_params / 1e6
+    counted = complexity(run.cfg, run.task)
+    counted["params_trainable"] = run.n_trainable
+    if counted["params"] != run.n_params:  # build_model is shared, so this is a bug if it happens
+        raise RuntimeError(f"counted {counted['params']} params but the trained model has {run.n_params}")
+    test = evaluate_split(run, run.data.test)
+    files = write_tables(run.run_dir, test) if run.accelerator.is_main_process else []
     return {
-        "test": evaluate(run, run.data.test),
+        "test": test.scalars,
         "val": evaluate(run, run.data.val),
+        "task": run.task.kind,
+        "regime": run.cfg.regime,
         "best_epoch": best["epoch"],
+        "best": {"metric": run.selection.metric, "mode": run.selection.mode, "value": best.get("value")},
         "epochs_trained": progress.epochs_done,
+        "stopped_early": progress.stopped_early,
+        "tables": files,
         "complexity": counted,
         "provenance": provenance(run.accelerator.device, run.accelerator.num_processes),
         "timing": {
@@ -230,8 +325,18 @@ def run_training(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
     try:
         progress = resume(run)
         run.history = read_history(run_dir, progress.epochs_done)
-        for epoch in range(progress.epochs_done, cfg.epochs):
-            run_epoch(run, epoch, progress)
+        if not regimes.trains(cfg):
+            # Nothing to train: the loaded checkpoint is the best (epoch 0) and the history is empty.
+            if checkpoint.find_complete(run.ckpt_dir, checkpoint.BEST) is None:
+                progress.best_epoch = 0
+                save_best(run, 0, None)
+            if run.accelerator.is_main_process:
+                write_history(run_dir, [], run.history_extra)
+        else:
+            for epoch in range(progress.epochs_done, cfg.epochs):
+                if progress.stopped_early:
+                    break
+                run_epoch(run, epoch, progress)
         metrics = final_metrics(run, progress)
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
         if run.accelerator.is_main_process:

@@ -12,7 +12,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def augmentations(augment: AugmentConfig) -> list[v2.Transform]:
-    """The train-time random transforms an AugmentConfig asks for (none when all are off)."""
+    """The train-time random transforms an AugmentConfig asks for (none when all are off);
+    a `policy` preset is already expanded into the fields by the config."""
     steps: list[v2.Transform] = []
     if augment.hflip_p > 0:
         steps.append(v2.RandomHorizontalFlip(p=augment.hflip_p))
@@ -22,9 +23,11 @@ def augmentations(augment: AugmentConfig) -> list[v2.Transform]:
     if augment.color_jitter is not None:
         brightness, contrast, saturation, hue = augment.color_jitter
         steps.append(v2.ColorJitter(brightness, contrast, saturation, hue))
-    if augment.translate_frac > 0 or augment.scale_range is not None:
+    if augment.translate_frac > 0 or augment.scale_range is not None or augment.shear_deg > 0:
+        # Shift, zoom and shear in one affine warp (Keras' ImageDataGenerator recipe).
         translate = (augment.translate_frac, augment.translate_frac)
-        steps.append(v2.RandomAffine(degrees=0, translate=translate, scale=augment.scale_range))
+        shear = augment.shear_deg if augment.shear_deg > 0 else None
+        steps.append(v2.RandomAffine(degrees=0, translate=translate, scale=augment.scale_range, shear=shear))
     return steps
 
 

@@ -1,0 +1,65 @@
+"""`orchestrate eval RUN_DIR` and `orchestrate predict RUN_DIR IMAGES_DIR` (report 003's
+eval and pred modes) on a finished run. The work happens in `trainers.modes`, imported
+only when one of these commands runs (it needs torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+
+from orchestrator import yamlio
+from orchestrator.spec import SpecError
+
+
+def _run_dir(path: str) -> Path:
+    run_dir = Path(path)
+    if not run_dir.is_dir():
+        raise SpecError(f"{run_dir}: no such run folder")
+    return run_dir
+
+
+def parse_dataset(text: str | None) -> dict[str, Any] | None:
+    """`--dataset`: a dataset name or a YAML mapping of DatasetConfig fields."""
+    if text is None:
+        return None
+    try:
+        value = yamlio.loads(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"--dataset: invalid YAML ({exc})") from None
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise SpecError("--dataset: expected a dataset name or a mapping like '{name: imagefolder, root: DIR}'")
+    return value
+
+
+def run_eval(run_dir: str, dataset: str | None, split: str, name: str | None, console: Console) -> int:
+    """Evaluate and print the main scores and where the files went."""
+    from pydantic import ValidationError
+
+    from trainers.modes import evaluate_run
+
+    try:
+        folder, metrics = evaluate_run(_run_dir(run_dir), parse_dataset(dataset), split, name)
+    except (FileNotFoundError, ValueError, ValidationError) as exc:
+        raise SpecError(f"eval {run_dir}: {exc}") from None
+    test = metrics["test"]
+    shown = ", ".join(f"{k} {test[k]:.4f}" for k in ("top1", "macro_f1", "loss") if isinstance(test.get(k), float))
+    console.print(f"{metrics['split']} of {metrics['dataset']['name']} ({test.get('n_images', 0)} images): {shown}")
+    console.print(f"[green]metrics:[/] {folder / 'metrics.json'}")
+    return 0
+
+
+def run_predict(run_dir: str, images_dir: str, out: str | None, threshold: float | None, console: Console) -> int:
+    """Predict and print where the .tsv went."""
+    from trainers.modes import predict_images
+
+    try:
+        path, count = predict_images(_run_dir(run_dir), Path(images_dir), Path(out) if out else None, threshold)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SpecError(f"predict {run_dir}: {exc}") from None
+    console.print(f"{count} images -> [green]{path}[/]")
+    return 0

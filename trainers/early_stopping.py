@@ -1,0 +1,52 @@
+"""Best-checkpoint selection and early stopping on a chosen validation metric (report 000:
+stop when val loss has not improved for `patience` epochs; evaluate the best epoch)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from trainers.config import EarlyStoppingConfig
+from trainers.metrics import lookup
+
+PREFIX = "val_"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which validation metric is better in which direction, and how long to wait."""
+
+    metric: str
+    mode: str
+    patience: int | None
+    min_delta: float
+
+    @classmethod
+    def from_config(cls, cfg: EarlyStoppingConfig, valid_names: list[str]) -> Selection:
+        """Check the metric name against the validation metrics of the run's task."""
+        key = cfg.metric.removeprefix(PREFIX)
+        if not cfg.metric.startswith(PREFIX) or key not in valid_names:
+            valid = ", ".join(PREFIX + name for name in valid_names)
+            raise ValueError(f"early_stopping.metric {cfg.metric!r}: not a validation metric; valid: {valid}")
+        mode = cfg.mode if cfg.mode != "auto" else ("min" if key.endswith("loss") else "max")
+        return cls(cfg.metric, mode, cfg.patience, cfg.min_delta)
+
+    @property
+    def key(self) -> str:
+        """The dotted key inside the validation metrics."""
+        return self.metric.removeprefix(PREFIX)
+
+    def value(self, val: dict[str, Any]) -> float:
+        """The metric in one epoch's validation results (NaN without a validation split)."""
+        value = lookup(val, self.key)
+        return math.nan if value is None else value
+
+    def improved(self, value: float, best: float | None) -> bool:
+        """Whether `value` beats `best` by more than min_delta. Without a validation split
+        (NaN) the latest epoch counts as best; ties keep the earlier epoch."""
+        if math.isnan(value) or best is None:
+            return True
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta

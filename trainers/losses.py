@@ -1,0 +1,115 @@
+"""Training objectives per task, with scikit-learn's balanced class weights.
+
+- single: cross-entropy (optional label smoothing and class weights);
+- hierarchical: w_super * CE(super) + w_sub * CE(sub), class weights per level;
+- multilabel: one of MULTILABEL_LOSSES on the logits (BCE-with-logits, multilabel
+  soft-margin) or on the sigmoid probabilities (MSE, L1), as report 003 compares.
+
+A new multilabel loss is one entry of MULTILABEL_LOSSES plus its name in LossConfig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from sklearn.utils.class_weight import compute_class_weight
+from torch import nn
+from torch.nn import functional as F
+
+from trainers.config import LossConfig
+from trainers.tasks import TaskSpec
+
+MultilabelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+MULTILABEL_LOSSES: dict[str, MultilabelLoss] = {
+    "bce": F.binary_cross_entropy_with_logits,
+    "soft_margin": F.multilabel_soft_margin_loss,
+    "mse": lambda logits, targets: F.mse_loss(torch.sigmoid(logits), targets),
+    "l1": lambda logits, targets: F.l1_loss(torch.sigmoid(logits), targets),
+}
+
+
+def balanced_class_weights(labels: np.ndarray, num_outputs: int) -> np.ndarray:
+    """sklearn's `compute_class_weight('balanced')` over the classes present in `labels`;
+    every output with no training image (the novel slot, classes lost to a cap) gets the
+    mean of those weights (report 000's treatment of the novel class)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    present = np.unique(labels)
+    weights = np.full(num_outputs, np.nan)
+    computed = compute_class_weight("balanced", classes=present, y=labels)
+    weights[present] = computed
+    weights[np.isnan(weights)] = computed.mean()
+    return weights
+
+
+class CrossEntropy(nn.Module):
+    """Cross-entropy over one head, optionally class-weighted and label-smoothed."""
+
+    def __init__(self, weight: np.ndarray | None, label_smoothing: float) -> None:
+        super().__init__()
+        self.weight: torch.Tensor | None
+        self.register_buffer("weight", None if weight is None else torch.tensor(weight, dtype=torch.float32))
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.to(logits.dtype)
+        return F.cross_entropy(logits, labels, weight=weight, label_smoothing=self.label_smoothing)
+
+
+class HierarchicalLoss(nn.Module):
+    """w_super * CE(super logits, super labels) + w_sub * CE(sub logits, sub labels)."""
+
+    def __init__(self, task: TaskSpec, super_ce: CrossEntropy, sub_ce: CrossEntropy, weights: tuple[float, float]):
+        super().__init__()
+        self.task = task
+        self.super_ce = super_ce
+        self.sub_ce = sub_ce
+        self.weights = weights
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        parts = self.task.split_outputs(outputs)
+        w_super, w_sub = self.weights
+        return w_super * self.super_ce(parts["super"], targets[:, 0]) + w_sub * self.sub_ce(parts["sub"], targets[:, 1])
+
+
+class Multilabel(nn.Module):
+    """A multilabel loss of MULTILABEL_LOSSES on float multi-hot targets."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return MULTILABEL_LOSSES[self.name](logits.float(), targets.float())
+
+
+def build_criterion(loss: LossConfig, task: TaskSpec, train_targets: np.ndarray) -> nn.Module:
+    """The loss module of `task`: criterion(model outputs, targets) -> scalar."""
+    name = loss.name
+    if task.kind == "multilabel":
+        name = "bce" if name == "auto" else name
+        if name not in MULTILABEL_LOSSES:
+            raise ValueError(f"loss.name {name!r} is not a multilabel loss ({', '.join(MULTILABEL_LOSSES)})")
+        if loss.class_weights != "none" or loss.label_smoothing > 0:
+            raise ValueError(
+                "loss.class_weights and loss.label_smoothing apply to cross-entropy, not multilabel losses"
+            )
+        return Multilabel(name)
+    if name not in ("auto", "cross_entropy"):
+        raise ValueError(f"loss.name {name!r} is multilabel only; {task.kind} tasks use cross_entropy")
+    targets = np.asarray(train_targets)
+
+    def ce(level: str, labels: np.ndarray) -> CrossEntropy:
+        width = len(task.level_names(level))
+        weight = balanced_class_weights(labels, width) if loss.class_weights == "balanced" else None
+        return CrossEntropy(weight, loss.label_smoothing)
+
+    if task.kind == "hierarchical":
+        return HierarchicalLoss(
+            task, ce("super", targets[:, 0]), ce("sub", targets[:, 1]), (loss.super_weight, loss.sub_weight)
+        )
+    return CrossEntropy(
+        balanced_class_weights(targets, task.num_outputs) if loss.class_weights == "balanced" else None,
+        loss.label_smoothing,
+    )

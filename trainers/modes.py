@@ -1,0 +1,194 @@
+"""Modes on a finished run (report 003): `eval` scores its best checkpoint on a labelled
+dataset, `predict` labels a folder of unlabelled images into a .tsv.
+
+Both rebuild the model from what the best checkpoint records beside its weights (the
+run's resolved config and label structure), so they need neither the training data nor
+the sweep file. Outputs go into the run folder without touching the run's own files:
+
+    <run_dir>/eval/<name>/metrics.json (+ per-class / confusion-matrix CSVs)
+    <run_dir>/predictions/<images folder name>.tsv
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import load_checkpoint_in_model
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from trainers import checkpoint, rundir
+from trainers.config import TrainConfig
+from trainers.data import Transformed
+from trainers.datasets import build_splits
+from trainers.losses import build_criterion
+from trainers.metrics import evaluate_outputs, table_csv
+from trainers.models import build_model
+from trainers.tasks import TaskSpec, task_of
+from trainers.transforms import build_transform
+
+EVAL_DIR = "eval"
+PREDICTIONS_DIR = "predictions"
+
+
+class Trained:
+    """The best model of a finished run, ready for inference."""
+
+    def __init__(self, run_dir: Path) -> None:
+        folder = checkpoint.find_complete(checkpoint.checkpoint_dir(run_dir), checkpoint.BEST)
+        if folder is None:
+            raise FileNotFoundError(f"{run_dir}: no finished best checkpoint (has the run trained?)")
+        state = checkpoint.read_state(folder)
+        if "config" not in state or "task" not in state:
+            raise ValueError(f"{folder}: checkpoint predates eval/predict support (no config/task recorded)")
+        self.run_dir = run_dir
+        self.cfg = TrainConfig.model_validate(state["config"])
+        self.task = TaskSpec.from_dict(state["task"])
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = build_model(self.cfg, self.task, load_weights=False)
+        load_checkpoint_in_model(model, str(folder), strict=True)
+        self.model: nn.Module = model.to(self.device).eval()
+        self.epoch = state.get("epoch")
+
+    def loader(self, dataset: Dataset[Any]) -> DataLoader[Any]:
+        """Batches of the run's batch size; workers from the run's config (0 if unset)."""
+        workers = self.cfg.data.num_workers or 0
+        return DataLoader(dataset, batch_size=self.cfg.data.batch_size, num_workers=workers)
+
+    @torch.no_grad()
+    def outputs(self, loader: DataLoader[Any]) -> tuple[np.ndarray, list[Any]]:
+        """Model outputs [n, task outputs] and the second item of every sample."""
+        chunks: list[np.ndarray] = []
+        seconds: list[Any] = []
+        for images, second in loader:
+            chunks.append(self.model(images.to(self.device)).float().cpu().numpy())
+            seconds.extend(second)
+        empty = np.zeros((0, self.task.num_outputs), dtype=np.float32)
+        return (np.concatenate(chunks) if chunks else empty), seconds
+
+    @property
+    def transform(self) -> Callable[[Image.Image], torch.Tensor]:
+        """The run's evaluation transform (resize, grayscale, normalise)."""
+        return build_transform(self.cfg.data, train=False)
+
+
+def evaluate_run(
+    run_dir: Path, dataset: dict[str, Any] | None = None, split: str = "test", name: str | None = None
+) -> tuple[Path, dict[str, Any]]:
+    """Score the run's best checkpoint on `split` of `dataset` (a DatasetConfig mapping;
+    None: the run's own dataset) and write eval/<name>/. Returns that folder and the metrics."""
+    trained = Trained(Path(run_dir))
+    cfg = trained.cfg
+    if dataset is not None:
+        data = cfg.data.model_dump(mode="json") | {"dataset": dataset}
+        cfg = cfg.model_copy(update={"data": type(cfg.data).model_validate(data)})
+    splits = build_splits(cfg.data)
+    task = task_of(splits)
+    if (task.kind, task.class_names, task.super_class_names) != (
+        trained.task.kind,
+        trained.task.class_names,
+        trained.task.super_class_names,
+    ):
+        raise ValueError(
+            f"dataset {cfg.data.dataset.display_name!r} has {task.kind} classes {list(task.class_names)[:5]}..., "
+            f"the run was trained on {trained.task.kind} classes {list(trained.task.class_names)[:5]}..."
+        )
+    images = splits.split(split)
+    outputs, targets = trained.outputs(trained.loader(Transformed(images, trained.transform)))
+    target_array = np.asarray(images.targets)
+    # Unweighted: balanced class weights belong to the run's training set, not to this one.
+    criterion = build_criterion(
+        trained.cfg.loss.model_copy(update={"class_weights": "none"}), trained.task, target_array
+    )
+    loss = float(criterion(torch.from_numpy(outputs), torch.as_tensor(target_array))) if len(targets) else None
+    evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold)
+    folder = Path(run_dir) / EVAL_DIR / (name or f"{cfg.data.dataset.display_name}-{split}")
+    tables = []
+    for table, rows in evaluation.tables.items():
+        rundir.write_text(folder / f"{table}.csv", table_csv(rows))
+        tables.append(f"{table}.csv")
+    metrics = {
+        "test": evaluation.scalars,
+        "dataset": cfg.data.dataset.model_dump(mode="json"),
+        "split": split,
+        "checkpoint_epoch": trained.epoch,
+        "task": trained.task.kind,
+        "tables": tables,
+    }
+    rundir.write_json(folder / rundir.METRICS, metrics)
+    return folder, metrics
+
+
+class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):
+    """Image files with their ids (path relative to the folder, without suffix)."""
+
+    def __init__(self, root: Path, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+        self.root = root
+        self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        path = self.paths[index]
+        with Image.open(path) as image:
+            return self.transform(image.convert("RGB")), path.relative_to(self.root).with_suffix("").as_posix()
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def prediction_rows(task: TaskSpec, outputs: np.ndarray, threshold: float) -> tuple[list[str], list[list[str]]]:
+    """TSV header and one row of predicted labels and probabilities per image (no id)."""
+    fmt = "{:.6f}".format
+    if task.kind == "multilabel":
+        probs = 1.0 / (1.0 + np.exp(-outputs))
+        header = ["labels", *(f"p_{name}" for name in task.class_names)]
+        rows = [
+            [",".join(n for n, p in zip(task.class_names, row, strict=True) if p >= threshold), *map(fmt, row)]
+            for row in probs
+        ]
+        return header, rows
+    levels = ("super", "sub") if task.kind == "hierarchical" else ("logits",)
+    parts = dict(zip(levels, np.split(outputs, np.cumsum([w for _, w in task.heads])[:-1], axis=1), strict=True))
+    header: list[str] = []
+    columns: list[list[str]] = []
+    for level, scores in parts.items():
+        names = task.level_names(level)
+        probs = _softmax(scores)
+        label = "label" if level == "logits" else level
+        best = probs.argmax(axis=1)
+        header += [label, f"{label}_p", *(f"p_{name}" if level == "logits" else f"p_{level}_{name}" for name in names)]
+        columns.append([[names[b], fmt(row[b]), *map(fmt, row)] for b, row in zip(best, probs, strict=True)])
+    rows = [[cell for level in columns for cell in level[i]] for i in range(len(outputs))]
+    return header, rows
+
+
+def predict_images(
+    run_dir: Path, images_dir: Path, out: Path | None = None, threshold: float | None = None
+) -> tuple[Path, int]:
+    """Predict every image under `images_dir` (recursively) with the run's best checkpoint;
+    write a TSV (image_id, predicted label(s), probabilities). Returns its path and the count."""
+    trained = Trained(Path(run_dir))
+    images_dir = Path(images_dir)
+    if not images_dir.is_dir():
+        raise FileNotFoundError(f"images folder {images_dir} does not exist")
+    dataset = _Unlabelled(images_dir, trained.transform)
+    if len(dataset) == 0:
+        raise ValueError(f"{images_dir}: no image files")
+    outputs, ids = trained.outputs(trained.loader(dataset))
+    header, rows = prediction_rows(trained.task, outputs, trained.cfg.threshold if threshold is None else threshold)
+    lines = ["\t".join(["image_id", *header])]
+    lines += ["\t".join([image_id, *row]) for image_id, row in zip(ids, rows, strict=True)]
+    target = out or Path(run_dir) / PREDICTIONS_DIR / f"{images_dir.resolve().name}.tsv"
+    rundir.write_text(target, "\n".join(lines) + "\n")
+    return target, len(rows)
