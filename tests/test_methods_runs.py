@@ -22,7 +22,7 @@ from trainers import rundir, train
 from trainers.config import TrainConfig
 from trainers.data import Transformed
 from trainers.datasets import build_splits
-from trainers.datasets.fixtures import make_hierarchical_csv, make_multilabel
+from trainers.datasets.fixtures import make_hierarchical_csv, make_imagefolder, make_multilabel
 from trainers.transforms import build_transform
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
@@ -166,6 +166,7 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "hierarchical_csv": make_hierarchical_csv(root / "hier", per_class=5, with_test=True),
         "multilabel": make_multilabel(root / "multi", n_images=30),
+        "imagefolder": make_imagefolder(root / "folder", per_class=6),
     }
 
 
@@ -218,6 +219,7 @@ def test_hierarchical_run_on_fixture_writes_per_level_metrics(hier_run: Path) ->
 @pytest.mark.parametrize(
     ("dataset", "fields"),
     [
+        ("imagefolder", {"loss": {"label_smoothing": 0.1}, "optim": {"name": "sgd", "lr": 0.01, "nesterov": True}}),
         ("multilabel", {"loss": {"name": "soft_margin"}, "optim": {"name": "adadelta", "lr": 0.5}, "threshold": 0.4}),
         (
             {"name": "digits", "task": "multilabel", "max_samples": 32},
@@ -230,16 +232,18 @@ def test_hierarchical_run_on_fixture_writes_per_level_metrics(hier_run: Path) ->
     ],
 )
 def test_task_runs_train(tmp_path: Path, fixtures: dict[str, Path], dataset: Any, fields: dict[str, Any]) -> None:
-    if dataset == "multilabel":
-        dataset = {"name": "multilabel", "root": str(fixtures["multilabel"])}
+    if isinstance(dataset, str):
+        dataset = {"name": dataset, "root": str(fixtures[dataset])}
     metrics = trainers.run(config(data__dataset=dataset, **fields), tmp_path)
     test = metrics["test"]
     if metrics["task"] == "multilabel":
         assert test["top1"] == test["exact_match"] and {"micro_f1", "macro_f1", "mean_label_accuracy"} <= set(test)
         assert test["threshold"] == fields.get("threshold", 0.5)
         assert sorted(metrics["tables"]) == ["per_label.csv", "per_label_confusion.csv"]
-    else:
+    elif metrics["task"] == "hierarchical":
         assert test["top1"] == test["sub"]["top1"] and "novel" in (tmp_path / "per_class_sub.csv").read_text()
+    else:
+        assert sorted(metrics["tables"]) == ["confusion_matrix.csv", "per_class.csv"] and "macro_f1" in test
     assert metrics["timing"]["train_images"] > 0 and 0 <= test["top1"] <= 1
 
 
