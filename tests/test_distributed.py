@@ -1,0 +1,93 @@
+"""Multi-process cells on the real dev cluster: DDP over gloo with 2 tasks, DeepSpeed ZeRO-2 with requeue.
+
+The dev node has 2 fake GPUs (gres character devices) and no CUDA: `gpus_per_node: 2`
+really consumes both gres GPUs and starts 2 SLURM tasks, which train on CPU with gloo.
+"""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_slurm import PROFILE, all_in, wait_for
+
+from orchestrator import launch, store
+from orchestrator.plan import plan
+from orchestrator.spec import SweepSpec, load_spec
+from trainers import rundir
+
+pytestmark = pytest.mark.slurm
+
+# test_convnext has no BatchNorm, so 2 processes x 16 images compute exactly what 1 x 32 does
+# (up to float summation order); dropout is off.
+SPEC = """
+name: {name}
+output_dir: {out}
+defaults:
+  model: {{backbone: test_convnext}}
+  data: {{image_size_px: 16, batch_size: 32, num_workers: 0, dataset: {{name: digits, max_samples: 256}}}}
+  optim: {{name: adam, lr: 1e-3}}
+  epochs: {epochs}
+  torch_threads: 1
+ablations: {{Baseline: []}}
+slurm: {{cpus_per_task: 1, timeout_min: 20}}
+"""
+
+
+def sweep(tmp_path: Path, name: str, epochs: int, overrides: list[str]) -> SweepSpec:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(SPEC.format(name=name, out=tmp_path / name, epochs=epochs))
+    return load_spec(path, overrides)
+
+
+def history(spec: SweepSpec) -> list[dict[str, str]]:
+    [run] = plan(spec)
+    with (store.run_path(spec.output_path, run.run_id) / rundir.HISTORY).open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def metrics(spec: SweepSpec) -> dict:
+    [run] = plan(spec)
+    return rundir.read_json(store.run_path(spec.output_path, run.run_id) / rundir.METRICS) or {}
+
+
+def test_two_tasks_form_one_process_group_and_match_one_process(tmp_path: Path) -> None:
+    single = sweep(tmp_path, "single", 2, [])
+    assert launch.submit(single, plan(single), "local").failed == []
+    ddp = sweep(tmp_path, "ddp", 2, ["defaults.distributed.gpus_per_node=2"])
+    [job_id] = launch.submit(ddp, plan(ddp), "slurm", profile=PROFILE).submitted.values()
+    wait_for(lambda: all_in(ddp, {"completed", "failed"}), 300, "the 2-task run to finish")
+    assert all_in(ddp, {"completed"}), f"DDP run failed: {rundir.read_json(_run_dir(ddp) / rundir.STATUS)}"
+    tasks = subprocess.run(["sacct", "-n", "-P", "-o", "NTasks", "-j", job_id], capture_output=True, text=True)
+    assert "2" in tasks.stdout.split(), f"expected a 2-task step, sacct says {tasks.stdout!r}"
+    found = metrics(ddp)
+    assert found["provenance"]["num_processes"] == 2
+    for one, two in zip(history(single), history(ddp), strict=True):
+        assert float(two["train_loss"]) == pytest.approx(float(one["train_loss"]), rel=1e-3)
+    assert found["test"]["top1"] == pytest.approx(metrics(single)["test"]["top1"], abs=0.02)
+
+
+def _run_dir(spec: SweepSpec) -> Path:
+    [run] = plan(spec)
+    return store.run_path(spec.output_path, run.run_id)
+
+
+def test_deepspeed_zero2_trains_and_resumes_after_preemption(tmp_path: Path) -> None:
+    spec = sweep(tmp_path, "zero2", 4, ["defaults.distributed={strategy: deepspeed, zero_stage: 2}"])
+    [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
+    path = _run_dir(spec)
+    history_file = path / rundir.HISTORY
+    # First use compiles DeepSpeed's CPU ops (cached in TORCH_EXTENSIONS_DIR afterwards).
+    wait_for(lambda: history_file.exists() and len(history_file.read_text().splitlines()) >= 2, 420, "epoch 1")
+    first_epoch = history_file.read_text().splitlines()[1]
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), 420, "the preempted ZeRO-2 run to finish")
+    status = rundir.read_json(path / rundir.STATUS) or {}
+    assert status["state"] == "completed", status.get("error")
+    assert [h["state"] for h in status["history"]].count("running") >= 2, "the job never restarted"
+    lines = history_file.read_text().splitlines()
+    assert lines[1] == first_epoch, "epoch 1 was trained again: the ZeRO-2 state was not resumed"
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
+    assert 0.0 <= metrics(spec)["test"]["top1"] <= 1.0

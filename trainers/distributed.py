@@ -1,0 +1,83 @@
+"""The Accelerator of one run: single process, DDP, or DeepSpeed ZeRO, on GPU or CPU.
+
+The job side (orchestrator.job) exports RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT
+from SLURM before this runs; Accelerate reads them. What Accelerate does not work out by
+itself, and is established on CPU-only machines:
+
+- DDP without CUDA needs `cpu=True`, else Accelerate sees several processes but runs them
+  as independent single-process trainings (DistributedType.NO: no gradient sync).
+- DeepSpeed without CUDA needs DS_ACCELERATOR=cpu and a gloo process group, and must NOT
+  get `cpu=True`, which silently drops the DeepSpeed plugin.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+from trainers.config import DistributedConfig, TrainConfig
+
+
+def world_size() -> int:
+    """Processes of this run, from the env:// variables (1 when not distributed)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def precision_of(cfg: TrainConfig) -> str:
+    """Mixed precision to use: `auto` is bf16 on GPU, none on CPU."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16" if torch.cuda.is_available() else "no"
+
+
+def deepspeed_plugin(dist: DistributedConfig) -> DeepSpeedPlugin:
+    """ZeRO config generated from the spec; batch sizes are filled by Accelerate at prepare()."""
+    return DeepSpeedPlugin(
+        zero_stage=dist.zero_stage,
+        gradient_accumulation_steps=dist.grad_accum_steps,
+        offload_optimizer_device="cpu" if dist.offload_optimizer else "none",
+        offload_param_device="cpu" if dist.offload_params else "none",
+        zero3_init_flag=False,
+    )
+
+
+def build_accelerator(cfg: TrainConfig) -> Accelerator:
+    """Accelerator for the run's strategy on whatever devices are there."""
+    dist = cfg.distributed
+    # The schedule is per epoch: stepping it with every optimizer step (Accelerate's
+    # default for prepared schedulers) would be wrong.
+    kwargs: dict[str, Any] = {"mixed_precision": precision_of(cfg), "step_scheduler_with_optimizer": False}
+    on_gpu = torch.cuda.is_available()
+    if dist.strategy == "deepspeed":
+        single_process_env()
+        if not on_gpu:
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+        return Accelerator(deepspeed_plugin=deepspeed_plugin(dist), **kwargs)
+    if not on_gpu and world_size() > 1:
+        return Accelerator(cpu=True, **kwargs)
+    return Accelerator(**kwargs)
+
+
+def single_process_env() -> None:
+    """DeepSpeed always initialises torch.distributed: give a lone process a world of one."""
+    if "WORLD_SIZE" in os.environ:
+        return
+    import socket
+
+    with socket.socket() as probe:  # a free port, so concurrent single-process runs do not collide
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    defaults = {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1"}
+    defaults |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    for key, value in defaults.items():
+        os.environ.setdefault(key, value)
+
+
+def uses_deepspeed(accelerator: Accelerator) -> bool:
+    """Whether the engine handles loss scaling by accumulation steps and the optimizer step."""
+    return accelerator.state.deepspeed_plugin is not None
