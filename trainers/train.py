@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedType, set_seed
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -169,6 +169,8 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         run.data.train.set_epoch(epoch)
     regimes.set_train_mode(run.model, run.cfg)
     accum = grad_accum_steps(run.cfg)
+    # DeepSpeed accumulates (loss scaling, step boundaries) itself from its own config.
+    deepspeed = run.accelerator.distributed_type == DistributedType.DEEPSPEED
     micro_batches = len(run.data.train)
     if run.cfg.max_steps_per_epoch is not None:
         micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * accum)
@@ -180,10 +182,10 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             break
         step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
         # Gradients of the micro-batches in between stay local (no all-reduce) until the step.
-        with nullcontext() if step_now else run.accelerator.no_sync(run.model):
+        with nullcontext() if step_now or deepspeed else run.accelerator.no_sync(run.model):
             loss = run.criterion(run.model(images), targets)
             objective = loss if run.l2sp is None else loss + run.l2sp()
-            run.accelerator.backward(objective / accum)
+            run.accelerator.backward(objective if deepspeed else objective / accum)
         if step_now:
             if run.cfg.optim.grad_clip_norm is not None:
                 run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip_norm)
