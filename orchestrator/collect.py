@@ -129,6 +129,9 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     from orchestrator import profile_cmd, tables
 
     planned = plan(spec)
+    if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():
+        # The smoke folder itself (found by `collect FOLDER`): its runs are smoke runs.
+        root, smoke = root.parent, True
     if smoke:
         root, planned = root / "smoke", smoke_plan(planned)
     frame = collect_frame(root, planned)

@@ -133,13 +133,22 @@ def profile_runs(runs: list[RunSpec], counter: Counter | None = None) -> list[Pr
         try:
             counted = count(run.config, shape)
         except (OSError, ValueError, KeyError, RuntimeError, ImportError) as error:
-            seen[key] = Profiled(key, run, classes, None, None, time.perf_counter() - started, str(error))
+            message = _why(run.config, error)
+            seen[key] = Profiled(key, run, classes, None, None, time.perf_counter() - started, message)
             continue
         if classes is None and counted.get("num_classes") is not None:
             classes = str(counted["num_classes"])
         elapsed = time.perf_counter() - started
         seen[key] = Profiled(key, run, classes, float(counted["gflops"]), float(counted["params_m"]), elapsed)
     return list(seen.values())
+
+
+def _why(cfg: TrainConfig, error: Exception) -> str:
+    """A one-line reason a model could not be profiled."""
+    path = cfg.model.pretrained_path
+    if cfg.regime == "pretrained_eval" and path is not None and not Path(path).expanduser().is_file():
+        return f"regime pretrained_eval keeps the checkpoint's own head: its width is read from {path}, not here"
+    return str(error) or type(error).__name__
 
 
 def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> pd.DataFrame:
@@ -247,10 +256,12 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
     """The profile as a table on the console, then the budget verdict."""
     from rich.table import Table as RichTable
 
-    table = RichTable("backbone", "dataset", "ablation", "px", "classes", "GFLOPs", "Params (M)", title=spec.name)
+    table = RichTable(title=spec.name)
+    for header in ("backbone", "dataset", "ablation", "px", "classes", "GFLOPs", "Params (M)"):
+        table.add_column(header, overflow="fold")
     show_axes = bool(frame["axes"].astype(bool).any()) if not frame.empty else False
     if show_axes:
-        table.add_column("axes")
+        table.add_column("axes", overflow="fold")
     if spec.budget is not None:
         table.add_column("budget")
     for _, row in frame.iterrows():

@@ -28,7 +28,7 @@ REPORT_DIR = "report"
 INDEX = "index.html"
 IMG_DIR = "img"
 # Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
-CONFUSION = "confusion_matrix"
+CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
 PER_CLASS = ("per_class", "per_label")
 SPLIT_FACTS = ("split.json", "dataset.json", "dataset_summary.json")
 # Axis-tick labels stop being readable beyond these class counts.
@@ -131,7 +131,7 @@ def _run_dirs(part: pd.DataFrame, states: tuple[str, ...] = ("completed",)) -> l
 def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img: Path, written: set[str]) -> CellReport:
     axes = tables.axis_dims(spec)
     backbone, dataset, ablation, *axis_values = key
-    extras = ", ".join(f"{a.rsplit('.', 1)[-1]}={v}" for a, v in zip(axes, axis_values, strict=True))
+    extras = ", ".join(f"{tables.axis_short(a)}={v}" for a, v in zip(axes, axis_values, strict=True))
     title = f"{backbone} / {dataset} / {ablation}" + (f" ({extras})" if extras else "")
     index = int(part["order"].min())
     stem = f"{index:04d}-{tables.slug(title)[:80]}"
@@ -155,12 +155,14 @@ def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img:
         cell.figures.append(_save(_curves_figure(histories), img, f"{stem}-curves.png", written, caption))
     finished = _run_dirs(part)
     for name, matrix in _confusions(finished):
-        label = name.replace(CONFUSION, "").strip("_") or "test"
+        label = name.replace("confusion_matrix", "").replace(CONFUSION, "").strip("_").replace("_", " ") or "test"
         figure = _confusion_figure(matrix, len(finished))
         caption = f"Confusion matrix ({label}), summed over {len(finished)} run(s), rows normalised"
         cell.figures.append(_save(figure, img, f"{stem}-{tables.slug(name)}.png", written, caption))
     for name, scores in _per_class_f1(finished):
-        caption = f"Per-class F1 ({name.replace('_', ' ')}), mean over {len(finished)} run(s)"
+        level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
+        kind = "label" if "label" in name else "class"
+        caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {len(finished)} run(s)"
         if len(scores) > MAX_BARS:
             caption += f"; the {MAX_BARS // 2} lowest and highest of {len(scores)}"
         cell.figures.append(_save(_bars_figure(scores), img, f"{stem}-{tables.slug(name)}-f1.png", written, caption))
@@ -231,7 +233,7 @@ def _confusions(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.DataFrame]]:
             frame = frame.set_index(frame.columns[0])
             frame = frame.apply(pd.to_numeric, errors="coerce").fillna(0)
             sums[name] = sums[name].add(frame, fill_value=0) if name in sums else frame
-    return sorted(sums.items())
+    return sorted(sums.items(), key=_level_order)
 
 
 def _per_class_f1(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.Series]]:
@@ -242,11 +244,19 @@ def _per_class_f1(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.Series]]:
     for _, path in dirs:
         for fragment in PER_CLASS:
             for name, file in _tables_named(path, fragment).items():
+                if CONFUSION in name:
+                    continue
                 frame = pd.read_csv(file)
                 if "f1" not in frame.columns or frame.empty:
                     continue
                 values.setdefault(name, []).append(frame.set_index(frame.columns[0])["f1"].astype(float))
-    return [(name, pd.concat(series, axis=1).mean(axis=1)) for name, series in sorted(values.items())]
+    ordered = sorted(values.items(), key=_level_order)
+    return [(name, pd.concat(series, axis=1).mean(axis=1)) for name, series in ordered]
+
+
+def _level_order(item: tuple[str, Any]) -> tuple[bool, str]:
+    """Tables of the super level before the sub level, then by name."""
+    return ("super" not in item[0], item[0])
 
 
 def _class_support(dirs: list[tuple[str, Path]]) -> pd.Series | None:
@@ -254,7 +264,9 @@ def _class_support(dirs: list[tuple[str, Path]]) -> pd.Series | None:
 
     for _, path in dirs:
         for fragment in PER_CLASS:
-            for file in _tables_named(path, fragment).values():
+            for name, file in _tables_named(path, fragment).items():
+                if CONFUSION in name:
+                    continue
                 frame = pd.read_csv(file)
                 if "support" in frame.columns and not frame.empty:
                     return frame.set_index(frame.columns[0])["support"].astype(int)
@@ -345,7 +357,12 @@ def _confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
             for j in range(n_cols):
                 color = "white" if shares_np[i, j] > 0.6 else "black"
                 ax.text(j, i, f"{values[i, j]:g}", ha="center", va="center", fontsize=7, color=color)
-    ax.set(xlabel="predicted", ylabel="true")
+    outcomes = [str(c) for c in matrix.columns] == ["tn", "fp", "fn", "tp"]
+    if outcomes:  # multilabel: one row per label, its test images by outcome
+        ax.set(xlabel="outcome", ylabel="label")
+        image.colorbar.set_label("share of the test images")  # type: ignore[union-attr]
+    else:
+        ax.set(xlabel="predicted", ylabel="true")
     return figure
 
 

@@ -78,7 +78,7 @@ def resolve(raw: dict[str, Any], spec_path: Path) -> dict[str, Any]:
     path = site_path(raw, spec_path)
     site = load_site(path) if path is not None else None
     out = dict(raw)
-    for section in ("defaults", "grid", "modifiers"):
+    for section in ("defaults", "grid", "modifiers", "per_backbone"):
         if section in out:
             out[section] = _walk(out[section], section, site, path)
     if path is not None:

@@ -275,13 +275,20 @@ def _resolve_dim(name: str, axes: list[str]) -> str | None:
     """A dimension by its name, or an axis by its full or last dotted segment."""
     if name in FIXED_DIMS or name in axes:
         return name
-    short = [axis for axis in axes if axis.rsplit(".", 1)[-1] == name]
+    short = [axis for axis in axes if axis_short(axis) == name or axis.rsplit(".", 1)[-1] == name]
     return short[0] if len(short) == 1 else None
+
+
+def axis_short(axis: str) -> str:
+    """An axis as tables name it: its last segment, `model.head_dropout` -> `head_dropout`;
+    `loss.name` -> `loss` (a bare `name` says nothing)."""
+    parts = axis.split(".")
+    return parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
 
 
 def dim_title(dim: str) -> str:
     """Header word of a dimension: `model.head_dropout` -> `head_dropout`, `ablation` -> `Ablation`."""
-    return dim.capitalize() if dim in FIXED_DIMS else dim.rsplit(".", 1)[-1]
+    return dim.capitalize() if dim in FIXED_DIMS else axis_short(dim)
 
 
 def display(value: Any) -> str:
@@ -297,7 +304,7 @@ def display(value: Any) -> str:
 
 def _key_text(dims: Sequence[str], values: Sequence[str]) -> str:
     """`Baseline (head_dropout=0.2)`: the first value plain, axis values as key=value."""
-    parts = [v if d in FIXED_DIMS else f"{d.rsplit('.', 1)[-1]}={v}" for d, v in zip(dims, values, strict=True)]
+    parts = [v if d in FIXED_DIMS else f"{axis_short(d)}={v}" for d, v in zip(dims, values, strict=True)]
     if not parts:
         return ""
     first, rest = parts[0], parts[1:]
@@ -513,7 +520,7 @@ def _one_table(
 
 def _key_text_columns(dims: Sequence[str], values: Sequence[str]) -> str:
     """Column header: values joined; axis values as key=value."""
-    return " ".join(v if d in FIXED_DIMS else f"{d.rsplit('.', 1)[-1]}={v}" for d, v in zip(dims, values, strict=True))
+    return " ".join(v if d in FIXED_DIMS else f"{axis_short(d)}={v}" for d, v in zip(dims, values, strict=True))
 
 
 def _header_groups(
@@ -592,6 +599,8 @@ def _mark_best(
             if len(shown) < 2:
                 continue
             best = pick(shown.values())
+            if all(value == best for value in shown.values()):
+                continue  # every row ties: nothing stands out
             for rk, value in shown.items():
                 if value == best:
                     cells[(rk, ck)] = replace(cells[(rk, ck)], best=True)

@@ -126,6 +126,7 @@ def test_seeds_mean_std_incomplete_and_ties(write_raw: Callable[..., Path]) -> N
     fake_run(spec, by[("Baseline + Augmentation", 0)], 0.93)  # 1 of 3 seeds
     fake_run(spec, by[("Baseline + Augmentation", 1)], 0.89)  # 2 of 3: mean 0.91 ties the baseline
     fake_run(spec, by[("Baseline + Augmentation + L2SP", 2)], 0.80, state=State.FAILED)  # failed counts as missing
+    fake_run(spec, by[("Baseline + Augmentation + Dropout + SCRA", 0)], 0.85)
     [table] = build(spec, runs)
     rows = {row.label: row.cells[0] for row in table.rows}
     base, aug, l2sp = rows["Baseline"], rows["Baseline + Augmentation"], rows["Baseline + Augmentation + L2SP"]
@@ -137,6 +138,15 @@ def test_seeds_mean_std_incomplete_and_ties(write_raw: Callable[..., Path]) -> N
     assert "| Baseline | **91.00 ± 1.00** |" in markdown
     assert "| Baseline + Augmentation | **91.00 ± 2.83** (+0.00) (2/3 seeds) |" in markdown
     assert "| Baseline + Augmentation + L2SP | - | - | - |" in markdown
+    assert "| Baseline + Augmentation + Dropout + SCRA | 85.00 (-6.00) (1/3 seeds) |" in markdown
+
+
+def test_no_bold_when_every_row_ties(write_raw: Callable[..., Path]) -> None:
+    spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]")
+    for run in runs:
+        fake_run(spec, run, 0.5)
+    [table] = build(spec, runs)
+    assert not any(row.cells[0].best for row in table.rows)
 
 
 def test_best_min_none_and_decimals(write_raw: Callable[..., Path]) -> None:
@@ -276,8 +286,8 @@ def test_backbones_as_tables_or_row_groups(write_raw: Callable[..., Path]) -> No
         ("test_resnet", "Baseline + Augmentation + Dropout + SCRA", False),
         ("test_byobnet", "Baseline", True),
     ]
-    # Bold per group: the best test_resnet row, and no bold among test_byobnet's equal rows? (they tie: all bold)
-    assert [r.cells[0].best for r in grouped.rows] == [True, False, False, False, True, True, True, True]
+    # Bold per group: the best test_resnet row; test_byobnet's rows all tie, so none of them.
+    assert [r.cells[0].best for r in grouped.rows] == [True, False, False, False, False, False, False, False]
     markdown = tables.render([grouped], "md", {"sweep": "t"})
     assert "| **test_byobnet** | | | |" in markdown
 
@@ -485,4 +495,22 @@ def test_known_label_shapes() -> None:
     assert hier == LabelShape("hierarchical", 9, 2, True) and hier.describe() == "2 / 9+novel"
     assert shape(name="digits", task="multilabel") == LabelShape("multilabel", 4)
     assert shape(name="imagefolder", root="/x") is None, "read from disk"
+    declared = {"super_classes": 3, "classes": 87, "novel_slot": True}
+    assert shape(name="hierarchical_csv", root="/x", label_shape=declared) == LabelShape("hierarchical", 87, 3, True)
+    assert shape(name="multilabel", root="/x", label_shape={"classes": 14}).describe() == "14 labels"
     assert shape(name="combined", parts=["cub200", {"name": "imagefolder", "root": "/x"}]) is None
+
+
+def test_collect_finds_smoke_runs_from_any_folder(write_raw: Callable[..., Path]) -> None:
+    from orchestrator.plan import smoke_plan
+
+    spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]")
+    smoke_root = spec.output_path / "smoke"
+    for run in smoke_plan(runs):
+        fake_run(spec, run, 0.5, root=smoke_root)
+    store.write_snapshot(spec, smoke_root)  # only smoke runs were ever submitted
+    for target, smoke in ((spec.output_path, False), (spec.output_path, True), (smoke_root, False)):
+        [(found, root)] = collect.resolve_target(target, [])
+        written = collect.write_tables(found, root, smoke=smoke)
+        assert written.table_path == smoke_root / "tables" / "table.md"
+        assert "| Baseline | 50.00 |" in written.markdown and "(smoke)" in written.markdown

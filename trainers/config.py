@@ -18,6 +18,18 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+class LabelShapeConfig(_Strict):
+    """Class counts of a dataset whose classes come from its files, declared so `orchestrate
+    profile` can size the heads before the files are at hand (no effect on training)."""
+
+    classes: int = Field(ge=1)
+    """Classes (single), labels (multilabel), or sub-classes without the novel slot (hierarchical)."""
+    super_classes: int = Field(0, ge=0)
+    """Hierarchical: super classes."""
+    novel_slot: bool = False
+    """Hierarchical: the sub head has one more output for novel/unseen sub-classes."""
+
+
 class DatasetConfig(_Strict):
     """Which dataset a run reads, its label structure and how it is split."""
 
@@ -47,6 +59,8 @@ class DatasetConfig(_Strict):
     """Cap on images per split (smoke runs); None keeps every image."""
     max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
     """Corrupt images are skipped and counted; more than this fraction of a split fails the run."""
+    label_shape: LabelShapeConfig | None = Field(None, exclude=True)
+    """Declared class counts for `orchestrate profile` without the files; a hint, not part of the run id."""
 
     @field_validator("parts", mode="before")
     @classmethod

@@ -4,7 +4,8 @@
 on a machine that may hold neither the datasets nor the checkpoints. The heads' widths
 are the one thing it needs from the data, and for these datasets they are known in
 advance. Datasets whose classes come from files (imagefolder, hierarchical_csv,
-multilabel) are not here: their shape is read from disk when the files are there.
+multilabel) may declare them (`label_shape: {classes: 14}` in the dataset's config, e.g.
+in a site file); otherwise their shape is read from disk when the files are there.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from trainers.config import DatasetConfig
 # FGVC-Aircraft: the 100 variants are the classes; family or manufacturer is the super level.
 FGVC_SUPER_LEVELS = {"family": 70, "manufacturer": 30}
 SINGLE_CLASSES = {"digits": 10, "cub200": 200, "fgvc_aircraft": 100, "foodx251": 251}
+# The label structure of layouts that have one of their own.
+LAYOUT_TASKS = {"hierarchical_csv": "hierarchical", "multilabel": "multilabel"}
 # Task views a dataset offers besides its own single-label one: (super classes, labels).
 DIGITS_SUPER = 2  # "0-4", "5-9"
 DIGITS_LABELS = 4  # even, five_or_more, prime, loop
@@ -44,8 +47,12 @@ class LabelShape:
 
 
 def label_shape(dataset: DatasetConfig) -> LabelShape | None:
-    """The label shape of a dataset config, or None when only its files can tell."""
-    task = dataset.task or "single"
+    """The label shape of a dataset config: declared (`label_shape:`), known from the dataset's
+    definition, or None when only its files can tell."""
+    task = dataset.task or LAYOUT_TASKS.get(dataset.name, "single")
+    declared = dataset.label_shape
+    if declared is not None:
+        return LabelShape(task, declared.classes, declared.super_classes, declared.novel_slot)
     if dataset.name == "combined":
         parts = [label_shape(part) for part in dataset.parts]
         if task != "single" or not parts or any(p is None or p.task != "single" for p in parts):
