@@ -9,10 +9,14 @@ SHELL := /bin/bash
 
 # The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned there
 # as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	# DeepSpeed ships as source whose setup.py imports torch: build it against the pinned torch
+	# (with build isolation pip would fetch another torch into the build environment).
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-build-isolation -c constraints.txt \
+	  'deepspeed==0.19.8' 'transformers>=4.46'
 	touch $(STAMP)
 
 demo: $(STAMP)

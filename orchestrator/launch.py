@@ -143,7 +143,7 @@ def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, con
         for record in todo:
             job = _executor(executor, record.path, spec).submit(train_job(record))
             _wait(job, _progress_tick(progress, task, record), executor)
-            error = _job_error(job)
+            error = _job_error(job, record.path)
             if error is None:
                 outcome.completed.append(record.run)
                 progress.console.print(f"[green]done[/] {record.run.name}{_result_line(record.path)}")
@@ -186,11 +186,14 @@ def _result_line(path: Path) -> str:
     return f": {', '.join(parts)}" if parts else ""
 
 
-def _job_error(job: Any) -> str | None:
-    """None when the job succeeded, else its one-line error."""
+def _job_error(job: Any, path: Path) -> str | None:
+    """None when the job succeeded, else its one-line error (as the job recorded it, if it did)."""
     try:
         job.result()
-    except Exception as exc:  # submitit wraps the remote error; keep its last line
+    except Exception as exc:  # submitit wraps the remote traceback; the job's own record is clearer
+        recorded = (rundir.read_json(path / rundir.STATUS) or {}).get("error")
+        if recorded:
+            return str(recorded).splitlines()[0]
         lines = [line for line in str(exc).strip().splitlines() if line.strip()]
         return lines[-1] if lines else type(exc).__name__
     return None

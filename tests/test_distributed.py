@@ -27,7 +27,7 @@ name: {name}
 output_dir: {out}
 defaults:
   model: {{backbone: test_convnext}}
-  data: {{image_size_px: 16, batch_size: 32, num_workers: 0, dataset: {{name: digits, max_samples: 256}}}}
+  data: {{image_size_px: 32, batch_size: 32, num_workers: 0, dataset: {{name: digits, max_samples: 256}}}}
   optim: {{name: adam, lr: 1e-3}}
   epochs: {epochs}
   torch_threads: 1

@@ -34,9 +34,13 @@ def precision_of(cfg: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_available() else "no"
 
 
-def deepspeed_plugin(dist: DistributedConfig) -> DeepSpeedPlugin:
-    """ZeRO config generated from the spec; batch sizes are filled by Accelerate at prepare()."""
+def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> DeepSpeedPlugin:
+    """ZeRO config generated from the spec; batch sizes are filled by Accelerate at prepare().
+
+    DeepSpeed owns the optimizer step, so clipping goes into its config.
+    """
     return DeepSpeedPlugin(
+        gradient_clipping=grad_clip_norm,
         zero_stage=dist.zero_stage,
         gradient_accumulation_steps=dist.grad_accum_steps,
         offload_optimizer_device="cpu" if dist.offload_optimizer else "none",
@@ -57,7 +61,7 @@ def build_accelerator(cfg: TrainConfig) -> Accelerator:
         if not on_gpu:
             os.environ.setdefault("DS_ACCELERATOR", "cpu")
             kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
-        return Accelerator(deepspeed_plugin=deepspeed_plugin(dist), **kwargs)
+        return Accelerator(deepspeed_plugin=deepspeed_plugin(dist, cfg.optim.grad_clip_norm), **kwargs)
     if not on_gpu and world_size() > 1:
         return Accelerator(cpu=True, **kwargs)
     return Accelerator(**kwargs)

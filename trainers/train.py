@@ -32,6 +32,7 @@ from trainers import checkpoint, regimes, rundir
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
+from trainers.distributed import build_accelerator
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
@@ -101,16 +102,6 @@ class Run:
         return [*extra, self.selection.metric]
 
 
-def build_accelerator(cfg: TrainConfig) -> Accelerator:
-    """Accelerator on whatever device is there; bf16 autocast on GPU when precision=auto."""
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "no"
-    # The schedule is per epoch: stepping it once per optimizer step (Accelerate's
-    # default for prepared schedulers) would be wrong.
-    return Accelerator(mixed_precision=precision, step_scheduler_with_optimizer=False)
-
-
 def grad_accum_steps(cfg: TrainConfig) -> int:
     """Micro-batches per optimizer step."""
     distributed = getattr(cfg, "distributed", None)
@@ -126,6 +117,8 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
     accelerator = build_accelerator(cfg)
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
     data = build_data(cfg.data, cfg.seed, accelerator.num_processes * grad_accum_steps(cfg))
+    if accelerator.is_main_process:
+        data.write_split(run_dir)  # which images each split holds, to check reproducibility later
     task = task_of(data.splits)
     selection = Selection.from_config(cfg.early_stopping, metric_names(task))
     model = build_model(cfg, task)
@@ -292,6 +285,17 @@ def write_tables(run_dir: Path, evaluation: Evaluation) -> list[str]:
     return names
 
 
+def skipped_images(run: Run) -> dict[str, int]:
+    """Unreadable images skipped per split, summed over all processes (each counts its own)."""
+    counts = run.data.skipped_images()
+    if not counts or run.accelerator.num_processes == 1:
+        return counts
+    names = sorted(counts)
+    local = torch.tensor([counts[name] for name in names], device=run.accelerator.device)
+    total = run.accelerator.reduce(local, reduction="sum")
+    return {name: int(value) for name, value in zip(names, total.tolist(), strict=True)}
+
+
 def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
     """Test and validation metrics of the best checkpoint, with complexity and provenance."""
     best = checkpoint.load_best(run.accelerator, run.model, run.ckpt_dir)
@@ -314,6 +318,7 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
         "tables": files,
         "complexity": counted,
         "provenance": provenance(run.accelerator.device, run.accelerator.num_processes),
+        "data": {"skipped_images": skipped_images(run)},
         "timing": {
             "wall_s": None,  # filled in by run_training, which saw the start
             "train_images": run.train_images,
