@@ -75,7 +75,10 @@ def test_smoke_runs_have_their_own_ids(write_spec: Callable[..., Path]) -> None:
 def test_per_backbone_overrides_apply_to_that_backbone_only(write_spec: Callable[..., Path]) -> None:
     spec = load_spec(
         write_spec(),
-        ["grid.backbone=[resnet10t, test_vit]", "per_backbone.test_vit={data.image_size_px: 32, distributed.gpus_per_node: 2}"],
+        [
+            "grid.backbone=[resnet10t, test_vit]",
+            "per_backbone.test_vit={data.image_size_px: 32, distributed.gpus_per_node: 2}",
+        ],
     )
     runs = plan(spec)
     vit = [r for r in runs if r.backbone == "test_vit"]
