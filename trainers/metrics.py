@@ -48,17 +48,10 @@ def _prf(labels: np.ndarray, predictions: np.ndarray, average: str) -> tuple[flo
     return float(precision), float(recall), float(f1)
 
 
-def level_metrics(scores: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
-    """Single-label metrics of scores [n, classes] against class indices [n]."""
-    predictions = scores.argmax(axis=1)
-    # Averages over the classes present in labels or predictions (scikit-learn's default),
-    # so a capped split that lacks a class is not scored as a 0 for it.
+def _averaged(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Macro and micro precision/recall/F1 and weighted F1 (single-label or multi-hot inputs)."""
     macro, micro, weighted = (_prf(labels, predictions, a) for a in ("macro", "micro", "weighted"))
-    scalars: dict[str, Any] = {"top1": float(accuracy_score(labels, predictions))}
-    all_classes = np.arange(len(names))
-    if len(names) > 5:
-        scalars["top5"] = float(top_k_accuracy_score(labels, scores, k=5, labels=all_classes))
-    scalars |= {
+    return {
         "macro_precision": macro[0],
         "macro_recall": macro[1],
         "macro_f1": macro[2],
@@ -66,8 +59,19 @@ def level_metrics(scores: np.ndarray, labels: np.ndarray, names: list[str]) -> E
         "micro_recall": micro[1],
         "micro_f1": micro[2],
         "weighted_f1": weighted[2],
-        "n_images": len(labels),
     }
+
+
+def level_metrics(scores: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
+    """Single-label metrics of scores [n, classes] against class indices [n]."""
+    predictions = scores.argmax(axis=1)
+    # Averages over the classes present in labels or predictions (scikit-learn's default),
+    # so a capped split that lacks a class is not scored as a 0 for it.
+    scalars: dict[str, Any] = {"top1": float(accuracy_score(labels, predictions))}
+    all_classes = np.arange(len(names))
+    if len(names) > 5:
+        scalars["top5"] = float(top_k_accuracy_score(labels, scores, k=5, labels=all_classes))
+    scalars |= {**_averaged(labels, predictions), "n_images": len(labels)}
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=all_classes, zero_division=0
     )
@@ -87,19 +91,12 @@ def multilabel_metrics(logits: np.ndarray, targets: np.ndarray, names: list[str]
     """Multilabel metrics: a label is predicted when sigmoid(logit) >= threshold."""
     truth = (targets > 0.5).astype(np.int64)
     predictions = (1.0 / (1.0 + np.exp(-logits)) >= threshold).astype(np.int64)
-    macro, micro, weighted = (_prf(truth, predictions, a) for a in ("macro", "micro", "weighted"))
     label_accuracy = (truth == predictions).mean(axis=0)
     scalars: dict[str, Any] = {
         "exact_match": float(accuracy_score(truth, predictions)),
         "mean_label_accuracy": float(label_accuracy.mean()),
         "hamming_loss": float(hamming_loss(truth, predictions)),
-        "macro_precision": macro[0],
-        "macro_recall": macro[1],
-        "macro_f1": macro[2],
-        "micro_precision": micro[0],
-        "micro_recall": micro[1],
-        "micro_f1": micro[2],
-        "weighted_f1": weighted[2],
+        **_averaged(truth, predictions),
         "threshold": threshold,
         "n_images": len(truth),
     }
