@@ -142,7 +142,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     spec, runs = _load(args, check_data=True)
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {spec.output_path}")
     for axis, values in spec.grid.items():
-        console.print(f"  {axis} ({len(values)}): {', '.join(map(str, values))}")
+        shown = [_axis_value(value) for value in values]
+        console.print(f"  {axis} ({len(values)}): {', '.join(shown)}", markup=False)
     rows = Counter(run.ablation for run in runs)
     console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{name} x{n}" for name, n in rows.items()))
     shown = runs if args.all else runs[:PLAN_ROWS_SHOWN]
@@ -158,6 +159,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
         profile_cmd.check_budget(spec, runs, console)
     return 0
+
+
+def _axis_value(value: Any) -> str:
+    """A grid value as the plan shows it: datasets by their label or name, not their whole mapping."""
+    if isinstance(value, dict) and "name" in value:
+        return str(value.get("label") or value["name"])
+    return str(value)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
