@@ -142,8 +142,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     spec, runs = _load(args, check_data=True)
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {spec.output_path}")
     for axis, values in spec.grid.items():
-        shown = [_axis_value(value) for value in values]
-        console.print(f"  {axis} ({len(values)}): {', '.join(shown)}", markup=False)
+        labels = [_axis_value(value) for value in values]
+        console.print(f"  {axis} ({len(values)}): {', '.join(labels)}", markup=False)
     rows = Counter(run.ablation for run in runs)
     console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{name} x{n}" for name, n in rows.items()))
     shown = runs if args.all else runs[:PLAN_ROWS_SHOWN]
