@@ -46,6 +46,7 @@ def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> D
         offload_optimizer_device="cpu" if dist.offload_optimizer else "none",
         offload_param_device="cpu" if dist.offload_params else "none",
         zero3_init_flag=False,
+        zero3_save_16bit_model=True,  # ZeRO-3: gather full weights when the best model is saved
     )
 
 
