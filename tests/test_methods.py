@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from config_helpers import config_with
 from PIL import Image
 from sklearn.metrics import f1_score
 from sklearn.utils.class_weight import compute_class_weight
@@ -39,13 +40,7 @@ MULTI = TaskSpec("multilabel", ("p", "q", "r"))
 def cfg(**fields: Any) -> TrainConfig:
     """A TrainConfig from dotted keys, on tiny inputs."""
     data: dict[str, Any] = {"model": {"backbone": "test_resnet"}, "data": {"image_size_px": 16}}
-    for key, value in fields.items():
-        *path, leaf = key.split("__")
-        target = data
-        for part in path:
-            target = target.setdefault(part, {})
-        target[leaf] = value
-    return TrainConfig.model_validate(data)
+    return config_with(data, fields)
 
 
 def save_backbone(tmp_path: Path, backbone: str = "test_resnet", num_classes: int = 1000, seed: int = 1) -> Path:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+from config_helpers import config_with
 
 import trainers
 from orchestrator.cli import main
@@ -43,13 +44,7 @@ def config(**fields: Any) -> TrainConfig:
         "max_steps_per_epoch": 2,
         "torch_threads": 2,
     }
-    for key, value in fields.items():
-        *path, leaf = key.split("__")
-        target = data
-        for part in path:
-            target = target.setdefault(part, {})
-        target[leaf] = value
-    return TrainConfig.model_validate(data)
+    return config_with(data, fields)
 
 
 @contextmanager
