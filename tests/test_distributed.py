@@ -27,7 +27,7 @@ name: {name}
 output_dir: {out}
 defaults:
   model: {{backbone: test_convnext}}
-  data: {{image_size_px: 32, batch_size: 32, num_workers: 0, dataset: {{name: digits, max_samples: 256}}}}
+  data: {{image_size_px: 32, batch_size: 32, num_workers: 0, dataset: {{name: digits, max_samples: {samples}}}}}
   optim: {{name: adam, lr: 1e-3}}
   epochs: {epochs}
   torch_threads: 1
@@ -35,10 +35,15 @@ ablations: {{Baseline: []}}
 slurm: {{cpus_per_task: 1, timeout_min: 20}}
 """
 
+DDP = ["defaults.distributed.gpus_per_node=2"]
+# Long enough that a requeue after epoch 1 cannot be outrun within KillWait (submitit ignores SIGTERM).
+EPOCHS = 12
+SAMPLES = 512
+
 
 def sweep(tmp_path: Path, name: str, epochs: int, overrides: list[str]) -> SweepSpec:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(SPEC.format(name=name, out=tmp_path / name, epochs=epochs))
+    path.write_text(SPEC.format(name=name, out=tmp_path / name, epochs=epochs, samples=SAMPLES))
     return load_spec(path, overrides)
 
 
@@ -53,20 +58,50 @@ def metrics(spec: SweepSpec) -> dict:
     return rundir.read_json(store.run_path(spec.output_path, run.run_id) / rundir.METRICS) or {}
 
 
-def test_two_tasks_form_one_process_group_and_match_one_process(tmp_path: Path) -> None:
-    single = sweep(tmp_path, "single", 2, [])
+@pytest.fixture(scope="module")
+def ddp_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepSpec, str]:
+    """An uninterrupted 2-task DDP run on the cluster: its spec and job id."""
+    spec = sweep(tmp_path_factory.mktemp("ddp"), "ddp", EPOCHS, DDP)
+    [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, "the 2-task run to finish")
+    assert all_in(spec, {"completed"}), f"DDP run failed: {rundir.read_json(_run_dir(spec) / rundir.STATUS)}"
+    return spec, job_id
+
+
+def test_two_tasks_form_one_process_group_and_match_one_process(
+    tmp_path: Path, ddp_reference: tuple[SweepSpec, str]
+) -> None:
+    single = sweep(tmp_path, "single", EPOCHS, [])
     assert launch.submit(single, plan(single), "local").failed == []
-    ddp = sweep(tmp_path, "ddp", 2, ["defaults.distributed.gpus_per_node=2"])
-    [job_id] = launch.submit(ddp, plan(ddp), "slurm", profile=PROFILE).submitted.values()
-    wait_for(lambda: all_in(ddp, {"completed", "failed"}), 300, "the 2-task run to finish")
-    assert all_in(ddp, {"completed"}), f"DDP run failed: {rundir.read_json(_run_dir(ddp) / rundir.STATUS)}"
+    ddp, job_id = ddp_reference
     tasks = subprocess.run(["sacct", "-n", "-P", "-o", "NTasks", "-j", job_id], capture_output=True, text=True)
     assert "2" in tasks.stdout.split(), f"expected a 2-task step, sacct says {tasks.stdout!r}"
     found = metrics(ddp)
     assert found["provenance"]["num_processes"] == 2
+    assert found["parallel"]["per_device_batch"] == 16 and found["parallel"]["distributed_type"] == "MULTI_CPU"
     for one, two in zip(history(single), history(ddp), strict=True):
         assert float(two["train_loss"]) == pytest.approx(float(one["train_loss"]), rel=1e-3)
     assert found["test"]["top1"] == pytest.approx(metrics(single)["test"]["top1"], abs=0.02)
+
+
+def test_ddp_run_requeued_mid_training_resumes_and_ends_as_the_uninterrupted_one(
+    tmp_path: Path, ddp_reference: tuple[SweepSpec, str]
+) -> None:
+    spec = sweep(tmp_path, "ddp_requeued", EPOCHS, DDP)
+    [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
+    history_file = _run_dir(spec) / rundir.HISTORY
+    wait_for(lambda: history_file.exists() and len(history_file.read_text().splitlines()) >= 2, 300, "epoch 1")
+    subprocess.run(["scontrol", "requeue", job_id], check=True)  # kills both tasks, no checkpoint() call
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, "the requeued DDP run to finish")
+    status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
+    assert status["state"] == "completed", status.get("error")
+    assert [h["state"] for h in status["history"]].count("running") >= 2, "the job never restarted"
+    resumed, reference = history(spec), history(ddp_reference[0])
+    assert [row["epoch"] for row in resumed] == [str(epoch) for epoch in range(1, EPOCHS + 1)]
+    # Same optimizer, RNG and sampler state restored on both ranks: the same numbers as without requeue.
+    for column in ("train_loss", "val_loss", "val_top1"):
+        assert [row[column] for row in resumed] == [row[column] for row in reference], column
+    assert metrics(spec)["test"] == metrics(ddp_reference[0])["test"]
 
 
 def _run_dir(spec: SweepSpec) -> Path:

@@ -92,3 +92,20 @@ def test_per_backbone_must_name_a_grid_backbone_and_batch_must_split(write_spec:
         load_spec(write_spec(), ["per_backbone.vit_huge={epochs: 2}"])
     with pytest.raises(SpecError, match=r"defaults: data.batch_size 32 is not divisible by processes"):
         load_spec(write_spec(), ["defaults.distributed.gpus_per_node=3"])
+
+
+def test_distributed_options_that_cannot_run_are_rejected_at_plan_time(write_spec: Callable[..., Path]) -> None:
+    with pytest.raises(
+        SpecError, match=r"defaults.distributed: offload_params needs strategy deepspeed with zero_stage 3"
+    ):
+        load_spec(write_spec(), ["defaults.distributed={strategy: deepspeed, zero_stage: 2, offload_params: true}"])
+    with pytest.raises(SpecError, match=r"offload_optimizer needs strategy deepspeed"):
+        load_spec(write_spec(), ["defaults.distributed.offload_optimizer=true"])
+    with pytest.raises(SpecError, match=r"loss.l2sp is not supported with DeepSpeed zero_stage 3"):
+        load_spec(
+            write_spec(), ["defaults.loss.l2sp=0.01", "defaults.distributed={strategy: deepspeed, zero_stage: 3}"]
+        )
+    offloaded = (
+        "defaults.distributed={strategy: deepspeed, zero_stage: 3, offload_params: true, offload_optimizer: true}"
+    )
+    assert {r.config.distributed.offload_params for r in plan(load_spec(write_spec(), [offloaded]))} == {True}

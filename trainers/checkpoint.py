@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from accelerate import Accelerator
-from accelerate.utils import load_checkpoint_in_model
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainers import rundir
@@ -22,6 +24,8 @@ from trainers import rundir
 LAST = "last"
 BEST = "best"
 STATE_FILE = "trainer_state.json"
+WEIGHTS_FILE = "model.safetensors"
+"""The best model's weights, one file (the name Accelerate and `load_checkpoint_in_model` expect)."""
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -87,16 +91,43 @@ def save_last(accelerator: Accelerator, ckpt_dir: Path, state: dict[str, Any]) -
 
 
 def save_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path, state: dict[str, Any]) -> None:
-    """Save the model weights (safetensors) as `best`, with `state` beside them."""
+    """Save the whole model's weights (safetensors) as `best`, with `state` beside them.
+
+    Every process must call this: under ZeRO-3 the partitioned weights are gathered.
+    """
     tmp = _prepare_tmp(accelerator, ckpt_dir, BEST)
-    accelerator.save_model(model, str(tmp))
+    weights = accelerator.get_state_dict(model)  # collective under ZeRO-3; None on other ranks there
+    if accelerator.is_main_process:
+        tmp.mkdir(parents=True, exist_ok=True)
+        # Own contiguous CPU copies: DeepSpeed on CPU gathers into views of one buffer, and
+        # safetensors would drop such "shared" tensors instead of saving them.
+        owned = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights.items()}
+        save_file(owned, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
     _finish(accelerator, tmp, ckpt_dir / BEST, state)
 
 
 def load_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path) -> dict[str, Any]:
-    """Load the `best` weights into `model`; returns that checkpoint's trainer state."""
+    """Load the `best` weights into `model` on every process; returns that checkpoint's trainer state."""
     folder = find_complete(ckpt_dir, BEST)
     if folder is None:
         raise FileNotFoundError(f"no finished best checkpoint in {ckpt_dir}")
-    load_checkpoint_in_model(accelerator.unwrap_model(model), str(folder), strict=True)
+    weights = load_file(str(folder / WEIGHTS_FILE))
+    target = accelerator.unwrap_model(model)
+    with full_parameters(accelerator, target):
+        target.load_state_dict(weights, strict=True)
     return read_state(folder)
+
+
+@contextmanager
+def full_parameters(accelerator: Accelerator, model: nn.Module) -> Iterator[None]:
+    """Whole parameters inside the block, also under ZeRO-3 (which partitions them across ranks);
+    what rank 0 writes into them is partitioned back on exit."""
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is None or plugin.zero_stage != 3:
+        with nullcontext():
+            yield
+        return
+    import deepspeed  # only installed with the deepspeed extra
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=0):
+        yield

@@ -273,6 +273,16 @@ class DistributedConfig(_Strict):
         """World size: one process per GPU, at least one per node."""
         return self.nodes * max(1, self.gpus_per_node)
 
+    @model_validator(mode="after")
+    def _offload_fits_stage(self) -> DistributedConfig:
+        # DeepSpeed would reject (or silently ignore) these only once the job runs on the cluster.
+        zero = self.zero_stage if self.strategy == "deepspeed" else None
+        if self.offload_params and zero != 3:
+            raise ValueError("offload_params needs strategy deepspeed with zero_stage 3")
+        if self.offload_optimizer and (zero is None or zero == 0):
+            raise ValueError("offload_optimizer needs strategy deepspeed with zero_stage 1-3")
+        return self
+
 
 class TrainConfig(_Strict):
     """Everything one run needs; its content hash is the run id."""
@@ -315,6 +325,14 @@ class TrainConfig(_Strict):
             raise ValueError(
                 f"data.batch_size {self.data.batch_size} is not divisible by processes x grad_accum_steps = {parts}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _l2sp_needs_whole_weights(self) -> TrainConfig:
+        # L2-SP reads every backbone weight outside forward(); ZeRO-3 holds only a shard of each.
+        dist = self.distributed
+        if self.loss.l2sp > 0 and dist.strategy == "deepspeed" and dist.zero_stage == 3:
+            raise ValueError("loss.l2sp is not supported with DeepSpeed zero_stage 3 (use zero_stage 0-2 or ddp)")
         return self
 
 

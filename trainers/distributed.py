@@ -86,3 +86,30 @@ def single_process_env() -> None:
 def uses_deepspeed(accelerator: Accelerator) -> bool:
     """Whether the engine handles loss scaling by accumulation steps and the optimizer step."""
     return accelerator.state.deepspeed_plugin is not None
+
+
+def layout(accelerator: Accelerator, cfg: TrainConfig) -> dict[str, Any]:
+    """How the global batch was split and run: the `parallel` block of metrics.json."""
+    accum = cfg.distributed.grad_accum_steps
+    processes = accelerator.num_processes
+    found: dict[str, Any] = {
+        "distributed_type": accelerator.distributed_type.value,
+        "processes": processes,
+        "global_batch": cfg.data.batch_size,
+        "per_device_batch": cfg.data.batch_size // (processes * accum),
+        "grad_accum_steps": accum,
+        "mixed_precision": accelerator.mixed_precision,
+    }
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        engine = plugin.deepspeed_config
+        found["zero_stage"] = plugin.zero_stage
+        found["deepspeed_train_batch"] = engine.get("train_batch_size")
+        found["deepspeed_micro_batch"] = engine.get("train_micro_batch_size_per_gpu")
+    return found
+
+
+def deepspeed_config(accelerator: Accelerator) -> dict[str, Any] | None:
+    """The DeepSpeed config in effect after prepare() (batch sizes filled in), if any."""
+    plugin = accelerator.state.deepspeed_plugin
+    return None if plugin is None else dict(plugin.deepspeed_config)

@@ -5,7 +5,8 @@ orchestrator that reads it. File names live here and nowhere else.
     <run_dir>/status.json     state, timestamps, error message, SLURM ids
     <run_dir>/metrics.json    final metrics + complexity + provenance (written once, at the end)
     <run_dir>/history.csv     one row per epoch
-    <run_dir>/checkpoints/    last/ and best/ (accelerate.save_state folders)
+    <run_dir>/checkpoints/    last/ (accelerate.save_state) and best/ (model.safetensors)
+    <run_dir>/deepspeed_config.json  the DeepSpeed config in effect (DeepSpeed runs only)
     <run_dir>/logs/           stdout/stderr of the job
 
 No torch here: both sides import it. Every write is atomic (temp file in the same
@@ -31,6 +32,7 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
+DEEPSPEED_CONFIG = "deepspeed_config.json"
 
 
 class State(str, Enum):

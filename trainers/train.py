@@ -32,7 +32,7 @@ from trainers import checkpoint, regimes, rundir
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
-from trainers.distributed import build_accelerator
+from trainers.distributed import build_accelerator, deepspeed_config, layout
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
@@ -132,6 +132,9 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
         model, optimizer, data.train, data.val, data.test, scheduler
     )
     criterion = criterion.to(accelerator.device)
+    engine_config = deepspeed_config(accelerator)
+    if engine_config is not None and accelerator.is_main_process:
+        rundir.write_json(run_dir / rundir.DEEPSPEED_CONFIG, engine_config)  # what ran, not only what was asked
     # Anchored now: after the pretrained weights are loaded, before a resume overwrites them.
     l2sp = L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None
     return Run(
@@ -318,6 +321,7 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
         "tables": files,
         "complexity": counted,
         "provenance": provenance(run.accelerator.device, run.accelerator.num_processes),
+        "parallel": layout(run.accelerator, run.cfg),
         "data": {"skipped_images": skipped_images(run)},
         "timing": {
             "wall_s": None,  # filled in by run_training, which saw the start
