@@ -2,7 +2,8 @@
 
 Columns: epoch, train_loss, val_loss, val_top1, val_macro_f1, then the run's task- and
 selection-specific validation metrics (val_super.top1, val_sub.top1 for hierarchical
-runs; the early-stopping metric when it is none of these), lr, epoch_s.
+runs; the early-stopping metric when it is none of these), lr, epoch_s, train_images_per_s
+(training images per second of that epoch, all processes together).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from trainers import rundir
 
 LEADING = ("epoch", "train_loss", "val_loss", "val_top1", "val_macro_f1")
-TRAILING = ("lr", "epoch_s")
+TRAILING = ("lr", "epoch_s", "train_images_per_s")
 
 
 def columns(extra: list[str]) -> list[str]:

@@ -123,6 +123,8 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
     selection = Selection.from_config(cfg.early_stopping, metric_names(task))
     model = build_model(cfg, task)
     regimes.apply_regime(model, cfg)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     n_params = count_params(model)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     criterion = build_criterion(cfg.loss, task, data.splits.train.targets)
@@ -179,7 +181,7 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
         # Gradients of the micro-batches in between stay local (no all-reduce) until the step.
         with nullcontext() if step_now or deepspeed else run.accelerator.no_sync(run.model):
-            loss = run.criterion(run.model(images), targets)
+            loss = run.criterion(run.model(layout_images(run, images)), targets)
             objective = loss if run.l2sp is None else loss + run.l2sp()
             run.accelerator.backward(objective if deepspeed else objective / accum)
         if step_now:
@@ -188,10 +190,16 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
         totals += torch.stack([loss.detach().float() * len(targets), totals.new_tensor(len(targets))])
-    totals = run.accelerator.reduce(totals, reduction="sum")
+    loss_sum, images_seen = run.accelerator.reduce(totals, reduction="sum").tolist()
+    # tolist() waited for the device, so the time below covers the work, not only its queueing.
     run.train_s += time.perf_counter() - started
-    run.train_images += int(totals[1].item())
-    return float(totals[0] / totals[1]) if totals[1] > 0 else math.nan
+    run.train_images += int(images_seen)
+    return loss_sum / images_seen if images_seen > 0 else math.nan
+
+
+def layout_images(run: Run, images: torch.Tensor) -> torch.Tensor:
+    """Images in the model's memory layout (NHWC with channels_last)."""
+    return images.contiguous(memory_format=torch.channels_last) if run.cfg.channels_last else images
 
 
 @torch.no_grad()
@@ -202,7 +210,7 @@ def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, 
     all_targets: list[torch.Tensor] = []
     for images, targets in loader:
         # gather_for_metrics drops the samples padded in to even out the last batch.
-        outputs, targets = run.accelerator.gather_for_metrics((run.model(images), targets))
+        outputs, targets = run.accelerator.gather_for_metrics((run.model(layout_images(run, images)), targets))
         all_outputs.append(outputs.float().cpu())
         all_targets.append(targets.cpu())
     if not all_outputs:
@@ -238,7 +246,9 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     order, so `last` never points at a best or a history row that is not on disk yet."""
     started = time.perf_counter()
     lr = float(run.optimizer.param_groups[0]["lr"])
+    train_s, train_images = run.train_s, run.train_images
     train_loss = train_one_epoch(run, epoch)
+    train_s, train_images = run.train_s - train_s, run.train_images - train_images
     val = evaluate(run, run.data.val)
     run.scheduler.step()
     value = run.selection.value(val)
@@ -254,6 +264,7 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     progress.epochs_done = epoch + 1
     row = history_row(epoch, train_loss, val, lr, run)
     row["epoch_s"] = round(time.perf_counter() - started, 3)
+    row["train_images_per_s"] = round(train_images / train_s, 1) if train_s > 0 else math.nan
     run.history.append(row)
     if run.accelerator.is_main_process:
         write_history(run.run_dir, run.history, run.history_extra)
