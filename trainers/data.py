@@ -106,7 +106,7 @@ class Transformed(Dataset[Any]):
     @property
     def skipped(self) -> int:
         """How many distinct images of this split failed to decode so far."""
-        return int(np.frombuffer(self._bad, dtype=np.bool_)[: len(self.images)].sum())
+        return int(np.frombuffer(memoryview(self._bad), dtype=np.bool_)[: len(self.images)].sum())
 
     def _decode(self, index: int) -> tuple[torch.Tensor, Any] | None:
         try:

@@ -70,7 +70,9 @@ class HierarchicalLoss(nn.Module):
     def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         parts = self.task.split_outputs(outputs)
         w_super, w_sub = self.weights
-        return w_super * self.super_ce(parts["super"], targets[:, 0]) + w_sub * self.sub_ce(parts["sub"], targets[:, 1])
+        super_loss: torch.Tensor = self.super_ce(parts["super"], targets[:, 0])
+        sub_loss: torch.Tensor = self.sub_ce(parts["sub"], targets[:, 1])
+        return w_super * super_loss + w_sub * sub_loss
 
 
 class Multilabel(nn.Module):

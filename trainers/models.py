@@ -35,6 +35,8 @@ class ClassMap(nn.Module):
     takes the maximum logit over the source classes mapped to it (report 001: ImageNet
     ResNet-50 on 10 Imagenette classes)."""
 
+    index: torch.Tensor
+
     def __init__(self, groups: list[list[int]]) -> None:
         super().__init__()
         width = max(len(group) for group in groups)
@@ -71,7 +73,7 @@ class Classifier(nn.Module):
         self.placed: list[dict[str, Any]] = []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        out = self.backbone(images)
+        out: torch.Tensor = self.backbone(images)
         if self.heads is not None:
             if self.feature_dropout is not None:
                 out = self.feature_dropout(out)

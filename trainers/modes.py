@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -75,7 +75,7 @@ class Trained:
     @property
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """The run's evaluation transform (resize, grayscale, normalise)."""
-        return build_transform(self.cfg.data, train=False)
+        return cast(Callable[[Image.Image], torch.Tensor], build_transform(self.cfg.data, train=False))
 
 
 def evaluate_run(
@@ -143,8 +143,8 @@ class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    shifted: np.ndarray = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return cast(np.ndarray, shifted / shifted.sum(axis=1, keepdims=True))
 
 
 def prediction_rows(task: TaskSpec, outputs: np.ndarray, threshold: float) -> tuple[list[str], list[list[str]]]:
@@ -160,8 +160,8 @@ def prediction_rows(task: TaskSpec, outputs: np.ndarray, threshold: float) -> tu
         return header, rows
     levels = ("super", "sub") if task.kind == "hierarchical" else ("logits",)
     parts = dict(zip(levels, np.split(outputs, np.cumsum([w for _, w in task.heads])[:-1], axis=1), strict=True))
-    header: list[str] = []
-    columns: list[list[str]] = []
+    header = []
+    columns: list[list[list[str]]] = []
     for level, scores in parts.items():
         names = task.level_names(level)
         probs = _softmax(scores)

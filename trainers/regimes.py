@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from torch import nn
 
 from trainers.config import TrainConfig
@@ -44,5 +46,5 @@ def set_train_mode(model: nn.Module, cfg: TrainConfig) -> None:
     if cfg.regime == "linear_probe":
         backbone = getattr(model, "backbone", None)
         if backbone is None:  # wrapped (DDP): the Classifier is .module
-            backbone = model.module.backbone  # type: ignore[union-attr]
-        backbone.eval()
+            backbone = cast(Classifier, model.module).backbone
+        cast(nn.Module, backbone).eval()

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -79,9 +79,9 @@ class LabeledImages(Dataset[tuple[Image.Image, Any]]):
     def labels(self) -> list[int]:
         """Single-label class indices as a list (the sub-class for hierarchical targets)."""
         if self.targets.ndim == 1:
-            return self.targets.tolist()
+            return cast(list[int], self.targets.tolist())
         if self.targets.dtype == np.int64:
-            return self.targets[:, -1].tolist()
+            return cast(list[int], self.targets[:, -1].tolist())
         raise TypeError("multi-label targets have no single class index; use .targets")
 
     @property
@@ -234,7 +234,7 @@ class DatasetSplits:
         """One split by name: train, val or test."""
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}; splits: train, val, test")
-        return getattr(self, name)
+        return cast(LabeledImages, getattr(self, name))
 
 
 def check_targets(targets: np.ndarray, task: Task, num_classes: int, novel_slot: bool, where: str) -> None:

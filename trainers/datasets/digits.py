@@ -16,7 +16,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from trainers.config import DataConfig
-from trainers.datasets.base import DatasetSplits, InMemoryImages
+from trainers.datasets.base import DatasetSplits, InMemoryImages, LabeledImages
 from trainers.datasets.registry import register
 from trainers.datasets.splits import apply_novel, novel_mapping, stratified_split
 
@@ -61,18 +61,32 @@ def build_digits(data: DataConfig) -> DatasetSplits:
     parts = {"train": train_idx, "val": val_idx, "test": test_idx}
     if ds.task == "multilabel":
         labelled = images.with_targets(multi_hot(digits))
-        split = {name: labelled.subset(idx) for name, idx in parts.items()}
-        return DatasetSplits(list(DIGIT_PROPERTIES), **split, task="multilabel", info=info)
+        return DatasetSplits(
+            list(DIGIT_PROPERTIES),
+            train=labelled.subset(train_idx),
+            val=labelled.subset(val_idx),
+            test=labelled.subset(test_idx),
+            task="multilabel",
+            info=info,
+        )
     if ds.task == "hierarchical":
         hier = np.stack([(digits >= 5).astype(np.int64), digits], axis=1)
         names, mapping = novel_mapping(DIGIT_NAMES, ds.novel_subclasses, ds.name)
-        split = {}
+        split: dict[str, LabeledImages] = {}
         for name, idx in parts.items():
             kept, targets = apply_novel(hier[idx], mapping, len(names), evaluation=name == "test")
             split[name] = images.subset(idx[kept]).with_targets(targets)
         novel = bool(ds.novel_subclasses)
         return DatasetSplits(
-            names, **split, task="hierarchical", super_class_names=SUPER_NAMES, novel_slot=novel, info=info
+            names,
+            train=split["train"],
+            val=split["val"],
+            test=split["test"],
+            task="hierarchical",
+            super_class_names=SUPER_NAMES,
+            novel_slot=novel,
+            info=info,
         )
-    split = {name: images.subset(idx) for name, idx in parts.items()}
-    return DatasetSplits(DIGIT_NAMES, **split, info=info)
+    return DatasetSplits(
+        DIGIT_NAMES, train=images.subset(train_idx), val=images.subset(val_idx), test=images.subset(test_idx), info=info
+    )

@@ -14,6 +14,7 @@ with `layout:` (keys: FILES). Torch-free (see trainers.datasets.index)."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 from trainers.config import DatasetConfig
 from trainers.datasets.index import DatasetIndex, Files, layout, make_part
@@ -52,7 +53,9 @@ def read_mapping(files: Files, key: str) -> list[str]:
     return [f"{n} #{i}" if n in seen else n for i, n in enumerate(names)]
 
 
-def read_rows(files: Files, csv_key: str, images_key: str, n_super: int, n_sub: int) -> tuple[list, list]:
+def read_rows(
+    files: Files, csv_key: str, images_key: str, n_super: int, n_sub: int
+) -> tuple[list[Path], list[list[int]]]:
     """(paths, [super, sub] targets) of one annotation CSV, checked against the mappings."""
     path = files.require(csv_key)
     folder = files.require(images_key, folder=True)

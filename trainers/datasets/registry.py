@@ -55,8 +55,13 @@ def build_splits(data: DataConfig) -> DatasetSplits:
     cap = ds.max_samples
     if cap is None:
         return splits
-    capped = {name: cap_per_split(splits.split(name), cap) for name in ("train", "val", "test")}
-    return dataclasses.replace(splits, **capped, info={**splits.info, "max_samples": cap})
+    return dataclasses.replace(
+        splits,
+        train=cap_per_split(splits.train, cap),
+        val=cap_per_split(splits.val, cap),
+        test=cap_per_split(splits.test, cap),
+        info={**splits.info, "max_samples": cap},
+    )
 
 
 def from_files(resolved: index.ResolvedSplits, draft_px: int | None) -> DatasetSplits:
