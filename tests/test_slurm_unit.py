@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import slurm
+from orchestrator import slurm, slurm_launch, store
+from orchestrator.plan import plan
 from orchestrator.spec import SpecError, load_spec
 
 
@@ -67,3 +68,19 @@ def test_without_accounting_status_uses_squeue_and_warns_once(tmp_path: Path, mo
     assert not states.accounting
     assert states.warning is not None and "accounting storage is disabled" in states.warning
     assert "\n" not in states.warning
+
+
+def test_multi_node_cells_get_their_own_array_with_one_task_per_gpu(
+    write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    big = "per_backbone.test_vit={distributed: {nodes: 2, gpus_per_node: 4, strategy: deepspeed, zero_stage: 3}}"
+    spec = load_spec(write_spec(), ["grid.backbone=[resnet10t, test_vit]", big])
+    records = store.inspect(plan(spec), spec.output_path)
+    groups = slurm_launch.by_resources(spec.slurm, records)
+    assert [len(group) for _, group in groups] == [6, 6]  # 3 ablations x 2 seeds per backbone
+    (plain, _), (multi, vit_runs) = groups
+    assert {record.run.backbone for record in vit_runs} == {"test_vit"}
+    assert plain == spec.slurm  # single-process cells keep the slurm block as written
+    header = slurm.sbatch_header(tmp_path, slurm.executor_parameters(multi, "orch-tiny"), len(vit_runs))
+    for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--array=0-5"):
+        assert f"#SBATCH {line}" in header, line

@@ -1,0 +1,131 @@
+"""Training images/s of one cell under each precision / memory-layout / DeepSpeed variant.
+
+Every variant runs the real trainer (trainers.train.run_training: Accelerate, the DeepSpeed
+plugin, the input pipeline) in a fresh process, on digits upscaled to --size px, for --epochs
+epochs of at most --steps optimizer steps. Its number is the median of history.csv's
+`train_images_per_s` over the epochs after the first (the first pays for cudnn autotuning,
+DeepSpeed's op builds and allocator growth). The `loader` line is the input pipeline alone
+(no model): a variant close to it is input-bound. Ratios are to the fp32 single-process
+reference measured in the same run.
+
+    .venv/bin/python bench/train_throughput.py                      # CPU defaults: test_resnet, 64 px
+    .venv/bin/python bench/train_throughput.py --backbone resnet50 --size 224 --batch 128 --steps 30
+    .venv/bin/python bench/train_throughput.py --variants fp32 bf16 zero2-bf16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainers import rundir
+from trainers.config import DataConfig, TrainConfig
+from trainers.data import build_data
+
+# name -> trainer config changes; the reference is the first.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {"precision": "no"},
+    "bf16": {"precision": "bf16"},
+    "bf16-channels-last": {"precision": "bf16", "channels_last": True},
+    "zero0-bf16": {"precision": "bf16", "distributed": {"strategy": "deepspeed", "zero_stage": 0}},
+    "zero2-bf16": {"precision": "bf16", "distributed": {"strategy": "deepspeed", "zero_stage": 2}},
+    "zero3-bf16": {"precision": "bf16", "distributed": {"strategy": "deepspeed", "zero_stage": 3}},
+    "zero2-fp32": {"precision": "no", "distributed": {"strategy": "deepspeed", "zero_stage": 2}},
+}
+CPU_DEFAULT = ["fp32", "bf16", "bf16-channels-last", "zero2-fp32"]
+GPU_DEFAULT = ["fp32", "bf16", "bf16-channels-last", "zero0-bf16", "zero2-bf16", "zero3-bf16"]
+
+
+def cell(args: argparse.Namespace, variant: str) -> TrainConfig:
+    """The benchmarked cell with one variant's changes."""
+    base: dict[str, Any] = {
+        "model": {"backbone": args.backbone},
+        "data": {"dataset": "digits", "image_size_px": args.size, "batch_size": args.batch},
+        "optim": {"name": "adamw", "lr": 1e-3},
+        "epochs": args.epochs,
+        "max_steps_per_epoch": args.steps,
+    }
+    if args.workers is not None:
+        base["data"]["num_workers"] = args.workers
+    return TrainConfig.model_validate(base | VARIANTS[variant])
+
+
+def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
+    """Train the cell in this process; its steady-state images/s and what ran."""
+    from trainers.train import run_training  # torch + accelerate + timm: only in the child
+
+    with tempfile.TemporaryDirectory() as folder:
+        metrics = run_training(cell(args, variant), Path(folder))
+        rows = (Path(folder) / rundir.HISTORY).read_text().splitlines()
+    header = rows[0].split(",")
+    rates = [float(line.split(",")[header.index("train_images_per_s")]) for line in rows[1:]]
+    steady = rates[1:] or rates
+    return {
+        "images_per_s": statistics.median(steady),
+        "epochs_timed": len(steady),
+        "device": metrics["provenance"]["device"],
+        "mixed_precision": metrics["parallel"]["mixed_precision"],
+        "distributed_type": metrics["parallel"]["distributed_type"],
+    }
+
+
+def loader_rate(args: argparse.Namespace) -> float:
+    """Images/s of the training loader alone (decode, resize, normalise, collate), one epoch."""
+    data = DataConfig.model_validate(cell(args, "fp32").data.model_dump())
+    bundle = build_data(data, seed=0)
+    started = time.perf_counter()
+    seen = sum(len(images) for images, _ in bundle.train)
+    return seen / (time.perf_counter() - started)
+
+
+def in_child(args: argparse.Namespace, variant: str) -> dict[str, Any] | None:
+    """Run one variant in a fresh process (Accelerate and DeepSpeed keep process-wide state)."""
+    command = [sys.executable, __file__, "--child", variant, *sys.argv[1:]]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"{variant}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backbone", default="test_resnet")
+    parser.add_argument("--size", type=int, default=64, help="image size in px")
+    parser.add_argument("--batch", type=int, default=64, help="global batch size")
+    parser.add_argument("--steps", type=int, default=12, help="optimizer steps per epoch, at most")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs; the first is not timed")
+    parser.add_argument("--workers", type=int, default=None, help="loader workers (default: from CPU count)")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=None)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(run_variant(args, args.child)))
+        return
+    variants = args.variants or (GPU_DEFAULT if torch.cuda.is_available() else CPU_DEFAULT)
+    print(f"cell: {args.backbone} {args.size}px, global batch {args.batch}, {args.steps} steps x {args.epochs} epochs")
+    print(f"{'loader':22s} {loader_rate(args):9.1f} images/s (input pipeline alone)")
+    reference: tuple[str, float] | None = None
+    for variant in variants:
+        found = in_child(args, variant)
+        if found is None:
+            continue
+        rate = found["images_per_s"]
+        reference = reference or (variant, rate)
+        print(
+            f"{variant:22s} {rate:9.1f} images/s  x{rate / reference[1]:5.2f} vs {reference[0]}"
+            f"  ({found['device']}, {found['distributed_type']}, {found['mixed_precision']})"
+        )
+
+
+if __name__ == "__main__":
+    main()
