@@ -1,6 +1,7 @@
 """One rank of a 2-process DeepSpeed ZeRO-3 training on digits (started by torchrun from
-tests/test_deepspeed.py): picks the FIRST epoch as best (val_top1, mode min), so the final
-evaluation must reload weights from an earlier epoch into partitioned parameters.
+tests/test_deepspeed.py; arguments: run folder, epochs). It picks the FIRST epoch as best
+(val_top1, mode min), so the final evaluation must reload weights from an earlier epoch into
+partitioned parameters. Called again on the same folder with more epochs, it resumes.
 
 DeepSpeed keeps parameters below `stage3_param_persistence_threshold` whole on every rank;
 the test models are that small, so the threshold is set to 0 here to partition every one.
@@ -37,7 +38,7 @@ def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progre
     return final_metrics(run, progress)
 
 
-def main(run_dir: Path) -> None:
+def main(run_dir: Path, epochs: int) -> None:
     trainers.distributed.deepspeed_plugin = partition_everything  # type: ignore[assignment]
     trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
     cfg = TrainConfig.model_validate(
@@ -46,7 +47,7 @@ def main(run_dir: Path) -> None:
             "data": {"image_size_px": 32, "batch_size": 32, "num_workers": 0,
                      "dataset": {"name": "digits", "max_samples": 256}},
             "optim": {"name": "adam", "lr": 1e-3},
-            "epochs": 3,
+            "epochs": epochs,
             "torch_threads": 1,
             "early_stopping": {"metric": "val_top1", "mode": "min"},
             "distributed": {"gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": 3},
@@ -58,4 +59,4 @@ def main(run_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), int(sys.argv[2]))
