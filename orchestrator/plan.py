@@ -55,8 +55,15 @@ class RunSpec:
 
 
 def run_id_of(config: TrainConfig) -> str:
-    """Short, stable content hash of a resolved config."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """Short, stable content hash of a resolved config.
+
+    Only values that differ from the defaults are hashed, so a new config field (added with a
+    default that keeps the old behaviour) leaves every existing run id, and so every finished
+    run of a study, as it was. The other side of that bargain: a default never changes
+    (tests/test_plan.py pins them).
+    """
+    changed = config.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
 
 

@@ -201,6 +201,7 @@ def test_hierarchical_run_on_fixture_writes_per_level_metrics(hier_run: Path) ->
         "val_sub.top1",
         "lr",
         "epoch_s",
+        "train_images_per_s",
     ]
     # Two heads of 32 hidden units: 3 super classes, 5 sub classes + the novel slot.
     features = timm.create_model("test_resnet", num_classes=0).num_features

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from orchestrator.plan import plan, run_id_of, smoke_plan
 from orchestrator.spec import SpecError, load_spec
+from trainers.config import TrainConfig
+
+PINNED_DEFAULTS = Path(__file__).with_name("pinned_config_defaults.json")
 
 
 def test_same_spec_same_runs_in_same_order(write_spec: Callable[..., Path]) -> None:
@@ -109,3 +114,49 @@ def test_distributed_options_that_cannot_run_are_rejected_at_plan_time(write_spe
         "defaults.distributed={strategy: deepspeed, zero_stage: 3, offload_params: true, offload_optimizer: true}"
     )
     assert {r.config.distributed.offload_params for r in plan(load_spec(write_spec(), [offloaded]))} == {True}
+
+
+def test_extra_deepspeed_keys_are_kept_unless_the_spec_owns_them(write_spec: Callable[..., Path]) -> None:
+    extra = "{strategy: deepspeed, zero_stage: 3, deepspeed: {zero_optimization: {overlap_comm: true}}}"
+    [run, *_] = plan(load_spec(write_spec(), [f"defaults.distributed={extra}"]))
+    assert run.config.distributed.deepspeed == {"zero_optimization": {"overlap_comm": True}}
+    owned = "{strategy: deepspeed, deepspeed: {train_batch_size: 64}}"
+    with pytest.raises(SpecError, match=r"deepspeed.train_batch_size is set from data.batch_size: set that instead"):
+        load_spec(write_spec(), [f"defaults.distributed={owned}"])
+    stage = "{strategy: deepspeed, deepspeed: {zero_optimization: {stage: 1}}}"
+    with pytest.raises(SpecError, match=r"deepspeed.zero_optimization.stage is set from distributed.zero_stage"):
+        load_spec(write_spec(), [f"defaults.distributed={stage}"])
+    with pytest.raises(SpecError, match=r"deepspeed config keys need strategy deepspeed"):
+        load_spec(write_spec(), ["defaults.distributed.deepspeed={wall_clock_breakdown: true}"])
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_a_new_field_with_its_default_keeps_existing_run_ids() -> None:
+    config = TrainConfig.model_validate({"epochs": 3, "data": {"batch_size": 32}})
+    # The same experiment written out with every default spelled: the same id.
+    spelled = TrainConfig.model_validate(config.model_dump(mode="json"))
+    assert run_id_of(spelled) == run_id_of(config)
+    assert run_id_of(config.model_copy(update={"channels_last": True})) != run_id_of(config)
+
+
+def test_config_defaults_never_change() -> None:
+    """Ids hash only non-default values: a changed default would give old ids to new experiments."""
+    pinned = json.loads(PINNED_DEFAULTS.read_text())
+    current = _flatten(TrainConfig().model_dump(mode="json"))
+    changed = {
+        key: (value, current.get(key, "<removed>"))
+        for key, value in pinned.items()
+        if current.get(key, "<removed>") != value
+    }
+    assert not changed, f"defaults changed (pinned, now): {changed}; keep them, add a new field or value instead"
+    added = sorted(set(current) - set(pinned))
+    assert not added, f"new config fields {added}: add them with their defaults to {PINNED_DEFAULTS.name}"

@@ -4,31 +4,24 @@ tests/test_deepspeed.py; arguments: run folder, epochs). It picks the FIRST epoc
 partitioned parameters. Called again on the same folder with more epochs, it resumes.
 
 DeepSpeed keeps parameters below `stage3_param_persistence_threshold` whole on every rank;
-the test models are that small, so the threshold is set to 0 here to partition every one.
+the test models are that small, so the spec's `distributed.deepspeed` sets it to 0 to
+partition every one (which also tests that extra DeepSpeed keys reach the engine).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from accelerate.utils import DeepSpeedPlugin
-
 import trainers.distributed
 import trainers.train
-from trainers.config import DistributedConfig, TrainConfig
+from trainers.config import TrainConfig
 
-make_plugin = trainers.distributed.deepspeed_plugin
 final_metrics = trainers.train.final_metrics
 seen: dict[str, Any] = {}
-
-
-def partition_everything(dist: DistributedConfig, grad_clip_norm: float | None) -> DeepSpeedPlugin:
-    plugin = make_plugin(dist, grad_clip_norm)
-    plugin.deepspeed_config["zero_optimization"]["stage3_param_persistence_threshold"] = 0
-    return plugin
 
 
 def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progress) -> dict[str, Any]:
@@ -39,7 +32,6 @@ def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progre
 
 
 def main(run_dir: Path, epochs: int) -> None:
-    trainers.distributed.deepspeed_plugin = partition_everything  # type: ignore[assignment]
     trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
     cfg = TrainConfig.model_validate(
         {
@@ -50,11 +42,14 @@ def main(run_dir: Path, epochs: int) -> None:
             "epochs": epochs,
             "torch_threads": 1,
             "early_stopping": {"metric": "val_top1", "mode": "min"},
-            "distributed": {"gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": 3},
+            "distributed": {
+                "gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": 3,
+                "deepspeed": {"zero_optimization": {"stage3_param_persistence_threshold": 0}},
+            },
         }
     )  # fmt: skip
     trainers.train.run_training(cfg, run_dir)
-    if trainers.distributed.world_size() > 1 and int(__import__("os").environ["RANK"]) == 0:
+    if trainers.distributed.world_size() > 1 and os.environ["RANK"] == "0":
         (run_dir / "partitioning.json").write_text(json.dumps(seen))
 
 

@@ -250,6 +250,23 @@ class ScheduleConfig(_Strict):
     """Linear warm-up epochs before cosine decay."""
 
 
+# DeepSpeed keys derived from the trainer config (key -> the field that sets it): overriding
+# them would make the recorded experiment differ from what runs.
+DEEPSPEED_OWNED = {
+    "train_batch_size": "data.batch_size",
+    "train_micro_batch_size_per_gpu": "data.batch_size",
+    "gradient_accumulation_steps": "distributed.grad_accum_steps",
+    "gradient_clipping": "optim.grad_clip_norm",
+    "bf16": "precision",
+    "fp16": "precision",
+    "optimizer": "optim",
+    "scheduler": "schedule",
+    "zero_optimization.stage": "distributed.zero_stage",
+    "zero_optimization.offload_optimizer": "distributed.offload_optimizer",
+    "zero_optimization.offload_param": "distributed.offload_params",
+}
+
+
 class DistributedConfig(_Strict):
     """How big one run's job is and how its processes cooperate (one process per GPU)."""
 
@@ -267,11 +284,29 @@ class DistributedConfig(_Strict):
     """DeepSpeed ZeRO-3: keep parameters in CPU memory."""
     grad_accum_steps: int = Field(1, ge=1)
     """Micro-batches per optimizer step; per-device batch = batch_size / (processes x this)."""
+    deepspeed: dict[str, Any] = Field(default_factory=dict)
+    """DeepSpeed: more config keys merged over the generated config, e.g. {zero_optimization:
+    {overlap_comm: true, reduce_bucket_size: 5e8}}. Keys owned by the fields above or by
+    precision/optim/schedule (batch sizes, accumulation, clipping, bf16/fp16, ZeRO stage, offload,
+    optimizer, scheduler) are refused."""
 
     @property
     def processes(self) -> int:
         """World size: one process per GPU, at least one per node."""
         return self.nodes * max(1, self.gpus_per_node)
+
+    @model_validator(mode="after")
+    def _deepspeed_keys_not_owned(self) -> DistributedConfig:
+        if self.deepspeed and self.strategy != "deepspeed":
+            raise ValueError("deepspeed config keys need strategy deepspeed")
+        zero = self.deepspeed.get("zero_optimization", {})
+        if not isinstance(zero, dict):
+            raise ValueError("deepspeed.zero_optimization must be a mapping of DeepSpeed ZeRO keys")
+        keys = [*self.deepspeed, *(f"zero_optimization.{key}" for key in zero)]
+        for key in keys:
+            if key in DEEPSPEED_OWNED:
+                raise ValueError(f"deepspeed.{key} is set from {DEEPSPEED_OWNED[key]}: set that instead")
+        return self
 
     @model_validator(mode="after")
     def _offload_fits_stage(self) -> DistributedConfig:

@@ -12,7 +12,9 @@ itself, and is established on CPU-only machines:
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -39,7 +41,7 @@ def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> D
 
     DeepSpeed owns the optimizer step, so clipping goes into its config.
     """
-    return DeepSpeedPlugin(
+    plugin = DeepSpeedPlugin(
         gradient_clipping=grad_clip_norm,
         zero_stage=dist.zero_stage,
         gradient_accumulation_steps=dist.grad_accum_steps,
@@ -48,6 +50,17 @@ def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> D
         zero3_init_flag=False,
         zero3_save_16bit_model=True,  # ZeRO-3: gather full weights when the best model is saved
     )
+    merge_into(plugin.deepspeed_config, dist.deepspeed)  # the spec's extra keys (owned ones refused by config)
+    return plugin
+
+
+def merge_into(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Deep-merge `extra` into `base`: nested mappings are merged, other values replaced."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge_into(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
 
 
 def build_accelerator(cfg: TrainConfig) -> Accelerator:
