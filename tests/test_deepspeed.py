@@ -1,6 +1,7 @@
-"""DeepSpeed ZeRO-3 on CPU, 2 processes (torchrun, gloo): the best checkpoint of an earlier
-epoch is saved whole and reloaded into partitioned parameters for the final evaluation, and
-a run stopped after its first epoch resumes from the sharded state to the same numbers."""
+"""DeepSpeed ZeRO on CPU, 2 processes (torchrun, gloo): under ZeRO-3 the best checkpoint of an
+earlier epoch is saved whole and reloaded into partitioned parameters for the final evaluation;
+at ZeRO 0, 1 and 3 a run stopped after its first epoch resumes to the same numbers.
+(ZeRO-2 is resumed through SLURM preemption in test_distributed.py.)"""
 
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from trainers import rundir
 
-WORKER = Path(__file__).with_name("zero3_worker.py")
+WORKER = Path(__file__).with_name("deepspeed_worker.py")
 EPOCHS = 3
 
 
@@ -26,11 +28,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def train(run_dir: Path, epochs: int) -> None:
-    """Train (or resume) the worker's ZeRO-3 cell in `run_dir` with 2 processes."""
+def train(run_dir: Path, epochs: int, zero_stage: int) -> None:
+    """Train (or resume) the worker's ZeRO cell in `run_dir` with 2 processes."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs),
+        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -43,23 +45,30 @@ def history(run_dir: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """3 epochs of ZeRO-3 without interruption."""
-    run_dir = tmp_path_factory.mktemp("zero3")
-    train(run_dir, EPOCHS)
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """The run folder of 3 uninterrupted epochs at a ZeRO stage (trained once per stage)."""
+    done: dict[int, Path] = {}
+
+    def run_dir(zero_stage: int) -> Path:
+        if zero_stage not in done:
+            done[zero_stage] = tmp_path_factory.mktemp(f"zero{zero_stage}")
+            train(done[zero_stage], EPOCHS, zero_stage)
+        return done[zero_stage]
+
     return run_dir
 
 
-def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straight: Path) -> None:
-    partitioning = json.loads((straight / "partitioning.json").read_text())
+def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straight: Callable[[int], Path]) -> None:
+    run_dir = straight(3)
+    partitioning = json.loads((run_dir / "partitioning.json").read_text())
     assert partitioning["local_numel"] == 0 < partitioning["full_numel"], partitioning
-    metrics = rundir.read_json(straight / rundir.METRICS) or {}
-    val_top1 = [float(row["val_top1"]) for row in history(straight)]
+    metrics = rundir.read_json(run_dir / rundir.METRICS) or {}
+    val_top1 = [float(row["val_top1"]) for row in history(run_dir)]
     assert metrics["provenance"]["num_processes"] == 2 and len(val_top1) == EPOCHS
     expected = {"distributed_type": "DEEPSPEED", "processes": 2, "global_batch": 32, "per_device_batch": 16,
                 "grad_accum_steps": 1, "zero_stage": 3}  # fmt: skip
     assert {key: metrics["parallel"].get(key) for key in expected} == expected
-    engine = rundir.read_json(straight / rundir.DEEPSPEED_CONFIG) or {}
+    engine = rundir.read_json(run_dir / rundir.DEEPSPEED_CONFIG) or {}
     assert engine["train_batch_size"] == 32 and engine["train_micro_batch_size_per_gpu"] == 16
     assert engine["zero_optimization"]["stage"] == 3
     assert engine["zero_optimization"]["stage3_param_persistence_threshold"] == 0  # the spec's extra key
@@ -69,13 +78,17 @@ def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straigh
     assert metrics["val"]["top1"] == pytest.approx(val_top1[best - 1], abs=1e-9)
 
 
-def test_zero3_resumes_its_partitioned_state_exactly(straight: Path, tmp_path: Path) -> None:
-    train(tmp_path, 1)  # stops after epoch 1 with checkpoints/last, as a preempted job would
+@pytest.mark.parametrize("zero_stage", [0, 1, 3])
+def test_zero_run_resumes_its_sharded_state_exactly(
+    zero_stage: int, straight: Callable[[int], Path], tmp_path: Path
+) -> None:
+    train(tmp_path, 1, zero_stage)  # stops after epoch 1 with checkpoints/last, as a preempted job would
     assert len(history(tmp_path)) == 1
-    train(tmp_path, EPOCHS)  # resumes at epoch 2 from the sharded optimizer and model state
+    train(tmp_path, EPOCHS, zero_stage)  # resumes at epoch 2 from the engine's (sharded) state
     columns = ("epoch", "train_loss", "val_loss", "val_top1")
+    reference = straight(zero_stage)
     resumed = [[row[c] for c in columns] for row in history(tmp_path)]
-    assert resumed == [[row[c] for c in columns] for row in history(straight)]
-    assert (rundir.read_json(tmp_path / rundir.METRICS) or {})["test"] == (
-        rundir.read_json(straight / rundir.METRICS) or {}
-    )["test"]
+    assert resumed == [[row[c] for c in columns] for row in history(reference)]
+    metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
+    assert metrics["parallel"]["zero_stage"] == zero_stage
+    assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]

@@ -1,11 +1,12 @@
-"""One rank of a 2-process DeepSpeed ZeRO-3 training on digits (started by torchrun from
-tests/test_deepspeed.py; arguments: run folder, epochs). It picks the FIRST epoch as best
-(val_top1, mode min), so the final evaluation must reload weights from an earlier epoch into
-partitioned parameters. Called again on the same folder with more epochs, it resumes.
+"""One rank of a 2-process DeepSpeed ZeRO training on digits (started by torchrun from
+tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage). It picks the FIRST
+epoch as best (val_top1, mode min), so the final evaluation must reload weights from an
+earlier epoch (under ZeRO-3: into partitioned parameters). Called again on the same folder
+with more epochs, it resumes.
 
-DeepSpeed keeps parameters below `stage3_param_persistence_threshold` whole on every rank;
-the test models are that small, so the spec's `distributed.deepspeed` sets it to 0 to
-partition every one (which also tests that extra DeepSpeed keys reach the engine).
+ZeRO-3 keeps parameters below `stage3_param_persistence_threshold` whole on every rank; the
+test models are that small, so the spec's `distributed.deepspeed` sets it to 0 to partition
+every one (which also tests that extra DeepSpeed keys reach the engine).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progre
     return final_metrics(run, progress)
 
 
-def main(run_dir: Path, epochs: int) -> None:
+def main(run_dir: Path, epochs: int, zero_stage: int) -> None:
     trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
     cfg = TrainConfig.model_validate(
         {
@@ -43,7 +44,7 @@ def main(run_dir: Path, epochs: int) -> None:
             "torch_threads": 1,
             "early_stopping": {"metric": "val_top1", "mode": "min"},
             "distributed": {
-                "gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": 3,
+                "gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": zero_stage,
                 "deepspeed": {"zero_optimization": {"stage3_param_persistence_threshold": 0}},
             },
         }
@@ -54,4 +55,4 @@ def main(run_dir: Path, epochs: int) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]))
+    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
