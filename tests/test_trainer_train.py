@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import trainers
-from trainers import checkpoint, rundir, train
+from trainers import checkpoint, distributed, rundir, train
 from trainers.config import TrainConfig
 from trainers.optim import WarmupCosine
 
@@ -154,3 +154,16 @@ def test_warmup_cosine_factors() -> None:
     factors = [schedule(e) for e in range(6)]
     assert factors[:3] == pytest.approx([1 / 3, 2 / 3, 1.0])
     assert all(a > b for a, b in itertools.pairwise(factors[2:])) and factors[-1] > 0
+
+
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "expected"), [(False, False, "no"), (True, True, "bf16"), (True, False, "fp16")]
+)
+def test_auto_precision_follows_the_device(
+    cuda: bool, bf16: bool, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only our choice is tested here (no GPU in CI): bf16 where the GPU has it, fp16 on V100/T4.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    assert distributed.precision_of(_config()) == expected
+    assert distributed.precision_of(_config(precision="bf16")) == "bf16"  # an explicit choice stands

@@ -335,7 +335,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     """Seed of weights init, data order and augmentation."""
     precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    """Mixed precision: auto is bf16 on GPU and fp32 on CPU."""
+    """Mixed precision: auto is bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU."""
     channels_last: bool = False
     """NHWC memory layout for model and images: faster convolutions with bf16/fp16 on tensor-core GPUs."""
     max_steps_per_epoch: int | None = Field(None, ge=1)

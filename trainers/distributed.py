@@ -30,10 +30,13 @@ def world_size() -> int:
 
 
 def precision_of(cfg: TrainConfig) -> str:
-    """Mixed precision to use: `auto` is bf16 on GPU, none on CPU."""
+    """Mixed precision to use: `auto` is bf16 on a GPU that has it (Ampere and newer), fp16 with
+    loss scaling on older GPUs (V100, T4), none on CPU."""
     if cfg.precision != "auto":
         return cfg.precision
-    return "bf16" if torch.cuda.is_available() else "no"
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
 def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> DeepSpeedPlugin:
