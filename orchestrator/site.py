@@ -5,12 +5,15 @@
       cub200: {name: cub200, root: /shared/data/CUB_200_2011}
     checkpoints:
       convnextv2_large_22k: /shared/ckpt/convnextv2_large_22k.pth
+    deepspeed:
+      zero3_tuned: {zero_optimization: {overlap_comm: true, reduce_bucket_size: 5.0e8}}
 
 A sweep names it with `site: ../sites/mycluster.yaml` (relative to the sweep file; or
 `site=...` on the command line, or the ORCHESTRATE_SITE environment variable) and
 refers to entries as `site:NAME`: as a dataset (grid `dataset:` values, `data.dataset`,
-the `parts` of a combined dataset) or as `model.pretrained_path`. References are
-replaced before validation, so run ids and snapshots hold the real paths.
+the `parts` of a combined dataset), as `model.pretrained_path`, or as `distributed.deepspeed`
+(the cluster's named DeepSpeed tuning). References are replaced before validation, so run
+ids and snapshots hold the real values.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from orchestrator import yamlio
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
-_SECTIONS = ("datasets", "checkpoints")
+_SECTIONS = ("datasets", "checkpoints", "deepspeed")
 _DATASET_KEYS = {"dataset", "parts"}
 
 
@@ -43,7 +46,8 @@ def site_path(raw: dict[str, Any], spec_path: Path) -> Path | None:
 
 
 def load_site(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and check a site file: {datasets: {name: mapping}, checkpoints: {name: path}}."""
+    """Read and check a site file: {datasets: {name: mapping}, checkpoints: {name: path},
+    deepspeed: {name: mapping of DeepSpeed config keys}}."""
     try:
         data = yamlio.loads(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
@@ -56,7 +60,11 @@ def load_site(path: Path) -> dict[str, dict[str, Any]]:
     base = path.parent
     datasets = {name: _dataset_entry(entry, base, path, name) for name, entry in (data.get("datasets") or {}).items()}
     checkpoints = {name: str(_absolute(str(p), base)) for name, p in (data.get("checkpoints") or {}).items()}
-    return {"datasets": datasets, "checkpoints": checkpoints}
+    deepspeed = data.get("deepspeed") or {}
+    for name, entry in deepspeed.items():
+        if not isinstance(entry, dict):
+            raise SiteError(f"site file {path}: deepspeed.{name} must be a mapping of DeepSpeed config keys")
+    return {"datasets": datasets, "checkpoints": checkpoints, "deepspeed": deepspeed}
 
 
 def _dataset_entry(entry: Any, base: Path, path: Path, name: str) -> dict[str, Any]:
@@ -101,8 +109,12 @@ def _lookup(name: str, key: str, site: dict[str, dict[str, Any]] | None, path: P
         section = "datasets"
     elif key == "pretrained_path":
         section = "checkpoints"
+    elif key == "deepspeed":
+        section = "deepspeed"
     else:
-        raise SiteError(f"{key}: '{PREFIX}{name}' can only name a dataset or model.pretrained_path")
+        raise SiteError(
+            f"{key}: '{PREFIX}{name}' can only name a dataset, model.pretrained_path or distributed.deepspeed"
+        )
     if site is None:
         raise SiteError(f"{key}: '{PREFIX}{name}' needs a site file (`site:` in the spec or ${ENV_VAR})")
     entries = site[section]

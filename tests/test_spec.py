@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.plan import plan
 from orchestrator.spec import SpecError, load_spec
 
 
@@ -134,6 +135,16 @@ def test_site_references_resolve_relative_to_site_file(write_spec: Callable[...,
     assert spec.grid["dataset"] == [{"name": "imagefolder", "root": str(sites / "data/birds"), "label": "Birds"}]
     assert spec.defaults["model"]["pretrained_path"] == str(sites / "ckpt/r18.pth")
     assert spec.site == str(sites / "here.yaml")
+
+
+def test_site_names_deepspeed_tuning(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text("deepspeed:\n  tuned: {zero_optimization: {overlap_comm: true}}\n")
+    spec = load_spec(write_spec(site="s.yaml"), ["defaults.distributed={strategy: deepspeed, deepspeed: site:tuned}"])
+    [run, *_] = plan(spec)
+    assert run.config.distributed.deepspeed == {"zero_optimization": {"overlap_comm": True}}
+    (tmp_path / "bad.yaml").write_text("deepspeed:\n  tuned: [1]\n")
+    with pytest.raises(SpecError, match=r"deepspeed.tuned must be a mapping of DeepSpeed config keys"):
+        load_spec(write_spec(site="bad.yaml"))
 
 
 def test_site_reference_errors(write_spec: Callable[..., Path], tmp_path: Path) -> None:
