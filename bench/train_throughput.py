@@ -4,7 +4,8 @@ Every variant runs the real trainer (trainers.train.run_training: Accelerate, th
 plugin, the input pipeline) in a fresh process, on digits upscaled to --size px, for --epochs
 epochs of at most --steps optimizer steps. Its number is the median of history.csv's
 `train_images_per_s` over the epochs after the first (the first pays for cudnn autotuning,
-DeepSpeed's op builds and allocator growth). The `loader` line is the input pipeline alone
+DeepSpeed's op builds and allocator growth). Peak memory is the GPU's max allocated bytes, or
+on CPU the process's peak resident set. The `loader` line is the input pipeline alone
 (no model): a variant close to it is input-bound. Ratios are to the fp32 single-process
 reference measured in the same run.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -71,11 +73,19 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     steady = rates[1:] or rates
     return {
         "images_per_s": statistics.median(steady),
+        "peak_mib": peak_memory_mib(),
         "epochs_timed": len(steady),
         "device": metrics["provenance"]["device"],
         "mixed_precision": metrics["parallel"]["mixed_precision"],
         "distributed_type": metrics["parallel"]["distributed_type"],
     }
+
+
+def peak_memory_mib() -> float:
+    """Peak GPU memory allocated by torch, or on CPU the peak resident set of this process."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def loader_rate(args: argparse.Namespace) -> float:
@@ -123,7 +133,8 @@ def main() -> None:
         reference = reference or (variant, rate)
         print(
             f"{variant:22s} {rate:9.1f} images/s  x{rate / reference[1]:5.2f} vs {reference[0]}"
-            f"  ({found['device']}, {found['distributed_type']}, {found['mixed_precision']})"
+            f"  peak {found['peak_mib']:7.0f} MiB  ({found['device']}, {found['distributed_type']},"
+            f" {found['mixed_precision']})"
         )
 
 

@@ -1,5 +1,5 @@
 """One rank of a 2-process DeepSpeed ZeRO training on digits (started by torchrun from
-tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage). It picks the FIRST
+tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage, precision). It picks the FIRST
 epoch as best (val_top1, mode min), so the final evaluation must reload weights from an
 earlier epoch (under ZeRO-3: into partitioned parameters). Called again on the same folder
 with more epochs, it resumes.
@@ -32,7 +32,7 @@ def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progre
     return final_metrics(run, progress)
 
 
-def main(run_dir: Path, epochs: int, zero_stage: int) -> None:
+def main(run_dir: Path, epochs: int, zero_stage: int, precision: str) -> None:
     trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
     cfg = TrainConfig.model_validate(
         {
@@ -41,6 +41,7 @@ def main(run_dir: Path, epochs: int, zero_stage: int) -> None:
                      "dataset": {"name": "digits", "max_samples": 256}},
             "optim": {"name": "adam", "lr": 1e-3},
             "epochs": epochs,
+            "precision": precision,
             "torch_threads": 1,
             "early_stopping": {"metric": "val_top1", "mode": "min"},
             "distributed": {
@@ -55,4 +56,4 @@ def main(run_dir: Path, epochs: int, zero_stage: int) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))
+    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import socket
 import subprocess
@@ -28,11 +29,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def train(run_dir: Path, epochs: int, zero_stage: int) -> None:
+def train(run_dir: Path, epochs: int, zero_stage: int, precision: str = "no") -> None:
     """Train (or resume) the worker's ZeRO cell in `run_dir` with 2 processes."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage),
+        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -92,3 +93,14 @@ def test_zero_run_resumes_its_sharded_state_exactly(
     metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
     assert metrics["parallel"]["zero_stage"] == zero_stage
     assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
+
+
+def test_zero3_bf16_trains_image_models_and_reloads_the_best_in_bf16(tmp_path: Path) -> None:
+    # DeepSpeed runs a bf16 model without autocast: float32 images must be cast to meet it.
+    train(tmp_path, 2, 3, precision="bf16")
+    metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
+    assert metrics["parallel"]["mixed_precision"] == "bf16"
+    assert (rundir.read_json(tmp_path / rundir.DEEPSPEED_CONFIG) or {})["bf16"]["enabled"] is True
+    rows = history(tmp_path)
+    assert all(math.isfinite(float(row["train_loss"])) for row in rows) and len(rows) == 2
+    assert metrics["val"]["top1"] == pytest.approx(float(rows[metrics["best_epoch"] - 1]["val_top1"]), abs=1e-9)

@@ -104,6 +104,14 @@ def uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.state.deepspeed_plugin is not None
 
 
+def model_input_dtype(accelerator: Accelerator) -> torch.dtype | None:
+    """The dtype inputs need, when the model itself runs in half precision: DeepSpeed converts
+    the model to bf16/fp16 and does not autocast, so float32 images would not match its weights."""
+    if not uses_deepspeed(accelerator):
+        return None  # autocast (or fp32) takes float32 inputs
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+
+
 def layout(accelerator: Accelerator, cfg: TrainConfig) -> dict[str, Any]:
     """How the global batch was split and run: the `parallel` block of metrics.json."""
     accum = cfg.distributed.grad_accum_steps

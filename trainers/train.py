@@ -32,7 +32,7 @@ from trainers import checkpoint, regimes, rundir
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
-from trainers.distributed import build_accelerator, deepspeed_config, layout
+from trainers.distributed import build_accelerator, deepspeed_config, layout, model_input_dtype
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
@@ -86,6 +86,8 @@ class Run:
     n_params: int
     n_trainable: int
     l2sp: L2SP | None = None
+    input_dtype: torch.dtype | None = None
+    """Cast images to this before the model (DeepSpeed runs bf16/fp16 models without autocast)."""
     train_images: int = 0
     train_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -141,7 +143,7 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
     l2sp = L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None
     return Run(
         cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
-        n_trainable, l2sp,
+        n_trainable, l2sp, model_input_dtype(accelerator),
     )  # fmt: skip
 
 
@@ -181,7 +183,7 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
         # Gradients of the micro-batches in between stay local (no all-reduce) until the step.
         with nullcontext() if step_now or deepspeed else run.accelerator.no_sync(run.model):
-            loss = run.criterion(run.model(layout_images(run, images)), targets)
+            loss = run.criterion(run.model(model_input(run, images)).float(), targets)
             objective = loss if run.l2sp is None else loss + run.l2sp()
             run.accelerator.backward(objective if deepspeed else objective / accum)
         if step_now:
@@ -197,8 +199,10 @@ def train_one_epoch(run: Run, epoch: int) -> float:
     return loss_sum / images_seen if images_seen > 0 else math.nan
 
 
-def layout_images(run: Run, images: torch.Tensor) -> torch.Tensor:
-    """Images in the model's memory layout (NHWC with channels_last)."""
+def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
+    """Images in the model's dtype (DeepSpeed half precision) and memory layout (channels_last)."""
+    if run.input_dtype is not None:
+        images = images.to(run.input_dtype)
     return images.contiguous(memory_format=torch.channels_last) if run.cfg.channels_last else images
 
 
@@ -210,7 +214,7 @@ def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, 
     all_targets: list[torch.Tensor] = []
     for images, targets in loader:
         # gather_for_metrics drops the samples padded in to even out the last batch.
-        outputs, targets = run.accelerator.gather_for_metrics((run.model(layout_images(run, images)), targets))
+        outputs, targets = run.accelerator.gather_for_metrics((run.model(model_input(run, images)), targets))
         all_outputs.append(outputs.float().cpu())
         all_targets.append(targets.cpu())
     if not all_outputs:
