@@ -1,5 +1,5 @@
 """One rank of a 2-process DeepSpeed ZeRO training on digits (started by torchrun from
-tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage, precision). It picks the FIRST
+tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage, precision, accumulation steps). It picks the FIRST
 epoch as best (val_top1, mode min), so the final evaluation must reload weights from an
 earlier epoch (under ZeRO-3: into partitioned parameters). Called again on the same folder
 with more epochs, it resumes.
@@ -32,20 +32,20 @@ def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progre
     return final_metrics(run, progress)
 
 
-def main(run_dir: Path, epochs: int, zero_stage: int, precision: str) -> None:
+def main(run_dir: Path, epochs: int, zero_stage: int, precision: str, accum: int) -> None:
     trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
     cfg = TrainConfig.model_validate(
         {
             "model": {"backbone": "test_convnext"},
             "data": {"image_size_px": 32, "batch_size": 32, "num_workers": 0,
-                     "dataset": {"name": "digits", "max_samples": 256}},
+                     "dataset": {"name": "digits", "max_samples": 240}},
             "optim": {"name": "adam", "lr": 1e-3},
             "epochs": epochs,
             "precision": precision,
             "torch_threads": 1,
             "early_stopping": {"metric": "val_top1", "mode": "min"},
             "distributed": {
-                "gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": zero_stage,
+                "gpus_per_node": 2, "strategy": "deepspeed", "zero_stage": zero_stage, "grad_accum_steps": accum,
                 "deepspeed": {"zero_optimization": {"stage3_param_persistence_threshold": 0}},
             },
         }
@@ -56,4 +56,4 @@ def main(run_dir: Path, epochs: int, zero_stage: int, precision: str) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainers import rundir
 
@@ -29,11 +30,11 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def train(run_dir: Path, epochs: int, zero_stage: int, precision: str = "no") -> None:
+def train(run_dir: Path, epochs: int, zero_stage: int, precision: str = "no", accum: int = 1) -> None:
     """Train (or resume) the worker's ZeRO cell in `run_dir` with 2 processes."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision,
+        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision, str(accum),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -45,21 +46,28 @@ def history(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
-    """The run folder of 3 uninterrupted epochs at a ZeRO stage (trained once per stage)."""
-    done: dict[int, Path] = {}
+def engine_steps(run_dir: Path) -> int:
+    """Optimizer steps the DeepSpeed engine took, from its checkpoint in checkpoints/last."""
+    # Rank 0's model states: mp_rank_00_... below ZeRO-3, zero_pp_rank_0_mp_rank_00_... at ZeRO-3.
+    states = sorted((run_dir / "checkpoints" / "last" / "pytorch_model").glob("*mp_rank_00_model_states.pt"))[0]
+    return int(torch.load(states, map_location="cpu", weights_only=False)["global_steps"])
 
-    def run_dir(zero_stage: int) -> Path:
-        if zero_stage not in done:
-            done[zero_stage] = tmp_path_factory.mktemp(f"zero{zero_stage}")
-            train(done[zero_stage], EPOCHS, zero_stage)
-        return done[zero_stage]
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """The run folder of 3 uninterrupted epochs at (ZeRO stage, accumulation), trained once each."""
+    done: dict[tuple[int, int], Path] = {}
+
+    def run_dir(zero_stage: int, accum: int = 1) -> Path:
+        if (zero_stage, accum) not in done:
+            done[zero_stage, accum] = tmp_path_factory.mktemp(f"zero{zero_stage}_accum{accum}")
+            train(done[zero_stage, accum], EPOCHS, zero_stage, accum=accum)
+        return done[zero_stage, accum]
 
     return run_dir
 
 
-def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straight: Callable[[int], Path]) -> None:
+def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straight: Callable[..., Path]) -> None:
     run_dir = straight(3)
     partitioning = json.loads((run_dir / "partitioning.json").read_text())
     assert partitioning["local_numel"] == 0 < partitioning["full_numel"], partitioning
@@ -79,19 +87,24 @@ def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straigh
     assert metrics["val"]["top1"] == pytest.approx(val_top1[best - 1], abs=1e-9)
 
 
-@pytest.mark.parametrize("zero_stage", [0, 1, 3])
+# ZeRO-1 with 2 accumulation steps: 15 micro-batches per rank and epoch make 8 optimizer steps
+# (the last one of a single micro-batch, as without DeepSpeed), none carried over an epoch end.
+@pytest.mark.parametrize(("zero_stage", "accum"), [(0, 1), (1, 2), (3, 1)])
 def test_zero_run_resumes_its_sharded_state_exactly(
-    zero_stage: int, straight: Callable[[int], Path], tmp_path: Path
+    zero_stage: int, accum: int, straight: Callable[..., Path], tmp_path: Path
 ) -> None:
-    train(tmp_path, 1, zero_stage)  # stops after epoch 1 with checkpoints/last, as a preempted job would
+    train(tmp_path, 1, zero_stage, accum=accum)  # stops after epoch 1 with checkpoints/last, as a preempted job would
     assert len(history(tmp_path)) == 1
-    train(tmp_path, EPOCHS, zero_stage)  # resumes at epoch 2 from the engine's (sharded) state
+    train(tmp_path, EPOCHS, zero_stage, accum=accum)  # resumes at epoch 2 from the engine's (sharded) state
     columns = ("epoch", "train_loss", "val_loss", "val_top1")
-    reference = straight(zero_stage)
+    reference = straight(zero_stage, accum)
     resumed = [[row[c] for c in columns] for row in history(tmp_path)]
     assert resumed == [[row[c] for c in columns] for row in history(reference)]
     metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
     assert metrics["parallel"]["zero_stage"] == zero_stage
+    # 240 images in per-device batches of 32 / (2 ranks x accum), whole batches split over 2 ranks.
+    micro_batches_per_rank = 240 // (32 // (2 * accum)) // 2
+    assert engine_steps(tmp_path) == EPOCHS * math.ceil(micro_batches_per_rank / accum)
     assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
 
 

@@ -169,7 +169,7 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         run.data.train.set_epoch(epoch)
     regimes.set_train_mode(run.model, run.cfg)
     accum = grad_accum_steps(run.cfg)
-    # DeepSpeed accumulates (loss scaling, step boundaries) itself from its own config.
+    # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
     deepspeed = run.accelerator.distributed_type == DistributedType.DEEPSPEED
     micro_batches = len(run.data.train)
     if run.cfg.max_steps_per_epoch is not None:
@@ -181,6 +181,10 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         if index >= micro_batches:
             break
         step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
+        if deepspeed:
+            # Accelerate hands this to DeepSpeed as the accumulation boundary (and steps the
+            # engine only there); left at its default True, every micro-batch would be a step.
+            run.accelerator.sync_gradients = step_now
         # Gradients of the micro-batches in between stay local (no all-reduce) until the step.
         with nullcontext() if step_now or deepspeed else run.accelerator.no_sync(run.model):
             loss = run.criterion(run.model(model_input(run, images)).float(), targets)
@@ -192,6 +196,7 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
         totals += torch.stack([loss.detach().float() * len(targets), totals.new_tensor(len(targets))])
+    run.accelerator.sync_gradients = True
     loss_sum, images_seen = run.accelerator.reduce(totals, reduction="sum").tolist()
     # tolist() waited for the device, so the time below covers the work, not only its queueing.
     run.train_s += time.perf_counter() - started
