@@ -1,7 +1,8 @@
 """One rank of a 2-process DeepSpeed ZeRO training on digits (started by torchrun from
-tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage, precision, accumulation steps). It picks the FIRST
-epoch as best (val_top1, mode min), so the final evaluation must reload weights from an
-earlier epoch (under ZeRO-3: into partitioned parameters). Called again on the same folder
+tests/test_deepspeed.py; arguments: run folder, epochs, ZeRO stage, precision, accumulation
+steps, backbone). It picks the FIRST epoch as best (val_top1, mode min), so the final
+evaluation must reload weights from an earlier epoch (under ZeRO-3: into partitioned
+parameters). Called again on the same folder
 with more epochs, it resumes.
 
 ZeRO-3 keeps parameters below `stage3_param_persistence_threshold` whole on every rank; the
@@ -32,11 +33,11 @@ def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progre
     return final_metrics(run, progress)
 
 
-def main(run_dir: Path, epochs: int, zero_stage: int, precision: str, accum: int) -> None:
+def main(run_dir: Path, epochs: int, zero_stage: int, precision: str, accum: int, backbone: str) -> None:
     trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
     cfg = TrainConfig.model_validate(
         {
-            "model": {"backbone": "test_convnext"},
+            "model": {"backbone": backbone},
             "data": {"image_size_px": 32, "batch_size": 32, "num_workers": 0,
                      "dataset": {"name": "digits", "max_samples": 240}},
             "optim": {"name": "adam", "lr": 1e-3},
@@ -56,4 +57,4 @@ def main(run_dir: Path, epochs: int, zero_stage: int, precision: str, accum: int
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))
+    main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6])

@@ -30,11 +30,14 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def train(run_dir: Path, epochs: int, zero_stage: int, precision: str = "no", accum: int = 1) -> None:
+def train(
+    run_dir: Path, epochs: int, zero_stage: int, precision: str = "no", accum: int = 1, backbone: str = "test_convnext"
+) -> None:
     """Train (or resume) the worker's ZeRO cell in `run_dir` with 2 processes."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision, str(accum),
+        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision,
+        str(accum), backbone,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -108,9 +111,10 @@ def test_zero_run_resumes_its_sharded_state_exactly(
     assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
 
 
-def test_zero3_bf16_trains_image_models_and_reloads_the_best_in_bf16(tmp_path: Path) -> None:
-    # DeepSpeed runs a bf16 model without autocast: float32 images must be cast to meet it.
-    train(tmp_path, 2, 3, precision="bf16")
+def test_zero3_bf16_trains_a_batchnorm_model_and_reloads_the_best_in_bf16(tmp_path: Path) -> None:
+    # DeepSpeed runs a bf16 model without autocast and converts only its parameters: float32
+    # images and BatchNorm's float32 running statistics must be brought to bf16 too.
+    train(tmp_path, 2, 3, precision="bf16", backbone="test_resnet")
     metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
     assert metrics["parallel"]["mixed_precision"] == "bf16"
     assert (rundir.read_json(tmp_path / rundir.DEEPSPEED_CONFIG) or {})["bf16"]["enabled"] is True

@@ -112,6 +112,16 @@ def model_input_dtype(accelerator: Accelerator) -> torch.dtype | None:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
 
 
+def match_buffers(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast floating-point buffers to the model's half precision. DeepSpeed converts only the
+    parameters, which leaves BatchNorm's running statistics in fp32: no batch_norm kernel
+    takes bf16 weights with fp32 statistics."""
+    for module in model.modules():
+        for name, buffer in module.named_buffers(recurse=False):
+            if buffer.is_floating_point() and buffer.dtype != dtype:
+                setattr(module, name, buffer.to(dtype))
+
+
 def layout(accelerator: Accelerator, cfg: TrainConfig) -> dict[str, Any]:
     """How the global batch was split and run: the `parallel` block of metrics.json."""
     accum = cfg.distributed.grad_accum_steps

@@ -32,7 +32,7 @@ from trainers import checkpoint, regimes, rundir
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
-from trainers.distributed import build_accelerator, deepspeed_config, layout, model_input_dtype
+from trainers.distributed import build_accelerator, deepspeed_config, layout, match_buffers, model_input_dtype
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
@@ -136,6 +136,9 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
         model, optimizer, data.train, data.val, data.test, scheduler
     )
     criterion = criterion.to(accelerator.device)
+    input_dtype = model_input_dtype(accelerator)
+    if input_dtype is not None:
+        match_buffers(accelerator.unwrap_model(model), input_dtype)
     engine_config = deepspeed_config(accelerator)
     if engine_config is not None and accelerator.is_main_process:
         rundir.write_json(run_dir / rundir.DEEPSPEED_CONFIG, engine_config)  # what ran, not only what was asked
@@ -143,7 +146,7 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
     l2sp = L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None
     return Run(
         cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
-        n_trainable, l2sp, model_input_dtype(accelerator),
+        n_trainable, l2sp, input_dtype,
     )  # fmt: skip
 
 
