@@ -110,6 +110,9 @@ def test_distributed_options_that_cannot_run_are_rejected_at_plan_time(write_spe
         load_spec(
             write_spec(), ["defaults.loss.l2sp=0.01", "defaults.distributed={strategy: deepspeed, zero_stage: 3}"]
         )
+    sgd_offloaded = ["defaults.optim.name=sgd", "defaults.distributed={strategy: deepspeed, offload_optimizer: true}"]
+    with pytest.raises(SpecError, match=r"offload_optimizer runs DeepSpeed's CPU Adam: optim.name 'sgd' must be adam"):
+        load_spec(write_spec(), sgd_offloaded)
     offloaded = (
         "defaults.distributed={strategy: deepspeed, zero_stage: 3, offload_params: true, offload_optimizer: true}"
     )

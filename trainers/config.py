@@ -365,6 +365,17 @@ class TrainConfig(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _offload_runs_adam(self) -> TrainConfig:
+        # Accelerate swaps an offloaded optimizer for DeepSpeed's CPU Adam whatever it was:
+        # SGD would silently train as Adam.
+        if self.distributed.offload_optimizer and self.optim.name not in ("adam", "adamw"):
+            raise ValueError(
+                f"distributed.offload_optimizer runs DeepSpeed's CPU Adam: optim.name {self.optim.name!r} "
+                "must be adam or adamw"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _l2sp_needs_whole_weights(self) -> TrainConfig:
         # L2-SP reads every backbone weight outside forward(); ZeRO-3 holds only a shard of each.
         dist = self.distributed
