@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from trainers import rundir
-from trainers.config import DataConfig, TrainConfig
+from trainers.config import TrainConfig
 from trainers.data import build_data
 
 # name -> trainer config changes; the reference is the first.
@@ -90,8 +90,7 @@ def peak_memory_mib() -> float:
 
 def loader_rate(args: argparse.Namespace) -> float:
     """Images/s of the training loader alone (decode, resize, normalise, collate), one epoch."""
-    data = DataConfig.model_validate(cell(args, "fp32").data.model_dump())
-    bundle = build_data(data, seed=0)
+    bundle = build_data(cell(args, "fp32").data, seed=0)
     started = time.perf_counter()
     seen = sum(len(images) for images, _ in bundle.train)
     return seen / (time.perf_counter() - started)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from config_helpers import config_with
+from config_helpers import config_with, run_killed_after_first_epoch
 
 import trainers
 from orchestrator.cli import main
@@ -353,19 +353,7 @@ def test_resume_is_exact_with_methods_on(tmp_path: Path, monkeypatch: pytest.Mon
         epochs=2,
     )
     straight = trainers.run(cfg, tmp_path / "straight")
-    original = train.run_epoch
-
-    class Killed(Exception):
-        pass
-
-    def die(run: train.Run, epoch: int, progress: train.Progress) -> None:
-        original(run, epoch, progress)
-        raise Killed
-
-    monkeypatch.setattr(train, "run_epoch", die)
-    with pytest.raises(Killed):
-        trainers.run(cfg, tmp_path / "resumed")
-    monkeypatch.setattr(train, "run_epoch", original)
+    run_killed_after_first_epoch(cfg, tmp_path / "resumed", monkeypatch)
     resumed = trainers.run(cfg, tmp_path / "resumed")
     assert resumed["test"] == straight["test"] and resumed["val"] == straight["val"]
     assert (tmp_path / "resumed" / rundir.HISTORY).read_text().split("\n")[1].split(",")[:3] == (

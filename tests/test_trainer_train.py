@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from config_helpers import config_with, run_killed_after_first_epoch
 
 import trainers
 from trainers import checkpoint, distributed, rundir, train
@@ -26,13 +27,7 @@ def _config(**overrides: Any) -> TrainConfig:
         "epochs": 3,
         "torch_threads": 2,
     }
-    for key, value in overrides.items():
-        section, _, field = key.rpartition(".")
-        target = base
-        for part in filter(None, section.split(".")):
-            target = target.setdefault(part, {})
-        target[field] = value
-    return TrainConfig.model_validate(base)
+    return config_with(base, {key.replace(".", "__"): value for key, value in overrides.items()})
 
 
 def test_training_on_digits_learns_and_writes_run_dir(tmp_path: Path) -> None:
@@ -67,10 +62,6 @@ def test_training_on_digits_learns_and_writes_run_dir(tmp_path: Path) -> None:
     assert sorted(p.name for p in ckpt.iterdir()) == ["best", "last"]  # no temp folders left
 
 
-class _Killed(Exception):
-    pass
-
-
 def test_resume_after_interruption_gives_identical_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Augmentation, dropout and a loader worker: every source of randomness is exercised.
     cfg = _config(
@@ -82,18 +73,8 @@ def test_resume_after_interruption_gives_identical_metrics(tmp_path: Path, monke
         }
     )
     straight = trainers.run(cfg, tmp_path / "straight")
-
-    original = train.run_epoch
-
-    def die_after_first_epoch(run: train.Run, epoch: int, progress: train.Progress) -> None:
-        original(run, epoch, progress)
-        raise _Killed
-
-    monkeypatch.setattr(train, "run_epoch", die_after_first_epoch)
-    with pytest.raises(_Killed):
-        trainers.run(cfg, tmp_path / "resumed")
+    run_killed_after_first_epoch(cfg, tmp_path / "resumed", monkeypatch)
     assert not (tmp_path / "resumed" / rundir.METRICS).exists()
-    monkeypatch.setattr(train, "run_epoch", original)
     resumed = trainers.run(cfg, tmp_path / "resumed")
 
     assert resumed["test"] == straight["test"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +124,7 @@ def full_parameters(accelerator: Accelerator, model: nn.Module) -> Iterator[None
     what rank 0 writes into them is partitioned back on exit."""
     plugin = accelerator.state.deepspeed_plugin
     if plugin is None or plugin.zero_stage != 3:
-        with nullcontext():
-            yield
+        yield
         return
     import deepspeed  # only installed with the deepspeed extra
 

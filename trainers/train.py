@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from accelerate.utils import DistributedType, set_seed
+from accelerate.utils import set_seed
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -32,7 +32,14 @@ from trainers import checkpoint, regimes, rundir
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
-from trainers.distributed import build_accelerator, deepspeed_config, layout, match_buffers, model_input_dtype
+from trainers.distributed import (
+    build_accelerator,
+    deepspeed_config,
+    layout,
+    match_buffers,
+    model_input_dtype,
+    uses_deepspeed,
+)
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
@@ -104,12 +111,6 @@ class Run:
         return [*extra, self.selection.metric]
 
 
-def grad_accum_steps(cfg: TrainConfig) -> int:
-    """Micro-batches per optimizer step."""
-    distributed = getattr(cfg, "distributed", None)
-    return int(getattr(distributed, "grad_accum_steps", 1))
-
-
 def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
     """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s)."""
     check_pretrained_path(cfg.model)  # fail before any data is read
@@ -118,7 +119,7 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
         torch.set_num_threads(cfg.torch_threads)
     accelerator = build_accelerator(cfg)
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
-    data = build_data(cfg.data, cfg.seed, accelerator.num_processes * grad_accum_steps(cfg))
+    data = build_data(cfg.data, cfg.seed, accelerator.num_processes * cfg.distributed.grad_accum_steps)
     if accelerator.is_main_process:
         data.write_split(run_dir)  # which images each split holds, to check reproducibility later
     task = task_of(data.splits)
@@ -171,9 +172,9 @@ def train_one_epoch(run: Run, epoch: int) -> float:
         # iteration, a counter that restarts at 0 in a resumed process: set it explicitly.
         run.data.train.set_epoch(epoch)
     regimes.set_train_mode(run.model, run.cfg)
-    accum = grad_accum_steps(run.cfg)
+    accum = run.cfg.distributed.grad_accum_steps
     # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
-    deepspeed = run.accelerator.distributed_type == DistributedType.DEEPSPEED
+    deepspeed = uses_deepspeed(run.accelerator)
     micro_batches = len(run.data.train)
     if run.cfg.max_steps_per_epoch is not None:
         micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * accum)
