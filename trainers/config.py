@@ -55,6 +55,12 @@ class DatasetConfig(_Strict):
     """Fraction held out for test when the dataset has no official test split."""
     split_seed: int = 0
     """Seed of the stratified split; fixed per dataset so every run sees the same test set."""
+    train_on_trainval: bool = False
+    """Train on the official train and val splits together (FGVC-Aircraft's 6,667 trainval images,
+    report 004); validation is then carved from them with val_fraction (0: no validation)."""
+    level: Literal["super", "sub"] | None = None
+    """Hierarchical dataset as a single-label one at this level (report 002's separate super- and
+    sub-class models); None keeps the dataset's own label structure."""
     max_samples: int | None = Field(None, ge=1)
     """Cap on images per split (smoke runs); None keeps every image."""
     max_bad_fraction: float = Field(0.01, ge=0.0, le=1.0)
@@ -188,6 +194,10 @@ class ModelConfig(_Strict):
     """Ablation modules inserted into the backbone, e.g. [{module: scra, after_stage: 1}]."""
     class_map_path: str | None = None
     """regime pretrained_eval: JSON file mapping each dataset class to the checkpoint's class indices."""
+    class_map_scoring: Literal["mapped", "raw"] = "mapped"
+    """regime pretrained_eval with a class map: mapped scores the dataset's classes (each the max of its
+    checkpoint logits); raw scores the checkpoint's own argmax over all its classes against each image's
+    class mapped to the checkpoint's first index (report 001's "as is", e.g. 1000-way ImageNet)."""
 
 
 class OptimConfig(_Strict):
@@ -349,6 +359,9 @@ class TrainConfig(_Strict):
     and new head; pretrained_eval: no training, the checkpoint's own head (through model.class_map_path)."""
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     """Best-checkpoint metric and early stopping."""
+    checkpoint_for_test: Literal["best", "last"] = "best"
+    """Which model the test split scores: best (the early_stopping metric's best epoch) or last (the
+    model after the final epoch, as reports 003 and 004 do)."""
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     """Multilabel: a label is predicted when its sigmoid probability is >= threshold."""
     distributed: DistributedConfig = DistributedConfig()

@@ -67,12 +67,24 @@ class HierarchicalLoss(nn.Module):
         self.sub_ce = sub_ce
         self.weights = weights
 
-    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def levels(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each level's own (unweighted) cross-entropy: {"super": ..., "sub": ...}."""
         parts = self.task.split_outputs(outputs)
+        return {"super": self.super_ce(parts["super"], targets[:, 0]), "sub": self.sub_ce(parts["sub"], targets[:, 1])}
+
+    def forward(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        levels = self.levels(outputs, targets)
+        # Kept (detached) so the training loop can report each level's loss without a second pass.
+        self.last_levels = {name: loss.detach() for name, loss in levels.items()}
         w_super, w_sub = self.weights
-        super_loss: torch.Tensor = self.super_ce(parts["super"], targets[:, 0])
-        sub_loss: torch.Tensor = self.sub_ce(parts["sub"], targets[:, 1])
-        return w_super * super_loss + w_sub * sub_loss
+        return w_super * levels["super"] + w_sub * levels["sub"]
+
+
+def level_losses(criterion: nn.Module, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float] | None:
+    """Each level's cross-entropy of a hierarchical criterion (None for other tasks)."""
+    if not isinstance(criterion, HierarchicalLoss):
+        return None
+    return {name: float(loss) for name, loss in criterion.levels(outputs, targets).items()}
 
 
 class Multilabel(nn.Module):

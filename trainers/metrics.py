@@ -5,8 +5,9 @@ confusion matrices, written as CSV files beside it):
 
 - single: top1, top5 (when more than 5 classes), macro/micro precision, recall, F1,
   weighted_f1, n_images, loss; tables `per_class`, `confusion_matrix`.
-- hierarchical: the same per level under `super` and `sub`; the top-level keys repeat
-  the sub level's (so `top1` is sub-class accuracy); tables `per_class_super`,
+- hierarchical: the same per level under `super` and `sub` (with each level's own
+  cross-entropy as `super.loss`, `sub.loss`); the top-level keys repeat the sub level's
+  (so `top1` is sub-class accuracy) and `loss` is the weighted sum that trains; tables `per_class_super`,
   `confusion_matrix_super`, `per_class_sub`, `confusion_matrix_sub`.
 - multilabel: exact_match (= top1), mean_label_accuracy, hamming_loss, micro/macro
   precision, recall, F1, weighted_f1; tables `per_label` (accuracy, P/R/F1, support per
@@ -115,9 +116,15 @@ def multilabel_metrics(logits: np.ndarray, targets: np.ndarray, names: list[str]
 
 
 def evaluate_outputs(
-    task: TaskSpec, outputs: np.ndarray, targets: np.ndarray, loss: float | None = None, threshold: float = 0.5
+    task: TaskSpec,
+    outputs: np.ndarray,
+    targets: np.ndarray,
+    loss: float | None = None,
+    threshold: float = 0.5,
+    level_losses: dict[str, float] | None = None,
 ) -> Evaluation:
-    """Metrics of model outputs [n, task.num_outputs] (logits) against the split's targets."""
+    """Metrics of model outputs [n, task.num_outputs] (logits) against the split's targets;
+    hierarchical `level_losses` ({"super": ..., "sub": ...}) go in as `super.loss`, `sub.loss`."""
     if len(targets) == 0:
         return Evaluation({"n_images": 0})
     if task.kind == "multilabel":
@@ -130,6 +137,8 @@ def evaluate_outputs(
             "sub": level_metrics(sub_scores, targets[:, 1], task.level_names("sub")),
         }
         scalars = {**levels["sub"].scalars, "super": levels["super"].scalars, "sub": levels["sub"].scalars}
+        for level, value in (level_losses or {}).items():
+            scalars[level]["loss"] = float(value)
         tables = {f"{name}_{level}": table for level, ev in levels.items() for name, table in ev.tables.items()}
         result = Evaluation(scalars, tables)
     else:
@@ -182,4 +191,5 @@ def metric_names(task: TaskSpec) -> list[str]:
     else:
         targets = rows % task.num_outputs
     outputs = np.zeros((n, task.num_outputs), dtype=np.float32)
-    return scalar_names(evaluate_outputs(task, outputs, targets, loss=0.0).scalars)
+    levels = {"super": 0.0, "sub": 0.0} if task.kind == "hierarchical" else None
+    return scalar_names(evaluate_outputs(task, outputs, targets, loss=0.0, level_losses=levels).scalars)

@@ -27,7 +27,7 @@ from trainers import checkpoint, rundir
 from trainers.config import TrainConfig
 from trainers.data import Transformed
 from trainers.datasets import build_splits
-from trainers.losses import build_criterion
+from trainers.losses import build_criterion, level_losses
 from trainers.metrics import evaluate_outputs, table_csv
 from trainers.models import build_model
 from trainers.tasks import TaskSpec, task_of
@@ -106,8 +106,10 @@ def evaluate_run(
     criterion = build_criterion(
         trained.cfg.loss.model_copy(update={"class_weights": "none"}), trained.task, target_array
     )
-    loss = float(criterion(torch.from_numpy(outputs), torch.as_tensor(target_array))) if len(targets) else None
-    evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold)
+    outputs_t, targets_t = torch.from_numpy(outputs), torch.as_tensor(target_array)
+    loss = float(criterion(outputs_t, targets_t)) if len(targets) else None
+    levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
+    evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold, levels)
     folder = Path(run_dir) / EVAL_DIR / (name or f"{cfg.data.dataset.display_name}-{split}")
     tables = []
     for table, rows in evaluation.tables.items():

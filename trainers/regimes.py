@@ -26,6 +26,8 @@ def check_regime(cfg: TrainConfig) -> None:
         raise ValueError("loss.l2sp anchors to pretrained weights: it needs model.pretrained_path")
     if cfg.model.class_map_path is not None and cfg.regime != "pretrained_eval":
         raise ValueError("model.class_map_path applies to regime pretrained_eval only")
+    if cfg.model.class_map_scoring == "raw" and (cfg.regime != "pretrained_eval" or cfg.model.class_map_path is None):
+        raise ValueError("model.class_map_scoring raw needs regime pretrained_eval and model.class_map_path")
 
 
 def trains(cfg: TrainConfig) -> bool:

@@ -1,5 +1,6 @@
 """The training loop of one run: build, (resume,) train and validate per epoch, then test
-the best checkpoint and write metrics.json and its tables.
+the best checkpoint (or the last epoch's model, `checkpoint_for_test: last`) and write
+metrics.json and its tables.
 
 Resume contract: everything random in epoch e (data order, augmentation, dropout)
 derives from (seed, e), and model/optimizer/scheduler state comes from
@@ -43,14 +44,25 @@ from trainers.distributed import (
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
-from trainers.losses import build_criterion
-from trainers.metrics import Evaluation, evaluate_outputs, lookup, metric_names, table_csv
+from trainers.losses import build_criterion, level_losses
+from trainers.metrics import Evaluation, evaluate_outputs, level_metrics, lookup, metric_names, table_csv
 from trainers.models import build_model, check_pretrained_path, count_params
 from trainers.optim import build_optimizer, build_scheduler
 from trainers.provenance import provenance
 from trainers.tasks import TaskSpec, task_of
 
 log = logging.getLogger(__name__)
+
+
+# Hierarchical runs' extra history.csv columns: each level's loss (unweighted) and accuracy.
+HIERARCHICAL_HISTORY = [
+    "train_super_loss",
+    "train_sub_loss",
+    "val_super.loss",
+    "val_sub.loss",
+    "val_super.top1",
+    "val_sub.top1",
+]
 
 
 @dataclass
@@ -97,6 +109,10 @@ class Run:
     """Cast images to this before the model (DeepSpeed runs bf16/fp16 models without autocast)."""
     train_images: int = 0
     train_s: float = 0.0
+    eval_levels: dict[str, float] | None = None
+    """Hierarchical: each level's loss over the split `predict` scored last."""
+    train_levels: dict[str, float] = field(default_factory=dict)
+    """Hierarchical: the last epoch's mean training loss per level (train_super_loss, train_sub_loss)."""
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -107,7 +123,7 @@ class Run:
     @property
     def history_extra(self) -> list[str]:
         """Task- and selection-specific history columns."""
-        extra = ["val_super.top1", "val_sub.top1"] if self.task.kind == "hierarchical" else []
+        extra = HIERARCHICAL_HISTORY if self.task.kind == "hierarchical" else []
         return [*extra, self.selection.metric]
 
 
@@ -178,7 +194,9 @@ def train_one_epoch(run: Run, epoch: int) -> float:
     micro_batches = len(run.data.train)
     if run.cfg.max_steps_per_epoch is not None:
         micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * accum)
-    totals = torch.zeros(2, device=run.accelerator.device)  # loss sum, image count
+    levels = run.task.kind == "hierarchical"
+    # loss sum, image count (and, hierarchical, each level's loss sum)
+    totals = torch.zeros(4 if levels else 2, device=run.accelerator.device)
     started = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
     for index, (images, targets) in enumerate(run.data.train):
@@ -199,9 +217,17 @@ def train_one_epoch(run: Run, epoch: int) -> float:
                 run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
-        totals += torch.stack([loss.detach().float() * len(targets), totals.new_tensor(len(targets))])
+        batch = [loss.detach().float(), totals.new_tensor(1.0)]
+        if levels:
+            batch += [run.criterion.last_levels["super"].float(), run.criterion.last_levels["sub"].float()]
+        totals += torch.stack(batch) * len(targets)
     run.accelerator.sync_gradients = True
-    loss_sum, images_seen = run.accelerator.reduce(totals, reduction="sum").tolist()
+    loss_sum, images_seen, *level_sums = run.accelerator.reduce(totals, reduction="sum").tolist()
+    if level_sums:
+        run.train_levels = {
+            f"train_{name}_loss": value / images_seen if images_seen > 0 else math.nan
+            for name, value in zip(("super", "sub"), level_sums, strict=True)
+        }
     # tolist() waited for the device, so the time below covers the work, not only its queueing.
     run.train_s += time.perf_counter() - started
     run.train_images += int(images_seen)
@@ -217,7 +243,8 @@ def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, float | None]:
-    """Outputs [n, task outputs], targets and mean loss (the training criterion) over a split."""
+    """Outputs [n, task outputs], targets and mean loss (the training criterion) over a split;
+    a hierarchical run's per-level losses are left in `run.eval_levels`."""
     run.model.eval()
     all_outputs: list[torch.Tensor] = []
     all_targets: list[torch.Tensor] = []
@@ -229,14 +256,39 @@ def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, 
     if not all_outputs:
         return np.zeros((0, run.task.num_outputs)), np.zeros(0, dtype=np.int64), None
     outputs_t, targets_t = torch.cat(all_outputs), torch.cat(all_targets)
-    loss = float(copy.deepcopy(run.criterion).cpu()(outputs_t, targets_t))
+    criterion = copy.deepcopy(run.criterion).cpu()
+    loss = float(criterion(outputs_t, targets_t))
+    run.eval_levels = level_losses(criterion, outputs_t, targets_t)
     return outputs_t.numpy(), targets_t.numpy(), loss
 
 
 def evaluate_split(run: Run, loader: DataLoader[Any]) -> Evaluation:
     """Metrics (and tables) of the current model on one split."""
+    run.eval_levels = None
     outputs, targets, loss = predict(run, loader)
-    return evaluate_outputs(run.task, outputs, targets, loss, run.cfg.threshold)
+    return evaluate_outputs(run.task, outputs, targets, loss, run.cfg.threshold, run.eval_levels)
+
+
+@torch.no_grad()
+def evaluate_raw(run: Run, loader: DataLoader[Any]) -> Evaluation:
+    """class_map_scoring raw: the checkpoint's own argmax over all its classes, against each
+    image's class mapped to the checkpoint's first index for it (report 001 scores ImageNet's
+    1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table."""
+    net = run.accelerator.unwrap_model(run.model)
+    first_index = net.output_map.index[:, 0].cpu()
+    net.eval()
+    outputs, targets = [], []
+    for images, labels in loader:
+        logits, labels = run.accelerator.gather_for_metrics((net.backbone(model_input(run, images)), labels))
+        outputs.append(logits.float().cpu())
+        targets.append(first_index[labels.cpu()])
+    if not outputs:
+        return Evaluation({"n_images": 0})
+    logits_t, labels_t = torch.cat(outputs), torch.cat(targets)
+    names = [str(i) for i in range(logits_t.shape[1])]
+    scalars = level_metrics(logits_t.numpy(), labels_t.numpy(), names).scalars
+    scalars["loss"] = float(torch.nn.functional.cross_entropy(logits_t, labels_t))
+    return Evaluation(scalars)
 
 
 def evaluate(run: Run, loader: DataLoader[Any]) -> dict[str, Any]:
@@ -246,8 +298,10 @@ def evaluate(run: Run, loader: DataLoader[Any]) -> dict[str, Any]:
 
 def history_row(epoch: int, train_loss: float, val: dict[str, Any], lr: float, run: Run) -> dict[str, Any]:
     """One history.csv row: losses, the main validation metrics, lr."""
-    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss}
+    row: dict[str, Any] = {"epoch": epoch + 1, "train_loss": train_loss, **run.train_levels}
     for name in ("val_loss", "val_top1", "val_macro_f1", *run.history_extra):
+        if not name.startswith("val_"):
+            continue
         value = lookup(val, name.removeprefix("val_"))
         row[name] = math.nan if value is None else value
     row["lr"] = lr
@@ -323,15 +377,30 @@ def skipped_images(run: Run) -> dict[str, int]:
     return {name: int(value) for name, value in zip(names, total.tolist(), strict=True)}
 
 
-def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
-    """Test and validation metrics of the best checkpoint, with complexity and provenance."""
+def load_model_for_test(run: Run, progress: Progress) -> tuple[dict[str, Any], int]:
+    """Put the model `checkpoint_for_test` names in place: the best checkpoint's weights, or the
+    last epoch's (already in the model, trained or resumed from `last`). Returns the best
+    checkpoint's state and the epoch whose model is tested."""
+    if run.cfg.checkpoint_for_test == "last" and regimes.trains(run.cfg):
+        folder = checkpoint.find_complete(run.ckpt_dir, checkpoint.BEST)
+        if folder is None:
+            raise FileNotFoundError(f"no finished best checkpoint in {run.ckpt_dir}")
+        return checkpoint.read_state(folder), progress.epochs_done
     best = checkpoint.load_best(run.accelerator, run.model, run.ckpt_dir)
+    return best, best["epoch"]
+
+
+def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
+    """Test and validation metrics of the model `checkpoint_for_test` names (the best checkpoint
+    or the last epoch's), with complexity and provenance."""
+    best, tested_epoch = load_model_for_test(run, progress)
     counted = complexity(run.cfg, run.task)
     counted["params_trainable"] = run.n_trainable
     if counted["params"] != run.n_params:  # build_model is shared: a bug, but not worth the run's results
         log.error("complexity counted %d params, the trained model has %d", counted["params"], run.n_params)
         counted["params_trained"] = run.n_params
-    test = evaluate_split(run, run.data.test)
+    raw = run.cfg.model.class_map_scoring == "raw"
+    test = evaluate_raw(run, run.data.test) if raw else evaluate_split(run, run.data.test)
     files = write_tables(run.run_dir, test) if run.accelerator.is_main_process else []
     return {
         "test": test.scalars,
@@ -339,6 +408,7 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
         "task": run.task.kind,
         "regime": run.cfg.regime,
         "best_epoch": best["epoch"],
+        "tested": {"checkpoint": run.cfg.checkpoint_for_test, "epoch": tested_epoch},
         "best": {"metric": run.selection.metric, "mode": run.selection.mode, "value": best.get("value")},
         "epochs_trained": progress.epochs_done,
         "stopped_early": progress.stopped_early,

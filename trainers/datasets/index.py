@@ -271,6 +271,8 @@ def resolve_splits(ds: DatasetConfig) -> ResolvedSplits:
     if ds.name in IN_MEMORY:
         raise ValueError(f"{dataset_tag(ds)} is built in memory; use trainers.datasets.build_splits")
     index = build_index(ds)
+    if ds.train_on_trainval:
+        _merge_val_into_train(index, ds)
     pool_name = "train" if "train" in index.parts else "all"
     if pool_name not in index.parts:
         raise ValueError(f"{dataset_tag(ds)}: the layout gave neither a train nor an all split")
@@ -296,9 +298,31 @@ def resolve_splits(ds: DatasetConfig) -> ResolvedSplits:
             parts[name] = Part(kept.ids, kept.paths, targets)
         novel_slot = True
         info["novel_subclasses"] = novel
+    if ds.level is not None:
+        return _one_level(ds, index, class_names, parts, novel_slot, info)
     return ResolvedSplits(
         index.task, class_names, parts["train"], parts["val"], parts["test"], index.super_class_names, novel_slot, info
     )
+
+
+def _merge_val_into_train(index: DatasetIndex, ds: DatasetConfig) -> None:
+    """Official train + val as the training pool (validation is carved from it afterwards)."""
+    if "train" not in index.parts or "val" not in index.parts:
+        raise ValueError(f"{dataset_tag(ds)}: train_on_trainval needs official train and val splits")
+    index.parts["train"] = _concat([index.parts["train"], index.parts.pop("val")])
+
+
+def _one_level(
+    ds: DatasetConfig, index: DatasetIndex, sub_names: list[str], parts: dict[str, Part], novel: bool, info: dict
+) -> ResolvedSplits:
+    """A hierarchical dataset as single-label at one level: the super or the sub index as the class."""
+    if index.task != "hierarchical":
+        raise ValueError(f"{dataset_tag(ds)}: level {ds.level!r} needs a hierarchical dataset, not {index.task!r}")
+    column = 0 if ds.level == "super" else 1
+    names = list(index.super_class_names) if column == 0 else [*sub_names, *(["novel"] if novel else [])]
+    single = {s: Part(p.ids, p.paths, np.ascontiguousarray(p.targets[:, column])) for s, p in parts.items()}
+    info = {**info, "level": ds.level}
+    return ResolvedSplits("single", names, single["train"], single["val"], single["test"], info=info)
 
 
 def _combined(ds: DatasetConfig) -> ResolvedSplits:

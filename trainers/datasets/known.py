@@ -48,7 +48,16 @@ class LabelShape:
 
 def label_shape(dataset: DatasetConfig) -> LabelShape | None:
     """The label shape of a dataset config: declared (`label_shape:`), known from the dataset's
-    definition, or None when only its files can tell."""
+    definition, or None when only its files can tell. A `level` view is single-label."""
+    shape = _own_label_shape(dataset)
+    if dataset.level is None or shape is None or shape.task != "hierarchical":
+        return shape
+    if dataset.level == "super":
+        return LabelShape("single", shape.num_super)
+    return LabelShape("single", shape.num_classes + int(shape.novel_slot))
+
+
+def _own_label_shape(dataset: DatasetConfig) -> LabelShape | None:
     task = dataset.task or LAYOUT_TASKS.get(dataset.name, "single")
     declared = dataset.label_shape
     if declared is not None:

@@ -47,6 +47,8 @@ def build_splits(data: DataConfig) -> DatasetSplits:
     ds = data.dataset
     builders = _builders()
     if ds.name in builders:
+        if ds.level is not None or ds.train_on_trainval:
+            raise ValueError(f"dataset {ds.name!r} is built in memory: level and train_on_trainval need a file dataset")
         splits = builders[ds.name](data)
     elif ds.name in available():
         splits = from_files(index.resolve_splits(ds), data.image_size_px if data.jpeg_draft else None)
