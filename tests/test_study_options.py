@@ -148,3 +148,17 @@ def test_raw_scoring_is_the_checkpoints_own_argmax(tmp_path: Path) -> None:
     assert raw["tables"] == []  # a 20 x 20 (1000 x 1000) confusion matrix is not written
     with pytest.raises(ValueError, match="class_map_scoring raw needs regime pretrained_eval"):
         trainers.run(config(model__class_map_scoring="raw"), tmp_path / "bad")
+
+
+def test_batchnorm_head_is_built_in_every_regime() -> None:
+    from trainers.models import build_model
+    from trainers.tasks import single
+
+    for regime in ("train", "linear_probe"):
+        cfg = config(model__head={"batchnorm": True}, model__head_dropout=0.2, regime=regime)
+        net = build_model(cfg, single(10), load_weights=False)
+        assert net.heads is not None, regime
+        first = net.heads["logits"][0]
+        assert isinstance(first, torch.nn.BatchNorm1d) and first.num_features == net.backbone.num_features
+        plain = build_model(config(regime=regime), single(10), load_weights=False)
+        assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in plain.parameters()) + 2 * first.num_features

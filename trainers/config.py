@@ -116,8 +116,9 @@ class AugmentConfig(_Strict):
 AUGMENT_POLICIES: dict[str, dict[str, Any]] = {
     # Report 004: flip p=.25, rotation <=15 deg p=.25, jitter b/c/s [0.75, 1.25], hue [-0.05, 0.05].
     "fgvc": {"hflip_p": 0.25, "rotate_deg": 15.0, "rotate_p": 0.25, "color_jitter": (0.25, 0.25, 0.25, 0.05)},
-    # Reports 000/002 (Keras ImageDataGenerator): rotation, shift, shear, zoom, flip. The reports give
-    # no numbers; these are that generator's customary values (20 deg, 0.2, 0.2 rad, 0.2, flip).
+    # Report 002 (Keras ImageDataGenerator): rotation, shift, shear, zoom, flip. The report gives no
+    # numbers; these are that generator's customary values (20 deg, 0.2, 0.2 rad, 0.2, flip). (Report
+    # 000 is PyTorch rotation, flip and colour jitter: its sweep sets those fields, not this policy.)
     "keras": {
         "hflip_p": 0.5,
         "rotate_deg": 20.0,
@@ -168,6 +169,9 @@ class HeadConfig(_Strict):
     """Activation after each hidden layer."""
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout after each hidden activation."""
+    batchnorm: bool = False
+    """BatchNorm1d on the pooled features as the head's first layer (report 001's Keras fine-tuning
+    top: BN, dropout, dense; here model.head_dropout, applied to the features, comes before it)."""
 
 
 class InsertConfig(_Strict):

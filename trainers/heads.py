@@ -15,8 +15,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 
 
 def mlp_head(in_features: int, out_features: int, head: HeadConfig) -> nn.Sequential:
-    """[Linear -> activation (-> dropout)] per hidden width, then Linear to `out_features`."""
-    layers: list[nn.Module] = []
+    """[BatchNorm ->] [Linear -> activation (-> dropout)] per hidden width, then Linear to `out_features`."""
+    layers: list[nn.Module] = [nn.BatchNorm1d(in_features)] if head.batchnorm else []
     width = in_features
     for hidden in head.hidden_dims:
         layers += [nn.Linear(width, hidden), ACTIVATIONS[head.activation]()]

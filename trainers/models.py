@@ -91,7 +91,8 @@ def uses_native_head(cfg: TrainConfig, task: TaskSpec) -> bool:
     """
     if cfg.regime == "pretrained_eval":
         return True
-    return len(task.heads) == 1 and not cfg.model.head.hidden_dims and cfg.regime != "linear_probe"
+    head = cfg.model.head
+    return len(task.heads) == 1 and not head.hidden_dims and not head.batchnorm and cfg.regime != "linear_probe"
 
 
 def build_model(cfg: TrainConfig, task: TaskSpec, load_weights: bool = True) -> Classifier:
