@@ -11,7 +11,7 @@
 A sweep names it with `site: ../sites/mycluster.yaml` (relative to the sweep file; or
 `site=...` on the command line, or the ORCHESTRATE_SITE environment variable) and
 refers to entries as `site:NAME`: as a dataset (grid `dataset:` values, `data.dataset`,
-the `parts` of a combined dataset), as `model.pretrained_path`, or as `distributed.deepspeed`
+the `parts` of a combined dataset; `{site: NAME, val_fraction: 0}` is that entry with fields changed), as `model.pretrained_path`, or as `distributed.deepspeed`
 (the cluster's named DeepSpeed tuning). References are replaced before validation, so run
 ids and snapshots hold the real values.
 """
@@ -95,6 +95,10 @@ def resolve(raw: dict[str, Any], spec_path: Path) -> dict[str, Any]:
 
 
 def _walk(value: Any, key: str, site: dict[str, dict[str, Any]] | None, path: Path | None) -> Any:
+    if isinstance(value, dict) and key in _DATASET_KEYS and isinstance(value.get("site"), str):
+        # `{site: cub200, val_fraction: 0}`: the site's dataset entry with these fields changed.
+        changes = {k: _walk(v, str(k), site, path) for k, v in value.items() if k != "site"}
+        return {**_lookup(value["site"].removeprefix(PREFIX), key, site, path), **changes}
     if isinstance(value, dict):
         return {k: _walk(v, str(k), site, path) for k, v in value.items()}
     if isinstance(value, list):

@@ -24,7 +24,7 @@ from pydantic import (
     field_validator,
 )
 
-from orchestrator import site, yamlio
+from orchestrator import site, spec_paths, yamlio
 from orchestrator.overrides import apply_dotted, apply_overrides, nested
 from trainers.config import TrainConfig
 
@@ -213,10 +213,12 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         raise SpecError(f"{path}: invalid YAML: {_yaml_reason(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping with keys {', '.join(SweepSpec.model_fields)}")
+    raw = spec_paths.absolute_paths(raw, path.resolve().parent)  # the file's paths: relative to it
     try:
         raw = apply_overrides(raw, overrides)
     except ValueError as exc:
         raise SpecError(f"{path}: override {exc}") from None
+    raw = spec_paths.absolute_paths(raw, Path.cwd())  # the overrides': relative to the working directory
     try:
         raw = site.resolve(raw, path)
     except site.SiteError as exc:

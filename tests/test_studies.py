@@ -162,9 +162,99 @@ def test_every_study_plans_and_profiles_without_data_or_checkpoints() -> None:
         "ablation_cub": 18,
         "hierarchical_birds_dogs": 2,
         "multilabel_flickr": 40,
-        "resnet_vit_dropout": 18,
-        "transfer_imagenette": 4,
+        "resnet_vit_dropout": 14,
+        "transfer_imagenette": 5,
     }
+
+
+# ---- each study's protocol, read from its planned configs (sites/example.yaml, no data) ----
+
+
+def planned(sweep_name: str) -> list[Any]:
+    """The runs of a study as planned from its sweep file and sites/example.yaml."""
+    return plan(load_spec(SWEEPS / f"{sweep_name}.yaml"))
+
+
+def test_000_protocol_convnext_20_epochs_scheduled_no_early_stop() -> None:
+    runs = {run.backbone: run.config for run in planned("hierarchical_birds_dogs")}
+    convnext, resnet = runs["convnext_tiny"], runs["resnet50"]
+    assert convnext.epochs == 20 and convnext.schedule.name != "none" and convnext.early_stopping.patience is None
+    assert convnext.checkpoint_for_test == "last" and convnext.loss.class_weights == "none"
+    assert resnet.early_stopping.metric == "val_loss" and resnet.early_stopping.patience is not None
+    assert resnet.checkpoint_for_test == "best" and resnet.loss.class_weights == "balanced"
+    for cfg in runs.values():  # PyTorch rotation, flip and colour jitter only (no Keras shift/shear/zoom)
+        augment = cfg.data.augment
+        assert augment is not None and augment.policy is None and augment.color_jitter is not None
+        assert augment.rotate_deg > 0 and augment.hflip_p > 0
+        assert augment.shear_deg == 0 and augment.translate_frac == 0 and augment.scale_range is None
+        assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3 and cfg.model.head.hidden_dims == (512,)
+
+
+def test_001_protocol_raw_1000_way_next_to_mapped() -> None:
+    runs = {run.ablation: run.config for run in planned("transfer_imagenette")}
+    raw = runs["ResNet-50 pre-trained (1000 ImageNet classes)"]
+    mapped = runs["ResNet-50 pre-trained (mapped to the 10 classes)"]
+    assert raw.regime == mapped.regime == "pretrained_eval"
+    assert raw.model.class_map_scoring == "raw" and mapped.model.class_map_scoring == "mapped"
+    # Resolved from the sweep file, whatever the working directory: an absolute, existing file.
+    assert raw.model.class_map_path == str(SWEEPS / "data" / "imagenette_to_imagenet1k.json")
+    scratch = runs["EfficientNet-B0 from scratch"]
+    assert scratch.epochs == 40 and scratch.model.pretrained_path is None and not scratch.model.head.batchnorm
+    frozen = runs["EfficientNet-B0 fine-tuned (frozen base)"]
+    assert frozen.regime == "linear_probe" and frozen.epochs == 10 and frozen.model.head.batchnorm
+    assert frozen.model.head_dropout > 0 and frozen.model.pretrained_path is not None
+    for cfg in (scratch, frozen):
+        assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3 and cfg.checkpoint_for_test == "last"
+
+
+def test_002_protocol_separate_level_models_dropout_grid_on_resnet_only() -> None:
+    runs = planned("resnet_vit_dropout")
+    assert {(run.config.data.dataset.level, run.config.epochs) for run in runs} == {("super", 10), ("sub", 15)}
+    assert all(run.config.checkpoint_for_test == "last" for run in runs)
+    dropouts: dict[str, set[float]] = {}
+    for run in runs:
+        dropouts.setdefault(run.backbone, set()).add(run.config.model.head_dropout)
+    assert dropouts == {"resnet50": {0.2, 0.5, 0.8}, "vit_base_patch16_224": {0.5}}
+    vit = [run.config for run in runs if run.backbone.startswith("vit")]
+    assert len(vit) == 2 and all(c.data.augment is not None and c.data.image_size_px == 224 for c in vit)
+    # Each setting at both levels: 7 settings x 2 models.
+    assert len(runs) == 14 and sum(run.config.model.pretrained_path is None for run in runs) == 2
+
+
+def test_003_protocol_adamw_decays_and_epoch_15_is_tested() -> None:
+    runs = planned("multilabel_flickr")
+    optimizers = {run.config.optim.name: run.config.optim for run in runs}
+    assert optimizers["adamw"].weight_decay > 0  # else AdamW is Adam and its runs repeat Adam's
+    assert optimizers["adamw"].model_dump(exclude={"name"}) != optimizers["adam"].model_dump(exclude={"name"})
+    assert optimizers["adadelta"].lr == 0.2
+    for run in runs:
+        cfg = run.config
+        assert cfg.epochs == 15 and cfg.checkpoint_for_test == "last" and cfg.early_stopping.patience is None
+        assert cfg.data.batch_size == 32 and cfg.threshold == 0.5
+
+
+def test_004_protocol_30_fixed_epochs_final_model_aircraft_trainval(tmp_path: Path) -> None:
+    runs = planned("ablation_cub")
+    for run in runs:
+        cfg = run.config
+        assert cfg.epochs == 30 and cfg.checkpoint_for_test == "last" and cfg.early_stopping.patience is None
+        assert (cfg.schedule.name, cfg.schedule.step_epochs, cfg.schedule.gamma) == ("step", 5, 0.1)
+        assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adam", 1e-4, 1e-5)
+    combined = next(run.config.data.dataset for run in runs if run.config.data.dataset.name == "combined")
+    cub, aircraft = combined.parts
+    assert aircraft.name == "fgvc_aircraft" and aircraft.train_on_trainval and aircraft.val_fraction == 0
+    assert cub.name == "cub200" and cub.val_fraction == 0
+    # The planned dataset on fixture files: CUB train + Aircraft train and val train, no validation.
+    from trainers.datasets.index import resolve_splits
+
+    roots = {"cub200": fixtures.make_cub200(tmp_path / "cub"), "fgvc_aircraft": fixtures.make_fgvc_aircraft(tmp_path / "air")}
+    parts = tuple(part.model_copy(update={"root": str(roots[part.name])}) for part in combined.parts)
+    resolved = resolve_splits(combined.model_copy(update={"parts": parts}))
+    cub_alone = resolve_splits(parts[0])
+    air_official = resolve_splits(parts[1].model_copy(update={"train_on_trainval": False}))
+    assert len(resolved.val) == 0
+    assert len(resolved.train) == len(cub_alone.train) + len(air_official.train) + len(air_official.val)
+    assert len(resolved.test) == len(cub_alone.test) + len(air_official.test)
 
 
 @pytest.mark.slow
