@@ -13,28 +13,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from orchestrator import collect, launch, profile_cmd, yamlio
+from studies_fixture import SWEEPS, build_site, tiny_overrides
+
+from orchestrator import collect, launch, profile_cmd
 from orchestrator.plan import plan, smoke_plan
 from orchestrator.spec import SweepSpec, load_spec
 from trainers.datasets import fixtures
 
-REPO = Path(__file__).resolve().parents[1]
-SWEEPS = REPO / "sweeps"
-# Real backbone -> a timm test model of the same family (a few hundred thousand parameters).
-TINY = {
-    "convnextv2_large": "test_convnext",
-    "convnext_tiny": "test_convnext",
-    "resnet50": "test_resnet",
-    "efficientnet_b0": "test_efficientnet",
-    "vit_base_patch16_224": "test_vit",
-}
-CHECKPOINTS = {
-    "resnet50_in1k": "test_resnet",
-    "convnext_tiny_in1k": "test_convnext",
-    "efficientnet_b0_in1k": "test_efficientnet",
-    "vit_base_patch16_224_in21k": "test_vit",
-    "convnextv2_large_22k": "test_convnext",
-}
 NUMBER = r"\d+\.\d+"
 SCORE = re.compile(rf"^(\*\*)?{NUMBER}(\*\*)?( \([+-]{NUMBER}\))?$")
 
@@ -42,66 +27,7 @@ SCORE = re.compile(rf"^(\*\*)?{NUMBER}(\*\*)?( \([+-]{NUMBER}\))?$")
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Fixture datasets, tiny checkpoints and a site file naming them as sites/example.yaml does."""
-    import timm
-    import torch
-
-    root = tmp_path_factory.mktemp("site")
-    data = root / "data"
-    fixtures.make_cub200(data / "cub")
-    fixtures.make_fgvc_aircraft(data / "aircraft")
-    fixtures.make_foodx251(data / "food")
-    fixtures.make_hierarchical_csv(data / "hier", with_test=True)
-    fixtures.make_imagefolder(data / "imagenette", split_folders=True)
-    fixtures.make_multilabel(data / "flickr", n_images=48)
-    for name, model in CHECKPOINTS.items():
-        torch.save(timm.create_model(model, pretrained=False).state_dict(), root / f"{name}.pth")
-    (root / "class_map.json").write_text(json.dumps({"cat": 0, "dog": 1, "owl": 2}))
-    hier_shape = {"super_classes": 3, "classes": 5, "novel_slot": True}
-    site = {
-        "datasets": {
-            "cub200": {"name": "cub200", "root": "data/cub", "label": "CUB Birds"},
-            "fgvc_aircraft": {"name": "fgvc_aircraft", "root": "data/aircraft", "label": "FGVC Aircraft"},
-            "foodx251": {"name": "foodx251", "root": "data/food", "label": "FoodX"},
-            "birds_dogs_unseen": {"name": "hierarchical_csv", "root": "data/hier", "label_shape": hier_shape},
-            "imagenette": {
-                "name": "imagefolder",
-                "root": "data/imagenette",
-                "label": "Imagenette",
-                "layout": {"val": "none", "test": "val"},
-            },
-            "lowres_super_sub": {"name": "hierarchical_csv", "root": "data/hier", "label_shape": hier_shape},
-            "flickr_multilabel": {"name": "multilabel", "root": "data/flickr", "label_shape": {"classes": 3}},
-        },
-        "checkpoints": {name: f"{name}.pth" for name in CHECKPOINTS},
-    }
-    path = root / "test_site.yaml"
-    path.write_text(yamlio.dumps(site))
-    return path
-
-
-def tiny_overrides(sweep: Path, site: Path, out: Path) -> list[str]:
-    """Overrides that run a study anywhere: the test site, tiny backbones, CPU, small images."""
-    raw = yamlio.loads(sweep.read_text())
-    backbones = [TINY[b] for b in raw["grid"]["backbone"]]
-    overrides = [
-        f"site={site}",
-        f"output_dir={out}",
-        f"grid.backbone=[{','.join(backbones)}]",
-        "defaults.distributed.gpus_per_node=0",
-        "defaults.data.image_size_px=32",
-    ]
-    if raw.get("per_backbone"):
-        renamed = {}
-        for backbone, changes in raw["per_backbone"].items():
-            changes = dict(changes)
-            if "data.image_size_px" in changes:  # keep "larger than the others", at smoke scale
-                changes["data.image_size_px"] = 48 if changes["data.image_size_px"] > 100 else 32
-            renamed[TINY[backbone]] = changes
-        overrides.append(f"per_backbone={json.dumps(renamed)}")
-    for name, changes in (raw.get("modifiers") or {}).items():
-        if "model.backbone" in changes:
-            overrides.append(f"modifiers.{name}.model.backbone={TINY[changes['model.backbone']]}")
-    return overrides
+    return build_site(tmp_path_factory.mktemp("site"))
 
 
 def smoke(sweep_name: str, site: Path, tmp_path: Path, *extra: str, report: bool = False) -> tuple[SweepSpec, Any]:
@@ -247,7 +173,10 @@ def test_004_protocol_30_fixed_epochs_final_model_aircraft_trainval(tmp_path: Pa
     # The planned dataset on fixture files: CUB train + Aircraft train and val train, no validation.
     from trainers.datasets.index import resolve_splits
 
-    roots = {"cub200": fixtures.make_cub200(tmp_path / "cub"), "fgvc_aircraft": fixtures.make_fgvc_aircraft(tmp_path / "air")}
+    roots = {
+        "cub200": fixtures.make_cub200(tmp_path / "cub"),
+        "fgvc_aircraft": fixtures.make_fgvc_aircraft(tmp_path / "air"),
+    }
     parts = tuple(part.model_copy(update={"root": str(roots[part.name])}) for part in combined.parts)
     resolved = resolve_splits(combined.model_copy(update={"parts": parts}))
     cub_alone = resolve_splits(parts[0])
@@ -289,58 +218,54 @@ def test_000_hierarchical_birds_dogs(site: Path, tmp_path: Path) -> None:
     ]
     assert [row[0] for row in rows] == ["test_resnet", "test_convnext"]
     assert all(SCORE.match(cell) for row in rows for cell in row[1:5]), rows
+    loss_header, loss_rows = table_rows(written.markdown, "Per-level test cross-entropy of the tested model")
+    assert len(loss_header) == 3 and len(loss_rows) == 2  # backbone, super loss, sub loss
+    assert all(re.match(r"^(\*\*)?\d+\.\d{3}(\*\*)?", cell) for row in loss_rows for cell in row[1:]), loss_rows
     html = written.report_path.read_text()
     assert "Confusion matrix (sub)" in html and "Confusion matrix (super)" in html
 
 
 @pytest.mark.slow
 def test_001_transfer_imagenette(site: Path, tmp_path: Path) -> None:
-    class_map = site.parent / "class_map.json"
-    _, written = smoke(
-        "transfer_imagenette", site, tmp_path, f"modifiers.resnet50_as_is.model.class_map_path={class_map}"
-    )
+    _, written = smoke("transfer_imagenette", site, tmp_path)
     header, rows = table_rows(written.markdown, "Results of the experiments on the Imagenette test split")
     assert header == ["Ablation", "Accuracy", "Precision", "Recall", "F1-score", "GFLOPs", "Params (M)"]
     assert [row[0] for row in rows] == [
-        "ResNet-50 pre-trained (ImageNet classes)",
+        "ResNet-50 pre-trained (1000 ImageNet classes)",
+        "ResNet-50 pre-trained (mapped to the 10 classes)",
         "EfficientNet-B0 from scratch",
         "EfficientNet-B0 fine-tuned (frozen base)",
         "EfficientNet-B0 fine-tuned (all layers)",
     ]
     assert all(re.match(r"^(\*\*)?\d\.\d{3}(\*\*)?( \([+-]\d\.\d{3}\))?$", c) for r in rows for c in r[1:5]), rows
-    # The ResNet-50 keeps its 1000-class head (mapped to 3 classes); the EfficientNets have 3-class heads.
-    assert rows[0][6] != rows[1][6] and rows[1][6].split(" ")[0] == rows[2][6].split(" ")[0]
+    # Both ResNet-50 rows are one network with its 1000-class head; the EfficientNets have 3-class heads.
+    assert rows[0][6].split(" ")[0] == rows[1][6].split(" ")[0] != rows[2][6].split(" ")[0]
 
 
 @pytest.mark.slow
 def test_002_resnet_vit_dropout(site: Path, tmp_path: Path) -> None:
-    spec, written = smoke(
-        "resnet_vit_dropout",
-        site,
-        tmp_path,
-        "grid.model.head_dropout=[0.2,0.8]",
-        "ablations={Pretrained + Augmentation: [aug], From scratch + Augmentation: [aug, scratch]}",
-    )
-    header, rows = table_rows(written.markdown, "Test accuracy per level")
-    assert header == ["Ablation, head_dropout", "super-class top-1 (%)", "sub-class top-1 (%)", "GFLOPs", "Params (M)"]
-    groups = [row[0] for row in rows if row[0].startswith("**")]
-    assert groups == ["**test_resnet**", "**test_vit**"]
-    labels = [row[0] for row in rows if not row[0].startswith("**")]
-    assert labels[:2] == [
-        "Pretrained + Augmentation (head_dropout=0.2)",
-        "Pretrained + Augmentation (head_dropout=0.8)",
+    rows_kept = [
+        "4.1+4.2 ResNet-50 pretrained + aug, dropout 0.2: super",
+        "4.1+4.2 ResNet-50 pretrained + aug, dropout 0.2: sub",
+        "4.4 ViT-B-16 pretrained + aug, dropout 0.5: super",
+        "4.4 ViT-B-16 pretrained + aug, dropout 0.5: sub",
     ]
-    assert len(labels) == 8
-    body = [row for row in rows if not row[0].startswith("**")]
-    assert all(SCORE.match(cell) for row in body for cell in row[1:3]), body
-    # ViT at 48 px, ResNet at 32 px: the larger input shows in the GFLOPs of the ViT rows.
-    loss_header, _ = table_rows(
-        written.markdown.split("# resnet_vit_dropout")[-1], "Test loss (super + sub cross-entropy)"
+    kept = ", ".join(
+        f"'{row}': {mods}"
+        for row, mods in zip(
+            rows_kept, ["[super, aug]", "[sub, aug]", "[super, aug, drop5, vit]", "[sub, aug, drop5, vit]"], strict=True
+        )
     )
-    assert loss_header == ["Ablation", "head_dropout=0.2", "head_dropout=0.8"]
+    spec, written = smoke("resnet_vit_dropout", site, tmp_path, f"ablations={{{kept}}}")
+    header, rows = table_rows(written.markdown, "Test accuracy and loss per level")
+    assert header == ["Ablation", "Accuracy", "Loss", "GFLOPs", "Params (M)"]
+    assert [row[0] for row in rows] == rows_kept
+    assert all(re.match(r"^\d\.\d{4}$", cell) for row in rows for cell in row[1:3]), rows
+    # One model per level: the super model's head has 3 outputs, the sub model's 6 (5 + novel).
     runs = smoke_plan(plan(spec))
-    sizes = {run.backbone: run.config.data.image_size_px for run in runs}
-    assert sizes == {"test_resnet": 32, "test_vit": 48}
+    assert [run.config.data.dataset.level for run in runs] == ["super", "sub", "super", "sub"]
+    assert {run.backbone: run.config.data.image_size_px for run in runs} == {"test_resnet": 32, "test_vit": 48}
+    assert rows[0][4] != rows[1][4]  # params differ by the head width
 
 
 @pytest.mark.slow

@@ -32,7 +32,12 @@ def config(**fields: Any) -> TrainConfig:
     """Tiny CPU runs on 32 digits per split at 8 px, at most 2 steps per epoch."""
     base: dict[str, Any] = {
         "model": {"backbone": "test_resnet"},
-        "data": {"dataset": {"name": "digits", "max_samples": 32}, "image_size_px": 8, "batch_size": 16, "num_workers": 0},
+        "data": {
+            "dataset": {"name": "digits", "max_samples": 32},
+            "image_size_px": 8,
+            "batch_size": 16,
+            "num_workers": 0,
+        },
         "optim": {"name": "adam", "lr": 3e-3},
         "epochs": 1,
         "max_steps_per_epoch": 2,
@@ -161,4 +166,7 @@ def test_batchnorm_head_is_built_in_every_regime() -> None:
         first = net.heads["logits"][0]
         assert isinstance(first, torch.nn.BatchNorm1d) and first.num_features == net.backbone.num_features
         plain = build_model(config(regime=regime), single(10), load_weights=False)
-        assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in plain.parameters()) + 2 * first.num_features
+        assert (
+            sum(p.numel() for p in net.parameters())
+            == sum(p.numel() for p in plain.parameters()) + 2 * first.num_features
+        )
