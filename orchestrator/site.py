@@ -11,8 +11,9 @@
 A sweep names it with `site: ../sites/mycluster.yaml` (relative to the sweep file; or
 `site=...` on the command line, or the ORCHESTRATE_SITE environment variable) and
 refers to entries as `site:NAME`: as a dataset (grid `dataset:` values, `data.dataset`,
-the `parts` of a combined dataset; `{site: NAME, val_fraction: 0}` is that entry with fields changed), as `model.pretrained_path`, or as `distributed.deepspeed`
-(the cluster's named DeepSpeed tuning). References are replaced before validation, so run
+the `parts` of a combined dataset; `{site: NAME, val_fraction: 0}` is that entry with fields
+changed), as `model.pretrained_path`, or as `distributed.deepspeed` (the cluster's named
+DeepSpeed tuning). References are replaced before validation, so run
 ids and snapshots hold the real values.
 """
 

@@ -5,14 +5,12 @@ table checked for its shape and cells."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-
 from studies_fixture import SWEEPS, build_site, tiny_overrides
 
 from orchestrator import collect, launch, profile_cmd

@@ -63,6 +63,7 @@ def complexity(cfg: TrainConfig, task: TaskSpec) -> dict[str, Any]:
         "params_m": params / 1e6,
         "counter": COUNTER,
         "convention": CONVENTION,
+        "torch_version": torch.__version__,  # the counter's rules (which ops count) are torch's
         "input_size_px": image_size_px,
         "counted_on": counted_on,
         "inserts": net.placed,

@@ -66,6 +66,7 @@ class HierarchicalLoss(nn.Module):
         self.super_ce = super_ce
         self.sub_ce = sub_ce
         self.weights = weights
+        self.last_levels: dict[str, torch.Tensor] = {}
 
     def levels(self, outputs: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each level's own (unweighted) cross-entropy: {"super": ..., "sub": ...}."""

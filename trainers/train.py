@@ -17,7 +17,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ from trainers.distributed import (
 from trainers.early_stopping import Selection
 from trainers.history import read_history, write_history
 from trainers.l2sp import L2SP
-from trainers.losses import build_criterion, level_losses
+from trainers.losses import HierarchicalLoss, build_criterion, level_losses
 from trainers.metrics import Evaluation, evaluate_outputs, level_metrics, lookup, metric_names, table_csv
 from trainers.models import build_model, check_pretrained_path, count_params
 from trainers.optim import build_optimizer, build_scheduler
@@ -219,7 +219,8 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             run.optimizer.zero_grad(set_to_none=True)
         batch = [loss.detach().float(), totals.new_tensor(1.0)]
         if levels:
-            batch += [run.criterion.last_levels["super"].float(), run.criterion.last_levels["sub"].float()]
+            last = cast(HierarchicalLoss, run.criterion).last_levels
+            batch += [last["super"].float(), last["sub"].float()]
         totals += torch.stack(batch) * len(targets)
     run.accelerator.sync_gradients = True
     loss_sum, images_seen, *level_sums = run.accelerator.reduce(totals, reduction="sum").tolist()

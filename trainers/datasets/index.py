@@ -313,7 +313,12 @@ def _merge_val_into_train(index: DatasetIndex, ds: DatasetConfig) -> None:
 
 
 def _one_level(
-    ds: DatasetConfig, index: DatasetIndex, sub_names: list[str], parts: dict[str, Part], novel: bool, info: dict
+    ds: DatasetConfig,
+    index: DatasetIndex,
+    sub_names: list[str],
+    parts: dict[str, Part],
+    novel: bool,
+    info: dict[str, Any],
 ) -> ResolvedSplits:
     """A hierarchical dataset as single-label at one level: the super or the sub index as the class."""
     if index.task != "hierarchical":
