@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SHELL := /bin/bash
 
-.PHONY: demo test test-unit lint cluster-up cluster-down bench clean-venv report-tools report-screenshot
+.PHONY: demo test test-unit lint cluster-up cluster-down bench clean-venv report-tools report-screenshot studies-smoke
 
 # The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned there
 # as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
@@ -54,3 +54,8 @@ report-tools:
 # The HTML report of a fixture sweep, and a headless-Chromium screenshot of it to look at.
 report-screenshot: $(STAMP) report-tools
 	$(BIN)/python tests/tables_fixture.py results/report-screenshot
+
+# Every study of sweeps/ at smoke scale (fixture data, tiny models, CPU) through the CLI:
+# `orchestrate submit --smoke --executor local`, then `collect --smoke`. README's study tables come from here.
+studies-smoke: $(STAMP)
+	$(BIN)/python tests/studies_fixture.py results/studies-smoke

@@ -406,7 +406,7 @@ def build_tables(
     for split_key, part in _ordered_groups(long, layout.split, ranks):
         title = _title(table, metrics, layout, split_key)
         built = _one_table(part, spec, table, layout, ranks, title)
-        built.notes.extend(_legend(spec, table, layout, metrics))
+        built.notes.extend(_legend(spec, table, layout, metrics, part))
         if missing:
             built.warnings.append(f"no run reports {', '.join(metric_column(m) for m in missing)}")
         built.notes.extend(provenance_notes(part[part["metric"] == part["metric"].iloc[0]], now))
@@ -692,7 +692,9 @@ def _delta(value: float | None, base: float | None, relative: bool) -> float | N
     return 100.0 * diff / base if relative else diff
 
 
-def _legend(spec: SweepSpec, table: TableSpec, layout: Layout, metrics: list[str]) -> list[str]:
+def _legend(
+    spec: SweepSpec, table: TableSpec, layout: Layout, metrics: list[str], runs: pd.DataFrame | None = None
+) -> list[str]:
     """What the numbers are."""
     baseline = next(iter(spec.ablations))
     what = ", ".join(metric_label(m, table.scale, table.metric_labels) for m in metrics)
@@ -705,11 +707,28 @@ def _legend(spec: SweepSpec, table: TableSpec, layout: Layout, metrics: list[str
         f"'-' where none finished{best}."
     ]
     if table.complexity:
-        notes.append(
-            "GFLOPs: 2 x multiply-adds at batch 1 and the run's input size (torch.utils.flop_counter); "
-            "params: exact count of the model trained; (Δ%) relative to the baseline row."
-        )
+        notes.append(complexity_note(runs))
     return notes
+
+
+def complexity_note(runs: pd.DataFrame | None) -> str:
+    """What GFLOPs and params count, and with which torch (the counter's rules are torch's)."""
+    column = "complexity.torch_version"
+    versions = sorted(set(runs[column].dropna().astype(str))) if runs is not None and column in runs else []
+    if not versions:  # no finished run says: the profile counted with this machine's torch
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            versions = [version("torch")]
+        except PackageNotFoundError:
+            versions = ["unknown"]
+    return (
+        "GFLOPs: forward pass at batch 1 and the run's input size, counted by torch.utils.flop_counter "
+        f"(torch {', '.join(versions)}): convolutions, linear layers and matrix products (attention QK^T "
+        "and AV included); not normalisation, activations, softmax, pooling or element-wise ops (so "
+        "SCRA's gate multiply is not counted). GFLOPs = 2 x multiply-adds; fvcore/timm report "
+        "multiply-adds. Params: exact count of the model trained; (Δ%) relative to the baseline row."
+    )
 
 
 # ---------------------------------------------------------------------------- provenance

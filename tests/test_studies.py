@@ -202,6 +202,11 @@ def test_004_ablation_cub(site: Path, tmp_path: Path) -> None:
         assert re.match(rf"^{NUMBER} \(\+{NUMBER}%\)", row[5]), row
     assert (spec.output_path / "smoke" / "tables" / "table.tex").is_file()
     assert "Code version(s):" in written.markdown
+    # The complexity note says what is counted, and by which torch (the runs' own).
+    import torch
+
+    assert f"torch.utils.flop_counter (torch {torch.__version__})" in written.markdown
+    assert "attention QK^T and AV included" in written.markdown and "GFLOPs = 2 x multiply-adds" in written.markdown
 
 
 @pytest.mark.slow
