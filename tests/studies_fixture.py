@@ -51,7 +51,7 @@ def build_site(root: Path) -> Path:
     import timm
     import torch
 
-    from orchestrator import yamlio
+    from orchestrator.sweep import yamlio
     from trainers.datasets import fixtures
 
     data = root / "data"
@@ -89,7 +89,7 @@ def build_site(root: Path) -> Path:
 
 def tiny_overrides(sweep: Path, site: Path, out: Path) -> list[str]:
     """Overrides that run a study anywhere: the test site, tiny backbones, CPU, small images."""
-    from orchestrator import yamlio
+    from orchestrator.sweep import yamlio
 
     raw = yamlio.loads(sweep.read_text())
     backbones = [TINY[b] for b in raw["grid"]["backbone"]]

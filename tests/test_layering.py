@@ -44,7 +44,8 @@ def test_cli_plan_and_collect_modules_do_not_load_torch() -> None:
     code = (
         "import sys\n"
         "from orchestrator.cli import main\n"
-        "import orchestrator.launch, orchestrator.collect, orchestrator.tables, orchestrator.job\n"
+        "import orchestrator.launch, orchestrator.results.collect, orchestrator.results.tables\n"
+        "import orchestrator.launch.job, orchestrator.launch.slurm, orchestrator.results.report\n"
         "assert main(['plan', 'sweeps/demo.yaml']) == 0\n"
         "heavy = sorted(m for m in ('torch', 'timm', 'torchvision', 'pandas') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import plan
-from orchestrator.spec import load_spec
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import load_spec
 
 SPEC = """
 name: paths

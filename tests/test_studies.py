@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from studies_fixture import SWEEPS, build_site, tiny_overrides
 
-from orchestrator import collect, launch, profile_cmd
-from orchestrator.plan import plan, smoke_plan
-from orchestrator.spec import SweepSpec, load_spec
+from orchestrator.launch import local as launch
+from orchestrator.results import collect
+from orchestrator.sweep import complexity as profile_cmd
+from orchestrator.sweep.plan import plan, smoke_plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers.datasets import fixtures
 
 NUMBER = r"\d+\.\d+"

@@ -4,7 +4,7 @@ Model: Table 1 of report 004. Rows are ablation rows in spec order (baseline
 first), one column per dataset with `mean ± std (Δ vs baseline)` over seeds,
 then GFLOPs and Params (M) with their relative delta to the baseline row.
 
-A `tables:` entry of the spec (orchestrator.spec.TableSpec) picks the metric(s)
+A `tables:` entry of the spec (orchestrator.sweep.spec.TableSpec) picks the metric(s)
 and lays the plan's dimensions out: `rows`, `columns`, row `group`s, one table
 per `split` value. Dimensions are backbone, dataset, ablation, metric, seed and
 every extra grid axis; a dimension left out is pooled with the seeds, which is
@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from orchestrator.plan import RunSpec
-from orchestrator.spec import SpecError, SweepSpec, TableSpec
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -320,7 +320,7 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec) -> pd.DataFrame:
     """One row per planned run: its dimension values as display strings, in plan order."""
     import pandas as pd
 
-    from orchestrator.profile_cmd import complexity_key
+    from orchestrator.sweep.complexity import complexity_key
 
     axes = axis_dims(spec)
     records = []

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import tables
-from orchestrator.spec import SweepSpec, TableSpec
+from orchestrator.results import tables
+from orchestrator.sweep.spec import SweepSpec, TableSpec
 from trainers import rundir
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.plan import RunSpec
-from orchestrator.spec import BudgetSpec, SweepSpec
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import BudgetSpec, SweepSpec
 from trainers import rundir
 from trainers.config import TrainConfig
 
