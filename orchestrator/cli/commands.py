@@ -48,9 +48,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
     if spec.budget is not None:
-        from orchestrator.sweep import complexity as profile_cmd  # torch only when the spec has a budget to check
+        from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
-        profile_cmd.check_budget(spec, runs, console)
+        profile.check_budget(spec, runs, console)
     return 0
 
 
@@ -141,10 +141,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
-    from orchestrator.sweep import complexity as profile_cmd
+    from orchestrator.cli import profile
 
     spec, runs = _load(args)
-    profile_cmd.run_profile(spec, runs, console)
+    profile.run_profile(spec, runs, console)
     return 0
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from pydantic import Field, ValidationError, field_validator
@@ -29,9 +29,6 @@ from pydantic import Field, ValidationError, field_validator
 from orchestrator.sweep import yamlio
 from orchestrator.sweep.errors import SHELL_META, SpecError, describe_error
 from trainers.config import StrictModel
-
-if TYPE_CHECKING:
-    from orchestrator.sweep.spec import SweepSpec
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
@@ -197,10 +194,10 @@ def _lookup(name: str, key: str, site: dict[str, dict[str, Any]] | None, path: P
     return entries[name]
 
 
-def resolve_slurm(spec: SweepSpec, profile: str | None) -> SlurmConfig:
-    """The spec's slurm block on top of a cluster profile (`slurm/profiles/<name>.yaml` or a path)."""
+def resolve_slurm(given: SlurmConfig, profile: str | None) -> SlurmConfig:
+    """A spec's slurm block (`given`) on top of a cluster profile (`slurm/profiles/<name>.yaml` or a path)."""
     if profile is None:
-        return spec.slurm
+        return given
     path = Path(profile)
     if not path.is_file():
         path = PROFILE_DIR / f"{profile}.yaml"
@@ -211,7 +208,7 @@ def resolve_slurm(spec: SweepSpec, profile: str | None) -> SlurmConfig:
         raise SpecError(f"{path}: no such cluster profile (known in {PROFILE_DIR}/: {known})") from None
     if not isinstance(base, dict):
         raise SpecError(f"{path}: a profile is a mapping of slurm keys")
-    merged = {**base, **spec.slurm.model_dump(exclude_unset=True)}
+    merged = {**base, **given.model_dump(exclude_unset=True)}
     try:
         return SlurmConfig.model_validate(merged)
     except ValidationError as exc:
