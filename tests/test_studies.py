@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from studies_fixture import SWEEPS, build_site, tiny_overrides
 
-from orchestrator.launch import local as launch
+from orchestrator import launch
 from orchestrator.results import collect
 from orchestrator.sweep import complexity as profile_cmd
 from orchestrator.sweep.plan import plan, smoke_plan
