@@ -1,8 +1,9 @@
 """history.csv: one row per finished epoch, rewritten atomically after each epoch.
 
 Columns: epoch, train_loss, val_loss, val_top1, val_macro_f1, then the run's task- and
-selection-specific validation metrics (val_super.top1, val_sub.top1 for hierarchical
-runs; the early-stopping metric when it is none of these), lr, epoch_s, train_images_per_s
+selection-specific metrics (hierarchical runs: each level's unweighted loss, train_super_loss,
+train_sub_loss, val_super.loss, val_sub.loss, and val_super.top1, val_sub.top1; the
+early-stopping metric when it is none of these), lr, epoch_s, train_images_per_s
 (training images per second of that epoch, all processes together).
 """
 
