@@ -75,6 +75,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         profile=args.profile,
         dry_run=args.dry_run,
         console=console,
+        workers=args.workers,
     )
     return 1 if outcome.failed else 0
 

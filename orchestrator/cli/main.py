@@ -68,7 +68,10 @@ def _add_submit(sub: Any) -> None:
         "--executor",
         choices=("local", "debug", "slurm"),
         default="local",
-        help="local: one process per run on this machine; debug: in this process; slurm: job arrays",
+        help="local: warm worker processes on this machine; debug: in this process; slurm: job arrays",
+    )
+    p.add_argument(
+        "--workers", type=int, help="local: runs at once, each in a warm worker (default: one per GPU, else 1)"
     )
     p.add_argument("--profile", help="cluster profile: slurm/profiles/NAME.yaml or a path (slurm executor)")
     p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")

@@ -12,8 +12,13 @@ from orchestrator.sweep.spec import SweepSpec
 EXECUTORS = ("local", "debug", "slurm")
 
 
-def launcher(spec: SweepSpec, executor: str, console: Console, profile: str | None = None) -> Launcher:
-    """The Launcher of an executor: local (one process per run), debug (in this process) or slurm."""
+def launcher(
+    spec: SweepSpec, executor: str, console: Console, profile: str | None = None, workers: int | None = None
+) -> Launcher:
+    """The Launcher of an executor: local (warm workers), debug (in this process) or slurm.
+
+    `workers` (local): runs at once; None = one per visible GPU, else one.
+    """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if executor == "slurm":
@@ -21,8 +26,10 @@ def launcher(spec: SweepSpec, executor: str, console: Console, profile: str | No
 
         return SlurmLauncher(spec, console, profile)
     from orchestrator.launch.local import LocalLauncher
+    from orchestrator.launch.worker import visible_gpus
 
-    return LocalLauncher(spec, console, debug=executor == "debug")
+    count = workers if workers is not None else max(1, visible_gpus())
+    return LocalLauncher(spec, console, debug=executor == "debug", workers=count)
 
 
 def submit(
@@ -35,9 +42,10 @@ def submit(
     profile: str | None = None,
     dry_run: bool = False,
     console: Console | None = None,
+    workers: int | None = None,
 ) -> Outcome:
     """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm)."""
-    chosen = launcher(spec, executor, console or Console(), profile)
+    chosen = launcher(spec, executor, console or Console(), profile, workers)
     return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
 
 

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from orchestrator.launch.worker import ENV_LOG_ERR, ENV_LOG_OUT
 from orchestrator.sweep import store
 from trainers import rundir
 from trainers.config import TrainConfig
@@ -81,6 +82,8 @@ def _where() -> dict[str, Any]:
     paths = _submitit_paths()
     if paths is not None:
         where.update(log_out=str(paths.stdout), log_err=str(paths.stderr))
+    elif os.environ.get(ENV_LOG_OUT):  # a warm local worker's per-run log files
+        where.update(log_out=os.environ[ENV_LOG_OUT], log_err=os.environ.get(ENV_LOG_ERR, ""))
     return where
 
 
