@@ -7,7 +7,6 @@ at a time; `--workers N` runs N at once. `debug` runs in this process, for break
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.launch.base import Launcher, Outcome, train_job
-from orchestrator.launch.worker import WarmWorker, worker_envs
+from orchestrator.launch.worker import run_pool, worker_envs
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
-
-_POLL_S = 0.5
 
 
 class LocalLauncher(Launcher):
@@ -83,24 +80,14 @@ def _progress(console: Console) -> Progress:
 
 def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report: _Reporter) -> None:
     """Feed the runs to `count` warm workers in plan order until all have finished."""
-    workers = [WarmWorker(env) for env in worker_envs(count)]
-    queue = deque(todo)
-    current: dict[int, RunRecord] = {}
-    try:
-        while queue or current:
-            for index, worker in enumerate(workers):
-                if not worker.busy and queue:
-                    current[index] = record = queue.popleft()
-                    worker.submit(train_job(record), record.path / rundir.LOGS)
-            report.running(list(current.values()))
-            for index, worker in enumerate(workers):
-                if index in current:
-                    done = worker.poll(_POLL_S / len(workers), timeout_s)
-                    if done is not None:
-                        report.finished(current.pop(index), done.error)
-    finally:
-        for worker in workers:
-            worker.close(kill=bool(current))
+    jobs = [(train_job(record), record.path / rundir.LOGS) for record in todo]
+    run_pool(
+        jobs,
+        worker_envs(count),
+        timeout_s,
+        finished=lambda index, error: report.finished(todo[index], error),
+        tick=lambda running: report.running([todo[i] for i in running]),
+    )
 
 
 def _run_in_process(todo: list[RunRecord], report: _Reporter) -> None:

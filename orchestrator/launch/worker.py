@@ -17,13 +17,15 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+POLL_S = 0.5
 LOG_OUT = "worker_log.out"
 LOG_ERR = "worker_log.err"
 # TrainJob records these in status.json as the run's log files (as it does submitit's).
@@ -157,6 +159,38 @@ def _redirected(log_dir: Path) -> Iterator[None]:
                 os.close(fd)
             for name in (ENV_LOG_OUT, ENV_LOG_ERR):
                 os.environ.pop(name, None)
+
+
+def run_pool(
+    jobs: list[tuple[Any, Path]],
+    envs: list[dict[str, str]],
+    timeout_s: float | None,
+    finished: Callable[[int, str | None], None],
+    tick: Callable[[list[int]], None] | None = None,
+) -> None:
+    """Run (job, log folder) pairs in order on one warm worker per environment, until all ended.
+
+    `finished(index, error)` is called as each job ends; `tick(running indices)` between polls.
+    """
+    workers = [WarmWorker(env) for env in envs[: max(1, min(len(envs), len(jobs)))]]
+    queue = deque(range(len(jobs)))
+    current: dict[int, int] = {}  # worker -> job index
+    try:
+        while queue or current:
+            for slot, worker in enumerate(workers):
+                if not worker.busy and queue:
+                    current[slot] = index = queue.popleft()
+                    worker.submit(*jobs[index])
+            if tick is not None:
+                tick(list(current.values()))
+            for slot, worker in enumerate(workers):
+                if slot in current:
+                    done = worker.poll(POLL_S / len(workers), timeout_s)
+                    if done is not None:
+                        finished(current.pop(slot), done.error)
+    finally:
+        for worker in workers:
+            worker.close(kill=bool(current))
 
 
 def visible_gpus() -> int:

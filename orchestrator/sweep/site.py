@@ -71,6 +71,10 @@ class SlurmConfig(StrictModel):
     """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
     max_timeouts: int = Field(3, ge=0)
     """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
+    runs_per_task: int = Field(1, ge=1)
+    """Runs one array task trains one after the other (fewer, longer jobs; imports paid once)."""
+    pack_gpus: bool = False
+    """Whole-node sites: a job of gpus_per_node G trains G single-GPU runs at once, one per GPU."""
 
     @field_validator("partition", "account", "qos", "constraint", "exclude")
     @classmethod
