@@ -76,6 +76,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         console=console,
         workers=args.workers,
+        follow_s=args.interval if args.follow else None,
     )
     return 1 if outcome.failed else 0
 

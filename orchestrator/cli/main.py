@@ -77,6 +77,10 @@ def _add_submit(sub: Any) -> None:
     p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")
     p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")
+    p.add_argument(
+        "--follow", action="store_true", help="slurm: stay in the foreground, topping the queue up within your limits"
+    )
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between queue checks with --follow")
     p.set_defaults(func=commands.cmd_submit)
 
 

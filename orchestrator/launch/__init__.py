@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from orchestrator.launch.base import Launcher, Outcome, Selection, select
+from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 
@@ -20,7 +21,7 @@ def launcher(
     `workers` (local): runs at once; None = one per visible GPU, else one.
     """
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+        raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if executor == "slurm":
         from orchestrator.launch.slurm import SlurmLauncher
 
@@ -43,10 +44,21 @@ def submit(
     dry_run: bool = False,
     console: Console | None = None,
     workers: int | None = None,
+    follow_s: float | None = None,
 ) -> Outcome:
-    """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm)."""
+    """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm).
+
+    `follow_s` (slurm): stay in the foreground, polling every `follow_s` seconds, and top the queue
+    up within the user's limits until every run has been submitted and left the queue.
+    """
     chosen = launcher(spec, executor, console or Console(), profile, workers)
-    return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
+    if follow_s is None:
+        return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
+    from orchestrator.launch.slurm import SlurmLauncher
+
+    if not isinstance(chosen, SlurmLauncher) or force or smoke or dry_run:
+        raise SpecError("--follow needs --executor slurm, without --force, --smoke or --dry-run")
+    return chosen.follow(runs, follow_s)
 
 
 __all__ = ["EXECUTORS", "Launcher", "Outcome", "Selection", "launcher", "select", "submit"]

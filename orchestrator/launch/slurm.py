@@ -7,14 +7,17 @@ run's job.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from orchestrator.launch import slurmcli
-from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.launch.base import Launcher, Outcome, select, train_job
+from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
+from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import site, store
 from orchestrator.sweep.plan import RunSpec
@@ -45,9 +48,46 @@ class SlurmLauncher(Launcher):
         _print_dry_run(arrays, root / store.SUBMITIT_DIR, self.spec.name, size, self.console)
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
-        """Submit the arrays; the manifest is written after each one."""
+        """Submit the arrays that fit the user's queue limits; the manifest is written after each one."""
         _, arrays = self._arrays(todo)
-        return _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
+        limits = queue_limits()
+        arrays, held = within(arrays, limits.headroom())
+        outcome = Outcome()
+        if arrays:
+            outcome = _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
+        if held:
+            self.console.print(
+                f"[yellow]held back[/]: {held} runs, over the queue limits ({limits.describe()}); "
+                "`submit --follow` submits them as the queue drains"
+            )
+        outcome.held = held
+        return outcome
+
+    def follow(self, runs: list[RunSpec], interval_s: float) -> Outcome:
+        """Stay in the foreground: top the queue up as runs finish, until every run was submitted
+        once and none is left in SLURM (Ctrl-C leaves a consistent manifest: it is written per array)."""
+        root = store.sweep_root(self.spec)
+        total = Outcome()
+        sent: set[str] = set()
+        snapshot = True
+        while True:
+            in_slurm = set(self.owned_elsewhere(root, dry_run=False))
+            records = [r for r in reader.inspect(runs, root) if r.run.run_id not in sent]
+            todo = select(records, False, in_slurm).todo
+            if todo:
+                if snapshot:
+                    root.mkdir(parents=True, exist_ok=True)
+                    store.write_snapshot(self.spec, root)
+                    snapshot = False
+                outcome = self.start(todo, root)
+                sent.update(outcome.submitted)
+                total.submitted.update(outcome.submitted)
+                total.held = outcome.held
+            if total.held == 0 and not todo and not in_slurm:
+                break
+            time.sleep(interval_s)  # a polling period against squeue, not a stand-in for synchronisation
+        self.console.print(f"{self.spec.name}: every run submitted and out of the queue ({len(sent)} submitted)")
+        return total
 
     def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[Array]]:
         config = self.config
@@ -61,6 +101,21 @@ class SlurmLauncher(Launcher):
             for chunk in slurmcli.chunks(pack(job_config, members), size)
         ]
         return size, arrays
+
+
+def within(arrays: list[Array], room: int | None) -> tuple[list[Array], int]:
+    """The first `room` array tasks in plan order (None: all), and how many runs were held back."""
+    if room is None:
+        return arrays, 0
+    kept: list[Array] = []
+    held = 0
+    for config, tasks in arrays:
+        take = tasks[: max(0, room)]
+        room -= len(take)
+        held += sum(len(task) for task in tasks[len(take) :])
+        if take:
+            kept.append((config, take))
+    return kept, held
 
 
 def runs_in_slurm(root: Path) -> tuple[dict[str, str], dict[str, str]]:
