@@ -47,11 +47,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(table)
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
+    _print_cost(spec, runs)
     if spec.budget is not None:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
         profile.check_budget(spec, runs, console)
     return 0
+
+
+def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
+    """Estimated device-hours per cell from smoke measurements, and the total."""
+    from orchestrator.results import cost
+
+    costs = cost.estimate(spec, runs)
+    measured = [c for c in costs if c.hours is not None]
+    if measured:
+        table = RichTable("cell", "runs", "images/s (smoke)", "estimate")
+        for item in costs:
+            hours = "unknown" if item.hours is None else f"{item.hours:.3g} {item.unit}"
+            speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"
+            table.add_row(item.cell, str(item.runs), speed, hours)
+        console.print(table)
+    console.print(cost.summary(costs))
 
 
 def _axis_value(value: Any) -> str:
