@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# What the orchestrator may import from the trainer side at module level: data and file layout only.
-ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.rundir"}
+# What the orchestrator may import from the trainer side at module level: data, file layout and
+# the pure-config rules (torch-free; `plan` runs them).
+ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.rundir", "trainers.rules"}
 
 
 def _imports(path: Path, top_level_only: bool) -> set[str]:

@@ -14,13 +14,40 @@ from pydantic import ValidationError
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
+from trainers import rules
 from trainers.config import DatasetConfig
 
 
 def check(spec: SweepSpec, runs: Sequence[RunSpec], where: str, data: bool = True) -> None:
-    """Everything `plan` checks before it shows the plan (datasets on disk unless `data` is False)."""
+    """Everything `plan` checks before it shows the plan (files on disk unless `data` is False)."""
+    check_rules(runs, where)
     if data:
+        check_files(runs, where)
         check_datasets(spec, runs, where)
+
+
+def check_rules(runs: Sequence[RunSpec], where: str) -> None:
+    """The trainer's pure-config rules (trainers.rules) for every run: what would fail on the node."""
+    for run in runs:
+        try:
+            rules.check_config(run.config)
+        except ValueError as exc:
+            raise SpecError(f"{where}: run {run.name}: {exc}") from None
+
+
+def check_files(runs: Sequence[RunSpec], where: str) -> None:
+    """Checkpoint and class-map files of every run exist (paths are absolute by now: see site.resolve)."""
+    seen: set[tuple[str | None, str | None]] = set()
+    for run in runs:
+        model = run.config.model
+        key = (model.pretrained_path, model.class_map_path)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            rules.check_files(model)
+        except FileNotFoundError as exc:
+            raise SpecError(f"{where}: run {run.name}: {exc}") from None
 
 
 def check_datasets(spec: SweepSpec, runs: Sequence[RunSpec], where: str) -> None:
