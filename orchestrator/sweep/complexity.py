@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.sweep.plan import RunSpec
-from orchestrator.sweep.spec import BudgetSpec, SweepSpec
+from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec
 from trainers import rundir
 from trainers.config import TrainConfig
 
@@ -294,7 +294,10 @@ def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None
     over = budget_lines(frame, spec.budget)
     for line in over:
         console.print(f"[red]over budget[/]: {line}", soft_wrap=True)
-    if not over:
+    unknown = int(frame["error"].astype(bool).sum()) if not frame.empty else 0
+    if unknown:
+        console.print(f"[red]budget unknown[/]: {unknown} cell(s) could not be profiled")
+    elif not over:
         console.print(f"[green]budget ok[/]: every row within {_limits(spec.budget).removeprefix('budget: ')}")
 
 
@@ -319,14 +322,22 @@ def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: b
     return frame
 
 
-def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console) -> pd.DataFrame:
-    """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict."""
+def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: str = "budget") -> pd.DataFrame:
+    """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict.
+
+    Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok".
+    """
     started = time.perf_counter()
     frame = to_frame(runs, profile_runs(runs), spec)
     write_profile(spec, frame)
     models = frame["ckey"].nunique() if not frame.empty else 0
     console.print(f"budget: {models} distinct models profiled in {time.perf_counter() - started:.1f} s")
-    for _, row in frame[frame["error"].astype(bool)].iterrows():
-        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
+    failed = frame[frame["error"].astype(bool)]
+    if not failed.empty:
+        first = failed.iloc[0]
+        raise SpecError(
+            f"{where}: budget: {len(failed)} cell(s) cannot be profiled, so the budget cannot be checked "
+            f"(first: {first['backbone']}/{first['dataset']}: {first['error']})"
+        )
     print_budget(frame, spec, console)
     return frame
