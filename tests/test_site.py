@@ -26,10 +26,10 @@ def test_site_slurm_section_is_the_profile_unless_one_is_named(write_spec: Calla
         "datasets:\n  d: {name: digits}\nslurm:\n  partition: gpu\n  account: lab\n  timeout_min: 600\n"
     )
     spec = load_spec(write_spec(site="s.yaml", slurm={"timeout_min": 30}))
-    config = site.resolve_slurm(spec, None)
+    config = site.resolve_slurm(spec.slurm, None, spec.site)
     assert (config.partition, config.account, config.timeout_min) == ("gpu", "lab", 30)
     (tmp_path / "other.yaml").write_text("slurm: {partition: big}\n")
-    assert site.resolve_slurm(spec, str(tmp_path / "other.yaml")).partition == "big"
+    assert site.resolve_slurm(spec.slurm, str(tmp_path / "other.yaml"), spec.site).partition == "big"
 
 
 def test_site_dataset_entries_are_typed(tmp_path: Path) -> None:

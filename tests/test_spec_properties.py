@@ -118,7 +118,7 @@ def _plan_once(text: str | bytes, capsys: pytest.CaptureFixture[str]) -> None:
 
 def _script_of(path: Path) -> str:
     spec = load_spec(path)
-    config = site.resolve_slurm(spec, None)
+    config = site.resolve_slurm(spec.slurm, None, spec.site)
     folder = spec.output_path / "slurm"
     return slurmcli.sbatch_header(folder, slurmcli.executor_parameters(config, f"orch-{spec.name}"), 3)
 

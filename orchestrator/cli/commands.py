@@ -56,11 +56,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(table)
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
+    _print_cost(spec, runs)
     if spec.budget is not None:
-        from orchestrator.sweep import complexity as profile_cmd  # torch only when the spec has a budget to check
+        from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
-        profile_cmd.check_budget(spec, runs, console, where=args.spec)
+        profile.check_budget(spec, runs, console, where=args.spec)
     return 0
+
+
+def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
+    """Estimated device-hours per cell from smoke measurements, and the total."""
+    from orchestrator.results import cost
+
+    costs = cost.estimate(spec, runs)
+    measured = [c for c in costs if c.hours is not None]
+    if measured:
+        table = RichTable("cell", "runs", "images/s (smoke)", "estimate")
+        for item in costs:
+            hours = "unknown" if item.hours is None else f"{item.hours:.3g} {item.unit}"
+            speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"
+            table.add_row(item.cell, str(item.runs), speed, hours)
+        console.print(table)
+    console.print(cost.summary(costs))
 
 
 def _axis_value(value: Any) -> str:
@@ -77,9 +94,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     spec, runs = _load(args, check_data=True)
     preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
     if spec.budget is not None:
-        from orchestrator.sweep import complexity
+        from orchestrator.cli import profile
 
-        frame = complexity.check_budget(spec, runs, console, where=args.spec)
+        frame = profile.check_budget(spec, runs, console, where=args.spec)
         over = int(frame["over_budget"].sum())
         if over and not args.over_budget:
             raise SpecError(f"{args.spec}: budget: {over} cell(s) over budget; fix them or pass --over-budget")
@@ -92,6 +109,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         profile=args.profile,
         dry_run=args.dry_run,
         console=console,
+        workers=args.workers,
+        follow_s=args.interval if args.follow else None,
     )
     return 1 if outcome.failed else 0
 
@@ -158,10 +177,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
-    from orchestrator.sweep import complexity as profile_cmd
+    from orchestrator.cli import profile
 
     spec, runs = _load(args)
-    profile_cmd.run_profile(spec, runs, console)
+    profile.run_profile(spec, runs, console)
     return 0
 
 

@@ -30,7 +30,7 @@ IMG_DIR = "img"
 # Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
 CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
 PER_CLASS = ("per_class", "per_label")
-SPLIT_FACTS = ("split.json", "dataset.json", "dataset_summary.json")
+SPLIT_FACTS = (rundir.SPLIT,)
 # Axis-tick labels stop being readable beyond these class counts.
 MAX_TICK_LABELS = 40
 MAX_ANNOTATED = 15

@@ -34,16 +34,13 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
 
 from orchestrator.sweep import yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
 from trainers.config import DatasetConfig, StrictModel
-
-if TYPE_CHECKING:
-    from orchestrator.sweep.spec import SweepSpec
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
@@ -134,6 +131,10 @@ class SlurmConfig(StrictModel):
     """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
     max_timeouts: int = Field(3, ge=0, le=1000)
     """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
+    runs_per_task: int = Field(1, ge=1)
+    """Runs one array task trains one after the other (fewer, longer jobs; imports paid once)."""
+    pack_gpus: bool = False
+    """Whole-node sites: a job of gpus_per_node G trains G single-GPU runs at once, one per GPU."""
 
     @field_validator("partition", "account", "qos")
     @classmethod
@@ -315,9 +316,9 @@ def _lookup(name: str, key: str, site: Site | None, path: Path | None) -> Any:
     return entries[name]
 
 
-def resolve_slurm(spec: SweepSpec, profile: str | None) -> SlurmConfig:
-    """The spec's slurm block on top of a cluster profile: `--profile` (`slurm/profiles/<name>.yaml`
-    or a path), else the `slurm:` section of the spec's site file, else nothing."""
+def resolve_slurm(given: SlurmConfig, profile: str | None, site_file: str | None = None) -> SlurmConfig:
+    """A spec's slurm block (`given`) on top of a cluster profile: `--profile` (`slurm/profiles/<name>.yaml`
+    or a path), else the `slurm:` section of the spec's site file (`site_file`), else nothing."""
     base: SlurmConfig | None = None
     where = "profile"
     if profile is not None:
@@ -326,12 +327,15 @@ def resolve_slurm(spec: SweepSpec, profile: str | None) -> SlurmConfig:
             base = load_site(_profile_path(profile), "cluster profile").slurm
         except SiteError as exc:
             raise SpecError(str(exc)) from None
-    elif spec.site is not None:
-        where = spec.site
-        base = load_site(Path(spec.site)).slurm
+    elif site_file is not None:
+        where = site_file
+        try:
+            base = load_site(Path(site_file)).slurm
+        except SiteError as exc:
+            raise SpecError(str(exc)) from None
     if base is None:
-        return spec.slurm
-    merged = {**base.model_dump(exclude_unset=True), **spec.slurm.model_dump(exclude_unset=True)}
+        return given
+    merged = {**base.model_dump(exclude_unset=True), **given.model_dump(exclude_unset=True)}
     try:
         return SlurmConfig.model_validate(merged)
     except ValidationError as exc:
