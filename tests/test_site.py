@@ -77,6 +77,10 @@ def test_a_file_that_is_not_a_site_file_is_never_quoted(write_spec: Callable[...
     with pytest.raises(SpecError) as info:
         load_spec(write_spec(site=str(secret)))
     assert "SECRETHASH" not in str(info.value) and "datasets.d.root" in str(info.value)
+    secret.write_text("root:*:20228:0:99999:7:::\ndaemon:*:20228:0:99999:7:::\n")  # keys: lines ending in ':'
+    with pytest.raises(SpecError, match=r"shadow: <key>: unknown key") as info:
+        load_spec(write_spec(site=str(secret)))
+    assert "20228" not in str(info.value) and "root:" not in str(info.value)
 
 
 def test_eval_dataset_option_uses_the_one_dataset_parser() -> None:

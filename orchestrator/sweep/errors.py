@@ -14,6 +14,8 @@ MAX_MESSAGE_CHARS = 600
 """Longest error message printed; longer ones (a 1 MB value) are cut."""
 MAX_VALUE_CHARS = 60
 """Longest quoted value inside a message."""
+# Keys printed from a file that may not be a spec: names only (anything else may be its content).
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-\[\]]{0,39}")
 # C0/C1 control characters (newline, ESC of ANSI sequences, DEL...): never printed raw.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -48,7 +50,7 @@ def describe_error(exc: ValidationError, root: type[BaseModel], echo: bool = Tru
 def error_parts(exc: ValidationError, root: type[BaseModel], echo: bool = True) -> tuple[str, str]:
     """(dotted path, message) of the first pydantic error."""
     err = exc.errors()[0]
-    loc = [short_key(p) for p in err["loc"]]
+    loc = [short_key(p) if echo or p == "[key]" or _NAME.fullmatch(str(p)) else "<key>" for p in err["loc"]]
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         model = _model_at(root, loc[:-1])
