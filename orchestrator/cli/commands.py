@@ -23,11 +23,20 @@ console = Console(highlight=False)
 
 
 def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
     runs = plan(spec)
     if check_data:
         preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
+        _check_tables(spec, runs, args.spec)
     return spec, runs
+
+
+def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
+    """Table definitions (rows, columns, group, split) are checked now, not after the training."""
+    from orchestrator.results.tables import resolve_layout
+
+    for table in spec.tables:
+        resolve_layout(table, spec, f"{where}: tables.{table.name}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -51,7 +60,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if spec.budget is not None:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
-        profile.check_budget(spec, runs, console)
+        profile.check_budget(spec, runs, console, where=args.spec)
     return 0
 
 
@@ -83,6 +92,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator import launch
 
     spec, runs = _load(args, check_data=True)
+    preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
+    if spec.budget is not None:
+        from orchestrator.cli import profile
+
+        frame = profile.check_budget(spec, runs, console, where=args.spec)
+        over = int(frame["over_budget"].sum())
+        if over and not args.over_budget:
+            raise SpecError(f"{args.spec}: budget: {over} cell(s) over budget; fix them or pass --over-budget")
     outcome = launch.submit(
         spec,
         runs,

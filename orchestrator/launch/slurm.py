@@ -32,7 +32,7 @@ class SlurmLauncher(Launcher):
 
     def __init__(self, spec: SweepSpec, console: Console, profile: str | None = None) -> None:
         super().__init__(spec, console)
-        self.config = site.resolve_slurm(spec.slurm, profile)
+        self.config = site.resolve_slurm(spec.slurm, profile, spec.site)
 
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids of the sweep that SLURM still has pending or running (one squeue call)."""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.sweep.plan import RunSpec
-from orchestrator.sweep.spec import BudgetSpec, SweepSpec
+from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec
 from trainers import rundir
 from trainers.config import TrainConfig
 
@@ -238,3 +238,14 @@ def profile_frame(spec: SweepSpec, runs: list[RunSpec]) -> tuple[pd.DataFrame, f
     started = time.perf_counter()
     frame = to_frame(runs, profile_runs(runs), spec)
     return frame, time.perf_counter() - started
+
+
+def require_profiled(frame: pd.DataFrame, where: str) -> None:
+    """Fail closed: SpecError when a cell could not be profiled (its budget verdict would be a guess)."""
+    failed = frame[frame["error"].astype(bool)] if not frame.empty else frame
+    if not failed.empty:
+        first = failed.iloc[0]
+        raise SpecError(
+            f"{where}: budget: {len(failed)} cell(s) cannot be profiled, so the budget cannot be checked "
+            f"(first: {first['backbone']}/{first['dataset']}: {first['error']})"
+        )
