@@ -60,3 +60,25 @@ def test_smoke_runs_give_each_cell_an_estimate(
     assert main(["plan", str(spec.source), *FAST]) == 0
     out = capsys.readouterr().out
     assert "CPU-hours over 2 measured cells; 1 of 3 cells unknown" in out
+
+
+def test_max_gpu_hours_fails_closed_without_measurements(write_spec: Callable[..., Path]) -> None:
+    path = write_spec()
+    code = main(["submit", str(path), *FAST, "budget={max_gpu_hours: 10}", "--dry-run", "--skip-data-check"])
+    assert code == 2, "no smoke measurement: the budget cannot be checked, so submit refuses"
+
+
+@pytest.mark.slow
+def test_max_gpu_hours_compares_the_measured_estimate(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_spec()
+    one_cell = [*FAST, "ablations={Baseline: []}"]
+    assert main(["submit", str(path), *one_cell, "--smoke"]) == 0
+    capsys.readouterr()
+    tight = ["submit", str(path), *one_cell, "budget={max_gpu_hours: 1e-9}", "--dry-run"]
+    assert main(tight) == 2
+    assert "over max_gpu_hours" in capsys.readouterr().err
+    assert main([*tight, "--over-budget"]) == 0
+    roomy = ["submit", str(path), *one_cell, "budget={max_gpu_hours: 1000}", "--dry-run"]
+    assert main(roomy) == 0

@@ -100,6 +100,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         over = int(frame["over_budget"].sum())
         if over and not args.over_budget:
             raise SpecError(f"{args.spec}: budget: {over} cell(s) over budget; fix them or pass --over-budget")
+        if spec.budget.max_gpu_hours is not None and not args.smoke:
+            _check_hours(spec, runs, spec.budget.max_gpu_hours, args.over_budget, args.spec)
     outcome = launch.submit(
         spec,
         runs,
@@ -113,6 +115,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
         follow_s=args.interval if args.follow else None,
     )
     return 1 if outcome.failed else 0
+
+
+def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override: bool, where: str) -> None:
+    """budget.max_gpu_hours: the smoke-measured estimate of the whole sweep, failing closed when unknown."""
+    from orchestrator.results import cost
+
+    costs = cost.estimate(spec, runs)
+    console.print(cost.summary(costs))
+    unknown = sum(c.hours is None for c in costs)
+    total_h = sum(c.hours or 0.0 for c in costs)
+    if unknown:
+        problem = f"{unknown} of {len(costs)} cells have no smoke measurement (`submit --smoke` first)"
+    elif total_h > limit_h:
+        problem = f"the sweep is estimated at {total_h:.3g} device-hours, over max_gpu_hours {limit_h:g}"
+    else:
+        return
+    if not override:
+        raise SpecError(f"{where}: budget.max_gpu_hours: {problem}; or pass --over-budget")
+    console.print(f"[yellow]over budget (--over-budget)[/]: {problem}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -359,6 +359,9 @@ class BudgetSpec(StrictModel):
     """Most GFLOPs a row may add over its baseline, in percent (report 004: 5)."""
     max_params_increase_pct: float | None = Field(None, ge=0)
     """Most parameters a row may add over its baseline, in percent."""
+    max_gpu_hours: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Most device-hours the whole sweep may take, estimated at submit from `--smoke` throughput
+    (an unknown estimate is refused too, unless `submit --over-budget`)."""
 
 
 def _unique_table_names(tables: list[TableSpec]) -> list[TableSpec]:
