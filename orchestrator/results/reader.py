@@ -123,3 +123,35 @@ def epochs_done(path: Path) -> int:
         return max(0, len((path / rundir.HISTORY).read_text().splitlines()) - 1)
     except FileNotFoundError:
         return 0
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What a finished (smoke) run measured: training speed and the size of its full train split."""
+
+    images_per_s: float
+    """Training images per second of its last epoch, all processes together."""
+    device: str
+    processes: int
+    train_images: int | None
+    """The train split before any `max_samples` cap (None when the run did not record it)."""
+
+
+def throughput(path: Path) -> Throughput | None:
+    """The training throughput a run folder recorded, or None when it has none (or it is unreadable)."""
+    import csv
+
+    try:
+        with (path / rundir.HISTORY).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        speed = float(rows[-1]["train_images_per_s"])
+        metrics = rundir.read_json(path / rundir.METRICS) or {}
+        split = rundir.read_json(path / rundir.SPLIT) or {}
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    if not speed > 0:
+        return None
+    provenance = metrics.get("provenance") or {}
+    info = split.get("info") or {}
+    train = (info.get("uncapped_sizes") or {}).get("train")
+    return Throughput(speed, str(provenance.get("device", "?")), int(provenance.get("num_processes") or 1), train)
