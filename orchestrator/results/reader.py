@@ -78,16 +78,24 @@ def run_rows(root: Path, planned: list[RunSpec]) -> Iterator[dict[str, Any]]:
             yield {**run.metadata(), "state": "missing", "in_plan": True, "path": str(store.run_path(root, run.run_id))}
 
 
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b": scalar}; lists and tables are left to their own files."""
+def flatten(data: dict[str, Any], prefix: str = "", keep_lists: bool = False) -> dict[str, Any]:
+    """Nested dict -> {"a.b": scalar}; lists are left to their own files unless `keep_lists`."""
     out: dict[str, Any] = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, str | int | float | bool) or value is None:
+            out.update(flatten(value, f"{name}.", keep_lists))
+        elif keep_lists or isinstance(value, str | int | float | bool) or value is None:
             out[name] = value
     return out
+
+
+def _json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`; None when missing or not a readable JSON object."""
+    try:
+        return rundir.read_json(path)
+    except (OSError, ValueError):
+        return None
 
 
 def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
@@ -123,3 +131,108 @@ def epochs_done(path: Path) -> int:
         return max(0, len((path / rundir.HISTORY).read_text().splitlines()) - 1)
     except FileNotFoundError:
         return 0
+
+
+# ---------------------------------------------------------------------------- tables a run writes
+
+# Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
+CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
+PER_CLASS = ("per_class", "per_label")
+# The split record of a run (trainers/data.py SPLIT_FILE; trainers.data imports torch, so named here).
+SPLIT = "split.json"
+
+
+def histories(dirs: list[tuple[str, Path]]) -> pd.DataFrame:
+    """history.csv of each (seed, run folder) as one long frame with a `seed` column (unreadable ones skipped)."""
+    import pandas as pd
+
+    frames = []
+    for seed, path in dirs:
+        frame = _read_csv(path / rundir.HISTORY)
+        if frame is not None and "epoch" in frame.columns:
+            frames.append(frame.assign(seed=seed))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["epoch", "seed"])
+
+
+def confusions(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.DataFrame]]:
+    """Confusion matrices by table name, summed over runs (class names as index and columns)."""
+    import pandas as pd
+
+    sums: dict[str, pd.DataFrame] = {}
+    for _, path in dirs:
+        for name, file in _tables_named(path, CONFUSION).items():
+            frame = _read_csv(file)
+            if frame is None:
+                continue
+            frame = frame.set_index(frame.columns[0])
+            frame = frame.apply(pd.to_numeric, errors="coerce").fillna(0)
+            sums[name] = sums[name].add(frame, fill_value=0) if name in sums else frame
+    return sorted(sums.items(), key=_level_order)
+
+
+def per_class_f1(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.Series]]:
+    """Per-class (or per-label) F1 by table name, mean over runs, in class order."""
+    import pandas as pd
+
+    values: dict[str, list[pd.Series]] = {}
+    for name, frame in _per_class_tables(dirs):
+        if "f1" in frame.columns:
+            f1 = pd.to_numeric(frame.set_index(frame.columns[0])["f1"], errors="coerce")
+            values.setdefault(name, []).append(f1)
+    ordered = sorted(values.items(), key=_level_order)
+    return [(name, pd.concat(series, axis=1).mean(axis=1)) for name, series in ordered]
+
+
+def class_support(dirs: list[tuple[str, Path]]) -> pd.Series | None:
+    """Images per class of the test split (the `support` column of the first per-class table)."""
+    import pandas as pd
+
+    for _, frame in _per_class_tables(dirs):
+        if "support" in frame.columns:
+            support = pd.to_numeric(frame.set_index(frame.columns[0])["support"], errors="coerce")
+            return support.dropna().astype(int)
+    return None
+
+
+def split_facts(path: Path) -> dict[str, Any]:
+    """A run's split.json flattened to {"a.b": value} ({} when absent or unreadable)."""
+    data = _json_object(path / SPLIT)
+    return flatten(data, keep_lists=True) if data else {}
+
+
+def _per_class_tables(dirs: list[tuple[str, Path]]) -> Iterator[tuple[str, pd.DataFrame]]:
+    """(table name, frame) of every non-empty per-class table of the runs."""
+    for _, path in dirs:
+        for fragment in PER_CLASS:
+            for name, file in _tables_named(path, fragment).items():
+                frame = None if CONFUSION in name else _read_csv(file)
+                if frame is not None:
+                    yield name, frame
+
+
+def _tables_named(path: Path, fragment: str) -> dict[str, Path]:
+    """CSV tables of a run folder whose name contains `fragment` (name without .csv -> path)."""
+    found = {}
+    for file in sorted(path.rglob(f"*{fragment}*.csv")):
+        if rundir.CHECKPOINTS in file.relative_to(path).parts:
+            continue
+        found[file.stem] = file
+    # The test split when the run also wrote validation tables.
+    test = {k: v for k, v in found.items() if "val" not in k.split("_")}
+    return test or found
+
+
+def _level_order(item: tuple[str, Any]) -> tuple[bool, str]:
+    """Tables of the super level before the sub level, then by name."""
+    return ("super" not in item[0], item[0])
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    """A CSV file as a frame; None when missing, empty or unreadable (a figure is skipped, never a crash)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        return None
+    return None if frame.empty else frame

@@ -1,6 +1,6 @@
 """The visual report of a sweep: `<root>/report/index.html` with PNGs beside it, no network assets.
 
-Content, from the run folders only: the sweep's tables, then per cell (backbone,
+Content, from DataFrames (the run folders are read by results.reader only): the sweep's tables, then per cell (backbone,
 dataset, ablation row, extra axes) the training curves of every seed (history.csv),
 the confusion matrix summed over seeds and the per-class F1 (the CSV tables the
 trainer writes beside metrics.json), and per dataset a summary (split facts and the
@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import tables
+from orchestrator.results import reader
+from orchestrator.results.labels import axis_dims, axis_short
+from orchestrator.results.model import Table
+from orchestrator.results.render import environment, slug
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 from trainers import rundir
 
@@ -27,10 +30,6 @@ if TYPE_CHECKING:
 REPORT_DIR = "report"
 INDEX = "index.html"
 IMG_DIR = "img"
-# Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
-CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
-PER_CLASS = ("per_class", "per_label")
-SPLIT_FACTS = ("split.json", "dataset.json", "dataset_summary.json")
 # Axis-tick labels stop being readable beyond these class counts.
 MAX_TICK_LABELS = 40
 MAX_ANNOTATED = 15
@@ -71,7 +70,7 @@ def write_report(
     spec: SweepSpec,
     root: Path,
     joined: pd.DataFrame,
-    built: list[tuple[TableSpec, list[tables.Table]]],
+    built: list[tuple[TableSpec, list[Table]]],
     context: dict[str, Any],
 ) -> Path:
     """Write `<root>/report/index.html` and its images; returns the index path."""
@@ -87,7 +86,7 @@ def write_report(
     states = joined["state"].fillna("missing").value_counts() if "state" in joined.columns else None
     counts = ", ".join(f"{n} {state}" for state, n in states.items()) if states is not None else ""
     html = (
-        tables.environment()
+        environment()
         .get_template("report.html.j2")
         .render(
             tables=[t for _, group in built for t in group],
@@ -106,7 +105,7 @@ def write_report(
 
 def _cells(joined: pd.DataFrame, spec: SweepSpec) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
     """Planned runs grouped into cells (seeds together), in plan order."""
-    keys = ["backbone", "dataset", "ablation", *tables.axis_dims(spec)]
+    keys = ["backbone", "dataset", "ablation", *axis_dims(spec)]
     ordered = joined.sort_values("order", kind="stable")
     groups = ordered.groupby(keys, sort=False)
     return sorted(
@@ -129,12 +128,12 @@ def _run_dirs(part: pd.DataFrame, states: tuple[str, ...] = ("completed",)) -> l
 
 
 def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img: Path, written: set[str]) -> CellReport:
-    axes = tables.axis_dims(spec)
+    axes = axis_dims(spec)
     backbone, dataset, ablation, *axis_values = key
-    extras = ", ".join(f"{tables.axis_short(a)}={v}" for a, v in zip(axes, axis_values, strict=True))
+    extras = ", ".join(f"{axis_short(a)}={v}" for a, v in zip(axes, axis_values, strict=True))
     title = f"{backbone} / {dataset} / {ablation}" + (f" ({extras})" if extras else "")
     index = int(part["order"].min())
-    stem = f"{index:04d}-{tables.slug(title)[:80]}"
+    stem = f"{index:04d}-{slug(title)[:80]}"
     runs = [
         {
             "name": str(row.get("name") or ""),
@@ -144,41 +143,39 @@ def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img:
         }
         for _, row in part.iterrows()
     ]
-    cell = CellReport(anchor=f"cell-{tables.slug(stem)}", title=title, runs=runs)
+    cell = CellReport(anchor=f"cell-{slug(stem)}", title=title, runs=runs)
     # Curves of running runs too: a half-trained run's history is worth seeing.
-    histories = _histories(_run_dirs(part, ("completed", "running", "failed")))
-    if histories:
+    history = reader.histories(_run_dirs(part, ("completed", "running", "failed")))
+    if not history.empty:
         caption = (
-            f"Training curves of {len(histories)} run(s), one colour per seed: "
+            f"Training curves of {history['seed'].nunique()} run(s), mean over seeds with the min-max band: "
             "loss (train solid, validation dashed) and validation metrics"
         )
-        cell.figures.append(_save(_curves_figure(histories), img, f"{stem}-curves.png", written, caption))
+        cell.figures.append(_save(_curves_figure(history), img, f"{stem}-curves.png", written, caption))
     finished = _run_dirs(part)
-    for name, matrix in _confusions(finished):
-        label = name.replace("confusion_matrix", "").replace(CONFUSION, "").strip("_").replace("_", " ") or "test"
+    for name, matrix in reader.confusions(finished):
+        label = (
+            name.replace("confusion_matrix", "").replace(reader.CONFUSION, "").strip("_").replace("_", " ") or "test"
+        )
         figure = _confusion_figure(matrix, len(finished))
         caption = f"Confusion matrix ({label}), summed over {len(finished)} run(s), rows normalised"
-        cell.figures.append(_save(figure, img, f"{stem}-{tables.slug(name)}.png", written, caption))
-    for name, scores in _per_class_f1(finished):
+        cell.figures.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
+    for name, scores in reader.per_class_f1(finished):
         level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
         kind = "label" if "label" in name else "class"
         caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {len(finished)} run(s)"
         if len(scores) > MAX_BARS:
             caption += f"; the {MAX_BARS // 2} lowest and highest of {len(scores)}"
-        cell.figures.append(_save(_bars_figure(scores), img, f"{stem}-{tables.slug(name)}-f1.png", written, caption))
+        cell.figures.append(_save(_bars_figure(scores), img, f"{stem}-{slug(name)}-f1.png", written, caption))
     return cell
 
 
 def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str]) -> DatasetReport:
-    report = DatasetReport(anchor=f"dataset-{tables.slug(name)}", name=name, facts=[])
+    report = DatasetReport(anchor=f"dataset-{slug(name)}", name=name, facts=[])
     finished = _run_dirs(part)
     for _, path in finished[:1]:
-        for file in SPLIT_FACTS:
-            data = rundir.read_json(path / file)
-            if data:
-                report.facts.extend((k, _short(v)) for k, v in _flat(data).items())
-                break
-    counts = _class_support(finished[:1])
+        report.facts.extend((k, _short(v)) for k, v in reader.split_facts(path).items())
+    counts = reader.class_support(finished[:1])
     if counts is not None and len(counts):
         total = int(counts.sum())
         report.facts.append(("test images (from per-class support)", str(total)))
@@ -188,99 +185,8 @@ def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str])
         )
         figure = _distribution_figure(counts)
         caption = "Test-split class distribution (count and share of images)"
-        report.figures.append(_save(figure, img, f"dataset-{tables.slug(name)}-classes.png", written, caption))
+        report.figures.append(_save(figure, img, f"dataset-{slug(name)}-classes.png", written, caption))
     return report
-
-
-# ---------------------------------------------------------------------------- reading run files
-
-
-def _histories(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.DataFrame]]:
-    import pandas as pd
-
-    out = []
-    for seed, path in dirs:
-        file = path / rundir.HISTORY
-        if file.is_file():
-            frame = pd.read_csv(file)
-            if not frame.empty and "epoch" in frame.columns:
-                out.append((seed, frame))
-    return out
-
-
-def _tables_named(path: Path, fragment: str) -> dict[str, Path]:
-    """CSV tables of a run folder whose name contains `fragment` (name without .csv -> path)."""
-    found = {}
-    for file in sorted(path.rglob(f"*{fragment}*.csv")):
-        if rundir.CHECKPOINTS in file.relative_to(path).parts:
-            continue
-        found[file.stem] = file
-    # The test split when the run also wrote validation tables.
-    test = {k: v for k, v in found.items() if "val" not in k.split("_")}
-    return test or found
-
-
-def _confusions(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.DataFrame]]:
-    """Confusion matrices by table name, summed over runs (class names as index and columns)."""
-    import pandas as pd
-
-    sums: dict[str, pd.DataFrame] = {}
-    for _, path in dirs:
-        for name, file in _tables_named(path, CONFUSION).items():
-            frame = pd.read_csv(file)
-            if frame.empty:
-                continue
-            frame = frame.set_index(frame.columns[0])
-            frame = frame.apply(pd.to_numeric, errors="coerce").fillna(0)
-            sums[name] = sums[name].add(frame, fill_value=0) if name in sums else frame
-    return sorted(sums.items(), key=_level_order)
-
-
-def _per_class_f1(dirs: list[tuple[str, Path]]) -> list[tuple[str, pd.Series]]:
-    """Per-class (or per-label) F1 by table name, mean over runs, in class order."""
-    import pandas as pd
-
-    values: dict[str, list[pd.Series]] = {}
-    for _, path in dirs:
-        for fragment in PER_CLASS:
-            for name, file in _tables_named(path, fragment).items():
-                if CONFUSION in name:
-                    continue
-                frame = pd.read_csv(file)
-                if "f1" not in frame.columns or frame.empty:
-                    continue
-                values.setdefault(name, []).append(frame.set_index(frame.columns[0])["f1"].astype(float))
-    ordered = sorted(values.items(), key=_level_order)
-    return [(name, pd.concat(series, axis=1).mean(axis=1)) for name, series in ordered]
-
-
-def _level_order(item: tuple[str, Any]) -> tuple[bool, str]:
-    """Tables of the super level before the sub level, then by name."""
-    return ("super" not in item[0], item[0])
-
-
-def _class_support(dirs: list[tuple[str, Path]]) -> pd.Series | None:
-    import pandas as pd
-
-    for _, path in dirs:
-        for fragment in PER_CLASS:
-            for name, file in _tables_named(path, fragment).items():
-                if CONFUSION in name:
-                    continue
-                frame = pd.read_csv(file)
-                if "support" in frame.columns and not frame.empty:
-                    return frame.set_index(frame.columns[0])["support"].astype(int)
-    return None
-
-
-def _flat(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -308,33 +214,40 @@ def _save(figure: Figure, img: Path, name: str, written: set[str], caption: str)
     return Plot(f"{IMG_DIR}/{name}", caption)
 
 
-def _curves_figure(histories: list[tuple[str, pd.DataFrame]]) -> Figure:
-    """Loss (train solid, val dashed) and validation metrics per epoch, one colour per seed."""
+def _curves_figure(history: pd.DataFrame) -> Figure:
+    """Loss (train solid, val dashed) and validation metrics per epoch: mean over seeds, band min to max.
+
+    One line per metric whatever the number of seeds, so a cell of 2,500 seeds draws as fast as one of 3.
+    """
     figure = _figure(10, 3.4)
     loss_ax, metric_ax = figure.subplots(1, 2)
-    colors = [f"C{i % 10}" for i in range(len(histories))]
-    metric_names: list[str] = []
-    for (_, frame), _color in zip(histories, colors, strict=True):
-        metric_names += [c for c in frame.columns if c.startswith("val_") and c != "val_loss"]
-    metric_names = list(dict.fromkeys(metric_names))
+    numeric = history.drop(columns=["seed"]).apply(_numeric)
+    by_epoch = numeric.groupby("epoch")
+    mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
+    metric_names = [c for c in mean.columns if c.startswith("val_") and c != "val_loss"]
     styles = ["-", "--", ":", "-."]
-    for (seed, frame), color in zip(histories, colors, strict=True):
-        epoch = frame["epoch"]
-        for column, style in (("train_loss", "-"), ("val_loss", "--")):
-            if column in frame.columns and frame[column].notna().any():
-                loss_ax.plot(epoch, frame[column], style, color=color, marker=".", label=f"{column} s{seed}")
-        for index, column in enumerate(metric_names):
-            if column in frame.columns and frame[column].notna().any():
-                style = styles[index % len(styles)]
-                metric_ax.plot(epoch, frame[column], style, color=color, marker=".", label=f"{column} s{seed}")
+    lines = [(loss_ax, c, s, "C0" if c == "train_loss" else "C1") for c, s in (("train_loss", "-"), ("val_loss", "--"))]
+    lines += [(metric_ax, c, styles[i % len(styles)], f"C{(i + 2) % 10}") for i, c in enumerate(metric_names)]
+    for ax, column, style, color in lines:
+        if column not in mean.columns or not mean[column].notna().any():
+            continue
+        ax.plot(mean.index, mean[column], style, color=color, marker=".", label=column)
+        ax.fill_between(mean.index, low[column], high[column], color=color, alpha=0.2, linewidth=0)
     loss_ax.set(title="loss", xlabel="epoch")
     metric_ax.set(title="validation metrics", xlabel="epoch")
     for ax in (loss_ax, metric_ax):
         ax.grid(alpha=0.3)
         if ax.has_data():
-            ax.legend(fontsize=7, ncol=2 if len(histories) > 2 else 1)
+            ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return figure
+
+
+def _numeric(column: pd.Series) -> pd.Series:
+    """A history column as numbers (text and blanks become NaN)."""
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce")
 
 
 def _confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:

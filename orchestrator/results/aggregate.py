@@ -1,0 +1,181 @@
+"""Cell numbers from the joined frame: mean, std and counts over seeds, deltas, best marks, complexity."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from orchestrator.results.join import COMPLEXITY
+from orchestrator.results.labels import key_text_columns
+from orchestrator.results.layout import Layout, ordered_groups
+from orchestrator.results.model import BUDGET_MARK, Cell
+from orchestrator.sweep.spec import SweepSpec, TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def cell_stats(
+    part: pd.DataFrame, keys: list[str]
+) -> dict[tuple[str, ...], tuple[float | None, float | None, int, int]]:
+    """(mean, std, n finished, n planned) of `value` per cell; std over seeds (ddof=1)."""
+    if not keys:
+        part = part.assign(_all="")
+        keys = ["_all"]
+    grouped = part.groupby(keys, sort=False)["value"].agg(["mean", "std", "count", "size"])
+    out = {}
+    for key, row in grouped.iterrows():
+        key_t = tuple(str(v) for v in key) if isinstance(key, tuple) else (str(key),)
+        if keys == ["_all"]:
+            key_t = ()
+        n = int(row["count"])
+        mean = float(row["mean"]) if n else None
+        std = float(row["std"]) if n > 1 else None
+        out[key_t] = (mean, std, n, int(row["size"]))
+    return out
+
+
+def baseline_key(
+    rk: tuple[str, ...], ck: tuple[str, ...], row_dims: list[str], col_dims: list[str], baseline: str
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The baseline cell of a cell: the same coordinates with ablation := baseline row.
+
+    None for the baseline cell itself and when ablation is not laid out in rows or columns.
+    """
+    if "ablation" in row_dims:
+        i = row_dims.index("ablation")
+        if rk[i] == baseline:
+            return None
+        return ((*rk[:i], baseline, *rk[i + 1 :]), ck)
+    if "ablation" in col_dims:
+        i = col_dims.index("ablation")
+        if ck[i] == baseline:
+            return None
+        return (rk, (*ck[:i], baseline, *ck[i + 1 :]))
+    return None
+
+
+def mark_best(
+    cells: dict[tuple[tuple[str, ...], tuple[str, ...]], Cell],
+    row_keys: list[tuple[str, ...]],
+    col_keys: list[tuple[str, ...]],
+    n_group_dims: int,
+    table: TableSpec,
+) -> None:
+    """Bold the best mean of each column within each row group (compared as displayed)."""
+    if table.best == "none":
+        return
+    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for rk in row_keys:
+        groups.setdefault(rk[:n_group_dims], []).append(rk)
+    pick = max if table.best == "max" else min
+    for rows in groups.values():
+        for ck in col_keys:
+            shown = {rk: round(c.mean, table.decimals) for rk in rows if (c := cells[(rk, ck)]).mean is not None}
+            if len(shown) < 2:
+                continue
+            best = pick(shown.values())
+            if all(value == best for value in shown.values()):
+                continue  # every row ties: nothing stands out
+            for rk, value in shown.items():
+                if value == best:
+                    cells[(rk, ck)] = replace(cells[(rk, ck)], best=True)
+
+
+def complexity_cells(
+    part: pd.DataFrame,
+    row_keys: list[tuple[str, ...]],
+    row_dims: list[str],
+    layout: Layout,
+    ranks: dict[str, dict[str, int]],
+    spec: SweepSpec,
+) -> tuple[dict[tuple[str, ...], list[Cell]], list[str]]:
+    """GFLOPs and params per row (one value per model, not per seed), relative delta, budget marks.
+
+    A row's models may differ across columns (the head depends on the class count):
+    the first column that has a value is shown, and a note says which.
+    """
+    values, shown_from, differs = _complexity_values(part, row_keys, row_dims, layout, ranks)
+    baseline = next(iter(spec.ablations))
+    budget = spec.budget
+    limits = (budget.max_gflops_increase_pct, budget.max_params_increase_pct) if budget else (None, None)
+    columns: list[list[Cell]] = [[] for _ in COMPLEXITY]
+    for rk in row_keys:
+        base = baseline_key(rk, (), row_dims, [], baseline)
+        base_values = values.get(base[0]) if base is not None else None
+        for index, (_, _, decimals) in enumerate(COMPLEXITY):
+            mean = values[rk][index]
+            delta = difference(mean, base_values[index] if base_values else None, True)
+            limit = limits[index]
+            over = limit is not None and delta is not None and delta > limit + 1e-9
+            columns[index].append(Cell(mean, None, int(mean is not None), 1, delta, True, False, decimals, over))
+    fixed = [enough_decimals(column) for column in columns]
+    out = {rk: [column[i] for column in fixed] for i, rk in enumerate(row_keys)}
+    notes = []
+    if differs and shown_from:
+        notes.append(
+            f"GFLOPs and params are those of the model trained on {', '.join(sorted(shown_from))} "
+            "(the head depends on the class count)."
+        )
+    if any(c.over_budget for column in fixed for c in column):
+        parts = []
+        if limits[0] is not None:
+            parts.append(f"GFLOPs more than {limits[0]:g}% above")
+        if limits[1] is not None:
+            parts.append(f"params more than {limits[1]:g}% above")
+        notes.append(f"{BUDGET_MARK} over the compute budget: {' or '.join(parts)} the baseline row.")
+    return out, notes
+
+
+def _complexity_values(
+    part: pd.DataFrame,
+    row_keys: list[tuple[str, ...]],
+    row_dims: list[str],
+    layout: Layout,
+    ranks: dict[str, dict[str, int]],
+) -> tuple[dict[tuple[str, ...], list[float | None]], set[str], bool]:
+    """(GFLOPs, params) per row from its first column with values; the columns shown; whether others differ."""
+    names = [column for column, _, _ in COMPLEXITY]
+    runs = part[part["metric"] == part["metric"].iloc[0]]
+    col_dims = [d for d in layout.columns if d != "metric"]
+    values: dict[tuple[str, ...], list[float | None]] = {}
+    shown_from: set[str] = set()
+    differs = False
+    for rk in row_keys:
+        rows = runs
+        for dim, value in zip(row_dims, rk, strict=True):
+            rows = rows[rows[dim] == value]
+        per_column = [
+            (key, sub[names].mean())
+            for key, sub in ordered_groups(rows, col_dims, ranks)
+            if sub[names].notna().any().all()
+        ]
+        if not per_column:
+            values[rk] = [None for _ in names]
+            continue
+        key, shown = per_column[0]
+        values[rk] = [float(shown[c]) for c in names]
+        shown_from.add(key_text_columns(col_dims, key))
+        differs |= any(not _close(float(other[c]), float(shown[c])) for _, other in per_column for c in names)
+    return values, shown_from, differs
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
+    """Raise a column's decimals until its smallest value shows `digits` significant digits (tiny models)."""
+    values = [abs(c.mean) for c in cells if c.mean]
+    if not values:
+        return cells
+    needed = max(cells[0].decimals, digits - 1 - math.floor(math.log10(min(values))))
+    return [replace(c, decimals=needed) for c in cells]
+
+
+def difference(value: float | None, base: float | None, relative: bool) -> float | None:
+    if value is None or base is None or (relative and base == 0):
+        return None
+    diff = value - base
+    return 100.0 * diff / base if relative else diff

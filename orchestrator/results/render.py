@@ -1,0 +1,97 @@
+"""Rendering: the Jinja environment of every format, escaping filters, CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from orchestrator.results.model import Table
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def environment(loader: jinja2.BaseLoader | None = None) -> jinja2.Environment:
+    """The Jinja environment of every table format: strict, filters for escaping only."""
+    env = jinja2.Environment(
+        loader=loader or jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "htm.j2"), default_for_string=False),
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["tex"] = latex_escape
+    env.filters["md"] = markdown_escape
+    env.filters["slug"] = slug
+    env.filters["braced"] = lambda value: "{" + str(value) + "}"
+    return env
+
+
+def render(tables: list[Table], fmt: str = "md", context: dict[str, Any] | None = None) -> str:
+    """Render tables with the packaged template of a format (md, tex, html)."""
+    if fmt == "csv":
+        return to_csv(tables)
+    return environment().get_template(f"table.{fmt}.j2").render(tables=tables, **(context or {}))
+
+
+def render_file(path: Path, tables: list[Table], context: dict[str, Any] | None = None) -> str:
+    """Render tables with a user's template file (its own folder is the template search path)."""
+    env = environment(jinja2.FileSystemLoader(path.parent))
+    return env.get_template(path.name).render(tables=tables, **(context or {}))
+
+
+def to_csv(tables: list[Table]) -> str:
+    """All tables as one CSV: table title, row group, row, then one column per table column (plain text)."""
+    import pandas as pd
+
+    records = []
+    for table in tables:
+        for row in table.rows:
+            record = {"table": table.title, "group": row.group or "", table.row_header or "row": row.label}
+            record.update({column: cell.text for column, cell in zip(table.flat_columns, row.cells, strict=True)})
+            records.append(record)
+    return str(pd.DataFrame(records).to_csv(index=False))
+
+
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "×": r"$\times$",
+    "≤": r"$\leq$",
+    "≥": r"$\geq$",
+    "†": r"\textsuperscript{\dag}",
+    "–": "--",
+    "—": "---",
+    "'": "'",
+    "µ": r"$\mu$",
+}
+
+
+def latex_escape(value: Any) -> str:
+    """Text safe inside a LaTeX tabular (pdflatex): specials escaped, common symbols as math."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(value))
+
+
+def markdown_escape(value: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", r"\|").replace("\n", " ")
+
+
+def slug(value: Any) -> str:
+    """Lowercase letters, digits and '-' (HTML ids, LaTeX labels)."""
+    text = "".join(ch.lower() if ch.isalnum() else "-" for ch in str(value))
+    return "-".join(part for part in text.split("-") if part)
