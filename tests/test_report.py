@@ -28,7 +28,9 @@ def test_report_sections_and_local_images(report: Path) -> None:
     assert "9 planned runs: 5 completed, 3 missing, 1 running." in html
     assert html.count('<section class="cell"') == 3
     assert html.count('<figure class="table"') == 2
-    assert '97.25 ± 0.35</b></span> <span class="delta">(+1.25)</span> <span class="seeds">(2/3 seeds)</span>' in html
+    # Issue 13: the delta carries its interval and the within-noise mark; 2 seeds are not significantly best.
+    assert '97.25 ± 0.35</span> <span class="delta">(+1.25 [-0.92, +3.42])</span><sup class="noise"' in html
+    assert '<span class="seeds">(2/3 seeds)</span>' in html
     images = re.findall(r'<img src="([^"]+)"', html)
     # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution.
     assert len(images) == 7

@@ -3,37 +3,90 @@
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+import statistics
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from orchestrator.results import stats
 from orchestrator.results.join import COMPLEXITY
 from orchestrator.results.labels import key_text_columns
 from orchestrator.results.layout import Layout, ordered_groups
 from orchestrator.results.model import BUDGET_MARK, Cell
+from orchestrator.results.stats import Comparison
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-def cell_stats(
-    part: pd.DataFrame, keys: list[str]
-) -> dict[tuple[str, ...], tuple[float | None, float | None, int, int]]:
-    """(mean, std, n finished, n planned) of `value` per cell; std over seeds (ddof=1)."""
+@dataclass(frozen=True)
+class CellData:
+    """The finished values of one cell (seed -> value), its planned run count and its broken runs."""
+
+    values: dict[str, float]
+    n_expected: int
+    broken: int
+
+    @property
+    def mean(self) -> float | None:
+        """Mean over seeds (None when no value)."""
+        return statistics.fmean(self.values.values()) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds (ddof=1; None below 2 values)."""
+        return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
+
+
+def cell_data(part: pd.DataFrame, keys: list[str]) -> dict[tuple[str, ...], CellData]:
+    """Every cell's values by seed. Seeds repeated within a cell (a pooled dimension) keep every value
+    under a per-run key, so such cells compare unpaired."""
     if not keys:
         part = part.assign(_all="")
         keys = ["_all"]
-    grouped = part.groupby(keys, sort=False)["value"].agg(["mean", "std", "count", "size"])
     out = {}
-    for key, row in grouped.iterrows():
+    for key, sub in part.groupby(keys, sort=False):
         key_t = tuple(str(v) for v in key) if isinstance(key, tuple) else (str(key),)
-        if keys == ["_all"]:
-            key_t = ()
-        n = int(row["count"])
-        mean = float(row["mean"]) if n else None
-        std = float(row["std"]) if n > 1 else None
-        out[key_t] = (mean, std, n, int(row["size"]))
+        done = sub[sub["value"].notna()]
+        seeds = [str(s) for s in done["seed"]]
+        if len(set(seeds)) < len(seeds):
+            seeds = [f"{s}#{i}" for i, s in enumerate(seeds)]
+        values = dict(zip(seeds, done["value"].astype(float), strict=True))
+        out[() if keys == ["_all"] else key_t] = CellData(values, len(sub), int(sub["broken"].sum()))
     return out
+
+
+def score_cells(
+    data: dict[tuple[str, ...], CellData],
+    row_keys: list[tuple[str, ...]],
+    col_keys: list[tuple[str, ...]],
+    row_dims: list[str],
+    col_dims: list[str],
+    table: TableSpec,
+    baseline: str,
+) -> tuple[dict[tuple[tuple[str, ...], tuple[str, ...]], Cell], list[Comparison]]:
+    """Score cells with their delta against the baseline cell: interval and Holm-adjusted p-value."""
+    empty = CellData({}, 0, 0)
+    found: dict[tuple[tuple[str, ...], tuple[str, ...]], Comparison | None] = {}
+    for rk in row_keys:
+        for ck in col_keys:
+            base = baseline_key(rk, ck, row_dims, col_dims, baseline)
+            if table.delta and base is not None:
+                base_values = data.get((*base[0], *base[1]), empty).values
+                found[(rk, ck)] = stats.compare(data.get((*rk, *ck), empty).values, base_values)
+    keys = [key for key, comparison in found.items() if comparison is not None]
+    adjusted = dict(zip(keys, stats.holm([found[k].p for k in keys]), strict=True))  # type: ignore[union-attr]
+    cells = {}
+    for rk in row_keys:
+        for ck in col_keys:
+            cell = data.get((*rk, *ck), empty)
+            c = found.get((rk, ck))
+            cells[(rk, ck)] = Cell(
+                cell.mean, cell.std, len(cell.values), cell.n_expected, c.delta if c else None, False, False,
+                table.decimals, False, c.low if c else None, c.high if c else None, c.p if c else None,
+                adjusted.get((rk, ck)), cell.broken,
+            )  # fmt: skip
+    return cells, [c for c in found.values() if c is not None]
 
 
 def baseline_key(
@@ -58,29 +111,39 @@ def baseline_key(
 
 def mark_best(
     cells: dict[tuple[tuple[str, ...], tuple[str, ...]], Cell],
+    data: dict[tuple[str, ...], CellData],
     row_keys: list[tuple[str, ...]],
     col_keys: list[tuple[str, ...]],
     n_group_dims: int,
     table: TableSpec,
 ) -> None:
-    """Bold the best mean of each column within each row group (compared as displayed)."""
+    """Bold the best mean of each column within each row group, only when it is significantly better
+    than the runner-up (95% interval of their difference excludes 0 and p < ALPHA)."""
     if table.best == "none":
         return
     groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for rk in row_keys:
         groups.setdefault(rk[:n_group_dims], []).append(rk)
-    pick = max if table.best == "max" else min
     for rows in groups.values():
         for ck in col_keys:
             shown = {rk: round(c.mean, table.decimals) for rk in rows if (c := cells[(rk, ck)]).mean is not None}
-            if len(shown) < 2:
-                continue
-            best = pick(shown.values())
-            if all(value == best for value in shown.values()):
-                continue  # every row ties: nothing stands out
-            for rk, value in shown.items():
-                if value == best:
-                    cells[(rk, ck)] = replace(cells[(rk, ck)], best=True)
+            ranked = sorted(shown, key=lambda rk: shown[rk], reverse=table.best == "max")
+            if len(ranked) < 2 or shown[ranked[0]] == shown[ranked[1]]:
+                continue  # nothing to compare, or a tie: nothing stands out
+            best, runner_up = ranked[0], ranked[1]
+            comparison = stats.compare(data[(*best, *ck)].values, data[(*runner_up, *ck)].values)
+            if comparison is not None and _significant(comparison):
+                cells[(best, ck)] = replace(cells[(best, ck)], best=True)
+
+
+def _significant(comparison: Comparison) -> bool:
+    """The interval excludes 0 and the test rejects at ALPHA."""
+    return (
+        comparison.has_interval
+        and not comparison.within_noise
+        and comparison.p is not None
+        and comparison.p < stats.ALPHA
+    )
 
 
 def complexity_cells(

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 # Marks a complexity cell over the spec's budget; the table's notes explain it.
 BUDGET_MARK = "†"
+# Marks a delta whose 95% interval contains 0; the table's notes explain it.
+NOISE_MARK = "°"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,16 @@ class Cell:
     decimals: int = 2
     over_budget: bool = False
     """Complexity cell above the spec's budget."""
+    low: float | None = None
+    """Lower end of the delta's 95% interval (None: fewer than 2 seeds on a side, or no delta)."""
+    high: float | None = None
+    """Upper end of the delta's 95% interval."""
+    p: float | None = None
+    """p-value of the delta (exact sign-flip or t-test, see orchestrator/results/stats.py)."""
+    p_adjusted: float | None = None
+    """`p` after Holm's correction across the table's comparisons."""
+    broken: int = 0
+    """Runs of the cell left out because a file or value of theirs is broken (not counted as missing)."""
 
     @property
     def empty(self) -> bool:
@@ -58,22 +70,49 @@ class Cell:
         return f"{self.delta:+.{self.decimals}f}"
 
     @property
-    def seeds_text(self) -> str | None:
-        """`3/5 seeds` when some runs of the cell have not finished."""
-        if self.empty or self.relative or self.n >= self.n_expected:
+    def interval_text(self) -> str | None:
+        """`[-1.98, +2.98]`: the delta's 95% interval, or None without one."""
+        if self.delta_text is None or self.low is None or self.high is None:
             return None
-        return f"{self.n}/{self.n_expected} seeds"
+        return f"[{self.low:+.{self.decimals}f}, {self.high:+.{self.decimals}f}]"
+
+    @property
+    def within_noise(self) -> bool:
+        """The delta's 95% interval contains 0 (marked, explained in the notes)."""
+        return self.interval_text is not None and self.low <= 0.0 <= self.high  # type: ignore[operator]
+
+    @property
+    def noise_mark(self) -> str:
+        """NOISE_MARK for a delta within noise, else ''."""
+        return NOISE_MARK if self.within_noise else ""
+
+    @property
+    def seeds_text(self) -> str | None:
+        """`3/5 seeds`, `1 broken`, `1 seed, no interval`: how many runs the numbers stand on."""
+        if self.relative or (self.empty and not self.broken):
+            return None
+        parts = []
+        if self.n < self.n_expected:
+            parts.append(f"{self.n}/{self.n_expected} seeds")
+        elif self.n == 1:
+            parts.append("1 seed")
+        if self.broken:
+            parts.append(f"{self.broken} broken")
+        if self.n == 1:
+            parts.append("no interval")
+        return ", ".join(parts) or None
 
     @property
     def text(self) -> str:
-        """Plain text of the cell (CSV, tests): `89.47 ± 0.12 (-0.02) (3/5 seeds)`."""
+        """Plain text of the cell (CSV, tests): `89.47 ± 0.12 (-0.02 [-0.30, +0.26])° (3/5 seeds)`."""
         if self.empty:
-            return "-"
+            return "-" + (f" ({self.seeds_text})" if self.seeds_text else "")
         out = self.mean_text
         if self.std_text is not None:
             out += f" ± {self.std_text}"
         if self.delta_text is not None:
-            out += f" ({self.delta_text})"
+            interval = f" {self.interval_text}" if self.interval_text else ""
+            out += f" ({self.delta_text}{interval}){self.noise_mark}"
         if self.seeds_text is not None:
             out += f" ({self.seeds_text})"
         if self.over_budget:
@@ -118,6 +157,8 @@ class Table:
     warnings: list[str] = field(default_factory=list)
     name: str = "table"
     """File stem of the table spec this table comes from."""
+    problems: list[str] = field(default_factory=list)
+    """Runs left out of the numbers: `run_id name: reason` (a footnote of every format)."""
 
     @property
     def width(self) -> int:

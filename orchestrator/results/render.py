@@ -42,15 +42,26 @@ def render_file(path: Path, tables: list[Table], context: dict[str, Any] | None 
     return env.get_template(path.name).render(tables=tables, **(context or {}))
 
 
+RAW_FIELDS = ("mean", "std", "n", "delta", "low", "high", "p", "p_adjusted")
+"""Numbers the CSV carries beside each column's text, unrounded (for plots and further tests)."""
+
+
 def to_csv(tables: list[Table]) -> str:
-    """All tables as one CSV: table title, row group, row, then one column per table column (plain text)."""
+    """All tables as one CSV: table title, row group, row, then per table column its text and its raw
+    numbers (`<column> mean`, `... std`, `... n`, `... delta`, `... low`, `... high`, `... p`, `... p_adjusted`)."""
     import pandas as pd
 
     records = []
     for table in tables:
         for row in table.rows:
-            record = {"table": table.title, "group": row.group or "", table.row_header or "row": row.label}
-            record.update({column: cell.text for column, cell in zip(table.flat_columns, row.cells, strict=True)})
+            record: dict[str, Any] = {
+                "table": table.title,
+                "group": row.group or "",
+                table.row_header or "row": row.label,
+            }
+            for column, cell in zip(table.flat_columns, row.cells, strict=True):
+                record[column] = cell.text
+                record.update({f"{column} {name}": getattr(cell, name) for name in RAW_FIELDS})
             records.append(record)
     return str(pd.DataFrame(records).to_csv(index=False))
 
@@ -74,6 +85,8 @@ _LATEX_SPECIAL = {
     "≤": r"$\leq$",
     "≥": r"$\geq$",
     "†": r"\textsuperscript{\dag}",
+    "°": r"\textsuperscript{$\circ$}",
+    "√": r"$\surd$",
     "–": "--",
     "—": "---",
     "'": "'",

@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.results.aggregate import baseline_key, cell_stats, complexity_cells, difference, mark_best
+from orchestrator.results import reader
+from orchestrator.results.aggregate import CellData, cell_data, complexity_cells, mark_best, score_cells
 from orchestrator.results.join import COMPLEXITY, joined_frame, plan_frame
 from orchestrator.results.labels import (
     FIXED_DIMS,
@@ -31,9 +32,11 @@ from orchestrator.results.labels import (
     metric_label,
 )
 from orchestrator.results.layout import Layout, check_pooled, ordered_groups, ranks_of, resolve_layout
+from orchestrator.results.legend import broken_runs, legend, noise_notes
 from orchestrator.results.model import BUDGET_MARK, Cell, HeaderSpan, Row, Table
 from orchestrator.results.provenance import compute_hours, provenance_notes, provenance_warnings
 from orchestrator.results.render import environment, latex_escape, markdown_escape, render, render_file, slug, to_csv
+from orchestrator.results.stats import Comparison
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 
@@ -89,33 +92,51 @@ def build_tables(
     joined: pd.DataFrame, spec: SweepSpec, table: TableSpec, where: str = "tables", now: float | None = None
 ) -> list[Table]:
     """The tables of one TableSpec (one per split value) from `joined_frame`."""
-    import pandas as pd
-
     layout = resolve_layout(table, spec, where)
     metrics = table.metrics
     missing = [m for m in metrics if metric_column(m) not in joined.columns]
-    long_parts = []
-    for metric in metrics:
-        part = joined.copy()
-        part["metric"] = metric_label(metric, table.scale, table.metric_labels)
-        column = metric_column(metric)
-        values = part[column].astype(float).where(part["done"]) if metric not in missing else float("nan")
-        part["value"] = values * table.scale
-        long_parts.append(part)
-    long = pd.concat(long_parts, ignore_index=True)
+    long = _long_frame(joined, table, missing)
     ranks = ranks_of(long, spec, [metric_label(m, table.scale, table.metric_labels) for m in metrics])
     check_pooled(long, layout, where)
     out = []
     for split_key, part in ordered_groups(long, layout.split, ranks):
         title = _title(table, metrics, layout, split_key)
-        built = _one_table(part, spec, table, layout, ranks, title)
-        built.notes.extend(_legend(spec, table, layout, metrics))
+        built, comparisons, data = _one_table(part, spec, table, layout, ranks, title)
+        built.notes.extend(legend(spec, table, layout, metrics))
+        counts = [len(cell.values) for cell in data.values()]
+        spreads = [(cell.std, len(cell.values)) for cell in data.values() if cell.std is not None]
+        built.notes.extend(noise_notes(counts, comparisons, table, spreads))
         if missing:
             built.warnings.append(f"no run reports {', '.join(metric_column(m) for m in missing)}")
-        built.notes.extend(provenance_notes(part[part["metric"] == part["metric"].iloc[0]], now))
-        built.warnings.extend(provenance_warnings(part[part["metric"] == part["metric"].iloc[0]]))
+        first_metric = part[part["metric"] == part["metric"].iloc[0]]
+        built.notes.extend(provenance_notes(first_metric, now))
+        built.warnings.extend(provenance_warnings(first_metric))
+        built.problems = broken_runs(part)
         out.append(built)
     return out
+
+
+def _long_frame(joined: pd.DataFrame, table: TableSpec, missing: list[str]) -> pd.DataFrame:
+    """One row per (run, metric) with its `value` (finished runs only, scaled) and `broken` flag.
+
+    Broken: the run's files could not be read (state broken or unknown), or it completed without a
+    usable value of the metric (missing, null, non-finite, out of range: the reader dropped it).
+    """
+    import pandas as pd
+
+    bad_state = joined["state"].isin([reader.BROKEN, reader.UNKNOWN])
+    parts = []
+    for metric in table.metrics:
+        part = joined.copy()
+        part["metric"] = metric_label(metric, table.scale, table.metric_labels)
+        column = metric_column(metric)
+        present = metric not in missing
+        raw = pd.to_numeric(part[column], errors="coerce") if present else pd.Series(float("nan"), index=part.index)
+        part["value"] = raw.where(part["done"]) * table.scale
+        part["broken"] = bad_state | (part["done"] & raw.isna() & present)
+        part["broken_column"] = column
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _title(table: TableSpec, metrics: list[str], layout: Layout, split_key: tuple[str, ...]) -> str:
@@ -136,22 +157,15 @@ def _one_table(
     layout: Layout,
     ranks: dict[str, dict[str, int]],
     title: str,
-) -> Table:
+) -> tuple[Table, list[Comparison], dict[tuple[str, ...], CellData]]:
     group_dims = [layout.group] if layout.group else []
     row_dims = [*group_dims, *layout.rows]
     col_keys = [key for key, _ in ordered_groups(part, layout.columns, ranks)]
     row_keys = [key for key, _ in ordered_groups(part, row_dims, ranks)]
-    stats = cell_stats(part, [*row_dims, *layout.columns])
+    data = cell_data(part, [*row_dims, *layout.columns])
     baseline = next(iter(spec.ablations))
-    cells: dict[tuple[tuple[str, ...], tuple[str, ...]], Cell] = {}
-    for rk in row_keys:
-        for ck in col_keys:
-            mean, std, n, n_expected = stats.get((*rk, *ck), (None, None, 0, 0))
-            base = baseline_key(rk, ck, row_dims, layout.columns, baseline)
-            base_mean = stats.get((*base[0], *base[1]), (None,))[0] if base is not None else None
-            delta = difference(mean, base_mean, False) if table.delta and base is not None else None
-            cells[(rk, ck)] = Cell(mean, std, n, n_expected, delta, False, False, table.decimals)
-    mark_best(cells, row_keys, col_keys, len(group_dims), table)
+    cells, comparisons = score_cells(data, row_keys, col_keys, row_dims, layout.columns, table, baseline)
+    mark_best(cells, data, row_keys, col_keys, len(group_dims), table)
     complexity = complexity_cells(part, row_keys, row_dims, layout, ranks, spec) if table.complexity else None
     built = Table(
         title=title,
@@ -175,7 +189,7 @@ def _one_table(
         previous_group = group
     if complexity is not None:
         built.notes.extend(complexity[1])
-    return built
+    return built, comparisons, data
 
 
 def _header_groups(
@@ -192,23 +206,3 @@ def _header_groups(
     if with_complexity:
         groups.append(("", len(COMPLEXITY)))
     return groups
-
-
-def _legend(spec: SweepSpec, table: TableSpec, layout: Layout, metrics: list[str]) -> list[str]:
-    """What the numbers are."""
-    baseline = next(iter(spec.ablations))
-    what = ", ".join(metric_label(m, table.scale, table.metric_labels) for m in metrics)
-    delta = f", (Δ) against '{baseline}'" if table.delta else ""
-    best = {"max": "; highest in bold", "min": "; lowest in bold", "none": ""}[table.best]
-    if layout.group:
-        best += f" per {dim_title(layout.group).lower()}" if best else ""
-    notes = [
-        f"Cells: {what} as mean ± std over seeds{delta}; (n/N seeds) where runs are missing; "
-        f"'-' where none finished{best}."
-    ]
-    if table.complexity:
-        notes.append(
-            "GFLOPs: 2 x multiply-adds at batch 1 and the run's input size (torch.utils.flop_counter); "
-            "params: exact count of the model trained; (Δ%) relative to the baseline row."
-        )
-    return notes
