@@ -32,8 +32,10 @@ def test_report_sections_and_local_images(report: Path) -> None:
     assert '97.25 ± 0.35</span> <span class="delta">(+1.25 [-0.92, +3.42])</span><sup class="noise"' in html
     assert '<span class="seeds">(2/3 seeds)</span>' in html
     images = re.findall(r'<img src="([^"]+)"', html)
-    # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution.
-    assert len(images) == 7
+    # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution;
+    # and (issue 13) the ablation figure of the backbone/dataset pair.
+    assert len(images) == 8
+    assert "dots are seeds, diamonds the mean with its 95% t-interval" in html
     for src in images:
         assert not src.startswith(("http:", "https:", "//")), src
         path = report.parent / src

@@ -193,7 +193,8 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     row.update({f"axis.{k}": v for k, v in (axes.items() if isinstance(axes, dict) else [])})
     status, status_problem = read_status(path)
     problems += [status_problem] if status_problem else []
-    row.update(state=status.get("state", State.MISSING.value))
+    state = UNKNOWN if status_problem else status.get("state", State.MISSING.value)
+    row.update(state=BROKEN if config_problem else state)
     row.update(started_at=_number(status.get("started_at")), finished_at=_number(status.get("finished_at")))
     metrics, metrics_problem = read_object(path / rundir.METRICS)
     problems += [metrics_problem] if metrics_problem else []

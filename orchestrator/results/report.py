@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import reader
-from orchestrator.results.labels import axis_dims, axis_short
+from orchestrator.results import figures, reader
+from orchestrator.results.labels import axis_dims, axis_short, key_text, metric_column, metric_label
 from orchestrator.results.model import Table
 from orchestrator.results.render import environment, slug
 from orchestrator.sweep.spec import SweepSpec, TableSpec
@@ -30,11 +30,6 @@ if TYPE_CHECKING:
 REPORT_DIR = "report"
 INDEX = "index.html"
 IMG_DIR = "img"
-# Axis-tick labels stop being readable beyond these class counts.
-MAX_TICK_LABELS = 40
-MAX_ANNOTATED = 15
-MAX_BARS = 50
-DPI = 90
 
 
 @dataclass
@@ -52,8 +47,12 @@ class CellReport:
     anchor: str
     title: str
     runs: list[dict[str, Any]]
-    """{'name', 'state', 'seed', 'run_id'} of every planned run of the cell."""
+    """{'name', 'state', 'seed', 'run_id'} of the cell's first MAX_RUNS_LISTED planned runs."""
     figures: list[Plot] = field(default_factory=list)
+    n_runs: int = 0
+    """Planned runs of the cell (more than `runs` lists when capped)."""
+    note: str | None = None
+    """Why the cell has no figures although it has finished runs (the cap)."""
 
 
 @dataclass
@@ -66,19 +65,39 @@ class DatasetReport:
     figures: list[Plot] = field(default_factory=list)
 
 
+MAX_CELLS_WITH_FIGURES = 60
+"""Cells that get figures; the others are listed (the tables hold every cell)."""
+MAX_RUNS_PER_FIGURE = 50
+"""Runs read per cell figure (curves, confusion, per-class): the first ones in plan order."""
+MAX_RUNS_LISTED = 50
+"""Runs listed in a cell's section."""
+MAX_ABLATION_FIGURES = 24
+
+
 def write_report(
     spec: SweepSpec,
     root: Path,
     joined: pd.DataFrame,
     built: list[tuple[TableSpec, list[Table]]],
     context: dict[str, Any],
+    problems: list[str] | None = None,
 ) -> Path:
     """Write `<root>/report/index.html` and its images; returns the index path."""
     out = root / REPORT_DIR
     img = out / IMG_DIR
     img.mkdir(parents=True, exist_ok=True)
     written: set[str] = set()
-    cells = [_cell_report(spec, key, part, img, written) for key, part in _cells(joined, spec)]
+    groups = _cells(joined, spec)
+    cells = [
+        _cell_report(spec, key, part, img, written, with_figures=index < MAX_CELLS_WITH_FIGURES)
+        for index, (key, part) in enumerate(groups)
+    ]
+    notes = []
+    if len(groups) > MAX_CELLS_WITH_FIGURES:
+        notes.append(
+            f"Figures for the first {MAX_CELLS_WITH_FIGURES} of {len(groups)} cells; the tables hold every cell."
+        )
+    ablations = _ablation_plots(spec, joined, img, written, notes)
     datasets = [_dataset_report(name, part, img, written) for name, part in _by_dataset(joined)]
     for stale in img.glob("*.png"):
         if stale.name not in written:
@@ -92,6 +111,9 @@ def write_report(
             tables=[t for _, group in built for t in group],
             cells=cells,
             datasets=datasets,
+            ablations=ablations,
+            notes=notes,
+            problems=problems or [],
             counts=counts,
             n_runs=len(joined),
             generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -101,6 +123,43 @@ def write_report(
     path = out / INDEX
     rundir.write_text(path, html)
     return path
+
+
+def _ablation_plots(
+    spec: SweepSpec, joined: pd.DataFrame, img: Path, written: set[str], notes: list[str]
+) -> list[Plot]:
+    """One ablation figure per (backbone, dataset) for the first table's first metric: seeds as dots,
+    each row's mean with its interval, the baseline's mean as a line."""
+    import pandas as pd
+
+    table = spec.tables[0]
+    metric = table.metrics[0]
+    column = metric_column(metric)
+    if column not in joined.columns:
+        return []
+    label = metric_label(metric, table.scale, table.metric_labels)
+    values = pd.to_numeric(joined[column], errors="coerce").where(joined["done"]) * table.scale
+    frame = joined.assign(_value=values).sort_values("order", kind="stable")
+    keys = ["ablation", *axis_dims(spec)]
+    plots: list[Plot] = []
+    for (backbone, dataset), part in frame.groupby(["backbone", "dataset"], sort=False):
+        if len(plots) == MAX_ABLATION_FIGURES:
+            notes.append(f"Ablation figures for the first {MAX_ABLATION_FIGURES} backbone/dataset pairs.")
+            break
+        rows = [
+            (
+                key_text(keys, [str(v) for v in (key if isinstance(key, tuple) else (key,))]),
+                sub["_value"].dropna().tolist(),
+            )
+            for key, sub in part.groupby(keys, sort=False)
+        ]
+        name = f"ablation-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
+        caption = (
+            f"{backbone} / {dataset}: {label} per row; dots are seeds, diamonds the mean with its 95% "
+            "t-interval, the dashed line the baseline's mean"
+        )
+        plots.append(_save(figures.ablation_figure(rows, label), img, name, written, caption))
+    return plots
 
 
 def _cells(joined: pd.DataFrame, spec: SweepSpec) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
@@ -127,7 +186,9 @@ def _run_dirs(part: pd.DataFrame, states: tuple[str, ...] = ("completed",)) -> l
     return [(str(seed), Path(str(path))) for seed, path in zip(rows["seed"], rows["path"], strict=True)]
 
 
-def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img: Path, written: set[str]) -> CellReport:
+def _cell_report(
+    spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img: Path, written: set[str], with_figures: bool = True
+) -> CellReport:
     axes = axis_dims(spec)
     backbone, dataset, ablation, *axis_values = key
     extras = ", ".join(f"{axis_short(a)}={v}" for a, v in zip(axes, axis_values, strict=True))
@@ -141,33 +202,41 @@ def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img:
             "seed": str(row["seed"]),
             "run_id": str(row["run_id"]),
         }
-        for _, row in part.iterrows()
+        for _, row in part.head(MAX_RUNS_LISTED).iterrows()
     ]
-    cell = CellReport(anchor=f"cell-{slug(stem)}", title=title, runs=runs)
+    cell = CellReport(anchor=f"cell-{slug(stem)}", title=title, runs=runs, n_runs=len(part))
+    if not with_figures:
+        cell.note = f"No figures: past the first {MAX_CELLS_WITH_FIGURES} cells."
+        return cell
+    _cell_figures(cell, part, stem, img, written)
+    return cell
+
+
+def _cell_figures(cell: CellReport, part: pd.DataFrame, stem: str, img: Path, written: set[str]) -> None:
+    """Curves (mean and band over seeds), confusion matrix and per-class F1 of a cell's first runs."""
     # Curves of running runs too: a half-trained run's history is worth seeing.
-    history = reader.histories(_run_dirs(part, ("completed", "running", "failed")))
+    history = reader.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE])
     if not history.empty:
         caption = (
             f"Training curves of {history['seed'].nunique()} run(s), mean over seeds with the min-max band: "
             "loss (train solid, validation dashed) and validation metrics"
         )
-        cell.figures.append(_save(_curves_figure(history), img, f"{stem}-curves.png", written, caption))
-    finished = _run_dirs(part)
+        cell.figures.append(_save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption))
+    finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
     for name, matrix in reader.confusions(finished):
         label = (
             name.replace("confusion_matrix", "").replace(reader.CONFUSION, "").strip("_").replace("_", " ") or "test"
         )
-        figure = _confusion_figure(matrix, len(finished))
+        figure = figures.confusion_figure(matrix, len(finished))
         caption = f"Confusion matrix ({label}), summed over {len(finished)} run(s), rows normalised"
         cell.figures.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
     for name, scores in reader.per_class_f1(finished):
         level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
         kind = "label" if "label" in name else "class"
         caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {len(finished)} run(s)"
-        if len(scores) > MAX_BARS:
-            caption += f"; the {MAX_BARS // 2} lowest and highest of {len(scores)}"
-        cell.figures.append(_save(_bars_figure(scores), img, f"{stem}-{slug(name)}-f1.png", written, caption))
-    return cell
+        if len(scores) > figures.MAX_BARS:
+            caption += f"; the {figures.MAX_BARS // 2} lowest and highest of {len(scores)}"
+        cell.figures.append(_save(figures.bars_figure(scores), img, f"{stem}-{slug(name)}-f1.png", written, caption))
 
 
 def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str]) -> DatasetReport:
@@ -183,7 +252,7 @@ def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str])
         report.facts.append(
             ("images per class: min / median / max", f"{counts.min()} / {counts.median():g} / {counts.max()}")
         )
-        figure = _distribution_figure(counts)
+        figure = figures.distribution_figure(counts)
         caption = "Test-split class distribution (count and share of images)"
         report.figures.append(_save(figure, img, f"dataset-{slug(name)}-classes.png", written, caption))
     return report
@@ -194,130 +263,12 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-# ---------------------------------------------------------------------------- figures
-
-
-def _figure(width_in: float, height_in: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
-
-
 def _save(figure: Figure, img: Path, name: str, written: set[str], caption: str) -> Plot:
     import io
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=figures.DPI)
     with rundir.atomic_open(img / name) as handle:
         handle.write(buffer.getvalue())
     written.add(name)
     return Plot(f"{IMG_DIR}/{name}", caption)
-
-
-def _curves_figure(history: pd.DataFrame) -> Figure:
-    """Loss (train solid, val dashed) and validation metrics per epoch: mean over seeds, band min to max.
-
-    One line per metric whatever the number of seeds, so a cell of 2,500 seeds draws as fast as one of 3.
-    """
-    figure = _figure(10, 3.4)
-    loss_ax, metric_ax = figure.subplots(1, 2)
-    numeric = history.drop(columns=["seed"]).apply(_numeric)
-    by_epoch = numeric.groupby("epoch")
-    mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
-    metric_names = [c for c in mean.columns if c.startswith("val_") and c != "val_loss"]
-    styles = ["-", "--", ":", "-."]
-    lines = [(loss_ax, c, s, "C0" if c == "train_loss" else "C1") for c, s in (("train_loss", "-"), ("val_loss", "--"))]
-    lines += [(metric_ax, c, styles[i % len(styles)], f"C{(i + 2) % 10}") for i, c in enumerate(metric_names)]
-    for ax, column, style, color in lines:
-        if column not in mean.columns or not mean[column].notna().any():
-            continue
-        ax.plot(mean.index, mean[column], style, color=color, marker=".", label=column)
-        ax.fill_between(mean.index, low[column], high[column], color=color, alpha=0.2, linewidth=0)
-    loss_ax.set(title="loss", xlabel="epoch")
-    metric_ax.set(title="validation metrics", xlabel="epoch")
-    for ax in (loss_ax, metric_ax):
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=7)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    return figure
-
-
-def _numeric(column: pd.Series) -> pd.Series:
-    """A history column as numbers (text and blanks become NaN)."""
-    import pandas as pd
-
-    return pd.to_numeric(column, errors="coerce")
-
-
-def _confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
-    """Row-normalised heatmap (recall on the diagonal); counts written in small matrices."""
-    n_rows, n_cols = matrix.shape
-    side = min(9.0, max(3.5, 0.32 * max(n_rows, n_cols) + 1.5))
-    figure = _figure(side + 1.0, side)
-    ax = figure.subplots()
-    totals = matrix.sum(axis=1).replace(0, 1)
-    shares = matrix.div(totals, axis=0)
-    image = ax.imshow(shares.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
-    figure.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
-    if max(n_rows, n_cols) <= MAX_TICK_LABELS:
-        ax.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=90, fontsize=7)
-        ax.set_yticks(range(n_rows), [str(i) for i in matrix.index], fontsize=7)
-    if max(n_rows, n_cols) <= MAX_ANNOTATED:
-        values = matrix.to_numpy()
-        shares_np = shares.to_numpy(dtype=float)
-        for i in range(n_rows):
-            for j in range(n_cols):
-                color = "white" if shares_np[i, j] > 0.6 else "black"
-                ax.text(j, i, f"{values[i, j]:g}", ha="center", va="center", fontsize=7, color=color)
-    outcomes = [str(c) for c in matrix.columns] == ["tn", "fp", "fn", "tp"]
-    if outcomes:  # multilabel: one row per label, its test images by outcome
-        ax.set(xlabel="outcome", ylabel="label")
-        image.colorbar.set_label("share of the test images")  # type: ignore[union-attr]
-    else:
-        ax.set(xlabel="predicted", ylabel="true")
-    return figure
-
-
-def _bars_figure(scores: pd.Series) -> Figure:
-    """Horizontal F1 bars, worst at the top; only the extremes when there are many classes."""
-    import pandas as pd
-
-    ordered = scores.sort_values()
-    if len(ordered) > MAX_BARS:
-        ordered = pd.concat([ordered.head(MAX_BARS // 2), ordered.tail(MAX_BARS // 2)])
-    height = max(2.0, 0.22 * len(ordered) + 0.8)
-    figure = _figure(5.5, height)
-    ax = figure.subplots()
-    labels = [str(i) for i in ordered.index]
-    ax.barh(range(len(ordered)), ordered.to_numpy(dtype=float), color="C0")
-    ax.set_yticks(range(len(ordered)), labels, fontsize=7)
-    ax.invert_yaxis()
-    ax.set(xlim=(0, 1), xlabel="F1")
-    ax.grid(axis="x", alpha=0.3)
-    return figure
-
-
-def _distribution_figure(counts: pd.Series) -> Figure:
-    """Images per class, sorted, with each class's share of the split."""
-    ordered = counts.sort_values(ascending=False)
-    if len(ordered) > MAX_BARS:
-        ordered = ordered.head(MAX_BARS)
-    figure = _figure(max(5.0, 0.25 * len(ordered) + 1.5), 3.2)
-    ax = figure.subplots()
-    ax.bar(range(len(ordered)), ordered.to_numpy(dtype=float), color="C2")
-    ticks = [str(i) for i in ordered.index] if len(ordered) <= MAX_TICK_LABELS else []
-    if ticks:
-        ax.set_xticks(range(len(ordered)), ticks, rotation=90, fontsize=7)
-    ax.set(ylabel="images")
-    total = float(counts.sum()) or 1.0
-
-    def to_share(x: Any) -> Any:
-        return x / total * 100.0
-
-    def from_share(x: Any) -> Any:
-        return x * total / 100.0
-
-    share = ax.secondary_yaxis("right", functions=(to_share, from_share))
-    share.set_ylabel("% of split")
-    return figure
