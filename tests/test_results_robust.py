@@ -142,7 +142,7 @@ def test_truncated_sweep_yaml_is_an_error_not_a_default_sweep(sweep: tuple[Sweep
     with pytest.raises(SpecError, match=r"sweep.yaml: truncated \(.* holds more of it\)"):
         collect.resolve_target(spec.output_path, [])
     path.write_text(text[: len(text) // 2])
-    with pytest.raises(SpecError, match="sweep.yaml: (truncated|unreadable)"):
+    with pytest.raises(SpecError, match=r"sweep.yaml: (truncated|unreadable)"):
         collect.resolve_target(spec.output_path, [])
 
 
