@@ -156,3 +156,19 @@ def test_empty_history_and_broken_runs_in_the_report(sweep: tuple[SweepSpec, lis
     assert written.report_path is not None
     html = written.report_path.read_text()
     assert 'id="problems"' in html and f"{victim.run_id} {victim.name}: metrics.json: truncated" in html
+
+
+def test_second_collect_reads_only_changed_run_folders(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
+    spec, runs = sweep
+    root, index = spec.output_path, spec.output_path / collect.INDEX_FILE
+    first = reader.read_sweep(root, runs, index)
+    assert first.read_runs == len(runs) and index.is_file()
+    assert reader.read_sweep(root, runs, index).read_runs == 0
+    changed = store.run_path(root, runs[0].run_id)
+    rundir.write_json(changed / rundir.METRICS, {"test": {"top1": 0.5, "macro_f1": 0.4}})
+    again = reader.read_sweep(root, runs, index)
+    assert again.read_runs == 1
+    assert again.frame.set_index("run_id").loc[runs[0].run_id, "test.top1"] == 0.5
+    assert again.frame.equals(reader.read_sweep(root, runs).frame), "cached rows equal rows read afresh"
+    index.write_text("{not json")
+    assert reader.read_sweep(root, runs, index).read_runs == len(runs), "a broken index is rebuilt"
