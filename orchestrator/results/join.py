@@ -15,8 +15,9 @@ if TYPE_CHECKING:
 COMPLEXITY = (("complexity.gflops", "GFLOPs", 2), ("complexity.params_m", "Params (M)", 3))
 
 
-def plan_frame(planned: list[RunSpec], spec: SweepSpec) -> pd.DataFrame:
-    """One row per planned run: its dimension values as display strings, in plan order."""
+def plan_frame(planned: list[RunSpec], spec: SweepSpec, with_ckey: bool = True) -> pd.DataFrame:
+    """One row per planned run: its dimension values as display strings, in plan order. `ckey` (the
+    complexity profile's key, a config dump per run) only `with_ckey`: None otherwise."""
     import pandas as pd
 
     from orchestrator.sweep.complexity import complexity_key
@@ -32,7 +33,7 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec) -> pd.DataFrame:
             "ablation": run.ablation,
             "seed": display(run.seed),
             "name": run.name,
-            "ckey": complexity_key(run.config),
+            "ckey": complexity_key(run.config) if with_ckey else None,
         }
         record.update({axis: display(run.axes.get(axis)) for axis in axes})
         records.append(record)
@@ -46,7 +47,8 @@ def joined_frame(
     """Planned runs joined with their collected columns (state, path, metrics). Metrics count only
     for completed runs (`done`); complexity of runs not done comes from `profile` (ckey ->
     complexity.gflops, complexity.params_m), marked in `complexity.source`."""
-    plan = plan_frame(planned, spec)
+    with_profile = profile is not None and not profile.empty
+    plan = plan_frame(planned, spec, with_ckey=with_profile)
     keep = [c for c in frame.columns if c not in plan.columns or c == "run_id"]
     joined = plan.merge(frame[keep], on="run_id", how="left")
     joined["state"] = joined["state"].fillna("missing") if "state" in joined.columns else "missing"
@@ -56,7 +58,8 @@ def joined_frame(
             joined[column] = float("nan")
         joined[column] = joined[column].astype(float).where(joined["done"])
     joined["complexity.source"] = joined[COMPLEXITY[0][0]].notna().map({True: "run", False: None})
-    if profile is not None and not profile.empty:
+    if with_profile:
+        assert profile is not None
         lookup = profile.drop_duplicates("ckey").set_index("ckey")
         for column, _, _ in COMPLEXITY:
             if column in lookup.columns:

@@ -259,12 +259,12 @@ def _pretrained(run: RunSpec) -> str | None:
     return None if path is None else str(path)
 
 
-def signature(path: Path) -> list[Any]:
+def signature(path: str) -> list[Any]:
     """What a cached row of this run folder depends on: (mtime ns, size) of its three files."""
     out: list[Any] = []
     for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS):
         try:
-            stat = os.stat(path / name)
+            stat = os.stat(os.path.join(path, name))
         except OSError:
             out.append(None)
             continue
@@ -289,7 +289,7 @@ def _json_object(path: Path) -> dict[str, Any] | None:
     return read_object(path)[0]
 
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 
 @dataclass
@@ -302,39 +302,52 @@ class Collected:
     """Run folders read from their files this time (the others came from the index)."""
 
 
+@dataclass
+class _Index:
+    """Cached rows, columnar: `columns` names the values of every entry's row (the JSON stays small
+    and parses fast). entries: folder name -> [signature, row values, problems]."""
+
+    columns: list[str]
+    entries: dict[str, list[Any]]
+
+
 def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = None) -> Collected:
     """Every folder under `root/runs` (planned or not) plus planned runs never started; never raises.
 
     With `index_path`, rows are cached there per run folder and re-read only when a file of the
     folder changed (size or modification time), so a second `collect` reads only what changed.
     """
-    import pandas as pd
-
     by_id = {run.run_id: run for run in planned}
-    cached = _load_index(index_path) if index_path is not None else {}
+    index = _load_index(index_path) if index_path is not None else _Index([], {})
+    runs_dir = str(root / "runs")
+    names = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
+    columns = list(index.columns)
+    known = set(columns)
+    entries: dict[str, list[Any]] = {}
     fresh: dict[str, dict[str, Any]] = {}
-    rows: list[dict[str, Any]] = []
-    problems: list[Problem] = []
-    runs_dir = root / "runs"
-    names = sorted(os.listdir(runs_dir)) if runs_dir.is_dir() else []
     for name in names:
-        if name.startswith("."):
-            continue  # atomic-write temporaries and editor files
-        path = runs_dir / name
-        entry = _entry(path, by_id.get(name), cached.get(name))
-        fresh[name] = entry
-        row = {**entry["row"], "in_plan": name in by_id, "path": str(path)}
-        row["problem"] = "; ".join(entry["problems"]) or None
-        rows.append(row)
-        problems += [Problem(name, str(row.get("name") or "?"), reason) for reason in entry["problems"]]
-    for run in planned:
-        if run.run_id not in fresh:
-            path = store.run_path(root, run.run_id)
-            rows.append({**run.metadata(), "state": "missing", "in_plan": True, "path": str(path)})
-    read_runs = sum(1 for entry in fresh.values() if entry.get("read"))
-    if index_path is not None and (read_runs or len(fresh) != len(cached)):
-        _save_index(index_path, fresh)
-    return Collected(_frame(pd.DataFrame(rows)), problems, read_runs)
+        path = os.path.join(runs_dir, name)
+        sig = [name in by_id, signature(path)]
+        cached = index.entries.get(name)
+        if cached is not None and cached[0] == sig:
+            entries[name] = cached
+            continue
+        row, found = read_run(Path(path), by_id.get(name))
+        fresh[name] = row
+        entries[name] = [sig, None, found]
+        columns += [key for key in row if key not in known]
+        known.update(row)
+    for name, row in fresh.items():
+        entries[name][1] = [row.get(c) for c in columns]
+    if index_path is not None and (fresh or len(entries) != len(index.entries)):
+        _save_index(index_path, _Index(columns, entries))
+    frame = _frame(root, planned, columns, entries, by_id)
+    problems = [
+        Problem(name, str(frame.at[name, "name"]) if isinstance(frame.at[name, "name"], str) else "?", reason)
+        for name, entry in entries.items()
+        for reason in entry[2]
+    ]
+    return Collected(frame.reset_index(drop=True), problems, len(fresh))
 
 
 def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
@@ -342,38 +355,54 @@ def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
     return read_sweep(root, planned).frame
 
 
-def _entry(path: Path, run: RunSpec | None, cached: dict[str, Any] | None) -> dict[str, Any]:
-    """A run folder's cached row when its files did not change, else the row read again."""
-    sig = [run is not None, signature(path)]
-    if cached is not None and cached.get("sig") == sig:
-        return cached
-    row, problems = read_run(path, run)
-    return {"sig": sig, "row": row, "problems": problems, "read": True}
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
 
 
-def _frame(frame: pd.DataFrame) -> pd.DataFrame:
+def _frame(
+    root: Path, planned: list[RunSpec], columns: list[str], entries: dict[str, list[Any]], by_id: dict[str, RunSpec]
+) -> pd.DataFrame:
+    """Rows of the folders (values padded to `columns`), then planned runs never started; indexed by run id."""
     import pandas as pd
 
+    width = len(columns)
+    values = [entry[1] + [None] * (width - len(entry[1])) for entry in entries.values()]
+    frame = pd.DataFrame(values, columns=columns, index=list(entries))
+    frame["run_id"] = frame.index
+    frame["in_plan"] = [name in by_id for name in entries]
+    frame["path"] = [str(root / "runs" / name) for name in entries]
+    frame["problem"] = ["; ".join(entry[2]) or None for entry in entries.values()]
+    never = [run for run in planned if run.run_id not in entries]
+    if never:
+        rows = [{**run.metadata(), "state": "missing", "in_plan": True} for run in never]
+        extra = pd.DataFrame(rows, index=[run.run_id for run in never])
+        extra["path"] = [str(store.run_path(root, run.run_id)) for run in never]
+        frame = pd.concat([frame, extra]) if len(frame) else extra
     if frame.empty:
         return pd.DataFrame(columns=list(META_COLUMNS))
     first = [c for c in META_COLUMNS if c in frame.columns]
     return frame[first + [c for c in frame.columns if c not in first]]
 
 
-def _load_index(path: Path) -> dict[str, dict[str, Any]]:
-    """The cached rows of a sweep ({} when absent, stale or unreadable: everything is read again)."""
+def _load_index(path: Path) -> _Index:
+    """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read again)."""
     data, _ = read_object(path)
-    if not data or data.get("version") != INDEX_VERSION or not isinstance(data.get("runs"), dict):
-        return {}
-    runs: dict[str, dict[str, Any]] = data["runs"]
-    return runs
+    if not data or data.get("version") != INDEX_VERSION:
+        return _Index([], {})
+    columns, entries = data.get("columns"), data.get("entries")
+    if not isinstance(columns, list) or not isinstance(entries, dict):
+        return _Index([], {})
+    return _Index(columns, entries)
 
 
-def _save_index(path: Path, entries: dict[str, dict[str, Any]]) -> None:
-    runs = {name: {k: v for k, v in entry.items() if k != "read"} for name, entry in entries.items()}
+def _save_index(path: Path, index: _Index) -> None:
+    data = {"version": INDEX_VERSION, "columns": index.columns, "entries": index.entries}
     # A read-only results folder: collect still works, only slower next time.
     with contextlib.suppress(OSError):
-        rundir.write_text(path, json.dumps({"version": INDEX_VERSION, "runs": runs}))
+        rundir.write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def status_of(path: Path) -> dict[str, Any]:

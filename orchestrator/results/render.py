@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,19 @@ TEMPLATES = Path(__file__).parent / "templates"
 
 
 def environment(loader: jinja2.BaseLoader | None = None) -> jinja2.Environment:
-    """The Jinja environment of every table format: strict, filters for escaping only."""
+    """The Jinja environment of every table format: strict, filters for escaping only. The packaged
+    templates' environment is built once per process (it caches their compiled form)."""
+    return _packaged() if loader is None else _environment(loader)
+
+
+@functools.lru_cache(maxsize=1)
+def _packaged() -> jinja2.Environment:
+    return _environment(jinja2.FileSystemLoader(TEMPLATES))
+
+
+def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=loader or jinja2.FileSystemLoader(TEMPLATES),
+        loader=loader,
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "htm.j2"), default_for_string=False),
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,

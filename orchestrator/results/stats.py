@@ -14,6 +14,7 @@ scipy computes every number; this module only picks the method by the number of 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -199,17 +200,24 @@ def _mean_difference(a: Any, b: Any, axis: int = -1) -> Any:
 
 
 def _bootstrap(data: tuple[Any, ...], statistic: Any) -> tuple[float, float]:
-    """95% BCa bootstrap interval with a fixed seed (the same table on every collect)."""
+    """95% BCa bootstrap interval with a fixed seed (the same table on every collect); the percentile
+    interval where BCa is undefined (nearly constant data)."""
     import numpy as np
     from scipy import stats
 
-    result = stats.bootstrap(
-        data,
-        statistic,
-        confidence_level=CONFIDENCE,
-        n_resamples=BOOTSTRAP_RESAMPLES,
-        method="BCa",
-        rng=np.random.default_rng(0),
-        vectorized=True,
-    )
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    for method in ("BCa", "percentile"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BCa warns on degenerate data; the percentile interval follows
+            result = stats.bootstrap(
+                data,
+                statistic,
+                confidence_level=CONFIDENCE,
+                n_resamples=BOOTSTRAP_RESAMPLES,
+                method=method,
+                rng=np.random.default_rng(0),
+                vectorized=True,
+            )
+        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        if math.isfinite(low) and math.isfinite(high):
+            break
+    return low, high
