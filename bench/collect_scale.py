@@ -18,6 +18,7 @@ files with `json.load` alone (the floor any collect pays).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -111,6 +112,10 @@ def main(n: int) -> None:
         print(f"{len(runs)} run folders written in {time.perf_counter() - started:.0f} s (not timed below)")
         reference_s = json_reference(runs, root)
         print(f"{'reference: json.load of status + metrics':<42} {reference_s:7.2f} s")
+        started = time.perf_counter()
+        plan(load_spec(path))
+        plan_s = time.perf_counter() - started
+        print(f"{'of each below: load + plan (sweep/)':<42} {plan_s:7.2f} s  (load average {os.getloadavg()[0]:.1f})")
         index = root / collect.INDEX_FILE
         timed("collect --no-report (no index)", 5.0, reference_s, lambda: collect.write_tables(spec, root))
         index.unlink()

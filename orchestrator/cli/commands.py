@@ -93,7 +93,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     current = status.sweep_status(runs, root)
     if not args.watch:
         console.print(status_view(spec.name, current, args.all))
-        _print_problems(current.problems)
+        _print_problems(current.problems, "runs whose status is unreadable or unknown")
         return 0
     with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
@@ -152,11 +152,11 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return code
 
 
-def _print_problems(problems: list[Any]) -> None:
+def _print_problems(problems: list[Any], heading: str = "left out of the numbers") -> None:
     """The problems section: one line per broken run or value (run id, name, reason)."""
     if not problems:
         return
-    console.print(f"[yellow]problems ({len(problems)}), left out of the numbers:[/]")
+    console.print(f"[yellow]problems ({len(problems)}), {heading}:[/]")
     for problem in problems:
         console.print(f"  {problem}", markup=False, soft_wrap=True)
 
