@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats as sp
 from tables_fixture import fake_run
 
@@ -101,3 +103,30 @@ def test_half_a_point_with_std_one_over_three_seeds_is_within_noise(write_spec: 
     assert "Detecting a delta of 0.5 needs 34 seeds." in markdown
     csv = tables.render([table], "csv")
     assert ",0.5," in csv and "p_adjusted" in csv.splitlines()[0]
+
+
+finite = st.floats(min_value=-100, max_value=100, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(finite, finite), min_size=2, max_size=8), finite)
+def test_paired_comparison_properties(pairs: list[tuple[float, float]], shift: float) -> None:
+    values, baseline = [a for a, _ in pairs], [b for _, b in pairs]
+    got = stats.paired(values, baseline)
+    assert got.low is not None and got.high is not None and got.p is not None
+    assert got.low - 1e-9 <= got.delta <= got.high + 1e-9, "the interval holds the delta"
+    assert 0.0 <= got.p <= 1.0
+    moved = stats.paired([v + shift for v in values], [b + shift for b in baseline])
+    assert moved.delta == pytest.approx(got.delta, abs=1e-6), "a shift of both cells leaves the delta"
+    swapped = stats.paired(baseline, values)
+    assert swapped.p == pytest.approx(got.p, abs=1e-9), "the test is symmetric"
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(min_value=0, max_value=1)), max_size=12))
+def test_holm_properties(p_values: list[float | None]) -> None:
+    adjusted = stats.holm(p_values)
+    assert [a is None for a in adjusted] == [p is None for p in p_values]
+    pairs = sorted((p, a) for p, a in zip(p_values, adjusted, strict=True) if p is not None and a is not None)
+    for p, a in pairs:
+        assert p - 1e-12 <= a <= 1.0, "never below the raw p, never above 1"
+    assert [a for _, a in pairs] == sorted(a for _, a in pairs), "monotone in the raw p"

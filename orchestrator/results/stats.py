@@ -79,9 +79,12 @@ def paired(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
     if n < 2:
         return Comparison(delta, n, True)
     spread = float(diff.std(ddof=1))
+    if spread <= 1e-12 * max(1.0, abs(delta)):  # equal up to float rounding (e.g. 0.9 + 0.1 vs 1.0)
+        spread = 0.0
     if spread == 0.0:
-        # Every seed moved by the same amount: no spread to test against.
-        return Comparison(delta, n, True, delta, delta, 1.0 if delta == 0 else sign_flip_p(diff), 0.0)
+        # Every seed moved by the same amount: of the 2^n sign patterns only all-plus and all-minus
+        # reach |delta|, so the exact sign-flip p is 2 / 2^n (1 when nothing moved).
+        return Comparison(delta, n, True, delta, delta, 1.0 if delta == 0 else min(1.0, 2.0 * 0.5**n), 0.0)
     if n < BOOTSTRAP_MIN_SEEDS:
         low, high = stats.ttest_rel(a, b).confidence_interval(CONFIDENCE)
     else:
