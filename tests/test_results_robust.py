@@ -172,3 +172,26 @@ def test_second_collect_reads_only_changed_run_folders(sweep: tuple[SweepSpec, l
     assert again.frame.equals(reader.read_sweep(root, runs).frame), "cached rows equal rows read afresh"
     index.write_text("{not json")
     assert reader.read_sweep(root, runs, index).read_runs == len(runs), "a broken index is rebuilt"
+
+
+def test_metric_values_are_scores_and_complexity_keeps_its_descriptions() -> None:
+    flat = reader.flatten(
+        {
+            "test": {"top1": 0.9, "loss": 0.3, "macro_f1": 1.5, "top5": False},
+            "complexity": {"gflops": 1.2, "counter": "torch.utils.flop_counter.FlopCounterMode", "params_m": -1},
+            "provenance": {"device": "cpu"},
+        }
+    )
+    clean, problems = reader.clean_metrics(flat)
+    assert clean == {
+        "test.top1": 0.9,
+        "test.loss": 0.3,
+        "complexity.gflops": 1.2,
+        "complexity.counter": "torch.utils.flop_counter.FlopCounterMode",
+        "provenance.device": "cpu",
+    }
+    assert problems == [
+        "metrics.json: test.macro_f1 = 1.5 is outside [0, 1]",
+        "metrics.json: test.top5 = false is not a number",
+        "metrics.json: complexity.params_m = -1 is negative",
+    ]

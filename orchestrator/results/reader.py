@@ -8,6 +8,8 @@ Never imports the trainer.
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import math
 import os
@@ -210,8 +212,10 @@ def clean_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in flat.items():
-        if key.split(".", 1)[0] not in _CHECKED_SECTIONS:
-            clean[key] = value
+        section = key.split(".", 1)[0]
+        described = section == "complexity" and (isinstance(value, str | bool) or value is None)
+        if section not in _CHECKED_SECTIONS or described:
+            clean[key] = value  # complexity also says how it was counted (counter, convention): text
             continue
         reason = _bad_value(key, value)
         if reason is None:
@@ -290,6 +294,13 @@ def _json_object(path: Path) -> dict[str, Any] | None:
 
 
 INDEX_VERSION = 2
+
+
+@functools.lru_cache(maxsize=1)
+def _reader_version() -> str:
+    """The index's validity: its format and this module's source (rows read by other rules are stale)."""
+    source = Path(__file__).read_bytes()
+    return f"{INDEX_VERSION}-{hashlib.sha256(source).hexdigest()[:16]}"
 
 
 @dataclass
@@ -390,7 +401,7 @@ def _frame(
 def _load_index(path: Path) -> _Index:
     """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read again)."""
     data, _ = read_object(path)
-    if not data or data.get("version") != INDEX_VERSION:
+    if not data or data.get("version") != _reader_version():
         return _Index([], {})
     columns, entries = data.get("columns"), data.get("entries")
     if not isinstance(columns, list) or not isinstance(entries, dict):
@@ -399,7 +410,7 @@ def _load_index(path: Path) -> _Index:
 
 
 def _save_index(path: Path, index: _Index) -> None:
-    data = {"version": INDEX_VERSION, "columns": index.columns, "entries": index.entries}
+    data = {"version": _reader_version(), "columns": index.columns, "entries": index.entries}
     # A read-only results folder: collect still works, only slower next time.
     with contextlib.suppress(OSError):
         rundir.write_text(path, json.dumps(data, separators=(",", ":")))
