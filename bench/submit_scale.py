@@ -17,7 +17,7 @@ from pathlib import Path
 import submitit
 from rich.console import Console
 
-from orchestrator.launch import local as launch
+from orchestrator import launch
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan

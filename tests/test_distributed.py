@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from test_slurm import PROFILE, all_in, wait_for
 
-from orchestrator.launch import local as launch
+from orchestrator import launch
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import launch
 from orchestrator.cli import main
-from orchestrator.launch import local as launch
 from orchestrator.results import reader
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan, smoke_plan

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator import launch
 from orchestrator.cli import main
-from orchestrator.launch import local as launch
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.status import sweep_status
 from orchestrator.sweep import store

@@ -31,7 +31,7 @@ def test_profile_under_spec(write_spec: Callable[..., Path], tmp_path: Path) -> 
     profile = tmp_path / "site.yaml"
     profile.write_text("partition: gpu\naccount: proj\ntimeout_min: 600\nsetup: [module load cuda]\n")
     spec = load_spec(write_spec(slurm={"timeout_min": 30, "gpus_per_node": 1}))
-    config = site.resolve_slurm(spec, str(profile))
+    config = site.resolve_slurm(spec.slurm, str(profile))
     assert (config.partition, config.account, config.setup) == ("gpu", "proj", ["module load cuda"])
     assert config.timeout_min == 30, "the spec's own value wins over the profile"
     params = slurm.executor_parameters(config, "orch-x")
@@ -43,9 +43,9 @@ def test_profile_unknown_key_and_missing(write_spec: Callable[..., Path], tmp_pa
     bad = tmp_path / "bad.yaml"
     bad.write_text("partitoin: gpu\n")
     with pytest.raises(SpecError, match=r"bad.yaml: partitoin: unknown key; valid keys: partition, account"):
-        site.resolve_slurm(spec, str(bad))
+        site.resolve_slurm(spec.slurm, str(bad))
     with pytest.raises(SpecError, match=r"no such cluster profile"):
-        site.resolve_slurm(spec, "no-such-site")
+        site.resolve_slurm(spec.slurm, "no-such-site")
 
 
 def test_dry_run_header_shows_throttle_and_resources(write_spec: Callable[..., Path], tmp_path: Path) -> None:

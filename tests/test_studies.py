@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from orchestrator.launch import local as launch
+from orchestrator import launch
 from orchestrator.results import collect
 from orchestrator.sweep import complexity as profile_cmd
 from orchestrator.sweep import yamlio

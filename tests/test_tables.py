@@ -406,7 +406,8 @@ def test_budget_marks_cells_over_it(table_1: tuple[SweepSpec, list[RunSpec]], wr
 
 
 def test_profile_fills_complexity_of_cells_not_run(write_raw: Callable[..., Path]) -> None:
-    spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]")
+    shaped = "modifiers.scra={model.head.hidden_dims: [16]}"  # a stand-in that changes the model, as SCRA does
+    spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]", shaped)
     fake_run(spec, runs[0], 0.9, gflops=1.0, params_m=2.0)
 
     def counter(cfg: object, shape: LabelShape | None) -> dict[str, float]:
@@ -414,7 +415,7 @@ def test_profile_fills_complexity_of_cells_not_run(write_raw: Callable[..., Path
         return {"gflops": 3.0, "params_m": 4.0}
 
     profiled = profile_cmd.profile_runs(runs, counter)
-    assert len(profiled) == 2, "augmentation and L2SP leave the model as it is; dropout + SCRA do not"
+    assert len(profiled) == 2, "augmentation, L2SP and dropout leave the model as it is; SCRA does not"
     frame = profile_cmd.to_frame(runs, profiled, spec)
     [table] = build(spec, runs, profile=frame)
     got = texts(table)
@@ -425,12 +426,16 @@ def test_profile_fills_complexity_of_cells_not_run(write_raw: Callable[..., Path
 def test_complexity_key_ignores_training_only_fields(write_raw: Callable[..., Path]) -> None:
     from orchestrator.sweep.plan import smoke_variant
 
-    _, runs = load(write_raw, SPEC_004, "grid.seed=[0,1]")
+    _, runs = load(write_raw, SPEC_004, "grid.seed=[0,1]", "modifiers.scra={model.head.hidden_dims: [16]}")
     keys = {(r.dataset, r.ablation): profile_cmd.complexity_key(r.config) for r in runs}
     assert profile_cmd.complexity_key(runs[0].config) == profile_cmd.complexity_key(runs[1].config)  # seeds
     assert profile_cmd.complexity_key(smoke_variant(runs[0].config)) == keys[(runs[0].dataset, runs[0].ablation)]
     assert keys[("CUB Birds", "Baseline")] == keys[("CUB Birds", "Baseline + Augmentation")], "augmentation"
+    assert keys[("CUB Birds", "Baseline")] == keys[("CUB Birds", "Baseline + Augmentation + L2SP")], "L2SP"
     assert keys[("CUB Birds", "Baseline")] != keys[("CUB Birds", "Baseline + Augmentation + Dropout + SCRA")]
+    [run] = [r for r in runs if r.ablation == "Baseline" and r.dataset == "CUB Birds" and r.seed == 0]
+    dropout = run.config.model_copy(update={"model": run.config.model.model_copy(update={"head_dropout": 0.5})})
+    assert profile_cmd.complexity_key(dropout) == keys[("CUB Birds", "Baseline")], "dropout adds no FLOPs or params"
 
 
 def test_write_tables_formats_and_custom_template(write_raw: Callable[..., Path], tmp_path: Path) -> None:

@@ -5,9 +5,13 @@ orchestrator that reads it. File names live here and nowhere else.
     <run_dir>/status.json     state, timestamps, error message, SLURM ids
     <run_dir>/metrics.json    final metrics + complexity + provenance (written once, at the end)
     <run_dir>/history.csv     one row per epoch
+    <run_dir>/split.json      how the data was split (counts, class counts, id hashes)
+    <run_dir>/*.csv           per-class / confusion tables of the test split, beside metrics.json
     <run_dir>/checkpoints/    last/ (accelerate.save_state) and best/ (model.safetensors)
     <run_dir>/deepspeed_config.json  the DeepSpeed config in effect (DeepSpeed runs only)
     <run_dir>/logs/           stdout/stderr of the job
+    <run_dir>/eval/<name>/    `orchestrate eval` outputs (metrics.json and tables)
+    <run_dir>/predictions/    `orchestrate predict` outputs (.tsv)
 
 No torch here: both sides import it. Every write is atomic (temp file in the same
 folder, fsync, rename), so a killed job never leaves a half-written file that a
@@ -33,6 +37,9 @@ HISTORY = "history.csv"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 DEEPSPEED_CONFIG = "deepspeed_config.json"
+SPLIT = "split.json"
+EVAL = "eval"
+PREDICTIONS = "predictions"
 
 
 class State(str, Enum):
@@ -51,6 +58,9 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the mode open() would (0666 less the umask), so a
+        # group's shared results folder stays readable by the group.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -59,6 +69,13 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it: set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: Path, text: str) -> None:

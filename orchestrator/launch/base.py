@@ -90,6 +90,8 @@ class Outcome:
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
     submitted: dict[str, str] = field(default_factory=dict)
     """run_id -> SLURM job id, for the slurm executor."""
+    held: int = 0
+    """Runs not submitted because the user's queue limits were reached (slurm executor)."""
 
 
 def train_job(record: RunRecord) -> TrainJob:

@@ -13,6 +13,7 @@ from orchestrator.results.labels import key_text_columns
 from orchestrator.results.layout import Layout, ordered_groups
 from orchestrator.results.model import BUDGET_MARK, Cell
 from orchestrator.results.stats import Comparison
+from orchestrator.sweep import complexity
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 
 if TYPE_CHECKING:
@@ -171,24 +172,30 @@ def complexity_cells(
             mean = values[rk][index]
             delta = difference(mean, base_values[index] if base_values else None, True)
             limit = limits[index]
-            over = limit is not None and delta is not None and delta > limit + 1e-9
+            over = complexity.exceeds(delta, limit)
             columns[index].append(Cell(mean, None, int(mean is not None), 1, delta, True, False, decimals, over))
     fixed = [enough_decimals(column) for column in columns]
     out = {rk: [column[i] for column in fixed] for i, rk in enumerate(row_keys)}
+    over = any(c.over_budget for column in fixed for c in column)
+    return out, _complexity_notes(sorted(shown_from) if differs else [], limits if over else None)
+
+
+def _complexity_notes(shown_from: list[str], limits: tuple[float | None, float | None] | None) -> list[str]:
+    """Which column's model the complexity comes from (when heads differ), and the budget mark."""
     notes = []
-    if differs and shown_from:
+    if shown_from:
         notes.append(
-            f"GFLOPs and params are those of the model trained on {', '.join(sorted(shown_from))} "
+            f"GFLOPs and params are those of the model trained on {', '.join(shown_from)} "
             "(the head depends on the class count)."
         )
-    if any(c.over_budget for column in fixed for c in column):
+    if limits is not None:
         parts = []
         if limits[0] is not None:
             parts.append(f"GFLOPs more than {limits[0]:g}% above")
         if limits[1] is not None:
             parts.append(f"params more than {limits[1]:g}% above")
         notes.append(f"{BUDGET_MARK} over the compute budget: {' or '.join(parts)} the baseline row.")
-    return out, notes
+    return notes
 
 
 def _complexity_values(
@@ -233,7 +240,7 @@ def enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
     values = [abs(c.mean) for c in cells if c.mean]
     if not values:
         return cells
-    needed = max(cells[0].decimals, digits - 1 - math.floor(math.log10(min(values))))
+    needed = complexity.decimals_for(min(values), cells[0].decimals, digits)
     return [replace(c, decimals=needed) for c in cells]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.results.labels import axis_dims, display
+from orchestrator.sweep import complexity
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 
@@ -20,8 +21,6 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec, with_ckey: bool = True) 
     complexity profile's key, a config dump per run) only `with_ckey`: None otherwise."""
     import pandas as pd
 
-    from orchestrator.sweep.complexity import complexity_key
-
     axes = axis_dims(spec)
     records = []
     for order, run in enumerate(planned):
@@ -33,7 +32,7 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec, with_ckey: bool = True) 
             "ablation": run.ablation,
             "seed": display(run.seed),
             "name": run.name,
-            "ckey": complexity_key(run.config) if with_ckey else None,
+            "ckey": complexity.complexity_key(run.config) if with_ckey else None,
         }
         record.update({axis: display(run.axes.get(axis)) for axis in axes})
         records.append(record)

@@ -445,8 +445,6 @@ def epochs_done(path: Path) -> int:
 # Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
 CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
 PER_CLASS = ("per_class", "per_label")
-# The split record of a run (trainers/data.py SPLIT_FILE; trainers.data imports torch, so named here).
-SPLIT = "split.json"
 
 
 def histories(dirs: list[tuple[str, Path]]) -> pd.DataFrame:
@@ -503,7 +501,7 @@ def class_support(dirs: list[tuple[str, Path]]) -> pd.Series | None:
 
 def split_facts(path: Path) -> dict[str, Any]:
     """A run's split.json flattened to {"a.b": value} ({} when absent or unreadable)."""
-    data = _json_object(path / SPLIT)
+    data = _json_object(path / rundir.SPLIT)
     return flatten(data, keep_lists=True) if data else {}
 
 
@@ -543,3 +541,35 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError):
         return None
     return None if frame.empty else frame
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """What a finished (smoke) run measured: training speed and the size of its full train split."""
+
+    images_per_s: float
+    """Training images per second of its last epoch, all processes together."""
+    device: str
+    processes: int
+    train_images: int | None
+    """The train split before any `max_samples` cap (None when the run did not record it)."""
+
+
+def throughput(path: Path) -> Throughput | None:
+    """The training throughput a run folder recorded, or None when it has none (or it is unreadable)."""
+    import csv
+
+    try:
+        with (path / rundir.HISTORY).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        speed = float(rows[-1]["train_images_per_s"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+        return None
+    if not speed > 0 or not math.isfinite(speed):
+        return None
+    metrics = _json_object(path / rundir.METRICS) or {}
+    split = _json_object(path / rundir.SPLIT) or {}
+    train = _dig(split, "info", "uncapped_sizes", "train")
+    processes = _number(_dig(metrics, "provenance", "num_processes")) or 1
+    device = _dig(metrics, "provenance", "device")
+    return Throughput(speed, str(device or "?"), int(processes), int(train) if _number(train) is not None else None)
