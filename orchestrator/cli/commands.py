@@ -150,6 +150,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     current = status.sweep_status(runs, root)
     if not args.watch:
         console.print(status_view(spec.name, current, args.all))
+        _print_problems(current.problems, "runs whose status is unreadable or unknown")
         return 0
     with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
@@ -177,7 +178,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    """Collect one sweep (file or folder) or every sweep under results/."""
+    """Collect one sweep (file or folder) or every sweep under results/.
+
+    Broken run folders never stop it: they are listed as problems and left out of the numbers.
+    Exits 1 only when no run of a sweep has a usable value, saying why.
+    """
     from orchestrator.results import collect
 
     if args.target is None:
@@ -186,6 +191,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             raise SpecError("results/: no sweep output found (submit a sweep first)")
     else:
         targets = collect.resolve_target(Path(args.target), args.overrides)
+    code = 0
     for spec, root in targets:
         written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
         print(written.markdown)  # plain: rich would re-wrap the Markdown table
@@ -193,7 +199,23 @@ def cmd_collect(args: argparse.Namespace) -> int:
         console.print(f"[green]runs:[/]   {written.runs_path}")
         if written.report_path is not None:
             console.print(f"[green]report:[/] {written.report_path}")
-    return 0
+        _print_problems(list(written.problems))
+        if written.usable == 0:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(written.counts.items())) or "no runs"
+            console.print(
+                f"[red]error:[/] {spec.name}: nothing usable to tabulate ({counts}, {len(written.problems)} problems)"
+            )
+            code = 1
+    return code
+
+
+def _print_problems(problems: list[Any], heading: str = "left out of the numbers") -> None:
+    """The problems section: one line per broken run or value (run id, name, reason)."""
+    if not problems:
+        return
+    console.print(f"[yellow]problems ({len(problems)}), {heading}:[/]")
+    for problem in problems:
+        console.print(f"  {problem}", markup=False, soft_wrap=True)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

@@ -331,6 +331,9 @@ class TableSpec(StrictModel):
     """Files written: md, tex (booktabs), html, csv."""
     template: str | None = None
     """Custom Jinja template (relative to the spec file), written to tables/<name>.<template name without .j2>."""
+    detect_delta: float | None = Field(None, gt=0)
+    """A delta worth detecting, in the table's unit (after `scale`): the notes say how many seeds a paired
+    test needs to find it at 80% power, given the seed spread observed. None: not asked."""
 
     @field_validator("name")
     @classmethod
