@@ -12,6 +12,34 @@ import trainers
 from trainers import train
 from trainers.config import TrainConfig
 
+# The dev cluster's profile (slurm/dev-cluster/), for tests that submit to it.
+DEV_PROFILE = str(Path(__file__).resolve().parents[1] / "slurm" / "profiles" / "dev.yaml")
+# Overrides that shrink a sweep file to seconds per run on this CPU (launch and SLURM tests).
+FAST_RUNS = [
+    "grid.backbone=[test_resnet]",
+    "grid.seed=[0]",
+    "defaults.data.dataset={name: digits, max_samples: 128}",
+    "defaults.torch_threads=1",
+]
+
+
+def tiny_config(**fields: Any) -> TrainConfig:
+    """Tiny CPU runs: 8 px, 32 digits per split, one epoch of at most 2 steps; `a__b=v` fields on top."""
+    base: dict[str, Any] = {
+        "model": {"backbone": "test_resnet"},
+        "data": {
+            "dataset": {"name": "digits", "max_samples": 32},
+            "image_size_px": 8,
+            "batch_size": 16,
+            "num_workers": 0,
+        },
+        "optim": {"name": "adam", "lr": 3e-3},
+        "epochs": 1,
+        "max_steps_per_epoch": 2,
+        "torch_threads": 2,
+    }
+    return config_with(base, fields)
+
 
 def config_with(base: dict[str, Any], fields: dict[str, Any]) -> TrainConfig:
     """`base` with each `a__b=v` field set (replacing, not merging, the value at a.b), validated."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import FAST_RUNS
 
 from orchestrator import launch
 from orchestrator.cli import main
@@ -18,12 +19,7 @@ from trainers.rundir import State
 
 pytestmark = pytest.mark.slow
 
-FAST = [
-    "grid.backbone=[test_resnet]",
-    "grid.seed=[0]",
-    "defaults.data.dataset={name: digits, max_samples: 128}",
-    "defaults.torch_threads=1",
-]
+FAST = FAST_RUNS
 
 
 def test_local_submit_then_resubmit_trains_nothing(write_spec: Callable[..., Path]) -> None:

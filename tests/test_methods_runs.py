@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from config_helpers import config_with, run_killed_after_first_epoch
+from config_helpers import run_killed_after_first_epoch, tiny_config
 
 import trainers
 from orchestrator.cli import main
@@ -30,21 +30,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
 
 def config(**fields: Any) -> TrainConfig:
-    """Tiny CPU runs: 8 px, 32 digits per split, one epoch of at most 2 steps."""
-    data: dict[str, Any] = {
-        "model": {"backbone": "test_resnet"},
-        "data": {
-            "dataset": {"name": "digits", "max_samples": 32},
-            "image_size_px": 8,
-            "batch_size": 16,
-            "num_workers": 0,
-        },
-        "optim": {"name": "adam", "lr": 3e-3},
-        "epochs": 1,
-        "max_steps_per_epoch": 2,
-        "torch_threads": 2,
-    }
-    return config_with(data, fields)
+    """Tiny CPU runs (config_helpers.tiny_config)."""
+    return tiny_config(**fields)
 
 
 @contextmanager

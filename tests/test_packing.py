@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import DEV_PROFILE, FAST_RUNS
 from rich.console import Console
 
 from orchestrator import launch
@@ -25,13 +26,8 @@ from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
 from trainers.rundir import State
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = str(REPO / "slurm" / "profiles" / "dev.yaml")
-SMALL = [
-    "grid.backbone=[test_resnet]",
-    "defaults.data.dataset={name: digits, max_samples: 128}",
-    "defaults.torch_threads=1",
-]
+PROFILE = DEV_PROFILE
+SMALL = [item for item in FAST_RUNS if not item.startswith("grid.seed")]
 
 
 def _tasks(spec: SweepSpec) -> list[list[str]]:

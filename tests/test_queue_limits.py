@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from config_helpers import DEV_PROFILE, FAST_RUNS
 
 from orchestrator import launch
 from orchestrator.launch import slurmcli
@@ -22,13 +23,8 @@ from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = str(REPO / "slurm" / "profiles" / "dev.yaml")
-SMALL = [
-    "grid.backbone=[test_resnet]",
-    "defaults.data.dataset={name: digits, max_samples: 96}",
-    "defaults.torch_threads=1",
-]
+PROFILE = DEV_PROFILE
+SMALL = [item for item in FAST_RUNS if not item.startswith("grid.seed")]
 
 
 def test_headroom_is_the_tightest_limit() -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import timm
 import torch
-from config_helpers import config_with
+from config_helpers import tiny_config
 
 import trainers
 from trainers import rundir
@@ -29,21 +29,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
 
 def config(**fields: Any) -> TrainConfig:
-    """Tiny CPU runs on 32 digits per split at 8 px, at most 2 steps per epoch."""
-    base: dict[str, Any] = {
-        "model": {"backbone": "test_resnet"},
-        "data": {
-            "dataset": {"name": "digits", "max_samples": 32},
-            "image_size_px": 8,
-            "batch_size": 16,
-            "num_workers": 0,
-        },
-        "optim": {"name": "adam", "lr": 3e-3},
-        "epochs": 1,
-        "max_steps_per_epoch": 2,
-        "torch_threads": 2,
-    }
-    return config_with(base, fields)
+    """Tiny CPU runs (config_helpers.tiny_config)."""
+    return tiny_config(**fields)
 
 
 def history(run_dir: Path) -> list[dict[str, str]]:

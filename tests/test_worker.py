@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import FAST_RUNS
 
 from orchestrator import launch
 from orchestrator.launch.worker import LOG_OUT, WarmWorker
@@ -20,12 +21,7 @@ from trainers.rundir import State
 
 pytestmark = pytest.mark.slow
 
-FAST = [
-    "grid.backbone=[test_resnet]",
-    "grid.seed=[0]",
-    "defaults.data.dataset={name: digits, max_samples: 128}",
-    "defaults.torch_threads=1",
-]
+FAST = FAST_RUNS
 
 
 class Job:
