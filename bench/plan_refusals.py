@@ -23,10 +23,11 @@ import time
 from pathlib import Path
 
 from orchestrator.sweep import yamlio
-from tests.conftest import TINY_SPEC
-from tests.test_hostile import alias_bomb
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the hostile inputs are the tests' own fixtures
+from conftest import TINY_SPEC  # noqa: E402
+from test_hostile import alias_bomb  # noqa: E402
 
 
 def _files(folder: Path) -> dict[str, Path]:

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SPEC
 
 from orchestrator.cli.main import main
 from orchestrator.launch import slurmcli
 from orchestrator.sweep import site, store, yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
-from tests.conftest import TINY_SPEC
 from trainers import rundir
 
 BASH = shutil.which("bash")

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TINY_SPEC
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -17,7 +18,6 @@ from orchestrator.cli.main import main
 from orchestrator.launch import slurmcli
 from orchestrator.sweep import site, yamlio
 from orchestrator.sweep.spec import load_spec
-from tests.conftest import TINY_SPEC
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 SETTINGS = settings(
