@@ -177,7 +177,9 @@ def resume(run: Run) -> Progress:
         if rank_state is None:
             raise FileNotFoundError(f"{folder} is a mid-epoch checkpoint without this rank's loop state")
         run.resumed = {"totals": rank_state["totals"], "rng": rng_states()}
-    where = f"epoch {progress.epochs_done}" + (f" step {progress.step_in_epoch}" if progress.step_in_epoch else "")
+    where = f"the end of epoch {progress.epochs_done}"
+    if progress.step_in_epoch:
+        where = f"epoch {progress.epochs_done + 1} micro-batch {progress.step_in_epoch}"
     run.accelerator.print(f"resumed from {folder} at {where}")
     return progress
 
