@@ -44,6 +44,9 @@ DDP = TWO_NODES
 # Long enough that a requeue after epoch 1 cannot be outrun within KillWait (submitit ignores SIGTERM).
 EPOCHS = 12
 SAMPLES = 512
+# Deadlines of the waits below, not sleeps: generous because both "nodes" share the machine's
+# cores with whatever else runs (epochs of these runs took 5-50 s depending on the load).
+RUN_DEADLINE_S = 900
 
 
 def sweep(tmp_path: Path, name: str, epochs: int, overrides: list[str]) -> SweepSpec:
@@ -68,7 +71,7 @@ def ddp_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepSpec, 
     """An uninterrupted 2-node DDP run on the cluster: its spec and job id."""
     spec = sweep(tmp_path_factory.mktemp("ddp"), "ddp", EPOCHS, DDP)
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
-    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, "the 2-task run to finish")
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), RUN_DEADLINE_S, "the 2-task run to finish")
     assert all_in(spec, {"completed"}), f"DDP run failed: {rundir.read_json(_run_dir(spec) / rundir.STATUS)}"
     return spec, job_id
 
@@ -97,9 +100,11 @@ def test_ddp_run_requeued_mid_training_resumes_and_ends_as_the_uninterrupted_one
     spec = sweep(tmp_path, "ddp_requeued", EPOCHS, DDP)
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
     history_file = _run_dir(spec) / rundir.HISTORY
-    wait_for(lambda: history_file.exists() and len(history_file.read_text().splitlines()) >= 2, 300, "epoch 1")
+    wait_for(
+        lambda: history_file.exists() and len(history_file.read_text().splitlines()) >= 2, RUN_DEADLINE_S, "epoch 1"
+    )
     subprocess.run(["scontrol", "requeue", job_id], check=True)  # kills both tasks, no checkpoint() call
-    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, "the requeued DDP run to finish")
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), RUN_DEADLINE_S, "the requeued DDP run to finish")
     status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
     assert status["state"] == "completed", status.get("error")
     assert [h["state"] for h in status["history"]].count("running") >= 2, "the job never restarted"

@@ -76,9 +76,9 @@ def _mid_epoch_1(run_dir: Path) -> bool:
 def _interrupted(tmp_path: Path, name: str, interrupt: Callable[[str], None]) -> tuple[SweepSpec, str]:
     spec = _spec(tmp_path, name)
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
-    wait_for(lambda: _mid_epoch_1(_run_dir(spec)), 300, "the job to be in the middle of epoch 1")
+    wait_for(lambda: _mid_epoch_1(_run_dir(spec)), 600, "the job to be in the middle of epoch 1")
     interrupt(job_id)
-    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, f"the {name} run to finish")
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), 600, f"the {name} run to finish")
     status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
     assert status["state"] == "completed", status.get("error")
     assert [h["state"] for h in status["history"]].count("running") >= 2, "the job never restarted"
