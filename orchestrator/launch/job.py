@@ -14,7 +14,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from orchestrator import store
+from orchestrator.launch.worker import ENV_LOG_ERR, ENV_LOG_OUT
+from orchestrator.sweep import store
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.rundir import State
@@ -27,6 +28,8 @@ class TrainJob:
         self.run_dir = Path(run_dir)
         self.config = config
         self.metadata = metadata
+        self.drop_pickle = True
+        """Delete the task's submission pickle when done (False inside a packed task: siblings may requeue)."""
 
     def __call__(self) -> dict[str, Any]:
         """Run the training; status.json says running, then completed or failed (with the error).
@@ -51,7 +54,8 @@ class TrainJob:
             raise
         if is_main:
             rundir.update_status(self.run_dir, State.COMPLETED)
-            _drop_submission_pickle()
+            if self.drop_pickle:
+                drop_submission_pickle()
         return metrics
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
@@ -78,9 +82,13 @@ def _export_distributed_env() -> int:
 def _where() -> dict[str, Any]:
     """Host, pid, SLURM ids and log files of the running job, for status.json."""
     where: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), **_slurm_ids()}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # which GPU(s) of a shared or packed job
+        where["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     paths = _submitit_paths()
     if paths is not None:
         where.update(log_out=str(paths.stdout), log_err=str(paths.stderr))
+    elif os.environ.get(ENV_LOG_OUT):  # a warm local worker's per-run log files
+        where.update(log_out=os.environ[ENV_LOG_OUT], log_err=os.environ.get(ENV_LOG_ERR, ""))
     return where
 
 
@@ -96,7 +104,7 @@ def _submitit_paths() -> Any:
         return None
 
 
-def _drop_submission_pickle() -> None:
+def drop_submission_pickle() -> None:
     """A finished run's submission pickle is dead weight on a shared filesystem; its logs stay."""
     paths = _submitit_paths()
     if paths is not None:

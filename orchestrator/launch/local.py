@@ -1,0 +1,106 @@
+"""Local launching: runs on this machine, in warm workers (one per GPU, or N on the CPU).
+
+Each worker imports torch, timm and the trainer once and then runs one run after another
+(launch/worker.py). A workstation has one GPU or a few cores, so by default one worker runs
+at a time; `--workers N` runs N at once. `debug` runs in this process, for breakpoints.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.launch.worker import run_pool, worker_envs
+from orchestrator.results import reader
+from orchestrator.results.reader import RunRecord
+from orchestrator.sweep import store
+from orchestrator.sweep.spec import SweepSpec
+from trainers import rundir
+
+
+class LocalLauncher(Launcher):
+    """Runs on this machine; a failed run never stops the others."""
+
+    def __init__(self, spec: SweepSpec, console: Console, debug: bool = False, workers: int = 1) -> None:
+        super().__init__(spec, console)
+        self.debug = debug
+        self.workers = max(1, workers)
+
+    def start(self, todo: list[RunRecord], root: Path) -> Outcome:
+        """Write each run folder's config and pending status, then run them in plan order."""
+        for record in todo:
+            store.prepare(record.run, record.path)
+        with _progress(self.console) as progress:
+            task = progress.add_task("runs", total=len(todo), detail="")
+            report = _Reporter(progress, task)
+            if self.debug:
+                _run_in_process(todo, report)
+            else:
+                _run_on_workers(todo, min(self.workers, len(todo)), self.spec.slurm.timeout_min * 60.0, report)
+        outcome = report.outcome
+        self.console.print(f"{len(outcome.completed)} completed, {len(outcome.failed)} failed")
+        return outcome
+
+
+class _Reporter:
+    """Collects the outcome and prints one line per finished run above the progress bar."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self.progress, self.task, self.outcome = progress, task, Outcome()
+
+    def running(self, records: list[RunRecord]) -> None:
+        detail = "; ".join(f"{r.run.name} epoch {reader.epochs_done(r.path)}/{r.run.config.epochs}" for r in records)
+        self.progress.update(self.task, detail=detail)
+
+    def finished(self, record: RunRecord, error: str | None) -> None:
+        if error is None:
+            self.outcome.completed.append(record.run)
+            self.progress.console.print(f"[green]done[/] {record.run.name}{reader.result_line(record.path)}")
+        else:
+            error = str(reader.status_of(record.path).get("error") or error).splitlines()[0]
+            self.outcome.failed.append((record.run, error))
+            self.progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
+        self.progress.advance(self.task)
+
+
+def _progress(console: Console) -> Progress:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[detail]}"),
+    )
+    return Progress(*columns, console=console, transient=False)
+
+
+def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report: _Reporter) -> None:
+    """Feed the runs to `count` warm workers in plan order until all have finished."""
+    jobs = [(train_job(record), record.path / rundir.LOGS) for record in todo]
+    run_pool(
+        jobs,
+        worker_envs(count),
+        timeout_s,
+        finished=lambda index, error: report.finished(todo[index], error),
+        tick=lambda running: report.running([todo[i] for i in running]),
+    )
+
+
+def _run_in_process(todo: list[RunRecord], report: _Reporter) -> None:
+    """The debug executor: each run in this process (submitit's DebugExecutor), for breakpoints."""
+    import submitit  # keeps `orchestrate --help` and `plan` free of submitit's imports
+
+    for record in todo:
+        report.running([record])
+        job = submitit.DebugExecutor(folder=record.path / rundir.LOGS).submit(train_job(record))
+        try:
+            job.result()
+        except Exception as exc:  # submitit wraps the traceback; the job's own record is clearer
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+            report.finished(record, lines[-1] if lines else type(exc).__name__)
+        else:
+            report.finished(record, None)
