@@ -59,7 +59,7 @@ def main() -> None:
     one, two = measure(1), measure(2)
     print(f"{'':18} {'1 node x 2 tasks':>18} {'2 nodes x 1 task':>18} {'ratio':>7}")
     print(f"{'rendezvous':18} {one['rendezvous_s']:>16.2f} s {two['rendezvous_s']:>16.2f} s")
-    for name, numel in SIZES.items():
+    for name in SIZES:
         a, b = one[name] * 1e3, two[name] * 1e3
         print(f"{name:18} {a:>15.2f} ms {b:>15.2f} ms {b / a:>6.2f}x")
     grads = 4 * SIZES["grads (4 MiB)"] / 2**20
