@@ -243,7 +243,7 @@ def start_epoch(run: Run, epoch: int, start: int) -> tuple[int, int]:
     if hasattr(run.data.train, "set_epoch"):
         # Accelerate's loader re-sets the sampler epoch from its own pass counter on every
         # iteration, a counter that restarts at 0 in a resumed process: set it explicitly
-        # (first, as it resets the sampler's skip).
+        # (and before the sampler's skip, which a change of epoch resets).
         run.data.train.set_epoch(epoch)
     run.data.train_sampler.set_epoch(epoch, skip=0)
     micro_batches = len(run.data.train)
