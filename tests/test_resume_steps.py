@@ -30,7 +30,7 @@ EPOCHS = 3
 TIMING = {"epoch_s", "train_images_per_s"}
 
 
-def _config(workers: int, **overrides: Any) -> TrainConfig:
+def _config(workers: int, accum: int = 1, **overrides: Any) -> TrainConfig:
     base: dict[str, Any] = {
         "model": {"backbone": "test_resnet", "head_dropout": 0.3},  # dropout: the RNG must resume too
         "data": {
@@ -44,6 +44,7 @@ def _config(workers: int, **overrides: Any) -> TrainConfig:
         "schedule": {"name": "cosine"},
         "epochs": EPOCHS,
         "torch_threads": 1,
+        "distributed": {"grad_accum_steps": accum},
     }
     return config_with(base, {key.replace(".", "__"): value for key, value in overrides.items()})
 
@@ -105,6 +106,19 @@ def test_run_stopped_at_many_steps_ends_bit_identical(
     ref_metrics, ref_history = reference
     metrics = _stopped_chain(_config(workers=workers), tmp_path, points)
     assert _history(tmp_path) == ref_history
+    assert _comparable(metrics) == _comparable(ref_metrics)
+
+
+@pytest.mark.slow
+def test_accumulating_run_stops_only_at_optimizer_steps_and_resumes_exactly(tmp_path: Path) -> None:
+    """With 2 micro-batches per optimizer step, boundaries are every 2 micro-batches (16 per epoch)."""
+    cfg = _config(workers=0, accum=2)
+    never = StopAt(1, 5)  # not a boundary: the reference runs uninterrupted to the end
+    ref_metrics = run_training(cfg, tmp_path / "reference", stop=never)
+    assert (1, 5) not in never.polled and (1, 4) in never.polled and (1, 6) in never.polled
+    assert len(never.polled) == EPOCHS * (STEPS_PER_EPOCH - 1) + EPOCHS - 1  # mid-epoch ones, epoch ends
+    metrics = _stopped_chain(cfg, tmp_path / "run", [(0, 2), (0, 14), (1, 0), (1, 8), (2, 4)])
+    assert _history(tmp_path / "run") == _history(tmp_path / "reference")
     assert _comparable(metrics) == _comparable(ref_metrics)
 
 
