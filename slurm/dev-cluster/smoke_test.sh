@@ -43,7 +43,7 @@ nodes=$(sinfo -h -N -o '%N' | sort -u | wc -l)
 if ((nodes >= 2)); then
   out=$(timeout 300 srun -N2 -n2 hostname 2>&1 | sort | paste -sd, -)
   if [[ $out == node1,node2 ]]; then ok "srun -N2 runs on node1 and node2"; else bad "srun -N2 hostname: '$out'"; fi
-  out=$(timeout 300 srun -N1 -w node2 getent hosts node1 2>&1 | awk '{print $1}' | head -n1)
+  out=$(timeout 300 srun -N1 -w node2 getent ahostsv4 node1 2>&1 | awk '{print $1}' | head -n1)
   if [[ $out == "${ORCH_SLURM_NET:-10.77.0}.11" ]]; then ok "node2 resolves node1 to $out"; else bad "node2 resolves node1 to '$out'"; fi
 else
   bad "only $nodes node(s) in sinfo"

@@ -108,8 +108,14 @@ prepare_network() {
   fi
   ip -4 addr show dev "$BRIDGE" | grep -q "inet $CTL_ADDR/" || ip addr add "$CTL_ADDR/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
-  local i
+  local i ns
   for ((i = 1; i <= NODE_COUNT; i++)); do prepare_node_netns "$i"; done
+  # Namespaces of nodes beyond NODES (an earlier, larger cluster) go; a slurmd still in one
+  # keeps it alive until it is stopped below.
+  for ns in $(ip netns list | awk '{print $1}' | grep '^orchslurm-node[0-9]*$' || true); do
+    i=${ns#orchslurm-node}
+    if ((i > NODE_COUNT)); then log "removing network namespace $ns"; ip netns del "$ns"; fi
+  done
   write_hosts
 }
 
