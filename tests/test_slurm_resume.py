@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_slurm import PROFILE, wait_for
+from test_slurm import PROFILE, finished_after_restart, wait_for
 
 from orchestrator import launch
 from orchestrator.sweep import store
@@ -78,19 +78,12 @@ def _mid_epoch_1(run_dir: Path) -> bool:
     return state["epochs_done"] == 0 and state.get("step_in_epoch", 0) >= 2
 
 
-def _finished_after_restart(run_dir: Path) -> bool:
-    """status.json says the job ran twice (it was requeued) and then finished."""
-    status = rundir.read_json(run_dir / rundir.STATUS) or {}
-    restarted = [h["state"] for h in status.get("history", [])].count("running") >= 2
-    return restarted and status.get("state") in ("completed", "failed")
-
-
 def _interrupted(tmp_path: Path, name: str, interrupt: Callable[[str], None]) -> tuple[SweepSpec, str]:
     spec = _spec(tmp_path, name)
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
     wait_for(lambda: _mid_epoch_1(_run_dir(spec)), 600, "the job to be in the middle of epoch 1")
     interrupt(job_id)
-    wait_for(lambda: _finished_after_restart(_run_dir(spec)), 600, f"the {name} run to restart and finish")
+    wait_for(lambda: finished_after_restart(_run_dir(spec)), 600, f"the {name} run to restart and finish")
     status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
     assert status["state"] == "completed", status.get("error")
     log = "".join(path.read_text() for path in (spec.output_path / store.SUBMITIT_DIR).glob("*_log.out"))
