@@ -1,6 +1,7 @@
 """DeepSpeed ZeRO on CPU, 2 processes (torchrun, gloo): under ZeRO-3 the best checkpoint of an
 earlier epoch is saved whole and reloaded into partitioned parameters for the final evaluation;
-at ZeRO 0, 1 and 3 a run stopped after its first epoch resumes to the same numbers.
+at ZeRO 0, 1 and 3 a run stopped after its first epoch resumes to the same numbers, and at
+ZeRO-3 and under DDP one stopped in the middle of an epoch does.
 (ZeRO-2 is resumed through SLURM preemption in test_distributed.py.)"""
 
 from __future__ import annotations
@@ -31,13 +32,21 @@ def free_port() -> int:
 
 
 def train(
-    run_dir: Path, epochs: int, zero_stage: int, precision: str = "no", accum: int = 1, backbone: str = "test_convnext"
+    run_dir: Path,
+    epochs: int,
+    zero_stage: int,
+    precision: str = "no",
+    accum: int = 1,
+    backbone: str = "test_convnext",
+    stop: str = "-",
+    strategy: str = "deepspeed",
 ) -> None:
-    """Train (or resume) the worker's ZeRO cell in `run_dir` with 2 processes."""
+    """Train (or resume) the worker's ZeRO (or DDP) cell in `run_dir` with 2 processes; `stop`
+    (EPOCH:MICRO_BATCHES) stops it there on request."""
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
         f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision,
-        str(accum), backbone,
+        str(accum), backbone, stop, strategy,
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
@@ -59,13 +68,14 @@ def engine_steps(run_dir: Path) -> int:
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """The run folder of 3 uninterrupted epochs at (ZeRO stage, accumulation), trained once each."""
-    done: dict[tuple[int, int], Path] = {}
+    done: dict[tuple[int, int, str], Path] = {}
 
-    def run_dir(zero_stage: int, accum: int = 1) -> Path:
-        if (zero_stage, accum) not in done:
-            done[zero_stage, accum] = tmp_path_factory.mktemp(f"zero{zero_stage}_accum{accum}")
-            train(done[zero_stage, accum], EPOCHS, zero_stage, accum=accum)
-        return done[zero_stage, accum]
+    def run_dir(zero_stage: int, accum: int = 1, strategy: str = "deepspeed") -> Path:
+        key = (zero_stage, accum, strategy)
+        if key not in done:
+            done[key] = tmp_path_factory.mktemp(f"{strategy}{zero_stage}_accum{accum}")
+            train(done[key], EPOCHS, zero_stage, accum=accum, strategy=strategy)
+        return done[key]
 
     return run_dir
 
@@ -121,3 +131,30 @@ def test_zero3_bf16_trains_a_batchnorm_model_and_reloads_the_best_in_bf16(tmp_pa
     rows = history(tmp_path)
     assert all(math.isfinite(float(row["train_loss"])) for row in rows) and len(rows) == 2
     assert metrics["val"]["top1"] == pytest.approx(float(rows[metrics["best_epoch"] - 1]["val_top1"]), abs=1e-9)
+
+
+# Stopped in epoch 2 after 3 of its 7 micro-batches per rank. (Accumulation is covered in
+# process by tests/test_resume_steps.py; each case here costs a 2-process run.)
+MID_EPOCH_CASES = [("deepspeed", 3, 1, "1:3"), ("ddp", 0, 1, "1:3")]
+
+
+@pytest.mark.parametrize(("strategy", "zero_stage", "accum", "stop"), MID_EPOCH_CASES)
+def test_run_stopped_mid_epoch_resumes_exactly(
+    strategy: str, zero_stage: int, accum: int, stop: str, straight: Callable[..., Path], tmp_path: Path
+) -> None:
+    train(tmp_path, EPOCHS, zero_stage, accum=accum, stop=stop, strategy=strategy)
+    state = rundir.read_json(tmp_path / "checkpoints" / "last" / "trainer_state.json") or {}
+    assert f"{state['epochs_done']}:{state['step_in_epoch']}" == stop
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").glob("rank_state_*.pt")) == [
+        "rank_state_0.pt",
+        "rank_state_1.pt",
+    ]
+    train(tmp_path, EPOCHS, zero_stage, accum=accum, strategy=strategy)
+    reference = straight(zero_stage, accum, strategy)
+    columns = ("epoch", "train_loss", "val_loss", "val_top1")
+    resumed = [[row[c] for c in columns] for row in history(tmp_path)]
+    assert resumed == [[row[c] for c in columns] for row in history(reference)]
+    metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
+    assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
+    if strategy == "deepspeed":
+        assert engine_steps(tmp_path) == engine_steps(reference)

@@ -1,7 +1,11 @@
-"""Multi-process cells on the real dev cluster: DDP over gloo with 2 tasks, DeepSpeed ZeRO-2 with requeue.
+"""Multi-node cells on the real dev cluster: DDP over gloo with one task on each of 2 nodes,
+DeepSpeed ZeRO-2 over 2 nodes with requeue.
 
-The dev node has 2 fake GPUs (gres character devices) and no CUDA: `gpus_per_node: 2`
-really consumes both gres GPUs and starts 2 SLURM tasks, which train on CPU with gloo.
+The dev nodes are network namespaces with their own addresses and hostnames
+(slurm/dev-cluster), each with 2 fake GPUs (gres character devices) and no CUDA:
+`nodes: 2, gpus_per_node: 1` really allocates one gres GPU on each node and starts one SLURM
+task per node; the tasks rendezvous over TCP at the first node's address and train on CPU
+with gloo.
 """
 
 from __future__ import annotations
@@ -36,10 +40,14 @@ ablations: {{Baseline: []}}
 slurm: {{cpus_per_task: 1, timeout_min: 20}}
 """
 
-DDP = ["defaults.distributed.gpus_per_node=2"]
+TWO_NODES = ["defaults.distributed.nodes=2", "defaults.distributed.gpus_per_node=1"]
+DDP = TWO_NODES
 # Long enough that a requeue after epoch 1 cannot be outrun within KillWait (submitit ignores SIGTERM).
 EPOCHS = 12
 SAMPLES = 512
+# Deadlines of the waits below, not sleeps: generous because both "nodes" share the machine's
+# cores with whatever else runs (epochs of these runs took 5-50 s depending on the load).
+RUN_DEADLINE_S = 900
 
 
 def sweep(tmp_path: Path, name: str, epochs: int, overrides: list[str]) -> SweepSpec:
@@ -61,10 +69,10 @@ def metrics(spec: SweepSpec) -> dict:
 
 @pytest.fixture(scope="module")
 def ddp_reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[SweepSpec, str]:
-    """An uninterrupted 2-task DDP run on the cluster: its spec and job id."""
+    """An uninterrupted 2-node DDP run on the cluster: its spec and job id."""
     spec = sweep(tmp_path_factory.mktemp("ddp"), "ddp", EPOCHS, DDP)
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
-    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, "the 2-task run to finish")
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), RUN_DEADLINE_S, "the 2-task run to finish")
     assert all_in(spec, {"completed"}), f"DDP run failed: {rundir.read_json(_run_dir(spec) / rundir.STATUS)}"
     return spec, job_id
 
@@ -75,8 +83,10 @@ def test_two_tasks_form_one_process_group_and_match_one_process(
     single = sweep(tmp_path, "single", EPOCHS, [])
     assert launch.submit(single, plan(single), "local").failed == []
     ddp, job_id = ddp_reference
-    tasks = subprocess.run(["sacct", "-n", "-P", "-o", "NTasks", "-j", job_id], capture_output=True, text=True)
-    assert "2" in tasks.stdout.split(), f"expected a 2-task step, sacct says {tasks.stdout!r}"
+    tasks = subprocess.run(
+        ["sacct", "-n", "-P", "-o", "NTasks,NNodes,NodeList", "-j", job_id], capture_output=True, text=True
+    )
+    assert "2|2|node[1-2]" in tasks.stdout.split(), f"expected a 2-task step on 2 nodes, sacct says {tasks.stdout!r}"
     found = metrics(ddp)
     assert found["provenance"]["num_processes"] == 2
     assert found["parallel"]["per_device_batch"] == 16 and found["parallel"]["distributed_type"] == "MULTI_CPU"
@@ -91,9 +101,11 @@ def test_ddp_run_requeued_mid_training_resumes_and_ends_as_the_uninterrupted_one
     spec = sweep(tmp_path, "ddp_requeued", EPOCHS, DDP)
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
     history_file = _run_dir(spec) / rundir.HISTORY
-    wait_for(lambda: history_file.exists() and len(history_file.read_text().splitlines()) >= 2, 300, "epoch 1")
+    wait_for(
+        lambda: history_file.exists() and len(history_file.read_text().splitlines()) >= 2, RUN_DEADLINE_S, "epoch 1"
+    )
     subprocess.run(["scontrol", "requeue", job_id], check=True)  # kills both tasks, no checkpoint() call
-    wait_for(lambda: all_in(spec, {"completed", "failed"}), 300, "the requeued DDP run to finish")
+    wait_for(lambda: all_in(spec, {"completed", "failed"}), RUN_DEADLINE_S, "the requeued DDP run to finish")
     status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
     assert status["state"] == "completed", status.get("error")
     assert [h["state"] for h in status["history"]].count("running") >= 2, "the job never restarted"
@@ -111,7 +123,9 @@ def _run_dir(spec: SweepSpec) -> Path:
 
 
 def test_deepspeed_zero2_trains_and_resumes_after_preemption(tmp_path: Path) -> None:
-    spec = sweep(tmp_path, "zero2", 4, ["defaults.distributed={strategy: deepspeed, zero_stage: 2}"])
+    spec = sweep(
+        tmp_path, "zero2", 4, ["defaults.distributed={strategy: deepspeed, zero_stage: 2, nodes: 2, gpus_per_node: 1}"]
+    )
     [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
     path = _run_dir(spec)
     history_file = path / rundir.HISTORY
@@ -126,4 +140,6 @@ def test_deepspeed_zero2_trains_and_resumes_after_preemption(tmp_path: Path) -> 
     lines = history_file.read_text().splitlines()
     assert lines[1] == first_epoch, "epoch 1 was trained again: the ZeRO-2 state was not resumed"
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2", "3", "4"]
-    assert 0.0 <= metrics(spec)["test"]["top1"] <= 1.0
+    found = metrics(spec)
+    assert 0.0 <= found["test"]["top1"] <= 1.0
+    assert found["parallel"]["processes"] == 2 and found["parallel"]["zero_stage"] == 2

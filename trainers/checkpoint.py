@@ -1,5 +1,6 @@
 """Checkpoint folders under <run_dir>/checkpoints/: `last` (full accelerate state, every
-epoch, for resume) and `best` (model weights of the best validation epoch).
+epoch and at mid-epoch step boundaries, for resume) and `best` (model weights of the best
+validation epoch).
 
 A folder is written under a temp name, finished with its small `trainer_state.json`
 (the completeness marker), then swapped in by renames. A kill at any moment leaves
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -24,6 +26,8 @@ from trainers import rundir
 LAST = "last"
 BEST = "best"
 STATE_FILE = "trainer_state.json"
+RANK_STATE_FILE = "rank_state_{rank}.pt"
+"""Per-process loop state of a mid-epoch `last` (the epoch's running loss totals)."""
 WEIGHTS_FILE = "model.safetensors"
 """The best model's weights, one file (the name Accelerate and `load_checkpoint_in_model` expect)."""
 
@@ -83,11 +87,22 @@ def _finish(accelerator: Accelerator, tmp: Path, final: Path, state: dict[str, A
     accelerator.wait_for_everyone()
 
 
-def save_last(accelerator: Accelerator, ckpt_dir: Path, state: dict[str, Any]) -> None:
-    """Save model, optimizer, scheduler and RNG state as `last`, with `state` beside it."""
+def save_last(
+    accelerator: Accelerator, ckpt_dir: Path, state: dict[str, Any], rank_state: dict[str, Any] | None = None
+) -> None:
+    """Save model, optimizer, scheduler, scaler and every process's RNG state as `last`, with
+    `state` beside it and each process's `rank_state` (tensors kept bit for bit)."""
     tmp = _prepare_tmp(accelerator, ckpt_dir, LAST)
     accelerator.save_state(str(tmp))
+    if rank_state is not None:
+        torch.save(rank_state, tmp / RANK_STATE_FILE.format(rank=accelerator.process_index))
     _finish(accelerator, tmp, ckpt_dir / LAST, state)
+
+
+def read_rank_state(folder: Path, rank: int) -> dict[str, Any] | None:
+    """This process's loop state saved with `last`, if that checkpoint has one."""
+    path = folder / RANK_STATE_FILE.format(rank=rank)
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
 
 
 def save_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path, state: dict[str, Any]) -> None:

@@ -359,6 +359,9 @@ class TrainConfig(_Strict):
     """Stop each epoch after this many optimizer steps (smoke runs)."""
     torch_threads: int | None = Field(None, ge=1)
     """CPU threads for torch; None lets torch decide from the job's CPU count."""
+    checkpoint_every_min: float | None = Field(None, gt=0)
+    """Also save checkpoints/last mid-epoch (at an optimizer-step boundary) every this many minutes, so a
+    killed job loses at most that much; None saves at epoch ends (and on USR2) only. For long epochs."""
     loss: LossConfig = LossConfig()
     """Training objective (loss, class weights, hierarchical weights, L2-SP)."""
     regime: Literal["train", "linear_probe", "pretrained_eval"] = "train"

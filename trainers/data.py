@@ -1,10 +1,12 @@
 """DataLoaders of one run: dataset splits + transforms + an epoch-seeded sampler.
 
 Determinism across resumes: the training order of epoch e depends only on (seed, e)
-(EpochShuffleSampler), never on RNG state carried over from earlier epochs, so a run
-resumed at epoch e sees exactly the batches an uninterrupted run would. For the same
-reason the training loader's workers are not persistent by default: fresh workers draw
-their augmentation seeds from the RNG the loop reseeds every epoch.
+(EpochShuffleSampler), never on RNG state carried over from earlier epochs, and each
+training image's augmentation draws from its own generator seeded by (seed, e, image
+index) (`sample_seed`), so neither depends on the number of loader workers, on which
+worker loads an image, or on where a run stopped. A run resumed in the middle of epoch e
+skips the consumed part of the permutation in the sampler (nothing is loaded for it) and
+sees exactly the batches an uninterrupted run would.
 
 Bad data: an image that fails to decode is skipped with a warning and counted
 (`DataBundle.skipped_images`): in training it is replaced by the next readable image
@@ -54,8 +56,15 @@ def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """Seed of the augmentation of training image `index` in `epoch`."""
+    digest = hashlib.sha256(f"{seed}:{epoch}:sample:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
 class EpochShuffleSampler(Sampler[int]):
-    """Shuffles 0..n-1 with a permutation that depends only on (seed, epoch).
+    """Shuffles 0..n-1 with a permutation that depends only on (seed, epoch), optionally
+    without its first `skip` entries (the samples a resumed epoch already consumed).
 
     No `generator` attribute on purpose: Accelerate would otherwise attach and carry a
     generator across epochs, which breaks resume equivalence.
@@ -65,17 +74,33 @@ class EpochShuffleSampler(Sampler[int]):
         self.num_samples = num_samples
         self.seed = seed
         self.epoch = 0
+        self.skip = 0
+        self.epoch_value: Any = None
+        """Shared with the dataset (and its worker processes): the epoch its augmentation seeds use."""
 
-    def set_epoch(self, epoch: int) -> None:
-        """Select the permutation of `epoch` for the next iteration."""
+    def set_epoch(self, epoch: int, skip: int | None = None) -> None:
+        """Select the permutation of `epoch` for the next iteration, less its first `skip` samples.
+
+        Without `skip`, a new epoch starts at its beginning and the same epoch keeps its skip:
+        Accelerate's loader calls this with its own epoch counter at every iteration start.
+        """
+        if skip is None:
+            skip = self.skip if epoch == self.epoch else 0
         self.epoch = epoch
+        self.skip = skip
+        if self.epoch_value is not None:
+            self.epoch_value.value = epoch
+
+    def permutation(self) -> list[int]:
+        """The whole epoch's order."""
+        rng = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        return torch.randperm(self.num_samples, generator=rng).tolist()
 
     def __iter__(self) -> Iterator[int]:
-        rng = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
-        return iter(torch.randperm(self.num_samples, generator=rng).tolist())
+        return iter(self.permutation()[self.skip :])
 
     def __len__(self) -> int:
-        return self.num_samples
+        return max(0, self.num_samples - self.skip)
 
 
 class Transformed(Dataset[Any]):
@@ -92,6 +117,7 @@ class Transformed(Dataset[Any]):
         split: str = "train",
         max_bad_fraction: float = 0.0,
         replace_bad: bool = False,
+        seed: int | None = None,
     ) -> None:
         self.images = images
         self.transform = transform
@@ -99,6 +125,10 @@ class Transformed(Dataset[Any]):
         self.max_bad_fraction = max_bad_fraction
         self.replace_bad = replace_bad
         self._bad = multiprocessing.RawArray(ctypes.c_bool, max(1, len(images)))
+        self.seed = seed
+        """Training: seed of the per-image augmentation generators; None leaves torch's RNG as is."""
+        # Shared memory, so worker processes (also persistent ones) see the epoch the loop set.
+        self.epoch = multiprocessing.RawValue(ctypes.c_int64, 0)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -111,11 +141,22 @@ class Transformed(Dataset[Any]):
     def _decode(self, index: int) -> tuple[torch.Tensor, Any] | None:
         try:
             image = self.images.load(index)
-            with _one_thread():
+            with _one_thread(), self._seeded(index):
                 return self.transform(image), self.images.target(index)
         except BAD_IMAGE_ERRORS as exc:
             self._flag(index, exc)
             return None
+
+    @contextmanager
+    def _seeded(self, index: int) -> Iterator[None]:
+        """torchvision's random transforms draw from torch's global RNG: give them one seeded
+        by (seed, epoch, index) for this image, and leave the caller's RNG state untouched."""
+        if self.seed is None:
+            yield
+            return
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(sample_seed(self.seed, self.epoch.value, index))
+            yield
 
     def _flag(self, index: int, exc: BaseException) -> None:
         source = self.images.source(index)
@@ -233,11 +274,14 @@ def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundl
     persistent_train = workers and bool(data.persistent_workers)
     max_bad = data.dataset.max_bad_fraction
     datasets = {
-        "train": Transformed(splits.train, build_transform(data, train=True), "train", max_bad, replace_bad=True),
+        "train": Transformed(
+            splits.train, build_transform(data, train=True), "train", max_bad, replace_bad=True, seed=seed
+        ),
         "val": Transformed(splits.val, build_transform(data, train=False), "val", max_bad),
         "test": Transformed(splits.test, build_transform(data, train=False), "test", max_bad),
     }
     sampler = EpochShuffleSampler(len(splits.train), seed)
+    sampler.epoch_value = datasets["train"].epoch
     # drop_last avoids a tiny last batch (a batch of 1 breaks BatchNorm in train mode).
     train = DataLoader(
         datasets["train"],

@@ -2,10 +2,15 @@
 the best checkpoint (or the last epoch's model, `checkpoint_for_test: last`) and write
 metrics.json and its tables.
 
-Resume contract: everything random in epoch e (data order, augmentation, dropout)
-derives from (seed, e), and model/optimizer/scheduler state comes from
-checkpoints/last, so a run killed after any epoch and restarted ends with exactly the
-metrics of an uninterrupted run.
+Resume contract: everything random in epoch e derives from (seed, e): the data order
+(per rank), each image's augmentation from (seed, e, image index), dropout from a per-rank
+stream reseeded at the epoch start. `checkpoints/last` holds model, optimizer, scheduler,
+scaler and every rank's RNG state, saved at each epoch end and, mid-epoch, at an
+optimizer-step boundary when a stop is requested (USR2) or `checkpoint_every_min` passed,
+with the micro-batches consumed so far and each rank's running loss totals. A resumed
+epoch skips the consumed samples in the sampler and restores the RNG state at its first
+micro-batch, so a run killed at any step boundary and restarted ends with exactly the
+metrics and history of an uninterrupted run (on CPU; see README for GPU kernels).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import random
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -48,6 +54,7 @@ from trainers.losses import HierarchicalLoss, build_criterion, level_losses
 from trainers.metrics import Evaluation, evaluate_outputs, level_metrics, lookup, metric_names, table_csv
 from trainers.models import build_model, check_pretrained_path, count_params
 from trainers.optim import build_optimizer, build_scheduler
+from trainers.preemption import StopRequest
 from trainers.provenance import provenance
 from trainers.tasks import TaskSpec, task_of
 
@@ -74,6 +81,8 @@ class Progress:
     best_value: float | None = None
     epochs_since_best: int = 0
     stopped_early: bool = False
+    step_in_epoch: int = 0
+    """Micro-batches of epoch `epochs_done` already trained (a mid-epoch checkpoint; 0 at epoch ends)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -114,6 +123,11 @@ class Run:
     train_levels: dict[str, float] = field(default_factory=dict)
     """Hierarchical: the last epoch's mean training loss per level (train_super_loss, train_sub_loss)."""
     history: list[dict[str, Any]] = field(default_factory=list)
+    clock: float = 0.0
+    """perf_counter() since which training time is not yet in `train_s`."""
+    stop: StopRequest = field(default_factory=StopRequest)
+    resumed: dict[str, Any] | None = None
+    """Loop state of a mid-epoch checkpoint (running totals, RNG states) until its epoch resumes."""
 
     @property
     def ckpt_dir(self) -> Path:
@@ -172,36 +186,116 @@ def resume(run: Run) -> Progress:
     folder = checkpoint.find_complete(run.ckpt_dir, checkpoint.LAST)
     if folder is None:
         return Progress()
-    run.accelerator.load_state(str(folder))
+    run.accelerator.load_state(str(folder))  # also every rank's RNG state
     progress = Progress.from_dict(checkpoint.read_state(folder))
-    run.accelerator.print(f"resumed from {folder} after epoch {progress.epochs_done}")
+    if progress.step_in_epoch > 0:
+        rank_state = checkpoint.read_rank_state(folder, run.accelerator.process_index)
+        if rank_state is None:
+            raise FileNotFoundError(f"{folder} is a mid-epoch checkpoint without this rank's loop state")
+        run.resumed = {"totals": rank_state["totals"], "rng": rng_states()}
+    where = f"the end of epoch {progress.epochs_done}"
+    if progress.step_in_epoch:
+        where = f"epoch {progress.epochs_done + 1} micro-batch {progress.step_in_epoch}"
+    run.accelerator.print(f"resumed from {folder} at {where}")
     return progress
 
 
-def train_one_epoch(run: Run, epoch: int) -> float:
-    """One pass over the training data; returns the mean training loss (without L2-SP)."""
-    # Reseed everything from (seed, epoch): a resumed run replays the same randomness.
-    set_seed(epoch_seed(run.cfg.seed, epoch, stream=2 + run.accelerator.process_index))
-    run.data.train_sampler.set_epoch(epoch)
+def rng_states() -> dict[str, Any]:
+    """This process's RNG states (Python, numpy, torch CPU and CUDA)."""
+    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
+    states["torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `rng_states` captured."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_last(run: Run, progress: Progress, totals: torch.Tensor | None = None) -> None:
+    """checkpoints/last with the progress and, mid-epoch, this rank's running loss totals (collective)."""
+    rank_state = None if totals is None else {"totals": totals.detach().cpu()}
+    checkpoint.save_last(run.accelerator, run.ckpt_dir, progress.as_dict(), rank_state)
+    run.stop.saved()
+
+
+def stop_decision(run: Run, epoch: int, done: int) -> tuple[bool, bool]:
+    """(save, stop) at a step boundary, agreed by all ranks (any rank's signal counts)."""
+    save, stop = run.stop.poll(epoch, done)
+    if run.accelerator.num_processes > 1:
+        flags = torch.tensor([float(save), float(stop)], device=run.accelerator.device)
+        save, stop = (bool(flag > 0) for flag in run.accelerator.reduce(flags, reduction="sum").tolist())
+    return save, stop
+
+
+def step_boundary(run: Run, epoch: int, done: int, totals: torch.Tensor, progress: Progress) -> None:
+    """Mid-epoch, after an optimizer step: save `last` if asked to, and stop if asked to."""
+    save, stop = stop_decision(run, epoch, done)
+    if not save:
+        return
+    run.train_s += time.perf_counter() - run.clock  # training time, not saving time
+    progress.step_in_epoch = done
+    save_last(run, progress, totals)
+    progress.step_in_epoch = 0
+    run.clock = time.perf_counter()
+    run.accelerator.print(f"saved the state at epoch {epoch + 1} micro-batch {done}")
+    if stop:
+        run.stop.hand_over(f"epoch {epoch + 1} micro-batch {done}")
+
+
+def start_epoch(run: Run, epoch: int, start: int) -> tuple[int, int]:
+    """Select epoch `epoch`'s data order (less its first `start` micro-batches on every rank)
+    and reseed; returns the epoch's whole length in micro-batches (max_steps_per_epoch
+    applied) and the number of images skipped."""
+    if start == 0:
+        # Reseed everything from (seed, epoch): a resumed run replays the same randomness.
+        set_seed(epoch_seed(run.cfg.seed, epoch, stream=2 + run.accelerator.process_index))
     if hasattr(run.data.train, "set_epoch"):
         # Accelerate's loader re-sets the sampler epoch from its own pass counter on every
-        # iteration, a counter that restarts at 0 in a resumed process: set it explicitly.
+        # iteration, a counter that restarts at 0 in a resumed process: set it explicitly
+        # (and before the sampler's skip, which a change of epoch resets).
         run.data.train.set_epoch(epoch)
+    run.data.train_sampler.set_epoch(epoch, skip=0)
+    micro_batches = len(run.data.train)
+    if run.cfg.max_steps_per_epoch is not None:
+        micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * run.cfg.distributed.grad_accum_steps)
+    processes = run.accelerator.num_processes
+    # As build_data sized the loader; a global micro-batch is one per-device batch per rank.
+    per_device = max(1, run.cfg.data.batch_size // (processes * run.cfg.distributed.grad_accum_steps))
+    skipped = start * per_device * processes
+    run.data.train_sampler.set_epoch(epoch, skip=skipped)
+    return micro_batches, skipped
+
+
+def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
+    """One pass over the training data (the rest of it, for an epoch resumed mid-way);
+    returns the mean training loss of the whole epoch (without L2-SP)."""
+    start, resumed, run.resumed = progress.step_in_epoch, run.resumed, None
+    progress.step_in_epoch = 0  # the value of every later save but a mid-epoch one
+    micro_batches, skipped = start_epoch(run, epoch, start)
     regimes.set_train_mode(run.model, run.cfg)
     accum = run.cfg.distributed.grad_accum_steps
     # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
     deepspeed = uses_deepspeed(run.accelerator)
-    micro_batches = len(run.data.train)
-    if run.cfg.max_steps_per_epoch is not None:
-        micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * accum)
     levels = run.task.kind == "hierarchical"
     # loss sum, image count (and, hierarchical, each level's loss sum)
     totals = torch.zeros(4 if levels else 2, device=run.accelerator.device)
-    started = time.perf_counter()
+    if resumed is not None:
+        totals = resumed["totals"].to(run.accelerator.device)
+    run.clock = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
-    for index, (images, targets) in enumerate(run.data.train):
+    for index, (images, targets) in enumerate(run.data.train, start=start):
         if index >= micro_batches:
             break
+        if resumed is not None and index == start:
+            # The RNG state saved at this boundary; creating the iterator drew from it since.
+            set_rng_states(resumed["rng"])
         step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
         if deepspeed:
             # Accelerate hands this to DeepSpeed as the accumulation boundary (and steps the
@@ -222,6 +316,8 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             last = cast(HierarchicalLoss, run.criterion).last_levels
             batch += [last["super"].float(), last["sub"].float()]
         totals += torch.stack(batch) * len(targets)
+        if step_now and index + 1 < micro_batches:
+            step_boundary(run, epoch, index + 1, totals, progress)
     run.accelerator.sync_gradients = True
     loss_sum, images_seen, *level_sums = run.accelerator.reduce(totals, reduction="sum").tolist()
     if level_sums:
@@ -230,8 +326,8 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             for name, value in zip(("super", "sub"), level_sums, strict=True)
         }
     # tolist() waited for the device, so the time below covers the work, not only its queueing.
-    run.train_s += time.perf_counter() - started
-    run.train_images += int(images_seen)
+    run.train_s += time.perf_counter() - run.clock
+    run.train_images += int(images_seen) - skipped  # timing counts what this process trained
     return loss_sum / images_seen if images_seen > 0 else math.nan
 
 
@@ -315,7 +411,7 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     started = time.perf_counter()
     lr = float(run.optimizer.param_groups[0]["lr"])
     train_s, train_images = run.train_s, run.train_images
-    train_loss = train_one_epoch(run, epoch)
+    train_loss = train_one_epoch(run, epoch, progress)
     train_s, train_images = run.train_s - train_s, run.train_images - train_images
     val = evaluate(run, run.data.val)
     run.scheduler.step()
@@ -336,7 +432,7 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     run.history.append(row)
     if run.accelerator.is_main_process:
         write_history(run.run_dir, run.history, run.history_extra)
-    checkpoint.save_last(run.accelerator, run.ckpt_dir, progress.as_dict())
+    save_last(run, progress)
     shown = {name: row[name] for name in ("val_loss", "val_top1", run.selection.metric)}
     run.accelerator.print(
         f"epoch {epoch + 1}/{run.cfg.epochs} train_loss {train_loss:.4f} "
@@ -344,6 +440,17 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
         + f" ({row['epoch_s']:.1f} s)"
         + (f"; no improvement for {progress.epochs_since_best} epochs: stopping" if progress.stopped_early else "")
     )
+
+
+def stop_after_epoch(run: Run, progress: Progress) -> None:
+    """A stop requested during validation or the epoch-end save: hand over now that `last`
+    is saved (not after the final epoch: the run is about to finish anyway)."""
+    if progress.epochs_done >= run.cfg.epochs or progress.stopped_early:
+        return
+    _, stop = stop_decision(run, progress.epochs_done, 0)
+    if stop:
+        run.accelerator.print(f"stopping on request after epoch {progress.epochs_done} (state saved)")
+        run.stop.hand_over(f"the end of epoch {progress.epochs_done}")
 
 
 def save_best(run: Run, epoch: int, value: float | None) -> None:
@@ -426,12 +533,18 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
     }
 
 
-def run_training(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+def run_training(cfg: TrainConfig, run_dir: Path, stop: StopRequest | None = None) -> dict[str, Any]:
     """Train one config into `run_dir` (resuming from checkpoints/last if present) and
-    return the metrics dict it also writes to metrics.json."""
+    return the metrics dict it also writes to metrics.json.
+
+    While it trains, USR2 (or what `stop` requests) saves the state at the next step
+    boundary and then stops the run (see trainers.preemption).
+    """
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run = build_run(cfg, run_dir)
+    run.stop = stop or StopRequest(checkpoint_every_min=cfg.checkpoint_every_min)
+    run.stop.install()
     try:
         progress = resume(run)
         run.history = read_history(run_dir, progress.epochs_done)
@@ -447,12 +560,14 @@ def run_training(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
                 if progress.stopped_early:
                     break
                 run_epoch(run, epoch, progress)
+                stop_after_epoch(run, progress)
         metrics = final_metrics(run, progress)
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
         if run.accelerator.is_main_process:
             rundir.write_json(run_dir / rundir.METRICS, metrics)
         run.accelerator.wait_for_everyone()
     finally:
+        run.stop.uninstall()
         release_accelerator(run.accelerator)
     return metrics
 

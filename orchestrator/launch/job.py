@@ -3,7 +3,10 @@
 Heavy imports (torch, timm) happen inside `__call__`, never at import time. The
 job records its lifecycle in status.json; the trainer owns every other file.
 `checkpoint()` is submitit's hook on preemption/timeout: the job is requeued as
-is and the trainer resumes from the last state saved in the run folder.
+is and the trainer resumes from the last state saved in the run folder. While
+the trainer trains it holds USR2 itself (trainers/preemption.py): it saves the
+full state at the next optimizer-step boundary first, then hands the signal to
+submitit's handler, which calls `checkpoint()` and requeues.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ class TrainJob:
         return metrics
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
-        """Requeue the same job on preemption or timeout; training resumes from checkpoints/last."""
+        """Requeue the same job on preemption or timeout; training resumes from checkpoints/last
+        (saved at a step boundary just before, when the signal came during training)."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata))

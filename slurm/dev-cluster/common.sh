@@ -13,6 +13,16 @@ FAKE_GPUS="${ORCH_SLURM_GPUS:-2}"
 # Our own MariaDB instance listens on 127.0.0.1 only, on a non-default port so
 # it never collides with a MariaDB/MySQL the machine may already run.
 DB_PORT="${ORCH_SLURM_DB_PORT:-3307}"
+# Number of compute nodes: one slurmd each, in its own network (and UTS)
+# namespace, on a bridge in the root namespace. NODES wins over ORCH_SLURM_NODES.
+NODE_COUNT="${NODES:-${ORCH_SLURM_NODES:-2}}"
+# The cluster's private /24: the bridge (slurmctld, slurmdbd) is .1, node i is .(10+i).
+NET_PREFIX="${ORCH_SLURM_NET:-10.77.0}"
+BRIDGE=orchslurm0
+CTL_ADDR="$NET_PREFIX.1"
+HOSTS_FILE=/etc/hosts
+HOSTS_BEGIN="# begin orchestrate slurm dev cluster (slurm/dev-cluster/start.sh)"
+HOSTS_END="# end orchestrate slurm dev cluster"
 
 ETC_DIR="$STATE_DIR/etc"           # generated configs (the real files)
 RUN_DIR="$STATE_DIR/run"           # slurm pid files
@@ -33,8 +43,41 @@ MUNGE_KEY=/etc/munge/munge.key
 
 DB_SOCKET="$DB_DIR/mysqld.sock"
 
-# Daemons, in start order. stop.sh walks this list backwards.
-DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+# Node i: name, address, network namespace, host-side veth.
+node_name() { echo "node$1"; }
+node_addr() { echo "$NET_PREFIX.$((10 + $1))"; }
+node_netns() { echo "orchslurm-node$1"; }
+node_veth() { echo "orchslurm$1"; }
+
+# Daemons, in start order: one slurmd per node, named slurmd-NODE (pid file
+# run/slurmd-NODE.pid, log log/slurmd-NODE.log). stop.sh walks the list
+# backwards, plus any slurmd-* left over from a larger NODES (and the
+# single-node layout's plain `slurmd`).
+DAEMONS=(munged mariadbd slurmdbd slurmctld)
+for ((_i = 1; _i <= NODE_COUNT; _i++)); do DAEMONS+=("slurmd-$(node_name "$_i")"); done
+unset _i
+
+# slurmd daemons with a pid file, whether or not they belong to NODE_COUNT.
+slurmd_daemons_on_disk() {
+  local pf
+  for pf in "$RUN_DIR"/slurmd-*.pid "$RUN_DIR"/slurmd.pid; do
+    [[ -e $pf ]] && basename "$pf" .pid
+  done
+  return 0
+}
+
+# /etc/hosts without our block (exact line match: the markers hold slashes).
+hosts_without_block() {
+  awk -v b="$HOSTS_BEGIN" -v e="$HOSTS_END" '$0 == b {skip = 1} !skip {print} $0 == e {skip = 0}' "$HOSTS_FILE"
+}
+
+# The process name (comm) of daemon $1.
+comm_of() {
+  case "$1" in
+    slurmd-*) echo slurmd ;;
+    *)        echo "$1" ;;
+  esac
+}
 
 # Clean, minimal environment for daemons (what an init system would give).
 DAEMON_ENV=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8)
@@ -82,7 +125,7 @@ daemon_pid() {
   pid=$(tr -dc '0-9' <"$pf" 2>/dev/null) || return 1
   [[ -n $pid ]] || return 1
   comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == "$name" ]] || return 1
+  [[ $comm == "$(comm_of "$name")" ]] || return 1
   pid_alive "$pid" || return 1
   echo "$pid"
 }

@@ -38,6 +38,17 @@ out=$(timeout 300 srun --gres=gpu:1 printenv CUDA_VISIBLE_DEVICES 2>"$WORK/srun.
 if [[ $out == 0 ]]; then ok "srun --gres=gpu:1 -> CUDA_VISIBLE_DEVICES=0"; else bad "gpu: got '$out'"; fi
 
 # 3. default MaxArraySize: 1001, and a 3000-task array is refused
+# Several nodes: one task on each, with its own hostname, and node names resolve everywhere.
+nodes=$(sinfo -h -N -o '%N' | sort -u | wc -l)
+if ((nodes >= 2)); then
+  out=$(timeout 300 srun -N2 -n2 hostname 2>&1 | sort | paste -sd, -)
+  if [[ $out == node1,node2 ]]; then ok "srun -N2 runs on node1 and node2"; else bad "srun -N2 hostname: '$out'"; fi
+  out=$(timeout 300 srun -N1 -w node2 getent ahostsv4 node1 2>&1 | awk '{print $1}' | head -n1)
+  if [[ $out == "${ORCH_SLURM_NET:-10.77.0}.11" ]]; then ok "node2 resolves node1 to $out"; else bad "node2 resolves node1 to '$out'"; fi
+else
+  bad "only $nodes node(s) in sinfo"
+fi
+
 max=$(scontrol show config | sed -n 's/^MaxArraySize *= *//p')
 if [[ $max == 1001 ]]; then ok "MaxArraySize=1001"; else bad "MaxArraySize=$max"; fi
 if out=$(sbatch --array=0-2999 --wrap true 2>&1); then

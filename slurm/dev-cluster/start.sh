@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Start (installing first if needed) a real single-node SLURM cluster on this
-# machine: munged -> mariadbd -> slurmdbd -> slurmctld -> slurmd.
+# Start (installing first if needed) a real multi-node SLURM cluster on this
+# machine: munged -> mariadbd -> slurmdbd -> slurmctld -> one slurmd per node,
+# each node in its own network + UTS namespace (own address and hostname) on a
+# bridge, all sharing the filesystem as cluster nodes share NFS.
 #
 # Idempotent: when everything already runs with the current config it only
 # checks health and prints the summary line (well under a second). Daemons
@@ -10,7 +12,9 @@
 # Environment (all optional):
 #   ORCH_SLURM_HOME     state/spool/pid/log folder  (/var/tmp/orchestrate-slurm)
 #   ORCH_SLURM_CLUSTER  cluster name                (orchestrate)
-#   ORCH_SLURM_GPUS     number of fake GPUs          (2; 0 = no gres)
+#   NODES               compute nodes                (2; ORCH_SLURM_NODES also works)
+#   ORCH_SLURM_NET      the cluster's /24 prefix      (10.77.0)
+#   ORCH_SLURM_GPUS     number of fake GPUs per node (2; 0 = no gres)
 #   ORCH_SLURM_DB_PORT  port of the private MariaDB  (3307, bound to 127.0.0.1)
 #   ORCH_SLURM_USERS    extra users to give an accounting association
 #   ORCH_SLURM_TIMEOUT  seconds to wait for each daemon (120)
@@ -25,11 +29,14 @@ T0=$(date +%s.%N)
 
 [[ $(id -u) -eq 0 ]] || die "must run as root (daemons run as root/munge/mysql)"
 [[ $FAKE_GPUS =~ ^[0-9]+$ ]] || die "ORCH_SLURM_GPUS must be a number, got '$FAKE_GPUS'"
+[[ $NODE_COUNT =~ ^[1-9][0-9]?$ ]] && ((NODE_COUNT <= 200)) \
+  || die "NODES must be a number from 1 to 200, got '$NODE_COUNT'"
+[[ $NET_PREFIX =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "ORCH_SLURM_NET must look like 10.77.0, got '$NET_PREFIX'"
 
 # ------------------------------------------------------------------ install --
-REQUIRED_CMDS=(munged munge unmunge mariadbd mariadb-install-db mariadb
+REQUIRED_CMDS=(ip nsenter unshare munged munge unmunge mariadbd mariadb-install-db mariadb
                slurmdbd slurmctld slurmd sinfo sbatch srun scontrol sacct sacctmgr)
-PACKAGES=(munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
+PACKAGES=(iproute2 munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
 
 install_packages() {
   local missing=() c
@@ -90,8 +97,65 @@ prepare_dirs() {
   chown munge:munge "$MUNGE_SOCKET_DIR"; chmod 755 "$MUNGE_SOCKET_DIR"
 }
 
+# ------------------------------------------------------------------ network --
+# A bridge in the root namespace (address CTL_ADDR: slurmctld and slurmdbd are
+# reached there) and, per node, a network namespace joined to it by a veth
+# pair. Each step is skipped when already in place, so this is idempotent.
+prepare_network() {
+  if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
+    log "creating bridge $BRIDGE ($CTL_ADDR/24)"
+    ip link add name "$BRIDGE" type bridge
+  fi
+  ip -4 addr show dev "$BRIDGE" | grep -q "inet $CTL_ADDR/" || ip addr add "$CTL_ADDR/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  local i ns
+  for ((i = 1; i <= NODE_COUNT; i++)); do prepare_node_netns "$i"; done
+  # Namespaces of nodes beyond NODES (an earlier, larger cluster) go; a slurmd still in one
+  # keeps it alive until it is stopped below.
+  for ns in $(ip netns list | awk '{print $1}' | grep '^orchslurm-node[0-9]*$' || true); do
+    i=${ns#orchslurm-node}
+    if ((i > NODE_COUNT)); then log "removing network namespace $ns"; ip netns del "$ns"; fi
+  done
+  write_hosts
+}
+
+prepare_node_netns() {
+  local i=$1 ns veth addr
+  ns=$(node_netns "$i"); veth=$(node_veth "$i"); addr=$(node_addr "$i")
+  [[ -e /run/netns/$ns ]] || { log "creating network namespace $ns ($addr)"; ip netns add "$ns"; }
+  if ! ip netns exec "$ns" ip link show eth0 >/dev/null 2>&1; then
+    ip link del "$veth" 2>/dev/null || true   # a host end whose peer was lost
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+  fi
+  ip link set "$veth" master "$BRIDGE"
+  ip link set "$veth" up
+  ip netns exec "$ns" ip link set lo up
+  ip -n "$ns" -4 addr show dev eth0 | grep -q "inet $addr/" || ip -n "$ns" addr add "$addr/24" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route replace default via "$CTL_ADDR"
+}
+
+# Every daemon and job resolves node names through the shared /etc/hosts (no
+# DNS): our block maps nodeN to its address. Also the IPv4-mapped IPv6 form:
+# torch's TCPStore (dual-stack) looks up ::ffff:10.77.0.N, which /etc/hosts
+# would not answer, and the machine's DNS server is unreachable from a node's
+# namespace, so each rendezvous waited 10 s for a DNS timeout.
+# Edited in place (it may be a bind mount).
+write_hosts() {
+  local kept block i
+  kept=$(hosts_without_block)
+  block="$HOSTS_BEGIN"
+  for ((i = 1; i <= NODE_COUNT; i++)); do
+    block+=$'\n'"$(node_addr "$i") $(node_name "$i")"$'\n'"::ffff:$(node_addr "$i") $(node_name "$i")"
+  done
+  block+=$'\n'"$HOSTS_END"
+  [[ "$(cat "$HOSTS_FILE")" == "$kept"$'\n'"$block" ]] && return 0
+  printf '%s\n%s\n' "$kept" "$block" >"$HOSTS_FILE"
+}
+
 # ------------------------------------------------------------------ configs --
-NODE="$(hostname -s)"
+NODES_RANGE="node[1-$NODE_COUNT]"
+((NODE_COUNT == 1)) && NODES_RANGE=node1
 CHANGED=()   # names of config files whose content changed this run
 
 # Write $2 (content) to $ETC_DIR/$1 only if different; record the change.
@@ -116,6 +180,10 @@ render_configs() {
   mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$hw")
   cpus_line=$(sed -e 's/^NodeName=[^ ]* //' -e 's/ *RealMemory=[0-9]*//' <<<"$hw")
   ((FAKE_GPUS > 0)) && gres_line="Gres=gpu:$FAKE_GPUS"
+  local node_lines="" i
+  for ((i = 1; i <= NODE_COUNT; i++)); do
+    node_lines+="NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") $cpus_line RealMemory=$((mem * 95 / 100)) $gres_line State=UNKNOWN"$'\n'
+  done
 
   # Password for the slurm DB user: random, generated once, kept with the state.
   local pwfile="$ETC_DIR/db.password"
@@ -127,7 +195,7 @@ render_configs() {
   put_config slurm.conf "$(cat <<EOF
 # Generated by slurm/dev-cluster/start.sh -- edits are overwritten.
 ClusterName=$CLUSTER_NAME
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$(hostname -s)($CTL_ADDR)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -138,11 +206,12 @@ AuthInfo=cred_expire=10
 SlurmctldPort=6817
 SlurmdPort=6818
 StateSaveLocation=$CTLD_STATE
-SlurmdSpoolDir=$SLURMD_SPOOL
+# %n: the node's name, so the slurmds of the shared filesystem keep apart.
+SlurmdSpoolDir=$SLURMD_SPOOL/%n
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 
@@ -176,7 +245,8 @@ PreemptMode=OFF
 # Accounting through slurmdbd: without it sacct reports "accounting storage
 # is disabled" and submitit sees every job as UNKNOWN.
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+# On the bridge, so sacct also works inside jobs (in a node's namespace).
+AccountingStorageHost=$CTL_ADDR
 AccountingStoragePort=6819
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
@@ -184,8 +254,7 @@ JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
 
 GresTypes=gpu
-NodeName=$NODE NodeAddr=127.0.0.1 $cpus_line RealMemory=$((mem * 95 / 100)) $gres_line State=UNKNOWN
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
+${node_lines}PartitionName=debug Nodes=$NODES_RANGE Default=YES MaxTime=INFINITE State=UP
 EOF
 )"
 
@@ -194,7 +263,7 @@ EOF
 # count them and sets CUDA_VISIBLE_DEVICES for jobs that ask for --gres=gpu.
 AutoDetect=off" i
   for ((i = 0; i < FAKE_GPUS; i++)); do
-    gres+=$'\n'"NodeName=$NODE Name=gpu File=$DEV_DIR/fakegpu$i"
+    gres+=$'\n'"NodeName=$NODES_RANGE Name=gpu File=$DEV_DIR/fakegpu$i"
   done
   put_config gres.conf "$gres"
 
@@ -202,8 +271,8 @@ AutoDetect=off" i
   put_config slurmdbd.conf "$(cat <<EOF
 # Generated by slurm/dev-cluster/start.sh -- edits are overwritten.
 AuthType=auth/munge
-DbdHost=$NODE
-DbdAddr=127.0.0.1
+DbdHost=$(hostname -s)
+DbdAddr=$CTL_ADDR
 DbdPort=6819
 SlurmUser=root
 PidFile=$RUN_DIR/slurmdbd.pid
@@ -381,10 +450,32 @@ setup_accounting() {
 
 ctld_ok() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 
+# slurmd of node $1 in its namespaces: the network one made by prepare_network
+# and a new UTS one whose hostname is the node name (what jobs, gloo and
+# submitit see). nsenter, not `ip netns exec`: the latter remounts /sys, which
+# hides /sys/fs/cgroup, and slurmd refuses to start without it. nsenter,
+# unshare and sh all exec, so WATCH_PID is slurmd.
+start_slurmd() {
+  local i=$1 name
+  name=$(node_name "$i")
+  daemon_pid "slurmd-$name" >/dev/null && return 0
+  mkdir -p "$SLURMD_SPOOL/$name"
+  launch "slurmd-$name" nsenter --net="/run/netns/$(node_netns "$i")" unshare --uts \
+    sh -c 'hostname "$1" && exec slurmd -D -N "$1"' sh "$name"
+  wait_for "slurmd-$name" "slurmd of $name to write its pid file" daemon_pid "slurmd-$name"
+}
+
 start_slurmctld_and_slurmd() {
+  local name i
   # slurm.conf/gres.conf are read by both daemons; a change needs both restarted.
+  # slurmds not in this layout (an earlier, larger NODES; the one-node layout) go too.
+  for name in $(slurmd_daemons_on_disk); do
+    if changed slurm.conf || changed gres.conf || [[ " ${DAEMONS[*]} " != *" $name "* ]]; then
+      stop_daemon "$name"
+    fi
+  done
   if changed slurm.conf || changed gres.conf; then
-    stop_daemon slurmd; stop_daemon slurmctld
+    stop_daemon slurmctld
   fi
   if ! daemon_pid slurmctld >/dev/null || ! ctld_ok; then
     stop_daemon slurmctld
@@ -392,36 +483,33 @@ start_slurmctld_and_slurmd() {
     launch slurmctld slurmctld -D -i
     wait_for slurmctld "slurmctld to answer 'scontrol ping'" ctld_ok
   fi
-  if ! daemon_pid slurmd >/dev/null; then
-    launch slurmd slurmd -D
-    wait_for slurmd "slurmd to write its pid file" daemon_pid slurmd
-  fi
+  for ((i = 1; i <= NODE_COUNT; i++)); do start_slurmd "$i"; done
 }
 
-node_state() { sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null | head -n1; }
+node_state() { sinfo -h -N -n "$1" -o '%T' 2>/dev/null | head -n1; }
 
 # Wait until the node accepts work; resume it if it came back DOWN/DRAINED
 # (e.g. after a restart) -- ReturnToService=2 handles most, not all, cases.
 wait_node_ready() {
-  local deadline=$((SECONDS + TIMEOUT)) state last_resume=-100
+  local node=$1 deadline=$((SECONDS + TIMEOUT)) state last_resume=-100
   while :; do
-    state=$(node_state)
+    state=$(node_state "$node")
     case "$state" in
       idle|mixed|allocated|completing) return 0 ;;
       down|drain*|fail*)   # responding (no '*'), but not in service
         if ((SECONDS - last_resume >= 3)); then
-          log "node $NODE is $state; resuming it"
-          scontrol update nodename="$NODE" state=resume 2>/dev/null || true
+          log "node $node is $state; resuming it"
+          scontrol update nodename="$node" state=resume 2>/dev/null || true
           last_resume=$SECONDS
         fi ;;
     esac
-    if ! daemon_pid slurmd >/dev/null; then
-      fail slurmd "slurmd died (node state: ${state:-unknown})"
+    if ! daemon_pid "slurmd-$node" >/dev/null; then
+      fail "slurmd-$node" "slurmd of $node died (node state: ${state:-unknown})"
     fi
     if ((SECONDS >= deadline)); then
-      scontrol show node "$NODE" >&2 || true
+      scontrol show node "$node" >&2 || true
       show_log_tail slurmctld
-      fail slurmd "node $NODE not ready after ${TIMEOUT}s (state: ${state:-unknown})"
+      fail "slurmd-$node" "node $node not ready after ${TIMEOUT}s (state: ${state:-unknown})"
     fi
     sleep 0.2
   done
@@ -463,20 +551,22 @@ flock -w 600 9 || die "another start.sh/stop.sh holds $STATE_DIR/.lock"
 
 install_packages
 prepare_dirs
+prepare_network
 render_configs
 start_munged
 start_mariadbd
 start_slurmdbd
 setup_accounting
 start_slurmctld_and_slurmd
-wait_node_ready
+for ((n = 1; n <= NODE_COUNT; n++)); do wait_node_ready "$(node_name "$n")"; done
 if ! accounting_ok; then
   wait_for slurmdbd "sacct to work and slurmctld to register with slurmdbd" accounting_ok
 fi
 link_system_configs
 
 max_array=$(scontrol show config | sed -n 's/^MaxArraySize *= *//p')
-read -r cpus gres state < <(sinfo -h -N -n "$NODE" -o '%c %G %T' | head -n1)
+read -r cpus gres < <(sinfo -h -N -n node1 -o '%c %G' | head -n1)
 gpus=$(sed -n 's/.*gpu:\([0-9]*\).*/\1/p' <<<"$gres"); gpus=${gpus:-0}
+states=$(sinfo -h -N -o '%N=%T' | sort -u | paste -sd, -)
 elapsed=$(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
-echo "slurm dev cluster ready: cluster=$CLUSTER_NAME node=$NODE state=$state cpus=$cpus gpus=$gpus(fake) MaxArraySize=$max_array home=$STATE_DIR (${elapsed}s)"
+echo "slurm dev cluster ready: cluster=$CLUSTER_NAME nodes=$NODE_COUNT [$states] cpus/node=$cpus gpus/node=$gpus(fake) MaxArraySize=$max_array home=$STATE_DIR (${elapsed}s)"

@@ -8,14 +8,17 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/common.sh"
 
 all=0
-for name in "${DAEMONS[@]}"; do
+seen=()
+for name in "${DAEMONS[@]}" $(slurmd_daemons_on_disk); do
+  [[ " ${seen[*]-} " == *" $name "* ]] && continue
+  seen+=("$name")
   if pid=$(daemon_pid "$name"); then
-    printf '%-10s running  pid %-8s log %s\n' "$name" "$pid" "$(log_file_of "$name")"
+    printf '%-14s running  pid %-8s log %s\n' "$name" "$pid" "$(log_file_of "$name")"
   elif [[ $name == munged ]] && munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
-    printf '%-10s running  (not started by dev-cluster)\n' "$name"
+    printf '%-14s running  (not started by dev-cluster)\n' "$name"
   else
-    printf '%-10s STOPPED  log %s\n' "$name" "$(log_file_of "$name")"
-    all=1
+    printf '%-14s STOPPED  log %s\n' "$name" "$(log_file_of "$name")"
+    [[ " ${DAEMONS[*]} " == *" $name "* ]] && all=1
   fi
 done
 if ((all == 0)); then

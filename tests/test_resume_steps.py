@@ -1,0 +1,175 @@
+"""Mid-epoch exact resume: a run stopped at optimizer-step boundaries (and at epoch ends),
+restarted each time, ends bit for bit like the uninterrupted run, with 0 or 2 loader workers.
+
+The stops are chained in one run folder: each restart resumes from the previous stop and
+stops again at the next point, so every point is a real save + restart, and a resume that
+is off anywhere shows in the final numbers. Reference and chains share one config but
+`data.num_workers`, which also proves that neither the data order nor the augmentation
+depends on the number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from config_helpers import config_with
+
+from trainers import checkpoint, rundir
+from trainers.config import TrainConfig
+from trainers.data import EpochShuffleSampler
+from trainers.preemption import Preempted, StopRequest
+from trainers.train import run_training
+
+STEPS_PER_EPOCH = 8  # 256 training images / batch 32
+EPOCHS = 3
+TIMING = {"epoch_s", "train_images_per_s"}
+
+
+def _config(workers: int, accum: int = 1, **overrides: Any) -> TrainConfig:
+    base: dict[str, Any] = {
+        "model": {"backbone": "test_resnet", "head_dropout": 0.3},  # dropout: the RNG must resume too
+        "data": {
+            "dataset": {"name": "digits", "max_samples": 256},
+            "image_size_px": 16,
+            "batch_size": 32,
+            "num_workers": workers,
+            "augment": {"hflip_p": 0.5, "rotate_deg": 15, "rotate_p": 0.5, "translate_frac": 0.1},
+        },
+        "optim": {"name": "adamw", "lr": 3e-3},
+        "schedule": {"name": "cosine"},
+        "epochs": EPOCHS,
+        "torch_threads": 1,
+        "distributed": {"grad_accum_steps": accum},
+    }
+    return config_with(base, {key.replace(".", "__"): value for key, value in overrides.items()})
+
+
+class StopAt(StopRequest):
+    """Requests a stop at one boundary: (epoch, micro-batches done); (e + 1, 0) is the end of epoch e."""
+
+    def __init__(self, epoch: int, done: int) -> None:
+        super().__init__()
+        self.at = (epoch, done)
+        self.polled: list[tuple[int, int]] = []
+
+    def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
+        self.polled.append((epoch, done))
+        hit = (epoch, done) == self.at
+        return hit, hit
+
+
+def _history(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / rundir.HISTORY).open() as handle:
+        return [{k: v for k, v in row.items() if k not in TIMING} for row in csv.DictReader(handle)]
+
+
+def _comparable(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in ("timing", "provenance")}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    run_dir = tmp_path_factory.mktemp("reference")
+    metrics = run_training(_config(workers=0), run_dir)
+    return metrics, _history(run_dir)
+
+
+def _stopped_chain(cfg: TrainConfig, run_dir: Path, points: list[tuple[int, int]]) -> dict[str, Any]:
+    for epoch, done in points:
+        stop = StopAt(epoch, done)
+        with pytest.raises(Preempted):
+            run_training(cfg, run_dir, stop=stop)
+        assert stop.polled[-1] == (epoch, done), "the run went past its stop point"
+        state = checkpoint.read_state(run_dir / rundir.CHECKPOINTS / checkpoint.LAST)
+        assert (state["epochs_done"], state["step_in_epoch"]) == (epoch, done), "saved elsewhere than asked"
+    return run_training(cfg, run_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("workers", "points"),
+    [
+        # 12 points: the first and last boundary of an epoch, its end, and steps in between.
+        (0, [(0, 1), (0, 2), (0, 5), (0, 7), (1, 0), (1, 1), (1, 4), (1, 6), (2, 0), (2, 3), (2, 5), (2, 7)]),
+        # 8 points with 2 worker processes (fresh ones after every restart).
+        (2, [(0, 3), (0, 4), (0, 6), (1, 2), (1, 3), (1, 7), (2, 1), (2, 6)]),
+    ],
+)
+def test_run_stopped_at_many_steps_ends_bit_identical(
+    tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]], workers: int, points: list[tuple[int, int]]
+) -> None:
+    ref_metrics, ref_history = reference
+    metrics = _stopped_chain(_config(workers=workers), tmp_path, points)
+    assert _history(tmp_path) == ref_history
+    assert _comparable(metrics) == _comparable(ref_metrics)
+
+
+@pytest.mark.slow
+def test_accumulating_run_stops_only_at_optimizer_steps_and_resumes_exactly(tmp_path: Path) -> None:
+    """With 2 micro-batches per optimizer step, boundaries are every 2 micro-batches (16 per epoch)."""
+    cfg = _config(workers=0, accum=2)
+    never = StopAt(1, 5)  # not a boundary: the reference runs uninterrupted to the end
+    ref_metrics = run_training(cfg, tmp_path / "reference", stop=never)
+    assert (1, 5) not in never.polled and (1, 4) in never.polled and (1, 6) in never.polled
+    assert len(never.polled) == EPOCHS * (STEPS_PER_EPOCH - 1) + EPOCHS - 1  # mid-epoch ones, epoch ends
+    metrics = _stopped_chain(cfg, tmp_path / "run", [(0, 2), (0, 14), (1, 0), (1, 8), (2, 4)])
+    assert _history(tmp_path / "run") == _history(tmp_path / "reference")
+    assert _comparable(metrics) == _comparable(ref_metrics)
+
+
+@pytest.mark.slow
+def test_usr2_saves_at_the_next_step_boundary_then_hands_over(
+    tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]]
+) -> None:
+    """The real signal, mid-step: the trainer saves at the boundary, then calls the handler it
+    replaced (submitit's, in a job: checkpoint and requeue) and stops."""
+    handed_over: list[int] = []
+
+    class SignalAt(StopRequest):
+        def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
+            if (epoch, done) == (1, 2):
+                os.kill(os.getpid(), signal.SIGUSR2)  # as from `scancel --signal=USR2`
+            return super().poll(epoch, done)
+
+    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: handed_over.append(signum))
+    try:
+        with pytest.raises(Preempted):
+            run_training(_config(workers=0), tmp_path, stop=SignalAt())
+        assert handed_over == [signal.SIGUSR2], "the previous handler was not called after the save"
+        state = checkpoint.read_state(tmp_path / rundir.CHECKPOINTS / checkpoint.LAST)
+        assert (state["epochs_done"], state["step_in_epoch"]) == (1, 2)
+        assert signal.getsignal(signal.SIGUSR2) is not None
+        metrics = run_training(_config(workers=0), tmp_path)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert _history(tmp_path) == reference[1]
+    assert _comparable(metrics) == _comparable(reference[0])
+
+
+@pytest.mark.slow
+def test_periodic_checkpoints_do_not_change_the_run(
+    tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A tiny interval: a save at every step boundary.
+    metrics = run_training(_config(workers=0, checkpoint_every_min=1e-9), tmp_path)
+    saves = capsys.readouterr().out.count("saved the state at epoch")
+    assert saves == EPOCHS * (STEPS_PER_EPOCH - 1)  # every boundary but the epoch ends (saved anyway)
+    assert _history(tmp_path) == reference[1]
+    assert _comparable(metrics) == _comparable(reference[0])
+
+
+def test_sampler_skip_is_the_tail_of_the_epoch_permutation() -> None:
+    sampler = EpochShuffleSampler(40, seed=5)
+    sampler.set_epoch(2)
+    whole = list(sampler)
+    sampler.set_epoch(2, skip=12)
+    assert list(sampler) == whole[12:] and len(sampler) == 28
+    sampler.set_epoch(2)  # what Accelerate's loader calls on every pass: the skip stays
+    assert list(sampler) == whole[12:]
+    sampler.set_epoch(3)  # a new epoch starts at its beginning
+    assert len(list(sampler)) == 40 and list(sampler) != whole

@@ -1,0 +1,79 @@
+"""Stop requests (USR2 before a preemption or time limit) honoured at a step boundary.
+
+SLURM sends USR2 `signal_delay_s` before it kills a job. submitit's handler for it calls the
+job's `checkpoint()` and requeues the job right away, in the middle of whatever Python was
+doing, so a trainer could only save the state of the last finished epoch. The trainer
+therefore takes the signal over while it trains: `StopRequest` only records it, the loop
+saves the full state at the next optimizer-step boundary (every rank, collectively), and
+only then hands the signal to the handler that was installed before (submitit's: checkpoint
+and requeue on rank 0, nothing on the others). Without such a handler (a debug run, a test)
+the trainer raises `Preempted` after saving.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+
+class Preempted(RuntimeError):
+    """Training stopped on request after saving its state; rerunning resumes it."""
+
+
+class StopRequest:
+    """Records a stop signal; `poll` says at a step boundary whether to save (and stop).
+
+    `checkpoint_every_min` also asks for a save (without stopping) when that many minutes
+    passed since the last one.
+    """
+
+    def __init__(self, signum: int = signal.SIGUSR2, checkpoint_every_min: float | None = None) -> None:
+        self.signum = signum
+        self.requested = False
+        self.checkpoint_every_s = None if checkpoint_every_min is None else checkpoint_every_min * 60.0
+        self.last_save = time.monotonic()
+        self._previous: Any = None
+        self._installed = False
+
+    def install(self) -> None:
+        """Catch the signal from now on (main thread only: Python delivers signals there)."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.signal(self.signum, self._record)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        """Give the signal back to the handler it had before `install`."""
+        if self._installed:
+            signal.signal(self.signum, self._previous)
+            self._installed = False
+
+    def _record(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+
+    def save_due(self) -> bool:
+        """Whether the periodic checkpoint interval has passed since the last save."""
+        return self.checkpoint_every_s is not None and time.monotonic() - self.last_save >= self.checkpoint_every_s
+
+    def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
+        """At a step boundary, `done` micro-batches into epoch `epoch` (0-based): (save, stop).
+
+        Subclasses in tests request a stop at a given step here.
+        """
+        return self.requested or self.save_due(), self.requested
+
+    def saved(self) -> None:
+        """Note a finished save (restarts the periodic interval)."""
+        self.last_save = time.monotonic()
+
+    def hand_over(self, where: str) -> None:
+        """After the state is saved: pass the signal to the previous handler (submitit requeues
+        the job and exits on rank 0), then stop this process by raising `Preempted`."""
+        previous = self._previous
+        self.uninstall()
+        if callable(previous):
+            previous(self.signum, None)
+        raise Preempted(f"stopped on request after saving the state at {where}")
