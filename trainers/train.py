@@ -28,7 +28,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, regimes, rundir
+from trainers import checkpoint, regimes, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -98,6 +98,8 @@ class Run:
     train_images: int = 0
     train_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    tracking: tracking.Tracking | None = None
+    """Experiment trackers (cfg.trackers); None when the run logs to none."""
 
     @property
     def ckpt_dir(self) -> Path:
@@ -111,13 +113,15 @@ class Run:
         return [*extra, self.selection.metric]
 
 
-def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
-    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s)."""
+def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> Run:
+    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s);
+    `metadata` (the plan's run id, name, sweep, ablation...) names and tags tracker runs."""
     check_pretrained_path(cfg.model)  # fail before any data is read
     regimes.check_regime(cfg)
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
-    accelerator = build_accelerator(cfg)
+    facts = tracking.run_facts(run_dir, metadata)
+    accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts))
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
     data = build_data(cfg.data, cfg.seed, accelerator.num_processes * cfg.distributed.grad_accum_steps)
     if accelerator.is_main_process:
@@ -145,10 +149,27 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
         rundir.write_json(run_dir / rundir.DEEPSPEED_CONFIG, engine_config)  # what ran, not only what was asked
     # Anchored now: after the pretrained weights are loaded, before a resume overwrites them.
     l2sp = L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None
+    trackers = None
+    if cfg.trackers:
+        trackers = tracking.Tracking(accelerator, steps_per_epoch(cfg, data.train))
+        trackers.start(cfg, run_dir, facts)
     return Run(
         cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
-        n_trainable, l2sp, input_dtype,
+        n_trainable, l2sp, input_dtype, tracking=trackers,
     )  # fmt: skip
+
+
+def micro_batches_per_epoch(cfg: TrainConfig, train: DataLoader[Any]) -> int:
+    """Training batches each process runs per epoch (max_steps_per_epoch caps them)."""
+    micro = len(train)
+    if cfg.max_steps_per_epoch is not None:
+        micro = min(micro, cfg.max_steps_per_epoch * cfg.distributed.grad_accum_steps)
+    return micro
+
+
+def steps_per_epoch(cfg: TrainConfig, train: DataLoader[Any]) -> int:
+    """Optimizer steps per epoch (a short last accumulation still steps)."""
+    return math.ceil(micro_batches_per_epoch(cfg, train) / cfg.distributed.grad_accum_steps)
 
 
 def resume(run: Run) -> Progress:
@@ -175,9 +196,7 @@ def train_one_epoch(run: Run, epoch: int) -> float:
     accum = run.cfg.distributed.grad_accum_steps
     # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
     deepspeed = uses_deepspeed(run.accelerator)
-    micro_batches = len(run.data.train)
-    if run.cfg.max_steps_per_epoch is not None:
-        micro_batches = min(micro_batches, run.cfg.max_steps_per_epoch * accum)
+    micro_batches = micro_batches_per_epoch(run.cfg, run.data.train)
     totals = torch.zeros(2, device=run.accelerator.device)  # loss sum, image count
     started = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
@@ -199,6 +218,8 @@ def train_one_epoch(run: Run, epoch: int) -> float:
                 run.accelerator.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip_norm)
             run.optimizer.step()
             run.optimizer.zero_grad(set_to_none=True)
+        if run.tracking is not None:
+            run.tracking.record(loss, step_now)
         totals += torch.stack([loss.detach().float() * len(targets), totals.new_tensor(len(targets))])
     run.accelerator.sync_gradients = True
     loss_sum, images_seen = run.accelerator.reduce(totals, reduction="sum").tolist()
@@ -279,6 +300,11 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     row["epoch_s"] = round(time.perf_counter() - started, 3)
     row["train_images_per_s"] = round(train_images / train_s, 1) if train_s > 0 else math.nan
     run.history.append(row)
+    if run.tracking is not None:
+        run.tracking.log_steps(epoch, lr)
+        end = (epoch + 1) * run.tracking.steps_per_epoch
+        run.tracking.log_metrics("val", val, end)
+        run.tracking.log_metrics("epoch", {k: v for k, v in row.items() if not k.startswith("val")}, end)
     if run.accelerator.is_main_process:
         write_history(run.run_dir, run.history, run.history_extra)
     checkpoint.save_last(run.accelerator, run.ckpt_dir, progress.as_dict())
@@ -355,12 +381,13 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
     }
 
 
-def run_training(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+def run_training(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train one config into `run_dir` (resuming from checkpoints/last if present) and
-    return the metrics dict it also writes to metrics.json."""
+    return the metrics dict it also writes to metrics.json. `metadata`: the plan's facts
+    about the run (run_id, name, sweep, ablation, backbone, dataset, seed) for the trackers."""
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    run = build_run(cfg, run_dir)
+    run = build_run(cfg, run_dir, metadata)
     try:
         progress = resume(run)
         run.history = read_history(run_dir, progress.epochs_done)
@@ -380,8 +407,14 @@ def run_training(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
         if run.accelerator.is_main_process:
             rundir.write_json(run_dir / rundir.METRICS, metrics)
+        if run.tracking is not None:
+            final_step = progress.epochs_done * run.tracking.steps_per_epoch
+            run.tracking.log_metrics("test", metrics["test"], final_step)
+            run.tracking.log_metrics("best_val", metrics["val"], final_step)
         run.accelerator.wait_for_everyone()
     finally:
+        if run.tracking is not None:
+            run.tracking.finish()
         release_accelerator(run.accelerator)
     return metrics
 
