@@ -11,8 +11,8 @@ import hashlib
 import json
 import time
 
-from orchestrator.plan import plan
-from orchestrator.spec import spec_from_dict
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import spec_from_dict
 
 CELLS = 10_000
 

@@ -17,9 +17,11 @@ from pathlib import Path
 import submitit
 from rich.console import Console
 
-from orchestrator import launch, slurm, store
-from orchestrator.plan import plan
-from orchestrator.spec import load_spec
+from orchestrator import launch
+from orchestrator.launch import slurmcli as slurm
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import load_spec
 
 SPEC = """
 name: submit_scale

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import yamlio
+from orchestrator.sweep import yamlio
 
 TINY_SPEC = """
 name: tiny

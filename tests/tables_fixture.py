@@ -7,9 +7,9 @@ import io
 from pathlib import Path
 from typing import Any
 
-from orchestrator import store
-from orchestrator.plan import RunSpec
-from orchestrator.spec import SweepSpec
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
 from trainers.rundir import State
 
@@ -120,8 +120,8 @@ CLASSES = [str(d) for d in range(10)]
 def report_fixture(folder: Path) -> tuple[SweepSpec, list[RunSpec]]:
     """A small finished-ish sweep: Baseline 3 seeds, + Augmentation 2 seeds and one running,
     + Augmentation + Dropout not started. Histories, confusion matrices, per-class tables."""
-    from orchestrator.plan import plan
-    from orchestrator.spec import load_spec
+    from orchestrator.sweep.plan import plan
+    from orchestrator.sweep.spec import load_spec
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "report_fixture.yaml"
@@ -166,7 +166,7 @@ if __name__ == "__main__":
     # `make report-screenshot`: build the fixture sweep's report and screenshot it.
     import sys
 
-    from orchestrator import collect
+    from orchestrator.results import collect
 
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "results/report-screenshot").resolve()
     spec, _ = report_fixture(out)

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from orchestrator import collect, store, tables
-from orchestrator.plan import RunSpec, plan
-from orchestrator.spec import SweepSpec, load_spec
+from orchestrator.results import collect, reader, tables
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
 from trainers.rundir import State
 
@@ -37,7 +38,7 @@ def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
 def test_frame_has_one_row_per_run(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
     spec, runs = sweep
     fake_run(spec, runs[0], 0.9)
-    frame = collect.collect_frame(store.sweep_root(spec), runs)
+    frame = reader.collect_frame(store.sweep_root(spec), runs)
     assert len(frame) == len(runs)
     assert list(frame.columns[:6]) == ["run_id", "name", "ablation", "backbone", "dataset", "seed"]
     done = frame[frame["state"] == "completed"]
@@ -51,7 +52,7 @@ def test_table_mean_std_delta_and_missing(sweep: tuple[SweepSpec, list[RunSpec]]
     fake_run(spec, runs[0], 0.90)
     fake_run(spec, runs[1], 0.92)
     fake_run(spec, runs[2], 0.95, gflops=1.1, params_m=2.2)
-    frame = collect.collect_frame(store.sweep_root(spec), runs)
+    frame = reader.collect_frame(store.sweep_root(spec), runs)
     [table] = tables.ablation_tables(spec, frame, runs)
     assert table.columns == ["digits", "GFLOPs", "Params (M)"]
     (base_name, base), (aug_name, aug), (_, drop) = ((row.label, row.cells) for row in table.rows)
@@ -73,7 +74,7 @@ def test_single_seed_has_no_std(write_spec: Callable[..., Path]) -> None:
     runs = plan(spec)
     fake_run(spec, runs[0], 0.5)
     fake_run(spec, runs[1], 0.25)
-    [table] = tables.ablation_tables(spec, collect.collect_frame(store.sweep_root(spec), runs), runs)
+    [table] = tables.ablation_tables(spec, reader.collect_frame(store.sweep_root(spec), runs), runs)
     text = tables.render([table], "md", {"sweep": "t"})
     assert "| Baseline | **50.00** | 1.00 | 2.000 |" in text
     assert "| + Aug | 25.00 (-25.00) | 1.00 | 2.000 |" in text, "same model as the baseline: no delta"

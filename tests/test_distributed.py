@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from test_slurm import PROFILE, all_in, wait_for
 
-from orchestrator import launch, store
-from orchestrator.plan import plan
-from orchestrator.spec import SweepSpec, load_spec
+from orchestrator import launch
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
 
 pytestmark = pytest.mark.slurm

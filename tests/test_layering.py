@@ -1,4 +1,5 @@
-"""The dependency direction of DESIGN.md, enforced: the login-node side never pulls in torch."""
+"""The dependency direction of DESIGN.md, enforced: stage packages, one reader of run folders,
+no import cycles, and a login-node side that never pulls in torch."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+ORCHESTRATOR = REPO / "orchestrator"
 # What the orchestrator may import from the trainer side at module level: data and file layout only.
 ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.rundir"}
+HEAVY = {"torch", "timm", "torchvision", "accelerate", "deepspeed"}
+# Names of trainers.rundir that read a run folder: only orchestrator/results/ may use them.
+RUN_FOLDER_READS = {"read_json", "read_state", "METRICS", "HISTORY", "SPLIT", "CONFIG"}
+# The writer side may name these: the job writes config.yaml at start; store prepares run folders
+# and reads the sweep folder's own manifest.json (not a run-folder file) with rundir.read_json.
+WRITERS = {
+    ORCHESTRATOR / "sweep" / "store.py": {"CONFIG", "read_json"},
+    ORCHESTRATOR / "launch" / "job.py": {"CONFIG"},
+}
+MAX_FUNCTION_LINES = 60
 
 
 def _imports(path: Path, top_level_only: bool) -> set[str]:
@@ -21,8 +33,17 @@ def _imports(path: Path, top_level_only: bool) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names if node.module == "trainers")
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _orchestrator_modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in ORCHESTRATOR.rglob("*.py")}
 
 
 def test_trainers_never_import_orchestrator_or_submitit() -> None:
@@ -33,18 +54,106 @@ def test_trainers_never_import_orchestrator_or_submitit() -> None:
 
 
 def test_orchestrator_imports_only_trainer_data_modules_at_import_time() -> None:
-    for path in (REPO / "orchestrator").rglob("*.py"):
+    for path in ORCHESTRATOR.rglob("*.py"):
         names = _imports(path, top_level_only=True)
-        trainer = {n for n in names if n.split(".")[0] == "trainers"}
-        assert trainer <= ALLOWED_TRAINER_MODULES, f"{path.relative_to(REPO)} imports {sorted(trainer)}"
-        assert not {n for n in names if n.split(".")[0] in {"torch", "timm", "torchvision"}}, path
+        trainer = {n for n in names if n.split(".")[0] == "trainers" and n.count(".") <= 1}
+        trainer = {n for n in trainer if n.split(".")[-1][:1].islower()}  # modules, not classes
+        assert trainer <= ALLOWED_TRAINER_MODULES | {"trainers.rundir", "trainers.config"}, (path, trainer)
+        assert not {n for n in names if n.split(".")[0] in HEAVY}, path
+
+
+def test_no_module_level_importlib_tricks() -> None:
+    """`importlib.import_module` at module level would load torch behind the static checks' back."""
+    for path in ORCHESTRATOR.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            for call in (n for n in ast.walk(node) if isinstance(n, ast.Call)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    break
+                name = ast.unparse(call.func)
+                assert name not in {"importlib.import_module", "__import__", "import_module"}, (path, name)
+
+
+def test_no_import_cycles_between_orchestrator_modules() -> None:
+    """Imports form a DAG; function-level imports count too (a lazy import is still a cycle)."""
+    modules = _orchestrator_modules()
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in _imports(path, top_level_only=False):
+            while imported and imported not in modules:
+                imported = imported.rpartition(".")[0]
+            if imported and imported != name and not name.startswith(imported + "."):
+                targets.add(imported)
+        edges[name] = {t for t in targets if not (t == "orchestrator" or name.startswith(t + "."))}
+    cycle = _find_cycle(edges)
+    assert cycle is None, f"import cycle: {' -> '.join(cycle or [])}"
+
+
+def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(edges):
+        if node not in state and (found := visit(node)) is not None:
+            return found
+    return None
+
+
+def test_only_results_reads_run_folders() -> None:
+    for path in ORCHESTRATOR.rglob("*.py"):
+        if (ORCHESTRATOR / "results") in path.parents:
+            continue
+        used = {
+            node.attr
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "rundir"
+        }
+        bad = (used & RUN_FOLDER_READS) - WRITERS.get(path, set())
+        assert not bad, f"{path.relative_to(REPO)} reads run-folder files ({sorted(bad)}); use results.reader"
+
+
+def test_stage_packages_depend_in_one_direction() -> None:
+    """cli -> {sweep, launch, results}; nothing imports cli; sweep imports neither launch nor results."""
+    for name, path in _orchestrator_modules().items():
+        imported = {n for n in _imports(path, top_level_only=False) if n.startswith("orchestrator.")}
+        if not name.startswith("orchestrator.cli"):
+            assert not {n for n in imported if n.startswith("orchestrator.cli")}, (name, imported)
+        if name.startswith("orchestrator.sweep"):
+            bad = {n for n in imported if n.startswith(("orchestrator.launch", "orchestrator.results"))}
+            assert not bad, (name, bad)
+
+
+def test_functions_read_on_one_screen() -> None:
+    long = []
+    for path in ORCHESTRATOR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO)}:{node.name} ({lines} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
 
 
 def test_cli_plan_and_collect_modules_do_not_load_torch() -> None:
     code = (
         "import sys\n"
         "from orchestrator.cli import main\n"
-        "import orchestrator.launch, orchestrator.collect, orchestrator.tables, orchestrator.job\n"
+        "import orchestrator.launch, orchestrator.results.collect, orchestrator.results.tables\n"
+        "import orchestrator.launch.job, orchestrator.launch.slurm, orchestrator.results.report\n"
+        "import orchestrator.sweep.preflight, orchestrator.sweep.complexity, orchestrator.results.reader\n"
         "assert main(['plan', 'sweeps/demo.yaml']) == 0\n"
         "heavy = sorted(m for m in ('torch', 'timm', 'torchvision', 'pandas') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"

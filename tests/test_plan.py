@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.plan import plan, run_id_of, smoke_plan
-from orchestrator.spec import SpecError, load_spec
+from orchestrator.sweep.plan import plan, run_id_of, smoke_plan
+from orchestrator.sweep.spec import SpecError, load_spec
 from trainers.config import TrainConfig
 
 PINNED_DEFAULTS = Path(__file__).with_name("pinned_config_defaults.json")

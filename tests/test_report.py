@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tables_fixture import report_fixture, screenshot
 
-from orchestrator import collect
+from orchestrator.results import collect
 
 
 @pytest.fixture(scope="module")

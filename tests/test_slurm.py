@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from orchestrator import launch, slurm, store
+from orchestrator import launch
 from orchestrator.cli import main
-from orchestrator.plan import plan
-from orchestrator.spec import SweepSpec, load_spec
-from orchestrator.status import sweep_status
+from orchestrator.launch import slurmcli as slurm
+from orchestrator.launch.status import sweep_status
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
 
 pytestmark = pytest.mark.slurm

@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import slurm, slurm_launch, store
-from orchestrator.plan import plan
-from orchestrator.spec import SpecError, load_spec
+from orchestrator.launch import slurm as slurm_launch
+from orchestrator.launch import slurmcli as slurm
+from orchestrator.results import reader
+from orchestrator.sweep import site
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SpecError, load_spec
 
 
 def test_expand_job_id() -> None:
@@ -28,7 +31,7 @@ def test_profile_under_spec(write_spec: Callable[..., Path], tmp_path: Path) -> 
     profile = tmp_path / "site.yaml"
     profile.write_text("partition: gpu\naccount: proj\ntimeout_min: 600\nsetup: [module load cuda]\n")
     spec = load_spec(write_spec(slurm={"timeout_min": 30, "gpus_per_node": 1}))
-    config = slurm.resolve_config(spec, str(profile))
+    config = site.resolve_slurm(spec.slurm, str(profile))
     assert (config.partition, config.account, config.setup) == ("gpu", "proj", ["module load cuda"])
     assert config.timeout_min == 30, "the spec's own value wins over the profile"
     params = slurm.executor_parameters(config, "orch-x")
@@ -40,9 +43,9 @@ def test_profile_unknown_key_and_missing(write_spec: Callable[..., Path], tmp_pa
     bad = tmp_path / "bad.yaml"
     bad.write_text("partitoin: gpu\n")
     with pytest.raises(SpecError, match=r"bad.yaml: partitoin: unknown key; valid keys: partition, account"):
-        slurm.resolve_config(spec, str(bad))
+        site.resolve_slurm(spec.slurm, str(bad))
     with pytest.raises(SpecError, match=r"no such cluster profile"):
-        slurm.resolve_config(spec, "no-such-site")
+        site.resolve_slurm(spec.slurm, "no-such-site")
 
 
 def test_dry_run_header_shows_throttle_and_resources(write_spec: Callable[..., Path], tmp_path: Path) -> None:
@@ -75,7 +78,7 @@ def test_multi_node_cells_get_their_own_array_with_one_task_per_gpu(
 ) -> None:
     big = "per_backbone.test_vit={distributed: {nodes: 2, gpus_per_node: 4, strategy: deepspeed, zero_stage: 3}}"
     spec = load_spec(write_spec(), ["grid.backbone=[resnet10t, test_vit]", big])
-    records = store.inspect(plan(spec), spec.output_path)
+    records = reader.inspect(plan(spec), spec.output_path)
     groups = slurm_launch.by_resources(spec.slurm, records)
     assert [len(group) for _, group in groups] == [6, 6]  # 3 ablations x 2 seeds per backbone
     (plain, _), (multi, vit_runs) = groups

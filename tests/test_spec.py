@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.plan import plan
-from orchestrator.spec import SpecError, load_spec
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SpecError, load_spec
 
 
 def test_loads_and_parses_scientific_notation(write_spec: Callable[..., Path]) -> None:

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import store
 from orchestrator.launch import select
-from orchestrator.plan import plan
-from orchestrator.spec import load_spec
+from orchestrator.results import reader
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import load_spec
 from trainers import rundir
 from trainers.rundir import State
 
@@ -48,13 +49,13 @@ def test_select_skips_completed_and_live_runs(write_spec: Callable[..., Path], t
     rundir.update_status(failed, State.FAILED, error="x")
     rundir.update_status(live, State.RUNNING, host=os.uname().nodename, pid=os.getpid())
     rundir.update_status(stale, State.RUNNING, host=os.uname().nodename, pid=2**22 + 12345)
-    selection = select(store.inspect(runs, root))
+    selection = select(reader.inspect(runs, root))
     todo = {r.run.run_id for r in selection.todo}
     assert runs[0].run_id not in todo and runs[2].run_id not in todo
     assert {runs[1].run_id, runs[3].run_id, runs[4].run_id, runs[5].run_id} == todo
     assert selection.skipped == {"completed": 1, "running locally": 1}
     # --force redoes completed runs too, but never starts a second copy of a live one.
-    forced = select(store.inspect(runs, root), force=True)
+    forced = select(reader.inspect(runs, root), force=True)
     assert {r.run.run_id for r in forced.todo} == {r.run_id for r in runs} - {runs[2].run_id}
 
 
@@ -63,7 +64,7 @@ def test_prepare_writes_config_with_metadata(write_spec: Callable[..., Path]) ->
     run = plan(spec)[2]
     path = store.run_path(store.sweep_root(spec), run.run_id)
     store.prepare(run, path)
-    config = store.read_config(path)
+    config = reader.read_config(path)
     assert config is not None
     assert config["name"] == run.name and config["ablation"] == "+ Aug"
     assert config["trainer"] == run.config.model_dump(mode="json")
@@ -85,6 +86,6 @@ def test_select_never_duplicates_runs_live_in_slurm(write_spec: Callable[..., Pa
     failed = store.run_path(root, runs[0].run_id)
     store.prepare(runs[0], failed)
     rundir.update_status(failed, State.FAILED, error="x")
-    selection = select(store.inspect(runs, root), force=True, in_slurm={runs[0].run_id, runs[1].run_id})
+    selection = select(reader.inspect(runs, root), force=True, in_slurm={runs[0].run_id, runs[1].run_id})
     assert {r.run.run_id for r in selection.todo} == {r.run_id for r in runs[2:]}
     assert selection.skipped == {"pending or running in SLURM": 2}

@@ -13,9 +13,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from orchestrator import collect, launch, profile_cmd, yamlio
-from orchestrator.plan import plan, smoke_plan
-from orchestrator.spec import SweepSpec, load_spec
+from orchestrator import launch
+from orchestrator.results import collect
+from orchestrator.sweep import complexity as profile_cmd
+from orchestrator.sweep import yamlio
+from orchestrator.sweep.plan import plan, smoke_plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers.datasets import fixtures
 
 REPO = Path(__file__).resolve().parents[1]

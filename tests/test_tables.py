@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 from tables_fixture import fake_run
 
-from orchestrator import collect, profile_cmd, store, tables
-from orchestrator.plan import RunSpec, plan
-from orchestrator.spec import SpecError, SweepSpec, load_spec
+from orchestrator.results import collect, reader, tables
+from orchestrator.sweep import complexity as profile_cmd
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
 from trainers.datasets.known import LabelShape, label_shape
 from trainers.rundir import State
 
@@ -59,7 +61,7 @@ def load(write_raw: Callable[..., Path], text: str = SPEC_004, *overrides: str) 
 def build(
     spec: SweepSpec, runs: list[RunSpec], index: int = 0, profile: pd.DataFrame | None = None
 ) -> list[tables.Table]:
-    frame = collect.collect_frame(store.sweep_root(spec), runs)
+    frame = reader.collect_frame(store.sweep_root(spec), runs)
     return tables.ablation_tables(spec, frame, runs, spec.tables[index], profile)
 
 
@@ -410,7 +412,7 @@ def test_profile_fills_complexity_of_cells_not_run(write_raw: Callable[..., Path
 
 
 def test_complexity_key_ignores_training_only_fields(write_raw: Callable[..., Path]) -> None:
-    from orchestrator.plan import smoke_variant
+    from orchestrator.sweep.plan import smoke_variant
 
     _, runs = load(write_raw, SPEC_004, "grid.seed=[0,1]")
     keys = {(r.dataset, r.ablation): profile_cmd.complexity_key(r.config) for r in runs}
@@ -502,7 +504,7 @@ def test_known_label_shapes() -> None:
 
 
 def test_collect_finds_smoke_runs_from_any_folder(write_raw: Callable[..., Path]) -> None:
-    from orchestrator.plan import smoke_plan
+    from orchestrator.sweep.plan import smoke_plan
 
     spec, runs = load(write_raw, SPEC_004, "grid.dataset=[digits]")
     smoke_root = spec.output_path / "smoke"

@@ -19,6 +19,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+StrictModel = _Strict  # the same base for the orchestrator's spec models
+
+
 class LabelShapeConfig(_Strict):
     """Class counts of a dataset whose classes come from its files, declared so `orchestrate
     profile` can size the heads before the files are at hand (no effect on training)."""

@@ -39,7 +39,7 @@ from trainers.transforms import build_transform
 # (UnidentifiedImageError, an OSError), broken headers (SyntaxError, ValueError, struct
 # errors), decompression bombs. Missing files are caught at plan time, not here.
 BAD_IMAGE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-SPLIT_FILE = "split.json"
+SPLIT_FILE = rundir.SPLIT
 MAX_WORKERS = 8
 
 

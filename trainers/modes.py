@@ -33,8 +33,8 @@ from trainers.models import build_model
 from trainers.tasks import TaskSpec, task_of
 from trainers.transforms import build_transform
 
-EVAL_DIR = "eval"
-PREDICTIONS_DIR = "predictions"
+EVAL_DIR = rundir.EVAL
+PREDICTIONS_DIR = rundir.PREDICTIONS
 
 
 class Trained:

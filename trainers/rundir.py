@@ -5,9 +5,13 @@ orchestrator that reads it. File names live here and nowhere else.
     <run_dir>/status.json     state, timestamps, error message, SLURM ids
     <run_dir>/metrics.json    final metrics + complexity + provenance (written once, at the end)
     <run_dir>/history.csv     one row per epoch
+    <run_dir>/split.json      how the data was split (counts, class counts, id hashes)
+    <run_dir>/*.csv           per-class / confusion tables of the test split, beside metrics.json
     <run_dir>/checkpoints/    last/ (accelerate.save_state) and best/ (model.safetensors)
     <run_dir>/deepspeed_config.json  the DeepSpeed config in effect (DeepSpeed runs only)
     <run_dir>/logs/           stdout/stderr of the job
+    <run_dir>/eval/<name>/    `orchestrate eval` outputs (metrics.json and tables)
+    <run_dir>/predictions/    `orchestrate predict` outputs (.tsv)
 
 No torch here: both sides import it. Every write is atomic (temp file in the same
 folder, fsync, rename), so a killed job never leaves a half-written file that a
@@ -33,6 +37,9 @@ HISTORY = "history.csv"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 DEEPSPEED_CONFIG = "deepspeed_config.json"
+SPLIT = "split.json"
+EVAL = "eval"
+PREDICTIONS = "predictions"
 
 
 class State(str, Enum):

@@ -23,15 +23,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from orchestrator import site, yamlio
-from orchestrator.spec import SpecError, describe_error
+from orchestrator.sweep import site, yamlio
+from orchestrator.sweep.errors import SpecError, describe_error
 from trainers.config import DataConfig, DatasetConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from orchestrator.plan import RunSpec
-    from orchestrator.spec import SweepSpec
 
 DEFAULT_OUT = Path("results/datasets")
 CHART_MAX_NAMED = 60  # above this many classes the chart shows sorted counts without names
@@ -73,8 +71,8 @@ def parse_dataset(text: str, overrides: Sequence[str], site_file: str | None) ->
 
 def sweep_datasets(path: str, overrides: Sequence[str]) -> list[DatasetConfig]:
     """The distinct datasets of a sweep's runs, in plan order."""
-    from orchestrator.plan import plan
-    from orchestrator.spec import load_spec
+    from orchestrator.sweep.plan import plan
+    from orchestrator.sweep.spec import load_spec
 
     seen: dict[str, DatasetConfig] = {}
     for run in plan(load_spec(path, overrides)):
@@ -234,39 +232,3 @@ def _atomic_text(path: Path, text: str) -> None:
     from trainers import rundir
 
     rundir.write_text(path, text)
-
-
-def check_datasets(spec: SweepSpec, runs: Sequence[RunSpec], where: str) -> None:
-    """Check every distinct dataset of the planned runs on disk (roots, annotation files,
-    listed images), raising a one-line SpecError that names the spec field."""
-    from trainers.datasets.check import check_dataset
-
-    seen: set[str] = set()
-    for run in runs:
-        ds = run.config.data.dataset
-        key = json.dumps(ds.model_dump(mode="json"), sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            check_dataset(ds)
-        except (FileNotFoundError, ValueError) as exc:
-            raise SpecError(f"{where}: {_origin(spec, run)}: {exc}") from None
-
-
-def _origin(spec: SweepSpec, run: RunSpec) -> str:
-    """The spec field a run's dataset comes from: `grid.dataset[i]`, else `defaults.data.dataset`."""
-    resolved = run.config.data.dataset.model_dump(mode="json")
-    for index, value in enumerate(spec.grid.get("dataset", [])):
-        given = {"name": value} if isinstance(value, str) else value
-        if not isinstance(given, dict):
-            continue
-        try:
-            candidate = DatasetConfig.model_validate(given).model_dump(mode="json")
-        except ValidationError:
-            continue
-        if all(candidate.get(k) == resolved.get(k) for k in given):
-            return f"grid.dataset[{index}]"
-    if "dataset" not in spec.grid:
-        return "defaults.data.dataset"
-    return f"run {run.name}: data.dataset"

@@ -16,12 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from orchestrator.sweep.site import SlurmConfig
 
-from orchestrator import yamlio
-from orchestrator.spec import SlurmConfig, SpecError, SweepSpec, describe_error
-
-PROFILE_DIR = Path("slurm/profiles")
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default when scontrol cannot be asked
 # States in which SLURM still owns the job: resubmitting would run it twice.
 ACTIVE_STATES = frozenset(
@@ -46,27 +42,6 @@ _TASK_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
 
 class SlurmError(RuntimeError):
     """A SLURM command failed in a way the user must see."""
-
-
-def resolve_config(spec: SweepSpec, profile: str | None) -> SlurmConfig:
-    """The spec's slurm block on top of a cluster profile (`slurm/profiles/<name>.yaml` or a path)."""
-    if profile is None:
-        return spec.slurm
-    path = Path(profile)
-    if not path.is_file():
-        path = PROFILE_DIR / f"{profile}.yaml"
-    try:
-        base = yamlio.loads(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))) or "none"
-        raise SpecError(f"{path}: no such cluster profile (known in {PROFILE_DIR}/: {known})") from None
-    if not isinstance(base, dict):
-        raise SpecError(f"{path}: a profile is a mapping of slurm keys")
-    merged = {**base, **spec.slurm.model_dump(exclude_unset=True)}
-    try:
-        return SlurmConfig.model_validate(merged)
-    except ValidationError as exc:
-        raise SpecError(f"{path}: {describe_error(exc, SlurmConfig)}") from None
 
 
 def available() -> bool:

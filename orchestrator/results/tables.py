@@ -4,7 +4,7 @@ Model: Table 1 of report 004. Rows are ablation rows in spec order (baseline
 first), one column per dataset with `mean ± std (Δ vs baseline)` over seeds,
 then GFLOPs and Params (M) with their relative delta to the baseline row.
 
-A `tables:` entry of the spec (orchestrator.spec.TableSpec) picks the metric(s)
+A `tables:` entry of the spec (orchestrator.sweep.spec.TableSpec) picks the metric(s)
 and lays the plan's dimensions out: `rows`, `columns`, row `group`s, one table
 per `split` value. Dimensions are backbone, dataset, ablation, metric, seed and
 every extra grid axis; a dimension left out is pooled with the seeds, which is
@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from orchestrator.plan import RunSpec
-from orchestrator.spec import SpecError, SweepSpec, TableSpec
+from orchestrator.sweep import complexity
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -320,8 +321,6 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec) -> pd.DataFrame:
     """One row per planned run: its dimension values as display strings, in plan order."""
     import pandas as pd
 
-    from orchestrator.profile_cmd import complexity_key
-
     axes = axis_dims(spec)
     records = []
     for order, run in enumerate(planned):
@@ -333,7 +332,7 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec) -> pd.DataFrame:
             "ablation": run.ablation,
             "seed": display(run.seed),
             "name": run.name,
-            "ckey": complexity_key(run.config),
+            "ckey": complexity.complexity_key(run.config),
         }
         record.update({axis: display(run.axes.get(axis)) for axis in axes})
         records.append(record)
@@ -652,24 +651,30 @@ def _complexity_cells(
             mean = values[rk][index]
             delta = _delta(mean, base_values[index] if base_values else None, True)
             limit = limits[index]
-            over = limit is not None and delta is not None and delta > limit + 1e-9
+            over = complexity.exceeds(delta, limit)
             columns[index].append(Cell(mean, None, int(mean is not None), 1, delta, True, False, decimals, over))
     fixed = [_enough_decimals(column) for column in columns]
     out = {rk: [column[i] for column in fixed] for i, rk in enumerate(row_keys)}
+    over = any(c.over_budget for column in fixed for c in column)
+    return out, _complexity_notes(sorted(shown_from) if differs else [], limits if over else None)
+
+
+def _complexity_notes(shown_from: list[str], limits: tuple[float | None, float | None] | None) -> list[str]:
+    """Which column's model the complexity comes from (when heads differ), and the budget mark."""
     notes = []
-    if differs and shown_from:
+    if shown_from:
         notes.append(
-            f"GFLOPs and params are those of the model trained on {', '.join(sorted(shown_from))} "
+            f"GFLOPs and params are those of the model trained on {', '.join(shown_from)} "
             "(the head depends on the class count)."
         )
-    if any(c.over_budget for column in fixed for c in column):
+    if limits is not None:
         parts = []
         if limits[0] is not None:
             parts.append(f"GFLOPs more than {limits[0]:g}% above")
         if limits[1] is not None:
             parts.append(f"params more than {limits[1]:g}% above")
         notes.append(f"{BUDGET_MARK} over the compute budget: {' or '.join(parts)} the baseline row.")
-    return out, notes
+    return notes
 
 
 def _close(a: float, b: float) -> bool:
@@ -681,7 +686,7 @@ def _enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
     values = [abs(c.mean) for c in cells if c.mean]
     if not values:
         return cells
-    needed = max(cells[0].decimals, digits - 1 - math.floor(math.log10(min(values))))
+    needed = complexity.decimals_for(min(values), cells[0].decimals, digits)
     return [replace(c, decimals=needed) for c in cells]
 
 

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import yamlio
-from orchestrator.plan import RunSpec
-from orchestrator.spec import SweepSpec
+from orchestrator.sweep import yamlio
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
 from trainers.rundir import State
 
@@ -39,51 +37,10 @@ def run_path(root: Path, run_id: str) -> Path:
     return root / "runs" / run_id
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """A planned run joined with what its folder says."""
-
-    run: RunSpec
-    path: Path
-    state: State
-    status: dict[str, Any]
-
-
-def inspect(runs: list[RunSpec], root: Path) -> list[RunRecord]:
-    """Read every planned run's status.json (missing folders are State.MISSING)."""
-    records = []
-    for run in runs:
-        path = run_path(root, run.run_id)
-        status = rundir.read_json(path / rundir.STATUS) or {}
-        state = State(status.get("state", State.MISSING.value))
-        records.append(RunRecord(run, path, state, status))
-    return records
-
-
-def is_stale(record: RunRecord) -> bool:
-    """A 'running' run whose local process is gone (killed workstation run): safe to restart."""
-    if record.state is not State.RUNNING or "slurm_job_id" in record.status:
-        return False
-    if record.status.get("host") != socket.gethostname():
-        return False
-    pid = record.status.get("pid")
-    return not isinstance(pid, int) or not _pid_alive(pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def prepare(run: RunSpec, path: Path) -> None:
     """Create the run folder with its config.yaml and a pending status."""
     write_config(path, run.metadata(), run.config.model_dump(mode="json"))
-    if rundir.read_json(path / rundir.STATUS) is None:
+    if not (path / rundir.STATUS).exists():
         rundir.update_status(path, State.PENDING)
 
 
@@ -112,15 +69,6 @@ def write_snapshot(spec: SweepSpec, root: Path) -> None:
     rundir.write_text(root / SWEEP_FILE, text)
     history = root / "submissions" / f"{timestamp()}-{os.getpid()}.yaml"
     rundir.write_text(history, text)
-
-
-def read_config(path: Path) -> dict[str, Any] | None:
-    """A run folder's config.yaml (metadata + trainer config), or None."""
-    try:
-        data = yamlio.loads((path / rundir.CONFIG).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from orchestrator import yamlio
+from orchestrator.sweep import yamlio
 
 # Sections whose next segment is one key that may itself contain dots.
 _FLAT_SECTIONS = {"grid", "ablations"}

@@ -6,9 +6,12 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import slurm, store
-from orchestrator.plan import RunSpec
-from orchestrator.store import RunRecord
+from orchestrator.launch import slurmcli as slurm
+from orchestrator.launch.base import is_stale
+from orchestrator.results import reader
+from orchestrator.results.reader import RunRecord
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import RunSpec
 from trainers.rundir import State
 
 # SLURM end states that mean "the job stopped without finishing the run".
@@ -56,7 +59,7 @@ class SweepStatus:
 
 def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
     """Join the run folders with the manifest and SLURM's job states."""
-    records = store.inspect(runs, root)
+    records = reader.inspect(runs, root)
     manifest = store.read_manifest(root)
     states = slurm.JobStates({}, accounting=True)
     if manifest["arrays"] and slurm.available():
@@ -80,7 +83,7 @@ def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> st
     if slurm_state is not None:
         return _SLURM_ENDINGS.get(slurm_state, slurm_state.lower())
     if record.state is State.RUNNING:
-        return "interrupted" if store.is_stale(record) else "running"
+        return "interrupted" if is_stale(record) else "running"
     if record.state is State.PENDING:
         return "pending"
     # Submitted but not yet known to squeue/sacct (accounting lags a few seconds).

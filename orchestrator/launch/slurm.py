@@ -1,7 +1,8 @@
-"""Submission to SLURM: a sweep becomes a few job arrays (submitit `batch()`), never one sbatch per run.
+"""Launching on SLURM: a sweep becomes a few job arrays (submitit `batch()`), never one sbatch per run.
 
-Arrays are chunked to the cluster's MaxArraySize and throttled with `%parallelism`.
-The manifest (run_id -> job id) lets status, cancel and resubmission find every run's job.
+Arrays are grouped by job size, chunked to the cluster's MaxArraySize and throttled with
+`%parallelism`. The manifest (run_id -> job id) lets status, cancel and resubmission find every
+run's job.
 """
 
 from __future__ import annotations
@@ -10,60 +11,59 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator import launch, slurm, store
-from orchestrator.plan import RunSpec
-from orchestrator.spec import SlurmConfig, SweepSpec
-from orchestrator.store import RunRecord
+from orchestrator.launch import slurmcli
+from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.results.reader import RunRecord
+from orchestrator.sweep import site, store
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SlurmConfig, SweepSpec
 
 
-def resolve(spec: SweepSpec, profile: str | None) -> SlurmConfig:
-    """The job resources: the spec's slurm block over the named cluster profile."""
-    return slurm.resolve_config(spec, profile)
+class SlurmLauncher(Launcher):
+    """Submits the selected runs as job arrays, skipping runs a live SLURM job still owns."""
+
+    def __init__(self, spec: SweepSpec, console: Console, profile: str | None = None) -> None:
+        super().__init__(spec, console)
+        self.config = site.resolve_slurm(spec.slurm, profile)
+
+    def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
+        """Run ids of the sweep that SLURM still has pending or running (one squeue call)."""
+        if not slurmcli.available():
+            if not dry_run:
+                raise slurmcli.SlurmError("sbatch/squeue not found: not on a SLURM login node (try --executor local)")
+            return set()
+        return set(runs_in_slurm(root)[0])
+
+    def preview(self, todo: list[RunRecord], root: Path) -> None:
+        """The sbatch header of every array that would be submitted."""
+        size, arrays = self._arrays(todo)
+        _print_dry_run(arrays, root / store.SUBMITIT_DIR, self.spec.name, size, self.console)
+
+    def start(self, todo: list[RunRecord], root: Path) -> Outcome:
+        """Submit the arrays; the manifest is written after each one."""
+        _, arrays = self._arrays(todo)
+        return _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
+
+    def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[tuple[SlurmConfig, list[RunRecord]]]]:
+        config = self.config
+        if slurmcli.available():
+            size = slurmcli.max_array_size(config)
+        else:
+            size = config.max_array_size or slurmcli.DEFAULT_MAX_ARRAY_SIZE
+        arrays = [
+            (job_config, chunk)
+            for job_config, members in by_resources(config, todo)
+            for chunk in slurmcli.chunks(members, size)
+        ]
+        return size, arrays
 
 
 def runs_in_slurm(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     """(run_id -> live job id, job id -> state) for the sweep's runs SLURM still owns (one squeue call)."""
     manifest = store.read_manifest(root)
-    live = slurm.active_ids(manifest["arrays"]) if manifest["arrays"] else {}
+    live = slurmcli.active_ids(manifest["arrays"]) if manifest["arrays"] else {}
     runs = {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items() if entry["job_id"] in live}
     return runs, live
-
-
-def submit_arrays(
-    spec: SweepSpec,
-    root: Path,
-    records: list[RunRecord],
-    config: SlurmConfig,
-    *,
-    force: bool,
-    dry_run: bool,
-    console: Console,
-) -> launch.Outcome:
-    """Submit every run that is neither complete nor owned by a live SLURM job, as arrays."""
-    if not slurm.available():
-        if not dry_run:
-            raise slurm.SlurmError("sbatch/squeue not found: not on a SLURM login node (try --executor local)")
-        in_slurm: dict[str, str] = {}
-    else:
-        in_slurm, _ = runs_in_slurm(root)
-    selection = launch.select(records, force, set(in_slurm))
-    console.print(f"[bold]{spec.name}[/]: {len(records)} runs planned; {selection.summary()}")
-    if not selection.todo:
-        return launch.Outcome()
-    size = slurm.max_array_size(config) if slurm.available() else config.max_array_size or slurm.DEFAULT_MAX_ARRAY_SIZE
-    arrays = [
-        (job_config, chunk)
-        for job_config, members in by_resources(config, selection.todo)
-        for chunk in slurm.chunks(members, size)
-    ]
-    folder = root / store.SUBMITIT_DIR
-    if dry_run:
-        _print_dry_run(arrays, folder, spec.name, size, console)
-        return launch.Outcome()
-    root.mkdir(parents=True, exist_ok=True)
-    store.write_snapshot(spec, root)
-    launch.archive_previous(selection.todo, root, force)
-    return _submit_arrays(root, arrays, folder, spec.name, console)
 
 
 def job_resources(base: SlurmConfig, run: RunSpec) -> SlurmConfig:
@@ -90,16 +90,16 @@ def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[Slur
 
 def _submit_arrays(
     root: Path, arrays: list[tuple[SlurmConfig, list[RunRecord]]], folder: Path, name: str, console: Console
-) -> launch.Outcome:
+) -> Outcome:
     import submitit
 
     manifest = store.read_manifest(root)
-    outcome = launch.Outcome()
+    outcome = Outcome()
     for config, group in arrays:
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts)
-        executor.update_parameters(**slurm.executor_parameters(config, job_name=f"orch-{name}"))
+        executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
-            jobs = [executor.submit(launch.train_job(record)) for record in group]
+            jobs = [executor.submit(train_job(record)) for record in group]
         array_id = str(jobs[0].job_id).split("_", 1)[0]
         submitted = {record.run.run_id: str(job.job_id) for record, job in zip(group, jobs, strict=True)}
         # Written after each array: a crash between arrays still leaves every submitted job findable.
@@ -117,7 +117,7 @@ def _print_dry_run(
     sizes = ", ".join(str(len(group)) for _, group in arrays)
     console.print(f"dry run: would submit {len(arrays)} job array(s) of {sizes} tasks (MaxArraySize {size})")
     for index, (config, group) in enumerate(arrays):
-        header = slurm.sbatch_header(folder, slurm.executor_parameters(config, f"orch-{name}"), len(group))
+        header = slurmcli.sbatch_header(folder, slurmcli.executor_parameters(config, f"orch-{name}"), len(group))
         console.print(f"--- array {index + 1}/{len(arrays)}: {group[0].run.name} ... {group[-1].run.name}")
         console.print(header, markup=False, highlight=False)
     console.print("nothing submitted")

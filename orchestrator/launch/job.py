@@ -14,7 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from orchestrator import store
+from orchestrator.sweep import store
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.rundir import State

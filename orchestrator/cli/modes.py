@@ -10,8 +10,8 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from orchestrator import yamlio
-from orchestrator.spec import SpecError
+from orchestrator.sweep import yamlio
+from orchestrator.sweep.spec import SpecError
 
 
 def _run_dir(path: str) -> Path:

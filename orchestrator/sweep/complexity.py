@@ -23,14 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.plan import RunSpec
-from orchestrator.spec import BudgetSpec, SweepSpec
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import BudgetSpec, SweepSpec
 from trainers import rundir
 from trainers.config import TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
-    from rich.console import Console
 
     from trainers.datasets.known import LabelShape
 
@@ -196,11 +195,23 @@ def over_budget(frame: pd.DataFrame, budget: BudgetSpec | None) -> pd.Series:
     flags = frame["gflops_delta_pct"].isna() & False
     if budget is None:
         return flags
-    if budget.max_gflops_increase_pct is not None:
-        flags |= frame["gflops_delta_pct"] > budget.max_gflops_increase_pct + 1e-9
-    if budget.max_params_increase_pct is not None:
-        flags |= frame["params_delta_pct"] > budget.max_params_increase_pct + 1e-9
-    return flags
+    gflops = frame["gflops_delta_pct"].map(lambda d: exceeds(d, budget.max_gflops_increase_pct))
+    params = frame["params_delta_pct"].map(lambda d: exceeds(d, budget.max_params_increase_pct))
+    return flags | gflops.astype(bool) | params.astype(bool)
+
+
+def exceeds(delta_pct: float | None, limit_pct: float | None) -> bool:
+    """The budget rule: a relative increase above the limit (rounding noise of 1e-9 % tolerated)."""
+    if delta_pct is None or limit_pct is None or math.isnan(delta_pct):
+        return False
+    return delta_pct > limit_pct + 1e-9
+
+
+def decimals_for(smallest: float, at_least: int, digits: int = 3) -> int:
+    """Decimals that show `digits` significant digits of the smallest value (tiny test models)."""
+    if smallest <= 0 or math.isnan(smallest):
+        return at_least
+    return max(at_least, digits - 1 - math.floor(math.log10(smallest)))
 
 
 def profile_path(spec: SweepSpec) -> Path:
@@ -229,104 +240,8 @@ def read_profile(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path)
 
 
-def budget_lines(frame: pd.DataFrame, budget: BudgetSpec | None) -> list[str]:
-    """One line per cell over the budget (empty when within it or without a budget)."""
-    if budget is None or frame.empty:
-        return []
-    lines = []
-    for _, row in frame[frame["over_budget"]].iterrows():
-        where = f"{row['backbone']}/{row['dataset']}/{row['ablation']}" + (f" {row['axes']}" if row["axes"] else "")
-        lines.append(
-            f"{where}: GFLOPs {row['gflops_delta_pct']:+.2f}%, params {row['params_delta_pct']:+.2f}% "
-            f"vs baseline ({_limits(budget)})"
-        )
-    return lines
-
-
-def _limits(budget: BudgetSpec) -> str:
-    parts = []
-    if budget.max_gflops_increase_pct is not None:
-        parts.append(f"GFLOPs at most +{budget.max_gflops_increase_pct:g}%")
-    if budget.max_params_increase_pct is not None:
-        parts.append(f"params at most +{budget.max_params_increase_pct:g}%")
-    return "budget: " + ", ".join(parts)
-
-
-def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, seconds: float) -> None:
-    """The profile as a table on the console, then the budget verdict."""
-    from rich.table import Table as RichTable
-
-    table = RichTable(title=spec.name)
-    for header in ("backbone", "dataset", "ablation", "px", "classes", "GFLOPs", "Params (M)"):
-        table.add_column(header, overflow="fold")
-    show_axes = bool(frame["axes"].astype(bool).any()) if not frame.empty else False
-    if show_axes:
-        table.add_column("axes", overflow="fold")
-    if spec.budget is not None:
-        table.add_column("budget")
-    for _, row in frame.iterrows():
-        if row["error"]:
-            cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), "?", "-", "-"]
-            cells += [row["axes"]] if show_axes else []
-            cells += ["?"] if spec.budget is not None else []
-            table.add_row(*cells)
-            continue
-        gflops = _with_delta(row["complexity.gflops"], row["gflops_delta_pct"], 2)
-        params = _with_delta(row["complexity.params_m"], row["params_delta_pct"], 3)
-        classes = str(row["classes"]) if row["classes"] == row["classes"] else ""
-        cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), classes, gflops, params]
-        cells += [row["axes"]] if show_axes else []
-        if spec.budget is not None:
-            cells.append("[red]over[/]" if row["over_budget"] else "ok")
-        table.add_row(*cells)
-    console.print(table)
-    models = frame["ckey"].nunique() if not frame.empty else 0
-    console.print(f"{len(frame)} cells, {models} distinct models profiled in {seconds:.1f} s (meta device, batch 1)")
-    for _, row in frame[frame["error"].astype(bool)].iterrows():
-        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
-    print_budget(frame, spec, console)
-
-
-def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None:
-    """The budget verdict: every cell over it, or one line saying all are within it."""
-    if spec.budget is None:
-        return
-    over = budget_lines(frame, spec.budget)
-    for line in over:
-        console.print(f"[red]over budget[/]: {line}", soft_wrap=True)
-    if not over:
-        console.print(f"[green]budget ok[/]: every row within {_limits(spec.budget).removeprefix('budget: ')}")
-
-
-def _with_delta(value: float, delta: float, decimals: int) -> str:
-    if value > 0:
-        # Tiny test models: enough decimals for three significant digits.
-        decimals = max(decimals, 2 - math.floor(math.log10(value)))
-    if delta != delta or delta == 0:  # NaN (no baseline row) or the same model as the baseline
-        return f"{value:.{decimals}f}"
-    return f"{value:.{decimals}f} ({delta:+.2f}%)"
-
-
-def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: bool = True) -> pd.DataFrame:
-    """Profile the plan, print it, write profile.csv (unless `write` is False); the frame."""
+def profile_frame(spec: SweepSpec, runs: list[RunSpec]) -> tuple[pd.DataFrame, float]:
+    """Profile the plan's distinct models: the per-cell frame and the seconds it took."""
     started = time.perf_counter()
     frame = to_frame(runs, profile_runs(runs), spec)
-    seconds = time.perf_counter() - started
-    print_profile(frame, spec, console, seconds)
-    if write:
-        path = write_profile(spec, frame)
-        console.print(f"[green]profile:[/] {path}")
-    return frame
-
-
-def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console) -> pd.DataFrame:
-    """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict."""
-    started = time.perf_counter()
-    frame = to_frame(runs, profile_runs(runs), spec)
-    write_profile(spec, frame)
-    models = frame["ckey"].nunique() if not frame.empty else 0
-    console.print(f"budget: {models} distinct models profiled in {time.perf_counter() - started:.1f} s")
-    for _, row in frame[frame["error"].astype(bool)].iterrows():
-        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
-    print_budget(frame, spec, console)
-    return frame
+    return frame, time.perf_counter() - started

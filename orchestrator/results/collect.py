@@ -1,73 +1,15 @@
-"""Collect: run folders -> one tidy pandas DataFrame, one row per run.
-
-Reads only the files each run folder describes itself with (config.yaml,
-status.json, metrics.json); never imports the trainer.
-"""
+"""Collect: a sweep's run folders (through `reader`) -> runs.csv, every table of the spec, the report."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from orchestrator import store, yamlio
-from orchestrator.plan import RunSpec, plan, smoke_plan
-from orchestrator.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
+from orchestrator.results import reader
+from orchestrator.sweep import store, yamlio
+from orchestrator.sweep.plan import plan, smoke_plan
+from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-META_COLUMNS = ("run_id", "name", "ablation", "backbone", "dataset", "seed", "state", "in_plan", "path")
-
-
-def run_rows(root: Path, planned: list[RunSpec]) -> Iterator[dict[str, Any]]:
-    """One flat dict per run folder under `root/runs` (planned or not), plus planned runs never started."""
-    planned_ids = {run.run_id for run in planned}
-    runs_dir = root / "runs"
-    found: set[str] = set()
-    for path in sorted(runs_dir.iterdir()) if runs_dir.is_dir() else []:
-        config = store.read_config(path)
-        if config is None:
-            continue
-        found.add(path.name)
-        status = rundir.read_json(path / rundir.STATUS) or {}
-        metrics = rundir.read_json(path / rundir.METRICS) or {}
-        row: dict[str, Any] = {key: config.get(key) for key in META_COLUMNS[:6]}
-        row.update(run_id=path.name, state=status.get("state", "missing"), in_plan=path.name in planned_ids)
-        row["path"] = str(path)
-        row.update(started_at=status.get("started_at"), finished_at=status.get("finished_at"))
-        row["pretrained_path"] = ((config.get("trainer") or {}).get("model") or {}).get("pretrained_path")
-        row.update({f"axis.{k}": v for k, v in (config.get("axes") or {}).items()})
-        row.update(flatten(metrics))
-        yield row
-    for run in planned:
-        if run.run_id not in found:
-            yield {**run.metadata(), "state": "missing", "in_plan": True, "path": str(store.run_path(root, run.run_id))}
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dict -> {"a.b": scalar}; lists and tables are left to their own files."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        elif isinstance(value, str | int | float | bool) or value is None:
-            out[name] = value
-    return out
-
-
-def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
-    """The sweep's runs as a DataFrame (META_COLUMNS first, then `axis.*` and metric columns)."""
-    import pandas as pd
-
-    frame = pd.DataFrame(list(run_rows(root, planned)))
-    if frame.empty:
-        return pd.DataFrame(columns=list(META_COLUMNS))
-    first = [c for c in META_COLUMNS if c in frame.columns]
-    return frame[first + [c for c in frame.columns if c not in first]]
 
 
 def load_snapshot(root: Path) -> SweepSpec:
@@ -126,7 +68,8 @@ def sweeps_under(results: Path) -> list[tuple[SweepSpec, Path]]:
 def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool = False) -> Written:
     """Collect a sweep into `<root>/tables/`: runs.csv, then every table of the spec in its formats;
     with `report`, also `<root>/report/index.html`."""
-    from orchestrator import profile_cmd, tables
+    from orchestrator.results import tables
+    from orchestrator.sweep import complexity as profile_cmd
 
     planned = plan(spec)
     if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():
@@ -134,7 +77,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         root, smoke = root.parent, True
     if smoke:
         root, planned = root / "smoke", smoke_plan(planned)
-    frame = collect_frame(root, planned)
+    frame = reader.collect_frame(root, planned)
     out = root / "tables"
     runs_path = out / "runs.csv"
     rundir.write_text(runs_path, frame.to_csv(index=False))
@@ -163,7 +106,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
             files.append(path)
     report_path = None
     if report:
-        from orchestrator import report as report_mod
+        from orchestrator.results import report as report_mod
 
         report_path = report_mod.write_report(spec, root, joined, built_all, context)
     return Written(files[0], runs_path, "\n".join(markdown), tuple(files), report_path)

@@ -16,17 +16,17 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
     field_validator,
 )
 
-from orchestrator import site, yamlio
-from orchestrator.overrides import apply_dotted, apply_overrides, nested
-from trainers.config import TrainConfig
+from orchestrator.sweep import site, yamlio
+from orchestrator.sweep.errors import SHELL_META, SpecError, describe_error, error_parts, yaml_reason
+from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
+from orchestrator.sweep.site import SlurmConfig
+from trainers.config import StrictModel, TrainConfig
 
 # Grid axes with a short name; every other axis is a dotted TrainConfig key.
 AXIS_ALIASES: dict[str, str] = {
@@ -35,80 +35,9 @@ AXIS_ALIASES: dict[str, str] = {
     "seed": "seed",
 }
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Characters that would let a value escape its #SBATCH line or run a command.
-_SHELL_META = re.compile(r"[\n\r;`]|\$\(")
 
 
-class SpecError(ValueError):
-    """A sweep spec problem, already formatted as one line naming file and field."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
-
-class SlurmConfig(_Strict):
-    """Resources of each job; a cluster profile fills what the spec leaves out."""
-
-    partition: str | None = None
-    """SLURM partition (`--partition`)."""
-    account: str | None = None
-    """Account charged (`--account`)."""
-    qos: str | None = None
-    """Quality of service (`--qos`)."""
-    timeout_min: int = Field(60, ge=1)
-    """Wall-time limit of each job in minutes; a timed-out job is requeued and resumes."""
-    nodes: int = Field(1, ge=1)
-    """Nodes per job."""
-    gpus_per_node: int = Field(0, ge=0)
-    """GPUs per node (`--gres=gpu:N`)."""
-    tasks_per_node: int = Field(1, ge=1)
-    """Tasks (processes) per node."""
-    cpus_per_task: int = Field(2, ge=1)
-    """CPU cores per task (data loading workers come from these)."""
-    mem_gb: float | None = Field(None, gt=0)
-    """Memory per node in GB; None uses the partition default."""
-    constraint: str | None = None
-    """Node feature constraint (`--constraint`)."""
-    exclude: str | None = None
-    """Nodes to avoid (`--exclude`)."""
-    additional_parameters: dict[str, str | int] = {}
-    """Extra sbatch flags, e.g. {mail-type: END}."""
-    setup: list[str] = []
-    """Shell lines run before the job (module loads, environment activation)."""
-    array_parallelism: int = Field(64, ge=1)
-    """At most this many tasks of one array run at once (`%N`)."""
-    max_array_size: int | None = Field(None, ge=1)
-    """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
-    max_timeouts: int = Field(3, ge=0)
-    """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
-
-    @field_validator("partition", "account", "qos", "constraint", "exclude")
-    @classmethod
-    def _no_shell(cls, value: str | None) -> str | None:
-        if value is not None and _SHELL_META.search(value):
-            raise ValueError(f"{value!r} contains a newline, ';', '`' or '$('")
-        return value
-
-    @field_validator("additional_parameters")
-    @classmethod
-    def _no_shell_extra(cls, value: dict[str, str | int]) -> dict[str, str | int]:
-        for key, item in value.items():
-            if _SHELL_META.search(f"{key}{item}"):
-                raise ValueError(f"{key}={item!r} contains a newline, ';', '`' or '$('")
-        return value
-
-    @field_validator("setup")
-    @classmethod
-    def _one_command_each(cls, value: list[str]) -> list[str]:
-        # One plain command per item: `;`, `$(...)` and backticks would smuggle in more.
-        for line in value:
-            if _SHELL_META.search(line):
-                raise ValueError(f"setup line {line!r} contains a newline, ';', '`' or '$('; one command per item")
-        return value
-
-
-class SweepSpec(_Strict):
+class SweepSpec(StrictModel):
     """A whole study: the grid of runs and how they are run and tabulated."""
 
     name: str
@@ -194,7 +123,7 @@ class SweepSpec(_Strict):
 
 def _check_label(name: str, what: str) -> None:
     """Names that end up in run names and job names: no path tricks, no control characters."""
-    if "/" in name or ".." in name or _SHELL_META.search(name) or not name.strip():
+    if "/" in name or ".." in name or SHELL_META.search(name) or not name.strip():
         raise ValueError(f"{what} name {name!r} must be non-empty, without '/', '..', ';', '`', '$(' or newlines")
 
 
@@ -210,7 +139,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
     try:
         raw = yamlio.loads(text)
     except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: invalid YAML: {_yaml_reason(exc)}") from None
+        raise SpecError(f"{path}: invalid YAML: {yaml_reason(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping with keys {', '.join(SweepSpec.model_fields)}")
     try:
@@ -285,72 +214,13 @@ def _touches(exc: ValidationError, changes: Mapping[str, Any]) -> bool:
     return any(loc == key or loc.startswith(f"{key}.") or key.startswith(f"{loc}.") for key in changes)
 
 
-def describe_error(exc: ValidationError, root: type[BaseModel]) -> str:
-    """First pydantic error as `dotted.path: message`, listing valid keys for unknown ones."""
-    path, message = error_parts(exc, root)
-    return f"{path or '(top level)'}: {message}"
-
-
-def error_parts(exc: ValidationError, root: type[BaseModel]) -> tuple[str, str]:
-    """(dotted path, message) of the first pydantic error."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
-    path = ".".join(loc)
-    if err["type"] == "extra_forbidden":
-        model = _model_at(root, loc[:-1])
-        valid = ", ".join(model.model_fields) if model else "?"
-        return path, f"unknown key; valid keys: {valid}"
-    if err["type"] == "missing":
-        return path, "required key missing"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return path, f"{message} (got {_short(err.get('input'))})"
-
-
-def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
-    """The pydantic model class found by walking `loc` down from `root`."""
-    model: type[BaseModel] = root
-    for part in loc:
-        field = model.model_fields.get(part)
-        if field is None:
-            return None if part not in ("0", "1") else model
-        sub = _model_in(field.annotation)
-        if sub is None:
-            return None
-        model = sub
-    return model
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The BaseModel class inside an annotation such as `X | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _model_in(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _yaml_reason(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return str(problem)
-
-
 TableFormat = Literal["md", "tex", "html", "csv"]
 TABLE_FORMATS: tuple[TableFormat, ...] = ("md", "tex", "html", "csv")
 # Dimensions a table can lay out besides extra grid axes (named as in `grid:`).
 TABLE_DIMS = ("backbone", "dataset", "ablation", "metric")
 
 
-class TableSpec(_Strict):
+class TableSpec(StrictModel):
     """One table of `collect`: a metric laid out as rows x columns, written in several formats."""
 
     name: str = "table"
@@ -404,7 +274,7 @@ class TableSpec(_Strict):
         return [self.metric] if isinstance(self.metric, str) else list(self.metric)
 
 
-class BudgetSpec(_Strict):
+class BudgetSpec(StrictModel):
     """Compute budget relative to the baseline row of the same backbone and dataset."""
 
     max_gflops_increase_pct: float | None = Field(None, ge=0)

@@ -23,13 +23,78 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import Field, ValidationError, field_validator
 
-from orchestrator import yamlio
+from orchestrator.sweep import yamlio
+from orchestrator.sweep.errors import SHELL_META, SpecError, describe_error
+from trainers.config import StrictModel
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
 _SECTIONS = ("datasets", "checkpoints", "deepspeed")
 _DATASET_KEYS = {"dataset", "parts"}
+PROFILE_DIR = Path("slurm/profiles")
+
+
+class SlurmConfig(StrictModel):
+    """Resources of each job; a cluster profile fills what the spec leaves out."""
+
+    partition: str | None = None
+    """SLURM partition (`--partition`)."""
+    account: str | None = None
+    """Account charged (`--account`)."""
+    qos: str | None = None
+    """Quality of service (`--qos`)."""
+    timeout_min: int = Field(60, ge=1)
+    """Wall-time limit of each job in minutes; a timed-out job is requeued and resumes."""
+    nodes: int = Field(1, ge=1)
+    """Nodes per job."""
+    gpus_per_node: int = Field(0, ge=0)
+    """GPUs per node (`--gres=gpu:N`)."""
+    tasks_per_node: int = Field(1, ge=1)
+    """Tasks (processes) per node."""
+    cpus_per_task: int = Field(2, ge=1)
+    """CPU cores per task (data loading workers come from these)."""
+    mem_gb: float | None = Field(None, gt=0)
+    """Memory per node in GB; None uses the partition default."""
+    constraint: str | None = None
+    """Node feature constraint (`--constraint`)."""
+    exclude: str | None = None
+    """Nodes to avoid (`--exclude`)."""
+    additional_parameters: dict[str, str | int] = {}
+    """Extra sbatch flags, e.g. {mail-type: END}."""
+    setup: list[str] = []
+    """Shell lines run before the job (module loads, environment activation)."""
+    array_parallelism: int = Field(64, ge=1)
+    """At most this many tasks of one array run at once (`%N`)."""
+    max_array_size: int | None = Field(None, ge=1)
+    """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
+    max_timeouts: int = Field(3, ge=0)
+    """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
+
+    @field_validator("partition", "account", "qos", "constraint", "exclude")
+    @classmethod
+    def _no_shell(cls, value: str | None) -> str | None:
+        if value is not None and SHELL_META.search(value):
+            raise ValueError(f"{value!r} contains a newline, ';', '`' or '$('")
+        return value
+
+    @field_validator("additional_parameters")
+    @classmethod
+    def _no_shell_extra(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+        for key, item in value.items():
+            if SHELL_META.search(f"{key}{item}"):
+                raise ValueError(f"{key}={item!r} contains a newline, ';', '`' or '$('")
+        return value
+
+    @field_validator("setup")
+    @classmethod
+    def _one_command_each(cls, value: list[str]) -> list[str]:
+        # One plain command per item: `;`, `$(...)` and backticks would smuggle in more.
+        for line in value:
+            if SHELL_META.search(line):
+                raise ValueError(f"setup line {line!r} contains a newline, ';', '`' or '$('; one command per item")
+        return value
 
 
 class SiteError(ValueError):
@@ -122,3 +187,24 @@ def _lookup(name: str, key: str, site: dict[str, dict[str, Any]] | None, path: P
         known = ", ".join(entries) or "none"
         raise SiteError(f"{key}: '{PREFIX}{name}' is not in {section} of {path} (known: {known})")
     return entries[name]
+
+
+def resolve_slurm(given: SlurmConfig, profile: str | None) -> SlurmConfig:
+    """A spec's slurm block (`given`) on top of a cluster profile (`slurm/profiles/<name>.yaml` or a path)."""
+    if profile is None:
+        return given
+    path = Path(profile)
+    if not path.is_file():
+        path = PROFILE_DIR / f"{profile}.yaml"
+    try:
+        base = yamlio.loads(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))) or "none"
+        raise SpecError(f"{path}: no such cluster profile (known in {PROFILE_DIR}/: {known})") from None
+    if not isinstance(base, dict):
+        raise SpecError(f"{path}: a profile is a mapping of slurm keys")
+    merged = {**base, **given.model_dump(exclude_unset=True)}
+    try:
+        return SlurmConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: {describe_error(exc, SlurmConfig)}") from None

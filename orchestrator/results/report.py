@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import tables
-from orchestrator.spec import SweepSpec, TableSpec
+from orchestrator.results import tables
+from orchestrator.sweep.spec import SweepSpec, TableSpec
 from trainers import rundir
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ IMG_DIR = "img"
 # Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
 CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
 PER_CLASS = ("per_class", "per_label")
-SPLIT_FACTS = ("split.json", "dataset.json", "dataset_summary.json")
+SPLIT_FACTS = (rundir.SPLIT,)
 # Axis-tick labels stop being readable beyond these class counts.
 MAX_TICK_LABELS = 40
 MAX_ANNOTATED = 15

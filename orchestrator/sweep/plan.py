@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.overrides import apply_dotted
-from orchestrator.spec import AXIS_ALIASES, SpecError, SweepSpec, validate_train
+from orchestrator.sweep.overrides import apply_dotted
+from orchestrator.sweep.spec import AXIS_ALIASES, SpecError, SweepSpec, validate_train
 from trainers.config import TrainConfig
 
 RUN_ID_CHARS = 12

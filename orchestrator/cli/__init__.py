@@ -1,0 +1,5 @@
+"""The command line: argparse and one small function per command (nothing here is imported by other modules)."""
+
+from orchestrator.cli.main import main
+
+__all__ = ["main"]

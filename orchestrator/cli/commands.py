@@ -1,0 +1,173 @@
+"""One small function per command: load the spec, call the stage that does the work, print.
+
+Nothing here is imported by other modules; the work lives in orchestrator.sweep, .launch, .results.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from orchestrator.cli.views import PLAN_ROWS_SHOWN, status_view
+from orchestrator.sweep import preflight
+from orchestrator.sweep.errors import SpecError
+from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
+
+console = Console(highlight=False)
+
+
+def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
+    spec = load_spec(args.spec, args.overrides)
+    runs = plan(spec)
+    if check_data:
+        preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
+    return spec, runs
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Print the grid: axes, counts per ablation row, and the runs."""
+    spec, runs = _load(args, check_data=True)
+    console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {spec.output_path}")
+    for axis, values in spec.grid.items():
+        labels = [_axis_value(value) for value in values]
+        console.print(f"  {axis} ({len(values)}): {', '.join(labels)}", markup=False)
+    rows = Counter(run.ablation for run in runs)
+    console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{name} x{n}" for name, n in rows.items()))
+    shown = runs if args.all else runs[:PLAN_ROWS_SHOWN]
+    table = RichTable("#", "run_id", "ablation")
+    table.add_column("name", overflow="fold")
+    for index, run in enumerate(shown):
+        table.add_row(str(index), run.run_id, run.ablation, run.name)
+    console.print(table)
+    if len(shown) < len(runs):
+        console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
+    if spec.budget is not None:
+        from orchestrator.cli import profile  # torch only when the spec has a budget to check
+
+        profile.check_budget(spec, runs, console)
+    return 0
+
+
+def _axis_value(value: Any) -> str:
+    """A grid value as the plan shows it: datasets by their label or name, not their whole mapping."""
+    if isinstance(value, dict) and "name" in value:
+        return str(value.get("label") or value["name"])
+    return str(value)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Run every planned run that is not complete yet."""
+    from orchestrator import launch
+
+    spec, runs = _load(args, check_data=True)
+    outcome = launch.submit(
+        spec,
+        runs,
+        args.executor,
+        force=args.force,
+        smoke=args.smoke,
+        profile=args.profile,
+        dry_run=args.dry_run,
+        console=console,
+    )
+    return 1 if outcome.failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Counts and a table of unfinished or failed runs, from run folders and SLURM."""
+    import time
+
+    from rich.live import Live
+
+    from orchestrator.launch import status
+    from orchestrator.sweep import store
+
+    spec, runs = _load(args)
+    root = store.sweep_root(spec)
+    current = status.sweep_status(runs, root)
+    if not args.watch:
+        console.print(status_view(spec.name, current, args.all))
+        return 0
+    with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
+        while not current.finished:
+            time.sleep(args.interval)  # a refresh period for a human, not synchronisation
+            current = status.sweep_status(runs, root)
+            live.update(status_view(spec.name, current, args.all), refresh=True)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """scancel the sweep's arrays that still have pending or running tasks."""
+    from orchestrator.launch import slurmcli as slurm
+    from orchestrator.launch.slurm import runs_in_slurm
+    from orchestrator.sweep import store
+
+    spec, _ = _load(args)
+    if not slurm.available():
+        raise SpecError("cancel: sbatch/squeue not found (not on a SLURM login node)")
+    root = store.sweep_root(spec)
+    _, live = runs_in_slurm(root)
+    arrays = sorted({job_id.split("_", 1)[0] for job_id in live})
+    slurm.cancel(arrays)
+    console.print(f"{spec.name}: cancelled {len(live)} pending/running jobs in {len(arrays)} array(s)")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Collect one sweep (file or folder) or every sweep under results/."""
+    from orchestrator.results import collect
+
+    if args.target is None:
+        targets = collect.sweeps_under(Path("results"))
+        if not targets:
+            raise SpecError("results/: no sweep output found (submit a sweep first)")
+    else:
+        targets = collect.resolve_target(Path(args.target), args.overrides)
+    for spec, root in targets:
+        written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
+        print(written.markdown)  # plain: rich would re-wrap the Markdown table
+        console.print(f"[green]tables:[/] {', '.join(str(p) for p in written.files)}")
+        console.print(f"[green]runs:[/]   {written.runs_path}")
+        if written.report_path is not None:
+            console.print(f"[green]report:[/] {written.report_path}")
+    return 0
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
+    from orchestrator.cli import profile
+
+    spec, runs = _load(args)
+    profile.run_profile(spec, runs, console)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Metrics of a run's best checkpoint on a labelled dataset, into RUN_DIR/eval/<name>/."""
+    from orchestrator.cli import modes as modes_cmd
+
+    return modes_cmd.run_eval(args.run_dir, args.dataset, args.split, args.name, console)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Predictions of a run's best checkpoint for a folder of images, as a .tsv."""
+    from orchestrator.cli import modes as modes_cmd
+
+    return modes_cmd.run_predict(args.run_dir, args.images_dir, args.out, args.threshold, console)
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """`datasets list`, or `datasets describe DATASET`: counts, imbalance, file sizes, bar chart."""
+    from orchestrator.cli import datasets as datasets_cmd
+
+    if args.action == "list":
+        return datasets_cmd.run_list(console)
+    if not args.dataset:
+        raise SpecError("datasets describe: name a dataset, e.g. `orchestrate datasets describe digits`")
+    return datasets_cmd.run_describe(args.dataset, args.fields, args.root, args.site, args.out, console)

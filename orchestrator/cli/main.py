@@ -1,0 +1,148 @@
+"""`orchestrate`: the parser and the entry point. argparse keeps `--help` fast (no torch, no pandas at import)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+
+from orchestrator.cli import commands
+from orchestrator.cli.commands import console
+from orchestrator.sweep.errors import SpecError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `orchestrate` console script."""
+    parser = _parser()
+    # Overrides may come after options too (`submit x.yaml --dry-run k=v`), as Hydra users type them.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [item for item in extra if "=" not in item or item.startswith("-")]
+    if unknown or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.overrides = [*args.overrides, *extra]
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        _error(str(exc))
+        return 2
+    except RuntimeError as exc:  # SlurmError and submitit's submission failures
+        _error(f"{type(exc).__name__}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished runs are kept; submit again to continue")
+        return 130
+
+
+def _error(message: str) -> None:
+    """One line on stderr; markup off so `[1]` in a field path is printed as is."""
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrate", description="Image-classification ablation sweeps: plan, submit, collect."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    for add in (_add_plan, _add_submit, _add_status, _add_cancel, _add_collect, _add_profile):
+        add(sub)
+    for add in (_add_eval, _add_predict, _add_datasets):
+        add(sub)
+    return parser
+
+
+def _add_plan(sub: Any) -> None:
+    p = sub.add_parser("plan", help="show the runs a sweep expands to")
+    _spec_args(p)
+    p.add_argument("--all", action="store_true", help="list every run, however many")
+    p.set_defaults(func=commands.cmd_plan)
+
+
+def _add_submit(sub: Any) -> None:
+    p = sub.add_parser("submit", help="run what is not done yet")
+    _spec_args(p)
+    p.add_argument(
+        "--executor",
+        choices=("local", "debug", "slurm"),
+        default="local",
+        help="local: one process per run on this machine; debug: in this process; slurm: job arrays",
+    )
+    p.add_argument("--profile", help="cluster profile: slurm/profiles/NAME.yaml or a path (slurm executor)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
+    p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")
+    p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")
+    p.set_defaults(func=commands.cmd_submit)
+
+
+def _add_status(sub: Any) -> None:
+    p = sub.add_parser("status", help="state of every run of a sweep")
+    _spec_args(p)
+    p.add_argument("--watch", action="store_true", help="refresh until no run is pending or running")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes with --watch")
+    p.add_argument("--all", action="store_true", help="list every run, not only unfinished ones")
+    p.set_defaults(func=commands.cmd_status)
+
+
+def _add_cancel(sub: Any) -> None:
+    p = sub.add_parser("cancel", help="cancel the sweep's SLURM jobs that are still pending or running")
+    _spec_args(p)
+    p.set_defaults(func=commands.cmd_cancel)
+
+
+def _add_collect(sub: Any) -> None:
+    p = sub.add_parser("collect", help="results -> runs.csv and ablation tables")
+    p.add_argument("target", nargs="?", help="sweep file or output folder (default: every sweep under results/)")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides (with a sweep file)")
+    p.add_argument("--smoke", action="store_true", help="collect the smoke runs instead")
+    p.add_argument("--no-report", action="store_true", help="tables only, no report/index.html (plots)")
+    p.set_defaults(func=commands.cmd_collect)
+
+
+def _add_profile(sub: Any) -> None:
+    p = sub.add_parser("profile", help="GFLOPs and params of every cell's model (meta device, no data)")
+    _spec_args(p)
+    p.set_defaults(func=commands.cmd_profile)
+
+
+def _add_eval(sub: Any) -> None:
+    p = sub.add_parser("eval", help="score a finished run's best checkpoint on a labelled dataset")
+    p.add_argument("run_dir", help="the run's folder (results/<sweep>/runs/<run_id>)")
+    p.add_argument(
+        "--dataset", help="dataset name or YAML mapping, e.g. '{name: imagefolder, root: DIR}' (default: the run's)"
+    )
+    p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to score (default test)")
+    p.add_argument("--name", help="output folder name under RUN_DIR/eval/ (default: <dataset>-<split>)")
+    p.set_defaults(func=commands.cmd_eval)
+
+
+def _add_predict(sub: Any) -> None:
+    p = sub.add_parser("predict", help="label unlabelled images with a finished run's best checkpoint (.tsv)")
+    p.add_argument("run_dir", help="the run's folder")
+    p.add_argument("images_dir", help="folder of images (searched recursively)")
+    p.add_argument("--out", help="TSV file to write (default: RUN_DIR/predictions/<folder name>.tsv)")
+    p.add_argument("--threshold", type=float, help="multilabel decision threshold (default: the run's)")
+    p.set_defaults(func=commands.cmd_predict)
+
+
+def _add_datasets(sub: Any) -> None:
+    p = sub.add_parser("datasets", help="registered datasets; describe one (class counts, imbalance, file sizes)")
+    p.add_argument("action", choices=("list", "describe"))
+    p.add_argument("dataset", nargs="?", help="name, YAML mapping, site:NAME, or a sweep file (all its datasets)")
+    p.add_argument("fields", nargs="*", help="dataset fields as key=value, e.g. task=hierarchical val_fraction=0.2")
+    p.add_argument("--root", help="dataset root folder")
+    p.add_argument("--site", help="site file for site:NAME (default $ORCHESTRATE_SITE)")
+    p.add_argument("--out", help="output folder (default results/datasets/<dataset>)")
+    p.set_defaults(func=commands.cmd_datasets)
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", help="sweep YAML file")
+    p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. defaults.epochs=1 grid.seed=[0]")
+    p.add_argument("--skip-data-check", action="store_true", help="plan/submit: do not check dataset files here")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

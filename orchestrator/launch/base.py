@@ -1,0 +1,148 @@
+"""The Launcher: select -> snapshot -> archive, written once for every executor.
+
+A launcher decides which planned runs still need doing (completed runs and runs a live
+process or SLURM job still owns are left alone), records the spec as submitted, moves aside
+the folders of runs redone with --force, and hands the rest to its executor (`start`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from abc import ABC, abstractmethod
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from orchestrator.launch.job import TrainJob
+from orchestrator.results import reader
+from orchestrator.results.reader import RunRecord
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import RunSpec, smoke_plan
+from orchestrator.sweep.spec import SweepSpec
+from trainers.rundir import State
+
+
+def is_stale(record: RunRecord) -> bool:
+    """A 'running' run whose local process is gone (killed workstation run): safe to restart."""
+    if record.state is not State.RUNNING or "slurm_job_id" in record.status:
+        return False
+    if record.status.get("host") != socket.gethostname():
+        return False
+    pid = record.status.get("pid")
+    return not isinstance(pid, int) or not _pid_alive(pid)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class Selection:
+    """Which planned runs to launch, and why the others are left alone."""
+
+    todo: list[RunRecord]
+    skipped: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        """One line: what will run and what is skipped."""
+        parts = [f"{len(self.todo)} to run"]
+        parts += [f"{n} {why}" for why, n in sorted(self.skipped.items())]
+        return ", ".join(parts)
+
+
+def select(records: Sequence[RunRecord], force: bool = False, in_slurm: set[str] | None = None) -> Selection:
+    """Which runs to launch.
+
+    Skipped: completed runs (unless `force`), and runs still owned by a live process:
+    a live local process, or a SLURM job still pending/running (`in_slurm` holds their
+    run ids; even `force` does not launch a second copy of those). Failed, cancelled,
+    timed-out, preempted, missing and stale runs are launched again.
+    """
+    in_slurm = in_slurm or set()
+    selection = Selection(todo=[])
+    for record in records:
+        if record.run.run_id in in_slurm:
+            selection.skipped["pending or running in SLURM"] += 1
+        elif record.state is State.RUNNING and not is_stale(record) and "slurm_job_id" not in record.status:
+            selection.skipped["running locally"] += 1
+        elif record.state is State.COMPLETED and not force:
+            selection.skipped["completed"] += 1
+        else:
+            selection.todo.append(record)
+    return selection
+
+
+@dataclass
+class Outcome:
+    """What happened to the launched runs."""
+
+    completed: list[RunSpec] = field(default_factory=list)
+    failed: list[tuple[RunSpec, str]] = field(default_factory=list)
+    submitted: dict[str, str] = field(default_factory=dict)
+    """run_id -> SLURM job id, for the slurm executor."""
+
+
+def train_job(record: RunRecord) -> TrainJob:
+    """The submitit callable of a planned run."""
+    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata())
+
+
+def archive_previous(todo: list[RunRecord], root: Path, force: bool) -> None:
+    """With --force, move the folders of runs about to be redone aside (nothing is deleted)."""
+    if not force:
+        return
+    stamp = store.timestamp()
+    for record in todo:
+        if record.path.exists():
+            store.archive(record.path, root, stamp)
+
+
+class Launcher(ABC):
+    """Select what to run, snapshot the spec, archive what --force redoes, then `start` the rest."""
+
+    def __init__(self, spec: SweepSpec, console: Console) -> None:
+        self.spec = spec
+        self.console = console
+
+    def launch(
+        self, runs: list[RunSpec], *, force: bool = False, smoke: bool = False, dry_run: bool = False
+    ) -> Outcome:
+        """Launch what is not done yet (smoke variants into `<output>/smoke/` with `smoke`)."""
+        if smoke:
+            runs = smoke_plan(runs)
+            force = True  # smoke runs are a check, never a cache
+        root = store.sweep_root(self.spec, smoke)
+        records = reader.inspect(runs, root)
+        selection = select(records, force, self.owned_elsewhere(root, dry_run))
+        suffix = " (smoke)" if smoke else ""
+        self.console.print(f"[bold]{self.spec.name}[/]{suffix}: {len(runs)} runs planned; {selection.summary()}")
+        if not selection.todo:
+            return Outcome()
+        if dry_run:
+            self.preview(selection.todo, root)
+            return Outcome()
+        root.mkdir(parents=True, exist_ok=True)
+        store.write_snapshot(self.spec, root)
+        archive_previous(selection.todo, root, force)
+        return self.start(selection.todo, root)
+
+    def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
+        """Run ids a live job outside this machine's processes still owns (none by default)."""
+        return set()
+
+    def preview(self, todo: list[RunRecord], root: Path) -> None:  # noqa: B027 (optional hook)
+        """What --dry-run prints beyond the summary line (nothing by default)."""
+
+    @abstractmethod
+    def start(self, todo: list[RunRecord], root: Path) -> Outcome:
+        """Run or submit the selected runs."""

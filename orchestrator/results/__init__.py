@@ -1,0 +1,1 @@
+"""Results: the one reader of run folders, aggregation and statistics, the table model, rendering, report."""
