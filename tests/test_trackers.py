@@ -14,8 +14,9 @@ from config_helpers import run_killed_after_first_epoch
 from pydantic import ValidationError
 
 import trainers
-from orchestrator.plan import plan
-from orchestrator.spec import SpecError, load_spec
+from orchestrator import launch
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SpecError, load_spec
 from trainers.config import TrainConfig
 
 EPOCHS, STEPS = 2, 3
@@ -149,3 +150,29 @@ def _wandb_records(path: Path) -> Iterator[Any]:
         if kind in (1, 4):  # a full record, or the last chunk of one
             yield wandb_internal_pb2.Record.FromString(parts)
             parts = b""
+
+
+@pytest.mark.slow
+def test_submitted_sweep_is_one_mlflow_experiment_of_named_runs(
+    write_spec: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    fast = [
+        "grid.backbone=[test_resnet]",
+        "grid.seed=[0]",
+        "ablations={Baseline: [], + Aug: [aug]}",
+        "defaults.data.dataset={name: digits, max_samples: 64}",
+        "defaults.max_steps_per_epoch=1",
+        "defaults.torch_threads=1",
+        "defaults.trackers=[mlflow]",
+    ]
+    spec = load_spec(write_spec(), fast)
+    runs = plan(spec)
+    assert len(launch.submit(spec, runs, "debug").completed) == 2
+    mlflow.set_tracking_uri((spec.output_path / "mlruns").as_uri())
+    found = mlflow.search_runs(experiment_names=[spec.name], output_format="pandas")
+    assert sorted(
+        zip(found["tags.mlflow.runName"], found["tags.run_id"], found["tags.ablation"], strict=True)
+    ) == sorted((run.name, run.run_id, run.ablation) for run in runs)

@@ -92,9 +92,9 @@ class Outcome:
     """run_id -> SLURM job id, for the slurm executor."""
 
 
-def train_job(record: RunRecord) -> TrainJob:
-    """The submitit callable of a planned run."""
-    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata())
+def train_job(record: RunRecord, sweep: str) -> TrainJob:
+    """The submitit callable of a planned run of sweep `sweep`."""
+    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata(), sweep)
 
 
 def archive_previous(todo: list[RunRecord], root: Path, force: bool) -> None:

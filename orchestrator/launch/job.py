@@ -23,10 +23,11 @@ from trainers.rundir import State
 class TrainJob:
     """Train one run into `run_dir`; config and plan metadata travel as plain dicts."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any], sweep: str = "") -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.metadata = metadata
+        self.sweep = sweep  # experiment trackers group a sweep's runs under its name
 
     def __call__(self) -> dict[str, Any]:
         """Run the training; status.json says running, then completed or failed (with the error).
@@ -42,7 +43,8 @@ class TrainJob:
         try:
             from trainers import run  # heavy: torch, timm, accelerate
 
-            metrics = run(TrainConfig.model_validate(self.config), self.run_dir)
+            tags = {**self.metadata, "sweep": self.sweep} if self.sweep else self.metadata
+            metrics = run(TrainConfig.model_validate(self.config), self.run_dir, tags)
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
@@ -58,7 +60,7 @@ class TrainJob:
         """Requeue the same job on preemption or timeout; training resumes from checkpoints/last."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata))
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata, self.sweep))
 
 
 def _export_distributed_env() -> int:

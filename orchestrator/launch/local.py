@@ -50,7 +50,7 @@ def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, con
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("runs", total=len(todo), detail="")
         for record in todo:
-            job = _executor(executor, record.path, spec).submit(train_job(record))
+            job = _executor(executor, record.path, spec).submit(train_job(record, spec.name))
             _wait(job, _progress_tick(progress, task, record), executor)
             error = _job_error(job, record.path)
             if error is None:

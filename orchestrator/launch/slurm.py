@@ -99,7 +99,7 @@ def _submit_arrays(
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts)
         executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
-            jobs = [executor.submit(train_job(record)) for record in group]
+            jobs = [executor.submit(train_job(record, name)) for record in group]
         array_id = str(jobs[0].job_id).split("_", 1)[0]
         submitted = {record.run.run_id: str(job.job_id) for record, job in zip(group, jobs, strict=True)}
         # Written after each array: a crash between arrays still leaves every submitted job findable.
