@@ -67,11 +67,8 @@ def uint8_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, Any]:
     bundle = build_data(cfg.data.model_copy(update={"num_workers": 0}), cfg.seed)
     dataset = bundle.datasets["train"] if bundle.datasets else None
     assert dataset is not None
-    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    images = torch.stack([dataset[i][0] * std + mean for i in range(len(dataset))])  # back to [0, 1]
-    as_uint8 = (images * 255).round().clamp(0, 255).to(torch.uint8)
-    return as_uint8, torch.as_tensor(bundle.splits.train.targets), task_of(bundle.splits)
+    images = torch.stack([dataset[i][0] for i in range(len(dataset))])  # the loader's uint8 images
+    return images, torch.as_tensor(bundle.splits.train.targets), task_of(bundle.splits)
 
 
 def bare_rate(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, task: Any) -> float:

@@ -49,6 +49,7 @@ from trainers.models import build_model, check_pretrained_path, count_params
 from trainers.optim import build_optimizer, build_scheduler
 from trainers.provenance import provenance
 from trainers.tasks import TaskSpec, task_of
+from trainers.transforms import BatchNormalize
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class Run:
     l2sp: L2SP | None = None
     input_dtype: torch.dtype | None = None
     """Cast images to this before the model (DeepSpeed runs bf16/fp16 models without autocast)."""
+    normalize: BatchNormalize = field(default_factory=BatchNormalize)
+    """uint8 loader batches -> normalised float, on the device."""
     train_images: int = 0
     train_s: float = 0.0
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -132,6 +135,10 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
     regimes.apply_regime(model, cfg)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        # In place (nn.Module.compile): parameter names, state dicts and checkpoints stay those
+        # of the plain model, so eval/predict and resume read them as usual.
+        model.compile()
     n_params = count_params(model)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     criterion = build_criterion(cfg.loss, task, data.splits.train.targets)
@@ -230,7 +237,8 @@ def train_one_epoch(run: Run, epoch: int) -> float:
 
 
 def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
-    """Images in the model's dtype (DeepSpeed half precision) and memory layout (channels_last)."""
+    """Normalised images in the model's dtype (DeepSpeed half precision) and memory layout (channels_last)."""
+    images = run.normalize(images)
     if run.input_dtype is not None:
         images = images.to(run.input_dtype)
     return images.contiguous(memory_format=torch.channels_last) if run.cfg.channels_last else images
