@@ -227,7 +227,8 @@ def loader_options(data: DataConfig) -> dict[str, Any]:
 def uint8_transform(data: DataConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
     """The loaders' per-image transform: resized (and augmented) uint8 [3, S, S]; the trainer
     normalises whole batches on the device (trainers.transforms.BatchNormalize)."""
-    return build_transform(data, train, normalize=False)
+    transform: Callable[[Image.Image], torch.Tensor] = build_transform(data, train, normalize=False)
+    return transform
 
 
 def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundle:

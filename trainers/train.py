@@ -125,6 +125,9 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
         torch.set_num_threads(cfg.torch_threads)
     facts = tracking.run_facts(run_dir, metadata)
     accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts))
+    if accelerator.device.type == "cuda":
+        # Fixed input shapes (square resize, drop_last): autotuned convolution kernels pay off.
+        torch.backends.cudnn.benchmark = True
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
     data = build_data(cfg.data, cfg.seed, accelerator.num_processes * cfg.distributed.grad_accum_steps)
     if accelerator.is_main_process:
