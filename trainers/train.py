@@ -207,7 +207,9 @@ def train_one_epoch(run: Run, epoch: int) -> float:
     # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
     deepspeed = uses_deepspeed(run.accelerator)
     micro_batches = micro_batches_per_epoch(run.cfg, run.data.train)
-    totals = torch.zeros(2, device=run.accelerator.device)  # loss sum, image count
+    # Summed on the device, read once after the epoch: no synchronisation per step.
+    loss_sum = torch.zeros((), device=run.accelerator.device)
+    images_seen = 0
     started = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
     for index, (images, targets) in enumerate(run.data.train):
@@ -230,13 +232,15 @@ def train_one_epoch(run: Run, epoch: int) -> float:
             run.optimizer.zero_grad(set_to_none=True)
         if run.tracking is not None:
             run.tracking.record(loss, step_now)
-        totals += torch.stack([loss.detach().float() * len(targets), totals.new_tensor(len(targets))])
+        loss_sum += loss.detach().float() * len(targets)
+        images_seen += len(targets)
     run.accelerator.sync_gradients = True
-    loss_sum, images_seen = run.accelerator.reduce(totals, reduction="sum").tolist()
+    totals = torch.stack([loss_sum, loss_sum.new_tensor(images_seen)])
+    loss_total, images_total = run.accelerator.reduce(totals, reduction="sum").tolist()
     # tolist() waited for the device, so the time below covers the work, not only its queueing.
     run.train_s += time.perf_counter() - started
-    run.train_images += int(images_seen)
-    return loss_sum / images_seen if images_seen > 0 else math.nan
+    run.train_images += int(images_total)
+    return loss_total / images_total if images_total > 0 else math.nan
 
 
 def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
