@@ -60,12 +60,12 @@ def test_table_mean_std_delta_and_missing(sweep: tuple[SweepSpec, list[RunSpec]]
     assert base[0].mean == pytest.approx(91.0) and base[0].std == pytest.approx(1.41421356, rel=1e-6)
     assert base[0].delta is None and base[0].n == 2
     assert aug[0].mean == pytest.approx(95.0) and aug[0].delta == pytest.approx(4.0)
-    assert aug[0].n == 1 and aug[0].n_expected == 2 and aug[0].best
+    assert aug[0].n == 1 and aug[0].n_expected == 2 and not aug[0].best, "issue 13: one seed is not significant"
     assert aug[1].delta == pytest.approx(10.0) and aug[1].relative
     assert drop[0].n == 0
     text = tables.render([table], "md", {"sweep": "tiny"})
     assert "| Baseline | 91.00 ± 1.41 | 1.00 | 2.000 |" in text
-    assert "| + Aug | **95.00** (+4.00) (1/2 seeds) | 1.10 (+10.00%) | 2.200 (+10.00%) |" in text
+    assert "| + Aug | 95.00 (+4.00) (1/2 seeds, no interval) | 1.10 (+10.00%) | 2.200 (+10.00%) |" in text
     assert "| + Aug + Dropout | - | - | - |" in text
 
 
@@ -76,8 +76,8 @@ def test_single_seed_has_no_std(write_spec: Callable[..., Path]) -> None:
     fake_run(spec, runs[1], 0.25)
     [table] = tables.ablation_tables(spec, reader.collect_frame(store.sweep_root(spec), runs), runs)
     text = tables.render([table], "md", {"sweep": "t"})
-    assert "| Baseline | **50.00** | 1.00 | 2.000 |" in text
-    assert "| + Aug | 25.00 (-25.00) | 1.00 | 2.000 |" in text, "same model as the baseline: no delta"
+    assert "| Baseline | 50.00 (1 seed, no interval) | 1.00 | 2.000 |" in text, "issue 13: no bold, says 1 seed"
+    assert "| + Aug | 25.00 (-25.00) (1 seed, no interval) | 1.00 | 2.000 |" in text, "same model: no delta"
 
 
 def test_write_tables_from_spec_and_from_folder(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:

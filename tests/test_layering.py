@@ -10,8 +10,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ORCHESTRATOR = REPO / "orchestrator"
-# What the orchestrator may import from the trainer side at module level: data and file layout only.
-ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.rundir"}
+# What the orchestrator may import from the trainer side at module level: data, file layout and
+# the pure-config rules (torch-free; `plan` runs them).
+ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.rundir", "trainers.rules"}
 HEAVY = {"torch", "timm", "torchvision", "accelerate", "deepspeed"}
 # Names of trainers.rundir that read a run folder: only orchestrator/results/ may use them.
 RUN_FOLDER_READS = {"read_json", "read_state", "METRICS", "HISTORY", "SPLIT", "CONFIG"}

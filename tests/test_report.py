@@ -28,10 +28,14 @@ def test_report_sections_and_local_images(report: Path) -> None:
     assert "9 planned runs: 5 completed, 3 missing, 1 running." in html
     assert html.count('<section class="cell"') == 3
     assert html.count('<figure class="table"') == 2
-    assert '97.25 ± 0.35</b></span> <span class="delta">(+1.25)</span> <span class="seeds">(2/3 seeds)</span>' in html
+    # Issue 13: the delta carries its interval and the within-noise mark; 2 seeds are not significantly best.
+    assert '97.25 ± 0.35</span> <span class="delta">(+1.25 [-0.92, +3.42])</span><sup class="noise"' in html
+    assert '<span class="seeds">(2/3 seeds)</span>' in html
     images = re.findall(r'<img src="([^"]+)"', html)
-    # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution.
-    assert len(images) == 7
+    # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution;
+    # and (issue 13) the ablation figure of the backbone/dataset pair.
+    assert len(images) == 8
+    assert "dots are seeds, diamonds the mean with its 95% t-interval" in html
     for src in images:
         assert not src.startswith(("http:", "https:", "//")), src
         path = report.parent / src

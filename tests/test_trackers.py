@@ -172,7 +172,8 @@ def test_submitted_sweep_is_one_mlflow_experiment_of_named_runs(
     runs = plan(spec)
     assert len(launch.submit(spec, runs, "debug").completed) == 2
     mlflow.set_tracking_uri((spec.output_path / "mlruns").as_uri())
-    found = mlflow.search_runs(experiment_names=[spec.name], output_format="pandas")
+    # The sweep is named by its output folder (results/<sweep name> unless output_dir says otherwise).
+    found = mlflow.search_runs(experiment_names=[spec.output_path.name], output_format="pandas")
     assert sorted(
         zip(found["tags.mlflow.runName"], found["tags.run_id"], found["tags.ablation"], strict=True)
     ) == sorted((run.name, run.run_id, run.ablation) for run in runs)

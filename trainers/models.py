@@ -21,8 +21,8 @@ import torch
 from timm.models import load_state_dict
 from torch import nn
 
-from trainers import scra  # noqa: F401  (registers the `scra` insert)
-from trainers.config import ModelConfig, TrainConfig
+from trainers import rules, scra  # noqa: F401  (scra registers the `scra` insert)
+from trainers.config import TrainConfig
 from trainers.heads import build_heads
 from trainers.inserts import attach
 from trainers.tasks import TaskSpec
@@ -160,12 +160,7 @@ def _num_features(backbone: nn.Module) -> int:
     return features
 
 
-def check_pretrained_path(model: ModelConfig) -> None:
-    """Raise FileNotFoundError now if a configured checkpoint or class-map file is missing."""
-    if model.pretrained_path is not None and not Path(model.pretrained_path).expanduser().is_file():
-        raise FileNotFoundError(f"model.pretrained_path: checkpoint file {model.pretrained_path} does not exist")
-    if model.class_map_path is not None and not Path(model.class_map_path).expanduser().is_file():
-        raise FileNotFoundError(f"model.class_map_path: file {model.class_map_path} does not exist")
+check_pretrained_path = rules.check_files  # lives in trainers.rules (also run by `plan`)
 
 
 def classifier_prefixes(net: nn.Module) -> list[str]:

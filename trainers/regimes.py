@@ -13,19 +13,11 @@ from typing import cast
 
 from torch import nn
 
+from trainers import rules
 from trainers.config import TrainConfig
 from trainers.models import Classifier, backbone_parameters
 
-
-def check_regime(cfg: TrainConfig) -> None:
-    """Raise ValueError for a regime or loss that cannot work with this config."""
-    needs_weights = {"linear_probe": "regime linear_probe", "pretrained_eval": "regime pretrained_eval"}
-    if cfg.regime in needs_weights and cfg.model.pretrained_path is None:
-        raise ValueError(f"{needs_weights[cfg.regime]} needs model.pretrained_path")
-    if cfg.loss.l2sp > 0 and cfg.model.pretrained_path is None:
-        raise ValueError("loss.l2sp anchors to pretrained weights: it needs model.pretrained_path")
-    if cfg.model.class_map_path is not None and cfg.regime != "pretrained_eval":
-        raise ValueError("model.class_map_path applies to regime pretrained_eval only")
+check_regime = rules.check_regime  # pure-config rule; lives in trainers.rules (also run by `plan`)
 
 
 def trains(cfg: TrainConfig) -> bool:

@@ -41,7 +41,8 @@ def sweep_folder(run_dir: Path) -> Path:
 
 
 def run_facts(run_dir: Path, metadata: dict[str, Any] | None) -> dict[str, str]:
-    """Name and tags of a run: the plan metadata, filled in from the folder layout when absent."""
+    """Name and tags of a run: the plan metadata, filled in from the folder layout when absent
+    (the sweep: the name of its output folder, `results/<sweep name>` by default)."""
     meta = dict(metadata or {})
     facts = {key: str(meta[key]) for key in TAG_KEYS if meta.get(key) is not None}
     facts.setdefault("run_id", run_dir.name)

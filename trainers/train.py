@@ -28,7 +28,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, regimes, rundir, tracking
+from trainers import checkpoint, regimes, rules, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -120,7 +120,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
     """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s);
     `metadata` (the plan's run id, name, sweep, ablation...) names and tags tracker runs."""
     check_pretrained_path(cfg.model)  # fail before any data is read
-    regimes.check_regime(cfg)
+    rules.check_config(cfg)  # the pure-config rules `plan` checks too
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
     facts = tracking.run_facts(run_dir, metadata)

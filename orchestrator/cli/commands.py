@@ -23,11 +23,20 @@ console = Console(highlight=False)
 
 
 def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
-    spec = load_spec(args.spec, args.overrides)
+    spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
     runs = plan(spec)
     if check_data:
         preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
+        _check_tables(spec, runs, args.spec)
     return spec, runs
+
+
+def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
+    """Table definitions (rows, columns, group, split) are checked now, not after the training."""
+    from orchestrator.results.tables import resolve_layout
+
+    for table in spec.tables:
+        resolve_layout(table, spec, f"{where}: tables.{table.name}")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -47,11 +56,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
     console.print(table)
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
+    _print_cost(spec, runs)
     if spec.budget is not None:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
-        profile.check_budget(spec, runs, console)
+        profile.check_budget(spec, runs, console, where=args.spec)
     return 0
+
+
+def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
+    """Estimated device-hours per cell from smoke measurements, and the total."""
+    from orchestrator.results import cost
+
+    costs = cost.estimate(spec, runs)
+    measured = [c for c in costs if c.hours is not None]
+    if measured:
+        table = RichTable("cell", "runs", "images/s (smoke)", "estimate")
+        for item in costs:
+            hours = "unknown" if item.hours is None else f"{item.hours:.3g} {item.unit}"
+            speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"
+            table.add_row(item.cell, str(item.runs), speed, hours)
+        console.print(table)
+    console.print(cost.summary(costs))
 
 
 def _axis_value(value: Any) -> str:
@@ -66,6 +92,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator import launch
 
     spec, runs = _load(args, check_data=True)
+    preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
+    if spec.budget is not None:
+        from orchestrator.cli import profile
+
+        frame = profile.check_budget(spec, runs, console, where=args.spec)
+        over = int(frame["over_budget"].sum())
+        if over and not args.over_budget:
+            raise SpecError(f"{args.spec}: budget: {over} cell(s) over budget; fix them or pass --over-budget")
+        if spec.budget.max_gpu_hours is not None and not args.smoke:
+            _check_hours(spec, runs, spec.budget.max_gpu_hours, args.over_budget, args.spec)
     outcome = launch.submit(
         spec,
         runs,
@@ -75,8 +111,29 @@ def cmd_submit(args: argparse.Namespace) -> int:
         profile=args.profile,
         dry_run=args.dry_run,
         console=console,
+        workers=args.workers,
+        follow_s=args.interval if args.follow else None,
     )
     return 1 if outcome.failed else 0
+
+
+def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override: bool, where: str) -> None:
+    """budget.max_gpu_hours: the smoke-measured estimate of the whole sweep, failing closed when unknown."""
+    from orchestrator.results import cost
+
+    costs = cost.estimate(spec, runs)
+    console.print(cost.summary(costs))
+    unknown = sum(c.hours is None for c in costs)
+    total_h = sum(c.hours or 0.0 for c in costs)
+    if unknown:
+        problem = f"{unknown} of {len(costs)} cells have no smoke measurement (`submit --smoke` first)"
+    elif total_h > limit_h:
+        problem = f"the sweep is estimated at {total_h:.3g} device-hours, over max_gpu_hours {limit_h:g}"
+    else:
+        return
+    if not override:
+        raise SpecError(f"{where}: budget.max_gpu_hours: {problem}; or pass --over-budget")
+    console.print(f"[yellow]over budget (--over-budget)[/]: {problem}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -93,6 +150,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     current = status.sweep_status(runs, root)
     if not args.watch:
         console.print(status_view(spec.name, current, args.all))
+        _print_problems(current.problems, "runs whose status is unreadable or unknown")
         return 0
     with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
@@ -120,7 +178,11 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    """Collect one sweep (file or folder) or every sweep under results/."""
+    """Collect one sweep (file or folder) or every sweep under results/.
+
+    Broken run folders never stop it: they are listed as problems and left out of the numbers.
+    Exits 1 only when no run of a sweep has a usable value, saying why.
+    """
     from orchestrator.results import collect
 
     if args.target is None:
@@ -129,6 +191,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
             raise SpecError("results/: no sweep output found (submit a sweep first)")
     else:
         targets = collect.resolve_target(Path(args.target), args.overrides)
+    code = 0
     for spec, root in targets:
         written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
         print(written.markdown)  # plain: rich would re-wrap the Markdown table
@@ -136,7 +199,23 @@ def cmd_collect(args: argparse.Namespace) -> int:
         console.print(f"[green]runs:[/]   {written.runs_path}")
         if written.report_path is not None:
             console.print(f"[green]report:[/] {written.report_path}")
-    return 0
+        _print_problems(list(written.problems))
+        if written.usable == 0:
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(written.counts.items())) or "no runs"
+            console.print(
+                f"[red]error:[/] {spec.name}: nothing usable to tabulate ({counts}, {len(written.problems)} problems)"
+            )
+            code = 1
+    return code
+
+
+def _print_problems(problems: list[Any], heading: str = "left out of the numbers") -> None:
+    """The problems section: one line per broken run or value (run id, name, reason)."""
+    if not problems:
+        return
+    console.print(f"[yellow]problems ({len(problems)}), {heading}:[/]")
+    for problem in problems:
+        console.print(f"  {problem}", markup=False, soft_wrap=True)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

@@ -43,13 +43,13 @@ def parse_dataset(text: str, overrides: Sequence[str], site_file: str | None) ->
         if path is None:
             raise SpecError(f"{text}: needs a site file (--site FILE or ${site.ENV_VAR})")
         try:
-            entries = site.load_site(path)["datasets"]
+            loaded = site.load_site(path)
         except site.SiteError as exc:
             raise SpecError(str(exc)) from None
         name = text.removeprefix(site.PREFIX)
-        if name not in entries:
-            raise SpecError(f"{text}: not in datasets of {path} (known: {', '.join(entries) or 'none'})")
-        raw = dict(entries[name])
+        if name not in loaded.datasets:
+            raise SpecError(f"{text}: not in datasets of {path} (known: {', '.join(loaded.datasets) or 'none'})")
+        raw = site.dataset_entry(loaded, name)
     else:
         try:
             raw = yamlio.loads(text)

@@ -12,6 +12,7 @@ from rich.console import Console
 from orchestrator.cli import commands
 from orchestrator.cli.commands import console
 from orchestrator.sweep.errors import SpecError
+from orchestrator.sweep.spec import MAX_RUNS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,12 +69,20 @@ def _add_submit(sub: Any) -> None:
         "--executor",
         choices=("local", "debug", "slurm"),
         default="local",
-        help="local: one process per run on this machine; debug: in this process; slurm: job arrays",
+        help="local: warm worker processes on this machine; debug: in this process; slurm: job arrays",
+    )
+    p.add_argument(
+        "--workers", type=int, help="local: runs at once, each in a warm worker (default: one per GPU, else 1)"
     )
     p.add_argument("--profile", help="cluster profile: slurm/profiles/NAME.yaml or a path (slurm executor)")
     p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")
     p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")
+    p.add_argument("--over-budget", action="store_true", help="submit even if cells exceed the spec's budget")
+    p.add_argument(
+        "--follow", action="store_true", help="slurm: stay in the foreground, topping the queue up within your limits"
+    )
+    p.add_argument("--interval", type=float, default=30.0, help="seconds between queue checks with --follow")
     p.set_defaults(func=commands.cmd_submit)
 
 
@@ -142,6 +151,12 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="sweep YAML file")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. defaults.epochs=1 grid.seed=[0]")
     p.add_argument("--skip-data-check", action="store_true", help="plan/submit: do not check dataset files here")
+    p.add_argument(
+        "--max-runs",
+        type=int,
+        default=MAX_RUNS,
+        help=f"refuse a sweep planning more runs than this (default {MAX_RUNS:,})",
+    )
 
 
 if __name__ == "__main__":

@@ -7,10 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
-from orchestrator.sweep import yamlio
 from orchestrator.sweep.spec import SpecError
 
 
@@ -21,19 +19,11 @@ def _run_dir(path: str) -> Path:
     return run_dir
 
 
-def parse_dataset(text: str | None) -> dict[str, Any] | None:
-    """`--dataset`: a dataset name or a YAML mapping of DatasetConfig fields."""
-    if text is None:
-        return None
-    try:
-        value = yamlio.loads(text)
-    except yaml.YAMLError as exc:
-        raise SpecError(f"--dataset: invalid YAML ({exc})") from None
-    if isinstance(value, str):
-        return {"name": value}
-    if not isinstance(value, dict):
-        raise SpecError("--dataset: expected a dataset name or a mapping like '{name: imagefolder, root: DIR}'")
-    return value
+def _dataset(text: str | None) -> dict[str, Any] | None:
+    """`--dataset` as the DatasetConfig mapping evaluate_run takes (see datasets.parse_dataset)."""
+    from orchestrator.cli.datasets import parse_dataset
+
+    return None if text is None else parse_dataset(text, (), None).model_dump(mode="json", exclude_unset=True)
 
 
 def run_eval(run_dir: str, dataset: str | None, split: str, name: str | None, console: Console) -> int:
@@ -43,7 +33,7 @@ def run_eval(run_dir: str, dataset: str | None, split: str, name: str | None, co
     from trainers.modes import evaluate_run
 
     try:
-        folder, metrics = evaluate_run(_run_dir(run_dir), parse_dataset(dataset), split, name)
+        folder, metrics = evaluate_run(_run_dir(run_dir), _dataset(dataset), split, name)
     except (FileNotFoundError, ValueError, ValidationError) as exc:
         raise SpecError(f"eval {run_dir}: {exc}") from None
     test = metrics["test"]

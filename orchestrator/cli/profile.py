@@ -78,7 +78,10 @@ def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None
     over = budget_lines(frame, spec.budget)
     for line in over:
         console.print(f"[red]over budget[/]: {line}", soft_wrap=True)
-    if not over:
+    unknown = int(frame["error"].astype(bool).sum()) if not frame.empty else 0
+    if unknown:  # `profile` shows them; never call a budget ok that was not checked
+        console.print(f"[red]budget unknown[/]: {unknown} cell(s) could not be profiled")
+    elif not over:
         console.print(f"[green]budget ok[/]: every row within {_limits(spec.budget).removeprefix('budget: ')}")
 
 
@@ -99,13 +102,13 @@ def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: b
     return frame
 
 
-def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console) -> pd.DataFrame:
-    """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict."""
+def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: str = "budget") -> pd.DataFrame:
+    """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict.
+    Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok"."""
     frame, seconds = complexity.profile_frame(spec, runs)
     complexity.write_profile(spec, frame)
     models = frame["ckey"].nunique() if not frame.empty else 0
     console.print(f"budget: {models} distinct models profiled in {seconds:.1f} s")
-    for _, row in frame[frame["error"].astype(bool)].iterrows():
-        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
+    complexity.require_profiled(frame, where)
     print_budget(frame, spec, console)
     return frame

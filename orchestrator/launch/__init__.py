@@ -6,23 +6,31 @@ from __future__ import annotations
 from rich.console import Console
 
 from orchestrator.launch.base import Launcher, Outcome, Selection, select
+from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 
 EXECUTORS = ("local", "debug", "slurm")
 
 
-def launcher(spec: SweepSpec, executor: str, console: Console, profile: str | None = None) -> Launcher:
-    """The Launcher of an executor: local (one process per run), debug (in this process) or slurm."""
+def launcher(
+    spec: SweepSpec, executor: str, console: Console, profile: str | None = None, workers: int | None = None
+) -> Launcher:
+    """The Launcher of an executor: local (warm workers), debug (in this process) or slurm.
+
+    `workers` (local): runs at once; None = one per visible GPU, else one.
+    """
     if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
+        raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
     if executor == "slurm":
         from orchestrator.launch.slurm import SlurmLauncher
 
         return SlurmLauncher(spec, console, profile)
     from orchestrator.launch.local import LocalLauncher
+    from orchestrator.launch.worker import visible_gpus
 
-    return LocalLauncher(spec, console, debug=executor == "debug")
+    count = workers if workers is not None else max(1, visible_gpus())
+    return LocalLauncher(spec, console, debug=executor == "debug", workers=count)
 
 
 def submit(
@@ -35,10 +43,22 @@ def submit(
     profile: str | None = None,
     dry_run: bool = False,
     console: Console | None = None,
+    workers: int | None = None,
+    follow_s: float | None = None,
 ) -> Outcome:
-    """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm)."""
-    chosen = launcher(spec, executor, console or Console(), profile)
-    return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
+    """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm).
+
+    `follow_s` (slurm): stay in the foreground, polling every `follow_s` seconds, and top the queue
+    up within the user's limits until every run has been submitted and left the queue.
+    """
+    chosen = launcher(spec, executor, console or Console(), profile, workers)
+    if follow_s is None:
+        return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
+    from orchestrator.launch.slurm import SlurmLauncher
+
+    if not isinstance(chosen, SlurmLauncher) or force or smoke or dry_run:
+        raise SpecError("--follow needs --executor slurm, without --force, --smoke or --dry-run")
+    return chosen.follow(runs, follow_s)
 
 
 __all__ = ["EXECUTORS", "Launcher", "Outcome", "Selection", "launcher", "select", "submit"]

@@ -90,11 +90,13 @@ class Outcome:
     failed: list[tuple[RunSpec, str]] = field(default_factory=list)
     submitted: dict[str, str] = field(default_factory=dict)
     """run_id -> SLURM job id, for the slurm executor."""
+    held: int = 0
+    """Runs not submitted because the user's queue limits were reached (slurm executor)."""
 
 
-def train_job(record: RunRecord, sweep: str) -> TrainJob:
-    """The submitit callable of a planned run of sweep `sweep`."""
-    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata(), sweep)
+def train_job(record: RunRecord) -> TrainJob:
+    """The submitit callable of a planned run."""
+    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata())
 
 
 def archive_previous(todo: list[RunRecord], root: Path, force: bool) -> None:

@@ -14,6 +14,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from orchestrator.launch.worker import ENV_LOG_ERR, ENV_LOG_OUT
 from orchestrator.sweep import store
 from trainers import rundir
 from trainers.config import TrainConfig
@@ -23,11 +24,12 @@ from trainers.rundir import State
 class TrainJob:
     """Train one run into `run_dir`; config and plan metadata travel as plain dicts."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any], sweep: str = "") -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any]) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.metadata = metadata
-        self.sweep = sweep  # experiment trackers group a sweep's runs under its name
+        self.drop_pickle = True
+        """Delete the task's submission pickle when done (False inside a packed task: siblings may requeue)."""
 
     def __call__(self) -> dict[str, Any]:
         """Run the training; status.json says running, then completed or failed (with the error).
@@ -43,8 +45,8 @@ class TrainJob:
         try:
             from trainers import run  # heavy: torch, timm, accelerate
 
-            tags = {**self.metadata, "sweep": self.sweep} if self.sweep else self.metadata
-            metrics = run(TrainConfig.model_validate(self.config), self.run_dir, tags)
+            # The plan metadata names and tags the run in experiment trackers.
+            metrics = run(TrainConfig.model_validate(self.config), self.run_dir, self.metadata)
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
@@ -53,14 +55,15 @@ class TrainJob:
             raise
         if is_main:
             rundir.update_status(self.run_dir, State.COMPLETED)
-            _drop_submission_pickle()
+            if self.drop_pickle:
+                drop_submission_pickle()
         return metrics
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Requeue the same job on preemption or timeout; training resumes from checkpoints/last."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata, self.sweep))
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata))
 
 
 def _export_distributed_env() -> int:
@@ -80,9 +83,13 @@ def _export_distributed_env() -> int:
 def _where() -> dict[str, Any]:
     """Host, pid, SLURM ids and log files of the running job, for status.json."""
     where: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), **_slurm_ids()}
+    if "CUDA_VISIBLE_DEVICES" in os.environ:  # which GPU(s) of a shared or packed job
+        where["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     paths = _submitit_paths()
     if paths is not None:
         where.update(log_out=str(paths.stdout), log_err=str(paths.stderr))
+    elif os.environ.get(ENV_LOG_OUT):  # a warm local worker's per-run log files
+        where.update(log_out=os.environ[ENV_LOG_OUT], log_err=os.environ.get(ENV_LOG_ERR, ""))
     return where
 
 
@@ -98,7 +105,7 @@ def _submitit_paths() -> Any:
         return None
 
 
-def _drop_submission_pickle() -> None:
+def drop_submission_pickle() -> None:
     """A finished run's submission pickle is dead weight on a shared filesystem; its logs stay."""
     paths = _submitit_paths()
     if paths is not None:

@@ -1,12 +1,12 @@
-"""Local launching: each run as its own process through submitit's LocalExecutor, one after the
-other (a workstation has one GPU or a few cores; running the whole grid at once would only
-thrash). `debug` runs in this process, for breakpoints.
+"""Local launching: runs on this machine, in warm workers (one per GPU, or N on the CPU).
+
+Each worker imports torch, timm and the trainer once and then runs one run after another
+(launch/worker.py). A workstation has one GPU or a few cores, so by default one worker runs
+at a time; `--workers N` runs N at once. `debug` runs in this process, for breakpoints.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,32 +14,60 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.launch.worker import run_pool, worker_envs
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
 
-_POLL_S = 0.5
-
 
 class LocalLauncher(Launcher):
-    """Runs one after the other on this machine, a failed run never stopping the others."""
+    """Runs on this machine; a failed run never stops the others."""
 
-    def __init__(self, spec: SweepSpec, console: Console, debug: bool = False) -> None:
+    def __init__(self, spec: SweepSpec, console: Console, debug: bool = False, workers: int = 1) -> None:
         super().__init__(spec, console)
-        self.kind = "debug" if debug else "local"
+        self.debug = debug
+        self.workers = max(1, workers)
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Write each run folder's config and pending status, then run them in plan order."""
         for record in todo:
             store.prepare(record.run, record.path)
-        return _run_sequentially(self.spec, todo, self.kind, self.console)
+        with _progress(self.console) as progress:
+            task = progress.add_task("runs", total=len(todo), detail="")
+            report = _Reporter(progress, task)
+            if self.debug:
+                _run_in_process(todo, report)
+            else:
+                _run_on_workers(todo, min(self.workers, len(todo)), self.spec.slurm.timeout_min * 60.0, report)
+        outcome = report.outcome
+        self.console.print(f"{len(outcome.completed)} completed, {len(outcome.failed)} failed")
+        return outcome
 
 
-def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, console: Console) -> Outcome:
-    """Run jobs one at a time with a progress bar; a failed run does not stop the others."""
-    outcome = Outcome()
+class _Reporter:
+    """Collects the outcome and prints one line per finished run above the progress bar."""
+
+    def __init__(self, progress: Progress, task: Any) -> None:
+        self.progress, self.task, self.outcome = progress, task, Outcome()
+
+    def running(self, records: list[RunRecord]) -> None:
+        detail = "; ".join(f"{r.run.name} epoch {reader.epochs_done(r.path)}/{r.run.config.epochs}" for r in records)
+        self.progress.update(self.task, detail=detail)
+
+    def finished(self, record: RunRecord, error: str | None) -> None:
+        if error is None:
+            self.outcome.completed.append(record.run)
+            self.progress.console.print(f"[green]done[/] {record.run.name}{reader.result_line(record.path)}")
+        else:
+            error = str(reader.status_of(record.path).get("error") or error).splitlines()[0]
+            self.outcome.failed.append((record.run, error))
+            self.progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
+        self.progress.advance(self.task)
+
+
+def _progress(console: Console) -> Progress:
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -47,62 +75,32 @@ def _run_sequentially(spec: SweepSpec, todo: list[RunRecord], executor: str, con
         TimeElapsedColumn(),
         TextColumn("{task.fields[detail]}"),
     )
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("runs", total=len(todo), detail="")
-        for record in todo:
-            job = _executor(executor, record.path, spec).submit(train_job(record, spec.name))
-            _wait(job, _progress_tick(progress, task, record), executor)
-            error = _job_error(job, record.path)
-            if error is None:
-                outcome.completed.append(record.run)
-                progress.console.print(f"[green]done[/] {record.run.name}{reader.result_line(record.path)}")
-            else:
-                outcome.failed.append((record.run, error))
-                progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
-            progress.advance(task)
-    console.print(f"{len(outcome.completed)} completed, {len(outcome.failed)} failed")
-    return outcome
+    return Progress(*columns, console=console, transient=False)
 
 
-def _executor(kind: str, run_path: Path, spec: SweepSpec) -> Any:
+def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report: _Reporter) -> None:
+    """Feed the runs to `count` warm workers in plan order until all have finished."""
+    jobs = [(train_job(record), record.path / rundir.LOGS) for record in todo]
+    run_pool(
+        jobs,
+        worker_envs(count),
+        timeout_s,
+        finished=lambda index, error: report.finished(todo[index], error),
+        tick=lambda running: report.running([todo[i] for i in running]),
+    )
+
+
+def _run_in_process(todo: list[RunRecord], report: _Reporter) -> None:
+    """The debug executor: each run in this process (submitit's DebugExecutor), for breakpoints."""
     import submitit  # keeps `orchestrate --help` and `plan` free of submitit's imports
 
-    folder = run_path / rundir.LOGS
-    if kind == "debug":
-        return submitit.DebugExecutor(folder=folder)
-    executor = submitit.LocalExecutor(folder=folder)
-    executor.update_parameters(timeout_min=spec.slurm.timeout_min)
-    return executor
-
-
-def _wait(job: Any, tick: Callable[[], None], kind: str) -> None:
-    """Poll a local job until it ends, refreshing the progress line."""
-    if kind == "debug":
-        return  # DebugJob runs when its result is asked for
-    while not job.done():
-        tick()
-        time.sleep(_POLL_S)
-
-
-def _job_error(job: Any, path: Path) -> str | None:
-    """None when the job succeeded, else its one-line error (as the job recorded it, if it did)."""
-    try:
-        job.result()
-    except Exception as exc:  # submitit wraps the remote traceback; the job's own record is clearer
-        recorded = reader.status_of(path).get("error")
-        if recorded:
-            return str(recorded).splitlines()[0]
-        lines = [line for line in str(exc).strip().splitlines() if line.strip()]
-        return lines[-1] if lines else type(exc).__name__
-    return None
-
-
-def _progress_tick(progress: Progress, task: Any, record: RunRecord) -> Callable[[], None]:
-    """A callable that shows the run's finished epochs (rows of its history.csv) on the progress line."""
-    epochs = record.run.config.epochs
-
-    def tick() -> None:
-        done = reader.epochs_done(record.path)
-        progress.update(task, detail=f"{record.run.name} epoch {done}/{epochs}")
-
-    return tick
+    for record in todo:
+        report.running([record])
+        job = submitit.DebugExecutor(folder=record.path / rundir.LOGS).submit(train_job(record))
+        try:
+            job.result()
+        except Exception as exc:  # submitit wraps the traceback; the job's own record is clearer
+            lines = [line for line in str(exc).strip().splitlines() if line.strip()]
+            report.finished(record, lines[-1] if lines else type(exc).__name__)
+        else:
+            report.finished(record, None)

@@ -7,16 +7,24 @@ run's job.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
 from orchestrator.launch import slurmcli
-from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.launch.base import Launcher, Outcome, select, train_job
+from orchestrator.launch.limits import queue_limits
+from orchestrator.launch.packed import PackedJob
+from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import site, store
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
+
+# One array: its job resources and its tasks, each task a pack of one or more runs.
+Array = tuple[SlurmConfig, list[list[RunRecord]]]
 
 
 class SlurmLauncher(Launcher):
@@ -24,7 +32,7 @@ class SlurmLauncher(Launcher):
 
     def __init__(self, spec: SweepSpec, console: Console, profile: str | None = None) -> None:
         super().__init__(spec, console)
-        self.config = site.resolve_slurm(spec.slurm, profile)
+        self.config = site.resolve_slurm(spec.slurm, profile, spec.site)
 
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids of the sweep that SLURM still has pending or running (one squeue call)."""
@@ -40,11 +48,48 @@ class SlurmLauncher(Launcher):
         _print_dry_run(arrays, root / store.SUBMITIT_DIR, self.spec.name, size, self.console)
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
-        """Submit the arrays; the manifest is written after each one."""
+        """Submit the arrays that fit the user's queue limits; the manifest is written after each one."""
         _, arrays = self._arrays(todo)
-        return _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
+        limits = queue_limits()
+        arrays, held = within(arrays, limits.headroom())
+        outcome = Outcome()
+        if arrays:
+            outcome = _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
+        if held:
+            self.console.print(
+                f"[yellow]held back[/]: {held} runs, over the queue limits ({limits.describe()}); "
+                "`submit --follow` submits them as the queue drains"
+            )
+        outcome.held = held
+        return outcome
 
-    def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[tuple[SlurmConfig, list[RunRecord]]]]:
+    def follow(self, runs: list[RunSpec], interval_s: float) -> Outcome:
+        """Stay in the foreground: top the queue up as runs finish, until every run was submitted
+        once and none is left in SLURM (Ctrl-C leaves a consistent manifest: it is written per array)."""
+        root = store.sweep_root(self.spec)
+        total = Outcome()
+        sent: set[str] = set()
+        snapshot = True
+        while True:
+            in_slurm = set(self.owned_elsewhere(root, dry_run=False))
+            records = [r for r in reader.inspect(runs, root) if r.run.run_id not in sent]
+            todo = select(records, False, in_slurm).todo
+            if todo:
+                if snapshot:
+                    root.mkdir(parents=True, exist_ok=True)
+                    store.write_snapshot(self.spec, root)
+                    snapshot = False
+                outcome = self.start(todo, root)
+                sent.update(outcome.submitted)
+                total.submitted.update(outcome.submitted)
+                total.held = outcome.held
+            if total.held == 0 and not todo and not in_slurm:
+                break
+            time.sleep(interval_s)  # a polling period against squeue, not a stand-in for synchronisation
+        self.console.print(f"{self.spec.name}: every run submitted and out of the queue ({len(sent)} submitted)")
+        return total
+
+    def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[Array]]:
         config = self.config
         if slurmcli.available():
             size = slurmcli.max_array_size(config)
@@ -53,9 +98,24 @@ class SlurmLauncher(Launcher):
         arrays = [
             (job_config, chunk)
             for job_config, members in by_resources(config, todo)
-            for chunk in slurmcli.chunks(members, size)
+            for chunk in slurmcli.chunks(pack(job_config, members), size)
         ]
         return size, arrays
+
+
+def within(arrays: list[Array], room: int | None) -> tuple[list[Array], int]:
+    """The first `room` array tasks in plan order (None: all), and how many runs were held back."""
+    if room is None:
+        return arrays, 0
+    kept: list[Array] = []
+    held = 0
+    for config, tasks in arrays:
+        take = tasks[: max(0, room)]
+        room -= len(take)
+        held += sum(len(task) for task in tasks[len(take) :])
+        if take:
+            kept.append((config, take))
+    return kept, held
 
 
 def runs_in_slurm(root: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -75,8 +135,32 @@ def job_resources(base: SlurmConfig, run: RunSpec) -> SlurmConfig:
     dist = run.config.distributed
     if dist.gpus_per_node == 0 and dist.processes == 1:
         return base
+    if base.pack_gpus and packable(run):
+        return base.model_copy(update={"nodes": 1, "tasks_per_node": 1})  # the whole node's GPUs, one per run
     tasks = max(1, dist.gpus_per_node)
     return base.model_copy(update={"nodes": dist.nodes, "gpus_per_node": dist.gpus_per_node, "tasks_per_node": tasks})
+
+
+def packable(run: RunSpec) -> bool:
+    """A run that fits on one GPU in one process (what `pack_gpus` may put beside others)."""
+    dist = run.config.distributed
+    return dist.processes == 1 and dist.gpus_per_node <= 1 and dist.nodes == 1
+
+
+def pack(config: SlurmConfig, records: list[RunRecord]) -> list[list[RunRecord]]:
+    """The tasks of one array: runs_per_task runs each, times the GPUs of a pack_gpus job."""
+    per_task = config.runs_per_task
+    if config.pack_gpus and config.gpus_per_node > 1 and all(packable(r.run) for r in records):
+        per_task *= config.gpus_per_node
+    return slurmcli.chunks(records, per_task)
+
+
+def task_job(config: SlurmConfig, members: list[RunRecord]) -> Any:
+    """The submitit callable of one array task: a TrainJob, or a PackedJob of several runs."""
+    if len(members) == 1:
+        return train_job(members[0])
+    gpus = config.gpus_per_node if config.pack_gpus else 0
+    return PackedJob([train_job(record) for record in members], gpus=gpus)
 
 
 def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[SlurmConfig, list[RunRecord]]]:
@@ -88,9 +172,7 @@ def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[Slur
     return list(groups.values())
 
 
-def _submit_arrays(
-    root: Path, arrays: list[tuple[SlurmConfig, list[RunRecord]]], folder: Path, name: str, console: Console
-) -> Outcome:
+def _submit_arrays(root: Path, arrays: list[Array], folder: Path, name: str, console: Console) -> Outcome:
     import submitit
 
     manifest = store.read_manifest(root)
@@ -99,25 +181,26 @@ def _submit_arrays(
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts)
         executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
-            jobs = [executor.submit(train_job(record, name)) for record in group]
+            jobs = [executor.submit(task_job(config, members)) for members in group]
         array_id = str(jobs[0].job_id).split("_", 1)[0]
-        submitted = {record.run.run_id: str(job.job_id) for record, job in zip(group, jobs, strict=True)}
+        submitted = {
+            record.run.run_id: str(job.job_id) for members, job in zip(group, jobs, strict=True) for record in members
+        }
         # Written after each array: a crash between arrays still leaves every submitted job findable.
         store.record_array(root, manifest, array_id, submitted, {"folder": str(folder)})
         outcome.submitted.update(submitted)
         size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
-        console.print(f"submitted array {array_id}: {len(group)} runs of {size}, {config.array_parallelism} at once")
+        runs = f"{len(submitted)} runs in {len(group)} tasks" if len(submitted) > len(group) else f"{len(group)} runs"
+        console.print(f"submitted array {array_id}: {runs} of {size}, {config.array_parallelism} at once")
     console.print(f"logs: {folder}/<job id>_0_log.out|err; `orchestrate status` follows progress")
     return outcome
 
 
-def _print_dry_run(
-    arrays: list[tuple[SlurmConfig, list[RunRecord]]], folder: Path, name: str, size: int, console: Console
-) -> None:
+def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, console: Console) -> None:
     sizes = ", ".join(str(len(group)) for _, group in arrays)
     console.print(f"dry run: would submit {len(arrays)} job array(s) of {sizes} tasks (MaxArraySize {size})")
     for index, (config, group) in enumerate(arrays):
         header = slurmcli.sbatch_header(folder, slurmcli.executor_parameters(config, f"orch-{name}"), len(group))
-        console.print(f"--- array {index + 1}/{len(arrays)}: {group[0].run.name} ... {group[-1].run.name}")
+        console.print(f"--- array {index + 1}/{len(arrays)}: {group[0][0].run.name} ... {group[-1][-1].run.name}")
         console.print(header, markup=False, highlight=False)
     console.print("nothing submitted")

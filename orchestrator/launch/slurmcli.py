@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import getpass
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,10 +102,12 @@ def _mem(mem_gb: float) -> str:
 
 
 def sbatch_header(folder: Path, params: dict[str, Any], array_size: int) -> str:
-    """The sbatch script submitit would write for an array of `array_size` tasks (for --dry-run)."""
+    """The sbatch script submitit would write for an array of `array_size` tasks (for --dry-run),
+    with the command submitit runs (SlurmExecutor._submitit_command_str), so it is the whole script."""
     from submitit.slurm.slurm import _make_sbatch_string  # submitit's own renderer: what it would send
 
-    return str(_make_sbatch_string(command="<submitit job runner>", folder=folder, map_count=array_size, **params))
+    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    return str(_make_sbatch_string(command=command, folder=folder, map_count=array_size, **params))
 
 
 @dataclass(frozen=True)

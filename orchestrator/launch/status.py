@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.launch import slurmcli as slurm
@@ -45,6 +45,8 @@ class SweepStatus:
 
     runs: list[RunStatus]
     warning: str | None
+    problems: list[reader.Problem] = field(default_factory=list)
+    """Unreadable status files and unknown states, by run (those runs count as not started)."""
 
     @property
     def counts(self) -> Counter[str]:
@@ -69,7 +71,7 @@ def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
         job_id = manifest["runs"].get(record.run.run_id, {}).get("job_id")
         slurm_state = states.states.get(job_id) if job_id else None
         out.append(RunStatus(record.run, _state(record, job_id, slurm_state), job_id, _detail(record)))
-    return SweepStatus(out, states.warning)
+    return SweepStatus(out, states.warning, reader.problems_of(records))
 
 
 def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> str:
@@ -86,6 +88,8 @@ def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> st
         return "interrupted" if is_stale(record) else "running"
     if record.state is State.PENDING:
         return "pending"
+    if record.problem is not None:
+        return "unknown"  # status.json unreadable or in an unknown state: submit runs it again
     # Submitted but not yet known to squeue/sacct (accounting lags a few seconds).
     return "pending" if job_id else "not submitted"
 

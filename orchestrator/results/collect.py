@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from orchestrator.results import reader
 from orchestrator.sweep import store, yamlio
@@ -11,14 +14,28 @@ from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from orchestrator.results.model import Table
+
 
 def load_snapshot(root: Path) -> SweepSpec:
-    """The spec a sweep folder was last submitted with (its sweep.yaml)."""
+    """The spec a sweep folder was last submitted with (its sweep.yaml); a clear SpecError when that
+    file is unreadable or truncated, rather than the table of a different, default sweep."""
     path = root / store.SWEEP_FILE
     try:
-        document = yamlio.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+        document = yamlio.loads(text)
     except FileNotFoundError:
         raise SpecError(f"{root}: no {store.SWEEP_FILE}; is this a sweep output folder?") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: unreadable ({type(exc).__name__}); resubmit the sweep file to rewrite it") from None
+    truncated = _truncated_by(root, text)
+    if truncated is not None:
+        raise SpecError(f"{path}: truncated ({truncated}); resubmit the sweep file to rewrite it")
+    if not isinstance(document, dict) or not isinstance(document.get("spec"), dict):
+        raise SpecError(f"{path}: no `spec:` mapping; resubmit the sweep file to rewrite it")
     spec = spec_from_dict(document["spec"], where=str(path))
     if document.get("source"):
         # Custom table templates are named relative to the original sweep file.
@@ -26,9 +43,26 @@ def load_snapshot(root: Path) -> SweepSpec:
     return spec
 
 
+def _truncated_by(root: Path, text: str) -> str | None:
+    """Why sweep.yaml looks cut short: YAML dumps end with a newline, and the latest submission record
+    (written from the same text) is longer and starts with it. None when it looks whole."""
+    if not text.endswith("\n"):
+        return "it does not end with a newline"
+    records = sorted((root / "submissions").glob("*.yaml"))
+    if records:
+        latest = records[-1].read_bytes().decode("utf-8", errors="replace")
+        if len(latest) > len(text) and latest.startswith(text):
+            return f"{records[-1].name} holds more of it"
+    return None
+
+
 def find_sweeps(results: Path) -> list[Path]:
     """Sweep output folders directly under a results folder (those with a sweep.yaml)."""
     return sorted(p.parent for p in results.glob(f"*/{store.SWEEP_FILE}"))
+
+
+INDEX_FILE = ".collect-index.json"
+"""Per-run-folder cache of what `collect` read (under the sweep folder), keyed by file size and mtime."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,12 @@ class Written:
     files: tuple[Path, ...] = ()
     """Every table file written (all formats, custom templates)."""
     report_path: Path | None = None
+    problems: tuple[reader.Problem, ...] = ()
+    """Broken run folders and values, by run (printed by `collect` as its problems section)."""
+    usable: int = 0
+    """Planned runs with a usable value of some table's metric; 0 makes `collect` exit non-zero."""
+    counts: dict[str, int] = field(default_factory=dict)
+    """Planned runs per state (completed, missing, unknown, ...)."""
 
 
 def resolve_target(target: Path, overrides: list[str]) -> list[tuple[SweepSpec, Path]]:
@@ -67,7 +107,8 @@ def sweeps_under(results: Path) -> list[tuple[SweepSpec, Path]]:
 
 def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool = False) -> Written:
     """Collect a sweep into `<root>/tables/`: runs.csv, then every table of the spec in its formats;
-    with `report`, also `<root>/report/index.html`."""
+    with `report`, also `<root>/report/index.html`. Never raises on a bad run folder: broken runs are
+    left out of the numbers and listed in `problems`."""
     from orchestrator.results import tables
     from orchestrator.sweep import complexity as profile_cmd
 
@@ -77,22 +118,40 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         root, smoke = root.parent, True
     if smoke:
         root, planned = root / "smoke", smoke_plan(planned)
-    frame = reader.collect_frame(root, planned)
+    collected = reader.read_sweep(root, planned, root / INDEX_FILE)
     out = root / "tables"
     runs_path = out / "runs.csv"
-    rundir.write_text(runs_path, frame.to_csv(index=False))
+    rundir.write_text(runs_path, collected.frame.to_csv(index=False))
     profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
-    joined = tables.joined_frame(frame, planned, spec, profile)
+    joined = tables.joined_frame(collected.frame, planned, spec, profile)
     context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
+    files, markdown, built_all = _write_table_files(spec, joined, out, context)
+    usable, value_problems = _usable(joined, spec)
+    counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}
+    problems = tuple(collected.problems) + tuple(value_problems)
+    report_path = None
+    if report:
+        from orchestrator.results import report as report_mod
+
+        lines = [str(p) for p in problems]
+        report_path = report_mod.write_report(spec, root, joined, built_all, context, lines)
+    return Written(files[0], runs_path, "\n".join(markdown), tuple(files), report_path, problems, usable, counts)
+
+
+def _write_table_files(
+    spec: SweepSpec, joined: pd.DataFrame, out: Path, context: dict[str, Any]
+) -> tuple[list[Path], list[str], list[tuple[TableSpec, list[Table]]]]:
+    """Every table of the spec in each of its formats (and its custom template): files, Markdown, tables."""
+    from orchestrator.results import tables
+
     where = str(spec.source or spec.name)
     files: list[Path] = []
     markdown: list[str] = []
-    built_all: list[tuple[TableSpec, list[tables.Table]]] = []
+    built_all: list[tuple[TableSpec, list[Table]]] = []
     for index, table_spec in enumerate(spec.tables):
         built = tables.build_tables(joined, spec, table_spec, where=f"{where}: tables[{index}]")
         built_all.append((table_spec, built))
-        formats = list(dict.fromkeys(["md", *table_spec.formats]))
-        for fmt in formats:
+        for fmt in dict.fromkeys(["md", *table_spec.formats]):
             path = out / f"{table_spec.name}.{fmt}"
             text = tables.render(built, fmt, context)
             rundir.write_text(path, text)
@@ -104,12 +163,28 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
             path = out / f"{table_spec.name}.{template.name.removesuffix('.j2')}"
             rundir.write_text(path, tables.render_file(template, built, context))
             files.append(path)
-    report_path = None
-    if report:
-        from orchestrator.results import report as report_mod
+    return files, markdown, built_all
 
-        report_path = report_mod.write_report(spec, root, joined, built_all, context)
-    return Written(files[0], runs_path, "\n".join(markdown), tuple(files), report_path)
+
+def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[reader.Problem]]:
+    """Completed runs with a usable value of some table metric, and completed runs without one that
+    the reader did not already name (the metric missing from their metrics.json)."""
+    import pandas as pd
+
+    from orchestrator.results.labels import metric_column
+
+    columns = list(dict.fromkeys(metric_column(m) for table in spec.tables for m in table.metrics))
+    present = [c for c in columns if c in joined.columns]
+    done = joined[joined["done"]]
+    values = done[present].apply(pd.to_numeric, errors="coerce") if present else pd.DataFrame(index=done.index)
+    usable = values.notna().any(axis=1) if present else pd.Series(False, index=done.index)
+    problems = []
+    already = done["problem"].notna() if "problem" in done.columns else pd.Series(False, index=done.index)
+    unnamed = ~usable & ~already
+    for (_, row), (_, row_values) in zip(done[unnamed].iterrows(), values[unnamed].iterrows(), strict=True):
+        missing = ", ".join(c for c in present if pd.isna(row_values[c])) or "any table metric"
+        problems.append(reader.Problem(str(row["run_id"]), str(row["name"]), f"completed without a usable {missing}"))
+    return int(usable.sum()), problems
 
 
 def _template_path(spec: SweepSpec, name: str) -> Path:

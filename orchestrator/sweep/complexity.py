@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.sweep.plan import RunSpec
-from orchestrator.sweep.spec import BudgetSpec, SweepSpec
+from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec
 from trainers import rundir
 from trainers.config import TrainConfig
 
@@ -34,32 +34,25 @@ if TYPE_CHECKING:
     from trainers.datasets.known import LabelShape
 
 PROFILE_FILE = "profile.csv"
-# Config fields that never change the model's shapes: left out of the complexity key, so
-# every seed, optimizer setting and smoke variant of a cell shares one profile entry.
-_SKIP_TOP = ("seed", "epochs", "max_steps_per_epoch", "torch_threads", "precision", "optim", "schedule", "distributed")
-_SKIP_DATA = (
-    "batch_size",
-    "num_workers",
-    "pin_memory",
-    "persistent_workers",
-    "prefetch_factor",
-    "jpeg_draft",
-    "augment",
-    "grayscale",
-)
+# What shapes the model, and nothing else: the cache key of `profile` and of profile.csv, so
+# every seed, optimizer, loss (L2-SP included), dropout rate and smoke variant of a cell shares
+# one entry. A whitelist: a config field added later never splits the cache by accident.
+_MODEL_KEYS = ("backbone", "head", "insert")
 _SKIP_DATASET = ("max_samples", "max_bad_fraction", "val_fraction", "test_fraction", "split_seed", "label")
 
 
 def complexity_key(config: TrainConfig) -> str:
     """Short hash of the config fields that can change the model's shapes or FLOPs."""
     data = config.model_dump(mode="json")
-    for key in _SKIP_TOP:
-        data.pop(key, None)
-    section = data.get("data", {})
-    for key in _SKIP_DATA:
-        section.pop(key, None)
-    _strip_dataset(section.get("dataset"))
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    model = {key: data["model"][key] for key in _MODEL_KEYS}
+    if config.regime == "pretrained_eval":
+        # The checkpoint's own head: its width is read from the file.
+        model.update(regime=config.regime, pretrained_path=config.model.pretrained_path)
+        model["class_map_path"] = config.model.class_map_path
+    dataset = data["data"]["dataset"]
+    _strip_dataset(dataset)
+    shaped = {"model": model, "image_size_px": data["data"]["image_size_px"], "dataset": dataset}
+    canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
 
@@ -245,3 +238,14 @@ def profile_frame(spec: SweepSpec, runs: list[RunSpec]) -> tuple[pd.DataFrame, f
     started = time.perf_counter()
     frame = to_frame(runs, profile_runs(runs), spec)
     return frame, time.perf_counter() - started
+
+
+def require_profiled(frame: pd.DataFrame, where: str) -> None:
+    """Fail closed: SpecError when a cell could not be profiled (its budget verdict would be a guess)."""
+    failed = frame[frame["error"].astype(bool)] if not frame.empty else frame
+    if not failed.empty:
+        first = failed.iloc[0]
+        raise SpecError(
+            f"{where}: budget: {len(failed)} cell(s) cannot be profiled, so the budget cannot be checked "
+            f"(first: {first['backbone']}/{first['dataset']}: {first['error']})"
+        )

@@ -8,24 +8,49 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-# Characters that would let a value escape its #SBATCH line or run a command.
-SHELL_META = re.compile(r"[\n\r;`]|\$\(")
+from orchestrator.sweep import yamlio
+
+MAX_MESSAGE_CHARS = 600
+"""Longest error message printed; longer ones (a 1 MB value) are cut."""
+MAX_VALUE_CHARS = 60
+"""Longest quoted value inside a message."""
+# Keys printed from a file that may not be a spec: names only (anything else may be its content).
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-\[\]]{0,39}")
+# C0/C1 control characters (newline, ESC of ANSI sequences, DEL...): never printed raw.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class SpecError(ValueError):
-    """A sweep spec problem, already formatted as one line naming file and field."""
+    """A sweep spec problem, already formatted as one line naming file and field.
+
+    The message is forced onto one line (control characters escaped) and cut to
+    MAX_MESSAGE_CHARS, whatever the value that caused it.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
 
 
-def describe_error(exc: ValidationError, root: type[BaseModel]) -> str:
-    """First pydantic error as `dotted.path: message`, listing valid keys for unknown ones."""
-    path, message = error_parts(exc, root)
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text` with control characters escaped (`\\n`, `\\x1b`) and cut to `limit` characters."""
+    text = CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe_error(exc: ValidationError, root: type[BaseModel], echo: bool = True) -> str:
+    """First pydantic error as `dotted.path: message`, listing valid keys for unknown ones.
+
+    `echo=False` leaves out the offending value (for files that are not the user's spec:
+    a mistyped `site: /etc/shadow` must not print that file).
+    """
+    path, message = error_parts(exc, root, echo)
     return f"{path or '(top level)'}: {message}"
 
 
-def error_parts(exc: ValidationError, root: type[BaseModel]) -> tuple[str, str]:
+def error_parts(exc: ValidationError, root: type[BaseModel], echo: bool = True) -> tuple[str, str]:
     """(dotted path, message) of the first pydantic error."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+    loc = [short_key(p) if echo or p == "[key]" or _NAME.fullmatch(str(p)) else "<key>" for p in err["loc"]]
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
         model = _model_at(root, loc[:-1])
@@ -33,8 +58,14 @@ def error_parts(exc: ValidationError, root: type[BaseModel]) -> tuple[str, str]:
         return path, f"unknown key; valid keys: {valid}"
     if err["type"] == "missing":
         return path, "required key missing"
-    message = str(err["msg"]).removeprefix("Value error, ")
-    return path, f"{message} (got {short(err.get('input'))})"
+    message = one_line(str(err["msg"]).removeprefix("Value error, "), 300)
+    return path, f"{message} (got {short(err.get('input'))})" if echo else message
+
+
+def short_key(part: Any) -> str:
+    """A path segment as printed: control characters escaped, long keys cut."""
+    text = one_line(str(part), 40)
+    return text
 
 
 def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
@@ -63,15 +94,13 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 
 
 def short(value: Any) -> str:
-    """repr of a value, cut to 60 characters."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    """repr of a value, cut to MAX_VALUE_CHARS characters (large containers are not rendered whole)."""
+    if isinstance(value, dict | list | tuple) and len(value) > 20:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    text = repr(value) if not isinstance(value, str) else repr(value[: MAX_VALUE_CHARS * 2])
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 3] + "..."
 
 
 def yaml_reason(exc: yaml.YAMLError) -> str:
     """The problem and line of a YAML error, on one line."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    if mark is not None:
-        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
-    return str(problem)
+    return yamlio.reason(exc)

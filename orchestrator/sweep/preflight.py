@@ -8,19 +8,116 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
-from orchestrator.sweep.errors import SpecError
+from orchestrator.sweep import store, yamlio
+from orchestrator.sweep.errors import SpecError, short
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
+from trainers import rules
 from trainers.config import DatasetConfig
 
 
 def check(spec: SweepSpec, runs: Sequence[RunSpec], where: str, data: bool = True) -> None:
-    """Everything `plan` checks before it shows the plan (datasets on disk unless `data` is False)."""
+    """Everything `plan` checks before it shows the plan (files on disk unless `data` is False)."""
+    check_rules(runs, where)
+    check_output(spec, where)
+    check_templates(spec, where)
     if data:
+        check_files(runs, where)
         check_datasets(spec, runs, where)
+
+
+def check_output(spec: SweepSpec, where: str) -> None:
+    """The output folder can be a folder, and holds no file of the user's that a submit would replace."""
+    root = spec.output_path
+    for folder in (root, *root.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise SpecError(f"{where}: output_dir: {folder} is a file, not a folder")
+            break
+    foreign = store.foreign_snapshot(root)
+    if foreign is not None:
+        raise SpecError(
+            f"{where}: output_dir: {foreign} exists and was not written by orchestrate (your own file?); "
+            "move it or pick another output_dir: submit would replace it"
+        )
+
+
+def check_templates(spec: SweepSpec, where: str) -> None:
+    """Custom table templates exist (relative to the spec file) and are valid Jinja."""
+    import jinja2
+
+    for table in spec.tables:
+        if table.template is None:
+            continue
+        path = Path(table.template).expanduser()
+        if not path.is_absolute() and spec.source is not None:
+            path = spec.source.parent / path
+        field = f"tables.{table.name}.template"
+        try:
+            jinja2.Environment(autoescape=False).parse(yamlio.read_text(path, "template"))
+        except yamlio.YamlFileError as exc:
+            raise SpecError(f"{where}: {field}: {exc}") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise SpecError(f"{where}: {field}: {path} line {exc.lineno}: {exc.message}") from None
+
+
+def check_models(runs: Sequence[RunSpec], where: str) -> None:
+    """Backbone names (with a "did you mean") and inserted modules' stages, each distinct model built
+    once on the meta device (no memory, no weights). Needs torch: `submit` runs it before any job."""
+    import difflib
+
+    import timm
+    import torch
+
+    from trainers.inserts import attach
+    from trainers.models import create_backbone
+
+    seen: set[str] = set()
+    for run in runs:
+        model, size = run.config.model, run.config.data.image_size_px
+        key = json.dumps([model.backbone, size, [i.model_dump() for i in model.insert]])
+        if key in seen:
+            continue
+        seen.add(key)
+        if not timm.is_model(model.backbone):
+            close = difflib.get_close_matches(model.backbone, timm.list_models(), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
+            name = short(model.backbone)
+            raise SpecError(f"{where}: run {run.name}: model.backbone {name} is not a timm model{hint}")
+        if model.insert:
+            try:
+                with torch.device("meta"):
+                    attach(create_backbone(model.backbone, size, num_classes=0), model.insert)
+            except ValueError as exc:
+                raise SpecError(f"{where}: run {run.name}: {exc}") from None
+
+
+def check_rules(runs: Sequence[RunSpec], where: str) -> None:
+    """The trainer's pure-config rules (trainers.rules) for every run: what would fail on the node."""
+    for run in runs:
+        try:
+            rules.check_config(run.config)
+        except ValueError as exc:
+            raise SpecError(f"{where}: run {run.name}: {exc}") from None
+
+
+def check_files(runs: Sequence[RunSpec], where: str) -> None:
+    """Checkpoint and class-map files of every run exist (paths are absolute by now: see site.resolve)."""
+    seen: set[tuple[str | None, str | None]] = set()
+    for run in runs:
+        model = run.config.model
+        key = (model.pretrained_path, model.class_map_path)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            rules.check_files(model)
+        except FileNotFoundError as exc:
+            raise SpecError(f"{where}: run {run.name}: {exc}") from None
 
 
 def check_datasets(spec: SweepSpec, runs: Sequence[RunSpec], where: str) -> None:

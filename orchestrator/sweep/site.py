@@ -1,4 +1,5 @@
-"""Site files: where a cluster keeps its datasets and checkpoints, written once per site.
+"""A cluster, typed: where it keeps datasets and checkpoints, its DeepSpeed tuning, and how
+its jobs are submitted (the SLURM profile). Written once per site, in one file format:
 
     # sites/mycluster.yaml
     datasets:
@@ -7,33 +8,91 @@
       convnextv2_large_22k: /shared/ckpt/convnextv2_large_22k.pth
     deepspeed:
       zero3_tuned: {zero_optimization: {overlap_comm: true, reduce_bucket_size: 5.0e8}}
+    slurm:
+      partition: gpu
+      account: my_project
+      setup: [module load cuda/12.4]
 
 A sweep names it with `site: ../sites/mycluster.yaml` (relative to the sweep file; or
 `site=...` on the command line, or the ORCHESTRATE_SITE environment variable) and
 refers to entries as `site:NAME`: as a dataset (grid `dataset:` values, `data.dataset`,
 the `parts` of a combined dataset), as `model.pretrained_path`, or as `distributed.deepspeed`
 (the cluster's named DeepSpeed tuning). References are replaced before validation, so run
-ids and snapshots hold the real values.
+ids and snapshots hold the real values. Its `slurm:` section is the cluster profile of
+`submit --executor slurm` unless `--profile` names another.
+
+`--profile NAME` reads `slurm/profiles/NAME.yaml` (or a path) with the same loader. A file
+whose keys are all SLURM keys (the profiles of slurm/profiles/) is the short form of a site
+file with only a `slurm:` section.
+
+Every string that ends up in the sbatch script is checked against an allow-list here:
+the script is a shell script, and a newline in a partition name is a command.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from orchestrator.sweep import yamlio
-from orchestrator.sweep.errors import SHELL_META, SpecError, describe_error
-from trainers.config import StrictModel
+from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
+from trainers.config import DatasetConfig, StrictModel
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
-_SECTIONS = ("datasets", "checkpoints", "deepspeed")
 _DATASET_KEYS = {"dataset", "parts"}
 PROFILE_DIR = Path("slurm/profiles")
+
+# Allow-lists (not deny-lists) for every string that reaches an #SBATCH line or the script.
+_SLURM_WORD = re.compile(r"[A-Za-z0-9_.+-]{1,64}(,[A-Za-z0-9_.+-]{1,64}){0,31}")  # partition, account, qos
+_CONSTRAINT = re.compile(r"[A-Za-z0-9_.,&|*:\[\]()+-]{1,256}")  # SLURM feature expressions
+_HOSTLIST = re.compile(r"[A-Za-z0-9_.,\[\]-]{1,1024}")  # node[01-04],gpu7
+_SBATCH_KEY = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]{0,256}")
+# One plain command per setup item: words, paths, `$VAR`/`${VAR}` expansions, balanced quotes;
+# no `;`, `&`, `|`, `<`, `>`, `(`, backticks, backslashes or newlines.
+_SETUP_LINE = re.compile(r"[A-Za-z0-9_./:=@%+,~ \"'{}$-]{1,512}")
+# Flags submitit or another field of the slurm block already sets: additional_parameters
+# must not repeat them (submitit lets them win silently, so the run would differ from its record).
+OWNED_SBATCH_KEYS = {
+    "time": "timeout_min",
+    "nodes": "nodes",
+    "ntasks-per-node": "tasks_per_node",
+    "cpus-per-task": "cpus_per_task",
+    "gpus-per-node": "gpus_per_node",
+    "mem": "mem_gb",
+    "partition": "partition",
+    "account": "account",
+    "qos": "qos",
+    "constraint": "constraint",
+    "exclude": "exclude",
+    "job-name": "the sweep's name",
+    "array": "submitit (one array per group of runs; array_parallelism throttles it)",
+    "output": "submitit (logs under the sweep's output folder)",
+    "error": "submitit (logs under the sweep's output folder)",
+    "open-mode": "submitit",
+    "signal": "submitit (the timeout signal that requeues a job)",
+    "wrap": "submitit (the batch script)",
+    "chdir": "submitit",
+    "parsable": "submitit",
+}
+
+
+def _allowed(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
+    """`value` if the whole of it matches the allow-list `pattern`, else ValueError naming what is allowed."""
+    if not pattern.fullmatch(value):
+        raise ValueError(
+            f"{what} {short(value)} contains a newline, ';', '`', '$(' or another character outside {chars}"
+            " (or is too long)"
+        )
+    return value
+
+
+_WORD_CHARS = "letters, digits and _ . + - ,"
 
 
 class SlurmConfig(StrictModel):
@@ -45,55 +104,106 @@ class SlurmConfig(StrictModel):
     """Account charged (`--account`)."""
     qos: str | None = None
     """Quality of service (`--qos`)."""
-    timeout_min: int = Field(60, ge=1)
-    """Wall-time limit of each job in minutes; a timed-out job is requeued and resumes."""
-    nodes: int = Field(1, ge=1)
+    timeout_min: int = Field(60, ge=1, le=525_600)
+    """Wall-time limit of each job in minutes (at most a year); a timed-out job is requeued and resumes."""
+    nodes: int = Field(1, ge=1, le=10_000)
     """Nodes per job."""
-    gpus_per_node: int = Field(0, ge=0)
+    gpus_per_node: int = Field(0, ge=0, le=64)
     """GPUs per node (`--gres=gpu:N`)."""
-    tasks_per_node: int = Field(1, ge=1)
+    tasks_per_node: int = Field(1, ge=1, le=1024)
     """Tasks (processes) per node."""
-    cpus_per_task: int = Field(2, ge=1)
+    cpus_per_task: int = Field(2, ge=1, le=1024)
     """CPU cores per task (data loading workers come from these)."""
-    mem_gb: float | None = Field(None, gt=0)
-    """Memory per node in GB; None uses the partition default."""
+    mem_gb: float | None = Field(None, ge=0.1, le=100_000, allow_inf_nan=False)
+    """Memory per node in GB (at least 0.1: SLURM reads `--mem=0` as all of the node's memory); None uses
+    the partition default."""
     constraint: str | None = None
     """Node feature constraint (`--constraint`)."""
     exclude: str | None = None
     """Nodes to avoid (`--exclude`)."""
     additional_parameters: dict[str, str | int] = {}
-    """Extra sbatch flags, e.g. {mail-type: END}."""
+    """Extra sbatch flags, e.g. {mail-type: END}; flags set elsewhere (time, mem, array, output...) are refused."""
     setup: list[str] = []
-    """Shell lines run before the job (module loads, environment activation)."""
-    array_parallelism: int = Field(64, ge=1)
+    """Shell lines run before the job (module loads, environment activation), one plain command each."""
+    array_parallelism: int = Field(64, ge=1, le=100_000)
     """At most this many tasks of one array run at once (`%N`)."""
     max_array_size: int | None = Field(None, ge=1)
     """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
-    max_timeouts: int = Field(3, ge=0)
+    max_timeouts: int = Field(3, ge=0, le=1000)
     """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
+    runs_per_task: int = Field(1, ge=1)
+    """Runs one array task trains one after the other (fewer, longer jobs; imports paid once)."""
+    pack_gpus: bool = False
+    """Whole-node sites: a job of gpus_per_node G trains G single-GPU runs at once, one per GPU."""
 
-    @field_validator("partition", "account", "qos", "constraint", "exclude")
+    @field_validator("partition", "account", "qos")
     @classmethod
-    def _no_shell(cls, value: str | None) -> str | None:
-        if value is not None and SHELL_META.search(value):
-            raise ValueError(f"{value!r} contains a newline, ';', '`' or '$('")
-        return value
+    def _slurm_word(cls, value: str | None) -> str | None:
+        return None if value is None else _allowed(_SLURM_WORD, value, "name", _WORD_CHARS)
+
+    @field_validator("constraint")
+    @classmethod
+    def _constraint(cls, value: str | None) -> str | None:
+        return (
+            None
+            if value is None
+            else _allowed(_CONSTRAINT, value, "constraint", "letters, digits and _ . , & | * : [ ] ( ) + -")
+        )
+
+    @field_validator("exclude")
+    @classmethod
+    def _hostlist(cls, value: str | None) -> str | None:
+        return None if value is None else _allowed(_HOSTLIST, value, "host list", "letters, digits and _ . , [ ] -")
 
     @field_validator("additional_parameters")
     @classmethod
-    def _no_shell_extra(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+    def _extra_flags(cls, value: dict[str, str | int]) -> dict[str, str | int]:
         for key, item in value.items():
-            if SHELL_META.search(f"{key}{item}"):
-                raise ValueError(f"{key}={item!r} contains a newline, ';', '`' or '$('")
+            _allowed(_SBATCH_KEY, key, "sbatch flag", "lower-case letters, digits, _ and - (a long option name)")
+            owner = OWNED_SBATCH_KEYS.get(key.replace("_", "-"))
+            if owner is not None:
+                raise ValueError(f"--{key} is set by {owner}; set that instead")
+            if not isinstance(item, int):
+                _allowed(_SBATCH_VALUE, item, f"value of {key}:", "letters, digits and _ . , : @ % + = / -")
         return value
 
     @field_validator("setup")
     @classmethod
     def _one_command_each(cls, value: list[str]) -> list[str]:
-        # One plain command per item: `;`, `$(...)` and backticks would smuggle in more.
         for line in value:
-            if SHELL_META.search(line):
-                raise ValueError(f"setup line {line!r} contains a newline, ';', '`' or '$('; one command per item")
+            plain = "letters, digits, spaces, quotes and _ . / : = @ % + , ~ { } $ -; one command per item"
+            _allowed(_SETUP_LINE, line, "setup line", plain)
+            if line.count('"') % 2 or line.count("'") % 2 or "$(" in line:
+                raise ValueError(f"setup line {short(line)} has unbalanced quotes; one command per item")
+        return value
+
+
+class Site(StrictModel):
+    """One cluster: its datasets, checkpoints, DeepSpeed tuning and SLURM profile."""
+
+    datasets: dict[str, DatasetConfig] = {}
+    """Named datasets (`site:NAME` as a dataset); relative roots are relative to the site file."""
+    checkpoints: dict[str, str] = {}
+    """Named checkpoint files (`site:NAME` as model.pretrained_path); relative to the site file."""
+    deepspeed: dict[str, dict[str, Any]] = {}
+    """Named DeepSpeed tuning merged over the generated config (`site:NAME` as distributed.deepspeed)."""
+    slurm: SlurmConfig | None = None
+    """The cluster's SLURM profile; a sweep's own `slurm:` values win over it."""
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _named_datasets(cls, value: Any) -> Any:
+        for name, entry in value.items() if isinstance(value, dict) else ():
+            if not isinstance(entry, dict) or "name" not in entry:
+                raise ValueError(f"datasets.{one_line(str(name), 40)} must be a mapping with at least `name`")
+        return value
+
+    @field_validator("deepspeed", mode="before")
+    @classmethod
+    def _deepspeed_mappings(cls, value: Any) -> Any:
+        for name, entry in value.items() if isinstance(value, dict) else ():
+            if not isinstance(entry, dict):
+                raise ValueError(f"deepspeed.{one_line(str(name), 40)} must be a mapping of DeepSpeed config keys")
         return value
 
 
@@ -106,39 +216,40 @@ def site_path(raw: dict[str, Any], spec_path: Path) -> Path | None:
     named = raw.get("site") or os.environ.get(ENV_VAR)
     if not named:
         return None
-    path = Path(str(named)).expanduser()
+    if not isinstance(named, str):
+        raise SiteError(f"site: expected a file path (got {short(named)})")
+    path = Path(named).expanduser()
     return path if path.is_absolute() or "site" not in raw else (spec_path.parent / path)
 
 
-def load_site(path: Path) -> dict[str, dict[str, Any]]:
-    """Read and check a site file: {datasets: {name: mapping}, checkpoints: {name: path},
-    deepspeed: {name: mapping of DeepSpeed config keys}}."""
+def load_site(path: Path, what: str = "site file") -> Site:
+    """Read and validate a site file (or a flat SLURM profile); relative paths become absolute.
+
+    Errors name the file and field but never quote the file's content: a mistyped path may
+    point at a file that is not a site file at all.
+    """
     try:
-        data = yamlio.loads(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise SiteError(f"site file {path} does not exist") from None
-    except yaml.YAMLError as exc:
-        raise SiteError(f"site file {path}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict) or set(data) - set(_SECTIONS):
-        unknown = sorted(set(data) - set(_SECTIONS)) if isinstance(data, dict) else ["(not a mapping)"]
-        raise SiteError(f"site file {path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(_SECTIONS)}")
-    base = path.parent
-    datasets = {name: _dataset_entry(entry, base, path, name) for name, entry in (data.get("datasets") or {}).items()}
-    checkpoints = {name: str(_absolute(str(p), base)) for name, p in (data.get("checkpoints") or {}).items()}
-    deepspeed = data.get("deepspeed") or {}
-    for name, entry in deepspeed.items():
-        if not isinstance(entry, dict):
-            raise SiteError(f"site file {path}: deepspeed.{name} must be a mapping of DeepSpeed config keys")
-    return {"datasets": datasets, "checkpoints": checkpoints, "deepspeed": deepspeed}
+        data = yamlio.load_file(path, what) or {}
+    except yamlio.YamlFileError as exc:
+        raise SiteError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise SiteError(f"{what} {path}: top level must be a mapping with keys {', '.join(Site.model_fields)}")
+    flat = bool(data) and not set(data) & set(Site.model_fields)
+    try:
+        site = Site.model_validate({"slurm": data} if flat else data)
+    except ValidationError as exc:
+        message = describe_error(exc, Site, echo=False)
+        raise SiteError(f"{what} {path}: {message.removeprefix('slurm.') if flat else message}") from None
+    return _absolute_paths(site, path.parent)
 
 
-def _dataset_entry(entry: Any, base: Path, path: Path, name: str) -> dict[str, Any]:
-    if not isinstance(entry, dict) or "name" not in entry:
-        raise SiteError(f"site file {path}: datasets.{name} must be a mapping with at least `name`")
-    out = dict(entry)
-    if out.get("root"):
-        out["root"] = str(_absolute(str(out["root"]), base))
-    return out
+def _absolute_paths(site: Site, base: Path) -> Site:
+    datasets = {
+        name: entry.model_copy(update={"root": str(_absolute(entry.root, base))}) if entry.root else entry
+        for name, entry in site.datasets.items()
+    }
+    checkpoints = {name: str(_absolute(value, base)) for name, value in site.checkpoints.items()}
+    return site.model_copy(update={"datasets": datasets, "checkpoints": checkpoints})
 
 
 def _absolute(value: str, base: Path) -> Path:
@@ -146,30 +257,44 @@ def _absolute(value: str, base: Path) -> Path:
     return path if path.is_absolute() else (base / path).resolve()
 
 
+def dataset_entry(site: Site, name: str) -> dict[str, Any]:
+    """A site dataset as the mapping a spec would have written (only the fields the file sets)."""
+    return site.datasets[name].model_dump(mode="json", exclude_unset=True)
+
+
+_FILE_KEYS = ("pretrained_path", "class_map_path")
+
+
 def resolve(raw: dict[str, Any], spec_path: Path) -> dict[str, Any]:
-    """Replace every `site:NAME` reference in a parsed spec with the site file's entry."""
+    """Replace every `site:NAME` reference in a parsed spec with the site file's entry, and make
+    relative checkpoint and class-map paths absolute against the spec's folder (not the working
+    directory, which differs between the login node and the job)."""
     path = site_path(raw, spec_path)
     site = load_site(path) if path is not None else None
     out = dict(raw)
+    context = (site, path, spec_path.resolve().parent)
     for section in ("defaults", "grid", "modifiers", "per_backbone"):
         if section in out:
-            out[section] = _walk(out[section], section, site, path)
+            out[section] = _walk(out[section], section, context)
     if path is not None:
         out["site"] = str(path.resolve())
     return out
 
 
-def _walk(value: Any, key: str, site: dict[str, dict[str, Any]] | None, path: Path | None) -> Any:
+def _walk(value: Any, key: str, context: tuple[Site | None, Path | None, Path]) -> Any:
     if isinstance(value, dict):
-        return {k: _walk(v, str(k), site, path) for k, v in value.items()}
+        return {k: _walk(v, str(k), context) for k, v in value.items()}
     if isinstance(value, list):
-        return [_walk(v, key, site, path) for v in value]
+        return [_walk(v, key, context) for v in value]
+    leaf = key.rsplit(".", 1)[-1]
     if isinstance(value, str) and value.startswith(PREFIX):
-        return _lookup(value.removeprefix(PREFIX), key.rsplit(".", 1)[-1], site, path)
+        return _lookup(value.removeprefix(PREFIX), leaf, context[0], context[1])
+    if isinstance(value, str) and leaf in _FILE_KEYS and value:
+        return str(_absolute(value, context[2]))
     return value
 
 
-def _lookup(name: str, key: str, site: dict[str, dict[str, Any]] | None, path: Path | None) -> Any:
+def _lookup(name: str, key: str, site: Site | None, path: Path | None) -> Any:
     if key in _DATASET_KEYS:
         section = "datasets"
     elif key == "pretrained_path":
@@ -182,29 +307,47 @@ def _lookup(name: str, key: str, site: dict[str, dict[str, Any]] | None, path: P
         )
     if site is None:
         raise SiteError(f"{key}: '{PREFIX}{name}' needs a site file (`site:` in the spec or ${ENV_VAR})")
-    entries = site[section]
+    entries: dict[str, Any] = getattr(site, section)
     if name not in entries:
-        known = ", ".join(entries) or "none"
+        known = one_line(", ".join(entries) or "none", 200)
         raise SiteError(f"{key}: '{PREFIX}{name}' is not in {section} of {path} (known: {known})")
+    if section == "datasets":
+        return dataset_entry(site, name)
     return entries[name]
 
 
-def resolve_slurm(given: SlurmConfig, profile: str | None) -> SlurmConfig:
-    """A spec's slurm block (`given`) on top of a cluster profile (`slurm/profiles/<name>.yaml` or a path)."""
-    if profile is None:
+def resolve_slurm(given: SlurmConfig, profile: str | None, site_file: str | None = None) -> SlurmConfig:
+    """A spec's slurm block (`given`) on top of a cluster profile: `--profile` (`slurm/profiles/<name>.yaml`
+    or a path), else the `slurm:` section of the spec's site file (`site_file`), else nothing."""
+    base: SlurmConfig | None = None
+    where = "profile"
+    if profile is not None:
+        where = str(_profile_path(profile))
+        try:
+            base = load_site(_profile_path(profile), "cluster profile").slurm
+        except SiteError as exc:
+            raise SpecError(str(exc)) from None
+    elif site_file is not None:
+        where = site_file
+        try:
+            base = load_site(Path(site_file)).slurm
+        except SiteError as exc:
+            raise SpecError(str(exc)) from None
+    if base is None:
         return given
-    path = Path(profile)
-    if not path.is_file():
-        path = PROFILE_DIR / f"{profile}.yaml"
-    try:
-        base = yamlio.loads(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))) or "none"
-        raise SpecError(f"{path}: no such cluster profile (known in {PROFILE_DIR}/: {known})") from None
-    if not isinstance(base, dict):
-        raise SpecError(f"{path}: a profile is a mapping of slurm keys")
-    merged = {**base, **given.model_dump(exclude_unset=True)}
+    merged = {**base.model_dump(exclude_unset=True), **given.model_dump(exclude_unset=True)}
     try:
         return SlurmConfig.model_validate(merged)
     except ValidationError as exc:
-        raise SpecError(f"{path}: {describe_error(exc, SlurmConfig)}") from None
+        raise SpecError(f"{where}: {describe_error(exc, SlurmConfig)}") from None
+
+
+def _profile_path(profile: str) -> Path:
+    path = Path(profile)
+    if path.is_file():
+        return path
+    named = PROFILE_DIR / f"{profile}.yaml"
+    if not named.is_file():
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))) or "none"
+        raise SpecError(f"{one_line(profile, 100)}: no such cluster profile (known in {PROFILE_DIR}/: {known})")
+    return named

@@ -8,6 +8,7 @@ Errors are one line: `sweeps/x.yaml: defaults.optim.lrr: unknown key; valid keys
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,8 +23,8 @@ from pydantic import (
     field_validator,
 )
 
-from orchestrator.sweep import site, yamlio
-from orchestrator.sweep.errors import SHELL_META, SpecError, describe_error, error_parts, yaml_reason
+from orchestrator.sweep import site, values, yamlio
+from orchestrator.sweep.errors import CONTROL, SpecError, describe_error, error_parts, one_line, short, yaml_reason
 from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
 from orchestrator.sweep.site import SlurmConfig
 from trainers.config import StrictModel, TrainConfig
@@ -34,7 +35,15 @@ AXIS_ALIASES: dict[str, str] = {
     "dataset": "data.dataset",
     "seed": "seed",
 }
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: `$` would accept a trailing newline
+# Output folders reach the sbatch script (--output/--error): characters of ordinary paths only.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9_.,+@=/~-]{1,400}")
+# Folders no sweep may write into (nor their subfolders): the system's own.
+_SYSTEM_DIRS: tuple[str, ...] = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin")
+_SYSTEM_DIRS += ("/sys", "/usr", "/var", "/root", "/run", "/snap")
+MAX_LABEL_CHARS = 80
+MAX_RUNS = 50_000
+"""Default cap on the runs one sweep may plan (`--max-runs` lifts it): a grid typo must not queue 600,000 jobs."""
 
 
 class SweepSpec(StrictModel):
@@ -71,15 +80,24 @@ class SweepSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _SAFE_NAME.match(value) or ".." in value:
-            raise ValueError(f"{value!r} must be letters, digits, '_', '-', '.', without '/' or '..'")
+        if not _SAFE_NAME.fullmatch(value) or ".." in value:
+            raise ValueError(
+                f"{short(value)} must be letters, digits, '_', '-', '.', without '/' or '..', at most 64 characters"
+            )
+        return value
+
+    @field_validator("output_dir")
+    @classmethod
+    def _safe_output(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_output_dir(value)
         return value
 
     @field_validator("grid")
     @classmethod
     def _axes_not_empty(cls, value: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for axis, values in value.items():
-            if not values:
+        for axis, axis_values in value.items():
+            if not axis_values:
                 raise ValueError(f"axis {axis!r} has no values")
         return value
 
@@ -122,20 +140,41 @@ class SweepSpec(StrictModel):
 
 
 def _check_label(name: str, what: str) -> None:
-    """Names that end up in run names and job names: no path tricks, no control characters."""
-    if "/" in name or ".." in name or SHELL_META.search(name) or not name.strip():
-        raise ValueError(f"{what} name {name!r} must be non-empty, without '/', '..', ';', '`', '$(' or newlines")
+    """Names that end up in run names, tables and the terminal: no path tricks, no control characters."""
+    bad = "/" in name or ".." in name or ";" in name or "`" in name or "$(" in name or CONTROL.search(name)
+    if bad or not name.strip() or len(name) > MAX_LABEL_CHARS:
+        raise ValueError(
+            f"{what} name {short(name)} must be non-empty, at most {MAX_LABEL_CHARS} characters, "
+            "without '/', '..', ';', '`', '$(', newlines or other control characters"
+        )
 
 
-def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
-    """Read, override and validate a sweep file; every problem is a one-line SpecError."""
+def check_output_dir(value: str) -> None:
+    """An output folder: plain path characters, and not `/`, a system folder or the home folder itself."""
+    if not _SAFE_PATH.fullmatch(value):
+        raise ValueError(f"{short(value)} may hold only letters, digits and _ . , + @ = / ~ - (it reaches sbatch)")
+    path = Path(value).expanduser().resolve()
+    text = path.as_posix()
+    system = [d for d in _SYSTEM_DIRS if text == d or text.startswith(d + "/")]
+    if len(path.parts) < 3 or system or path == Path.home().resolve():
+        raise ValueError(f"{short(value)} resolves to {short(text)}: not a folder for results (too high up)")
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = (), max_runs: int | None = MAX_RUNS) -> SweepSpec:
+    """Read, override and validate a sweep file; every problem is a one-line SpecError.
+
+    `max_runs` caps the runs the grid may expand to (None: no cap); it is checked before any
+    run is built, so a 600,000-run grid is refused at once.
+    """
     path = Path(path)
+    if not path.exists():
+        raise SpecError(f"{path}: no such sweep file")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a folder, not a sweep file")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such sweep file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a folder, not a sweep file") from None
+        text = yamlio.read_text(path, "sweep file")
+    except yamlio.YamlFileError as exc:
+        raise SpecError(str(exc)) from None
     try:
         raw = yamlio.loads(text)
     except yaml.YAMLError as exc:
@@ -150,42 +189,81 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SweepSpec:
         raw = site.resolve(raw, path)
     except site.SiteError as exc:
         raise SpecError(f"{path}: {exc}") from None
-    spec = spec_from_dict(raw, where=str(path))
+    spec = spec_from_dict(raw, where=str(path), max_runs=max_runs)
     spec._source = path.resolve()
     spec._overrides = tuple(overrides)
     return spec
 
 
-def spec_from_dict(raw: Mapping[str, Any], where: str) -> SweepSpec:
-    """Validate a parsed spec (structure, then every default, modifier and grid value)."""
+def spec_from_dict(raw: Mapping[str, Any], where: str, max_runs: int | None = MAX_RUNS) -> SweepSpec:
+    """Validate a parsed spec (structure, run count, then every default, modifier and grid value)."""
+    boolean = values.bool_as_number(raw, SweepSpec)
+    if boolean is not None:
+        raise SpecError(f"{where}: {boolean}: a boolean, not a number")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(f"{where}: {describe_error(exc, SweepSpec)}") from None
+    try:
+        values.check_values(raw)
+    except ValueError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    check_run_count(spec, where, max_runs)
     _check_trainer_parts(spec, where)
     return spec
 
 
+def run_count(spec: SweepSpec) -> int:
+    """How many runs the spec expands to (product of the grid axes times ablation rows), without building them."""
+    return math.prod(len(axis) for axis in spec.grid.values()) * len(spec.ablations)
+
+
+def check_run_count(spec: SweepSpec, where: str, max_runs: int | None) -> None:
+    """SpecError when the grid expands to more than `max_runs` runs (None: no cap)."""
+    count = run_count(spec)
+    if max_runs is not None and count > max_runs:
+        axes = " x ".join(f"{len(v)} {k}" for k, v in spec.grid.items())
+        raise SpecError(
+            f"{where}: grid: {count:,} runs ({axes} x {len(spec.ablations)} ablation rows) exceed the cap of "
+            f"{max_runs:,}; check the grid, or pass --max-runs {count} if you mean it"
+        )
+
+
 def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
     """Validate defaults, each modifier and each grid value against TrainConfig, naming the YAML path."""
+    _no_bools(spec.defaults, where, "defaults.")
     base = validate_train(spec.defaults, where, "defaults")
     base_dict = base.model_dump()
     for name, changes in spec.modifiers.items():
+        _no_bools(apply_dotted({}, changes), where, f"modifiers.{name}.")
         validate_train(apply_dotted(base_dict, changes), where, f"modifiers.{name}", changes)
     backbones = spec.grid.get("backbone", [base.model.backbone])
     for backbone, changes in spec.per_backbone.items():
         if backbone not in backbones:
-            raise SpecError(f"{where}: per_backbone.{backbone}: not a backbone of the grid ({', '.join(backbones)})")
+            known = one_line(", ".join(str(b) for b in backbones), 200)
+            raise SpecError(f"{where}: per_backbone.{backbone}: not a backbone of the grid ({known})")
+        _no_bools(apply_dotted({}, changes), where, f"per_backbone.{backbone}.")
         validate_train(apply_dotted(base_dict, changes), where, f"per_backbone.{backbone}", changes)
     for row, names in spec.ablations.items():
         unknown = [m for m in names if m not in spec.modifiers]
         if unknown:
             valid = ", ".join(spec.modifiers) or "(none defined)"
             raise SpecError(f"{where}: ablations.{row}: unknown modifier {unknown[0]!r}; defined: {valid}")
-    for axis, values in spec.grid.items():
+    for axis, axis_values in spec.grid.items():
         key = AXIS_ALIASES.get(axis, axis)
-        for index, value in enumerate(values):
+        for index, value in enumerate(axis_values):
+            found = values.bool_as_number(nested(key, value), TrainConfig)
+            if found is not None:
+                inner = found.removeprefix(key).lstrip(".")
+                raise SpecError(f"{where}: grid.{axis}[{index}]{'.' + inner if inner else ''}: a boolean, not a number")
             validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
+
+
+def _no_bools(data: Mapping[str, Any], where: str, field: str) -> None:
+    """SpecError when a boolean stands where the trainer config wants a number (`lr: yes`)."""
+    found = values.bool_as_number(data, TrainConfig)
+    if found is not None:
+        raise SpecError(f"{where}: {field}{found}: a boolean, not a number")
 
 
 def validate_train(
@@ -253,6 +331,9 @@ class TableSpec(StrictModel):
     """Files written: md, tex (booktabs), html, csv."""
     template: str | None = None
     """Custom Jinja template (relative to the spec file), written to tables/<name>.<template name without .j2>."""
+    detect_delta: float | None = Field(None, gt=0)
+    """A delta worth detecting, in the table's unit (after `scale`): the notes say how many seeds a paired
+    test needs to find it at 80% power, given the seed spread observed. None: not asked."""
 
     @field_validator("name")
     @classmethod
@@ -281,6 +362,9 @@ class BudgetSpec(StrictModel):
     """Most GFLOPs a row may add over its baseline, in percent (report 004: 5)."""
     max_params_increase_pct: float | None = Field(None, ge=0)
     """Most parameters a row may add over its baseline, in percent."""
+    max_gpu_hours: float | None = Field(None, gt=0, allow_inf_nan=False)
+    """Most device-hours the whole sweep may take, estimated at submit from `--smoke` throughput
+    (an unknown estimate is refused too, unless `submit --over-budget`)."""
 
 
 def _unique_table_names(tables: list[TableSpec]) -> list[TableSpec]:

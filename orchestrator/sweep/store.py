@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.sweep import yamlio
 from orchestrator.sweep.plan import RunSpec
-from orchestrator.sweep.spec import SweepSpec
+from orchestrator.sweep.spec import SpecError, SweepSpec
 from trainers import rundir
 from trainers.rundir import State
 
@@ -63,8 +63,28 @@ def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
 
+def foreign_snapshot(root: Path) -> Path | None:
+    """`root/sweep.yaml` when it exists and is not a snapshot this tool wrote (a user's own file)."""
+    path = root / SWEEP_FILE
+    if not path.exists():
+        return None
+    try:
+        data = yamlio.load_file(path, "snapshot")
+    except yamlio.YamlFileError:
+        return path
+    ours = isinstance(data, dict) and {"spec", "source", "overrides"} <= set(data) and isinstance(data["spec"], dict)
+    return None if ours else path
+
+
 def write_snapshot(spec: SweepSpec, root: Path) -> None:
-    """Record the spec as submitted: sweep.yaml (latest) and submissions/<stamp>.yaml (history)."""
+    """Record the spec as submitted: sweep.yaml (latest) and submissions/<stamp>.yaml (history).
+
+    A sweep.yaml that this tool did not write (say, the user's own spec kept in the output
+    folder) is never replaced: SpecError instead.
+    """
+    foreign = foreign_snapshot(root)
+    if foreign is not None:
+        raise SpecError(f"{foreign}: exists and was not written by orchestrate; move it or pick another output_dir")
     text = yamlio.dumps(spec.snapshot())
     rundir.write_text(root / SWEEP_FILE, text)
     history = root / "submissions" / f"{timestamp()}-{os.getpid()}.yaml"

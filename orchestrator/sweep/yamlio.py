@@ -1,16 +1,31 @@
-"""YAML reading and writing with numbers parsed the way users write them.
+"""YAML reading and writing with numbers parsed the way users write them, and the
+guards a file from someone else needs.
 
 PyYAML implements YAML 1.1, whose float pattern needs a dot: `1e-4` loads as the
 string "1e-4". Researchers write learning rates exactly like that, so the loader
 below resolves floats with the YAML 1.2 core-schema pattern instead.
+
+Guards (each a one-line error, never a traceback):
+- a key written twice in one mapping is an error naming both lines (PyYAML keeps the last);
+- aliases may not expand the document beyond MAX_EXPANDED_NODES nodes (a "billion laughs"
+  file is a few hundred bytes and expands to gigabytes in any code that walks it);
+- files are read only when they are regular files under MAX_FILE_BYTES, and must be UTF-8.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import ComposerError
+from yaml.constructor import ConstructorError
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_EXPANDED_NODES = 100_000
+"""Nodes a document may have once its aliases are expanded (a real spec has a few hundred)."""
 
 _FLOAT_12 = re.compile(
     r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
@@ -20,10 +35,26 @@ _FLOAT_12 = re.compile(
     |\.(?:nan|NaN|NAN))$""",
     re.X,
 )
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class YamlFileError(ValueError):
+    """A file that cannot be read as YAML; the message is one line and quotes none of its content."""
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 float resolution."""
+    """SafeLoader with YAML 1.2 float resolution, duplicate-key errors and bounded aliases."""
+
+    def compose_document(self) -> Node | None:
+        node: Node | None = super().compose_document()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            _check_duplicates(node)
+        return super().construct_mapping(node, deep=deep)
 
 
 # Replace (not extend) the float resolver so `1e-4` is a float and `1_000` stays an int.
@@ -34,11 +65,94 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
 
 
+def _check_duplicates(node: MappingNode) -> None:
+    seen: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if not isinstance(key_node, ScalarNode) or key_node.tag == _MERGE_TAG:
+            continue
+        line = key_node.start_mark.line + 1
+        if key_node.value in seen:
+            key = key_node.value if len(key_node.value) <= 40 else key_node.value[:37] + "..."
+            raise ConstructorError(
+                None, None, f"duplicate key {key!r} at lines {seen[key_node.value]} and {line}", None
+            )
+        seen[key_node.value] = line
+
+
+def _check_expansion(root: Node) -> None:
+    """Count the nodes the document has once aliases are expanded, without expanding them."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:  # iterative post-order: deep documents must not hit the recursion limit
+        node, done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = _children(node)
+        if done or not children:
+            sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+            if sizes[id(node)] > MAX_EXPANDED_NODES:
+                raise ComposerError(
+                    None, None, f"aliases expand the document beyond {MAX_EXPANDED_NODES} nodes", root.start_mark
+                )
+            continue
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
 def loads(text: str) -> Any:
-    """Parse YAML text safely; raises yaml.YAMLError on bad syntax."""
+    """Parse YAML text safely; raises yaml.YAMLError on bad syntax, duplicate keys or alias bombs."""
     return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
 
 
 def dumps(data: Any) -> str:
     """Serialise to block-style YAML, keeping key order."""
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of a regular file of at most MAX_FILE_BYTES, or a one-line YamlFileError."""
+    try:
+        if not path.exists():
+            raise YamlFileError(f"{what} {path} does not exist")
+        if path.is_dir():
+            raise YamlFileError(f"{what} {path} is a folder, not a file")
+        if not path.is_file():
+            raise YamlFileError(f"{what} {path} is not a regular file")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise YamlFileError(f"{what} {path} is larger than {MAX_FILE_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    except PermissionError:
+        raise YamlFileError(f"{what} {path} is not readable (permission denied)") from None
+    except OSError as exc:
+        raise YamlFileError(f"{what} {path} cannot be read ({exc.strerror or type(exc).__name__})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise YamlFileError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+
+
+def reason(exc: yaml.YAMLError) -> str:
+    """The problem and line of a YAML error on one line, without quoting the file's text."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "syntax error"
+    problem = " ".join(str(problem).split())
+    if mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return problem
+
+
+def load_file(path: Path, what: str) -> Any:
+    """Read and parse a YAML file; every problem is a one-line YamlFileError."""
+    text = read_text(path, what)
+    try:
+        return loads(text)
+    except yaml.YAMLError as exc:
+        raise YamlFileError(f"{what} {path}: invalid YAML: {reason(exc)}") from None

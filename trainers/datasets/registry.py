@@ -55,12 +55,14 @@ def build_splits(data: DataConfig) -> DatasetSplits:
     cap = ds.max_samples
     if cap is None:
         return splits
+    uncapped = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
     return dataclasses.replace(
         splits,
         train=cap_per_split(splits.train, cap),
         val=cap_per_split(splits.val, cap),
         test=cap_per_split(splits.test, cap),
-        info={**splits.info, "max_samples": cap},
+        # The sizes before the cap: what a run without it trains on (`plan`'s cost estimate from smoke runs).
+        info={**splits.info, "max_samples": cap, "uncapped_sizes": uncapped},
     )
 
 

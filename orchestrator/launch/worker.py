@@ -1,0 +1,216 @@
+"""Warm workers: long-lived processes that import torch, timm and the trainer once and then run
+many runs, one after another.
+
+A fresh process per run pays about 7 s of imports before a few seconds of training; a
+12-run demo spent more time starting than training. A worker keeps the imports and isolates
+what a run may leave behind: its stdout/stderr go to the run's own log files, the torch
+thread count and CUDA cache are restored after each run, and the trainer seeds every RNG
+from the run's config (Accelerate's state is reset by the trainer itself). A run that raises
+is reported as failed and the worker carries on; a worker that dies (segfault, OOM kill) or
+overruns the time limit is replaced, and only its current run is failed.
+
+This module is imported on the login side: torch is imported only inside the child process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+POLL_S = 0.5
+LOG_OUT = "worker_log.out"
+LOG_ERR = "worker_log.err"
+# TrainJob records these in status.json as the run's log files (as it does submitit's).
+ENV_LOG_OUT = "ORCHESTRATE_LOG_OUT"
+ENV_LOG_ERR = "ORCHESTRATE_LOG_ERR"
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a worker says about one run: None as error means it completed."""
+
+    error: str | None
+
+
+class WarmWorker:
+    """One child process that runs submitted jobs one at a time."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env = dict(env or {})
+        self.busy = False
+        """A job was submitted and its result not collected yet."""
+        self.started_at_s: float | None = None
+        """When the current job began running (after the worker's warm-up), for the time limit."""
+        self._start()
+
+    def _start(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no forked CUDA or thread state
+        self._conn, child = context.Pipe()
+        self.process = context.Process(target=_serve, args=(child, self.env), daemon=True)
+        self.process.start()
+        child.close()
+
+    def submit(self, job: Any, log_dir: Path) -> None:
+        """Start `job` (a picklable callable) with its output in `log_dir`."""
+        self._conn.send((job, str(log_dir)))
+        self.busy, self.started_at_s = True, None
+
+    def poll(self, wait_s: float, timeout_s: float | None = None) -> Finished | None:
+        """The result of the current job if it ended within `wait_s`, else None.
+
+        A dead worker or a job past `timeout_s` ends as a failure, and the worker is replaced.
+        """
+        while self._conn.poll(wait_s):
+            try:
+                kind, error = self._conn.recv()
+            except EOFError:
+                return self._replace("the worker process died")
+            if kind == "started":
+                self.started_at_s = time.monotonic()
+                continue
+            self.busy, self.started_at_s = False, None
+            return Finished(error)
+        if not self.process.is_alive():
+            return self._replace(f"the worker process died (exit code {self.process.exitcode})")
+        started = self.started_at_s
+        if timeout_s is not None and started is not None and time.monotonic() - started > timeout_s:
+            return self._replace(f"timed out after {timeout_s / 60:g} min")
+        return None
+
+    def _replace(self, reason: str) -> Finished:
+        self.close(kill=True)
+        self.busy, self.started_at_s = False, None
+        self._start()
+        return Finished(reason)
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the worker: politely after its current job, or at once with `kill`."""
+        if not kill and self.process.is_alive():
+            try:
+                self._conn.send(None)
+            except (BrokenPipeError, OSError):
+                kill = True
+        if kill and self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=None if not kill else 10)
+        self._conn.close()
+
+
+def _serve(conn: Connection, env: dict[str, str]) -> None:
+    """The child's loop: warm up once, then run each job received until told to stop."""
+    os.environ.update(env)
+    import torch
+
+    import trainers.train  # noqa: F401  (the point of a warm worker: import once)
+
+    threads = torch.get_num_threads()
+    while True:
+        message = conn.recv()
+        if message is None:
+            return
+        job, log_dir = message
+        conn.send(("started", None))
+        conn.send(("done", _run_one(job, Path(log_dir))))
+        torch.set_num_threads(threads)  # a run may have set its own (torch_threads)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _run_one(job: Any, log_dir: Path) -> str | None:
+    """Run one job with its output in its own log files; its one-line error, or None."""
+    with _redirected(log_dir):
+        try:
+            job()
+        except BaseException as exc:  # a run's failure must not end the worker
+            return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+@contextmanager
+def _redirected(log_dir: Path) -> Iterator[None]:
+    """Point fds 1 and 2 (Python and C output alike) at the run's log files for the duration."""
+    import sys
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out, err = log_dir / LOG_OUT, log_dir / LOG_ERR
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    os.environ.update({ENV_LOG_OUT: str(out), ENV_LOG_ERR: str(err)})
+    with out.open("ab") as out_file, err.open("ab") as err_file:
+        os.dup2(out_file.fileno(), 1)
+        os.dup2(err_file.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            for name in (ENV_LOG_OUT, ENV_LOG_ERR):
+                os.environ.pop(name, None)
+
+
+def run_pool(
+    jobs: list[tuple[Any, Path]],
+    envs: list[dict[str, str]],
+    timeout_s: float | None,
+    finished: Callable[[int, str | None], None],
+    tick: Callable[[list[int]], None] | None = None,
+) -> None:
+    """Run (job, log folder) pairs in order on one warm worker per environment, until all ended.
+
+    `finished(index, error)` is called as each job ends; `tick(running indices)` between polls.
+    """
+    workers = [WarmWorker(env) for env in envs[: max(1, min(len(envs), len(jobs)))]]
+    queue = deque(range(len(jobs)))
+    current: dict[int, int] = {}  # worker -> job index
+    try:
+        while queue or current:
+            for slot, worker in enumerate(workers):
+                if not worker.busy and queue:
+                    current[slot] = index = queue.popleft()
+                    worker.submit(*jobs[index])
+            if tick is not None:
+                tick(list(current.values()))
+            for slot, worker in enumerate(workers):
+                if slot in current:
+                    done = worker.poll(POLL_S / len(workers), timeout_s)
+                    if done is not None:
+                        finished(current.pop(slot), done.error)
+    finally:
+        for worker in workers:
+            worker.close(kill=bool(current))
+
+
+def visible_gpus() -> int:
+    """GPUs this machine offers (CUDA_VISIBLE_DEVICES, else `nvidia-smi -L`), without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    result = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30, check=False)
+    return sum(line.startswith("GPU ") for line in result.stdout.splitlines()) if result.returncode == 0 else 0
+
+
+def worker_envs(count: int) -> list[dict[str, str]]:
+    """One environment per worker: one GPU each when there are GPUs, else a share of the CPU threads."""
+    gpus = visible_gpus()
+    if gpus:
+        ids = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(gpus))).split(",")
+        return [{"CUDA_VISIBLE_DEVICES": ids[i % len(ids)].strip()} for i in range(count)]
+    return [{} for _ in range(count)]

@@ -1,0 +1,251 @@
+"""Cell numbers from the joined frame: mean, std and counts over seeds, deltas, best marks, complexity."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from orchestrator.results import stats
+from orchestrator.results.join import COMPLEXITY
+from orchestrator.results.labels import key_text_columns
+from orchestrator.results.layout import Layout, ordered_groups
+from orchestrator.results.model import BUDGET_MARK, Cell
+from orchestrator.results.stats import Comparison
+from orchestrator.sweep import complexity
+from orchestrator.sweep.spec import SweepSpec, TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+@dataclass(frozen=True)
+class CellData:
+    """The finished values of one cell (seed -> value), its planned run count and its broken runs."""
+
+    values: dict[str, float]
+    n_expected: int
+    broken: int
+
+    @property
+    def mean(self) -> float | None:
+        """Mean over seeds (None when no value)."""
+        return statistics.fmean(self.values.values()) if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds (ddof=1; None below 2 values)."""
+        return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
+
+
+def cell_data(part: pd.DataFrame, keys: list[str]) -> dict[tuple[str, ...], CellData]:
+    """Every cell's values by seed. Seeds repeated within a cell (a pooled dimension) keep every value
+    under a per-run key, so such cells compare unpaired."""
+    if not keys:
+        part = part.assign(_all="")
+        keys = ["_all"]
+    out = {}
+    for key, sub in part.groupby(keys, sort=False):
+        key_t = tuple(str(v) for v in key) if isinstance(key, tuple) else (str(key),)
+        done = sub[sub["value"].notna()]
+        seeds = [str(s) for s in done["seed"]]
+        if len(set(seeds)) < len(seeds):
+            seeds = [f"{s}#{i}" for i, s in enumerate(seeds)]
+        values = dict(zip(seeds, done["value"].astype(float), strict=True))
+        out[() if keys == ["_all"] else key_t] = CellData(values, len(sub), int(sub["broken"].sum()))
+    return out
+
+
+def score_cells(
+    data: dict[tuple[str, ...], CellData],
+    row_keys: list[tuple[str, ...]],
+    col_keys: list[tuple[str, ...]],
+    row_dims: list[str],
+    col_dims: list[str],
+    table: TableSpec,
+    baseline: str,
+) -> tuple[dict[tuple[tuple[str, ...], tuple[str, ...]], Cell], list[Comparison]]:
+    """Score cells with their delta against the baseline cell: interval and Holm-adjusted p-value."""
+    empty = CellData({}, 0, 0)
+    found: dict[tuple[tuple[str, ...], tuple[str, ...]], Comparison | None] = {}
+    for rk in row_keys:
+        for ck in col_keys:
+            base = baseline_key(rk, ck, row_dims, col_dims, baseline)
+            if table.delta and base is not None:
+                base_values = data.get((*base[0], *base[1]), empty).values
+                found[(rk, ck)] = stats.compare(data.get((*rk, *ck), empty).values, base_values)
+    keys = [key for key, comparison in found.items() if comparison is not None]
+    adjusted = dict(zip(keys, stats.holm([found[k].p for k in keys]), strict=True))  # type: ignore[union-attr]
+    cells = {}
+    for rk in row_keys:
+        for ck in col_keys:
+            cell = data.get((*rk, *ck), empty)
+            c = found.get((rk, ck))
+            cells[(rk, ck)] = Cell(
+                cell.mean, cell.std, len(cell.values), cell.n_expected, c.delta if c else None, False, False,
+                table.decimals, False, c.low if c else None, c.high if c else None, c.p if c else None,
+                adjusted.get((rk, ck)), cell.broken,
+            )  # fmt: skip
+    return cells, [c for c in found.values() if c is not None]
+
+
+def baseline_key(
+    rk: tuple[str, ...], ck: tuple[str, ...], row_dims: list[str], col_dims: list[str], baseline: str
+) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The baseline cell of a cell: the same coordinates with ablation := baseline row.
+
+    None for the baseline cell itself and when ablation is not laid out in rows or columns.
+    """
+    if "ablation" in row_dims:
+        i = row_dims.index("ablation")
+        if rk[i] == baseline:
+            return None
+        return ((*rk[:i], baseline, *rk[i + 1 :]), ck)
+    if "ablation" in col_dims:
+        i = col_dims.index("ablation")
+        if ck[i] == baseline:
+            return None
+        return (rk, (*ck[:i], baseline, *ck[i + 1 :]))
+    return None
+
+
+def mark_best(
+    cells: dict[tuple[tuple[str, ...], tuple[str, ...]], Cell],
+    data: dict[tuple[str, ...], CellData],
+    row_keys: list[tuple[str, ...]],
+    col_keys: list[tuple[str, ...]],
+    n_group_dims: int,
+    table: TableSpec,
+) -> None:
+    """Bold the best mean of each column within each row group, only when it is significantly better
+    than the runner-up (95% interval of their difference excludes 0 and p < ALPHA)."""
+    if table.best == "none":
+        return
+    groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for rk in row_keys:
+        groups.setdefault(rk[:n_group_dims], []).append(rk)
+    for rows in groups.values():
+        for ck in col_keys:
+            shown = {rk: round(c.mean, table.decimals) for rk in rows if (c := cells[(rk, ck)]).mean is not None}
+            ranked = sorted(shown, key=lambda rk: shown[rk], reverse=table.best == "max")
+            if len(ranked) < 2 or shown[ranked[0]] == shown[ranked[1]]:
+                continue  # nothing to compare, or a tie: nothing stands out
+            best, runner_up = ranked[0], ranked[1]
+            comparison = stats.compare(data[(*best, *ck)].values, data[(*runner_up, *ck)].values)
+            if comparison is not None and _significant(comparison):
+                cells[(best, ck)] = replace(cells[(best, ck)], best=True)
+
+
+def _significant(comparison: Comparison) -> bool:
+    """The interval excludes 0 and the test rejects at ALPHA."""
+    return (
+        comparison.has_interval
+        and not comparison.within_noise
+        and comparison.p is not None
+        and comparison.p < stats.ALPHA
+    )
+
+
+def complexity_cells(
+    part: pd.DataFrame,
+    row_keys: list[tuple[str, ...]],
+    row_dims: list[str],
+    layout: Layout,
+    ranks: dict[str, dict[str, int]],
+    spec: SweepSpec,
+) -> tuple[dict[tuple[str, ...], list[Cell]], list[str]]:
+    """GFLOPs and params per row (one value per model, not per seed), relative delta, budget marks.
+
+    A row's models may differ across columns (the head depends on the class count):
+    the first column that has a value is shown, and a note says which.
+    """
+    values, shown_from, differs = _complexity_values(part, row_keys, row_dims, layout, ranks)
+    baseline = next(iter(spec.ablations))
+    budget = spec.budget
+    limits = (budget.max_gflops_increase_pct, budget.max_params_increase_pct) if budget else (None, None)
+    columns: list[list[Cell]] = [[] for _ in COMPLEXITY]
+    for rk in row_keys:
+        base = baseline_key(rk, (), row_dims, [], baseline)
+        base_values = values.get(base[0]) if base is not None else None
+        for index, (_, _, decimals) in enumerate(COMPLEXITY):
+            mean = values[rk][index]
+            delta = difference(mean, base_values[index] if base_values else None, True)
+            limit = limits[index]
+            over = complexity.exceeds(delta, limit)
+            columns[index].append(Cell(mean, None, int(mean is not None), 1, delta, True, False, decimals, over))
+    fixed = [enough_decimals(column) for column in columns]
+    out = {rk: [column[i] for column in fixed] for i, rk in enumerate(row_keys)}
+    over = any(c.over_budget for column in fixed for c in column)
+    return out, _complexity_notes(sorted(shown_from) if differs else [], limits if over else None)
+
+
+def _complexity_notes(shown_from: list[str], limits: tuple[float | None, float | None] | None) -> list[str]:
+    """Which column's model the complexity comes from (when heads differ), and the budget mark."""
+    notes = []
+    if shown_from:
+        notes.append(
+            f"GFLOPs and params are those of the model trained on {', '.join(shown_from)} "
+            "(the head depends on the class count)."
+        )
+    if limits is not None:
+        parts = []
+        if limits[0] is not None:
+            parts.append(f"GFLOPs more than {limits[0]:g}% above")
+        if limits[1] is not None:
+            parts.append(f"params more than {limits[1]:g}% above")
+        notes.append(f"{BUDGET_MARK} over the compute budget: {' or '.join(parts)} the baseline row.")
+    return notes
+
+
+def _complexity_values(
+    part: pd.DataFrame,
+    row_keys: list[tuple[str, ...]],
+    row_dims: list[str],
+    layout: Layout,
+    ranks: dict[str, dict[str, int]],
+) -> tuple[dict[tuple[str, ...], list[float | None]], set[str], bool]:
+    """(GFLOPs, params) per row from its first column with values; the columns shown; whether others differ."""
+    names = [column for column, _, _ in COMPLEXITY]
+    runs = part[part["metric"] == part["metric"].iloc[0]]
+    col_dims = [d for d in layout.columns if d != "metric"]
+    values: dict[tuple[str, ...], list[float | None]] = {}
+    shown_from: set[str] = set()
+    differs = False
+    for rk in row_keys:
+        rows = runs
+        for dim, value in zip(row_dims, rk, strict=True):
+            rows = rows[rows[dim] == value]
+        per_column = [
+            (key, sub[names].mean())
+            for key, sub in ordered_groups(rows, col_dims, ranks)
+            if sub[names].notna().any().all()
+        ]
+        if not per_column:
+            values[rk] = [None for _ in names]
+            continue
+        key, shown = per_column[0]
+        values[rk] = [float(shown[c]) for c in names]
+        shown_from.add(key_text_columns(col_dims, key))
+        differs |= any(not _close(float(other[c]), float(shown[c])) for _, other in per_column for c in names)
+    return values, shown_from, differs
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
+    """Raise a column's decimals until its smallest value shows `digits` significant digits (tiny models)."""
+    values = [abs(c.mean) for c in cells if c.mean]
+    if not values:
+        return cells
+    needed = complexity.decimals_for(min(values), cells[0].decimals, digits)
+    return [replace(c, decimals=needed) for c in cells]
+
+
+def difference(value: float | None, base: float | None, relative: bool) -> float | None:
+    if value is None or base is None or (relative and base == 0):
+        return None
+    diff = value - base
+    return 100.0 * diff / base if relative else diff

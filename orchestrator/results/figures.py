@@ -1,0 +1,162 @@
+"""The report's figures: matplotlib drawings of DataFrames (no file is read here)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+DPI = 90
+# Axis-tick labels stop being readable beyond these class counts.
+MAX_TICK_LABELS = 40
+MAX_ANNOTATED = 15
+MAX_BARS = 50
+MAX_DOTS = 200
+"""Seed dots per row of an ablation figure (more would only overdraw)."""
+
+
+def new_figure(width_in: float, height_in: float) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+
+
+def curves_figure(history: pd.DataFrame) -> Figure:
+    """Loss (train solid, val dashed) and validation metrics per epoch: mean over seeds, band min to max.
+
+    One line per metric whatever the number of seeds, so a cell of 2,500 seeds draws as fast as one of 3.
+    """
+    figure = new_figure(10, 3.4)
+    loss_ax, metric_ax = figure.subplots(1, 2)
+    values = history.drop(columns=["seed"]).apply(numeric)
+    by_epoch = values.groupby("epoch")
+    mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
+    metric_names = [c for c in mean.columns if c.startswith("val_") and c != "val_loss"]
+    styles = ["-", "--", ":", "-."]
+    lines = [(loss_ax, c, s, "C0" if c == "train_loss" else "C1") for c, s in (("train_loss", "-"), ("val_loss", "--"))]
+    lines += [(metric_ax, c, styles[i % len(styles)], f"C{(i + 2) % 10}") for i, c in enumerate(metric_names)]
+    for ax, column, style, color in lines:
+        if column not in mean.columns or not mean[column].notna().any():
+            continue
+        ax.plot(mean.index, mean[column], style, color=color, marker=".", label=column)
+        ax.fill_between(mean.index, low[column], high[column], color=color, alpha=0.2, linewidth=0)
+    loss_ax.set(title="loss", xlabel="epoch")
+    metric_ax.set(title="validation metrics", xlabel="epoch")
+    for ax in (loss_ax, metric_ax):
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    return figure
+
+
+def numeric(column: pd.Series) -> pd.Series:
+    """A history column as numbers (text and blanks become NaN)."""
+    import pandas as pd
+
+    return pd.to_numeric(column, errors="coerce")
+
+
+def confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
+    """Row-normalised heatmap (recall on the diagonal); counts written in small matrices."""
+    n_rows, n_cols = matrix.shape
+    side = min(9.0, max(3.5, 0.32 * max(n_rows, n_cols) + 1.5))
+    figure = new_figure(side + 1.0, side)
+    ax = figure.subplots()
+    totals = matrix.sum(axis=1).replace(0, 1)
+    shares = matrix.div(totals, axis=0)
+    image = ax.imshow(shares.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    figure.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
+    if max(n_rows, n_cols) <= MAX_TICK_LABELS:
+        ax.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=90, fontsize=7)
+        ax.set_yticks(range(n_rows), [str(i) for i in matrix.index], fontsize=7)
+    if max(n_rows, n_cols) <= MAX_ANNOTATED:
+        values = matrix.to_numpy()
+        shares_np = shares.to_numpy(dtype=float)
+        for i in range(n_rows):
+            for j in range(n_cols):
+                color = "white" if shares_np[i, j] > 0.6 else "black"
+                ax.text(j, i, f"{values[i, j]:g}", ha="center", va="center", fontsize=7, color=color)
+    outcomes = [str(c) for c in matrix.columns] == ["tn", "fp", "fn", "tp"]
+    if outcomes:  # multilabel: one row per label, its test images by outcome
+        ax.set(xlabel="outcome", ylabel="label")
+        image.colorbar.set_label("share of the test images")  # type: ignore[union-attr]
+    else:
+        ax.set(xlabel="predicted", ylabel="true")
+    return figure
+
+
+def bars_figure(scores: pd.Series) -> Figure:
+    """Horizontal F1 bars, worst at the top; only the extremes when there are many classes."""
+    import pandas as pd
+
+    ordered = scores.sort_values()
+    if len(ordered) > MAX_BARS:
+        ordered = pd.concat([ordered.head(MAX_BARS // 2), ordered.tail(MAX_BARS // 2)])
+    height = max(2.0, 0.22 * len(ordered) + 0.8)
+    figure = new_figure(5.5, height)
+    ax = figure.subplots()
+    labels = [str(i) for i in ordered.index]
+    ax.barh(range(len(ordered)), ordered.to_numpy(dtype=float), color="C0")
+    ax.set_yticks(range(len(ordered)), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="F1")
+    ax.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def distribution_figure(counts: pd.Series) -> Figure:
+    """Images per class, sorted, with each class's share of the split."""
+    ordered = counts.sort_values(ascending=False)
+    if len(ordered) > MAX_BARS:
+        ordered = ordered.head(MAX_BARS)
+    figure = new_figure(max(5.0, 0.25 * len(ordered) + 1.5), 3.2)
+    ax = figure.subplots()
+    ax.bar(range(len(ordered)), ordered.to_numpy(dtype=float), color="C2")
+    ticks = [str(i) for i in ordered.index] if len(ordered) <= MAX_TICK_LABELS else []
+    if ticks:
+        ax.set_xticks(range(len(ordered)), ticks, rotation=90, fontsize=7)
+    ax.set(ylabel="images")
+    total = float(counts.sum()) or 1.0
+
+    def to_share(x: Any) -> Any:
+        return x / total * 100.0
+
+    def from_share(x: Any) -> Any:
+        return x * total / 100.0
+
+    share = ax.secondary_yaxis("right", functions=(to_share, from_share))
+    share.set_ylabel("% of split")
+    return figure
+
+
+def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
+    """Per table row: each seed's value as a dot, the mean with its 95% t-interval, the baseline
+    (the first row) as a horizontal line. At most MAX_DOTS dots per row are drawn (an even sample)."""
+    import numpy as np
+    from scipy import stats
+
+    figure = new_figure(max(4.5, 1.2 * len(rows) + 2.0), 3.6)
+    ax = figure.subplots()
+    rng = np.random.default_rng(0)
+    for x, (_, values) in enumerate(rows):
+        data = np.asarray(values, dtype=float)
+        shown = data if len(data) <= MAX_DOTS else data[np.linspace(0, len(data) - 1, MAX_DOTS).astype(int)]
+        ax.scatter(x + rng.uniform(-0.15, 0.15, len(shown)), shown, s=10, color="C0", alpha=0.5, linewidths=0)
+        if len(data) == 0:
+            continue
+        mean = float(data.mean())
+        if len(data) > 1 and data.std() > 0:
+            low, high = stats.t.interval(0.95, len(data) - 1, loc=mean, scale=stats.sem(data))
+            ax.errorbar(x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="C3", capsize=4)
+        else:
+            ax.plot(x + 0.3, mean, "D", color="C3")
+    if rows and rows[0][1]:
+        ax.axhline(float(np.mean(rows[0][1])), color="0.4", linestyle="--", linewidth=1, label=f"{rows[0][0]} (mean)")
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel=ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    return figure

@@ -1,0 +1,69 @@
+"""The join of planned runs (the plan) with collected runs (the reader's frame)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator.results.labels import axis_dims, display
+from orchestrator.sweep import complexity
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# (metrics column, header, decimals)
+COMPLEXITY = (("complexity.gflops", "GFLOPs", 2), ("complexity.params_m", "Params (M)", 3))
+
+
+def plan_frame(planned: list[RunSpec], spec: SweepSpec, with_ckey: bool = True) -> pd.DataFrame:
+    """One row per planned run: its dimension values as display strings, in plan order. `ckey` (the
+    complexity profile's key, a config dump per run) only `with_ckey`: None otherwise."""
+    import pandas as pd
+
+    axes = axis_dims(spec)
+    records = []
+    for order, run in enumerate(planned):
+        record = {
+            "run_id": run.run_id,
+            "order": order,
+            "backbone": display(run.backbone),
+            "dataset": display(run.dataset),
+            "ablation": run.ablation,
+            "seed": display(run.seed),
+            "name": run.name,
+            "ckey": complexity.complexity_key(run.config) if with_ckey else None,
+        }
+        record.update({axis: display(run.axes.get(axis)) for axis in axes})
+        records.append(record)
+    columns = ["run_id", "order", "backbone", "dataset", "ablation", "seed", "name", "ckey", *axes]
+    return pd.DataFrame(records, columns=columns)
+
+
+def joined_frame(
+    frame: pd.DataFrame, planned: list[RunSpec], spec: SweepSpec, profile: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Planned runs joined with their collected columns (state, path, metrics). Metrics count only
+    for completed runs (`done`); complexity of runs not done comes from `profile` (ckey ->
+    complexity.gflops, complexity.params_m), marked in `complexity.source`."""
+    with_profile = profile is not None and not profile.empty
+    plan = plan_frame(planned, spec, with_ckey=with_profile)
+    keep = [c for c in frame.columns if c not in plan.columns or c == "run_id"]
+    joined = plan.merge(frame[keep], on="run_id", how="left")
+    joined["state"] = joined["state"].fillna("missing") if "state" in joined.columns else "missing"
+    joined["done"] = joined["state"] == "completed"
+    for column, _, _ in COMPLEXITY:
+        if column not in joined.columns:
+            joined[column] = float("nan")
+        joined[column] = joined[column].astype(float).where(joined["done"])
+    joined["complexity.source"] = joined[COMPLEXITY[0][0]].notna().map({True: "run", False: None})
+    if with_profile:
+        assert profile is not None
+        lookup = profile.drop_duplicates("ckey").set_index("ckey")
+        for column, _, _ in COMPLEXITY:
+            if column in lookup.columns:
+                filled = joined["ckey"].map(lookup[column])
+                missing = joined[column].isna() & filled.notna()
+                joined.loc[missing, column] = filled[missing]
+                joined.loc[missing, "complexity.source"] = "profile"
+    return joined

@@ -1,0 +1,130 @@
+"""A table's footnotes: what the numbers are, how sure the deltas are, which runs were left out."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from orchestrator.results import stats
+from orchestrator.results.labels import dim_title, metric_label
+from orchestrator.results.layout import Layout
+from orchestrator.results.model import NOISE_MARK
+from orchestrator.results.stats import Comparison
+from orchestrator.sweep.spec import SweepSpec, TableSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MAX_LISTED = 10
+"""Broken runs named in a table's footnote; `collect` and `status` print them all."""
+
+
+def legend(spec: SweepSpec, table: TableSpec, layout: Layout, metrics: list[str]) -> list[str]:
+    """What the numbers are."""
+    baseline = next(iter(spec.ablations))
+    what = ", ".join(metric_label(m, table.scale, table.metric_labels) for m in metrics)
+    delta = f", (Δ [95% interval]) against '{baseline}'" if table.delta else ""
+    best = {
+        "max": "; bold: the highest, where significantly above the runner-up",
+        "min": "; bold: the lowest, where significantly below the runner-up",
+        "none": "",
+    }[table.best]
+    if layout.group and best:
+        best += f" of its {dim_title(layout.group).lower()}"
+    notes = [
+        f"Cells: {what} as mean ± std over seeds{delta}; (n/N seeds) where runs are missing, "
+        f"(k broken) where runs were left out; '-' where none finished{best}."
+    ]
+    if table.complexity:
+        notes.append(
+            "GFLOPs: 2 x multiply-adds at batch 1 and the run's input size (torch.utils.flop_counter); "
+            "params: exact count of the model trained; (Δ%) relative to the baseline row."
+        )
+    return notes
+
+
+def noise_notes(
+    counts: Sequence[int], comparisons: list[Comparison], table: TableSpec, spreads: list[tuple[float, int]]
+) -> list[str]:
+    """Method, seeds per cell, the smallest delta the seeds could detect and the seeds `detect_delta` needs.
+
+    `counts`: values per score cell; `spreads`: (std over seeds, n) of the cells with 2 or more.
+    """
+    counts = [n for n in counts if n > 0]
+    if not counts:
+        return []
+    if max(counts) < 2:
+        note = (
+            "1 seed per cell: no interval and no test, so no delta here can be told from noise "
+            f"(an exact sign-flip test needs {stats.MIN_SIGN_FLIP_SEEDS} seeds per cell to reach p < {stats.ALPHA:g})."
+        )
+        if table.detect_delta is not None:
+            note += f" How many seeds {table.detect_delta:g} needs is known once 2 seeds show the spread."
+        return [note]
+    notes = [_method(comparisons)] if table.delta and comparisons else []
+    low, high = min(counts), max(counts)
+    notes.append(
+        f"n per cell: {low} seed{'s' if low > 1 else ''}." if low == high else f"n per cell: {low}-{high} seeds."
+    )
+    notes.extend(_power_notes(statistics.median(counts), comparisons, table, spreads))
+    return notes
+
+
+def _method(comparisons: list[Comparison]) -> str:
+    unpaired = sum(1 for c in comparisons if not c.paired)
+    if unpaired == len(comparisons):
+        pairing = "unpaired (Welch: the cells hold different seeds)"
+    else:
+        pairing = "paired by seed" + (f" (Welch, unpaired, where the seeds differ: {unpaired})" if unpaired else "")
+    return (
+        f"Δ {pairing}; 95% t-interval below {stats.BOOTSTRAP_MIN_SEEDS} seeds, BCa bootstrap from "
+        f"{stats.BOOTSTRAP_MIN_SEEDS}; p: exact sign-flip test up to {stats.EXACT_MAX_SEEDS} pairs, else t-test, "
+        f"Holm-adjusted across the table's {len(comparisons)} comparison(s). "
+        f"{NOISE_MARK} the interval contains 0: within noise."
+    )
+
+
+def _power_notes(
+    n: float, comparisons: list[Comparison], table: TableSpec, spreads: list[tuple[float, int]]
+) -> list[str]:
+    """Detectable delta at 80% power with the seeds run; seeds needed for `detect_delta`."""
+    paired = [(c.spread, c.n) for c in comparisons if c.paired and c.spread is not None]
+    spread = stats.pooled_spread(paired)
+    what = "sd of paired differences"
+    if spread is None:
+        within = stats.pooled_spread(spreads)
+        spread = None if within is None else within * 2**0.5
+        what = "√2 x pooled sd over seeds"
+    seeds = int(n)
+    if spread is None or not spread > 0 or seeds < 2:
+        return []  # no spread seen (every seed agrees): nothing to size a test by
+    d = table.decimals
+    detectable = stats.detectable_delta(seeds, spread)
+    notes = [
+        f"With {seeds} seeds and the observed spread ({what} {spread:.{d}f}), the smallest delta detectable "
+        f"at {stats.POWER:.0%} power (paired t-test, p < {stats.ALPHA:g}) is {detectable:.{d}f}."
+    ]
+    if table.detect_delta is not None:
+        needed = stats.seeds_needed(table.detect_delta, spread)
+        notes.append(
+            f"Detecting a delta of {table.detect_delta:g} needs {needed} seeds."
+            if needed is not None
+            else f"A delta of {table.detect_delta:g} is beyond reach at this spread "
+            f"(more than {stats.MAX_SEEDS_SEARCHED:,} seeds)."
+        )
+    return notes
+
+
+def broken_runs(part: pd.DataFrame) -> list[str]:
+    """`run_id name: reason` of the table's runs left out of the numbers (the first MAX_LISTED)."""
+    rows = part[part["broken"].astype(bool)].drop_duplicates("run_id")
+    lines = []
+    for _, row in rows.iterrows():
+        reason = row.get("problem")
+        if not isinstance(reason, str) or not reason:
+            reason = f"completed without a usable {row['broken_column']}"
+        lines.append(f"{row['run_id']} {row['name']}: {reason}")
+    if len(lines) > MAX_LISTED:
+        lines = [*lines[:MAX_LISTED], f"... and {len(lines) - MAX_LISTED} more (`orchestrate collect` lists all)."]
+    return lines

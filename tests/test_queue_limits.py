@@ -1,0 +1,92 @@
+"""Scheduler headroom: submit only what the user's queue limits allow; --follow feeds in the rest.
+
+The `slurm` tests set MaxSubmitJobs on the dev cluster's association with sacctmgr (the real
+accounting database) and submit against it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator import launch
+from orchestrator.launch import slurmcli
+from orchestrator.launch.limits import QueueLimits, max_submit_jobs
+from orchestrator.launch.slurm import within
+from orchestrator.launch.status import sweep_status
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+PROFILE = str(REPO / "slurm" / "profiles" / "dev.yaml")
+SMALL = [
+    "grid.backbone=[test_resnet]",
+    "defaults.data.dataset={name: digits, max_samples: 96}",
+    "defaults.torch_threads=1",
+]
+
+
+def test_headroom_is_the_tightest_limit() -> None:
+    assert QueueLimits(50, 20000, 48, 100).headroom() == 2
+    assert QueueLimits(None, 20000, 48, 19990).headroom() == 10
+    assert QueueLimits(5, None, 9, 9).headroom() == 0, "over the limit already: nothing, never negative"
+    assert QueueLimits(None, None, 9, 9).headroom() is None
+
+
+def test_within_keeps_plan_order_and_counts_held_runs() -> None:
+    config = object()
+    arrays = [(config, [["a"], ["b"], ["c"]]), (config, [["d", "e"], ["f"]])]
+    kept, held = within(arrays, 4)  # type: ignore[arg-type]
+    assert [tasks for _, tasks in kept] == [[["a"], ["b"], ["c"]], [["d", "e"]]]
+    assert held == 1
+    assert within(arrays, None) == (arrays, 0)  # type: ignore[arg-type]
+    assert within(arrays, 0) == ([], 6)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def max_submit() -> Iterator[Callable[[int], None]]:
+    """Set this user's MaxSubmitJobs on the dev cluster; always reset afterwards."""
+    user = getpass.getuser()
+
+    def set_limit(value: int) -> None:
+        command = ["sacctmgr", "-i", "modify", "user", user, "set", f"MaxSubmitJobs={value}"]
+        subprocess.run(command, check=True, capture_output=True)
+
+    yield set_limit
+    set_limit(-1)
+
+
+@pytest.mark.slurm
+def test_max_submit_jobs_caps_a_submission(write_spec: Callable[..., Path], max_submit: Callable[[int], None]) -> None:
+    max_submit(50)
+    assert max_submit_jobs(getpass.getuser())[0] == 50
+    seeds = "grid.seed=[" + ",".join(str(i) for i in range(40)) + "]"
+    spec = load_spec(write_spec(), [*SMALL, seeds, "slurm.additional_parameters.begin=now+1hour"])
+    assert len(plan(spec)) == 120
+    try:
+        outcome = launch.submit(spec, plan(spec), "slurm", profile=PROFILE)
+        assert len(outcome.submitted) == 50 and outcome.held == 70
+        again = launch.submit(spec, plan(spec), "slurm", profile=PROFILE)
+        assert again.submitted == {} and again.held == 70, "the 50 queued count against the limit"
+    finally:
+        slurmcli.cancel(store.read_manifest(spec.output_path)["arrays"])
+
+
+@pytest.mark.slurm
+def test_follow_completes_a_sweep_larger_than_the_limit(
+    write_spec: Callable[..., Path], max_submit: Callable[[int], None]
+) -> None:
+    max_submit(2)
+    spec = load_spec(write_spec(), [*SMALL, "grid.seed=[0, 1]"])
+    runs = plan(spec)
+    outcome = launch.submit(spec, runs, "slurm", profile=PROFILE, follow_s=1.0)
+    assert len(outcome.submitted) == len(runs) == 6 and outcome.held == 0
+    manifest = store.read_manifest(spec.output_path)
+    assert len(manifest["arrays"]) >= 3, "fed in over time, at most 2 tasks at once"
+    assert max(entry["size"] for entry in manifest["arrays"].values()) <= 2
+    assert {row.state for row in sweep_status(runs, spec.output_path).runs} == {"completed"}
