@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "zero2-bf16": {"precision": "bf16", "distributed": {"strategy": "deepspeed", "zero_stage": 2}},
     "zero3-bf16": {"precision": "bf16", "distributed": {"strategy": "deepspeed", "zero_stage": 3}},
     "zero2-fp32": {"precision": "no", "distributed": {"strategy": "deepspeed", "zero_stage": 2}},
+    "zero3-fp32": {"precision": "no", "distributed": {"strategy": "deepspeed", "zero_stage": 3}},
+    "compile-bf16-channels-last": {"precision": "bf16", "channels_last": True, "compile": True},
 }
 CPU_DEFAULT = ["fp32", "bf16", "bf16-channels-last", "zero2-fp32"]
 GPU_DEFAULT = ["fp32", "bf16", "bf16-channels-last", "zero0-bf16", "zero2-bf16", "zero3-bf16"]

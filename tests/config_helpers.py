@@ -56,7 +56,9 @@ class Killed(Exception):
     """Stands for the job being killed."""
 
 
-def run_killed_after_first_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def run_killed_after_first_epoch(
+    cfg: TrainConfig, run_dir: Path, monkeypatch: pytest.MonkeyPatch, metadata: dict[str, Any] | None = None
+) -> None:
     """Train `cfg` into `run_dir` and die right after epoch 1 is saved, as a killed job would."""
     original = train.run_epoch
 
@@ -67,4 +69,4 @@ def run_killed_after_first_epoch(cfg: TrainConfig, run_dir: Path, monkeypatch: p
     with monkeypatch.context() as patch:
         patch.setattr(train, "run_epoch", die)
         with pytest.raises(Killed):
-            trainers.run(cfg, run_dir)
+            trainers.run(cfg, run_dir, metadata)

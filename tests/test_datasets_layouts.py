@@ -31,7 +31,7 @@ def _data(**dataset: object) -> DataConfig:
 
 def _batch(data: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     images, targets = next(iter(build_data(data, seed=0).train))
-    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.float32
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8  # normalised on the device
     return images, targets
 
 

@@ -168,3 +168,10 @@ def test_config_defaults_never_change() -> None:
     assert not changed, f"defaults changed (pinned, now): {changed}; keep them, add a new field or value instead"
     added = sorted(set(current) - set(pinned))
     assert not added, f"new config fields {added}: add them with their defaults to {PINNED_DEFAULTS.name}"
+
+
+def test_watching_or_saving_a_run_never_changes_its_id() -> None:
+    config = TrainConfig()
+    watched = config.model_copy(update={"trackers": ("tensorboard",), "checkpoint_every_min": 5.0})
+    assert run_id_of(watched) == run_id_of(config)
+    assert run_id_of(config.model_copy(update={"seed": 1})) != run_id_of(config)

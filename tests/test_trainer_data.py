@@ -178,7 +178,9 @@ def test_loader_options_from_config_and_cpu_count(monkeypatch: pytest.MonkeyPatc
     assert data_module.loader_options(explicit) == {"num_workers": 0, "pin_memory": True}  # no prefetch without workers
     bundle = build_data(_data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, prefetch_factor=3), seed=0)
     assert (bundle.train.num_workers, bundle.train.prefetch_factor) == (1, 3)
-    assert not bundle.train.persistent_workers and bundle.val.persistent_workers  # train reseeds per epoch
+    assert bundle.train.persistent_workers and bundle.val.persistent_workers  # no augmentation: nothing to reseed
+    augmented = _data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, augment={"hflip_p": 0.5})
+    assert not build_data(augmented, seed=0).train.persistent_workers  # fresh workers reseed per epoch
     forced = build_data(_data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, persistent_workers=True), 0)
     assert forced.train.persistent_workers
 

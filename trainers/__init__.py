@@ -15,12 +15,13 @@ if TYPE_CHECKING:
 __all__ = ["profile_model", "run"]
 
 
-def run(cfg: TrainConfig, run_dir: Path) -> dict[str, Any]:
+def run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train `cfg` into `run_dir` (resuming from its last checkpoint) and return the
-    metrics also written to `run_dir/metrics.json`."""
+    metrics also written to `run_dir/metrics.json`. `metadata` (the plan's run id, name,
+    sweep, ablation, backbone, dataset, seed) names and tags the run in experiment trackers."""
     from trainers.train import run_training
 
-    return run_training(cfg, Path(run_dir))
+    return run_training(cfg, Path(run_dir), metadata)
 
 
 def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ Every field carries a one-line docstring; unknown keys are errors.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -150,7 +151,8 @@ class DataConfig(_Strict):
     pin_memory: bool | None = None
     """Page-locked host batches for faster GPU copies; None = on when CUDA is available."""
     persistent_workers: bool | None = None
-    """Keep loader workers alive between epochs; None = on when there are workers."""
+    """Keep loader workers alive between epochs; None = on when there are workers (for the training
+    loader only without augmentation, whose per-epoch reseeding needs fresh workers)."""
     prefetch_factor: int | None = Field(None, ge=1)
     """Batches each worker loads ahead; None = 4 with workers (torch default 2)."""
     jpeg_draft: bool = True
@@ -376,6 +378,25 @@ class TrainConfig(_Strict):
     """Multilabel: a label is predicted when its sigmoid probability is >= threshold."""
     distributed: DistributedConfig = DistributedConfig()
     """Job size (nodes, GPUs) and parallel strategy; the global batch size stays data.batch_size."""
+    trackers: tuple[Literal["tensorboard", "mlflow", "wandb"], ...] = ()
+    """Experiment trackers the run logs to through Accelerate (config, per-step loss and lr, per-epoch
+    validation, final test metrics); empty: history.csv and metrics.json only."""
+    compile: bool = False
+    """torch.compile the model (the first steps pay for compilation; then faster on GPU)."""
+
+    @field_validator("trackers")
+    @classmethod
+    def _trackers_installed(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Checked when the sweep is planned (find_spec imports nothing), not hours later on the node.
+        missing = [name for name in value if importlib.util.find_spec(name) is None]
+        if missing:
+            raise ValueError(
+                f"tracker package(s) not installed: {', '.join(missing)} (pip install {' '.join(missing)}, "
+                "or pip install 'orchestrate[trackers]')"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"trackers listed twice: {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:

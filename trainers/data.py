@@ -213,7 +213,10 @@ class CollateReadable:
         kept = [sample for sample in batch if sample is not None]
         if kept:
             return default_collate(kept)
-        return [torch.zeros(self.image_shape), torch.zeros(self.target_shape, dtype=self.target_dtype)]
+        return [
+            torch.zeros(self.image_shape, dtype=torch.uint8),
+            torch.zeros(self.target_shape, dtype=self.target_dtype),
+        ]
 
 
 @dataclass
@@ -262,8 +265,15 @@ def loader_options(data: DataConfig) -> dict[str, Any]:
     return options
 
 
+def uint8_transform(data: DataConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
+    """The loaders' per-image transform: resized (and augmented) uint8 [3, S, S]; the trainer
+    normalises whole batches on the device (trainers.transforms.BatchNormalize)."""
+    transform: Callable[[Image.Image], torch.Tensor] = build_transform(data, train, normalize=False)
+    return transform
+
+
 def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundle:
-    """Splits and loaders; `batch_size` is global, so each process loads its share."""
+    """Splits and loaders (uint8 image batches); `batch_size` is global, so each process loads its share."""
     splits = build_splits(data)
     per_device = max(1, data.batch_size // num_processes)
     options = loader_options(data)
@@ -271,14 +281,17 @@ def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundl
     # Eval loaders have no randomness, so their workers may live on; the train loader's
     # only when asked (see the module docstring).
     persistent_eval = workers and data.persistent_workers is not False
-    persistent_train = workers and bool(data.persistent_workers)
+    # Without augmentation the train workers draw no random numbers: nothing to reseed, so
+    # they may live on (restarting them every epoch costs more than a short epoch's steps).
+    no_randomness = data.augment is None and data.persistent_workers is None
+    persistent_train = workers and (bool(data.persistent_workers) or no_randomness)
     max_bad = data.dataset.max_bad_fraction
     datasets = {
         "train": Transformed(
-            splits.train, build_transform(data, train=True), "train", max_bad, replace_bad=True, seed=seed
+            splits.train, uint8_transform(data, train=True), "train", max_bad, replace_bad=True, seed=seed
         ),
-        "val": Transformed(splits.val, build_transform(data, train=False), "val", max_bad),
-        "test": Transformed(splits.test, build_transform(data, train=False), "test", max_bad),
+        "val": Transformed(splits.val, uint8_transform(data, train=False), "val", max_bad),
+        "test": Transformed(splits.test, uint8_transform(data, train=False), "test", max_bad),
     }
     sampler = EpochShuffleSampler(len(splits.train), seed)
     sampler.epoch_value = datasets["train"].epoch

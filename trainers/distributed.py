@@ -66,12 +66,15 @@ def merge_into(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[key] = copy.deepcopy(value)
 
 
-def build_accelerator(cfg: TrainConfig) -> Accelerator:
-    """Accelerator for the run's strategy on whatever devices are there."""
+def build_accelerator(cfg: TrainConfig, log_with: list[Any] | None = None) -> Accelerator:
+    """Accelerator for the run's strategy on whatever devices are there, logging to `log_with`
+    (Accelerate tracker objects, see trainers.tracking)."""
     dist = cfg.distributed
     # The schedule is per epoch: stepping it with every optimizer step (Accelerate's
     # default for prepared schedulers) would be wrong.
     kwargs: dict[str, Any] = {"mixed_precision": precision_of(cfg), "step_scheduler_with_optimizer": False}
+    if log_with:
+        kwargs["log_with"] = log_with
     on_gpu = torch.cuda.is_available()
     if dist.strategy == "deepspeed":
         single_process_env()

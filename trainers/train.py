@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, regimes, rules, rundir
+from trainers import checkpoint, regimes, rules, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -57,6 +57,7 @@ from trainers.optim import build_optimizer, build_scheduler
 from trainers.preemption import StopRequest
 from trainers.provenance import provenance
 from trainers.tasks import TaskSpec, task_of
+from trainers.transforms import BatchNormalize
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class Run:
     l2sp: L2SP | None = None
     input_dtype: torch.dtype | None = None
     """Cast images to this before the model (DeepSpeed runs bf16/fp16 models without autocast)."""
+    normalize: BatchNormalize = field(default_factory=BatchNormalize)
+    """uint8 loader batches -> normalised float, on the device."""
     train_images: int = 0
     train_s: float = 0.0
     eval_levels: dict[str, float] | None = None
@@ -128,6 +131,8 @@ class Run:
     stop: StopRequest = field(default_factory=StopRequest)
     resumed: dict[str, Any] | None = None
     """Loop state of a mid-epoch checkpoint (running totals, RNG states) until its epoch resumes."""
+    tracking: tracking.Tracking | None = None
+    """Experiment trackers (cfg.trackers); None when the run logs to none."""
 
     @property
     def ckpt_dir(self) -> Path:
@@ -141,13 +146,18 @@ class Run:
         return [*extra, self.selection.metric]
 
 
-def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
-    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s)."""
+def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> Run:
+    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s);
+    `metadata` (the plan's run id, name, sweep, ablation...) names and tags tracker runs."""
     check_pretrained_path(cfg.model)  # fail before any data is read
     rules.check_config(cfg)  # the pure-config rules `plan` checks too
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
-    accelerator = build_accelerator(cfg)
+    facts = tracking.run_facts(run_dir, metadata)
+    accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts))
+    if accelerator.device.type == "cuda":
+        # Fixed input shapes (square resize, drop_last): autotuned convolution kernels pay off.
+        torch.backends.cudnn.benchmark = True
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
     data = build_data(cfg.data, cfg.seed, accelerator.num_processes * cfg.distributed.grad_accum_steps)
     if accelerator.is_main_process:
@@ -158,6 +168,10 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
     regimes.apply_regime(model, cfg)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        # In place (nn.Module.compile): parameter names, state dicts and checkpoints stay those
+        # of the plain model, so eval/predict and resume read them as usual.
+        model.compile()
     n_params = count_params(model)
     n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     criterion = build_criterion(cfg.loss, task, data.splits.train.targets)
@@ -175,10 +189,27 @@ def build_run(cfg: TrainConfig, run_dir: Path) -> Run:
         rundir.write_json(run_dir / rundir.DEEPSPEED_CONFIG, engine_config)  # what ran, not only what was asked
     # Anchored now: after the pretrained weights are loaded, before a resume overwrites them.
     l2sp = L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None
+    trackers = None
+    if cfg.trackers:
+        trackers = tracking.Tracking(accelerator, steps_per_epoch(cfg, data.train))
+        trackers.start(cfg, run_dir, facts)
     return Run(
         cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
-        n_trainable, l2sp, input_dtype,
+        n_trainable, l2sp, input_dtype, tracking=trackers,
     )  # fmt: skip
+
+
+def micro_batches_per_epoch(cfg: TrainConfig, train: DataLoader[Any]) -> int:
+    """Training batches each process runs per epoch (max_steps_per_epoch caps them)."""
+    micro = len(train)
+    if cfg.max_steps_per_epoch is not None:
+        micro = min(micro, cfg.max_steps_per_epoch * cfg.distributed.grad_accum_steps)
+    return micro
+
+
+def steps_per_epoch(cfg: TrainConfig, train: DataLoader[Any]) -> int:
+    """Optimizer steps per epoch (a short last accumulation still steps)."""
+    return math.ceil(micro_batches_per_epoch(cfg, train) / cfg.distributed.grad_accum_steps)
 
 
 def resume(run: Run) -> Progress:
@@ -316,6 +347,8 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
             last = cast(HierarchicalLoss, run.criterion).last_levels
             batch += [last["super"].float(), last["sub"].float()]
         totals += torch.stack(batch) * len(targets)
+        if run.tracking is not None:
+            run.tracking.record(loss, step_now)
         if step_now and index + 1 < micro_batches:
             step_boundary(run, epoch, index + 1, totals, progress)
     run.accelerator.sync_gradients = True
@@ -332,7 +365,8 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
 
 
 def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
-    """Images in the model's dtype (DeepSpeed half precision) and memory layout (channels_last)."""
+    """Normalised images in the model's dtype (DeepSpeed half precision) and memory layout (channels_last)."""
+    images = run.normalize(images)
     if run.input_dtype is not None:
         images = images.to(run.input_dtype)
     return images.contiguous(memory_format=torch.channels_last) if run.cfg.channels_last else images
@@ -430,6 +464,11 @@ def run_epoch(run: Run, epoch: int, progress: Progress) -> None:
     row["epoch_s"] = round(time.perf_counter() - started, 3)
     row["train_images_per_s"] = round(train_images / train_s, 1) if train_s > 0 else math.nan
     run.history.append(row)
+    if run.tracking is not None:
+        run.tracking.log_steps(epoch, lr)
+        end = (epoch + 1) * run.tracking.steps_per_epoch
+        run.tracking.log_metrics("val", val, end)
+        run.tracking.log_metrics("epoch", {k: v for k, v in row.items() if not k.startswith("val")}, end)
     if run.accelerator.is_main_process:
         write_history(run.run_dir, run.history, run.history_extra)
     save_last(run, progress)
@@ -533,16 +572,19 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
     }
 
 
-def run_training(cfg: TrainConfig, run_dir: Path, stop: StopRequest | None = None) -> dict[str, Any]:
+def run_training(
+    cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None, stop: StopRequest | None = None
+) -> dict[str, Any]:
     """Train one config into `run_dir` (resuming from checkpoints/last if present) and
-    return the metrics dict it also writes to metrics.json.
+    return the metrics dict it also writes to metrics.json. `metadata`: the plan's facts
+    about the run (run_id, name, sweep, ablation, backbone, dataset, seed) for the trackers.
 
     While it trains, USR2 (or what `stop` requests) saves the state at the next step
     boundary and then stops the run (see trainers.preemption).
     """
     started = time.perf_counter()
     run_dir = Path(run_dir)
-    run = build_run(cfg, run_dir)
+    run = build_run(cfg, run_dir, metadata)
     run.stop = stop or StopRequest(checkpoint_every_min=cfg.checkpoint_every_min)
     run.stop.install()
     try:
@@ -565,9 +607,15 @@ def run_training(cfg: TrainConfig, run_dir: Path, stop: StopRequest | None = Non
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
         if run.accelerator.is_main_process:
             rundir.write_json(run_dir / rundir.METRICS, metrics)
+        if run.tracking is not None:
+            final_step = progress.epochs_done * run.tracking.steps_per_epoch
+            run.tracking.log_metrics("test", metrics["test"], final_step)
+            run.tracking.log_metrics("best_val", metrics["val"], final_step)
         run.accelerator.wait_for_everyone()
     finally:
         run.stop.uninstall()
+        if run.tracking is not None:
+            run.tracking.finish()
         release_accelerator(run.accelerator)
     return metrics
 

@@ -1,4 +1,8 @@
-"""Image transforms (torchvision.transforms.v2): resize, optional augmentation, normalise."""
+"""Image transforms (torchvision.transforms.v2): resize, optional augmentation, normalise.
+
+The training loaders stop at uint8 tensors (`normalize=False`): normalising is one batched
+operation on the device (`BatchNormalize`), not a float conversion per image in the workers,
+and a uint8 batch is a quarter of the bytes to copy to a GPU."""
 
 from __future__ import annotations
 
@@ -31,8 +35,9 @@ def augmentations(augment: AugmentConfig) -> list[v2.Transform]:
     return steps
 
 
-def build_transform(data: DataConfig, train: bool) -> v2.Compose:
-    """PIL image -> normalised float tensor [3, S, S], S = data.image_size_px.
+def build_transform(data: DataConfig, train: bool, normalize: bool = True) -> v2.Compose:
+    """PIL image -> normalised float tensor [3, S, S], S = data.image_size_px (without
+    `normalize`: the uint8 tensor before normalising, for BatchNormalize).
 
     Augmentation is applied only when `train` and data.augment is set, so validation and
     test always see the same deterministic pipeline.
@@ -46,9 +51,26 @@ def build_transform(data: DataConfig, train: bool) -> v2.Compose:
     steps.append(v2.Resize((size, size), interpolation=InterpolationMode.BICUBIC, antialias=True))
     if train and data.augment is not None:
         steps.extend(augmentations(data.augment))
-    steps += [
-        v2.ToImage(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-    ]
+    steps.append(v2.ToImage())
+    if normalize:
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
     return v2.Compose(steps)
+
+
+class BatchNormalize:
+    """uint8 image batches [n, 3, S, S] -> normalised float32 on their device, in one step;
+    float batches pass unchanged (already normalised)."""
+
+    def __init__(self) -> None:
+        self._scale: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dtype != torch.uint8:
+            return images
+        if images.device not in self._scale:
+            # (x / 255 - mean) / std as one multiply-add: x * a + b.
+            std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
+            mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+            self._scale[images.device] = (1 / (255 * std), -mean / std)
+        a, b = self._scale[images.device]
+        return torch.addcmul(b, images.float(), a)

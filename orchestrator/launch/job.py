@@ -48,7 +48,8 @@ class TrainJob:
         try:
             from trainers import run  # heavy: torch, timm, accelerate
 
-            metrics = run(TrainConfig.model_validate(self.config), self.run_dir)
+            # The plan metadata names and tags the run in experiment trackers.
+            metrics = run(TrainConfig.model_validate(self.config), self.run_dir, self.metadata)
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()

@@ -20,6 +20,9 @@ from orchestrator.sweep.spec import AXIS_ALIASES, SpecError, SweepSpec, validate
 from trainers.config import TrainConfig
 
 RUN_ID_CHARS = 12
+# TrainConfig fields outside a run's identity: they watch or save the run, never change its numbers
+# (tests/test_resume_steps.py proves periodic saves leave the results bit for bit as they were).
+NOT_HASHED = ("trackers", "checkpoint_every_min")
 _MAIN_AXES = ("backbone", "dataset", "seed")
 
 
@@ -60,9 +63,10 @@ def run_id_of(config: TrainConfig) -> str:
     Only values that differ from the defaults are hashed, so a new config field (added with a
     default that keeps the old behaviour) leaves every existing run id, and so every finished
     run of a study, as it was. The other side of that bargain: a default never changes
-    (tests/test_plan.py pins them).
+    (tests/test_plan.py pins them). Fields that cannot change what a run learns (which trackers
+    watch it, how often it saves) are not hashed: switching them on never retrains a study.
     """
-    changed = config.model_dump(mode="json", exclude_defaults=True)
+    changed = config.model_dump(mode="json", exclude_defaults=True, exclude=set(NOT_HASHED))
     canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
 
