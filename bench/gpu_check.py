@@ -47,7 +47,7 @@ def synthetic_loader(cfg: Any, accelerator: Any, steps: int) -> Any:
 
 def trainer_rate(cfg: Any, data: str, epochs: int) -> float:
     """Median images/s of trainers.train.train_one_epoch over the epochs after the first."""
-    from trainers.train import build_run, release_accelerator, train_one_epoch
+    from trainers.train import Progress, build_run, release_accelerator, train_one_epoch
 
     with tempfile.TemporaryDirectory() as folder:
         run = build_run(cfg, Path(folder))
@@ -57,7 +57,7 @@ def trainer_rate(cfg: Any, data: str, epochs: int) -> float:
             rates = []
             for epoch in range(epochs):
                 seconds, images = run.train_s, run.train_images
-                train_one_epoch(run, epoch)
+                train_one_epoch(run, epoch, Progress())
                 rates.append((run.train_images - images) / (run.train_s - seconds))
         finally:
             release_accelerator(run.accelerator)

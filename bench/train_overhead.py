@@ -77,7 +77,7 @@ class Clocks:
 
 def trainer_rates(cfg: TrainConfig) -> tuple[float, float]:
     """The trainer's images/s (wall, CPU): trainers.train.train_one_epoch, epoch after epoch."""
-    from trainers.train import build_run, release_accelerator, train_one_epoch
+    from trainers.train import Progress, build_run, release_accelerator, train_one_epoch
 
     clocks = Clocks()
     with tempfile.TemporaryDirectory() as folder:
@@ -85,7 +85,7 @@ def trainer_rates(cfg: TrainConfig) -> tuple[float, float]:
         try:
             for epoch in range(cfg.epochs):
                 seen = run.train_images
-                clocks.time(lambda: (train_one_epoch(run, epoch), run.train_images - seen)[1])  # noqa: B023
+                clocks.time(lambda: (train_one_epoch(run, epoch, Progress()), run.train_images - seen)[1])  # noqa: B023
         finally:
             release_accelerator(run.accelerator)
     return clocks.medians()

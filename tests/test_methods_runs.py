@@ -60,7 +60,7 @@ def one_epoch(cfg: TrainConfig, run_dir: Path) -> tuple[dict[str, torch.Tensor],
     with built(cfg, run_dir) as run:
         net = run.accelerator.unwrap_model(run.model)
         before = snapshot(net)
-        train.train_one_epoch(run, 0)
+        train.train_one_epoch(run, 0, train.Progress())
         return before, snapshot(net)
 
 

@@ -148,7 +148,10 @@ def test_3000_runs_become_arrays_within_max_array_size(tmp_path: Path) -> None:
 # epochs after the first should take longer than that, or the run completes before it is killed
 # (seen with 5 epochs of ~1.5 s on the 2-node cluster, where the job has a node to itself); if it
 # does all the same, the restarted job finds the run finished: the test waits for the restart.
+# On a quiet machine 8 epochs of 256 images still end within KillWait, so interrupted runs train
+# on every digit (about 1,400 training images): the epochs after the first outlast it.
 INTERRUPTED_EPOCHS = 8
+INTERRUPTED = ["ablations={Baseline: []}", "defaults.data.dataset.max_samples=null"]
 
 
 def finished_after_restart(run_dir: Path) -> bool:
@@ -160,7 +163,7 @@ def finished_after_restart(run_dir: Path) -> bool:
 
 def _interrupt_and_finish(tmp_path: Path, name: str, interrupt: Callable[[str], None]) -> tuple[dict, list[str]]:
     """Submit one run, interrupt it after its first epoch, wait for it to finish; return metrics and history."""
-    spec = load_spec(write(tmp_path, name, epochs=INTERRUPTED_EPOCHS), ["ablations={Baseline: []}"])
+    spec = load_spec(write(tmp_path, name, epochs=INTERRUPTED_EPOCHS), INTERRUPTED)
     [run] = plan(spec)
     path = store.run_path(spec.output_path, run.run_id)
     job_id = submit(spec).submitted[run.run_id]
@@ -178,7 +181,7 @@ def _interrupt_and_finish(tmp_path: Path, name: str, interrupt: Callable[[str], 
 
 
 def test_preempted_and_requeued_runs_resume_with_identical_results(tmp_path: Path) -> None:
-    reference_spec = load_spec(write(tmp_path, "reference", epochs=INTERRUPTED_EPOCHS), ["ablations={Baseline: []}"])
+    reference_spec = load_spec(write(tmp_path, "reference", epochs=INTERRUPTED_EPOCHS), INTERRUPTED)
     assert launch.submit(reference_spec, plan(reference_spec), "local").failed == []
     [ref_run] = plan(reference_spec)
     reference = json.loads((store.run_path(reference_spec.output_path, ref_run.run_id) / rundir.METRICS).read_text())
