@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from orchestrator.results.render import slug
 from orchestrator.sweep import site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
 from trainers.config import DataConfig, DatasetConfig
@@ -107,7 +108,7 @@ def run_describe(
         ds = parse_dataset(target, overrides, site_file)
         datasets = [ds.model_copy(update={"root": root}) if root else ds]
     for ds in datasets:
-        folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / _slug(ds.display_name)
+        folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / slug(ds.display_name)
         describe_one(ds, folder, console)
     return 0
 
@@ -222,10 +223,6 @@ def _markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _atomic_text(path: Path, text: str) -> None:
