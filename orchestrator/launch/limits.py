@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import getpass
 import re
-import subprocess
 from dataclasses import dataclass
+
+from orchestrator.launch.slurmcli import run
 
 
 @dataclass(frozen=True)
@@ -49,17 +50,13 @@ class QueueLimits:
         return ", ".join(parts) or "no limits found"
 
 
-def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
-
-
 def _int_values(text: str) -> list[int]:
     return [int(value) for value in re.split(r"[|\n]", text) if value.strip().isdigit()]
 
 
 def max_submit_jobs(user: str) -> tuple[int | None, str | None]:
     """The user's MaxSubmitJobs from the association and its QOS (sacctmgr), with a note on failure."""
-    assoc = _run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=MaxSubmit,QOS"])
+    assoc = run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=MaxSubmit,QOS"])
     if assoc.returncode != 0:
         return None, f"sacctmgr unavailable ({(assoc.stderr or assoc.stdout).strip()[:120]})"
     limits = []
@@ -69,9 +66,7 @@ def max_submit_jobs(user: str) -> tuple[int | None, str | None]:
         limits += _int_values(limit)
         qos_names.update(name for name in qos_list.split(",") if name.strip())
     if qos_names:
-        qos = _run(
-            ["sacctmgr", "-n", "-P", "show", "qos", f"names={','.join(sorted(qos_names))}", "format=MaxSubmitPU"]
-        )
+        qos = run(["sacctmgr", "-n", "-P", "show", "qos", f"names={','.join(sorted(qos_names))}", "format=MaxSubmitPU"])
         limits += _int_values(qos.stdout) if qos.returncode == 0 else []
     return (min(limits) if limits else None), None
 
@@ -79,10 +74,10 @@ def max_submit_jobs(user: str) -> tuple[int | None, str | None]:
 def queue_limits() -> QueueLimits:
     """Read the limits and the queue: scontrol, two squeue calls, one or two sacctmgr calls."""
     user = getpass.getuser()
-    config = _run(["scontrol", "show", "config"]).stdout
+    config = run(["scontrol", "show", "config"]).stdout
     match = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
-    mine = _run(["squeue", "-h", "-r", "-u", user, "-o", "%i"]).stdout.split()
-    everyone = _run(["squeue", "-h", "-r", "-o", "%i"]).stdout.split()
+    mine = run(["squeue", "-h", "-r", "-u", user, "-o", "%i"]).stdout.split()
+    everyone = run(["squeue", "-h", "-r", "-o", "%i"]).stdout.split()
     submit_limit, note = max_submit_jobs(user)
     max_jobs = int(match.group(1)) if match else None
     return QueueLimits(submit_limit, max_jobs, len(mine), len(everyone), note)

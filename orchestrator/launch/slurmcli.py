@@ -51,15 +51,20 @@ def available() -> bool:
     return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
 
 
-def _run(args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+def run(args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run a SLURM command; a command missing on this node (sacctmgr often is) is a failed call
+    (exit 127, the reason on stderr) for the caller to report, never a traceback."""
+    try:
+        return subprocess.run(args, capture_output=True, text=True, timeout=timeout_s, check=False)
+    except OSError as exc:
+        return subprocess.CompletedProcess(args, 127, "", f"{args[0]}: {exc.strerror or exc}")
 
 
 def max_array_size(config: SlurmConfig) -> int:
     """Largest array a submission may use: the config's override, else the cluster's MaxArraySize."""
     if config.max_array_size is not None:
         return config.max_array_size
-    result = _run(["scontrol", "show", "config"])
+    result = run(["scontrol", "show", "config"])
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", result.stdout, re.M)
     # Task ids run 0..MaxArraySize-1, so that many tasks fit in one array.
     return int(match.group(1)) if match else DEFAULT_MAX_ARRAY_SIZE
@@ -139,7 +144,7 @@ def active_ids(array_ids: Iterable[str]) -> dict[str, str]:
 
 def _squeue_states(array_ids: list[str]) -> dict[str, str]:
     wanted = set(array_ids)
-    result = _run(["squeue", "-h", "--array", "-u", getpass.getuser(), "-o", "%i|%T"])
+    result = run(["squeue", "-h", "--array", "-u", getpass.getuser(), "-o", "%i|%T"])
     if result.returncode != 0:
         raise SlurmError(f"squeue failed: {result.stderr.strip() or result.stdout.strip()}")
     states: dict[str, str] = {}
@@ -150,7 +155,7 @@ def _squeue_states(array_ids: list[str]) -> dict[str, str]:
 
 
 def _sacct_states(array_ids: list[str]) -> tuple[dict[str, str], str | None]:
-    result = _run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(array_ids)])
+    result = run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(array_ids)])
     if result.returncode != 0 or "accounting storage is disabled" in (result.stderr + result.stdout):
         reason = (result.stderr or result.stdout).strip().splitlines()
         return {}, f"sacct unavailable ({reason[0] if reason else 'no output'}); states from squeue and run folders"
@@ -184,7 +189,7 @@ def cancel(array_ids: Iterable[str]) -> list[str]:
     """scancel the given arrays in one call; returns the ids cancelled."""
     ids = sorted(set(array_ids))
     if ids:
-        result = _run(["scancel", *ids])
+        result = run(["scancel", *ids])
         if result.returncode != 0:
             raise SlurmError(f"scancel failed: {result.stderr.strip()}")
     return ids
