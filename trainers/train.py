@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, regimes, rules, rundir, tracking
+from trainers import checkpoint, memory, regimes, rules, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -583,8 +583,10 @@ def run_training(
     boundary and then stops the run (see trainers.preemption).
     """
     started = time.perf_counter()
+    host_reset = memory.reset_host_peak()  # before the run builds anything: its peak, not the worker's
     run_dir = Path(run_dir)
     run = build_run(cfg, run_dir, metadata)
+    memory.reset_gpu_peak(run.accelerator.device)
     run.stop = stop or StopRequest(checkpoint_every_min=cfg.checkpoint_every_min)
     run.stop.install()
     try:
@@ -605,6 +607,7 @@ def run_training(
                 stop_after_epoch(run, progress)
         metrics = final_metrics(run, progress)
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
+        metrics["memory"] = peak_memory(run.accelerator, host_reset)
         if run.accelerator.is_main_process:
             rundir.write_json(run_dir / rundir.METRICS, metrics)
         if run.tracking is not None:
@@ -618,6 +621,13 @@ def run_training(
             run.tracking.finish()
         release_accelerator(run.accelerator)
     return metrics
+
+
+def peak_memory(accelerator: Accelerator, host_reset: bool) -> dict[str, Any]:
+    """The run's peak memory over all its processes (a collective: every rank calls it)."""
+    local = torch.tensor(memory.local_peaks(accelerator.device, host_reset), device=accelerator.device)
+    gathered = accelerator.gather(local[None]).reshape(-1, local.numel())
+    return memory.summarize(gathered.cpu().tolist())
 
 
 def release_accelerator(accelerator: Accelerator) -> None:

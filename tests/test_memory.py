@@ -1,0 +1,45 @@
+"""Per-run peak memory recorded by the trainer (metrics.json `memory`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import trainers
+from trainers import memory
+from trainers.config import TrainConfig
+
+
+def test_summary_takes_maxima_and_says_unknown_rather_than_guessing() -> None:
+    both = memory.summarize([[100.0, -1, -1, -1], [300.0, -1, -1, -1]])
+    assert both["peak_rss_mib"] == 300.0 and both["peak_rss_sum_mib"] == 400.0 and both["processes"] == 2
+    assert both["gpu_peak_allocated_mib"] is None and both["gpu_total_mib"] is None
+    one_unknown = memory.summarize([[100.0, 5.0, 8.0, 80.0], [-1.0, 7.0, 9.0, 80.0]])
+    assert one_unknown["peak_rss_mib"] is None, "a peak missing on one process is not the peak of the run"
+    assert one_unknown["gpu_peak_allocated_mib"] == 7.0 and one_unknown["gpu_peak_reserved_mib"] == 9.0
+
+
+@pytest.mark.slow
+def test_a_run_records_its_own_peak_rss_not_the_process_lifetime(tmp_path: Path) -> None:
+    # Earlier work of the same process (a warm worker's previous run) raised the lifetime peak by
+    # 1200 MiB, more than this small run needs (about 1 GiB with torch and timm imported).
+    block = np.ones(1200 * 2**20 // 8)
+    del block
+    before_mib = (memory._status_kib("VmHWM") or 0) / 1024.0  # this process's high-water mark so far
+    cfg = TrainConfig.model_validate(
+        {
+            "model": {"backbone": "test_resnet"},
+            "data": {"dataset": "digits", "image_size_px": 16, "batch_size": 64, "num_workers": 0},
+            "epochs": 1,
+            "torch_threads": 1,
+        }
+    )
+    recorded = trainers.run(cfg, tmp_path)["memory"]
+    assert recorded["host_total_mib"] is not None and recorded["host_total_mib"] > 0
+    peak = recorded["peak_rss_mib"]
+    assert peak is not None and 0 < peak < recorded["host_total_mib"]
+    assert peak < before_mib - 400, f"run peak {peak} MiB includes the earlier 1200 MiB (before: {before_mib})"
+    assert recorded["processes"] == 1 and recorded["peak_rss_sum_mib"] == peak
+    assert recorded["gpu_peak_allocated_mib"] is None, "a CPU run has no GPU peak"
