@@ -197,6 +197,10 @@ def cmd_collect(args: argparse.Namespace) -> int:
         print(written.markdown)  # plain: rich would re-wrap the Markdown table
         console.print(f"[green]tables:[/] {', '.join(str(p) for p in written.files)}")
         console.print(f"[green]runs:[/]   {written.runs_path}")
+        for line in written.usage_lines:
+            console.print(line, markup=False, soft_wrap=True)
+        if written.usage_path is not None:
+            console.print(f"[green]usage:[/]  {written.usage_path}")
         if written.report_path is not None:
             console.print(f"[green]report:[/] {written.report_path}")
         _print_problems(list(written.problems))

@@ -187,13 +187,20 @@ def _submit_arrays(root: Path, arrays: list[Array], folder: Path, name: str, con
             record.run.run_id: str(job.job_id) for members, job in zip(group, jobs, strict=True) for record in members
         }
         # Written after each array: a crash between arrays still leaves every submitted job findable.
-        store.record_array(root, manifest, array_id, submitted, {"folder": str(folder)})
+        store.record_array(root, manifest, array_id, submitted, {"folder": str(folder), "requested": requested(config)})
         outcome.submitted.update(submitted)
         size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
         runs = f"{len(submitted)} runs in {len(group)} tasks" if len(submitted) > len(group) else f"{len(group)} runs"
         console.print(f"submitted array {array_id}: {runs} of {size}, {config.array_parallelism} at once")
     console.print(f"logs: {folder}/<job id>_0_log.out|err; `orchestrate status` follows progress")
     return outcome
+
+
+def requested(config: SlurmConfig) -> dict[str, Any]:
+    """What each task of an array asked SLURM for (`collect` compares it with what the runs used)."""
+    return config.model_dump(
+        include={"timeout_min", "mem_gb", "nodes", "gpus_per_node", "tasks_per_node", "runs_per_task", "pack_gpus"}
+    )
 
 
 def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, console: Console) -> None:

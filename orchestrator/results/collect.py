@@ -83,6 +83,10 @@ class Written:
     """Planned runs with a usable value of some table's metric; 0 makes `collect` exit non-zero."""
     counts: dict[str, int] = field(default_factory=dict)
     """Planned runs per state (completed, missing, unknown, ...)."""
+    usage_path: Path | None = None
+    """usage.csv: per completed run, what its job requested against what it used."""
+    usage_lines: tuple[str, ...] = ()
+    """The requested-vs-used summary `collect` prints after the tables."""
 
 
 def resolve_target(target: Path, overrides: list[str]) -> list[tuple[SweepSpec, Path]]:
@@ -129,13 +133,27 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     usable, value_problems = _usable(joined, spec)
     counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}
     problems = tuple(collected.problems) + tuple(value_problems)
+    usage_path, usage_lines = _write_usage(collected.frame, root, out)
     report_path = None
     if report:
         from orchestrator.results import report as report_mod
 
         lines = [str(p) for p in problems]
         report_path = report_mod.write_report(spec, root, joined, built_all, context, lines)
-    return Written(files[0], runs_path, "\n".join(markdown), tuple(files), report_path, problems, usable, counts)
+    return Written(
+        files[0], runs_path, "\n".join(markdown), tuple(files), report_path, problems, usable, counts, usage_path,
+        usage_lines,
+    )  # fmt: skip
+
+
+def _write_usage(frame: pd.DataFrame, root: Path, out: Path) -> tuple[Path, tuple[str, ...]]:
+    """tables/usage.csv (requested vs used per completed run) and its printed summary."""
+    from orchestrator.results import usage
+
+    used = usage.usage_frame(frame, root)
+    path = out / "usage.csv"
+    rundir.write_text(path, used.to_csv(index=False))
+    return path, tuple(usage.summary_lines(used))
 
 
 def _write_table_files(

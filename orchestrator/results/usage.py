@@ -1,0 +1,226 @@
+"""Requested vs used: what each run's SLURM job asked for (recorded in the sweep's manifest.json at
+submit) against what the run used (metrics.json `timing.wall_s` and `memory`, read by `reader`).
+
+Local runs asked for nothing: only what they used is reported. A run whose record is missing or
+broken is named by run id with the reason and left out of the summary, never a traceback.
+Runs packed into one SLURM task share its time limit: their use is the task's span (first start to
+last finish in status.json), which counts a requeue's wait too, so it errs towards "at risk".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.results import reader
+from orchestrator.sweep import store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+AT_RISK_FRACTION = 0.9
+"""A run that used more than this fraction of its time limit is close to being killed by it."""
+LOWER_FRACTION = 0.5
+"""When the longest run used less than this fraction of the limit, a shorter limit is suggested."""
+MIB_PER_GB = 1024.0  # SLURM's --mem=<N>G is GiB
+USED = {
+    "wall_s": "timing.wall_s",
+    "peak_rss_mib": "memory.peak_rss_mib",
+    "peak_rss_sum_mib": "memory.peak_rss_sum_mib",
+    "host_total_mib": "memory.host_total_mib",
+    "gpu_peak_allocated_mib": "memory.gpu_peak_allocated_mib",
+    "gpu_peak_reserved_mib": "memory.gpu_peak_reserved_mib",
+    "gpu_total_mib": "memory.gpu_total_mib",
+}
+# Without these a run says nothing about its use; the GPU ones are None on CPU runs by design.
+REQUIRED = ("wall_s", "peak_rss_mib", "peak_rss_sum_mib")
+COLUMNS = [
+    "run_id",
+    "name",
+    "executor",
+    "job_id",
+    "time_limit_s",
+    "used_s",
+    "time_fraction",
+    "mem_requested_mib",
+    "mem_used_mib",
+    "mem_fraction",
+    *USED,
+    "gpu_fraction",
+    "problem",
+]
+
+
+def requests_by_run(root: Path) -> tuple[dict[str, tuple[str, dict[str, Any] | None]], str | None]:
+    """run_id -> (SLURM job id, what its array requested or None when not recorded), from manifest.json;
+    and what is wrong with the manifest (an unreadable one: every run counts as unknown, not local)."""
+    manifest, problem = reader.read_object(root / store.MANIFEST_FILE)
+    if manifest is None:
+        return {}, problem
+    arrays = manifest.get("arrays") if isinstance(manifest.get("arrays"), dict) else {}
+    runs = manifest.get("runs") if isinstance(manifest.get("runs"), dict) else {}
+    out: dict[str, tuple[str, dict[str, Any] | None]] = {}
+    for run_id, entry in (runs or {}).items():
+        if not isinstance(entry, dict):
+            continue
+        array = (arrays or {}).get(str(entry.get("array_id")))
+        asked = array.get("requested") if isinstance(array, dict) else None
+        out[str(run_id)] = (str(entry.get("job_id")), asked if isinstance(asked, dict) else None)
+    return out, None
+
+
+def _value(row: pd.Series, column: str) -> tuple[float | None, str | None]:
+    """A used value of a run: a finite non-negative number, None (not recorded), and a problem text."""
+    value = row.get(column)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None, None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None, f"metrics.json: {column} = {value!r} is not a non-negative number"
+    return float(value), None
+
+
+def _used(row: pd.Series) -> tuple[dict[str, float | None], list[str]]:
+    """The run's used values and what is wrong with them."""
+    values: dict[str, float | None] = {}
+    problems: list[str] = []
+    for key, column in USED.items():
+        values[key], problem = _value(row, column)
+        problems += [problem] if problem else []
+    missing = [USED[key] for key in REQUIRED if values[key] is None]
+    if missing and not problems:
+        problems.append(f"metrics.json has no {', '.join(missing)} (trained before they were recorded?)")
+    return values, problems
+
+
+def _fraction(used: float | None, limit: float | None) -> float | None:
+    return None if used is None or not limit else round(used / limit, 4)
+
+
+def usage_frame(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
+    """One row per completed planned run: executor, requested time and memory, used, fractions, problem."""
+    import pandas as pd
+
+    requests, manifest_problem = requests_by_run(root)
+    done = frame[(frame["state"] == "completed") & frame["in_plan"].astype(bool)] if len(frame) else frame
+    rows = []
+    for _, row in done.iterrows():
+        used, problems = _used(row)
+        job_id, asked = requests.get(str(row["run_id"]), (None, None))
+        executor = "slurm" if job_id is not None else ("unknown" if manifest_problem else "local")
+        if manifest_problem:
+            problems.append(f"{store.MANIFEST_FILE}: {manifest_problem}")
+        elif job_id is not None and asked is None:
+            problems.append("its SLURM request was not recorded (submitted before requests were recorded)")
+        rows.append({"run_id": row["run_id"], "name": row.get("name"), "executor": executor, "job_id": job_id,
+                     **_requested(asked), **used, "used_s": used["wall_s"], "problem": "; ".join(problems) or None,
+                     "_started": row.get("started_at"), "_finished": row.get("finished_at")})  # fmt: skip
+    out = pd.DataFrame(rows, columns=[*COLUMNS, "_started", "_finished", "_nodes"])
+    _packed_spans(out)
+    out["time_fraction"] = [_fraction(u, t) for u, t in zip(out["used_s"], out["time_limit_s"], strict=True)]
+    out["mem_fraction"] = [_fraction(u, m) for u, m in zip(out["mem_used_mib"], out["mem_requested_mib"], strict=True)]
+    out["gpu_fraction"] = [
+        _fraction(u, t) for u, t in zip(out["gpu_peak_reserved_mib"], out["gpu_total_mib"], strict=True)
+    ]
+    return out[COLUMNS].astype(object).where(out[COLUMNS].notna(), None)
+
+
+def _requested(asked: dict[str, Any] | None) -> dict[str, Any]:
+    """Time limit (s) and memory per node (MiB) of a SLURM request; None where there is none."""
+    if asked is None:
+        return {"time_limit_s": None, "mem_requested_mib": None, "_nodes": 1}
+    timeout_min, mem_gb = asked.get("timeout_min"), asked.get("mem_gb")
+    number = (int, float)
+    return {
+        "time_limit_s": float(timeout_min) * 60 if isinstance(timeout_min, number) else None,
+        "mem_requested_mib": float(mem_gb) * MIB_PER_GB if isinstance(mem_gb, number) else None,
+        "_nodes": asked.get("nodes") if isinstance(asked.get("nodes"), int) else 1,
+    }
+
+
+def _packed_spans(out: pd.DataFrame) -> None:
+    """Host memory used per node, and runs sharing one SLURM task: the task's span is their time used."""
+    if out.empty:
+        return
+    out["mem_used_mib"] = [
+        None if total is None or math.isnan(total) else total / max(1, int(nodes))
+        for total, nodes in zip(out["peak_rss_sum_mib"], out["_nodes"], strict=True)
+    ]
+    for _job_id, members in out[out["job_id"].notna()].groupby("job_id"):
+        if len(members) < 2:
+            continue
+        start, end = members["_started"].min(), members["_finished"].max()
+        span = end - start if members["_started"].notna().all() and members["_finished"].notna().all() else None
+        out.loc[members.index, "used_s"] = span
+
+
+def summary_lines(usage: pd.DataFrame) -> list[str]:
+    """What `collect` prints after the tables: per time limit (SLURM) or for local runs, the use."""
+    if usage.empty:
+        return []
+    lines = [f"requested vs used ({len(usage)} completed runs):"]
+    ok = usage[usage["problem"].isna()]
+    limits = ok["time_limit_s"].astype(float).fillna(-1.0)
+    for (executor, limit_s), group in ok.groupby([ok["executor"], limits]):
+        limit = float(limit_s)  # type: ignore[arg-type]  # groupby keys are typed Hashable
+        lines += _group_lines(str(executor), None if limit < 0 else limit, group)
+    named = usage[usage["problem"].notna()]
+    for _, row in named.head(10).iterrows():
+        lines.append(f"  not counted: {row['run_id']} {row['name']}: {row['problem']}")
+    if len(named) > 10:
+        lines.append(f"  ... {len(named) - 10} more runs not counted (usage.csv, column problem)")
+    return lines
+
+
+def _group_lines(executor: str, limit_s: float | None, group: pd.DataFrame) -> list[str]:
+    """Time, host memory and GPU memory lines of the runs sharing one time limit."""
+    used = group["used_s"].dropna().astype(float)
+    head = f"  {executor}, {len(group)} runs"
+    if executor != "slurm" or limit_s is None:
+        lines = [f"{head} (no request): wall median {_minutes(used.median())}, max {_minutes(used.max())}"]
+    else:
+        share = used.max() / limit_s
+        lines = [
+            f"{head}, time limit {_minutes(limit_s)}: wall median {_minutes(used.median())}, max "
+            f"{_minutes(used.max())} ({share:.0%} of the limit)"
+        ]
+        risky = group[group["time_fraction"].astype(float) > AT_RISK_FRACTION]
+        if len(risky):
+            lines.append(f"    at risk (> {AT_RISK_FRACTION:.0%} of the limit): {_ids(risky['run_id'])}")
+        elif share < LOWER_FRACTION:
+            lines.append(f"    the limit could be lowered: the longest run used {share:.0%} of it")
+    return lines + _memory_lines(group)
+
+
+def _memory_lines(group: pd.DataFrame) -> list[str]:
+    rss = group["mem_used_mib"].dropna().astype(float)
+    asked = group["mem_requested_mib"].dropna().astype(float)
+    if len(asked) and len(rss):
+        text = f"    memory: requested {_mib(asked.max())} per node, peak RSS median {_mib(rss.median())}, max "
+        lines = [text + f"{_mib(rss.max())} ({rss.max() / asked.max():.0%} of the request)"]
+    elif len(rss):
+        host = group["host_total_mib"].dropna().astype(float)
+        of_host = f" of {_mib(host.min())} on the host" if len(host) else ""
+        lines = [f"    memory: peak RSS median {_mib(rss.median())}, max {_mib(rss.max())}{of_host}"]
+    else:
+        lines = []
+    gpu = group[group["gpu_fraction"].notna()]
+    if len(gpu):
+        peak = gpu["gpu_peak_reserved_mib"].astype(float).max()
+        total = gpu["gpu_total_mib"].astype(float).min()
+        lines.append(f"    GPU memory: peak reserved max {_mib(peak)} of {_mib(total)} ({peak / total:.0%})")
+    return lines
+
+
+def _ids(ids: Iterable[Any], shown: int = 8) -> str:
+    items = [str(i) for i in ids]
+    return ", ".join(items[:shown]) + (f" and {len(items) - shown} more" if len(items) > shown else "")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _mib(mib: float) -> str:
+    return f"{mib / 1024:.1f} GiB" if mib >= 1024 else f"{mib:.0f} MiB"
