@@ -65,18 +65,21 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
-    """Estimated device-hours per cell from smoke measurements, and the total."""
+    """Estimated device-hours per cell (from smoke measurements or the site's declared throughput), and the total."""
     from orchestrator.results import cost
 
     costs = cost.estimate(spec, runs)
-    measured = [c for c in costs if c.hours is not None]
-    if measured:
-        table = RichTable("cell", "runs", "images/s (smoke)", "estimate")
+    if any(c.source is not None for c in costs):
+        table = RichTable("cell", "runs", "images/s", "source", "estimate")
         for item in costs:
             hours = "unknown" if item.hours is None else f"{item.hours:.3g} {item.unit}"
             speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"
-            table.add_row(item.cell, str(item.runs), speed, hours)
+            device = f" ({item.note})" if item.source == cost.SITE and item.hours is not None else ""
+            source = (item.source or "-") + device
+            table.add_row(item.cell, str(item.runs), speed, source, hours)
         console.print(table)
+    for note, n in Counter(c.note for c in costs if c.hours is None).items():
+        console.print(f"  unknown ({n} cells): {note}", markup=False)
     console.print(cost.summary(costs))
 
 
@@ -118,7 +121,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override: bool, where: str) -> None:
-    """budget.max_gpu_hours: the smoke-measured estimate of the whole sweep, failing closed when unknown."""
+    """budget.max_gpu_hours: the estimate of the whole sweep (measured or site-declared throughput), failing
+    closed when a cell is unknown."""
     from orchestrator.results import cost
 
     costs = cost.estimate(spec, runs)
@@ -126,7 +130,9 @@ def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override:
     unknown = sum(c.hours is None for c in costs)
     total_h = sum(c.hours or 0.0 for c in costs)
     if unknown:
-        problem = f"{unknown} of {len(costs)} cells have no smoke measurement (`submit --smoke` first)"
+        first = next(c for c in costs if c.hours is None)
+        example = f"{first.cell}: {first.note}"
+        problem = f"{unknown} of {len(costs)} cells have no estimate, e.g. {example} (`submit --smoke` first)"
     elif total_h > limit_h:
         problem = f"the sweep is estimated at {total_h:.3g} device-hours, over max_gpu_hours {limit_h:g}"
     else:

@@ -1,21 +1,33 @@
-"""Cost before submit: estimated device-hours per cell, from throughput a `--smoke` run measured.
+"""Cost before submit: estimated device-hours per cell, from measured or site-declared throughput.
 
-A smoke run of a cell trains a few batches of the real dataset on the real device and records
-its training images/s and the size of the full train split. The estimate of the real run is
-`epochs x train images / images per s x processes`; without a smoke measurement the cell is
-"unknown", never a guess. The smoke batch is at most 16, so on a GPU the estimate is an upper
-bound (larger batches run faster); on the node the smoke run ran on, it is the same device.
+A smoke run of a cell (`submit --smoke`) trains a few batches of the real dataset on the real
+device and records its training images/s (all processes together) and the size of the full
+train split: `epochs x train images / images per s x processes` device-hours. The smoke batch is
+at most 16, so on a GPU that is an upper bound (larger batches run faster).
+
+Without a smoke measurement, a site file may declare a device's speed per backbone and input
+size (`throughput:` in sites/*.yaml): `epochs x train images / declared images per s per device`
+device-hours, which assumes the run's processes scale linearly (a lower bound when they do not).
+The train split's size then comes from the dataset's files (trainers.datasets.sizes, no torch).
+A smoke measurement wins over a declaration. Where neither applies, or the size cannot be had,
+the cell is "unknown", never a guess.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from orchestrator.results import reader
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, smoke_plan
+from orchestrator.sweep.site import ThroughputEntry, load_site
 from orchestrator.sweep.spec import SweepSpec
+
+MEASURED = "measured"
+SITE = "site-declared"
 
 
 @dataclass(frozen=True)
@@ -25,51 +37,155 @@ class CellCost:
     cell: str
     runs: int
     hours: float | None
-    """None: not measured."""
+    """None: unknown (see `note`)."""
     unit: str
-    """GPU-hours, or CPU-hours when the smoke run ran on a CPU."""
+    """GPU-hours, or CPU-hours when the throughput is a CPU's."""
     images_per_s: float | None
+    """Measured (all processes together) or declared (one device)."""
+    source: str | None = None
+    """Where the estimate came from: measured (a smoke run), site-declared, or both (per run)."""
+    note: str = ""
+    """Why the cell is unknown, or which site device it assumes."""
+
+
+@dataclass(frozen=True)
+class RunCost:
+    """The estimate of one run."""
+
+    hours: float | None
+    source: str | None
+    unit: str
+    images_per_s: float | None
+    note: str
 
 
 def run_hours(run: RunSpec, measured: reader.Throughput) -> float | None:
     """Device-hours of one run from a smoke measurement of its cell (None without a train size)."""
-    train = measured.train_images
-    if train is None:
+    from trainers.datasets.sizes import epoch_images
+
+    if measured.train_images is None:
         return None
-    cap = run.config.data.dataset.max_samples
-    train = min(train, cap) if cap is not None else train
-    steps = run.config.max_steps_per_epoch
-    per_epoch = min(train, steps * run.config.data.batch_size) if steps is not None else train
+    data = run.config.data
+    per_epoch = epoch_images(
+        measured.train_images, data.dataset.max_samples, run.config.max_steps_per_epoch, data.batch_size
+    )
     return run.config.epochs * per_epoch / measured.images_per_s * measured.processes / 3600.0
+
+
+def site_hours(run: RunSpec, entry: ThroughputEntry, train_images: int) -> float:
+    """Device-hours of one run at a declared per-device speed (linear scaling over its processes)."""
+    from trainers.datasets.sizes import epoch_images
+
+    data = run.config.data
+    per_epoch = epoch_images(train_images, data.dataset.max_samples, run.config.max_steps_per_epoch, data.batch_size)
+    return run.config.epochs * per_epoch / entry.images_per_s / 3600.0
+
+
+def match(entries: list[ThroughputEntry], run: RunSpec) -> ThroughputEntry | None:
+    """The site entry for a run: same backbone and input size, precision and per-device batch where the
+    entry names them; the most specific entry wins (duplicates are refused when the site file loads)."""
+    config = run.config
+    per_device = config.data.batch_size // (config.distributed.processes * config.distributed.grad_accum_steps)
+    fits = [
+        e
+        for e in entries
+        if e.backbone == config.model.backbone
+        and e.image_size_px == config.data.image_size_px
+        and e.precision in (None, config.precision)
+        and e.batch_per_device in (None, per_device)
+    ]
+    fits.sort(key=lambda e: (e.precision is None, e.batch_per_device is None))
+    return fits[0] if fits else None
+
+
+def _unit(device: str) -> str:
+    return "CPU-hours" if device.lower() == "cpu" else "GPU-hours"
+
+
+class _Sizes:
+    """Train-split sizes by dataset config, read once per distinct dataset (annotation files)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, int | None] = {}
+
+    def of(self, run: RunSpec) -> int | None:
+        from trainers.datasets.sizes import train_images
+
+        dataset = run.config.data.dataset
+        key = dataset.model_dump_json(exclude={"max_samples"})
+        if key not in self._known:
+            self._known[key] = train_images(dataset)
+        return self._known[key]
+
+
+def run_cost(run: RunSpec, smoke_path: Path, entries: list[ThroughputEntry], sizes: _Sizes) -> RunCost:
+    """One run's estimate: its smoke measurement, else a matching site entry, else unknown (with why)."""
+    measured = reader.throughput(smoke_path)
+    if measured is not None:
+        if measured.train_images is None:  # a smoke run that did not record it: the files may tell
+            measured = dataclasses.replace(measured, train_images=sizes.of(run))
+        hours = run_hours(run, measured)
+        note = "" if hours is not None else "train split size unknown"
+        return RunCost(hours, MEASURED, _unit(measured.device), measured.images_per_s, note)
+    entry = match(entries, run)
+    if entry is None:
+        where = f"{run.config.model.backbone} at {run.config.data.image_size_px} px"
+        return RunCost(None, None, "GPU-hours", None, f"no smoke measurement or site throughput for {where}")
+    train = sizes.of(run)
+    if train is None:
+        note = f"train split size of {run.dataset} unknown here (its files are not readable)"
+        return RunCost(None, SITE, _unit(entry.device), entry.images_per_s, note)
+    return RunCost(site_hours(run, entry, train), SITE, _unit(entry.device), entry.images_per_s, entry.device)
+
+
+def site_throughput(spec: SweepSpec) -> list[ThroughputEntry]:
+    """The throughput declared in the spec's site file (none without one)."""
+    return load_site(Path(spec.site)).throughput if spec.site else []
 
 
 def estimate(spec: SweepSpec, runs: list[RunSpec]) -> list[CellCost]:
     """One CellCost per cell, in plan order."""
     smoke_root = store.sweep_root(spec, smoke=True)
-    cells: dict[str, list[tuple[RunSpec, reader.Throughput | None]]] = defaultdict(list)
+    entries = site_throughput(spec)
+    sizes = _Sizes()
+    cells: dict[str, list[RunCost]] = defaultdict(list)
     for run, smoke in zip(runs, smoke_plan(runs), strict=True):
         cell = run.name.rsplit("/", 1)[0]  # the name without its seed
-        cells[cell].append((run, reader.throughput(store.run_path(smoke_root, smoke.run_id))))
-    out = []
-    for cell, members in cells.items():
-        hours = [run_hours(run, measured) if measured else None for run, measured in members]
-        measured = [m for _, m in members if m is not None]
-        known = None if any(h is None for h in hours) else sum(h for h in hours if h is not None)
-        unit = "CPU-hours" if measured and measured[0].device.lower() == "cpu" else "GPU-hours"
-        speed = measured[0].images_per_s if measured else None
-        out.append(CellCost(cell, len(members), known, unit, speed))
-    return out
+        cells[cell].append(run_cost(run, store.run_path(smoke_root, smoke.run_id), entries, sizes))
+    return [_cell(cell, members) for cell, members in cells.items()]
+
+
+def _cell(cell: str, members: list[RunCost]) -> CellCost:
+    """A cell's total: known only when every run of it is, in one unit."""
+    sources = sorted({m.source for m in members if m.source is not None})
+    units = {m.unit for m in members if m.source is not None}
+    unknown = [m.note for m in members if m.hours is None]
+    speed = next((m.images_per_s for m in members if m.images_per_s is not None), None)
+    unit = next(iter(units)) if len(units) == 1 else "GPU-hours"
+    source = "+".join(sources) or None
+    if unknown or len(units) != 1:
+        note = unknown[0] if unknown else "its runs mix CPU and GPU throughput"
+        return CellCost(cell, len(members), None, unit, speed, source, note)
+    hours = sum(m.hours for m in members if m.hours is not None)
+    devices = sorted({m.note for m in members if m.source == SITE})
+    return CellCost(cell, len(members), hours, unit, speed, source, ", ".join(devices))
 
 
 def summary(costs: list[CellCost]) -> str:
-    """One line: the total of the measured cells, and how many are unknown."""
+    """One line: the total of the known cells (how many measured, how many site-declared), and the unknown."""
     unknown = [c for c in costs if c.hours is None]
     if len(unknown) == len(costs):
-        return "estimated compute: unknown (no smoke measurement; `submit --smoke` measures each cell's throughput)"
+        return (
+            "estimated compute: unknown (no smoke measurement or site throughput; `submit --smoke` measures"
+            " each cell's throughput, a site file's `throughput:` may declare it)"
+        )
     totals: dict[str, float] = defaultdict(float)
     for cost in costs:
         if cost.hours is not None:
             totals[cost.unit] += cost.hours
     known = ", ".join(f"{hours:.3g} {unit}" for unit, hours in totals.items())
-    tail = f"; {len(unknown)} of {len(costs)} cells unknown (no smoke measurement)" if unknown else ""
-    return f"estimated compute: {known} over {len(costs) - len(unknown)} measured cells{tail}"
+    counts = {name: sum(c.hours is not None and c.source == name for c in costs) for name in (MEASURED, SITE)}
+    counts["measured and site-declared"] = len(costs) - len(unknown) - sum(counts.values())
+    over = " and ".join(f"{n} {name}" for name, n in counts.items() if n)
+    tail = f"; {len(unknown)} of {len(costs)} cells unknown ({unknown[0].note})" if unknown else ""
+    return f"estimated compute: {known} over {over} cells{tail}"

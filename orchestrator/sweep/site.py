@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -179,6 +179,29 @@ class SlurmConfig(StrictModel):
         return value
 
 
+class ThroughputEntry(StrictModel):
+    """A device's training speed for one backbone at one input size, measured by the site (for
+    `plan`'s cost estimate of cells that have no smoke measurement)."""
+
+    backbone: str = Field(min_length=1)
+    """timm backbone name, as the sweep's grid writes it (model.backbone)."""
+    image_size_px: int = Field(ge=8)
+    """Input side it was measured at; a run at another size does not match (speed is not scaled)."""
+    images_per_s: float = Field(gt=0, allow_inf_nan=False)
+    """Training images per second of ONE device (forward, backward and optimizer step)."""
+    device: str = Field(min_length=1)
+    """What it was measured on, e.g. NVIDIA A100-SXM4-80GB; `cpu` makes the estimate CPU-hours."""
+    precision: Literal["auto", "no", "bf16", "fp16"] | None = None
+    """Only runs with this `precision` match; None matches any."""
+    batch_per_device: int | None = Field(None, ge=1)
+    """Only runs with this per-device batch (data.batch_size / processes / grad_accum_steps) match;
+    None matches any."""
+
+    def key(self) -> tuple[str, int, str | None, int | None]:
+        """What a run is matched on: two entries with the same key would be ambiguous."""
+        return (self.backbone, self.image_size_px, self.precision, self.batch_per_device)
+
+
 class Site(StrictModel):
     """One cluster: its datasets, checkpoints, DeepSpeed tuning and SLURM profile."""
 
@@ -190,6 +213,22 @@ class Site(StrictModel):
     """Named DeepSpeed tuning merged over the generated config (`site:NAME` as distributed.deepspeed)."""
     slurm: SlurmConfig | None = None
     """The cluster's SLURM profile; a sweep's own `slurm:` values win over it."""
+    throughput: list[ThroughputEntry] = []
+    """Declared training speed per backbone and input size on this cluster's device: `plan` and the
+    budget check estimate device-hours from it where a cell has no smoke measurement."""
+
+    @field_validator("throughput")
+    @classmethod
+    def _one_entry_per_key(cls, value: list[ThroughputEntry]) -> list[ThroughputEntry]:
+        seen: dict[tuple[str, int, str | None, int | None], int] = {}
+        for index, entry in enumerate(value):
+            first = seen.setdefault(entry.key(), index)
+            if first != index:
+                raise ValueError(
+                    f"entries {first} and {index} both declare {entry.backbone} at {entry.image_size_px} px "
+                    "with the same precision and batch_per_device; keep one"
+                )
+        return value
 
     @field_validator("datasets", mode="before")
     @classmethod
