@@ -36,7 +36,7 @@ RSS_MIB = [1000.0, 1500.0, 2048.0, 1200.0, 800.0, 900.0]
 
 def _memory(path: Path, **memory: Any) -> None:
     metrics = json.loads((path / rundir.METRICS).read_text())
-    metrics["memory"] = memory
+    metrics["timing"].update(memory)
     rundir.write_json(path / rundir.METRICS, metrics)
 
 
@@ -77,14 +77,14 @@ def test_requested_vs_used_per_run_and_summary(sweep: tuple[SweepSpec, list[RunS
     assert float(first["mem_fraction"]) == pytest.approx(1000 / 4096, abs=1e-4)
     assert float(risky["time_fraction"]) == pytest.approx(3400 / 3600, abs=1e-4)
     assert local["executor"] == "local" and local["time_limit_s"] == "" and float(local["peak_rss_mib"]) == 800.0
-    assert "memory.peak_rss_mib = 'lots'" in broken["problem"]
+    assert "timing.peak_rss_mib = 'lots'" in broken["problem"]
     text = "\n".join(written.usage_lines)
     assert "slurm, 4 runs, time limit 60.0 min: wall median 17.5 min, max 56.7 min (94% of the limit)" in text
     assert f"at risk (> 90% of the limit): {runs[2].run_id}" in text
     assert "memory: requested 4.0 GiB per node, peak RSS median 1.3 GiB, max 2.0 GiB (50% of the request)" in text
     assert "local, 1 runs (no request): wall median 5.0 min, max 5.0 min" in text
     assert "memory: peak RSS median 800 MiB, max 800 MiB of 23.4 GiB on the host" in text
-    assert f"not counted: {runs[5].run_id} {runs[5].name}: metrics.json: memory.peak_rss_mib" in text
+    assert f"not counted: {runs[5].run_id} {runs[5].name}: metrics.json: timing.peak_rss_mib" in text
 
 
 def test_a_generous_limit_is_flagged_and_packed_runs_share_their_task(
@@ -110,13 +110,13 @@ def test_old_runs_and_a_broken_manifest_are_named_not_a_traceback(
     root = spec.output_path
     old = store.run_path(root, runs[1].run_id)
     metrics = json.loads((old / rundir.METRICS).read_text())
-    del metrics["memory"]
+    metrics["timing"] = {"wall_s": 60.0}
     rundir.write_json(old / rundir.METRICS, metrics)
     (root / store.MANIFEST_FILE).write_text('{"runs": {')
     assert main(["collect", str(root), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "Traceback" not in out
-    assert f"{runs[1].run_id} {runs[1].name}: metrics.json has no memory.peak_rss_mib" in out
+    assert f"{runs[1].run_id} {runs[1].name}: metrics.json has no timing.peak_rss_mib" in out
     assert "manifest.json: truncated or invalid JSON" in out
     assert "usage:" in out
     assert all(row["executor"] == "unknown" for row in _rows(root / "tables" / "usage.csv").values())

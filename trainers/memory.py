@@ -79,7 +79,7 @@ def local_peaks(device: torch.device, host_reset: bool) -> list[float]:
 
 
 def summarize(per_process: list[list[float]]) -> dict[str, Any]:
-    """The memory block of metrics.json from every process's `local_peaks`: maxima over processes
+    """The memory fields of metrics.json `timing` from every process's `local_peaks`: maxima over processes
     (and the host RSS summed over them: what one node's memory request must hold for one process per
     device). A value no process could measure is None."""
 
@@ -96,7 +96,6 @@ def summarize(per_process: list[list[float]]) -> dict[str, Any]:
         "peak_rss_sum_mib": round(sum(rss), 1) if rss and len(rss) == len(per_process) else None,
         "host_total_mib": host_total_mib(),
         "rss_scope": RSS_SCOPE,
-        "processes": len(per_process),
         "gpu_peak_allocated_mib": peak(1),
         "gpu_peak_reserved_mib": peak(2),
         "gpu_total_mib": round(min(column(3)), 1) if column(3) else None,

@@ -607,7 +607,7 @@ def run_training(
                 stop_after_epoch(run, progress)
         metrics = final_metrics(run, progress)
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
-        metrics["memory"] = peak_memory(run.accelerator, host_reset)
+        metrics["timing"].update(peak_memory(run.accelerator, host_reset))  # timing: what varies between reruns
         if run.accelerator.is_main_process:
             rundir.write_json(run_dir / rundir.METRICS, metrics)
         if run.tracking is not None:

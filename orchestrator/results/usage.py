@@ -1,5 +1,5 @@
 """Requested vs used: what each run's SLURM job asked for (recorded in the sweep's manifest.json at
-submit) against what the run used (metrics.json `timing.wall_s` and `memory`, read by `reader`).
+submit) against what the run used (metrics.json `timing`: wall_s and the peak memory fields, read by `reader`).
 
 Local runs asked for nothing: only what they used is reported. A run whose record is missing or
 broken is named by run id with the reason and left out of the summary, never a traceback.
@@ -27,12 +27,12 @@ LOWER_FRACTION = 0.5
 MIB_PER_GB = 1024.0  # SLURM's --mem=<N>G is GiB
 USED = {
     "wall_s": "timing.wall_s",
-    "peak_rss_mib": "memory.peak_rss_mib",
-    "peak_rss_sum_mib": "memory.peak_rss_sum_mib",
-    "host_total_mib": "memory.host_total_mib",
-    "gpu_peak_allocated_mib": "memory.gpu_peak_allocated_mib",
-    "gpu_peak_reserved_mib": "memory.gpu_peak_reserved_mib",
-    "gpu_total_mib": "memory.gpu_total_mib",
+    "peak_rss_mib": "timing.peak_rss_mib",
+    "peak_rss_sum_mib": "timing.peak_rss_sum_mib",
+    "host_total_mib": "timing.host_total_mib",
+    "gpu_peak_allocated_mib": "timing.gpu_peak_allocated_mib",
+    "gpu_peak_reserved_mib": "timing.gpu_peak_reserved_mib",
+    "gpu_total_mib": "timing.gpu_total_mib",
 }
 # Without these a run says nothing about its use; the GPU ones are None on CPU runs by design.
 REQUIRED = ("wall_s", "peak_rss_mib", "peak_rss_sum_mib")
