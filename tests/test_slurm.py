@@ -5,6 +5,7 @@ No mocks: every test here talks to slurmctld through sbatch/squeue/sacct/scancel
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import time
@@ -108,6 +109,12 @@ def test_submit_runs_to_completion_and_resubmit_submits_nothing(tmp_path: Path) 
     assert main(["collect", str(spec.source)]) == 0
     table = (spec.output_path / "tables" / "table.md").read_text()
     assert "| Baseline |" in table and "| + Dropout |" in table and " - |" not in table.split("GFLOPs")[1]
+    # Requested vs used: the spec's 20-minute limit, recorded at submit, against each run's use.
+    with (spec.output_path / "tables" / "usage.csv").open() as handle:
+        usage = list(csv.DictReader(handle))
+    assert len(usage) == 3 and all(row["executor"] == "slurm" and not row["problem"] for row in usage), usage
+    assert all(float(row["time_limit_s"]) == 20 * 60 and 0 < float(row["time_fraction"]) < 1 for row in usage)
+    assert all(float(row["peak_rss_mib"]) > 0 for row in usage)
 
 
 def test_pending_runs_are_not_resubmitted_and_cancel_cancels(tmp_path: Path) -> None:
