@@ -104,26 +104,40 @@ def usage_frame(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 
     requests, manifest_problem = requests_by_run(root)
     done = frame[(frame["state"] == "completed") & frame["in_plan"].astype(bool)] if len(frame) else frame
-    rows = []
-    for _, row in done.iterrows():
-        used, problems = _used(row)
-        job_id, asked = requests.get(str(row["run_id"]), (None, None))
-        executor = "slurm" if job_id is not None else ("unknown" if manifest_problem else "local")
-        if manifest_problem:
-            problems.append(f"{store.MANIFEST_FILE}: {manifest_problem}")
-        elif job_id is not None and asked is None:
-            problems.append("its SLURM request was not recorded (submitted before requests were recorded)")
-        rows.append({"run_id": row["run_id"], "name": row.get("name"), "executor": executor, "job_id": job_id,
-                     **_requested(asked), **used, "used_s": used["wall_s"], "problem": "; ".join(problems) or None,
-                     "_started": row.get("started_at"), "_finished": row.get("finished_at")})  # fmt: skip
+    rows = [_row(row, requests, manifest_problem) for _, row in done.iterrows()]
     out = pd.DataFrame(rows, columns=[*COLUMNS, "_started", "_finished", "_nodes"])
-    _packed_spans(out)
+    _per_node_and_task(out)
     out["time_fraction"] = [_fraction(u, t) for u, t in zip(out["used_s"], out["time_limit_s"], strict=True)]
     out["mem_fraction"] = [_fraction(u, m) for u, m in zip(out["mem_used_mib"], out["mem_requested_mib"], strict=True)]
     out["gpu_fraction"] = [
         _fraction(u, t) for u, t in zip(out["gpu_peak_reserved_mib"], out["gpu_total_mib"], strict=True)
     ]
     return out[COLUMNS].astype(object).where(out[COLUMNS].notna(), None)
+
+
+def _row(
+    row: pd.Series, requests: dict[str, tuple[str, dict[str, Any] | None]], manifest_problem: str | None
+) -> dict[str, Any]:
+    """One completed run: where it ran, what its job requested, what it used, and what is wrong."""
+    used, problems = _used(row)
+    job_id, asked = requests.get(str(row["run_id"]), (None, None))
+    executor = "slurm" if job_id is not None else ("unknown" if manifest_problem else "local")
+    if manifest_problem:
+        problems.append(f"{store.MANIFEST_FILE}: {manifest_problem}")
+    elif job_id is not None and asked is None:
+        problems.append("its SLURM request was not recorded (submitted before requests were recorded)")
+    return {
+        "run_id": row["run_id"],
+        "name": row.get("name"),
+        "executor": executor,
+        "job_id": job_id,
+        **_requested(asked),
+        **used,
+        "used_s": used["wall_s"],
+        "problem": "; ".join(problems) or None,
+        "_started": row.get("started_at"),
+        "_finished": row.get("finished_at"),
+    }
 
 
 def _requested(asked: dict[str, Any] | None) -> dict[str, Any]:
@@ -139,7 +153,7 @@ def _requested(asked: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _packed_spans(out: pd.DataFrame) -> None:
+def _per_node_and_task(out: pd.DataFrame) -> None:
     """Host memory used per node, and runs sharing one SLURM task: the task's span is their time used."""
     if out.empty:
         return
