@@ -8,6 +8,8 @@ epoch) runs the same model (same builder, same seed), optimizer and batch size o
 with everything it does per step (Accelerate, its loader, loss bookkeeping). Both time only their
 training passes and skip the first epoch (warm-up); a round is one trainer run then one bare run,
 in this process, back to back, and the printed rates are the medians over --rounds rounds.
+Each round also times the trainer with its decoded-image cache off (`data.cache_max_mib: 0`),
+decoding and resizing every image every epoch, as the reference for what the cache saves.
 
 Two clocks: the wall clock (what the goal is about), and this process's CPU time, which other
 jobs on a shared machine do not distort but which leaves out loader-worker processes (compare
@@ -147,18 +149,23 @@ def main() -> None:
     images, labels, task = uint8_split(cfg)
     print(f"cell: {args.backbone} {args.size}px digits, batch {args.batch}, {len(images)} train images, "
           f"{args.epochs} epochs ({args.epochs - 1} timed), {torch.get_num_threads()} torch threads")  # fmt: skip
-    trainer, bare = [], []
+    uncached = cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_max_mib": 0})})
+    trainer, bare, plain = [], [], []
     for round_ in range(args.rounds):
         trainer.append(trainer_rates(cfg))
         bare.append(bare_rates(cfg, images, labels, task))
-        (tw, tc), (bw, bc) = trainer[-1], bare[-1]
-        print(f"round {round_ + 1}: wall: trainer {tw:7.1f} bare {bw:7.1f} images/s x{tw / bw:.3f};  "
+        plain.append(trainer_rates(uncached))
+        (tw, tc), (bw, bc), (pw, _) = trainer[-1], bare[-1], plain[-1]
+        print(f"round {round_ + 1}: wall: trainer {tw:7.1f} bare {bw:7.1f} images/s x{tw / bw:.3f} "
+              f"(trainer without image cache {pw:7.1f} x{pw / bw:.3f});  "
               f"CPU time: trainer {tc:7.1f} bare {bc:7.1f} images/s x{tc / bc:.3f}", flush=True)  # fmt: skip
     for clock, col in (("wall clock", 0), ("CPU time", 1)):
         t, b = statistics.median(r[col] for r in trainer), statistics.median(r[col] for r in bare)
         ratio = statistics.median(r[col] / q[col] for r, q in zip(trainer, bare, strict=True))
         print(f"median of {args.rounds} ({clock}): trainer {t:.1f} images/s, bare loop {b:.1f} images/s; "
               f"median of the rounds' trainer/bare x{ratio:.3f}")  # fmt: skip
+    ratio = statistics.median(r[0] / q[0] for r, q in zip(plain, bare, strict=True))
+    print(f"reference, trainer with data.cache_max_mib=0 (decoding every epoch): wall x{ratio:.3f} the bare loop")
 
 
 if __name__ == "__main__":

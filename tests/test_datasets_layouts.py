@@ -263,13 +263,15 @@ def test_check_module_does_not_import_torch_or_pil(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- bad data and split.json
 
 
-def test_truncated_jpeg_is_skipped_and_counted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cache_max_mib", [0, 64])
+def test_truncated_jpeg_is_skipped_and_counted(tmp_path: Path, cache_max_mib: int) -> None:
     fx.make_cub200(tmp_path, per_class=9)
     bad = sorted((tmp_path / "images" / fx.CUB_CLASSES[0]).iterdir())[0]
     fx.truncate(bad)
     data = _data(name="cub200", root=str(tmp_path), val_fraction=0.0, max_bad_fraction=0.1)
-    bundle = build_data(data, seed=0)
-    with pytest.warns(UserWarning, match=rf"unreadable image {bad}"):
+    data = data.model_copy(update={"cache_max_mib": cache_max_mib})
+    with pytest.warns(UserWarning, match=rf"unreadable image {bad}"):  # at the cache's decode, or in the loop
+        bundle = build_data(data, seed=0)
         seen = sum(len(t) for _, t in bundle.train)
     assert seen == len(bundle.splits.train) // 4 * 4  # the bad image was replaced, batches stay full
     test_sizes = [len(t) for _, t in bundle.test]
@@ -286,9 +288,9 @@ def test_too_many_bad_images_fail_with_a_clear_message(tmp_path: Path) -> None:
     fx.make_cub200(tmp_path)
     for path in sorted((tmp_path / "images" / fx.CUB_CLASSES[0]).iterdir())[:3]:
         path.write_bytes(b"not a jpeg")
-    bundle = build_data(_data(name="cub200", root=str(tmp_path), max_bad_fraction=0.05), seed=0)
     expected = r"split: 1 of \d+ images are unreadable .*max_bad_fraction=0.05"
     with pytest.raises(RuntimeError, match=expected), pytest.warns(UserWarning):
+        bundle = build_data(_data(name="cub200", root=str(tmp_path), max_bad_fraction=0.05), seed=0)  # cached
         for _ in bundle.train:
             pass
 

@@ -174,4 +174,11 @@ def test_watching_or_saving_a_run_never_changes_its_id() -> None:
     config = TrainConfig()
     watched = config.model_copy(update={"trackers": ("tensorboard",), "checkpoint_every_min": 5.0})
     assert run_id_of(watched) == run_id_of(config)
+    uncached = TrainConfig.model_validate({"data": {"cache_max_mib": 0}})
+    assert run_id_of(uncached) == run_id_of(config)  # the image cache feeds the same pixels
     assert run_id_of(config.model_copy(update={"seed": 1})) != run_id_of(config)
+    small = TrainConfig.model_validate({"data": {"image_size_px": 32}})
+    assert run_id_of(small) != run_id_of(config)
+    assert run_id_of(TrainConfig.model_validate({"data": {"image_size_px": 32, "cache_max_mib": 0}})) == run_id_of(
+        small
+    )

@@ -176,13 +176,17 @@ def test_loader_options_from_config_and_cpu_count(monkeypatch: pytest.MonkeyPatc
     }
     explicit = _data(num_workers=0, pin_memory=True, prefetch_factor=4)
     assert data_module.loader_options(explicit) == {"num_workers": 0, "pin_memory": True}  # no prefetch without workers
-    bundle = build_data(_data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, prefetch_factor=3), seed=0)
+    small = {"dataset": {"name": "digits", "max_samples": 40}, "num_workers": 1, "cache_max_mib": 0}
+    bundle = build_data(_data(**small, prefetch_factor=3), seed=0)
     assert (bundle.train.num_workers, bundle.train.prefetch_factor) == (1, 3)
     assert bundle.train.persistent_workers and bundle.val.persistent_workers  # no augmentation: nothing to reseed
-    augmented = _data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, augment={"hflip_p": 0.5})
+    augmented = _data(**small, augment={"hflip_p": 0.5})
     assert not build_data(augmented, seed=0).train.persistent_workers  # fresh workers reseed per epoch
-    forced = build_data(_data(dataset={"name": "digits", "max_samples": 40}, num_workers=1, persistent_workers=True), 0)
+    forced = build_data(_data(**small, persistent_workers=True), 0)
     assert forced.train.persistent_workers
+    # Cached splits: read in the training process when nothing random is left to do per image.
+    cached = build_data(_data(**{**small, "cache_max_mib": 1}, image_size_px=16, augment={"hflip_p": 0.5}), seed=0)
+    assert (cached.train.num_workers, cached.val.num_workers, cached.test.num_workers) == (1, 0, 0)
 
 
 def test_bad_image_counted_once_across_worker_processes(tmp_path: Path) -> None:
@@ -202,6 +206,7 @@ def test_bad_image_counted_once_across_worker_processes(tmp_path: Path) -> None:
         image_size_px=16,
         batch_size=4,
         num_workers=1,
+        cache_max_mib=0,  # decoded in the loader's workers, every epoch
     )
     bundle = build_data(data, seed=0)
     for epoch in range(2):  # fresh worker processes each epoch; the image is still counted once

@@ -157,6 +157,11 @@ class DataConfig(_Strict):
     """Batches each worker loads ahead; None = 4 with workers (torch default 2)."""
     jpeg_draft: bool = True
     """Decode JPEGs at a reduced DCT scale still >= image_size_px (much faster for large photos)."""
+    cache_max_mib: int = Field(512, ge=0)
+    """Memory for decoded images: each split whose resized uint8 images (3 x S x S bytes each) still
+    fit (train first, then val, test) is decoded once into memory and re-read from there every epoch;
+    augmentation still runs per image and epoch, with the same results. 0 turns the cache off.
+    Per process: every process of a multi-GPU run holds its own copy."""
 
     @field_validator("dataset", mode="before")
     @classmethod

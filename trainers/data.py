@@ -24,6 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 from trainers import rundir
 from trainers.config import DataConfig
 from trainers.datasets import DatasetSplits, LabeledImages, build_splits
-from trainers.transforms import build_transform
+from trainers.image_cache import ImageCache, fill, splits_to_cache
+from trainers.transforms import build_transform, cached_stages
 
 # What PIL raises for unreadable files: truncated (OSError), not an image
 # (UnidentifiedImageError, an OSError), broken headers (SyntaxError, ValueError, struct
@@ -129,6 +131,10 @@ class Transformed(Dataset[Any]):
         """Training: seed of the per-image augmentation generators; None leaves torch's RNG as is."""
         # Shared memory, so worker processes (also persistent ones) see the epoch the loop set.
         self.epoch = multiprocessing.RawValue(ctypes.c_int64, 0)
+        self.cache: ImageCache | None = None
+        """Decoded images (trainers.image_cache), when the split fits data.cache_max_mib."""
+        self.rest: Callable[[torch.Tensor], torch.Tensor] | None = None
+        """With a cache: the random rest of the transform, applied to each cached image."""
 
     def __len__(self) -> int:
         return len(self.images)
@@ -138,14 +144,35 @@ class Transformed(Dataset[Any]):
         """How many distinct images of this split failed to decode so far."""
         return int(np.frombuffer(memoryview(self._bad), dtype=np.bool_)[: len(self.images)].sum())
 
-    def _decode(self, index: int) -> tuple[torch.Tensor, Any] | None:
+    def use_cache(self, cache: ImageCache, rest: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+        """Read images from `cache` from now on, through `rest` (the random part of the
+        transform; None: the cached image is the sample)."""
+        self.cache, self.rest = cache, rest
+
+    @property
+    def fully_cached(self) -> bool:
+        """Every sample is a cached tensor as is: nothing left for a loader worker to do."""
+        return self.cache is not None and self.rest is None and bool(self.cache.filled.all())
+
+    def decode_with(self, index: int, transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor | None:
+        """Image `index` decoded and passed through `transform`; None (flagged) when unreadable."""
         try:
             image = self.images.load(index)
             with _one_thread(), self._seeded(index):
-                return self.transform(image), self.images.target(index)
+                return transform(image)
         except BAD_IMAGE_ERRORS as exc:
             self._flag(index, exc)
             return None
+
+    def _decode(self, index: int) -> tuple[torch.Tensor, Any] | None:
+        cached = self.cache.get(index) if self.cache is not None else None
+        if cached is None:
+            image = self.decode_with(index, self.transform)
+            return None if image is None else (image, self.images.target(index))
+        if self.rest is not None:
+            with _one_thread(), self._seeded(index):
+                cached = self.rest(cached)
+        return cached, self.images.target(index)
 
     @contextmanager
     def _seeded(self, index: int) -> Iterator[None]:
@@ -286,13 +313,16 @@ def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundl
     no_randomness = data.augment is None and data.persistent_workers is None
     persistent_train = workers and (bool(data.persistent_workers) or no_randomness)
     max_bad = data.dataset.max_bad_fraction
+    # Without augmentation nothing is random per image: no per-image generator to seed.
+    train_seed = seed if data.augment is not None else None
     datasets = {
         "train": Transformed(
-            splits.train, uint8_transform(data, train=True), "train", max_bad, replace_bad=True, seed=seed
+            splits.train, uint8_transform(data, train=True), "train", max_bad, replace_bad=True, seed=train_seed
         ),
         "val": Transformed(splits.val, uint8_transform(data, train=False), "val", max_bad),
         "test": Transformed(splits.test, uint8_transform(data, train=False), "test", max_bad),
     }
+    cache_images(datasets, data, options["num_workers"])
     sampler = EpochShuffleSampler(len(splits.train), seed)
     sampler.epoch_value = datasets["train"].epoch
     # drop_last avoids a tiny last batch (a batch of 1 breaks BatchNorm in train mode).
@@ -301,8 +331,7 @@ def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundl
         batch_size=per_device,
         sampler=sampler,
         drop_last=len(splits.train) > per_device,
-        persistent_workers=persistent_train,
-        **options,
+        **split_options(datasets["train"], options, persistent_train),
     )
 
     collate = CollateReadable(data.image_size_px, splits)
@@ -312,8 +341,25 @@ def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundl
             datasets[name],
             batch_size=per_device,
             collate_fn=collate,
-            persistent_workers=persistent_eval,
-            **options,
+            **split_options(datasets[name], options, persistent_eval),
         )
 
     return DataBundle(splits, train, eval_loader("val"), eval_loader("test"), sampler, datasets)
+
+
+def cache_images(datasets: dict[str, Transformed], data: DataConfig, workers: int) -> None:
+    """Decode each split that fits data.cache_max_mib once, into memory (trainers.image_cache)."""
+    sizes = [(name, len(dataset)) for name, dataset in datasets.items()]
+    for name in splits_to_cache(sizes, data.image_size_px, data.cache_max_mib):
+        prefix, rest = cached_stages(data, train=name == "train")
+        dataset = datasets[name]
+        cache = fill(len(dataset), partial(dataset.decode_with, transform=prefix), data.image_size_px, workers)
+        dataset.use_cache(cache, rest)
+
+
+def split_options(dataset: Transformed, options: dict[str, Any], persistent: bool) -> dict[str, Any]:
+    """One loader's worker options: none for a split read whole from the cache (a worker
+    would only copy each batch once more), else `options` with `persistent` workers."""
+    if dataset.fully_cached:
+        return {"num_workers": 0, "pin_memory": options["pin_memory"]}
+    return {**options, "persistent_workers": persistent}

@@ -42,6 +42,16 @@ def build_transform(data: DataConfig, train: bool, normalize: bool = True) -> v2
     Augmentation is applied only when `train` and data.augment is set, so validation and
     test always see the same deterministic pipeline.
     """
+    steps = resize_steps(data)
+    steps.extend(random_steps(data, train))
+    steps.append(v2.ToImage())
+    if normalize:
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
+    return v2.Compose(steps)
+
+
+def resize_steps(data: DataConfig) -> list[v2.Transform]:
+    """The deterministic start of every pipeline: optional grayscale, then the square resize."""
     size = data.image_size_px
     steps: list[v2.Transform] = []
     if data.grayscale:
@@ -49,12 +59,23 @@ def build_transform(data: DataConfig, train: bool, normalize: bool = True) -> v2
         steps.append(v2.Grayscale(num_output_channels=3))
     # Square resize (not crop) so every image has exactly the input size recorded with GFLOPs.
     steps.append(v2.Resize((size, size), interpolation=InterpolationMode.BICUBIC, antialias=True))
-    if train and data.augment is not None:
-        steps.extend(augmentations(data.augment))
-    steps.append(v2.ToImage())
-    if normalize:
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
-    return v2.Compose(steps)
+    return steps
+
+
+def random_steps(data: DataConfig, train: bool) -> list[v2.Transform]:
+    """The random part of a pipeline (train-time augmentation; none for evaluation)."""
+    return augmentations(data.augment) if train and data.augment is not None else []
+
+
+def cached_stages(data: DataConfig, train: bool) -> tuple[v2.Compose, v2.Compose | None]:
+    """The uint8 pipeline cut where an image cache can hold its result: the deterministic part
+    (PIL image -> resized uint8 tensor), and the random rest from that tensor (None without
+    augmentation). The rest goes back to a PIL image first, a lossless step for uint8 RGB, so
+    the augmentations see exactly what they see in `build_transform` and give the same pixels."""
+    prefix = v2.Compose([*resize_steps(data), v2.ToImage()])
+    random = random_steps(data, train)
+    rest = v2.Compose([v2.ToPILImage(), *random, v2.ToImage()]) if random else None
+    return prefix, rest
 
 
 class BatchNormalize:

@@ -20,9 +20,10 @@ from orchestrator.sweep.spec import AXIS_ALIASES, SpecError, SweepSpec, validate
 from trainers.config import TrainConfig
 
 RUN_ID_CHARS = 12
-# TrainConfig fields outside a run's identity: they watch or save the run, never change its numbers
-# (tests/test_resume_steps.py proves periodic saves leave the results bit for bit as they were).
-NOT_HASHED = ("trackers", "checkpoint_every_min")
+# TrainConfig fields (dotted paths) outside a run's identity: they watch, save or feed the run,
+# never change its numbers (tests/test_resume_steps.py proves periodic saves leave the results
+# bit for bit as they were; tests/test_image_cache.py the same of the decoded-image cache).
+NOT_HASHED = ("trackers", "checkpoint_every_min", "data.cache_max_mib")
 _MAIN_AXES = ("backbone", "dataset", "seed")
 
 
@@ -66,9 +67,29 @@ def run_id_of(config: TrainConfig) -> str:
     (tests/test_plan.py pins them). Fields that cannot change what a run learns (which trackers
     watch it, how often it saves) are not hashed: switching them on never retrains a study.
     """
-    changed = config.model_dump(mode="json", exclude_defaults=True, exclude=set(NOT_HASHED))
+    changed = _without_not_hashed(config.model_dump(mode="json", exclude_defaults=True))
     canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
+
+
+def _without_not_hashed(changed: dict[str, Any]) -> dict[str, Any]:
+    """`changed` less each NOT_HASHED path, and less a section left empty by that alone (so
+    setting only `data.cache_max_mib` hashes like setting nothing)."""
+    for path in NOT_HASHED:
+        *parents, leaf = path.split(".")
+        chain = [changed]
+        for key in parents:
+            node = chain[-1].get(key)
+            if not isinstance(node, dict):
+                break
+            chain.append(node)
+        else:
+            if leaf in chain[-1]:
+                del chain[-1][leaf]
+                for key, node in zip(reversed(parents), reversed(chain[:-1]), strict=True):
+                    if not node[key]:
+                        del node[key]
+    return changed
 
 
 def plan(spec: SweepSpec) -> list[RunSpec]:
