@@ -75,15 +75,20 @@ def test_max_submit_jobs_caps_a_submission(write_spec: Callable[..., Path], max_
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_follow_completes_a_sweep_larger_than_the_limit(
     write_spec: Callable[..., Path], max_submit: Callable[[int], None]
 ) -> None:
-    max_submit(2)
-    spec = load_spec(write_spec(), [*SMALL, "grid.seed=[0, 1]"])
+    """The issue's case: MaxSubmitJobs=50 and a 120-run sweep; --follow runs all 120."""
+    max_submit(50)
+    seeds = "grid.seed=[" + ",".join(str(i) for i in range(40)) + "]"
+    spec = load_spec(write_spec(), [*SMALL, seeds, "defaults.max_steps_per_epoch=1"])
     runs = plan(spec)
+    assert len(runs) == 120
+    queued = queue_limits().queued_by_user  # jobs of this user already in the queue count too
     outcome = launch.submit(spec, runs, "slurm", profile=PROFILE, follow_s=1.0)
-    assert len(outcome.submitted) == len(runs) == 6 and outcome.held == 0
-    manifest = store.read_manifest(spec.output_path)
-    assert len(manifest["arrays"]) >= 3, "fed in over time, at most 2 tasks at once"
-    assert max(entry["size"] for entry in manifest["arrays"].values()) <= 2
+    assert len(outcome.submitted) == len(runs) and outcome.held == 0
+    sizes = [entry["size"] for entry in store.read_manifest(spec.output_path)["arrays"].values()]
+    assert sizes[0] == 50 - queued, "the first submission fills the limit, no more"
+    assert max(sizes) <= 50 and len(sizes) >= 2 and sum(sizes) == 120, sizes
     assert {row.state for row in sweep_status(runs, spec.output_path).runs} == {"completed"}
