@@ -8,6 +8,9 @@ epoch) runs the same model (same builder, same seed), optimizer and batch size o
 with everything it does per step (Accelerate, its loader, loss bookkeeping). Both time only their
 training passes and skip the first epoch (warm-up); a round is one trainer run then one bare run,
 in this process, back to back, and the printed rates are the medians over --rounds rounds.
+The trainer tunes glibc's allocator for its whole process (trainers.memory.tune_host_allocator),
+so the bare rounds, which run after it in the same process, have the same settings; the bare loop
+is also timed once first, with glibc's defaults, as the reference for what the tuning gives.
 Each round also times the trainer with its decoded-image cache off (`data.cache_max_mib: 0`),
 decoding and resizing every image every epoch, as the reference for what the cache saves.
 
@@ -149,6 +152,9 @@ def main() -> None:
     images, labels, task = uint8_split(cfg)
     print(f"cell: {args.backbone} {args.size}px digits, batch {args.batch}, {len(images)} train images, "
           f"{args.epochs} epochs ({args.epochs - 1} timed), {torch.get_num_threads()} torch threads")  # fmt: skip
+    # Before any trainer run: the bare loop with glibc's allocator defaults (the trainer tunes them
+    # for the whole process, trainers.memory.tune_host_allocator, so later bare rounds have them too).
+    untuned = bare_rates(cfg, images, labels, task)[0]  # nothing has tuned the allocator yet in this process
     uncached = cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_max_mib": 0})})
     trainer, bare, plain = [], [], []
     for round_ in range(args.rounds):
@@ -165,6 +171,9 @@ def main() -> None:
         print(f"median of {args.rounds} ({clock}): trainer {t:.1f} images/s, bare loop {b:.1f} images/s; "
               f"median of the rounds' trainer/bare x{ratio:.3f}")  # fmt: skip
     ratio = statistics.median(r[0] / q[0] for r, q in zip(plain, bare, strict=True))
+    tuned = statistics.median(r[0] for r in bare)
+    print(f"reference, bare loop with glibc's default allocator (before the trainer tuned it): {untuned:.1f} "
+          f"images/s; the tuned rounds' bare loop x{tuned / untuned:.3f} that")  # fmt: skip
     print(f"reference, trainer with data.cache_max_mib=0 (decoding every epoch): wall x{ratio:.3f} the bare loop")
 
 

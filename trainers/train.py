@@ -153,6 +153,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
     rules.check_config(cfg)  # the pure-config rules `plan` checks too
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
+    memory.tune_host_allocator()
     facts = tracking.run_facts(run_dir, metadata)
     accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts))
     if accelerator.device.type == "cuda":
