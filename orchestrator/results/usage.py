@@ -20,6 +20,8 @@ from orchestrator.sweep import store
 if TYPE_CHECKING:
     import pandas as pd
 
+Record = dict[Any, Any]
+"""One run's row of the collected frame, as a plain dict."""
 AT_RISK_FRACTION = 0.9
 """A run that used more than this fraction of its time limit is close to being killed by it."""
 LOWER_FRACTION = 0.5
@@ -71,7 +73,7 @@ def requests_by_run(root: Path) -> tuple[dict[str, tuple[str, dict[str, Any] | N
     return out, None
 
 
-def _value(row: pd.Series, column: str) -> tuple[float | None, str | None]:
+def _value(row: Record, column: str) -> tuple[float | None, str | None]:
     """A used value of a run: a finite non-negative number, None (not recorded), and a problem text."""
     value = row.get(column)
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -81,7 +83,7 @@ def _value(row: pd.Series, column: str) -> tuple[float | None, str | None]:
     return float(value), None
 
 
-def _used(row: pd.Series) -> tuple[dict[str, float | None], list[str]]:
+def _used(row: Record) -> tuple[dict[str, float | None], list[str]]:
     """The run's used values and what is wrong with them."""
     values: dict[str, float | None] = {}
     problems: list[str] = []
@@ -104,7 +106,9 @@ def usage_frame(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 
     requests, manifest_problem = requests_by_run(root)
     done = frame[(frame["state"] == "completed") & frame["in_plan"].astype(bool)] if len(frame) else frame
-    rows = [_row(row, requests, manifest_problem) for _, row in done.iterrows()]
+    # Plain dicts, not iterrows(): a pandas row costs ~10 us per field read, 1.4 s at 10,000 runs.
+    needed = [column for column in ("run_id", "name", "started_at", "finished_at", *USED.values()) if column in done]
+    rows = [_row(row, requests, manifest_problem) for row in done[needed].to_dict("records")]
     out = pd.DataFrame(rows, columns=[*COLUMNS, "_started", "_finished", "_nodes"])
     _per_node_and_task(out)
     out["time_fraction"] = [_fraction(u, t) for u, t in zip(out["used_s"], out["time_limit_s"], strict=True)]
@@ -116,7 +120,7 @@ def usage_frame(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
 
 
 def _row(
-    row: pd.Series, requests: dict[str, tuple[str, dict[str, Any] | None]], manifest_problem: str | None
+    row: Record, requests: dict[str, tuple[str, dict[str, Any] | None]], manifest_problem: str | None
 ) -> dict[str, Any]:
     """One completed run: where it ran, what its job requested, what it used, and what is wrong."""
     used, problems = _used(row)
