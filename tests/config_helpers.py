@@ -22,6 +22,15 @@ FAST_RUNS = [
     "defaults.torch_threads=1",
 ]
 
+# A 2-seed digits sweep of 3 epochs, for the cost estimate's tests (tests/test_cost*.py).
+COST_RUNS = [
+    "grid.backbone=[test_resnet]",
+    "grid.seed=[0, 1]",
+    "grid.dataset=[digits]",
+    "defaults.torch_threads=1",
+    "defaults.epochs=3",
+]
+
 
 def tiny_config(**fields: Any) -> TrainConfig:
     """Tiny CPU runs: 8 px, 32 digits per split, one epoch of at most 2 steps; `a__b=v` fields on top."""

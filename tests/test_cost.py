@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import COST_RUNS
 
 from orchestrator import launch
 from orchestrator.cli import main
@@ -14,27 +15,19 @@ from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import load_spec
 
-FAST = [
-    "grid.backbone=[test_resnet]",
-    "grid.seed=[0, 1]",
-    "grid.dataset=[digits]",
-    "defaults.torch_threads=1",
-    "defaults.epochs=3",
-]
-
 
 def test_run_hours_scale_with_epochs_images_and_processes(write_spec: Callable[..., Path]) -> None:
-    [run, *_] = plan(load_spec(write_spec(), FAST))
+    [run, *_] = plan(load_spec(write_spec(), COST_RUNS))
     measured = reader.Throughput(images_per_s=100.0, device="NVIDIA H100", processes=2, train_images=1000)
     assert cost.run_hours(run, measured) == pytest.approx(3 * 1000 / 100.0 * 2 / 3600.0)
-    capped = load_spec(write_spec(), [*FAST, "grid.dataset=[{name: digits, max_samples: 50}]"])
+    capped = load_spec(write_spec(), [*COST_RUNS, "grid.dataset=[{name: digits, max_samples: 50}]"])
     assert cost.run_hours(plan(capped)[0], measured) == pytest.approx(3 * 50 / 100.0 * 2 / 3600.0)
     unknown_size = reader.Throughput(100.0, "cpu", 1, None)
     assert cost.run_hours(run, unknown_size) is None
 
 
 def test_without_smoke_runs_the_estimate_is_unknown(write_spec: Callable[..., Path]) -> None:
-    spec = load_spec(write_spec(), FAST)
+    spec = load_spec(write_spec(), COST_RUNS)
     costs = cost.estimate(spec, plan(spec))
     assert len(costs) == 3 and all(c.hours is None for c in costs)
     assert cost.summary(costs).startswith("estimated compute: unknown")
@@ -44,7 +37,7 @@ def test_without_smoke_runs_the_estimate_is_unknown(write_spec: Callable[..., Pa
 def test_smoke_runs_give_each_cell_an_estimate(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    spec = load_spec(write_spec(), FAST)
+    spec = load_spec(write_spec(), COST_RUNS)
     runs = plan(spec)
     assert len(launch.submit(spec, runs[:4], "local", smoke=True).completed) == 4  # two of three cells
     costs = cost.estimate(spec, runs)
@@ -57,14 +50,14 @@ def test_smoke_runs_give_each_cell_an_estimate(
     first = costs[0]
     assert first.unit == "CPU-hours" and first.hours is not None
     assert first.hours == pytest.approx(expected, rel=0.5)  # two seeds, each measured by its own smoke run
-    assert main(["plan", str(spec.source), *FAST]) == 0
+    assert main(["plan", str(spec.source), *COST_RUNS]) == 0
     out = capsys.readouterr().out
     assert "CPU-hours over 2 measured cells; 1 of 3 cells unknown" in out
 
 
 def test_max_gpu_hours_fails_closed_without_measurements(write_spec: Callable[..., Path]) -> None:
     path = write_spec()
-    code = main(["submit", str(path), *FAST, "budget={max_gpu_hours: 10}", "--dry-run", "--skip-data-check"])
+    code = main(["submit", str(path), *COST_RUNS, "budget={max_gpu_hours: 10}", "--dry-run", "--skip-data-check"])
     assert code == 2, "no smoke measurement: the budget cannot be checked, so submit refuses"
 
 
@@ -73,7 +66,7 @@ def test_max_gpu_hours_compares_the_measured_estimate(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = write_spec()
-    one_cell = [*FAST, "ablations={Baseline: []}"]
+    one_cell = [*COST_RUNS, "ablations={Baseline: []}"]
     assert main(["submit", str(path), *one_cell, "--smoke"]) == 0
     capsys.readouterr()
     tight = ["submit", str(path), *one_cell, "budget={max_gpu_hours: 1e-9}", "--dry-run"]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from config_helpers import COST_RUNS
 from tables_fixture import write_csv
 
 from orchestrator.cli import main
@@ -20,13 +21,6 @@ from trainers import rundir
 from trainers.config import DatasetConfig
 from trainers.datasets import fixtures, sizes
 
-FAST = [
-    "grid.backbone=[test_resnet]",
-    "grid.seed=[0, 1]",
-    "grid.dataset=[digits]",
-    "defaults.torch_threads=1",
-    "defaults.epochs=3",
-]
 SITE = """
 throughput:
   - {backbone: test_resnet, image_size_px: 16, images_per_s: 500, device: NVIDIA A100-SXM4-80GB}
@@ -44,11 +38,11 @@ def test_declared_entries_match_backbone_size_and_the_most_specific_wins(
     write_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
     entries = load_site(Path(_site(tmp_path).removeprefix("site="))).throughput
-    [run, *_] = plan(load_spec(write_spec(), FAST))
+    [run, *_] = plan(load_spec(write_spec(), COST_RUNS))
     assert cost.match(entries, run) == entries[0], "precision auto: only the entry without a precision fits"
-    [bf16, *_] = plan(load_spec(write_spec(), [*FAST, "defaults.precision=bf16"]))
+    [bf16, *_] = plan(load_spec(write_spec(), [*COST_RUNS, "defaults.precision=bf16"]))
     assert cost.match(entries, bf16) == entries[1]
-    [bigger, *_] = plan(load_spec(write_spec(), [*FAST, "defaults.data.image_size_px=32"]))
+    [bigger, *_] = plan(load_spec(write_spec(), [*COST_RUNS, "defaults.data.image_size_px=32"]))
     assert cost.match(entries, bigger) is None, "another input size: no match, the speed is never scaled"
     batch = ThroughputEntry(backbone="test_resnet", image_size_px=16, images_per_s=1, device="x", batch_per_device=8)
     assert cost.match([batch], run) is None, "the runs' batch is 32 on one device"
@@ -57,7 +51,7 @@ def test_declared_entries_match_backbone_size_and_the_most_specific_wins(
 def test_site_estimate_uses_the_train_split_size_and_says_where_it_came_from(
     write_spec: Callable[..., Path], tmp_path: Path
 ) -> None:
-    spec = load_spec(write_spec(), [*FAST, _site(tmp_path)])
+    spec = load_spec(write_spec(), [*COST_RUNS, _site(tmp_path)])
     runs = plan(spec)
     train = sizes.train_images(runs[0].config.data.dataset)
     assert train is not None and train > 1000
@@ -65,13 +59,13 @@ def test_site_estimate_uses_the_train_split_size_and_says_where_it_came_from(
     assert [c.source for c in costs] == [cost.SITE] * 3
     assert costs[0].hours == pytest.approx(2 * 3 * train / 500 / 3600), "2 seeds x 3 epochs at 500 images/s"
     assert costs[0].unit == "GPU-hours" and costs[0].note == "NVIDIA A100-SXM4-80GB"
-    capped = load_spec(write_spec(), [*FAST, _site(tmp_path), "defaults.max_steps_per_epoch=2"])
+    capped = load_spec(write_spec(), [*COST_RUNS, _site(tmp_path), "defaults.max_steps_per_epoch=2"])
     assert cost.estimate(capped, plan(capped))[0].hours == pytest.approx(2 * 3 * 2 * 32 / 500 / 3600)
     assert "over 3 site-declared cells" in cost.summary(costs)
 
 
 def test_a_smoke_measurement_wins_over_the_declaration(write_spec: Callable[..., Path], tmp_path: Path) -> None:
-    spec = load_spec(write_spec(), [*FAST, _site(tmp_path)])
+    spec = load_spec(write_spec(), [*COST_RUNS, _site(tmp_path)])
     runs = plan(spec)
     for smoke in smoke_plan(runs)[:2]:  # the first cell's two seeds
         path = store.run_path(store.sweep_root(spec, smoke=True), smoke.run_id)
@@ -86,12 +80,12 @@ def test_a_smoke_measurement_wins_over_the_declaration(write_spec: Callable[...,
 
 def test_unknown_without_an_entry_or_a_readable_train_split(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     other = SITE.replace("test_resnet", "resnet50")
-    spec = load_spec(write_spec(), [*FAST, _site(tmp_path, other)])
+    spec = load_spec(write_spec(), [*COST_RUNS, _site(tmp_path, other)])
     [first, *_] = cost.estimate(spec, plan(spec))
     assert first.hours is None and first.source is None
     assert "no smoke measurement or site throughput for test_resnet at 16 px" in first.note
     missing = "grid.dataset=[{name: imagefolder, root: /nonexistent/data}]"
-    spec = load_spec(write_spec(), [*FAST, _site(tmp_path), missing])
+    spec = load_spec(write_spec(), [*COST_RUNS, _site(tmp_path), missing])
     [first, *_] = cost.estimate(spec, plan(spec))
     assert first.hours is None and first.source == cost.SITE and "train split size" in first.note
 
@@ -132,11 +126,11 @@ def test_max_gpu_hours_at_submit_uses_the_declared_throughput(
     write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = str(write_spec())
-    base = ["submit", path, *FAST, _site(tmp_path), "--dry-run", "--skip-data-check"]
+    base = ["submit", path, *COST_RUNS, _site(tmp_path), "--dry-run", "--skip-data-check"]
     assert main([*base, "budget={max_gpu_hours: 1e-9}"]) == 2
     assert "over max_gpu_hours" in capsys.readouterr().err
     assert main([*base, "budget={max_gpu_hours: 1000}"]) == 0
     assert "over 3 site-declared cells" in capsys.readouterr().out
-    undeclared = ["submit", path, *FAST, _site(tmp_path, SITE.replace("test_resnet", "resnet50"))]
+    undeclared = ["submit", path, *COST_RUNS, _site(tmp_path, SITE.replace("test_resnet", "resnet50"))]
     assert main([*undeclared, "--dry-run", "--skip-data-check", "budget={max_gpu_hours: 1000}"]) == 2, "fail closed"
     assert "3 of 3 cells have no estimate" in capsys.readouterr().err

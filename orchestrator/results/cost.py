@@ -61,24 +61,23 @@ class RunCost:
 
 def run_hours(run: RunSpec, measured: reader.Throughput) -> float | None:
     """Device-hours of one run from a smoke measurement of its cell (None without a train size)."""
-    from trainers.datasets.sizes import epoch_images
-
     if measured.train_images is None:
         return None
-    data = run.config.data
-    per_epoch = epoch_images(
-        measured.train_images, data.dataset.max_samples, run.config.max_steps_per_epoch, data.batch_size
-    )
-    return run.config.epochs * per_epoch / measured.images_per_s * measured.processes / 3600.0
+    return _images(run, measured.train_images) / measured.images_per_s * measured.processes / 3600.0
 
 
 def site_hours(run: RunSpec, entry: ThroughputEntry, train_images: int) -> float:
     """Device-hours of one run at a declared per-device speed (linear scaling over its processes)."""
+    return _images(run, train_images) / entry.images_per_s / 3600.0
+
+
+def _images(run: RunSpec, train_images: int) -> int:
+    """Images the whole run trains on: epochs x the capped train split (max_samples, max_steps_per_epoch)."""
     from trainers.datasets.sizes import epoch_images
 
     data = run.config.data
     per_epoch = epoch_images(train_images, data.dataset.max_samples, run.config.max_steps_per_epoch, data.batch_size)
-    return run.config.epochs * per_epoch / entry.images_per_s / 3600.0
+    return run.config.epochs * per_epoch
 
 
 def match(entries: list[ThroughputEntry], run: RunSpec) -> ThroughputEntry | None:
