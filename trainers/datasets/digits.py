@@ -17,13 +17,12 @@ from sklearn.datasets import load_digits
 
 from trainers.config import DataConfig
 from trainers.datasets.base import DatasetSplits, InMemoryImages, LabeledImages
+from trainers.datasets.digit_split import DIGIT_NAMES, SUPER_NAMES, digit_parts, hierarchy
 from trainers.datasets.registry import register
-from trainers.datasets.splits import apply_novel, novel_mapping, stratified_split
+from trainers.datasets.splits import apply_novel, novel_mapping
 
 # load_digits pixels are counts of set pixels in 4x4 blocks of a 32x32 bitmap: 0..16.
 _DIGITS_MAX = 16.0
-DIGIT_NAMES = [str(d) for d in range(10)]
-SUPER_NAMES = ["0-4", "5-9"]
 DIGIT_PROPERTIES: dict[str, set[int]] = {
     "even": {0, 2, 4, 6, 8},
     "five_or_more": {5, 6, 7, 8, 9},
@@ -55,10 +54,9 @@ def build_digits(data: DataConfig) -> DatasetSplits:
         raise ValueError(f"dataset {ds.name!r}: novel_subclasses needs task: hierarchical")
     images = render_digits(data.grayscale)
     digits = images.targets
-    # Test first: the test set then does not move when val_fraction changes.
-    test_idx, val_idx, train_idx = stratified_split(digits, [ds.test_fraction, ds.val_fraction], ds.split_seed)
+    parts = digit_parts(digits, ds)
+    train_idx, val_idx, test_idx = parts["train"], parts["val"], parts["test"]
     info = {"policy": "stratified", "split_seed": ds.split_seed, "fractions": [ds.val_fraction, ds.test_fraction]}
-    parts = {"train": train_idx, "val": val_idx, "test": test_idx}
     if ds.task == "multilabel":
         labelled = images.with_targets(multi_hot(digits))
         return DatasetSplits(
@@ -70,7 +68,7 @@ def build_digits(data: DataConfig) -> DatasetSplits:
             info=info,
         )
     if ds.task == "hierarchical":
-        hier = np.stack([(digits >= 5).astype(np.int64), digits], axis=1)
+        hier = hierarchy(digits)
         names, mapping = novel_mapping(DIGIT_NAMES, ds.novel_subclasses, ds.name)
         split: dict[str, LabeledImages] = {}
         for name, idx in parts.items():

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from trainers.config import DatasetConfig
+from trainers.datasets.digit_split import DIGIT_NAMES, digit_parts, hierarchy
 from trainers.datasets.index import IN_MEMORY, resolve_splits
-from trainers.datasets.splits import apply_novel, novel_mapping, stratified_split
-
-_DIGIT_NAMES = [str(d) for d in range(10)]  # trainers.datasets.digits.DIGIT_NAMES (that module needs torch)
+from trainers.datasets.splits import apply_novel, novel_mapping
 
 
 def train_images(ds: DatasetConfig) -> int | None:
@@ -37,11 +36,10 @@ def _digits_train(ds: DatasetConfig) -> int | None:
     from sklearn.datasets import load_digits  # ~0.1 s; only when a cell needs it
 
     digits = load_digits().target.astype(np.int64)
-    _, _, train = stratified_split(digits, [ds.test_fraction, ds.val_fraction], ds.split_seed)
+    train = digit_parts(digits, ds)["train"]
     if ds.task == "hierarchical" and ds.novel_subclasses:
-        hier = np.stack([(digits >= 5).astype(np.int64), digits], axis=1)
-        names, mapping = novel_mapping(_DIGIT_NAMES, ds.novel_subclasses, ds.name)
-        kept, _ = apply_novel(hier[train], mapping, len(names), evaluation=False)
+        names, mapping = novel_mapping(DIGIT_NAMES, ds.novel_subclasses, ds.name)
+        kept, _ = apply_novel(hierarchy(digits)[train], mapping, len(names), evaluation=False)
         return len(kept)
     return len(train)
 
