@@ -81,7 +81,7 @@ def fill(count: int, decode: Callable[[int], torch.Tensor | None], size_px: int,
     """Decode images 0..count-1 with `decode` (PIL -> resized uint8 tensor, None when unreadable)
     into a new cache, in `workers` loader processes (none for a split of a few batches)."""
     cache = ImageCache(
-        torch.zeros((count, *(3, size_px, size_px)), dtype=torch.uint8), torch.zeros(count, dtype=torch.bool)
+        torch.zeros((count, 3, size_px, size_px), dtype=torch.uint8), torch.zeros(count, dtype=torch.bool)
     )
     workers = workers if count > 4 * FILL_BATCH else 0
     # A private generator: the loader draws its workers' base seed from it, not from torch's

@@ -10,7 +10,10 @@ DataLoader worker processes are separate processes and are not included.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -129,10 +132,6 @@ def tune_host_allocator() -> bool:
 
 
 def _set_mallopt() -> bool:
-    import ctypes
-    import ctypes.util
-    import os
-
     if any(name in os.environ for name in _USER_ALLOCATOR_ENV):
         return False
     name = ctypes.util.find_library("c")

@@ -76,20 +76,21 @@ def _without_not_hashed(changed: dict[str, Any]) -> dict[str, Any]:
     """`changed` less each NOT_HASHED path, and less a section left empty by that alone (so
     setting only `data.cache_max_mib` hashes like setting nothing)."""
     for path in NOT_HASHED:
-        *parents, leaf = path.split(".")
-        chain = [changed]
-        for key in parents:
-            node = chain[-1].get(key)
-            if not isinstance(node, dict):
-                break
-            chain.append(node)
-        else:
-            if leaf in chain[-1]:
-                del chain[-1][leaf]
-                for key, node in zip(reversed(parents), reversed(chain[:-1]), strict=True):
-                    if not node[key]:
-                        del node[key]
+        _drop(changed, path.split("."))
     return changed
+
+
+def _drop(tree: dict[str, Any], keys: list[str]) -> None:
+    """Delete tree[k0][k1]...[kn] if present, then each section it leaves empty."""
+    head, *rest = keys
+    if not rest:
+        tree.pop(head, None)
+        return
+    section = tree.get(head)
+    if isinstance(section, dict):
+        _drop(section, rest)
+        if not section:
+            del tree[head]
 
 
 def plan(spec: SweepSpec) -> list[RunSpec]:
