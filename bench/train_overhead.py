@@ -25,6 +25,7 @@ with --workers 0 for the whole cost in one process).
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -62,26 +63,34 @@ def cell(args: argparse.Namespace) -> TrainConfig:
 
 class Clocks:
     """Images/s of each timed epoch by the wall clock and by this process's CPU time (the latter
-    is robust to other jobs on a shared machine, and counts no loader-worker processes)."""
+    is robust to other jobs on a shared machine, and counts no loader-worker processes), and the
+    epoch's minor page faults in this process (memory freed to the OS and touched again)."""
 
     def __init__(self) -> None:
         self.wall: list[float] = []
         self.cpu: list[float] = []
+        self.faults: list[float] = []
 
     def time(self, epoch: Callable[[], int]) -> None:
-        """Run one epoch (it returns its image count) and record both rates."""
-        wall, cpu = time.perf_counter(), time.process_time()
+        """Run one epoch (it returns its image count) and record both rates and its page faults."""
+        wall, cpu, faults = time.perf_counter(), time.process_time(), _minor_faults()
         images = epoch()
         self.wall.append(images / (time.perf_counter() - wall))
         self.cpu.append(images / (time.process_time() - cpu))
+        self.faults.append(_minor_faults() - faults)
 
-    def medians(self) -> tuple[float, float]:
-        """Median wall and CPU rates over the epochs after the first."""
-        return statistics.median(self.wall[1:] or self.wall), statistics.median(self.cpu[1:] or self.cpu)
+    def medians(self) -> tuple[float, float, float]:
+        """Median wall rate, CPU rate and page faults over the epochs after the first."""
+        wall, cpu, faults = (statistics.median(values[1:] or values) for values in (self.wall, self.cpu, self.faults))
+        return wall, cpu, faults
 
 
-def trainer_rates(cfg: TrainConfig) -> tuple[float, float]:
-    """The trainer's images/s (wall, CPU): trainers.train.train_one_epoch, epoch after epoch."""
+def _minor_faults() -> float:
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_minflt)
+
+
+def trainer_rates(cfg: TrainConfig) -> tuple[float, float, float]:
+    """The trainer's images/s (wall, CPU) and page faults per epoch (train_one_epoch, epoch after epoch)."""
     from trainers.train import Progress, build_run, release_accelerator, train_one_epoch
 
     clocks = Clocks()
@@ -105,8 +114,8 @@ def uint8_split(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor, Any]:
     return images, torch.as_tensor(bundle.splits.train.targets), task_of(bundle.splits)
 
 
-def bare_rates(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, task: Any) -> tuple[float, float]:
-    """A hand-written loop's images/s (wall, CPU)."""
+def bare_rates(cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, task: Any) -> tuple[float, float, float]:
+    """A hand-written loop's images/s (wall, CPU) and page faults per epoch."""
     set_seed(cfg.seed)
     model = build_model(cfg, task)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
@@ -154,14 +163,14 @@ def main() -> None:
           f"{args.epochs} epochs ({args.epochs - 1} timed), {torch.get_num_threads()} torch threads")  # fmt: skip
     # Before any trainer run: the bare loop with glibc's allocator defaults (the trainer tunes them
     # for the whole process, trainers.memory.tune_host_allocator, so later bare rounds have them too).
-    untuned = bare_rates(cfg, images, labels, task)[0]  # nothing has tuned the allocator yet in this process
+    untuned, _, untuned_faults = bare_rates(cfg, images, labels, task)  # nothing has tuned the allocator yet
     uncached = cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_max_mib": 0})})
     trainer, bare, plain = [], [], []
     for round_ in range(args.rounds):
         trainer.append(trainer_rates(cfg))
         bare.append(bare_rates(cfg, images, labels, task))
         plain.append(trainer_rates(uncached))
-        (tw, tc), (bw, bc), (pw, _) = trainer[-1], bare[-1], plain[-1]
+        (tw, tc, _), (bw, bc, _), (pw, _, _) = trainer[-1], bare[-1], plain[-1]
         print(f"round {round_ + 1}: wall: trainer {tw:7.1f} bare {bw:7.1f} images/s x{tw / bw:.3f} "
               f"(trainer without image cache {pw:7.1f} x{pw / bw:.3f});  "
               f"CPU time: trainer {tc:7.1f} bare {bc:7.1f} images/s x{tc / bc:.3f}", flush=True)  # fmt: skip
@@ -174,6 +183,9 @@ def main() -> None:
     tuned = statistics.median(r[0] for r in bare)
     print(f"reference, bare loop with glibc's default allocator (before the trainer tuned it): {untuned:.1f} "
           f"images/s; the tuned rounds' bare loop x{tuned / untuned:.3f} that")  # fmt: skip
+    faults = [statistics.median(r[2] for r in rates) for rates in (trainer, bare)]
+    print(f"minor page faults per epoch (median): trainer {faults[0]:.0f}, bare loop {faults[1]:.0f}; "
+          f"bare loop with glibc's default allocator {untuned_faults:.0f}")  # fmt: skip
     print(f"reference, trainer with data.cache_max_mib=0 (decoding every epoch): wall x{ratio:.3f} the bare loop")
 
 
