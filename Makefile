@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SHELL := /bin/bash
 
-.PHONY: demo test test-unit lint cluster-up cluster-down bench clean-venv report-tools report-screenshot studies-smoke
+.PHONY: demo test test-unit lint docs cluster-up cluster-down bench clean-venv report-tools report-screenshot studies-smoke
 
 # The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned there
 # as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
@@ -24,16 +24,21 @@ demo: $(STAMP)
 	$(BIN)/orchestrate collect sweeps/demo.yaml
 	@echo "demo table: results/demo/tables/table.md"
 
-test: $(STAMP) cluster-up report-tools
+test: $(STAMP) cluster-up report-tools docs
 	$(BIN)/pytest
 
 test-unit: $(STAMP) report-tools
 	$(BIN)/pytest -m "not slurm and not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check orchestrator trainers tests bench
-	$(BIN)/ruff format --check orchestrator trainers tests bench
+	$(BIN)/ruff check orchestrator trainers tests bench docs
+	$(BIN)/ruff format --check orchestrator trainers tests bench docs
 	$(BIN)/mypy
+
+# The docs site (mkdocs + Material), strict: a broken link or a missing page fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "docs site: site/index.html"
 
 cluster-up:
 	bash slurm/dev-cluster/start.sh

@@ -17,7 +17,7 @@ from orchestrator.sweep.spec import MAX_RUNS
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `orchestrate` console script."""
-    parser = _parser()
+    parser = build_parser()
     # Overrides may come after options too (`submit x.yaml --dry-run k=v`), as Hydra users type them.
     args, extra = parser.parse_known_args(argv)
     unknown = [item for item in extra if "=" not in item or item.startswith("-")]
@@ -43,7 +43,8 @@ def _error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole `orchestrate` parser (the docs site generates its command reference from it)."""
     parser = argparse.ArgumentParser(
         prog="orchestrate", description="Image-classification ablation sweeps: plan, submit, collect."
     )
