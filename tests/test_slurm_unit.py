@@ -42,7 +42,10 @@ def test_profile_unknown_key_and_missing(write_spec: Callable[..., Path], tmp_pa
     spec = load_spec(write_spec())
     bad = tmp_path / "bad.yaml"
     bad.write_text("partitoin: gpu\n")
-    with pytest.raises(SpecError, match=r"bad.yaml: partitoin: unknown key; valid keys: partition, account"):
+    with pytest.raises(
+        SpecError,
+        match=r"bad.yaml: partitoin: unknown key \(did you mean 'partition'\?\); valid keys: partition, account",
+    ):
         site.resolve_slurm(spec.slurm, str(bad))
     with pytest.raises(SpecError, match=r"no such cluster profile"):
         site.resolve_slurm(spec.slurm, "no-such-site")

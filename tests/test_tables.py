@@ -344,7 +344,9 @@ def test_layout_errors_name_the_table(write_raw: Callable[..., Path]) -> None:
 def test_spec_tables_block_is_validated(write_raw: Callable[..., Path]) -> None:
     with pytest.raises(SpecError, match=r"tables.0.formats.0: Input should be 'md', 'tex', 'html' or 'csv'"):
         load_spec(write_raw(SPEC_004 + "tables:\n  - {formats: [pdf]}\n"))
-    with pytest.raises(SpecError, match=r"tables.0.colums: unknown key; valid keys: name, title, metric"):
+    with pytest.raises(
+        SpecError, match=r"tables.0.colums: unknown key \(did you mean 'columns'\?\); valid keys: name, title, metric"
+    ):
         load_spec(write_raw(SPEC_004 + "tables:\n  - {colums: [dataset]}\n"))
     with pytest.raises(SpecError, match="table name 'table' is used twice"):
         load_spec(write_raw(SPEC_004 + "tables:\n  - {metric: top1}\n  - {metric: macro_f1}\n"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
@@ -48,18 +50,43 @@ def describe_error(exc: ValidationError, root: type[BaseModel], echo: bool = Tru
 
 
 def error_parts(exc: ValidationError, root: type[BaseModel], echo: bool = True) -> tuple[str, str]:
-    """(dotted path, message) of the first pydantic error."""
-    err = exc.errors()[0]
+    """(dotted path, message) of the first pydantic error; an unknown key says which valid key it
+    most likely means (`did you mean 'lr'?`) before listing them all."""
+    err = _first_error(exc)
     loc = [short_key(p) if echo or p == "[key]" or _NAME.fullmatch(str(p)) else "<key>" for p in err["loc"]]
     path = ".".join(loc)
     if err["type"] == "extra_forbidden":
-        model = _model_at(root, loc[:-1])
-        valid = ", ".join(model.model_fields) if model else "?"
-        return path, f"unknown key; valid keys: {valid}"
+        model = _model_at(root, [str(p) for p in err["loc"][:-1]])
+        if model is None:
+            return path, "unknown key"
+        hint = did_you_mean(str(err["loc"][-1]), model.model_fields)
+        return path, f"unknown key{hint}; valid keys: {', '.join(model.model_fields)}"
     if err["type"] == "missing":
         return path, "required key missing"
     message = one_line(str(err["msg"]).removeprefix("Value error, "), 300)
     return path, f"{message} (got {short(err.get('input'))})" if echo else message
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """` (did you mean 'x'?)` (or 'x' or 'y') for the closest names to a mistyped `word`, or "" when
+    none is close (difflib's ratio >= 0.6, as Python's own NameError suggestions)."""
+    close = difflib.get_close_matches(word, list(choices), n=2)
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)"
+
+
+def _first_error(exc: ValidationError) -> Any:
+    """The error to report: the first, except that a misspelt required key (`aftr_stage`) is
+    reported as the unknown key it is, not as the key it left missing."""
+    errors = exc.errors()
+    first = errors[0]
+    if first["type"] == "missing":
+        parent = first["loc"][:-1]
+        for err in errors:
+            if err["type"] == "extra_forbidden" and err["loc"][:-1] == parent:
+                return err
+    return first
 
 
 def short_key(part: Any) -> str:
@@ -69,17 +96,30 @@ def short_key(part: Any) -> str:
 
 
 def _model_at(root: type[BaseModel], loc: list[str]) -> type[BaseModel] | None:
-    """The pydantic model class found by walking `loc` down from `root`."""
+    """The pydantic model class found by walking `loc` down from `root` (list indexes and
+    dict keys inside a field are stepped over)."""
     model: type[BaseModel] = root
+    container = False  # the last field was a list or dict of models: the next part is its index or key
     for part in loc:
         field = model.model_fields.get(part)
         if field is None:
-            return None if part not in ("0", "1") else model
+            if container:
+                container = False
+                continue
+            return None
         sub = _model_in(field.annotation)
         if sub is None:
             return None
-        model = sub
+        model, container = sub, _is_container(field.annotation)
     return model
+
+
+def _is_container(annotation: Any) -> bool:
+    """Whether an annotation is (an optional) list, tuple or dict."""
+    origin = getattr(annotation, "__origin__", None)
+    if origin in (list, tuple, dict):
+        return True
+    return any(_is_container(arg) for arg in getattr(annotation, "__args__", ()) if arg is not type(None))
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:

@@ -24,7 +24,16 @@ from pydantic import (
 )
 
 from orchestrator.sweep import site, values, yamlio
-from orchestrator.sweep.errors import CONTROL, SpecError, describe_error, error_parts, one_line, short, yaml_reason
+from orchestrator.sweep.errors import (
+    CONTROL,
+    SpecError,
+    describe_error,
+    did_you_mean,
+    error_parts,
+    one_line,
+    short,
+    yaml_reason,
+)
 from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
 from orchestrator.sweep.site import SlurmConfig
 from trainers.config import StrictModel, TrainConfig
@@ -241,15 +250,18 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
     for backbone, changes in spec.per_backbone.items():
         if backbone not in backbones:
             known = one_line(", ".join(str(b) for b in backbones), 200)
-            raise SpecError(f"{where}: per_backbone.{backbone}: not a backbone of the grid ({known})")
+            hint = did_you_mean(backbone, [str(b) for b in backbones])
+            raise SpecError(f"{where}: per_backbone.{backbone}: not a backbone of the grid{hint} ({known})")
         _no_bools(apply_dotted({}, changes), where, f"per_backbone.{backbone}.")
         validate_train(apply_dotted(base_dict, changes), where, f"per_backbone.{backbone}", changes)
     for row, names in spec.ablations.items():
         unknown = [m for m in names if m not in spec.modifiers]
         if unknown:
             valid = ", ".join(spec.modifiers) or "(none defined)"
-            raise SpecError(f"{where}: ablations.{row}: unknown modifier {unknown[0]!r}; defined: {valid}")
+            hint = did_you_mean(unknown[0], spec.modifiers)
+            raise SpecError(f"{where}: ablations.{row}: unknown modifier {unknown[0]!r}{hint}; defined: {valid}")
     for axis, axis_values in spec.grid.items():
+        _check_axis_name(axis, where)
         key = AXIS_ALIASES.get(axis, axis)
         for index, value in enumerate(axis_values):
             found = values.bool_as_number(nested(key, value), TrainConfig)
@@ -257,6 +269,16 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
                 inner = found.removeprefix(key).lstrip(".")
                 raise SpecError(f"{where}: grid.{axis}[{index}]{'.' + inner if inner else ''}: a boolean, not a number")
             validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
+
+
+def _check_axis_name(axis: str, where: str) -> None:
+    """A grid axis is a short name (backbone, dataset, seed) or starts with a trainer config field:
+    a typo gets the nearest of those, not the trainer's field list."""
+    if axis in AXIS_ALIASES or axis.split(".", 1)[0] in TrainConfig.model_fields:
+        return
+    hint = did_you_mean(axis, [*AXIS_ALIASES, *TrainConfig.model_fields])
+    valid = ", ".join(AXIS_ALIASES)
+    raise SpecError(f"{where}: grid.{one_line(axis, 40)}: unknown axis{hint}; axes are {valid} or a dotted trainer key")
 
 
 def _no_bools(data: Mapping[str, Any], where: str, field: str) -> None:
