@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator.cli import commands
+from orchestrator.cli import commands, scaffold
 from orchestrator.cli.commands import console
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import MAX_RUNS
@@ -48,12 +48,62 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orchestrate", description="Image-classification ablation sweeps: plan, submit, collect."
     )
+    parser.add_argument("--version", action=_VersionAction, help="print the tool's version and exit")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     for add in (_add_plan, _add_submit, _add_status, _add_cancel, _add_collect, _add_profile):
         add(sub)
-    for add in (_add_eval, _add_predict, _add_datasets):
+    for add in (_add_eval, _add_predict, _add_datasets, _add_init, _add_schema):
         add(sub)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the installed distribution's version, looked up only when asked (keeps --help fast)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        print(f"orchestrate {tool_version()}")
+        parser.exit()
+
+
+def tool_version() -> str:
+    """Version of the installed distribution that provides the `orchestrator` package."""
+    from importlib import metadata
+
+    for dist in metadata.packages_distributions().get("orchestrator", []):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown (not installed; running from a source tree)"
+
+
+def _add_init(sub: Any) -> None:
+    p = sub.add_parser(
+        "init",
+        help="write a commented first sweep for an ImageFolder dataset (plans clean as written)",
+        epilog="example: orchestrate init --root ~/data/shapes --out sweeps/shapes.yaml",
+    )
+    layouts = ("imagefolder",)
+    p.add_argument("--dataset", choices=layouts, default="imagefolder", help="dataset layout (default %(default)s)")
+    p.add_argument("--root", required=True, help="dataset folder: ROOT/<class>/<image> or ROOT/train/<class>/...")
+    p.add_argument("--name", help="sweep name (default: the folder's name)")
+    p.add_argument("--out", help="sweep file to write (default NAME.yaml here; never overwritten)")
+    p.add_argument("--backbone", default="resnet18", help="timm model name (default %(default)s)")
+    p.set_defaults(func=scaffold.cmd_init)
+
+
+def _add_schema(sub: Any) -> None:
+    p = sub.add_parser(
+        "schema",
+        help="JSON Schema of sweep, site or profile files (for editors: yaml-language-server)",
+        epilog="example: orchestrate schema sweep --out orchestrate-sweep.schema.json",
+    )
+    p.add_argument("kind", nargs="?", choices=tuple(scaffold.SCHEMAS), default="sweep", help="(default %(default)s)")
+    p.add_argument("--out", help="write to this file instead of stdout")
+    p.set_defaults(func=scaffold.cmd_schema)
 
 
 def _add_plan(sub: Any) -> None:

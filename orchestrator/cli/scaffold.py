@@ -1,0 +1,140 @@
+"""`orchestrate init` and `orchestrate schema`: a first sweep from a dataset folder, and the JSON Schemas
+editors use to complete and check sweep, site and profile files. Torch-free."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from orchestrator.sweep import schema
+from orchestrator.sweep.errors import SpecError
+from trainers.datasets.imagefolder import find_classes
+from trainers.datasets.index import scan_images
+from trainers.rundir import write_text
+
+console = Console(highlight=False, soft_wrap=True)
+SCHEMAS = {"sweep": schema.sweep_schema, "site": schema.site_schema, "profile": schema.profile_schema}
+_SPLIT_FOLDERS = ("train", "val", "test")
+_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class FolderDataset:
+    """What `init` found in an ImageFolder tree: its classes and the split folders on disk."""
+
+    root: Path
+    classes: list[str]
+    splits: list[str]
+    """Split folders present (train, val, test); empty when the root holds the class folders itself."""
+    train_images: int
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print (or write with --out) the JSON Schema of a sweep, site or profile file."""
+    text = json.dumps(SCHEMAS[args.kind](), indent=1, sort_keys=False) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return 0
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and not _ours(out):
+        raise SpecError(f"{out}: exists and is not an orchestrate schema; not overwritten")
+    write_text(out, text)
+    console.print(f"wrote {escape(str(out))}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a commented first sweep for an ImageFolder dataset, next to its JSON Schema."""
+    found = scan_folder(Path(args.root).expanduser().resolve())
+    name = args.name or _NAME.sub("_", found.root.name).strip("_.-")[:64] or "my_sweep"
+    out = Path(args.out or f"{name}.yaml").expanduser().resolve()
+    if out.exists():
+        raise SpecError(f"{out}: exists; init never overwrites a file (choose another --out)")
+    schema_file = out.parent / schema.SWEEP_SCHEMA_ID
+    if not schema_file.exists() or _ours(schema_file):
+        write_text(schema_file, json.dumps(schema.sweep_schema(), indent=1) + "\n")
+    write_text(out, sweep_text(found, name, args.backbone))
+    shown = ", ".join(found.classes[:8]) + (", ..." if len(found.classes) > 8 else "")
+    console.print(f"{len(found.classes)} classes ({escape(shown)}), split folders: {found.splits or 'none'}")
+    console.print(f"wrote {escape(str(out))}; next: orchestrate plan {escape(str(out))}")
+    return 0
+
+
+def scan_folder(root: Path) -> FolderDataset:
+    """Classes and split folders of an ImageFolder tree (`root/<class>/...` or `root/train/<class>/...`)."""
+    if not root.is_dir():
+        raise SpecError(f"--root {root}: not a folder")
+    splits = [split for split in _SPLIT_FOLDERS if (root / split).is_dir()]
+    train = root / "train" if "train" in splits else root
+    classes = find_classes(train)
+    if len(classes) < 2:
+        raise SpecError(f"--root {root}: {len(classes)} class folder(s) under {train}; ImageFolder needs at least 2")
+    images = sum(len(scan_images(train / name)) for name in classes)
+    if images == 0:
+        raise SpecError(f"--root {root}: no image files under the class folders of {train}")
+    return FolderDataset(root=root, classes=classes, splits=splits, train_images=images)
+
+
+def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
+    """The commented sweep YAML for one ImageFolder dataset: plans clean as written."""
+    carved = [split for split in ("val", "test") if split not in found.splits]
+    split_note = f"split folders {', '.join(found.splits)}" if found.splits else "no split folders"
+    carve_note = f"; {' and '.join(carved)} carved from the training images (stratified, seeded)" if carved else ""
+    lines = [
+        f"# yaml-language-server: $schema={schema.SWEEP_SCHEMA_ID}",
+        f"# A first sweep for {_comment(str(found.root))}, written by `orchestrate init`.",
+        f"# {len(found.classes)} classes, {found.train_images} training images, {split_note}{carve_note}.",
+        "# Next: `orchestrate plan THIS.yaml`, then `orchestrate submit THIS.yaml` (this machine) or",
+        "# `orchestrate submit THIS.yaml --executor slurm --profile NAME` (a cluster), then `orchestrate collect`.",
+        f"name: {name}",
+        "",
+        "defaults:",
+        "  data:",
+        f"    dataset: {{name: imagefolder, root: {json.dumps(str(found.root))}}}",
+        "    image_size_px: 224        # every image is resized to this square side",
+        "    batch_size: 32            # global: images per optimizer step over all GPUs",
+        "  optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}",
+        "  schedule: {name: cosine}",
+        "  epochs: 10",
+        "  # model: {pretrained_path: /path/to/weights.pth}   # local weights (nothing is downloaded)",
+        "",
+        "grid:",
+        f"  backbone: [{backbone}]      # any timm model name",
+        "  seed: [0, 1, 2]              # 3 seeds: each table cell gets a mean and an interval",
+        "",
+        "modifiers:                     # named changes that ablation rows switch on",
+        "  aug: {data.augment: {hflip_p: 0.5, rotate_deg: 10, translate_frac: 0.1}}",
+        "  dropout: {model.head_dropout: 0.3}",
+        "",
+        "ablations:                     # table rows, in order; the first is the baseline",
+        "  Baseline: []",
+        "  + Augmentation: [aug]",
+        "  + Augmentation + Dropout: [aug, dropout]",
+        "",
+        "slurm: {gpus_per_node: 1, cpus_per_task: 8, mem_gb: 32, timeout_min: 120}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str) -> str:
+    """A path inside a YAML comment: one line, printable."""
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
+def _ours(path: Path) -> bool:
+    """A schema file this tool wrote (its `$id`), which may be refreshed; anything else is the user's."""
+    try:
+        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+    except OSError:
+        return False
+    return any(f'"$id": "{schema_id}"' in head for schema_id in _SCHEMA_IDS)
+
+
+_SCHEMA_IDS: Sequence[str] = (schema.SWEEP_SCHEMA_ID, schema.SITE_SCHEMA_ID, schema.PROFILE_SCHEMA_ID)
