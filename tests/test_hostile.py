@@ -92,7 +92,7 @@ def test_setup_lines_allow_one_plain_command(write_spec: Callable[..., Path], li
         ({"output": "/tmp/x"}, r"--output is set by submitit"),
         ({"wrap": "id"}, r"--wrap is set by submitit"),
         ({"time": 10}, r"--time is set by timeout_min; set that instead"),
-        ({"mem_per_cpu": "1G", "mem": "1G"}, r"--mem is set by mem_gb"),
+        ({"mem_per_cpu": "1G", "mem": "1G"}, r"--mem-per-cpu is set by mem_gb"),
         ({"mail-type": "END\n#x"}, r"value of mail-type: .* contains"),
     ],
 )
@@ -125,7 +125,7 @@ def test_rendered_sbatch_script_with_odd_but_allowed_values_parses_and_keeps_eve
         exclude="node[01-04],gpu7",
         mem_gb=0.5,
         setup=['export A="x y" B=$HOME/${USER}/z', "module load cuda/12.4", "source '/opt/env x/bin/activate'"],
-        additional_parameters={"mail-type": "END,FAIL", "mail_user": "me@lab.org", "comment": "a:b%c=d/e", "x": 3},
+        additional_parameters={"mail-type": "END,FAIL", "mail_user": "me@lab.org", "comment": "a:b%c=d/e", "nice": 3},
     )
     folder = tmp_path / "out+1/odd,name=@x/slurm"
     script = slurmcli.sbatch_header(folder, slurmcli.executor_parameters(config, "orch-t.1_x"), 7)

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from orchestrator.sweep import yamlio
+from orchestrator.sweep import sbatch_flags, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
 from trainers.config import DatasetConfig, StrictModel
 
@@ -57,30 +57,6 @@ _SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]{0,256}")
 # One plain command per setup item: words, paths, `$VAR`/`${VAR}` expansions, balanced quotes;
 # no `;`, `&`, `|`, `<`, `>`, `(`, backticks, backslashes or newlines.
 _SETUP_LINE = re.compile(r"[A-Za-z0-9_./:=@%+,~ \"'{}$-]{1,512}")
-# Flags submitit or another field of the slurm block already sets: additional_parameters
-# must not repeat them (submitit lets them win silently, so the run would differ from its record).
-OWNED_SBATCH_KEYS = {
-    "time": "timeout_min",
-    "nodes": "nodes",
-    "ntasks-per-node": "tasks_per_node",
-    "cpus-per-task": "cpus_per_task",
-    "gpus-per-node": "gpus_per_node",
-    "mem": "mem_gb",
-    "partition": "partition",
-    "account": "account",
-    "qos": "qos",
-    "constraint": "constraint",
-    "exclude": "exclude",
-    "job-name": "the sweep's name",
-    "array": "submitit (one array per group of runs; array_parallelism throttles it)",
-    "output": "submitit (logs under the sweep's output folder)",
-    "error": "submitit (logs under the sweep's output folder)",
-    "open-mode": "submitit",
-    "signal": "submitit (the timeout signal that requeues a job)",
-    "wrap": "submitit (the batch script)",
-    "chdir": "submitit",
-    "parsable": "submitit",
-}
 
 
 def _allowed(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
@@ -123,7 +99,8 @@ class SlurmConfig(StrictModel):
     exclude: str | None = None
     """Nodes to avoid (`--exclude`)."""
     additional_parameters: dict[str, str | int] = {}
-    """Extra sbatch flags, e.g. {mail-type: END}; flags set elsewhere (time, mem, array, output...) are refused."""
+    """Extra sbatch flags by full name, e.g. {mail-type: END}; flags the tool sets or records (time, mem, gres,
+    array, export...), their abbreviations and aliases are refused (orchestrator/sweep/sbatch_flags.py)."""
     setup: list[str] = []
     """Shell lines run before the job (module loads, environment activation), one plain command each."""
     array_parallelism: int = Field(64, ge=1, le=100_000)
@@ -161,9 +138,7 @@ class SlurmConfig(StrictModel):
     def _extra_flags(cls, value: dict[str, str | int]) -> dict[str, str | int]:
         for key, item in value.items():
             _allowed(_SBATCH_KEY, key, "sbatch flag", "lower-case letters, digits, _ and - (a long option name)")
-            owner = OWNED_SBATCH_KEYS.get(key.replace("_", "-"))
-            if owner is not None:
-                raise ValueError(f"--{key} is set by {owner}; set that instead")
+            sbatch_flags.check_key(key)  # abbreviations and aliases too (`arr` is --array)
             if not isinstance(item, int):
                 _allowed(_SBATCH_VALUE, item, f"value of {key}:", "letters, digits and _ . , : @ % + = / -")
         return value
