@@ -36,11 +36,9 @@ def load_snapshot(root: Path) -> SweepSpec:
         raise SpecError(f"{path}: truncated ({truncated}); resubmit the sweep file to rewrite it")
     if not isinstance(document, dict) or not isinstance(document.get("spec"), dict):
         raise SpecError(f"{path}: no `spec:` mapping; resubmit the sweep file to rewrite it")
-    spec = spec_from_dict(document["spec"], where=str(path))
-    if document.get("source"):
-        # Custom table templates are named relative to the original sweep file.
-        spec._source = Path(document["source"])
-    return spec
+    # No `spec._source` from the snapshot's `source:`: anyone who can write the results folder can
+    # write that line, and custom templates are taken only from a spec file the user names.
+    return spec_from_dict(document["spec"], where=str(path))
 
 
 def _truncated_by(root: Path, text: str) -> str | None:
@@ -169,6 +167,8 @@ def _write_table_files(
     for index, table_spec in enumerate(spec.tables):
         built = tables.build_tables(joined, spec, table_spec, where=f"{where}: tables[{index}]")
         built_all.append((table_spec, built))
+        # The custom template first: its warning (when skipped) belongs in every format's notes.
+        custom = _write_custom(spec, table_spec, built, out, context) if table_spec.template else []
         for fmt in dict.fromkeys(["md", *table_spec.formats]):
             path = out / f"{table_spec.name}.{fmt}"
             text = tables.render(built, fmt, context)
@@ -176,12 +176,37 @@ def _write_table_files(
             files.append(path)
             if fmt == "md":
                 markdown.append(text)
-        if table_spec.template:
-            template = _template_path(spec, table_spec.template)
-            path = out / f"{table_spec.name}.{template.name.removesuffix('.j2')}"
-            rundir.write_text(path, tables.render_file(template, built, context))
-            files.append(path)
+        files.extend(custom)
     return files, markdown, built_all
+
+
+def _write_custom(
+    spec: SweepSpec, table_spec: TableSpec, built: list[Table], out: Path, context: dict[str, Any]
+) -> list[Path]:
+    """The table through the spec's own template (sandboxed; orchestrator.sweep.templates says which
+    files qualify). From a results folder alone (no spec file) it is skipped with a warning."""
+    from orchestrator.results import tables
+    from orchestrator.sweep import templates
+
+    assert table_spec.template is not None
+    if spec.source is None:
+        for table in built:
+            table.warnings.append(
+                f"custom template {table_spec.template} not rendered: collect the spec file to render it"
+            )
+        return []
+    try:
+        root, name, owner = templates.user_template(spec.source, table_spec.template)
+    except templates.TemplateFileError as exc:
+        raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
+    stem = Path(name).name
+    path = out / f"{table_spec.name}.{stem.removesuffix('.j2').removesuffix('.jinja')}"
+    try:
+        text = tables.render_file(root, name, built, context, owner)
+    except (templates.TemplateFileError, tables.TemplateRefused) as exc:
+        raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
+    rundir.write_text(path, text)
+    return [path]
 
 
 def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[reader.Problem]]:
@@ -203,13 +228,3 @@ def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[reader.Pro
         missing = ", ".join(c for c in present if pd.isna(row_values[c])) or "any table metric"
         problems.append(reader.Problem(str(row["run_id"]), str(row["name"]), f"completed without a usable {missing}"))
     return int(usable.sum()), problems
-
-
-def _template_path(spec: SweepSpec, name: str) -> Path:
-    """A table template named in the spec: absolute, or relative to the spec file."""
-    path = Path(name).expanduser()
-    if not path.is_absolute() and spec.source is not None:
-        path = spec.source.parent / path
-    if not path.is_file():
-        raise SpecError(f"{spec.source or spec.name}: tables: template {path} does not exist")
-    return path

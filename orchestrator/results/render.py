@@ -1,4 +1,10 @@
-"""Rendering: the Jinja environment of every format, escaping filters, CSV."""
+"""Rendering: the Jinja environment of every format, escaping filters, CSV.
+
+Every template, packaged or the user's, renders in Jinja's ImmutableSandboxedEnvironment: a
+template reads the table model and formats it; it cannot reach Python internals
+(`''.__class__.__mro__`, `cycler.__init__.__globals__`), call unsafe functions or change its
+inputs. HTML templates (`*.html.j2`, `*.htm.j2`, `*.html.jinja`) autoescape.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,42 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from orchestrator.results.model import Table
+from orchestrator.sweep.templates import TemplateFileError, TemplateLoader
 
 TEMPLATES = Path(__file__).parent / "templates"
+MAX_PRODUCT_ITEMS = 1_000_000
+"""Longest string or list a template may build with `*` (`'x' * 10**10` would fill the memory)."""
+MAX_EXPONENT = 64
+"""Largest exponent of `**` in a template."""
+
+
+class TemplateRefused(ValueError):
+    """A user template that failed or tried what the sandbox forbids; one line."""
+
+
+class Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, with `*` and `**` bounded (the sandbox leaves them open)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        """`left operator right` unless it would build something huge."""
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_PRODUCT_ITEMS:
+                    raise SecurityError(f"'*' would build more than {MAX_PRODUCT_ITEMS:,} items")
+        return super().call_binop(context, operator, left, right)
+
+
+HTML_TEMPLATES = ("html.j2", "htm.j2", "html.jinja", "htm.jinja")
+"""Template name endings that autoescape (HTML): every value is escaped unless marked safe."""
 
 
 def environment(loader: jinja2.BaseLoader | None = None) -> jinja2.Environment:
@@ -25,9 +63,9 @@ def _packaged() -> jinja2.Environment:
 
 
 def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = Sandbox(
         loader=loader,
-        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2", "htm.j2"), default_for_string=False),
+        autoescape=jinja2.select_autoescape(enabled_extensions=HTML_TEMPLATES, default_for_string=False),
         keep_trailing_newline=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -47,10 +85,23 @@ def render(tables: list[Table], fmt: str = "md", context: dict[str, Any] | None 
     return environment().get_template(f"table.{fmt}.j2").render(tables=tables, **(context or {}))
 
 
-def render_file(path: Path, tables: list[Table], context: dict[str, Any] | None = None) -> str:
-    """Render tables with a user's template file (its own folder is the template search path)."""
-    env = environment(jinja2.FileSystemLoader(path.parent))
-    return env.get_template(path.name).render(tables=tables, **(context or {}))
+def render_file(
+    root: Path, name: str, tables: list[Table], context: dict[str, Any] | None = None, owner: int | None = None
+) -> str:
+    """Render tables with a user's template `name` under `root` (the spec file's folder), sandboxed;
+    it and whatever it includes (names relative to its own folder) pass
+    orchestrator.sweep.templates.read_template."""
+    path = root / name
+    env = environment(TemplateLoader(root, path.parent, owner))
+    try:
+        return env.get_template(path.name).render(tables=tables, **(context or {}))
+    except TemplateFileError:
+        raise
+    except RecursionError:
+        raise TemplateRefused(f"template {root / name}: nested too deeply") from None
+    except Exception as exc:  # user code: any failure is a one-line refusal, never a traceback
+        kind = "refused by the sandbox" if isinstance(exc, SecurityError) else f"failed ({type(exc).__name__})"
+        raise TemplateRefused(f"template {root / name} {kind}: {exc}") from None
 
 
 RAW_FIELDS = ("mean", "std", "n", "delta", "low", "high", "p", "p_adjusted")

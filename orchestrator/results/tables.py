@@ -35,7 +35,16 @@ from orchestrator.results.layout import Layout, check_pooled, ordered_groups, ra
 from orchestrator.results.legend import broken_runs, legend, noise_notes
 from orchestrator.results.model import BUDGET_MARK, Cell, HeaderSpan, Row, Table
 from orchestrator.results.provenance import compute_hours, provenance_notes, provenance_warnings
-from orchestrator.results.render import environment, latex_escape, markdown_escape, render, render_file, slug, to_csv
+from orchestrator.results.render import (
+    TemplateRefused,
+    environment,
+    latex_escape,
+    markdown_escape,
+    render,
+    render_file,
+    slug,
+    to_csv,
+)
 from orchestrator.results.stats import Comparison
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec, TableSpec
@@ -53,6 +62,7 @@ __all__ = [
     "Layout",
     "Row",
     "Table",
+    "TemplateRefused",
     "ablation_tables",
     "axis_dims",
     "axis_short",

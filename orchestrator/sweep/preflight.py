@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from pydantic import ValidationError
 
-from orchestrator.sweep import store, yamlio
+from orchestrator.sweep import store, templates
 from orchestrator.sweep.errors import SpecError, short
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
@@ -47,22 +46,22 @@ def check_output(spec: SweepSpec, where: str) -> None:
 
 
 def check_templates(spec: SweepSpec, where: str) -> None:
-    """Custom table templates exist (relative to the spec file) and are valid Jinja."""
+    """Custom table templates are template files in the spec file's folder (orchestrator.sweep.templates)
+    and valid Jinja."""
     import jinja2
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
     for table in spec.tables:
         if table.template is None:
             continue
-        path = Path(table.template).expanduser()
-        if not path.is_absolute() and spec.source is not None:
-            path = spec.source.parent / path
         field = f"tables.{table.name}.template"
         try:
-            jinja2.Environment(autoescape=False).parse(yamlio.read_text(path, "template"))
-        except yamlio.YamlFileError as exc:
+            root, name, owner = templates.user_template(spec.source, table.template)
+            ImmutableSandboxedEnvironment().parse(templates.read_template(root, name, owner))
+        except templates.TemplateFileError as exc:
             raise SpecError(f"{where}: {field}: {exc}") from None
         except jinja2.TemplateSyntaxError as exc:
-            raise SpecError(f"{where}: {field}: {path} line {exc.lineno}: {exc.message}") from None
+            raise SpecError(f"{where}: {field}: {root / name} line {exc.lineno}: {exc.message}") from None
 
 
 def check_models(runs: Sequence[RunSpec], where: str) -> None:

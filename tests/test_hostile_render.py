@@ -1,0 +1,170 @@
+"""Hostile input, round 2 (issue 22), the rendering half: templates run sandboxed and come only from
+the spec file's folder, file arguments are what the feature needs, nothing a renderer receives is
+taken as its markup, and names with bidi, zero-width or control characters are refused at plan."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from tables_fixture import fake_run
+
+from orchestrator.cli.main import main
+from orchestrator.results import collect
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
+
+SPEC = """
+name: hostile_render
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16, batch_size: 8}}, epochs: 1}}
+grid:
+  backbone: [test_resnet]
+  dataset: [{{name: digits, label: {dataset}}}]
+  seed: [0, 1]
+modifiers:
+  aug: {{data.augment: {{hflip_p: 0.25}}}}
+ablations:
+  Baseline: []
+  {row}: [aug]
+tables:
+  - {{name: table, formats: [md, tex, html, csv]{template}}}
+"""
+
+
+def sweep(
+    folder: Path, row: str = "+ Aug", dataset: str = "Digits", template: str | None = None, classes: bool = False
+) -> SweepSpec:
+    """A spec file in `folder` with its four runs finished (seed dots, curves, per-class files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "sweep.yaml"
+    extra = f", template: {template}" if template else ""
+    path.write_text(SPEC.format(out=folder / "results", row=row, dataset=dataset, template=extra))
+    spec = load_spec(path)
+    store.write_snapshot(spec, spec.output_path)
+    names = ["0", "$\\textbf{5}$ bill", "a_b^c", "x$"] if classes else None
+    for run in plan(spec):
+        fake_run(spec, run, 0.9 + 0.01 * run.seed, epochs=3 if classes else 0, classes=names)
+    return spec
+
+
+def one_error(argv: list[str], capsys: pytest.CaptureFixture[str], code: int = 2) -> str:
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+# ----------------------------------------------------------------- templates: sandboxed, from the spec's folder
+
+PAYLOADS = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ cycler.__init__.__globals__.os.popen('touch MARK') }}",
+    "{{ joiner.__init__.__globals__['os'].system('touch MARK') }}",
+    "{% for t in tables %}{{ t.rows.append(1) }}{% endfor %}",
+    "{{ 'x' * 10**9 }}",
+    "{{ 2 ** 10000000 }}",
+]
+
+
+@pytest.mark.parametrize("payload", PAYLOADS)
+def test_template_payloads_fail_with_one_line_and_run_nothing(
+    payload: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "evil.md.j2").write_text(payload.replace("MARK", str(tmp_path / "pwned")))
+    spec = sweep(tmp_path, template="templates/evil.md.j2")
+    assert main(["plan", str(spec.source), "--skip-data-check"]) == 0  # valid Jinja: refused when it runs
+    capsys.readouterr()
+    err = one_error(["collect", str(spec.source), "--no-report"], capsys)
+    assert "tables.table.template: template" in err and ("refused by the sandbox" in err or "failed" in err), err
+    assert not (tmp_path / "pwned").exists()
+    assert not (spec.output_path / "tables" / "table.evil.md").exists()
+
+
+def test_collect_folder_takes_no_template_from_its_snapshot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Whoever can write a results folder cannot make the next `collect FOLDER` run a template,
+    even one pointed at by an edited `source:` line of its sweep.yaml."""
+    attacker = tmp_path / "attacker"
+    (attacker / "templates").mkdir(parents=True)
+    (attacker / "templates" / "t.md.j2").write_text("{{ cycler.__init__.__globals__.os.popen('touch PWNED') }}")
+    (attacker / "evil.yaml").write_text("")
+    spec = sweep(tmp_path / "user")
+    snapshot = spec.output_path / store.SWEEP_FILE
+    text = snapshot.read_text().replace("template: null", "template: templates/t.md.j2")
+    text = text.replace(f"source: {spec.source}", f"source: {attacker / 'evil.yaml'}")
+    assert "templates/t.md.j2" in text and str(attacker) in text
+    snapshot.write_text(text)
+    assert main(["collect", str(spec.output_path), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "custom template templates/t.md.j2 not rendered: collect the spec file to render it" in out
+    assert not list(spec.output_path.rglob("*PWNED*")) and not (Path.cwd() / "PWNED").exists()
+    assert not (spec.output_path / "tables" / "table.md.md").exists()
+
+
+def _link(path: Path, target: Path) -> str:
+    """A template-named symlink to a non-template file in the same folder."""
+    target.write_text("x")
+    path.symlink_to(target)
+    return path.name
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: "/etc/passwd", "is outside"),
+        (lambda d: "/proc/self/environ", "is outside"),
+        (lambda d: "../outside.md.j2", "is outside"),
+        (lambda d: (d / "notes.txt").write_text("secret") and "notes.txt", "not a template file"),
+        (lambda d: (d / "t.md.j2").symlink_to("/etc/passwd") or "t.md.j2", "is outside"),
+        (lambda d: _link(d / "p.md.j2", d / "notes.md"), "not a template file"),
+        (lambda d: _fifo(d / "fifo.md.j2").name, "not a regular file"),
+        (lambda d: (d / "big.md.j2").write_text("x" * 300_000) and "big.md.j2", "larger than 256 KiB"),
+        (lambda d: (d / "dir.j2").mkdir() or "dir.j2", "not a regular file"),
+        (lambda d: "missing.md.j2", "does not exist"),
+    ],
+)
+def test_template_files_are_refused_at_plan_with_one_line(
+    make: object, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec_dir = tmp_path / "spec"
+    spec_dir.mkdir()
+    (tmp_path / "outside.md.j2").write_text("{{ tables }}")
+    name = make(spec_dir)  # type: ignore[operator]
+    path = spec_dir / "sweep.yaml"
+    path.write_text(SPEC.format(out=tmp_path / "results", row="+ Aug", dataset="D", template=f", template: {name}"))
+    err = one_error(["plan", str(path), "--skip-data-check"], capsys)
+    assert "tables.table.template: template" in err and message in err, err
+    assert "root:" not in err and "secret" not in err  # nothing of the file is quoted
+
+
+def test_an_include_of_a_non_template_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "inc.md.j2").write_text("{% include 'secret.txt' %}")
+    (tmp_path / "templates" / "secret.txt").write_text("TOKEN=hunter2")
+    spec = sweep(tmp_path, template="templates/inc.md.j2")
+    err = one_error(["collect", str(spec.source), "--no-report"], capsys)
+    assert "not a template file" in err and "hunter2" not in err
+    assert "hunter2" not in "".join(p.read_text() for p in (spec.output_path / "tables").glob("*"))
+
+
+def test_a_good_template_and_its_include_render_from_the_spec_file(tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "rows.html.j2").write_text(
+        "{% include 'head.jinja' %}"
+        "{% for t in tables %}{% for r in t.rows %}<b>{{ r.label }}</b>{% endfor %}{% endfor %}"
+    )
+    (tmp_path / "templates" / "head.jinja").write_text("<h1>{{ sweep }}</h1>")
+    spec = sweep(tmp_path, row="+ <i>Aug<i> & co", template="templates/rows.html.j2")
+    written = collect.write_tables(spec, spec.output_path)
+    text = (spec.output_path / "tables" / "table.rows.html").read_text()
+    assert text == "<h1>hostile_render</h1><b>Baseline</b><b>+ &lt;i&gt;Aug&lt;i&gt; &amp; co</b>"
+    assert spec.output_path / "tables" / "table.rows.html" in written.files
