@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,27 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert exited.value.code == 0
     assert capsys.readouterr().out.startswith("orchestrate ")
+
+
+def test_bash_completion_lists_sweep_files_and_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "orchestrate.bash"
+    script.write_text(capsys.readouterr().out)
+    probe = (
+        f"source {script}\n"
+        "COMP_WORDS=(orchestrate plan sweeps/); COMP_CWORD=2; _shtab_orchestrate\n"
+        "printf 'F:%s\\n' \"${COMPREPLY[@]}\"\n"
+        "COMP_WORDS=(orchestrate sub); COMP_CWORD=1; _shtab_orchestrate; printf 'C:%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    done = subprocess.run(["bash", "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    lines = done.stdout.splitlines()
+    assert "F:sweeps/demo.yaml" in lines
+    assert all(line.endswith((".yaml", ".yml", "/")) for line in lines if line.startswith("F:"))
+    assert "C:submit" in lines
+
+
+def test_zsh_completion_script_is_generated(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["completion", "zsh"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("#compdef orchestrate")
+    assert "*.(yaml|yml)" in text

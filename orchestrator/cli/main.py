@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator.cli import commands, scaffold
+from orchestrator.cli import commands, completion, scaffold
 from orchestrator.cli.commands import console
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import MAX_RUNS
@@ -54,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         add(sub)
     for add in (_add_eval, _add_predict, _add_datasets, _add_init, _add_schema):
         add(sub)
+    p = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        epilog="example: orchestrate completion bash > ~/.local/share/bash-completion/completions/orchestrate",
+    )
+    p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
+    p.set_defaults(func=lambda args: completion.cmd_completion(args, build_parser()))
     return parser
 
 
