@@ -34,7 +34,7 @@ def test_unknown_top_level_key(write_spec: Callable[..., Path]) -> None:
 
 
 def test_wrong_type_names_field(write_spec: Callable[..., Path]) -> None:
-    with pytest.raises(SpecError, match=r"defaults.epochs: Input should be a valid integer"):
+    with pytest.raises(SpecError, match=r"defaults.epochs: a string, not a number"):
         load_spec(write_spec(defaults={"epochs": "many"}))
 
 

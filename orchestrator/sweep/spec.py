@@ -206,9 +206,9 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), max_runs: int | N
 
 def spec_from_dict(raw: Mapping[str, Any], where: str, max_runs: int | None = MAX_RUNS) -> SweepSpec:
     """Validate a parsed spec (structure, run count, then every default, modifier and grid value)."""
-    boolean = values.bool_as_number(raw, SweepSpec)
-    if boolean is not None:
-        raise SpecError(f"{where}: {boolean}: a boolean, not a number")
+    wrong = values.not_a_number(raw, SweepSpec)
+    if wrong is not None:
+        raise SpecError(f"{where}: {wrong[0]}: {wrong[1]}, not a number")
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as exc:
@@ -264,10 +264,11 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
         _check_axis_name(axis, where)
         key = AXIS_ALIASES.get(axis, axis)
         for index, value in enumerate(axis_values):
-            found = values.bool_as_number(nested(key, value), TrainConfig)
+            found = values.not_a_number(nested(key, value), TrainConfig)
             if found is not None:
-                inner = found.removeprefix(key).lstrip(".")
-                raise SpecError(f"{where}: grid.{axis}[{index}]{'.' + inner if inner else ''}: a boolean, not a number")
+                inner = found[0].removeprefix(key).lstrip(".")
+                field = f"grid.{axis}[{index}]{'.' + inner if inner else ''}"
+                raise SpecError(f"{where}: {field}: {found[1]}, not a number")
             validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
 
 
@@ -282,10 +283,10 @@ def _check_axis_name(axis: str, where: str) -> None:
 
 
 def _no_bools(data: Mapping[str, Any], where: str, field: str) -> None:
-    """SpecError when a boolean stands where the trainer config wants a number (`lr: yes`)."""
-    found = values.bool_as_number(data, TrainConfig)
+    """SpecError when a boolean or a string stands where the trainer config wants a number (`lr: yes`, `lr: "inf"`)."""
+    found = values.not_a_number(data, TrainConfig)
     if found is not None:
-        raise SpecError(f"{where}: {field}{found}: a boolean, not a number")
+        raise SpecError(f"{where}: {field}{found[0]}: {found[1]}, not a number")
 
 
 def validate_train(

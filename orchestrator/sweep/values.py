@@ -48,34 +48,43 @@ def _check_string(text: str, where: str) -> None:
         raise ValueError(f"{where}: {short(text)} contains a newline or another control character (tab, escape...)")
 
 
-def bool_as_number(data: Any, model: type[BaseModel], path: str = "") -> str | None:
-    """Dotted path of the first boolean given where `model` wants a number, or None."""
+BOOLEAN = "a boolean"
+STRING = "a string"
+
+
+def not_a_number(data: Any, model: type[BaseModel], path: str = "") -> tuple[str, str] | None:
+    """(dotted path, "a boolean" | "a string") of the first boolean or string given where `model`
+    wants a number, or None. pydantic's lax mode reads both as numbers (`"inf"` is infinity,
+    `"1e3"` is 1000.0, `yes` is 1.0): a spec's numbers are YAML numbers, nothing else."""
     if not isinstance(data, Mapping):
         return None
     for key, value in data.items():
         field = model.model_fields.get(str(key))
         if field is not None:
-            found = _bool_in(value, field.annotation, f"{path}{key}")
+            found = _wrong_in(value, field.annotation, f"{path}{key}")
             if found is not None:
                 return found
     return None
 
 
-def _bool_in(value: Any, annotation: Any, path: str) -> str | None:
+def _wrong_in(value: Any, annotation: Any, path: str) -> tuple[str, str] | None:
     leaves = _leaf_types(annotation)
+    numeric = int in leaves or float in leaves
     if isinstance(value, bool):
-        return path if bool not in leaves and (int in leaves or float in leaves) else None
+        return (path, BOOLEAN) if bool not in leaves and numeric else None
+    if isinstance(value, str):
+        return (path, STRING) if str not in leaves and numeric and Any not in leaves else None
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = _bool_in(item, annotation, f"{path}[{index}]")
+            found = _wrong_in(item, annotation, f"{path}[{index}]")
             if found is not None:
                 return found
     if isinstance(value, Mapping):
         for leaf in leaves:
             if isinstance(leaf, type) and issubclass(leaf, BaseModel):
-                return bool_as_number(value, leaf, f"{path}.")
+                return not_a_number(value, leaf, f"{path}.")
         for key, item in value.items():
-            found = _bool_in(item, _dict_value_type(annotation), f"{path}.{key}")
+            found = _wrong_in(item, _dict_value_type(annotation), f"{path}.{key}")
             if found is not None:
                 return found
     return None
