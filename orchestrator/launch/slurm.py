@@ -7,6 +7,7 @@ run's job.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
-from orchestrator.sweep import site, store
+from orchestrator.sweep import nodeenv, site, store
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
 
@@ -33,6 +34,7 @@ class SlurmLauncher(Launcher):
     def __init__(self, spec: SweepSpec, console: Console, profile: str | None = None) -> None:
         super().__init__(spec, console)
         self.config = site.resolve_slurm(spec.slurm, profile, spec.site)
+        self._warned = False
 
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids of the sweep that SLURM still has pending or running (one squeue call)."""
@@ -43,9 +45,24 @@ class SlurmLauncher(Launcher):
         return set(runs_in_slurm(root)[0])
 
     def preview(self, todo: list[RunRecord], root: Path) -> None:
-        """The sbatch header of every array that would be submitted."""
+        """The sbatch script of every array that would be submitted, and the command each node runs."""
         size, arrays = self._arrays(todo)
         _print_dry_run(arrays, root / store.SUBMITIT_DIR, self.spec.name, size, self.console)
+        self._warn_unshared(root)
+
+    def _warn_unshared(self, root: Path) -> None:
+        """Without an env block the nodes run this interpreter by its path: say so when it may not be there."""
+        if self.config.env is not None or self._warned:
+            return
+        self._warned = True
+        for folder in nodeenv.unshared_interpreter(root):
+            self.console.print(
+                f"[yellow]warning[/]: jobs run {sys.executable}, and {folder} is not under $HOME, not on the "
+                "output folder's filesystem and not on a network filesystem: compute nodes may not have it; "
+                "set `slurm.env` (README: Your cluster's environment)",
+                markup=True,
+                highlight=False,
+            )
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Submit the arrays that fit the user's queue limits; the manifest is written after each one."""
@@ -54,6 +71,7 @@ class SlurmLauncher(Launcher):
         arrays, held = within(arrays, limits.headroom())
         outcome = Outcome()
         if arrays:
+            self._warn_unshared(root)
             outcome = _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
         if held:
             self.console.print(
@@ -178,7 +196,8 @@ def _submit_arrays(root: Path, arrays: list[Array], folder: Path, name: str, con
     manifest = store.read_manifest(root)
     outcome = Outcome()
     for config, group in arrays:
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts)
+        python = slurmcli.node_command(config).python
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts, python=python)
         executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
             jobs = [executor.submit(task_job(config, members)) for members in group]
@@ -207,7 +226,13 @@ def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, cons
     sizes = ", ".join(str(len(group)) for _, group in arrays)
     console.print(f"dry run: would submit {len(arrays)} job array(s) of {sizes} tasks (MaxArraySize {size})")
     for index, (config, group) in enumerate(arrays):
-        header = slurmcli.sbatch_header(folder, slurmcli.executor_parameters(config, f"orch-{name}"), len(group))
+        params = slurmcli.executor_parameters(config, f"orch-{name}")
+        python = slurmcli.node_command(config).python
+        header = slurmcli.sbatch_header(folder, params, len(group), python)
         console.print(f"--- array {index + 1}/{len(arrays)}: {group[0][0].run.name} ... {group[-1][-1].run.name}")
-        console.print(header, markup=False, highlight=False)
+        console.print(header, markup=False, highlight=False, soft_wrap=True)
+        # The script's last line, spelt out: what each node runs after the setup lines.
+        console.print(
+            f"each task runs: {header.rstrip().splitlines()[-1]}", markup=False, highlight=False, soft_wrap=True
+        )
     console.print("nothing submitted")

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.sweep import nodeenv
+from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.site import SlurmConfig
 
 DEFAULT_MAX_ARRAY_SIZE = 1001  # SLURM's default when scontrol cannot be asked
@@ -75,8 +77,17 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def node_command(config: SlurmConfig) -> nodeenv.NodeCommand:
+    """The job's environment (`slurm.env`) rendered for submitit: python command, setup lines, srun args."""
+    try:
+        return nodeenv.render(config.env, config.gpus_per_node)
+    except ValueError as exc:  # an image path the login node cannot see
+        raise SpecError(f"slurm.env: {exc}") from None
+
+
 def executor_parameters(config: SlurmConfig, job_name: str) -> dict[str, Any]:
-    """submitit SlurmExecutor parameters for a SlurmConfig."""
+    """submitit SlurmExecutor parameters for a SlurmConfig (the env's setup lines before the block's own)."""
+    command = node_command(config)
     params: dict[str, Any] = {
         "job_name": job_name,
         "time": config.timeout_min,
@@ -84,9 +95,11 @@ def executor_parameters(config: SlurmConfig, job_name: str) -> dict[str, Any]:
         "ntasks_per_node": config.tasks_per_node,
         "cpus_per_task": config.cpus_per_task,
         "array_parallelism": config.array_parallelism,
-        "setup": list(config.setup),
+        "setup": [*command.setup, *config.setup],
         "additional_parameters": dict(config.additional_parameters),
     }
+    if command.srun_args:
+        params["srun_args"] = list(command.srun_args)
     if config.gpus_per_node:
         params["gpus_per_node"] = config.gpus_per_node
     if config.mem_gb is not None:
@@ -106,12 +119,19 @@ def _mem(mem_gb: float) -> str:
     return f"{int(mem_gb)}GB" if mem_gb == int(mem_gb) else f"{int(mem_gb * 1024)}MB"
 
 
-def sbatch_header(folder: Path, params: dict[str, Any], array_size: int) -> str:
+def task_command(folder: Path, python: str | None = None) -> str:
+    """The command each task runs (SlurmExecutor._submitit_command_str): `python` is the env's
+    interpreter command, None the login node's interpreter (submitit's default)."""
+    python = shlex.quote(sys.executable) if python is None else python
+    return " ".join([python, "-u -m submitit.core._submit", shlex.quote(str(folder))])
+
+
+def sbatch_header(folder: Path, params: dict[str, Any], array_size: int, python: str | None = None) -> str:
     """The sbatch script submitit would write for an array of `array_size` tasks (for --dry-run),
-    with the command submitit runs (SlurmExecutor._submitit_command_str), so it is the whole script."""
+    with the command submitit runs, so it is the whole script."""
     from submitit.slurm.slurm import _make_sbatch_string  # submitit's own renderer: what it would send
 
-    command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(folder))])
+    command = task_command(folder, python)
     return str(_make_sbatch_string(command=command, folder=folder, map_count=array_size, **params))
 
 

@@ -39,7 +39,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from orchestrator.sweep import sbatch_flags, yamlio
+from orchestrator.sweep import nodeenv, sbatch_flags, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
 from trainers.config import DatasetConfig, StrictModel
 
@@ -113,6 +113,14 @@ class SlurmConfig(StrictModel):
     """Runs one array task trains one after the other (fewer, longer jobs; imports paid once)."""
     pack_gpus: bool = False
     """Whole-node sites: a job of gpus_per_node G trains G single-GPU runs at once, one per GPU."""
+    env: nodeenv.NodeEnv | None = None
+    """The Python environment on the compute node (kind: venv, conda, modules, apptainer, pyxis or
+    charliecloud; orchestrator/sweep/nodeenv.py); None runs the login node's interpreter by its path."""
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _node_env(cls, value: Any) -> Any:
+        return nodeenv.parse(value)
 
     @field_validator("partition", "account", "qos")
     @classmethod

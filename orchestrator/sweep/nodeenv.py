@@ -1,0 +1,487 @@
+"""The Python environment of a compute node, as one typed block: `slurm.env`.
+
+    slurm:
+      env: {kind: conda, name: torch24}
+
+One of six kinds (the `kind` key picks it): a venv, a conda environment (through conda's own
+shell hook), Environment Modules / Lmod, an Apptainer (Singularity) image, a Pyxis (enroot)
+container, a Charliecloud image. Each renders into what submitit already has parameters for:
+the `python` command the task runs, `setup` lines of the batch script, and `srun_args`.
+Without an env block a job runs the login node's interpreter by its absolute path, as before.
+
+Every string here reaches the batch script, so each field passes an allow-list (no spaces,
+quotes, `$`, `;`...) and is shell-quoted when rendered. Inside containers PYTHONNOUSERSITE=1
+is set by default: a `~/.local` package must not shadow the image's.
+
+The env is not part of a run's id: the same config trained in another environment is the same
+run (its provenance records which environment it was).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import shlex
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from trainers.config import StrictModel
+
+ENV_KIND = "ORCHESTRATE_ENV_KIND"
+ENV_IMAGE = "ORCHESTRATE_ENV_IMAGE"
+ENV_IMAGE_DIGEST = "ORCHESTRATE_ENV_IMAGE_DIGEST"
+"""Variables the batch script exports for the run's provenance (trainers/envinfo.py reads them)."""
+MAX_TREE_ENTRIES = 200_000
+"""A directory image's digest covers at most this many entries (a listing, not the contents)."""
+_HASH_CHUNK_BYTES = 1 << 22
+
+# Allow-lists. Paths are absolute (the job's working directory is not the login shell's).
+_PATH_CHARS = r"[A-Za-z0-9_.+@%,=-]"
+_PATH = re.compile(rf"/(?:{_PATH_CHARS}|/){{0,1023}}")
+_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")  # a conda environment name
+_MODULE = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_./+-]{0,127}")  # cuda/12.4, Python/3.11.5-GCCcore-13.2.0
+_COMMAND = re.compile(r"[A-Za-z0-9_./+-]{1,256}")  # python3, /opt/conda/bin/python
+_BIND_PART = r"/[A-Za-z0-9_./+@%=-]{0,511}"
+_BIND = re.compile(rf"{_BIND_PART}(?::{_BIND_PART})?(?::[a-z+]{{1,32}})?")  # SRC[:DST[:ro]]
+_IMAGE = re.compile(r"[A-Za-z0-9_./:#@+-]{1,512}")  # /img.sif, docker://repo/img:tag, nvcr.io#nvidia/pytorch:24.05-py3
+_PATH_HELP = "an absolute path of letters, digits and _ . + @ % , = - /"
+_COMMAND_HELP = "a command name or absolute path of letters, digits and _ . / + -"
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
+    if not pattern.fullmatch(value):
+        raise ValueError(f"{what} must be {chars} (a space, quote, `$`, `;` or newline is refused)")
+    return value
+
+
+def _path(value: str, what: str) -> str:
+    expanded = os.path.expanduser(value) if value.startswith("~/") else value
+    if not expanded.startswith("/"):
+        raise ValueError(f"{what} must be an absolute path (jobs do not start in the login shell's folder)")
+    return _check(_PATH, expanded, what, _PATH_HELP)
+
+
+def _image(value: str, what: str = "image") -> str:
+    value = os.path.expanduser(value) if value.startswith("~/") else value
+    return _check(_IMAGE, value, what, "a path or image URI of letters, digits and _ . / : # @ + -")
+
+
+class _EnvBase(StrictModel):
+    def render(self, gpus: int) -> NodeCommand:
+        """What the batch script does to enter this environment, for a job with `gpus` GPUs per node."""
+        raise NotImplementedError
+
+
+class VenvEnv(_EnvBase):
+    """A Python virtual environment on a filesystem the nodes share."""
+
+    kind: Literal["venv"]
+    """`venv`."""
+    path: str
+    """The venv's folder (absolute); its bin/python runs the job, after `source bin/activate`."""
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return _path(value, "path")
+
+    def render(self, gpus: int) -> NodeCommand:
+        """`source PATH/bin/activate`, then PATH/bin/python."""
+        bin_dir = f"{self.path.rstrip('/')}/bin"
+        return NodeCommand(shlex.quote(f"{bin_dir}/python"), [f"source {shlex.quote(bin_dir + '/activate')}"])
+
+
+class CondaEnv(_EnvBase):
+    """A conda (or mamba) environment, activated through conda's own shell hook (`conda activate`
+    alone fails in batch shells: they never ran `conda init`'s lines)."""
+
+    kind: Literal["conda"]
+    """`conda`."""
+    name: str | None = None
+    """Environment name (`conda activate NAME`); set this or `prefix`."""
+    prefix: str | None = None
+    """Environment folder (`conda activate PREFIX`, absolute); set this or `name`."""
+    conda: str = "conda"
+    """The conda executable: a command on the batch shell's PATH, or an absolute path such as
+    /opt/miniforge3/bin/conda when the batch shell does not have it on PATH."""
+    python: str = "python"
+    """The interpreter command inside the activated environment."""
+
+    @field_validator("name")
+    @classmethod
+    def _env_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check(_NAME, value, "name", "letters, digits and _ . + -")
+
+    @field_validator("prefix")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        return None if value is None else _path(value, "prefix")
+
+    @field_validator("conda", "python")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        return _check(_COMMAND, value, "command", _COMMAND_HELP)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> CondaEnv:
+        if (self.name is None) == (self.prefix is None):
+            raise ValueError("conda: set exactly one of `name` and `prefix`")
+        return self
+
+    def render(self, gpus: int) -> NodeCommand:
+        """`eval "$(conda shell.bash hook)"`, `conda activate X`, then the env's python."""
+        target = shlex.quote(self.name or self.prefix or "")
+        hook = f'eval "$({shlex.quote(self.conda)} shell.bash hook)"'
+        return NodeCommand(shlex.quote(self.python), [hook, f"conda activate {target}"])
+
+
+class ModulesEnv(_EnvBase):
+    """Environment Modules or Lmod: `module load` of the site's modules (one of them providing Python
+    with the packages, e.g. a module that prepends a shared venv's bin to PATH)."""
+
+    kind: Literal["modules"]
+    """`modules`."""
+    modules: list[str] = Field(min_length=1)
+    """Module names, loaded in this order (`module load a b`)."""
+    purge: bool = False
+    """`module purge` first, so what the submitting shell had loaded does not leak into the job."""
+    use: list[str] = Field(default_factory=list)
+    """Extra module folders (`module use DIR`, absolute), e.g. a project's own modulefiles."""
+    init: str | None = None
+    """A script sourced first where batch shells lack the `module` command, e.g.
+    /usr/share/lmod/lmod/init/bash (Lmod) or /etc/profile.d/modules.sh."""
+    python: str = "python3"
+    """The interpreter command once the modules are loaded."""
+
+    @field_validator("modules")
+    @classmethod
+    def _names(cls, value: list[str]) -> list[str]:
+        return [_check(_MODULE, name, "module name", "letters, digits and _ . / + -") for name in value]
+
+    @field_validator("use")
+    @classmethod
+    def _folders(cls, value: list[str]) -> list[str]:
+        return [_path(folder, "use") for folder in value]
+
+    @field_validator("init")
+    @classmethod
+    def _script(cls, value: str | None) -> str | None:
+        return None if value is None else _path(value, "init")
+
+    @field_validator("python")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        return _check(_COMMAND, value, "python", _COMMAND_HELP)
+
+    def render(self, gpus: int) -> NodeCommand:
+        """[source INIT], [module purge], module use DIR..., module load M..., then `python`."""
+        lines = [f"source {shlex.quote(self.init)}"] if self.init else []
+        lines += ["module purge"] if self.purge else []
+        lines += [f"module use {shlex.quote(folder)}" for folder in self.use]
+        lines.append("module load " + " ".join(shlex.quote(m) for m in self.modules))
+        return NodeCommand(shlex.quote(self.python), lines)
+
+
+class _ContainerEnv(_EnvBase):
+    image: str
+    """The image."""
+    python: str = "python3"
+    """The interpreter command inside the image."""
+    no_user_site: bool = True
+    """Set PYTHONNOUSERSITE=1 inside the container: packages in the bind-mounted ~/.local must not
+    shadow the image's (the commonest way a container job imports the wrong torch)."""
+
+    @field_validator("image")
+    @classmethod
+    def _image_ref(cls, value: str) -> str:
+        return _image(value)
+
+    @field_validator("python")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        return _check(_COMMAND, value, "python", _COMMAND_HELP)
+
+    def exports(self) -> list[str]:
+        """Setup lines naming the image for the run's provenance (with its digest when it is a local file)."""
+        lines = [f"export {ENV_IMAGE}={shlex.quote(self.image)}"]
+        digest = image_digest(self.image)
+        return lines + ([f"export {ENV_IMAGE_DIGEST}={shlex.quote(digest)}"] if digest else [])
+
+
+class ApptainerEnv(_ContainerEnv):
+    """An Apptainer (or Singularity) image: the task runs `apptainer exec [--nv] IMAGE python`."""
+
+    kind: Literal["apptainer"]
+    """`apptainer`."""
+    image: str
+    """A SIF file (absolute path; its sha256 goes into provenance) or a URI apptainer can exec
+    (docker://..., oras://..., library://...)."""
+    binds: list[str] = Field(default_factory=list)
+    """Bind mounts, `SRC[:DST[:ro]]` (absolute paths): datasets, the results folder if apptainer does
+    not bind it already."""
+    nv: bool | None = None
+    """`--nv` (the host's NVIDIA driver in the container); None: on when the job requests GPUs."""
+    executable: Literal["apptainer", "singularity"] = "apptainer"
+    """The runtime's command name (older sites only have `singularity`)."""
+
+    @field_validator("binds")
+    @classmethod
+    def _binds(cls, value: list[str]) -> list[str]:
+        return [_bind(bind) for bind in value]
+
+    def render(self, gpus: int) -> NodeCommand:
+        """`apptainer exec [--nv] [--env PYTHONNOUSERSITE=1] [--bind B]... IMAGE python`."""
+        words = [self.executable, "exec"]
+        words += ["--nv"] if (self.nv if self.nv is not None else gpus > 0) else []
+        words += ["--env", "PYTHONNOUSERSITE=1"] if self.no_user_site else []
+        for bind in self.binds:
+            words += ["--bind", bind]
+        words += [self.image, self.python]
+        return NodeCommand(" ".join(shlex.quote(w) for w in words), self.exports())
+
+
+class PyxisEnv(_ContainerEnv):
+    """A container started by Pyxis (enroot) through srun's `--container-*` options."""
+
+    kind: Literal["pyxis"]
+    """`pyxis`."""
+    image: str
+    """An enroot image URI (e.g. nvcr.io#nvidia/pytorch:24.05-py3) or a squashfs file (absolute path;
+    its sha256 goes into provenance)."""
+    mounts: list[str] = Field(default_factory=list)
+    """Bind mounts, `SRC[:DST[:FLAGS]]` (absolute paths), joined into `--container-mounts`."""
+    mount_home: bool = True
+    """False adds `--no-container-mount-home` (the user's home stays outside the container)."""
+    python: str = "python"
+    """The interpreter command inside the image."""
+
+    @field_validator("mounts")
+    @classmethod
+    def _mounts(cls, value: list[str]) -> list[str]:
+        return [_bind(mount) for mount in value]
+
+    def render(self, gpus: int) -> NodeCommand:
+        """srun `--container-image=IMAGE [--container-mounts=...]`; python runs inside."""
+        args = [f"--container-image={self.image}"]
+        args += [f"--container-mounts={','.join(self.mounts)}"] if self.mounts else []
+        args += [] if self.mount_home else ["--no-container-mount-home"]
+        setup = self.exports()
+        if self.no_user_site:
+            # The host's value, and --container-env makes it win over one the image sets.
+            setup.append("export PYTHONNOUSERSITE=1")
+            args.append("--container-env=PYTHONNOUSERSITE")
+        return NodeCommand(shlex.quote(self.python), setup, args)
+
+
+class CharliecloudEnv(_ContainerEnv):
+    """A Charliecloud image: the task runs `ch-run [-b SRC:DST]... IMAGE -- python`."""
+
+    kind: Literal["charliecloud"]
+    """`charliecloud`."""
+    image: str
+    """A directory image or a squashfs file (absolute path; a squashfs file's sha256, or a digest of a
+    directory's file list, sizes and times, goes into provenance)."""
+    binds: list[str] = Field(default_factory=list)
+    """Bind mounts, `SRC[:DST]` (absolute; DST must exist in the image): the results folder, datasets."""
+
+    @field_validator("binds")
+    @classmethod
+    def _binds(cls, value: list[str]) -> list[str]:
+        return [_bind(bind, flags=False) for bind in value]
+
+    @field_validator("image")
+    @classmethod
+    def _local_image(cls, value: str) -> str:
+        return _path(_image(value), "image")
+
+    def render(self, gpus: int) -> NodeCommand:
+        """`ch-run [--set-env=PYTHONNOUSERSITE=1] [-b B]... IMAGE -- python` ($USER set: ch-run needs it)."""
+        words = ["ch-run"] + (["--set-env=PYTHONNOUSERSITE=1"] if self.no_user_site else [])
+        for bind in self.binds:
+            words += ["-b", bind]
+        words += [self.image, "--", self.python]
+        setup = ['export USER="${USER:-$(id -un)}"', *self.exports()]
+        return NodeCommand(" ".join(shlex.quote(w) for w in words), setup)
+
+
+def _bind(value: str, flags: bool = True) -> str:
+    value = _check(_BIND, value, "bind", "SRC[:DST[:FLAGS]] with absolute paths of letters, digits and _ . / + @ % = -")
+    if not flags and value.count(":") > 1:
+        raise ValueError("bind takes SRC[:DST] here (no flags)")
+    return value
+
+
+NodeEnv = Annotated[
+    VenvEnv | CondaEnv | ModulesEnv | ApptainerEnv | PyxisEnv | CharliecloudEnv, Field(discriminator="kind")
+]
+KINDS: dict[str, type[_EnvBase]] = {
+    "venv": VenvEnv,
+    "conda": CondaEnv,
+    "modules": ModulesEnv,
+    "apptainer": ApptainerEnv,
+    "pyxis": PyxisEnv,
+    "charliecloud": CharliecloudEnv,
+}
+
+
+def parse(value: Any) -> Any:
+    """An env block validated by its kind, with a one-line error naming the field (pydantic's own
+    union errors would name every kind). Already-built models pass through."""
+    if value is None or isinstance(value, _EnvBase):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"env must be a mapping with `kind` ({', '.join(KINDS)})")
+    kind = value.get("kind")
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise ValueError(f"env.kind must be one of {', '.join(KINDS)}")
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        # An unknown key first: `pth` misspelt also makes `path` missing, and the typo is the news.
+        err = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        where = ".".join(str(p) for p in err["loc"])
+        if err["type"] == "extra_forbidden":
+            reason = f"unknown key for kind {kind}; valid keys: {', '.join(model.model_fields)}"
+        elif err["type"] == "missing":
+            reason = f"required for kind {kind}"
+        else:
+            reason = str(err["msg"]).removeprefix("Value error, ")
+        raise ValueError(f"{where}: {reason}" if where else reason) from None
+
+
+@dataclass(frozen=True)
+class NodeCommand:
+    """An environment rendered for submitit: its `python` command, `setup` lines and `srun_args`."""
+
+    python: str
+    """Replaces submitit's default (the login node's interpreter) in `python -u -m submitit.core._submit`."""
+    setup: list[str] = field(default_factory=list)
+    srun_args: list[str] = field(default_factory=list)
+
+
+def render(env: NodeEnv | None, gpus: int) -> NodeCommand:
+    """The node command of an env block (None: the login interpreter by its absolute path, as submitit does)."""
+    if env is None:
+        return NodeCommand(shlex.quote(sys.executable))
+    command = env.render(gpus)
+    return NodeCommand(command.python, [f"export {ENV_KIND}={env.kind}", *command.setup], command.srun_args)
+
+
+def image_digest(image: str) -> str | None:
+    """`sha256:<hex>` of an image file, `tree-sha256:<hex>` of a directory image's listing (paths,
+    sizes, modification times of at most MAX_TREE_ENTRIES entries), None for a URI.
+
+    A local path that does not exist is an error: the login node must see the image its jobs use
+    (checks fail closed).
+    """
+    if not image.startswith("/"):
+        return None
+    path = Path(image)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise ValueError(f"image {image}: {exc.strerror or exc} (the login node must see the jobs' image)") from None
+    if path.is_dir():  # not cached: a file changed deep inside leaves the folder's own times alone
+        return _tree_digest(path)
+    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """Cached on (path, size, mtime): a submit with many arrays hashes a 10 GB SIF once."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK_BYTES):
+            sha.update(chunk)
+    return f"sha256:{sha.hexdigest()}"
+
+
+def _tree_digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    for count, line in enumerate(_listing(path)):
+        if count >= MAX_TREE_ENTRIES:
+            return f"tree-sha256-first{MAX_TREE_ENTRIES}:{sha.hexdigest()}"
+        sha.update(line.encode("utf-8", "surrogateescape"))
+    return f"tree-sha256:{sha.hexdigest()}"
+
+
+def _listing(root: Path) -> Iterator[str]:
+    """`relpath size mtime_ns` lines of a directory tree in sorted order (symlinks not followed)."""
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted([*files, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]):
+            full = os.path.join(folder, name)
+            try:
+                info = os.lstat(full)
+            except OSError:
+                continue
+            yield f"{os.path.relpath(full, root)} {info.st_size} {info.st_mtime_ns}\n"
+
+
+# Filesystems every node of a cluster mounts by design (/proc/mounts type names).
+NETWORK_FILESYSTEMS = frozenset(
+    {"nfs", "nfs4", "lustre", "gpfs", "beegfs", "cephfs", "ceph", "cifs", "smb3", "glusterfs", "fuse.glusterfs"}
+    | {"fuse.sshfs", "wekafs", "panfs", "fuse.weka", "orangefs", "pvfs2", "fuse.juicefs"}
+)
+_OS_DIRS = ("/usr/", "/bin/", "/lib/", "/lib64/")
+"""Interpreter folders of the operating system itself: every node of a cluster has its own copy."""
+
+
+def unshared_interpreter(output_dir: Path, home: str | None = None) -> list[str]:
+    """Folders of this interpreter that compute nodes may not see (for a job without an env block).
+
+    The rule: a folder counts as shared when it is (a) under $HOME, (b) on the filesystem of the
+    sweep's output folder (the jobs must see that one anyway: submitit writes their logs there), or
+    (c) on a network or parallel filesystem (NETWORK_FILESYSTEMS, read from /proc/mounts). The
+    folders checked are the environment's (sys.prefix, where the packages are) and the base
+    interpreter's, unless that is the operating system's own (/usr/bin/python3).
+    """
+    home = os.path.realpath(home or os.path.expanduser("~"))
+    output_dev = _device(output_dir)
+    mounts = _mounts()
+    problems: list[str] = []
+    for folder in dict.fromkeys([sys.prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]):
+        real = os.path.realpath(folder)
+        if (real + "/").startswith(_OS_DIRS) or (real + "/").startswith(home.rstrip("/") + "/"):
+            continue
+        if output_dev is not None and _device(Path(real)) == output_dev:
+            continue
+        if _fstype(real, mounts) in NETWORK_FILESYSTEMS:
+            continue
+        problems.append(folder)
+    return problems
+
+
+def _device(path: Path) -> int | None:
+    """st_dev of `path`, or of its nearest existing parent (the output folder may not exist yet)."""
+    for candidate in [path, *path.absolute().parents]:
+        try:
+            return candidate.stat().st_dev
+        except OSError:
+            continue
+    return None
+
+
+def _mounts() -> list[tuple[str, str]]:
+    """(mount point, type) of /proc/mounts, longest mount point first; [] where there is none."""
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    pairs = [(parts[1].replace("\\040", " "), parts[2]) for parts in (line.split() for line in lines) if len(parts) > 2]
+    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
+
+
+def _fstype(path: str, mounts: list[tuple[str, str]]) -> str | None:
+    for point, kind in mounts:
+        if path == point or path.startswith(point.rstrip("/") + "/"):
+            return kind
+    return None

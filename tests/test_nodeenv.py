@@ -1,0 +1,227 @@
+"""The node environment block (`slurm.env`): allow-lists, rendering, golden batch scripts, dry-run.
+
+The golden files under tests/golden/ are the exact sbatch scripts submitit writes for each kind
+(its own renderer, and its own executor where `srun` exists). Regenerate them after an intended
+change with ORCHESTRATE_UPDATE_GOLDEN=1 and read the diff.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from orchestrator.cli.main import main
+from orchestrator.launch import slurmcli
+from orchestrator.sweep import nodeenv, site, yamlio
+from orchestrator.sweep.nodeenv import NETWORK_FILESYSTEMS as NETWORK
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import SpecError, load_spec
+
+GOLDEN = Path(__file__).parent / "golden"
+FOLDER = "/shared/results/demo/slurm"  # the submitit folder every golden script names
+ARRAY_TASKS = 4
+EPOCH_NS = 1_700_000_000_000_000_000  # fixed modification time of the files of test images
+
+
+def _images(tmp_path: Path) -> dict[str, Path]:
+    """A fake SIF, a squashfs and a directory image with fixed content and times (stable digests)."""
+    images = tmp_path / "images"
+    tree = images / "ch-torch"
+    for sub in ("usr/bin", "etc", "results"):
+        (tree / sub).mkdir(parents=True, exist_ok=True)
+    files = {images / "torch.sif": b"SIF fake image", images / "torch.sqsh": b"hsqs fake", tree / "etc/os": b"x\n"}
+    for path, data in files.items():
+        path.write_bytes(data)
+        os.utime(path, ns=(EPOCH_NS, EPOCH_NS))
+    return {"sif": images / "torch.sif", "sqsh": images / "torch.sqsh", "dir": tree}
+
+
+def _recipes(images: dict[str, Path]) -> dict[str, tuple[dict[str, object], int]]:
+    """kind -> (slurm block, GPUs per node) of each golden script."""
+    return {
+        "none": ({}, 0),
+        "venv": ({"env": {"kind": "venv", "path": "/shared/envs/orch"}}, 0),
+        "conda": ({"env": {"kind": "conda", "name": "torch24", "conda": "/opt/miniforge3/bin/conda"}}, 1),
+        "modules": (
+            {
+                "env": {
+                    "kind": "modules",
+                    "purge": True,
+                    "init": "/usr/share/lmod/lmod/init/bash",
+                    "use": ["/shared/modulefiles"],
+                    "modules": ["cuda/12.4", "orchestrate/1.0"],
+                },
+                "setup": ["nvidia-smi -L"],
+            },
+            1,
+        ),
+        "apptainer": (
+            {"env": {"kind": "apptainer", "image": str(images["sif"]), "binds": ["/shared/data:/data:ro"]}},
+            1,
+        ),
+        "apptainer-uri-cpu": ({"env": {"kind": "apptainer", "image": "docker://pytorch/pytorch:2.4.0"}}, 0),
+        "pyxis": (
+            {"env": {"kind": "pyxis", "image": "nvcr.io#nvidia/pytorch:24.05-py3", "mounts": ["/shared:/shared"]}},
+            4,
+        ),
+        "pyxis-squashfs": (
+            {"env": {"kind": "pyxis", "image": str(images["sqsh"]), "mount_home": False, "no_user_site": False}},
+            1,
+        ),
+        "charliecloud": ({"env": {"kind": "charliecloud", "image": str(images["dir"]), "binds": ["/shared"]}}, 0),
+    }
+
+
+def _script(block: dict[str, object], gpus: int) -> tuple[str, dict[str, object], str]:
+    config = site.SlurmConfig.model_validate({"partition": "gpu", "gpus_per_node": gpus, **block})
+    params = slurmcli.executor_parameters(config, "orch-demo")
+    python = slurmcli.node_command(config).python
+    return slurmcli.sbatch_header(Path(FOLDER), params, ARRAY_TASKS, python), params, python
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["none", "venv", "conda", "modules", "apptainer", "apptainer-uri-cpu", "pyxis", "pyxis-squashfs", "charliecloud"],
+)
+def test_golden_batch_script(kind: str, tmp_path: Path) -> None:
+    block, gpus = _recipes(_images(tmp_path))[kind]
+    script, _, _ = _script(block, gpus)
+    # Paths of this test's images and of this interpreter are placeholders in the golden file.
+    text = script.replace(str(tmp_path), "/shared").replace(slurmcli.task_command(Path(FOLDER)).split()[0], "PYTHON")
+    golden = GOLDEN / f"{kind}.sbatch"
+    if os.environ.get("ORCHESTRATE_UPDATE_GOLDEN"):
+        GOLDEN.mkdir(exist_ok=True)
+        golden.write_text(text)
+    assert text == golden.read_text(), f"{golden.name} differs (ORCHESTRATE_UPDATE_GOLDEN=1 regenerates it)"
+
+
+@pytest.mark.skipif(shutil.which("srun") is None, reason="submitit's SlurmExecutor needs srun on PATH")
+@pytest.mark.parametrize("kind", ["apptainer", "pyxis", "charliecloud"])
+def test_submitit_writes_the_same_script(kind: str, tmp_path: Path) -> None:
+    """What submitit's own executor writes for an array equals the preview (and so the golden)."""
+    import submitit
+
+    block, gpus = _recipes(_images(tmp_path))[kind]
+    preview, params, python = _script(block, gpus)
+    executor = submitit.SlurmExecutor(folder=FOLDER, python=python)
+    executor.update_parameters(**params)
+    executor.parameters["map_count"] = ARRAY_TASKS  # what submitit sets for an array (batch())
+    assert executor._make_submission_file_text(executor._submitit_command_str, "uid") == preview
+
+
+def test_container_kinds_keep_user_site_out(tmp_path: Path) -> None:
+    recipes = _recipes(_images(tmp_path))
+    for kind in ("apptainer", "pyxis", "charliecloud"):
+        script, _, _ = _script(*recipes[kind])
+        assert "PYTHONNOUSERSITE=1" in script, kind
+    assert "--nv" in _script(*recipes["apptainer"])[0], "GPUs requested: --nv by default"
+    assert "--nv" not in _script(*recipes["apptainer-uri-cpu"])[0], "no GPUs: no --nv"
+    forced = {"env": {"kind": "apptainer", "image": "docker://x/y:1", "nv": True}}
+    assert "--nv" in _script(forced, 0)[0]
+
+
+def test_image_digests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = _images(tmp_path)
+    assert nodeenv.image_digest(str(images["sif"])) == "sha256:" + hashlib.sha256(b"SIF fake image").hexdigest()
+    assert nodeenv.image_digest("docker://pytorch/pytorch:2.4.0") is None
+    tree = nodeenv.image_digest(str(images["dir"]))
+    assert tree is not None and tree.startswith("tree-sha256:")
+    (images["dir"] / "etc/os").write_bytes(b"changed, longer\n")
+    assert nodeenv.image_digest(str(images["dir"])) != tree, "a changed file changes the directory digest"
+    monkeypatch.setattr(nodeenv, "MAX_TREE_ENTRIES", 0)
+    bounded = nodeenv.image_digest(str(images["dir"]))
+    assert bounded is not None and bounded.startswith("tree-sha256-first0:")
+    with pytest.raises(ValueError, match="No such file"):
+        nodeenv.image_digest(str(tmp_path / "missing.sif"))
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"kind": "venv", "path": "envs/orch"}, "path: path must be an absolute path"),
+        ({"kind": "venv", "pth": "/x"}, "pth: unknown key for kind venv; valid keys: kind, path"),
+        ({"kind": "docker", "image": "x"}, "env.kind must be one of venv, conda, modules"),
+        ({"kind": "conda"}, "set exactly one of `name` and `prefix`"),
+        ({"kind": "conda", "name": "x; rm -rf ~"}, "name: name must be letters"),
+        ({"kind": "modules", "modules": ["cuda/12.4\nrm -rf ~"]}, "modules: module name must be"),
+        ({"kind": "modules", "modules": []}, "modules: List should have at least 1 item"),
+        ({"kind": "apptainer", "image": "/img.sif", "binds": ["/data:/data$(id)"]}, "binds: bind must be"),
+        ({"kind": "apptainer", "image": "/img.sif", "python": "python3 -c 'x'"}, "python: python must be"),
+        ({"kind": "pyxis", "image": "nvcr.io#x`id`"}, "image: image must be"),
+        ({"kind": "charliecloud", "image": "docker://x"}, "image: image must be an absolute path"),
+        ({"kind": "charliecloud", "image": "/img", "binds": ["/a:/b:ro"]}, "bind takes SRC"),
+    ],
+)
+def test_env_strings_are_allow_listed(env: dict[str, object], message: str, tmp_path: Path) -> None:
+    profile = tmp_path / "site.yaml"
+    profile.write_text(yamlio.dumps({"partition": "gpu", "env": env}))
+    with pytest.raises(site.SiteError, match=r"site\.yaml: env: ") as info:
+        site.load_site(profile, "cluster profile")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_spec_env_overrides_the_profile_and_not_the_run_ids(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    profile = tmp_path / "site.yaml"
+    profile.write_text("partition: gpu\nenv: {kind: conda, name: torch24}\n")
+    plain = load_spec(write_spec())
+    assert isinstance(site.resolve_slurm(plain.slurm, str(profile)).env, nodeenv.CondaEnv), "the profile's env"
+    with_env = load_spec(write_spec(slurm={"env": {"kind": "venv", "path": "/shared/envs/orch"}}))
+    config = site.resolve_slurm(with_env.slurm, str(profile))
+    assert isinstance(config.env, nodeenv.VenvEnv) and config.partition == "gpu", "the spec's env wins, whole"
+    assert [r.run_id for r in plan(with_env)] == [r.run_id for r in plan(plain)], "env is not part of run ids"
+
+
+def test_spec_env_error_names_file_and_field(write_spec: Callable[..., Path]) -> None:
+    path = write_spec(slurm={"env": {"kind": "venv", "path": "rel/venv"}})
+    with pytest.raises(SpecError, match=r"sweep.yaml: slurm.env: path: path must be an absolute path"):
+        load_spec(path)
+
+
+def test_dry_run_prints_each_task_command(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = _images(tmp_path)["dir"]
+    env = f"slurm.env={{kind: charliecloud, image: {image}, binds: [/shared]}}"
+    assert main(["submit", str(write_spec()), "--executor", "slurm", "--dry-run", env]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("each task runs: "))
+    assert f"ch-run --set-env=PYTHONNOUSERSITE=1 -b /shared {image} -- python3 -u -m submitit.core._submit" in line
+    assert "export ORCHESTRATE_ENV_IMAGE_DIGEST=tree-sha256:" in out
+
+
+def test_dry_run_refuses_a_missing_image(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = f"slurm.env={{kind: apptainer, image: {tmp_path}/nope.sif}}"
+    assert main(["submit", str(write_spec()), "--executor", "slurm", "--dry-run", env]) == 2
+    err = capsys.readouterr()
+    assert "slurm.env: image " in err.out + err.err and "nope.sif" in err.out + err.err
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="needs a second filesystem (/dev/shm)")
+def test_unshared_interpreter_rule(tmp_path: Path) -> None:
+    """Output on another filesystem (tmpfs), HOME elsewhere: the interpreter's folder is not shared."""
+    prefix = os.path.realpath(sys.prefix)
+    if nodeenv._fstype(prefix, nodeenv._mounts()) in NETWORK or prefix.startswith(("/usr/", "/dev/shm/")):
+        pytest.skip("this interpreter is shared by the rule whatever the output folder")
+    assert sys.prefix in nodeenv.unshared_interpreter(Path("/dev/shm/results"), home=str(tmp_path))
+    assert sys.prefix not in nodeenv.unshared_interpreter(Path(prefix) / "results", home=str(tmp_path)), "same fs"
+    assert sys.prefix not in nodeenv.unshared_interpreter(Path("/dev/shm/results"), home=prefix), "under $HOME"
+
+
+def test_dry_run_warning_only_without_env(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodeenv, "unshared_interpreter", lambda output, home=None: [sys.prefix])
+    spec = str(write_spec())
+    assert main(["submit", spec, "--executor", "slurm", "--dry-run"]) == 0
+    assert f"warning: jobs run {sys.executable}" in " ".join(capsys.readouterr().out.split())
+    env = "slurm.env={kind: venv, path: /shared/envs/orch}"
+    assert main(["submit", spec, "--executor", "slurm", "--dry-run", env]) == 0
+    assert "warning: jobs run" not in capsys.readouterr().out, "an env block: the user said where Python is"
