@@ -7,10 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tables_fixture import fake_run
 
 from orchestrator.cli.main import main
+from orchestrator.results import collect
+from orchestrator.sweep import store
+from orchestrator.sweep.plan import plan
 from orchestrator.sweep.site import SiteError, load_site
 from orchestrator.sweep.spec import SpecError, load_spec
+from trainers.rundir import State
 
 
 def plan_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -100,3 +105,67 @@ def test_cli_prints_one_line_with_the_suggestion(
 ) -> None:
     err = plan_error([str(write_spec(defaults={"optim": {"lrr": 0.1}}))], capsys)
     assert "defaults.optim.lrr: unknown key (did you mean 'lr'?)" in err
+
+
+# ------------------------------------------------------------------------ collect with nothing done
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*")) if root.exists() else []
+
+
+def test_collect_with_nothing_finished_prints_one_line_and_writes_nothing(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Running and failed runs, none completed: one line, exit 1, no tables/runs.csv/report/index."""
+    spec = load_spec(write_spec())
+    runs = plan(spec)
+    store.write_snapshot(spec, spec.output_path)
+    fake_run(spec, runs[0], None, state=State.RUNNING)
+    fake_run(spec, runs[1], None, state=State.FAILED)
+    before = _tree(spec.output_path)
+    with pytest.raises(
+        collect.NothingFinished, match=r"0 of 6 planned runs completed \(1 failed, 4 missing, 1 running\)"
+    ):
+        collect.write_tables(spec, spec.output_path, report=True)
+    assert main(["collect", str(spec.output_path)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and "tiny: nothing to collect yet" in out and "no files written" in out, out
+    assert _tree(spec.output_path) == before, "nothing written"
+    fake_run(spec, runs[2], 0.9)
+    assert main(["collect", str(spec.output_path)]) == 0, "one completed run: tables as before"
+    assert (spec.output_path / "tables" / "table.md").is_file()
+
+
+def test_collect_smoke_of_a_sweep_never_smoked(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_spec()
+    assert main(["collect", str(path), "--smoke"]) == 1
+    assert "tiny (smoke): nothing to collect yet: 0 of 6 planned runs completed (6 missing)" in capsys.readouterr().out
+    assert not (load_spec(path).output_path).exists()
+
+
+# ------------------------------------------------------------------------------ warnings at plan
+
+
+@pytest.mark.parametrize(
+    ("grid", "says"),
+    [
+        ({"backbone": ["resnet10t"], "dataset": ["digits"]}, "grid.seed: no seed axis: one run per cell"),
+        ({"backbone": ["resnet10t"], "seed": [3]}, "grid.seed: one seed (3): one run per cell"),
+        ({"backbone": ["resnet10t"], "seed": [0, 1]}, None),
+    ],
+)
+def test_plan_warns_when_tables_will_have_no_interval(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], grid: dict[str, list[object]], says: str | None
+) -> None:
+    path = write_spec(grid=grid)
+    assert main(["plan", str(path), "--skip-data-check"]) == 0, "a warning, not a refusal"
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("warning: ")]
+    if says is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and f"warning: {path}: {says}" in lines[0], out
+        assert "will have no interval" in lines[0] and "seed: [0, 1, 2]" in lines[0]

@@ -496,9 +496,11 @@ def test_profile_and_plan_check_budget_then_collect_uses_it(
     profile = pd.read_csv(profile_cmd.profile_path(spec))
     assert list(profile["over_budget"]) == [False, False, False, True]
     assert 1.9 < profile["complexity.gflops"].iloc[3] / profile["complexity.gflops"].iloc[0] < 2.3
-    # `plan` checks the budget too; nothing has run, yet the table's complexity columns are filled.
+    # `plan` checks the budget too; rows that have not run still get their complexity columns.
     assert main(["plan", str(path), "grid.dataset=[digits]"]) == 0
     assert "over budget" in capsys.readouterr().out
+    l2sp = next(run for run in plan(spec) if run.ablation == "Baseline + Augmentation + L2SP")
+    fake_run(spec, l2sp, 0.5)  # one finished run: with none, collect writes nothing (issue 21)
     written = collect.write_tables(spec, spec.output_path)
     row = [line for line in written.markdown.splitlines() if line.startswith("| Baseline + Augmentation + Dropout")]
     assert row and re.search(r"\| - \| [0-9.]+ \(\+1\d\d\.\d\d%\)† \| 0\.374 \|$", row[0]), row

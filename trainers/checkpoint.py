@@ -82,6 +82,7 @@ def _prepare_tmp(accelerator: Accelerator, ckpt_dir: Path, name: str) -> Path:
 def _finish(accelerator: Accelerator, tmp: Path, final: Path, state: dict[str, Any]) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        rundir.honour_umask(tmp)  # before the state file marks the folder complete
         rundir.write_json(tmp / STATE_FILE, state)
         _publish(tmp, final)
     accelerator.wait_for_everyone()

@@ -60,7 +60,7 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     try:
         # mkstemp creates 0600; give the file the mode open() would (0666 less the umask), so a
         # group's shared results folder stays readable by the group.
-        os.fchmod(fd, 0o666 & ~_umask())
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
@@ -69,6 +69,21 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def honour_umask(folder: Path) -> None:
+    """Give every file under `folder` the mode open() would (libraries such as safetensors write
+    0600 through their own temp files, whatever the umask: a group's shared results folder
+    could not read the checkpoints)."""
+    mode = file_mode()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            os.chmod(path, mode)
 
 
 def _umask() -> int:

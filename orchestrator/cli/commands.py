@@ -43,6 +43,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
     spec, runs = _load(args, check_data=True)
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {spec.output_path}")
+    for line in preflight.warnings(spec, args.spec):
+        console.print(f"warning: {line}", style="yellow", markup=False, soft_wrap=True)
     for axis, values in spec.grid.items():
         labels = [_axis_value(value) for value in values]
         console.print(f"  {axis} ({len(values)}): {', '.join(labels)}", markup=False)
@@ -187,7 +189,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     """Collect one sweep (file or folder) or every sweep under results/.
 
     Broken run folders never stop it: they are listed as problems and left out of the numbers.
-    Exits 1 only when no run of a sweep has a usable value, saying why.
+    Exits 1 when no run of a sweep has a usable value, saying why; a sweep with no completed run
+    at all gets one line and no files.
     """
     from orchestrator.results import collect
 
@@ -199,7 +202,12 @@ def cmd_collect(args: argparse.Namespace) -> int:
         targets = collect.resolve_target(Path(args.target), args.overrides)
     code = 0
     for spec, root in targets:
-        written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
+        try:
+            written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
+        except collect.NothingFinished as exc:
+            console.print(str(exc), style="yellow", markup=False, soft_wrap=True)
+            code = 1
+            continue
         print(written.markdown)  # plain: rich would re-wrap the Markdown table
         console.print(f"[green]tables:[/] {', '.join(str(p) for p in written.files)}")
         console.print(f"[green]runs:[/]   {written.runs_path}")

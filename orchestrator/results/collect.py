@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,7 @@ import yaml
 
 from orchestrator.results import reader
 from orchestrator.sweep import store, yamlio
-from orchestrator.sweep.plan import plan, smoke_plan
+from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
 
@@ -57,6 +58,11 @@ def _truncated_by(root: Path, text: str) -> str | None:
 def find_sweeps(results: Path) -> list[Path]:
     """Sweep output folders directly under a results folder (those with a sweep.yaml)."""
     return sorted(p.parent for p in results.glob(f"*/{store.SWEEP_FILE}"))
+
+
+class NothingFinished(Exception):
+    """No planned run of the sweep has completed: `write_tables` wrote nothing (no empty tables,
+    no runs.csv, no report). The message is the one line `collect` prints."""
 
 
 INDEX_FILE = ".collect-index.json"
@@ -110,7 +116,8 @@ def sweeps_under(results: Path) -> list[tuple[SweepSpec, Path]]:
 def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool = False) -> Written:
     """Collect a sweep into `<root>/tables/`: runs.csv, then every table of the spec in its formats;
     with `report`, also `<root>/report/index.html`. Never raises on a bad run folder: broken runs are
-    left out of the numbers and listed in `problems`."""
+    left out of the numbers and listed in `problems`. NothingFinished, before any file is written,
+    when no planned run has completed yet."""
     from orchestrator.results import tables
     from orchestrator.sweep import complexity as profile_cmd
 
@@ -120,6 +127,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         root, smoke = root.parent, True
     if smoke:
         root, planned = root / "smoke", smoke_plan(planned)
+    _check_finished(spec, root, planned, smoke)
     collected = reader.read_sweep(root, planned, root / INDEX_FILE)
     out = root / "tables"
     runs_path = out / "runs.csv"
@@ -142,6 +150,19 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         files[0], runs_path, "\n".join(markdown), tuple(files), report_path, problems, usable, counts, usage_path,
         usage_lines,
     )  # fmt: skip
+
+
+def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: bool) -> None:
+    """NothingFinished when no planned run's status.json says completed (read from status files
+    only: nothing is indexed or written for a sweep that has nothing to show)."""
+    states = Counter(record.state.value for record in reader.inspect(planned, root))
+    if states[rundir.State.COMPLETED.value]:
+        return
+    others = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+    what = f"{spec.name} (smoke)" if smoke else spec.name
+    raise NothingFinished(
+        f"{what}: nothing to collect yet: 0 of {len(planned)} planned runs completed ({others}); no files written"
+    )
 
 
 def _write_usage(frame: pd.DataFrame, root: Path, out: Path) -> tuple[Path, tuple[str, ...]]:

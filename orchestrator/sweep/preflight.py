@@ -29,6 +29,19 @@ def check(spec: SweepSpec, runs: Sequence[RunSpec], where: str, data: bool = Tru
         check_datasets(spec, runs, where)
 
 
+def warnings(spec: SweepSpec, where: str) -> list[str]:
+    """What `plan` says without refusing: one line per thing that runs but will disappoint."""
+    found = []
+    seeds = spec.grid.get("seed")
+    if seeds is None or len(seeds) < 2:
+        what = "no seed axis" if seeds is None else f"one seed ({short(seeds[0])})"
+        found.append(
+            f"{where}: grid.seed: {what}: one run per cell, so its tables will have no interval and no "
+            "paired test; add seeds, e.g. `seed: [0, 1, 2]` under `grid:`"
+        )
+    return found
+
+
 def check_output(spec: SweepSpec, where: str) -> None:
     """The output folder can be a folder, and holds no file of the user's that a submit would replace."""
     root = spec.output_path
