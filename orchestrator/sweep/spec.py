@@ -23,7 +23,7 @@ from pydantic import (
     field_validator,
 )
 
-from orchestrator.sweep import site, values, yamlio
+from orchestrator.sweep import paths, site, values, yamlio
 from orchestrator.sweep.errors import (
     CONTROL,
     SpecError,
@@ -45,11 +45,6 @@ AXIS_ALIASES: dict[str, str] = {
     "seed": "seed",
 }
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: `$` would accept a trailing newline
-# Output folders reach the sbatch script (--output/--error): characters of ordinary paths only.
-_SAFE_PATH = re.compile(r"[A-Za-z0-9_.,+@=/~-]{1,400}")
-# Folders no sweep may write into (nor their subfolders): the system's own.
-_SYSTEM_DIRS: tuple[str, ...] = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin")
-_SYSTEM_DIRS += ("/sys", "/usr", "/var", "/root", "/run", "/snap")
 MAX_LABEL_CHARS = 80
 MAX_RUNS = 50_000
 """Default cap on the runs one sweep may plan (`--max-runs` lifts it): a grid typo must not queue 600,000 jobs."""
@@ -138,8 +133,14 @@ class SweepSpec(StrictModel):
 
     @property
     def output_path(self) -> Path:
-        """Absolute output folder of the sweep."""
-        return Path(self.output_dir or f"results/{self.name}").resolve()
+        """Absolute output folder of the sweep: the path the output_dir check saw (paths.output_folder:
+        `~` expanded, symlinks resolved), so the folder checked is the folder written."""
+        value = self.output_dir or f"results/{self.name}"
+        try:
+            return paths.output_folder(value)
+        except ValueError as exc:
+            where = self._source or self.name
+            raise SpecError(f"{where}: output_dir: {short(value)} {one_line(str(exc), 200)}") from None
 
     def snapshot(self) -> dict[str, Any]:
         """The spec as run (overrides applied), with its origin, for `sweep.yaml`."""
@@ -160,13 +161,12 @@ def _check_label(name: str, what: str) -> None:
 
 def check_output_dir(value: str) -> None:
     """An output folder: plain path characters, and not `/`, a system folder or the home folder itself."""
-    if not _SAFE_PATH.fullmatch(value):
-        raise ValueError(f"{short(value)} may hold only letters, digits and _ . , + @ = / ~ - (it reaches sbatch)")
-    path = Path(value).expanduser().resolve()
-    text = path.as_posix()
-    system = [d for d in _SYSTEM_DIRS if text == d or text.startswith(d + "/")]
-    if len(path.parts) < 3 or system or path == Path.home().resolve():
-        raise ValueError(f"{short(value)} resolves to {short(text)}: not a folder for results (too high up)")
+    if not paths.SAFE_PATH.fullmatch(value):
+        raise ValueError(f"{short(value)} may hold only {paths.SAFE_PATH_CHARS} (it reaches sbatch)")
+    try:
+        paths.output_folder(value)
+    except ValueError as exc:
+        raise ValueError(f"{short(value)} {one_line(str(exc), 200)}") from None
 
 
 def load_spec(path: str | Path, overrides: Sequence[str] = (), max_runs: int | None = MAX_RUNS) -> SweepSpec:
