@@ -10,16 +10,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table as RichTable
-
+from orchestrator.cli import terminal
 from orchestrator.cli.views import PLAN_ROWS_SHOWN, status_view
 from orchestrator.sweep import preflight
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
-console = Console(highlight=False)
+console = terminal.make_console()
 
 
 def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
@@ -51,7 +49,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     rows = Counter(run.ablation for run in runs)
     console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{name} x{n}" for name, n in rows.items()))
     shown = runs if args.all else runs[:PLAN_ROWS_SHOWN]
-    table = RichTable("#", "run_id", "ablation")
+    table = terminal.table("#", "run_id", "ablation")
     table.add_column("name", overflow="fold")
     for index, run in enumerate(shown):
         table.add_row(str(index), run.run_id, run.ablation, run.name)
@@ -72,7 +70,7 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
 
     costs = cost.estimate(spec, runs)
     if any(c.source is not None for c in costs):
-        table = RichTable("cell", "runs", "images/s", "source", "estimate")
+        table = terminal.table("cell", "runs", "images/s", "source", "estimate")
         for item in costs:
             hours = "unknown" if item.hours is None else f"{item.hours:.3g} {item.unit}"
             speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"

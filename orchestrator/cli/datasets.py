@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
-from rich.table import Table as RichTable
+from rich.table import Table
 
+from orchestrator.cli import terminal
 from orchestrator.results.render import slug
 from orchestrator.sweep import site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
@@ -87,7 +88,7 @@ def run_list(console: Console) -> int:
     from trainers.datasets.check import IN_MEMORY_TASKS
     from trainers.datasets.index import layouts
 
-    table = RichTable("dataset", "tasks (first: default)", "files (override with layout:)")
+    table = terminal.table("dataset", "tasks (first: default)", "files (override with layout:)")
     for name, found in sorted(layouts().items()):
         files = ", ".join(f"{k}={v}" for k, v in found.files.items())
         table.add_row(name, ", ".join(found.tasks), files)
@@ -199,10 +200,11 @@ def bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> RichTable:
-    table = RichTable(title=title, title_justify="left")
+def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> Table:
+    table = terminal.table(title=title, title_justify="left")
     for column in frame.columns:
-        table.add_column(str(column), justify="left" if column in ("level", "class", "split") else "right")
+        left = column in ("level", "class", "split")
+        table.add_column(str(column), justify="left" if left else "right", overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*(_cell(value, pct) for value in row))
     return table

@@ -7,9 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-
-from orchestrator.cli import commands, completion, scaffold
+from orchestrator.cli import commands, completion, scaffold, terminal
 from orchestrator.cli.commands import console
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import MAX_RUNS
@@ -40,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error(message: str) -> None:
     """One line on stderr; markup off so `[1]` in a field path is printed as is."""
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"error: {message}", markup=False)
+    terminal.make_console(stderr=True).print(f"error: {message}", markup=False, soft_wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

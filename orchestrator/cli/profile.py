@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from orchestrator.cli import terminal
 from orchestrator.sweep import complexity
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import BudgetSpec, SweepSpec
@@ -38,16 +39,15 @@ def _limits(budget: BudgetSpec) -> str:
 
 def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, seconds: float) -> None:
     """The profile as a table on the console, then the budget verdict."""
-    from rich.table import Table as RichTable
 
-    table = RichTable(title=spec.name)
+    table = terminal.table(title=spec.name)
     for header in ("backbone", "dataset", "ablation", "px", "classes", "GFLOPs", "Params (M)"):
         table.add_column(header, overflow="fold")
     show_axes = bool(frame["axes"].astype(bool).any()) if not frame.empty else False
     if show_axes:
         table.add_column("axes", overflow="fold")
     if spec.budget is not None:
-        table.add_column("budget")
+        table.add_column("budget", overflow="fold")
     for _, row in frame.iterrows():
         if row["error"]:
             cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), "?", "-", "-"]

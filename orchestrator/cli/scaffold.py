@@ -10,16 +10,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 
+from orchestrator.cli import terminal
 from orchestrator.sweep import schema
 from orchestrator.sweep.errors import SpecError
 from trainers.datasets.imagefolder import find_classes
 from trainers.datasets.index import scan_images
 from trainers.rundir import write_text
 
-console = Console(highlight=False, soft_wrap=True)
+console = terminal.make_console()
 SCHEMAS = {"sweep": schema.sweep_schema, "site": schema.site_schema, "profile": schema.profile_schema}
 _SPLIT_FOLDERS = ("train", "val", "test")
 _NAME = re.compile(r"[^A-Za-z0-9_.-]+")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table as RichTable
-
 PLAN_ROWS_SHOWN = 40
 
 
@@ -13,12 +11,14 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
     """Counts, a warning when SLURM accounting was unavailable, and the unfinished or failed runs."""
     from rich.console import Group
 
+    from orchestrator.cli import terminal
+
     counts = ", ".join(f"{n} {state}" for state, n in sorted(current.counts.items()))
     parts: list[Any] = [f"[bold]{name}[/]: {len(current.runs)} runs: {counts}"]
     if current.warning:
         parts.append(f"[yellow]warning:[/] {current.warning}")
     shown = [r for r in current.runs if show_all or r.state != "completed"]
-    table = RichTable("run_id", "state", "job", "name")
+    table = terminal.table("run_id", "state", "job", "name")
     table.add_column("error / log", overflow="fold")
     for row in shown[: None if show_all else PLAN_ROWS_SHOWN]:
         table.add_row(row.run.run_id, row.state, row.job_id or "", row.run.name, row.detail)

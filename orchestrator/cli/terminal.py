@@ -1,0 +1,38 @@
+"""Consoles and tables whose output survives pipes and small terminals.
+
+rich wraps to 80 columns when stdout is not a terminal and cuts table cells with an ellipsis when
+they do not fit: a piped `plan` or `status` then shows `resnet10t/Shapes/+fl…` or breaks a log path
+across lines, which `grep` and scripts cannot use. Here, piped output gets no width limit and no
+colour (one record per line, names, ids and paths whole), and in a terminal table cells fold
+instead of being cut, so nothing is ever lost.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+PIPE_WIDTH = 100_000
+"""Columns of the virtual page when writing to a pipe or file: no line is ever wrapped."""
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console for one stream: the terminal's width in a terminal, unlimited and plain otherwise."""
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH, soft_wrap=True, color_system=None)
+
+
+def table(*headers: str, **options: Any) -> Table:
+    """A rich table whose cells fold rather than being cut with an ellipsis; piped, plain columns
+    without box lines (`--json` is the form for programs)."""
+    if not sys.stdout.isatty():
+        options = {"box": None, "pad_edge": False, **options}
+    grid = Table(**options)
+    for header in headers:
+        grid.add_column(header, overflow="fold")
+    return grid
