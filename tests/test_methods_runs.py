@@ -24,7 +24,7 @@ from trainers.config import TrainConfig
 from trainers.data import Transformed
 from trainers.datasets import build_splits
 from trainers.datasets.fixtures import make_hierarchical_csv, make_imagefolder, make_multilabel
-from trainers.transforms import build_transform
+from trainers.transforms import build_transform, resolve_preprocessing
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
@@ -186,6 +186,8 @@ def test_hierarchical_run_on_fixture_writes_per_level_metrics(hier_run: Path) ->
         "val_macro_f1",
         "train_super_loss",
         "train_sub_loss",
+        "train_super.top1",
+        "train_sub.top1",
         "val_super.loss",
         "val_sub.loss",
         "val_super.top1",
@@ -243,7 +245,7 @@ def test_pretrained_eval_with_class_map_scores_the_checkpoint(tmp_path: Path) ->
     path = tmp_path / "source.pth"
     cfg = config(regime="pretrained_eval", model__pretrained_path=str(path), model__class_map_path=str(pairs))
     splits = build_splits(cfg.data)
-    transform = build_transform(cfg.data, train=False)
+    transform = build_transform(resolve_preprocessing(cfg.data, cfg.model.backbone), train=False)
 
     def batch(images: Any) -> torch.Tensor:
         return torch.stack([image for image, _ in Transformed(images, transform)])

@@ -23,7 +23,7 @@ from trainers.data import Transformed
 from trainers.datasets import build_splits, fixtures
 from trainers.datasets.index import resolve_splits
 from trainers.datasets.known import label_shape
-from trainers.transforms import build_transform
+from trainers.transforms import build_transform, resolve_preprocessing
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
@@ -125,7 +125,7 @@ def test_raw_scoring_is_the_checkpoints_own_argmax(tmp_path: Path) -> None:
     raw = trainers.run(config(**fields, model__class_map_scoring="raw"), tmp_path / "raw")
     cfg = config(**fields)
     splits = build_splits(cfg.data)
-    transform = build_transform(cfg.data, train=False)
+    transform = build_transform(resolve_preprocessing(cfg.data, cfg.model.backbone), train=False)
     images = torch.stack([image for image, _ in Transformed(splits.test, transform)])
     with torch.no_grad():
         logits = source(images)

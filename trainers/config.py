@@ -8,6 +8,7 @@ Every field carries a one-line docstring; unknown keys are errors.
 from __future__ import annotations
 
 import importlib.util
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -102,7 +103,10 @@ class AugmentConfig(_Strict):
     scale_range: tuple[float, float] | None = None
     """Zoom range of the random affine, e.g. [0.9, 1.1]."""
     shear_deg: float = Field(0.0, ge=0.0, lt=90.0)
-    """Maximum absolute shear angle in degrees (random affine, along x)."""
+    """Maximum absolute shear angle in degrees (random affine, along x); Keras' shear_range is in
+    degrees too, so a Keras value carries over unchanged."""
+    vflip_p: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability of a vertical flip (report 000's code: RandomVerticalFlip, p=0.5)."""
     policy: Literal["fgvc", "keras"] | None = None
     """Named preset filling every field not set explicitly (see AUGMENT_POLICIES); None: fields only."""
 
@@ -121,16 +125,34 @@ AUGMENT_POLICIES: dict[str, dict[str, Any]] = {
     # Report 004: flip p=.25, rotation <=15 deg p=.25, jitter b/c/s [0.75, 1.25], hue [-0.05, 0.05].
     "fgvc": {"hflip_p": 0.25, "rotate_deg": 15.0, "rotate_p": 0.25, "color_jitter": (0.25, 0.25, 0.25, 0.05)},
     # Report 002 (Keras ImageDataGenerator): rotation, shift, shear, zoom, flip. The report gives no
-    # numbers; these are that generator's customary values (20 deg, 0.2, 0.2 rad, 0.2, flip). (Report
-    # 000 is PyTorch rotation, flip and colour jitter: its sweep sets those fields, not this policy.)
+    # numbers; these are that generator's customary values (rotation_range=20, width/height_shift_range
+    # =0.2, shear_range=0.2, zoom_range=0.2, horizontal_flip). Keras' shear_range is an angle in
+    # degrees, so 0.2 is 0.2 degrees (not 0.2 rad = 11.46 degrees). (Report 000 is PyTorch rotation,
+    # flips, colour jitter and shift: its sweep sets those fields, not this policy.)
     "keras": {
         "hflip_p": 0.5,
         "rotate_deg": 20.0,
         "translate_frac": 0.2,
-        "shear_deg": 11.46,
+        "shear_deg": 0.2,
         "scale_range": (0.8, 1.2),
     },
 }
+
+
+class NormalizeStats(_Strict):
+    """Explicit per-channel normalisation: (x / 255 - mean) / std."""
+
+    mean: tuple[float, float, float]
+    """Per-channel mean of [0, 1] pixel values (RGB)."""
+    std: tuple[float, float, float]
+    """Per-channel standard deviation of [0, 1] pixel values (RGB)."""
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError(f"std must be positive, got {list(value)}")
+        return value
 
 
 class DataConfig(_Strict):
@@ -148,6 +170,15 @@ class DataConfig(_Strict):
     """Train-time augmentation; None trains on resized images only."""
     grayscale: bool = False
     """Convert images to grayscale (replicated to 3 channels for pretrained stems)."""
+    normalize: Literal["checkpoint", "imagenet"] | NormalizeStats = "checkpoint"
+    """checkpoint: the mean/std of timm's pretrained config of model.backbone (e.g. 0.5/0.5 for
+    vit_*.augreg_in21k, ImageNet's for resnet50.tv_in1k; the name's default tag when it has none);
+    imagenet: (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225); or {mean, std}. Resolved values go
+    to metrics.json (`preprocessing`)."""
+    interpolation: Literal["checkpoint", "bilinear", "bicubic"] = "checkpoint"
+    """Resize filter: checkpoint = timm's pretrained config of model.backbone (bilinear for
+    resnet50.tv_in1k, bicubic for most others). Images are resized whole to image_size_px, never
+    cropped (every report did so; timm's crop_pct is recorded in metrics.json, not applied)."""
     pin_memory: bool | None = None
     """Page-locked host batches for faster GPU copies; None = on when CUDA is available."""
     persistent_workers: bool | None = None
@@ -202,6 +233,9 @@ class ModelConfig(_Strict):
     """Local checkpoint file of backbone weights; None trains from scratch."""
     head_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     """Dropout probability right before the classification head(s)."""
+    drop_path_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    """Stochastic depth of the backbone (timm.create_model's drop_path_rate, scaled per block as
+    timm does; Keras EfficientNet's drop_connect_rate is the same, 0.2 by default)."""
     head: HeadConfig = HeadConfig()
     """Shape of each classification head (one linear layer unless hidden_dims is set)."""
     insert: tuple[InsertConfig, ...] = ()
@@ -410,6 +444,18 @@ class TrainConfig(_Strict):
         if self.data.batch_size % parts:
             raise ValueError(
                 f"data.batch_size {self.data.batch_size} is not divisible by processes x grad_accum_steps = {parts}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _patch_divides_image(self) -> TrainConfig:
+        # A ViT cuts the image into patches: a size that is no multiple of the patch fails at the
+        # first forward on the node (timm names carry the patch size: vit_small_patch8_224).
+        match = re.search(r"patch(\d+)", self.model.backbone)
+        size = self.data.image_size_px
+        if match and size % int(match.group(1)):
+            raise ValueError(
+                f"data.image_size_px {size} is not a multiple of {self.model.backbone}'s patch size {match.group(1)}"
             )
         return self
 

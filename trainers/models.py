@@ -105,6 +105,8 @@ def build_model(cfg: TrainConfig, task: TaskSpec, load_weights: bool = True) -> 
     kwargs: dict[str, Any] = {"num_classes": task.num_outputs if native else 0}
     if native and model.head_dropout > 0:
         kwargs["drop_rate"] = model.head_dropout
+    if model.drop_path_rate > 0:  # only when asked: not every timm model takes the argument
+        kwargs["drop_path_rate"] = model.drop_path_rate
     backbone = create_backbone(model.backbone, cfg.data.image_size_px, **kwargs)
     if load_weights and model.pretrained_path is not None:
         load_pretrained(backbone, Path(model.pretrained_path))

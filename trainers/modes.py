@@ -1,5 +1,7 @@
-"""Modes on a finished run (report 003): `eval` scores its best checkpoint on a labelled
-dataset, `predict` labels a folder of unlabelled images into a .tsv.
+"""Modes on a finished run (report 003): `eval` scores a labelled dataset, `predict` labels a
+folder of unlabelled images into a .tsv, both with the model the run's test numbers come from
+(its `checkpoint_for_test`: the best checkpoint, or the last epoch's model in checkpoints/last),
+or with the other one when asked (`checkpoint="best"` / `"last"`).
 
 Both rebuild the model from what the best checkpoint records beside its weights (the
 run's resolved config and label structure), so they need neither the training data nor
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -23,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from trainers import checkpoint, rundir
+from trainers import checkpoint, regimes, rundir
 from trainers.config import TrainConfig
 from trainers.data import Transformed
 from trainers.datasets import build_splits
@@ -31,17 +33,23 @@ from trainers.losses import build_criterion, level_losses
 from trainers.metrics import evaluate_outputs, table_csv
 from trainers.models import build_model
 from trainers.tasks import TaskSpec, task_of
-from trainers.transforms import build_transform
+from trainers.transforms import build_transform, resolve_preprocessing
 
 EVAL_DIR = rundir.EVAL
 PREDICTIONS_DIR = rundir.PREDICTIONS
 
 
-class Trained:
-    """The best model of a finished run, ready for inference."""
+Which = Literal["run", "best", "last"]
+"""The model eval/predict load: run = the run's checkpoint_for_test; best; last (the final epoch's)."""
 
-    def __init__(self, run_dir: Path) -> None:
-        folder = checkpoint.find_complete(checkpoint.checkpoint_dir(run_dir), checkpoint.BEST)
+
+class Trained:
+    """A finished run's model (`which`: the one its test numbers come from, or best / last),
+    ready for inference."""
+
+    def __init__(self, run_dir: Path, which: Which = "run") -> None:
+        ckpt_dir = checkpoint.checkpoint_dir(run_dir)
+        folder = checkpoint.find_complete(ckpt_dir, checkpoint.BEST)
         if folder is None:
             raise FileNotFoundError(f"{run_dir}: no finished best checkpoint (has the run trained?)")
         state = checkpoint.read_state(folder)
@@ -49,12 +57,22 @@ class Trained:
             raise ValueError(f"{folder}: checkpoint predates eval/predict support (no config/task recorded)")
         self.run_dir = run_dir
         self.cfg = TrainConfig.model_validate(state["config"])
+        # Configs recorded before preprocessing was resolved at training time resolve the same way now.
+        self.cfg = self.cfg.model_copy(update={"data": resolve_preprocessing(self.cfg.data, self.cfg.model.backbone)})
         self.task = TaskSpec.from_dict(state["task"])
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = build_model(self.cfg, self.task, load_weights=False)
-        load_checkpoint_in_model(model, str(folder), strict=True)
-        self.model: nn.Module = model.to(self.device).eval()
+        self.checkpoint = self.cfg.checkpoint_for_test if which == "run" else which
+        if not regimes.trains(self.cfg):
+            self.checkpoint = "best"  # nothing trained: the loaded checkpoint is the only model
         self.epoch = state.get("epoch")
+        if self.checkpoint == "last":
+            folder = checkpoint.find_complete(ckpt_dir, checkpoint.LAST)
+            if folder is None or not (folder / checkpoint.WEIGHTS_FILE).is_file():
+                raise FileNotFoundError(f"{run_dir}: no checkpoints/last with model weights (use the best checkpoint)")
+            self.epoch = checkpoint.read_state(folder).get("epochs_done")
+        load_checkpoint_in_model(model, str(folder / checkpoint.WEIGHTS_FILE), strict=True)
+        self.model: nn.Module = model.to(self.device).eval()
 
     def loader(self, dataset: Dataset[Any]) -> DataLoader[Any]:
         """Batches of the run's batch size; workers from the run's config (0 if unset)."""
@@ -79,11 +97,20 @@ class Trained:
 
 
 def evaluate_run(
-    run_dir: Path, dataset: dict[str, Any] | None = None, split: str = "test", name: str | None = None
+    run_dir: Path,
+    dataset: dict[str, Any] | None = None,
+    split: str = "test",
+    name: str | None = None,
+    which: Which = "run",
 ) -> tuple[Path, dict[str, Any]]:
-    """Score the run's best checkpoint on `split` of `dataset` (a DatasetConfig mapping;
-    None: the run's own dataset) and write eval/<name>/. Returns that folder and the metrics."""
-    trained = Trained(Path(run_dir))
+    """Score the run's model (`which`, see Trained) on `split` of `dataset` (a DatasetConfig
+    mapping; None: the run's own dataset) and write eval/<name>/. Returns that folder and the metrics.
+
+    The loss is the run's training criterion: with `loss.class_weights: balanced` the weights
+    come from the run's own training split, as in training (its test loss in metrics.json and
+    this one agree); on another dataset the run's weights cannot be rebuilt and the loss is
+    unweighted. metrics.json says which (`loss_class_weights`)."""
+    trained = Trained(Path(run_dir), which)
     cfg = trained.cfg
     if dataset is not None:
         data = cfg.data.model_dump(mode="json") | {"dataset": dataset}
@@ -102,10 +129,10 @@ def evaluate_run(
     images = splits.split(split)
     outputs, targets = trained.outputs(trained.loader(Transformed(images, trained.transform)))
     target_array = np.asarray(images.targets)
-    # Unweighted: balanced class weights belong to the run's training set, not to this one.
-    criterion = build_criterion(
-        trained.cfg.loss.model_copy(update={"class_weights": "none"}), trained.task, target_array
-    )
+    # The run's own class weights need the run's own training split; another dataset's loss is unweighted.
+    weighted = dataset is None and trained.cfg.loss.class_weights != "none"
+    loss_cfg = trained.cfg.loss if weighted else trained.cfg.loss.model_copy(update={"class_weights": "none"})
+    criterion = build_criterion(loss_cfg, trained.task, np.asarray(splits.train.targets) if weighted else target_array)
     outputs_t, targets_t = torch.from_numpy(outputs), torch.as_tensor(target_array)
     loss = float(criterion(outputs_t, targets_t)) if len(targets) else None
     levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
@@ -119,7 +146,9 @@ def evaluate_run(
         "test": evaluation.scalars,
         "dataset": cfg.data.dataset.model_dump(mode="json"),
         "split": split,
+        "checkpoint": trained.checkpoint,
         "checkpoint_epoch": trained.epoch,
+        "loss_class_weights": loss_cfg.class_weights,
         "task": trained.task.kind,
         "tables": tables,
     }
@@ -176,11 +205,11 @@ def prediction_rows(task: TaskSpec, outputs: np.ndarray, threshold: float) -> tu
 
 
 def predict_images(
-    run_dir: Path, images_dir: Path, out: Path | None = None, threshold: float | None = None
+    run_dir: Path, images_dir: Path, out: Path | None = None, threshold: float | None = None, which: Which = "run"
 ) -> tuple[Path, int]:
-    """Predict every image under `images_dir` (recursively) with the run's best checkpoint;
-    write a TSV (image_id, predicted label(s), probabilities). Returns its path and the count."""
-    trained = Trained(Path(run_dir))
+    """Predict every image under `images_dir` (recursively) with the run's model (`which`, see
+    Trained); write a TSV (image_id, predicted label(s), probabilities). Returns its path and the count."""
+    trained = Trained(Path(run_dir), which)
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")

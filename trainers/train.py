@@ -57,20 +57,25 @@ from trainers.optim import build_optimizer, build_scheduler
 from trainers.preemption import StopRequest
 from trainers.provenance import provenance
 from trainers.tasks import TaskSpec, task_of
-from trainers.transforms import BatchNormalize
+from trainers.transforms import BatchNormalize, preprocessing_record, resolve_preprocessing, stats
 
 log = logging.getLogger(__name__)
 
 
-# Hierarchical runs' extra history.csv columns: each level's loss (unweighted) and accuracy.
+# Hierarchical runs' extra history.csv columns: each level's loss (with the run's class weights,
+# before w_super / w_sub) and accuracy; train accuracies are of the augmented training batches in
+# train mode, as the reports' own loops count them.
 HIERARCHICAL_HISTORY = [
     "train_super_loss",
     "train_sub_loss",
+    "train_super.top1",
+    "train_sub.top1",
     "val_super.loss",
     "val_sub.loss",
     "val_super.top1",
     "val_sub.top1",
 ]
+SINGLE_HISTORY = ["train_top1"]
 
 
 @dataclass
@@ -124,7 +129,8 @@ class Run:
     eval_levels: dict[str, float] | None = None
     """Hierarchical: each level's loss over the split `predict` scored last."""
     train_levels: dict[str, float] = field(default_factory=dict)
-    """Hierarchical: the last epoch's mean training loss per level (train_super_loss, train_sub_loss)."""
+    """The last epoch's training columns: per-level losses (hierarchical) and top-1 accuracies
+    (train_top1, train_super.top1, train_sub.top1)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     clock: float = 0.0
     """perf_counter() since which training time is not yet in `train_s`."""
@@ -142,7 +148,7 @@ class Run:
     @property
     def history_extra(self) -> list[str]:
         """Task- and selection-specific history columns."""
-        extra = HIERARCHICAL_HISTORY if self.task.kind == "hierarchical" else []
+        extra = {"hierarchical": HIERARCHICAL_HISTORY, "single": SINGLE_HISTORY}.get(self.task.kind, [])
         return [*extra, self.selection.metric]
 
 
@@ -160,6 +166,8 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
         # Fixed input shapes (square resize, drop_last): autotuned convolution kernels pay off.
         torch.backends.cudnn.benchmark = True
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
+    # The checkpoint's own mean/std and resize filter (data.normalize/interpolation: checkpoint).
+    cfg = cfg.model_copy(update={"data": resolve_preprocessing(cfg.data, cfg.model.backbone)})
     data = build_data(cfg.data, cfg.seed, accelerator.num_processes * cfg.distributed.grad_accum_steps)
     if accelerator.is_main_process:
         data.write_split(run_dir)  # which images each split holds, to check reproducibility later
@@ -196,7 +204,7 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
         trackers.start(cfg, run_dir, facts)
     return Run(
         cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
-        n_trainable, l2sp, input_dtype, tracking=trackers,
+        n_trainable, l2sp, input_dtype, BatchNormalize(*stats(cfg.data)), tracking=trackers,
     )  # fmt: skip
 
 
@@ -316,10 +324,14 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
     # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
     deepspeed = uses_deepspeed(run.accelerator)
     levels = run.task.kind == "hierarchical"
-    # loss sum, image count (and, hierarchical, each level's loss sum)
-    totals = torch.zeros(4 if levels else 2, device=run.accelerator.device)
+    # loss sum, image count, then (hierarchical) each level's loss sum, then the correct counts
+    # (single: top-1; hierarchical: per level; multilabel: none)
+    width = {"hierarchical": 6, "single": 3}.get(run.task.kind, 2)
+    totals = torch.zeros(width, device=run.accelerator.device)
     if resumed is not None:
-        totals = resumed["totals"].to(run.accelerator.device)
+        saved = resumed["totals"].to(run.accelerator.device)
+        # A mid-epoch state saved before train accuracies were counted: their sums restart as NaN.
+        totals = torch.cat([saved, saved.new_full((width - len(saved),), math.nan)]) if len(saved) < width else saved
     run.clock = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
     for index, (images, targets) in enumerate(run.data.train, start=start):
@@ -335,7 +347,8 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
             run.accelerator.sync_gradients = step_now
         # Gradients of the micro-batches in between stay local (no all-reduce) until the step.
         with nullcontext() if step_now or deepspeed else run.accelerator.no_sync(run.model):
-            loss = run.criterion(run.model(model_input(run, images)).float(), targets)
+            outputs = run.model(model_input(run, images)).float()
+            loss = run.criterion(outputs, targets)
             objective = loss if run.l2sp is None else loss + run.l2sp()
             run.accelerator.backward(objective if deepspeed else objective / accum)
         if step_now:
@@ -347,22 +360,39 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
         if levels:
             last = cast(HierarchicalLoss, run.criterion).last_levels
             batch += [last["super"].float(), last["sub"].float()]
+        batch += train_accuracies(run.task, outputs.detach(), targets)
         totals += torch.stack(batch) * len(targets)
         if run.tracking is not None:
             run.tracking.record(loss, step_now)
         if step_now and index + 1 < micro_batches:
             step_boundary(run, epoch, index + 1, totals, progress)
     run.accelerator.sync_gradients = True
-    loss_sum, images_seen, *level_sums = run.accelerator.reduce(totals, reduction="sum").tolist()
-    if level_sums:
-        run.train_levels = {
-            f"train_{name}_loss": value / images_seen if images_seen > 0 else math.nan
-            for name, value in zip(("super", "sub"), level_sums, strict=True)
-        }
+    loss_sum, images_seen, *sums = run.accelerator.reduce(totals, reduction="sum").tolist()
+    names = {
+        "hierarchical": ["train_super_loss", "train_sub_loss", "train_super.top1", "train_sub.top1"],
+        "single": ["train_top1"],
+    }.get(run.task.kind, [])
+    run.train_levels = {
+        name: value / images_seen if images_seen > 0 else math.nan for name, value in zip(names, sums, strict=True)
+    }
     # tolist() waited for the device, so the time below covers the work, not only its queueing.
     run.train_s += time.perf_counter() - run.clock
     run.train_images += int(images_seen) - skipped  # timing counts what this process trained
     return loss_sum / images_seen if images_seen > 0 else math.nan
+
+
+def train_accuracies(task: TaskSpec, outputs: torch.Tensor, targets: torch.Tensor) -> list[torch.Tensor]:
+    """Top-1 accuracy of one training batch: [single] or [super, sub] (hierarchical); [] for multilabel."""
+    if task.kind == "single":
+        return [(outputs.argmax(dim=1) == targets).float().mean()]
+    if task.kind == "hierarchical":
+        super_width = task.heads[0][1]
+        super_scores, sub_scores = outputs[:, :super_width], outputs[:, super_width:]
+        return [
+            (super_scores.argmax(dim=1) == targets[:, 0]).float().mean(),
+            (sub_scores.argmax(dim=1) == targets[:, 1]).float().mean(),
+        ]
+    return []
 
 
 def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
@@ -563,6 +593,8 @@ def final_metrics(run: Run, progress: Progress) -> dict[str, Any]:
         "tables": files,
         "complexity": counted,
         "provenance": provenance(run.accelerator.device, run.accelerator.num_processes),
+        "preprocessing": preprocessing_record(run.cfg.data, run.cfg.model.backbone),
+        "loss_class_weights": run.cfg.loss.class_weights,
         "parallel": layout(run.accelerator, run.cfg),
         "data": {"skipped_images": skipped_images(run)},
         "timing": {

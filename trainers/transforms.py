@@ -6,13 +6,76 @@ and a uint8 batch is a quarter of the bytes to copy to a GPU."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torchvision.transforms import InterpolationMode, v2
 
-from trainers.config import AugmentConfig, DataConfig
+from trainers.config import AugmentConfig, DataConfig, NormalizeStats
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+
+
+def checkpoint_preprocessing(backbone: str) -> dict[str, Any]:
+    """timm's pretrained config of `backbone` ("arch.tag", or the arch's default tag): mean, std,
+    interpolation and crop_pct, and which config they come from."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(backbone)
+    if cfg is None:
+        raise ValueError(f"model.backbone {backbone!r}: timm has no pretrained config to take mean/std from")
+    arch = backbone.split(".", 1)[0]
+    tag = cfg.tag or ""
+    return {
+        "mean": tuple(float(v) for v in cfg.mean),
+        "std": tuple(float(v) for v in cfg.std),
+        "interpolation": cfg.interpolation if cfg.interpolation in INTERPOLATIONS else "bicubic",
+        "crop_pct": cfg.crop_pct,
+        "pretrained_cfg": f"{arch}.{tag}" if tag else arch,
+    }
+
+
+def resolve_preprocessing(data: DataConfig, backbone: str) -> DataConfig:
+    """`data` with normalize and interpolation `checkpoint` replaced by the values of timm's
+    pretrained config of `backbone` (the trainer and eval/predict call this before any transform)."""
+    if data.normalize != "checkpoint" and data.interpolation != "checkpoint":
+        return data
+    own = checkpoint_preprocessing(backbone)
+    update: dict[str, Any] = {}
+    if data.normalize == "checkpoint":
+        update["normalize"] = NormalizeStats(mean=own["mean"], std=own["std"])
+    if data.interpolation == "checkpoint":
+        update["interpolation"] = own["interpolation"]
+    return data.model_copy(update=update)
+
+
+def stats(data: DataConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) of `data.normalize`; an unresolved `checkpoint` reads as ImageNet's (call
+    resolve_preprocessing first to get the checkpoint's own)."""
+    if isinstance(data.normalize, NormalizeStats):
+        return data.normalize.mean, data.normalize.std
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def interpolation(data: DataConfig) -> InterpolationMode:
+    """The resize filter of `data`; an unresolved `checkpoint` reads as bicubic."""
+    return INTERPOLATIONS.get(data.interpolation, InterpolationMode.BICUBIC)
+
+
+def preprocessing_record(data: DataConfig, backbone: str) -> dict[str, Any]:
+    """What metrics.json records: the mean/std and filter in effect, and timm's config of the backbone."""
+    mean, std = stats(data)
+    record: dict[str, Any] = {"mean": list(mean), "std": list(std), "interpolation": data.interpolation}
+    try:
+        own = checkpoint_preprocessing(backbone)
+    except ValueError:
+        return record
+    record["pretrained_cfg"] = own["pretrained_cfg"]
+    record["timm_crop_pct"] = own["crop_pct"]  # recorded, not applied: images are resized whole
+    return record
 
 
 def augmentations(augment: AugmentConfig) -> list[v2.Transform]:
@@ -21,6 +84,8 @@ def augmentations(augment: AugmentConfig) -> list[v2.Transform]:
     steps: list[v2.Transform] = []
     if augment.hflip_p > 0:
         steps.append(v2.RandomHorizontalFlip(p=augment.hflip_p))
+    if augment.vflip_p > 0:
+        steps.append(v2.RandomVerticalFlip(p=augment.vflip_p))
     if augment.rotate_deg > 0 and augment.rotate_p > 0:
         rotate = v2.RandomRotation(augment.rotate_deg, interpolation=InterpolationMode.BILINEAR)
         steps.append(v2.RandomApply([rotate], p=augment.rotate_p))
@@ -46,7 +111,8 @@ def build_transform(data: DataConfig, train: bool, normalize: bool = True) -> v2
     steps.extend(random_steps(data, train))
     steps.append(v2.ToImage())
     if normalize:
-        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)]
+        mean, std = stats(data)
+        steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
     return v2.Compose(steps)
 
 
@@ -58,7 +124,7 @@ def resize_steps(data: DataConfig) -> list[v2.Transform]:
         # Three identical channels: pretrained stems and the GFLOPs convention expect 3xHxW.
         steps.append(v2.Grayscale(num_output_channels=3))
     # Square resize (not crop) so every image has exactly the input size recorded with GFLOPs.
-    steps.append(v2.Resize((size, size), interpolation=InterpolationMode.BICUBIC, antialias=True))
+    steps.append(v2.Resize((size, size), interpolation=interpolation(data), antialias=True))
     return steps
 
 
@@ -82,7 +148,8 @@ class BatchNormalize:
     """uint8 image batches [n, 3, S, S] -> normalised float32 on their device, in one step;
     float batches pass unchanged (already normalised)."""
 
-    def __init__(self) -> None:
+    def __init__(self, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> None:
+        self.mean, self.std = tuple(mean), tuple(std)
         self._scale: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -90,8 +157,8 @@ class BatchNormalize:
             return images
         if images.device not in self._scale:
             # (x / 255 - mean) / std as one multiply-add: x * a + b.
-            std = torch.tensor(IMAGENET_STD, device=images.device).view(1, 3, 1, 1)
-            mean = torch.tensor(IMAGENET_MEAN, device=images.device).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
+            mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
             self._scale[images.device] = (1 / (255 * std), -mean / std)
         a, b = self._scale[images.device]
         return torch.addcmul(b, images.float(), a)

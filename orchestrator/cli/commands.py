@@ -244,17 +244,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Metrics of a run's best checkpoint on a labelled dataset, into RUN_DIR/eval/<name>/."""
+    """Metrics of a run's tested model (or --checkpoint) on a labelled dataset, into RUN_DIR/eval/<name>/."""
     from orchestrator.cli import modes as modes_cmd
 
-    return modes_cmd.run_eval(args.run_dir, args.dataset, args.split, args.name, console)
+    return modes_cmd.run_eval(args.run_dir, args.dataset, args.split, args.name, console, args.checkpoint)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    """Predictions of a run's best checkpoint for a folder of images, as a .tsv."""
+    """Predictions of a run's tested model (or --checkpoint) for a folder of images, as a .tsv."""
     from orchestrator.cli import modes as modes_cmd
 
-    return modes_cmd.run_predict(args.run_dir, args.images_dir, args.out, args.threshold, console)
+    return modes_cmd.run_predict(args.run_dir, args.images_dir, args.out, args.threshold, console, args.checkpoint)
 
 
 def cmd_datasets(args: argparse.Namespace) -> int:

@@ -173,23 +173,35 @@ def _add_profile(sub: Any) -> None:
 
 
 def _add_eval(sub: Any) -> None:
-    p = sub.add_parser("eval", help="score a finished run's best checkpoint on a labelled dataset")
+    p = sub.add_parser("eval", help="score a finished run's tested model on a labelled dataset")
     p.add_argument("run_dir", help="the run's folder (results/<sweep>/runs/<run_id>)")
     p.add_argument(
         "--dataset", help="dataset name or YAML mapping, e.g. '{name: imagefolder, root: DIR}' (default: the run's)"
     )
     p.add_argument("--split", choices=("test", "val", "train"), default="test", help="split to score (default test)")
     p.add_argument("--name", help="output folder name under RUN_DIR/eval/ (default: <dataset>-<split>)")
+    _checkpoint_arg(p)
     p.set_defaults(func=commands.cmd_eval)
 
 
 def _add_predict(sub: Any) -> None:
-    p = sub.add_parser("predict", help="label unlabelled images with a finished run's best checkpoint (.tsv)")
+    p = sub.add_parser("predict", help="label unlabelled images with a finished run's tested model (.tsv)")
     p.add_argument("run_dir", help="the run's folder")
     p.add_argument("images_dir", help="folder of images (searched recursively)")
     p.add_argument("--out", help="TSV file to write (default: RUN_DIR/predictions/<folder name>.tsv)")
     p.add_argument("--threshold", type=float, help="multilabel decision threshold (default: the run's)")
+    _checkpoint_arg(p)
     p.set_defaults(func=commands.cmd_predict)
+
+
+def _checkpoint_arg(p: Any) -> None:
+    p.add_argument(
+        "--checkpoint",
+        choices=("run", "best", "last"),
+        default="run",
+        help="model to load: run = the one the run's test metrics come from (its checkpoint_for_test, "
+        "default); best = best validation epoch; last = final epoch",
+    )
 
 
 def _add_datasets(sub: Any) -> None:

@@ -5,7 +5,7 @@ only when one of these commands runs (it needs torch)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 from rich.console import Console
 
@@ -26,29 +26,44 @@ def _dataset(text: str | None) -> dict[str, Any] | None:
     return None if text is None else parse_dataset(text, (), None).model_dump(mode="json", exclude_unset=True)
 
 
-def run_eval(run_dir: str, dataset: str | None, split: str, name: str | None, console: Console) -> int:
+def _which(checkpoint: str) -> Literal["run", "best", "last"]:
+    """--checkpoint, checked against the three models a run has (argparse checks it too)."""
+    if checkpoint not in ("run", "best", "last"):
+        raise SpecError(f"--checkpoint {checkpoint!r}: choose run, best or last")
+    return cast(Literal["run", "best", "last"], checkpoint)
+
+
+def run_eval(
+    run_dir: str, dataset: str | None, split: str, name: str | None, console: Console, checkpoint: str = "run"
+) -> int:
     """Evaluate and print the main scores and where the files went."""
     from pydantic import ValidationError
 
     from trainers.modes import evaluate_run
 
     try:
-        folder, metrics = evaluate_run(_run_dir(run_dir), _dataset(dataset), split, name)
+        folder, metrics = evaluate_run(_run_dir(run_dir), _dataset(dataset), split, name, _which(checkpoint))
     except (FileNotFoundError, ValueError, ValidationError) as exc:
         raise SpecError(f"eval {run_dir}: {exc}") from None
     test = metrics["test"]
     shown = ", ".join(f"{k} {test[k]:.4f}" for k in ("top1", "macro_f1", "loss") if isinstance(test.get(k), float))
-    console.print(f"{metrics['split']} of {metrics['dataset']['name']} ({test.get('n_images', 0)} images): {shown}")
+    model = f"{metrics['checkpoint']} model, epoch {metrics['checkpoint_epoch']}"
+    console.print(
+        f"{metrics['split']} of {metrics['dataset']['name']} ({test.get('n_images', 0)} images, {model}): {shown}"
+    )
     console.print(f"[green]metrics:[/] {folder / 'metrics.json'}")
     return 0
 
 
-def run_predict(run_dir: str, images_dir: str, out: str | None, threshold: float | None, console: Console) -> int:
+def run_predict(
+    run_dir: str, images_dir: str, out: str | None, threshold: float | None, console: Console, checkpoint: str = "run"
+) -> int:
     """Predict and print where the .tsv went."""
     from trainers.modes import predict_images
 
     try:
-        path, count = predict_images(_run_dir(run_dir), Path(images_dir), Path(out) if out else None, threshold)
+        target = Path(out) if out else None
+        path, count = predict_images(_run_dir(run_dir), Path(images_dir), target, threshold, _which(checkpoint))
     except (FileNotFoundError, ValueError) as exc:
         raise SpecError(f"predict {run_dir}: {exc}") from None
     console.print(f"{count} images -> [green]{path}[/]")
