@@ -225,3 +225,36 @@ def test_dry_run_warning_only_without_env(
     env = "slurm.env={kind: venv, path: /shared/envs/orch}"
     assert main(["submit", spec, "--executor", "slurm", "--dry-run", env]) == 0
     assert "warning: jobs run" not in capsys.readouterr().out, "an env block: the user said where Python is"
+
+
+def test_provenance_reads_what_the_script_exports(tmp_path: Path) -> None:
+    """The node side: what the batch script exported, plus what the interpreter itself says."""
+    import json
+    import subprocess
+    from importlib import metadata
+
+    from trainers import envinfo
+
+    assert (envinfo.ENV_KIND, envinfo.ENV_IMAGE, envinfo.ENV_IMAGE_DIGEST) == (
+        nodeenv.ENV_KIND,
+        nodeenv.ENV_IMAGE,
+        nodeenv.ENV_IMAGE_DIGEST,
+    ), "the script exports what the node reads"
+    exports = {
+        envinfo.ENV_KIND: "apptainer",
+        envinfo.ENV_IMAGE: "/shared/images/torch.sif",
+        envinfo.ENV_IMAGE_DIGEST: "sha256:" + "ab" * 32,
+        "APPTAINER_CONTAINER": "/shared/images/torch.sif",  # what apptainer sets inside its containers
+        "PYTHONNOUSERSITE": "1",
+    }
+    code = "import json; from trainers import envinfo; print(json.dumps(envinfo.environment()))"
+    env = {**os.environ, **exports, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)
+    assert (found["kind"], found["image"], found["image_digest"]) == tuple(exports[k] for k in list(exports)[:3])
+    assert found["container"] == "apptainer" and found["user_site_disabled"] is True
+    assert found["interpreter"] == sys.executable and found["torch"] and found["packages_count"] > 10
+    packages, tool = envinfo.installed_packages()
+    assert f"torch=={metadata.version('torch')}" in packages and packages == sorted(packages)
+    assert found["packages_sha256"] == hashlib.sha256("\n".join(packages).encode()).hexdigest()
+    assert tool is None or tool == found["tool_version"]

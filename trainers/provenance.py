@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from trainers import envinfo
+
 PACKAGES = (
     "torch",
     "torchvision",
@@ -63,4 +65,5 @@ def provenance(device: torch.device, num_processes: int) -> dict[str, Any]:
         "device": device_name(device),
         "num_processes": num_processes,
         "python": platform.python_version(),
+        "environment": envinfo.environment(),
     }

@@ -34,10 +34,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from trainers.config import StrictModel
 
+# What the batch script exports for the run's provenance; trainers/envinfo.py reads the same names
+# (a test pins them equal: orchestrator/ imports only the trainers' data modules).
 ENV_KIND = "ORCHESTRATE_ENV_KIND"
 ENV_IMAGE = "ORCHESTRATE_ENV_IMAGE"
 ENV_IMAGE_DIGEST = "ORCHESTRATE_ENV_IMAGE_DIGEST"
-"""Variables the batch script exports for the run's provenance (trainers/envinfo.py reads them)."""
 MAX_TREE_ENTRIES = 200_000
 """A directory image's digest covers at most this many entries (a listing, not the contents)."""
 _HASH_CHUNK_BYTES = 1 << 22

@@ -37,11 +37,20 @@ T0=$(date +%s.%N)
 REQUIRED_CMDS=(ip nsenter unshare munged munge unmunge mariadbd mariadb-install-db mariadb
                slurmdbd slurmctld slurmd sinfo sbatch srun scontrol sacct sacctmgr)
 PACKAGES=(iproute2 munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
+# Node environments the `slurm` tests run jobs through: Lmod (`module load`) and Charliecloud's
+# ch-run. charliecloud-runtime, not the `charliecloud` metapackage: that one adds the image
+# builders (docker.io, buildah), which running an image does not need.
+REQUIRED_CMDS+=(ch-run)
+REQUIRED_FILES=(/usr/share/lmod/lmod/init/bash)
+PACKAGES+=(lmod charliecloud-runtime)
 
 install_packages() {
   local missing=() c
   for c in "${REQUIRED_CMDS[@]}"; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+  done
+  for c in "${REQUIRED_FILES[@]}"; do
+    [[ -e $c ]] || missing+=("$c")
   done
   ((${#missing[@]} == 0)) && return 0
   command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them (Debian/Ubuntu only)"
@@ -67,6 +76,9 @@ install_packages() {
   fi
   for c in "${REQUIRED_CMDS[@]}"; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' still missing after installing packages"
+  done
+  for c in "${REQUIRED_FILES[@]}"; do
+    [[ -e $c ]] || die "'$c' still missing after installing packages"
   done
 }
 
