@@ -4,6 +4,7 @@ taken as its markup, and names with bidi, zero-width or control characters are r
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def sweep(
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "sweep.yaml"
     extra = f", template: {template}" if template else ""
-    path.write_text(SPEC.format(out=folder / "results", row=row, dataset=dataset, template=extra))
+    quoted = {"row": json.dumps(row), "dataset": json.dumps(dataset)}  # JSON strings are YAML strings
+    path.write_text(SPEC.format(out=folder / "results", template=extra, **quoted))
     spec = load_spec(path)
     store.write_snapshot(spec, spec.output_path)
     names = ["0", "$\\textbf{5}$ bill", "a_b^c", "x$"] if classes else None
@@ -168,3 +170,98 @@ def test_a_good_template_and_its_include_render_from_the_spec_file(tmp_path: Pat
     text = (spec.output_path / "tables" / "table.rows.html").read_text()
     assert text == "<h1>hostile_render</h1><b>Baseline</b><b>+ &lt;i&gt;Aug&lt;i&gt; &amp; co</b>"
     assert spec.output_path / "tables" / "table.rows.html" in written.files
+
+
+# ----------------------------------------------------------------- renderers: text is text
+
+
+def test_mathtext_labels_and_class_names_render_through_collect_with_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Accepted at plan, crashed the report after training: `$\\alpha^$` in a row label and
+    `$\\textbf{5}$` in a class name are drawn as written (mathtext off)."""
+    spec = sweep(tmp_path, row="+ Aug $\\alpha^$ [b] [blink]x", dataset="D_1 `x` | #2 [/]", classes=True)
+    assert main(["collect", str(spec.source)]) == 0
+    out = capsys.readouterr().out
+    report = (spec.output_path / "report" / "index.html").read_text()
+    assert "+ Aug \\$\\\\alpha^\\$ \\[b] \\[blink]x" in out  # the Markdown table, printed as is
+    assert "+ Aug $\\alpha^$ [b] [blink]x" in report and "D_1 `x` | #2 [/]" in report
+    assert len(list((spec.output_path / "report" / "img").glob("*.png"))) >= 4
+    md = (spec.output_path / "tables" / "table.md").read_text()
+    assert "| + Aug \\$\\\\alpha^\\$ \\[b] \\[blink]x |" in md and "D_1 \\`x\\` \\| \\#2 \\[/]" in md
+    tex = (spec.output_path / "tables" / "table.tex").read_text()
+    assert "+ Aug \\$\\textbackslash{}alpha\\textasciicircum{}\\$ {[}b{]} {[}blink{]}x" in tex
+
+
+def test_plan_prints_rich_markup_in_labels_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`[/]` in a dataset label crashed plan (rich closed a tag that was never opened)."""
+    path = tmp_path / "sweep.yaml"
+    text = SPEC.format(out=tmp_path / "results", row="'+ [red]Aug [blink]'", dataset="'[/] [blink]data'", template="")
+    path.write_text(text)
+    assert main(["plan", str(path), "--skip-data-check"]) == 0
+    out = capsys.readouterr().out
+    assert "[/] [blink]data" in out and "+ [red]Aug [blink] x2" in out
+
+
+def test_status_prints_run_folder_text_without_terminal_sequences(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trainers import rundir
+    from trainers.rundir import State
+
+    spec = sweep(tmp_path)
+    run = plan(spec)[0]
+    folder = store.run_path(store.sweep_root(spec), run.run_id)
+    hostile = "boom [/scratch/data] \x1b]8;;http://evil\x07link\x1b]8;;\x07 \x1b[2J\x1b[31mred\x9b1m \u202eevil"
+    rundir.update_status(folder, State.FAILED, error=hostile)
+    assert main(["status", str(spec.source), "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out and "\u202e" not in out
+    assert "boom [/scratch/data]" in out and "link" in out and "red" in out and "\\u202eevil" in out
+
+
+@pytest.mark.parametrize(
+    ("where", "char", "name"),
+    [
+        ("ablations", "\u202e", "U+202E RIGHT-TO-LEFT OVERRIDE"),
+        ("modifiers", "\u2066", "U+2066 LEFT-TO-RIGHT ISOLATE"),
+        ("dataset", "\u200b", "U+200B ZERO WIDTH SPACE"),
+        ("dataset", "\ufeff", "U+FEFF ZERO WIDTH NO-BREAK SPACE"),
+        ("title", "\u2060", "U+2060 WORD JOINER"),
+    ],
+)
+def test_bidi_and_zero_width_characters_are_refused_at_plan_with_the_code_point(
+    where: str, char: str, name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    row, dataset, template = "+ Aug", "Digits", ""
+    if where == "ablations":
+        row = f'"+ {char}x"'
+    elif where == "dataset":
+        dataset = f'"Dig{char}its"'
+    elif where == "title":
+        template = f', title: "T{char}"'
+    text = SPEC.format(out=tmp_path / "results", row=row, dataset=dataset, template=template)
+    if where == "modifiers":
+        text = text.replace("  aug: {", f'  "a{char}ug": {{').replace(": [aug]", f': ["a{char}ug"]')
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    err = one_error(["plan", str(path), "--skip-data-check"], capsys)
+    assert name in err and char not in err, err
+
+
+def test_table_names_are_matched_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sweep.yaml"
+    text = SPEC.format(out=tmp_path / "results", row="+ Aug", dataset="D", template="")
+    path.write_text(text.replace("name: table,", "name: 'sub/dir/x y;$(id)',"))
+    err = one_error(["plan", str(path), "--skip-data-check"], capsys)
+    assert "tables.0.name" in err and "without '/'" in err
+
+
+@pytest.mark.parametrize("value", ["!!binary G1szMW0=", "!!set {a, b}", "!!omap [{a: 1}]", "!!pairs [{a: 1}]"])
+def test_non_text_yaml_tags_are_refused(value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`!!binary` became text in pydantic without the control-character and length checks."""
+    path = tmp_path / "sweep.yaml"
+    text = SPEC.format(out=tmp_path / "results", row="+ Aug", dataset="D", template=f", title: {value}")
+    path.write_text(text)
+    err = one_error(["plan", str(path), "--skip-data-check"], capsys)
+    assert "invalid YAML: explicit !!" in err and "not accepted here" in err and "line 15" in err

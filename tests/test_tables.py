@@ -190,7 +190,8 @@ def test_latex_escaped_booktabs_and_bold(write_raw: Callable[..., Path]) -> None
     latex = tables.render([table], "tex", {"sweep": "t_004"})
     assert r"CUB\_200 \& 50\% \#1 \$x \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}" in latex
     assert "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
-    assert r"\textbf{92.50 $\pm$ 1.87} (+10.00 [+10.00, +10.00])" in latex
+    # Brackets braced: `\\` reads a following `[` as its argument.
+    assert r"\textbf{92.50 $\pm$ 1.87} (+10.00 {[}+10.00, +10.00{]})" in latex
     assert r"\begin{tabular}{lrrrrr}" in latex
     assert "±" not in latex and "Δ" not in latex, "non-ASCII symbols are LaTeX commands"
     unescaped = latex.replace("\\%", "").replace("\\&", "")

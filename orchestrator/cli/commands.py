@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from orchestrator import textsafe
 from orchestrator.cli import terminal
 from orchestrator.cli.views import PLAN_ROWS_SHOWN, status_view
 from orchestrator.sweep import preflight
@@ -17,6 +18,8 @@ from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
+# Markup is on for our own `[green]` labels: every user- or file-derived string goes through
+# textsafe.rich (markup escaped, terminal sequences removed) or is printed with markup=False.
 console = terminal.make_console()
 
 
@@ -40,19 +43,19 @@ def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
     spec, runs = _load(args, check_data=True)
-    console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {spec.output_path}")
+    console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {textsafe.rich(spec.output_path)}")
     for line in preflight.warnings(spec, args.spec):
-        console.print(f"warning: {line}", style="yellow", markup=False, soft_wrap=True)
+        console.print(textsafe.terminal(f"warning: {line}"), style="yellow", markup=False, soft_wrap=True)
     for axis, values in spec.grid.items():
         labels = [_axis_value(value) for value in values]
-        console.print(f"  {axis} ({len(values)}): {', '.join(labels)}", markup=False)
+        console.print(textsafe.terminal(f"  {axis} ({len(values)}): {', '.join(labels)}"), markup=False)
     rows = Counter(run.ablation for run in runs)
-    console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{name} x{n}" for name, n in rows.items()))
+    console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{textsafe.rich(name)} x{n}" for name, n in rows.items()))
     shown = runs if args.all else runs[:PLAN_ROWS_SHOWN]
     table = terminal.table("#", "run_id", "ablation")
     table.add_column("name", overflow="fold")
     for index, run in enumerate(shown):
-        table.add_row(str(index), run.run_id, run.ablation, run.name)
+        table.add_row(str(index), run.run_id, textsafe.rich(run.ablation), textsafe.rich(run.name))
     console.print(table)
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
@@ -76,11 +79,11 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
             speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"
             device = f" ({item.note})" if item.source == cost.SITE and item.hours is not None else ""
             source = (item.source or "-") + device
-            table.add_row(item.cell, str(item.runs), speed, source, hours)
+            table.add_row(textsafe.rich(item.cell), str(item.runs), speed, textsafe.rich(source), hours)
         console.print(table)
     for note, n in Counter(c.note for c in costs if c.hours is None).items():
-        console.print(f"  unknown ({n} cells): {note}", markup=False)
-    console.print(cost.summary(costs))
+        console.print(textsafe.terminal(f"  unknown ({n} cells): {note}"), markup=False)
+    console.print(textsafe.terminal(cost.summary(costs)), markup=False)
 
 
 def _axis_value(value: Any) -> str:
@@ -126,7 +129,7 @@ def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override:
     from orchestrator.results import cost
 
     costs = cost.estimate(spec, runs)
-    console.print(cost.summary(costs))
+    console.print(textsafe.terminal(cost.summary(costs)), markup=False)
     unknown = sum(c.hours is None for c in costs)
     total_h = sum(c.hours or 0.0 for c in costs)
     if unknown:
@@ -139,7 +142,7 @@ def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override:
         return
     if not override:
         raise SpecError(f"{where}: budget.max_gpu_hours: {problem}; or pass --over-budget")
-    console.print(f"[yellow]over budget (--over-budget)[/]: {problem}")
+    console.print(f"[yellow]over budget (--over-budget)[/]: {textsafe.rich(problem)}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -203,23 +206,24 @@ def cmd_collect(args: argparse.Namespace) -> int:
         try:
             written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
         except collect.NothingFinished as exc:
-            console.print(str(exc), style="yellow", markup=False, soft_wrap=True)
+            console.print(textsafe.terminal(exc), style="yellow", markup=False, soft_wrap=True)
             code = 1
             continue
-        print(written.markdown)  # plain: rich would re-wrap the Markdown table
-        console.print(f"[green]tables:[/] {', '.join(str(p) for p in written.files)}")
-        console.print(f"[green]runs:[/]   {written.runs_path}")
+        print(textsafe.terminal(written.markdown, newlines=True))  # plain: rich would re-wrap the Markdown table
+        console.print(f"[green]tables:[/] {', '.join(textsafe.rich(p) for p in written.files)}")
+        console.print(f"[green]runs:[/]   {textsafe.rich(written.runs_path)}")
         for line in written.usage_lines:
-            console.print(line, markup=False, soft_wrap=True)
+            console.print(textsafe.terminal(line), markup=False, soft_wrap=True)
         if written.usage_path is not None:
-            console.print(f"[green]usage:[/]  {written.usage_path}")
+            console.print(f"[green]usage:[/]  {textsafe.rich(written.usage_path)}")
         if written.report_path is not None:
-            console.print(f"[green]report:[/] {written.report_path}")
+            console.print(f"[green]report:[/] {textsafe.rich(written.report_path)}")
         _print_problems(list(written.problems))
         if written.usable == 0:
             counts = ", ".join(f"{n} {state}" for state, n in sorted(written.counts.items())) or "no runs"
             console.print(
-                f"[red]error:[/] {spec.name}: nothing usable to tabulate ({counts}, {len(written.problems)} problems)"
+                f"[red]error:[/] {spec.name}: nothing usable to tabulate ({textsafe.rich(counts)}, "
+                f"{len(written.problems)} problems)"
             )
             code = 1
     return code
@@ -231,7 +235,7 @@ def _print_problems(problems: list[Any], heading: str = "left out of the numbers
         return
     console.print(f"[yellow]problems ({len(problems)}), {heading}:[/]")
     for problem in problems:
-        console.print(f"  {problem}", markup=False, soft_wrap=True)
+        console.print(textsafe.terminal(f"  {problem}"), markup=False, soft_wrap=True)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

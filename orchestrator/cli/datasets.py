@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator import textsafe
 from orchestrator.cli import terminal
 from orchestrator.results.render import slug
 from orchestrator.sweep import site, yamlio
@@ -124,8 +125,10 @@ def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path
         raise SpecError(str(exc)) from None
     view = report.view
     sizes = ", ".join(f"{s} {len(view.targets[s])}" for s in ("train", "val", "test"))
-    console.print(f"[bold]{ds.display_name}[/] ({ds.name}, {view.task}): {len(view.class_names)} classes; {sizes}")
-    console.print(f"  split: {json.dumps(view.info.get('policy', view.info), sort_keys=True)}")
+    name = textsafe.rich(f"{ds.display_name}")
+    console.print(f"[bold]{name}[/] ({textsafe.rich(ds.name)}, {view.task}): {len(view.class_names)} classes; {sizes}")
+    split = json.dumps(view.info.get("policy", view.info), sort_keys=True)
+    console.print(textsafe.terminal(f"  split: {split}"), markup=False)
     console.print(_rich(report.counts, "class counts and percentages per split", pct=True))
     console.print(_rich(report.imbalance, "imbalance (largest / smallest non-empty class)"))
     if report.sizes is not None:
@@ -133,7 +136,7 @@ def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path
     else:
         console.print("  file sizes: none (images are generated in memory)")
     written = write_report(report, ds, folder)
-    console.print(f"[green]written:[/] {', '.join(str(p) for p in written)}")
+    console.print(f"[green]written:[/] {', '.join(textsafe.rich(p) for p in written)}")
     return written
 
 
@@ -166,10 +169,18 @@ def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:
 
 def bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
     """Grouped bars of class counts per split (one panel per level); with many classes the
-    classes are sorted by total count and drawn without names."""
+    classes are sorted by total count and drawn without names. Class names come from the
+    dataset's files: drawn as literal text (no mathtext)."""
     import matplotlib
 
     matplotlib.use("Agg")
+    from orchestrator.results.figures import plain_text
+
+    with plain_text():
+        return _draw_bar_chart(counts, path, title)
+
+
+def _draw_bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -204,7 +215,7 @@ def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> Table:
     table = terminal.table(title=title, title_justify="left")
     for column in frame.columns:
         left = column in ("level", "class", "split")
-        table.add_column(str(column), justify="left" if left else "right", overflow="fold")
+        table.add_column(textsafe.rich(column), justify="left" if left else "right", overflow="fold")
     for row in frame.itertuples(index=False):
         table.add_row(*(_cell(value, pct) for value in row))
     return table
@@ -213,7 +224,7 @@ def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> Table:
 def _cell(value: Any, pct: bool) -> str:
     if isinstance(value, float):
         return f"{value:.1f}" if pct or abs(value) >= 100 else f"{value:.3g}"
-    return str(value)
+    return textsafe.rich(value)  # class names come from the dataset's files
 
 
 def _markdown(frame: pd.DataFrame) -> str:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from orchestrator import textsafe
 from orchestrator.cli import commands, completion, scaffold, terminal
 from orchestrator.cli.commands import console
 from orchestrator.sweep.errors import SpecError
@@ -38,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error(message: str) -> None:
     """One line on stderr; markup off so `[1]` in a field path is printed as is."""
-    terminal.make_console(stderr=True).print(f"error: {message}", markup=False, soft_wrap=True)
+    terminal.make_console(stderr=True).print(f"error: {textsafe.terminal(message)}", markup=False, soft_wrap=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from typing import Any, Literal, cast
 
 from rich.console import Console
 
+from orchestrator import textsafe
 from orchestrator.sweep.spec import SpecError
 
 
@@ -48,10 +49,9 @@ def run_eval(
     test = metrics["test"]
     shown = ", ".join(f"{k} {test[k]:.4f}" for k in ("top1", "macro_f1", "loss") if isinstance(test.get(k), float))
     model = f"{metrics['checkpoint']} model, epoch {metrics['checkpoint_epoch']}"
-    console.print(
-        f"{metrics['split']} of {metrics['dataset']['name']} ({test.get('n_images', 0)} images, {model}): {shown}"
-    )
-    console.print(f"[green]metrics:[/] {folder / 'metrics.json'}")
+    what = textsafe.rich(f"{metrics['split']} of {metrics['dataset']['name']}")
+    console.print(f"{what} ({test.get('n_images', 0)} images, {textsafe.rich(model)}): {shown}")
+    console.print(f"[green]metrics:[/] {textsafe.rich(folder / 'metrics.json')}")
     return 0
 
 
@@ -66,5 +66,5 @@ def run_predict(
         path, count = predict_images(_run_dir(run_dir), Path(images_dir), target, threshold, _which(checkpoint))
     except (FileNotFoundError, ValueError) as exc:
         raise SpecError(f"predict {run_dir}: {exc}") from None
-    console.print(f"{count} images -> [green]{path}[/]")
+    console.print(f"{count} images -> [green]{textsafe.rich(path)}[/]")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from orchestrator import textsafe
 from orchestrator.cli import terminal
 from orchestrator.sweep import complexity
 from orchestrator.sweep.plan import RunSpec
@@ -67,7 +68,8 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
     models = frame["ckey"].nunique() if not frame.empty else 0
     console.print(f"{len(frame)} cells, {models} distinct models profiled in {seconds:.1f} s (meta device, batch 1)")
     for _, row in frame[frame["error"].astype(bool)].iterrows():
-        console.print(f"[yellow]not profiled[/]: {row['backbone']}/{row['dataset']}: {row['error']}")
+        what = textsafe.rich(f"{row['backbone']}/{row['dataset']}: {row['error']}")
+        console.print(f"[yellow]not profiled[/]: {what}")
     print_budget(frame, spec, console)
 
 
@@ -77,7 +79,7 @@ def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None
         return
     over = budget_lines(frame, spec.budget)
     for line in over:
-        console.print(f"[red]over budget[/]: {line}", soft_wrap=True)
+        console.print(f"[red]over budget[/]: {textsafe.rich(line)}", soft_wrap=True)
     unknown = int(frame["error"].astype(bool).sum()) if not frame.empty else 0
     if unknown:  # `profile` shows them; never call a budget ok that was not checked
         console.print(f"[red]budget unknown[/]: {unknown} cell(s) could not be profiled")

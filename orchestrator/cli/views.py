@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator import textsafe
+
 PLAN_ROWS_SHOWN = 40
 
 
@@ -13,15 +15,16 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
 
     from orchestrator.cli import terminal
 
-    counts = ", ".join(f"{n} {state}" for state, n in sorted(current.counts.items()))
+    counts = textsafe.rich(", ".join(f"{n} {state}" for state, n in sorted(current.counts.items())))
     parts: list[Any] = [f"[bold]{name}[/]: {len(current.runs)} runs: {counts}"]
     if current.warning:
-        parts.append(f"[yellow]warning:[/] {current.warning}")
+        parts.append(f"[yellow]warning:[/] {textsafe.rich(current.warning)}")
     shown = [r for r in current.runs if show_all or r.state != "completed"]
     table = terminal.table("run_id", "state", "job", "name")
     table.add_column("error / log", overflow="fold")
     for row in shown[: None if show_all else PLAN_ROWS_SHOWN]:
-        table.add_row(row.run.run_id, row.state, row.job_id or "", row.run.name, row.detail)
+        cells = (row.run.run_id, row.state, row.job_id or "", row.run.name, row.detail)
+        table.add_row(*(textsafe.rich(cell or "") for cell in cells))  # run-folder and SLURM text: never markup
     if shown:
         parts.append(table)
     if not show_all and len(shown) > PLAN_ROWS_SHOWN:

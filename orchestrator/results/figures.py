@@ -1,12 +1,45 @@
-"""The report's figures: matplotlib drawings of DataFrames (no file is read here)."""
+"""The report's figures: matplotlib drawings of DataFrames (no file is read here).
+
+Every text a figure shows (row labels, class names, history columns) comes from a spec or a run
+folder, so figures are built and saved with mathtext and usetex off (`plain_text`): a label like
+`+ Aug $\\alpha^$` is drawn as written instead of failing the report with a mathtext error.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ParamSpec
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+
+_P = ParamSpec("_P")
+
+
+@contextlib.contextmanager
+def plain_text() -> Iterator[None]:
+    """Build and save figures in this context (mathtext and usetex off: `$`, `\\`, `^`, `_` are just
+    characters): text artists take `parse_math` from it when created,
+    tick labels when drawn."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        yield
+
+
+def _plain(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    """A figure builder run under `plain_text`."""
+
+    @functools.wraps(build)
+    def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
+        with plain_text():
+            return build(*args, **kwargs)
+
+    return wrapped
+
 
 DPI = 90
 # Axis-tick labels stop being readable beyond these class counts.
@@ -23,6 +56,7 @@ def new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 
 
+@_plain
 def curves_figure(history: pd.DataFrame) -> Figure:
     """Loss (train solid, val dashed) and validation metrics per epoch: mean over seeds, band min to max.
 
@@ -59,6 +93,7 @@ def numeric(column: pd.Series) -> pd.Series:
     return pd.to_numeric(column, errors="coerce")
 
 
+@_plain
 def confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
     """Row-normalised heatmap (recall on the diagonal); counts written in small matrices."""
     n_rows, n_cols = matrix.shape
@@ -88,6 +123,7 @@ def confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
     return figure
 
 
+@_plain
 def bars_figure(scores: pd.Series) -> Figure:
     """Horizontal F1 bars, worst at the top; only the extremes when there are many classes."""
     import pandas as pd
@@ -107,6 +143,7 @@ def bars_figure(scores: pd.Series) -> Figure:
     return figure
 
 
+@_plain
 def distribution_figure(counts: pd.Series) -> Figure:
     """Images per class, sorted, with each class's share of the split."""
     ordered = counts.sort_values(ascending=False)
@@ -132,6 +169,7 @@ def distribution_figure(counts: pd.Series) -> Figure:
     return figure
 
 
+@_plain
 def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
     """Per table row: each seed's value as a dot, the mean with its 95% t-interval, the baseline
     (the first row) as a horizontal line. At most MAX_DOTS dots per row are drawn (an even sample)."""

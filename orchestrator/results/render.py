@@ -9,6 +9,7 @@ inputs. HTML templates (`*.html.j2`, `*.htm.j2`, `*.html.jinja`) autoescape.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,13 @@ _LATEX_SPECIAL = {
     "^": r"\textasciicircum{}",
     "<": r"\textless{}",
     ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    # `\\` looks ahead for `[`: a row label starting with `[2pt]` would be read as its argument.
+    "[": "{[}",
+    "]": "{]}",
+    "\n": " ",
+    "\r": " ",
+    "\t": " ",
     "±": r"$\pm$",
     "Δ": r"$\Delta$",
     "×": r"$\times$",
@@ -157,13 +165,53 @@ _LATEX_SPECIAL = {
 
 
 def latex_escape(value: Any) -> str:
-    """Text safe inside a LaTeX tabular (pdflatex): specials escaped, common symbols as math."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(value))
+    """Text safe inside a LaTeX tabular (pdflatex): the ten specials (`\\ & % $ # _ { } ~ ^`) and
+    `< > | [ ]` escaped, common symbols as math, other control characters dropped."""
+    return "".join(_LATEX_SPECIAL.get(ch, "" if _is_control(ch) else ch) for ch in str(value))
+
+
+def _is_control(char: str) -> bool:
+    return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F
+
+
+_MD_ALWAYS = frozenset("\\`*|#~$[")
+"""Escaped wherever they stand: code spans, emphasis, cell borders, headings, strikethrough, math, links."""
 
 
 def markdown_escape(value: Any) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(value).replace("|", r"\|").replace("\n", " ")
+    """Text safe inside a Markdown table cell or heading (CommonMark/GFM): `\\`, backtick, `*`, `|`,
+    `#`, `~`, `$` and `[` backslash-escaped; `_` too unless inside a word (where it cannot start
+    emphasis); `<` before a letter, `/`, `!` or `?` (an HTML tag or autolink), `&` before a letter, digit or `#`
+    (an entity); line breaks as spaces,
+    other control characters dropped. `markdown_unescape` gives the text back."""
+    text = str(value)
+    out = []
+    for index, char in enumerate(text):
+        before = text[index - 1] if index else " "
+        after = text[index + 1] if index + 1 < len(text) else " "
+        if char in "\r\n\t":
+            out.append(" ")
+        elif _is_control(char):
+            continue
+        else:
+            out.append("\\" + char if _md_special(char, before, after) else char)
+    return "".join(out)
+
+
+def _md_special(char: str, before: str, after: str) -> bool:
+    """Whether `char`, between `before` and `after`, could be Markdown syntax."""
+    if char == "_":
+        return not (before.isalnum() and after.isalnum())
+    if char == "<":
+        return after.isalpha() or after in "/!?"
+    if char == "&":
+        return after.isalnum() or after == "#"
+    return char in _MD_ALWAYS
+
+
+def markdown_unescape(text: str) -> str:
+    """The text a Markdown renderer shows for escaped `text`: a backslash before ASCII punctuation drops."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", text)
 
 
 def slug(value: Any) -> str:

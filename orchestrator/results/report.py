@@ -267,7 +267,8 @@ def _save(figure: Figure, img: Path, name: str, written: set[str], caption: str)
     import io
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=figures.DPI)
+    with figures.plain_text():  # tick labels are made at draw time: literal text there too
+        figure.savefig(buffer, format="png", dpi=figures.DPI)
     with rundir.atomic_open(img / name) as handle:
         handle.write(buffer.getvalue())
     written.add(name)

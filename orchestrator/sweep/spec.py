@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
 )
 
+from orchestrator import textsafe
 from orchestrator.sweep import paths, site, values, yamlio
 from orchestrator.sweep.errors import (
     CONTROL,
@@ -150,7 +151,11 @@ class SweepSpec(StrictModel):
 
 
 def _check_label(name: str, what: str) -> None:
-    """Names that end up in run names, tables and the terminal: no path tricks, no control characters."""
+    """Names that end up in run names, tables and the terminal: no path tricks, no control characters,
+    no bidi or zero-width characters (they make a name display as another)."""
+    unsafe = textsafe.first_unsafe(name)
+    if unsafe is not None:
+        raise ValueError(f"{unsafe} in {what} name {short(name)}: invisible or reordering characters are refused")
     bad = "/" in name or ".." in name or ";" in name or "`" in name or "$(" in name or CONTROL.search(name)
     if bad or not name.strip() or len(name) > MAX_LABEL_CHARS:
         raise ValueError(
@@ -361,7 +366,7 @@ class TableSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _file_stem(cls, value: str) -> str:
-        if not _SAFE_NAME.match(value) or ".." in value:
+        if not _SAFE_NAME.fullmatch(value) or ".." in value:
             raise ValueError(f"{value!r} must be letters, digits, '_', '-', '.', without '/' or '..'")
         return value
 

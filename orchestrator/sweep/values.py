@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from orchestrator import textsafe
 from orchestrator.sweep.errors import CONTROL, short, short_key
 
 MAX_STRING_CHARS = 1000
@@ -46,6 +47,9 @@ def _check_string(text: str, where: str) -> None:
         raise ValueError(f"{where}: a string of {len(text)} characters (at most {MAX_STRING_CHARS})")
     if CONTROL.search(text):
         raise ValueError(f"{where}: {short(text)} contains a newline or another control character (tab, escape...)")
+    unsafe = textsafe.first_unsafe(text)  # bidi and zero-width: text that displays as something else
+    if unsafe is not None:
+        raise ValueError(f"{where}: {unsafe} in {short(text)}: invisible or reordering characters are refused")
 
 
 BOOLEAN = "a boolean"

@@ -9,7 +9,8 @@ Guards (each a one-line error, never a traceback):
 - a key written twice in one mapping is an error naming both lines (PyYAML keeps the last);
 - aliases may not expand the document beyond MAX_EXPANDED_NODES nodes (a "billion laughs"
   file is a few hundred bytes and expands to gigabytes in any code that walks it);
-- files are read only when they are regular files under MAX_FILE_BYTES, and must be UTF-8.
+- files are read only when they are regular files under MAX_FILE_BYTES, and must be UTF-8;
+- `!!binary`, `!!set`, `!!omap` and `!!pairs` values are refused (they slipped past the checks on text).
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class _Loader(yaml.SafeLoader):
             _check_duplicates(node)
         return super().construct_mapping(node, deep=deep)
 
+
+_REFUSED_TAGS = ("binary", "set", "omap", "pairs")
+"""Explicit tags whose values are not text, lists or mappings: `!!binary` bytes became text in pydantic
+without passing the control-character and length checks; a `!!set` was never walked by them."""
+
+
+def _refuse_tag(loader: _Loader, node: Node) -> Any:
+    tag = node.tag.rsplit(":", 1)[-1]
+    raise ConstructorError(None, None, f"explicit !!{tag} value: not accepted here (write plain text)", node.start_mark)
+
+
+for _tag in _REFUSED_TAGS:
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
 
 # Replace (not extend) the float resolver so `1e-4` is a float and `1_000` stays an int.
 _Loader.yaml_implicit_resolvers = {
