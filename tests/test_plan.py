@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from orchestrator.sweep.plan import plan, run_id_of, smoke_plan
+from orchestrator.sweep.plan import NOT_HASHED, plan, run_id_of, smoke_plan
 from orchestrator.sweep.spec import SpecError, load_spec
-from trainers.config import TrainConfig
+from trainers.config import TrainConfig, config_fields
 
 PINNED_DEFAULTS = Path(__file__).with_name("pinned_config_defaults.json")
 
@@ -153,7 +153,7 @@ def test_a_new_field_with_its_default_keeps_existing_run_ids() -> None:
     config = TrainConfig.model_validate(values)
     assert run_id_of(Newer.model_validate(values)) == run_id_of(config)
     assert run_id_of(Newer.model_validate(values | {"new_knob": 1})) != run_id_of(config)
-    assert run_id_of(config.model_copy(update={"channels_last": True})) != run_id_of(config)
+    assert run_id_of(config.model_copy(update={"precision": "bf16"})) != run_id_of(config)
 
 
 def test_config_defaults_never_change() -> None:
@@ -168,6 +168,31 @@ def test_config_defaults_never_change() -> None:
     assert not changed, f"defaults changed (pinned, now): {changed}; keep them, add a new field or value instead"
     added = sorted(set(current) - set(pinned))
     assert not added, f"new config fields {added}: add them with their defaults to {PINNED_DEFAULTS.name}"
+
+
+def test_loader_and_speed_settings_never_change_the_id() -> None:
+    """Every NOT_HASHED field set away from its default keeps the id; each is a real config field."""
+    config = TrainConfig()
+    speed = {
+        "data": {"num_workers": 3, "pin_memory": True, "persistent_workers": False, "prefetch_factor": 2},
+        "torch_threads": 2,
+        "channels_last": True,
+        "compile": True,
+        "checkpoint_every_min": 5.0,
+    }
+    tuned = TrainConfig.model_validate(speed | {"data": {**speed["data"], "dataset": {"max_bad_fraction": 0.2}}})
+    assert run_id_of(tuned) == run_id_of(config)
+    assert set(NOT_HASHED) <= set(config_fields(TrainConfig))
+    assert set(NOT_HASHED) <= set(_flatten(tuned.model_dump(mode="json", exclude_defaults=True))) | {
+        "trackers",
+        "data.cache_max_mib",
+    }
+
+
+def test_runs_that_differ_only_outside_the_id_are_named(write_spec: Callable[..., Path]) -> None:
+    path = write_spec(grid={"data.num_workers": [0, 2]})
+    with pytest.raises(SpecError, match="differ only in settings outside the run id"):
+        plan(load_spec(path))
 
 
 def test_watching_or_saving_a_run_never_changes_its_id() -> None:

@@ -71,7 +71,7 @@ def select(records: Sequence[RunRecord], force: bool = False, in_slurm: set[str]
     in_slurm = in_slurm or set()
     selection = Selection(todo=[])
     for record in records:
-        if record.run.run_id in in_slurm:
+        if record.run.run_id in in_slurm or record.path.name in in_slurm:  # a job of an older id rule's folder
             selection.skipped["pending or running in SLURM"] += 1
         elif record.state is State.RUNNING and not is_stale(record) and "slurm_job_id" not in record.status:
             selection.skipped["running locally"] += 1

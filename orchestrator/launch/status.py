@@ -68,7 +68,8 @@ def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
         states = slurm.query_states(manifest["arrays"])
     out = []
     for record in records:
-        job_id = manifest["runs"].get(record.run.run_id, {}).get("job_id")
+        entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
+        job_id = entry.get("job_id")
         slurm_state = states.states.get(job_id) if job_id else None
         out.append(RunStatus(record.run, _state(record, job_id, slurm_state), job_id, _detail(record)))
     return SweepStatus(out, states.warning, reader.problems_of(records))

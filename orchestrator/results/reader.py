@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from orchestrator.results import folders as folders_of
 from orchestrator.sweep import store, yamlio
 from orchestrator.sweep.plan import RunSpec
 from trainers import rundir
@@ -77,8 +78,9 @@ def inspect(runs: list[RunSpec], root: Path) -> list[RunRecord]:
     """Read every planned run's status.json; never raises. Missing folders are State.MISSING, and so
     are unreadable status files and unknown states ("unknown, resubmittable"), with a `problem`."""
     records = []
+    folders = folders_of.run_folders(root, runs)
     for run in runs:
-        path = store.run_path(root, run.run_id)
+        path = folders[run.run_id]
         status, problem = read_status(path)
         state_name = status.get("state", State.MISSING.value)
         state = State(state_name) if state_name in KNOWN_STATES else State.MISSING
@@ -149,9 +151,10 @@ def _parse_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
-def _check_config(path: Path, run_id: str) -> str | None:
+def _check_config(path: Path, run_id: str, recorded: str) -> str | None:
     """A planned run's config.yaml without parsing it (its metadata comes from the plan, whose run id
-    is the config's hash): present, UTF-8, starts with its run id, complete (ends with a newline)."""
+    is the config's hash): present, UTF-8, starts with its run id (or `recorded`, the id its folder
+    is named by), complete (ends with a newline)."""
     try:
         text = (path / rundir.CONFIG).read_bytes().decode("utf-8")
     except FileNotFoundError:
@@ -160,11 +163,12 @@ def _check_config(path: Path, run_id: str) -> str | None:
         return f"{rundir.CONFIG}: not UTF-8 text (byte {exc.start})"
     except OSError as exc:
         return f"{rundir.CONFIG}: unreadable ({type(exc).__name__})"
-    if not text.startswith(f"run_id: {run_id}\n") or not text.endswith("\n"):
+    ids = (run_id, recorded)
+    if not any(text.startswith(f"run_id: {i}\n") for i in ids) or not text.endswith("\n"):
         config, problem = _parse_config(path)  # the parser names the line when it is invalid YAML
         if problem is not None:
             return problem
-        if config is None or str(config.get("run_id")) != run_id:
+        if config is None or str(config.get("run_id")) not in ids:
             return f"{rundir.CONFIG}: records run id {config.get('run_id') if config else None!r}, not {run_id!r}"
     return None
 
@@ -181,7 +185,8 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     row: dict[str, Any] = {"run_id": path.name}
     config: dict[str, Any] | None
     if run is not None:
-        config_problem = _check_config(path, run.run_id)
+        # A folder named under an older id rule records that id until it is run again.
+        config_problem = _check_config(path, run.run_id, path.name)
         config = {**run.metadata(), "trainer": {"model": {"pretrained_path": _pretrained(run)}}}
     else:
         config, config_problem = _parse_config(path)
@@ -328,7 +333,8 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
     With `index_path`, rows are cached there per run folder and re-read only when a file of the
     folder changed (size or modification time), so a second `collect` reads only what changed.
     """
-    by_id = {run.run_id: run for run in planned}
+    folders = folders_of.run_folders(root, planned)
+    by_id = {folders[run.run_id].name: run for run in planned}  # by folder name
     index = _load_index(index_path) if index_path is not None else _Index([], {})
     runs_dir = str(root / "runs")
     names = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
@@ -382,11 +388,12 @@ def _frame(
     width = len(columns)
     values = [entry[1] + [None] * (width - len(entry[1])) for entry in entries.values()]
     frame = pd.DataFrame(values, columns=columns, index=list(entries))
-    frame["run_id"] = frame.index
+    frame["run_id"] = [by_id[name].run_id if name in by_id else name for name in entries]
     frame["in_plan"] = [name in by_id for name in entries]
     frame["path"] = [str(root / "runs" / name) for name in entries]
     frame["problem"] = ["; ".join(entry[2]) or None for entry in entries.values()]
-    never = [run for run in planned if run.run_id not in entries]
+    found = {by_id[name].run_id for name in entries if name in by_id}
+    never = [run for run in planned if run.run_id not in found]
     if never:
         rows = [{**run.metadata(), "state": "missing", "in_plan": True} for run in never]
         extra = pd.DataFrame(rows, index=[run.run_id for run in never])

@@ -8,10 +8,11 @@ sweep finds finished runs by id, whatever else changed in the file.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +21,23 @@ from orchestrator.sweep.spec import AXIS_ALIASES, SpecError, SweepSpec, validate
 from trainers.config import TrainConfig
 
 RUN_ID_CHARS = 12
-# TrainConfig fields (dotted paths) outside a run's identity: they watch, save or feed the run,
-# never change its numbers (tests/test_resume_steps.py proves periodic saves leave the results
-# bit for bit as they were; tests/test_image_cache.py the same of the decoded-image cache).
-NOT_HASHED = ("trackers", "checkpoint_every_min", "data.cache_max_mib")
+# TrainConfig fields (dotted paths) outside a run's identity, each with why: they feed, speed up,
+# watch or save the run, never change what it computes. Every other field is hashed (README "Run
+# identity" lists the decisions). Evidence: tests/test_resume_steps.py trains bit for bit the same
+# with 0 and 2 loader workers; tests/test_image_cache.py the same with and without the image cache.
+NOT_HASHED: dict[str, str] = {
+    "data.num_workers": "loader processes: order and augmentation are seeded per (seed, epoch, image)",
+    "data.pin_memory": "page-locked host copies: the same tensors reach the device",
+    "data.persistent_workers": "whether loader workers outlive an epoch: same per-image seeds",
+    "data.prefetch_factor": "batches loaded ahead: the same batches",
+    "data.cache_max_mib": "decoded-image cache: the same pixels",
+    "data.dataset.max_bad_fraction": "when unreadable images fail a run; a run that finishes read the same images",
+    "torch_threads": "CPU threads: the same computation (float summation order aside)",
+    "channels_last": "memory layout: the same computation (kernel choice aside)",
+    "compile": "torch.compile: the same graph, fused (kernel choice aside)",
+    "trackers": "who watches the run",
+    "checkpoint_every_min": "how often it saves (resume is exact)",
+}
 _MAIN_AXES = ("backbone", "dataset", "seed")
 
 
@@ -67,15 +81,23 @@ def run_id_of(config: TrainConfig) -> str:
     (tests/test_plan.py pins them). Fields that cannot change what a run learns (which trackers
     watch it, how often it saves) are not hashed: switching them on never retrains a study.
     """
-    changed = _without_not_hashed(config.model_dump(mode="json", exclude_defaults=True))
+    changed = _without_not_hashed(config.model_dump(mode="json", exclude_defaults=True), NOT_HASHED)
     canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
 
 
-def _without_not_hashed(changed: dict[str, Any]) -> dict[str, Any]:
-    """`changed` less each NOT_HASHED path, and less a section left empty by that alone (so
-    setting only `data.cache_max_mib` hashes like setting nothing)."""
-    for path in NOT_HASHED:
+def run_id_of_recorded(trainer: dict[str, Any]) -> str:
+    """Today's run id of a trainer config as a run folder recorded it (the full dump of any earlier
+    version); ValidationError when it is not a valid config. Settings outside the id are dropped
+    first, so one this version would refuse (a tracker not installed here) does not matter."""
+    kept = _without_not_hashed(copy.deepcopy(trainer), NOT_HASHED)
+    return run_id_of(TrainConfig.model_validate(kept))
+
+
+def _without_not_hashed(changed: dict[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """`changed` less each of `paths`, and less a section left empty by that alone (so setting
+    only `data.cache_max_mib` hashes like setting nothing)."""
+    for path in paths:
         _drop(changed, path.split("."))
     return changed
 
@@ -96,19 +118,26 @@ def _drop(tree: dict[str, Any], keys: list[str]) -> None:
 def plan(spec: SweepSpec) -> list[RunSpec]:
     """Every run of the sweep, in stable order. Pure: no I/O."""
     runs: list[RunSpec] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, RunSpec] = {}
     where = str(spec.source or spec.name)
     for cell in _cells(spec):
         config = validate_train(cell.values, where, f"run {cell.name}")
         run = _make_run(cell, config)
-        if run.run_id in seen:
-            raise SpecError(
-                f"{where}: runs {seen[run.run_id]!r} and {run.name!r} resolve to the same config; "
-                "two ablation rows or grid values are identical"
-            )
-        seen[run.run_id] = run.name
+        first = seen.setdefault(run.run_id, run)
+        if first is not run:
+            why = "two ablation rows or grid values are identical"
+            if first.config != run.config:
+                why = f"they differ only in settings outside the run id ({', '.join(NOT_HASHED)})"
+            raise SpecError(f"{where}: runs {first.name!r} and {run.name!r} resolve to the same config; {why}")
         runs.append(run)
     return runs
+
+
+def id_rule() -> str:
+    """Fingerprint of the run-id rule (the hashed length and the fields left out): a cache of ids
+    computed under another rule is stale."""
+    text = json.dumps([RUN_ID_CHARS, sorted(NOT_HASHED)])
+    return hashlib.sha256(text.encode()).hexdigest()[:RUN_ID_CHARS]
 
 
 @dataclass

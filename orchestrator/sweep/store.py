@@ -6,6 +6,8 @@
 <output_dir>/archive/<stamp>/      run folders moved aside by --force (nothing is deleted)
 <output_dir>/smoke/...             the same layout for --smoke runs, never counted as done
 <output_dir>/tables/               collect's output
+<output_dir>/run_ids.json          cache: today's run id of each folder named under an older id rule
+                                   (orchestrator.results.folders)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from trainers.rundir import State
 
 SWEEP_FILE = "sweep.yaml"
 MANIFEST_FILE = "manifest.json"
+RUN_IDS_FILE = "run_ids.json"
 SUBMITIT_DIR = "slurm"
 
 

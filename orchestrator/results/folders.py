@@ -1,0 +1,90 @@
+"""Which folder holds each planned run, across changes of the run-id rule.
+
+Run folders are named by run id. When the id rule changes (settings that cannot change the
+numbers leave the hash, as loader and thread settings did after commit 883557d), finished
+folders keep their old names: `run_folders` recognises them by hashing the trainer config each
+one recorded under today's rule, so an upgrade retrains nothing and no folder is renamed or
+rewritten. The ids it computes are cached in `<output_dir>/run_ids.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.sweep import store, yamlio
+from orchestrator.sweep.plan import RunSpec, id_rule, run_id_of_recorded
+from trainers import rundir
+from trainers.rundir import State
+
+
+def run_folders(root: Path, runs: list[RunSpec]) -> dict[str, Path]:
+    """The folder of each planned run: `runs/<run_id>`, or, when that does not exist, a folder an
+    older id rule named whose recorded trainer config has this run id today (a completed one first)."""
+    folders = {run.run_id: store.run_path(root, run.run_id) for run in runs}
+    try:
+        names = {name for name in os.listdir(root / "runs") if not name.startswith(".")}
+    except OSError:
+        return folders
+    missing = folders.keys() - names
+    others = names - folders.keys()
+    if not missing or not others:
+        return folders
+    candidates: dict[str, list[str]] = {}
+    for name, run_id in current_ids(root, others).items():
+        if run_id in missing:
+            candidates.setdefault(run_id, []).append(name)
+    for run_id, found in candidates.items():
+        done = [n for n in sorted(found) if _completed(root / "runs" / n)]
+        folders[run_id] = root / "runs" / (done or sorted(found))[0]
+    return folders
+
+
+def _completed(path: Path) -> bool:
+    try:
+        return rundir.read_state(path) is State.COMPLETED
+    except (OSError, ValueError):
+        return False
+
+
+def current_ids(root: Path, names: set[str]) -> dict[str, str]:
+    """Today's run id of each named run folder, from its config.yaml (unreadable ones left out);
+    cached in `<root>/run_ids.json` by the config file's size and mtime and the id rule."""
+    cache_path = root / store.RUN_IDS_FILE
+    try:
+        cache = rundir.read_json(cache_path) or {}
+    except (OSError, ValueError):
+        cache = {}
+    entries: dict[str, Any] = cache.get("folders", {}) if cache.get("rule") == id_rule() else {}
+    ids: dict[str, str] = {}
+    fresh: dict[str, Any] = {}
+    for name in sorted(names):
+        path = root / "runs" / name / rundir.CONFIG
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        sig = [stat.st_mtime_ns, stat.st_size]
+        entry = entries.get(name)
+        cached = isinstance(entry, list) and len(entry) == 2 and entry[0] == sig and isinstance(entry[1], str)
+        run_id = entry[1] if cached else _id_of(path)
+        if run_id is not None:
+            ids[name] = str(run_id)
+            fresh[name] = [sig, run_id]
+    if fresh != entries:
+        with contextlib.suppress(OSError):  # a read-only results folder: only slower next time
+            rundir.write_text(cache_path, json.dumps({"rule": id_rule(), "folders": fresh}, separators=(",", ":")))
+    return ids
+
+
+def _id_of(config_file: Path) -> str | None:
+    """Today's run id of the trainer config a run folder recorded; None when it cannot be read."""
+    try:
+        return run_id_of_recorded(yamlio.load_file(config_file, "run config")["trainer"])
+    except (yamlio.YamlFileError, ValidationError, KeyError, TypeError):
+        return None
