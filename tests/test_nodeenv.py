@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.cli.main import main
+from orchestrator.launch import slurm as slurm_launch
 from orchestrator.launch import slurmcli
 from orchestrator.sweep import nodeenv, site, yamlio
 from orchestrator.sweep.nodeenv import NETWORK_FILESYSTEMS as NETWORK
@@ -258,3 +259,39 @@ def test_provenance_reads_what_the_script_exports(tmp_path: Path) -> None:
     assert f"torch=={metadata.version('torch')}" in packages and packages == sorted(packages)
     assert found["packages_sha256"] == hashlib.sha256("\n".join(packages).encode()).hexdigest()
     assert tool is None or tool == found["tool_version"]
+
+
+def _readme_recipes() -> list[str]:
+    """The YAML blocks of the README's "Your cluster's environment" section."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("### Your cluster's environment", 1)[1].split("\n### ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+
+
+def test_readme_recipes_parse_and_plan(
+    write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every recipe is a cluster profile (or a spec fragment) that loads, plans and renders; the
+    example images do not exist here, so their digests are a placeholder."""
+    monkeypatch.setattr(nodeenv, "image_digest", lambda image: "sha256:" + "0" * 64 if image[0] == "/" else None)
+    recipes = _readme_recipes()
+    assert len(recipes) >= 8, "venv, conda, modules, apptainer, pyxis, charliecloud, one GPU, GPU type"
+    kinds = set()
+    for index, recipe in enumerate(recipes):
+        data = yamlio.loads(recipe)
+        profile = tmp_path / f"recipe{index}.yaml"
+        profile.write_text("partition: gpu\n" if "defaults" in data else recipe)
+        spec = load_spec(write_spec(), [f"defaults.{k}={v}" for k, v in data.get("defaults", {}).items()])
+        config = site.resolve_slurm(spec.slurm, str(profile))
+        runs = plan(spec)
+        job = slurm_launch.job_resources(config, runs[0])
+        params = slurmcli.executor_parameters(job, "orch-tiny")
+        script = slurmcli.sbatch_header(tmp_path, params, len(runs), slurmcli.node_command(job).python)
+        if config.env is not None:
+            kinds.add(config.env.kind)
+            assert f"export ORCHESTRATE_ENV_KIND={config.env.kind}" in script
+        if "defaults" in data:
+            assert "#SBATCH --gpus-per-node=1" in script and "#SBATCH --ntasks-per-node=1" in script
+        if "constraint" in data:
+            assert "#SBATCH --constraint='a100|h100'" in script
+    assert kinds == set(nodeenv.KINDS)
