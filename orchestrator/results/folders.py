@@ -70,16 +70,21 @@ def current_ids(root: Path, names: set[str]) -> dict[str, str]:
         except OSError:
             continue
         sig = [stat.st_mtime_ns, stat.st_size]
-        entry = entries.get(name)
-        cached = isinstance(entry, list) and len(entry) == 2 and entry[0] == sig and isinstance(entry[1], str)
-        run_id = entry[1] if cached else _id_of(path)
+        run_id = _cached(entries.get(name), sig) or _id_of(path)
         if run_id is not None:
-            ids[name] = str(run_id)
+            ids[name] = run_id
             fresh[name] = [sig, run_id]
     if fresh != entries:
         with contextlib.suppress(OSError):  # a read-only results folder: only slower next time
             rundir.write_text(cache_path, json.dumps({"rule": id_rule(), "folders": fresh}, separators=(",", ":")))
     return ids
+
+
+def _cached(entry: Any, sig: list[int]) -> str | None:
+    """The id a cache entry `[signature, run_id]` holds when its signature is still `sig`."""
+    if isinstance(entry, list) and len(entry) == 2 and entry[0] == sig and isinstance(entry[1], str):
+        return entry[1]
+    return None
 
 
 def _id_of(config_file: Path) -> str | None:
