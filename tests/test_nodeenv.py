@@ -295,3 +295,23 @@ def test_readme_recipes_parse_and_plan(
         if "constraint" in data:
             assert "#SBATCH --constraint='a100|h100'" in script
     assert kinds == set(nodeenv.KINDS)
+
+
+def test_output_folder_must_be_bound_into_containers(tmp_path: Path) -> None:
+    home = str(tmp_path / "home")
+    out = Path("/shared/results/demo")
+
+    def unbound(env: dict[str, object], output: Path = out) -> str | None:
+        return nodeenv.unbound_output(nodeenv.parse(env), output, home=home)
+
+    image = {"image": "docker://x/y:1"}
+    assert unbound({"kind": "apptainer", **image}) is not None
+    assert unbound({"kind": "apptainer", **image, "binds": ["/shared/results"]}) is None
+    assert unbound({"kind": "apptainer", **image, "binds": ["/scratch/r:/shared"]}) is None, "a destination counts"
+    assert unbound({"kind": "apptainer", **image}, Path(home) / "results") is None, "apptainer binds $HOME"
+    pyxis = {"kind": "pyxis", **image, "mount_home": False}
+    message = unbound(pyxis, Path(home) / "results")
+    assert message is not None and "not under a bind of the pyxis container" in message
+    charliecloud = {"kind": "charliecloud", "image": "/img", "binds": ["/data"]}
+    assert unbound(charliecloud) is not None and unbound(charliecloud, Path("/tmp/results")) is None
+    assert unbound({"kind": "venv", "path": "/envs/x"}) is None, "not a container: the node's own filesystem"

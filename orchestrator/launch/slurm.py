@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from orchestrator import textsafe
 from orchestrator.launch import slurmcli
 from orchestrator.launch.base import Launcher, Outcome, select, train_job
 from orchestrator.launch.limits import queue_limits
@@ -51,17 +52,21 @@ class SlurmLauncher(Launcher):
         self._warn_unshared(root)
 
     def _warn_unshared(self, root: Path) -> None:
-        """Without an env block the nodes run this interpreter by its path: say so when it may not be there."""
-        if self.config.env is not None or self._warned:
+        """Where the nodes may not find Python (no env block) or the output folder (a container without
+        a bind for it): warnings, once, since sites set up paths and default binds in many ways."""
+        if self._warned:
             return
         self._warned = True
-        for folder in nodeenv.unshared_interpreter(root):
+        warnings = [
+            f"jobs run {sys.executable}, and {folder} is not under $HOME, not on the output folder's filesystem "
+            "and not on a network filesystem: compute nodes may not have it; set `slurm.env`"
+            for folder in (nodeenv.unshared_interpreter(root) if self.config.env is None else [])
+        ]
+        unbound = nodeenv.unbound_output(self.config.env, root)
+        warnings += [f"{unbound}: add it to the env's binds"] if unbound else []
+        for warning in warnings:
             self.console.print(
-                f"[yellow]warning[/]: jobs run {sys.executable}, and {folder} is not under $HOME, not on the "
-                "output folder's filesystem and not on a network filesystem: compute nodes may not have it; "
-                "set `slurm.env` (README: Your cluster's environment)",
-                markup=True,
-                highlight=False,
+                f"[yellow]warning[/]: {textsafe.rich(warning)} (README: Your cluster's environment)", highlight=False
             )
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:

@@ -486,3 +486,24 @@ def _fstype(path: str, mounts: list[tuple[str, str]]) -> str | None:
         if path == point or path.startswith(point.rstrip("/") + "/"):
             return kind
     return None
+
+
+def unbound_output(env: NodeEnv | None, output_dir: Path, home: str | None = None) -> str | None:
+    """For a container env: why the sweep's output folder may not be visible inside it, or None.
+
+    The job writes its run folders and logs there, so the folder must be under a bind (SRC or
+    DST of `binds`/`mounts`) or under what the runtime binds by default: Apptainer $HOME and
+    /tmp, Pyxis the home folder unless `mount_home: false`, Charliecloud /tmp. Sites can bind
+    more by configuration, hence a warning, not an error.
+    """
+    if not isinstance(env, ApptainerEnv | PyxisEnv | CharliecloudEnv):
+        return None
+    home = os.path.realpath(home or os.path.expanduser("~"))
+    binds = env.mounts if isinstance(env, PyxisEnv) else env.binds
+    covered = {part for bind in binds for part in bind.split(":")[:2]}
+    covered |= {"/tmp"} if not isinstance(env, PyxisEnv) else set()
+    covered |= {home} if isinstance(env, ApptainerEnv) or (isinstance(env, PyxisEnv) and env.mount_home) else set()
+    target = os.path.realpath(output_dir)
+    if any(target == os.path.realpath(p) or target.startswith(os.path.realpath(p).rstrip("/") + "/") for p in covered):
+        return None
+    return f"the output folder {target} is not under a bind of the {env.kind} container ({', '.join(sorted(covered))})"
