@@ -265,3 +265,78 @@ def test_non_text_yaml_tags_are_refused(value: str, tmp_path: Path, capsys: pyte
     path.write_text(text)
     err = one_error(["plan", str(path), "--skip-data-check"], capsys)
     assert "invalid YAML: explicit !!" in err and "not accepted here" in err and "line 15" in err
+
+
+# ----------------------------------------------------------------- no other file's content in a message
+
+SECRETS = [
+    "root:$6$SECRETHASH0:19000:0:99999:7:::\n",
+    "aws_secret_access_key = SECRETKEY1\n",
+    "1 SECRETKEY2\n2 SECRETKEY3 more\n",
+    "TOKEN,SECRETKEY4\nSECRETKEY5,7\n",
+    "index,class\nx,SECRETKEY6\n",
+    "image,superclass_index,subclass_index\nSECRETKEY7.jpg,SECRET8,9\n",
+]
+FILE_KEYS = [
+    ("cub200", "images_list"),
+    ("cub200", "labels"),
+    ("cub200", "split"),
+    ("cub200", "classes"),
+    ("foodx251", "classes"),
+    ("foodx251", "train_csv"),
+    ("hierarchical_csv", "csv"),
+    ("hierarchical_csv", "super_classes"),
+    ("hierarchical_csv", "sub_classes"),
+]
+
+
+@pytest.mark.parametrize(("layout", "key"), FILE_KEYS)
+def test_dataset_checks_quote_no_line_of_the_files_layout_names(layout: str, key: str, tmp_path: Path) -> None:
+    """`layout` and `root` may name any file; the dataset check names file, line and reason only."""
+    from trainers.config import DatasetConfig
+    from trainers.datasets import fixtures as fx
+    from trainers.datasets.check import check_dataset
+
+    root = fx.MAKERS[layout](tmp_path / "data")
+    for number, secret in enumerate(SECRETS):
+        path = tmp_path / f"secret{number}"
+        path.write_text(secret)
+        with pytest.raises((ValueError, FileNotFoundError)) as caught:
+            check_dataset(DatasetConfig(name=layout, root=str(root), layout={key: str(path)}))
+        message = str(caught.value)
+        assert "SECRET" not in message and "root:" not in message, message
+        assert str(path) in message or "are missing" in message, message
+
+
+def test_multilabel_ids_from_a_foreign_file_are_not_quoted(tmp_path: Path) -> None:
+    from trainers.config import DatasetConfig
+    from trainers.datasets import fixtures as fx
+    from trainers.datasets.check import check_dataset
+
+    root = fx.make_multilabel(tmp_path / "data")
+    (root / "annotations" / "dog.txt").write_text("aws_secret_access_key = SECRETKEY1\n")
+    with pytest.raises(FileNotFoundError) as caught:
+        check_dataset(DatasetConfig(name="multilabel", root=str(root)))
+    assert "SECRET" not in str(caught.value) and "(the first: entry 1 of 1)" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("site", "field"),
+    [
+        ('slurm: {partition: "hunter2 SECRET!"}\n', "slurm.partition: name <value> contains"),
+        (
+            "throughput:\n" + "  - {backbone: SECRETTOKEN, image_size_px: 224, images_per_s: 5, device: x}\n" * 2,
+            "throughput: entries 0 and 1 both declare <value> at 224 px",
+        ),
+        ("checkpoints: {a: [SECRETTOKEN]}\n", "checkpoints.a: Input should be a valid string"),
+    ],
+)
+def test_site_file_errors_name_the_field_not_the_value(
+    site: str, field: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "site.yaml").write_text(site)
+    path = tmp_path / "sweep.yaml"
+    text = SPEC.format(out=tmp_path / "results", row="+ Aug", dataset="D", template="")
+    path.write_text(text + "site: site.yaml\n")
+    err = one_error(["plan", str(path), "--skip-data-check"], capsys)
+    assert field in err and "SECRET" not in err, err

@@ -64,7 +64,39 @@ def error_parts(exc: ValidationError, root: type[BaseModel], echo: bool = True) 
     if err["type"] == "missing":
         return path, "required key missing"
     message = one_line(str(err["msg"]).removeprefix("Value error, "), 300)
-    return path, f"{message} (got {short(err.get('input'))})" if echo else message
+    return path, f"{message} (got {short(err.get('input'))})" if echo else redact(message, err.get("input"))
+
+
+# ---- redaction (issue 22): a file that is not the user's spec may be anyone's secrets
+
+
+MAX_REDACTED_STRINGS = 1000
+"""Strings of an offending value looked for in a message (a huge value is not walked whole)."""
+
+
+def redact(message: str, value: Any) -> str:
+    """`message` with every string of `value` (3 characters or more, quoted or not) replaced by
+    `<value>`: a validator's message quotes what it refused, and in a site file that may be a token."""
+    found = _strings(value)
+    forms = {form for text in found if len(text) >= 3 for form in (text, repr(text), short(text), one_line(text))}
+    for form in sorted(forms, key=len, reverse=True):  # the quoted form before the bare text inside it
+        message = message.replace(form, "<value>")
+    return message
+
+
+def _strings(value: Any) -> list[str]:
+    """The strings inside a parsed value (mapping values, list items), at most MAX_REDACTED_STRINGS."""
+    out: list[str] = []
+    stack = [value]
+    while stack and len(out) < MAX_REDACTED_STRINGS:
+        item = stack.pop()
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return out
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

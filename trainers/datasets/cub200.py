@@ -36,7 +36,7 @@ def index_cub200(ds: DatasetConfig, files: Files) -> DatasetIndex:
     """Classes from classes.txt, images from images.txt, labels and official split by image id."""
     files.descend(files.names["images_list"], "CUB_200_2011")
     classes = files.fields("classes", 2)
-    class_ids = [int(cid) for cid, _ in classes]
+    class_ids = [int(cid) if cid.isdecimal() else -1 for cid, _ in classes]
     if class_ids != list(range(1, len(classes) + 1)):
         raise ValueError(f"{files.tag}: {files.path('classes')}: class ids must be 1..{len(classes)} in order")
     class_names = [name for _, name in classes]
@@ -44,21 +44,30 @@ def index_cub200(ds: DatasetConfig, files: Files) -> DatasetIndex:
     labels = _by_id(files, "labels")
     is_train = _by_id(files, "split")
     for key, table in (("labels", labels), ("split", is_train)):
-        absent = [i for i in images if i not in table]
+        absent = [n for n, i in enumerate(images, start=1) if i not in table]
         if absent:
-            raise ValueError(f"{files.tag}: image id {absent[0]} of images.txt has no line in {files.path(key)}")
-    odd = sorted({v for v in is_train.values()} - {"0", "1"})
+            raise ValueError(
+                f"{files.tag}: the image id of entry {absent[0]} of {files.path('images_list')} has no line in "
+                f"{files.path(key)}"
+            )
+    odd = [n for n, v in enumerate(is_train.values(), start=1) if v not in ("0", "1")]
     if odd:
-        raise ValueError(f"{files.tag}: {files.path('split')}: is_training must be 1 or 0, found {odd[0]!r}")
+        raise ValueError(f"{files.tag}: {files.path('split')} entry {odd[0]}: is_training must be 1 or 0")
     folder = files.require("images", folder=True)
+    odd = [n for n, i in enumerate(images, start=1) if not i.isdecimal()]
+    if odd:  # int() would quote the text in its error
+        raise ValueError(f"{files.tag}: {files.path('images_list')} entry {odd[0]}: image ids must be integers")
     ids = sorted(images, key=int)
     paths = [folder / images[i] for i in ids]
     files.check_listed(paths, str(files.path("images_list")))
     targets = []
-    for i in ids:
-        label = int(labels[i]) - 1
+    for number, i in enumerate(ids, start=1):
+        label = int(labels[i]) - 1 if labels[i].isdecimal() else -1
         if not 0 <= label < len(class_names):
-            raise ValueError(f"{files.tag}: image id {i}: class id {labels[i]} not in {files.path('classes')}")
+            raise ValueError(
+                f"{files.tag}: {files.path('labels')}: the class id of image {number} (by id) is not in "
+                f"{files.path('classes')}"
+            )
         targets.append(label)
     parts = {}
     for split, flag in (("train", "1"), ("test", "0")):

@@ -59,10 +59,11 @@ def index_fgvc_aircraft(ds: DatasetConfig, files: Files) -> DatasetIndex:
         rows = _labels(files, "variant", split)
         paths = [folder / f"{image}.jpg" for image, _ in rows]
         files.check_listed(paths, str(files.path(f"_variant_{split}")))
-        unknown = [v for _, v in rows if v not in variant_index]
+        unknown = [n for n, (_, v) in enumerate(rows, start=1) if v not in variant_index]
         if unknown:
             raise ValueError(
-                f"{files.tag}: variant {unknown[0]!r} of {files.path(f'_variant_{split}')} not in variants.txt"
+                f"{files.tag}: {files.path(f'_variant_{split}')} entry {unknown[0]}: variant not in "
+                f"{files.path('_variants')}"
             )
         subs = [variant_index[v] for _, v in rows]
         if not hierarchical:
@@ -70,11 +71,14 @@ def index_fgvc_aircraft(ds: DatasetConfig, files: Files) -> DatasetIndex:
             continue
         by_image = dict(_labels(files, level, split))
         targets = []
-        for (image, _), sub in zip(rows, subs, strict=True):
+        for number, ((image, _), sub) in enumerate(zip(rows, subs, strict=True), start=1):
             name = by_image.get(image)
             if name not in super_index:
                 where = files.path(f"_{level}_{split}")
-                raise ValueError(f"{files.tag}: image {image}: {level} {name!r} missing or unknown in {where}")
+                raise ValueError(
+                    f"{files.tag}: image of entry {number} of {files.path(f'_variant_{split}')}: its {level} is "
+                    f"missing from {where} or not in {files.path(f'_{LEVELS[level]}')}"
+                )
             targets.append([super_index[name], sub])
         parts[split] = make_part(files, paths, np.asarray(targets, dtype=np.int64).reshape(-1, 2))
     return DatasetIndex("hierarchical" if hierarchical else "single", variants, parts, supers)

@@ -27,7 +27,7 @@ FILES = {
 def index_foodx251(ds: DatasetConfig, files: Files) -> DatasetIndex:
     """251 classes from class_list.txt; train from train_info.csv, test from val_info.csv."""
     classes = files.fields("classes", 2)
-    labels = [int(label) for label, _ in classes]
+    labels = [int(label) if label.isdecimal() else -1 for label, _ in classes]
     if labels != list(range(len(classes))):
         raise ValueError(f"{files.tag}: {files.path('classes')}: labels must be 0..{len(classes) - 1} in order")
     class_names = [name for _, name in classes]
@@ -40,9 +40,10 @@ def index_foodx251(ds: DatasetConfig, files: Files) -> DatasetIndex:
         paths = [folder / image for image, _ in rows]
         files.check_listed(paths, str(files.path(csv_key)))
         targets = []
-        for image, label in rows:
-            if not label.isdigit() or int(label) >= len(class_names):
-                raise ValueError(f"{files.tag}: {files.path(csv_key)}: {image}: label {label!r} not in class_list")
+        for number, (_, label) in enumerate(rows, start=1):
+            if not label.isdecimal() or int(label) >= len(class_names):
+                where = f"{files.path(csv_key)} entry {number}"
+                raise ValueError(f"{files.tag}: {where}: label not in {files.path('classes')}")
             targets.append(int(label))
         parts[split] = make_part(files, paths, targets)
     return DatasetIndex("single", class_names, parts)

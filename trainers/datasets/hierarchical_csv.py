@@ -42,9 +42,9 @@ def read_mapping(files: Files, key: str) -> list[str]:
     if rows and not rows[0][0].strip().isdigit():
         rows = rows[1:]
     by_index: dict[int, str] = {}
-    for row in rows:
+    for number, row in enumerate(rows, start=1):
         if len(row) < 2 or not row[0].strip().isdigit():
-            raise ValueError(f"{files.tag}: {path}: expected `index,class` rows, got {','.join(row)!r}")
+            raise ValueError(f"{files.tag}: {path} row {number}: expected `index,class` rows")
         by_index[int(row[0])] = row[1].strip()
     if sorted(by_index) != list(range(len(by_index))) or not by_index:
         raise ValueError(f"{files.tag}: {path}: indices must be 0..n-1 without gaps")
@@ -64,15 +64,18 @@ def read_rows(
         reader = csv.DictReader(handle)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
-            found = ", ".join(reader.fieldnames or [])
-            raise ValueError(f"{files.tag}: {path}: column(s) {', '.join(missing)} missing; header has {found}")
+            found = len(reader.fieldnames or [])
+            what = f"column(s) {', '.join(missing)} missing from its header ({found} columns)"
+            raise ValueError(f"{files.tag}: {path}: {what}")
         rows = [(r[columns[0]], r[columns[1]], r[columns[2]]) for r in reader]
     paths, targets = [], []
     for line, (image, sup, sub) in enumerate(rows, start=2):
         if not (sup.strip().isdigit() and sub.strip().isdigit()):
-            raise ValueError(f"{files.tag}: {path} line {line}: indices must be integers, got {sup!r}, {sub!r}")
+            raise ValueError(f"{files.tag}: {path} line {line}: indices must be integers")
         if int(sup) >= n_super or int(sub) >= n_sub:
-            raise ValueError(f"{files.tag}: {path} line {line}: index out of the mappings' range ({sup}, {sub})")
+            raise ValueError(
+                f"{files.tag}: {path} line {line}: index out of the mappings' range ({n_super} super, {n_sub} sub)"
+            )
         paths.append(folder / image.strip())
         targets.append([int(sup), int(sub)])
     files.check_listed(paths, str(path))

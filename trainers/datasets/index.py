@@ -157,7 +157,11 @@ def lookup(name: str) -> Layout:
 
 class Files:
     """The files of one dataset: its root, its layout's file names, and existence checks
-    that list each folder once (a stat per image is slow on cluster file systems)."""
+    that list each folder once (a stat per image is slow on cluster file systems).
+
+    Messages name a file, a line or entry number and what is wrong, never the file's text:
+    `layout` and `root` may name any file (a password hash, a key file), and these messages
+    are printed at plan."""
 
     def __init__(self, ds: DatasetConfig, defaults: dict[str, str]) -> None:
         self.ds = ds
@@ -204,7 +208,9 @@ class Files:
         for number, line in enumerate(self.lines(key), start=1):
             parts = line.split(sep, count - 1)
             if len(parts) != count:
-                raise ValueError(f"{self.tag}: {self.path(key)} line {number}: expected {count} fields, got {line!r}")
+                raise ValueError(
+                    f"{self.tag}: {self.path(key)} non-empty line {number}: expected {count} fields, found {len(parts)}"
+                )
             rows.append([p.strip() for p in parts])
         return rows
 
@@ -219,12 +225,14 @@ class Files:
         return path.name in self._listings[folder]
 
     def check_listed(self, paths: Iterable[Path], listed_in: str) -> None:
-        """Every path must exist; otherwise one error with the count and a few examples."""
-        missing = [p for p in paths if not self.exists(p)]
+        """Every path must exist; otherwise one error with the count and the first missing entry's
+        number (the paths are the listing file's text, so none is quoted)."""
+        listed = list(paths)
+        missing = [number for number, p in enumerate(listed, start=1) if not self.exists(p)]
         if missing:
-            shown = ", ".join(str(p) for p in missing[:3])
             raise FileNotFoundError(
-                f"{self.tag}: {len(missing)} image(s) listed in {listed_in} are missing, e.g. {shown}"
+                f"{self.tag}: {len(missing)} image(s) listed in {listed_in} are missing "
+                f"(the first: entry {missing[0]} of {len(listed)})"
             )
 
 

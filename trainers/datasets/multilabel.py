@@ -56,11 +56,11 @@ def index_multilabel(ds: DatasetConfig, files: Files) -> DatasetIndex:
     for column, label_file in enumerate(label_files):
         files.names[f"_{label_file.stem}"] = str(label_file)
         listed = files.lines(f"_{label_file.stem}")
-        absent = [i for i in listed if _normalise(i) not in row_of]
+        absent = [n for n, i in enumerate(listed, start=1) if _normalise(i) not in row_of]
         if absent:
-            shown = ", ".join(absent[:3])
             raise FileNotFoundError(
-                f"{files.tag}: {len(absent)} image id(s) listed in {label_file} are not in {folder}, e.g. {shown}"
+                f"{files.tag}: {len(absent)} image id(s) listed in {label_file} are not in {folder} "
+                f"(the first: entry {absent[0]} of {len(listed)})"
             )
         targets[[row_of[_normalise(i)] for i in listed], column] = 1.0
     return DatasetIndex("multilabel", [p.stem for p in label_files], {"all": make_part(files, paths, targets)})
