@@ -143,7 +143,8 @@ def test_multilabel_id_listed_but_no_image(tmp_path: Path) -> None:
     fx.make_multilabel(tmp_path)
     with (tmp_path / "annotations" / "car.txt").open("a") as handle:
         handle.write("999\n")
-    with pytest.raises(FileNotFoundError, match=r"1 image id\(s\) listed in .*car.txt .*\(the first: entry \d+ of \d+\)"):
+    listed = r"1 image id\(s\) listed in .*car.txt .*\(the first: entry \d+ of \d+\)"
+    with pytest.raises(FileNotFoundError, match=listed):
         check_dataset(DatasetConfig(name="multilabel", root=str(tmp_path)))
 
 
