@@ -117,3 +117,12 @@ def test_charliecloud_directory_image(tmp_path: Path, capsys: pytest.CaptureFixt
     assert found["kind"] == "charliecloud" and found["container"] == "charliecloud", "ch-run's CH_RUNNING seen"
     assert found["image"] == str(image) and found["image_digest"].startswith("tree-sha256:")
     assert found["user_site_disabled"] is True and found["interpreter"] == sys.executable
+
+
+def test_venv_by_path(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kind: venv`: the job sources the venv's activate script and runs its bin/python."""
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    found = _run_and_read(tmp_path, "venv", {"kind": "venv", "path": sys.prefix}, capsys)
+    assert f"source {sys.prefix}/bin/activate" in found["_dry_run"]
+    assert found["kind"] == "venv" and found["interpreter"] == f"{sys.prefix}/bin/python"
+    assert found["prefix"] == sys.prefix and found["container"] is None
