@@ -46,6 +46,7 @@ def test_select_skips_completed_and_live_runs(write_spec: Callable[..., Path], t
         store.prepare(run, store.run_path(root, run.run_id))
     done, failed, live, stale = (store.run_path(root, r.run_id) for r in runs[:4])
     rundir.update_status(done, State.COMPLETED)
+    rundir.write_json(done / rundir.METRICS, {"test": {"top1": 0.5}})  # completed without it: run again
     rundir.update_status(failed, State.FAILED, error="x")
     rundir.update_status(live, State.RUNNING, host=os.uname().nodename, pid=os.getpid())
     rundir.update_status(stale, State.RUNNING, host=os.uname().nodename, pid=2**22 + 12345)

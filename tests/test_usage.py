@@ -77,7 +77,7 @@ def test_requested_vs_used_per_run_and_summary(sweep: tuple[SweepSpec, list[RunS
     assert float(first["mem_fraction"]) == pytest.approx(1000 / 4096, abs=1e-4)
     assert float(risky["time_fraction"]) == pytest.approx(3400 / 3600, abs=1e-4)
     assert local["executor"] == "local" and local["time_limit_s"] == "" and float(local["peak_rss_mib"]) == 800.0
-    assert "timing.peak_rss_mib = 'lots'" in broken["problem"]
+    assert 'timing.peak_rss_mib = "lots" is not a number' in broken["problem"]
     text = "\n".join(written.usage_lines)
     assert "slurm, 4 runs, time limit 60.0 min: wall median 17.5 min, max 56.7 min (94% of the limit)" in text
     assert f"at risk (> 90% of the limit): {runs[2].run_id}" in text

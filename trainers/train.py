@@ -639,6 +639,9 @@ def run_training(
                 run_epoch(run, epoch, progress)
                 stop_after_epoch(run, progress)
         metrics = final_metrics(run, progress)
+        if metadata and metadata.get("run_id"):
+            # Names the run it belongs to: the reader refuses a copy of it in another run's folder.
+            metrics = {"run_id": str(metadata["run_id"]), **metrics}
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
         metrics["timing"].update(peak_memory(run.accelerator, host_reset))  # timing: what varies between reruns
         if run.accelerator.is_main_process:

@@ -143,7 +143,7 @@ def within(arrays: list[Array], room: int | None) -> tuple[list[Array], int]:
 
 def runs_in_slurm(root: Path) -> tuple[dict[str, str], dict[str, str]]:
     """(run_id -> live job id, job id -> state) for the sweep's runs SLURM still owns (one squeue call)."""
-    manifest = store.read_manifest(root)
+    manifest = store.read_manifest(root, strict=True)
     live = slurmcli.active_ids(manifest["arrays"]) if manifest["arrays"] else {}
     runs = {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items() if entry["job_id"] in live}
     return runs, live
@@ -198,7 +198,7 @@ def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[Slur
 def _submit_arrays(root: Path, arrays: list[Array], folder: Path, name: str, console: Console) -> Outcome:
     import submitit
 
-    manifest = store.read_manifest(root)
+    manifest = store.read_manifest(root, strict=True)
     outcome = Outcome()
     for config, group in arrays:
         python = slurmcli.node_command(config).python

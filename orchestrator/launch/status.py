@@ -72,7 +72,11 @@ def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
         job_id = entry.get("job_id")
         slurm_state = states.states.get(job_id) if job_id else None
         out.append(RunStatus(record.run, _state(record, job_id, slurm_state), job_id, _detail(record)))
-    return SweepStatus(out, states.warning, reader.problems_of(records))
+    problems = reader.problems_of(records)
+    manifest_problem = store.manifest_problem(root)
+    if manifest_problem is not None:  # named, not a traceback; SLURM states are then unknown
+        problems.insert(0, reader.Problem("(sweep)", store.MANIFEST_FILE, manifest_problem))
+    return SweepStatus(out, states.warning, problems)
 
 
 def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> str:

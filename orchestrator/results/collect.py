@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator.results import reader
-from orchestrator.sweep import store, yamlio
+from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
@@ -26,11 +26,13 @@ def load_snapshot(root: Path) -> SweepSpec:
     file is unreadable or truncated, rather than the table of a different, default sweep."""
     path = root / store.SWEEP_FILE
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = bounded.read_text(path)
+        if text is None:
+            raise SpecError(f"{root}: no {store.SWEEP_FILE}; is this a sweep output folder?")
         document = yamlio.loads(text)
-    except FileNotFoundError:
-        raise SpecError(f"{root}: no {store.SWEEP_FILE}; is this a sweep output folder?") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except bounded.Unreadable as exc:
+        raise SpecError(f"{root}: {exc}; resubmit the sweep file to rewrite it") from None
+    except (yaml.YAMLError, RecursionError, MemoryError) as exc:
         raise SpecError(f"{path}: unreadable ({type(exc).__name__}); resubmit the sweep file to rewrite it") from None
     truncated = _truncated_by(root, text)
     if truncated is not None:
@@ -48,10 +50,15 @@ def _truncated_by(root: Path, text: str) -> str | None:
     if not text.endswith("\n"):
         return "it does not end with a newline"
     records = sorted((root / "submissions").glob("*.yaml"))
-    if records:
-        latest = records[-1].read_bytes().decode("utf-8", errors="replace")
-        if len(latest) > len(text) and latest.startswith(text):
-            return f"{records[-1].name} holds more of it"
+    for record in reversed(records):  # the latest record that is a readable file (not a folder, not a FIFO)
+        try:
+            data = bounded.read_bytes(record)
+        except bounded.Unreadable:
+            continue
+        if data is None:
+            continue
+        latest = data.decode("utf-8", errors="replace")
+        return f"{record.name} holds more of it" if len(latest) > len(text) and latest.startswith(text) else None
     return None
 
 
@@ -155,7 +162,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
 def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: bool) -> None:
     """NothingFinished when no planned run's status.json says completed (read from status files
     only: nothing is indexed or written for a sweep that has nothing to show)."""
-    states = Counter(record.state.value for record in reader.inspect(planned, root))
+    states = Counter(record.state.value for record in reader.inspect(planned, root, check_results=False))
     if states[rundir.State.COMPLETED.value]:
         return
     others = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from orchestrator.sweep import store, yamlio
+from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec, id_rule, run_id_of_recorded
 from trainers import rundir
 from trainers.rundir import State
@@ -46,10 +46,11 @@ def run_folders(root: Path, runs: list[RunSpec]) -> dict[str, Path]:
 
 
 def _completed(path: Path) -> bool:
-    try:
-        return rundir.read_state(path) is State.COMPLETED
-    except (OSError, ValueError):
+    try:  # bounded: a FIFO named status.json must not block
+        status = bounded.read_json_object(path / rundir.STATUS)
+    except bounded.Unreadable:
         return False
+    return status is not None and status.get("state") == State.COMPLETED.value
 
 
 def current_ids(root: Path, names: set[str]) -> dict[str, str]:
@@ -57,10 +58,11 @@ def current_ids(root: Path, names: set[str]) -> dict[str, str]:
     cached in `<root>/run_ids.json` by the config file's size and mtime and the id rule."""
     cache_path = root / store.RUN_IDS_FILE
     try:
-        cache = rundir.read_json(cache_path) or {}
-    except (OSError, ValueError):
+        cache = bounded.read_json_object(cache_path, bounded.INDEX_LIMIT) or {}
+    except bounded.Unreadable:
         cache = {}
     entries: dict[str, Any] = cache.get("folders", {}) if cache.get("rule") == id_rule() else {}
+    entries = entries if isinstance(entries, dict) else {}
     ids: dict[str, str] = {}
     fresh: dict[str, Any] = {}
     for name in sorted(names):

@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import io
 import json
 import math
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator.results import folders as folders_of
-from orchestrator.sweep import store, yamlio
+from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec
 from trainers import rundir
 from trainers.rundir import State
@@ -46,7 +48,19 @@ BROKEN = "broken"
 """State of a run-folder entry that cannot be read as a run (a file, no readable config.yaml)."""
 # Metrics that are fractions: a value outside [0, 1] is a broken value, not a score.
 _FRACTIONS = ("top1", "top5", "f1", "precision", "recall", "exact_match", "accuracy")
-_CHECKED_SECTIONS = ("test", "val", "complexity")
+_SCORE_SECTIONS = ("test", "val")
+"""Sections of metrics.json whose every value is a score: a finite number (fractions within [0, 1])."""
+_NUMBER_SECTIONS = ("complexity", "timing")
+"""Sections whose values are numbers or null, except the text keys below (gflops, wall_s, peaks...)."""
+_TEXT_KEYS = frozenset(f"complexity.{k}" for k in ("counter", "convention", "torch_version", "counted_on"))
+_COUNTS = {"provenance.num_processes": 1}
+"""Integers that must be at least this much (a process count read from text was a traceback)."""
+MAX_PID = 2**22
+"""Linux's largest process id (pid_max's ceiling)."""
+MAX_VALUE = 1e15
+"""Largest magnitude of a recorded number (a parameter count is ~1e11; 10**30 is an edit, not a run)."""
+_RESERVED = frozenset({*META_COLUMNS, "problem", "started_at", "finished_at", "pretrained_path"})
+"""Row columns a metrics.json key may not set (a top-level `state: completed` in it set the run's state)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +88,11 @@ class RunRecord:
     not started, so `submit` launches it again."""
 
 
-def inspect(runs: list[RunSpec], root: Path) -> list[RunRecord]:
+def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list[RunRecord]:
     """Read every planned run's status.json; never raises. Missing folders are State.MISSING, and so
-    are unreadable status files and unknown states ("unknown, resubmittable"), with a `problem`."""
+    are unreadable status files and unknown states ("unknown, resubmittable"), with a `problem`.
+    With `check_results`, so is a completed run whose metrics.json is missing, unreadable, another
+    run's or without a valid test score: it needs running again."""
     records = []
     folders = folders_of.run_folders(root, runs)
     for run in runs:
@@ -84,8 +100,32 @@ def inspect(runs: list[RunSpec], root: Path) -> list[RunRecord]:
         status, problem = read_status(path)
         state_name = status.get("state", State.MISSING.value)
         state = State(state_name) if state_name in KNOWN_STATES else State.MISSING
+        if state is State.COMPLETED and check_results:
+            broken = _broken_result(path, run)
+            if broken is not None:  # a completed run without usable metrics is not done: run it again
+                state, problem = State.MISSING, f"completed, but {broken} (submit runs it again)"
         records.append(RunRecord(run, path, state, status, problem))
     return records
+
+
+def _broken_result(path: Path, run: RunSpec) -> str | None:
+    """Why a completed run's metrics.json cannot be used (missing, unreadable, another run's, a
+    score that is not one, no test score at all), or None."""
+    kind = _folder_kind(path)
+    if kind is not None:
+        return f"its folder is {kind}"
+    metrics, problem = read_object(path / rundir.METRICS)
+    if problem is not None or metrics is None:
+        return problem or f"no {rundir.METRICS}"
+    problem = _owner_problem(metrics, path, run)
+    if problem is not None:
+        return problem
+    scores = {k: v for k, v in flatten(metrics).items() if k.split(".", 1)[0] in _SCORE_SECTIONS}
+    for key, value in scores.items():
+        reason = _bad_value(key, value)
+        if reason is not None:
+            return f"{rundir.METRICS}: {key} = {_shown(value)} {reason}"
+    return None if any(key.startswith("test.") for key in scores) else f"{rundir.METRICS} has no test scores"
 
 
 def problems_of(records: list[RunRecord]) -> list[Problem]:
@@ -98,31 +138,29 @@ def read_status(path: Path) -> tuple[dict[str, Any], str | None]:
     status, problem = read_object(path / rundir.STATUS)
     if problem is not None:
         return {}, problem
-    state = (status or {}).get("state", State.MISSING.value)
-    if state not in KNOWN_STATES:
-        return {**(status or {}), "state": UNKNOWN}, (
-            f"{rundir.STATUS}: unknown state {state!r} (treated as unknown: submit runs it again)"
+    status = status or {}
+    state = status.get("state", State.MISSING.value)
+    if not isinstance(state, str) or state not in KNOWN_STATES:
+        return {**status, "state": UNKNOWN}, (
+            f"{rundir.STATUS}: unknown state {_repr(state)} (treated as unknown: submit runs it again)"
         )
-    return status or {}, None
+    pid = status.get("pid")
+    if pid is not None and not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= MAX_PID):
+        # os.kill(10**30, 0) raised OverflowError: a pid is checked before anything signals it.
+        return {**status, "state": UNKNOWN, "pid": None}, (
+            f"{rundir.STATUS}: pid {_repr(pid)} is not a process id (treated as unknown: submit runs it again)"
+        )
+    return status, None
 
 
-def read_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """The JSON object in `path` and a problem text; (None, None) when the file does not exist."""
+def read_object(path: Path, limit: int | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON object in `path` and a problem text; (None, None) when the file does not exist.
+    Bounded (bounded.read_bytes: regular files only, a size limit by name); a key written twice, an
+    integer of more than 20 digits or invalid JSON is a problem, never a traceback."""
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        return None, None
-    except IsADirectoryError:
-        return None, f"{path.name} is a folder"
-    except UnicodeDecodeError as exc:
-        return None, f"{path.name}: not UTF-8 text (byte {exc.start})"
-    except json.JSONDecodeError as exc:
-        return None, f"{path.name}: truncated or invalid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-    except (OSError, ValueError, RecursionError) as exc:
-        return None, f"{path.name}: unreadable ({type(exc).__name__}: {exc})"
-    if not isinstance(data, dict):
-        return None, f"{path.name}: a JSON {type(data).__name__}, not an object"
-    return data, None
+        return bounded.read_json_object(path, limit), None
+    except bounded.Unreadable as exc:
+        return None, str(exc)
 
 
 def read_config(path: Path) -> dict[str, Any] | None:
@@ -132,19 +170,21 @@ def read_config(path: Path) -> dict[str, Any] | None:
 
 
 def _parse_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """config.yaml parsed with LibYAML (yamlio's number rules), and a problem text."""
+    """config.yaml parsed with LibYAML (yamlio's number rules), and a problem text. Bounded: a size
+    limit, no aliases (bounded.check_yaml_budget), LibYAML's own nesting limit."""
     try:
-        text = (path / rundir.CONFIG).read_bytes().decode("utf-8")
+        text = bounded.read_text(path / rundir.CONFIG)
+        if text is None:
+            return None, f"no {rundir.CONFIG}"
+        bounded.check_yaml_budget(text, rundir.CONFIG, _FastLoader)
         data = yaml.load(text, Loader=_FastLoader)
-    except FileNotFoundError:
-        return None, f"no {rundir.CONFIG}"
-    except UnicodeDecodeError as exc:
-        return None, f"{rundir.CONFIG}: not UTF-8 text (byte {exc.start})"
+    except bounded.Unreadable as exc:
+        return None, str(exc)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         return None, f"{rundir.CONFIG}: invalid YAML{where}"
-    except (OSError, ValueError, RecursionError) as exc:
+    except (ValueError, RecursionError, MemoryError) as exc:
         return None, f"{rundir.CONFIG}: unreadable ({type(exc).__name__})"
     if not isinstance(data, dict):
         return None, f"{rundir.CONFIG}: not a mapping"
@@ -156,13 +196,11 @@ def _check_config(path: Path, run_id: str, recorded: str) -> str | None:
     is the config's hash): present, UTF-8, starts with its run id (or `recorded`, the id its folder
     is named by), complete (ends with a newline)."""
     try:
-        text = (path / rundir.CONFIG).read_bytes().decode("utf-8")
-    except FileNotFoundError:
+        text = bounded.read_text(path / rundir.CONFIG)
+    except bounded.Unreadable as exc:
+        return str(exc)
+    if text is None:
         return f"no {rundir.CONFIG}"
-    except UnicodeDecodeError as exc:
-        return f"{rundir.CONFIG}: not UTF-8 text (byte {exc.start})"
-    except OSError as exc:
-        return f"{rundir.CONFIG}: unreadable ({type(exc).__name__})"
     ids = (run_id, recorded)
     if not any(text.startswith(f"run_id: {i}\n") for i in ids) or not text.endswith("\n"):
         config, problem = _parse_config(path)  # the parser names the line when it is invalid YAML
@@ -179,8 +217,9 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     `run` is the planned run of this folder (None: a folder the plan no longer has, read from its
     config.yaml). Unreadable values are left out of the row and named in the problems.
     """
-    if not path.is_dir():
-        return {"run_id": path.name, "state": BROKEN}, ["not a folder"]
+    kind = _folder_kind(path)
+    if kind is not None:
+        return {"run_id": path.name, "state": BROKEN}, [kind]
     problems: list[str] = []
     row: dict[str, Any] = {"run_id": path.name}
     config: dict[str, Any] | None
@@ -203,50 +242,109 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     state = UNKNOWN if status_problem else status.get("state", State.MISSING.value)
     row.update(state=BROKEN if config_problem else state)
     row.update(started_at=_number(status.get("started_at")), finished_at=_number(status.get("finished_at")))
-    metrics, metrics_problem = read_object(path / rundir.METRICS)
-    problems += [metrics_problem] if metrics_problem else []
-    if metrics is None and row["state"] == State.COMPLETED.value and metrics_problem is None:
-        problems.append(f"completed without {rundir.METRICS}")
-    values, value_problems = clean_metrics(flatten(metrics or {}))
+    values, metric_problems = read_metrics(path, run)
+    if not values and row["state"] == State.COMPLETED.value and not metric_problems:
+        metric_problems.append(f"completed without {rundir.METRICS}")
     row.update(values)
-    return row, problems + value_problems
+    return row, problems + metric_problems
+
+
+def _folder_kind(path: Path) -> str | None:
+    """Why a run-folder entry is not a run folder (None: it is a plain folder). A symlinked run folder
+    is refused: it would count another run's (or anyone's) files as this run's."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "not readable"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link, not a run folder"
+    return None if stat.S_ISDIR(mode) else "not a folder"
+
+
+def read_metrics(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]]:
+    """A run's metrics.json as flat validated values ({} when absent) and its problems: unreadable,
+    written by another run (its `run_id`), values that are not what they claim to be."""
+    metrics, problem = read_object(path / rundir.METRICS)
+    if problem is not None:
+        return {}, [problem]
+    if metrics is None:
+        return {}, []
+    problem = _owner_problem(metrics, path, run)
+    if problem is not None:
+        return {}, [problem]
+    return clean_metrics(flatten(metrics))
+
+
+def _owner_problem(metrics: dict[str, Any], path: Path, run: RunSpec | None) -> str | None:
+    """A metrics.json that names another run: a copy of another run's file, whose numbers are not
+    this run's. (Files written before metrics carried `run_id` name none and are taken as they are.)"""
+    owner = metrics.get("run_id")
+    if owner is None or owner in (path.name, run.run_id if run is not None else None):
+        return None
+    return f"{rundir.METRICS}: written by run {_shown(owner)}, not by this run"
 
 
 def clean_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Metric values that are scores: finite numbers, fractions within [0, 1]; others dropped and named."""
+    """Metric values typed by section: scores are finite numbers (fractions within [0, 1]),
+    complexity and timing values numbers or null (a few text keys aside), the process count a
+    positive integer, every number within MAX_VALUE; others dropped and named. Keys that would set
+    a row's own columns (a top-level `state`) are dropped."""
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in flat.items():
-        section = key.split(".", 1)[0]
-        described = section == "complexity" and (isinstance(value, str | bool) or value is None)
-        if section not in _CHECKED_SECTIONS or described:
-            clean[key] = value  # complexity also says how it was counted (counter, convention): text
-            continue
-        reason = _bad_value(key, value)
+        if "." not in key or key in _RESERVED or key.startswith("axis."):
+            continue  # the trainer writes sections only; a top-level key would set a row column
+        reason = _typed_reason(key, value)
         if reason is None:
-            clean[key] = float(value)
+            clean[key] = float(value) if _is_number(value) and key not in _COUNTS else value
         else:
             problems.append(f"{rundir.METRICS}: {key} = {_shown(value)} {reason}")
     return clean, problems
 
 
+def _typed_reason(key: str, value: Any) -> str | None:
+    """Why a value does not have its key's type (None: it does)."""
+    section = key.split(".", 1)[0]
+    if section in _SCORE_SECTIONS:
+        return _bad_value(key, value)
+    if key in _COUNTS:
+        ok = isinstance(value, int) and not isinstance(value, bool) and _COUNTS[key] <= value <= MAX_VALUE
+        return None if ok or value is None else f"is not an integer of at least {_COUNTS[key]}"
+    if section in _NUMBER_SECTIONS and key not in _TEXT_KEYS and value is not None:
+        return _bad_value(key, value)
+    if _is_number(value) and not (math.isfinite(value) and abs(value) <= MAX_VALUE):
+        return "is not a finite number within 1e15"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _bad_value(key: str, value: Any) -> str | None:
     """Why a metric value is not a score (None: it is one)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not _is_number(value):
         return "is not a number"
     if not math.isfinite(value):
         return "is not finite"
     last = key.rsplit(".", 1)[-1]
-    fraction = key.split(".", 1)[0] != "complexity" and any(f in last for f in _FRACTIONS)
+    fraction = key.split(".", 1)[0] in _SCORE_SECTIONS and any(f in last for f in _FRACTIONS)
     if fraction and not 0.0 <= value <= 1.0:
         return "is outside [0, 1]"
     if not fraction and value < 0:
         return "is negative"
+    if abs(value) > MAX_VALUE:
+        return "is larger than 1e15"
     return None
 
 
 def _shown(value: Any, limit: int = 40) -> str:
     text = json.dumps(value) if not isinstance(value, float) else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _repr(value: Any, limit: int = 40) -> str:
+    text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -269,15 +367,20 @@ def _pretrained(run: RunSpec) -> str | None:
 
 
 def signature(path: str) -> list[Any]:
-    """What a cached row of this run folder depends on: (mtime ns, size) of its three files."""
+    """What a cached row of this run folder depends on: (mtime ns, size, content hash) of its three
+    files. The content hash (blake2b of the bytes) catches a rewrite that keeps size and mtime, which
+    a stat-only key took for the old file; a file that is not a bounded regular file is its reason."""
     out: list[Any] = []
     for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS):
+        file = Path(path, name)
         try:
-            stat = os.stat(os.path.join(path, name))
-        except OSError:
-            out.append(None)
+            data = bounded.read_bytes(file)
+            info = os.lstat(file) if data is not None else None
+        except (bounded.Unreadable, OSError) as exc:
+            out.append(str(exc))
             continue
-        out.append([stat.st_mtime_ns, stat.st_size])
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest() if data is not None else None
+        out.append(None if info is None else [info.st_mtime_ns, info.st_size, digest])
     return out
 
 
@@ -298,13 +401,13 @@ def _json_object(path: Path) -> dict[str, Any] | None:
     return read_object(path)[0]
 
 
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 
 @functools.lru_cache(maxsize=1)
 def _reader_version() -> str:
     """The index's validity: its format and this module's source (rows read by other rules are stale)."""
-    source = Path(__file__).read_bytes()
+    source = Path(__file__).read_bytes() + Path(bounded.__file__).read_bytes()
     return f"{INDEX_VERSION}-{hashlib.sha256(source).hexdigest()[:16]}"
 
 
@@ -406,14 +509,46 @@ def _frame(
 
 
 def _load_index(path: Path) -> _Index:
-    """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read again)."""
-    data, _ = read_object(path)
+    """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read
+    again). Validated as it is read: an entry whose shape or values break the reader's own rules
+    (an edited index put 402.58% top-1 in a table) is dropped, and that folder is read again."""
+    try:
+        data = bounded.read_json_object(path, bounded.INDEX_LIMIT)
+    except bounded.Unreadable:
+        return _Index([], {})
     if not data or data.get("version") != _reader_version():
         return _Index([], {})
     columns, entries = data.get("columns"), data.get("entries")
-    if not isinstance(columns, list) or not isinstance(entries, dict):
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or not isinstance(entries, dict):
         return _Index([], {})
-    return _Index(columns, entries)
+    if len(set(columns)) != len(columns):
+        return _Index([], {})
+    checks = [(i, c) for i, c in enumerate(columns) if c in _TIMES or ("." in c and not c.startswith("axis."))]
+    return _Index(columns, {name: entry for name, entry in entries.items() if _valid_entry(entry, columns, checks)})
+
+
+def _valid_entry(entry: Any, columns: list[str], checks: list[tuple[int, str]]) -> bool:
+    """An index entry the reader could have written: [signature, scalar values, problem texts], every
+    metric value typed as clean_metrics types it."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return False
+    _, values, problems = entry
+    if not isinstance(values, list) or len(values) > len(columns):
+        return False
+    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+        return False
+    if not all(v is None or isinstance(v, str | int | float | bool) for v in values):
+        return False
+    return all(i >= len(values) or values[i] is None or _cached_ok(c, values[i]) for i, c in checks)
+
+
+_TIMES = ("started_at", "finished_at")
+
+
+def _cached_ok(column: str, value: Any) -> bool:
+    if column in _TIMES:
+        return _is_number(value) and math.isfinite(value)
+    return _typed_reason(column, value) is None
 
 
 def _save_index(path: Path, index: _Index) -> None:
@@ -430,11 +565,11 @@ def status_of(path: Path) -> dict[str, Any]:
 
 def result_line(path: Path) -> str:
     """`: test top-1 98.05%, 12.3 s` from a finished run's metrics.json (empty if unreadable)."""
-    metrics = _json_object(path / rundir.METRICS) or {}
-    top1 = _dig(metrics, "test", "top1")
-    wall_s = _dig(metrics, "timing", "wall_s")
-    parts = ([f"test top-1 {100 * top1:.2f}%"] if _bad_value("test.top1", top1) is None else []) + (
-        [f"{wall_s:.1f} s"] if _number(wall_s) is not None else []
+    values, _ = read_metrics(path, None) if _folder_kind(path) is None else ({}, [])
+    top1 = values.get("test.top1")
+    wall_s = values.get("timing.wall_s")
+    parts = ([f"test top-1 {100 * top1:.2f}%"] if isinstance(top1, float) else []) + (
+        [f"{wall_s:.1f} s"] if isinstance(wall_s, float) else []
     )
     return f": {', '.join(parts)}" if parts else ""
 
@@ -442,9 +577,10 @@ def result_line(path: Path) -> str:
 def epochs_done(path: Path) -> int:
     """Finished epochs of a run: the rows of its history.csv (0 before the first)."""
     try:
-        return max(0, len((path / rundir.HISTORY).read_bytes().splitlines()) - 1)
-    except OSError:
+        data = bounded.read_bytes(path / rundir.HISTORY)
+    except bounded.Unreadable:
         return 0
+    return max(0, len(data.splitlines()) - 1) if data is not None else 0
 
 
 # ---------------------------------------------------------------------------- tables a run writes
@@ -525,13 +661,29 @@ def _per_class_tables(dirs: list[tuple[str, Path]]) -> Iterator[tuple[str, pd.Da
 def _tables_named(path: Path, fragment: str) -> dict[str, Path]:
     """CSV tables of a run folder whose name contains `fragment` (name without .csv -> path)."""
     found = {}
-    for file in sorted(path.rglob(f"*{fragment}*.csv")):
-        if rundir.CHECKPOINTS in file.relative_to(path).parts:
-            continue
-        found[file.stem] = file
+    for file in _csv_files(path):
+        if fragment in file.name:
+            found[file.stem] = file
     # The test split when the run also wrote validation tables.
     test = {k: v for k, v in found.items() if "val" not in k.split("_")}
     return test or found
+
+
+def _csv_files(path: Path, depth: int = 3, most: int = 1000) -> list[Path]:
+    """The CSV files of a run folder (and its subfolders `depth` deep, checkpoints aside), sorted;
+    never a symlinked folder (rglob followed none either), at most `most` entries looked at per folder."""
+    found: list[Path] = []
+    try:
+        with os.scandir(path) as entries:
+            listed = [entry for _, entry in zip(range(most), entries, strict=False)]
+    except OSError:
+        return []
+    for entry in listed:
+        if entry.is_dir(follow_symlinks=False) and depth > 0 and entry.name != rundir.CHECKPOINTS:
+            found += _csv_files(Path(entry.path), depth - 1, most)
+        elif entry.name.endswith(".csv") and entry.is_file(follow_symlinks=False):
+            found.append(Path(entry.path))
+    return sorted(found)
 
 
 def _level_order(item: tuple[str, Any]) -> tuple[bool, str]:
@@ -544,8 +696,11 @@ def _read_csv(path: Path) -> pd.DataFrame | None:
     import pandas as pd
 
     try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError):
+        data = bounded.read_bytes(path)
+        frame = pd.read_csv(io.BytesIO(data)) if data else None
+    except (bounded.Unreadable, OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, MemoryError):
+        return None
+    if frame is None:
         return None
     return None if frame.empty else frame
 
@@ -564,19 +719,19 @@ class Throughput:
 
 def throughput(path: Path) -> Throughput | None:
     """The training throughput a run folder recorded, or None when it has none (or it is unreadable)."""
-    import csv
-
     try:
-        with (path / rundir.HISTORY).open(newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        rows = bounded.read_csv_rows(path / rundir.HISTORY)
         speed = float(rows[-1]["train_images_per_s"])
-    except (OSError, ValueError, KeyError, IndexError, TypeError, UnicodeDecodeError):
+    except (bounded.Unreadable, ValueError, KeyError, IndexError, TypeError):
+        return None  # an over-long field, a FIFO, a 1 GB file: no measurement, never a traceback
+    if not 0 < speed <= MAX_VALUE:
         return None
-    if not speed > 0 or not math.isfinite(speed):
-        return None
-    metrics = _json_object(path / rundir.METRICS) or {}
+    values, _ = read_metrics(path, None)
     split = _json_object(path / rundir.SPLIT) or {}
     train = _dig(split, "info", "uncapped_sizes", "train")
-    processes = _number(_dig(metrics, "provenance", "num_processes")) or 1
-    device = _dig(metrics, "provenance", "device")
-    return Throughput(speed, str(device or "?"), int(processes), int(train) if _number(train) is not None else None)
+    processes = values.get("provenance.num_processes")
+    device = values.get("provenance.device")
+    counted = isinstance(train, int) and not isinstance(train, bool) and 0 <= train <= MAX_VALUE
+    return Throughput(
+        speed, str(device or "?")[:200], processes if isinstance(processes, int) else 1, train if counted else None
+    )

@@ -92,7 +92,9 @@ def _used(row: Record) -> tuple[dict[str, float | None], list[str]]:
         problems += [problem] if problem else []
     missing = [USED[key] for key in REQUIRED if values[key] is None]
     if missing and not problems:
-        problems.append(f"metrics.json has no {', '.join(missing)} (trained before they were recorded?)")
+        # The reader dropped a value that is not a number and named it: say that, not "not recorded".
+        said = [p for p in str(row.get("problem") or "").split("; ") if any(f"{c} = " in p for c in missing)]
+        problems += said or [f"metrics.json has no {', '.join(missing)} (trained before they were recorded?)"]
     return values, problems
 
 
@@ -107,7 +109,8 @@ def usage_frame(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
     requests, manifest_problem = requests_by_run(root)
     done = frame[(frame["state"] == "completed") & frame["in_plan"].astype(bool)] if len(frame) else frame
     # Plain dicts, not iterrows(): a pandas row costs ~10 us per field read, 1.4 s at 10,000 runs.
-    needed = [column for column in ("run_id", "name", "started_at", "finished_at", *USED.values()) if column in done]
+    columns = ("run_id", "name", "started_at", "finished_at", "problem", *USED.values())
+    needed = [column for column in columns if column in done]
     rows = [_row(row, requests, manifest_problem) for row in done[needed].to_dict("records")]
     out = pd.DataFrame(rows, columns=[*COLUMNS, "_started", "_finished", "_nodes"])
     _per_node_and_task(out)

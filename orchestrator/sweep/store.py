@@ -13,12 +13,13 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sweep import yamlio
+from orchestrator.sweep import bounded, yamlio
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SpecError, SweepSpec
 from trainers import rundir
@@ -28,6 +29,7 @@ SWEEP_FILE = "sweep.yaml"
 MANIFEST_FILE = "manifest.json"
 RUN_IDS_FILE = "run_ids.json"
 SUBMITIT_DIR = "slurm"
+_JOB_ID = re.compile(r"[0-9]{1,20}(_[0-9]{1,10})?")
 
 
 def sweep_root(spec: SweepSpec, smoke: bool = False) -> Path:
@@ -94,12 +96,49 @@ def write_snapshot(spec: SweepSpec, root: Path) -> None:
     rundir.write_text(history, text)
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    """run_id -> SLURM job of the sweep's latest submission of that run, and the arrays submitted."""
-    manifest = rundir.read_json(root / MANIFEST_FILE) or {}
-    manifest.setdefault("runs", {})
-    manifest.setdefault("arrays", {})
+def read_manifest(root: Path, strict: bool = False) -> dict[str, Any]:
+    """run_id -> SLURM job of the sweep's latest submission of that run, and the arrays submitted.
+    Tolerant (status, collect): an unreadable manifest, or entries not of its shape, read as none
+    (manifest_problem names why). `strict` (submit): a ManifestError instead, since submitting with
+    a manifest that cannot be read could start a second copy of a job that still runs."""
+    manifest, problem = load_manifest(root)
+    if problem is not None and strict:
+        raise ManifestError(f"{root}: {problem}; check squeue for this sweep's jobs, then move it aside")
     return manifest
+
+
+class ManifestError(SpecError):
+    """manifest.json cannot be read, and what is about to happen needs it."""
+
+
+def manifest_problem(root: Path) -> str | None:
+    """What is wrong with the sweep's manifest.json (None: nothing, or there is none)."""
+    return load_manifest(root)[1]
+
+
+def load_manifest(root: Path) -> tuple[dict[str, Any], str | None]:
+    """The manifest with only well-formed entries ({"runs": {}, "arrays": {}} when there is none) and
+    what is wrong with it: unreadable (bounded: a FIFO, a folder, too large, invalid JSON), or entries
+    that are not `run_id -> {job_id: str, ...}` and `array_id -> {...}` (those are left out)."""
+    try:
+        data = bounded.read_json_object(root / MANIFEST_FILE) or {}
+    except bounded.Unreadable as exc:
+        return {"runs": {}, "arrays": {}}, str(exc)
+    runs, arrays = data.get("runs", {}), data.get("arrays", {})
+    runs = runs if isinstance(runs, dict) else {}
+    arrays = arrays if isinstance(arrays, dict) else {}
+    good_runs = {k: v for k, v in runs.items() if isinstance(v, dict) and _job_id(v.get("job_id"))}
+    good_arrays = {k: v for k, v in arrays.items() if _job_id(k) and isinstance(v, dict)}
+    dropped = len(runs) - len(good_runs) + len(arrays) - len(good_arrays)
+    if not isinstance(data.get("runs", {}), dict) or not isinstance(data.get("arrays", {}), dict):
+        dropped += 1
+    problem = f"{MANIFEST_FILE}: {dropped} entries not of its shape (left out)" if dropped else None
+    return {**data, "runs": good_runs, "arrays": good_arrays}, problem
+
+
+def _job_id(value: Any) -> bool:
+    """A SLURM job or array task id as submitit records it: `123` or `123_4` (it reaches squeue/sacct)."""
+    return isinstance(value, str) and _JOB_ID.fullmatch(value) is not None
 
 
 def record_array(

@@ -123,7 +123,12 @@ def _children(node: Node) -> list[Node]:
 
 def loads(text: str) -> Any:
     """Parse YAML text safely; raises yaml.YAMLError on bad syntax, duplicate keys or alias bombs."""
-    return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
+    except RecursionError:
+        # Deep nesting (`[[[[...`) exhausts the pure-Python composer: a YAML error like any other,
+        # so callers name the file (a bare RecursionError line named nothing).
+        raise yaml.MarkedYAMLError(problem="nested too deeply (hundreds of levels)") from None
 
 
 def dumps(data: Any) -> str:
