@@ -48,7 +48,7 @@ def _recipes(images: dict[str, Path]) -> dict[str, tuple[dict[str, object], int]
     return {
         "none": ({}, 0),
         "venv": ({"env": {"kind": "venv", "path": "/shared/envs/orch"}}, 0),
-        "conda": ({"env": {"kind": "conda", "name": "torch24", "conda": "/opt/miniforge3/bin/conda"}}, 1),
+        "conda": ({"env": {"kind": "conda", "name": "torch24", "executable": "/opt/miniforge3/bin/conda"}}, 1),
         "modules": (
             {
                 "env": {
@@ -56,7 +56,7 @@ def _recipes(images: dict[str, Path]) -> dict[str, tuple[dict[str, object], int]
                     "purge": True,
                     "init": "/usr/share/lmod/lmod/init/bash",
                     "use": ["/shared/modulefiles"],
-                    "modules": ["cuda/12.4", "orchestrate/1.0"],
+                    "load": ["cuda/12.4", "orchestrate/1.0"],
                 },
                 "setup": ["nvidia-smi -L"],
             },
@@ -146,17 +146,20 @@ def test_image_digests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ("env", "message"),
     [
         ({"kind": "venv", "path": "envs/orch"}, "path: path must be an absolute path"),
-        ({"kind": "venv", "pth": "/x"}, "pth: unknown key for kind venv; valid keys: kind, path"),
+        ({"kind": "venv", "pth": "/x"}, "pth: unknown key; valid keys of this kind: kind, path"),
         ({"kind": "docker", "image": "x"}, "env.kind must be one of venv, conda, modules"),
         ({"kind": "conda"}, "set exactly one of `name` and `prefix`"),
         ({"kind": "conda", "name": "x; rm -rf ~"}, "name: name must be letters"),
-        ({"kind": "modules", "modules": ["cuda/12.4\nrm -rf ~"]}, "modules: module name must be"),
-        ({"kind": "modules", "modules": []}, "modules: List should have at least 1 item"),
+        ({"kind": "modules", "load": ["cuda/12.4\nrm -rf ~"]}, "load: module name must be"),
+        ({"kind": "modules", "load": []}, "load: List should have at least 1 item"),
         ({"kind": "apptainer", "image": "/img.sif", "binds": ["/data:/data$(id)"]}, "binds: bind must be"),
         ({"kind": "apptainer", "image": "/img.sif", "python": "python3 -c 'x'"}, "python: python must be"),
         ({"kind": "pyxis", "image": "nvcr.io#x`id`"}, "image: image must be"),
         ({"kind": "charliecloud", "image": "docker://x"}, "image: image must be an absolute path"),
         ({"kind": "charliecloud", "image": "/img", "binds": ["/a:/b:ro"]}, "bind takes SRC"),
+        ({"kind": "apptainer", "image": "--writable"}, "image: image must be"),
+        ({"kind": "modules", "load": ["--force"]}, "load: module name must be"),
+        ({"kind": "conda", "name": "-n"}, "name: name must be"),
     ],
 )
 def test_env_strings_are_allow_listed(env: dict[str, object], message: str, tmp_path: Path) -> None:

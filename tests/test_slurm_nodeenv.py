@@ -87,7 +87,7 @@ def test_lmod_module_provides_the_interpreter(
         "init": LMOD_INIT,
         "purge": True,
         "use": [str(tmp_path / "modulefiles")],
-        "modules": ["orchenv/1.0"],
+        "load": ["orchenv/1.0"],
         "python": "python",
     }
     found = _run_and_read(tmp_path, "lmod", env, capsys)

@@ -46,19 +46,22 @@ _HASH_CHUNK_BYTES = 1 << 22
 # Allow-lists. Paths are absolute (the job's working directory is not the login shell's).
 _PATH_CHARS = r"[A-Za-z0-9_.+@%,=-]"
 _PATH = re.compile(rf"/(?:{_PATH_CHARS}|/){{0,1023}}")
-_NAME = re.compile(r"[A-Za-z0-9_.+-]{1,64}")  # a conda environment name
-_MODULE = re.compile(r"[A-Za-z0-9_.+-][A-Za-z0-9_./+-]{0,127}")  # cuda/12.4, Python/3.11.5-GCCcore-13.2.0
-_COMMAND = re.compile(r"[A-Za-z0-9_./+-]{1,256}")  # python3, /opt/conda/bin/python
+# Never a leading `-`: a value must not turn into an option of conda, module, apptainer or ch-run.
+_NAME = re.compile(r"[A-Za-z0-9_.+][A-Za-z0-9_.+-]{0,63}")  # a conda environment name
+_MODULE = re.compile(r"[A-Za-z0-9_.+][A-Za-z0-9_./+-]{0,127}")  # cuda/12.4, Python/3.11.5-GCCcore-13.2.0
+_COMMAND = re.compile(r"[A-Za-z0-9_./+][A-Za-z0-9_./+-]{0,255}")  # python3, /opt/conda/bin/python
 _BIND_PART = r"/[A-Za-z0-9_./+@%=-]{0,511}"
 _BIND = re.compile(rf"{_BIND_PART}(?::{_BIND_PART})?(?::[a-z+]{{1,32}})?")  # SRC[:DST[:ro]]
-_IMAGE = re.compile(r"[A-Za-z0-9_./:#@+-]{1,512}")  # /img.sif, docker://repo/img:tag, nvcr.io#nvidia/pytorch:24.05-py3
+# /img.sif, docker://repo/img:tag, nvcr.io#nvidia/pytorch:24.05-py3
+_IMAGE = re.compile(r"[A-Za-z0-9_./:#@+][A-Za-z0-9_./:#@+-]{0,511}")
 _PATH_HELP = "an absolute path of letters, digits and _ . + @ % , = - /"
 _COMMAND_HELP = "a command name or absolute path of letters, digits and _ . / + -"
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
     if not pattern.fullmatch(value):
-        raise ValueError(f"{what} must be {chars} (a space, quote, `$`, `;` or newline is refused)")
+        refused = "a leading -, a space, quote, `$`, `;` or newline is refused"
+        raise ValueError(f"{what} must be {chars} ({refused})")
     return value
 
 
@@ -109,7 +112,7 @@ class CondaEnv(_EnvBase):
     """Environment name (`conda activate NAME`); set this or `prefix`."""
     prefix: str | None = None
     """Environment folder (`conda activate PREFIX`, absolute); set this or `name`."""
-    conda: str = "conda"
+    executable: str = "conda"
     """The conda executable: a command on the batch shell's PATH, or an absolute path such as
     /opt/miniforge3/bin/conda when the batch shell does not have it on PATH."""
     python: str = "python"
@@ -125,7 +128,7 @@ class CondaEnv(_EnvBase):
     def _absolute(cls, value: str | None) -> str | None:
         return None if value is None else _path(value, "prefix")
 
-    @field_validator("conda", "python")
+    @field_validator("executable", "python")
     @classmethod
     def _command(cls, value: str) -> str:
         return _check(_COMMAND, value, "command", _COMMAND_HELP)
@@ -133,13 +136,13 @@ class CondaEnv(_EnvBase):
     @model_validator(mode="after")
     def _one_of(self) -> CondaEnv:
         if (self.name is None) == (self.prefix is None):
-            raise ValueError("conda: set exactly one of `name` and `prefix`")
+            raise ValueError("set exactly one of `name` and `prefix`")
         return self
 
     def render(self, gpus: int) -> NodeCommand:
         """`eval "$(conda shell.bash hook)"`, `conda activate X`, then the env's python."""
         target = shlex.quote(self.name or self.prefix or "")
-        hook = f'eval "$({shlex.quote(self.conda)} shell.bash hook)"'
+        hook = f'eval "$({shlex.quote(self.executable)} shell.bash hook)"'
         return NodeCommand(shlex.quote(self.python), [hook, f"conda activate {target}"])
 
 
@@ -149,7 +152,7 @@ class ModulesEnv(_EnvBase):
 
     kind: Literal["modules"]
     """`modules`."""
-    modules: list[str] = Field(min_length=1)
+    load: list[str] = Field(min_length=1)
     """Module names, loaded in this order (`module load a b`)."""
     purge: bool = False
     """`module purge` first, so what the submitting shell had loaded does not leak into the job."""
@@ -161,7 +164,7 @@ class ModulesEnv(_EnvBase):
     python: str = "python3"
     """The interpreter command once the modules are loaded."""
 
-    @field_validator("modules")
+    @field_validator("load")
     @classmethod
     def _names(cls, value: list[str]) -> list[str]:
         return [_check(_MODULE, name, "module name", "letters, digits and _ . / + -") for name in value]
@@ -186,7 +189,7 @@ class ModulesEnv(_EnvBase):
         lines = [f"source {shlex.quote(self.init)}"] if self.init else []
         lines += ["module purge"] if self.purge else []
         lines += [f"module use {shlex.quote(folder)}" for folder in self.use]
-        lines.append("module load " + " ".join(shlex.quote(m) for m in self.modules))
+        lines.append("module load " + " ".join(shlex.quote(m) for m in self.load))
         return NodeCommand(shlex.quote(self.python), lines)
 
 
@@ -350,9 +353,9 @@ def parse(value: Any) -> Any:
         err = min(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         where = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
-            reason = f"unknown key for kind {kind}; valid keys: {', '.join(model.model_fields)}"
+            reason = f"unknown key; valid keys of this kind: {', '.join(model.model_fields)}"
         elif err["type"] == "missing":
-            reason = f"required for kind {kind}"
+            reason = "required key missing"
         else:
             reason = str(err["msg"]).removeprefix("Value error, ")
         raise ValueError(f"{where}: {reason}" if where else reason) from None
