@@ -152,10 +152,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from orchestrator.launch import status
+    from orchestrator.results import adaptive
     from orchestrator.sweep import store
 
     spec, runs = _load(args)
     root = store.sweep_root(spec)
+    runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
     current = status.sweep_status(runs, root)
     if not args.watch:
         console.print(status_view(spec.name, current, args.all))

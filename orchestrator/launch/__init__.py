@@ -52,6 +52,13 @@ def submit(
     up within the user's limits until every run has been submitted and left the queue.
     """
     chosen = launcher(spec, executor, console or Console(), profile, workers)
+    if spec.seeds is not None:  # adaptive seeds: rounds, each decided when it has run; smoke: round 1's seeds
+        from orchestrator.launch.rounds import check_options, submit_rounds
+
+        check_options(force, smoke)
+        if not smoke:
+            return submit_rounds(chosen, runs, dry_run=dry_run, follow_s=follow_s)
+        runs = [run for run in runs if run.seed < spec.seeds.initial]
     if follow_s is None:
         return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
     from orchestrator.launch.slurm import SlurmLauncher

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from orchestrator.results import stats
+from orchestrator.results.adaptive import STOP_COLUMN
 from orchestrator.results.join import COMPLEXITY
 from orchestrator.results.labels import key_text_columns
 from orchestrator.results.layout import Layout, ordered_groups
@@ -27,6 +28,8 @@ class CellData:
     values: dict[str, float]
     n_expected: int
     broken: int
+    stop: str | None = None
+    """Adaptive seeds: how the cell stopped (None for a fixed grid)."""
 
     @property
     def mean(self) -> float | None:
@@ -53,7 +56,9 @@ def cell_data(part: pd.DataFrame, keys: list[str]) -> dict[tuple[str, ...], Cell
         if len(set(seeds)) < len(seeds):
             seeds = [f"{s}#{i}" for i, s in enumerate(seeds)]
         values = dict(zip(seeds, done["value"].astype(float), strict=True))
-        out[() if keys == ["_all"] else key_t] = CellData(values, len(sub), int(sub["broken"].sum()))
+        stops = [str(s) for s in sub[STOP_COLUMN].dropna()] if STOP_COLUMN in sub.columns else []
+        stop = stops[0] if stops else None
+        out[() if keys == ["_all"] else key_t] = CellData(values, len(sub), int(sub["broken"].sum()), stop)
     return out
 
 
@@ -74,7 +79,11 @@ def score_cells(
             base = baseline_key(rk, ck, row_dims, col_dims, baseline)
             if table.delta and base is not None:
                 base_values = data.get((*base[0], *base[1]), empty).values
-                found[(rk, ck)] = stats.compare(data.get((*rk, *ck), empty).values, base_values)
+                cell = data.get((*rk, *ck), empty)
+                if cell.stop is not None and set(cell.values) <= set(base_values):
+                    # Adaptive seeds: the baseline ran on for other rows; pair on this row's seeds.
+                    base_values = {seed: base_values[seed] for seed in cell.values}
+                found[(rk, ck)] = stats.compare(cell.values, base_values)
     keys = [key for key, comparison in found.items() if comparison is not None]
     adjusted = dict(zip(keys, stats.holm([found[k].p for k in keys]), strict=True))  # type: ignore[union-attr]
     cells = {}
@@ -85,7 +94,7 @@ def score_cells(
             cells[(rk, ck)] = Cell(
                 cell.mean, cell.std, len(cell.values), cell.n_expected, c.delta if c else None, False, False,
                 table.decimals, False, c.low if c else None, c.high if c else None, c.p if c else None,
-                adjusted.get((rk, ck)), cell.broken,
+                adjusted.get((rk, ck)), cell.broken, cell.stop,
             )  # fmt: skip
     return cells, [c for c in found.values() if c is not None]
 

@@ -125,13 +125,14 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     with `report`, also `<root>/report/index.html`. Never raises on a bad run folder: broken runs are
     left out of the numbers and listed in `problems`. NothingFinished, before any file is written,
     when no planned run has completed yet."""
-    from orchestrator.results import tables
+    from orchestrator.results import adaptive, tables
     from orchestrator.sweep import complexity as profile_cmd
 
     planned = plan(spec)
     if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():
         # The smoke folder itself (found by `collect FOLDER`): its runs are smoke runs.
         root, smoke = root.parent, True
+    planned = adaptive.scheduled(spec, planned, root)  # adaptive seeds: the rounds' runs so far
     if smoke:
         root, planned = root / "smoke", smoke_plan(planned)
     _check_finished(spec, root, planned, smoke)
@@ -140,7 +141,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     runs_path = out / "runs.csv"
     rundir.write_text(runs_path, collected.frame.to_csv(index=False))
     profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
-    joined = tables.joined_frame(collected.frame, planned, spec, profile)
+    joined = adaptive.annotate(tables.joined_frame(collected.frame, planned, spec, profile), spec, root)
     context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
     files, markdown, built_all = _write_table_files(spec, joined, out, context)
     usable, value_problems = _usable(joined, spec)

@@ -41,6 +41,8 @@ class Cell:
     """`p` after Holm's correction across the table's comparisons."""
     broken: int = 0
     """Runs of the cell left out because a file or value of theirs is broken (not counted as missing)."""
+    stop: str | None = None
+    """Adaptive seeds: how the cell stopped (`resolved at 5 seeds (...)`, `stopped at max (12 seeds)`)."""
 
     @property
     def empty(self) -> bool:

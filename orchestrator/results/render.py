@@ -125,6 +125,8 @@ def to_csv(tables: list[Table]) -> str:
             for column, cell in zip(table.flat_columns, row.cells, strict=True):
                 record[column] = cell.text
                 record.update({f"{column} {name}": getattr(cell, name) for name in RAW_FIELDS})
+                if cell.stop is not None:  # adaptive seeds: how the cell stopped
+                    record[f"{column} stop"] = cell.stop
             records.append(record)
     return str(pd.DataFrame(records).to_csv(index=False))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.results import reader
+from orchestrator.results import adaptive, reader
 from orchestrator.results.aggregate import CellData, cell_data, complexity_cells, mark_best, score_cells
 from orchestrator.results.join import COMPLEXITY, joined_frame, plan_frame
 from orchestrator.results.labels import (
@@ -116,6 +116,7 @@ def build_tables(
         counts = [len(cell.values) for cell in data.values()]
         spreads = [(cell.std, len(cell.values)) for cell in data.values() if cell.std is not None]
         built.notes.extend(noise_notes(counts, comparisons, table, spreads))
+        built.notes.extend(adaptive.stop_notes(built))
         if missing:
             built.warnings.append(f"no run reports {', '.join(metric_column(m) for m in missing)}")
         first_metric = part[part["metric"] == part["metric"].iloc[0]]

@@ -154,6 +154,8 @@ def _cells(spec: SweepSpec) -> Iterator[_Cell]:
     backbones = spec.grid.get("backbone", [defaults["model"]["backbone"]])
     datasets = spec.grid.get("dataset", [defaults["data"]["dataset"]])
     seeds = spec.grid.get("seed", [defaults["seed"]])
+    if spec.seeds is not None:  # adaptive: every seed up to max; a round runs those scheduled so far
+        seeds = list(range(spec.seeds.max))
     extra = {k: v for k, v in spec.grid.items() if k not in _MAIN_AXES}
     for backbone, dataset in itertools.product(backbones, datasets):
         base = apply_dotted(defaults, {"model.backbone": backbone, AXIS_ALIASES["dataset"]: dataset})

@@ -36,6 +36,7 @@ from orchestrator.sweep.errors import (
     yaml_reason,
 )
 from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
+from orchestrator.sweep.seeds import AdaptiveSeeds
 from orchestrator.sweep.site import SlurmConfig
 from trainers.config import StrictModel, TrainConfig
 
@@ -78,6 +79,8 @@ class SweepSpec(StrictModel):
     """Tables `collect` writes (metric, rows, columns, formats); default: one top-1 table named `table`."""
     budget: BudgetSpec | None = None
     """Compute budget against the baseline row: checked by `plan` and `profile`, marked in tables."""
+    seeds: AdaptiveSeeds | None = None
+    """Adaptive seeds instead of `grid.seed`: more seeds where a delta is unresolved (orchestrator/sweep/seeds.py)."""
 
     _source: Path | None = PrivateAttr(default=None)
     _overrides: tuple[str, ...] = PrivateAttr(default=())
@@ -223,13 +226,26 @@ def spec_from_dict(raw: Mapping[str, Any], where: str, max_runs: int | None = MA
     except ValueError as exc:
         raise SpecError(f"{where}: {exc}") from None
     check_run_count(spec, where, max_runs)
+    _check_adaptive(spec, where)
     _check_trainer_parts(spec, where)
     return spec
 
 
+def _check_adaptive(spec: SweepSpec, where: str) -> None:
+    """`seeds:` replaces `grid.seed`, and its `table` names a table of the spec."""
+    if spec.seeds is None:
+        return
+    if "seed" in spec.grid:
+        raise SpecError(f"{where}: seeds: adaptive seeds replace grid.seed; remove one of them")
+    names = [table.name for table in spec.tables]
+    if spec.seeds.table is not None and spec.seeds.table not in names:
+        raise SpecError(f"{where}: seeds.table: {spec.seeds.table!r} is not a table of the spec ({', '.join(names)})")
+
+
 def run_count(spec: SweepSpec) -> int:
     """How many runs the spec expands to (product of the grid axes times ablation rows), without building them."""
-    return math.prod(len(axis) for axis in spec.grid.values()) * len(spec.ablations)
+    seeds = spec.seeds.max if spec.seeds is not None else 1
+    return math.prod(len(axis) for axis in spec.grid.values()) * len(spec.ablations) * seeds
 
 
 def check_run_count(spec: SweepSpec, where: str, max_runs: int | None) -> None:

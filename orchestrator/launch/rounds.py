@@ -1,0 +1,74 @@
+"""Adaptive seeds on any launcher: run a round, decide, run the next, until every delta has stopped.
+
+Local launchers run a round to the end before returning, and so does SLURM with `--follow`: the
+loop decides (orchestrator/results/adaptive.py, recorded in adaptive.json) and submits the next
+round. SLURM without `--follow` submits the current round and returns; the next `submit` decides
+it once its runs have finished, and submits the round after.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+
+from orchestrator.launch.base import Launcher, Outcome
+from orchestrator.results import adaptive
+from orchestrator.sweep import store
+from orchestrator.sweep.errors import SpecError
+from orchestrator.sweep.plan import RunSpec
+
+
+def submit_rounds(chosen: Launcher, runs: list[RunSpec], *, dry_run: bool, follow_s: float | None) -> Outcome:
+    """Rounds of an adaptive-seeds sweep on `chosen`; the outcome of every round launched."""
+    from orchestrator.launch.slurm import SlurmLauncher
+
+    spec, console = chosen.spec, chosen.console
+    root = store.sweep_root(spec)
+    slurm = isinstance(chosen, SlurmLauncher)
+    total = Outcome()
+    launched = False
+    while True:
+        record = adaptive.advance(spec, runs, root)
+        if record is not None:
+            print_round(record, console)
+            if record["finished"]:
+                break
+        elif launched:  # a round ran to the end and still is not decidable: never loop on it
+            console.print(f"[yellow]{spec.name}[/]: the round's runs have not all finished; submit again later")
+            break
+        todo = adaptive.scheduled(spec, runs, root)
+        if slurm and follow_s is not None:
+            outcome = chosen.follow(todo, follow_s)  # type: ignore[attr-defined]
+        else:
+            outcome = chosen.launch(todo, dry_run=dry_run)
+        _merge(total, outcome)
+        launched = True
+        if dry_run or (slurm and follow_s is None):
+            break
+    return total
+
+
+def check_options(force: bool, smoke: bool) -> None:
+    """--force would redo finished rounds under decisions already made: refused (fail closed)."""
+    if force and not smoke:
+        raise SpecError(
+            "--force with adaptive seeds: move the sweep's adaptive.json and runs/ aside to start the rounds again"
+        )
+
+
+def print_round(record: dict[str, object], console: Console) -> None:
+    """`round 2 (5 seeds): 2 resolved, 1 stopped at max, 3 open; next: 24 runs scheduled`."""
+    verdicts = record.get("verdicts")
+    states = [v.get("state") for v in verdicts.values()] if isinstance(verdicts, dict) else []
+    schedule = record.get("schedule")
+    total = sum(schedule.values()) if isinstance(schedule, dict) else 0
+    parts = [f"{states.count('resolved')} resolved", f"{states.count('max')} stopped at max"]
+    parts.append(f"{states.count('open')} open")
+    tail = "every delta has stopped" if record.get("finished") else f"next: {total} runs scheduled in all"
+    console.print(f"adaptive round {record.get('round')} ({record.get('look')} seeds): {', '.join(parts)}; {tail}")
+
+
+def _merge(total: Outcome, outcome: Outcome) -> None:
+    total.completed.extend(outcome.completed)
+    total.failed.extend(outcome.failed)
+    total.submitted.update(outcome.submitted)
+    total.held = outcome.held

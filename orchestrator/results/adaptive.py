@@ -1,0 +1,268 @@
+"""Rounds of an adaptive-seeds sweep: which seeds are scheduled, and the decision after each round.
+
+`plan` lists every seed up to `seeds.max`; the rounds decide how many of them each cell runs.
+The decisions live in `<output_dir>/adaptive.json` (one record per round, written atomically):
+
+    {"rounds": [{"round": 1, "look": 3, "family": 4, "rule": "...",
+                 "verdicts": {"<cell>": {"n", "delta", "low", "high", "decision", "state", "reason", ...}},
+                 "schedule": {"<cell>": seeds}}, ...]}
+
+Round k's look judges every open comparison (an ablation cell against its baseline cell: same
+backbone, dataset and other axes) on its paired seeds with orchestrator/results/sequential.py;
+resolved comparisons keep their verdict; open ones get the next look's seeds, their baseline cell
+as many as its longest open row. Without adaptive.json, round 1 schedules `initial` seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.results import reader
+from orchestrator.results.labels import display, metric_column
+from orchestrator.results.model import Table
+from orchestrator.results.sequential import Design, StopRule
+from orchestrator.sweep.errors import SpecError
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec, TableSpec
+from trainers import rundir
+from trainers.rundir import State
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ADAPTIVE_FILE = "adaptive.json"
+_FINAL = {State.COMPLETED, State.FAILED}
+
+
+def cell_of(run: RunSpec) -> str:
+    """A run's cell as adaptive.json names it: `backbone / dataset / axis=value / ablation`."""
+    axes = [f"{key}={display(value)}" for key, value in run.axes.items()]
+    return " / ".join([display(run.backbone), display(run.dataset), *axes, run.ablation])
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The cells of an adaptive sweep: runs by seed, and each ablation cell's baseline cell."""
+
+    cells: dict[str, dict[int, RunSpec]]
+    pairs: dict[str, str]
+    """Ablation cell -> its baseline cell (the family of comparisons)."""
+    facts: dict[str, dict[str, Any]]
+    """Cell -> backbone, dataset, axes, ablation (display strings), to match table cells."""
+
+
+def layout(spec: SweepSpec, runs: list[RunSpec]) -> Layout:
+    """Group planned runs into cells and pair every ablation cell with its baseline cell."""
+    baseline = next(iter(spec.ablations))
+    cells: dict[str, dict[int, RunSpec]] = {}
+    facts: dict[str, dict[str, Any]] = {}
+    base_of: dict[str, str] = {}
+    for run in runs:
+        key = cell_of(run)
+        cells.setdefault(key, {})[run.seed] = run
+        axes = {axis: display(value) for axis, value in run.axes.items()}
+        facts[key] = {"backbone": display(run.backbone), "dataset": display(run.dataset), "axes": axes,
+                      "ablation": run.ablation}  # fmt: skip
+        if run.ablation != baseline:
+            base_of[key] = cell_of(RunSpec(run.run_id, run.name, baseline, run.backbone, run.dataset, run.seed,
+                                           run.config, run.axes))  # fmt: skip
+    return Layout(cells, {k: b for k, b in base_of.items() if b in cells}, facts)
+
+
+def rule_table(spec: SweepSpec) -> TableSpec:
+    """The table whose first metric and scale the rule reads."""
+    assert spec.seeds is not None
+    name = spec.seeds.table
+    return next((t for t in spec.tables if t.name == name), spec.tables[0]) if name else spec.tables[0]
+
+
+def design(spec: SweepSpec, family: int) -> Design:
+    """The sequential design of the spec's `seeds:` block over `family` comparisons."""
+    assert spec.seeds is not None
+    stop = spec.seeds.stop
+    return Design(spec.seeds.looks, StopRule(stop.kind, stop.value), max(1, family))  # type: ignore[arg-type]
+
+
+def read_state(root: Path) -> list[dict[str, Any]]:
+    """The rounds decided so far (none without adaptive.json); SpecError when the file is unreadable:
+    the schedule cannot be guessed, and finished runs stay where they are."""
+    path = root / ADAPTIVE_FILE
+    if not path.exists():
+        return []
+    data, problem = reader.read_object(path)
+    rounds = data.get("rounds") if data is not None else None
+    if problem is not None or not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
+        raise SpecError(f"{path}: unreadable ({problem or 'no rounds list'}); move it aside to restart the rounds")
+    return rounds
+
+
+def schedule_of(spec: SweepSpec, cells: dict[str, dict[int, RunSpec]], rounds: list[dict[str, Any]]) -> dict[str, int]:
+    """Seeds scheduled per cell: the last round's schedule, or `initial` everywhere before round 1."""
+    assert spec.seeds is not None
+    last = rounds[-1].get("schedule", {}) if rounds else {}
+    out = {}
+    for key in cells:
+        seeds = last.get(key, spec.seeds.initial)
+        out[key] = seeds if isinstance(seeds, int) and 0 < seeds <= spec.seeds.max else spec.seeds.initial
+    return out
+
+
+def scheduled(spec: SweepSpec, runs: list[RunSpec], root: Path) -> list[RunSpec]:
+    """The runs scheduled so far, in plan order (all runs for a sweep without adaptive seeds)."""
+    if spec.seeds is None:
+        return runs
+    cells = layout(spec, runs).cells
+    schedule = schedule_of(spec, cells, read_state(root))
+    return [run for run in runs if run.seed < schedule[cell_of(run)]]
+
+
+def stopped(spec: SweepSpec, root: Path) -> dict[str, dict[str, Any]]:
+    """Cell -> its latest verdict (with the cell's facts), for tables; empty without adaptive seeds."""
+    if spec.seeds is None or not (root / ADAPTIVE_FILE).exists():
+        return {}
+    rounds = read_state(root)
+    return dict(rounds[-1].get("verdicts", {})) if rounds else {}
+
+
+def values(spec: SweepSpec, records: list[reader.RunRecord]) -> dict[str, dict[int, float]]:
+    """Cell -> seed -> the rule's metric (times the table's scale) of every completed run with a number."""
+    table = rule_table(spec)
+    column = metric_column(table.metrics[0])
+    out: dict[str, dict[int, float]] = {}
+    for record in records:
+        if record.state is not State.COMPLETED:
+            continue
+        row, _ = reader.read_run(record.path, record.run)
+        value = row.get(column)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            out.setdefault(cell_of(record.run), {})[record.run.seed] = float(value) * table.scale
+    return out
+
+
+def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] | None:
+    """Decide the current round once every scheduled run has finished (completed or failed) and record
+    it in adaptive.json; None when runs are still to finish, or every comparison already stopped."""
+    assert spec.seeds is not None
+    cells = layout(spec, runs)
+    rounds = read_state(root)
+    if rounds and rounds[-1].get("finished"):
+        return None
+    schedule = schedule_of(spec, cells.cells, rounds)
+    records = reader.inspect([r for r in runs if r.seed < schedule[cell_of(r)]], root)
+    if any(record.state not in _FINAL for record in records):
+        return None
+    found = values(spec, records)
+    rule = design(spec, len(cells.pairs))
+    look = min(len(rounds), len(rule.seeds) - 1)
+    before = rounds[-1].get("verdicts", {}) if rounds else {}
+    verdicts = {}
+    for key, base in cells.pairs.items():
+        if before.get(key, {}).get("state") in ("resolved", "max"):
+            verdicts[key] = before[key]  # stopped in an earlier round: its verdict stands
+            continue
+        ours, theirs = found.get(key, {}), found.get(base, {})
+        seeds = [s for s in range(schedule[key]) if s in ours and s in theirs]
+        verdict = rule.judge([ours[s] - theirs[s] for s in seeds], look)
+        verdicts[key] = {**verdict.as_dict(), "round": len(rounds) + 1, **cells.facts[key]}
+    record = _record(spec, cells, schedule, verdicts, len(rounds), rule)
+    rundir.write_json(root / ADAPTIVE_FILE, {"rounds": [*rounds, record]})
+    return record
+
+
+def _record(
+    spec: SweepSpec, cells: Layout, schedule: dict[str, int], verdicts: dict[str, Any], done: int, rule: Design
+) -> dict[str, Any]:
+    """One round: its verdicts and the next schedule (open rows: the next look; baselines: their longest row)."""
+    nxt = dict(schedule)
+    following = rule.seeds[min(done + 1, len(rule.seeds) - 1)]
+    for key, verdict in verdicts.items():
+        if verdict["state"] == "open":
+            nxt[key] = max(schedule[key], following)
+    for base in set(cells.pairs.values()):
+        nxt[base] = max([schedule[base], *(nxt[k] for k, b in cells.pairs.items() if b == base)])
+    finished = all(v["state"] != "open" for v in verdicts.values())
+    table = rule_table(spec)
+    return {
+        "round": done + 1,
+        "look": rule.seeds[min(done, len(rule.seeds) - 1)],
+        "family": rule.family,
+        "rule": rule.rule.describe(),
+        "metric": table.metrics[0],
+        "scale": table.scale,
+        "at": time.time(),
+        "verdicts": verdicts,
+        "schedule": nxt,
+        "finished": finished,
+    }
+
+
+def history(root: Path) -> list[dict[str, Any]]:
+    """One row per (round, comparison): how each delta's interval narrowed round by round."""
+    rows = []
+    for entry in read_state(root):
+        for key, verdict in entry.get("verdicts", {}).items():
+            if verdict.get("round") == entry.get("round"):  # judged in this round, not carried over
+                rows.append({"round": entry.get("round"), "cell": key, **{k: verdict.get(k) for k in
+                             ("n", "delta", "low", "high", "decision", "state", "reason")}})  # fmt: skip
+    return rows
+
+
+STOP_COLUMN = "adaptive.stop"
+"""Column of the joined frame: how the run's cell stopped (its table cell's `stop`)."""
+
+
+def annotate(joined: pd.DataFrame, spec: SweepSpec, root: Path) -> pd.DataFrame:
+    """`joined` with STOP_COLUMN per run (its cell's stop text; 'baseline' for baseline cells), for an
+    adaptive sweep with decided rounds; unchanged otherwise."""
+    verdicts = stopped(spec, root)
+    if not verdicts:
+        return joined
+    baseline = next(iter(spec.ablations))
+    axes = [axis for axis in spec.grid if axis not in ("backbone", "dataset", "seed")]
+
+    def stop(backbone: Any, dataset: Any, ablation: Any, *axis_values: Any) -> str | None:
+        if ablation == baseline:
+            return "baseline"
+        parts = [str(backbone), str(dataset), *(f"{a}={v}" for a, v in zip(axes, axis_values, strict=True))]
+        verdict = verdicts.get(" / ".join([*parts, str(ablation)]))
+        return stop_text(verdict) if isinstance(verdict, dict) else None
+
+    columns = [joined[c] for c in ("backbone", "dataset", "ablation", *axes)]
+    out = joined.copy()
+    out[STOP_COLUMN] = [stop(*values) for values in zip(*columns, strict=True)]
+    return out
+
+
+def stop_text(verdict: dict[str, Any]) -> str:
+    """`resolved at 5 seeds (interval excludes 0)`, `stopped at max (12 seeds)`, `open after round 2`."""
+    n, state = verdict.get("n"), verdict.get("state")
+    reasons = {"excludes_zero": "interval excludes 0", "narrow": "interval narrow enough",
+               "within_margin": "interval within the margin"}  # fmt: skip
+    if state == "resolved":
+        return f"resolved at {n} seeds ({reasons.get(str(verdict.get('reason')), 'resolved')})"
+    if state == "max":
+        return f"stopped at max ({n} seeds)"
+    return f"open after round {verdict.get('round')} ({n} seeds)"
+
+
+def stop_notes(table: Table) -> list[str]:
+    """The footnote of an adaptive table: how every delta's cell stopped (none for a fixed grid)."""
+    found = [
+        (row.label, column, cell.stop)
+        for row in table.rows
+        for column, cell in zip(table.columns, row.cells, strict=False)
+        if cell.stop is not None and cell.stop != "baseline"
+    ]
+    several = len({column for _, column, _ in found}) > 1
+    stops = [f"{label}{f' ({column})' if several else ''}: {stop}" for label, column, stop in found]
+    if not stops:
+        return []
+    return [
+        "Adaptive seeds (adaptive.json): seeds were added round by round until each delta's sequential interval "
+        "(alpha spent over the looks, Bonferroni over the deltas) met the stop rule; the ± intervals above are "
+        "the usual fixed-seed ones. " + "; ".join(stops) + "."
+    ]

@@ -1,0 +1,120 @@
+"""Adaptive seeds: the `seeds:` spec block, the round planner (adaptive.json) and the tables' stop column."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tables_fixture import fake_run
+
+from orchestrator.results import adaptive, collect
+from orchestrator.sweep.errors import SpecError
+from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
+
+SEEDS = {"initial": 3, "max": 7, "step": 2, "stop": {"excludes_zero": True}}
+
+
+def _adaptive(write_spec: Callable[..., Path], **seeds: object) -> SweepSpec:
+    path = write_spec()
+    text = path.read_text().replace("  seed: [0, 1]\n", "")
+    path.write_text(text)
+    return load_spec(path, [f"seeds={ {**SEEDS, **seeds} }".replace("'", "")])
+
+
+def test_seed_runs_have_the_ids_of_the_fixed_grid(write_spec: Callable[..., Path]) -> None:
+    spec = _adaptive(write_spec)
+    fixed = load_spec(write_spec(), ["grid.seed=[0,1,2,3,4,5,6]"])
+    ours, theirs = plan(spec), plan(fixed)
+    assert [(r.run_id, r.name) for r in ours] == [(r.run_id, r.name) for r in theirs]
+    assert len(ours) == 3 * 7
+    assert spec.seeds is not None and spec.seeds.looks == (3, 5, 7)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seeds.stop={}", "seeds.stop: name exactly one stop rule"),
+        ("seeds.stop={halfwidth: 0.3, margin: 1}", "seeds.stop: name exactly one stop rule"),
+        ("seeds.stop={halfwidth: -1}", "seeds.stop.halfwidth: Input should be greater than 0"),
+        ("seeds.initial=9", "seeds: initial (9) must not exceed max (7)"),
+        ("seeds.initial=1", "seeds.initial: Input should be greater than or equal to 2"),
+        ("seeds.table=nope", "seeds.table: 'nope' is not a table of the spec (table)"),
+        ("seeds.stepp=2", "seeds.stepp: unknown key"),
+    ],
+)
+def test_bad_seeds_blocks_are_one_line_errors(write_spec: Callable[..., Path], override: str, message: str) -> None:
+    path = write_spec()
+    path.write_text(path.read_text().replace("  seed: [0, 1]\n", ""))
+    with pytest.raises(SpecError) as info:
+        load_spec(path, [f"seeds={SEEDS}".replace("'", ""), override])
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith(str(path))
+
+
+def test_seeds_and_a_seed_axis_are_exclusive(write_spec: Callable[..., Path]) -> None:
+    with pytest.raises(SpecError, match=r"seeds: adaptive seeds replace grid.seed; remove one of them"):
+        load_spec(write_spec(), [f"seeds={SEEDS}".replace("'", "")])
+
+
+def _finish(spec: SweepSpec, runs: list[RunSpec], shift: dict[str, float]) -> None:
+    """Complete every scheduled run: top-1 = 0.80 + the row's shift + a small per-seed wobble."""
+    root = spec.output_path
+    for run in adaptive.scheduled(spec, runs, root):
+        wobble = (0.001, -0.002, 0.0015, -0.0005, 0.002, -0.001, 0.0005)[run.seed]
+        fake_run(spec, run, 0.80 + shift.get(run.ablation, 0.0) + wobble * (run.ablation != "Baseline"))
+
+
+def test_rounds_stop_a_clear_gain_and_give_a_null_row_seeds_up_to_max(write_spec: Callable[..., Path]) -> None:
+    spec = _adaptive(write_spec)
+    runs, root = plan(spec), spec.output_path
+    assert {r.seed for r in adaptive.scheduled(spec, runs, root)} == {0, 1, 2}
+    assert adaptive.advance(spec, runs, root) is None  # nothing has run yet
+    shift = {"+ Aug": 0.05, "+ Aug + Dropout": 0.0}
+    _finish(spec, runs, shift)
+    first = adaptive.advance(spec, runs, root)
+    assert first is not None and first["round"] == 1 and first["look"] == 3 and first["family"] == 2
+    aug, both = (first["verdicts"][f"resnet10t / digits / {row}"] for row in ("+ Aug", "+ Aug + Dropout"))
+    assert (aug["state"], aug["reason"], aug["decision"], aug["n"]) == ("resolved", "excludes_zero", "+", 3)
+    assert both["state"] == "open"
+    assert first["schedule"]["resnet10t / digits / + Aug"] == 3
+    assert first["schedule"]["resnet10t / digits / + Aug + Dropout"] == 5
+    assert first["schedule"]["resnet10t / digits / Baseline"] == 5  # the open row's pair
+    assert adaptive.advance(spec, runs, root) is None  # round 2's runs have not run
+    for _ in range(2):
+        _finish(spec, runs, shift)
+        assert adaptive.advance(spec, runs, root) is not None
+    rounds = adaptive.read_state(root)
+    assert [r["look"] for r in rounds] == [3, 5, 7] and rounds[-1]["finished"]
+    last = rounds[-1]["verdicts"]["resnet10t / digits / + Aug + Dropout"]
+    assert (last["state"], last["n"]) == ("max", 7)
+    assert rounds[-1]["verdicts"]["resnet10t / digits / + Aug"]["round"] == 1  # carried, not re-judged
+    assert adaptive.advance(spec, runs, root) is None
+    assert len(adaptive.scheduled(spec, runs, root)) == 7 + 3 + 7
+    history = adaptive.history(root)
+    assert [(h["round"], h["n"]) for h in history if h["cell"].endswith("Dropout")] == [(1, 3), (2, 5), (3, 7)]
+
+
+def test_tables_say_how_each_cell_stopped(write_spec: Callable[..., Path]) -> None:
+    spec = _adaptive(write_spec)
+    runs, root = plan(spec), spec.output_path
+    for _ in range(3):
+        _finish(spec, runs, {"+ Aug": 0.05})
+        adaptive.advance(spec, runs, root)
+    written = collect.write_tables(spec, root)
+    csv_text = (root / "tables" / "table.csv").read_text()
+    assert "resolved at 3 seeds (interval excludes 0)" in csv_text
+    assert "stopped at max (7 seeds)" in csv_text
+    assert "digits stop" in csv_text.splitlines()[0]
+    assert "Adaptive seeds" in written.markdown and "+ Aug: resolved at 3 seeds" in written.markdown
+    assert "3/7 seeds" not in written.markdown  # a stopped cell is not short of seeds
+
+
+def test_an_unreadable_adaptive_json_stops_the_rounds(write_spec: Callable[..., Path]) -> None:
+    spec = _adaptive(write_spec)
+    root = spec.output_path
+    root.mkdir(parents=True)
+    (root / adaptive.ADAPTIVE_FILE).write_text("{not json")
+    with pytest.raises(SpecError, match=r"adaptive.json: unreadable"):
+        adaptive.scheduled(spec, plan(spec), root)
