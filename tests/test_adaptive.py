@@ -118,3 +118,51 @@ def test_an_unreadable_adaptive_json_stops_the_rounds(write_spec: Callable[..., 
     (root / adaptive.ADAPTIVE_FILE).write_text("{not json")
     with pytest.raises(SpecError, match=r"adaptive.json: unreadable"):
         adaptive.scheduled(spec, plan(spec), root)
+
+
+E2E_SPEC = """
+name: adaptive_e2e
+output_dir: {out}
+defaults:
+  model: {{backbone: test_resnet}}
+  data: {{image_size_px: 16, batch_size: 64, num_workers: 0}}
+  optim: {{name: adamw, lr: 3e-3}}
+  epochs: 1
+  torch_threads: 1
+modifiers:
+  slow: {{optim.lr: 1e-6}}
+  dropout: {{model.head_dropout: 0.3}}
+ablations:
+  Baseline: []
+  + Tiny LR: [slow]
+  + Dropout: [dropout]
+seeds: {{initial: 3, max: 4, step: 1, stop: {{excludes_zero: true}}}}
+"""
+
+
+def check_adaptive_table(spec: SweepSpec) -> None:
+    """Every ablation cell's seeds and stop reason in the table CSV agree with adaptive.json."""
+    import pandas as pd
+
+    root = spec.output_path
+    collect.write_tables(spec, root)
+    rounds = adaptive.read_state(root)
+    assert rounds and rounds[-1]["finished"]
+    table = pd.read_csv(root / "tables" / "table.csv")
+    for label, verdict in ((v["ablation"], v) for v in rounds[-1]["verdicts"].values()):
+        row = table[table["Ablation"] == label].iloc[0]
+        assert int(row["digits n"]) == verdict["n"]
+        assert row["digits stop"] == adaptive.stop_text(verdict)
+        assert verdict["state"] in ("resolved", "max") and verdict["n"] in (3, 4)
+    tiny = next(v for v in rounds[-1]["verdicts"].values() if v["ablation"] == "+ Tiny LR")
+    assert tiny["delta"] < -10  # lr 1e-6 learns next to nothing in one epoch
+
+
+@pytest.mark.slow
+def test_adaptive_sweep_end_to_end_locally(write_spec: Callable[..., Path]) -> None:
+    from orchestrator.cli.main import main
+
+    path = write_spec(E2E_SPEC)
+    assert main(["submit", str(path), "--follow", "--executor", "local", "--interval", "1"]) == 0
+    check_adaptive_table(load_spec(path))
+    assert main(["submit", str(path), "--executor", "local"]) == 0  # finished rounds: nothing more runs
