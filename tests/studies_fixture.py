@@ -29,15 +29,19 @@ STUDIES = (
 # Real backbone -> a timm test model of the same family (a few hundred thousand parameters).
 TINY = {
     "convnextv2_large": "test_convnext",
-    "convnext_tiny": "test_convnext",
-    "resnet50": "test_resnet",
-    "efficientnet_b0": "test_efficientnet",
-    "vit_base_patch16_224": "test_vit",
+    "convnext_large.fb_in1k": "test_convnext",
+    "convnext_tiny.fb_in1k": "test_convnext",
+    "resnet50.tv_in1k": "test_resnet",
+    "tf_efficientnet_b0": "test_efficientnet",
+    "tf_efficientnet_b0.in1k": "test_efficientnet",
+    "vit_small_patch8_224": "test_vit",
+    "vit_base_patch16_224.augreg_in21k": "test_vit",
 }
 CHECKPOINTS = {
-    "resnet50_in1k": "test_resnet",
+    "resnet50_tv_in1k": "test_resnet",
+    "convnext_large_in1k": "test_convnext",
     "convnext_tiny_in1k": "test_convnext",
-    "efficientnet_b0_in1k": "test_efficientnet",
+    "tf_efficientnet_b0_in1k": "test_efficientnet",
     "vit_base_patch16_224_in21k": "test_vit",
     "convnextv2_large_22k": "test_convnext",
 }

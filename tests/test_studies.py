@@ -11,7 +11,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from studies_fixture import SWEEPS, build_site, tiny_overrides
+import yaml
+from studies_fixture import STUDIES, SWEEPS, build_site, tiny_overrides
 
 from orchestrator import launch
 from orchestrator.results import collect
@@ -68,8 +69,9 @@ def test_every_study_plans_and_profiles_without_data_or_checkpoints() -> None:
         if spec.name == "hierarchical_birds_dogs":  # per_backbone names checkpoints through the site
             paths = {run.backbone: run.config.model.pretrained_path for run in runs}
             assert paths == {
-                "resnet50": "/shared/checkpoints/timm/resnet50.a1_in1k/model.safetensors",
-                "convnext_tiny": "/shared/checkpoints/timm/convnext_tiny.fb_in1k/model.safetensors",
+                "resnet50.tv_in1k": "/shared/checkpoints/timm/resnet50.tv_in1k/model.safetensors",
+                "convnext_large.fb_in1k": "/shared/checkpoints/timm/convnext_large.fb_in1k/model.safetensors",
+                "convnext_tiny.fb_in1k": "/shared/checkpoints/timm/convnext_tiny.fb_in1k/model.safetensors",
             }
             assert {run.config.loss.class_weights for run in runs} == {"balanced", "none"}
         if spec.name == "ablation_cub":
@@ -87,9 +89,9 @@ def test_every_study_plans_and_profiles_without_data_or_checkpoints() -> None:
             assert (scra["gflops_delta_pct"] > 0).all() and not frame["over_budget"].any()
     assert counts == {
         "ablation_cub": 18,
-        "hierarchical_birds_dogs": 2,
+        "hierarchical_birds_dogs": 3,
         "multilabel_flickr": 40,
-        "resnet_vit_dropout": 14,
+        "resnet_vit_dropout": 18,
         "transfer_imagenette": 5,
     }
 
@@ -102,62 +104,121 @@ def planned(sweep_name: str) -> list[Any]:
     return plan(load_spec(SWEEPS / f"{sweep_name}.yaml"))
 
 
-def test_000_protocol_convnext_20_epochs_scheduled_no_early_stop() -> None:
-    runs = {run.backbone: run.config for run in planned("hierarchical_birds_dogs")}
-    convnext, resnet = runs["convnext_tiny"], runs["resnet50"]
-    assert convnext.epochs == 20 and convnext.schedule.name != "none" and convnext.early_stopping.patience is None
-    assert convnext.checkpoint_for_test == "last" and convnext.loss.class_weights == "none"
-    assert resnet.early_stopping.metric == "val_loss" and resnet.early_stopping.patience is not None
-    assert resnet.checkpoint_for_test == "best" and resnet.loss.class_weights == "balanced"
-    for cfg in runs.values():  # PyTorch rotation, flip and colour jitter only (no Keras shift/shear/zoom)
+# ---- each sweep's header table (report | report's code | sweep) against its planned configs ----
+
+# `key=value`, optionally `@text: key=value` (only runs whose name contains text), in a sweep cell.
+CHECK = re.compile(r"`(?:@(?P<select>[^:`]+):\s*)?(?P<key>[a-z_][a-z0-9_.]*)=(?P<value>[^`]+)`")
+KINDS = {"report", "code", "assumption", "extension", "deviation"}
+COLUMNS = ["setting", "report", "report's code", "sweep", "kind"]
+MISSING = object()
+
+
+def header_table(sweep: Path) -> list[dict[str, str]]:
+    """The `# | ... |` table of a sweep's leading comment block, one dict per body row."""
+    lines = []
+    for line in sweep.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if line.startswith("# |"):
+            lines.append(line[2:].strip())
+    rows = [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+    assert rows and rows[0] == COLUMNS, f"{sweep.name}: header table must have columns {COLUMNS}"
+    body = rows[2:]
+    assert all(len(row) == len(COLUMNS) for row in body), f"{sweep.name}: a row has a '|' too many or few"
+    return [dict(zip(COLUMNS, row, strict=True)) for row in body]
+
+
+def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted leaves of a JSON config (lists are leaves)."""
+    if not isinstance(value, dict):
+        return {prefix.removesuffix("."): value}
+    out: dict[str, Any] = {prefix.removesuffix("."): value} if prefix else {}
+    for key, item in value.items():
+        out |= flat(item, f"{prefix}{key}.")
+    return out
+
+
+def same(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(actual) == len(expected) and all(same(a, e) for a, e in zip(actual, expected, strict=True))
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return set(actual) == set(expected) and all(same(actual[k], expected[k]) for k in expected)
+    if isinstance(expected, int | float) and not isinstance(expected, bool) and isinstance(actual, int | float):
+        return bool(actual == pytest.approx(expected))
+    return bool(actual == expected)
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_header_table_matches_the_planned_configs(study: str) -> None:
+    """Every row of a study's header table names its kind, and every `key=value` of its sweep
+    column holds in the resolved config of every run it selects: the header cannot drift."""
+    sweep = SWEEPS / f"{study}.yaml"
+    configs = {run.name: flat(run.config.model_dump(mode="json")) for run in plan(load_spec(sweep))}
+    checked = 0
+    for row in header_table(sweep):
+        where = f"{sweep.name}: header row {row['setting']!r}"
+        assert row["kind"] in KINDS, f"{where}: kind {row['kind']!r} is none of {sorted(KINDS)}"
+        checks = list(CHECK.finditer(row["sweep"]))
+        assert checks or row["sweep"].startswith("n/a"), f"{where}: no `key=value` and not marked n/a"
+        for match in checks:
+            selected = [name for name in configs if match["select"] is None or match["select"] in name]
+            assert selected, f"{where}: no run name contains {match['select']!r}"
+            expected = yaml.safe_load(match["value"])
+            for name in selected:
+                actual = configs[name].get(match["key"], MISSING)
+                said = f"{where}: {name}: {match['key']} is {actual!r}, the header says {expected!r}"
+                assert same(actual, expected), said
+                checked += 1
+    assert checked >= 10, f"{sweep.name}: only {checked} checks"
+
+
+def test_000_protocol_resnet_and_convnext_large_per_the_code() -> None:
+    runs = {run.ablation: run for run in planned("hierarchical_birds_dogs")}
+    assert list(runs) == ["ResNet-50", "ConvNeXt-Large", "ConvNeXt-Tiny (extension)"]
+    resnet, large = runs["ResNet-50"].config, runs["ConvNeXt-Large"].config
+    assert resnet.model.pretrained_path == "/shared/checkpoints/timm/resnet50.tv_in1k/model.safetensors"
+    assert large.model.pretrained_path == "/shared/checkpoints/timm/convnext_large.fb_in1k/model.safetensors"
+    assert runs["ConvNeXt-Tiny (extension)"].config.checkpoint_for_test == "last"
+    for cfg in (resnet, large):  # the code's PyTorch augmentation (no Keras shear or zoom)
         augment = cfg.data.augment
-        assert augment is not None and augment.policy is None and augment.color_jitter is not None
-        assert augment.rotate_deg > 0 and augment.hflip_p > 0
-        assert augment.shear_deg == 0 and augment.translate_frac == 0 and augment.scale_range is None
-        assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3 and cfg.model.head.hidden_dims == (512,)
+        assert augment is not None and augment.policy is None and augment.shear_deg == 0 and augment.scale_range is None
 
 
 def test_001_protocol_raw_1000_way_next_to_mapped() -> None:
     runs = {run.ablation: run.config for run in planned("transfer_imagenette")}
     raw = runs["ResNet-50 pre-trained (1000 ImageNet classes)"]
-    mapped = runs["ResNet-50 pre-trained (mapped to the 10 classes)"]
+    mapped = runs["ResNet-50 pre-trained, mapped to the 10 classes (extension)"]
     assert raw.regime == mapped.regime == "pretrained_eval"
-    assert raw.model.class_map_scoring == "raw" and mapped.model.class_map_scoring == "mapped"
     # Resolved from the sweep file, whatever the working directory: an absolute, existing file.
     assert raw.model.class_map_path == str(SWEEPS / "data" / "imagenette_to_imagenet1k.json")
-    scratch = runs["EfficientNet-B0 from scratch"]
-    assert scratch.epochs == 40 and scratch.model.pretrained_path is None and not scratch.model.head.batchnorm
-    frozen = runs["EfficientNet-B0 fine-tuned (frozen base)"]
-    assert frozen.regime == "linear_probe" and frozen.epochs == 10 and frozen.model.head.batchnorm
-    assert frozen.model.head_dropout > 0 and frozen.model.pretrained_path is not None
-    for cfg in (scratch, frozen):
-        assert cfg.optim.name == "adam" and cfg.optim.lr == 1e-3 and cfg.checkpoint_for_test == "last"
+    assert sum("(extension)" in name for name in runs) == 2
 
 
-def test_002_protocol_separate_level_models_dropout_grid_on_resnet_only() -> None:
+def test_002_protocol_separate_level_models_small_vit_from_scratch() -> None:
     runs = planned("resnet_vit_dropout")
     assert {(run.config.data.dataset.level, run.config.epochs) for run in runs} == {("super", 10), ("sub", 15)}
-    assert all(run.config.checkpoint_for_test == "last" for run in runs)
     dropouts: dict[str, set[float]] = {}
     for run in runs:
         dropouts.setdefault(run.backbone, set()).add(run.config.model.head_dropout)
-    assert dropouts == {"resnet50": {0.2, 0.5, 0.8}, "vit_base_patch16_224": {0.5}}
-    vit = [run.config for run in runs if run.backbone.startswith("vit")]
-    assert len(vit) == 2 and all(c.data.augment is not None and c.data.image_size_px == 224 for c in vit)
-    # Each setting at both levels: 7 settings x 2 models.
-    assert len(runs) == 14 and sum(run.config.model.pretrained_path is None for run in runs) == 2
+    assert dropouts == {
+        "resnet50.tv_in1k": {0.2, 0.5, 0.8},
+        "vit_small_patch8_224": {0.5},
+        "vit_base_patch16_224.augreg_in21k": {0.5},
+    }
+    vit_b16 = [run for run in runs if run.backbone.startswith("vit_base")]
+    assert len(vit_b16) == 2 and all(run.ablation.startswith("Extension:") for run in vit_b16)
+    # 9 settings x 2 levels; from scratch: the self-defined ResNet-50 and the ViT-S (4 runs).
+    assert len(runs) == 18 and sum(run.config.model.pretrained_path is None for run in runs) == 4
 
 
-def test_003_protocol_adamw_decays_and_epoch_15_is_tested() -> None:
+def test_003_protocol_report_configuration_is_the_first_cell() -> None:
     runs = planned("multilabel_flickr")
+    first = runs[0].config
+    assert (first.loss.name, first.optim.name, first.optim.lr, first.data.grayscale) == ("bce", "adadelta", 0.2, False)
     optimizers = {run.config.optim.name: run.config.optim for run in runs}
-    assert optimizers["adamw"].weight_decay > 0  # else AdamW is Adam and its runs repeat Adam's
     assert optimizers["adamw"].model_dump(exclude={"name"}) != optimizers["adam"].model_dump(exclude={"name"})
-    assert optimizers["adadelta"].lr == 0.2
-    for run in runs:
-        cfg = run.config
-        assert cfg.epochs == 15 and cfg.checkpoint_for_test == "last" and cfg.early_stopping.patience is None
-        assert cfg.data.batch_size == 32 and cfg.threshold == 0.5
+    spec = load_spec(SWEEPS / "multilabel_flickr.yaml")
+    assert spec.tables[0].metric == "val.exact_match" and "headline" in (spec.tables[0].title or "")
 
 
 def test_004_protocol_30_fixed_epochs_final_model_aircraft_trainval(tmp_path: Path) -> None:
@@ -215,17 +276,25 @@ def test_004_ablation_cub(site: Path, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_000_hierarchical_birds_dogs(site: Path, tmp_path: Path) -> None:
     _, written = smoke("hierarchical_birds_dogs", site, tmp_path, report=True)
-    header, rows = table_rows(written.markdown, "Per-level test accuracy and macro F1")
+    title = "Per-level test accuracy and micro-F1 (the report's F1; = accuracy). NOT comparable to the report"
+    header, rows = table_rows(written.markdown, f"{title}: it scored its training images")
     assert header[1:5] == [
         "super-class top-1 (%)",
-        "super-class macro F1 (%)",
+        "super-class micro F1 (%)",
         "sub-class top-1 (%)",
-        "sub-class macro F1 (%)",
+        "sub-class micro F1 (%)",
     ]
-    assert [row[0] for row in rows] == ["test_resnet", "test_convnext"]
+    assert [row[0] for row in rows] == ["ResNet-50", "ConvNeXt-Large", "ConvNeXt-Tiny (extension)"]
     assert all(SCORE.match(cell) for row in rows for cell in row[1:5]), rows
-    loss_header, loss_rows = table_rows(written.markdown, "Per-level test cross-entropy of the tested model")
-    assert len(loss_header) == 3 and len(loss_rows) == 2  # backbone, super loss, sub loss
+    # Single-label micro-F1 is accuracy: the report's "F1" column is its top-1.
+    assert all(row[1].strip("*") == row[2].strip("*") and row[3].strip("*") == row[4].strip("*") for row in rows)
+    macro_header, macro_rows = table_rows(
+        written.markdown, "Per-level test macro-F1 (extension; the report's F1 is micro)"
+    )
+    assert macro_header[1:3] == ["super-class macro F1 (%)", "sub-class macro F1 (%)"] and len(macro_rows) == 3
+    title = "Per-level test cross-entropy of the tested model (ResNet-50 with its balanced class weights)"
+    loss_header, loss_rows = table_rows(written.markdown, title)
+    assert len(loss_header) == 3 and len(loss_rows) == 3  # ablation, super loss, sub loss
     assert all(re.match(r"^(\*\*)?\d+\.\d{3}(\*\*)?", cell) for row in loss_rows for cell in row[1:]), loss_rows
     html = written.report_path.read_text()
     assert "Confusion matrix (sub)" in html and "Confusion matrix (super)" in html
@@ -238,10 +307,10 @@ def test_001_transfer_imagenette(site: Path, tmp_path: Path) -> None:
     assert header == ["Ablation", "Accuracy", "Precision", "Recall", "F1-score", "GFLOPs", "Params (M)"]
     assert [row[0] for row in rows] == [
         "ResNet-50 pre-trained (1000 ImageNet classes)",
-        "ResNet-50 pre-trained (mapped to the 10 classes)",
+        "ResNet-50 pre-trained, mapped to the 10 classes (extension)",
         "EfficientNet-B0 from scratch",
         "EfficientNet-B0 fine-tuned (frozen base)",
-        "EfficientNet-B0 fine-tuned (all layers)",
+        "EfficientNet-B0 fine-tuned, all layers (extension)",
     ]
     assert all(re.match(rf"^(\*\*)?\d\.\d{{3}}(\*\*)?{ONE_SEED}$", c) for r in rows for c in r[1:5]), rows
     # Both ResNet-50 rows are one network with its 1000-class head; the EfficientNets have 3-class heads.
@@ -250,27 +319,28 @@ def test_001_transfer_imagenette(site: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_002_resnet_vit_dropout(site: Path, tmp_path: Path) -> None:
-    rows_kept = [
-        "4.1+4.2 ResNet-50 pretrained + aug, dropout 0.2: super",
-        "4.1+4.2 ResNet-50 pretrained + aug, dropout 0.2: sub",
-        "4.4 ViT-B-16 pretrained + aug, dropout 0.5: super",
-        "4.4 ViT-B-16 pretrained + aug, dropout 0.5: sub",
-    ]
-    kept = ", ".join(
-        f"'{row}': {mods}"
-        for row, mods in zip(
-            rows_kept, ["[super, aug]", "[sub, aug]", "[super, aug, drop5, vit]", "[sub, aug, drop5, vit]"], strict=True
-        )
-    )
+    kept_rows = {
+        "4.1+4.2 ResNet-50 pretrained + aug, dropout 0.2: super": "[super, aug]",
+        "4.2 ResNet-50 pretrained + aug, dropout 0.2, train and test swapped: sub": "[sub, aug, swap]",
+        "4.4 ViT-S, 8 px patches, from scratch, 64 px + aug, dropout 0.5: super": "[super, aug, drop5, vit]",
+        "Extension: ViT-B-16 ImageNet-21k, 224 px + aug, dropout 0.5: sub": "[sub, aug, drop5, vit_b16]",
+    }
+    kept = ", ".join(f"'{row}': {mods}" for row, mods in kept_rows.items())
     spec, written = smoke("resnet_vit_dropout", site, tmp_path, f"ablations={{{kept}}}")
     header, rows = table_rows(written.markdown, "Test accuracy and loss per level")
     assert header == ["Ablation", "Accuracy", "Loss", "GFLOPs", "Params (M)"]
-    assert [row[0] for row in rows] == rows_kept
+    assert [row[0] for row in rows] == list(kept_rows)
     assert all(re.match(rf"^\d\.\d{{4}}{ONE_SEED}$", cell) for row in rows for cell in row[1:3]), rows
     # One model per level: the super model's head has 3 outputs, the sub model's 6 (5 + novel).
     runs = smoke_plan(plan(spec))
     assert [run.config.data.dataset.level for run in runs] == ["super", "sub", "super", "sub"]
-    assert {run.backbone: run.config.data.image_size_px for run in runs} == {"test_resnet": 32, "test_vit": 48}
+    sizes = [(run.backbone, run.config.data.image_size_px, run.config.model.pretrained_path is None) for run in runs]
+    assert sizes == [
+        ("test_resnet", 32, False),
+        ("test_resnet", 32, False),
+        ("test_vit", 32, True),
+        ("test_vit", 48, False),
+    ]
     assert rows[0][4] != rows[1][4]  # params differ by the head width
 
 
@@ -284,20 +354,27 @@ def test_003_multilabel_flickr(site: Path, tmp_path: Path) -> None:
         "grid.optim=[{name: adadelta, lr: 0.2}, {name: adam, lr: 1e-3}]",
         report=True,
     )
-    title = "test_resnet: Exact-match test accuracy by loss and optimizer, RGB against grayscale"
-    header, rows = table_rows(written.markdown, title)
-    assert header == ["loss, optim", "RGB", "Grayscale"]
+    headline = "test_resnet: Validation exact-match accuracy (the report's headline metric). Report's configuration"
+    header, rows = table_rows(
+        written.markdown, f"{headline} = first row (BCE, Adadelta 0.2), RGB; every other cell is an extension"
+    )
+    assert header == ["loss, optim", "RGB", "Grayscale (extension)"]
     assert [row[0] for row in rows] == ["loss=bce, optim=adadelta", "loss=bce, optim=adam"]
     assert all(SCORE.match(cell) for row in rows for cell in row[1:]), rows
+    title = "test_resnet: Exact-match test accuracy by loss and optimizer, RGB against grayscale (extension grid)"
+    header, rows = table_rows(written.markdown, title)
+    assert header == ["loss, optim", "RGB", "Grayscale (extension)"]
     assert all(re.search(r"\([+-]\d+\.\d\d\)", row[2]) for row in rows), "grayscale has a delta to RGB"
-    f1_header, f1_rows = table_rows(written.markdown, "test_resnet: Micro and macro F1 by loss and optimizer")
+    f1_header, f1_rows = table_rows(
+        written.markdown, "test_resnet: Micro and macro test F1 by loss and optimizer (extension grid)"
+    )
     assert f1_header[1:] == [
         "RGB: micro F1 (%)",
         "RGB: macro F1 (%)",
-        "Grayscale: micro F1 (%)",
-        "Grayscale: macro F1 (%)",
+        "Grayscale (extension): micro F1 (%)",
+        "Grayscale (extension): macro F1 (%)",
     ]
     assert len(f1_rows) == 2
     runs_csv = pd.read_csv(written.runs_path)
-    assert {"test.exact_match", "test.micro_f1", "test.macro_f1"} <= set(runs_csv.columns)
+    assert {"test.exact_match", "test.micro_f1", "test.macro_f1", "val.exact_match"} <= set(runs_csv.columns)
     assert "Confusion matrix" in written.report_path.read_text()
