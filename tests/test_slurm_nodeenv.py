@@ -7,8 +7,10 @@ the environment and trains; metrics.json says which environment that was.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -97,11 +99,9 @@ def test_lmod_module_provides_the_interpreter(
     assert found["container"] is None and len(found["packages_sha256"]) == 64 and found["torch"]
 
 
-def test_charliecloud_directory_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A directory image with the host's /usr, the base interpreter, the venv and the code bound in,
-    run with ch-run as the job's user (root here: Charliecloud 0.31 maps it into its user namespace)."""
-    if shutil.which("ch-run") is None:
-        pytest.fail("ch-run missing: slurm/dev-cluster/start.sh installs charliecloud-runtime")
+def _image_tree(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A directory image with mount points for the host's /usr, the base interpreter, the venv, the
+    code and the test's folder (bound in), and the binds that fill them."""
     image = tmp_path / "image"
     binds = sorted({"/usr", sys.base_prefix, sys.prefix, str(REPO), str(tmp_path)})
     for folder in ["etc", "tmp", "proc", "sys", "dev", "home", "root", *(b.lstrip("/") for b in binds)]:
@@ -110,12 +110,29 @@ def test_charliecloud_directory_image(tmp_path: Path, capsys: pytest.CaptureFixt
         (image / "etc" / name).touch()
     for link in ("bin", "lib", "lib64", "sbin"):  # Debian's merged /usr
         (image / link).symlink_to(f"usr/{link}")
+    return image, binds
+
+
+@pytest.mark.parametrize("form", ["directory", "squashfs"])
+def test_charliecloud_image(form: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ch-run of a directory image, and of the same tree as a squashfs file (mounted by ch-run through
+    squashfuse), as the job's user: root here, which Charliecloud 0.31 maps into its user namespace."""
+    for command in ("ch-run", "mksquashfs"):
+        if shutil.which(command) is None:
+            pytest.fail(f"{command} missing: slurm/dev-cluster/start.sh installs it")
+    image, binds = _image_tree(tmp_path)
+    if form == "squashfs":
+        squashfs = tmp_path / "image.sqfs"
+        squash = ["mksquashfs", str(image), str(squashfs), "-quiet", "-noappend"]
+        subprocess.run(squash, check=True, capture_output=True)
+        image = squashfs
     env = {"kind": "charliecloud", "image": str(image), "binds": binds, "python": sys.executable}
-    found = _run_and_read(tmp_path, "charliecloud", env, capsys)
+    found = _run_and_read(tmp_path, f"charliecloud-{form}", env, capsys)
     assert "ch-run --set-env=PYTHONNOUSERSITE=1 -b /" in found["_dry_run"]
     assert f" {image} -- {sys.executable} -u -m submitit.core._submit " in found["_dry_run"]
     assert found["kind"] == "charliecloud" and found["container"] == "charliecloud", "ch-run's CH_RUNNING seen"
-    assert found["image"] == str(image) and found["image_digest"].startswith("tree-sha256:")
+    digest = "sha256:" + hashlib.sha256(image.read_bytes()).hexdigest() if form == "squashfs" else "tree-sha256:"
+    assert found["image"] == str(image) and found["image_digest"].startswith(digest)
     assert found["user_site_disabled"] is True and found["interpreter"] == sys.executable
 
 

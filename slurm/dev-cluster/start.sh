@@ -40,9 +40,10 @@ PACKAGES=(iproute2 munge slurmctld slurmd slurm-client slurmdbd mariadb-server)
 # Node environments the `slurm` tests run jobs through: Lmod (`module load`) and Charliecloud's
 # ch-run. charliecloud-runtime, not the `charliecloud` metapackage: that one adds the image
 # builders (docker.io, buildah), which running an image does not need.
-REQUIRED_CMDS+=(ch-run)
+# squashfs-tools (mksquashfs) makes the squashfs image; ch-run mounts it with squashfuse.
+REQUIRED_CMDS+=(ch-run mksquashfs squashfuse)
 REQUIRED_FILES=(/usr/share/lmod/lmod/init/bash)
-PACKAGES+=(lmod charliecloud-runtime)
+PACKAGES+=(lmod charliecloud-runtime squashfs-tools squashfuse)
 
 install_packages() {
   local missing=() c
