@@ -107,7 +107,7 @@ def test_bad_override_is_validated_like_the_file(write_spec: Callable[..., Path]
 
 def test_output_dir_defaults_to_results_name(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     spec = load_spec(write_spec(output_dir=None))
-    assert spec.output_path == (Path.cwd() / "results" / "tiny").resolve()
+    assert spec.output_path == (tmp_path / "results" / "tiny").resolve()  # beside the spec file, not the cwd
 
 
 @pytest.mark.parametrize("line", ["module load cuda; rm -rf ~", "source $(conda info --base)/x", "echo `id`", "a\nb"])

@@ -13,7 +13,7 @@ from typing import Any
 from orchestrator import textsafe
 from orchestrator.cli import terminal
 from orchestrator.cli.views import PLAN_ROWS_SHOWN, status_view
-from orchestrator.sweep import preflight
+from orchestrator.sweep import preflight, site
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
@@ -114,7 +114,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         args.executor,
         force=args.force,
         smoke=args.smoke,
-        profile=args.profile,
+        profile=site.profile_file(args.profile, spec.source.parent if spec.source else None),
         dry_run=args.dry_run,
         console=console,
         workers=args.workers,
@@ -272,3 +272,20 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     if not args.dataset:
         raise SpecError("datasets describe: name a dataset, e.g. `orchestrate datasets describe digits`")
     return datasets_cmd.run_describe(args.dataset, args.fields, args.root, args.site, args.out, console)
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    """Print the shipped example files, or copy them into `dest` (never overwriting)."""
+    from orchestrator import examples
+
+    if args.dest is None:
+        for name in examples.FILES:
+            console.print(str(examples.path(name)), markup=False)
+        return 0
+    try:
+        copied = examples.copy_to(Path(args.dest).expanduser())
+    except FileExistsError as exc:
+        raise SpecError(str(exc)) from None
+    for target in copied:
+        console.print(f"wrote {target}", markup=False)
+    return 0

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
     for add in (_add_plan, _add_submit, _add_status, _add_cancel, _add_collect, _add_profile):
         add(sub)
-    for add in (_add_eval, _add_predict, _add_datasets, _add_init, _add_schema):
+    for add in (_add_eval, _add_predict, _add_datasets, _add_init, _add_schema, _add_examples):
         add(sub)
     p = sub.add_parser(
         "completion",
@@ -112,6 +112,16 @@ def _add_schema(sub: Any) -> None:
     p.set_defaults(func=scaffold.cmd_schema)
 
 
+def _add_examples(sub: Any) -> None:
+    p = sub.add_parser(
+        "examples",
+        help="print where the shipped example sweep, site and profiles are, or copy them into a folder",
+        epilog="example: orchestrate examples ~/first && orchestrate plan ~/first/sweeps/demo.yaml",
+    )
+    p.add_argument("dest", nargs="?", help="copy them here (sweeps/, sites/, slurm/profiles/); never overwrites")
+    p.set_defaults(func=commands.cmd_examples)
+
+
 def _add_plan(sub: Any) -> None:
     p = sub.add_parser("plan", help="show the runs a sweep expands to")
     _spec_args(p)
@@ -131,7 +141,10 @@ def _add_submit(sub: Any) -> None:
     p.add_argument(
         "--workers", type=int, help="local: runs at once, each in a warm worker (default: one per GPU, else 1)"
     )
-    p.add_argument("--profile", help="cluster profile: slurm/profiles/NAME.yaml or a path (slurm executor)")
+    p.add_argument(
+        "--profile",
+        help="cluster profile (slurm executor): a NAME on the profile search path (README) or a file path",
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")
     p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")

@@ -22,7 +22,9 @@ changed), as `model.pretrained_path`, or as `distributed.deepspeed`
 ids and snapshots hold the real values. Its `slurm:` section is the cluster profile of
 `submit --executor slurm` unless `--profile` names another.
 
-`--profile NAME` reads `slurm/profiles/NAME.yaml` (or a path) with the same loader. A file
+`--profile NAME` reads NAME.yaml from the search path of orchestrator/sweep/searchpath.py
+($ORCHESTRATE_PROFILE_PATH, ~/.config/orchestrate/profiles, the sweep's folder, the shipped
+slurm/profiles/), or a path, with the same loader; `site: NAME` is looked up the same way. A file
 whose keys are all SLURM keys (the profiles of slurm/profiles/) is the short form of a site
 file with only a `slurm:` section.
 
@@ -39,14 +41,13 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from orchestrator.sweep import nodeenv, sbatch_flags, yamlio
+from orchestrator.sweep import nodeenv, sbatch_flags, searchpath, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
 from trainers.config import DatasetConfig, StrictModel
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
 _DATASET_KEYS = {"dataset", "parts"}
-PROFILE_DIR = Path("slurm/profiles")
 
 # Allow-lists (not deny-lists) for every string that reaches an #SBATCH line or the script.
 _SLURM_WORD = re.compile(r"[A-Za-z0-9_.+-]{1,64}(,[A-Za-z0-9_.+-]{1,64}){0,31}")  # partition, account, qos
@@ -235,12 +236,19 @@ class SiteError(ValueError):
 
 
 def site_path(raw: dict[str, Any], spec_path: Path) -> Path | None:
-    """The site file a spec uses: its `site:` key (relative to the spec), else $ORCHESTRATE_SITE."""
+    """The site file a spec uses: its `site:` key (a path relative to the spec, or a NAME on the
+    search path of orchestrator/sweep/searchpath.py), else $ORCHESTRATE_SITE (a path or a NAME)."""
     named = raw.get("site") or os.environ.get(ENV_VAR)
     if not named:
         return None
     if not isinstance(named, str):
-        raise SiteError(f"site: expected a file path (got {short(named)})")
+        raise SiteError(f"site: expected a file path or a site name (got {short(named)})")
+    if searchpath.is_name(named):
+        spec_dir = spec_path.resolve().parent if "site" in raw else None  # $ORCHESTRATE_SITE: no spec's folder
+        try:
+            return searchpath.find(named, "site", spec_dir)
+        except ValueError as exc:
+            raise SiteError(f"site: {exc}") from None
     path = Path(named).expanduser()
     return path if path.is_absolute() or "site" not in raw else (spec_path.parent / path)
 
@@ -344,7 +352,7 @@ def _lookup(name: str, key: str, site: Site | None, path: Path | None) -> Any:
 
 
 def resolve_slurm(given: SlurmConfig, profile: str | None, site_file: str | None = None) -> SlurmConfig:
-    """A spec's slurm block (`given`) on top of a cluster profile: `--profile` (`slurm/profiles/<name>.yaml`
+    """A spec's slurm block (`given`) on top of a cluster profile: `--profile` (a NAME on the search path,
     or a path), else the `slurm:` section of the spec's site file (`site_file`), else nothing."""
     base: SlurmConfig | None = None
     where = "profile"
@@ -370,11 +378,26 @@ def resolve_slurm(given: SlurmConfig, profile: str | None, site_file: str | None
 
 
 def _profile_path(profile: str) -> Path:
-    path = Path(profile)
-    if path.is_file():
-        return path
-    named = PROFILE_DIR / f"{profile}.yaml"
-    if not named.is_file():
-        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.yaml"))) or "none"
-        raise SpecError(f"{one_line(profile, 100)}: no such cluster profile (known in {PROFILE_DIR}/: {known})")
-    return named
+    """A `--profile` value: a NAME on the search path (searchpath.py), else a file path."""
+    if searchpath.is_name(profile):
+        try:
+            return searchpath.find(profile, "cluster profile")
+        except ValueError as exc:
+            raise SpecError(str(exc)) from None
+    path = Path(profile).expanduser()
+    if not path.is_file():
+        raise SpecError(f"{one_line(profile, 100)}: no such cluster profile file")
+    return path
+
+
+def profile_file(profile: str | None, spec_dir: Path | None) -> str | None:
+    """`--profile` as an absolute file path, a NAME looked up with the sweep file's folder in the
+    search path too (the submit command resolves it here, once)."""
+    if profile is None:
+        return None
+    if not searchpath.is_name(profile):
+        return str(_profile_path(profile).resolve())
+    try:
+        return str(searchpath.find(profile, "cluster profile", spec_dir))
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None

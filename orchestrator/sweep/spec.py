@@ -58,7 +58,8 @@ class SweepSpec(StrictModel):
     name: str
     """Sweep name; results go to `results/<name>/` unless output_dir says otherwise."""
     output_dir: str | None = None
-    """Where run folders, logs and tables go; default `results/<name>` (relative to the working directory)."""
+    """Where run folders, logs and tables go; relative to the spec file's folder (never the working
+    directory); default `results/<name>` beside the spec file."""
     defaults: dict[str, Any] = {}
     """The trainer config every run starts from (see trainers/config.py)."""
     grid: dict[str, list[Any]] = {}
@@ -138,10 +139,12 @@ class SweepSpec(StrictModel):
     @property
     def output_path(self) -> Path:
         """Absolute output folder of the sweep: the path the output_dir check saw (paths.output_folder:
-        `~` expanded, symlinks resolved), so the folder checked is the folder written."""
+        `~` expanded, symlinks resolved), so the folder checked is the folder written. A relative one
+        is relative to the spec file's folder, so every command finds it from any working directory."""
         value = self.output_dir or f"results/{self.name}"
+        base = self._source.parent if self._source is not None else None
         try:
-            return paths.output_folder(value)
+            return paths.output_folder(value, base)
         except ValueError as exc:
             where = self._source or self.name
             raise SpecError(f"{where}: output_dir: {short(value)} {one_line(str(exc), 200)}") from None
@@ -168,9 +171,12 @@ def _check_label(name: str, what: str) -> None:
 
 
 def check_output_dir(value: str) -> None:
-    """An output folder: plain path characters, and not `/`, a system folder or the home folder itself."""
+    """An output folder: plain path characters, and not `/`, a system folder or the home folder itself
+    (a relative one is checked against the spec file's folder by `load_spec`, through output_path)."""
     if not paths.SAFE_PATH.fullmatch(value):
         raise ValueError(f"{short(value)} may hold only {paths.SAFE_PATH_CHARS} (it reaches sbatch)")
+    if not Path(value).expanduser().is_absolute():
+        return
     try:
         paths.output_folder(value)
     except ValueError as exc:
@@ -208,6 +214,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), max_runs: int | N
         raise SpecError(f"{path}: {exc}") from None
     spec = spec_from_dict(raw, where=str(path), max_runs=max_runs)
     spec._source = path.resolve()
+    _ = spec.output_path  # the output folder checked now, against the spec's folder (SpecError)
     spec._overrides = tuple(overrides)
     return spec
 
