@@ -65,6 +65,8 @@ def _run_and_read(tmp_path: Path, name: str, env: dict[str, Any], capsys: pytest
     metrics = rundir.read_json(folder / rundir.METRICS)
     assert metrics is not None
     provenance: dict[str, Any] = metrics["provenance"]["environment"]
+    status = rundir.read_json(folder / rundir.STATUS) or {}
+    assert (status.get("interpreter"), status.get("env_kind")) == (provenance["interpreter"], provenance["kind"])
     provenance["_dry_run"] = dry
     return provenance
 

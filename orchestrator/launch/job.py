@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 from orchestrator.launch.worker import ENV_LOG_ERR, ENV_LOG_OUT
-from orchestrator.sweep import store
+from orchestrator.sweep import nodeenv, store
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.rundir import State
@@ -87,6 +88,8 @@ def _export_distributed_env() -> int:
 def _where() -> dict[str, Any]:
     """Host, pid, SLURM ids and log files of the running job, for status.json."""
     where: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), **_slurm_ids()}
+    # Which Python the job got (slurm.env), also for a run that fails before metrics.json has provenance.
+    where.update(interpreter=sys.executable, env_kind=os.environ.get(nodeenv.ENV_KIND, "none"))
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # which GPU(s) of a shared or packed job
         where["cuda_visible_devices"] = os.environ["CUDA_VISIBLE_DEVICES"]
     paths = _submitit_paths()
