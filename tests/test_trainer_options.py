@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,19 @@ from torchvision.transforms import v2
 
 import trainers
 from orchestrator.cli.main import main
-from trainers import rundir
+from trainers import checkpoint, rundir
 from trainers.config import DataConfig, TrainConfig
 from trainers.models import build_model
+from trainers.modes import Trained
 from trainers.tasks import TaskSpec
-from trainers.transforms import IMAGENET_MEAN, BatchNormalize, build_transform, resolve_preprocessing, stats
+from trainers.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BatchNormalize,
+    build_transform,
+    resolve_preprocessing,
+    stats,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
@@ -50,8 +59,9 @@ def test_checkpoint_preprocessing_is_timms_config_of_the_backbone() -> None:
     assert stats(resolve_preprocessing(own, "vit_base_patch16_224"))[0] == (0.1, 0.2, 0.3)
     with pytest.raises(ValidationError, match="std must be positive"):
         DataConfig.model_validate({"normalize": {"mean": [0, 0, 0], "std": [1, 0, 1]}})
-    with pytest.raises(ValueError, match="no pretrained config"):
-        resolve_preprocessing(DataConfig(), "no_such_model_xyz")
+    # No pretrained config in timm: ImageNet's and bicubic (not a failure on the node).
+    unknown = resolve_preprocessing(DataConfig(), "no_such_model_xyz")
+    assert stats(unknown)[0] == IMAGENET_MEAN and unknown.interpolation == "bicubic"
 
 
 def test_loader_and_per_image_pipelines_normalise_alike() -> None:
@@ -168,3 +178,19 @@ def test_predict_uses_the_tested_model_unless_told(last_run: tuple[Path, dict[st
         assert main(["predict", str(run_dir), str(images), "--out", str(out), "--checkpoint", which]) == 0
         tables[which] = out.read_text()
     assert tables["run"] == tables["last"] != tables["best"]
+
+
+def test_runs_recorded_before_the_option_keep_imagenet_preprocessing(
+    last_run: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    # Their trainer normalised with ImageNet's statistics and resized bicubically, whatever the backbone.
+    old = tmp_path / "old"
+    shutil.copytree(last_run[0], old)
+    state_file = checkpoint.find_complete(checkpoint.checkpoint_dir(old), checkpoint.BEST) / checkpoint.STATE_FILE
+    state = json.loads(state_file.read_text())
+    for key in ("normalize", "interpolation"):
+        del state["config"]["data"][key]
+    state_file.write_text(json.dumps(state))
+    data = Trained(old).cfg.data
+    assert stats(data) == (IMAGENET_MEAN, IMAGENET_STD) and data.interpolation == "bicubic"
+    assert stats(Trained(last_run[0]).cfg.data)[0] == (0.5, 0.5, 0.5)  # test_resnet's own, as trained

@@ -57,7 +57,10 @@ class Trained:
             raise ValueError(f"{folder}: checkpoint predates eval/predict support (no config/task recorded)")
         self.run_dir = run_dir
         self.cfg = TrainConfig.model_validate(state["config"])
-        # Configs recorded before preprocessing was resolved at training time resolve the same way now.
+        if "normalize" not in state["config"].get("data", {}):
+            # Recorded by a trainer that always used ImageNet statistics and bicubic resizing.
+            data = self.cfg.data.model_copy(update={"normalize": "imagenet", "interpolation": "bicubic"})
+            self.cfg = self.cfg.model_copy(update={"data": data})
         self.cfg = self.cfg.model_copy(update={"data": resolve_preprocessing(self.cfg.data, self.cfg.model.backbone)})
         self.task = TaskSpec.from_dict(state["task"])
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

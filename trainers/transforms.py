@@ -21,12 +21,18 @@ INTERPOLATIONS = {"bilinear": InterpolationMode.BILINEAR, "bicubic": Interpolati
 
 def checkpoint_preprocessing(backbone: str) -> dict[str, Any]:
     """timm's pretrained config of `backbone` ("arch.tag", or the arch's default tag): mean, std,
-    interpolation and crop_pct, and which config they come from."""
+    interpolation and crop_pct, and which config they come from. A model timm has no pretrained
+    config for gets ImageNet's statistics and bicubic (`pretrained_cfg` None), rather than a
+    failure on the compute node after the queue wait."""
     from timm.models import get_pretrained_cfg
 
-    cfg = get_pretrained_cfg(backbone)
+    try:
+        cfg = get_pretrained_cfg(backbone)
+    except (RuntimeError, ValueError):
+        cfg = None
     if cfg is None:
-        raise ValueError(f"model.backbone {backbone!r}: timm has no pretrained config to take mean/std from")
+        return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic", "crop_pct": None,
+                "pretrained_cfg": None}  # fmt: skip
     arch = backbone.split(".", 1)[0]
     tag = cfg.tag or ""
     return {
@@ -69,10 +75,7 @@ def preprocessing_record(data: DataConfig, backbone: str) -> dict[str, Any]:
     """What metrics.json records: the mean/std and filter in effect, and timm's config of the backbone."""
     mean, std = stats(data)
     record: dict[str, Any] = {"mean": list(mean), "std": list(std), "interpolation": data.interpolation}
-    try:
-        own = checkpoint_preprocessing(backbone)
-    except ValueError:
-        return record
+    own = checkpoint_preprocessing(backbone)
     record["pretrained_cfg"] = own["pretrained_cfg"]
     record["timm_crop_pct"] = own["crop_pct"]  # recorded, not applied: images are resized whole
     return record
