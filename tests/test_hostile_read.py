@@ -334,3 +334,17 @@ def test_corrupt_snapshot_is_a_spec_error(sweep: tuple[SweepSpec, list[RunSpec]]
     os.mkfifo(snapshot)
     with pytest.raises(SpecError, match=r"sweep\.yaml is a FIFO, not a file"):
         collect.load_snapshot(spec.output_path)
+
+
+def test_sweep_yaml_edited_after_submit_is_named(
+    sweep: tuple[SweepSpec, list[RunSpec]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec, _runs = sweep
+    snapshot = spec.output_path / store.SWEEP_FILE
+    assert store.snapshot_problem(spec.output_path) is None
+    snapshot.write_text(snapshot.read_text().replace("+ Aug", "+ Better"))  # relabels a row
+    with pytest.raises(SpecError, match=r"sweep\.yaml was changed after submit wrote it"):
+        collect.load_snapshot(spec.output_path)
+    assert main(["collect", str(spec.output_path), "--no-report"]) == 2
+    assert main(["status", str(spec.source)]) == 0
+    assert "sweep.yaml was changed after submit wrote it" in capsys.readouterr().out

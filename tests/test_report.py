@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from tables_fixture import report_fixture, screenshot
 
-from orchestrator.results import collect
+from orchestrator.results import collect, outputs
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +59,9 @@ def test_stale_images_are_removed(report: Path) -> None:
     stale = report.parent / "img" / "0000-old-cell-curves.png"
     stale.write_bytes(b"\x89PNG")
     sweep_root = report.parents[1]
+    written = outputs.Outputs(sweep_root)  # a figure collect wrote itself (others are never deleted)
+    written.record(stale, b"\x89PNG")
+    written.save()
     [(spec, root)] = collect.resolve_target(sweep_root, [])
     collect.write_tables(spec, root, report=True)
     assert not stale.exists()

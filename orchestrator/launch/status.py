@@ -76,6 +76,9 @@ def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
     manifest_problem = store.manifest_problem(root)
     if manifest_problem is not None:  # named, not a traceback; SLURM states are then unknown
         problems.insert(0, reader.Problem("(sweep)", store.MANIFEST_FILE, manifest_problem))
+    edited = store.snapshot_problem(root)
+    if edited is not None:
+        problems.insert(0, reader.Problem("(sweep)", store.SWEEP_FILE, edited))
     return SweepStatus(out, states.warning, problems)
 
 

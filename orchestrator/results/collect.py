@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator.results import reader
+from orchestrator.results.outputs import Outputs
 from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
@@ -34,6 +35,9 @@ def load_snapshot(root: Path) -> SweepSpec:
         raise SpecError(f"{root}: {exc}; resubmit the sweep file to rewrite it") from None
     except (yaml.YAMLError, RecursionError, MemoryError) as exc:
         raise SpecError(f"{path}: unreadable ({type(exc).__name__}); resubmit the sweep file to rewrite it") from None
+    edited = store.snapshot_problem(root)
+    if edited is not None:  # its labels and tables would no longer be those the runs were planned with
+        raise SpecError(f"{root}: {edited} (or collect the spec file)")
     truncated = _truncated_by(root, text)
     if truncated is not None:
         raise SpecError(f"{path}: truncated ({truncated}); resubmit the sweep file to rewrite it")
@@ -136,24 +140,30 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     if smoke:
         root, planned = root / "smoke", smoke_plan(planned)
     _check_finished(spec, root, planned, smoke)
-    collected = reader.read_sweep(root, planned, root / INDEX_FILE)
-    out = root / "tables"
-    runs_path = out / "runs.csv"
-    rundir.write_text(runs_path, collected.frame.to_csv(index=False))
-    profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
-    joined = adaptive.annotate(tables.joined_frame(collected.frame, planned, spec, profile), spec, root)
-    context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
-    files, markdown, built_all = _write_table_files(spec, joined, out, context)
-    usable, value_problems = _usable(joined, spec)
-    counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}
-    problems = tuple(collected.problems) + tuple(value_problems)
-    usage_path, usage_lines = _write_usage(collected.frame, root, out)
-    report_path = None
-    if report:
-        from orchestrator.results import report as report_mod
+    if smoke:
+        Outputs(root.parent).folder("smoke")  # the smoke folder itself is no symlink out of the sweep folder
+    outputs = Outputs(root)
+    out = outputs.folder("tables")
+    try:
+        collected = reader.read_sweep(root, planned, root / INDEX_FILE)
+        runs_path = out / "runs.csv"
+        outputs.write_text(runs_path, collected.frame.to_csv(index=False))
+        profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
+        joined = adaptive.annotate(tables.joined_frame(collected.frame, planned, spec, profile), spec, root)
+        context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
+        files, markdown, built_all = _write_table_files(spec, joined, outputs, context)
+        usable, value_problems = _usable(joined, spec)
+        counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}
+        problems = tuple(collected.problems) + tuple(value_problems)
+        usage_path, usage_lines = _write_usage(collected.frame, root, outputs)
+        report_path = None
+        if report:
+            from orchestrator.results import report as report_mod
 
-        lines = [str(p) for p in problems]
-        report_path = report_mod.write_report(spec, root, joined, built_all, context, lines)
+            lines = [str(p) for p in problems]
+            report_path = report_mod.write_report(spec, root, joined, built_all, context, lines, outputs)
+    finally:
+        outputs.save()  # what was written so far is collect's, even when a later step failed
     return Written(
         files[0], runs_path, "\n".join(markdown), tuple(files), report_path, problems, usable, counts, usage_path,
         usage_lines,
@@ -173,22 +183,23 @@ def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: 
     )
 
 
-def _write_usage(frame: pd.DataFrame, root: Path, out: Path) -> tuple[Path, tuple[str, ...]]:
+def _write_usage(frame: pd.DataFrame, root: Path, outputs: Outputs) -> tuple[Path, tuple[str, ...]]:
     """tables/usage.csv (requested vs used per completed run) and its printed summary."""
     from orchestrator.results import usage
 
     used = usage.usage_frame(frame, root)
-    path = out / "usage.csv"
-    rundir.write_text(path, used.to_csv(index=False))
+    path = outputs.folder("tables") / "usage.csv"
+    outputs.write_text(path, used.to_csv(index=False))
     return path, tuple(usage.summary_lines(used))
 
 
 def _write_table_files(
-    spec: SweepSpec, joined: pd.DataFrame, out: Path, context: dict[str, Any]
+    spec: SweepSpec, joined: pd.DataFrame, outputs: Outputs, context: dict[str, Any]
 ) -> tuple[list[Path], list[str], list[tuple[TableSpec, list[Table]]]]:
     """Every table of the spec in each of its formats (and its custom template): files, Markdown, tables."""
     from orchestrator.results import tables
 
+    out = outputs.folder("tables")
     where = str(spec.source or spec.name)
     files: list[Path] = []
     markdown: list[str] = []
@@ -197,11 +208,11 @@ def _write_table_files(
         built = tables.build_tables(joined, spec, table_spec, where=f"{where}: tables[{index}]")
         built_all.append((table_spec, built))
         # The custom template first: its warning (when skipped) belongs in every format's notes.
-        custom = _write_custom(spec, table_spec, built, out, context) if table_spec.template else []
+        custom = _write_custom(spec, table_spec, built, outputs, context) if table_spec.template else []
         for fmt in dict.fromkeys(["md", *table_spec.formats]):
             path = out / f"{table_spec.name}.{fmt}"
             text = tables.render(built, fmt, context)
-            rundir.write_text(path, text)
+            outputs.write_text(path, text)
             files.append(path)
             if fmt == "md":
                 markdown.append(text)
@@ -210,7 +221,7 @@ def _write_table_files(
 
 
 def _write_custom(
-    spec: SweepSpec, table_spec: TableSpec, built: list[Table], out: Path, context: dict[str, Any]
+    spec: SweepSpec, table_spec: TableSpec, built: list[Table], outputs: Outputs, context: dict[str, Any]
 ) -> list[Path]:
     """The table through the spec's own template (sandboxed; orchestrator.sweep.templates says which
     files qualify). From a results folder alone (no spec file) it is skipped with a warning."""
@@ -229,12 +240,12 @@ def _write_custom(
     except templates.TemplateFileError as exc:
         raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
     stem = Path(name).name
-    path = out / f"{table_spec.name}.{stem.removesuffix('.j2').removesuffix('.jinja')}"
+    path = outputs.folder("tables") / f"{table_spec.name}.{stem.removesuffix('.j2').removesuffix('.jinja')}"
     try:
         text = tables.render_file(root, name, built, context, owner)
     except (templates.TemplateFileError, tables.TemplateRefused) as exc:
         raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
-    rundir.write_text(path, text)
+    outputs.write_text(path, text)
     return [path]
 
 

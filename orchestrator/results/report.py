@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.results import figures, reader
 from orchestrator.results.labels import axis_dims, axis_short, key_text, metric_column, metric_label
 from orchestrator.results.model import Table
+from orchestrator.results.outputs import Outputs
 from orchestrator.results.render import environment, slug
-from orchestrator.sweep.spec import SweepSpec, TableSpec
+from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
 from trainers import rundir
 
 if TYPE_CHECKING:
@@ -81,11 +82,16 @@ def write_report(
     built: list[tuple[TableSpec, list[Table]]],
     context: dict[str, Any],
     problems: list[str] | None = None,
+    outputs: Outputs | None = None,
 ) -> Path:
-    """Write `<root>/report/index.html` and its images; returns the index path."""
-    out = root / REPORT_DIR
-    img = out / IMG_DIR
-    img.mkdir(parents=True, exist_ok=True)
+    """Write `<root>/report/index.html` and its images; returns the index path. `outputs` checks
+    and records every write (only inside `root`, never through a symlink, see results/outputs.py)."""
+    outputs = outputs or Outputs(root)
+    out = outputs.folder(REPORT_DIR)
+    img = outputs.folder(REPORT_DIR, IMG_DIR)
+    foreign = sorted(p.name for p in img.iterdir() if p.name.endswith(".png") and not outputs.ours(p))
+    if foreign:  # a figure of ours would replace it
+        raise SpecError(f"{img}: {foreign[0]} was not written by collect; move it aside to write the report here")
     written: set[str] = set()
     groups = _cells(joined, spec)
     cells = [
@@ -99,9 +105,9 @@ def write_report(
         )
     ablations = _ablation_plots(spec, joined, img, written, notes)
     datasets = [_dataset_report(name, part, img, written) for name, part in _by_dataset(joined)]
-    for stale in img.glob("*.png"):
-        if stale.name not in written:
-            stale.unlink()
+    for name in written:
+        outputs.record(img / name, (img / name).read_bytes())
+    outputs.remove_stale(img, ".png", written)  # only figures collect wrote itself
     states = joined["state"].fillna("missing").value_counts() if "state" in joined.columns else None
     counts = ", ".join(f"{n} {state}" for state, n in states.items()) if states is not None else ""
     html = (
@@ -121,7 +127,7 @@ def write_report(
         )
     )
     path = out / INDEX
-    rundir.write_text(path, html)
+    outputs.write_text(path, html)
     return path
 
 

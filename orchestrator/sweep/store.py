@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -94,6 +95,33 @@ def write_snapshot(spec: SweepSpec, root: Path) -> None:
     rundir.write_text(root / SWEEP_FILE, text)
     history = root / "submissions" / f"{timestamp()}-{os.getpid()}.yaml"
     rundir.write_text(history, text)
+    manifest, problem = load_manifest(root)
+    if problem is None or not (root / MANIFEST_FILE).exists():  # a broken manifest is left for submit to refuse
+        rundir.write_json(root / MANIFEST_FILE, {**manifest, SNAPSHOT_HASH: _snapshot_digest(text.encode("utf-8"))})
+
+
+SNAPSHOT_HASH = "sweep_yaml_blake2b"
+"""manifest.json key: the hash of the sweep.yaml submit wrote, so an edit made afterwards is found."""
+
+
+def _snapshot_digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def snapshot_problem(root: Path) -> str | None:
+    """Why the sweep folder's sweep.yaml is not the one submit wrote (edited afterwards: tables read
+    from it would relabel the runs), or None (unchanged, or written before its hash was recorded)."""
+    manifest, _ = load_manifest(root)
+    recorded = manifest.get(SNAPSHOT_HASH)
+    if not isinstance(recorded, str):
+        return None
+    try:
+        data = bounded.read_bytes(root / SWEEP_FILE)
+    except bounded.Unreadable as exc:
+        return str(exc)
+    if data is None or _snapshot_digest(data) != recorded:
+        return f"{SWEEP_FILE} was changed after submit wrote it (its hash differs from {MANIFEST_FILE}'s); resubmit"
+    return None
 
 
 def read_manifest(root: Path, strict: bool = False) -> dict[str, Any]:
