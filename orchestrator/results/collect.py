@@ -35,12 +35,12 @@ def load_snapshot(root: Path) -> SweepSpec:
         raise SpecError(f"{root}: {exc}; resubmit the sweep file to rewrite it") from None
     except (yaml.YAMLError, RecursionError, MemoryError) as exc:
         raise SpecError(f"{path}: unreadable ({type(exc).__name__}); resubmit the sweep file to rewrite it") from None
-    edited = store.snapshot_problem(root)
-    if edited is not None:  # its labels and tables would no longer be those the runs were planned with
-        raise SpecError(f"{root}: {edited} (or collect the spec file)")
     truncated = _truncated_by(root, text)
     if truncated is not None:
         raise SpecError(f"{path}: truncated ({truncated}); resubmit the sweep file to rewrite it")
+    edited = store.snapshot_problem(root)
+    if edited is not None:  # its labels and tables would no longer be those the runs were planned with
+        raise SpecError(f"{root}: {edited} (or collect the spec file)")
     if not isinstance(document, dict) or not isinstance(document.get("spec"), dict):
         raise SpecError(f"{path}: no `spec:` mapping; resubmit the sweep file to rewrite it")
     # No `spec._source` from the snapshot's `source:`: anyone who can write the results folder can
