@@ -7,11 +7,13 @@ SHELL := /bin/bash
 
 .PHONY: demo test test-unit lint docs cluster-up cluster-down bench clean-venv report-tools report-screenshot studies-smoke
 
-# The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned there
-# as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
+# The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned in
+# constraints.txt as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
+	# The distribution was called `orchestrate` before 0.2.0 (a name taken on the public index).
+	$(BIN)/pip uninstall --quiet --disable-pip-version-check -y orchestrate 2>/dev/null || true
 	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	# DeepSpeed ships as source whose setup.py imports torch: build it against the pinned torch
 	# (with build isolation pip would fetch another torch into the build environment).

@@ -431,7 +431,7 @@ class TrainConfig(_Strict):
         if missing:
             raise ValueError(
                 f"tracker package(s) not installed: {', '.join(missing)} (pip install {' '.join(missing)}, "
-                "or pip install 'orchestrate[trackers]')"
+                "or pip install 'orchestrate-sweeps[trackers]')"
             )
         if len(set(value)) != len(value):
             raise ValueError(f"trackers listed twice: {list(value)}")

@@ -27,13 +27,21 @@ PACKAGES = (
 
 
 def _git(*args: str) -> str | None:
-    # The repository holding this package: the code that actually ran, whatever the cwd.
-    repo = Path(__file__).resolve().parent
+    # The repository holding this package: the code that actually ran, whatever the cwd. Only a
+    # checkout of this tool counts: an installed copy inside another repository (a venv in the
+    # user's project) would otherwise record that project's commit as the code version.
+    repo = Path(__file__).resolve().parents[1]
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+        top = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel"], **_QUIET)
+        if top.returncode != 0 or Path(top.stdout.strip()).resolve() != repo:
+            return None
+        done = subprocess.run(["git", "-C", str(repo), *args], **_QUIET)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None
+
+
+_QUIET: dict[str, Any] = {"capture_output": True, "text": True, "timeout": 10}
 
 
 def package_versions() -> dict[str, str]:

@@ -67,12 +67,16 @@ def provenance_warnings(runs: pd.DataFrame) -> list[str]:
 
 
 def _code_versions(done: pd.DataFrame) -> list[str]:
+    """Git commits of the runs; the tool's installed version for runs without one (a pip install)."""
     commits = _column(done, "provenance.git_commit")
     dirty = _column(done, "provenance.git_dirty")
+    tools = _column(done, "provenance.environment.tool_version")
     versions = set()
-    for commit, is_dirty in zip(commits, dirty, strict=True):
+    for commit, is_dirty, tool in zip(commits, dirty, tools, strict=True):
         if isinstance(commit, str) and commit:
             versions.add(commit[:10] + (" (uncommitted changes)" if is_dirty is True else ""))
+        elif isinstance(tool, str) and tool:
+            versions.add(f"version {tool}")
     return sorted(versions)
 
 
