@@ -4,15 +4,19 @@ and a run in a warm worker ends exactly as it does in a fresh process."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from config_helpers import FAST_RUNS
 
 from orchestrator import launch
-from orchestrator.launch.worker import LOG_OUT, WarmWorker
+from orchestrator.launch.worker import LOG_ERR, LOG_OUT, WarmWorker
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
@@ -37,9 +41,12 @@ class Job:
             raise RuntimeError("boom from the run")
         if self.action == "die":
             os._exit(3)
-        if self.action == "hang":
-            import threading
-
+        if self.action in ("child", "hang with child"):
+            # A process of its own, as a DataLoader worker is: a daemonic worker may not start one.
+            child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,))
+            child.start()
+            self.marker.with_suffix(".child").write_text(str(child.pid))
+        if self.action in ("hang", "hang with child"):
             threading.Event().wait()
 
 
@@ -63,6 +70,46 @@ def test_worker_survives_a_failing_run_and_logs_each_run_apart(tmp_path: Path) -
     assert "job raise" in (tmp_path / "a_logs" / LOG_OUT).read_text()
     assert "job ok" not in (tmp_path / "a_logs" / LOG_OUT).read_text()
     assert "job ok" in (tmp_path / "b_logs" / LOG_OUT).read_text()
+    failed_log = (tmp_path / "a_logs" / LOG_ERR).read_text()
+    assert "Traceback (most recent call last)" in failed_log and "RuntimeError: boom from the run" in failed_log
+
+
+def test_a_run_may_start_processes_and_none_outlives_its_worker(tmp_path: Path) -> None:
+    """Children are allowed (DataLoader workers); at the time limit the hung run's child dies with
+    its worker, as does a child an earlier run left behind; at close, the same."""
+    worker = WarmWorker()
+    try:
+        worker.submit(Job("child", tmp_path / "a"), tmp_path / "logs")
+        assert _finish(worker) is None
+        worker.submit(Job("hang with child", tmp_path / "b"), tmp_path / "logs")
+        while not (tmp_path / "b.child").exists():  # the hung run's child has started
+            assert worker.poll(0.2) is None
+        assert "timed out" in str(_finish(worker, timeout_s=2.0))
+        for name in ("a", "b"):
+            child = int((tmp_path / f"{name}.child").read_text())
+            _wait_until(lambda pid=child: _gone(pid), 30, f"run {name}'s child to die with the timed-out worker")
+        worker.submit(Job("child", tmp_path / "c"), tmp_path / "logs")  # in the replacement worker
+        assert _finish(worker) is None
+        leaked = int((tmp_path / "c.child").read_text())
+        assert not _gone(leaked)
+    finally:
+        worker.close()
+    _wait_until(lambda: _gone(leaked), 30, "the leaked child to die with its worker at close")
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its exit status left (a zombie that init has not reaped yet)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
+        time.sleep(0.1)  # polling a process table, not standing in for an event
 
 
 def test_a_dead_or_hung_worker_is_replaced(tmp_path: Path) -> None:

@@ -14,12 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.launch.status import last_frame
 from orchestrator.launch.worker import run_pool, worker_envs
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
+from trainers.rundir import State
 
 
 class LocalLauncher(Launcher):
@@ -61,7 +63,13 @@ class _Reporter:
             self.outcome.completed.append(record.run)
             self.progress.console.print(f"[green]done[/] {record.run.name}{reader.result_line(record.path)}")
         else:
-            error = str(reader.status_of(record.path).get("error") or error).splitlines()[0]
+            status = reader.status_of(record.path)
+            if status.get("state") != State.FAILED.value:  # the worker died or timed out mid-run
+                # No traceback: the one of an earlier attempt would point at the wrong place.
+                status = rundir.update_status(record.path, State.FAILED, error=error, traceback=None)
+            error = str(status.get("error") or error).splitlines()[0]
+            frame = last_frame(status.get("traceback"))
+            error += f" at {frame}" if frame else ""
             self.outcome.failed.append((record.run, error))
             self.progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
         self.progress.advance(self.task)

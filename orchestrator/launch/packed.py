@@ -11,6 +11,7 @@ the others from their own saved state.
 from __future__ import annotations
 
 import os
+import traceback
 from typing import Any
 
 from orchestrator.launch.job import TrainJob, drop_submission_pickle
@@ -45,6 +46,7 @@ class PackedJob:
             try:
                 job()
             except Exception as exc:  # recorded in the run's status.json; the siblings go on
+                traceback.print_exc()  # into the task's log, which status.json names as the run's
                 results[str(job.run_dir)] = f"{type(exc).__name__}: {exc}".splitlines()[0]
             else:
                 results[str(job.run_dir)] = "completed"

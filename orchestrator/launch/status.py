@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,9 +104,28 @@ def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> st
 
 
 def _detail(record: RunRecord) -> str:
-    """The last error line and log file of a failed run."""
-    error = str(record.status.get("error", ""))
+    """A failed run's exception, where it was raised (file:line in function), and its log file."""
+    error = str(record.status.get("error") or "")
+    if not error:
+        return ""
+    detail = error.splitlines()[0]  # "Type: message"; the rest of a long message is in the log
+    frame = last_frame(record.status.get("traceback"))
+    if frame:
+        detail += f" at {frame}"
     log = record.status.get("log_err")
-    if error and log:
-        return f"{error.splitlines()[-1]} (log: {log})"
-    return error
+    return f"{detail} (log: {log})" if log else detail
+
+
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<function>\S+)')
+
+
+def last_frame(traceback_text: object) -> str | None:
+    """`file:line in function` of the innermost frame of a formatted traceback (status.json's
+    `traceback`), or None when there is none (a hand-edited or older status file)."""
+    if not isinstance(traceback_text, str):
+        return None
+    frames = list(_FRAME.finditer(traceback_text))
+    if not frames:
+        return None
+    last = frames[-1]
+    return f"{last['file']}:{last['line']} in {last['function']}"

@@ -6,26 +6,45 @@ A fresh process per run pays about 7 s of imports before a few seconds of traini
 what a run may leave behind: its stdout/stderr go to the run's own log files, the torch
 thread count and CUDA cache are restored after each run, and the trainer seeds every RNG
 from the run's config (Accelerate's state is reset by the trainer itself). A run that raises
-is reported as failed and the worker carries on; a worker that dies (segfault, OOM kill) or
-overruns the time limit is replaced, and only its current run is failed.
+is reported as failed (its traceback in the run's worker_log.err) and the worker carries on;
+a worker that dies (segfault, OOM kill) or overruns the time limit is replaced, and only its
+current run is failed.
+
+Workers are not daemonic, so a run may start DataLoader workers (a daemonic process may have no
+children). Nothing may outlive its worker, however the parent ends:
+- each worker leads its own process group, and is stopped as a group (killpg), which takes its
+  loader workers with it: on close, on replacement (crash, time limit), at the parent's exit;
+- a "lifeline" pipe that the parent never writes to: when the parent dies (SIGKILL, crash,
+  SIGTERM, a time-limit kill of the parent), the worker reads EOF and kills its own group;
+- Ctrl-C reaches only the parent (the terminal signals its foreground group, which the workers
+  left); the parent kills the workers' groups and the interrupted runs read as `interrupted`.
 
 This module is imported on the login side: torch is imported only inside the child process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
+import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import util as mp_util
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 POLL_S = 0.5
+EXIT_GRACE_S = 60.0
+"""How long a worker told to stop may take to exit (its exit hooks) before its group is killed."""
 LOG_OUT = "worker_log.out"
 LOG_ERR = "worker_log.err"
 # TrainJob records these in status.json as the run's log files (as it does submitit's).
@@ -54,9 +73,13 @@ class WarmWorker:
     def _start(self) -> None:
         context = multiprocessing.get_context("spawn")  # no forked CUDA or thread state
         self._conn, child = context.Pipe()
-        self.process = context.Process(target=_serve, args=(child, self.env), daemon=True)
+        lifeline, self._lifeline = context.Pipe(duplex=False)  # the parent never sends on it
+        # Not daemonic: a daemonic process may not start DataLoader workers.
+        self.process = context.Process(target=_serve, args=(child, lifeline, self.env), daemon=False)
         self.process.start()
         child.close()
+        lifeline.close()
+        _register(self)
 
     def submit(self, job: Any, log_dir: Path) -> None:
         """Start `job` (a picklable callable) with its output in `log_dir`."""
@@ -92,20 +115,73 @@ class WarmWorker:
         return Finished(reason)
 
     def close(self, kill: bool = False) -> None:
-        """Stop the worker: politely after its current job, or at once with `kill`."""
+        """Stop the worker: politely (an idle worker exits; given EXIT_GRACE_S for it), or at once
+        with `kill`; then whatever is left of its process group (a process a run leaked, or a dead
+        worker's loader workers)."""
         if not kill and self.process.is_alive():
             try:
                 self._conn.send(None)
             except (BrokenPipeError, OSError):
                 kill = True
-        if kill and self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=None if not kill else 10)
+        if kill:
+            self._kill_group()
+        self.process.join(timeout=10 if kill else EXIT_GRACE_S)
+        self._kill_group()
         self._conn.close()
+        self._lifeline.close()
+        _LIVE.discard(self)
+
+    def _kill_group(self) -> None:
+        """SIGKILL the worker's process group, and the worker itself (in case it has not made its
+        group yet: then it has no children either)."""
+        pid = self.process.pid
+        if pid is not None:
+            # The group outlives its leader while members remain, and Linux never hands out a
+            # pid in use as a group id: this reaches the worker's leftovers, never a stranger.
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # no group (any more, or yet)
+                os.killpg(pid, signal.SIGKILL)
+        if self.process.is_alive():
+            self.process.kill()
 
 
-def _serve(conn: Connection, env: dict[str, str]) -> None:
+_LIVE: weakref.WeakSet[WarmWorker] = weakref.WeakSet()
+"""Workers not closed yet: killed at the parent's exit."""
+
+
+def _register(worker: WarmWorker) -> None:
+    _LIVE.add(worker)
+
+
+def _kill_live() -> None:
+    """At the parent's exit, kill the workers still open (an exception path that skipped close)."""
+    for worker in list(_LIVE):
+        worker.close(kill=True)
+
+
+# A multiprocessing finalizer, not a plain atexit hook: multiprocessing's exit function runs
+# these (exitpriority >= 0) before it joins non-daemonic children, which would wait forever for
+# a busy worker.
+mp_util.Finalize(None, _kill_live, exitpriority=100)
+
+
+def _own_group_and_lifeline(lifeline: Connection) -> None:
+    """In the worker: lead a process group of its own, and kill that group when the parent dies."""
+    os.setpgid(0, 0)
+    # A background group writing to the terminal (warnings while warming up) would be stopped
+    # under `stty tostop`; the worker's output matters more than the terminal's job control.
+    signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv()  # the parent never sends: this returns when its end closes
+        os.killpg(0, signal.SIGKILL)  # this worker and its loader workers
+
+    threading.Thread(target=watch, name="lifeline", daemon=True).start()
+
+
+def _serve(conn: Connection, lifeline: Connection, env: dict[str, str]) -> None:
     """The child's loop: warm up once, then run each job received until told to stop."""
+    _own_group_and_lifeline(lifeline)
     os.environ.update(env)
     import torch
 
@@ -115,6 +191,10 @@ def _serve(conn: Connection, env: dict[str, str]) -> None:
     while True:
         message = conn.recv()
         if message is None:
+            # multiprocessing joins non-daemonic children at exit: one a run left behind would
+            # hold this exit (and the parent's close) for as long as it lives.
+            for child in multiprocessing.active_children():
+                child.kill()
             return
         job, log_dir = message
         conn.send(("started", None))
@@ -130,6 +210,7 @@ def _run_one(job: Any, log_dir: Path) -> str | None:
         try:
             job()
         except BaseException as exc:  # a run's failure must not end the worker
+            traceback.print_exc()  # into the run's worker_log.err, where its logs are read
             return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
 
@@ -137,8 +218,6 @@ def _run_one(job: Any, log_dir: Path) -> str | None:
 @contextmanager
 def _redirected(log_dir: Path) -> Iterator[None]:
     """Point fds 1 and 2 (Python and C output alike) at the run's log files for the duration."""
-    import sys
-
     log_dir.mkdir(parents=True, exist_ok=True)
     out, err = log_dir / LOG_OUT, log_dir / LOG_ERR
     sys.stdout.flush()
