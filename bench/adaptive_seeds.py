@@ -38,6 +38,8 @@ SEEDS = looks(3, 2, 12)
 EFFECTS_PT = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 NOISE_PT = (0.1, 0.2, 0.4)
 RULES = (StopRule("halfwidth", 0.3), StopRule("excludes_zero"))
+REPLAY_RULES = (*RULES, StopRule("halfwidth", 1.0))
+"""The replay adds a half-width that fits the digits grid's seed noise (sd of differences 0.4-0.9 points)."""
 GOAL_FWER, GOAL_COST, GOAL_AGREE = 0.05, 0.60, 0.95
 
 
@@ -168,7 +170,7 @@ def replay_grid(rng: np.random.Generator, orders: int) -> None:
     for row, d, s, dec in zip(rows, diffs, spread, full_decisions, strict=True):
         print(f"    {row:20s} full grid: delta {d.mean():+6.2f} (sd of differences {s:.2f}), decision {dec}")
     full = (len(rows) + 1) * diffs.shape[1]
-    for rule in RULES:
+    for rule in REPLAY_RULES:
         design = Design(SEEDS, rule, len(rows))
         recorded = adaptive(diffs[None, :, : SEEDS[-1]], design)
         used = ", ".join(f"{n}" for n in recorded.used[0])

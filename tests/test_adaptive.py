@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import statistics as stats
 from collections.abc import Callable
 from pathlib import Path
 
@@ -166,3 +168,46 @@ def test_adaptive_sweep_end_to_end_locally(write_spec: Callable[..., Path]) -> N
     assert main(["submit", str(path), "--follow", "--executor", "local", "--interval", "1"]) == 0
     check_adaptive_table(load_spec(path))
     assert main(["submit", str(path), "--executor", "local"]) == 0  # finished rounds: nothing more runs
+
+
+SITE = """
+throughput:
+  - {backbone: resnet10t, image_size_px: 16, images_per_s: 1000, device: NVIDIA H100}
+seed_sd:
+  - {backbone: resnet10t, dataset: digits, sd: 0.5}
+"""
+
+
+def test_plan_shows_minimum_expected_and_maximum_hours(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli.main import main
+
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE)
+    path = write_spec()
+    path.write_text(path.read_text().replace("  seed: [0, 1]\n", ""))
+    seeds = "seeds={initial: 3, max: 7, step: 2, stop: {halfwidth: 0.5}}"
+    assert main(["plan", str(path), seeds, f"site={site}", "--detect", "1.0", "--skip-data-check"]) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("GPU-hours: minimum"))
+    low, high = (float(line.split(word)[1].split()[0].rstrip(";,")) for word in ("minimum", "maximum"))
+    assert high == pytest.approx(low * 7 / 3, rel=1e-2)  # every cell at max against every cell at initial
+    expected = float(line.split("expected")[1].split()[0])
+    assert low < expected < high and "site-declared sd 0.5" in line
+    # sd of differences sqrt(2) x 0.5: a paired t-test needs 7 seeds (noncentral t) for 1.0 at 80% power
+    detect = next(x for x in out.splitlines() if re.match(r"[\s│]*resnet10t[\s│]+digits[\s│]", x))
+    assert "0.707" in detect and " 7 " in detect and "GPU-hours" in detect and "site-declared sd 0.5" in detect
+
+
+def test_a_finished_sweep_gives_the_pooled_sd_of_paired_differences(write_spec: Callable[..., Path]) -> None:
+    from orchestrator.results import power
+
+    spec = load_spec(write_spec(), ["grid.seed=[0,1,2]"])
+    diffs = {"+ Aug": [0.01, 0.03, 0.02], "+ Aug + Dropout": [0.0, -0.02, 0.02]}
+    for run in plan(spec):
+        fake_run(spec, run, 0.8 + 0.01 * run.seed + (diffs[run.ablation][run.seed] if run.ablation in diffs else 0))
+    found = power.spreads(spec, spec.tables[0], None)
+    sds = [stats.stdev(100 * d for d in values) for values in diffs.values()]  # points
+    assert found[("resnet10t", "digits")].sd == pytest.approx(((sds[0] ** 2 + sds[1] ** 2) / 2) ** 0.5)
+    assert found[("resnet10t", "digits")].source.startswith("pilot round in")

@@ -60,6 +60,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
     _print_cost(spec, runs)
+    if spec.seeds is not None or args.detect is not None:
+        from orchestrator.cli import power
+
+        variance_from = Path(args.variance_from) if args.variance_from else None
+        if spec.seeds is not None:
+            power.print_adaptive(spec, runs, console, variance_from)
+        if args.detect is not None:
+            power.print_detect(spec, runs, args.detect, console, variance_from)
     if spec.budget is not None:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 

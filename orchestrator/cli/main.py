@@ -126,6 +126,12 @@ def _add_plan(sub: Any) -> None:
     p = sub.add_parser("plan", help="show the runs a sweep expands to")
     _spec_args(p)
     p.add_argument("--all", action="store_true", help="list every run, however many")
+    p.add_argument(
+        "--detect", type=_positive, metavar="DELTA", help="seeds per cell to detect this delta (table units)"
+    )
+    p.add_argument(
+        "--variance-from", metavar="FOLDER", help="--detect / adaptive seeds: a finished sweep's output folder"
+    )
     p.set_defaults(func=commands.cmd_plan)
 
 
@@ -227,6 +233,17 @@ def _add_datasets(sub: Any) -> None:
     p.add_argument("--site", help="site file for site:NAME (default $ORCHESTRATE_SITE)")
     p.add_argument("--out", help="output folder (default results/datasets/<dataset>)")
     p.set_defaults(func=commands.cmd_datasets)
+
+
+def _positive(text: str) -> float:
+    """A finite number > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
 
 
 def _spec_args(p: argparse.ArgumentParser) -> None:

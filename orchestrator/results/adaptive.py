@@ -128,9 +128,8 @@ def stopped(spec: SweepSpec, root: Path) -> dict[str, dict[str, Any]]:
     return dict(rounds[-1].get("verdicts", {})) if rounds else {}
 
 
-def values(spec: SweepSpec, records: list[reader.RunRecord]) -> dict[str, dict[int, float]]:
-    """Cell -> seed -> the rule's metric (times the table's scale) of every completed run with a number."""
-    table = rule_table(spec)
+def values(table: TableSpec, records: list[reader.RunRecord]) -> dict[str, dict[int, float]]:
+    """Cell -> seed -> the table's first metric (times its scale) of every completed run with a number."""
     column = metric_column(table.metrics[0])
     out: dict[str, dict[int, float]] = {}
     for record in records:
@@ -155,7 +154,7 @@ def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] 
     records = reader.inspect([r for r in runs if r.seed < schedule[cell_of(r)]], root)
     if any(record.state not in _FINAL for record in records):
         return None
-    found = values(spec, records)
+    found = values(rule_table(spec), records)
     rule = design(spec, len(cells.pairs))
     look = min(len(rounds), len(rule.seeds) - 1)
     before = rounds[-1].get("verdicts", {}) if rounds else {}

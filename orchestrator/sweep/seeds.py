@@ -74,3 +74,16 @@ class AdaptiveSeeds(StrictModel):
     def looks(self) -> tuple[int, ...]:
         """Seeds per cell at each round's look: initial, initial + step, ..., max."""
         return (*range(self.initial, self.max, self.step), self.max)
+
+
+class SeedSpread(StrictModel):
+    """A site's declared seed-to-seed spread of one backbone on one dataset (`plan --detect` falls back on it)."""
+
+    backbone: str
+    """timm name, as in the grid."""
+    dataset: str
+    """Dataset name or label, as the tables show it."""
+    sd: float = Field(gt=0, allow_inf_nan=False)
+    """Standard deviation over seeds of a cell's metric, in table units (points of top-1 in %)."""
+    metric: str = "top1"
+    """The metric it was measured on (as in a table's `metric`)."""

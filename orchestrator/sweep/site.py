@@ -43,6 +43,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from orchestrator.sweep import nodeenv, sbatch_flags, searchpath, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
+from orchestrator.sweep.seeds import SeedSpread
 from trainers.config import DatasetConfig, StrictModel
 
 PREFIX = "site:"
@@ -200,6 +201,9 @@ class Site(StrictModel):
     throughput: list[ThroughputEntry] = []
     """Declared training speed per backbone and input size on this cluster's device: `plan` and the
     budget check estimate device-hours from it where a cell has no smoke measurement."""
+    seed_sd: list[SeedSpread] = []
+    """Declared seed-to-seed spread per backbone and dataset: `plan --detect` uses it when no finished
+    sweep or pilot round shows one."""
 
     @field_validator("throughput")
     @classmethod

@@ -1,0 +1,95 @@
+"""`plan` for adaptive seeds (minimum, expected, maximum device-hours) and `plan --detect` (seeds to detect a delta)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from orchestrator.results import adaptive, cost, power, stats
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec
+
+
+def _groups(runs: list[RunSpec]) -> dict[power.Key, list[RunSpec]]:
+    out: dict[power.Key, list[RunSpec]] = defaultdict(list)
+    for run in runs:
+        out[power.cell_key(run)].append(run)
+    return out
+
+
+def _hours_per_run(spec: SweepSpec, runs: list[RunSpec]) -> tuple[float | None, str]:
+    """Mean estimated device-hours of one run of the group (None: unknown), and the unit."""
+    costs = cost.estimate(spec, runs)
+    if any(c.hours is None for c in costs) or not costs:
+        return None, "GPU-hours"
+    return sum(c.hours or 0.0 for c in costs) / len(runs), costs[0].unit
+
+
+def _source(root: Path | None) -> tuple[SweepSpec, Path] | None:
+    if root is None:
+        return None
+    from orchestrator.results.collect import resolve_target
+
+    return resolve_target(root, [])[0]
+
+
+def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, variance_from: Path | None) -> None:
+    """Minimum (every cell stops after round 1), expected (no delta real, at a known spread) and maximum
+    (every cell runs to max) device-hours of an adaptive-seeds sweep."""
+    assert spec.seeds is not None
+    seeds = spec.seeds
+    table = adaptive.rule_table(spec)
+    family = len(adaptive.layout(spec, runs).pairs)
+    known = power.spreads(spec, table, _source(variance_from))
+    console.print(
+        f"adaptive seeds: {seeds.initial}, then +{seeds.step} per round up to {seeds.max} (looks at "
+        f"{', '.join(map(str, seeds.looks))} seeds); stop when the {adaptive.design(spec, family).rule.describe()} "
+        f"on {table.metrics[0]}; {family} deltas corrected together",
+        markup=False,
+    )
+    lows, mids, highs, unit, notes = 0.0, 0.0, 0.0, "GPU-hours", []
+    for key, group in _groups(runs).items():
+        per_run, unit = _hours_per_run(spec, group)
+        if per_run is None:
+            console.print("  device-hours: unknown (no smoke measurement or site throughput; `submit --smoke`)")
+            return
+        cells = len(group) // seeds.max
+        rows = max(1, len(spec.ablations) - 1)
+        lows += per_run * cells * seeds.initial
+        highs += per_run * cells * seeds.max
+        spread = known.get(key)
+        if spread is None or mids < 0:
+            mids = -1.0
+            continue
+        row_n, base_n = power.expected_seeds(spec, spread.sd, rows, family)
+        mids += per_run * (cells / len(spec.ablations)) * (rows * row_n + base_n)
+        notes.append(f"{key[0]} on {key[1]}: sd of differences {spread.sd:.3g} from {spread.source}")
+    expected = "unknown (no seed spread yet: a finished sweep (--variance-from), a pilot round or the site's seed_sd)"
+    if mids >= 0:
+        expected = f"{mids:.3g} if no delta is real ({'; '.join(notes)})"
+    console.print(f"  {unit}: minimum {lows:.3g}, maximum {highs:.3g}; expected {expected}", markup=False)
+
+
+def print_detect(
+    spec: SweepSpec, runs: list[RunSpec], delta: float, console: Console, variance_from: Path | None
+) -> None:
+    """Seeds per cell a paired t-test needs to detect `delta` (alpha 0.05, power 0.8), per backbone and dataset."""
+    table = adaptive.rule_table(spec) if spec.seeds is not None else spec.tables[0]
+    known = power.spreads(spec, table, _source(variance_from))
+    out = RichTable("backbone", "dataset", "sd of differences", "from", "seeds per cell", "estimate")
+    for key, group in _groups(runs).items():
+        spread = known.get(key)
+        if spread is None:
+            out.add_row(*key, "unknown", "no finished sweep, pilot round or site seed_sd", "-", "-")
+            continue
+        needed = stats.seeds_needed(delta, spread.sd)
+        per_run, unit = _hours_per_run(spec, group)
+        seeds_now = max(1, len({run.seed for run in group}))
+        cells = len(group) // seeds_now
+        hours = "unknown" if per_run is None or needed is None else f"{per_run * cells * needed:.3g} {unit}"
+        out.add_row(*key, f"{spread.sd:.3g}", spread.source, str(needed or "beyond reach"), hours)
+    console.print(f"seeds to detect a delta of {delta:g} ({table.metrics[0]}, paired t-test, alpha 0.05, power 0.8):")
+    console.print(out)
