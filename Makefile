@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 SHELL := /bin/bash
 
-.PHONY: demo test test-unit lint docs cluster-up cluster-down bench clean-venv report-tools report-screenshot studies-smoke
+.PHONY: demo test test-unit lint docs cluster-up cluster-down bench clean-venv report-tools report-screenshot studies-smoke backbones
 
 # The venv is rebuilt when pyproject.toml changes. torch/torchvision are pinned in
 # constraints.txt as a pair from the registry (about 6 GB the first time, cached by pip afterwards).
@@ -61,6 +61,11 @@ report-tools:
 # The HTML report of a fixture sweep, and a headless-Chromium screenshot of it to look at.
 report-screenshot: $(STAMP) report-tools
 	$(BIN)/python tests/tables_fixture.py results/report-screenshot
+
+# The backbone table `plan` checks names and patch sizes against (orchestrator/sweep/backbones.py),
+# for the installed timm: run after a timm upgrade and commit the file.
+backbones: $(STAMP)
+	$(BIN)/python -m orchestrator.sweep.backbones --ship
 
 # Every study of sweeps/ at smoke scale (fixture data, tiny models, CPU) through the CLI:
 # `orchestrate submit --smoke --executor local`, then `collect --smoke`. README's study tables come from here.

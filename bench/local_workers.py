@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from orchestrator import launch
-from orchestrator.launch.base import train_job
+from orchestrator.launch.base import cleanup_for, train_job
 from orchestrator.results import reader
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, plan
@@ -61,7 +61,7 @@ def fresh(out: Path) -> tuple[float, float]:
     for record in records:
         store.prepare(record.run, record.path)
         executor = submitit.LocalExecutor(folder=record.path / rundir.LOGS)
-        executor.submit(train_job(record)).result()
+        executor.submit(train_job(record, cleanup_for(spec, smoke=False))).result()
     return time.perf_counter() - started, epoch_seconds(spec, runs)
 
 

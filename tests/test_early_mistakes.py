@@ -3,6 +3,8 @@ unknown keys anywhere a user writes one, and the plan-time checks that need no t
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +13,7 @@ from tables_fixture import fake_run
 
 from orchestrator.cli.main import main
 from orchestrator.results import collect
-from orchestrator.sweep import store
+from orchestrator.sweep import backbones, store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.site import SiteError, load_site
 from orchestrator.sweep.spec import SpecError, load_spec
@@ -43,7 +45,7 @@ def plan_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
         ),
         (
             {"defaults": {"data": {"augment": {"hflip": 0.5}}}},
-            "defaults.data.augment.hflip: unknown key (did you mean 'hflip_p'?)",
+            "defaults.data.augment.hflip: unknown key (did you mean 'hflip_p'",
         ),
         (
             {"grid": {"model.head_dropot": [0.1, 0.2]}},
@@ -169,3 +171,112 @@ def test_plan_warns_when_tables_will_have_no_interval(
     else:
         assert len(lines) == 1 and f"warning: {path}: {says}" in lines[0], out
         assert "will have no interval" in lines[0] and "seed: [0, 1, 2]" in lines[0]
+
+
+# ------------------------------------------------------------------- backbone names at plan time
+
+
+def test_shipped_backbone_table_is_the_installed_timms() -> None:
+    """The table `plan` reads equals timm's own lists; if timm was upgraded, regenerate it
+    (`make backbones`). Patch sizes: a sample of families, each model built whole on the meta device."""
+    import timm
+    import torch
+
+    table = backbones.read_table(Path(backbones.__file__).with_name(backbones.TABLE_FILE), "shipped")
+    assert table.timm_version == timm.__version__, "timm changed: run `make backbones` and commit the table"
+    assert set(table.tags) == set(timm.list_models())
+    tags: dict[str, set[str]] = {name: set() for name in timm.list_models()}
+    for tagged in timm.list_models(include_tags=True):  # `name.tag`, or the bare name of a model without tags
+        name, _, tag = tagged.partition(".")
+        tags[name] |= {tag} if tag else set()
+    assert {name: set(found) for name, found in table.tags.items()} == tags
+    sample = [
+        "vit_base_patch16_224", "vit_large_patch14_clip_224", "eva02_tiny_patch14_224", "deit_tiny_patch16_224",
+        "swin_tiny_patch4_window7_224", "xcit_tiny_12_p8_224", "cait_xxs24_224", "test_vit", "resnet50",
+        "convnext_tiny", "test_resnet", "vit_base_r50_s16_224",
+    ]  # fmt: skip
+    for name in sample:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+        size = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+        expected = (size[0] if isinstance(size, tuple) else size) if size else None
+        assert table.patch(name) == (expected if expected and expected > 1 else None), name
+
+
+@pytest.mark.parametrize(
+    ("backbone", "says"),
+    [
+        ("resnet10tt", "grid.backbone[0]: 'resnet10tt' is not a timm 1.0.31 model; did you mean resnet10t"),
+        ("convnextv2_larg", "did you mean convnextv2_large"),
+        (
+            "resnet50.a1_in1kk",
+            "'resnet50.a1_in1kk' has no tag 'a1_in1kk' in timm 1.0.31 (did you mean resnet50.a1_in1k",
+        ),
+    ],
+)
+def test_plan_refuses_unknown_backbones(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], backbone: str, says: str
+) -> None:
+    err = plan_error([str(write_spec()), f"grid.backbone=[{backbone}]"], capsys)
+    assert says.replace("1.0.31", backbones.installed_timm() or "?") in err, err
+
+
+def test_plan_accepts_names_with_tags(write_spec: Callable[..., Path]) -> None:
+    assert main(["plan", str(write_spec()), "grid.backbone=[resnet50.a1_in1k, test_resnet]", "--skip-data-check"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("backbone", "size", "says"),
+    [
+        # Names without `patch<N>` (which the trainer config's own rule reads): the table knows them.
+        ("cait_xxs24_224", 225, "run cait_xxs24_224/digits/base/s0: data.image_size_px 225 is not a multiple of "
+         "cait_xxs24_224's 16 px patch (the last 1 px of each row and column would be dropped); use 224 or 240"),
+        ("xcit_tiny_12_p8_224", 12, "is not a multiple of xcit_tiny_12_p8_224's 8 px patch (the last 4 px of each "
+         "row and column would be dropped); use 8 or 16"),
+        ("pit_s_224", 230, "pit_s_224's 16 px patch (the last 6 px of each row and column would be dropped); use "
+         "224 or 240"),
+    ],
+)  # fmt: skip
+def test_plan_refuses_image_sizes_off_the_patch_grid(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], backbone: str, size: int, says: str
+) -> None:
+    path = write_spec()
+    args = [str(path), f"grid.backbone=[{backbone}]", f"defaults.data.image_size_px={size}"]
+    assert says in plan_error(args, capsys)
+    fits = 16 * max(1, round(size / 16))
+    assert main(["plan", *args[:2], f"defaults.data.image_size_px={fits}", "--skip-data-check"]) == 0
+
+
+def test_backbone_check_needs_no_timm_import(write_spec: Callable[..., Path]) -> None:
+    code = (
+        "import sys\n"
+        "from orchestrator.cli import main\n"
+        f"assert main(['plan', {str(write_spec())!r}, 'grid.backbone=[cait_xxs24_224]', "
+        "'defaults.data.image_size_px=225', '--skip-data-check']) == 2\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'timm') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in result.stdout and "16 px patch" in result.stderr
+
+
+def test_other_timm_version_fails_closed_until_regenerated(
+    write_spec: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """No table for the installed timm: refused with the command that makes one; after it ran
+    (here: a table written into the cache folder for that version), plan checks against it."""
+    monkeypatch.setattr(backbones, "installed_timm", lambda: "9.9.9")
+    monkeypatch.setenv(backbones.CACHE_ENV, str(tmp_path / "cache"))
+    path = write_spec()
+    err = plan_error([str(path)], capsys)
+    assert "orchestrate's table lists timm" in err and "the installed timm is 9.9.9" in err
+    assert (
+        "-m orchestrator.sweep.backbones` once (writes " + str(tmp_path / "cache" / "timm_models-9.9.9.json.gz") in err
+    )
+    table = {"timm_version": "9.9.9", "models": {"test_resnet": [], "vit_new_patch16": []}, "patch_px": {}}
+    backbones.write_table(table, backbones.cache_path("9.9.9"))
+    assert main(["plan", str(path), "grid.backbone=[test_resnet]", "--skip-data-check"]) == 0
+    err = plan_error([str(path)], capsys)  # resnet10t is not in that table
+    assert "'resnet10t' is not a timm 9.9.9 model; did you mean" in err

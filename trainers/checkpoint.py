@@ -30,6 +30,12 @@ RANK_STATE_FILE = "rank_state_{rank}.pt"
 """Per-process loop state of a mid-epoch `last` (the epoch's running loss totals)."""
 WEIGHTS_FILE = "model.safetensors"
 """The best model's weights, one file (the name Accelerate and `load_checkpoint_in_model` expect)."""
+WEIGHTS_ONLY = "weights_only"
+"""trainer_state.json key of a `last` whose resume state was dropped (a completed run's cleanup)."""
+# Files of `last` that only a resume reads (accelerate.save_state's names; DeepSpeed's optimizer
+# shards end in `optim_states.pt`); the model's weights are never among them.
+RESUME_ONLY_PREFIXES = ("optimizer", "scheduler", "scaler", "random_states", "sampler", "rank_state")
+RESUME_ONLY_SUFFIX = "optim_states.pt"
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -146,3 +152,38 @@ def full_parameters(accelerator: Accelerator, model: nn.Module) -> Iterator[None
 
     with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=0):
         yield
+
+
+def drop_resume_state(ckpt_dir: Path) -> int:
+    """Delete what only a resume reads from a completed run's `last` (optimizer, scheduler, scaler,
+    RNG and loop state: about twice the model under Adam), keeping its model weights; bytes freed.
+
+    trainer_state.json is marked `weights_only` first, so a kill half-way leaves a folder that a
+    resume refuses (see is_weights_only), never one it half-trusts.
+    """
+    folder = find_complete(ckpt_dir, LAST)
+    if folder is None:
+        return 0
+    state = read_state(folder)
+    if not state.get(WEIGHTS_ONLY):
+        rundir.write_json(folder / STATE_FILE, {**state, WEIGHTS_ONLY: True})
+    freed = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file() and (path.name.startswith(RESUME_ONLY_PREFIXES) or path.name.endswith(RESUME_ONLY_SUFFIX)):
+            freed += path.stat().st_size
+            path.unlink()
+    return freed
+
+
+def drop_all(ckpt_dir: Path) -> int:
+    """Delete the whole checkpoints folder (a smoke run's); bytes freed."""
+    if not ckpt_dir.is_dir():
+        return 0
+    freed = sum(p.stat().st_size for p in ckpt_dir.rglob("*") if p.is_file())
+    shutil.rmtree(ckpt_dir)
+    return freed
+
+
+def is_weights_only(folder: Path) -> bool:
+    """Whether a finished `last` had its resume state dropped (it cannot be resumed from)."""
+    return bool(read_state(folder).get(WEIGHTS_ONLY))

@@ -226,6 +226,12 @@ def resume(run: Run) -> Progress:
     folder = checkpoint.find_complete(run.ckpt_dir, checkpoint.LAST)
     if folder is None:
         return Progress()
+    if checkpoint.is_weights_only(folder):
+        # Why not start over: this run completed and its results are in place; retraining is a choice.
+        raise FileNotFoundError(
+            f"{folder} holds the model weights only (the run completed and `cleanup.drop_optimizer_state` "
+            "dropped its resume state): it cannot resume; `submit --force` retrains it"
+        )
     run.accelerator.load_state(str(folder))  # also every rank's RNG state
     progress = Progress.from_dict(checkpoint.read_state(folder))
     if progress.step_in_epoch > 0:

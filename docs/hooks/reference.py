@@ -24,7 +24,7 @@ from pydantic_core import PydanticUndefined
 
 from orchestrator.cli.main import build_parser
 from orchestrator.sweep.site import Site, SlurmConfig
-from orchestrator.sweep.spec import BudgetSpec, SweepSpec, TableSpec
+from orchestrator.sweep.spec import BudgetSpec, CleanupSpec, SweepSpec, TableSpec
 from trainers.config import TrainConfig
 
 
@@ -34,7 +34,7 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
         "reference/spec.md": _models_page(
             "Sweep spec keys",
             "The top level of a sweep file, then its typed blocks. Generated from `orchestrator/sweep/spec.py`.",
-            [SweepSpec, TableSpec, BudgetSpec, SlurmConfig],
+            [SweepSpec, TableSpec, BudgetSpec, CleanupSpec, SlurmConfig],
         ),
         "reference/site.md": _models_page(
             "Site file keys",

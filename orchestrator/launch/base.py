@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator.launch.job import TrainJob
+from orchestrator.launch.job import Cleanup, TrainJob
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
@@ -94,9 +94,16 @@ class Outcome:
     """Runs not submitted because the user's queue limits were reached (slurm executor)."""
 
 
-def train_job(record: RunRecord) -> TrainJob:
+def train_job(record: RunRecord, cleanup: Cleanup) -> TrainJob:
     """The submitit callable of a planned run."""
-    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata())
+    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata(), cleanup)
+
+
+def cleanup_for(spec: SweepSpec, smoke: bool) -> Cleanup:
+    """The spec's `cleanup:` block as the jobs apply it: smoke runs keep no checkpoints unless asked."""
+    if smoke:
+        return Cleanup(drop_checkpoints=not spec.cleanup.smoke_checkpoints)
+    return Cleanup(drop_resume_state=spec.cleanup.drop_optimizer_state)
 
 
 def archive_previous(todo: list[RunRecord], root: Path, force: bool) -> None:
@@ -115,6 +122,8 @@ class Launcher(ABC):
     def __init__(self, spec: SweepSpec, console: Console) -> None:
         self.spec = spec
         self.console = console
+        self.cleanup = cleanup_for(spec, smoke=False)
+        """What the jobs `start` creates drop when their run ends (set per launch: smoke or not)."""
 
     def launch(
         self, runs: list[RunSpec], *, force: bool = False, smoke: bool = False, dry_run: bool = False
@@ -123,6 +132,7 @@ class Launcher(ABC):
         if smoke:
             runs = smoke_plan(runs)
             force = True  # smoke runs are a check, never a cache
+        self.cleanup = cleanup_for(self.spec, smoke)
         root = store.sweep_root(self.spec, smoke)
         records = reader.inspect(runs, root)
         selection = select(records, force, self.owned_elsewhere(root, dry_run))

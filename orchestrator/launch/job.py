@@ -15,6 +15,7 @@ import os
 import socket
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,27 @@ from trainers.config import TrainConfig
 from trainers.rundir import State
 
 
+@dataclass(frozen=True)
+class Cleanup:
+    """What a run's folder drops once the run ends (the spec's `cleanup:` block, resolved for normal
+    or smoke runs by the launcher; never part of the run id)."""
+
+    drop_resume_state: bool = False
+    """On completion: delete the resume-only files of checkpoints/last (optimizer, scheduler, RNG...)."""
+    drop_checkpoints: bool = False
+    """When the run ends, completed or failed: delete checkpoints/ altogether (smoke runs)."""
+
+
 class TrainJob:
     """Train one run into `run_dir`; config and plan metadata travel as plain dicts."""
 
-    def __init__(self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any]) -> None:
+    def __init__(
+        self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any], cleanup: Cleanup = Cleanup()
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.metadata = metadata
+        self.cleanup = cleanup
         self.drop_pickle = True
         """Delete the task's submission pickle when done (False inside a packed task: siblings may requeue)."""
 
@@ -56,19 +71,36 @@ class TrainJob:
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
             if is_main:
                 rundir.update_status(self.run_dir, State.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=tail)
+                if isinstance(exc, Exception):  # not on preemption (SystemExit): the requeued job resumes
+                    self.clean_up(completed=False)
             raise
         if is_main:
             rundir.update_status(self.run_dir, State.COMPLETED)
+            self.clean_up(completed=True)
             if self.drop_pickle:
                 drop_submission_pickle()
         return metrics
+
+    def clean_up(self, completed: bool) -> None:
+        """Apply `cleanup` to the run's checkpoints, after its status is recorded. A cleanup that
+        fails is reported on stderr and never fails the run: the files only take space."""
+        from trainers import checkpoint
+
+        ckpt_dir = checkpoint.checkpoint_dir(self.run_dir)
+        try:
+            if self.cleanup.drop_checkpoints:
+                checkpoint.drop_all(ckpt_dir)
+            elif completed and self.cleanup.drop_resume_state:
+                checkpoint.drop_resume_state(ckpt_dir)
+        except (OSError, ValueError) as exc:
+            print(f"cleanup of {ckpt_dir} failed ({exc}); the run's result stands", file=sys.stderr)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         """Requeue the same job on preemption or timeout; training resumes from checkpoints/last
         (saved at a step boundary just before, when the signal came during training)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata))
+        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata, self.cleanup))
 
 
 def _export_distributed_env() -> int:

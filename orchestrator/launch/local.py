@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator.launch.base import Launcher, Outcome, train_job
+from orchestrator.launch.job import Cleanup
 from orchestrator.launch.status import last_frame
 from orchestrator.launch.worker import run_pool, worker_envs
 from orchestrator.results import reader
@@ -40,9 +41,10 @@ class LocalLauncher(Launcher):
             task = progress.add_task("runs", total=len(todo), detail="")
             report = _Reporter(progress, task)
             if self.debug:
-                _run_in_process(todo, report)
+                _run_in_process(todo, report, self.cleanup)
             else:
-                _run_on_workers(todo, min(self.workers, len(todo)), self.spec.slurm.timeout_min * 60.0, report)
+                timeout_s = self.spec.slurm.timeout_min * 60.0
+                _run_on_workers(todo, min(self.workers, len(todo)), timeout_s, report, self.cleanup)
         outcome = report.outcome
         self.console.print(f"{len(outcome.completed)} completed, {len(outcome.failed)} failed")
         return outcome
@@ -86,9 +88,9 @@ def _progress(console: Console) -> Progress:
     return Progress(*columns, console=console, transient=False)
 
 
-def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report: _Reporter) -> None:
+def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report: _Reporter, cleanup: Cleanup) -> None:
     """Feed the runs to `count` warm workers in plan order until all have finished."""
-    jobs = [(train_job(record), record.path / rundir.LOGS) for record in todo]
+    jobs = [(train_job(record, cleanup), record.path / rundir.LOGS) for record in todo]
     run_pool(
         jobs,
         worker_envs(count),
@@ -98,13 +100,13 @@ def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report:
     )
 
 
-def _run_in_process(todo: list[RunRecord], report: _Reporter) -> None:
+def _run_in_process(todo: list[RunRecord], report: _Reporter, cleanup: Cleanup) -> None:
     """The debug executor: each run in this process (submitit's DebugExecutor), for breakpoints."""
     import submitit  # keeps `orchestrate --help` and `plan` free of submitit's imports
 
     for record in todo:
         report.running([record])
-        job = submitit.DebugExecutor(folder=record.path / rundir.LOGS).submit(train_job(record))
+        job = submitit.DebugExecutor(folder=record.path / rundir.LOGS).submit(train_job(record, cleanup))
         try:
             job.result()
         except Exception as exc:  # submitit wraps the traceback; the job's own record is clearer

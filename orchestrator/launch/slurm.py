@@ -17,6 +17,7 @@ from rich.console import Console
 from orchestrator import textsafe
 from orchestrator.launch import slurmcli
 from orchestrator.launch.base import Launcher, Outcome, select, train_job
+from orchestrator.launch.job import Cleanup
 from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
 from orchestrator.results import reader
@@ -77,7 +78,9 @@ class SlurmLauncher(Launcher):
         outcome = Outcome()
         if arrays:
             self._warn_unshared(root)
-            outcome = _submit_arrays(root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console)
+            outcome = _submit_arrays(
+                root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console, self.cleanup
+            )
         if held:
             self.console.print(
                 f"[yellow]held back[/]: {held} runs, over the queue limits ({limits.describe()}); "
@@ -178,12 +181,12 @@ def pack(config: SlurmConfig, records: list[RunRecord]) -> list[list[RunRecord]]
     return slurmcli.chunks(records, per_task)
 
 
-def task_job(config: SlurmConfig, members: list[RunRecord]) -> Any:
+def task_job(config: SlurmConfig, members: list[RunRecord], cleanup: Cleanup) -> Any:
     """The submitit callable of one array task: a TrainJob, or a PackedJob of several runs."""
     if len(members) == 1:
-        return train_job(members[0])
+        return train_job(members[0], cleanup)
     gpus = config.gpus_per_node if config.pack_gpus else 0
-    return PackedJob([train_job(record) for record in members], gpus=gpus)
+    return PackedJob([train_job(record, cleanup) for record in members], gpus=gpus)
 
 
 def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[SlurmConfig, list[RunRecord]]]:
@@ -195,7 +198,9 @@ def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[Slur
     return list(groups.values())
 
 
-def _submit_arrays(root: Path, arrays: list[Array], folder: Path, name: str, console: Console) -> Outcome:
+def _submit_arrays(
+    root: Path, arrays: list[Array], folder: Path, name: str, console: Console, cleanup: Cleanup
+) -> Outcome:
     import submitit
 
     manifest = store.read_manifest(root, strict=True)
@@ -205,7 +210,7 @@ def _submit_arrays(root: Path, arrays: list[Array], folder: Path, name: str, con
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts, python=python)
         executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
-            jobs = [executor.submit(task_job(config, members)) for members in group]
+            jobs = [executor.submit(task_job(config, members, cleanup)) for members in group]
         array_id = str(jobs[0].job_id).split("_", 1)[0]
         submitted = {
             record.run.run_id: str(job.job_id) for members, job in zip(group, jobs, strict=True) for record in members

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from orchestrator.sweep import store, templates
+from orchestrator.sweep import backbones, store, templates
 from orchestrator.sweep.errors import SpecError, short
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
@@ -22,6 +22,7 @@ from trainers.config import DatasetConfig
 def check(spec: SweepSpec, runs: Sequence[RunSpec], where: str, data: bool = True) -> None:
     """Everything `plan` checks before it shows the plan (files on disk unless `data` is False)."""
     check_rules(runs, where)
+    check_backbones(spec, runs, where)
     check_output(spec, where)
     check_templates(spec, where)
     if data:
@@ -33,7 +34,7 @@ def warnings(spec: SweepSpec, where: str) -> list[str]:
     """What `plan` says without refusing: one line per thing that runs but will disappoint."""
     found = []
     seeds = spec.grid.get("seed")
-    if seeds is None or len(seeds) < 2:
+    if spec.seeds is None and (seeds is None or len(seeds) < 2):  # adaptive seeds start at 2 or more
         what = "no seed axis" if seeds is None else f"one seed ({short(seeds[0])})"
         found.append(
             f"{where}: grid.seed: {what}: one run per cell, so its tables will have no interval and no "
@@ -75,6 +76,48 @@ def check_templates(spec: SweepSpec, where: str) -> None:
             raise SpecError(f"{where}: {field}: {exc}") from None
         except jinja2.TemplateSyntaxError as exc:
             raise SpecError(f"{where}: {field}: {root / name} line {exc.lineno}: {exc.message}") from None
+
+
+def check_backbones(spec: SweepSpec, runs: Sequence[RunSpec], where: str) -> None:
+    """Backbone names (and `name.tag`s) against the installed timm's models, and image sizes against
+    the patch size of models built on a patch grid (a ViT at 225 px would drop a pixel row and column):
+    torch-free, from the table of orchestrator/sweep/backbones.py. Fails closed: no table for the
+    installed timm is an error that says how to make one."""
+    try:
+        table = backbones.load()
+    except backbones.BackboneTableError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    seen: set[tuple[str, int]] = set()
+    for run in runs:
+        name, size = run.config.model.backbone, run.config.data.image_size_px
+        if (name, size) in seen:
+            continue
+        seen.add((name, size))
+        problem = table.problem(name)
+        if problem is not None:
+            raise SpecError(f"{where}: {_backbone_origin(spec, run)}: {short(name)} {problem}")
+        patch = table.patch(name)
+        if patch and size % patch:
+            lower = size // patch * patch
+            fits = f"{lower} or {lower + patch}" if lower else f"{patch}"
+            raise SpecError(
+                f"{where}: run {run.name}: data.image_size_px {size} is not a multiple of {name}'s {patch} px "
+                f"patch (the last {size % patch} px of each row and column would be dropped); use {fits}"
+            )
+
+
+def _backbone_origin(spec: SweepSpec, run: RunSpec) -> str:
+    """The spec field a run's backbone comes from: a grid value, a modifier, or the defaults."""
+    name = run.config.model.backbone
+    for index, value in enumerate(spec.grid.get("backbone", [])):
+        if value == name:
+            return f"grid.backbone[{index}]"
+    for modifier in spec.ablations.get(run.ablation, []):
+        if spec.modifiers.get(modifier, {}).get("model.backbone") == name:
+            return f"modifiers.{modifier}.model.backbone"
+    if "backbone" not in spec.grid:
+        return "defaults.model.backbone"
+    return f"run {run.name}: model.backbone"
 
 
 def check_models(runs: Sequence[RunSpec], where: str) -> None:

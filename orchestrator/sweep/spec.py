@@ -82,6 +82,8 @@ class SweepSpec(StrictModel):
     """Compute budget against the baseline row: checked by `plan` and `profile`, marked in tables."""
     seeds: AdaptiveSeeds | None = None
     """Adaptive seeds instead of `grid.seed`: more seeds where a delta is unresolved (orchestrator/sweep/seeds.py)."""
+    cleanup: CleanupSpec = Field(default_factory=lambda: CleanupSpec())
+    """What finished runs keep on disk (not part of any run id): resume state, smoke checkpoints."""
 
     _source: Path | None = PrivateAttr(default=None)
     _overrides: tuple[str, ...] = PrivateAttr(default=())
@@ -418,6 +420,17 @@ class BudgetSpec(StrictModel):
     (an unknown estimate is refused too, unless `submit --over-budget`)."""
 
 
+class CleanupSpec(StrictModel):
+    """What a run folder drops once its run ends; changing it never changes a run id."""
+
+    drop_optimizer_state: bool = True
+    """When a run completes, delete what only a resume reads from checkpoints/last (optimizer, scheduler,
+    scaler, RNG and loop state: about twice the model's size under Adam). The model weights in last/ and
+    best/ stay, for `eval`, `predict` and `checkpoint_for_test: last`; failed and interrupted runs keep all of it."""
+    smoke_checkpoints: bool = False
+    """Smoke runs (`submit --smoke`) keep their checkpoints/ folder; by default it is deleted when they end."""
+
+
 def _unique_table_names(tables: list[TableSpec]) -> list[TableSpec]:
     names = [table.name for table in tables]
     twice = sorted({name for name in names if names.count(name) > 1})
@@ -428,4 +441,14 @@ def _unique_table_names(tables: list[TableSpec]) -> list[TableSpec]:
 
 SweepSpec.model_rebuild()
 
-__all__ = ["AXIS_ALIASES", "BudgetSpec", "SlurmConfig", "SpecError", "SweepSpec", "TableSpec", "load_spec", "nested"]
+__all__ = [
+    "AXIS_ALIASES",
+    "BudgetSpec",
+    "CleanupSpec",
+    "SlurmConfig",
+    "SpecError",
+    "SweepSpec",
+    "TableSpec",
+    "load_spec",
+    "nested",
+]
