@@ -104,8 +104,11 @@ def test_tables_say_how_each_cell_stopped(write_spec: Callable[..., Path]) -> No
     for _ in range(3):
         _finish(spec, runs, {"+ Aug": 0.05})
         adaptive.advance(spec, runs, root)
-    written = collect.write_tables(spec, root)
+    written = collect.write_tables(spec, root, report=True)
     csv_text = (root / "tables" / "table.csv").read_text()
+    rounds = (root / "tables" / "adaptive_rounds.csv").read_text().splitlines()
+    assert rounds[0].startswith("round,cell,n,delta,low,high") and len(rounds) == 1 + 2 + 1 + 1  # 2, then 1, 1
+    assert written.report_path is not None and "adaptive-rounds.png" in written.report_path.read_text()
     assert "resolved at 3 seeds (interval excludes 0)" in csv_text
     assert "stopped at max (7 seeds)" in csv_text
     assert "digits stop" in csv_text.splitlines()[0]
@@ -139,6 +142,7 @@ ablations:
   + Tiny LR: [slow]
   + Dropout: [dropout]
 seeds: {{initial: 3, max: 4, step: 1, stop: {{excludes_zero: true}}}}
+slurm: {{cpus_per_task: 1, timeout_min: 20}}
 """
 
 

@@ -34,6 +34,8 @@ from trainers.rundir import State
 if TYPE_CHECKING:
     import pandas as pd
 
+    from orchestrator.results.outputs import Outputs
+
 ADAPTIVE_FILE = "adaptive.json"
 _FINAL = {State.COMPLETED, State.FAILED}
 
@@ -265,3 +267,14 @@ def stop_notes(table: Table) -> list[str]:
         "(alpha spent over the looks, Bonferroni over the deltas) met the stop rule; the ± intervals above are "
         "the usual fixed-seed ones. " + "; ".join(stops) + "."
     ]
+
+
+def write_rounds(spec: SweepSpec, root: Path, outputs: Outputs) -> list[Path]:
+    """tables/adaptive_rounds.csv: every comparison's interval at every round it was judged (none for a fixed grid)."""
+    import pandas as pd
+
+    if spec.seeds is None or not (root / ADAPTIVE_FILE).exists():
+        return []
+    path = outputs.folder("tables") / "adaptive_rounds.csv"
+    outputs.write_text(path, pd.DataFrame(history(root)).to_csv(index=False))
+    return [path]

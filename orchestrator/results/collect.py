@@ -152,6 +152,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         joined = adaptive.annotate(tables.joined_frame(collected.frame, planned, spec, profile), spec, root)
         context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
         files, markdown, built_all = _write_table_files(spec, joined, outputs, context)
+        files.extend(adaptive.write_rounds(spec, root, outputs))
         usable, value_problems = _usable(joined, spec)
         counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}
         problems = tuple(collected.problems) + tuple(value_problems)

@@ -198,3 +198,25 @@ def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
     ax.set(ylabel=ylabel)
     ax.grid(axis="y", alpha=0.3)
     return figure
+
+
+@_plain
+def rounds_figure(rows: list[tuple[str, list[tuple[int, float, float, float]]]], ylabel: str) -> Figure:
+    """Adaptive seeds: each delta's sequential interval at every round it was judged (x: seeds), side by side
+    per comparison; 0 as a dashed line. Infinite ends (below 2 seeds) are left out."""
+    import math
+
+    figure = new_figure(max(4.5, 1.0 * len(rows) + 3.0), 3.6)
+    ax = figure.subplots()
+    width = 0.8 / max(1, len(rows))
+    for index, (label, looks) in enumerate(rows):
+        shown = [(n, d, lo, hi) for n, d, lo, hi in looks if math.isfinite(lo) and math.isfinite(hi)]
+        xs = [n + (index - (len(rows) - 1) / 2) * width for n, _, _, _ in shown]
+        deltas = [d for _, d, _, _ in shown]
+        errors = [[d - lo for _, d, lo, _ in shown], [hi - d for _, d, _, hi in shown]]
+        ax.errorbar(xs, deltas, yerr=errors, fmt="o-", capsize=3, label=label, color=f"C{index % 10}")
+    ax.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
+    ax.set(xlabel="seeds per cell", ylabel=ylabel)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(axis="y", alpha=0.3)
+    return figure

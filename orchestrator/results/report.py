@@ -104,6 +104,7 @@ def write_report(
             f"Figures for the first {MAX_CELLS_WITH_FIGURES} of {len(groups)} cells; the tables hold every cell."
         )
     ablations = _ablation_plots(spec, joined, img, written, notes)
+    ablations += _rounds_plot(spec, root, img, written)
     datasets = [_dataset_report(name, part, img, written) for name, part in _by_dataset(joined)]
     for name in written:
         outputs.record(img / name, (img / name).read_bytes())
@@ -166,6 +167,25 @@ def _ablation_plots(
         )
         plots.append(_save(figures.ablation_figure(rows, label), img, name, written, caption))
     return plots
+
+
+def _rounds_plot(spec: SweepSpec, root: Path, img: Path, written: set[str]) -> list[Plot]:
+    """Adaptive seeds: how each delta's interval narrowed round by round (from adaptive.json)."""
+    from orchestrator.results import adaptive
+
+    if spec.seeds is None or not (root / adaptive.ADAPTIVE_FILE).exists():
+        return []
+    inf = float("inf")
+    rows: dict[str, list[tuple[int, float, float, float]]] = {}
+    for h in adaptive.history(root):
+        low, high = -inf if h["low"] is None else h["low"], inf if h["high"] is None else h["high"]
+        rows.setdefault(str(h["cell"]), []).append((int(h["n"]), float(h["delta"]), low, high))
+    if not rows:
+        return []
+    table = adaptive.rule_table(spec)
+    label = f"Δ {metric_label(table.metrics[0], table.scale, table.metric_labels)}"
+    caption = "Adaptive seeds: each delta's sequential interval after every round it was judged in (adaptive.json)"
+    return [_save(figures.rounds_figure(list(rows.items()), label), img, "adaptive-rounds.png", written, caption)]
 
 
 def _cells(joined: pd.DataFrame, spec: SweepSpec) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
