@@ -59,11 +59,40 @@ def _escaped(char: str) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
-def rich(text: object) -> str:
-    """`terminal(text)` with rich's markup escaped: `[/]`, `[blink]` and `[/scratch/data]` print as written."""
-    from rich.markup import escape
+_RICH_TAG = re.compile(r"[a-z#/@][^\[]*?]")
+"""What rich reads as a tag after `[` (rich.markup.RE_TAGS)."""
 
-    return escape(terminal(text))
+
+def rich(text: object) -> str:
+    """`terminal(text)` as rich markup that prints as written: `[/]`, `[blink]`, `[/scratch/data]`.
+
+    rich.markup.escape is not exact: rich reads `\\[` as `[` even where no tag follows, and halves
+    backslashes before a tag. Here every `[` gets one more backslash than the text has before it
+    (doubled first before a tag), and trailing backslashes are doubled so they cannot escape a tag
+    the caller writes after the text (`f"[bold]{rich(x)}[/]"`)."""
+    shown = terminal(text)
+    out, index = [], 0
+    while index < len(shown):
+        char = shown[index]
+        if char == "\\":
+            run = len(shown[index:]) - len(shown[index:].lstrip("\\"))
+            after = index + run
+            if after < len(shown) and shown[after] == "[" and _RICH_TAG.match(shown, after + 1):
+                out.append("\\" * (2 * run + 1) + "[")
+            elif after < len(shown) and shown[after] == "[":
+                out.append("\\" * (run + 1) + "[")
+            else:
+                out.append("\\" * (2 * run if after == len(shown) else run))
+                index = after
+                continue
+            index = after + 1
+        elif char == "[":
+            out.append("\\[")
+            index += 1
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)
 
 
 def has_control(text: str) -> bool:

@@ -22,9 +22,10 @@ PIPE_WIDTH = 100_000
 def make_console(stderr: bool = False) -> Console:
     """A console for one stream: the terminal's width in a terminal, unlimited and plain otherwise."""
     stream = sys.stderr if stderr else sys.stdout
+    # emoji off: a label `:a:` is text, not 🅰 (markup is escaped by orchestrator.textsafe.rich).
     if stream.isatty():
-        return Console(stderr=stderr, highlight=False)
-    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH, soft_wrap=True, color_system=None)
+        return Console(stderr=stderr, highlight=False, emoji=False)
+    return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH, soft_wrap=True, color_system=None, emoji=False)
 
 
 def table(*headers: str, **options: Any) -> Table:

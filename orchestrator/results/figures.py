@@ -192,7 +192,10 @@ def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
         else:
             ax.plot(x + 0.3, mean, "D", color="C3")
     if rows and rows[0][1]:
-        ax.axhline(float(np.mean(rows[0][1])), color="0.4", linestyle="--", linewidth=1, label=f"{rows[0][0]} (mean)")
+        # A leading '_' would hide the label (matplotlib skips such legend entries): a space keeps it.
+        baseline = f"{rows[0][0]} (mean)"
+        baseline = f" {baseline}" if baseline.startswith("_") else baseline
+        ax.axhline(float(np.mean(rows[0][1])), color="0.4", linestyle="--", linewidth=1, label=baseline)
         ax.legend(fontsize=7, loc="best")
     ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=20, ha="right", fontsize=8)
     ax.set(ylabel=ylabel)

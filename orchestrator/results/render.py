@@ -168,8 +168,18 @@ _LATEX_SPECIAL = {
 
 def latex_escape(value: Any) -> str:
     """Text safe inside a LaTeX tabular (pdflatex): the ten specials (`\\ & % $ # _ { } ~ ^`) and
-    `< > | [ ]` escaped, common symbols as math, other control characters dropped."""
-    return "".join(_LATEX_SPECIAL.get(ch, "" if _is_control(ch) else ch) for ch in str(value))
+    `< > | [ ]` escaped, common symbols as math, other control characters dropped, and ligatures
+    broken with `{}` (`--` would print an en dash, `''` a closing quote, `!`` (backtick) an inverted !)."""
+    out: list[str] = []
+    for char in str(value):
+        if out and out[-1][-1:] in _LIGATURE_FIRST and char in _LIGATURE_SECOND:
+            out.append("{}")
+        out.append(_LATEX_SPECIAL.get(char, "" if _is_control(char) else char))
+    return "".join(out)
+
+
+_LIGATURE_FIRST = frozenset("-'`!?,")
+_LIGATURE_SECOND = frozenset("-'`,")
 
 
 def _is_control(char: str) -> bool:
