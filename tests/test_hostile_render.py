@@ -4,6 +4,7 @@ taken as its markup, and names with bidi, zero-width or control characters are r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -100,6 +101,11 @@ def test_collect_folder_takes_no_template_from_its_snapshot(tmp_path: Path, caps
     text = text.replace(f"source: {spec.source}", f"source: {attacker / 'evil.yaml'}")
     assert "templates/t.md.j2" in text and str(attacker) in text
     snapshot.write_text(text)
+    # The attacker can write the manifest too: its hash of sweep.yaml (unkeyed) is no barrier.
+    manifest_path = spec.output_path / store.MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    manifest[store.SNAPSHOT_HASH] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    manifest_path.write_text(json.dumps(manifest))
     assert main(["collect", str(spec.output_path), "--no-report"]) == 0
     out = capsys.readouterr().out
     assert "custom template templates/t.md.j2 not rendered: collect the spec file to render it" in out
