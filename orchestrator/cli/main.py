@@ -156,7 +156,9 @@ def _add_submit(sub: Any) -> None:
     p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")
     p.add_argument("--over-budget", action="store_true", help="submit even if cells exceed the spec's budget")
     p.add_argument(
-        "--follow", action="store_true", help="slurm: stay in the foreground, topping the queue up within your limits"
+        "--follow",
+        action="store_true",
+        help="slurm: stay in the foreground, topping the queue up within your limits; adaptive seeds: every round",
     )
     p.add_argument("--interval", type=float, default=30.0, help="seconds between queue checks with --follow")
     p.set_defaults(func=commands.cmd_submit)
