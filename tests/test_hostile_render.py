@@ -5,6 +5,7 @@ taken as its markup, and names with bidi, zero-width or control characters are r
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -346,3 +347,28 @@ def test_site_file_errors_name_the_field_not_the_value(
     path.write_text(text + "site: site.yaml\n")
     err = one_error(["plan", str(path), "--skip-data-check"], capsys)
     assert field in err and "SECRET" not in err, err
+
+
+def test_local_launcher_lines_print_run_names_and_errors_as_written(tmp_path: Path) -> None:
+    """A row label `[blink]` styled every later line; an error text `[/scratch]` crashed submit."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from orchestrator.launch.local import _Reporter
+    from orchestrator.results import reader
+    from trainers import rundir
+    from trainers.rundir import State
+
+    spec = sweep(tmp_path, dataset="[blink]D [red]x")
+    records = reader.inspect(plan(spec), store.sweep_root(spec))
+    failed = records[-1]
+    rundir.update_status(failed.path, State.FAILED, error="no data under [/scratch/data] \x1b[2J")
+    console = Console(file=io.StringIO(), width=10_000, color_system=None, emoji=False)
+    progress = Progress(console=console)
+    reporter = _Reporter(progress, progress.add_task("runs", total=len(records), detail=""))
+    reporter.running(records)
+    reporter.finished(records[0], None)
+    reporter.finished(failed, "boom")
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert f"failed {failed.run.name}: no data under [/scratch/data] " in out and "\x1b" not in out
+    assert "[blink]D [red]x" in failed.run.name and f"done {records[0].run.name}" in out

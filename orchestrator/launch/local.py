@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from orchestrator import textsafe
 from orchestrator.launch.base import Launcher, Outcome, train_job
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.status import last_frame
@@ -57,13 +58,16 @@ class _Reporter:
         self.progress, self.task, self.outcome = progress, task, Outcome()
 
     def running(self, records: list[RunRecord]) -> None:
-        detail = "; ".join(f"{r.run.name} epoch {reader.epochs_done(r.path)}/{r.run.config.epochs}" for r in records)
+        detail = "; ".join(
+            f"{textsafe.rich(r.run.name)} epoch {reader.epochs_done(r.path)}/{r.run.config.epochs}" for r in records
+        )
         self.progress.update(self.task, detail=detail)
 
     def finished(self, record: RunRecord, error: str | None) -> None:
         if error is None:
             self.outcome.completed.append(record.run)
-            self.progress.console.print(f"[green]done[/] {record.run.name}{reader.result_line(record.path)}")
+            done = textsafe.rich(f"{record.run.name}{reader.result_line(record.path)}")
+            self.progress.console.print(f"[green]done[/] {done}")
         else:
             status = reader.status_of(record.path)
             if status.get("state") != State.FAILED.value:  # the worker died or timed out mid-run
@@ -73,7 +77,7 @@ class _Reporter:
             frame = last_frame(status.get("traceback"))
             error += f" at {frame}" if frame else ""
             self.outcome.failed.append((record.run, error))
-            self.progress.console.print(f"[red]failed[/] {record.run.name}: {error}")
+            self.progress.console.print(f"[red]failed[/] {textsafe.rich(f'{record.run.name}: {error}')}")
         self.progress.advance(self.task)
 
 

@@ -239,7 +239,8 @@ def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, cons
         params = slurmcli.executor_parameters(config, f"orch-{name}")
         python = slurmcli.node_command(config).python
         header = slurmcli.sbatch_header(folder, params, len(group), python)
-        console.print(f"--- array {index + 1}/{len(arrays)}: {group[0][0].run.name} ... {group[-1][-1].run.name}")
+        names = textsafe.rich(f"{group[0][0].run.name} ... {group[-1][-1].run.name}")
+        console.print(f"--- array {index + 1}/{len(arrays)}: {names}")
         console.print(header, markup=False, highlight=False, soft_wrap=True)
         # The script's last line, spelt out: what each node runs after the setup lines.
         console.print(
