@@ -68,6 +68,10 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     meta = {"version": version.group(1)}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     env.update({k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TMPDIR")})
+    # Everything below lives in another git repository (a user's project): its commit is not ours.
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(["git", "-C", str(tmp_path), *identity, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
     dist = tmp_path / "dist"
     source = _source_copy(tmp_path / "src")  # setuptools writes build/ and *.egg-info beside the sources
     _run(
@@ -100,7 +104,7 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     (metrics_file,) = out.glob("runs/*/metrics.json")
     provenance = json.loads(metrics_file.read_text())["provenance"]
     assert provenance["environment"]["tool_version"] == meta["version"]
-    assert provenance["git_commit"] is None  # no checkout here: the version says what ran
+    assert provenance["git_commit"] is None  # not a checkout of this tool: the version says what ran
     assert str(tmp_path / "venv") in provenance["environment"]["interpreter"]
     table = (out / "tables" / "table.md").read_text()
     assert f"Code version(s): version {meta['version']}." in table
