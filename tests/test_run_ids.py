@@ -105,6 +105,17 @@ def test_a_failed_old_folder_is_rerun_in_place_and_the_id_cache_is_used(
     assert [r.path for r in select(again).todo] == [first[0].path]
 
 
+def test_a_slurm_job_of_an_old_folder_is_not_submitted_twice(tmp_path: Path) -> None:
+    """The manifest of a submission made before the upgrade names the old id: its live job still owns the run."""
+    spec = _legacy_sweep(tmp_path)
+    records = reader.inspect(plan(spec), spec.output_path)
+    rundir.update_status(records[0].path, State.RUNNING, slurm_job_id="41_0")
+    records = reader.inspect(plan(spec), spec.output_path)
+    chosen = select(records, force=True, in_slurm={records[0].path.name})
+    assert chosen.skipped["pending or running in SLURM"] == 1
+    assert records[0].path not in [r.path for r in chosen.todo]
+
+
 def test_an_own_id_folder_wins_over_an_old_one(tmp_path: Path) -> None:
     spec = _legacy_sweep(tmp_path)
     runs = plan(spec)
