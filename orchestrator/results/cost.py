@@ -16,6 +16,7 @@ the cell is "unknown", never a guess.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,9 +118,17 @@ class _Sizes:
         return self._known[key]
 
 
-def run_cost(run: RunSpec, smoke_path: Path, entries: list[ThroughputEntry], sizes: _Sizes) -> RunCost:
+def _any_folder(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(not entry.name.startswith(".") for entry in entries)
+    except OSError:
+        return False
+
+
+def run_cost(run: RunSpec, smoke_path: Path | None, entries: list[ThroughputEntry], sizes: _Sizes) -> RunCost:
     """One run's estimate: its smoke measurement, else a matching site entry, else unknown (with why)."""
-    measured = reader.throughput(smoke_path)
+    measured = reader.throughput(smoke_path) if smoke_path is not None else None
     if measured is not None:
         if measured.train_images is None:  # a smoke run that did not record it: the files may tell
             measured = dataclasses.replace(measured, train_images=sizes.of(run))
@@ -148,9 +157,12 @@ def estimate(spec: SweepSpec, runs: list[RunSpec]) -> list[CellCost]:
     entries = site_throughput(spec)
     sizes = _Sizes()
     cells: dict[str, list[RunCost]] = defaultdict(list)
-    for run, smoke in zip(runs, smoke_plan(runs), strict=True):
+    # Without any smoke run folder there is nothing to measure: skip planning 50,000 smoke variants.
+    smokes = smoke_plan(runs) if _any_folder(smoke_root / "runs") else [None] * len(runs)
+    for run, smoke in zip(runs, smokes, strict=True):
         cell = run.name.rsplit("/", 1)[0]  # the name without its seed
-        cells[cell].append(run_cost(run, store.run_path(smoke_root, smoke.run_id), entries, sizes))
+        smoke_path = store.run_path(smoke_root, smoke.run_id) if smoke is not None else None
+        cells[cell].append(run_cost(run, smoke_path, entries, sizes))
     return [_cell(cell, members) for cell, members in cells.items()]
 
 

