@@ -25,6 +25,9 @@ from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import spec_from_dict
 
 CELLS = 50_000
+# Real timm names: plan checks every backbone name (no timm import needed).
+BACKBONES = ("resnet10t", "resnet14t", "resnet18", "resnet26", "resnet26d", "resnet34", "resnet50", "resnet50d")
+BACKBONES += ("resnet101", "resnet152")
 
 
 def big_spec() -> dict[str, object]:
@@ -33,7 +36,7 @@ def big_spec() -> dict[str, object]:
         "name": "plan_scale",
         "defaults": {"epochs": 30, "optim": {"name": "adam", "lr": 1e-4}},
         "grid": {
-            "backbone": [f"resnet{i}" for i in range(10)],
+            "backbone": list(BACKBONES),
             "dataset": [{"name": "imagefolder", "root": f"/data/set{i}", "label": f"set{i}"} for i in range(10)],
             "seed": list(range(50)),
         },
