@@ -372,3 +372,27 @@ def test_local_launcher_lines_print_run_names_and_errors_as_written(tmp_path: Pa
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert f"failed {failed.run.name}: no data under [/scratch/data] " in out and "\x1b" not in out
     assert "[blink]D [red]x" in failed.run.name and f"done {records[0].run.name}" in out
+
+
+def test_hostile_labels_compile_with_pdflatex(tmp_path: Path) -> None:
+    """A row label at the start of a tabular line: `[2pt]` was read as the argument of the `\\\\`
+    before it; `|`, `--`, `''` and `<` printed as other glyphs."""
+    import shutil
+
+    from test_tables import _compile
+
+    if shutil.which("pdflatex") is None:
+        pytest.fail("pdflatex not found: `make report-tools` installs texlive-latex-base + texlive-latex-recommended")
+    row = "[2pt] $\\alpha^$ | -- '' <x> {y} ~^\\ %&#_"
+    spec = sweep(tmp_path / "spec", row=row, dataset="D_1 `x` !` | [/] ~^\\ %&#")
+    written = collect.write_tables(spec, spec.output_path)
+    [tex] = [p for p in written.files if p.suffix == ".tex"]
+    text = tex.read_text()
+    assert "\\\\\n{[}2pt{]} \\$\\textbackslash{}alpha\\textasciicircum{}\\$ \\textbar{} -{}- '{}' \\textless{}x" in text
+    folder = tmp_path / "latex"
+    folder.mkdir()
+    shutil.copy(tex, folder / tex.name)
+    done = _compile([folder / tex.name], folder)
+    log = (folder / "doc.log").read_text(errors="replace") if (folder / "doc.log").exists() else done.stdout
+    assert done.returncode == 0, log[-3000:]
+    assert "Undefined control sequence" not in log and "Missing $ inserted" not in log

@@ -194,7 +194,7 @@ def _parse_pairs(text: str) -> Iterable[tuple[str, str]]:
 
 def expand_job_id(job_id: str) -> list[str]:
     """`123_[0-2,5%4]` -> [123_0, 123_1, 123_2, 123_5]; other ids unchanged."""
-    match = _TASK_RANGE.match(job_id)
+    match = _TASK_RANGE.fullmatch(job_id)
     if not match:
         return [job_id]
     array, ranges = match.groups()
