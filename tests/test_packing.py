@@ -118,7 +118,10 @@ def test_packed_tasks_train_on_the_dev_cluster_and_resume_after_requeue(write_sp
 
 @pytest.mark.slurm
 def test_pack_gpus_gives_each_run_its_own_gpu(write_spec: Callable[..., Path]) -> None:
+    """Each packed run in a warm worker of its own, with a DataLoader worker (the augmented row's
+    train loader): a worker may have children."""
     changes = ["grid.seed=[0]", "ablations={Baseline: [], + Aug: [aug]}", "slurm.gpus_per_node=2"]
+    changes.append("defaults.data.num_workers=1")
     spec = load_spec(write_spec(), [*SMALL, *changes, "slurm.pack_gpus=true"])
     runs = plan(spec)
     outcome = launch.submit(spec, runs, "slurm", profile=PROFILE)
