@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -102,10 +103,24 @@ def _axis_value(value: Any) -> str:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Run every planned run that is not complete yet."""
+    """Run every planned run that is not complete yet, as the sweep's only submitter (a lock)."""
+    spec, runs = _load(args, check_data=True)
+    with _sweep_lock(spec, args):
+        return _submit(spec, runs, args)
+
+
+def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextManager[object]:
+    """The sweep folder's lock (launch/lock.py), held until submit returns (with --follow, until
+    the queue is drained); none for --dry-run, which writes nothing."""
+    from orchestrator.launch import lock
+    from orchestrator.sweep import store
+
+    return nullcontext() if args.dry_run else lock.hold(store.sweep_root(spec, args.smoke))
+
+
+def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> int:
     from orchestrator import launch
 
-    spec, runs = _load(args, check_data=True)
     preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
     if spec.budget is not None:
         from orchestrator.cli import profile

@@ -1,0 +1,94 @@
+"""One submitter per sweep: an exclusive lock on `<sweep output>/submit.lock`.
+
+Two `submit`s of one sweep at once would both find the same runs not done and train or queue
+them twice. The lock is `fcntl.flock` on a file in the sweep's output folder: the kernel drops
+it when its holder exits, however it exits (SIGKILL, a crash), so a stale file never blocks.
+The file's content (pid, host, user, start time) only says who holds it; it is never deleted
+(removing a locked file would let a third process lock a new file of the same name).
+On NFS, Linux maps flock onto NFS byte-range locks, which hold across nodes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+LOCK_FILE = "submit.lock"
+
+
+class SweepLocked(RuntimeError):
+    """Another process is submitting this sweep."""
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a sweep's lock, as written into the lock file."""
+
+    pid: int
+    """Process id of the holding `orchestrate submit`."""
+    host: str
+    """Host it runs on (the pid means something only there)."""
+    user: str
+    """User it runs as."""
+    since_s: float
+    """When it took the lock (seconds since the epoch)."""
+
+    def describe(self) -> str:
+        """e.g. `pid 4242 on login1 (user ana) since 2026-12-03 09:15:02 UTC`."""
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since_s))
+        return f"pid {self.pid} on {self.host} (user {self.user}) since {since}"
+
+
+@contextmanager
+def hold(folder: Path) -> Iterator[Holder]:
+    """Hold the sweep lock of `folder` for the block; SweepLocked, naming the holder, if taken."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by workers (O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SweepLocked(_taken_message(folder, _read_holder(fd))) from None
+        me = Holder(os.getpid(), socket.gethostname(), _user(), time.time())
+        _write_holder(fd, me)
+        yield me
+    finally:
+        os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _taken_message(folder: Path, holder: Holder | None) -> str:
+    who = holder.describe() if holder else "another process (it has not written its name yet)"
+    return f"{folder} is being submitted by {who}; wait for it to end (or stop it), then submit again"
+
+
+def _write_holder(fd: int, holder: Holder) -> None:
+    """The holder's details, in place: the file itself must stay (see the module docstring)."""
+    data = json.dumps(asdict(holder)).encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, data, 0)
+    os.fsync(fd)
+
+
+def _read_holder(fd: int) -> Holder | None:
+    """The holder written in the lock file; None while it is being written, or if unreadable."""
+    try:
+        raw = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return Holder(int(raw["pid"]), str(raw["host"]), str(raw["user"]), float(raw["since_s"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return str(os.getuid())
