@@ -396,3 +396,11 @@ def test_hostile_labels_compile_with_pdflatex(tmp_path: Path) -> None:
     log = (folder / "doc.log").read_text(errors="replace") if (folder / "doc.log").exists() else done.stdout
     assert done.returncode == 0, log[-3000:]
     assert "Undefined control sequence" not in log and "Missing $ inserted" not in log
+
+
+def test_plan_detect_prints_dataset_labels_as_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(SPEC.format(out=tmp_path / "results", row="+ Aug", dataset="'[/] [blink]data'", template=""))
+    assert main(["plan", str(path), "--detect", "1.0", "--skip-data-check"]) == 0
+    out = capsys.readouterr().out
+    assert "[/] [blink]data" in out.split("seeds to detect", 1)[1]

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table as RichTable
 
+from orchestrator import textsafe
 from orchestrator.results import adaptive, cost, power, stats
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
@@ -82,14 +83,16 @@ def print_detect(
     out = RichTable("backbone", "dataset", "sd of differences", "from", "seeds per cell", "estimate")
     for key, group in _groups(runs).items():
         spread = known.get(key)
+        shown = [textsafe.rich(part) for part in key]  # dataset labels: `[/]` is text, not markup
         if spread is None:
-            out.add_row(*key, "unknown", "no finished sweep, pilot round or site seed_sd", "-", "-")
+            out.add_row(*shown, "unknown", "no finished sweep, pilot round or site seed_sd", "-", "-")
             continue
         needed = stats.seeds_needed(delta, spread.sd)
         per_run, unit = _hours_per_run(spec, group)
         seeds_now = max(1, len({run.seed for run in group}))
         cells = len(group) // seeds_now
         hours = "unknown" if per_run is None or needed is None else f"{per_run * cells * needed:.3g} {unit}"
-        out.add_row(*key, f"{spread.sd:.3g}", spread.source, str(needed or "beyond reach"), hours)
-    console.print(f"seeds to detect a delta of {delta:g} ({table.metrics[0]}, paired t-test, alpha 0.05, power 0.8):")
+        out.add_row(*shown, f"{spread.sd:.3g}", textsafe.rich(spread.source), str(needed or "beyond reach"), hours)
+    metric = textsafe.rich(table.metrics[0])
+    console.print(f"seeds to detect a delta of {delta:g} ({metric}, paired t-test, alpha 0.05, power 0.8):")
     console.print(out)
