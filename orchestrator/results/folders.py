@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import ValidationError
 
 from orchestrator.sweep import bounded, store, yamlio
@@ -89,9 +90,22 @@ def _cached(entry: Any, sig: list[int]) -> str | None:
     return None
 
 
+class _FastLoader(yaml.CSafeLoader):
+    """LibYAML with yamlio's number rules (as the reader's): 10x faster than the pure-Python parser,
+    which made the first look at 1,000 old folders take 19 s."""
+
+
+_FastLoader.yaml_implicit_resolvers = yamlio._Loader.yaml_implicit_resolvers
+
+
 def _id_of(config_file: Path) -> str | None:
-    """Today's run id of the trainer config a run folder recorded; None when it cannot be read."""
+    """Today's run id of the trainer config a run folder recorded; None when it cannot be read
+    (bounded like every run-folder read: size, no aliases, no blocking on a FIFO)."""
     try:
-        return run_id_of_recorded(yamlio.load_file(config_file, "run config")["trainer"])
-    except (yamlio.YamlFileError, ValidationError, KeyError, TypeError):
+        text = bounded.read_text(config_file)
+        if text is None:
+            return None
+        bounded.check_yaml_budget(text, rundir.CONFIG, _FastLoader)
+        return run_id_of_recorded(yaml.load(text, Loader=_FastLoader)["trainer"])
+    except (bounded.Unreadable, yaml.YAMLError, ValidationError, KeyError, TypeError, ValueError, RecursionError):
         return None
