@@ -215,3 +215,18 @@ def test_a_finished_sweep_gives_the_pooled_sd_of_paired_differences(write_spec: 
     sds = [stats.stdev(100 * d for d in values) for values in diffs.values()]  # points
     assert found[("resnet10t", "digits")].sd == pytest.approx(((sds[0] ** 2 + sds[1] ** 2) / 2) ** 0.5)
     assert found[("resnet10t", "digits")].source.startswith("pilot round in")
+
+
+def test_dry_run_decides_nothing_and_force_is_refused(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.cli.main import main
+
+    spec = _adaptive(write_spec)
+    _finish(spec, plan(spec), {"+ Aug": 0.05})  # round 1 has run
+    path, seeds = str(spec.source), f"seeds={SEEDS}".replace("'", "")
+    assert main(["submit", path, seeds, "--dry-run", "--executor", "local", "--skip-data-check"]) == 0
+    assert not (spec.output_path / adaptive.ADAPTIVE_FILE).exists()
+    assert "9 completed" in capsys.readouterr().out  # round 1's runs, nothing decided or added
+    assert main(["submit", path, seeds, "--force", "--executor", "local", "--skip-data-check"]) == 2
+    assert "--force with adaptive seeds" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def submit_rounds(chosen: Launcher, runs: list[RunSpec], *, dry_run: bool, follo
     total = Outcome()
     launched = False
     while True:
-        record = adaptive.advance(spec, runs, root)
+        record = None if dry_run else adaptive.advance(spec, runs, root)  # a dry run decides nothing
         if record is not None:
             print_round(record, console)
             if record["finished"]:
