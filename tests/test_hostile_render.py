@@ -404,3 +404,16 @@ def test_plan_detect_prints_dataset_labels_as_written(tmp_path: Path, capsys: py
     assert main(["plan", str(path), "--detect", "1.0", "--skip-data-check"]) == 0
     out = capsys.readouterr().out
     assert "[/] [blink]data" in out.split("seeds to detect", 1)[1]
+
+
+def test_profile_and_datasets_list_print_brackets_as_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sweep.yaml"
+    labels = {"row": "'+ [blink]Aug'", "dataset": "'[/] [bold]data'"}
+    path.write_text(SPEC.format(out=tmp_path / "results", template="", **labels))
+    assert main(["profile", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[/] [bold]data" in out and "+ [blink]Aug" in out
+    assert main(["datasets", "list"]) == 0
+    assert "parts: [dataset, ...] (labels offset in order)" in capsys.readouterr().out

@@ -95,7 +95,7 @@ def run_list(console: Console) -> int:
         table.add_row(name, ", ".join(found.tasks), files)
     for name, tasks in IN_MEMORY_TASKS.items():
         table.add_row(name, ", ".join(tasks), "(bundled with scikit-learn)")
-    table.add_row("combined", "single", "parts: [dataset, ...] (labels offset in order)")
+    table.add_row("combined", "single", textsafe.rich("parts: [dataset, ...] (labels offset in order)"))
     console.print(table)
     return 0
 

@@ -51,16 +51,16 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
         table.add_column("budget", overflow="fold")
     for _, row in frame.iterrows():
         if row["error"]:
-            cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), "?", "-", "-"]
-            cells += [row["axes"]] if show_axes else []
+            cells = [*_names(row), str(row["image_size_px"]), "?", "-", "-"]
+            cells += [textsafe.rich(row["axes"])] if show_axes else []
             cells += ["?"] if spec.budget is not None else []
             table.add_row(*cells)
             continue
         gflops = _with_delta(row["complexity.gflops"], row["gflops_delta_pct"], 2)
         params = _with_delta(row["complexity.params_m"], row["params_delta_pct"], 3)
         classes = str(row["classes"]) if row["classes"] == row["classes"] else ""
-        cells = [row["backbone"], row["dataset"], row["ablation"], str(row["image_size_px"]), classes, gflops, params]
-        cells += [row["axes"]] if show_axes else []
+        cells = [*_names(row), str(row["image_size_px"]), classes, gflops, params]
+        cells += [textsafe.rich(row["axes"])] if show_axes else []
         if spec.budget is not None:
             cells.append("[red]over[/]" if row["over_budget"] else "ok")
         table.add_row(*cells)
@@ -71,6 +71,11 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
         what = textsafe.rich(f"{row['backbone']}/{row['dataset']}: {row['error']}")
         console.print(f"[yellow]not profiled[/]: {what}")
     print_budget(frame, spec, console)
+
+
+def _names(row: pd.Series) -> list[str]:
+    """Backbone, dataset and ablation of a profile row as rich table cells (labels are text, not markup)."""
+    return [textsafe.rich(row[key]) for key in ("backbone", "dataset", "ablation")]
 
 
 def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None:
