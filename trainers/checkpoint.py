@@ -159,7 +159,7 @@ def drop_resume_state(ckpt_dir: Path) -> int:
     RNG and loop state: about twice the model under Adam), keeping its model weights; bytes freed.
 
     trainer_state.json is marked `weights_only` first, so a kill half-way leaves a folder that a
-    resume refuses (see is_weights_only), never one it half-trusts.
+    rerun trains over from the start (see is_weights_only), never one it half-trusts.
     """
     folder = find_complete(ckpt_dir, LAST)
     if folder is None:
@@ -185,5 +185,5 @@ def drop_all(ckpt_dir: Path) -> int:
 
 
 def is_weights_only(folder: Path) -> bool:
-    """Whether a finished `last` had its resume state dropped (it cannot be resumed from)."""
+    """Whether a finished `last` had its resume state dropped (a rerun starts from scratch)."""
     return bool(read_state(folder).get(WEIGHTS_ONLY))

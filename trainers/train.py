@@ -227,11 +227,10 @@ def resume(run: Run) -> Progress:
     if folder is None:
         return Progress()
     if checkpoint.is_weights_only(folder):
-        # Why not start over: this run completed and its results are in place; retraining is a choice.
-        raise FileNotFoundError(
-            f"{folder} holds the model weights only (the run completed and `cleanup.drop_optimizer_state` "
-            "dropped its resume state): it cannot resume; `submit --force` retrains it"
-        )
+        # A completed run, trimmed by `cleanup.drop_optimizer_state`, that is run again (its status or
+        # metrics were lost): without optimizer and RNG state the only faithful rerun is from the start.
+        run.accelerator.print(f"{folder} holds model weights only (a completed run's cleanup): training from the start")
+        return Progress()
     run.accelerator.load_state(str(folder))  # also every rank's RNG state
     progress = Progress.from_dict(checkpoint.read_state(folder))
     if progress.step_in_epoch > 0:
