@@ -348,3 +348,14 @@ def test_sweep_yaml_edited_after_submit_is_named(
     assert main(["collect", str(spec.output_path), "--no-report"]) == 2
     assert main(["status", str(spec.source)]) == 0
     assert "sweep.yaml was changed after submit wrote it" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", ["fifo", "garbage"])
+def test_profile_csv_that_is_no_csv(sweep: tuple[SweepSpec, list[RunSpec]], make: str) -> None:
+    spec, _ = sweep
+    path = spec.output_path / "profile.csv"
+    if make == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(b'a,"b\n' + bytes(range(256)))
+    assert main(["collect", str(spec.output_path), "--no-report"]) == 0

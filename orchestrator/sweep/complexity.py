@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec
 from trainers import rundir
@@ -225,12 +226,18 @@ def write_profile(spec: SweepSpec, frame: pd.DataFrame) -> Path:
 
 
 def read_profile(path: Path) -> pd.DataFrame | None:
-    """A profile.csv as a DataFrame, or None when there is none."""
-    if not path.is_file():
-        return None
+    """A profile.csv as a DataFrame, or None when there is none or it cannot be read as one (a FIFO,
+    a 1 GB file, not CSV: bounded like every file of a results folder; collect then takes the
+    complexity from the runs' own metrics)."""
+    import io
+
     import pandas as pd
 
-    return pd.read_csv(path)
+    try:
+        data = bounded.read_bytes(path)
+        return pd.read_csv(io.BytesIO(data)) if data else None
+    except (bounded.Unreadable, ValueError, UnicodeDecodeError, pd.errors.ParserError, MemoryError):
+        return None
 
 
 def profile_frame(spec: SweepSpec, runs: list[RunSpec]) -> tuple[pd.DataFrame, float]:
