@@ -162,7 +162,15 @@ def test_collect_smoke_of_a_sweep_never_smoked(
 def test_plan_warns_when_tables_will_have_no_interval(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], grid: dict[str, list[object]], says: str | None
 ) -> None:
-    path = write_spec(grid=grid)
+    _plan_warnings(write_spec(grid=grid), capsys, says)
+
+
+def test_adaptive_seeds_get_no_warning(write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]) -> None:
+    """`seeds:` (adaptive) runs at least 2 seeds per cell, without a seed axis."""
+    _plan_warnings(write_spec(grid={"backbone": ["resnet10t"]}, seeds={"initial": 2, "max": 4}), capsys, None)
+
+
+def _plan_warnings(path: Path, capsys: pytest.CaptureFixture[str], says: str | None) -> None:
     assert main(["plan", str(path), "--skip-data-check"]) == 0, "a warning, not a refusal"
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("warning: ")]
