@@ -51,6 +51,7 @@ def test_training_on_digits_learns_and_writes_run_dir(tmp_path: Path) -> None:
         "val_loss",
         "val_top1",
         "val_macro_f1",
+        "train_top1",
         "lr",
         "epoch_s",
         "train_images_per_s",
