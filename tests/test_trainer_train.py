@@ -57,6 +57,7 @@ def test_training_on_digits_learns_and_writes_run_dir(tmp_path: Path) -> None:
         "train_images_per_s",
     ]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
+    assert float(rows[-1]["train_top1"]) > float(rows[0]["train_top1"])  # it learns the training images
     ckpt = tmp_path / rundir.CHECKPOINTS
     assert checkpoint.read_state(ckpt / "last")["epochs_done"] == 3
     assert checkpoint.read_state(ckpt / "best")["epoch"] == metrics["best_epoch"]
