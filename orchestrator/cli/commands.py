@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import textsafe
-from orchestrator.cli import terminal
-from orchestrator.cli.views import PLAN_ROWS_SHOWN, status_view
+from orchestrator.cli import jsonout, terminal
+from orchestrator.cli.views import PLAN_ROWS_SHOWN, axis_value, status_view
 from orchestrator.sweep import preflight, site
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec, plan
@@ -43,12 +43,30 @@ def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
+    if jsonout.wanted(args):
+        return jsonout.emit(lambda: (_plan_json(args), 0))
     spec, runs = _load(args, check_data=True)
+    _print_plan(spec, runs, args)
+    _plan_checks(spec, runs, args)
+    return 0
+
+
+def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
+    """`plan --json`: the checks print to stderr (emit redirects stdout), then the object."""
+    from orchestrator.results import cost
+
+    spec, runs = _load(args, check_data=True)
+    _plan_checks(spec, runs, args)
+    return jsonout.plan_object(spec, runs, preflight.warnings(spec, args.spec), cost.estimate(spec, runs))
+
+
+def _print_plan(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
+    """The plan for people: axes, rows, the first runs, the cost estimate."""
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {textsafe.rich(spec.output_path)}")
     for line in preflight.warnings(spec, args.spec):
         console.print(textsafe.terminal(f"warning: {line}"), style="yellow", markup=False, soft_wrap=True)
     for axis, values in spec.grid.items():
-        labels = [_axis_value(value) for value in values]
+        labels = [axis_value(value) for value in values]
         console.print(textsafe.terminal(f"  {axis} ({len(values)}): {', '.join(labels)}"), markup=False)
     rows = Counter(run.ablation for run in runs)
     console.print(f"  ablations ({len(rows)}): " + "; ".join(f"{textsafe.rich(name)} x{n}" for name, n in rows.items()))
@@ -61,6 +79,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if len(shown) < len(runs):
         console.print(f"... {len(runs) - len(shown)} more (--all lists them)")
     _print_cost(spec, runs)
+
+
+def _plan_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
+    """Adaptive seeds, `--detect` and the budget: printed after the plan; a budget that fails raises."""
     if spec.seeds is not None or args.detect is not None:
         from orchestrator.cli import power
 
@@ -73,7 +95,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
         profile.check_budget(spec, runs, console, where=args.spec)
-    return 0
 
 
 def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
@@ -95,15 +116,10 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
     console.print(textsafe.terminal(cost.summary(costs)), markup=False)
 
 
-def _axis_value(value: Any) -> str:
-    """A grid value as the plan shows it: datasets by their label or name, not their whole mapping."""
-    if isinstance(value, dict) and "name" in value:
-        return str(value.get("label") or value["name"])
-    return str(value)
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
     """Run every planned run that is not complete yet, as the sweep's only submitter (a lock)."""
+    if jsonout.wanted(args):  # the checks' output goes to stderr, the object alone to stdout
+        return jsonout.emit(lambda: (_submit_json(args), 0))
     spec, runs = _load(args, check_data=True)
     with _sweep_lock(spec, args):
         return _submit(spec, runs, args)
@@ -118,9 +134,8 @@ def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextMan
     return nullcontext() if args.dry_run else lock.hold(store.sweep_root(spec, args.smoke))
 
 
-def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> int:
-    from orchestrator import launch
-
+def _submit_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
+    """Every model built on the meta device, and the budget: fail closed before anything runs."""
     preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
     if spec.budget is not None:
         from orchestrator.cli import profile
@@ -131,6 +146,22 @@ def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> i
             raise SpecError(f"{args.spec}: budget: {over} cell(s) over budget; fix them or pass --over-budget")
         if spec.budget.max_gpu_hours is not None and not args.smoke:
             _check_hours(spec, runs, spec.budget.max_gpu_hours, args.over_budget, args.spec)
+
+
+def _submit_json(args: argparse.Namespace) -> jsonout.DryRunOut:
+    """`submit --dry-run --json`: the same checks, then what would run (nothing is written or submitted)."""
+    if not args.dry_run:
+        raise SpecError("submit: --json needs --dry-run (a real submission prints its progress for people)")
+    spec, runs = _load(args, check_data=True)
+    _submit_checks(spec, runs, args)
+    profile = site.profile_file(args.profile, spec.source.parent if spec.source else None)
+    return jsonout.dry_run_object(spec, runs, args.executor, force=args.force, smoke=args.smoke, profile=profile)
+
+
+def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> int:
+    from orchestrator import launch
+
+    _submit_checks(spec, runs, args)
     outcome = launch.submit(
         spec,
         runs,
@@ -175,13 +206,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from orchestrator.launch import status
-    from orchestrator.results import adaptive
-    from orchestrator.sweep import store
 
-    spec, runs = _load(args)
-    root = store.sweep_root(spec)
-    runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
-    current = status.sweep_status(runs, root)
+    if jsonout.wanted(args):
+        return jsonout.emit(lambda: (jsonout.status_object(*_status(args)), 0))
+    spec, root, current = _status(args)
+    runs = [row.run for row in current.runs]
     if not args.watch:
         console.print(status_view(spec.name, current, args.all))
         _print_problems(current.problems, "runs whose status is unreadable or unknown")
@@ -192,6 +221,18 @@ def cmd_status(args: argparse.Namespace) -> int:
             current = status.sweep_status(runs, root)
             live.update(status_view(spec.name, current, args.all), refresh=True)
     return 0
+
+
+def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
+    """The sweep, its output folder and the state of every run scheduled so far."""
+    from orchestrator.launch import status
+    from orchestrator.results import adaptive
+    from orchestrator.sweep import store
+
+    spec, runs = _load(args)
+    root = store.sweep_root(spec)
+    runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
+    return spec, root, status.sweep_status(runs, root)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -226,6 +267,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
             raise SpecError("results/: no sweep output found (submit a sweep first)")
     else:
         targets = collect.resolve_target(Path(args.target), args.overrides)
+    if jsonout.wanted(args):
+        return jsonout.emit(lambda: _collect_json(targets, args))
     code = 0
     for spec, root in targets:
         try:
@@ -234,24 +277,47 @@ def cmd_collect(args: argparse.Namespace) -> int:
             console.print(textsafe.terminal(exc), style="yellow", markup=False, soft_wrap=True)
             code = 1
             continue
-        print(textsafe.terminal(written.markdown, newlines=True))  # plain: rich would re-wrap the Markdown table
-        console.print(f"[green]tables:[/] {', '.join(textsafe.rich(p) for p in written.files)}")
-        console.print(f"[green]runs:[/]   {textsafe.rich(written.runs_path)}")
-        for line in written.usage_lines:
-            console.print(textsafe.terminal(line), markup=False, soft_wrap=True)
-        if written.usage_path is not None:
-            console.print(f"[green]usage:[/]  {textsafe.rich(written.usage_path)}")
-        if written.report_path is not None:
-            console.print(f"[green]report:[/] {textsafe.rich(written.report_path)}")
-        _print_problems(list(written.problems))
-        if written.usable == 0:
-            counts = ", ".join(f"{n} {state}" for state, n in sorted(written.counts.items())) or "no runs"
-            console.print(
-                f"[red]error:[/] {spec.name}: nothing usable to tabulate ({textsafe.rich(counts)}, "
-                f"{len(written.problems)} problems)"
-            )
-            code = 1
+        code = max(code, _print_collected(spec, written))
     return code
+
+
+def _collect_json(targets: list[tuple[SweepSpec, Path]], args: argparse.Namespace) -> tuple[jsonout.CollectOut, int]:
+    """`collect --json`: one entry per sweep; exit 1 when a sweep has nothing usable, as without --json."""
+    from orchestrator.results import collect
+
+    entries = []
+    for spec, root in targets:
+        try:
+            written = collect.write_tables(spec, root, smoke=args.smoke, report=not args.no_report)
+        except collect.NothingFinished as exc:
+            entries.append(jsonout.collect_nothing(spec, root, str(exc)))
+            continue
+        error = None if written.usable else f"{spec.name}: nothing usable to tabulate"
+        entries.append(jsonout.collect_written(spec, root, written, error))
+    return jsonout.CollectOut(sweeps=entries), int(any(entry.error for entry in entries))
+
+
+def _print_collected(spec: SweepSpec, written: Any) -> int:
+    """One collected sweep for people: its tables in Markdown, the files written, the problems; 1 when
+    nothing was usable."""
+    print(textsafe.terminal(written.markdown, newlines=True))  # plain: rich would re-wrap the Markdown table
+    console.print(f"[green]tables:[/] {', '.join(textsafe.rich(p) for p in written.files)}")
+    console.print(f"[green]runs:[/]   {textsafe.rich(written.runs_path)}")
+    for line in written.usage_lines:
+        console.print(textsafe.terminal(line), markup=False, soft_wrap=True)
+    if written.usage_path is not None:
+        console.print(f"[green]usage:[/]  {textsafe.rich(written.usage_path)}")
+    if written.report_path is not None:
+        console.print(f"[green]report:[/] {textsafe.rich(written.report_path)}")
+    _print_problems(list(written.problems))
+    if written.usable == 0:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(written.counts.items())) or "no runs"
+        console.print(
+            f"[red]error:[/] {spec.name}: nothing usable to tabulate ({textsafe.rich(counts)}, "
+            f"{len(written.problems)} problems)"
+        )
+        return 1
+    return 0
 
 
 def _print_problems(problems: list[Any], heading: str = "left out of the numbers") -> None:
@@ -267,6 +333,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
     from orchestrator.cli import profile
 
+    if jsonout.wanted(args):
+        return jsonout.emit(lambda: (profile.profile_json(*_load(args), console), 0))
     spec, runs = _load(args)
     profile.run_profile(spec, runs, console)
     return 0
@@ -291,10 +359,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from orchestrator.cli import datasets as datasets_cmd
 
     if args.action == "list":
-        return datasets_cmd.run_list(console)
+        return datasets_cmd.run_list(console, jsonout.wanted(args))
     if not args.dataset:
         raise SpecError("datasets describe: name a dataset, e.g. `orchestrate datasets describe digits`")
-    return datasets_cmd.run_describe(args.dataset, args.fields, args.root, args.site, args.out, console)
+    return datasets_cmd.run_describe(
+        args.dataset, args.fields, args.root, args.site, args.out, console, jsonout.wanted(args)
+    )
 
 
 def cmd_examples(args: argparse.Namespace) -> int:

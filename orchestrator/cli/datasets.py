@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import textsafe
-from orchestrator.cli import terminal
+from orchestrator.cli import jsonout, terminal
+from orchestrator.cli.jsonout import DatasetEntry
 from orchestrator.results.render import slug
 from orchestrator.sweep import site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
@@ -84,39 +85,83 @@ def sweep_datasets(path: str, overrides: Sequence[str]) -> list[DatasetConfig]:
     return list(seen.values())
 
 
-def run_list(console: Console) -> int:
-    """Registered dataset names with their label structures and default files."""
+def registered() -> list[DatasetEntry]:
+    """Registered datasets: name, label structures (first: default), default files, where they come from."""
     from trainers.datasets.check import IN_MEMORY_TASKS
     from trainers.datasets.index import layouts
 
+    entries = [
+        DatasetEntry(name=name, tasks=list(found.tasks), files=dict(found.files), source="files")
+        for name, found in sorted(layouts().items())
+    ]
+    entries += [
+        DatasetEntry(name=name, tasks=list(tasks), files={}, source="scikit-learn")
+        for name, tasks in IN_MEMORY_TASKS.items()
+    ]
+    return [*entries, DatasetEntry(name="combined", tasks=["single"], files={}, source="combined")]
+
+
+def run_list(console: Console, as_json: bool = False) -> int:
+    """Registered dataset names with their label structures and default files (`as_json`: one object)."""
+    if as_json:
+        return jsonout.emit(lambda: (jsonout.DatasetsListOut(datasets=registered()), 0))
     table = terminal.table("dataset", "tasks (first: default)", "files (override with layout:)")
-    for name, found in sorted(layouts().items()):
-        files = ", ".join(f"{k}={v}" for k, v in found.files.items())
-        table.add_row(name, ", ".join(found.tasks), files)
-    for name, tasks in IN_MEMORY_TASKS.items():
-        table.add_row(name, ", ".join(tasks), "(bundled with scikit-learn)")
-    table.add_row("combined", "single", textsafe.rich("parts: [dataset, ...] (labels offset in order)"))
+    for entry in registered():
+        if entry.source == "files":
+            files = ", ".join(f"{k}={v}" for k, v in entry.files.items())
+        elif entry.source == "scikit-learn":
+            files = "(bundled with scikit-learn)"
+        else:
+            files = textsafe.rich("parts: [dataset, ...] (labels offset in order)")
+        table.add_row(textsafe.rich(entry.name), ", ".join(entry.tasks), files)
     console.print(table)
     return 0
 
 
 def run_describe(
-    target: str, overrides: Sequence[str], root: str | None, site_file: str | None, out: str | None, console: Console
+    target: str,
+    overrides: Sequence[str],
+    root: str | None,
+    site_file: str | None,
+    out: str | None,
+    console: Console,
+    as_json: bool = False,
 ) -> int:
-    """Describe one dataset (or every dataset of a sweep file) and write the report files."""
+    """Describe one dataset (or every dataset of a sweep file) and write the report files
+    (`as_json`: one object on stdout, the tables on stderr)."""
+    if as_json:
+        return jsonout.emit(
+            lambda: (
+                jsonout.DatasetsDescribeOut(datasets=_describe(target, overrides, root, site_file, out, console)),
+                0,
+            )
+        )
+    _describe(target, overrides, root, site_file, out, console)
+    return 0
+
+
+def _describe(
+    target: str, overrides: Sequence[str], root: str | None, site_file: str | None, out: str | None, console: Console
+) -> list[jsonout.DatasetDescription]:
     if target.endswith((".yaml", ".yml")) and Path(target).is_file():
         datasets = sweep_datasets(target, overrides)
     else:
         ds = parse_dataset(target, overrides, site_file)
         datasets = [ds.model_copy(update={"root": root}) if root else ds]
+    described = []
     for ds in datasets:
         folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / slug(ds.display_name)
-        describe_one(ds, folder, console)
-    return 0
+        report, written = _describe_one(ds, folder, console)
+        described.append(jsonout.dataset_description(ds, report, written))
+    return described
 
 
 def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path]:
     """Print the report of one dataset and write it under `folder`."""
+    return _describe_one(ds, folder, console)[1]
+
+
+def _describe_one(ds: DatasetConfig, folder: Path, console: Console) -> tuple[Any, list[Path]]:
     from trainers.datasets.report import describe
 
     try:
@@ -137,7 +182,7 @@ def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path
         console.print("  file sizes: none (images are generated in memory)")
     written = write_report(report, ds, folder)
     console.print(f"[green]written:[/] {', '.join(textsafe.rich(p) for p in written)}")
-    return written
+    return report, written
 
 
 def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:

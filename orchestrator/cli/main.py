@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator import textsafe
-from orchestrator.cli import commands, completion, scaffold, terminal
+from orchestrator.cli import commands, completion, jsonout, scaffold, terminal
 from orchestrator.cli.commands import console
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import MAX_RUNS
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
     p.set_defaults(func=lambda args: completion.cmd_completion(args, build_parser()))
+    for name in jsonout.COMMANDS:  # `--json` on the commands whose output scripts read
+        jsonout.add_flag(sub.choices[name])
     return parser
 
 

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
+    from orchestrator.cli.jsonout import ProfileOut
+
 
 def budget_lines(frame: pd.DataFrame, budget: BudgetSpec | None) -> list[str]:
     """One line per cell over the budget (empty when within it or without a budget)."""
@@ -119,3 +121,13 @@ def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: 
     complexity.require_profiled(frame, where)
     print_budget(frame, spec, console)
     return frame
+
+
+def profile_json(spec: SweepSpec, runs: list[RunSpec], console: Console) -> ProfileOut:
+    """`profile --json`: profile, write profile.csv, print the budget verdict (stderr under --json), the object."""
+    from orchestrator.cli import jsonout
+
+    frame, seconds = complexity.profile_frame(spec, runs)
+    path = complexity.write_profile(spec, frame)
+    print_budget(frame, spec, console)
+    return jsonout.profile_object(spec, frame, seconds, path, budget_lines(frame, spec.budget))

@@ -30,3 +30,10 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
     if not show_all and len(shown) > PLAN_ROWS_SHOWN:
         parts.append(f"... {len(shown) - PLAN_ROWS_SHOWN} more (--all lists every run)")
     return Group(*parts)
+
+
+def axis_value(value: Any) -> str:
+    """A grid value as the plan shows it: datasets by their label or name, not their whole mapping."""
+    if isinstance(value, dict) and "name" in value:
+        return str(value.get("label") or value["name"])
+    return str(value)

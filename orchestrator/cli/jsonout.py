@@ -1,0 +1,523 @@
+"""`--json`: one object per command on stdout, for scripts (the human tables are for people).
+
+Every object carries `schema_version` and `command`; keys are snake_case, numbers are numbers,
+paths are absolute strings. Each object is built from the same data the human output prints (the
+plan's runs, the status rows, the files `collect` wrote), so the two never disagree. While the
+object is built, anything printed to stdout (progress, warnings) goes to stderr instead: stdout
+holds the object alone. An error is still one line on stderr and a non-zero exit (cli/main.py).
+
+The models below are the documented shape (README: Machine-readable output).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from orchestrator.launch.status import SweepStatus
+    from orchestrator.results.collect import Written
+    from orchestrator.results.cost import CellCost
+    from orchestrator.sweep.plan import RunSpec
+    from orchestrator.sweep.spec import SweepSpec
+
+SCHEMA_VERSION = 1
+"""Bumped when a field is renamed or removed (adding a field keeps the version)."""
+
+COMMANDS = ("plan", "status", "profile", "collect", "datasets", "submit")
+"""The subcommands that take `--json`."""
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def add_flag(parser: argparse.ArgumentParser) -> None:
+    """The `--json` option of one subcommand."""
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object on stdout (progress and warnings on stderr)"
+    )
+
+
+def wanted(args: argparse.Namespace) -> bool:
+    """Whether the command was asked for `--json`."""
+    return bool(getattr(args, "json", False))
+
+
+def emit(build: Callable[[], tuple[BaseModel, int]]) -> int:
+    """Build the object with stdout redirected to stderr, then print it alone on stdout; the exit code."""
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        obj, code = build()
+    out.write(obj.model_dump_json() + "\n")
+    out.flush()
+    return code
+
+
+def _abs(path: Path | str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+def _number(value: Any) -> float | None:
+    """A float, or None for NaN / missing (JSON has no NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return None if math.isnan(number) or math.isinf(number) else number
+
+
+# ---------------------------------------------------------------- plan
+
+
+class PlanRun(_Out):
+    """One planned run."""
+
+    index: int
+    run_id: str
+    name: str
+    ablation: str
+    backbone: str
+    dataset: str
+    seed: int
+    axes: dict[str, Any]
+    run_dir: str
+    """Absolute path of the run's folder (it may not exist yet)."""
+
+
+class CellEstimate(_Out):
+    """Estimated compute of one (backbone, dataset, ablation, axes) cell, all seeds together."""
+
+    cell: str
+    runs: int
+    hours: float | None
+    """Device-hours; null when unknown (see `note`)."""
+    unit: str
+    images_per_s: float | None
+    source: str | None
+    note: str
+
+
+class PlanOut(_Out):
+    """`orchestrate plan --json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["plan"] = "plan"
+    sweep: str
+    output_dir: str
+    runs_total: int
+    axes: dict[str, list[Any]]
+    """Grid axis -> its values as the plan shows them (datasets by label)."""
+    ablations: dict[str, int]
+    """Ablation row -> planned runs."""
+    runs: list[PlanRun]
+    """Every planned run, in plan order (not cut at 40 like the table)."""
+    estimates: list[CellEstimate]
+    estimate_summary: str
+    warnings: list[str]
+
+
+def plan_object(spec: SweepSpec, runs: list[RunSpec], warnings: list[str], costs: list[CellCost]) -> PlanOut:
+    """The plan as `plan` prints it: axes, rows, every run, the cost estimate."""
+    from orchestrator.cli.views import axis_value
+    from orchestrator.results import cost
+    from orchestrator.sweep import store
+
+    root = store.sweep_root(spec)
+    return PlanOut(
+        sweep=spec.name,
+        output_dir=_abs(spec.output_path) or "",
+        runs_total=len(runs),
+        axes={axis: [axis_value(v) for v in values] for axis, values in spec.grid.items()},
+        ablations=dict(Counter(run.ablation for run in runs)),
+        runs=[_plan_run(index, run, root) for index, run in enumerate(runs)],
+        estimates=[CellEstimate(**c.__dict__) for c in costs],
+        estimate_summary=cost.summary(costs),
+        warnings=warnings,
+    )
+
+
+def _plan_run(index: int, run: RunSpec, root: Path) -> PlanRun:
+    from orchestrator.sweep import store
+
+    axes = json.loads(json.dumps(run.axes, default=str))
+    return PlanRun(
+        index=index,
+        run_id=run.run_id,
+        name=run.name,
+        ablation=run.ablation,
+        backbone=run.backbone,
+        dataset=run.dataset,
+        seed=run.seed,
+        axes=axes,
+        run_dir=_abs(store.run_path(root, run.run_id)) or "",
+    )
+
+
+# ---------------------------------------------------------------- status
+
+
+class StatusRun(_Out):
+    """One run's state."""
+
+    run_id: str
+    name: str
+    state: str
+    job_id: str | None
+    detail: str
+    """The error's last line or the log path, as the table's `error / log` column."""
+
+
+class StatusOut(_Out):
+    """`orchestrate status --json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["status"] = "status"
+    sweep: str
+    output_dir: str
+    runs_total: int
+    counts: dict[str, int]
+    """State -> runs (completed, pending, running, failed, ...)."""
+    finished: bool
+    """No run is pending or running."""
+    warning: str | None
+    runs: list[StatusRun]
+    """Every run, completed ones included."""
+    problems: list[str]
+
+
+def status_object(spec: SweepSpec, root: Path, current: SweepStatus) -> StatusOut:
+    """The status as `status` prints it, every run listed."""
+    return StatusOut(
+        sweep=spec.name,
+        output_dir=_abs(root) or "",
+        runs_total=len(current.runs),
+        counts=dict(sorted(current.counts.items())),
+        finished=current.finished,
+        warning=current.warning,
+        runs=[
+            StatusRun(run_id=r.run.run_id, name=r.run.name, state=r.state, job_id=r.job_id, detail=r.detail)
+            for r in current.runs
+        ],
+        problems=[str(p) for p in current.problems],
+    )
+
+
+# ---------------------------------------------------------------- collect
+
+
+class CollectSweep(_Out):
+    """What `collect` wrote for one sweep."""
+
+    sweep: str
+    output_dir: str
+    tables: list[str]
+    """Every table file written (absolute paths)."""
+    runs_csv: str | None
+    report: str | None
+    usage_csv: str | None
+    usable: int
+    """Planned runs with a usable value of some table's metric."""
+    counts: dict[str, int]
+    """Planned runs per state; `counts["completed"]` is the completed count."""
+    problems: list[str]
+    error: str | None
+    """Why nothing was tabulated (no completed run, or nothing usable); null when tables were written."""
+
+
+class CollectOut(_Out):
+    """`orchestrate collect --json`: one entry per sweep collected."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["collect"] = "collect"
+    sweeps: list[CollectSweep]
+
+
+def collect_written(spec: SweepSpec, root: Path, written: Written, error: str | None) -> CollectSweep:
+    """One sweep's entry from what `write_tables` returned."""
+    return CollectSweep(
+        sweep=spec.name,
+        output_dir=_abs(root) or "",
+        tables=[_abs(p) or "" for p in written.files],
+        runs_csv=_abs(written.runs_path),
+        report=_abs(written.report_path),
+        usage_csv=_abs(written.usage_path),
+        usable=written.usable,
+        counts=dict(sorted(written.counts.items())),
+        problems=[str(p) for p in written.problems],
+        error=error,
+    )
+
+
+def collect_nothing(spec: SweepSpec, root: Path, message: str) -> CollectSweep:
+    """One sweep's entry when no run had finished (no files written)."""
+    return CollectSweep(
+        sweep=spec.name,
+        output_dir=_abs(root) or "",
+        tables=[],
+        runs_csv=None,
+        report=None,
+        usage_csv=None,
+        usable=0,
+        counts={},
+        problems=[],
+        error=message,
+    )
+
+
+# ---------------------------------------------------------------- profile
+
+
+class ProfileCell(_Out):
+    """One (backbone, dataset, ablation, axes) cell's model."""
+
+    backbone: str
+    dataset: str
+    ablation: str
+    axes: str
+    image_size_px: int | None
+    classes: int | None
+    gflops: float | None
+    params_m: float | None
+    gflops_delta_pct: float | None
+    """Versus the cell's baseline row; null without one."""
+    params_delta_pct: float | None
+    over_budget: bool
+    error: str
+    """Why the cell could not be profiled ('' when it was)."""
+
+
+class ProfileOut(_Out):
+    """`orchestrate profile --json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["profile"] = "profile"
+    sweep: str
+    cells: list[ProfileCell]
+    distinct_models: int
+    seconds: float
+    profile_csv: str | None
+    budget: dict[str, float | None] | None
+    """The spec's budget limits (percent), null without a budget."""
+    over_budget: list[str]
+    """One line per cell over the budget, as printed."""
+
+
+def profile_object(
+    spec: SweepSpec, frame: pd.DataFrame, seconds: float, path: Path | None, over_budget: list[str]
+) -> ProfileOut:
+    """The profile table as rows; `over_budget`: the verdict lines `profile` prints."""
+    cells = [_profile_cell(row) for _, row in frame.iterrows()]
+    budget = (
+        spec.budget.model_dump(include={"max_gflops_increase_pct", "max_params_increase_pct"}) if spec.budget else None
+    )
+    return ProfileOut(
+        sweep=spec.name,
+        cells=cells,
+        distinct_models=int(frame["ckey"].nunique()) if not frame.empty else 0,
+        seconds=round(seconds, 3),
+        profile_csv=_abs(path),
+        budget=budget,
+        over_budget=over_budget,
+    )
+
+
+def _profile_cell(row: pd.Series) -> ProfileCell:
+    def _int(value: Any) -> int | None:
+        number = _number(value)
+        return None if number is None else int(number)
+
+    return ProfileCell(
+        backbone=str(row["backbone"]),
+        dataset=str(row["dataset"]),
+        ablation=str(row["ablation"]),
+        axes=str(row["axes"] or ""),
+        image_size_px=_int(row["image_size_px"]),
+        classes=_int(row["classes"]),
+        gflops=_number(row.get("complexity.gflops")),
+        params_m=_number(row.get("complexity.params_m")),
+        gflops_delta_pct=_number(row.get("gflops_delta_pct")),
+        params_delta_pct=_number(row.get("params_delta_pct")),
+        over_budget=bool(row.get("over_budget", False)),
+        error=str(row["error"] or ""),
+    )
+
+
+# ---------------------------------------------------------------- datasets
+
+
+class DatasetEntry(_Out):
+    """One registered dataset."""
+
+    name: str
+    tasks: list[str]
+    """Label structures; the first is the default."""
+    files: dict[str, str]
+    """Default file names (override with `layout:`)."""
+    source: Literal["files", "scikit-learn", "combined"]
+
+
+class DatasetsListOut(_Out):
+    """`orchestrate datasets list --json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["datasets list"] = "datasets list"
+    datasets: list[DatasetEntry]
+
+
+class DatasetDescription(_Out):
+    """One described dataset: the tables `describe` prints, as records."""
+
+    name: str
+    display_name: str
+    task: str
+    classes: list[str]
+    split_sizes: dict[str, int]
+    """train / val / test -> images."""
+    split: Any
+    """The split policy, as recorded in split.json."""
+    counts: list[dict[str, Any]]
+    """Class counts and percentages per split (one record per class and level)."""
+    imbalance: list[dict[str, Any]]
+    file_sizes: list[dict[str, Any]] | None
+    """Image file-size statistics per class; null for in-memory datasets."""
+    files: list[str]
+
+
+class DatasetsDescribeOut(_Out):
+    """`orchestrate datasets describe --json`."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["datasets describe"] = "datasets describe"
+    datasets: list[DatasetDescription]
+
+
+def records(frame: pd.DataFrame | None) -> list[dict[str, Any]] | None:
+    """A frame as JSON records (numpy numbers become numbers, NaN becomes null)."""
+    if frame is None:
+        return None
+    loaded: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", double_precision=15))
+    return loaded
+
+
+def dataset_description(ds: Any, report: Any, written: Iterable[Path]) -> DatasetDescription:
+    """One dataset's description from the report `describe` printed."""
+    view = report.view
+    return DatasetDescription(
+        name=ds.name,
+        display_name=ds.display_name,
+        task=view.task,
+        classes=[str(c) for c in view.class_names],
+        split_sizes={s: len(view.targets[s]) for s in ("train", "val", "test")},
+        split=json.loads(json.dumps(view.info.get("policy", view.info), default=str)),
+        counts=records(report.counts) or [],
+        imbalance=records(report.imbalance) or [],
+        file_sizes=records(report.sizes),
+        files=[_abs(p) or "" for p in written],
+    )
+
+
+# ---------------------------------------------------------------- submit --dry-run
+
+
+class DryRunRun(_Out):
+    """One run `submit` would launch."""
+
+    run_id: str
+    name: str
+    run_dir: str
+
+
+class DryRunArray(_Out):
+    """One SLURM job array `submit --executor slurm` would submit."""
+
+    index: int
+    tasks: int
+    """Array tasks (a task may pack several runs: `runs_per_task`)."""
+    runs: list[str]
+    """Run ids, in task order."""
+    script: str
+    """The sbatch script, verbatim."""
+
+
+class DryRunOut(_Out):
+    """`orchestrate submit --dry-run --json`: what would run; nothing is written or submitted."""
+
+    schema_version: int = SCHEMA_VERSION
+    command: Literal["submit --dry-run"] = "submit --dry-run"
+    sweep: str
+    executor: str
+    smoke: bool
+    output_dir: str
+    runs_planned: int
+    to_run: list[DryRunRun]
+    skipped: dict[str, int]
+    """Why runs are left alone (completed, pending or running in SLURM, running locally) -> count."""
+    max_array_size: int | None
+    arrays: list[DryRunArray]
+    """SLURM only; empty for the local executors."""
+
+
+def dry_run_object(
+    spec: SweepSpec, runs: list[RunSpec], executor: str, *, force: bool, smoke: bool, profile: str | None
+) -> DryRunOut:
+    """The selection `submit` would make (the same select() the launcher calls) and, on SLURM, its arrays."""
+    from rich.console import Console
+
+    from orchestrator import launch
+    from orchestrator.results import adaptive, reader
+    from orchestrator.sweep import store
+    from orchestrator.sweep.plan import smoke_plan
+
+    chosen = launch.launcher(spec, executor, Console(stderr=True), profile)
+    if spec.seeds is not None and not smoke:
+        runs = adaptive.scheduled(spec, runs, store.sweep_root(spec))  # the current round, as submit launches it
+    elif spec.seeds is not None:
+        runs = [run for run in runs if run.seed < spec.seeds.initial]
+    if smoke:
+        runs, force = smoke_plan(runs), True
+    root = store.sweep_root(spec, smoke)
+    selection = launch.select(reader.inspect(runs, root), force, chosen.owned_elsewhere(root, dry_run=True))
+    todo = [DryRunRun(run_id=r.run.run_id, name=r.run.name, run_dir=_abs(r.path) or "") for r in selection.todo]
+    size, arrays = _arrays(chosen, selection.todo, root, spec.name)
+    return DryRunOut(
+        sweep=spec.name,
+        executor=executor,
+        smoke=smoke,
+        output_dir=_abs(root) or "",
+        runs_planned=len(runs),
+        to_run=todo,
+        skipped=dict(sorted(selection.skipped.items())),
+        max_array_size=size,
+        arrays=arrays,
+    )
+
+
+def _arrays(chosen: Any, todo: list[Any], root: Path, name: str) -> tuple[int | None, list[DryRunArray]]:
+    """The arrays and sbatch scripts the SLURM launcher's preview prints (none for local executors)."""
+    from orchestrator.launch import slurmcli
+    from orchestrator.launch.slurm import SlurmLauncher
+    from orchestrator.sweep import store
+
+    if not isinstance(chosen, SlurmLauncher) or not todo:
+        return None, []
+    size, arrays = chosen._arrays(todo)  # the grouping preview() and start() use
+    out = []
+    for index, (config, group) in enumerate(arrays):
+        params = slurmcli.executor_parameters(config, f"orch-{name}")
+        script = slurmcli.sbatch_header(
+            root / store.SUBMITIT_DIR, params, len(group), slurmcli.node_command(config).python
+        )
+        ids = [record.run.run_id for task in group for record in task]
+        out.append(DryRunArray(index=index, tasks=len(group), runs=ids, script=script))
+    return size, out
