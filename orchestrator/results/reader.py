@@ -52,7 +52,9 @@ _SCORE_SECTIONS = ("test", "val")
 """Sections of metrics.json whose every value is a score: a finite number (fractions within [0, 1])."""
 _NUMBER_SECTIONS = ("complexity", "timing")
 """Sections whose values are numbers or null, except the text keys below (gflops, wall_s, peaks...)."""
-_TEXT_KEYS = frozenset(f"complexity.{k}" for k in ("counter", "convention", "torch_version", "counted_on"))
+_TEXT_KEYS = frozenset(f"complexity.{k}" for k in ("counter", "convention", "torch_version", "counted_on")) | {
+    "timing.rss_scope"  # trainers.memory: what the host RSS peaks measure, in words
+}
 _COUNTS = {"provenance.num_processes": 1}
 """Integers that must be at least this much (a process count read from text was a traceback)."""
 MAX_PID = 2**22
