@@ -71,7 +71,7 @@ def test_trackers_log_config_steps_validation_and_test(tmp_path: Path, monkeypat
     run_killed_after_first_epoch(cfg, run_dir, monkeypatch, META)  # resumed below: one run per tracker
     metrics = trainers.run(cfg, run_dir, META)
     steps = list(range(1, EPOCHS * STEPS + 1))
-    _check_tensorboard(run_dir / "tensorboard", steps, metrics)
+    _check_tensorboard(tmp_path / "out" / "tensorboard" / META["name"], steps, metrics)
     _check_mlflow(tmp_path / "out" / "mlruns", steps, metrics)
     _check_wandb(run_dir / "wandb", steps, metrics)
 
@@ -85,10 +85,10 @@ def _check_tensorboard(folder: Path, steps: list[int], metrics: dict[str, Any]) 
     assert [e.value for e in scalars.Scalars("train/lr")] == pytest.approx([1e-3] * len(steps))
     assert [e.step for e in scalars.Scalars("val/top1")] == [STEPS * (e + 1) for e in range(EPOCHS)]
     assert scalars.Scalars("test/top1")[-1].value == pytest.approx(metrics["test"]["top1"])
-    # add_hparams writes the hyperparameters into a sub-folder of its own, once per attempt.
-    attempts = sorted(p for p in folder.iterdir() if p.is_dir() and any(p.glob("events.out.tfevents.*")))
-    assert len(attempts) == 2
-    content = EventAccumulator(str(attempts[-1])).Reload().PluginTagToContent("hparams")
+    # One folder per run (both attempts append to it), the hyperparameters in it: no sub-runs.
+    assert not [p for p in folder.iterdir() if p.is_dir()]
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 2
+    content = scalars.PluginTagToContent("hparams")
     start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     hparams = start.session_start_info.hparams
     assert hparams["model.backbone"].string_value == "test_resnet"
@@ -177,3 +177,53 @@ def test_submitted_sweep_is_one_mlflow_experiment_of_named_runs(
     assert sorted(
         zip(found["tags.mlflow.runName"], found["tags.run_id"], found["tags.ablation"], strict=True)
     ) == sorted((run.name, run.run_id, run.ablation) for run in runs)
+
+
+def test_tensorboard_shows_one_entry_per_run_under_its_readable_name(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from trainers import tracking
+
+    sweep = tmp_path / "out"
+    for name, run_id in (("test_resnet/digits/+aug/s0", "a1"), ("test_resnet/digits/../s1", "b2")):
+        facts = tracking.run_facts(sweep / "runs" / run_id, {"run_id": run_id, "name": name})
+        (tracker,) = tracking.build_trackers(TrainConfig(trackers=("tensorboard",)), sweep / "runs" / run_id, facts)
+        tracker.start()
+        tracker.store_init_configuration({"optim.lr": 0.001, "run_id": run_id})
+        tracker.log({"train/loss": 1.0}, step=1)
+        tracker.finish()
+    logdir = sweep / "tensorboard"
+    entries = sorted(str(p.parent.relative_to(logdir)) for p in logdir.rglob("events.out.tfevents.*"))
+    assert entries == ["test_resnet/digits/+aug/s0", "test_resnet/digits/_/s1"]  # one each; `..` never climbs
+    found = EventAccumulator(str(logdir / entries[0])).Reload()
+    assert [e.step for e in found.Scalars("train/loss")] == [1]
+    assert "_hparams_/session_start_info" in found.PluginTagToContent("hparams")
+
+
+MLFLOW_UI = "MLFLOW_ALLOW_FILE_STORE=true mlflow server --backend-store-uri file://$PWD/results/<sweep>/mlruns"
+"""The documented command: mlflow-skinny has no `mlflow ui`, MLflow 3 opens a file store only when allowed."""
+
+
+def test_documented_mlflow_command_parses_and_its_variable_opens_the_file_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mlflow")
+    import mlflow
+    from mlflow import cli
+    from mlflow.exceptions import MlflowException
+
+    docs = [
+        Path(__file__).resolve().parents[1] / "README.md",
+        *Path(__file__).resolve().parents[1].glob("docs/**/*.md"),
+    ]
+    assert any(MLFLOW_UI in p.read_text() for p in docs if p.is_file())
+    env, _, command = MLFLOW_UI.partition(" ")
+    args = command.replace("$PWD", str(tmp_path)).replace("<sweep>", "tiny").split()[1:]
+    context = cli.cli.commands[args[0]].make_context(args[0], args[1:])
+    uri = context.params["backend_store_uri"]
+    assert uri == f"file://{tmp_path}/results/tiny/mlruns"
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    with pytest.raises(MlflowException, match="MLFLOW_ALLOW_FILE_STORE"):
+        mlflow.MlflowClient(tracking_uri=uri).search_experiments()
+    monkeypatch.setenv(*env.split("="))
+    assert [e.name for e in mlflow.MlflowClient(tracking_uri=uri).search_experiments()] == ["Default"]

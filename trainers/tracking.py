@@ -7,7 +7,8 @@ sweep, ablation, backbone, dataset and seed, so a sweep is one MLflow experiment
 project. Only the main process logs (Accelerate's trackers act on the main process only).
 
 Where it goes:
-- TensorBoard: `<run_dir>/tensorboard/`, so `tensorboard --logdir <sweep output>` shows the sweep.
+- TensorBoard: `<sweep output>/tensorboard/<run name>/`, so `tensorboard --logdir <sweep output>/tensorboard`
+  shows the sweep, one entry per run under its readable name (a resumed run appends to its folder).
 - MLflow: $MLFLOW_TRACKING_URI when set, else a file store `<sweep output>/mlruns`.
 - W&B: offline into `<run_dir>/wandb/` unless $WANDB_MODE says otherwise (`wandb sync` uploads).
 
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.tracking import GeneralTracker, MLflowTracker, TensorBoardTracker, WandBTracker
+from accelerate.tracking import GeneralTracker, MLflowTracker, TensorBoardTracker, WandBTracker, on_main_process
 
 from trainers import rundir
 from trainers.config import TrainConfig
@@ -68,13 +69,35 @@ def hyperparameters(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
+def tensorboard_name(name: str) -> str:
+    """A run's readable name as a relative folder path: each `/`-separated part kept to safe
+    characters, no `.`/`..` parts (TensorBoard lists a run by its folder path under --logdir)."""
+    parts = ["".join(ch if ch.isalnum() or ch in "._+=-" else "_" for ch in part) for part in name.split("/")]
+    return "/".join(part if part.strip(".") else "_" for part in parts)
+
+
+class NamedTensorBoard(TensorBoardTracker):  # type: ignore[misc]
+    """TensorBoard with the hyperparameters in the run's own folder: Accelerate's tracker (through
+    SummaryWriter.add_hparams) writes them to a new `<timestamp>/` sub-run per attempt, so every run
+    showed up twice (or more) under meaningless names."""
+
+    @on_main_process  # type: ignore[untyped-decorator]
+    def store_init_configuration(self, values: dict[str, Any]) -> None:
+        """The hparams plugin's three summaries, into this run's event file."""
+        from torch.utils.tensorboard.summary import hparams
+
+        for summary in hparams(values, {}):  # type: ignore[no-untyped-call]
+            self.writer.file_writer.add_summary(summary)
+        self.writer.flush()
+
+
 def build_trackers(cfg: TrainConfig, run_dir: Path, facts: dict[str, str]) -> list[GeneralTracker]:
     """Accelerate tracker objects for `cfg.trackers` (not started: Accelerator.init_trackers does that)."""
     saved = read_ids(run_dir)
     trackers: list[GeneralTracker] = []
     for name in cfg.trackers:
         if name == "tensorboard":
-            trackers.append(TensorBoardTracker("tensorboard", run_dir))
+            trackers.append(NamedTensorBoard(tensorboard_name(facts["name"]), sweep_folder(run_dir) / "tensorboard"))
         elif name == "mlflow":
             tags = {key: facts[key] for key in TAG_KEYS if key in facts}
             trackers.append(
