@@ -8,7 +8,7 @@ run file; symlinked tables/ and report/img, someone else's table, submission rec
 folders or FIFOs, corrupt or FIFO manifests, an edited index, a same-size rewrite, an edited
 sweep.yaml, symlinked or stray run folders), then runs the four commands and counts:
 
-  cases, tracebacks (an exception out of the CLI), hangs (a command over 20 s), writes outside
+  cases, tracebacks (an exception out of the CLI), hangs (a command over 60 s), writes outside
   (a file beside the folder changed: the symlink targets), leaks (a secret of another file
   printed), out-of-range numbers (a score outside [0, 1] in tables/runs.csv).
 
