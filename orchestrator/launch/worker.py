@@ -79,7 +79,7 @@ class WarmWorker:
         self.process.start()
         child.close()
         lifeline.close()
-        _register(self)
+        _LIVE.add(self)
 
     def submit(self, job: Any, log_dir: Path) -> None:
         """Start `job` (a picklable callable) with its output in `log_dir`."""
@@ -146,10 +146,6 @@ class WarmWorker:
 
 _LIVE: weakref.WeakSet[WarmWorker] = weakref.WeakSet()
 """Workers not closed yet: killed at the parent's exit."""
-
-
-def _register(worker: WarmWorker) -> None:
-    _LIVE.add(worker)
 
 
 def _kill_live() -> None:
