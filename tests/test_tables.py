@@ -378,7 +378,8 @@ def test_provenance_footnote_and_warnings(write_raw: Callable[..., Path]) -> Non
     assert "NVIDIA A100-SXM4-80GB (2 runs), cpu (1 runs)" in notes
     assert "Compute: 9.00 GPU-hours, 0.50 CPU-hours." in notes
     assert table.warnings == [
-        "cells come from 3 code versions (1111111111, 2222222222 (uncommitted changes), abcdef1234)."
+        "cells come from 3 code versions (1111111111, 2222222222 (uncommitted changes), abcdef1234).",
+        "partial table, 1 run(s) not in it: missing (1): test_resnet/digits/+aug+dropout+scra/s0",
     ]
 
 
@@ -473,7 +474,8 @@ def test_missing_metric_is_a_warning_not_a_crash(write_raw: Callable[..., Path])
     spec, runs = load(write_raw, SPEC_004 + "tables:\n  - {metric: super.macro_f1}\n", "grid.dataset=[digits]")
     fake_run(spec, runs[0], 0.9)
     [table] = build(spec, runs)
-    assert table.warnings == ["no run reports test.super.macro_f1"]
+    assert table.warnings[0] == "no run reports test.super.macro_f1"
+    assert table.warnings[1].startswith("partial table, 3 run(s) not in it: missing (3): ")
     assert all(row.cells[0].empty for row in table.rows)
 
 

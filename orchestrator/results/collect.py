@@ -212,7 +212,7 @@ def _write_table_files(
         custom = _write_custom(spec, table_spec, built, outputs, context) if table_spec.template else []
         for fmt in dict.fromkeys(["md", *table_spec.formats]):
             path = out / f"{table_spec.name}.{fmt}"
-            text = tables.render(built, fmt, context)
+            text = tables.render(built, fmt, {**context, "tex_notes": table_spec.tex_notes})
             outputs.write_text(path, text)
             files.append(path)
             if fmt == "md":

@@ -123,8 +123,23 @@ def build_tables(
         built.notes.extend(provenance_notes(first_metric, now))
         built.warnings.extend(provenance_warnings(first_metric))
         built.problems = broken_runs(part)
+        built.warnings.extend(unfinished_runs(part))
         out.append(built)
     return out
+
+
+def unfinished_runs(part: pd.DataFrame, listed: int = 10) -> list[str]:
+    """A partial table names its runs that are not in it: one line, by state (failed, missing, running...),
+    each run by its readable name (the first `listed` per state)."""
+    rows = part[~part["done"].astype(bool) & ~part["broken"].astype(bool)].drop_duplicates("run_id")
+    if rows.empty:
+        return []
+    groups = []
+    for state, group in rows.groupby("state", sort=True):
+        names = [str(name) for name in group["name"]]
+        more = f" and {len(names) - listed} more" if len(names) > listed else ""
+        groups.append(f"{state} ({len(names)}): {', '.join(names[:listed])}{more}")
+    return [f"partial table, {len(rows)} run(s) not in it: " + "; ".join(groups)]
 
 
 def _long_frame(joined: pd.DataFrame, table: TableSpec, missing: list[str]) -> pd.DataFrame:

@@ -384,6 +384,9 @@ class TableSpec(StrictModel):
     """Files written: md, tex (booktabs), html, csv."""
     template: str | None = None
     """Custom Jinja template (relative to the spec file), written to tables/<name>.<template name without .j2>."""
+    tex_notes: Literal["full", "short", "none"] = "full"
+    """Notes under the `.tex` table (inside the float): full; short (warnings, left-out runs and the legend's
+    first line); none (nothing under the table). The other formats always carry every note."""
     detect_delta: float | None = Field(None, gt=0)
     """A delta worth detecting, in the table's unit (after `scale`): the notes say how many seeds a paired
     test needs to find it at 80% power, given the seed spread observed. None: not asked."""
