@@ -170,11 +170,19 @@ def distribution_figure(counts: pd.Series) -> Figure:
 
 
 @_plain
-def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
+def ablation_figure(
+    rows: list[tuple[str, list[float]]], ylabel: str, bounds: tuple[float, float] | None = None
+) -> Figure:
     """Per table row: each seed's value as a dot, the mean with its 95% t-interval, the baseline
-    (the first row) as a horizontal line. At most MAX_DOTS dots per row are drawn (an even sample)."""
+    (the first row) as a horizontal line. At most MAX_DOTS dots per row are drawn (an even sample).
+
+    `bounds`: the metric's range (None: 0..100 for a `%` label whose values lie in it). Intervals are
+    cut at it and the axis never leaves it: 2 seeds' t-interval (12.7 standard errors) drew a top-1
+    axis from -50 to 150 %."""
     import numpy as np
     from scipy import stats
+
+    bounds = bounds or _percent_bounds(ylabel, [v for _, values in rows for v in values])
 
     figure = new_figure(max(4.5, 1.2 * len(rows) + 2.0), 3.6)
     ax = figure.subplots()
@@ -188,6 +196,8 @@ def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
         mean = float(data.mean())
         if len(data) > 1 and data.std() > 0:
             low, high = stats.t.interval(0.95, len(data) - 1, loc=mean, scale=stats.sem(data))
+            if bounds is not None:
+                low, high = max(low, bounds[0]), min(high, bounds[1])
             ax.errorbar(x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="C3", capsize=4)
         else:
             ax.plot(x + 0.3, mean, "D", color="C3")
@@ -199,8 +209,17 @@ def ablation_figure(rows: list[tuple[str, list[float]]], ylabel: str) -> Figure:
         ax.legend(fontsize=7, loc="best")
     ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=20, ha="right", fontsize=8)
     ax.set(ylabel=ylabel)
+    if bounds is not None:
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
     ax.grid(axis="y", alpha=0.3)
     return figure
+
+
+def _percent_bounds(label: str, values: list[float]) -> tuple[float, float] | None:
+    """0..100 for a percent metric (its label says `%` and every value lies in that range)."""
+    inside = all(0.0 <= v <= 100.0 for v in values)
+    return (0.0, 100.0) if "%" in label and inside else None
 
 
 @_plain
@@ -219,6 +238,11 @@ def rounds_figure(rows: list[tuple[str, list[tuple[int, float, float, float]]]],
         errors = [[d - lo for _, d, lo, _ in shown], [hi - d for _, d, _, hi in shown]]
         ax.errorbar(xs, deltas, yerr=errors, fmt="o-", capsize=3, label=label, color=f"C{index % 10}")
     ax.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
+    # Symmetric about 0 and bounded by the data (a percent delta never beyond ±100).
+    ends = [abs(v) for _, looks in rows for n, d, lo, hi in looks for v in (d, lo, hi) if math.isfinite(v)]
+    half = (min(max(ends), 100.0) if "%" in ylabel else max(ends)) if ends else 0.0
+    if half > 0:
+        ax.set_ylim(-1.05 * half, 1.05 * half)
     ax.set(xlabel="seeds per cell", ylabel=ylabel)
     ax.legend(fontsize=7, loc="best")
     ax.grid(axis="y", alpha=0.3)
