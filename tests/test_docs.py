@@ -80,6 +80,8 @@ def _check_example(raw: Any, where: str) -> None:
     if keys <= set(SweepSpec.model_fields):
         spec = copy.deepcopy(_demo()) | raw
         spec.pop("site", None)  # an example's site file lives on the reader's cluster
+        if "seeds" in raw and "grid" not in raw:  # adaptive seeds replace the demo's seed axis
+            spec["grid"] = {k: v for k, v in spec["grid"].items() if k != "seed"}
         if "per_backbone" in raw and "grid" not in raw:  # a fragment about other backbones than the demo's
             spec["grid"]["backbone"] = list(raw["per_backbone"])
         assert plan(spec_from_dict(spec, where))
