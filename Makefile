@@ -68,6 +68,6 @@ backbones: $(STAMP)
 	$(BIN)/python -m orchestrator.sweep.backbones --ship
 
 # Every study of sweeps/ at smoke scale (fixture data, tiny models, CPU) through the CLI:
-# `orchestrate submit --smoke --executor local`, then `collect --smoke`. README's study tables come from here.
+# `orchestrate submit --smoke --executor local`, then `collect --smoke`. the docs' study tables come from here.
 studies-smoke: $(STAMP)
 	$(BIN)/python tests/studies_fixture.py results/studies-smoke

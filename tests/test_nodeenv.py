@@ -265,8 +265,8 @@ def test_provenance_reads_what_the_script_exports(tmp_path: Path) -> None:
 
 
 def _readme_recipes() -> list[str]:
-    """The YAML blocks of the README's "Your cluster's environment" section."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    """The YAML blocks of the docs' "Your cluster's environment" section (docs/how-to/cluster.md)."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "how-to" / "cluster.md").read_text()
     section = text.split("### Your cluster's environment", 1)[1].split("\n### ", 1)[0]
     return [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
 

@@ -53,7 +53,7 @@ class DatasetConfig(_Strict):
     parts: tuple[DatasetConfig, ...] = ()
     """`combined` only: the datasets to concatenate, labels offset in this order."""
     layout: dict[str, str] = {}
-    """File or folder names that differ from the layout's defaults (keys per dataset, see README)."""
+    """File or folder names that differ from the layout's defaults (keys per dataset: docs, datasets guide)."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Fraction held out for validation when the dataset has no official val split."""
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)

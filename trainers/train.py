@@ -10,7 +10,7 @@ optimizer-step boundary when a stop is requested (USR2) or `checkpoint_every_min
 with the micro-batches consumed so far and each rank's running loss totals. A resumed
 epoch skips the consumed samples in the sampler and restores the RNG state at its first
 micro-batch, so a run killed at any step boundary and restarted ends with exactly the
-metrics and history of an uninterrupted run (on CPU; see README for GPU kernels).
+metrics and history of an uninterrupted run (on CPU; see docs/ for GPU kernels).
 """
 
 from __future__ import annotations

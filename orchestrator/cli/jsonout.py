@@ -6,7 +6,7 @@ plan's runs, the status rows, the files `collect` wrote), so the two never disag
 object is built, anything printed to stdout (progress, warnings) goes to stderr instead: stdout
 holds the object alone. An error is still one line on stderr and a non-zero exit (cli/main.py).
 
-The models below are the documented shape (README: Machine-readable output).
+The models below are the documented shape (docs: how-to/cli.md, `--json`).
 """
 
 from __future__ import annotations

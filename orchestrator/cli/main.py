@@ -151,7 +151,7 @@ def _add_submit(sub: Any) -> None:
     )
     p.add_argument(
         "--profile",
-        help="cluster profile (slurm executor): a NAME on the profile search path (README) or a file path",
+        help="cluster profile (slurm executor): a NAME on the profile search path (docs: your cluster) or a file path",
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")

@@ -66,9 +66,7 @@ class SlurmLauncher(Launcher):
         unbound = nodeenv.unbound_output(self.config.env, root)
         warnings += [f"{unbound}: add it to the env's binds"] if unbound else []
         for warning in warnings:
-            self.console.print(
-                f"[yellow]warning[/]: {textsafe.rich(warning)} (README: Your cluster's environment)", highlight=False
-            )
+            self.console.print(f"[yellow]warning[/]: {textsafe.rich(warning)} (docs: your cluster)", highlight=False)
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Submit the arrays that fit the user's queue limits; the manifest is written after each one."""

@@ -22,7 +22,7 @@ from trainers.config import TrainConfig
 
 RUN_ID_CHARS = 12
 # TrainConfig fields (dotted paths) outside a run's identity, each with why: they feed, speed up,
-# watch or save the run, never change what it computes. Every other field is hashed (README "Run
+# watch or save the run, never change what it computes. Every other field is hashed (docs "Run
 # identity" lists the decisions). Evidence: tests/test_resume_steps.py trains bit for bit the same
 # with 0 and 2 loader workers; tests/test_image_cache.py the same with and without the image cache.
 NOT_HASHED: dict[str, str] = {
