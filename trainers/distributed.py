@@ -107,6 +107,19 @@ def uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.state.deepspeed_plugin is not None
 
 
+def share_buffers(accelerator: Accelerator, model: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics) before an evaluation.
+
+    DDP broadcasts buffers from rank 0 at each forward; a DeepSpeed engine does not, so each rank's
+    BatchNorm statistics drift apart on its own shard of the data. The `best` checkpoint holds rank
+    0's, so without this the validation scored during training (each rank with its own statistics)
+    and the same model reloaded from `best` disagreed by a few images."""
+    if not uses_deepspeed(accelerator) or accelerator.num_processes < 2:
+        return
+    for buffer in accelerator.unwrap_model(model).buffers():
+        torch.distributed.broadcast(buffer.data, src=0)
+
+
 def model_input_dtype(accelerator: Accelerator) -> torch.dtype | None:
     """The dtype inputs need, when the model itself runs in half precision: DeepSpeed converts
     the model to bf16/fp16 and does not autocast, so float32 images would not match its weights."""

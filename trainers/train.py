@@ -45,6 +45,7 @@ from trainers.distributed import (
     layout,
     match_buffers,
     model_input_dtype,
+    share_buffers,
     uses_deepspeed,
 )
 from trainers.early_stopping import Selection
@@ -412,6 +413,7 @@ def model_input(run: Run, images: torch.Tensor) -> torch.Tensor:
 def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Outputs [n, task outputs], targets and mean loss (the training criterion) over a split;
     a hierarchical run's per-level losses are left in `run.eval_levels`."""
+    share_buffers(run.accelerator, run.model)
     run.model.eval()
     all_outputs: list[torch.Tensor] = []
     all_targets: list[torch.Tensor] = []
