@@ -22,7 +22,7 @@ from orchestrator.launch.status import sweep_status
 from orchestrator.sweep import store, yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
-from tests.test_slurm import PROFILE, REPO, cluster, wait_for
+from test_slurm import PROFILE, REPO, cluster, wait_for
 from trainers import rundir
 
 pytestmark = pytest.mark.slurm
