@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     import pandas as pd
 
-    from orchestrator.launch.status import SweepStatus
+    from orchestrator.launch.status import RunStatus, SweepStatus
     from orchestrator.results.collect import Written
     from orchestrator.results.cost import CellCost
     from orchestrator.sweep.plan import RunSpec
@@ -176,6 +176,15 @@ class StatusRun(_Out):
     job_id: str | None
     detail: str
     """The error's last line or the log path, as the table's `error / log` column."""
+    failure: str | None = None
+    """Class of the latest finished attempt (completed, user_error, oom, timeout, preempted, node_fail,
+    preflight_fail, hang, cancelled, crashed); null while it may still run."""
+    node: str | None = None
+    """Node the latest finished attempt ran on (the first of a multi-node job), from sacct's NodeList."""
+    cuda_oom: bool = False
+    """For an oom: the GPU ran out of memory, not the host."""
+    attempts: int = 0
+    """Attempts recorded in the run's status.json."""
 
 
 class StatusOut(_Out):
@@ -188,6 +197,8 @@ class StatusOut(_Out):
     runs_total: int
     counts: dict[str, int]
     """State -> runs (completed, pending, running, failed, ...)."""
+    failures: dict[str, int] = {}
+    """Failure class of the latest attempt -> runs (completed runs left out)."""
     finished: bool
     """No run is pending or running."""
     warning: str | None
@@ -203,13 +214,26 @@ def status_object(spec: SweepSpec, root: Path, current: SweepStatus) -> StatusOu
         output_dir=_abs(root) or "",
         runs_total=len(current.runs),
         counts=dict(sorted(current.counts.items())),
+        failures=dict(sorted(current.failures.items())),
         finished=current.finished,
         warning=current.warning,
-        runs=[
-            StatusRun(run_id=r.run.run_id, name=r.run.name, state=r.state, job_id=r.job_id, detail=r.detail)
-            for r in current.runs
-        ],
+        runs=[_status_run(r) for r in current.runs],
         problems=[str(p) for p in current.problems],
+    )
+
+
+def _status_run(row: RunStatus) -> StatusRun:
+    verdict = row.verdict
+    return StatusRun(
+        run_id=row.run.run_id,
+        name=row.run.name,
+        state=row.state,
+        job_id=row.job_id,
+        detail=row.detail,
+        failure=verdict.failure.value if verdict is not None else None,
+        node=(verdict.node or None) if verdict is not None else None,
+        cuda_oom=bool(verdict is not None and verdict.cuda),
+        attempts=row.attempts,
     )
 
 

@@ -17,13 +17,19 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
 
     counts = textsafe.rich(", ".join(f"{n} {state}" for state, n in sorted(current.counts.items())))
     parts: list[Any] = [f"[bold]{name}[/]: {len(current.runs)} runs: {counts}"]
+    if current.failures:
+        failures = ", ".join(f"{n} {kind}" for kind, n in sorted(current.failures.items()))
+        parts.append(f"failures (latest attempt): {textsafe.rich(failures)}")
     if current.warning:
         parts.append(f"[yellow]warning:[/] {textsafe.rich(current.warning)}")
     shown = [r for r in current.runs if show_all or r.state != "completed"]
-    table = terminal.table("run_id", "state", "job", "name")
+    table = terminal.table("run_id", "state", "failure", "node", "tries", "job", "name")
     table.add_column("error / log", overflow="fold")
     for row in shown[: None if show_all else PLAN_ROWS_SHOWN]:
-        cells = (row.run.run_id, row.state, row.job_id or "", row.run.name, row.detail)
+        verdict = row.verdict
+        kind, node = (verdict.failure.value, verdict.node) if verdict is not None else ("", "")
+        tries = str(row.attempts) if row.attempts else ""
+        cells = (row.run.run_id, row.state, kind, node, tries, row.job_id or "", row.run.name, row.detail)
         table.add_row(*(textsafe.rich(cell or "") for cell in cells))  # run-folder and SLURM text: never markup
     if shown:
         parts.append(table)

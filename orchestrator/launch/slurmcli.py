@@ -14,10 +14,11 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from orchestrator.launch.failures import SacctRow
 from orchestrator.sweep import nodeenv
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.site import SlurmConfig
@@ -143,6 +144,8 @@ class JobStates:
     accounting: bool
     """False when sacct was unavailable and only squeue answered."""
     warning: str | None = None
+    ends: dict[str, SacctRow] = field(default_factory=dict)
+    """job id -> sacct's row (State, ExitCode, NodeList): how each finished job ended, and where."""
 
 
 def query_states(array_ids: Iterable[str]) -> JobStates:
@@ -151,9 +154,10 @@ def query_states(array_ids: Iterable[str]) -> JobStates:
     if not ids:
         return JobStates({}, accounting=True)
     live = _squeue_states(ids)
-    finished, warning = _sacct_states(ids)
+    rows, warning = _sacct_rows(ids)
+    finished = {job_id: row.state for job_id, row in rows.items()}
     # squeue is authoritative for live jobs; sacct knows how the others ended.
-    return JobStates({**finished, **live}, accounting=warning is None, warning=warning)
+    return JobStates({**finished, **live}, accounting=warning is None, warning=warning, ends=rows)
 
 
 def active_ids(array_ids: Iterable[str]) -> dict[str, str]:
@@ -174,15 +178,24 @@ def _squeue_states(array_ids: list[str]) -> dict[str, str]:
     return states
 
 
-def _sacct_states(array_ids: list[str]) -> tuple[dict[str, str], str | None]:
-    result = run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(array_ids)])
+def _sacct_rows(array_ids: list[str]) -> tuple[dict[str, SacctRow], str | None]:
+    """One sacct call: how each task of the arrays ended (State, ExitCode) and on which nodes."""
+    fields = "JobID,State,ExitCode,NodeList"
+    result = run(["sacct", "-n", "-P", "-X", "-o", fields, "-j", ",".join(array_ids)])
     if result.returncode != 0 or "accounting storage is disabled" in (result.stderr + result.stdout):
         reason = (result.stderr or result.stdout).strip().splitlines()
         return {}, f"sacct unavailable ({reason[0] if reason else 'no output'}); states from squeue and run folders"
-    states: dict[str, str] = {}
-    for job_id, state in _parse_pairs(result.stdout):
-        states.update(dict.fromkeys(expand_job_id(job_id), state.split()[0]))  # "CANCELLED by 0"
-    return states, None
+    return parse_sacct(result.stdout), None
+
+
+def parse_sacct(text: str) -> dict[str, SacctRow]:
+    """`JobID|State|ExitCode|NodeList` lines -> job id -> row (array ranges expanded; odd lines skipped)."""
+    rows: dict[str, SacctRow] = {}
+    for line in text.splitlines():
+        row = SacctRow.parse(line)
+        if row is not None:
+            rows.update({job_id: replace(row, job_id=job_id) for job_id in expand_job_id(row.job_id)})
+    return rows
 
 
 def _parse_pairs(text: str) -> Iterable[tuple[str, str]]:

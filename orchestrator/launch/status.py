@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.base import is_stale
+from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
@@ -38,6 +41,10 @@ class RunStatus:
     state: str
     job_id: str | None
     detail: str
+    verdict: Verdict | None = None
+    """How the latest attempt ended (class, node, why); None while it may still run."""
+    attempts: int = 0
+    """Attempts recorded in status.json (1 for a run tried once; 0 before its first start)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,15 @@ class SweepStatus:
     def counts(self) -> Counter[str]:
         """Number of runs per state."""
         return Counter(run.state for run in self.runs)
+
+    @property
+    def failures(self) -> Counter[str]:
+        """Number of runs per failure class of their latest attempt (completed runs left out)."""
+        return Counter(
+            run.verdict.failure.value
+            for run in self.runs
+            if run.verdict is not None and run.verdict.failure is not Failure.COMPLETED
+        )
 
     @property
     def finished(self) -> bool:
@@ -72,7 +88,11 @@ def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
         entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
         job_id = entry.get("job_id")
         slurm_state = states.states.get(job_id) if job_id else None
-        out.append(RunStatus(record.run, _state(record, job_id, slurm_state), job_id, _detail(record)))
+        state = _state(record, job_id, slurm_state)
+        ended = states.ends.get(job_id) if job_id and slurm_state not in slurm.ACTIVE_STATES else None
+        verdict = attempt_verdict(record, ended) if state in TERMINAL else None
+        detail = _detail(record) or (verdict.reason if verdict and verdict.failure is not Failure.COMPLETED else "")
+        out.append(RunStatus(record.run, state, job_id, detail, verdict, attempts_of(record.status)))
     problems = reader.problems_of(records)
     manifest_problem = store.manifest_problem(root)
     if manifest_problem is not None:  # named, not a traceback; SLURM states are then unknown
@@ -101,6 +121,58 @@ def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> st
         return "unknown"  # status.json unreadable or in an unknown state: submit runs it again
     # Submitted but not yet known to squeue/sacct (accounting lags a few seconds).
     return "pending" if job_id else "not submitted"
+
+
+def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
+    """Classify the run's latest attempt from sacct's row and its status.json (log tail when neither
+    decides)."""
+    status = record.status
+    evidence = Evidence(
+        state=record.state.value if record.state is not State.MISSING else None,
+        failure=_text(status.get("failure")),
+        reason=_text(status.get("failure_reason")),
+        error=_text(status.get("error")),
+        traceback=_text(status.get("traceback")),
+        host=_text(status.get("host")),
+    )
+    verdict = classify(row, evidence)
+    if verdict is not None and verdict.failure is Failure.CRASHED:  # the log may say what the status could not
+        tail = log_tail(status.get("log_err"))
+        if tail:
+            verdict = classify(row, replace(evidence, log_tail=tail)) or verdict
+    return verdict
+
+
+def attempts_of(status: dict[str, object]) -> int:
+    """How many attempts status.json records (its `attempts` list; 1 for a run started before it existed)."""
+    attempts = status.get("attempts")
+    if isinstance(attempts, list):
+        return len(attempts)
+    return 1 if "started_at" in status else 0
+
+
+def log_tail(path: object, most_bytes: int = 8192) -> str:
+    """The last `most_bytes` of a job's log, or "" when there is no regular file to read (tolerant:
+    never blocks on a FIFO, never follows a final symlink)."""
+    if not isinstance(path, str) or not path or "\0" in path:
+        return ""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return ""
+        return os.pread(fd, most_bytes, max(0, info.st_size - most_bytes)).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _detail(record: RunRecord) -> str:

@@ -1,0 +1,101 @@
+"""Failure classes of finished attempts: the pure classifier over real sacct rows (unit, no cluster).
+
+Rows marked `dev` were printed by `sacct -X -P -o JobID,State,ExitCode,NodeList` on the dev cluster
+(slurm 22.05) for jobs made to end that way (exit 1, exit 77, kill -9, kill -SEGV, --time=1 with
+sleep 300, scancel of a pending array); rows marked `doc` have the shape sacct prints for states the
+dev cluster cannot produce (no cgroup memory limit, no preemption, no failing node).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.launch import slurmcli
+from orchestrator.launch.failures import EXIT_HANG, Evidence, Failure, SacctRow, classify
+
+USER_ERROR = Evidence(state="failed", error="ValueError: data.batch_size 0\nmore", traceback='File "x.py", line 3')
+CUDA_OOM = Evidence(
+    state="failed", error="OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", host="node1"
+)
+NO_STATUS = Evidence()
+RUNNING = Evidence(state="running", host="node2")
+
+CASES = [
+    # (sacct row, evidence, class, node, cuda)
+    ("345|FAILED|1:0|node1", USER_ERROR, Failure.USER_ERROR, "node1", False),  # dev
+    ("346|FAILED|77:0|node1", RUNNING, Failure.PREFLIGHT_FAIL, "node1", False),  # dev
+    ("347|FAILED|0:9|node1", RUNNING, Failure.CRASHED, "node1", False),  # dev
+    ("348|FAILED|0:11|node2", NO_STATUS, Failure.CRASHED, "node2", False),  # dev
+    ("349|TIMEOUT|0:0|node2", RUNNING, Failure.TIMEOUT, "node2", False),  # dev
+    ("350|COMPLETED|0:0|node2", Evidence(state="completed"), Failure.COMPLETED, "node2", False),  # dev
+    ("350|COMPLETED|0:0|node2", RUNNING, Failure.CRASHED, "node2", False),  # dev: ended, never wrote completed
+    ("49|COMPLETED|0:0|node[1-2]", Evidence(state="completed"), Failure.COMPLETED, "node1", False),  # dev, 2 nodes
+    ("17_1|CANCELLED by 0|0:15|node2", RUNNING, Failure.CANCELLED, "node2", False),  # doc: scancel of a running task
+    ("360_0|FAILED|1:0|node1", CUDA_OOM, Failure.OOM, "node1", True),  # an exception exits 1 (dev); CUDA OOM in status
+    ("361|OUT_OF_MEMORY|0:125|node2", RUNNING, Failure.OOM, "node2", False),  # doc (cgroup OOM kill)
+    ("362|PREEMPTED|0:0|gpu07", RUNNING, Failure.PREEMPTED, "gpu07", False),  # doc
+    ("363|NODE_FAIL|0:0|gpu[07-08]", RUNNING, Failure.NODE_FAIL, "gpu07", False),  # doc
+    ("364|BOOT_FAIL|0:0|gpu09", NO_STATUS, Failure.NODE_FAIL, "gpu09", False),  # doc
+    ("365|DEADLINE|0:0|node1", RUNNING, Failure.TIMEOUT, "node1", False),  # doc
+    (f"366|FAILED|{EXIT_HANG}:0|node1", RUNNING, Failure.HANG, "node1", False),  # watchdog's exit code
+    # The job recorded its own class (preflight with its reason) whatever sacct says.
+    (
+        "367|FAILED|1:0|node2",
+        Evidence(state="failed", failure="preflight_fail", reason="GPU 0: matmul failed"),
+        Failure.PREFLIGHT_FAIL,
+        "node2",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("line", "evidence", "kind", "node", "cuda"), CASES)
+def test_classify_real_rows(line: str, evidence: Evidence, kind: Failure, node: str, cuda: bool) -> None:
+    row = SacctRow.parse(line)
+    assert row is not None
+    verdict = classify(row, evidence)
+    assert verdict is not None
+    assert (verdict.failure, verdict.node, verdict.cuda) == (kind, node, cuda)
+
+
+def test_user_error_shows_its_first_line_and_preflight_its_reason() -> None:
+    verdict = classify(SacctRow.parse("345|FAILED|1:0|node1"), USER_ERROR)
+    assert verdict is not None and verdict.reason == "ValueError: data.batch_size 0"
+    recorded = Evidence(state="failed", failure="preflight_fail", reason="scratch: 1.0 GB free, 4.0 GB needed")
+    verdict = classify(SacctRow.parse("346|FAILED|77:0|node2"), recorded)
+    assert verdict is not None and verdict.reason == "scratch: 1.0 GB free, 4.0 GB needed"
+
+
+def test_host_oom_kill_found_in_the_log_tail() -> None:
+    row = SacctRow.parse("347|FAILED|0:9|node1")
+    tail = "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=347.batch."
+    verdict = classify(row, Evidence(state="running", log_tail=tail))
+    assert verdict is not None and verdict.failure is Failure.OOM and not verdict.cuda
+
+
+def test_unfinished_and_unknown() -> None:
+    # No sacct row and no final status: it may still be running (accounting lags).
+    assert classify(None, RUNNING) is None
+    # No sacct (accounting off): the run's own files still decide.
+    verdict = classify(None, Evidence(state="failed", error="KeyError: 'x'", host="node2"))
+    assert verdict is not None and (verdict.failure, verdict.node) == (Failure.USER_ERROR, "node2")
+    # A class from a newer version is ignored, not a crash.
+    verdict = classify(SacctRow.parse("349|TIMEOUT|0:0|node2"), Evidence(state="failed", failure="cosmic_ray"))
+    assert verdict is not None and verdict.failure is Failure.TIMEOUT
+
+
+def test_infrastructure_classes_count_against_the_node() -> None:
+    assert {f for f in Failure if f.infrastructure} == {Failure.NODE_FAIL, Failure.PREFLIGHT_FAIL, Failure.HANG}
+
+
+@pytest.mark.parametrize("line", ["", "x", "1|FAILED|x:0|n", "|FAILED|0:0|n", "1||0:0|n", "1|FAILED|0:0"])
+def test_odd_sacct_lines_are_skipped(line: str) -> None:
+    assert SacctRow.parse(line) is None
+
+
+def test_parse_sacct_expands_pending_array_ranges() -> None:
+    text = "32_[0-2%2]|CANCELLED|0:0|None assigned\n17_0|COMPLETED|0:0|node1\njunk\n"
+    rows = slurmcli.parse_sacct(text)
+    assert sorted(rows) == ["17_0", "32_0", "32_1", "32_2"]
+    assert rows["32_1"].job_id == "32_1" and rows["32_1"].node_list == ""
+    assert rows["17_0"].node_list == "node1"
