@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_slurm import PROFILE, REPO, cluster, wait_for
 
 from orchestrator.cli import main
 from orchestrator.launch.status import sweep_status
 from orchestrator.sweep import store, yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
-from test_slurm import PROFILE, REPO, cluster, wait_for
 from trainers import rundir
 
 pytestmark = pytest.mark.slurm

@@ -158,9 +158,14 @@ def _cli_page(parser: argparse.ArgumentParser) -> str:
                 continue
             names = ", ".join(action.option_strings) or action.dest
             default = "" if action.default in (None, False, argparse.SUPPRESS) else f"`{action.default}`"
-            lines.append(f"| `{names}` | {_cell(default)} | {_cell(action.help or '')} |")
-        lines.append("")
+            lines.append(f"| `{names}` | {_cell(default)} | {_cell(_help(sub, action))} |")
+        lines += ["", "```text", (sub.epilog or "").strip(), "```", ""] if sub.epilog else [""]
     return "\n".join(lines) + "\n"
+
+
+def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """The help text as `--help` prints it (`%(default)s` filled in), without the line wrapping."""
+    return parser._get_formatter()._expand_help(action) if action.help else ""
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:

@@ -62,7 +62,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda args: completion.cmd_completion(args, build_parser()))
     for name in jsonout.COMMANDS:  # `--json` on the commands whose output scripts read
         jsonout.add_flag(sub.choices[name])
+    for name, command in sub.choices.items():  # every --help shows its defaults and an example
+        command.formatter_class = HelpFormatter
+        command.epilog = command.epilog or EXAMPLES[name]
     return parser
+
+
+EXAMPLES: dict[str, str] = {
+    "plan": "example: orchestrate plan sweeps/demo.yaml grid.seed=[0,1] --all",
+    "submit": "examples: orchestrate submit sweeps/demo.yaml                (this machine)\n"
+    "          orchestrate submit sweeps/demo.yaml --executor slurm --profile mycluster --follow",
+    "status": "example: orchestrate status sweeps/demo.yaml --watch",
+    "cancel": "example: orchestrate cancel sweeps/demo.yaml",
+    "collect": "example: orchestrate collect sweeps/demo.yaml   (or a results folder, e.g. results/demo)",
+    "profile": "example: orchestrate profile sweeps/demo.yaml",
+    "eval": "example: orchestrate eval results/demo/runs/<run_id> --dataset '{name: imagefolder, root: ~/data/new}'",
+    "predict": "example: orchestrate predict results/demo/runs/<run_id> ~/photos --out labels.tsv",
+    "datasets": "examples: orchestrate datasets list\n"
+    "          orchestrate datasets describe imagefolder --root ~/data/shapes",
+}
+"""One runnable example per command that has none in its own `add_parser` call (shown under --help)."""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks, and says every option's default where its help does not:
+    a forgotten `--executor slurm` should be visible in `submit --help` (it trains here by default)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        silent = action.default in (None, False, argparse.SUPPRESS) or action.default == []
+        if silent or "default" in text or action.option_strings == []:
+            return text
+        return f"{text} (default %(default)s)"
 
 
 class _VersionAction(argparse.Action):

@@ -51,7 +51,9 @@ def submit(
     `follow_s` (slurm): stay in the foreground, polling every `follow_s` seconds, and top the queue
     up within the user's limits until every run has been submitted and left the queue.
     """
-    chosen = launcher(spec, executor, console or Console(), profile, workers)
+    console = console or Console()
+    chosen = launcher(spec, executor, console, profile, workers)
+    console.print(chosen.where(), markup=False, highlight=False, soft_wrap=True)
     if spec.seeds is not None:  # adaptive seeds: rounds, each decided when it has run; smoke: round 1's seeds
         from orchestrator.launch.rounds import check_options, submit_rounds
 

@@ -148,6 +148,10 @@ class Launcher(ABC):
         archive_previous(selection.todo, root, force)
         return self.start(selection.todo, root)
 
+    @abstractmethod
+    def where(self) -> str:
+        """Where the runs will execute, in one line printed before anything starts."""
+
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids a live job outside this machine's processes still owns (none by default)."""
         return set()

@@ -7,6 +7,7 @@ at a time; `--workers N` runs N at once. `debug` runs in this process, for break
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from orchestrator import textsafe
 from orchestrator.launch.base import Launcher, Outcome, train_job
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.status import last_frame
-from orchestrator.launch.worker import run_pool, worker_envs
+from orchestrator.launch.worker import run_pool, visible_gpus, worker_envs
 from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
@@ -33,6 +34,18 @@ class LocalLauncher(Launcher):
         super().__init__(spec, console)
         self.debug = debug
         self.workers = max(1, workers)
+
+    def where(self) -> str:
+        """This machine, how many runs at once, and on what; the hint matters on a login node."""
+        host = textsafe.terminal(socket.gethostname())
+        if self.debug:
+            return f"runs execute here: in this process on {host}, one at a time (debug)"
+        gpus = visible_gpus()
+        device = f"{gpus} visible GPU(s)" if gpus else "the CPU (no GPU visible)"
+        return (
+            f"runs execute here: on this machine ({host}), {self.workers} at a time, on {device}; "
+            "`--executor slurm` sends them to SLURM instead"
+        )
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Write each run folder's config and pending status, then run them in plan order."""

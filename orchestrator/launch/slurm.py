@@ -38,6 +38,14 @@ class SlurmLauncher(Launcher):
         self.config = site.resolve_slurm(spec.slurm, profile, spec.site)
         self._warned = False
 
+    def where(self) -> str:
+        """The partition, the resources of one job and the node environment the runs get."""
+        c = self.config
+        partition = f"partition {c.partition}" if c.partition else "the cluster's default partition"
+        env = f"{c.env.kind} environment" if c.env is not None else f"this interpreter ({sys.executable})"
+        job = f"{c.nodes} node(s) x {c.gpus_per_node} GPU(s), {c.timeout_min} min per job"
+        return textsafe.terminal(f"runs execute on SLURM: {partition}, {job}, in {env}")
+
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids of the sweep that SLURM still has pending or running (one squeue call)."""
         if not slurmcli.available():
