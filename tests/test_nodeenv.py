@@ -76,6 +76,9 @@ def _recipes(images: dict[str, Path]) -> dict[str, tuple[dict[str, object], int]
             1,
         ),
         "charliecloud": ({"env": {"kind": "charliecloud", "image": str(images["dir"]), "binds": ["/shared"]}}, 0),
+        # the other kinds of array: one run across 2 nodes x 4 ranks; 4 runs packed into one 4-GPU task
+        "multinode": ({"nodes": 2, "tasks_per_node": 4, "cpus_per_task": 8, "mem_gb": 64}, 4),
+        "packed": ({"runs_per_task": 4, "pack_gpus": True, "cpus_per_task": 8}, 4),
     }
 
 
@@ -86,10 +89,12 @@ def _script(block: dict[str, object], gpus: int) -> tuple[str, dict[str, object]
     return slurmcli.sbatch_header(Path(FOLDER), params, ARRAY_TASKS, python), params, python
 
 
-@pytest.mark.parametrize(
-    "kind",
-    ["none", "venv", "conda", "modules", "apptainer", "apptainer-uri-cpu", "pyxis", "pyxis-squashfs", "charliecloud"],
-)
+KINDS = ["none", "venv", "conda", "modules", "apptainer", "apptainer-uri-cpu", "pyxis", "pyxis-squashfs"]
+KINDS += ["charliecloud"]
+ARRAYS = ["multinode", "packed"]  # the other kinds of array, with no env block
+
+
+@pytest.mark.parametrize("kind", [*KINDS, *ARRAYS])
 def test_golden_batch_script(kind: str, tmp_path: Path) -> None:
     block, gpus = _recipes(_images(tmp_path))[kind]
     script, _, _ = _script(block, gpus)
@@ -103,7 +108,7 @@ def test_golden_batch_script(kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("srun") is None, reason="submitit's SlurmExecutor needs srun on PATH")
-@pytest.mark.parametrize("kind", ["apptainer", "pyxis", "charliecloud"])
+@pytest.mark.parametrize("kind", ["apptainer", "pyxis", "charliecloud", "multinode", "packed"])
 def test_submitit_writes_the_same_script(kind: str, tmp_path: Path) -> None:
     """What submitit's own executor writes for an array equals the preview (and so the golden)."""
     import submitit
