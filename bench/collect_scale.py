@@ -1,81 +1,221 @@
-"""Seconds of `collect`, `collect` with the report, `status` and a second `collect` on 10,000 runs.
+"""`collect`, `status` and `plan` as a user waits for them, on N copies of a run the real trainer wrote.
 
-Writes N synthetic finished run folders through the real file contract (store.prepare's
-config.yaml, status.json, metrics.json, history.csv, confusion_matrix.csv, per_class.csv) for one
-sweep of 2 backbones x 2 ablation rows x N/4 seeds, then times, in this process:
+1. Plans the demo study (sweeps/demo.yaml: 2 backbones x 3 ablation rows) with its seed axis
+   widened to N/6 seeds (the real `plan`: the run ids are those `orchestrate plan` prints), one
+   epoch on 64 digits.
+2. Trains its first run with the real trainer (orchestrator.launch.job.TrainJob in a subprocess:
+   status.json, config.yaml, metrics.json, history.csv, split.json, the per-class and confusion
+   tables, checkpoints/best and checkpoints/last).
+3. Copies that folder to every other planned run: each copy gets its own config.yaml (written
+   as `submit` writes it) and a metrics.json naming its own run id with its own top-1; every
+   other file is the trained run's bytes (files over 64 KiB, the checkpoints' weights and
+   optimizer state, are hard links: 10,000 copies of 6 MB would not fit the disk; no command
+   timed here opens them).
+4. Times each command as a whole process (`orchestrate ...`: interpreter start and imports
+   included) with its peak resident memory (os.wait4's rusage of that very child: the
+   RUSAGE_CHILDREN maximum would also hold the trainer's), the median of `--repeats` runs with
+   the load average; then the same work in this process (library calls), and the reference:
+   `json.load` of every status.json and metrics.json (the floor any collect pays).
 
-- collect --no-report (first, no index)       goal <= 5 s
-- collect with the report (first, no index)   goal <= 30 s
-- status (plan + every status.json)           goal <= 2 s
-- a second collect after 10 runs changed      goal <= 1 s
+Goals (issues 23 and 28): at 10,000 runs `collect --no-report` cold <= 5 s, `status` <= 2 s, a
+second `collect` after 10 changed runs <= 1 s, `collect` with the report <= 30 s; at 100,000 runs
+`collect` cold <= 30 s, `status` <= 10 s, `plan` <= 5 s, each under 2 GB.
 
-against the reference measured in the same run: reading the same status.json and metrics.json
-files with `json.load` alone (the floor any collect pays).
-
-    .venv/bin/python bench/collect_scale.py [N]
+    .venv/bin/python bench/collect_scale.py                  # 1,002 runs, a quick look
+    .venv/bin/python bench/collect_scale.py --runs 10000     # the goals' size (10,002 runs)
+    .venv/bin/python bench/collect_scale.py --runs 100000 --repeats 1
 """
 
 from __future__ import annotations
 
+import argparse
+import errno
 import json
 import os
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from orchestrator.launch import status
-from orchestrator.results import collect
+import yaml
+
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, plan
-from orchestrator.sweep.spec import load_spec
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
-from trainers.rundir import State
 
-SPEC = """
-name: collect_scale
-output_dir: {out}
-defaults: {{data: {{image_size_px: 32}}, epochs: 3}}
-grid: {{backbone: [resnet18, resnet50], dataset: [digits], seed: {seeds}}}
-modifiers: {{drop: {{model.head_dropout: 0.5}}}}
-ablations: {{Baseline: [], + Dropout: [drop]}}
-tables: [{{detect_delta: 0.5}}]
+REPO = Path(__file__).resolve().parents[1]
+ROWS_PER_SEED = 6  # the demo: 2 backbones x 3 ablation rows
+LINK_OVER_BYTES = 64 * 1024
+TRAIN = """
+import sys
+from orchestrator.launch.job import TrainJob
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import load_spec
+run = plan(load_spec(sys.argv[1], max_runs=None))[0]
+TrainJob(sys.argv[2], run.config.model_dump(mode="json"), run.metadata())()
 """
-CLASSES = [str(d) for d in range(10)]
-HISTORY = "epoch,train_loss,val_loss,val_top1\n1,1.2,1.3,0.61\n2,0.8,0.9,0.82\n3,0.5,0.6,0.9{d}\n"
-CONFUSION = (
-    "true \\ predicted,"
-    + ",".join(CLASSES)
-    + "\n"
-    + "".join(f"{c}," + ",".join("9" if c == o else "0" for o in CLASSES) + "\n" for c in CLASSES)
-)
-PER_CLASS = "class,precision,recall,f1,support\n" + "".join(f"{c},0.9,0.9,0.9,9\n" for c in CLASSES)
 
 
-def write_runs(runs: list[RunSpec], root: Path) -> None:
-    """Finished run folders as the trainer leaves them (top-1 varies with seed and row)."""
-    for index, run in enumerate(runs):
+@dataclass(frozen=True)
+class Goal:
+    """One timed command: its label, argv after `orchestrate`, goal in seconds (None: none) and how
+    to prepare each repeat (drop the index for a cold collect, change 10 runs for a second one)."""
+
+    label: str
+    argv: list[str]
+    goal_s: float | None
+    prepare: Callable[[], None]
+
+
+def write_spec(folder: Path, runs: int) -> Path:
+    """The demo study with N/6 seeds, one tiny epoch, its output under `folder/out`."""
+    raw = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
+    raw["name"] = "collect_scale"
+    raw["output_dir"] = str(folder / "out")
+    raw["grid"]["seed"] = list(range(-(-runs // ROWS_PER_SEED)))
+    raw["defaults"]["epochs"] = 1
+    raw["defaults"]["torch_threads"] = 1
+    raw["defaults"]["data"]["dataset"] = {"name": "digits", "max_samples": 64}
+    path = folder / "collect_scale.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def train_first(spec_path: Path, folder: Path) -> float:
+    """The first planned run trained by the real trainer, in a subprocess (torch stays out of here)."""
+    started = time.perf_counter()
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run(
+        [sys.executable, "-c", TRAIN, str(spec_path), str(folder)], env=env, capture_output=True, text=True
+    )
+    if done.returncode != 0 or not (folder / rundir.METRICS).is_file():
+        sys.exit(f"training the template run failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return time.perf_counter() - started
+
+
+def template_files(folder: Path) -> list[tuple[str, bytes | None]]:
+    """(relative path, bytes) of every file of the trained run; None for files hard-linked instead."""
+    out = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = str(path.relative_to(folder))
+        out.append((rel, None if path.stat().st_size > LINK_OVER_BYTES else path.read_bytes()))
+    return out
+
+
+def copy_runs(runs: list[RunSpec], root: Path, first: Path) -> None:
+    """Every planned run but the first: a copy of the trained folder with its own config and metrics."""
+    files = template_files(first)
+    metrics = json.loads((first / rundir.METRICS).read_bytes())
+    links: dict[str, Path] = {rel: first / rel for rel, data in files if data is None}
+    for index, run in enumerate(runs[1:], start=1):
         path = store.run_path(root, run.run_id)
-        store.prepare(run, path)
-        # Seed noise shared by a seed's two rows (paired), plus each run's own, plus the row's effect.
-        noise = 0.002 * ((run.seed * 7919) % 13 - 6) + 0.001 * ((index * 104729) % 11 - 5)
-        top1 = 0.90 + noise + (0.004 if run.ablation != "Baseline" else 0.0)
-        write_metrics(path, top1, index)
-        rundir.update_status(path, State.COMPLETED)
-        (path / rundir.HISTORY).write_text(HISTORY.format(d=run.seed % 10))
-        (path / "confusion_matrix.csv").write_text(CONFUSION)
-        (path / "per_class.csv").write_text(PER_CLASS)
+        for sub in {os.path.dirname(rel) for rel, _ in files}:
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        for rel, data in files:
+            if data is None:
+                links[rel] = _link(links[rel], path / rel)
+            elif rel not in (rundir.CONFIG, rundir.METRICS):
+                (path / rel).write_bytes(data)
+        store.write_config(path, run.metadata(), run.config.model_dump(mode="json"))
+        _write_metrics(path, metrics, run, index)
 
 
-def write_metrics(path: Path, top1: float, index: int) -> None:
-    metrics = {
-        "test": {"top1": top1, "macro_f1": top1 - 0.01, "loss": 0.3},
-        "complexity": {"gflops": 1.8 if "resnet18" in str(path) else 4.1, "params_m": 11.7},
-        "provenance": {"git_commit": "abcdef1234567890", "device": "cpu", "num_processes": 1},
-        "timing": {"wall_s": 60.0 + index % 7},
+def _link(source: Path, target: Path) -> Path:
+    """Hard-link `target` to `source`; a fresh copy when `source` has too many links (ext4: 65,000)."""
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EMLINK:
+            raise
+        shutil.copyfile(source, target)
+        return target  # the next copies link to this one
+    return source
+
+
+def _write_metrics(path: Path, metrics: dict[str, Any], run: RunSpec, index: int) -> None:
+    """The trained run's metrics.json, owned by `run`, top-1 moved by a seed and a run term (paired rows)."""
+    noise = 0.002 * ((run.seed * 7919) % 13 - 6) + 0.001 * ((index * 104729) % 11 - 5)
+    test = {**metrics["test"], "top1": min(1.0, max(0.0, metrics["test"]["top1"] + noise))}
+    (path / rundir.METRICS).write_text(json.dumps({**metrics, "run_id": run.run_id, "test": test}, indent=2))
+
+
+def change_runs(runs: list[RunSpec], root: Path, count: int = 10) -> Callable[[], None]:
+    """A preparation that rewrites `count` runs' metrics.json (a new top-1 each time it is called)."""
+    calls = [0]
+
+    def prepare() -> None:
+        calls[0] += 1
+        for run in runs[1 : count + 1]:
+            path = store.run_path(root, run.run_id)
+            metrics = json.loads((path / rundir.METRICS).read_bytes())
+            metrics["test"]["top1"] = 0.5 + 0.01 * calls[0]
+            rundir.write_json(path / rundir.METRICS, metrics)
+
+    return prepare
+
+
+def command_env(folder: Path) -> dict[str, str]:
+    """The commands' environment: byte code cached (as an installed tool has it; pip compiles at
+    install) under `folder` rather than beside the sources, and compiled before anything is timed."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", "orchestrator", "trainers"], cwd=REPO, env=env, check=True
+    )
+    return env
+
+
+def command(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """`orchestrate ARGV` as a user runs it: wall seconds, CPU seconds, peak RSS in MB, output tail."""
+    script = Path(sys.executable).with_name("orchestrate")
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "orchestrator.cli"]
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        child = subprocess.Popen([*head, *argv], stdout=out, stderr=subprocess.STDOUT, env=env)
+        _, code, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(code)
+        out.seek(0)
+        tail = out.read()[-1500:].decode(errors="replace")
+    if child.returncode != 0:
+        sys.exit(f"orchestrate {' '.join(argv[:2])} exited {child.returncode}:\n{tail}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, tail
+
+
+def measure(goal: Goal, repeats: int, env: dict[str, str]) -> dict[str, float]:
+    """Median wall, CPU and the largest peak RSS of `repeats` runs of one command, with the load average."""
+    walls, cpus, peaks, loads = [], [], [], []
+    for _ in range(repeats):
+        goal.prepare()
+        loads.append(os.getloadavg()[0])
+        wall, cpu, peak, _ = command(goal.argv, env)
+        walls.append(wall)
+        cpus.append(cpu)
+        peaks.append(peak)
+    return {
+        "wall": statistics.median(walls),
+        "cpu": statistics.median(cpus),
+        "rss": max(peaks),
+        "load": statistics.median(loads),
     }
-    rundir.write_json(path / rundir.METRICS, metrics)
+
+
+def print_command(goal: Goal, got: dict[str, float], reference_s: float, limit_mb: float) -> None:
+    verdict = (
+        "" if goal.goal_s is None else f"goal <= {goal.goal_s:g} s [{'ok' if got['wall'] <= goal.goal_s else 'OVER'}]"
+    )
+    memory = "ok" if got["rss"] <= limit_mb else "OVER"
+    print(
+        f"{goal.label:<46} {got['wall']:7.2f} s wall {got['cpu']:7.2f} s CPU {got['rss']:6.0f} MB [{memory}]"
+        f"  {verdict:<18} {got['wall'] / reference_s:5.1f}x json.load  (load {got['load']:.1f})"
+    )
 
 
 def json_reference(runs: list[RunSpec], root: Path) -> float:
@@ -89,55 +229,107 @@ def json_reference(runs: list[RunSpec], root: Path) -> float:
     return time.perf_counter() - started
 
 
-def timed(label: str, goal_s: float, reference_s: float, action: object) -> float:
+def goals(spec_path: Path, root: Path, runs: list[RunSpec], big: bool, with_report: bool) -> list[Goal]:
+    """The commands timed, with the goals of the run count's size."""
+    index = root / ".collect-index.json"
+
+    def cold() -> None:
+        index.unlink(missing_ok=True)
+
+    def nothing() -> None:
+        pass
+
+    cap = ["--max-runs", str(len(runs))]
+    out = [
+        Goal("orchestrate plan SPEC", ["plan", str(spec_path), *cap], 5.0 if big else None, nothing),
+        Goal(
+            "orchestrate collect DIR --no-report (cold)",
+            ["collect", str(root), "--no-report", *cap],
+            30.0 if big else 5.0,
+            cold,
+        ),
+        Goal("orchestrate status SPEC", ["status", str(spec_path), *cap], 10.0 if big else 2.0, nothing),
+        Goal(
+            "orchestrate collect DIR --no-report, 10 changed",
+            ["collect", str(root), "--no-report", *cap],
+            None if big else 1.0,
+            change_runs(runs, root),
+        ),
+    ]
+    if with_report:
+        out.append(Goal("orchestrate collect DIR (report, cold)", ["collect", str(root), *cap], 30.0, cold))
+    return out
+
+
+def in_process(spec_path: Path, root: Path, runs: list[RunSpec], reference_s: float) -> None:
+    """The same work as library calls in this process (no interpreter start, imports already paid)."""
+    from orchestrator.launch import status
+    from orchestrator.results import collect
+
+    def load() -> SweepSpec:
+        return load_spec(spec_path, max_runs=None)
+
+    index = root / collect.INDEX_FILE
+    index.unlink(missing_ok=True)
+    timed("in-process: load + plan", lambda: plan(load()), reference_s)
+    timed("in-process: collect --no-report (cold)", lambda: collect.write_tables(load(), root), reference_s)
+    timed("in-process: status", lambda: status.sweep_status(plan(load()), root), reference_s)
+    change_runs(runs, root)()
+    timed("in-process: collect, 10 changed", lambda: collect.write_tables(load(), root), reference_s)
+
+
+def timed(label: str, action: Callable[[], object], reference_s: float) -> None:
+    started, cpu = time.perf_counter(), time.process_time()
+    action()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(
+        f"{label:<46} {elapsed:7.2f} s wall {cpu:7.2f} s CPU"
+        f"  {elapsed / reference_s:5.1f}x json.load  (load {os.getloadavg()[0]:.1f})"
+    )
+
+
+def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
+    """The spec, its output folder and its planned runs: the first trained, the others copied."""
+    spec_path = write_spec(folder, count)
+    spec = load_spec(spec_path, max_runs=None)
+    runs = plan(spec)
+    root = spec.output_path
+    store.write_snapshot(spec, root)
+    first = store.run_path(root, runs[0].run_id)
+    print(f"trained {runs[0].run_id} ({runs[0].name}) with the real trainer in {train_first(spec_path, first):.0f} s")
     started = time.perf_counter()
-    action()  # type: ignore[operator]
-    elapsed = time.perf_counter() - started
-    verdict = "ok" if elapsed <= goal_s else "OVER"
-    print(f"{label:<42} {elapsed:7.2f} s  goal <= {goal_s:g} s [{verdict}]  {elapsed / reference_s:6.1f}x json.load")
-    return elapsed
+    copy_runs(runs, root, first)
+    print(
+        f"{len(runs):,} run folders ({len(template_files(first))} files each) in {time.perf_counter() - started:.0f} s"
+    )
+    return spec_path, root, runs
 
 
-def main(n: int) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="collect_scale-"))  # not /dev: specs refuse system folders
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=1000, help="planned runs, rounded up to 6 per seed (default 1000)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is printed")
+    parser.add_argument(
+        "--report", action="store_true", help="also time `collect` with the report (default below 20,000 runs)"
+    )
+    parser.add_argument("--keep", type=Path, help="build the folders here and keep them (default: a temporary folder)")
+    args = parser.parse_args()
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="collect_scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    big = args.runs > 20_000
     try:
-        path = folder / "sweep.yaml"
-        path.write_text(SPEC.format(out=folder / "out", seeds=list(range(n // 4))))
-        spec = load_spec(path)
-        runs = plan(spec)
-        root = spec.output_path
-        store.write_snapshot(spec, root)
-        started = time.perf_counter()
-        write_runs(runs, root)
-        print(f"{len(runs)} run folders written in {time.perf_counter() - started:.0f} s (not timed below)")
+        spec_path, root, runs = build(folder, args.runs)
         reference_s = json_reference(runs, root)
-        print(f"{'reference: json.load of status + metrics':<42} {reference_s:7.2f} s")
-        started = time.perf_counter()
-        plan(load_spec(path))
-        plan_s = time.perf_counter() - started
-        print(f"{'of each below: load + plan (sweep/)':<42} {plan_s:7.2f} s  (load average {os.getloadavg()[0]:.1f})")
-        index = root / collect.INDEX_FILE
-        timed("collect --no-report (no index)", 5.0, reference_s, lambda: collect.write_tables(spec, root))
-        index.unlink()
-        timed("collect with the report (no index)", 30.0, reference_s, lambda: report(spec, root))
-        timed("status (plan + status.json of every run)", 2.0, reference_s, lambda: status_of(path))
-        for run in runs[:10]:
-            write_metrics(store.run_path(root, run.run_id), 0.5, 0)
-        timed("second collect, 10 runs changed", 1.0, reference_s, lambda: collect.write_tables(spec, root))
+        print(f"{'reference: json.load of status + metrics':<46} {reference_s:7.2f} s")
+        limit_mb = 2048.0
+        env = command_env(folder)
+        for goal in goals(spec_path, root, runs, big, args.report or not big):
+            print_command(goal, measure(goal, args.repeats, env), reference_s, limit_mb)
+        in_process(spec_path, root, runs, reference_s)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def report(spec: object, root: Path) -> None:
-    written = collect.write_tables(spec, root, report=True)  # type: ignore[arg-type]
-    assert written.report_path is not None and written.usable > 0
-
-
-def status_of(path: Path) -> None:
-    spec = load_spec(path)
-    current = status.sweep_status(plan(spec), spec.output_path)
-    assert current.counts["completed"] > 0
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000)
+    main()

@@ -7,27 +7,41 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import textsafe
-from orchestrator.cli import jsonout, terminal
+from orchestrator.cli import jsonflag, terminal
 from orchestrator.cli.views import PLAN_ROWS_SHOWN, axis_value, status_view
-from orchestrator.sweep import preflight, site
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
+if TYPE_CHECKING:
+    from orchestrator.cli import jsonout
+
+# Start-up time: the modules a command alone needs (preflight, site, jsonout's models, pandas
+# through results/) are imported inside it, so `status` does not pay for `plan`'s checks.
 # Markup is on for our own `[green]` labels: every user- or file-derived string goes through
 # textsafe.rich (markup escaped, terminal sequences removed) or is printed with markup=False.
 console = terminal.make_console()
+
+
+def _emit(build: Callable[[], tuple[Any, int]]) -> int:
+    """`--json`: jsonout.emit, its output models imported only now."""
+    from orchestrator.cli import jsonout
+
+    return jsonout.emit(build)
 
 
 def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
     spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
     runs = plan(spec)
     if check_data:
+        from orchestrator.sweep import preflight
+
         preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
         _check_tables(spec, runs, args.spec)
     return spec, runs
@@ -43,8 +57,8 @@ def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
-    if jsonout.wanted(args):
-        return jsonout.emit(lambda: (_plan_json(args), 0))
+    if jsonflag.wanted(args):
+        return _emit(lambda: (_plan_json(args), 0))
     spec, runs = _load(args, check_data=True)
     _print_plan(spec, runs, args)
     _plan_checks(spec, runs, args)
@@ -53,7 +67,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
     """`plan --json`: the checks print to stderr (emit redirects stdout), then the object."""
+    from orchestrator.cli import jsonout
     from orchestrator.results import cost
+    from orchestrator.sweep import preflight
 
     spec, runs = _load(args, check_data=True)
     _plan_checks(spec, runs, args)
@@ -62,6 +78,8 @@ def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
 
 def _print_plan(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
     """The plan for people: axes, rows, the first runs, the cost estimate."""
+    from orchestrator.sweep import preflight
+
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {textsafe.rich(spec.output_path)}")
     for line in preflight.warnings(spec, args.spec):
         console.print(textsafe.terminal(f"warning: {line}"), style="yellow", markup=False, soft_wrap=True)
@@ -118,8 +136,8 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Run every planned run that is not complete yet, as the sweep's only submitter (a lock)."""
-    if jsonout.wanted(args):  # the checks' output goes to stderr, the object alone to stdout
-        return jsonout.emit(lambda: (_submit_json(args), 0))
+    if jsonflag.wanted(args):  # the checks' output goes to stderr, the object alone to stdout
+        return _emit(lambda: (_submit_json(args), 0))
     spec, runs = _load(args, check_data=True)
     with _sweep_lock(spec, args):
         return _submit(spec, runs, args)
@@ -136,6 +154,8 @@ def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextMan
 
 def _submit_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
     """Every model built on the meta device, and the budget: fail closed before anything runs."""
+    from orchestrator.sweep import preflight
+
     preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
     if spec.budget is not None:
         from orchestrator.cli import profile
@@ -150,6 +170,9 @@ def _submit_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespac
 
 def _submit_json(args: argparse.Namespace) -> jsonout.DryRunOut:
     """`submit --dry-run --json`: the same checks, then what would run (nothing is written or submitted)."""
+    from orchestrator.cli import jsonout
+    from orchestrator.sweep import site
+
     if not args.dry_run:
         raise SpecError("submit: --json needs --dry-run (a real submission prints its progress for people)")
     spec, runs = _load(args, check_data=True)
@@ -160,6 +183,7 @@ def _submit_json(args: argparse.Namespace) -> jsonout.DryRunOut:
 
 def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> int:
     from orchestrator import launch
+    from orchestrator.sweep import site
 
     _submit_checks(spec, runs, args)
     outcome = launch.submit(
@@ -207,8 +231,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from orchestrator.launch import status
 
-    if jsonout.wanted(args):
-        return jsonout.emit(lambda: (jsonout.status_object(*_status(args)), 0))
+    if jsonflag.wanted(args):
+        return _emit(lambda: (_status_json(args), 0))
     spec, root, current = _status(args)
     runs = [row.run for row in current.runs]
     if not args.watch:
@@ -221,6 +245,12 @@ def cmd_status(args: argparse.Namespace) -> int:
             current = status.sweep_status(runs, root)
             live.update(status_view(spec.name, current, args.all), refresh=True)
     return 0
+
+
+def _status_json(args: argparse.Namespace) -> jsonout.StatusOut:
+    from orchestrator.cli import jsonout
+
+    return jsonout.status_object(*_status(args))
 
 
 def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
@@ -262,13 +292,13 @@ def cmd_collect(args: argparse.Namespace) -> int:
     from orchestrator.results import collect
 
     if args.target is None:
-        targets = collect.sweeps_under(Path("results"))
+        targets = collect.sweeps_under(Path("results"), args.max_runs)
         if not targets:
             raise SpecError("results/: no sweep output found (submit a sweep first)")
     else:
-        targets = collect.resolve_target(Path(args.target), args.overrides)
-    if jsonout.wanted(args):
-        return jsonout.emit(lambda: _collect_json(targets, args))
+        targets = collect.resolve_target(Path(args.target), args.overrides, args.max_runs)
+    if jsonflag.wanted(args):
+        return _emit(lambda: _collect_json(targets, args))
     code = 0
     for spec, root in targets:
         try:
@@ -283,6 +313,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def _collect_json(targets: list[tuple[SweepSpec, Path]], args: argparse.Namespace) -> tuple[jsonout.CollectOut, int]:
     """`collect --json`: one entry per sweep; exit 1 when a sweep has nothing usable, as without --json."""
+    from orchestrator.cli import jsonout
     from orchestrator.results import collect
 
     entries = []
@@ -333,8 +364,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
     from orchestrator.cli import profile
 
-    if jsonout.wanted(args):
-        return jsonout.emit(lambda: (profile.profile_json(*_load(args), console), 0))
+    if jsonflag.wanted(args):
+        return _emit(lambda: (profile.profile_json(*_load(args), console), 0))
     spec, runs = _load(args)
     profile.run_profile(spec, runs, console)
     return 0
@@ -359,11 +390,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from orchestrator.cli import datasets as datasets_cmd
 
     if args.action == "list":
-        return datasets_cmd.run_list(console, jsonout.wanted(args))
+        return datasets_cmd.run_list(console, jsonflag.wanted(args))
     if not args.dataset:
         raise SpecError("datasets describe: name a dataset, e.g. `orchestrate datasets describe digits`")
     return datasets_cmd.run_describe(
-        args.dataset, args.fields, args.root, args.site, args.out, console, jsonout.wanted(args)
+        args.dataset, args.fields, args.root, args.site, args.out, console, jsonflag.wanted(args)
     )
 
 

@@ -11,7 +11,6 @@ The models below are the documented shape (docs: how-to/cli.md, `--json`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import math
@@ -22,6 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+from orchestrator.cli.jsonflag import COMMANDS as COMMANDS  # re-exported: callers spell jsonout.wanted
+from orchestrator.cli.jsonflag import add_flag as add_flag
+from orchestrator.cli.jsonflag import wanted as wanted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,24 +38,9 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 1
 """Bumped when a field is renamed or removed (adding a field keeps the version)."""
 
-COMMANDS = ("plan", "status", "profile", "collect", "datasets", "submit")
-"""The subcommands that take `--json`."""
-
 
 class _Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-def add_flag(parser: argparse.ArgumentParser) -> None:
-    """The `--json` option of one subcommand."""
-    parser.add_argument(
-        "--json", action="store_true", help="print one JSON object on stdout (progress and warnings on stderr)"
-    )
-
-
-def wanted(args: argparse.Namespace) -> bool:
-    """Whether the command was asked for `--json`."""
-    return bool(getattr(args, "json", False))
 
 
 def emit(build: Callable[[], tuple[BaseModel, int]]) -> int:

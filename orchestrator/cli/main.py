@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator import textsafe
-from orchestrator.cli import commands, completion, jsonout, scaffold, terminal
-from orchestrator.cli.commands import console
+from orchestrator.cli import commands, jsonflag, terminal
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import MAX_RUNS
 
@@ -33,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]: finished runs are kept; submit again to continue")
+        commands.console.print("[yellow]interrupted[/]: finished runs are kept; submit again to continue")
         return 130
 
 
@@ -59,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: orchestrate completion bash > ~/.local/share/bash-completion/completions/orchestrate",
     )
     p.add_argument("shell", choices=("bash", "zsh"), help="the shell to complete in")
-    p.set_defaults(func=lambda args: completion.cmd_completion(args, build_parser()))
-    for name in jsonout.COMMANDS:  # `--json` on the commands whose output scripts read
-        jsonout.add_flag(sub.choices[name])
+    p.set_defaults(func=_completion)
+    for name in jsonflag.COMMANDS:  # `--json` on the commands whose output scripts read
+        jsonflag.add_flag(sub.choices[name])
     for name, command in sub.choices.items():  # every --help shows its defaults and an example
         command.formatter_class = HelpFormatter
         command.epilog = command.epilog or EXAMPLES[name]
@@ -94,6 +93,30 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if silent or "default" in text or action.option_strings == []:
             return text
         return f"{text} (default %(default)s)"
+
+
+# init, schema and completion import their modules when run: scaffold scans image folders
+# (numpy) and completion needs shtab; the other commands should not pay for them at start-up.
+SCHEMA_KINDS = ("sweep", "site", "profile")
+"""`orchestrate schema KIND` (orchestrator.cli.scaffold.SCHEMAS has one builder per kind)."""
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from orchestrator.cli import completion
+
+    return completion.cmd_completion(args, build_parser())
+
+
+def _init(args: argparse.Namespace) -> int:
+    from orchestrator.cli import scaffold
+
+    return scaffold.cmd_init(args)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from orchestrator.cli import scaffold
+
+    return scaffold.cmd_schema(args)
 
 
 class _VersionAction(argparse.Action):
@@ -131,7 +154,7 @@ def _add_init(sub: Any) -> None:
     p.add_argument("--name", help="sweep name (default: the folder's name)")
     p.add_argument("--out", help="sweep file to write (default NAME.yaml here; never overwritten)")
     p.add_argument("--backbone", default="resnet18", help="timm model name (default %(default)s)")
-    p.set_defaults(func=scaffold.cmd_init)
+    p.set_defaults(func=_init)
 
 
 def _add_schema(sub: Any) -> None:
@@ -140,9 +163,9 @@ def _add_schema(sub: Any) -> None:
         help="JSON Schema of sweep, site or profile files (for editors: yaml-language-server)",
         epilog="example: orchestrate schema sweep --out orchestrate-sweep.schema.json",
     )
-    p.add_argument("kind", nargs="?", choices=tuple(scaffold.SCHEMAS), default="sweep", help="(default %(default)s)")
+    p.add_argument("kind", nargs="?", choices=SCHEMA_KINDS, default="sweep", help="(default %(default)s)")
     p.add_argument("--out", help="write to this file instead of stdout")
-    p.set_defaults(func=scaffold.cmd_schema)
+    p.set_defaults(func=_schema)
 
 
 def _add_examples(sub: Any) -> None:
@@ -218,6 +241,7 @@ def _add_collect(sub: Any) -> None:
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides (with a sweep file)")
     p.add_argument("--smoke", action="store_true", help="collect the smoke runs instead")
     p.add_argument("--no-report", action="store_true", help="tables only, no report/index.html (plots)")
+    _max_runs_arg(p)
     p.set_defaults(func=commands.cmd_collect)
 
 
@@ -285,6 +309,10 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="sweep YAML file")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. defaults.epochs=1 grid.seed=[0]")
     p.add_argument("--skip-data-check", action="store_true", help="plan/submit: do not check dataset files here")
+    _max_runs_arg(p)
+
+
+def _max_runs_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-runs",
         type=int,

@@ -13,7 +13,7 @@ from orchestrator.results import reader
 from orchestrator.results.outputs import Outputs
 from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
-from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
+from orchestrator.sweep.spec import MAX_RUNS, SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from orchestrator.results.model import Table
 
 
-def load_snapshot(root: Path) -> SweepSpec:
+def load_snapshot(root: Path, max_runs: int | None = MAX_RUNS) -> SweepSpec:
     """The spec a sweep folder was last submitted with (its sweep.yaml); a clear SpecError when that
     file is unreadable or truncated, rather than the table of a different, default sweep."""
     path = root / store.SWEEP_FILE
@@ -45,7 +45,7 @@ def load_snapshot(root: Path) -> SweepSpec:
         raise SpecError(f"{path}: no `spec:` mapping; resubmit the sweep file to rewrite it")
     # No `spec._source` from the snapshot's `source:`: anyone who can write the results folder can
     # write that line, and custom templates are taken only from a spec file the user names.
-    return spec_from_dict(document["spec"], where=str(path))
+    return spec_from_dict(document["spec"], where=str(path), max_runs=max_runs)
 
 
 def _truncated_by(root: Path, text: str) -> str | None:
@@ -104,24 +104,27 @@ class Written:
     """The requested-vs-used summary `collect` prints after the tables."""
 
 
-def resolve_target(target: Path, overrides: list[str]) -> list[tuple[SweepSpec, Path]]:
-    """A sweep file, a sweep output folder, or a folder of sweep output folders -> (spec, root) pairs."""
+def resolve_target(
+    target: Path, overrides: list[str], max_runs: int | None = MAX_RUNS
+) -> list[tuple[SweepSpec, Path]]:
+    """A sweep file, a sweep output folder, or a folder of sweep output folders -> (spec, root) pairs;
+    a sweep planning more than `max_runs` runs is refused (SpecError), as `plan` refuses it."""
     if target.is_file():
-        spec = load_spec(target, overrides)
+        spec = load_spec(target, overrides, max_runs=max_runs)
         return [(spec, spec.output_path)]
     if (target / store.SWEEP_FILE).is_file():
-        return [(load_snapshot(target), target.resolve())]
+        return [(load_snapshot(target, max_runs), target.resolve())]
     if target.is_dir():
-        found = sweeps_under(target)
+        found = sweeps_under(target, max_runs)
         if found:
             return found
         raise SpecError(f"{target}: no sweep output here (no {store.SWEEP_FILE} in it or its subfolders)")
     raise SpecError(f"{target}: no such sweep file or folder")
 
 
-def sweeps_under(results: Path) -> list[tuple[SweepSpec, Path]]:
+def sweeps_under(results: Path, max_runs: int | None = MAX_RUNS) -> list[tuple[SweepSpec, Path]]:
     """(spec, root) of every sweep output folder directly under `results`."""
-    return [(load_snapshot(root), root.resolve()) for root in find_sweeps(results)]
+    return [(load_snapshot(root, max_runs), root.resolve()) for root in find_sweeps(results)]
 
 
 def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool = False) -> Written:
