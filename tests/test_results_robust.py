@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -172,6 +173,25 @@ def test_second_collect_reads_only_changed_run_folders(sweep: tuple[SweepSpec, l
     assert again.frame.equals(reader.read_sweep(root, runs).frame), "cached rows equal rows read afresh"
     index.write_text("{not json")
     assert reader.read_sweep(root, runs, index).read_runs == len(runs), "a broken index is rebuilt"
+
+
+def test_index_hashes_a_file_again_only_when_its_stat_moved(tmp_path: Path) -> None:
+    """A file hashed well after its last change keeps its digest while its stat holds (no read);
+    a same-size rewrite with the mtime set back moves the ctime, and it is hashed again."""
+    for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS):
+        (tmp_path / name).write_text('{"a": 1}\n')
+    first = reader.signature(str(tmp_path))
+    assert all(isinstance(f, list) and len(f) == 6 for f in first)
+    settled = [[*f[:2], "d" * 32, *f[3:5], f[4] + reader.RACY_NS] for f in first]
+    assert reader.signature(str(tmp_path), settled) == settled, "an unchanged stat is not read again"
+    racy = [[*f[:5], f[4] + reader.RACY_NS - 1] for f in settled]
+    assert reader.signature(str(tmp_path), racy)[0][2] == first[0][2], "hashed just after a change: read again"
+    path = tmp_path / rundir.METRICS
+    before = os.stat(path)
+    path.write_text('{"a": 2}\n')  # same size, and the mtime put back
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    again = reader.signature(str(tmp_path), settled)
+    assert again[:2] == settled[:2] and again[2][2] not in ("d" * 32, first[2][2])
 
 
 def test_metric_values_are_scores_and_complexity_keeps_its_descriptions() -> None:

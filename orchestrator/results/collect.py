@@ -176,7 +176,14 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
 
 def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: bool) -> None:
     """NothingFinished when no planned run's status.json says completed (read from status files
-    only: nothing is indexed or written for a sweep that has nothing to show)."""
+    only: nothing is indexed or written for a sweep that has nothing to show). It stops at the first
+    completed run; only a sweep with none reads every status.json, for the message."""
+    from orchestrator.results import folders
+
+    for path in folders.run_folders(root, planned).values():
+        status, problem = reader.read_status(path)
+        if problem is None and status.get("state") == rundir.State.COMPLETED.value:
+            return
     states = Counter(record.state.value for record in reader.inspect(planned, root, check_results=False))
     if states[rundir.State.COMPLETED.value]:
         return
