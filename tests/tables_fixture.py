@@ -57,7 +57,7 @@ def fake_run(
             "timing": {"wall_s": wall_s},
         }
         rundir.write_json(path / rundir.METRICS, metrics)
-    status = rundir.update_status(path, state)
+    status = rundir.update_status(path, state).dump()
     status["started_at"] = T0 + day * DAY
     if state in (State.COMPLETED, State.FAILED):
         status["finished_at"] = T0 + day * DAY + wall_s

@@ -4,6 +4,7 @@ no import cycles, and a login-node side that never pulls in torch."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 ORCHESTRATOR = REPO / "orchestrator"
 # What the orchestrator may import from the trainer side at module level: data, file layout and
 # the pure-config rules (torch-free; `plan` runs them).
-ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.rundir", "trainers.rules"}
+ALLOWED_TRAINER_MODULES = {"trainers", "trainers.config", "trainers.contract", "trainers.rundir", "trainers.rules"}
 HEAVY = {"torch", "timm", "torchvision", "accelerate", "deepspeed"}
 # Names of trainers.rundir that read a run folder: only orchestrator/results/ may use them.
 RUN_FOLDER_READS = {"read_json", "read_state", "METRICS", "HISTORY", "SPLIT", "CONFIG"}
@@ -124,6 +125,35 @@ def test_only_results_reads_run_folders() -> None:
         }
         bad = (used & RUN_FOLDER_READS) - WRITERS.get(path, set())
         assert not bad, f"{path.relative_to(REPO)} reads run-folder files ({sorted(bad)}); use results.reader"
+
+
+RUN_FILE_KEY = re.compile(r"(test|val|timing|complexity|provenance|parallel|tested|best)\.[a-z_]")
+"""A dotted key into metrics.json (`test.top1`): spelled only in trainers/contract.py."""
+
+
+def test_run_file_keys_are_spelled_only_in_the_contract() -> None:
+    """The orchestrator names run-file values through trainers.contract (its constants, `column()`,
+    its models' fields), so a key renamed on the node side fails there, not silently in a table."""
+    found = []
+    for path in ORCHESTRATOR.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(node.body[0].value) for node in ast.walk(tree) if _has_docstring(node)}
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) and id(node) not in docstrings else None
+            if isinstance(text, str) and RUN_FILE_KEY.match(text):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} {text!r}")
+    assert not found, f"dotted run-file keys outside trainers/contract.py: {found}"
+
+
+def _has_docstring(node: ast.AST) -> bool:
+    body = getattr(node, "body", None)
+    return (
+        isinstance(body, list)
+        and bool(body)
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    )
 
 
 def test_stage_packages_depend_in_one_direction() -> None:

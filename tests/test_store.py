@@ -30,11 +30,12 @@ def test_atomic_write_leaves_old_file_when_interrupted(tmp_path: Path) -> None:
 def test_status_history_and_timestamps(tmp_path: Path) -> None:
     rundir.update_status(tmp_path, State.RUNNING, pid=1)
     status = rundir.update_status(tmp_path, State.FAILED, error="boom")
-    assert status["state"] == "failed" and status["error"] == "boom" and status["pid"] == 1
-    assert [h["state"] for h in status["history"]] == ["running", "failed"]
-    assert status["finished_at"] >= status["started_at"]
+    assert status.state == "failed" and status.error == "boom" and status.pid == 1
+    assert [h.state for h in status.history] == ["running", "failed"]
+    assert status.finished_at is not None and status.started_at is not None
+    assert status.finished_at >= status.started_at
     again = rundir.update_status(tmp_path, State.RUNNING)
-    assert "error" not in again
+    assert "error" not in rundir.read_json(tmp_path / rundir.STATUS) and again.error is None
     assert rundir.read_state(tmp_path) is State.RUNNING
 
 

@@ -14,7 +14,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from trainers import rundir
+from trainers import contract, rundir
 
 LEADING = ("epoch", "train_loss", "val_loss", "val_top1", "val_macro_f1")
 TRAILING = ("lr", "epoch_s", "train_images_per_s")
@@ -38,6 +38,8 @@ def read_history(run_dir: Path, epochs_done: int) -> list[dict[str, Any]]:
 
 def write_history(run_dir: Path, rows: list[dict[str, Any]], extra: list[str] | None = None) -> None:
     """Atomically replace history.csv with `rows` (columns: LEADING, `extra`, TRAILING)."""
+    for row in rows:  # through the contract: a row of the wrong shape is the trainer's bug
+        contract.HistoryRow.model_validate(row)
     buffer = io.StringIO()
     fieldnames = columns(extra or [])
     writer = csv.DictWriter(buffer, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n")

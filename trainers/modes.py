@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from trainers import checkpoint, regimes, rundir
+from trainers import checkpoint, contract, regimes, rundir
 from trainers.config import TrainConfig
 from trainers.data import Transformed
 from trainers.datasets import build_splits
@@ -155,6 +155,7 @@ def evaluate_run(
         "task": trained.task.kind,
         "tables": tables,
     }
+    metrics = contract.eval_metrics_to_write(metrics)
     rundir.write_json(folder / rundir.METRICS, metrics)
     return folder, metrics
 

@@ -13,7 +13,8 @@ orchestrator that reads it. File names live here and nowhere else.
     <run_dir>/eval/<name>/    `orchestrate eval` outputs (metrics.json and tables)
     <run_dir>/predictions/    `orchestrate predict` outputs (.tsv)
 
-No torch here: both sides import it. Every write is atomic (temp file in the same
+The names and the types of the files are trainers.contract's (re-exported here). No torch here:
+both sides import it. Every write is atomic (temp file in the same
 folder, fsync, rename), so a killed job never leaves a half-written file that a
 later step trusts.
 """
@@ -26,30 +27,45 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from enum import Enum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-CONFIG = "config.yaml"
-STATUS = "status.json"
-METRICS = "metrics.json"
-HISTORY = "history.csv"
-CHECKPOINTS = "checkpoints"
-LOGS = "logs"
-DEEPSPEED_CONFIG = "deepspeed_config.json"
-SPLIT = "split.json"
-EVAL = "eval"
-PREDICTIONS = "predictions"
+from trainers import contract
+from trainers.contract import (
+    CHECKPOINTS,
+    CONFIG,
+    DEEPSPEED_CONFIG,
+    EVAL,
+    HISTORY,
+    LOGS,
+    METRICS,
+    PREDICTIONS,
+    SPLIT,
+    STATUS,
+    State,
+)
 
-
-class State(str, Enum):
-    """Lifecycle of one run as recorded in status.json."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    MISSING = "missing"  # never reported by a file: no status.json yet
+__all__ = [
+    "CHECKPOINTS",
+    "CONFIG",
+    "DEEPSPEED_CONFIG",
+    "EVAL",
+    "HISTORY",
+    "LOGS",
+    "METRICS",
+    "PREDICTIONS",
+    "SPLIT",
+    "STATUS",
+    "State",
+    "atomic_open",
+    "file_mode",
+    "honour_umask",
+    "read_json",
+    "read_state",
+    "update_status",
+    "write_json",
+    "write_text",
+]
 
 
 @contextmanager
@@ -117,26 +133,18 @@ def read_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_state(run_dir: Path) -> State:
-    """The run's recorded state; MISSING when it never wrote a status."""
-    status = read_json(run_dir / STATUS)
-    if status is None:
-        return State.MISSING
-    return State(status.get("state", State.MISSING.value))
+    """The run's recorded state; MISSING when it never wrote a status (or names none known)."""
+    return contract.parse_status(read_json(run_dir / STATUS))[0].known_state
 
 
-def update_status(run_dir: Path, state: State, **fields: Any) -> dict[str, Any]:
-    """Record a state change with its timestamp, keeping earlier fields (start time, ids)."""
+def update_status(run_dir: Path, state: State, **fields: Any) -> contract.RunStatus:
+    """Record a state change with its timestamp, keeping earlier fields (start time, ids); the
+    file is written through contract.RunStatus."""
     path = run_dir / STATUS
-    status = read_json(path) or {}
-    now = time.time()
-    status.update(fields)
-    status["state"] = state.value
-    status["updated_at"] = now
-    status.setdefault("history", []).append({"state": state.value, "at": now})
-    if state is State.RUNNING:
-        status.setdefault("started_at", now)
-        status.pop("error", None)
-    if state in (State.COMPLETED, State.FAILED):
-        status["finished_at"] = now
-    write_json(path, status)
+    try:
+        previous = read_json(path)
+    except ValueError:  # not a JSON object (an edit, a torn file of an older writer): start afresh
+        previous = None
+    status = contract.next_status(previous, state, time.time(), fields)
+    write_json(path, status.dump())
     return status

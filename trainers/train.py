@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, memory, regimes, rules, rundir, tracking
+from trainers import checkpoint, contract, memory, regimes, rules, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -651,6 +651,7 @@ def run_training(
             metrics = {"run_id": str(metadata["run_id"]), **metrics}
         metrics["timing"]["wall_s"] = round(time.perf_counter() - started, 3)
         metrics["timing"].update(peak_memory(run.accelerator, host_reset))  # timing: what varies between reruns
+        metrics = contract.metrics_to_write(metrics)  # checked against the contract, with its version
         if run.accelerator.is_main_process:
             rundir.write_json(run_dir / rundir.METRICS, metrics)
         if run.tracking is not None:

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.cli.jsonflag import COMMANDS as COMMANDS  # re-exported: callers spell jsonout.wanted
 from orchestrator.cli.jsonflag import add_flag as add_flag
 from orchestrator.cli.jsonflag import wanted as wanted
+from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -356,8 +357,8 @@ def _profile_cell(row: pd.Series) -> ProfileCell:
         axes=str(row["axes"] or ""),
         image_size_px=_int(row["image_size_px"]),
         classes=_int(row["classes"]),
-        gflops=_number(row.get("complexity.gflops")),
-        params_m=_number(row.get("complexity.params_m")),
+        gflops=_number(row.get(contract.GFLOPS)),
+        params_m=_number(row.get(contract.PARAMS_M)),
         gflops_delta_pct=_number(row.get("gflops_delta_pct")),
         params_delta_pct=_number(row.get("params_delta_pct")),
         over_budget=bool(row.get("over_budget", False)),

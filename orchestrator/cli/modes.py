@@ -11,6 +11,7 @@ from rich.console import Console
 
 from orchestrator import textsafe
 from orchestrator.sweep.spec import SpecError
+from trainers import contract
 
 
 def _run_dir(path: str) -> Path:
@@ -46,11 +47,13 @@ def run_eval(
         folder, metrics = evaluate_run(_run_dir(run_dir), _dataset(dataset), split, name, _which(checkpoint))
     except (FileNotFoundError, ValueError, ValidationError) as exc:
         raise SpecError(f"eval {run_dir}: {exc}") from None
-    test = metrics["test"]
-    shown = ", ".join(f"{k} {test[k]:.4f}" for k in ("top1", "macro_f1", "loss") if isinstance(test.get(k), float))
-    model = f"{metrics['checkpoint']} model, epoch {metrics['checkpoint_epoch']}"
-    what = textsafe.rich(f"{metrics['split']} of {metrics['dataset']['name']}")
-    console.print(f"{what} ({test.get('n_images', 0)} images, {textsafe.rich(model)}): {shown}")
+    result = contract.EvalMetrics.model_validate(metrics)
+    test = result.test
+    scores = {"top1": test.top1, "macro_f1": test.macro_f1, "loss": test.loss}
+    shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if v is not None)
+    model = f"{result.checkpoint} model, epoch {result.checkpoint_epoch}"
+    what = textsafe.rich(f"{result.split} of {result.dataset.get('name')}")
+    console.print(f"{what} ({test.n_images or 0} images, {textsafe.rich(model)}): {shown}")
     console.print(f"[green]metrics:[/] {textsafe.rich(folder / 'metrics.json')}")
     return 0
 

@@ -9,6 +9,7 @@ from orchestrator.cli import terminal
 from orchestrator.sweep import complexity
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import BudgetSpec, SweepSpec
+from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -58,8 +59,8 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
             cells += ["?"] if spec.budget is not None else []
             table.add_row(*cells)
             continue
-        gflops = _with_delta(row["complexity.gflops"], row["gflops_delta_pct"], 2)
-        params = _with_delta(row["complexity.params_m"], row["params_delta_pct"], 3)
+        gflops = _with_delta(row[contract.GFLOPS], row["gflops_delta_pct"], 2)
+        params = _with_delta(row[contract.PARAMS_M], row["params_delta_pct"], 3)
         classes = str(row["classes"]) if row["classes"] == row["classes"] else ""
         cells = [*_names(row), str(row["image_size_px"]), classes, gflops, params]
         cells += [textsafe.rich(row["axes"])] if show_axes else []

@@ -28,12 +28,12 @@ from trainers.rundir import State
 
 def is_stale(record: RunRecord) -> bool:
     """A 'running' run whose local process is gone (killed workstation run): safe to restart."""
-    if record.state is not State.RUNNING or "slurm_job_id" in record.status:
+    if record.state is not State.RUNNING or record.status.slurm_job_id is not None:
         return False
-    if record.status.get("host") != socket.gethostname():
+    if record.status.host != socket.gethostname():
         return False
-    pid = record.status.get("pid")
-    return not isinstance(pid, int) or not _pid_alive(pid)
+    pid = record.status.pid
+    return pid is None or not _pid_alive(pid)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -73,7 +73,7 @@ def select(records: Sequence[RunRecord], force: bool = False, in_slurm: set[str]
     for record in records:
         if record.run.run_id in in_slurm or record.path.name in in_slurm:  # a job of an older id rule's folder
             selection.skipped["pending or running in SLURM"] += 1
-        elif record.state is State.RUNNING and not is_stale(record) and "slurm_job_id" not in record.status:
+        elif record.state is State.RUNNING and not is_stale(record) and record.status.slurm_job_id is None:
             selection.skipped["running locally"] += 1
         elif record.state is State.COMPLETED and not force:
             selection.skipped["completed"] += 1

@@ -83,11 +83,11 @@ class _Reporter:
             self.progress.console.print(f"[green]done[/] {done}")
         else:
             status = reader.status_of(record.path)
-            if status.get("state") != State.FAILED.value:  # the worker died or timed out mid-run
+            if status.state != State.FAILED.value:  # the worker died or timed out mid-run
                 # No traceback: the one of an earlier attempt would point at the wrong place.
                 status = rundir.update_status(record.path, State.FAILED, error=error, traceback=None)
-            error = str(status.get("error") or error).splitlines()[0]
-            frame = last_frame(status.get("traceback"))
+            error = (status.error or error).splitlines()[0]
+            frame = last_frame(status.traceback)
             error += f" at {frame}" if frame else ""
             self.outcome.failed.append((record.run, error))
             self.progress.console.print(f"[red]failed[/] {textsafe.rich(f'{record.run.name}: {error}')}")

@@ -16,6 +16,7 @@ from orchestrator.results import reader
 from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec
+from trainers.contract import RunStatus as ContractStatus
 from trainers.rundir import State
 
 # SLURM end states that mean "the job stopped without finishing the run".
@@ -129,26 +130,25 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
     status = record.status
     evidence = Evidence(
         state=record.state.value if record.state is not State.MISSING else None,
-        failure=_text(status.get("failure")),
-        reason=_text(status.get("failure_reason")),
-        error=_text(status.get("error")),
-        traceback=_text(status.get("traceback")),
-        host=_text(status.get("host")),
+        failure=status.failure or "",
+        reason=status.failure_reason or "",
+        error=status.error or "",
+        traceback=status.traceback or "",
+        host=status.host or "",
     )
     verdict = classify(row, evidence)
     if verdict is not None and verdict.failure is Failure.CRASHED:  # the log may say what the status could not
-        tail = log_tail(status.get("log_err"))
+        tail = log_tail(status.log_err)
         if tail:
             verdict = classify(row, replace(evidence, log_tail=tail)) or verdict
     return verdict
 
 
-def attempts_of(status: dict[str, object]) -> int:
+def attempts_of(status: ContractStatus) -> int:
     """How many attempts status.json records (its `attempts` list; 1 for a run started before it existed)."""
-    attempts = status.get("attempts")
-    if isinstance(attempts, list):
-        return len(attempts)
-    return 1 if "started_at" in status else 0
+    if "attempts" in status.model_fields_set:
+        return len(status.attempts)
+    return 1 if status.started_at is not None else 0
 
 
 def log_tail(path: object, most_bytes: int = 8192) -> str:
@@ -171,20 +171,16 @@ def log_tail(path: object, most_bytes: int = 8192) -> str:
         os.close(fd)
 
 
-def _text(value: object) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def _detail(record: RunRecord) -> str:
     """A failed run's exception, where it was raised (file:line in function), and its log file."""
-    error = str(record.status.get("error") or "")
+    error = record.status.error or ""
     if not error:
         return ""
     detail = error.splitlines()[0]  # "Type: message"; the rest of a long message is in the log
-    frame = last_frame(record.status.get("traceback"))
+    frame = last_frame(record.status.traceback)
     if frame:
         detail += f" at {frame}"
-    log = record.status.get("log_err")
+    log = record.status.log_err
     return f"{detail} (log: {log})" if log else detail
 
 

@@ -104,9 +104,7 @@ class Written:
     """The requested-vs-used summary `collect` prints after the tables."""
 
 
-def resolve_target(
-    target: Path, overrides: list[str], max_runs: int | None = MAX_RUNS
-) -> list[tuple[SweepSpec, Path]]:
+def resolve_target(target: Path, overrides: list[str], max_runs: int | None = MAX_RUNS) -> list[tuple[SweepSpec, Path]]:
     """A sweep file, a sweep output folder, or a folder of sweep output folders -> (spec, root) pairs;
     a sweep planning more than `max_runs` runs is refused (SpecError), as `plan` refuses it."""
     if target.is_file():
@@ -182,7 +180,7 @@ def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: 
 
     for path in folders.run_folders(root, planned).values():
         status, problem = reader.read_status(path)
-        if problem is None and status.get("state") == rundir.State.COMPLETED.value:
+        if problem is None and status.state == rundir.State.COMPLETED.value:
             return
     states = Counter(record.state.value for record in reader.inspect(planned, root, check_results=False))
     if states[rundir.State.COMPLETED.value]:

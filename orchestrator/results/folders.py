@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec, id_rule, run_id_of_recorded
-from trainers import rundir
+from trainers import contract, rundir
 from trainers.rundir import State
 
 
@@ -51,7 +51,7 @@ def _completed(path: Path) -> bool:
         status = bounded.read_json_object(path / rundir.STATUS)
     except bounded.Unreadable:
         return False
-    return status is not None and status.get("state") == State.COMPLETED.value
+    return contract.parse_status(status)[0].state == State.COMPLETED.value
 
 
 def current_ids(root: Path, names: set[str]) -> dict[str, str]:

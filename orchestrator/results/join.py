@@ -8,12 +8,15 @@ from orchestrator.results.labels import axis_dims, display
 from orchestrator.sweep import complexity
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
+from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
 
+COMPLEXITY_SOURCE = contract.column(contract.COMPLEXITY, "source")
+"""Column saying where a row's complexity came from: its run (`run`) or the profile (`profile`)."""
 # (metrics column, header, decimals)
-COMPLEXITY = (("complexity.gflops", "GFLOPs", 2), ("complexity.params_m", "Params (M)", 3))
+COMPLEXITY = ((contract.GFLOPS, "GFLOPs", 2), (contract.PARAMS_M, "Params (M)", 3))
 
 
 def plan_frame(planned: list[RunSpec], spec: SweepSpec, with_ckey: bool = True) -> pd.DataFrame:
@@ -56,7 +59,7 @@ def joined_frame(
         if column not in joined.columns:
             joined[column] = float("nan")
         joined[column] = joined[column].astype(float).where(joined["done"])
-    joined["complexity.source"] = joined[COMPLEXITY[0][0]].notna().map({True: "run", False: None})
+    joined[COMPLEXITY_SOURCE] = joined[COMPLEXITY[0][0]].notna().map({True: "run", False: None})
     if with_profile:
         assert profile is not None
         lookup = profile.drop_duplicates("ckey").set_index("ckey")
@@ -65,5 +68,5 @@ def joined_frame(
                 filled = joined["ckey"].map(lookup[column])
                 missing = joined[column].isna() & filled.notna()
                 joined.loc[missing, column] = filled[missing]
-                joined.loc[missing, "complexity.source"] = "profile"
+                joined.loc[missing, COMPLEXITY_SOURCE] = "profile"
     return joined

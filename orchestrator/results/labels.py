@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.sweep.spec import SweepSpec
+from trainers import contract
 
 FIXED_DIMS = ("backbone", "dataset", "ablation", "metric", "seed")
 METRIC_LABELS = {
@@ -24,13 +25,16 @@ METRIC_LABELS = {
     "loss": "loss",
 }
 LEVEL_LABELS = {"super": "super-class", "sub": "sub-class"}
-_SPLITS = ("test", "val")
 
 
 def metric_column(metric: str) -> str:
     """Column of runs.csv holding a metric: `top1` -> `test.top1`; `val.top1` stays."""
     head = metric.split(".", 1)[0]
-    return metric if head in (*_SPLITS, "complexity", "timing") else f"test.{metric}"
+    return (
+        metric
+        if head in (*contract.SPLITS, contract.COMPLEXITY, contract.TIMING)
+        else contract.column(contract.TEST, metric)
+    )
 
 
 def metric_label(metric: str, scale: float = 100.0, overrides: dict[str, str] | None = None) -> str:

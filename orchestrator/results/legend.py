@@ -12,6 +12,7 @@ from orchestrator.results.layout import Layout
 from orchestrator.results.model import NOISE_MARK
 from orchestrator.results.stats import Comparison
 from orchestrator.sweep.spec import SweepSpec, TableSpec
+from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +46,7 @@ def legend(
 
 def complexity_note(runs: pd.DataFrame | None) -> str:
     """What GFLOPs and params count, and with which torch (the counter's rules are torch's)."""
-    column = "complexity.torch_version"
+    column = contract.TORCH_VERSION
     versions = sorted(set(runs[column].dropna().astype(str))) if runs is not None and column in runs else []
     if not versions:  # no finished run says: the profile counted with this machine's torch
         from importlib.metadata import PackageNotFoundError, version

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from trainers import contract
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -24,7 +26,7 @@ def provenance_notes(runs: pd.DataFrame, now: float | None = None) -> list[str]:
         first = _date(float(started.min()) if not started.empty else float(finished.min()))
         last = _date(float(finished.max()))
         notes.append(f"Runs from {first} to {last}." if first != last else f"Runs on {first}.")
-    devices = _column(done, "provenance.device").dropna().astype(str)
+    devices = _column(done, contract.DEVICE).dropna().astype(str)
     if not devices.empty:
         counts = devices.value_counts()
         notes.append("Devices: " + ", ".join(f"{name} ({n} runs)" for name, n in counts.items()) + ".")
@@ -36,9 +38,9 @@ def provenance_notes(runs: pd.DataFrame, now: float | None = None) -> list[str]:
 
 def compute_hours(done: pd.DataFrame) -> dict[str, float]:
     """{'GPU-hours': x, 'CPU-hours': y}: wall time x processes of the finished runs."""
-    wall = _column(done, "timing.wall_s").astype(float)
-    procs = _column(done, "provenance.num_processes").astype(float).fillna(1.0)
-    device = _column(done, "provenance.device").astype(str)
+    wall = _column(done, contract.WALL_S).astype(float)
+    procs = _column(done, contract.NUM_PROCESSES).astype(float).fillna(1.0)
+    device = _column(done, contract.DEVICE).astype(str)
     hours = wall * procs / 3600.0
     on_cpu = device.str.lower().isin(["cpu", "nan", "none"])
     out = {}
@@ -68,9 +70,9 @@ def provenance_warnings(runs: pd.DataFrame) -> list[str]:
 
 def _code_versions(done: pd.DataFrame) -> list[str]:
     """Git commits of the runs; the tool's installed version for runs without one (a pip install)."""
-    commits = _column(done, "provenance.git_commit")
-    dirty = _column(done, "provenance.git_dirty")
-    tools = _column(done, "provenance.environment.tool_version")
+    commits = _column(done, contract.GIT_COMMIT)
+    dirty = _column(done, contract.GIT_DIRTY)
+    tools = _column(done, contract.TOOL_VERSION)
     versions = set()
     for commit, is_dirty, tool in zip(commits, dirty, tools, strict=True):
         if isinstance(commit, str) and commit:

@@ -27,8 +27,16 @@ import yaml
 from orchestrator.results import folders as folders_of
 from orchestrator.sweep import bounded, store, yamlio
 from orchestrator.sweep.plan import RunSpec
-from trainers import rundir
-from trainers.rundir import State
+from trainers import contract, rundir
+from trainers.contract import (
+    BROKEN,
+    META_COLUMNS,
+    UNKNOWN,
+    RunStatus,
+    State,
+    clean_metrics,
+    flatten,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -42,29 +50,7 @@ class _FastLoader(yaml.CSafeLoader):
 # The very resolver table of yamlio's loader (sweep/ owns the number rules; this only swaps the parser).
 _FastLoader.yaml_implicit_resolvers = yamlio._Loader.yaml_implicit_resolvers
 
-META_COLUMNS = ("run_id", "name", "ablation", "backbone", "dataset", "seed", "state", "in_plan", "path")
-KNOWN_STATES = frozenset(state.value for state in State)
-UNKNOWN = "unknown"
-"""State of a run whose status.json is unreadable or names a state this version does not know."""
-BROKEN = "broken"
-"""State of a run-folder entry that cannot be read as a run (a file, no readable config.yaml)."""
-# Metrics that are fractions: a value outside [0, 1] is a broken value, not a score.
-_FRACTIONS = ("top1", "top5", "f1", "precision", "recall", "exact_match", "accuracy")
-_SCORE_SECTIONS = ("test", "val")
-"""Sections of metrics.json whose every value is a score: a finite number (fractions within [0, 1])."""
-_NUMBER_SECTIONS = ("complexity", "timing")
-"""Sections whose values are numbers or null, except the text keys below (gflops, wall_s, peaks...)."""
-_TEXT_KEYS = frozenset(f"complexity.{k}" for k in ("counter", "convention", "torch_version", "counted_on")) | {
-    "timing.rss_scope"  # trainers.memory: what the host RSS peaks measure, in words
-}
-_COUNTS = {"provenance.num_processes": 1}
-"""Integers that must be at least this much (a process count read from text was a traceback)."""
-MAX_PID = 2**22
-"""Linux's largest process id (pid_max's ceiling)."""
-MAX_VALUE = 1e15
-"""Largest magnitude of a recorded number (a parameter count is ~1e11; 10**30 is an edit, not a run)."""
-_RESERVED = frozenset({*META_COLUMNS, "problem", "started_at", "finished_at", "pretrained_path"})
-"""Row columns a metrics.json key may not set (a top-level `state: completed` in it set the run's state)."""
+__all__ = ["BROKEN", "META_COLUMNS", "UNKNOWN", "clean_metrics", "flatten"]  # the contract's, read here
 
 
 @dataclass(frozen=True)
@@ -86,7 +72,7 @@ class RunRecord:
     run: RunSpec
     path: Path
     state: State
-    status: dict[str, Any]
+    status: RunStatus
     problem: str | None = None
     """Why the status could not be used (unreadable status.json, unknown state): the run counts as
     not started, so `submit` launches it again."""
@@ -102,8 +88,7 @@ def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list
     for run in runs:
         path = folders[run.run_id]
         status, problem = read_status(path)
-        state_name = status.get("state", State.MISSING.value)
-        state = State(state_name) if state_name in KNOWN_STATES else State.MISSING
+        state = status.known_state
         if state is State.COMPLETED and check_results:
             broken = _broken_result(path, run)
             if broken is not None:  # a completed run without usable metrics is not done: run it again
@@ -121,17 +106,7 @@ def _broken_result(path: Path, run: RunSpec) -> str | None:
     metrics, problem = read_object(path / rundir.METRICS)
     if problem is not None or metrics is None:
         return problem or f"no {rundir.METRICS}"
-    problem = _owner_problem(metrics, path, run)
-    if problem is not None:
-        return problem
-    # Only the score sections are flattened (the whole file, every section, was most of `status`).
-    sections = {k: v for k, v in metrics.items() if k.split(".", 1)[0] in _SCORE_SECTIONS}
-    scores = {k: v for k, v in flatten(sections).items() if k.split(".", 1)[0] in _SCORE_SECTIONS}
-    for key, value in scores.items():
-        reason = _bad_value(key, value)
-        if reason is not None:
-            return f"{rundir.METRICS}: {key} = {_shown(value)} {reason}"
-    return None if any(key.startswith("test.") for key in scores) else f"{rundir.METRICS} has no test scores"
+    return contract.result_problem(metrics, (path.name, run.run_id))
 
 
 def problems_of(records: list[RunRecord]) -> list[Problem]:
@@ -139,24 +114,13 @@ def problems_of(records: list[RunRecord]) -> list[Problem]:
     return [Problem(r.run.run_id, r.run.name, r.problem) for r in records if r.problem]
 
 
-def read_status(path: Path) -> tuple[dict[str, Any], str | None]:
-    """A run folder's status.json and what is wrong with it ({} and None when there is none yet)."""
+def read_status(path: Path) -> tuple[RunStatus, str | None]:
+    """A run folder's status.json through the contract and what is wrong with it (state missing and
+    None when there is none yet; unreadable: state missing and the reason)."""
     status, problem = read_object(path / rundir.STATUS)
     if problem is not None:
-        return {}, problem
-    status = status or {}
-    state = status.get("state", State.MISSING.value)
-    if not isinstance(state, str) or state not in KNOWN_STATES:
-        return {**status, "state": UNKNOWN}, (
-            f"{rundir.STATUS}: unknown state {_repr(state)} (treated as unknown: submit runs it again)"
-        )
-    pid = status.get("pid")
-    if pid is not None and not (isinstance(pid, int) and not isinstance(pid, bool) and 0 < pid <= MAX_PID):
-        # os.kill(10**30, 0) raised OverflowError: a pid is checked before anything signals it.
-        return {**status, "state": UNKNOWN, "pid": None}, (
-            f"{rundir.STATUS}: pid {_repr(pid)} is not a process id (treated as unknown: submit runs it again)"
-        )
-    return status, None
+        return RunStatus(), problem
+    return contract.parse_status(status)
 
 
 def read_object(path: Path, limit: int | None = None) -> tuple[dict[str, Any] | None, str | None]:
@@ -245,9 +209,9 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     row.update({f"axis.{k}": v for k, v in (axes.items() if isinstance(axes, dict) else [])})
     status, status_problem = read_status(path)
     problems += [status_problem] if status_problem else []
-    state = UNKNOWN if status_problem else status.get("state", State.MISSING.value)
+    state = UNKNOWN if status_problem else status.state
     row.update(state=BROKEN if config_problem else state)
-    row.update(started_at=_number(status.get("started_at")), finished_at=_number(status.get("finished_at")))
+    row.update(started_at=status.started_at, finished_at=status.finished_at)
     values, metric_problems = read_metrics(path, run)
     if not values and row["state"] == State.COMPLETED.value and not metric_problems:
         metric_problems.append(f"completed without {rundir.METRICS}")
@@ -275,87 +239,7 @@ def read_metrics(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[
         return {}, [problem]
     if metrics is None:
         return {}, []
-    problem = _owner_problem(metrics, path, run)
-    if problem is not None:
-        return {}, [problem]
-    return clean_metrics(flatten(metrics))
-
-
-def _owner_problem(metrics: dict[str, Any], path: Path, run: RunSpec | None) -> str | None:
-    """A metrics.json that names another run: a copy of another run's file, whose numbers are not
-    this run's. (Files written before metrics carried `run_id` name none and are taken as they are.)"""
-    owner = metrics.get("run_id")
-    if owner is None or owner in (path.name, run.run_id if run is not None else None):
-        return None
-    return f"{rundir.METRICS}: written by run {_shown(owner)}, not by this run"
-
-
-def clean_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Metric values typed by section: scores are finite numbers (fractions within [0, 1]),
-    complexity and timing values numbers or null (a few text keys aside), the process count a
-    positive integer, every number within MAX_VALUE; others dropped and named. Keys that would set
-    a row's own columns (a top-level `state`) are dropped."""
-    clean: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in flat.items():
-        if "." not in key or key in _RESERVED or key.startswith("axis."):
-            continue  # the trainer writes sections only; a top-level key would set a row column
-        reason = _typed_reason(key, value)
-        if reason is None:
-            clean[key] = float(value) if _is_number(value) and key not in _COUNTS else value
-        else:
-            problems.append(f"{rundir.METRICS}: {key} = {_shown(value)} {reason}")
-    return clean, problems
-
-
-def _typed_reason(key: str, value: Any) -> str | None:
-    """Why a value does not have its key's type (None: it does)."""
-    section = key.split(".", 1)[0]
-    if section in _SCORE_SECTIONS:
-        return _bad_value(key, value)
-    if key in _COUNTS:
-        ok = isinstance(value, int) and not isinstance(value, bool) and _COUNTS[key] <= value <= MAX_VALUE
-        return None if ok or value is None else f"is not an integer of at least {_COUNTS[key]}"
-    if section in _NUMBER_SECTIONS and key not in _TEXT_KEYS and value is not None:
-        return _bad_value(key, value)
-    if _is_number(value) and not (math.isfinite(value) and abs(value) <= MAX_VALUE):
-        return "is not a finite number within 1e15"
-    return None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _bad_value(key: str, value: Any) -> str | None:
-    """Why a metric value is not a score (None: it is one)."""
-    if not _is_number(value):
-        return "is not a number"
-    if not math.isfinite(value):
-        return "is not finite"
-    last = key.rsplit(".", 1)[-1]
-    fraction = key.split(".", 1)[0] in _SCORE_SECTIONS and any(f in last for f in _FRACTIONS)
-    if fraction and not 0.0 <= value <= 1.0:
-        return "is outside [0, 1]"
-    if not fraction and value < 0:
-        return "is negative"
-    if abs(value) > MAX_VALUE:
-        return "is larger than 1e15"
-    return None
-
-
-def _shown(value: Any, limit: int = 40) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _repr(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return contract.metric_values(metrics, (path.name, run.run_id if run is not None else None))
 
 
 def _dig(data: dict[str, Any], *keys: str) -> Any:
@@ -424,18 +308,6 @@ def _hashed_file(file: Path) -> Any:
     return [info.st_mtime_ns, info.st_size, digest, info.st_ino, info.st_ctime_ns, now]
 
 
-def flatten(data: dict[str, Any], prefix: str = "", keep_lists: bool = False) -> dict[str, Any]:
-    """Nested dict -> {"a.b": scalar}; lists are left to their own files unless `keep_lists`."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}.", keep_lists))
-        elif keep_lists or isinstance(value, str | int | float | bool) or value is None:
-            out[name] = value
-    return out
-
-
 def _json_object(path: Path) -> dict[str, Any] | None:
     """The JSON object in `path`; None when missing or not a readable JSON object."""
     return read_object(path)[0]
@@ -447,7 +319,7 @@ INDEX_VERSION = 3
 @functools.lru_cache(maxsize=1)
 def _reader_version() -> str:
     """The index's validity: its format and this module's source (rows read by other rules are stale)."""
-    source = Path(__file__).read_bytes() + Path(bounded.__file__).read_bytes()
+    source = Path(__file__).read_bytes() + Path(bounded.__file__).read_bytes() + Path(contract.__file__).read_bytes()
     return f"{INDEX_VERSION}-{hashlib.sha256(source).hexdigest()[:16]}"
 
 
@@ -580,27 +452,11 @@ def _load_index(path: Path) -> _Index:
     if len(set(columns)) != len(columns):
         return _Index([], {})
     checks = [
-        (i, c, *_float_bounds(c))
+        (i, c, *((-sys.float_info.max, sys.float_info.max) if c in _TIMES else contract.float_bounds(c)))
         for i, c in enumerate(columns)
         if c in _TIMES or ("." in c and not c.startswith("axis."))
     ]
     return _Index(columns, {name: entry for name, entry in entries.items() if _valid_entry(entry, columns, checks)})
-
-
-def _float_bounds(column: str) -> tuple[float, float]:
-    """[low, high]: a float within them is a valid cached value of `column` (clean_metrics stores
-    numbers as floats); anything else goes through the column's full rule (_cached_ok). Checking
-    10,000 entries value by value through the full rule was a third of a second `collect`."""
-    section, last = column.split(".", 1)[0], column.rsplit(".", 1)[-1]
-    if column in _TIMES:
-        return -sys.float_info.max, sys.float_info.max
-    if column in _COUNTS:
-        return math.inf, -math.inf  # integers: always the full rule
-    if section in _SCORE_SECTIONS:
-        return 0.0, 1.0 if any(f in last for f in _FRACTIONS) else MAX_VALUE
-    if section in _NUMBER_SECTIONS and column not in _TEXT_KEYS:
-        return 0.0, MAX_VALUE
-    return -MAX_VALUE, MAX_VALUE
 
 
 def _valid_entry(entry: Any, columns: list[str], checks: list[tuple[int, str, float, float]]) -> bool:
@@ -630,8 +486,8 @@ _TIMES = ("started_at", "finished_at")
 
 def _cached_ok(column: str, value: Any) -> bool:
     if column in _TIMES:
-        return _is_number(value) and math.isfinite(value)
-    return _typed_reason(column, value) is None
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return contract.typed_reason(column, value) is None
 
 
 def _save_index(path: Path, index: _Index) -> None:
@@ -641,18 +497,25 @@ def _save_index(path: Path, index: _Index) -> None:
         rundir.write_text(path, json.dumps(data, separators=(",", ":")))
 
 
-def status_of(path: Path) -> dict[str, Any]:
-    """A run folder's status.json ({} when there is none or it is unreadable)."""
+def status_of(path: Path) -> RunStatus:
+    """A run folder's status.json (state missing when there is none or it is unreadable)."""
     return read_status(path)[0]
+
+
+def metrics_of(path: Path) -> contract.Metrics:
+    """A run folder's metrics.json as the contract's typed Metrics (values that do not validate
+    left out; empty when missing, unreadable or another run's)."""
+    values, _ = read_metrics(path, None) if _folder_kind(path) is None else ({}, [])
+    return contract.metrics_model(values)
 
 
 def result_line(path: Path) -> str:
     """`: test top-1 98.05%, 12.3 s` from a finished run's metrics.json (empty if unreadable)."""
-    values, _ = read_metrics(path, None) if _folder_kind(path) is None else ({}, [])
-    top1 = values.get("test.top1")
-    wall_s = values.get("timing.wall_s")
-    parts = ([f"test top-1 {100 * top1:.2f}%"] if isinstance(top1, float) else []) + (
-        [f"{wall_s:.1f} s"] if isinstance(wall_s, float) else []
+    metrics = metrics_of(path)
+    top1 = metrics.test.top1 if metrics.test is not None else None
+    wall_s = metrics.timing.wall_s if metrics.timing is not None else None
+    parts = ([f"test top-1 {100 * top1:.2f}%"] if top1 is not None else []) + (
+        [f"{wall_s:.1f} s"] if wall_s is not None else []
     )
     return f": {', '.join(parts)}" if parts else ""
 
@@ -804,17 +667,14 @@ def throughput(path: Path) -> Throughput | None:
     """The training throughput a run folder recorded, or None when it has none (or it is unreadable)."""
     try:
         rows = bounded.read_csv_rows(path / rundir.HISTORY)
-        speed = float(rows[-1]["train_images_per_s"])
-    except (bounded.Unreadable, ValueError, KeyError, IndexError, TypeError):
+    except bounded.Unreadable:
         return None  # an over-long field, a FIFO, a 1 GB file: no measurement, never a traceback
-    if not 0 < speed <= MAX_VALUE:
+    speed = contract.history_speed(rows[-1]) if rows else None
+    if speed is None:
         return None
-    values, _ = read_metrics(path, None)
+    provenance = metrics_of(path).provenance or contract.Provenance()
     split = _json_object(path / rundir.SPLIT) or {}
     train = _dig(split, "info", "uncapped_sizes", "train")
-    processes = values.get("provenance.num_processes")
-    device = values.get("provenance.device")
-    counted = isinstance(train, int) and not isinstance(train, bool) and 0 <= train <= MAX_VALUE
-    return Throughput(
-        speed, str(device or "?")[:200], processes if isinstance(processes, int) else 1, train if counted else None
-    )
+    counted = isinstance(train, int) and not isinstance(train, bool) and 0 <= train <= contract.MAX_VALUE
+    device, processes = provenance.device, provenance.num_processes
+    return Throughput(speed, str(device or "?")[:200], processes or 1, train if counted else None)

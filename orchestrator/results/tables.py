@@ -48,6 +48,7 @@ from orchestrator.results.render import (
 from orchestrator.results.stats import Comparison
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec, TableSpec
+from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -171,7 +172,7 @@ def _title(table: TableSpec, metrics: list[str], layout: Layout, split_key: tupl
     if table.title:
         return f"{where}: {table.title}" if where else table.title
     what = "test " + metric_label(metrics[0], table.scale, table.metric_labels) if len(metrics) == 1 else "test metrics"
-    if metric_column(metrics[0]).startswith("val.") and len(metrics) == 1:
+    if metric_column(metrics[0]).split(".", 1)[0] == contract.VAL and len(metrics) == 1:
         what = metric_label(metrics[0], table.scale, table.metric_labels)
     return f"{where}: {what}" if where else what
 

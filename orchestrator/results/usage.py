@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.results import reader
 from orchestrator.sweep import store
+from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,13 +29,16 @@ LOWER_FRACTION = 0.5
 """When the longest run used less than this fraction of the limit, a shorter limit is suggested."""
 MIB_PER_GB = 1024.0  # SLURM's --mem=<N>G is GiB
 USED = {
-    "wall_s": "timing.wall_s",
-    "peak_rss_mib": "timing.peak_rss_mib",
-    "peak_rss_sum_mib": "timing.peak_rss_sum_mib",
-    "host_total_mib": "timing.host_total_mib",
-    "gpu_peak_allocated_mib": "timing.gpu_peak_allocated_mib",
-    "gpu_peak_reserved_mib": "timing.gpu_peak_reserved_mib",
-    "gpu_total_mib": "timing.gpu_total_mib",
+    key: contract.column(contract.TIMING, key)
+    for key in (
+        "wall_s",
+        "peak_rss_mib",
+        "peak_rss_sum_mib",
+        "host_total_mib",
+        "gpu_peak_allocated_mib",
+        "gpu_peak_reserved_mib",
+        "gpu_total_mib",
+    )
 }
 # Without these a run says nothing about its use; the GPU ones are None on CPU runs by design.
 REQUIRED = ("wall_s", "peak_rss_mib", "peak_rss_sum_mib")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec
-from trainers import rundir
+from trainers import contract, rundir
 from trainers.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -165,8 +165,8 @@ def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> 
             "axes": axes,
             "image_size_px": run.config.data.image_size_px,
             "classes": item.classes or "",
-            "complexity.gflops": item.gflops,
-            "complexity.params_m": item.params_m,
+            contract.GFLOPS: item.gflops,
+            contract.PARAMS_M: item.params_m,
             "seconds": round(item.seconds, 3),
             "error": item.error or "",
         }
@@ -177,7 +177,7 @@ def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> 
     cell_cols = ["backbone", "dataset", "axes"]
     base = frame[frame["ablation"] == baseline].drop_duplicates(cell_cols).set_index(cell_cols)
     index = pd.MultiIndex.from_frame(frame[cell_cols])
-    for column, short in (("complexity.gflops", "gflops"), ("complexity.params_m", "params")):
+    for column, short in ((contract.GFLOPS, "gflops"), (contract.PARAMS_M, "params")):
         reference = base[column].reindex(index).to_numpy(dtype=float)
         frame[f"{short}_delta_pct"] = (frame[column].to_numpy(dtype=float) - reference) / reference * 100.0
     frame["over_budget"] = over_budget(frame, spec.budget)
