@@ -287,7 +287,9 @@ def _unchanged(file: str, before: Any) -> bool:
         info = os.lstat(file)
     except OSError:
         return False
-    if not stat.S_ISREG(info.st_mode) or info.st_size > bounded.limit_of(Path(file)):
+    if not stat.S_ISREG(info.st_mode) or info.st_size > bounded.LIMITS.get(
+        os.path.basename(file), bounded.DEFAULT_LIMIT
+    ):
         return False
     same = before[:2] == [info.st_mtime_ns, info.st_size] and before[3:5] == [info.st_ino, info.st_ctime_ns]
     return same and isinstance(before[2], str) and before[5] - info.st_ctime_ns >= RACY_NS
@@ -452,14 +454,23 @@ def _load_index(path: Path) -> _Index:
     if len(set(columns)) != len(columns):
         return _Index([], {})
     checks = [
-        (i, c, *((-sys.float_info.max, sys.float_info.max) if c in _TIMES else contract.float_bounds(c)))
+        (
+            i,
+            c,
+            *((-sys.float_info.max, sys.float_info.max) if c in _TIMES else contract.float_bounds(c)),
+            c not in _TIMES and contract.typed_reason(c, "text") is None,  # text is valid in this column
+        )
         for i, c in enumerate(columns)
         if c in _TIMES or ("." in c and not c.startswith("axis."))
     ]
     return _Index(columns, {name: entry for name, entry in entries.items() if _valid_entry(entry, columns, checks)})
 
 
-def _valid_entry(entry: Any, columns: list[str], checks: list[tuple[int, str, float, float]]) -> bool:
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""The types of a cached value (the index is JSON: its values are of these exact types or others)."""
+
+
+def _valid_entry(entry: Any, columns: list[str], checks: list[tuple[int, str, float, float, bool]]) -> bool:
     """An index entry the reader could have written: [signature, scalar values, problem texts], every
     metric value typed as clean_metrics types it."""
     if not isinstance(entry, list) or len(entry) != 3:
@@ -469,12 +480,12 @@ def _valid_entry(entry: Any, columns: list[str], checks: list[tuple[int, str, fl
         return False
     if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
         return False
-    if not all(v is None or isinstance(v, str | int | float | bool) for v in values):
+    if not set(map(type, values)) <= _SCALARS:
         return False
     width = len(values)
-    for i, column, low, high in checks:
+    for i, column, low, high, text_ok in checks:
         value = values[i] if i < width else None
-        if value is None or (type(value) is float and low <= value <= high):
+        if value is None or (type(value) is float and low <= value <= high) or (text_ok and type(value) is str):
             continue
         if not _cached_ok(column, value):
             return False

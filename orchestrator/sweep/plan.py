@@ -80,6 +80,16 @@ class _Resolved:
     config: TrainConfig
     parts: list[tuple[str, str]]
     """The canonical JSON of the hashed values, top-level key by key (sorted), without `seed`."""
+    around_seed: tuple[str, str] = ("", "")
+    """The canonical JSON of `parts` with a seed, cut where the seed goes: (before, after)."""
+
+    @staticmethod
+    def of(values: dict[str, Any], config: TrainConfig, parts: list[tuple[str, str]]) -> _Resolved:
+        """The cell with its canonical JSON cut around the seed (so a reseeded id is one hash)."""
+        before = [f"{json.dumps(k)}:{v}" for k, v in parts if k < "seed"]
+        after = [f"{json.dumps(k)}:{v}" for k, v in parts if k > "seed"]
+        head = "{" + "".join(f"{item}," for item in before)
+        return _Resolved(values, config, parts, (head, "".join(f",{item}" for item in after) + "}"))
 
 
 _SEED_DEFAULT = TrainConfig.model_fields["seed"].default
@@ -97,11 +107,13 @@ def _reseeded(cell: _Cell, previous: _Resolved) -> tuple[RunSpec, _Resolved]:
     """The previous cell's run with this cell's seed: same validated config otherwise (frozen, shared)."""
     seed = cell.values["seed"]
     config = previous.config.model_copy(update={"seed": seed})
-    parts = previous.parts
     if seed != _SEED_DEFAULT:  # a default seed is not hashed (exclude_defaults)
-        parts = sorted([*parts, ("seed", str(seed))])
+        head, tail = previous.around_seed
+        run_id = hashlib.sha256(f'{head}"seed":{seed}{tail}'.encode()).hexdigest()[:RUN_ID_CHARS]
+    else:
+        run_id = _digest_parts(previous.parts)
     run = RunSpec(
-        run_id=_digest_parts(parts),
+        run_id=run_id,
         name=cell.name,
         ablation=cell.ablation,
         backbone=config.model.backbone,
@@ -110,7 +122,7 @@ def _reseeded(cell: _Cell, previous: _Resolved) -> tuple[RunSpec, _Resolved]:
         config=config,
         axes=cell.axes,
     )
-    return run, _Resolved(cell.values, config, previous.parts)
+    return run, _Resolved(cell.values, config, previous.parts, previous.around_seed)
 
 
 def _hashed(config: TrainConfig) -> dict[str, Any]:
@@ -188,12 +200,12 @@ def plan(spec: SweepSpec) -> list[RunSpec]:
     where = str(spec.source or spec.name)
     previous: _Resolved | None = None
     for cell in _cells(spec):
-        if previous is not None and _only_seed_differs(cell.values, previous.values):
+        if previous is not None and (cell.reseeded or _only_seed_differs(cell.values, previous.values)):
             run, previous = _reseeded(cell, previous)
         else:
             config = validate_train(cell.values, where, f"run {cell.name}")
             run = _make_run(cell, config)
-            previous = _Resolved(cell.values, config, _json_parts(_hashed(config)))
+            previous = _Resolved.of(cell.values, config, _json_parts(_hashed(config)))
         first = seen.setdefault(run.run_id, run)
         if first is not run:
             why = "two ablation rows or grid values are identical"
@@ -217,6 +229,8 @@ class _Cell:
     ablation: str
     values: dict[str, Any]
     axes: dict[str, Any]
+    reseeded: bool = False
+    """The previous cell's values with another integer seed (known by construction: no comparison)."""
 
 
 def _cells(spec: SweepSpec) -> Iterator[_Cell]:
@@ -232,14 +246,25 @@ def _cells(spec: SweepSpec) -> Iterator[_Cell]:
         base = apply_dotted(defaults, {"model.backbone": backbone, AXIS_ALIASES["dataset"]: dataset})
         base = apply_dotted(base, spec.per_backbone.get(backbone, {}))
         for row, modifier_names in spec.ablations.items():
+            # A row whose modifiers leave the seed alone differs between its seeds by the seed alone.
+            fixed_seed = any(key.split(".")[0] == "seed" for m in modifier_names for key in spec.modifiers[m])
             for combo in itertools.product(*extra.values()):
                 axes = dict(zip(extra, combo, strict=True))
+                first: dict[str, Any] | None = None
                 for seed in seeds:
+                    if first is not None and _plain_int(seed):
+                        values = {**first, "seed": seed}  # what apply_dotted gives, without its copies
+                        yield _Cell(_run_name(values, modifier_names, axes, seed), row, values, axes, True)
+                        continue
                     values = apply_dotted(base, {**axes, "seed": seed})
                     for name in modifier_names:
                         values = apply_dotted(values, spec.modifiers[name])
-                    label = _run_name(values, modifier_names, axes, seed)
-                    yield _Cell(label, row, values, axes)
+                    first = values if _plain_int(seed) and not fixed_seed else None
+                    yield _Cell(_run_name(values, modifier_names, axes, seed), row, values, axes)
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _run_name(values: dict[str, Any], modifiers: list[str], axes: dict[str, Any], seed: int) -> str:
