@@ -2,14 +2,21 @@
 
 (a) null tables: 10,000 simulated ablation tables with no true effect (a baseline and 4 rows,
     paired seeds, a look after every round of initial 3, step 2, max 12): the family-wise
-    false-positive rate (any row declared + or -). Goal <= 5%.
+    false-positive rate (any row declared + or -), normal and heavy-tailed (t with 4 df) noise.
+    Goal <= 5%.
 (b) tables with effects: each row's true delta drawn from 0, 0.1, 0.2, 0.3, 0.5, 1, 2 points, seed
-    noise (sd of a cell's value over seeds) 0.1, 0.2 or 0.4 points: seeds used by the adaptive rule
-    against the fixed grid of `max` seeds per cell (the cost of the same-or-better resolution), and
-    whether every row's decision (+, -, within noise) equals the fixed grid's (paired t-test,
-    Holm over the rows, alpha 0.05, as the tables do). Goal: <= 60% of the cost, same decisions
-    in >= 95% of tables.
-(c) replay: bench/data/adaptive_replay.csv, a grid of 60 real training runs (5 rows x 12 seeds,
+    noise (sd of a cell's value over seeds) 0.1, 0.2 or 0.4 points. Cost: seeds the adaptive rule
+    runs (rows and baseline) against the fixed grid of `max` seeds per cell. Same decisions: every
+    row's decision (+, -, within noise) equals the one the fixed grid's table makes on the SAME
+    12 seeds: the table's p-value (exact sign-flip test at 12 pairs, orchestrator/results/stats.py),
+    Holm-adjusted across the table's 4 deltas, significant below 0.05. Goal: <= 60% of the cost,
+    same decisions in >= 95% of tables. Beside it (variant, not the goal): agreement with a paired
+    t-test + Holm on the same 12 seeds, the test the rule itself uses at its last look.
+    Yardsticks: the fixed grid against itself on fresh seeds, the t-test against the sign-flip test
+    on the same seeds, and an oracle that knows every true delta and the noise.
+(c) trade-off: the alpha share of the last look and the futility threshold, each with (a)'s
+    false positives and (b)'s cost and agreement; the default is marked.
+(d) replay: bench/data/adaptive_replay.csv, a grid of 60 real training runs (5 rows x 12 seeds,
     digits, test_resnet; bench/data/adaptive_replay.yaml says how it was made), replayed seed by
     seed through the rule in the recorded seed order and in 1,000 shuffled orders.
 
@@ -22,14 +29,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
+from scipy import stats as sp
 
-from orchestrator.results import sequential
+from orchestrator.results import sequential, stats
 from orchestrator.results.sequential import Design, StopRule, looks
 
 REPLAY = Path(__file__).resolve().parent / "data" / "adaptive_replay.csv"
@@ -37,10 +45,14 @@ ROWS = 4
 SEEDS = looks(3, 2, 12)
 EFFECTS_PT = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 NOISE_PT = (0.1, 0.2, 0.4)
-RULES = (StopRule("halfwidth", 0.3), StopRule("excludes_zero"))
+RULES = (StopRule("excludes_zero"), StopRule("halfwidth", 0.3))
 REPLAY_RULES = (*RULES, StopRule("halfwidth", 1.0))
 """The replay adds a half-width that fits the digits grid's seed noise (sd of differences 0.4-0.9 points)."""
+SHARES = (0.5, 0.8, 0.95)
+FUTILITIES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3)
 GOAL_FWER, GOAL_COST, GOAL_AGREE = 0.05, 0.60, 0.95
+SIGNS = np.array(list(itertools.product((1.0, -1.0), repeat=SEEDS[-1])))
+"""Every sign pattern of 12 paired differences (4,096): the table's exact sign-flip test."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +74,44 @@ def adaptive(diffs: np.ndarray, design: Design) -> Outcome:
     return Outcome(used.sum(axis=1) + used.max(axis=1), decisions, used)
 
 
-def fixed(diffs: np.ndarray, alpha: float = 0.05) -> np.ndarray:
-    """The fixed grid's decisions: paired t-test on every seed, Holm over the rows of each table."""
-    result = stats.ttest_1samp(diffs, 0.0, axis=-1)
-    p = np.nan_to_num(result.pvalue, nan=1.0)
+def _holm(p: np.ndarray, diffs: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """Decisions from p-values (tables, rows): Holm over the rows of each table, sign of the mean delta."""
     order = np.argsort(p, axis=1)
     ranked = np.take_along_axis(p, order, axis=1) * (p.shape[1] - np.arange(p.shape[1]))
     adjusted = np.empty_like(p)
     np.put_along_axis(adjusted, order, np.maximum.accumulate(np.minimum(ranked, 1.0), axis=1), axis=1)
     sign = np.where(diffs.mean(axis=-1) > 0, "+", "-")
     return np.where(adjusted < alpha, sign, "0")
+
+
+def table_decisions(diffs: np.ndarray) -> np.ndarray:
+    """The fixed grid's table: exact sign-flip p-value of each row's 12 paired differences, Holm, 0.05."""
+    p = np.empty(diffs.shape[:2])
+    for start in range(0, len(diffs), 500):  # 500 tables x 4 rows x 4,096 patterns at a time
+        chunk = diffs[start : start + 500]
+        observed = np.abs(chunk.sum(axis=-1))[..., None]
+        flipped = np.abs(chunk @ SIGNS.T)
+        p[start : start + 500] = (flipped >= observed * (1 - 1e-12)).mean(axis=-1)
+    return _holm(p, diffs)
+
+
+def t_decisions(diffs: np.ndarray) -> np.ndarray:
+    """Variant: paired t-test on every seed, Holm over the rows, 0.05."""
+    return _holm(np.nan_to_num(sp.ttest_1samp(diffs, 0.0, axis=-1).pvalue, nan=1.0), diffs)
+
+
+def check_like_with_like(diffs: np.ndarray) -> bool:
+    """table_decisions equals what orchestrator's tables compute (stats.paired's p, stats.holm) on 25 tables."""
+    for table, ours in zip(diffs[:25], table_decisions(diffs[:25]), strict=True):
+        p = [stats.paired(list(row), [0.0] * len(row)).p for row in table]
+        adjusted = stats.holm(p)
+        theirs = [
+            "0" if a is None or a >= 0.05 else "+" if row.mean() > 0 else "-"
+            for a, row in zip(adjusted, table, strict=True)
+        ]
+        if list(ours) != theirs:
+            return False
+    return True
 
 
 def simulate(
@@ -85,65 +125,140 @@ def simulate(
     return effects_pt[..., None] + noise[:, 1:] - noise[:, :1]
 
 
-def null_tables(rng: np.random.Generator, tables: int) -> None:
+def fwer(nulls: dict[str, np.ndarray], design: Design) -> dict[str, float]:
+    """Family-wise false positives per noise kind."""
+    return {k: float((adaptive(d, design).decisions != "0").any(axis=1).mean()) for k, d in nulls.items()}
+
+
+def null_tables(nulls: dict[str, np.ndarray]) -> None:
     """(a): family-wise false positives over all looks."""
+    tables = len(next(iter(nulls.values())))
     print(f"(a) {tables:,} null tables, {ROWS} rows, looks at {list(SEEDS)} seeds")
-    zero = np.zeros((tables, ROWS))
     for rule in RULES:
-        for df, label in ((0, "normal noise"), (4, "t(4) noise")):
-            out = adaptive(simulate(rng, tables, zero, 0.2, df), Design(SEEDS, rule, ROWS))
-            fwer = float((out.decisions != "0").any(axis=1).mean())
-            goal = f"goal <= {GOAL_FWER:.0%}: {'met' if fwer <= GOAL_FWER else 'NOT met'}" if not df else "(robustness)"
-            print(f"    {rule.describe():55s} {label:13s} family-wise false positives {fwer:6.2%}  {goal}")
+        for futility in (sequential.FUTILITY, 0.0):
+            rates = fwer(nulls, Design(SEEDS, rule, ROWS, futility=futility))
+            verdict = "met" if max(rates.values()) <= GOAL_FWER else "NOT met"
+            shown = "; ".join(f"{k} {v:.2%}" for k, v in rates.items())
+            print(f"    {rule.describe():55s} futility {futility:<4}: family-wise false positives {shown}  "
+                  f"goal <= {GOAL_FWER:.0%}: {verdict}")  # fmt: skip
 
 
-def effect_tables(rng: np.random.Generator, tables: int) -> None:
-    """(b): seeds used against the fixed grid, agreement of decisions, and the final-share trade-off."""
+@dataclass(frozen=True)
+class Case:
+    """One noise level's effect tables and the fixed grid's decisions on them."""
+
+    noise: float
+    effects: np.ndarray
+    """(tables, rows) true deltas."""
+    diffs: np.ndarray
+    table: np.ndarray
+    """The fixed grid's table decisions (sign-flip, Holm) on the same seeds: the goal's yardstick."""
+    ttest: np.ndarray
+    """Paired t-test + Holm on the same seeds (variant)."""
+    fresh: np.ndarray
+    """The fixed grid's table decisions on fresh seeds of the same tables."""
+
+
+def make_cases(rng: np.random.Generator, tables: int) -> list[Case]:
+    """`tables` effect tables split over the noise levels."""
     per = max(1, tables // len(NOISE_PT))
-    print(f"\n(b) {per * len(NOISE_PT):,} tables with effects {list(EFFECTS_PT)} pt, noise {list(NOISE_PT)} pt")
     cases = []
     for noise in NOISE_PT:
         effects = rng.choice(np.array(EFFECTS_PT), (per, ROWS))
         diffs = simulate(rng, per, effects, noise)
-        cases.append((noise, diffs, fixed(diffs), fixed(simulate(rng, per, effects, noise))))
+        fresh = table_decisions(simulate(rng, per, effects, noise))
+        cases.append(Case(noise, effects, diffs, table_decisions(diffs), t_decisions(diffs), fresh))
+    return cases
+
+
+def compare(cases: list[Case], design: Design, show: str = "") -> tuple[float, float, float]:
+    """Mean cost ratio, share of tables with the table's decisions, share with the t-test's; a line per
+    noise level if `show`."""
+    full = (ROWS + 1) * SEEDS[-1]
+    costs, same, same_t = [], [], []
+    for case in cases:
+        out = adaptive(case.diffs, design)
+        costs.append(out.seeds / full)
+        same.append((out.decisions == case.table).all(axis=1))
+        same_t.append((out.decisions == case.ttest).all(axis=1))
+        if show:
+            rows = (out.decisions == case.table).mean()
+            print(f"    {show:55s} noise {case.noise:.1f}: cost {costs[-1].mean():6.1%}, same decisions "
+                  f"{same[-1].mean():6.1%} of tables ({rows:.1%} of rows); "
+                  f"t-test variant {same_t[-1].mean():6.1%}")  # fmt: skip
+    return tuple(float(np.concatenate(v).mean()) for v in (costs, same, same_t))  # type: ignore[return-value]
+
+
+def oracle(case: Case, miss: float = 0.001) -> tuple[float, float]:
+    """Yardstick: a rule that knows each row's true delta and sd stops a row once its 12-seed decision
+    (approximated by a z-test at alpha/4) is (1 - miss) sure, and then reports that decision."""
+    n_max, sd = SEEDS[-1], case.noise * np.sqrt(2.0)
+    bound = sp.norm.isf(0.05 / ROWS / 2) * sd / np.sqrt(n_max)
+    used = np.full(case.effects.shape, n_max)
+    decided = case.table.copy()
+    open_ = np.ones(case.effects.shape, dtype=bool)
+    for n in SEEDS[:-1]:
+        centre = (n * case.diffs[..., :n].mean(axis=-1) + (n_max - n) * case.effects) / n_max
+        spread = np.sqrt(n_max - n) * sd / n_max
+        chances = np.stack([sp.norm.sf((bound - centre) / spread), sp.norm.cdf((-bound - centre) / spread)])
+        chances = np.concatenate([1.0 - chances.sum(axis=0)[None], chances])
+        stop = open_ & (chances.max(axis=0) >= 1.0 - miss)
+        used = np.where(stop, n, used)
+        decided = np.where(stop, np.array(["0", "+", "-"])[chances.argmax(axis=0)], decided)
+        open_ &= ~stop
+    cost = (used.sum(axis=1) + used.max(axis=1)) / ((ROWS + 1) * n_max)
+    return float(cost.mean()), float((decided == case.table).all(axis=1).mean())
+
+
+def effect_tables(cases: list[Case]) -> None:
+    """(b): seeds used against the fixed grid, agreement of decisions, where the seeds go, yardsticks."""
+    tables = sum(len(c.diffs) for c in cases)
+    print(f"\n(b) {tables:,} tables with effects {list(EFFECTS_PT)} pt, noise {list(NOISE_PT)} pt")
+    print(f"    the table's decisions computed here equal orchestrator's (stats.paired, stats.holm) on 25 tables: "
+          f"{check_like_with_like(cases[1].diffs)}")  # fmt: skip
     for rule in RULES:
-        cost, agree = _compare(cases, Design(SEEDS, rule, ROWS), show=rule.describe())
+        design = Design(SEEDS, rule, ROWS)
+        cost, agree, agree_t = compare(cases, design, show=rule.describe())
         verdict = "met" if cost <= GOAL_COST and agree >= GOAL_AGREE else "NOT met"
         print(f"    {'':55s} all:       cost {cost:6.1%} (goal <= {GOAL_COST:.0%}), same decisions {agree:6.1%} "
-              f"(goal >= {GOAL_AGREE:.0%}): {verdict}")  # fmt: skip
-    retest = [float((first == second).all(axis=1).mean()) for _, _, first, second in cases]
-    print(
-        "    yardstick: the fixed grid against itself re-run on fresh seeds, same decisions in "
-        + ", ".join(f"{r:.1%}" for r in retest)
-        + " of tables (noise "
-        + ", ".join(map(str, NOISE_PT))
-        + ")"
-    )
-    print("    trade-off, alpha share of the last look (all noise levels):")
-    for share in (0.5, 0.8, 0.95):
-        parts = []
-        for rule in RULES:
-            cost, agree = _compare(cases, Design(SEEDS, rule, ROWS, final_share=share))
-            parts.append(f"{rule.kind} cost {cost:.1%} same {agree:.1%}")
-        print(f"      final_share {share:<4}: " + "; ".join(parts))
+              f"(goal >= {GOAL_AGREE:.0%}): {verdict}; t-test variant {agree_t:.1%}")  # fmt: skip
+    print("    where the seeds go (default rule, excludes 0): mean paired seeds per row by true delta (pt)")
+    print("      noise  " + "".join(f"{e:>6g}" for e in EFFECTS_PT) + "   baseline at max")
+    for case in cases:
+        out = adaptive(case.diffs, Design(SEEDS, RULES[0], ROWS))
+        means = [out.used[case.effects == e].mean() for e in EFFECTS_PT]
+        at_max = (out.used.max(axis=1) == SEEDS[-1]).mean()
+        print(f"      {case.noise:<5}  " + "".join(f"{m:6.1f}" for m in means) + f"   {at_max:6.1%} of tables")
+    retest = ", ".join(f"{(c.table == c.fresh).all(axis=1).mean():.1%}" for c in cases)
+    tvs = ", ".join(f"{(c.table == c.ttest).all(axis=1).mean():.1%}" for c in cases)
+    print(f"    yardsticks (noise {', '.join(map(str, NOISE_PT))}):")
+    print(f"      the fixed grid against itself on fresh seeds: same decisions in {retest} of tables")
+    print(f"      the fixed grid's t-test + Holm against its sign-flip + Holm, same seeds: {tvs}")
+    found = [oracle(c) for c in cases]
+    print("      an oracle that knows every true delta and sd (stops a row once its 12-seed decision is 99.9% "
+          "sure): cost " + ", ".join(f"{c:.1%}" for c, _ in found)
+          + ", same decisions " + ", ".join(f"{a:.1%}" for _, a in found))  # fmt: skip
 
 
-def _compare(
-    cases: list[tuple[float, np.ndarray, np.ndarray, np.ndarray]], design: Design, show: str = ""
-) -> tuple[float, float]:
-    """Mean cost ratio and share of tables with the fixed grid's decisions; one line per noise if `show`."""
-    full = (ROWS + 1) * SEEDS[-1]
-    costs, agree = [], []
-    for noise, diffs, decided, _ in cases:
-        out = adaptive(diffs, design)
-        same = (out.decisions == decided).all(axis=1)
-        costs.append(out.seeds / full)
-        agree.append(same)
-        if show:
-            rows = (out.decisions == decided).mean()
-            print(f"    {show:55s} noise {noise:.1f}: cost {out.seeds.mean() / full:6.1%} of the fixed grid, "
-                  f"same decisions in {same.mean():6.1%} of tables ({rows:.1%} of rows)")  # fmt: skip
-    return float(np.concatenate(costs).mean()), float(np.concatenate(agree).mean())
+def trade_off(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
+    """(c): last look's share x futility threshold, rule excludes_zero."""
+    print("\n(c) trade-off, rule: interval excludes 0 (all noise levels); * the default")
+    print("    final_share futility  false positives (normal, t4)  cost   same decisions  t-test variant")
+    best: tuple[float, str] | None = None
+    for share, futility in itertools.product(SHARES, FUTILITIES):
+        design = Design(SEEDS, RULES[0], ROWS, final_share=share, futility=futility)
+        rates = fwer(nulls, design)
+        cost, agree, agree_t = compare(cases, design)
+        label = f"final_share {share}, futility {futility}"
+        if max(rates.values()) <= GOAL_FWER and agree >= GOAL_AGREE and (best is None or cost < best[0]):
+            best = (cost, label)
+        mark = "*" if (share, futility) == (sequential.FINAL_SHARE, sequential.FUTILITY) else " "
+        print(f"   {mark}{share:<11} {futility:<8}  {rates['normal']:6.2%}, {rates['t(4)']:6.2%}"
+              f"                {cost:6.1%}  {agree:6.1%}          {agree_t:6.1%}")  # fmt: skip
+    if best is not None:
+        verdict = "met" if best[0] <= GOAL_COST else "NOT met"
+        print(f"    cheapest with false positives <= {GOAL_FWER:.0%} and same decisions >= {GOAL_AGREE:.0%}: "
+              f"{best[1]} (cost {best[0]:.1%}; goal <= {GOAL_COST:.0%}: {verdict})")  # fmt: skip
 
 
 def replay_diffs() -> tuple[list[str], np.ndarray]:
@@ -159,23 +274,23 @@ def replay_diffs() -> tuple[list[str], np.ndarray]:
 
 
 def replay_grid(rng: np.random.Generator, orders: int) -> None:
-    """(c): the recorded grid through the rule, seed by seed."""
+    """(d): the recorded grid through the rule, seed by seed."""
     if not REPLAY.exists():
-        print(f"\n(c) {REPLAY} missing: no replay")
+        print(f"\n(d) {REPLAY} missing: no replay")
         return
     rows, diffs = replay_diffs()
-    full_decisions = fixed(diffs[None])[0]
+    full_decisions = table_decisions(diffs[None])[0]
     spread = diffs.std(axis=1, ddof=1)
-    print(f"\n(c) replay of {REPLAY.name}: {len(rows)} rows x {diffs.shape[1]} seeds (real runs, top-1 in points)")
+    print(f"\n(d) replay of {REPLAY.name}: {len(rows)} rows x {diffs.shape[1]} seeds (real runs, top-1 in points)")
     for row, d, s, dec in zip(rows, diffs, spread, full_decisions, strict=True):
-        print(f"    {row:20s} full grid: delta {d.mean():+6.2f} (sd of differences {s:.2f}), decision {dec}")
+        print(f"    {row:20s} full grid: delta {d.mean():+6.2f} (sd of differences {s:.2f}), table's decision {dec}")
     full = (len(rows) + 1) * diffs.shape[1]
+    shuffled = np.stack([diffs[:, rng.permutation(diffs.shape[1])] for _ in range(orders)])
     for rule in REPLAY_RULES:
         design = Design(SEEDS, rule, len(rows))
-        recorded = adaptive(diffs[None, :, : SEEDS[-1]], design)
+        recorded = adaptive(diffs[None], design)
         used = ", ".join(f"{n}" for n in recorded.used[0])
         same = (recorded.decisions[0] == full_decisions).mean()
-        shuffled = np.stack([diffs[:, rng.permutation(diffs.shape[1])[: SEEDS[-1]]] for _ in range(orders)])
         many = adaptive(shuffled, design)
         print(f"    {rule.describe():55s} recorded order: seeds per row {used}, cost {recorded.seeds[0] / full:.1%}, "
               f"same decisions {same:.0%} of rows; {orders} shuffled orders: cost {many.seeds.mean() / full:.1%}, "
@@ -185,12 +300,20 @@ def replay_grid(rng: np.random.Generator, orders: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tables", type=int, default=10_000, help="null tables in (a), effect tables in (b)")
-    parser.add_argument("--orders", type=int, default=1000, help="shuffled seed orders in (c)")
+    parser.add_argument("--orders", type=int, default=1000, help="shuffled seed orders in (d)")
     args = parser.parse_args()
     started = time.perf_counter()
-    rng = np.random.default_rng(20261202)
-    null_tables(rng, args.tables)
-    effect_tables(rng, args.tables)
+    rng = np.random.default_rng(20261203)
+    zero = np.zeros((args.tables, ROWS))
+    nulls = {"normal": simulate(rng, args.tables, zero, 0.2), "t(4)": simulate(rng, args.tables, zero, 0.2, df=4)}
+    print(
+        f"default: Holm over the rows, alpha spending with {sequential.FINAL_SHARE:.0%} at the last look "
+        f"(exact boundaries), futility below {sequential.FUTILITY:.0%} predictive power\n"
+    )
+    null_tables(nulls)
+    cases = make_cases(rng, args.tables)
+    effect_tables(cases)
+    trade_off(nulls, cases)
     replay_grid(rng, args.orders)
     print(f"\n{time.perf_counter() - started:.1f} s")
 

@@ -69,7 +69,7 @@ def _finish(spec: SweepSpec, runs: list[RunSpec], shift: dict[str, float]) -> No
 
 
 def test_rounds_stop_a_clear_gain_and_give_a_null_row_seeds_up_to_max(write_spec: Callable[..., Path]) -> None:
-    spec = _adaptive(write_spec)
+    spec = _adaptive(write_spec, futility=0)  # no futility stop: the null row runs to max
     runs, root = plan(spec), spec.output_path
     assert {r.seed for r in adaptive.scheduled(spec, runs, root)} == {0, 1, 2}
     assert adaptive.advance(spec, runs, root) is None  # nothing has run yet
@@ -99,7 +99,7 @@ def test_rounds_stop_a_clear_gain_and_give_a_null_row_seeds_up_to_max(write_spec
 
 
 def test_tables_say_how_each_cell_stopped(write_spec: Callable[..., Path]) -> None:
-    spec = _adaptive(write_spec)
+    spec = _adaptive(write_spec, futility=0)
     runs, root = plan(spec), spec.output_path
     for _ in range(3):
         _finish(spec, runs, {"+ Aug": 0.05})
@@ -114,6 +114,22 @@ def test_tables_say_how_each_cell_stopped(write_spec: Callable[..., Path]) -> No
     assert "digits stop" in csv_text.splitlines()[0]
     assert "Adaptive seeds" in written.markdown and "+ Aug: resolved at 3 seeds" in written.markdown
     assert "3/7 seeds" not in written.markdown  # a stopped cell is not short of seeds
+
+
+def test_a_null_row_stops_as_futile_and_its_baseline_with_it(write_spec: Callable[..., Path]) -> None:
+    spec = _adaptive(write_spec)  # default futility 0.05; looks at 3, 5, 7 seeds
+    runs, root = plan(spec), spec.output_path
+    for _ in range(2):
+        _finish(spec, runs, {"+ Aug": 0.05})
+        adaptive.advance(spec, runs, root)
+    rounds = adaptive.read_state(root)
+    null = rounds[-1]["verdicts"]["resnet10t / digits / + Aug + Dropout"]
+    assert (null["state"], null["reason"], null["decision"], null["n"], null["look"]) == ("futile", "futile", "0", 5, 1)
+    assert rounds[-1]["finished"] and rounds[-1]["futility"] == 0.05
+    assert rounds[-1]["schedule"]["resnet10t / digits / Baseline"] == 5  # nothing more for the pair
+    written = collect.write_tables(spec, root)
+    assert "+ Aug + Dropout: stopped at 5 seeds (futile: unlikely to exclude 0 by max)" in written.markdown
+    assert "Holm over the deltas" in written.markdown
 
 
 def test_an_unreadable_adaptive_json_stops_the_rounds(write_spec: Callable[..., Path]) -> None:
@@ -159,7 +175,7 @@ def check_adaptive_table(spec: SweepSpec) -> None:
         row = table[table["Ablation"] == label].iloc[0]
         assert int(row["digits n"]) == verdict["n"]
         assert row["digits stop"] == adaptive.stop_text(verdict)
-        assert verdict["state"] in ("resolved", "max") and verdict["n"] in (3, 4)
+        assert verdict["state"] in ("resolved", "futile", "max") and verdict["n"] in (3, 4)
     tiny = next(v for v in rounds[-1]["verdicts"].values() if v["ablation"] == "+ Tiny LR")
     assert tiny["delta"] < -10  # lr 1e-6 learns next to nothing in one epoch
 

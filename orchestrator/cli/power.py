@@ -48,7 +48,8 @@ def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, varia
     console.print(
         f"adaptive seeds: {seeds.initial}, then +{seeds.step} per round up to {seeds.max} (looks at "
         f"{', '.join(map(str, seeds.looks))} seeds); stop when the {adaptive.design(spec, family).rule.describe()} "
-        f"on {table.metrics[0]}; {family} deltas corrected together",
+        f"on {table.metrics[0]}, or when it is futile (under {seeds.futility:.0%} predicted chance to by max); "
+        f"{family} deltas corrected together (Holm)",
         markup=False,
     )
     lows, mids, highs, unit, notes = 0.0, 0.0, 0.0, "GPU-hours", []

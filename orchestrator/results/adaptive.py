@@ -8,9 +8,11 @@ The decisions live in `<output_dir>/adaptive.json` (one record per round, writte
                  "schedule": {"<cell>": seeds}}, ...]}
 
 Round k's look judges every open comparison (an ablation cell against its baseline cell: same
-backbone, dataset and other axes) on its paired seeds with orchestrator/results/sequential.py;
-resolved comparisons keep their verdict; open ones get the next look's seeds, their baseline cell
-as many as its longest open row. Without adaptive.json, round 1 schedules `initial` seeds.
+backbone, dataset and other axes) on its paired seeds with orchestrator/results/sequential.py,
+Holm's step-down over the family (a comparison that stopped unresolved may still be rejected where
+it stopped once others are); stopped comparisons (resolved, futile, max) keep their verdict
+otherwise; open ones get the next look's seeds, their baseline cell as many as its longest open
+row. Without adaptive.json, round 1 schedules `initial` seeds.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import reader
+from orchestrator.results import reader, sequential
 from orchestrator.results.labels import display, metric_column
 from orchestrator.results.model import Table
 from orchestrator.results.sequential import Design, StopRule
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
 
 ADAPTIVE_FILE = "adaptive.json"
 _FINAL = {State.COMPLETED, State.FAILED}
+STOPPED = ("resolved", "futile", "max")
+"""Verdict states that get no more seeds."""
 
 
 def cell_of(run: RunSpec) -> str:
@@ -86,7 +90,8 @@ def design(spec: SweepSpec, family: int) -> Design:
     """The sequential design of the spec's `seeds:` block over `family` comparisons."""
     assert spec.seeds is not None
     stop = spec.seeds.stop
-    return Design(spec.seeds.looks, StopRule(stop.kind, stop.value), max(1, family))  # type: ignore[arg-type]
+    rule = StopRule(stop.kind, stop.value)  # type: ignore[arg-type]
+    return Design(spec.seeds.looks, rule, max(1, family), futility=spec.seeds.futility)
 
 
 def read_state(root: Path) -> list[dict[str, Any]]:
@@ -160,18 +165,35 @@ def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] 
     rule = design(spec, len(cells.pairs))
     look = min(len(rounds), len(rule.seeds) - 1)
     before = rounds[-1].get("verdicts", {}) if rounds else {}
-    verdicts = {}
-    for key, base in cells.pairs.items():
-        if before.get(key, {}).get("state") in ("resolved", "max"):
-            verdicts[key] = before[key]  # stopped in an earlier round: its verdict stands
-            continue
-        ours, theirs = found.get(key, {}), found.get(base, {})
-        seeds = [s for s in range(schedule[key]) if s in ours and s in theirs]
-        verdict = rule.judge([ours[s] - theirs[s] for s in seeds], look)
-        verdicts[key] = {**verdict.as_dict(), "round": len(rounds) + 1, **cells.facts[key]}
+    carried = {k: v for k, v in before.items() if k in cells.pairs and v.get("state") in STOPPED}
+
+    def diffs(key: str, seeds: int) -> list[float]:
+        ours, theirs = found.get(key, {}), found.get(cells.pairs[key], {})
+        return [ours[s] - theirs[s] for s in range(seeds) if s in ours and s in theirs]
+
+    stopped = {}
+    for key, verdict in carried.items():
+        if verdict.get("decision") == "0":  # Holm: a larger level may reject it where it stopped
+            at = _look_of(verdict, len(rule.seeds))
+            stopped[key] = (diffs(key, rule.seeds[at]), at)
+    judged = {key: diffs(key, schedule[key]) for key in cells.pairs if key not in carried}
+    rejected = sum(1 for v in carried.values() if v.get("decision") in ("+", "-"))
+    new = sequential.decide(rule, judged, look, stopped, rejected)
+    verdicts = {
+        key: {**new[key].as_dict(), "round": len(rounds) + 1, **cells.facts[key]} if key in new else carried[key]
+        for key in cells.pairs
+    }
     record = _record(spec, cells, schedule, verdicts, len(rounds), rule)
     rundir.write_json(root / ADAPTIVE_FILE, {"rounds": [*rounds, record]})
     return record
+
+
+def _look_of(verdict: dict[str, Any], looks: int) -> int:
+    """The planned look a stored verdict was judged at (adaptive.json before 'look' was stored: its round)."""
+    look = verdict.get("look")
+    if not isinstance(look, int) or isinstance(look, bool):
+        look = int(verdict.get("round", 1)) - 1 if isinstance(verdict.get("round"), int) else looks - 1
+    return max(0, min(look, looks - 1))
 
 
 def _record(
@@ -192,6 +214,7 @@ def _record(
         "look": rule.seeds[min(done, len(rule.seeds) - 1)],
         "family": rule.family,
         "rule": rule.rule.describe(),
+        "futility": rule.futility,
         "metric": table.metrics[0],
         "scale": table.scale,
         "at": time.time(),
@@ -247,6 +270,8 @@ def stop_text(verdict: dict[str, Any]) -> str:
         return f"resolved at {n} seeds ({reasons.get(str(verdict.get('reason')), 'resolved')})"
     if state == "max":
         return f"stopped at max ({n} seeds)"
+    if state == "futile":
+        return f"stopped at {n} seeds (futile: unlikely to exclude 0 by max)"
     return f"open after round {verdict.get('round')} ({n} seeds)"
 
 
@@ -264,8 +289,8 @@ def stop_notes(table: Table) -> list[str]:
         return []
     return [
         "Adaptive seeds (adaptive.json): seeds were added round by round until each delta's sequential interval "
-        "(alpha spent over the looks, Bonferroni over the deltas) met the stop rule; the ± intervals above are "
-        "the usual fixed-seed ones. " + "; ".join(stops) + "."
+        "(alpha spent over the looks, Holm over the deltas) met the stop rule or it was unlikely to by max "
+        "(futile); the ± intervals above are the usual fixed-seed ones. " + "; ".join(stops) + "."
     ]
 
 

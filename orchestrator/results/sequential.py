@@ -1,50 +1,71 @@
 """Adaptive seeds: when a delta to the baseline is resolved, looking after every round of seeds.
 
-The rule is a group-sequential paired t-test with alpha spending (torch-free, numpy + scipy):
+The rule is a group-sequential paired t-test with alpha spending, Holm's step-down over the
+family and a non-binding futility stop (torch-free, numpy + scipy):
 
 - Looks are planned in advance: after `initial` seeds, then every `step` seeds, and at `max`
-  (3, 5, 7, 9, 11, 12 for initial 3, step 2, max 12). Look k gets alpha_k of the family's alpha:
-  `final_share` of it at the last look (where the fixed grid would decide), the rest split evenly
-  over the interim looks. Sum over looks = alpha.
-- Across the comparisons of a family (every ablation cell against its baseline cell) each look's
-  alpha is split evenly (Bonferroni): a comparison at look k uses alpha_k / m.
-- At a look, a comparison's interval is the paired t-interval of its per-seed differences at
-  level 1 - alpha_k / m. The union bound over looks and comparisons bounds the chance that any
-  interval ever misses its true delta by alpha, whatever rows stop when: this is why looking after
-  every round does not inflate errors. Holm's step-down is not used at a look, because a row that
-  stopped earlier has no test at the later look; Bonferroni stays valid under that.
+  (3, 5, 7, 9, 11, 12 for initial 3, step 2, max 12). The spending plan gives the last look
+  `final_share` of a comparison's alpha and splits the rest evenly over the interim looks.
+- Boundaries are exact for the plan: look k's z-boundary is the one at which the chance of first
+  crossing at look k, given no crossing before, is look k's share (recursive numerical integration
+  of the looks' joint normal law, Armitage, McPherson and Rowe 1969; Jennison and Turnbull 2000,
+  ch. 19). Most paths that would cross at an interim look cross at the last one too, so the last
+  boundary is close to the fixed test's (2.53 against 2.50 in z at alpha 0.0125, 6 looks) while a
+  Bonferroni split over the looks would test the last look at 80% of alpha. A look's t-interval uses
+  the boundary's nominal level with its own degrees of freedom (J&T section 11.4: the
+  significance-level approach to group-sequential t-tests).
+- Across a family (every ablation cell against its baseline cell), Holm's step-down in its
+  sequential form (Maurer and Bretz 2013): a comparison is tested at alpha / (family - rejected),
+  `rejected` counting the comparisons whose interval has excluded 0 so far; when one more is
+  rejected, every other comparison is judged again at the larger level, stopped ones at the look
+  where they stopped. If a true-null comparison is the first such one rejected, it was rejected
+  at a level of at most alpha / (true nulls), so family-wise errors stay at most alpha however rows
+  stop and whatever the comparisons' dependence.
+- Futility (non-binding): an open comparison stops when the predictive probability that its last
+  look would exclude 0 (either side; t with n - 1 degrees of freedom around the mean and spread
+  as estimated so far) is below `futility`. Stopping a comparison never raises the
+  chance of a false positive: the boundaries are computed as if nothing ever stopped for futility.
 
 Assumptions (the bench checks what they buy, bench/adaptive_seeds.py): a cell's paired
-differences are independent across seeds and roughly normal (the t-interval's own assumption),
-and a seed's result does not decide whether the seed's run finishes (failed runs are missing at
-random). The differences' variance may differ from row to row (nothing is pooled).
+differences are independent across seeds and roughly normal, and a seed's result does not decide
+whether the seed's run finishes (failed runs are missing at random). The differences' variance may
+differ from row to row (nothing is pooled).
 
 Stop rules, in the table's unit (after `scale`, e.g. points of top-1):
 - `excludes_zero`: resolved when the interval excludes 0;
 - `halfwidth: h`: resolved when the interval excludes 0 or its half-width is at most h;
 - `margin: m`: resolved when the interval excludes 0 or lies inside (-m, +m).
-A comparison that is not resolved at `max` seeds stops there ("max").
+A comparison whose delta is unlikely to resolve by `max` stops as futile; one still unresolved at
+`max` seeds stops there ("max").
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 ALPHA = 0.05
 """Family-wise error rate over every look and every comparison of a family."""
 FINAL_SHARE = 0.8
-"""Share of alpha spent at the last look (max seeds); the rest is split over the interim looks. More at the
-end keeps the decisions at max close to a fixed grid's, less stops large deltas sooner: bench/adaptive_seeds.py
-prints the trade-off (0.8 costs a few % more seeds than 0.5 and agrees with the fixed grid more often)."""
+"""Share of a comparison's alpha planned for the last look (max seeds); the rest is split evenly over the
+interim looks. With exact boundaries the last look's test stays close to the fixed grid's whatever the share;
+less at the end stops large deltas sooner: bench/adaptive_seeds.py prints the trade-off."""
+FUTILITY = 0.05
+"""Default futility threshold: an open comparison stops when the predictive probability that its last look
+excludes 0 falls below this (0 turns futility stops off). bench/adaptive_seeds.py prints the trade-off."""
+GRID_POINTS = 201
+"""Grid of the recursive integration; 201 points put the boundaries within 1e-4 of a 3,001-point grid's."""
+_Z_CAP = 40.0
+"""A boundary no look reaches (nothing of alpha spent there)."""
 
 StopKind = Literal["excludes_zero", "halfwidth", "margin"]
 Decision = Literal["+", "-", "0"]
 """The sign of a resolved delta, or 0: its interval contains 0 (within noise)."""
-State = Literal["open", "resolved", "max"]
-Reason = Literal["", "excludes_zero", "narrow", "within_margin", "max"]
+State = Literal["open", "resolved", "futile", "max"]
+Reason = Literal["", "excludes_zero", "narrow", "within_margin", "futile", "max"]
 
 
 @dataclass(frozen=True)
@@ -73,11 +94,57 @@ def looks(initial: int, step: int, maximum: int) -> tuple[int, ...]:
 
 
 def spend(n_looks: int, alpha: float = ALPHA, final_share: float = FINAL_SHARE) -> tuple[float, ...]:
-    """Alpha of each look: `final_share` at the last, the rest evenly over the interim ones (sum = alpha)."""
+    """Alpha planned for each look: `final_share` at the last, the rest evenly over the interim ones (sum = alpha)."""
     if n_looks == 1:
         return (alpha,)
     interim = alpha * (1.0 - final_share) / (n_looks - 1)
     return (*([interim] * (n_looks - 1)), alpha * final_share)
+
+
+def _grid(bound: float, seeds: int) -> tuple[Any, Any]:
+    """Points of the continuation region (-bound, bound) in sums of `seeds` unit-variance differences, and
+    their trapezoid weights; mass beyond 8 sd is left out (under 1e-15)."""
+    import numpy as np
+
+    half = min(bound, 8.0) * math.sqrt(seeds)
+    points = np.linspace(-half, half, GRID_POINTS)
+    weights = np.full(GRID_POINTS, points[1] - points[0])
+    weights[[0, -1]] /= 2.0
+    return points, weights
+
+
+def _crossing(points: Any, mass: Any, step_sd: float, scale: float, share: float) -> float:
+    """The z-boundary at which paths still inside (`mass` at `points`) first cross with probability `share`."""
+    from scipy import optimize, stats
+
+    def crossed(z: float) -> float:
+        return float(
+            mass @ (stats.norm.cdf((-z * scale - points) / step_sd) + stats.norm.sf((z * scale - points) / step_sd))
+        )
+
+    if crossed(_Z_CAP) >= share:
+        return _Z_CAP
+    if crossed(0.1) <= share:
+        return 0.1
+    return float(optimize.brentq(lambda z: crossed(z) - share, 0.1, _Z_CAP, xtol=1e-10))
+
+
+@functools.lru_cache(maxsize=4096)
+def z_boundaries(seeds: tuple[int, ...], shares: tuple[float, ...]) -> tuple[float, ...]:
+    """Two-sided z-boundaries of the looks at `seeds` whose first-crossing probabilities under the null are
+    `shares`, by recursive integration of the looks' joint normal law (sums of independent differences)."""
+    from scipy import stats
+
+    bounds = [float(stats.norm.isf(shares[0] / 2.0)) if shares[0] > 0 else _Z_CAP]
+    points, weights = _grid(bounds[0], seeds[0])
+    mass = weights * stats.norm.pdf(points / math.sqrt(seeds[0])) / math.sqrt(seeds[0])
+    for k in range(1, len(seeds)):
+        step_sd, scale = math.sqrt(seeds[k] - seeds[k - 1]), math.sqrt(seeds[k])
+        bounds.append(_crossing(points, mass, step_sd, scale, shares[k]))
+        new, weights = _grid(bounds[-1], seeds[k])
+        mass = weights * (mass @ (stats.norm.pdf((new[None, :] - points[:, None]) / step_sd) / step_sd))
+        points = new
+    return tuple(bounds)
 
 
 def t_interval(diffs: Any, alpha: Any) -> tuple[Any, Any, Any]:
@@ -94,10 +161,36 @@ def t_interval(diffs: Any, alpha: Any) -> tuple[Any, Any, Any]:
     mean = x.mean(axis=-1)
     if n < 2:
         return mean, np.full_like(mean, -np.inf), np.full_like(mean, np.inf)
-    sd = x.std(axis=-1, ddof=1)
-    sd = np.where(sd <= 1e-12 * np.maximum(1.0, np.abs(mean)), 0.0, sd)  # equal up to float rounding
-    half = stats.t.ppf(1.0 - np.asarray(alpha) / 2.0, n - 1) * sd / math.sqrt(n)
+    sd = _spread(x, mean)
+    half = stats.t.isf(np.asarray(alpha) / 2.0, n - 1) * sd / math.sqrt(n)
     return mean, mean - half, mean + half
+
+
+def _spread(x: Any, mean: Any) -> Any:
+    """Sample sd along the last axis; 0 where the values are equal up to float rounding."""
+    import numpy as np
+
+    sd = x.std(axis=-1, ddof=1)
+    return np.where(sd <= 1e-12 * np.maximum(1.0, np.abs(mean)), 0.0, sd)
+
+
+def predictive_power(mean: Any, sd: Any, n: int, total: int, critical: Any) -> Any:
+    """Chance that the last look (`total` seeds, t-boundary `critical`) excludes 0, on either side, predicted
+    from n seeds: the remaining seeds' mean ~ mean + t(n-1) x sd x sqrt(1/rest + 1/n) (the estimate's own
+    uncertainty included; sd as estimated so far). Vectorised; 1 where nothing can be judged yet (n < 2)."""
+    import numpy as np
+    from scipy import stats
+
+    mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+    rest = total - n
+    if n < 2 or rest <= 0:
+        return np.ones_like(mean)
+    reach = critical * sd * math.sqrt(total)  # |sum of all differences| the last look needs
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = sd * math.sqrt(1.0 / rest + 1.0 / n)
+        above = stats.t.sf(((reach - n * mean) / rest - mean) / scale, n - 1)
+        below = stats.t.cdf(((-reach - n * mean) / rest - mean) / scale, n - 1)
+    return np.nan_to_num(above + below, nan=0.0)
 
 
 def reason_of(low: Any, high: Any, rule: StopRule) -> Any:
@@ -133,10 +226,13 @@ class Verdict:
     high: float
     decision: Decision
     state: State
-    """open: gets more seeds; resolved: stopped by the rule; max: stopped at max seeds unresolved."""
+    """open: gets more seeds; resolved: stopped by the rule; futile: stopped, unlikely to resolve by max;
+    max: stopped at max seeds unresolved."""
     reason: Reason
     alpha: float
-    """The interval's alpha (this look's share, divided by the family size)."""
+    """The interval's nominal alpha (the look's boundary at the comparison's Holm level)."""
+    look: int = 0
+    """The planned look (0-based) the interval belongs to."""
 
     @property
     def halfwidth(self) -> float:
@@ -147,57 +243,136 @@ class Verdict:
         """JSON-ready (adaptive.json); infinite ends as None."""
         finite = {k: (v if math.isfinite(v) else None) for k, v in (("low", self.low), ("high", self.high))}
         return {"n": self.n, "delta": self.delta, **finite, "decision": self.decision, "state": self.state,
-                "reason": self.reason, "alpha": self.alpha}  # fmt: skip
+                "reason": self.reason, "alpha": self.alpha, "look": self.look}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Design:
-    """A whole adaptive plan: its looks, alpha per look, the stop rule and the family size."""
+    """A whole adaptive plan: its looks, alpha spending, the stop rule, the family and the futility threshold."""
 
     seeds: tuple[int, ...]
     """Paired seeds at each look (see `looks`)."""
     rule: StopRule
     family: int
-    """Comparisons corrected together (Bonferroni)."""
+    """Comparisons corrected together (Holm)."""
     alpha: float = ALPHA
     final_share: float = FINAL_SHARE
+    futility: float = FUTILITY
+    """Stop an open comparison whose predictive power at max is below this (0: never)."""
+
+    def level(self, rejected: int = 0) -> float:
+        """Holm's level of a comparison once `rejected` of the family have excluded 0."""
+        return self.alpha / max(1, self.family - rejected)
+
+    def nominal(self, look: int, rejected: int = 0) -> float:
+        """Two-sided nominal alpha of the boundary at `look` (0-based) for Holm's level after `rejected`."""
+        from scipy import stats
+
+        shares = spend(len(self.seeds), self.level(rejected), self.final_share)
+        z = z_boundaries(self.seeds, shares)[min(look, len(self.seeds) - 1)]
+        return float(2.0 * stats.norm.sf(z))
 
     @property
     def alphas(self) -> tuple[float, ...]:
-        """Per-comparison alpha at each look."""
-        return tuple(a / max(1, self.family) for a in spend(len(self.seeds), self.alpha, self.final_share))
+        """Nominal alpha of each look before any comparison is rejected."""
+        return tuple(self.nominal(look) for look in range(len(self.seeds)))
 
-    def judge(self, diffs: Sequence[float], look: int) -> Verdict:
-        """The verdict on one comparison's paired differences (seed order) at look `look` (0-based).
+    def critical(self, look: int, rejected: int = 0, n: int | None = None) -> float:
+        """The t-boundary at `look` with n seeds (the look's planned seeds by default)."""
+        from scipy import stats
 
-        Fewer differences than the look planned (failed runs) still use this look's alpha; at the last
+        seeds = n if n is not None else self.seeds[min(look, len(self.seeds) - 1)]
+        return float(stats.t.isf(self.nominal(look, rejected) / 2.0, seeds - 1)) if seeds > 1 else math.inf
+
+    def judge(self, diffs: Sequence[float], look: int, rejected: int = 0) -> Verdict:
+        """The verdict on one comparison's paired differences (seed order) at look `look` (0-based), with
+        `rejected` comparisons of the family already rejected (Holm).
+
+        Fewer differences than the look planned (failed runs) still use this look's boundary; at the last
         look, or with `max` differences, an unresolved comparison stops at max.
         """
-        alpha = self.alphas[min(look, len(self.seeds) - 1)]
+        import numpy as np
+
+        look = min(look, len(self.seeds) - 1)
+        alpha = self.nominal(look, rejected)
         mean, low, high = (float(v) for v in t_interval(list(diffs), alpha))
-        reason = str(reason_of(low, high, self.rule))
-        state: State = "resolved" if reason else "open"
+        reason: str = str(reason_of(low, high, self.rule))
+        state = "resolved" if reason else "open"
         if not reason and (look >= len(self.seeds) - 1 or len(diffs) >= self.seeds[-1]):
             state, reason = "max", "max"
+        elif not reason and len(diffs) >= 2:
+            x = np.asarray(diffs, dtype=float)
+            final = self.critical(len(self.seeds) - 1, rejected)
+            if float(predictive_power(mean, _spread(x, x.mean()), len(x), self.seeds[-1], final)) < self.futility:
+                state, reason = "futile", "futile"
         decision = str(decision_of(low, high))
-        return Verdict(len(diffs), mean, low, high, decision, state, reason, alpha)  # type: ignore[arg-type]
+        return Verdict(len(diffs), mean, low, high, decision, state, reason, alpha, look)  # type: ignore[arg-type]
+
+
+def decide(
+    design: Design,
+    judged: Mapping[str, Sequence[float]],
+    look: int,
+    stopped: Mapping[str, tuple[Sequence[float], int]] | None = None,
+    rejected: int = 0,
+) -> dict[str, Verdict]:
+    """One round of a family: the verdicts of the open comparisons (`judged`, at `look`), Holm's step-down
+    over the family, and the stopped ones (diffs, look where they stopped) that the larger level now rejects.
+
+    `rejected` counts comparisons rejected in earlier rounds (not given here). Stopped comparisons appear in
+    the result only when newly rejected; open ones always.
+    """
+    stopped = stopped or {}
+    out: dict[str, Verdict] = {}
+    while True:
+        count = rejected + sum(v.decision != "0" for v in out.values())
+        for key, diffs in judged.items():
+            if key not in out or out[key].decision == "0":
+                out[key] = design.judge(diffs, look, count)
+        for key, (diffs, at) in stopped.items():
+            if key not in out and (verdict := design.judge(diffs, at, count)).decision != "0":
+                out[key] = verdict
+        if rejected + sum(v.decision != "0" for v in out.values()) == count:
+            return out
 
 
 def replay(diffs: Any, design: Design) -> tuple[Any, Any]:
-    """The rule on recorded paired differences (..., rows, max seeds), seed order as recorded.
+    """The rule on recorded paired differences (..., rows, max seeds), seed order as recorded, with Holm's
+    step-down over the rows (rejections counted within each table).
 
-    Returns (seeds used per row, decision per row); an open row gets the next look's seeds. The
-    bench replays 10,000 simulated tables at once with it, and a real grid seed by seed.
+    Returns (seeds used per row, decision per row); an open row gets the next look's seeds. The bench
+    replays 10,000 simulated tables at once with it, and a real grid seed by seed; `decide` is its
+    one-round, per-comparison form (tests/test_sequential.py checks that they agree).
     """
     import numpy as np
 
     x = np.asarray(diffs, dtype=float)
-    used = np.zeros(x.shape[:-1], dtype=int)
-    decisions = np.full(x.shape[:-1], "0")
-    open_ = np.ones(x.shape[:-1], dtype=bool)
+    shape, rows, last = x.shape[:-1], x.shape[-2], len(design.seeds) - 1
+    # t-boundaries by (rejected so far, look): the Holm levels the rows can reach
+    bounds = np.array([[design.critical(k, j) for k in range(last + 1)] for j in range(rows + 1)])
+    used, sign = np.zeros(shape, dtype=int), np.zeros(shape)
+    open_, rejected = np.ones(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    last_t, last_look = np.zeros(shape), np.zeros(shape, dtype=int)
     for look, n in enumerate(design.seeds):
-        _, low, high = t_interval(x[..., :n], design.alphas[look])
+        part = x[..., :n]
+        mean = part.mean(axis=-1)
+        sd = _spread(part, mean)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.nan_to_num(mean / (sd / math.sqrt(n)), nan=0.0, posinf=np.inf, neginf=-np.inf)
         used = np.where(open_, n, used)
-        decisions = np.where(open_, decision_of(low, high), decisions)
-        open_ &= reason_of(low, high, design.rule) == ""
-    return used, decisions
+        last_t, last_look = np.where(open_, t, last_t), np.where(open_, look, last_look)
+        count = rejected.sum(axis=-1, keepdims=True)
+        for _ in range(rows):  # Holm: each rejection raises the others' level
+            hit = ~rejected & (np.abs(last_t) >= bounds[count, last_look])
+            if not hit.any():
+                break
+            rejected |= hit
+            sign = np.where(hit, np.sign(last_t), sign)
+            count = rejected.sum(axis=-1, keepdims=True)
+        open_ &= ~rejected
+        if design.rule.kind != "excludes_zero":
+            half = bounds[count, look] * sd / math.sqrt(n)
+            open_ &= reason_of(mean - half, mean + half, design.rule) == ""
+        if look < last and design.futility > 0:
+            open_ &= predictive_power(mean, sd, n, design.seeds[-1], bounds[count, last]) >= design.futility
+    return used, np.where(sign > 0, "+", np.where(sign < 0, "-", "0"))

@@ -1,10 +1,11 @@
 """Adaptive seeds in the spec: `seeds: {initial: 3, max: 12, step: 2, stop: {halfwidth: 0.3}}`.
 
 An alternative to a fixed `grid.seed` axis: round 1 runs `initial` seeds (0, 1, 2, ...) per cell;
-after each round, every ablation cell whose delta to its baseline cell is not resolved yet (and
-that baseline) gets `step` more seeds, up to `max` (orchestrator/results/adaptive.py decides,
-orchestrator/results/sequential.py holds the statistics). Seed k's run is the same run, with the
-same id, as seed k of a fixed grid: a fixed grid can later take over the finished runs.
+after each round, every ablation cell whose delta to its baseline cell is not resolved yet, and not
+futile (unlikely to resolve by `max`), gets `step` more seeds (and so does its baseline), up to
+`max` (orchestrator/results/adaptive.py decides, orchestrator/results/sequential.py holds the
+statistics). Seed k's run is the same run, with the same id, as seed k of a fixed grid: a fixed grid
+can later take over the finished runs.
 """
 
 from __future__ import annotations
@@ -61,6 +62,9 @@ class AdaptiveSeeds(StrictModel):
     """Seeds added per round to each unresolved cell and its baseline cell."""
     stop: StopSpec = Field(default_factory=lambda: StopSpec.model_validate({"excludes_zero": True}))
     """The stop rule: {excludes_zero: true}, {halfwidth: H} or {margin: M}."""
+    futility: float = Field(0.05, ge=0, lt=1)
+    """Stop a cell whose delta is unlikely to resolve by `max`: when the predicted chance that its interval
+    excludes 0 at max seeds is below this (0: never; such stops never add false positives)."""
     table: str | None = None
     """Name of the table whose first metric and scale the rule reads; None: the first table."""
 
