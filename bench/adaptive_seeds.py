@@ -240,6 +240,20 @@ def effect_tables(cases: list[Case]) -> None:
           + ", same decisions " + ", ".join(f"{a:.1%}" for _, a in found))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class ObrienFleming(Design):
+    """Alternative spending (not the default): Lan-DeMets' O'Brien-Fleming-type function
+    alpha(t) = 2 - 2 Phi(z_{alpha/2} / sqrt(t)) of the information fraction t = seeds / max."""
+
+    def nominal(self, look: int, rejected: int = 0) -> float:
+        """The look's nominal alpha under O'Brien-Fleming-type spending at Holm's level."""
+        level, fractions = self.level(rejected), np.array(self.seeds) / self.seeds[-1]
+        spent = 2.0 * sp.norm.sf(sp.norm.isf(level / 2.0) / np.sqrt(fractions))
+        shares = tuple(float(v) for v in np.diff(spent, prepend=0.0))
+        z = sequential.z_boundaries(self.seeds, shares)[min(look, len(self.seeds) - 1)]
+        return float(2.0 * sp.norm.sf(z))
+
+
 def trade_off(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
     """(c): last look's share x futility threshold, rule excludes_zero."""
     print("\n(c) trade-off, rule: interval excludes 0 (all noise levels); * the default")
@@ -255,6 +269,15 @@ def trade_off(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
         mark = "*" if (share, futility) == (sequential.FINAL_SHARE, sequential.FUTILITY) else " "
         print(f"   {mark}{share:<11} {futility:<8}  {rates['normal']:6.2%}, {rates['t(4)']:6.2%}"
               f"                {cost:6.1%}  {agree:6.1%}          {agree_t:6.1%}")  # fmt: skip
+    for futility in (0.0, sequential.FUTILITY):
+        design = ObrienFleming(SEEDS, RULES[0], ROWS, futility=futility)
+        rates = fwer(nulls, design)
+        cost, agree, agree_t = compare(cases, design)
+        last = design.critical(len(SEEDS) - 1)
+        print(f"    O'Brien-Fleming-type spending, futility {futility}: false positives {rates['normal']:.2%}, "
+              f"{rates['t(4)']:.2%}; cost {cost:.1%}, same decisions {agree:.1%}, t-test variant {agree_t:.1%} "
+              f"(last t-boundary at alpha/4 {last:.2f}, default {Design(SEEDS, RULES[0], ROWS).critical(5):.2f}, "
+              f"fixed test {sp.t.isf(0.05 / ROWS / 2, SEEDS[-1] - 1):.2f})")  # fmt: skip
     if best is not None:
         verdict = "met" if best[0] <= GOAL_COST else "NOT met"
         print(f"    cheapest with false positives <= {GOAL_FWER:.0%} and same decisions >= {GOAL_AGREE:.0%}: "
