@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainers.config import TrainConfig
 
-__all__ = ["profile_model", "run"]
+__all__ = ["preflight", "profile_model", "run"]
 
 
 def run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -22,6 +22,14 @@ def run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None)
     from trainers.train import run_training
 
     return run_training(cfg, Path(run_dir), metadata)
+
+
+def preflight(cfg: TrainConfig, run_dir: Path) -> str | None:
+    """On-node checks before anything is built (trainers/preflight_node.py): None when this node can
+    train the run, else one line saying why not."""
+    from trainers.preflight_node import check
+
+    return check(cfg, Path(run_dir))
 
 
 def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,12 +42,19 @@ class TrainJob:
     """Train one run into `run_dir`; config and plan metadata travel as plain dicts."""
 
     def __init__(
-        self, run_dir: Path, config: dict[str, Any], metadata: dict[str, Any], cleanup: Cleanup = Cleanup()
+        self,
+        run_dir: Path,
+        config: dict[str, Any],
+        metadata: dict[str, Any],
+        cleanup: Cleanup = Cleanup(),
+        attempt: dict[str, Any] | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.config = config
         self.metadata = metadata
         self.cleanup = cleanup
+        self.attempt = attempt or {}
+        """What this attempt asked for (resources) and how the one before it ended, for status.json."""
         self.drop_pickle = True
         """Delete the task's submission pickle when done (False inside a packed task: siblings may requeue)."""
 
@@ -60,12 +68,24 @@ class TrainJob:
         if is_main and not (self.run_dir / rundir.CONFIG).exists():
             store.write_config(self.run_dir, self.metadata, self.config)
         if is_main:
-            rundir.update_status(self.run_dir, State.RUNNING, **_where())
+            where = _where()
+            # The previous attempt's failure fields go: they described that attempt, not this one.
+            cleared: dict[str, Any] = dict.fromkeys(("failure", "failure_reason", "traceback"))
+            rundir.update_status(self.run_dir, State.RUNNING, **where, **cleared, attempts=self._attempts(where))
         try:
-            from trainers import run  # heavy: torch, timm, accelerate
+            from trainers import preflight, run  # heavy: torch, timm, accelerate
 
+            cfg = TrainConfig.model_validate(self.config)
+            unfit = preflight(cfg, self.run_dir)  # before anything is built: a bad node fails in seconds
+            if unfit is not None:
+                raise NodeUnfit(unfit)
             # The plan metadata names and tags the run in experiment trackers.
-            metrics = run(TrainConfig.model_validate(self.config), self.run_dir, self.metadata)
+            metrics = run(cfg, self.run_dir, self.metadata)
+        except NodeUnfit as exc:
+            if is_main:  # the node's fault, not the run's: no `error`, so status never calls it a user error
+                rundir.update_status(self.run_dir, State.FAILED, failure="preflight_fail", failure_reason=str(exc))
+            print(f"preflight failed on {socket.gethostname()}: {exc}", file=sys.stderr)
+            raise SystemExit(PREFLIGHT_EXIT) from None
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
             tail = "".join(traceback.format_exception(exc)[-3:]).strip()
@@ -80,6 +100,24 @@ class TrainJob:
             if self.drop_pickle:
                 drop_submission_pickle()
         return metrics
+
+    def _attempts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
+        """status.json's `attempts`, this one appended: its job, host and resources; the launcher's
+        verdict on the previous attempt goes onto that attempt's entry."""
+        from orchestrator.results import reader  # the one reader of run folders (tolerant)
+
+        status, _ = reader.read_status(self.run_dir)
+        recorded = status.get("attempts")
+        attempts = [a for a in recorded if isinstance(a, dict)] if isinstance(recorded, list) else []
+        previous = self.attempt.get("previous")
+        if attempts and isinstance(previous, dict):
+            attempts[-1].update(previous)
+        job_id = _job_key(where)
+        if attempts and job_id and attempts[-1].get("job_id") == job_id:
+            return attempts  # the same job restarted (requeued on timeout or preemption): one attempt
+        entry = {"job_id": job_id, "host": where.get("host"), "started_at": time.time()}
+        entry["resources"] = self.attempt.get("resources", {})
+        return [*attempts, entry]
 
     def clean_up(self, completed: bool) -> None:
         """Apply `cleanup` to the run's checkpoints, after its status is recorded. A cleanup that
@@ -100,7 +138,24 @@ class TrainJob:
         (saved at a step boundary just before, when the signal came during training)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(TrainJob(self.run_dir, self.config, self.metadata, self.cleanup))
+        again = TrainJob(self.run_dir, self.config, self.metadata, self.cleanup, self.attempt)
+        return submitit.helpers.DelayedSubmission(again)
+
+
+class NodeUnfit(RuntimeError):
+    """The on-node preflight failed: the node cannot train this run (one-line reason)."""
+
+
+PREFLIGHT_EXIT = 77
+"""Exit status of a job whose preflight failed (failures.EXIT_PREFLIGHT; trainers.preflight_node.EXIT_CODE)."""
+
+
+def _job_key(where: dict[str, Any]) -> str | None:
+    """The job id as the manifest and sacct name it: `array_task` for an array task."""
+    if "slurm_array_job_id" in where and "slurm_array_task_id" in where:
+        return f"{where['slurm_array_job_id']}_{where['slurm_array_task_id']}"
+    job = where.get("slurm_job_id")
+    return str(job) if job else None
 
 
 def _export_distributed_env() -> int:

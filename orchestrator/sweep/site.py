@@ -74,6 +74,10 @@ def _allowed(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str
 _WORD_CHARS = "letters, digits and _ . + - ,"
 
 
+_FAULTS_ENV = "ORCH_FAULT_INJECT"
+"""trainers.faults.ENV (sweep/ may not import that module)."""
+
+
 class SlurmConfig(StrictModel):
     """Resources of each job; a cluster profile fills what the spec leaves out."""
 
@@ -161,6 +165,8 @@ class SlurmConfig(StrictModel):
             _allowed(_SETUP_LINE, line, "setup line", plain)
             if line.count('"') % 2 or line.count("'") % 2 or "$(" in line:
                 raise ValueError(f"setup line {short(line)} has unbalanced quotes; one command per item")
+            if _FAULTS_ENV in line:  # trainers/faults.py: tests set it in their own environment, never a spec
+                raise ValueError(f"setup line {short(line)} names {_FAULTS_ENV}, a test-only switch")
         return value
 
 

@@ -1,0 +1,104 @@
+"""On-node preflight (trainers/preflight_node.py) and how the job records its failure (CPU, no cluster)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestrator.launch import failures, job
+from orchestrator.launch.failures import Evidence, Failure, SacctRow, classify
+from trainers import faults, preflight_node, rundir
+from trainers.config import TrainConfig
+
+CPU_RUN = TrainConfig()  # digits, resnet18, no GPU
+
+
+def test_exit_codes_agree() -> None:
+    assert failures.EXIT_PREFLIGHT == preflight_node.EXIT_CODE == job.PREFLIGHT_EXIT
+
+
+@pytest.mark.slow
+def test_a_healthy_cpu_node_passes(tmp_path: Path) -> None:
+    """Every check, imports included (about 3 s on a quiet machine: the imports the trainer pays anyway)."""
+    assert preflight_node.check(CPU_RUN, tmp_path / "run") is None
+
+
+def test_each_check_names_what_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preflight_node, "IMPORTS", ("json",))
+    gpu_run = CPU_RUN.model_copy(update={"distributed": CPU_RUN.distributed.model_copy(update={"gpus_per_node": 2})})
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert "2 GPU(s) requested, CUDA sees none" in str(preflight_node.check(gpu_run, tmp_path))
+    data = CPU_RUN.data.model_copy(
+        update={"dataset": CPU_RUN.data.dataset.model_copy(update={"name": "imagefolder", "root": "/nonexistent/x"})}
+    )
+    reason = preflight_node.check(CPU_RUN.model_copy(update={"data": data}), tmp_path)
+    assert reason == "dataset imagefolder: /nonexistent/x unreadable (No such file or directory)"
+    monkeypatch.setattr(preflight_node, "_checkpoint_gb", lambda cfg: 1e9)  # more than any disk here
+    reason = str(preflight_node.check(CPU_RUN, tmp_path))
+    assert reason.startswith("output: ") and "the run's checkpoints need 1000000000.0 GB" in reason
+
+
+@pytest.mark.slow
+def test_checkpoint_estimate_from_the_backbone() -> None:
+    """timm's import is most of its 2 s."""
+    # resnet18: 11.7 M parameters x (weights + 2 moments) x fp32 x (last + best)
+    assert preflight_node._checkpoint_gb(CPU_RUN) == pytest.approx(11.69e6 * 24 / 1e9, rel=0.01)
+
+
+def test_injected_fault_only_for_the_named_host(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv(faults.ENV, "preflight_fail@some-other-node")
+    assert preflight_node.check(CPU_RUN, tmp_path) is None
+    monkeypatch.setenv(faults.ENV, f"oom@3,preflight_fail@{socket.gethostname()}")
+    assert preflight_node.check(CPU_RUN, tmp_path) == f"injected fault: preflight fails on {socket.gethostname()}"
+    assert faults.step_fault("oom", 3, tmp_path) and not faults.step_fault("oom", 3, tmp_path)  # once per run
+    assert not faults.step_fault("hang", 3, tmp_path)
+
+
+def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(faults.ENV, f"preflight_fail@{socket.gethostname()}")
+    run_dir = tmp_path / "runs" / "abc"
+    metadata = {"run_id": "abc", "name": "n", "ablation": "a", "backbone": "b", "dataset": "d", "seed": 0, "axes": {}}
+    train = job.TrainJob(run_dir, CPU_RUN.model_dump(mode="json"), metadata, attempt={"resources": {"mem_gb": 4}})
+    with pytest.raises(SystemExit) as exited:
+        train()
+    assert exited.value.code == failures.EXIT_PREFLIGHT
+    status = rundir.read_json(run_dir / rundir.STATUS)
+    assert status is not None and "error" not in status
+    assert status["failure"] == "preflight_fail" and status["attempts"][0]["resources"] == {"mem_gb": 4}
+    evidence = Evidence(state=status["state"], failure=status["failure"], reason=status["failure_reason"])
+    verdict = classify(SacctRow.parse("346|FAILED|77:0|node2"), evidence)
+    assert verdict is not None and verdict.failure is Failure.PREFLIGHT_FAIL and "injected fault" in verdict.reason
+
+
+_RANK = """
+import os, sys
+os.environ.update(RANK=sys.argv[1], WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
+from trainers import preflight_node
+preflight_node._all_reduce()
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_all_reduce_across_two_ranks() -> None:
+    """Two CPU processes on gloo: the multi-node check goes through (about 4 s, mostly torch imports)."""
+    port = str(29600 + os.getpid() % 1000)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    ranks = [
+        subprocess.Popen([sys.executable, "-c", _RANK, str(r), port], stdout=subprocess.PIPE, text=True, env=env)
+        for r in (0, 1)
+    ]
+    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0] and all("ok" in out for out in outputs)
+
+
+def test_no_spec_reaches_fault_injection() -> None:
+    from orchestrator.sweep.site import SlurmConfig
+
+    with pytest.raises(ValueError, match="test-only"):
+        SlurmConfig(setup=[f"export {faults.ENV}=preflight_fail@node2"])

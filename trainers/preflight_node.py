@@ -1,0 +1,188 @@
+"""On-node preflight: a few seconds of checks on the compute node before the trainer builds anything.
+
+What a broken node gets wrong, not what a broken config gets wrong (the login node's preflight
+checks those before submission): the environment imports, the requested GPUs are visible and
+compute (a small matmul on each), the driver is new enough for torch's CUDA, the datasets are
+readable from this node, the output and scratch filesystems have room for the run's checkpoints,
+and in a job of several processes a small all-reduce goes through. A failure is one line; the job
+records it as `preflight_fail` against the node and exits with EXIT_CODE, so the run is retried
+elsewhere (orchestrator/launch/failures.py reads both).
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from trainers import faults
+from trainers.config import DatasetConfig, TrainConfig
+
+EXIT_CODE = 77
+"""Exit status of a job whose preflight failed (orchestrator.launch.failures.EXIT_PREFLIGHT)."""
+IMPORTS = ("torch", "torchvision", "timm", "accelerate", "sklearn")
+SCRATCH_MIN_GB = 1.0
+"""Free space the node's scratch ($TMPDIR) must have: loaders and compilers write there."""
+CHECKPOINT_FLOOR_GB = 1.0
+"""Free space the output folder must have when the model's size cannot be estimated."""
+_BYTES_PER_PARAM = 4 * 3 * 2
+"""fp32 weights and two optimizer moments, in checkpoints/last and checkpoints/best."""
+
+
+class PreflightFailed(RuntimeError):
+    """One line: what this node cannot do for the run."""
+
+
+def check(cfg: TrainConfig, run_dir: Path) -> str | None:
+    """Run every check; the first failure's one-line reason, or None when the node is fit."""
+    steps: list[Callable[[], None]] = [
+        _injected,
+        _imports,
+        lambda: _gpus(cfg.distributed.gpus_per_node),
+        lambda: _datasets(cfg.data.dataset),
+        lambda: _space(cfg, run_dir),
+        _all_reduce,
+    ]
+    try:
+        for step in steps:
+            step()
+    except PreflightFailed as exc:
+        return str(exc)
+    return None
+
+
+def _injected() -> None:
+    reason = faults.preflight_fault()
+    if reason:
+        raise PreflightFailed(reason)
+
+
+def _imports() -> None:
+    for name in IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # an environment that cannot import is the node's (or its image's) fault
+            raise PreflightFailed(f"import {name}: {type(exc).__name__}: {exc}") from None
+
+
+def _gpus(requested: int) -> None:
+    """The GPUs this process will use are visible, the driver is new enough, and each computes."""
+    if requested == 0:
+        return
+    import torch
+
+    _driver_new_enough()
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+        raise PreflightFailed(f"{requested} GPU(s) requested, CUDA sees none (CUDA_VISIBLE_DEVICES={visible})")
+    count = torch.cuda.device_count()
+    if count < requested:
+        raise PreflightFailed(f"{requested} GPU(s) requested per node, {count} visible")
+    local = os.environ.get("LOCAL_RANK")
+    devices = [int(local)] if local is not None and int(os.environ.get("WORLD_SIZE", "1")) > 1 else range(requested)
+    for index in devices:
+        _matmul(index)
+
+
+def _driver_new_enough() -> None:
+    """The driver supports the CUDA version torch was built with (a same-major driver is enough)."""
+    import torch
+
+    built = torch.version.cuda
+    reader = getattr(torch._C, "_cuda_getDriverVersion", None)
+    if not built or reader is None:
+        return  # a CPU build of torch: the is_available check reports the missing GPU
+    try:
+        driver = int(reader())  # e.g. 12040 for CUDA 12.4
+    except Exception as exc:
+        raise PreflightFailed(f"CUDA driver unusable: {type(exc).__name__}: {exc}") from None
+    major = int(str(built).split(".")[0])
+    if driver < major * 1000:
+        raise PreflightFailed(f"CUDA driver supports {driver // 1000}.{driver % 1000 // 10}, torch needs {built}")
+
+
+def _matmul(index: int) -> None:
+    import torch
+
+    try:
+        a = torch.randn(256, 256, device=f"cuda:{index}")
+        value = float((a @ a).sum().item())
+        torch.cuda.synchronize(index)
+    except Exception as exc:
+        raise PreflightFailed(f"GPU {index}: matmul failed: {type(exc).__name__}: {exc}") from None
+    if value != value:  # NaN from a broken device
+        raise PreflightFailed(f"GPU {index}: matmul gave NaN")
+
+
+def _datasets(dataset: DatasetConfig) -> None:
+    """Every dataset root the run reads can be listed from this node (an unmounted filesystem cannot)."""
+    for part in (dataset, *dataset.parts):
+        if part.root is None:
+            continue
+        root = Path(part.root).expanduser()
+        try:
+            with os.scandir(root) as entries:
+                next(entries, None)
+        except OSError as exc:
+            raise PreflightFailed(f"dataset {part.name}: {root} unreadable ({exc.strerror or exc})") from None
+
+
+def _space(cfg: TrainConfig, run_dir: Path) -> None:
+    """Room for the run's checkpoints in the output folder, and some on the node's scratch."""
+    needed_gb = _checkpoint_gb(cfg)
+    _free_at_least(run_dir if run_dir.exists() else run_dir.parent, needed_gb, "output")
+    scratch = os.environ.get("TMPDIR")
+    if scratch and Path(scratch).is_dir():
+        _free_at_least(Path(scratch), SCRATCH_MIN_GB, "scratch ($TMPDIR)")
+
+
+def _checkpoint_gb(cfg: TrainConfig) -> float:
+    """Size of the run's checkpoints, from the backbone's parameter count (meta device: no memory)."""
+    try:
+        import timm
+        import torch
+
+        with torch.device("meta"):
+            model = timm.create_model(cfg.model.backbone, pretrained=False)
+        params = sum(p.numel() for p in model.parameters())
+    except Exception:  # a backbone timm cannot build here is the trainer's error to report, not the node's
+        return CHECKPOINT_FLOOR_GB
+    return max(CHECKPOINT_FLOOR_GB / 10, params * _BYTES_PER_PARAM / 1e9)
+
+
+def _free_at_least(path: Path, needed_gb: float, what: str) -> None:
+    try:
+        free_gb = shutil.disk_usage(path).free / 1e9
+    except OSError as exc:
+        raise PreflightFailed(f"{what}: cannot stat {path} ({exc.strerror or exc})") from None
+    if free_gb < needed_gb:
+        raise PreflightFailed(f"{what}: {free_gb:.1f} GB free at {path}, the run's checkpoints need {needed_gb:.1f} GB")
+
+
+def _all_reduce() -> None:
+    """A job of several processes: a one-element gloo all-reduce across every rank (on a port beside
+    the trainer's, so its own rendezvous later starts clean)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or "MASTER_ADDR" not in os.environ:
+        return
+    import torch
+    import torch.distributed as dist
+
+    address = f"tcp://{os.environ['MASTER_ADDR']}:{int(os.environ.get('MASTER_PORT', '29500')) + 1}"
+    rank = int(os.environ["RANK"])
+    try:
+        dist.init_process_group(
+            "gloo", init_method=address, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
+        )
+        total = torch.ones(1)
+        dist.all_reduce(total)
+    except Exception as exc:
+        raise PreflightFailed(f"all-reduce across {world} ranks failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(total.item()) != world:
+        raise PreflightFailed(f"all-reduce across {world} ranks gave {total.item()}, expected {world}")
