@@ -186,6 +186,8 @@ def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> i
     from orchestrator.sweep import site
 
     _submit_checks(spec, runs, args)
+    if getattr(args, "clear_quarantine", False) and not args.dry_run:
+        _clear_quarantine(spec)
     outcome = launch.submit(
         spec,
         runs,
@@ -197,8 +199,21 @@ def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> i
         console=console,
         workers=args.workers,
         follow_s=args.interval if args.follow else None,
+        retry_all=getattr(args, "retry_all", False),
     )
     return 1 if outcome.failed else 0
+
+
+def _clear_quarantine(spec: SweepSpec) -> None:
+    """submit --clear-quarantine: every node may run the sweep's jobs again."""
+    from orchestrator.launch import quarantine
+    from orchestrator.sweep import store
+
+    root = store.sweep_root(spec)
+    if not root.exists():
+        return
+    count = quarantine.clear(root)
+    console.print(f"quarantine cleared ({count} node(s) had failures recorded)")
 
 
 def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override: bool, where: str) -> None:
@@ -242,7 +257,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
             time.sleep(args.interval)  # a refresh period for a human, not synchronisation
-            current = status.sweep_status(runs, root)
+            current = status.sweep_status(runs, root, spec.retry.quarantine_after)
             live.update(status_view(spec.name, current, args.all), refresh=True)
     return 0
 
@@ -262,7 +277,7 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
     spec, runs = _load(args)
     root = store.sweep_root(spec)
     runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
-    return spec, root, status.sweep_status(runs, root)
+    return spec, root, status.sweep_status(runs, root, spec.retry.quarantine_after)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

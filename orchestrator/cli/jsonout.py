@@ -191,6 +191,8 @@ class StatusOut(_Out):
     finished: bool
     """No run is pending or running."""
     warning: str | None
+    quarantined: dict[str, list[str]] = {}
+    """Node -> the failures (class: reason) that quarantined it; later submissions exclude it."""
     runs: list[StatusRun]
     """Every run, completed ones included."""
     problems: list[str]
@@ -204,6 +206,7 @@ def status_object(spec: SweepSpec, root: Path, current: SweepStatus) -> StatusOu
         runs_total=len(current.runs),
         counts=dict(sorted(current.counts.items())),
         failures=dict(sorted(current.failures.items())),
+        quarantined={node.node: node.reasons for node in current.quarantined},
         finished=current.finished,
         warning=current.warning,
         runs=[_status_run(r) for r in current.runs],

@@ -217,6 +217,16 @@ def _add_submit(sub: Any) -> None:
         help="slurm: stay in the foreground, topping the queue up within your limits; adaptive seeds: every round",
     )
     p.add_argument("--interval", type=float, default=30.0, help="seconds between queue checks with --follow")
+    p.add_argument(
+        "--retry-all",
+        action="store_true",
+        help="slurm: also resubmit runs the retry policy leaves (user errors, retry.max_attempts used up), after a fix",
+    )
+    p.add_argument(
+        "--clear-quarantine",
+        action="store_true",
+        help="slurm: forget the sweep's quarantined nodes (quarantine.json) before submitting",
+    )
     p.set_defaults(func=commands.cmd_submit)
 
 

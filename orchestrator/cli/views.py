@@ -20,6 +20,9 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
     if current.failures:
         failures = ", ".join(f"{n} {kind}" for kind, n in sorted(current.failures.items()))
         parts.append(f"failures (latest attempt): {textsafe.rich(failures)}")
+    for node in current.quarantined:
+        why = textsafe.rich("; ".join(dict.fromkeys(node.reasons)))
+        parts.append(f"[yellow]quarantined[/]: {textsafe.rich(node.node)} ({node.failures} failures: {why})")
     if current.warning:
         parts.append(f"[yellow]warning:[/] {textsafe.rich(current.warning)}")
     shown = [r for r in current.runs if show_all or r.state != "completed"]

@@ -45,15 +45,19 @@ def submit(
     console: Console | None = None,
     workers: int | None = None,
     follow_s: float | None = None,
+    retry_all: bool = False,
 ) -> Outcome:
     """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm).
 
     `follow_s` (slurm): stay in the foreground, polling every `follow_s` seconds, and top the queue
     up within the user's limits until every run has been submitted and left the queue.
+    `retry_all` (slurm): also the runs the retry policy leaves (user errors, attempts used up).
     """
     console = console or Console()
     chosen = launcher(spec, executor, console, profile, workers)
     console.print(chosen.where(), markup=False, highlight=False, soft_wrap=True)
+    if retry_all and hasattr(chosen, "retry_all"):
+        chosen.retry_all = True
     if spec.seeds is not None:  # adaptive seeds: rounds, each decided when it has run; smoke: round 1's seeds
         from orchestrator.launch.rounds import check_options, submit_rounds
 

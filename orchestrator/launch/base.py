@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -94,9 +95,14 @@ class Outcome:
     """Runs not submitted because the user's queue limits were reached (slurm executor)."""
 
 
-def train_job(record: RunRecord, cleanup: Cleanup) -> TrainJob:
-    """The submitit callable of a planned run."""
-    return TrainJob(record.path, record.run.config.model_dump(mode="json"), record.run.metadata(), cleanup)
+def train_job(record: RunRecord, cleanup: Cleanup, attempt: dict[str, Any] | None = None) -> TrainJob:
+    """The submitit callable of a planned run; `attempt` (a retry's resources and the verdict on the
+    attempt before) may double gradient accumulation: half the batch per device after a CUDA OOM."""
+    config = record.run.config.model_dump(mode="json")
+    factor = (attempt or {}).get("resources", {}).get("grad_accum_factor", 1)
+    if isinstance(factor, int) and factor > 1:  # distributed.grad_accum_steps is outside the run id
+        config["distributed"]["grad_accum_steps"] *= factor
+    return TrainJob(record.path, config, record.run.metadata(), cleanup, attempt)
 
 
 def cleanup_for(spec: SweepSpec, smoke: bool) -> Cleanup:

@@ -110,8 +110,12 @@ class TrainJob:
         recorded = status.get("attempts")
         attempts = [a for a in recorded if isinstance(a, dict)] if isinstance(recorded, list) else []
         previous = self.attempt.get("previous")
-        if attempts and isinstance(previous, dict):
-            attempts[-1].update(previous)
+        if isinstance(previous, dict):  # the launcher's verdict on the attempt before this one
+            mine = [a for a in attempts if a.get("job_id") == previous.get("job_id")]
+            if mine:
+                mine[-1].update(previous)
+            else:  # it never started (no entry of its own)
+                attempts.append(dict(previous))
         job_id = _job_key(where)
         if attempts and job_id and attempts[-1].get("job_id") == job_id:
             return attempts  # the same job restarted (requeued on timeout or preemption): one attempt

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from orchestrator import textsafe
-from orchestrator.launch import slurmcli
+from orchestrator.launch import quarantine, retries, slurmcli, status
 from orchestrator.launch.base import Launcher, Outcome, select, train_job
+from orchestrator.launch.failures import Failure, Verdict
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
@@ -25,6 +28,7 @@ from orchestrator.results.reader import RunRecord
 from orchestrator.sweep import nodeenv, site, store
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
+from trainers.rundir import State
 
 # One array: its job resources and its tasks, each task a pack of one or more runs.
 Array = tuple[SlurmConfig, list[list[RunRecord]]]
@@ -37,6 +41,13 @@ class SlurmLauncher(Launcher):
         super().__init__(spec, console)
         self.config = site.resolve_slurm(spec.slurm, profile, spec.site)
         self._warned = False
+        self.retry_all = False
+        """Submit runs the retry policy would leave (user errors, attempts used up): after a fix."""
+        self._next: dict[str, retries.Decision] = {}
+        """run_id -> how its next attempt differs (resources, the verdict on the last), for this start."""
+        self._quarantined: list[str] = []
+        self._told: set[str] = set()
+        """Lines already printed (submit --follow plans retries at every poll)."""
 
     def where(self) -> str:
         """The partition, the resources of one job and the node environment the runs get."""
@@ -78,6 +89,7 @@ class SlurmLauncher(Launcher):
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Submit the arrays that fit the user's queue limits; the manifest is written after each one."""
+        todo = self._plan_retries(todo, root)
         _, arrays = self._arrays(todo)
         limits = queue_limits()
         arrays, held = within(arrays, limits.headroom())
@@ -85,7 +97,7 @@ class SlurmLauncher(Launcher):
         if arrays:
             self._warn_unshared(root)
             outcome = _submit_arrays(
-                root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console, self.cleanup
+                root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console, self.cleanup, self.attempt_of
             )
         if held:
             self.console.print(
@@ -96,22 +108,25 @@ class SlurmLauncher(Launcher):
         return outcome
 
     def follow(self, runs: list[RunSpec], interval_s: float) -> Outcome:
-        """Stay in the foreground: top the queue up as runs finish, until every run was submitted
-        once and none is left in SLURM (Ctrl-C leaves a consistent manifest: it is written per array)."""
+        """Stay in the foreground: top the queue up as runs finish and retry failed ones as the retry policy
+        says, until nothing is left to submit and none is in SLURM (Ctrl-C leaves a consistent manifest:
+        it is written per array)."""
         root = store.sweep_root(self.spec)
         total = Outcome()
         sent: set[str] = set()
         snapshot = True
         while True:
             in_slurm = set(self.owned_elsewhere(root, dry_run=False))
-            records = [r for r in reader.inspect(runs, root) if r.run.run_id not in sent]
-            todo = select(records, False, in_slurm).todo
+            # Runs sent before come back only when they ended without completing: the retry policy
+            # (start -> _plan_retries) decides whether, and with what, they run again.
+            todo = select(reader.inspect(runs, root), False, in_slurm).todo
             if todo:
                 if snapshot:
                     root.mkdir(parents=True, exist_ok=True)
                     store.write_snapshot(self.spec, root)
                     snapshot = False
                 outcome = self.start(todo, root)
+                todo = [r for r in todo if r.run.run_id in outcome.submitted]
                 sent.update(outcome.submitted)
                 total.submitted.update(outcome.submitted)
                 total.held = outcome.held
@@ -129,10 +144,58 @@ class SlurmLauncher(Launcher):
             size = config.max_array_size or slurmcli.DEFAULT_MAX_ARRAY_SIZE
         arrays = [
             (job_config, chunk)
-            for job_config, members in by_resources(config, todo)
+            for job_config, members in by_resources(config, todo, self._adapt)
             for chunk in slurmcli.chunks(pack(job_config, members), size)
         ]
         return size, arrays
+
+    def _adapt(self, record: RunRecord, config: SlurmConfig) -> SlurmConfig:
+        """A run's job resources for this attempt: the retry's, less the quarantined nodes."""
+        decision = self._next.get(record.run.run_id, retries.Decision(True))
+        if decision == retries.Decision(True) and not self._quarantined:
+            return config
+        return retries.resources(config, decision, self._quarantined)
+
+    def attempt_of(self, record: RunRecord, config: SlurmConfig) -> dict[str, Any]:
+        """status.json's entry for the attempt about to be submitted: resources, verdict on the last."""
+        decision = self._next.get(record.run.run_id, retries.Decision(True))
+        return {"resources": retries.recorded(config, decision), "previous": decision.previous}
+
+    def _plan_retries(self, todo: list[RunRecord], root: Path) -> list[RunRecord]:
+        """Apply the retry policy: classify each run's last attempt (one sacct call), record the node
+        failures in the quarantine, and keep the runs to try again with their next resources."""
+        plans = failed_before(todo, root)
+        max_time = _max_time(self.config, plans)
+        policy = self.spec.retry
+        quarantine.record(root, [event for _, verdict, job in plans.values() if (event := _event(verdict, job))])
+        self._quarantined = [q.node for q in quarantine.nodes(root, policy.quarantine_after)]
+        kept, left = [], []
+        for record in todo:
+            verdict, job = plans.get(record.run.run_id, (None, None, None))[1:]
+            decision = retries.decide(policy, verdict, _attempts(record), self.config, max_time, job)
+            decision = _fits_batch(record, decision)
+            if decision.retry or self.retry_all:
+                self._next[record.run.run_id] = replace(decision, retry=True)
+                kept.append(record)
+            else:
+                left.append(f"{record.run.name}: {decision.why}")
+        self._report_retries(kept, left)
+        return kept
+
+    def _report_retries(self, kept: list[RunRecord], left: list[str]) -> None:
+        lines = [f"{r.run.name}: {self._next[r.run.run_id].why}" for r in kept if self._next[r.run.run_id].why]
+        left = [line for line in left if line not in self._told]
+        self._told.update(left)
+        for line in lines[:10]:
+            self.console.print(f"retry: {textsafe.rich(line)}", highlight=False)
+        for line in left[:10]:
+            self.console.print(f"[yellow]not retried[/]: {textsafe.rich(line)}", highlight=False)
+        if len(left) > 10 or len(lines) > 10:
+            self.console.print("... (`orchestrate status --all` lists every run's failure)")
+        if left:
+            self.console.print("submit --retry-all submits them anyway (after a fix)")
+        if self._quarantined:
+            self.console.print(f"quarantined nodes excluded: {textsafe.rich(', '.join(self._quarantined))}")
 
 
 def within(arrays: list[Array], room: int | None) -> tuple[list[Array], int]:
@@ -187,25 +250,44 @@ def pack(config: SlurmConfig, records: list[RunRecord]) -> list[list[RunRecord]]
     return slurmcli.chunks(records, per_task)
 
 
-def task_job(config: SlurmConfig, members: list[RunRecord], cleanup: Cleanup) -> Any:
+AttemptOf = Callable[[RunRecord, SlurmConfig], dict[str, Any]]
+
+
+def task_job(
+    config: SlurmConfig, members: list[RunRecord], cleanup: Cleanup, attempt_of: AttemptOf | None = None
+) -> Any:
     """The submitit callable of one array task: a TrainJob, or a PackedJob of several runs."""
-    if len(members) == 1:
-        return train_job(members[0], cleanup)
+    jobs = [train_job(record, cleanup, attempt_of(record, config) if attempt_of else None) for record in members]
+    if len(jobs) == 1:
+        return jobs[0]
     gpus = config.gpus_per_node if config.pack_gpus else 0
-    return PackedJob([train_job(record, cleanup) for record in members], gpus=gpus)
+    return PackedJob(jobs, gpus=gpus)
 
 
-def by_resources(base: SlurmConfig, records: list[RunRecord]) -> list[tuple[SlurmConfig, list[RunRecord]]]:
-    """Runs grouped by identical job resources (an array has one sbatch header), in plan order."""
+def by_resources(
+    base: SlurmConfig,
+    records: list[RunRecord],
+    adapt: Callable[[RunRecord, SlurmConfig], SlurmConfig] | None = None,
+) -> list[tuple[SlurmConfig, list[RunRecord]]]:
+    """Runs grouped by identical job resources (an array has one sbatch header), in plan order;
+    `adapt` gives a retried run its next attempt's resources."""
     groups: dict[str, tuple[SlurmConfig, list[RunRecord]]] = {}
     for record in records:
         config = job_resources(base, record.run)
+        if adapt is not None:
+            config = adapt(record, config)
         groups.setdefault(config.model_dump_json(), (config, []))[1].append(record)
     return list(groups.values())
 
 
 def _submit_arrays(
-    root: Path, arrays: list[Array], folder: Path, name: str, console: Console, cleanup: Cleanup
+    root: Path,
+    arrays: list[Array],
+    folder: Path,
+    name: str,
+    console: Console,
+    cleanup: Cleanup,
+    attempt_of: AttemptOf | None = None,
 ) -> Outcome:
     import submitit
 
@@ -216,7 +298,7 @@ def _submit_arrays(
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts, python=python)
         executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
         with executor.batch():
-            jobs = [executor.submit(task_job(config, members, cleanup)) for members in group]
+            jobs = [executor.submit(task_job(config, members, cleanup, attempt_of)) for members in group]
         array_id = str(jobs[0].job_id).split("_", 1)[0]
         submitted = {
             record.run.run_id: str(job.job_id) for members, job in zip(group, jobs, strict=True) for record in members
@@ -253,3 +335,49 @@ def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, cons
             f"each task runs: {header.rstrip().splitlines()[-1]}", markup=False, highlight=False, soft_wrap=True
         )
     console.print("nothing submitted")
+
+
+def failed_before(todo: list[RunRecord], root: Path) -> dict[str, tuple[RunRecord, Verdict | None, str | None]]:
+    """run_id -> (record, verdict on its latest attempt, that attempt's job id) for the runs that were
+    submitted before (one sacct call for all of them)."""
+    manifest = store.read_manifest(root)
+    jobs = {r.run.run_id: (manifest["runs"].get(r.run.run_id) or {}).get("job_id") for r in todo}
+    arrays = {str(job).split("_", 1)[0] for job in jobs.values() if job}
+    states = slurmcli.query_states(arrays) if arrays and slurmcli.available() else slurmcli.JobStates({}, True)
+    plans: dict[str, tuple[RunRecord, Verdict | None, str | None]] = {}
+    for record in todo:
+        job = jobs[record.run.run_id]
+        if job is None and record.state is State.MISSING:
+            continue
+        row = states.ends.get(job) if job else None
+        plans[record.run.run_id] = (record, status.attempt_verdict(record, row), job)
+    return plans
+
+
+def _max_time(config: SlurmConfig, plans: dict[str, tuple[RunRecord, Verdict | None, str | None]]) -> int | None:
+    """The partition's MaxTime, asked only when some run timed out."""
+    timed_out = any(v is not None and v.failure is Failure.TIMEOUT for _, v, _ in plans.values())
+    return slurmcli.partition_max_time_min(config.partition) if timed_out and slurmcli.available() else None
+
+
+def _event(verdict: Verdict | None, job: str | None) -> quarantine.Event | None:
+    if verdict is None or not verdict.failure.infrastructure or not verdict.node or not job:
+        return None
+    return quarantine.Event(job, verdict.node, verdict.failure.value, verdict.reason, time.time())
+
+
+def _attempts(record: RunRecord) -> list[dict[str, Any]]:
+    attempts = record.status.get("attempts")
+    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+
+
+def _fits_batch(record: RunRecord, decision: retries.Decision) -> retries.Decision:
+    """A CUDA-OOM retry halves the batch per device only while the batch splits evenly."""
+    if decision.grad_accum_factor <= 1:
+        return decision
+    dist = record.run.config.distributed
+    parts = dist.processes * dist.grad_accum_steps * decision.grad_accum_factor
+    if record.run.config.data.batch_size % parts == 0:
+        return decision
+    why = f"CUDA out of memory; batch_size {record.run.config.data.batch_size} does not split into {parts} parts"
+    return replace(decision, retry=False, why=why)

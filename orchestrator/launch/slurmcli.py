@@ -226,3 +226,33 @@ def cancel(array_ids: Iterable[str]) -> list[str]:
         if result.returncode != 0:
             raise SlurmError(f"scancel failed: {result.stderr.strip()}")
     return ids
+
+
+def partition_max_time_min(partition: str | None) -> int | None:
+    """The partition's MaxTime in minutes (`scontrol show partition`; the default partition when None);
+    None when unlimited or unknown (retries then grow the time limit by the policy's factor alone)."""
+    result = run(["scontrol", "show", "partition", *([partition] if partition else [])])
+    if result.returncode != 0:
+        return None
+    blocks = [b for b in result.stdout.split("PartitionName=") if b.strip()]
+    chosen = blocks[0] if partition else next((b for b in blocks if "Default=YES" in b), None)
+    match = re.search(r"\bMaxTime=(\S+)", chosen or "")
+    return parse_minutes(match.group(1)) if match else None
+
+
+def parse_minutes(text: str) -> int | None:
+    """SLURM's time format (`UNLIMITED`, `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) in whole minutes."""
+    if text in ("UNLIMITED", "INFINITE", "NONE"):
+        return None
+    days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
+    parts = rest.split(":")
+    if not days.isdigit() or not all(p.isdigit() for p in parts) or not 1 <= len(parts) <= 3:
+        return None
+    numbers = [int(p) for p in parts]
+    if "-" in text:  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = [*numbers, 0, 0][:3]
+    elif len(numbers) == 3:
+        hours, minutes, seconds = numbers
+    else:  # M or M:S
+        hours, minutes, seconds = 0, numbers[0], numbers[1] if len(numbers) > 1 else 0
+    return int(days) * 1440 + hours * 60 + minutes + (1 if seconds else 0)

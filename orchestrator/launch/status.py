@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from orchestrator.launch import quarantine
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.base import is_stale
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
@@ -56,6 +57,8 @@ class SweepStatus:
     warning: str | None
     problems: list[reader.Problem] = field(default_factory=list)
     """Unreadable status files and unknown states, by run (those runs count as not started)."""
+    quarantined: list[quarantine.Quarantined] = field(default_factory=list)
+    """Nodes the sweep's later submissions exclude, with the failures that put them there."""
 
     @property
     def counts(self) -> Counter[str]:
@@ -77,8 +80,9 @@ class SweepStatus:
         return all(run.state in TERMINAL for run in self.runs)
 
 
-def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
-    """Join the run folders with the manifest and SLURM's job states."""
+def sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int = 2) -> SweepStatus:
+    """Join the run folders with the manifest and SLURM's job states; nodes with `quarantine_after`
+    failures of their own are listed as quarantined (retry.quarantine_after)."""
     records = reader.inspect(runs, root)
     manifest = store.read_manifest(root)
     states = slurm.JobStates({}, accounting=True)
@@ -101,7 +105,10 @@ def sweep_status(runs: list[RunSpec], root: Path) -> SweepStatus:
     edited = store.snapshot_problem(root)
     if edited is not None:
         problems.insert(0, reader.Problem("(sweep)", store.SWEEP_FILE, edited))
-    return SweepStatus(out, states.warning, problems)
+    _, unreadable = quarantine.load(root)
+    if unreadable is not None:
+        problems.insert(0, reader.Problem("(sweep)", quarantine.FILE, unreadable))
+    return SweepStatus(out, states.warning, problems, quarantine.nodes(root, quarantine_after))
 
 
 def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> str:

@@ -37,6 +37,8 @@ NOT_HASHED: dict[str, str] = {
     "compile": "torch.compile: the same graph, fused (kernel choice aside)",
     "trackers": "who watches the run",
     "checkpoint_every_min": "how often it saves (resume is exact)",
+    "distributed.grad_accum_steps": "micro-batches per optimizer step: the same effective batch (BatchNorm "
+    "statistics over the smaller micro-batch aside); a retry after a CUDA out-of-memory error doubles it",
 }
 _MAIN_AXES = ("backbone", "dataset", "seed")
 

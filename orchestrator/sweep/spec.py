@@ -36,6 +36,7 @@ from orchestrator.sweep.errors import (
     yaml_reason,
 )
 from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
+from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.seeds import AdaptiveSeeds
 from orchestrator.sweep.site import SlurmConfig
 from trainers.config import StrictModel, TrainConfig
@@ -84,6 +85,8 @@ class SweepSpec(StrictModel):
     """Adaptive seeds instead of `grid.seed`: more seeds where a delta is unresolved (orchestrator/sweep/seeds.py)."""
     cleanup: CleanupSpec = Field(default_factory=lambda: CleanupSpec())
     """What finished runs keep on disk (not part of any run id): resume state, smoke checkpoints."""
+    retry: RetryPolicy = Field(default_factory=lambda: RetryPolicy())
+    """How failed runs are retried by failure class, and when a node is quarantined (not part of any run id)."""
 
     _source: Path | None = PrivateAttr(default=None)
     _overrides: tuple[str, ...] = PrivateAttr(default=())

@@ -1,0 +1,175 @@
+"""Retries that learn: the next attempt's resources from how the last one ended (pure functions).
+
+`decide` reads the run's attempts (status.json's `attempts`, each with the resources it asked for and
+the class it ended with) and the latest verdict, and answers: do not retry (and why), or retry with
+these resources. Everything it changes is passed through SlurmConfig's validators again, so a node
+name or a memory size bound for sbatch meets the same allow-lists as the user's own values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.launch.failures import Failure, Verdict
+from orchestrator.sweep.retry import RetryPolicy
+from orchestrator.sweep.site import SlurmConfig
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to try a run again, with what, and why (the line `submit` prints)."""
+
+    retry: bool
+    why: str = ""
+    mem_gb: float | None = None
+    timeout_min: int | None = None
+    grad_accum_factor: int = 1
+    """The trainer's gradient accumulation times this (CUDA OOM: half the batch per device)."""
+    exclude: tuple[str, ...] = ()
+    """Nodes this run's own failures rule out (the sweep's quarantine is added by the launcher)."""
+    previous: dict[str, Any] = field(default_factory=dict)
+    """The verdict on the last attempt, recorded on its entry in status.json."""
+
+
+def last_resources(attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the latest recorded attempt asked for ({} before the first)."""
+    resources = attempts[-1].get("resources") if attempts else None
+    return resources if isinstance(resources, dict) else {}
+
+
+def decide(
+    policy: RetryPolicy,
+    verdict: Verdict | None,
+    attempts: list[dict[str, Any]],
+    base: SlurmConfig,
+    max_time_min: int | None,
+    job_id: str | None = None,
+) -> Decision:
+    """The next attempt of a run whose latest attempt (job `job_id`) ended as `verdict` (None: never ran,
+    or it is not known how it ended: submit as planned)."""
+    if verdict is None or verdict.failure is Failure.COMPLETED:
+        if len(attempts) >= policy.max_attempts + policy.max_node_attempts:  # ended unseen (no sacct), again
+            return Decision(False, f"{len(attempts)} attempts, none known to have ended (retry.max_attempts)")
+        return Decision(True)
+    previous = {"job_id": job_id, "failure": verdict.failure.value, "node": verdict.node, "reason": verdict.reason}
+    last = last_resources(attempts)
+    if attempts and job_id is not None and attempts[-1].get("job_id") != job_id:
+        attempts = [*attempts, {"job_id": job_id}]  # the latest attempt never started (no entry of its own)
+    exclude = _excluded(attempts, verdict)
+    if verdict.failure is Failure.USER_ERROR:
+        return Decision(False, f"user error, not retried: {verdict.reason}", previous=previous)
+    run_tries, node_tries = _tries(attempts, verdict)
+    if verdict.failure.infrastructure:
+        if node_tries > policy.max_node_attempts:
+            return Decision(False, f"{node_tries} node failures (retry.max_node_attempts)", previous=previous)
+        return _same(last, base, f"{verdict.failure.value} on {verdict.node}: retried without it", exclude, previous)
+    if run_tries >= policy.max_attempts:
+        why = f"{run_tries} attempts (retry.max_attempts), the last {verdict.failure.value}"
+        return Decision(False, why, previous=previous)
+    if verdict.failure is Failure.OOM:
+        return _after_oom(policy, verdict, last, base, exclude, previous)
+    if verdict.failure is Failure.TIMEOUT:
+        return _after_timeout(policy, last, base, max_time_min, exclude, previous)
+    return _same(last, base, f"{verdict.failure.value}: retried as it was", exclude, previous)
+
+
+def _same(
+    last: dict[str, Any], base: SlurmConfig, why: str, exclude: tuple[str, ...], previous: dict[str, Any]
+) -> Decision:
+    return Decision(
+        True,
+        why,
+        mem_gb=_float(last.get("mem_gb"), base.mem_gb),
+        timeout_min=_int(last.get("timeout_min"), base.timeout_min),
+        grad_accum_factor=_int(last.get("grad_accum_factor"), 1) or 1,
+        exclude=exclude,
+        previous=previous,
+    )
+
+
+def _after_oom(
+    policy: RetryPolicy,
+    verdict: Verdict,
+    last: dict[str, Any],
+    base: SlurmConfig,
+    exclude: tuple[str, ...],
+    previous: dict[str, Any],
+) -> Decision:
+    same = _same(last, base, "", exclude, previous)
+    if verdict.cuda:
+        if not policy.cuda_oom_halve_batch:
+            return Decision(False, "CUDA out of memory (retry.cuda_oom_halve_batch is off)", previous=previous)
+        factor = same.grad_accum_factor * 2
+        why = f"CUDA out of memory: batch per device halved, gradient accumulation x{factor}"
+        return Decision(True, why, same.mem_gb, same.timeout_min, factor, exclude, previous)
+    was = same.mem_gb if same.mem_gb is not None else policy.oom_start_mem_gb
+    if was >= policy.oom_mem_cap_gb:
+        return Decision(False, f"host out of memory at {was:g} GB, the cap (retry.oom_mem_cap_gb)", previous=previous)
+    mem = min(policy.oom_mem_cap_gb, math.ceil(was * policy.oom_mem_factor * 10) / 10)
+    why = f"host out of memory: {was:g} -> {mem:g} GB"
+    return Decision(True, why, mem, same.timeout_min, same.grad_accum_factor, exclude, previous)
+
+
+def _after_timeout(
+    policy: RetryPolicy,
+    last: dict[str, Any],
+    base: SlurmConfig,
+    max_time_min: int | None,
+    exclude: tuple[str, ...],
+    previous: dict[str, Any],
+) -> Decision:
+    same = _same(last, base, "", exclude, previous)
+    was = same.timeout_min or base.timeout_min
+    time_min = math.ceil(was * policy.time_factor)
+    if max_time_min is not None:
+        time_min = min(time_min, max_time_min)
+    why = f"time limit: {was} -> {time_min} min (resumes from its last checkpoint)"
+    return Decision(True, why, same.mem_gb, time_min, same.grad_accum_factor, exclude, previous)
+
+
+def _tries(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[int, int]:
+    """(attempts that ended for a reason of the run, attempts that ended for a reason of the node), the
+    latest (judged by `verdict`) included; earlier ones by the class recorded on their entry."""
+    kinds = [str(a.get("failure", "")) for a in attempts[:-1]] + [verdict.failure.value]
+    node = sum(1 for kind in kinds if kind in {f.value for f in Failure if f.infrastructure})
+    return len(kinds) - node, node
+
+
+def _excluded(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[str, ...]:
+    """Nodes where this run's attempts failed for the node's reasons."""
+    infra = {f.value for f in Failure if f.infrastructure}
+    nodes = [str(a.get("node")) for a in attempts[:-1] if a.get("failure") in infra and a.get("node")]
+    if verdict.failure.infrastructure and verdict.node:
+        nodes.append(verdict.node)
+    return tuple(dict.fromkeys(nodes))
+
+
+def resources(base: SlurmConfig, decision: Decision, quarantined: list[str]) -> SlurmConfig:
+    """The job resources of the next attempt, validated again (node names and sizes meet the allow-lists)."""
+    nodes = [n for n in (base.exclude or "").split(",") if n] + list(decision.exclude) + quarantined
+    update: dict[str, Any] = {"exclude": ",".join(dict.fromkeys(nodes)) or None}
+    if decision.mem_gb is not None:
+        update["mem_gb"] = decision.mem_gb
+    if decision.timeout_min is not None:
+        update["timeout_min"] = decision.timeout_min
+    return SlurmConfig.model_validate({**base.model_dump(), **update})
+
+
+def recorded(config: SlurmConfig, decision: Decision) -> dict[str, Any]:
+    """What the attempt asks for, as status.json's attempt entry keeps it."""
+    return {
+        "mem_gb": config.mem_gb,
+        "timeout_min": config.timeout_min,
+        "exclude": config.exclude,
+        "grad_accum_factor": decision.grad_accum_factor,
+    }
+
+
+def _float(value: Any, default: float | None) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
+
+
+def _int(value: Any, default: int) -> int:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else default

@@ -1,0 +1,42 @@
+"""The retry policy of a sweep (`retry:` in the spec): how a failed attempt is tried again, by its class.
+
+What `submit` (and `submit --follow`, which keeps retrying) does with a run whose latest attempt
+failed, by failure class (orchestrator/launch/failures.py): a user error is not retried; host
+memory grows by `oom_mem_factor` up to `oom_mem_cap_gb`; a CUDA out-of-memory error halves the
+batch per device and doubles gradient accumulation (same effective batch, same run id); a time
+limit grows by `time_factor` up to the partition's MaxTime; a node or preflight failure or a hang
+is resubmitted without that node, which is quarantined for the whole sweep after
+`quarantine_after` such failures.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from trainers.config import StrictModel
+
+
+class RetryPolicy(StrictModel):
+    """How failed runs are retried, per failure class (docs: Failures, retries and quarantine)."""
+
+    max_attempts: int = Field(3, ge=1, le=100)
+    """Attempts of one run, its first included, that end for a reason of the run (out of memory, time
+    limit, crash); a run that used them all is left failed."""
+    max_node_attempts: int = Field(5, ge=0, le=100)
+    """Further attempts of one run after failures of the node (node failure, preflight failure, hang),
+    which do not count against max_attempts."""
+    oom_mem_factor: float = Field(1.5, ge=1.0, le=16.0, allow_inf_nan=False)
+    """Host memory of the next attempt after a host out-of-memory kill: this many times the last one's."""
+    oom_mem_cap_gb: float = Field(512.0, ge=0.1, le=100_000, allow_inf_nan=False)
+    """Host memory (GB per node) that retries never ask beyond; at the cap an out-of-memory run is not retried."""
+    oom_start_mem_gb: float = Field(16.0, ge=0.1, le=100_000, allow_inf_nan=False)
+    """Memory assumed for an attempt that asked for the partition default (slurm.mem_gb unset)."""
+    cuda_oom_halve_batch: bool = True
+    """After a CUDA out-of-memory error: half the batch per device, twice the gradient accumulation (same
+    effective batch; not part of the run id; the table notes name the runs trained so)."""
+    time_factor: float = Field(2.0, ge=1.0, le=100.0, allow_inf_nan=False)
+    """Time limit of the next attempt after a time-out: this many times the last one's, up to the
+    partition's MaxTime (`scontrol show partition`); the attempt resumes from its last checkpoint."""
+    quarantine_after: int = Field(2, ge=1, le=1000)
+    """Failures of the node (node failure, preflight failure, hang) within the sweep after which a node is
+    excluded from every later submission of the sweep (`orchestrate quarantine clear` forgets them)."""

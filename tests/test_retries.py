@@ -1,0 +1,127 @@
+"""Retries that learn and the bad-node quarantine: pure decisions and the sweep's file (unit, no cluster)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.launch import quarantine, retries, slurmcli
+from orchestrator.launch.failures import Failure, Verdict
+from orchestrator.sweep.retry import RetryPolicy
+from orchestrator.sweep.site import SlurmConfig
+
+POLICY = RetryPolicy()
+BASE = SlurmConfig(mem_gb=8, timeout_min=60, exclude="node9")
+
+
+def _attempt(failure: str, node: str = "node1", **resources: object) -> dict[str, object]:
+    return {"job_id": f"1_{failure}", "failure": failure, "node": node, "resources": resources}
+
+
+def test_first_attempt_and_completed_runs_go_as_planned() -> None:
+    assert retries.decide(POLICY, None, [], BASE, None) == retries.Decision(True)
+
+
+def test_user_error_is_not_retried() -> None:
+    decision = retries.decide(POLICY, Verdict(Failure.USER_ERROR, "node1", "KeyError: 'x'"), [{}], BASE, None)
+    assert not decision.retry and decision.why == "user error, not retried: KeyError: 'x'"
+
+
+def test_host_oom_grows_memory_up_to_the_cap() -> None:
+    oom = Verdict(Failure.OOM, "node1", "host memory")
+    decision = retries.decide(POLICY, oom, [{"resources": {"mem_gb": 8}}], BASE, None)
+    assert decision.retry and decision.mem_gb == 12 and decision.why == "host out of memory: 8 -> 12 GB"
+    capped = RetryPolicy(oom_mem_cap_gb=10)
+    assert retries.decide(capped, oom, [{"resources": {"mem_gb": 8}}], BASE, None).mem_gb == 10
+    at_cap = retries.decide(capped, oom, [{"resources": {"mem_gb": 10}}], BASE, None)
+    assert not at_cap.retry and "the cap" in at_cap.why
+    unset = retries.decide(POLICY, oom, [{}], SlurmConfig(), None)  # partition default: from oom_start_mem_gb
+    assert unset.mem_gb == 24
+
+
+def test_cuda_oom_halves_the_batch_per_device_and_keeps_memory() -> None:
+    verdict = Verdict(Failure.OOM, "node1", "CUDA out of memory", cuda=True)
+    first = retries.decide(POLICY, verdict, [{"resources": {"mem_gb": 8}}], BASE, None)
+    assert (first.retry, first.grad_accum_factor, first.mem_gb) == (True, 2, 8)
+    second = retries.decide(POLICY, verdict, [_attempt("oom", grad_accum_factor=2), {}], BASE, None)
+    assert second.grad_accum_factor == 2  # the last attempt's resources ({}): from 1 again
+    again = retries.decide(POLICY, verdict, [{"resources": {"grad_accum_factor": 2}}], BASE, None)
+    assert again.grad_accum_factor == 4
+
+
+def test_timeout_grows_time_up_to_the_partitions_max_time() -> None:
+    verdict = Verdict(Failure.TIMEOUT, "node2", "TIMEOUT")
+    assert retries.decide(POLICY, verdict, [{}], BASE, None).timeout_min == 120
+    assert retries.decide(POLICY, verdict, [{}], BASE, 90).timeout_min == 90
+
+
+def test_never_beyond_max_attempts() -> None:
+    verdict = Verdict(Failure.CRASHED, "node1", "FAILED 0:11")
+    two = [_attempt("crashed"), {}]
+    assert retries.decide(POLICY, verdict, two, BASE, None).retry
+    three = [_attempt("crashed"), _attempt("timeout"), {}]
+    decision = retries.decide(POLICY, verdict, three, BASE, None)
+    assert not decision.retry and decision.why == "3 attempts (retry.max_attempts), the last crashed"
+
+
+def test_node_failures_exclude_the_node_and_do_not_use_the_runs_attempts() -> None:
+    verdict = Verdict(Failure.PREFLIGHT_FAIL, "node2", "injected fault")
+    history = [_attempt("crashed"), _attempt("crashed"), _attempt("hang", node="node3"), {}]
+    decision = retries.decide(POLICY, verdict, history, BASE, None, job_id=None)
+    assert decision.retry and decision.exclude == ("node3", "node2")
+    config = retries.resources(BASE, decision, quarantined=["node2", "node4"])
+    assert config.exclude == "node9,node3,node2,node4" and config.mem_gb == 8
+    many = [_attempt("preflight_fail")] * POLICY.max_node_attempts + [{}]
+    assert not retries.decide(POLICY, verdict, many, BASE, None).retry
+
+
+def test_a_latest_attempt_that_never_started_is_counted() -> None:
+    verdict = Verdict(Failure.NODE_FAIL, "node2", "NODE_FAIL")
+    decision = retries.decide(POLICY, verdict, [{"job_id": "5_0", "resources": {}}], BASE, None, job_id="6_0")
+    assert decision.previous == {"job_id": "6_0", "failure": "node_fail", "node": "node2", "reason": "NODE_FAIL"}
+
+
+def test_resources_meet_the_allow_lists() -> None:
+    hostile = retries.Decision(True, exclude=("node1;rm -rf /",))
+    with pytest.raises(ValueError, match="host list"):
+        retries.resources(BASE, hostile, [])
+
+
+def test_quarantine_counts_each_attempt_once_and_clears(tmp_path: Path) -> None:
+    events = [quarantine.Event(f"7_{i}", "node2", "preflight_fail", "injected fault", 100.0 + i) for i in range(2)]
+    quarantine.record(tmp_path, events[:1])
+    quarantine.record(tmp_path, events[:1])  # the same attempt seen at the next poll
+    assert quarantine.nodes(tmp_path, threshold=2) == []
+    quarantine.record(tmp_path, events)
+    [node] = quarantine.nodes(tmp_path, threshold=2)
+    assert (node.node, node.failures) == ("node2", 2) and node.reasons[0] == "preflight_fail: injected fault"
+    assert quarantine.clear(tmp_path) == 1
+    assert quarantine.nodes(tmp_path, threshold=1) == []
+    assert len(json.loads((tmp_path / quarantine.FILE).read_text())["events"]) == 2  # history kept
+
+
+def test_unreadable_quarantine_is_named_and_never_overwritten(tmp_path: Path) -> None:
+    (tmp_path / quarantine.FILE).write_text("{broken")
+    _, problem = quarantine.load(tmp_path)
+    assert problem is not None and problem.startswith("quarantine.json: ")
+    quarantine.record(tmp_path, [quarantine.Event("1_0", "node2", "hang", "", 1.0)])
+    assert (tmp_path / quarantine.FILE).read_text() == "{broken"
+    assert quarantine.nodes(tmp_path, 1) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "minutes"),
+    [
+        ("UNLIMITED", None),
+        ("30", 30),
+        ("5:30", 6),
+        ("02:00:00", 120),
+        ("1-00:00:00", 1440),
+        ("2-12", 3600),
+        ("x", None),
+    ],
+)
+def test_slurm_time_format(text: str, minutes: int | None) -> None:
+    assert slurmcli.parse_minutes(text) == minutes
