@@ -57,6 +57,10 @@ def test_injected_fault_only_for_the_named_host(monkeypatch: pytest.MonkeyPatch,
     assert preflight_node.check(CPU_RUN, tmp_path) == f"injected fault: preflight fails on {socket.gethostname()}"
     assert faults.step_fault("oom", 3, tmp_path) and not faults.step_fault("oom", 3, tmp_path)  # once per run
     assert not faults.step_fault("hang", 3, tmp_path)
+    monkeypatch.setenv(faults.ENV, f"user_error@{tmp_path.name}:0,oom@other:1")
+    with pytest.raises(ValueError, match="injected user error"):
+        faults.before_micro_batch(tmp_path, 0)
+    faults.before_micro_batch(tmp_path, 1)  # another run's fault
 
 
 def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -69,7 +73,14 @@ def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypa
     assert exited.value.code == failures.EXIT_PREFLIGHT
     status = rundir.read_json(run_dir / rundir.STATUS)
     assert status is not None and "error" not in status
-    assert status["failure"] == "preflight_fail" and status["attempts"][0]["resources"] == {"mem_gb": 4}
+    assert status["failure"] == "preflight_fail" and status["attempts"] == [
+        {
+            "job_id": None,
+            "host": socket.gethostname(),
+            "started_at": status["attempts"][0]["started_at"],
+            "resources": {"mem_gb": 4},
+        }
+    ]
     evidence = Evidence(state=status["state"], failure=status["failure"], reason=status["failure_reason"])
     verdict = classify(SacctRow.parse("346|FAILED|77:0|node2"), evidence)
     assert verdict is not None and verdict.failure is Failure.PREFLIGHT_FAIL and "injected fault" in verdict.reason

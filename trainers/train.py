@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, contract, memory, regimes, rules, rundir, tracking
+from trainers import checkpoint, contract, faults, memory, regimes, rules, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -343,6 +343,7 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
     for index, (images, targets) in enumerate(run.data.train, start=start):
         if index >= micro_batches:
             break
+        faults.before_micro_batch(run.run_dir, index)  # tests only (ORCH_FAULT_INJECT); nothing otherwise
         if resumed is not None and index == start:
             # The RNG state saved at this boundary; creating the iterator drew from it since.
             set_rng_states(resumed["rng"])

@@ -110,7 +110,7 @@ class TrainJob:
         recorded = status.get("attempts")
         attempts = [a for a in recorded if isinstance(a, dict)] if isinstance(recorded, list) else []
         previous = self.attempt.get("previous")
-        if isinstance(previous, dict):  # the launcher's verdict on the attempt before this one
+        if isinstance(previous, dict) and previous:  # the launcher's verdict on the attempt before this one
             mine = [a for a in attempts if a.get("job_id") == previous.get("job_id")]
             if mine:
                 mine[-1].update(previous)
