@@ -27,7 +27,7 @@ from trainers import faults, rundir
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 __all__ = ["cluster"]  # the module fixture: the dev cluster must be up
 
-SPEC = TRAIN_SPEC + "retry: {quarantine_after: 1}\n"
+SPEC = TRAIN_SPEC + "retry: {{quarantine_after: 1}}\n"  # format() braces
 
 
 def test_preflight_oom_and_user_error_each_handled_by_class(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
