@@ -77,7 +77,7 @@ def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypa
         {
             "job_id": None,
             "host": socket.gethostname(),
-            "started_at": status["attempts"][0]["started_at"],
+            "at": status["attempts"][0]["at"],
             "resources": {"mem_gb": 4},
         }
     ]

@@ -110,6 +110,23 @@ class StatusEvent(_Open):
     """Unix time of the change, seconds."""
 
 
+def _dict_or_empty(value: Any) -> Any:
+    return value if isinstance(value, dict) else {}
+
+
+class AttemptResources(_Open):
+    """The resources one attempt asked for; a retry changes them by its failure class."""
+
+    mem_gb: Annotated[float | None, BeforeValidator(_number_or_none)] = None
+    """Host memory per node in GB (None: the partition default)."""
+    timeout_min: Annotated[int | None, BeforeValidator(lambda v: v if isinstance(v, int) else None)] = None
+    """Time limit in minutes."""
+    exclude: Name = None
+    """Nodes excluded (`--exclude`): the run's failed nodes and the sweep's quarantine."""
+    grad_accum_factor: Annotated[int, BeforeValidator(lambda v: v if isinstance(v, int) and v >= 1 else 1)] = 1
+    """Gradient accumulation times this, batch per device divided by it (after a CUDA out-of-memory error)."""
+
+
 class Attempt(_Open):
     """One try of a run (a job start, a requeue). Every field is optional: launchers record what
     they know (the failure class, the node, the exit code) as they learn it."""
@@ -128,6 +145,14 @@ class Attempt(_Open):
     """One-line error of a failed attempt."""
     exit_code: Annotated[int | None, BeforeValidator(lambda v: v if isinstance(v, int) else None)] = None
     """Process exit code, when known."""
+    node: Name = None
+    """Node the failure is counted against (the first of sacct's NodeList), recorded by the launcher."""
+    reason: Text = None
+    """Why the attempt got its failure class, in words (the error line, a preflight check's reason)."""
+    resources: Annotated[AttemptResources, BeforeValidator(_dict_or_empty)] = Field(
+        default_factory=lambda: AttemptResources()
+    )
+    """What the attempt asked SLURM for, as the retry policy chose (orchestrator/launch/retries.py)."""
 
 
 class RunStatus(_Open):

@@ -102,13 +102,12 @@ class TrainJob:
         return metrics
 
     def _attempts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
-        """status.json's `attempts`, this one appended: its job, host and resources; the launcher's
-        verdict on the previous attempt goes onto that attempt's entry."""
+        """status.json's `attempts` (contract.Attempt), this one appended: its job, host and resources;
+        the launcher's verdict on the previous attempt goes onto that attempt's entry."""
         from orchestrator.results import reader  # the one reader of run folders (tolerant)
 
         status, _ = reader.read_status(self.run_dir)
-        recorded = status.get("attempts")
-        attempts = [a for a in recorded if isinstance(a, dict)] if isinstance(recorded, list) else []
+        attempts = [a.model_dump(mode="json", exclude_defaults=True) for a in status.attempts]
         previous = self.attempt.get("previous")
         if isinstance(previous, dict) and previous:  # the launcher's verdict on the attempt before this one
             mine = [a for a in attempts if a.get("job_id") == previous.get("job_id")]
@@ -119,7 +118,7 @@ class TrainJob:
         job_id = _job_key(where)
         if attempts and job_id and attempts[-1].get("job_id") == job_id:
             return attempts  # the same job restarted (requeued on timeout or preemption): one attempt
-        entry = {"job_id": job_id, "host": where.get("host"), "started_at": time.time()}
+        entry = {"job_id": job_id, "host": where.get("host"), "at": time.time()}
         entry["resources"] = self.attempt.get("resources", {})
         return [*attempts, entry]
 

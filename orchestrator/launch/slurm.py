@@ -367,8 +367,8 @@ def _event(verdict: Verdict | None, job: str | None) -> quarantine.Event | None:
 
 
 def _attempts(record: RunRecord) -> list[dict[str, Any]]:
-    attempts = record.status.get("attempts")
-    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+    """status.json's attempts (contract.Attempt) as the retry policy reads them."""
+    return [attempt.model_dump(mode="json") for attempt in record.status.attempts]
 
 
 def _fits_batch(record: RunRecord, decision: retries.Decision) -> retries.Decision:
