@@ -290,6 +290,12 @@ def timed(label: str, action: Callable[[], object], reference_s: float) -> None:
 
 def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
     """The spec, its output folder and its planned runs: the first trained, the others copied."""
+    spec_path = folder / "collect_scale.yaml"
+    built = folder / "built"
+    if spec_path.is_file() and built.is_file() and built.read_text().strip() == str(count):  # --keep: built before
+        spec = load_spec(spec_path, max_runs=None)
+        print(f"reusing the {count:,} run folders built in {folder}")
+        return spec_path, spec.output_path, plan(spec)
     spec_path = write_spec(folder, count)
     spec = load_spec(spec_path, max_runs=None)
     runs = plan(spec)
@@ -312,7 +318,11 @@ def main() -> None:
     parser.add_argument(
         "--report", action="store_true", help="also time `collect` with the report (default below 20,000 runs)"
     )
-    parser.add_argument("--keep", type=Path, help="build the folders here and keep them (default: a temporary folder)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="build the folders here and keep them, or reuse those built there (default: a temporary folder)",
+    )
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="collect_scale-"))
     folder.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ only places those names are spelled.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from enum import Enum
@@ -542,6 +543,11 @@ def clean_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
 
 def typed_reason(key: str, value: Any) -> str | None:
     """Why a flat metric value does not have its column's type (None: it does)."""
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, settled by the column's bounds (bool is not int)
+        low, high = _bounds(key)
+        if low <= value <= high:
+            return None
     section = key.split(".", 1)[0]
     if section in SPLITS:
         return _bad_value(key, value)
@@ -589,8 +595,19 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+@functools.lru_cache(maxsize=4096)
+def _bounds(key: str) -> tuple[float, float]:
+    """float_bounds of a column, remembered: 10,000 runs repeat the same hundred keys."""
+    return float_bounds(key)
+
+
 def _bad_value(key: str, value: Any) -> str | None:
     """Why a metric value is not a score (None: it is one)."""
+    kind = type(value)
+    if (kind is float or kind is int) and key.split(".", 1)[0] in SPLITS:
+        low, high = _bounds(key)  # a score column's bounds are exactly this rule's
+        if low <= value <= high:
+            return None
     if not _is_number(value):
         return "is not a number"
     if not math.isfinite(value):

@@ -122,11 +122,14 @@ class _Refused(ValueError):
 
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """An object whose keys are each written once (json keeps the last of a repeated key silently)."""
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
+    out = dict(pairs)
+    if len(out) == len(pairs):  # no key twice: one C call instead of a Python loop per key
+        return out
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
             raise _Refused(f"key {json.dumps(key)[:40]} written twice in one object")
-        out[key] = value
+        seen.add(key)
     return out
 
 
