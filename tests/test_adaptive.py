@@ -132,6 +132,14 @@ def test_a_null_row_stops_as_futile_and_its_baseline_with_it(write_spec: Callabl
     assert "Holm over the deltas" in written.markdown
 
 
+def test_a_verdict_without_its_look_falls_back_on_its_round() -> None:
+    # adaptive.json written before verdicts stored their look: round k was judged at look k - 1
+    assert adaptive._look_of({"round": 3}, 6) == 2
+    assert adaptive._look_of({"look": 4, "round": 1}, 6) == 4
+    assert adaptive._look_of({"look": 9}, 6) == adaptive._look_of({}, 6) == 5
+    assert adaptive._look_of({"look": True, "round": "x"}, 6) == 5
+
+
 def test_an_unreadable_adaptive_json_stops_the_rounds(write_spec: Callable[..., Path]) -> None:
     spec = _adaptive(write_spec)
     root = spec.output_path

@@ -42,6 +42,20 @@ def test_boundaries_spend_exactly_the_planned_alpha() -> None:
     assert last == pytest.approx(2.525, abs=1e-3)
 
 
+def test_the_last_look_is_calibrated_for_t_statistics() -> None:
+    seeds = sequential.looks(3, 2, 12)
+    levels = sequential.nominal_levels(seeds, 0.05)
+    z_last = 2 * sp.norm.sf(sequential.z_boundaries(seeds, sequential.spend(6, 0.05))[-1])
+    assert 0.04 < levels[-1] < z_last  # between Bonferroni over looks and the z-recursion's
+    t_abs = sequential.null_t(seeds)  # on the paths it was calibrated on, the union is the level
+    bounds = sp.t.isf(np.array(levels) / 2, np.array(seeds) - 1)
+    assert float((t_abs >= bounds).any(axis=1).mean()) == pytest.approx(0.05, abs=1e-4)
+    # and on fresh null paths, within their binomial error
+    diffs = np.random.default_rng(42).normal(size=(40_000, 1, 12))
+    _, decisions = sequential.replay(diffs, Design(seeds, StopRule("excludes_zero"), family=1, futility=0))
+    assert float((decisions != "0").mean()) <= 0.05 + 3 * math.sqrt(0.05 * 0.95 / 40_000)
+
+
 def test_holm_levels_grow_as_the_family_is_rejected() -> None:
     design = Design(sequential.looks(3, 2, 12), StopRule("excludes_zero"), family=4)
     assert [design.level(r) for r in range(5)] == pytest.approx([0.0125, 0.05 / 3, 0.025, 0.05, 0.05])

@@ -84,7 +84,8 @@ def spreads(spec: SweepSpec, table: TableSpec, variance_from: tuple[SweepSpec, P
 
 def expected_seeds(spec: SweepSpec, spread: float, rows: int, family: int, draws: int = 4000) -> tuple[float, float]:
     """Mean seeds (per ablation cell, of their baseline cell) the adaptive rule runs when no delta is real,
-    at this sd of paired differences (simulated, fixed seed; the rows share their baseline's noise)."""
+    at this sd of paired differences (simulated, fixed seed; the rows share their baseline's noise; futility
+    stops included, Holm counted among the simulated rows)."""
     import numpy as np
 
     design = adaptive.design(spec, family)
