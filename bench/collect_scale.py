@@ -45,7 +45,7 @@ from typing import Any
 
 import yaml
 
-from orchestrator.sweep import store
+from orchestrator import store
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir

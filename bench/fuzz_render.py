@@ -37,11 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the fake run folders are the tests' own fixture
 from tables_fixture import fake_run  # noqa: E402
 
-from orchestrator import textsafe  # noqa: E402
+from orchestrator import store, textsafe  # noqa: E402
 from orchestrator.cli.main import main  # noqa: E402
 from orchestrator.results import figures, render  # noqa: E402
 from orchestrator.results.model import Cell, Row, Table  # noqa: E402
-from orchestrator.sweep import store  # noqa: E402
 from orchestrator.sweep.plan import plan  # noqa: E402
 from orchestrator.sweep.spec import load_spec  # noqa: E402
 from trainers import rundir  # noqa: E402

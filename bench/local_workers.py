@@ -19,10 +19,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.launch.base import cleanup_for, train_job
-from orchestrator.results import reader
-from orchestrator.sweep import store
+from orchestrator.store import run_states
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
@@ -56,7 +55,7 @@ def fresh(out: Path) -> tuple[float, float]:
 
     spec = load_spec(DEMO, [f"output_dir={out}"])
     runs = plan(spec)
-    records = reader.inspect(runs, spec.output_path)
+    records = run_states.inspect(runs, spec.output_path)
     started = time.perf_counter()
     for record in records:
         store.prepare(record.run, record.path)

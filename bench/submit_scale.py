@@ -17,9 +17,8 @@ from pathlib import Path
 import submitit
 from rich.console import Console
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.launch import slurmcli as slurm
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 

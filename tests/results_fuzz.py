@@ -23,9 +23,9 @@ from pathlib import Path
 
 from tables_fixture import fake_run, write_csv
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.results import collect
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from orchestrator.sweep import store
+from orchestrator import store
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir

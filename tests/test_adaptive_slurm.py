@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_adaptive import E2E_SPEC, check_adaptive_table
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.launch import slurmcli
 from orchestrator.results import adaptive
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 

@@ -161,8 +161,8 @@ def test_cleaned_runs_still_eval_and_never_resume(
     half resume without optimizer state) and ends where the first training did."""
     from config_helpers import FAST_RUNS
 
+    from orchestrator import store
     from orchestrator.cli import main
-    from orchestrator.sweep import store
     from orchestrator.sweep.plan import smoke_plan
     from trainers import run as train_run
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from orchestrator import store
 from orchestrator.results import collect, reader, tables
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.results import reader
+from orchestrator.results import run_files
+from orchestrator.store import run_states
 from trainers import contract, rundir
 from trainers.contract import State
 
@@ -28,19 +29,19 @@ def test_contract_is_torch_free() -> None:
 def test_legacy_run_folders_read_as_version_1(folder: str) -> None:
     """Folders written at 883557d, before the contract: no schema_version, every value typed."""
     path = LEGACY_RUNS / folder
-    status, problem = reader.read_status(path)
+    status, problem = run_states.read_status(path)
     assert problem is None and status.schema_version == contract.LEGACY_VERSION
     if status.known_state is not State.COMPLETED:
         return
     assert status.host and status.started_at is not None and status.finished_at is not None
-    values, problems = reader.read_metrics(path, None)
+    values, problems = run_states.read_metrics(path, None)
     assert problems == [] and 0.0 <= values[contract.TEST_TOP1] <= 1.0
-    metrics = reader.metrics_of(path)
+    metrics = run_states.metrics_of(path)
     assert metrics.schema_version == contract.LEGACY_VERSION
     assert metrics.test is not None and metrics.test.top1 == values[contract.TEST_TOP1]
     assert metrics.timing is not None and metrics.timing.wall_s is not None
     assert metrics.provenance is not None and metrics.provenance.num_processes == 1
-    assert reader.throughput(path) is not None
+    assert run_files.throughput(path) is not None
 
 
 def test_status_writes_the_schema_version_and_keeps_room_for_attempts(tmp_path: Path) -> None:
@@ -78,12 +79,12 @@ def test_odd_status_values_read_as_absent() -> None:
 
 def test_metrics_of_another_version_or_run_are_named(tmp_path: Path) -> None:
     rundir.write_json(tmp_path / rundir.METRICS, {"schema_version": 3, "test": {"top1": 0.5}})
-    assert reader.read_metrics(tmp_path, None) == (
+    assert run_states.read_metrics(tmp_path, None) == (
         {},
         [f"metrics.json: schema_version 3 is not one this version reads (at most {contract.SCHEMA_VERSION})"],
     )
     rundir.write_json(tmp_path / rundir.METRICS, {"run_id": "other", "test": {"top1": 0.5}})
-    assert reader.read_metrics(tmp_path, None)[1] == ['metrics.json: written by run "other", not by this run']
+    assert run_states.read_metrics(tmp_path, None)[1] == ['metrics.json: written by run "other", not by this run']
 
 
 def test_the_trainer_writes_what_the_reader_types() -> None:

@@ -8,21 +8,20 @@ from pathlib import Path
 import pytest
 from config_helpers import COST_RUNS
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.cli import main
-from orchestrator.results import cost, reader
-from orchestrator.sweep import store
+from orchestrator.results import cost, run_files
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import load_spec
 
 
 def test_run_hours_scale_with_epochs_images_and_processes(write_spec: Callable[..., Path]) -> None:
     [run, *_] = plan(load_spec(write_spec(), COST_RUNS))
-    measured = reader.Throughput(images_per_s=100.0, device="NVIDIA H100", processes=2, train_images=1000)
+    measured = run_files.Throughput(images_per_s=100.0, device="NVIDIA H100", processes=2, train_images=1000)
     assert cost.run_hours(run, measured) == pytest.approx(3 * 1000 / 100.0 * 2 / 3600.0)
     capped = load_spec(write_spec(), [*COST_RUNS, "grid.dataset=[{name: digits, max_samples: 50}]"])
     assert cost.run_hours(plan(capped)[0], measured) == pytest.approx(3 * 50 / 100.0 * 2 / 3600.0)
-    unknown_size = reader.Throughput(100.0, "cpu", 1, None)
+    unknown_size = run_files.Throughput(100.0, "cpu", 1, None)
     assert cost.run_hours(run, unknown_size) is None
 
 
@@ -43,7 +42,7 @@ def test_smoke_runs_give_each_cell_an_estimate(
     costs = cost.estimate(spec, runs)
     assert [c.hours is not None for c in costs] == [True, True, False]
     smoke = store.run_path(store.sweep_root(spec, smoke=True), smoke_plan(runs)[0].run_id)
-    measured = reader.throughput(smoke)
+    measured = run_files.throughput(smoke)
     assert measured is not None and measured.device.lower() == "cpu"
     assert measured.train_images is not None and measured.train_images > 1000, "the uncapped digits train split"
     expected = sum(cost.run_hours(run, measured) or 0 for run in runs[:2])

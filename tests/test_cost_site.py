@@ -11,9 +11,9 @@ import pytest
 from config_helpers import COST_RUNS
 from tables_fixture import write_csv
 
+from orchestrator import store
 from orchestrator.cli import main
 from orchestrator.results import cost
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.site import SiteError, ThroughputEntry, load_site
 from orchestrator.sweep.spec import load_spec

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from test_slurm import PROFILE, all_in, wait_for
 
-from orchestrator import launch
-from orchestrator.sweep import store
+from orchestrator import launch, store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir

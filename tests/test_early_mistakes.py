@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.results import collect
-from orchestrator.sweep import backbones, store
+from orchestrator.sweep import backbones
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.site import SiteError, load_site
 from orchestrator.sweep.spec import SpecError, load_spec

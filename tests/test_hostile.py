@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import TINY_SPEC
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.launch import slurmcli
-from orchestrator.sweep import preflight, site, store, yamlio
+from orchestrator.sweep import preflight, site, yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
 from trainers import rundir

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.results import collect, outputs
-from orchestrator.sweep import paths, store
+from orchestrator.sweep import paths
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
 

@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.launch import base, status
-from orchestrator.results import collect, reader
-from orchestrator.sweep import bounded, store
+from orchestrator.results import collect, reader, run_files
+from orchestrator.store import run_states
+from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
 from trainers import rundir
@@ -138,19 +140,19 @@ def test_pid_out_of_range_is_a_problem_not_an_overflow(sweep: tuple[SweepSpec, l
     spec, runs = sweep
     path = folder(spec, runs[1])
     rundir.update_status(path, State.RUNNING, host=os.uname().nodename, pid=10**30)
-    record = reader.inspect(runs, spec.output_path)[1]
+    record = run_states.inspect(runs, spec.output_path)[1]
     assert record.problem == "status.json: an integer of 31 digits"  # os.kill(10**30, 0) was an OverflowError
     rundir.write_json(path / rundir.STATUS, {"state": "running", "host": os.uname().nodename, "pid": 2**40})
-    record = reader.inspect(runs, spec.output_path)[1]
+    record = run_states.inspect(runs, spec.output_path)[1]
     assert record.problem is not None and "pid 1099511627776 is not a process id" in record.problem
     assert base.is_stale(record) is False and record.state is State.MISSING
-    assert runs[1].run_id in {r.run.run_id for r in base.select(reader.inspect(runs, spec.output_path)).todo}
+    assert runs[1].run_id in {r.run.run_id for r in base.select(run_states.inspect(runs, spec.output_path)).todo}
     assert status.sweep_status(runs, spec.output_path).counts["unknown"] == 1
 
 
 def test_over_long_csv_field_in_a_smoke_history(tmp_path: Path) -> None:
     (tmp_path / rundir.HISTORY).write_text("epoch,train_images_per_s\n1," + "9" * 200_000 + "\n")
-    assert reader.throughput(tmp_path) is None
+    assert run_files.throughput(tmp_path) is None
     with pytest.raises(bounded.Unreadable, match=r"history\.csv: invalid CSV \(field larger than field limit"):
         bounded.read_csv_rows(tmp_path / rundir.HISTORY)
 
@@ -158,7 +160,7 @@ def test_over_long_csv_field_in_a_smoke_history(tmp_path: Path) -> None:
 def test_state_that_is_not_text(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
     spec, runs = sweep
     (folder(spec, runs[0]) / rundir.STATUS).write_text('{"state": {"a": 1}}')
-    assert "unknown state {'a': 1}" in (reader.inspect(runs, spec.output_path)[0].problem or "")
+    assert "unknown state {'a': 1}" in (run_states.inspect(runs, spec.output_path)[0].problem or "")
 
 
 # ------------------------------------------------------------- item 9: no silent wrong numbers
@@ -176,7 +178,7 @@ def test_another_runs_metrics_is_not_counted(sweep: tuple[SweepSpec, list[RunSpe
     copied = {"run_id": runs[1].run_id, **metrics_of(spec, runs[1])}
     rundir.write_json(folder(spec, runs[0]) / rundir.METRICS, copied)
     assert any(f'written by run "{runs[1].run_id}"' in p for p in problems_for(spec, runs[0]))
-    assert reader.inspect(runs, spec.output_path)[0].state is State.MISSING  # run again
+    assert run_states.inspect(runs, spec.output_path)[0].state is State.MISSING  # run again
     rundir.write_json(folder(spec, runs[0]) / rundir.METRICS, {"run_id": runs[0].run_id, **metrics_of(spec, runs[1])})
     assert problems_for(spec, runs[0]) == []
 
@@ -257,8 +259,8 @@ def test_fifo_in_a_run_folder_never_blocks(sweep: tuple[SweepSpec, list[RunSpec]
     os.mkfifo(path)
     assert any(f"{name} is a FIFO, not a file" in p for p in problems_for(spec, runs[0])) or name == rundir.HISTORY
     assert main(["status", str(spec.source)]) == 0
-    assert reader.epochs_done(folder(spec, runs[0])) == (0 if name == rundir.HISTORY else 2)
-    assert reader.throughput(folder(spec, runs[0])) is None
+    assert run_states.epochs_done(folder(spec, runs[0])) == (0 if name == rundir.HISTORY else 2)
+    assert run_files.throughput(folder(spec, runs[0])) is None
     written = collect.write_tables(spec, spec.output_path, report=name == rundir.HISTORY)
     assert written.runs_path.is_file()
 
@@ -275,7 +277,7 @@ def test_dev_zero_and_sparse_giants_are_not_read(sweep: tuple[SweepSpec, list[Ru
     written = collect.write_tables(spec, spec.output_path)
     assert time.perf_counter() - start < 30
     assert any("metrics.json is a symbolic link" in p.reason for p in written.problems)
-    assert reader.epochs_done(folder(spec, runs[1])) == 0
+    assert run_states.epochs_done(folder(spec, runs[1])) == 0
     with pytest.raises(bounded.Unreadable, match=r"history\.csv: 1,073,741,824 bytes, more than the 64 MiB"):
         bounded.read_bytes(history)
     with pytest.raises(bounded.Unreadable, match=r"zero is a device, not a file"):
@@ -324,10 +326,10 @@ def test_completed_run_with_broken_metrics_is_run_again(
         metrics.unlink()
     else:
         metrics.write_text(text)
-    record = reader.inspect(runs, spec.output_path)[0]
+    record = run_states.inspect(runs, spec.output_path)[0]
     assert record.state is State.MISSING and record.problem is not None
     assert record.problem.startswith("completed, but") and reason in record.problem
-    assert runs[0].run_id in {r.run.run_id for r in base.select(reader.inspect(runs, spec.output_path)).todo}
+    assert runs[0].run_id in {r.run.run_id for r in base.select(run_states.inspect(runs, spec.output_path)).todo}
     assert status.sweep_status(runs, spec.output_path).counts["unknown"] == 1
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.results import collect
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
@@ -355,12 +355,12 @@ def test_local_launcher_lines_print_run_names_and_errors_as_written(tmp_path: Pa
     from rich.progress import Progress
 
     from orchestrator.launch.local import _Reporter
-    from orchestrator.results import reader
+    from orchestrator.store import run_states
     from trainers import rundir
     from trainers.rundir import State
 
     spec = sweep(tmp_path, dataset="[blink]D [red]x")
-    records = reader.inspect(plan(spec), store.sweep_root(spec))
+    records = run_states.inspect(plan(spec), store.sweep_root(spec))
     failed = records[-1]
     rundir.update_status(failed.path, State.FAILED, error="no data under [/scratch/data] \x1b[2J")
     console = Console(file=io.StringIO(), width=10_000, color_system=None, emoji=False)

@@ -11,9 +11,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from orchestrator import store
 from orchestrator.cli import jsonout
 from orchestrator.cli.main import main
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir

@@ -20,7 +20,7 @@ RUN_FOLDER_READS = {"read_json", "read_state", "METRICS", "HISTORY", "SPLIT", "C
 # The writer side may name these: the job writes config.yaml at start; store prepares run folders
 # and reads the sweep folder's own manifest.json (not a run-folder file) with rundir.read_json.
 WRITERS = {
-    ORCHESTRATOR / "sweep" / "store.py": {"CONFIG", "read_json"},
+    ORCHESTRATOR / "store" / "folder.py": {"CONFIG", "read_json"},
     ORCHESTRATOR / "launch" / "job.py": {"CONFIG"},
 }
 MAX_FUNCTION_LINES = 60
@@ -114,9 +114,9 @@ def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
-def test_only_results_reads_run_folders() -> None:
+def test_only_store_and_results_read_run_folders() -> None:
     for path in ORCHESTRATOR.rglob("*.py"):
-        if (ORCHESTRATOR / "results") in path.parents:
+        if (ORCHESTRATOR / "results") in path.parents or (ORCHESTRATOR / "store") in path.parents:
             continue
         used = {
             node.attr
@@ -124,7 +124,7 @@ def test_only_results_reads_run_folders() -> None:
             if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "rundir"
         }
         bad = (used & RUN_FOLDER_READS) - WRITERS.get(path, set())
-        assert not bad, f"{path.relative_to(REPO)} reads run-folder files ({sorted(bad)}); use results.reader"
+        assert not bad, f"{path.relative_to(REPO)} reads run-folder files ({sorted(bad)}); use store.run_states"
 
 
 RUN_FILE_KEY = re.compile(r"(test|val|timing|complexity|provenance|parallel|tested|best)\.[a-z_]")
@@ -157,12 +157,18 @@ def _has_docstring(node: ast.AST) -> bool:
 
 
 def test_stage_packages_depend_in_one_direction() -> None:
-    """cli -> {sweep, launch, results}; nothing imports cli; sweep imports neither launch nor results."""
+    """cli -> {launch, results} -> store -> sweep; nothing imports cli; sweep imports neither launch nor
+    results; launch never results (run states are the store's); the store neither launch nor results."""
     for name, path in _orchestrator_modules().items():
         imported = {n for n in _imports(path, top_level_only=False) if n.startswith("orchestrator.")}
         if not name.startswith("orchestrator.cli"):
             assert not {n for n in imported if n.startswith("orchestrator.cli")}, (name, imported)
         if name.startswith("orchestrator.sweep"):
+            bad = {n for n in imported if n.startswith(("orchestrator.launch", "orchestrator.results"))}
+            assert not bad, (name, bad)
+        if name.startswith("orchestrator.launch"):
+            assert not {n for n in imported if n.startswith("orchestrator.results")}, (name, imported)
+        if name.startswith("orchestrator.store"):
             bad = {n for n in imported if n.startswith(("orchestrator.launch", "orchestrator.results"))}
             assert not bad, (name, bad)
 

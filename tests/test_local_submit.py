@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from config_helpers import FAST_RUNS
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.cli import main
-from orchestrator.results import reader
-from orchestrator.sweep import store
+from orchestrator.store import run_states
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir
@@ -51,7 +50,7 @@ def test_smoke_runs_go_aside_and_never_count(write_spec: Callable[..., Path]) ->
     for run in smoke_plan(runs):
         history = (store.run_path(smoke_root, run.run_id) / rundir.HISTORY).read_text().splitlines()
         assert len(history) == 2, "smoke runs train one short epoch"
-    assert all(r.state is State.MISSING for r in reader.inspect(runs, spec.output_path))
+    assert all(r.state is State.MISSING for r in run_states.inspect(runs, spec.output_path))
     assert main(["collect", str(spec.source), *FAST, "--smoke"]) == 0
     assert (smoke_root / "tables" / "table.md").exists()
 

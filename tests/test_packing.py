@@ -14,13 +14,12 @@ import pytest
 from config_helpers import DEV_PROFILE, FAST_RUNS
 from rich.console import Console
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.launch import slurm as slurm_launch
 from orchestrator.launch import slurmcli
 from orchestrator.launch.packed import PackedJob
 from orchestrator.launch.status import sweep_status
-from orchestrator.results import reader
-from orchestrator.sweep import store
+from orchestrator.store import run_states
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
@@ -31,7 +30,7 @@ SMALL = [item for item in FAST_RUNS if not item.startswith("grid.seed")]
 
 
 def _tasks(spec: SweepSpec) -> list[list[str]]:
-    records = reader.inspect(plan(spec), spec.output_path)
+    records = run_states.inspect(plan(spec), spec.output_path)
     launcher = slurm_launch.SlurmLauncher(spec, launch_console())
     _, arrays = launcher._arrays(records)
     return [[record.run.run_id for record in task] for _, tasks in arrays for task in tasks]
@@ -52,7 +51,7 @@ def test_runs_per_task_packs_consecutive_runs(write_spec: Callable[..., Path]) -
 def test_pack_gpus_puts_one_run_per_gpu_of_a_whole_node_job(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     spec = load_spec(write_spec(), ["slurm.gpus_per_node=4", "slurm.pack_gpus=true"])
     assert [len(task) for task in _tasks(spec)] == [4, 2]
-    records = reader.inspect(plan(spec), spec.output_path)
+    records = run_states.inspect(plan(spec), spec.output_path)
     [(config, _)] = slurm_launch.by_resources(spec.slurm, records)
     header = slurmcli.sbatch_header(tmp_path, slurmcli.executor_parameters(config, "orch-x"), 2)
     assert "#SBATCH --gpus-per-node=4" in header and "#SBATCH --ntasks-per-node=1" in header

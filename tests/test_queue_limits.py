@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 from config_helpers import DEV_PROFILE, FAST_RUNS
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.launch import slurmcli
 from orchestrator.launch.limits import QueueLimits, max_submit_jobs, queue_limits
 from orchestrator.launch.slurm import within
 from orchestrator.launch.status import sweep_status
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 

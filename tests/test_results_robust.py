@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.cli import main
 from orchestrator.launch import base
 from orchestrator.results import collect, reader, tables
-from orchestrator.sweep import store
+from orchestrator.results import index as row_index
+from orchestrator.store import run_states
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
 from trainers import rundir
@@ -126,7 +128,7 @@ def test_unknown_state_is_resubmittable_and_status_says_so(
     spec, runs = sweep
     victim = _victim(runs)
     (store.run_path(spec.output_path, victim.run_id) / rundir.STATUS).write_text('{"state": "zombie"}')
-    records = reader.inspect(runs, spec.output_path)
+    records = run_states.inspect(runs, spec.output_path)
     record = next(r for r in records if r.run.run_id == victim.run_id)
     assert record.state is State.MISSING and "unknown state 'zombie'" in str(record.problem)
     assert [r.run.run_id for r in base.select(records).todo] == [victim.run_id], "submit runs it again"
@@ -180,17 +182,17 @@ def test_index_hashes_a_file_again_only_when_its_stat_moved(tmp_path: Path) -> N
     a same-size rewrite with the mtime set back moves the ctime, and it is hashed again."""
     for name in (rundir.CONFIG, rundir.STATUS, rundir.METRICS):
         (tmp_path / name).write_text('{"a": 1}\n')
-    first = reader.signature(str(tmp_path))
+    first = row_index.signature(str(tmp_path))
     assert all(isinstance(f, list) and len(f) == 6 for f in first)
-    settled = [[*f[:2], "d" * 32, *f[3:5], f[4] + reader.RACY_NS] for f in first]
-    assert reader.signature(str(tmp_path), settled) == settled, "an unchanged stat is not read again"
-    racy = [[*f[:5], f[4] + reader.RACY_NS - 1] for f in settled]
-    assert reader.signature(str(tmp_path), racy)[0][2] == first[0][2], "hashed just after a change: read again"
+    settled = [[*f[:2], "d" * 32, *f[3:5], f[4] + row_index.RACY_NS] for f in first]
+    assert row_index.signature(str(tmp_path), settled) == settled, "an unchanged stat is not read again"
+    racy = [[*f[:5], f[4] + row_index.RACY_NS - 1] for f in settled]
+    assert row_index.signature(str(tmp_path), racy)[0][2] == first[0][2], "hashed just after a change: read again"
     path = tmp_path / rundir.METRICS
     before = os.stat(path)
     path.write_text('{"a": 2}\n')  # same size, and the mtime put back
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-    again = reader.signature(str(tmp_path), settled)
+    again = row_index.signature(str(tmp_path), settled)
     assert again[:2] == settled[:2] and again[2][2] not in ("d" * 32, first[2][2])
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.cli import main
 from orchestrator.launch.base import select
-from orchestrator.results import folders, reader
-from orchestrator.sweep import store
+from orchestrator.results import reader
+from orchestrator.store import run_ids, run_states
 from orchestrator.sweep.plan import plan, run_id_of
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
@@ -66,7 +66,7 @@ def test_folders_of_the_old_id_rule_count_as_done(tmp_path: Path) -> None:
     folders = {path.name for path in (spec.output_path / "runs").iterdir()}
     assert len(runs) == len(folders) == 4
     assert not folders & {run.run_id for run in runs}, "the fixture must hold ids of the old rule"
-    records = reader.inspect(runs, spec.output_path)
+    records = run_states.inspect(runs, spec.output_path)
     assert [r.state for r in records] == [State.COMPLETED] * 4
     assert {r.path.name for r in records} == folders
     assert select(records).todo == []
@@ -92,15 +92,15 @@ def test_a_failed_old_folder_is_rerun_in_place_and_the_id_cache_is_used(
 ) -> None:
     spec = _legacy_sweep(tmp_path)
     runs = plan(spec)
-    first = reader.inspect(runs, spec.output_path)
+    first = run_states.inspect(runs, spec.output_path)
     rundir.update_status(first[0].path, State.FAILED, error="simulated")
     assert (spec.output_path / store.RUN_IDS_FILE).exists()
 
     def unreadable(trainer: dict[str, object]) -> str:
         raise AssertionError("recomputed an id the cache holds")
 
-    monkeypatch.setattr(folders, "run_id_of_recorded", unreadable)
-    again = reader.inspect(runs, spec.output_path)
+    monkeypatch.setattr(run_ids, "run_id_of_recorded", unreadable)
+    again = run_states.inspect(runs, spec.output_path)
     assert [r.path for r in again] == [r.path for r in first]
     assert [r.path for r in select(again).todo] == [first[0].path]
 
@@ -108,9 +108,9 @@ def test_a_failed_old_folder_is_rerun_in_place_and_the_id_cache_is_used(
 def test_a_slurm_job_of_an_old_folder_is_not_submitted_twice(tmp_path: Path) -> None:
     """The manifest of a submission made before the upgrade names the old id: its live job still owns the run."""
     spec = _legacy_sweep(tmp_path)
-    records = reader.inspect(plan(spec), spec.output_path)
+    records = run_states.inspect(plan(spec), spec.output_path)
     rundir.update_status(records[0].path, State.RUNNING, slurm_job_id="41_0")
-    records = reader.inspect(plan(spec), spec.output_path)
+    records = run_states.inspect(plan(spec), spec.output_path)
     chosen = select(records, force=True, in_slurm={records[0].path.name})
     assert chosen.skipped["pending or running in SLURM"] == 1
     assert records[0].path not in [r.path for r in chosen.todo]
@@ -121,7 +121,7 @@ def test_an_own_id_folder_wins_over_an_old_one(tmp_path: Path) -> None:
     runs = plan(spec)
     own = store.run_path(spec.output_path, runs[0].run_id)
     store.prepare(runs[0], own)
-    assert reader.inspect(runs, spec.output_path)[0].path == own
+    assert run_states.inspect(runs, spec.output_path)[0].path == own
 
 
 @pytest.mark.slow
@@ -143,7 +143,7 @@ def test_folders_written_by_the_code_of_883557d_are_recognised(tmp_path: Path) -
     env = {"PYTHONPATH": str(old), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     subprocess.run([*command, "--executor", "local"], cwd=tmp_path, env=env, check=True, capture_output=True)
     spec = load_spec(tmp_path / "legacy.yaml", [f"output_dir={out}", "defaults.data.num_workers=1"])
-    records = reader.inspect(plan(spec), out)
+    records = run_states.inspect(plan(spec), out)
     assert [r.state for r in records] == [State.COMPLETED] * 4
     assert not {r.path.name for r in records} & {r.run.run_id for r in records}
 

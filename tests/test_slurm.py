@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.cli import main
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.status import sweep_status
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir

@@ -16,10 +16,9 @@ import pytest
 from rich.console import Console
 from test_slurm import PROFILE, TRAIN_SPEC, cluster, write
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.launch import slurmcli
 from orchestrator.launch.status import sweep_status
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 from trainers import faults, rundir

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from test_slurm import PROFILE, REPO, cluster, wait_for
 
+from orchestrator import store
 from orchestrator.cli import main
 from orchestrator.launch.status import sweep_status
-from orchestrator.sweep import store, yamlio
+from orchestrator.sweep import yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from test_slurm import PROFILE, finished_after_restart, wait_for
 
-from orchestrator import launch
-from orchestrator.sweep import store
+from orchestrator import launch, store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import checkpoint, rundir

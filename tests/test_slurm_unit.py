@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.launch import slurm as slurm_launch
 from orchestrator.launch import slurmcli as slurm
-from orchestrator.results import reader
+from orchestrator.store import run_states
 from orchestrator.sweep import site
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
@@ -81,7 +81,7 @@ def test_multi_node_cells_get_their_own_array_with_one_task_per_gpu(
 ) -> None:
     big = "per_backbone.test_vit={distributed: {nodes: 2, gpus_per_node: 4, strategy: deepspeed, zero_stage: 3}}"
     spec = load_spec(write_spec(), ["grid.backbone=[resnet10t, test_vit]", big])
-    records = reader.inspect(plan(spec), spec.output_path)
+    records = run_states.inspect(plan(spec), spec.output_path)
     groups = slurm_launch.by_resources(spec.slurm, records)
     assert [len(group) for _, group in groups] == [6, 6]  # 3 ablations x 2 seeds per backbone
     (plain, _), (multi, vit_runs) = groups

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from scipy import stats as sp
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.results import reader, stats, tables
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import store
 from orchestrator.launch import select
 from orchestrator.results import reader
-from orchestrator.sweep import store
+from orchestrator.store import run_states
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir
@@ -51,13 +52,13 @@ def test_select_skips_completed_and_live_runs(write_spec: Callable[..., Path], t
     rundir.update_status(failed, State.FAILED, error="x")
     rundir.update_status(live, State.RUNNING, host=os.uname().nodename, pid=os.getpid())
     rundir.update_status(stale, State.RUNNING, host=os.uname().nodename, pid=2**22 + 12345)
-    selection = select(reader.inspect(runs, root))
+    selection = select(run_states.inspect(runs, root))
     todo = {r.run.run_id for r in selection.todo}
     assert runs[0].run_id not in todo and runs[2].run_id not in todo
     assert {runs[1].run_id, runs[3].run_id, runs[4].run_id, runs[5].run_id} == todo
     assert selection.skipped == {"completed": 1, "running locally": 1}
     # --force redoes completed runs too, but never starts a second copy of a live one.
-    forced = select(reader.inspect(runs, root), force=True)
+    forced = select(run_states.inspect(runs, root), force=True)
     assert {r.run.run_id for r in forced.todo} == {r.run_id for r in runs} - {runs[2].run_id}
 
 
@@ -88,6 +89,6 @@ def test_select_never_duplicates_runs_live_in_slurm(write_spec: Callable[..., Pa
     failed = store.run_path(root, runs[0].run_id)
     store.prepare(runs[0], failed)
     rundir.update_status(failed, State.FAILED, error="x")
-    selection = select(reader.inspect(runs, root), force=True, in_slurm={runs[0].run_id, runs[1].run_id})
+    selection = select(run_states.inspect(runs, root), force=True, in_slurm={runs[0].run_id, runs[1].run_id})
     assert {r.run.run_id for r in selection.todo} == {r.run_id for r in runs[2:]}
     assert selection.skipped == {"pending or running in SLURM": 2}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_json_output import finish
 
+from orchestrator import store
 from orchestrator.results import collect
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.results import collect, reader, tables
 from orchestrator.sweep import complexity as profile_cmd
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
 from trainers.datasets.known import LabelShape, label_shape

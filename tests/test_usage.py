@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from tables_fixture import fake_run
 
+from orchestrator import store
 from orchestrator.cli import main
 from orchestrator.launch.slurm import requested
 from orchestrator.results import collect
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.site import SlurmConfig
 from orchestrator.sweep.spec import SweepSpec, load_spec

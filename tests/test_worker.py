@@ -15,9 +15,8 @@ import psutil
 import pytest
 from config_helpers import FAST_RUNS
 
-from orchestrator import launch
+from orchestrator import launch, store
 from orchestrator.launch.worker import LOG_ERR, LOG_OUT, WarmWorker
-from orchestrator.sweep import store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir

@@ -21,6 +21,7 @@ from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
     from orchestrator.cli import jsonout
+    from orchestrator.launch.rounds import RoundDecider
 
 # Start-up time: the modules a command alone needs (preflight, site, jsonout's models, pandas
 # through results/) are imported inside it, so `status` does not pay for `plan`'s checks.
@@ -146,8 +147,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextManager[object]:
     """The sweep folder's lock (launch/lock.py), held until submit returns (with --follow, until
     the queue is drained); none for --dry-run, which writes nothing."""
+    from orchestrator import store
     from orchestrator.launch import lock
-    from orchestrator.sweep import store
 
     return nullcontext() if args.dry_run else lock.hold(store.sweep_root(spec, args.smoke))
 
@@ -181,6 +182,15 @@ def _submit_json(args: argparse.Namespace) -> jsonout.DryRunOut:
     return jsonout.dry_run_object(spec, runs, args.executor, force=args.force, smoke=args.smoke, profile=profile)
 
 
+def _round_decider(spec: SweepSpec) -> RoundDecider | None:
+    """results.adaptive for a sweep with adaptive seeds (imported only then: it loads the statistics)."""
+    if spec.seeds is None:
+        return None
+    from orchestrator.results import adaptive
+
+    return adaptive
+
+
 def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> int:
     from orchestrator import launch
     from orchestrator.sweep import site
@@ -200,14 +210,15 @@ def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> i
         workers=args.workers,
         follow_s=args.interval if args.follow else None,
         retry_all=getattr(args, "retry_all", False),
+        decider=_round_decider(spec),
     )
     return 1 if outcome.failed else 0
 
 
 def _clear_quarantine(spec: SweepSpec) -> None:
     """submit --clear-quarantine: every node may run the sweep's jobs again."""
+    from orchestrator import store
     from orchestrator.launch import quarantine
-    from orchestrator.sweep import store
 
     root = store.sweep_root(spec)
     if not root.exists():
@@ -270,9 +281,9 @@ def _status_json(args: argparse.Namespace) -> jsonout.StatusOut:
 
 def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
     """The sweep, its output folder and the state of every run scheduled so far."""
+    from orchestrator import store
     from orchestrator.launch import status
     from orchestrator.results import adaptive
-    from orchestrator.sweep import store
 
     spec, runs = _load(args)
     root = store.sweep_root(spec)
@@ -282,9 +293,9 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     """scancel the sweep's arrays that still have pending or running tasks."""
+    from orchestrator import store
     from orchestrator.launch import slurmcli as slurm
     from orchestrator.launch.slurm import runs_in_slurm
-    from orchestrator.sweep import store
 
     spec, _ = _load(args)
     if not slurm.available():

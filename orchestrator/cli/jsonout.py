@@ -118,9 +118,9 @@ class PlanOut(_Out):
 
 def plan_object(spec: SweepSpec, runs: list[RunSpec], warnings: list[str], costs: list[CellCost]) -> PlanOut:
     """The plan as `plan` prints it: axes, rows, every run, the cost estimate."""
+    from orchestrator import store
     from orchestrator.cli.views import axis_value
     from orchestrator.results import cost
-    from orchestrator.sweep import store
 
     root = store.sweep_root(spec)
     return PlanOut(
@@ -137,7 +137,7 @@ def plan_object(spec: SweepSpec, runs: list[RunSpec], warnings: list[str], costs
 
 
 def _plan_run(index: int, run: RunSpec, root: Path) -> PlanRun:
-    from orchestrator.sweep import store
+    from orchestrator import store
 
     axes = json.loads(json.dumps(run.axes, default=str))
     return PlanRun(
@@ -490,9 +490,9 @@ def dry_run_object(
     """The selection `submit` would make (the same select() the launcher calls) and, on SLURM, its arrays."""
     from rich.console import Console
 
-    from orchestrator import launch
-    from orchestrator.results import adaptive, reader
-    from orchestrator.sweep import store
+    from orchestrator import launch, store
+    from orchestrator.results import adaptive
+    from orchestrator.store import run_states
     from orchestrator.sweep.plan import smoke_plan
 
     chosen = launch.launcher(spec, executor, Console(stderr=True), profile)
@@ -503,7 +503,7 @@ def dry_run_object(
     if smoke:
         runs, force = smoke_plan(runs), True
     root = store.sweep_root(spec, smoke)
-    selection = launch.select(reader.inspect(runs, root), force, chosen.owned_elsewhere(root, dry_run=True))
+    selection = launch.select(run_states.inspect(runs, root), force, chosen.owned_elsewhere(root, dry_run=True))
     todo = [DryRunRun(run_id=r.run.run_id, name=r.run.name, run_dir=_abs(r.path) or "") for r in selection.todo]
     size, arrays = _arrays(chosen, selection.todo, root, spec.name)
     return DryRunOut(
@@ -521,9 +521,9 @@ def dry_run_object(
 
 def _arrays(chosen: Any, todo: list[Any], root: Path, name: str) -> tuple[int | None, list[DryRunArray]]:
     """The arrays and sbatch scripts the SLURM launcher's preview prints (none for local executors)."""
+    from orchestrator import store
     from orchestrator.launch import slurmcli
     from orchestrator.launch.slurm import SlurmLauncher
-    from orchestrator.sweep import store
 
     if not isinstance(chosen, SlurmLauncher) or not todo:
         return None, []

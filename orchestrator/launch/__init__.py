@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.console import Console
 
 from orchestrator.launch.base import Launcher, Outcome, Selection, select
+from orchestrator.launch.rounds import RoundDecider
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
@@ -46,12 +47,14 @@ def submit(
     workers: int | None = None,
     follow_s: float | None = None,
     retry_all: bool = False,
+    decider: RoundDecider | None = None,
 ) -> Outcome:
     """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm).
 
     `follow_s` (slurm): stay in the foreground, polling every `follow_s` seconds, and top the queue
     up within the user's limits until every run has been submitted and left the queue.
     `retry_all` (slurm): also the runs the retry policy leaves (user errors, attempts used up).
+    `decider` (adaptive seeds): what decides each round (orchestrator.results.adaptive).
     """
     console = console or Console()
     chosen = launcher(spec, executor, console, profile, workers)
@@ -63,7 +66,9 @@ def submit(
 
         check_options(force, smoke)
         if not smoke:
-            return submit_rounds(chosen, runs, dry_run=dry_run, follow_s=follow_s)
+            if decider is None:
+                raise SpecError(f"{spec.name}: adaptive seeds need a round decider (orchestrator.results.adaptive)")
+            return submit_rounds(chosen, runs, decider, dry_run=dry_run, follow_s=follow_s)
         runs = [run for run in runs if run.seed < spec.seeds.initial]
     if follow_s is None:
         return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)

@@ -18,10 +18,10 @@ from typing import Any
 
 from rich.console import Console
 
+from orchestrator import store
 from orchestrator.launch.job import Cleanup, TrainJob
-from orchestrator.results import reader
-from orchestrator.results.reader import RunRecord
-from orchestrator.sweep import store
+from orchestrator.store import run_states
+from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.plan import RunSpec, smoke_plan
 from orchestrator.sweep.spec import SweepSpec
 from trainers.rundir import State
@@ -140,7 +140,7 @@ class Launcher(ABC):
             force = True  # smoke runs are a check, never a cache
         self.cleanup = cleanup_for(self.spec, smoke)
         root = store.sweep_root(self.spec, smoke)
-        records = reader.inspect(runs, root)
+        records = run_states.inspect(runs, root)
         selection = select(records, force, self.owned_elsewhere(root, dry_run))
         suffix = " (smoke)" if smoke else ""
         self.console.print(f"[bold]{self.spec.name}[/]{suffix}: {len(runs)} runs planned; {selection.summary()}")

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import store
 from orchestrator.launch.worker import ENV_LOG_ERR, ENV_LOG_OUT
-from orchestrator.sweep import nodeenv, store
+from orchestrator.store import run_states
+from orchestrator.sweep import nodeenv
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.rundir import State
@@ -104,9 +106,7 @@ class TrainJob:
     def _attempts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         """status.json's `attempts` (contract.Attempt), this one appended: its job, host and resources;
         the launcher's verdict on the previous attempt goes onto that attempt's entry."""
-        from orchestrator.results import reader  # the one reader of run folders (tolerant)
-
-        status, _ = reader.read_status(self.run_dir)
+        status, _ = run_states.read_status(self.run_dir)
         attempts = [a.model_dump(mode="json", exclude_defaults=True) for a in status.attempts]
         previous = self.attempt.get("previous")
         if isinstance(previous, dict) and previous:  # the launcher's verdict on the attempt before this one

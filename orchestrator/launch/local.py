@@ -14,14 +14,13 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from orchestrator import textsafe
+from orchestrator import store, textsafe
 from orchestrator.launch.base import Launcher, Outcome, train_job
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.status import last_frame
 from orchestrator.launch.worker import run_pool, visible_gpus, worker_envs
-from orchestrator.results import reader
-from orchestrator.results.reader import RunRecord
-from orchestrator.sweep import store
+from orchestrator.store import run_states
+from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
 from trainers.rundir import State
@@ -72,17 +71,17 @@ class _Reporter:
 
     def running(self, records: list[RunRecord]) -> None:
         detail = "; ".join(
-            f"{textsafe.rich(r.run.name)} epoch {reader.epochs_done(r.path)}/{r.run.config.epochs}" for r in records
+            f"{textsafe.rich(r.run.name)} epoch {run_states.epochs_done(r.path)}/{r.run.config.epochs}" for r in records
         )
         self.progress.update(self.task, detail=detail)
 
     def finished(self, record: RunRecord, error: str | None) -> None:
         if error is None:
             self.outcome.completed.append(record.run)
-            done = textsafe.rich(f"{record.run.name}{reader.result_line(record.path)}")
+            done = textsafe.rich(f"{record.run.name}{run_states.result_line(record.path)}")
             self.progress.console.print(f"[green]done[/] {done}")
         else:
-            status = reader.status_of(record.path)
+            status = run_states.status_of(record.path)
             if status.state != State.FAILED.value:  # the worker died or timed out mid-run
                 # No traceback: the one of an earlier attempt would point at the wrong place.
                 status = rundir.update_status(record.path, State.FAILED, error=error, traceback=None)

@@ -16,7 +16,7 @@ from typing import Any
 
 from orchestrator.launch.job import TrainJob, drop_submission_pickle
 from orchestrator.launch.worker import run_pool
-from orchestrator.results import reader
+from orchestrator.store import run_states
 from trainers import rundir
 from trainers.rundir import State
 
@@ -33,7 +33,7 @@ class PackedJob:
 
     def __call__(self) -> dict[str, str]:
         """Run every run not completed yet; returns run folder -> 'completed' or the error line."""
-        todo = [job for job in self.jobs if reader.status_of(job.run_dir).state != State.COMPLETED.value]
+        todo = [job for job in self.jobs if run_states.status_of(job.run_dir).state != State.COMPLETED.value]
         results = self._on_gpus(todo) if self.gpus > 1 else self._one_by_one(todo)
         if all(result == "completed" for result in results.values()):
             drop_submission_pickle()

@@ -1,24 +1,40 @@
 """Adaptive seeds on any launcher: run a round, decide, run the next, until every delta has stopped.
 
 Local launchers run a round to the end before returning, and so does SLURM with `--follow`: the
-loop decides (orchestrator/results/adaptive.py, recorded in adaptive.json) and submits the next
-round. SLURM without `--follow` submits the current round and returns; the next `submit` decides
-it once its runs have finished, and submits the round after.
+loop decides (a RoundDecider: orchestrator/results/adaptive.py, which `orchestrate submit` passes
+in; recorded in adaptive.json) and submits the next round. SLURM without `--follow` submits the
+current round and returns; the next `submit` decides it once its runs have finished, and submits
+the round after.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any, Protocol
+
 from rich.console import Console
 
+from orchestrator import store
 from orchestrator.launch.base import Launcher, Outcome
-from orchestrator.results import adaptive
-from orchestrator.sweep import store
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec
 
 
-def submit_rounds(chosen: Launcher, runs: list[RunSpec], *, dry_run: bool, follow_s: float | None) -> Outcome:
-    """Rounds of an adaptive-seeds sweep on `chosen`; the outcome of every round launched."""
+class RoundDecider(Protocol):
+    """What decides the rounds (results.adaptive): launch runs rounds, it never reads their numbers."""
+
+    def advance(self, spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] | None:
+        """Decide the current round once its runs finished and record it; None while runs are to finish."""
+
+    def scheduled(self, spec: SweepSpec, runs: list[RunSpec], root: Path) -> list[RunSpec]:
+        """The runs scheduled so far, in plan order."""
+
+
+def submit_rounds(
+    chosen: Launcher, runs: list[RunSpec], decider: RoundDecider, *, dry_run: bool, follow_s: float | None
+) -> Outcome:
+    """Rounds of an adaptive-seeds sweep on `chosen`, decided by `decider`; the outcome of every round launched."""
     from orchestrator.launch.slurm import SlurmLauncher
 
     spec, console = chosen.spec, chosen.console
@@ -27,7 +43,7 @@ def submit_rounds(chosen: Launcher, runs: list[RunSpec], *, dry_run: bool, follo
     total = Outcome()
     launched = False
     while True:
-        record = None if dry_run else adaptive.advance(spec, runs, root)  # a dry run decides nothing
+        record = None if dry_run else decider.advance(spec, runs, root)  # a dry run decides nothing
         if record is not None:
             print_round(record, console)
             if record["finished"]:
@@ -35,7 +51,7 @@ def submit_rounds(chosen: Launcher, runs: list[RunSpec], *, dry_run: bool, follo
         elif launched:  # a round ran to the end and still is not decidable: never loop on it
             console.print(f"[yellow]{spec.name}[/]: the round's runs have not all finished; submit again later")
             break
-        todo = adaptive.scheduled(spec, runs, root)
+        todo = decider.scheduled(spec, runs, root)
         if slurm and follow_s is not None:
             outcome = chosen.follow(todo, follow_s)  # type: ignore[attr-defined]
         else:

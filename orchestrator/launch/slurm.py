@@ -16,16 +16,16 @@ from typing import Any
 
 from rich.console import Console
 
-from orchestrator import textsafe
+from orchestrator import store, textsafe
 from orchestrator.launch import quarantine, retries, slurmcli, status
 from orchestrator.launch.base import Launcher, Outcome, select, train_job
 from orchestrator.launch.failures import Failure, Verdict
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
-from orchestrator.results import reader
-from orchestrator.results.reader import RunRecord
-from orchestrator.sweep import nodeenv, site, store
+from orchestrator.store import run_states
+from orchestrator.store.run_states import RunRecord
+from orchestrator.sweep import nodeenv, site
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
 from trainers.rundir import State
@@ -119,7 +119,7 @@ class SlurmLauncher(Launcher):
             in_slurm = set(self.owned_elsewhere(root, dry_run=False))
             # Runs sent before come back only when they ended without completing: the retry policy
             # (start -> _plan_retries) decides whether, and with what, they run again.
-            todo = select(reader.inspect(runs, root), False, in_slurm).todo
+            todo = select(run_states.inspect(runs, root), False, in_slurm).todo
             if todo:
                 if snapshot:
                     root.mkdir(parents=True, exist_ok=True)

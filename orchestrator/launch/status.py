@@ -9,13 +9,13 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from orchestrator import store
 from orchestrator.launch import quarantine
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.base import is_stale
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
-from orchestrator.results import reader
-from orchestrator.results.reader import RunRecord
-from orchestrator.sweep import store
+from orchestrator.store import run_states
+from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.plan import RunSpec
 from trainers.contract import RunStatus as ContractStatus
 from trainers.rundir import State
@@ -55,7 +55,7 @@ class SweepStatus:
 
     runs: list[RunStatus]
     warning: str | None
-    problems: list[reader.Problem] = field(default_factory=list)
+    problems: list[run_states.Problem] = field(default_factory=list)
     """Unreadable status files and unknown states, by run (those runs count as not started)."""
     quarantined: list[quarantine.Quarantined] = field(default_factory=list)
     """Nodes the sweep's later submissions exclude, with the failures that put them there."""
@@ -83,7 +83,7 @@ class SweepStatus:
 def sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int = 2) -> SweepStatus:
     """Join the run folders with the manifest and SLURM's job states; nodes with `quarantine_after`
     failures of their own are listed as quarantined (retry.quarantine_after)."""
-    records = reader.inspect(runs, root)
+    records = run_states.inspect(runs, root)
     manifest = store.read_manifest(root)
     states = slurm.JobStates({}, accounting=True)
     if manifest["arrays"] and slurm.available():
@@ -98,16 +98,16 @@ def sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int = 2) -> 
         verdict = attempt_verdict(record, ended) if state in TERMINAL else None
         detail = _detail(record) or (verdict.reason if verdict and verdict.failure is not Failure.COMPLETED else "")
         out.append(RunStatus(record.run, state, job_id, detail, verdict, attempts_of(record.status)))
-    problems = reader.problems_of(records)
+    problems = run_states.problems_of(records)
     manifest_problem = store.manifest_problem(root)
     if manifest_problem is not None:  # named, not a traceback; SLURM states are then unknown
-        problems.insert(0, reader.Problem("(sweep)", store.MANIFEST_FILE, manifest_problem))
+        problems.insert(0, run_states.Problem("(sweep)", store.MANIFEST_FILE, manifest_problem))
     edited = store.snapshot_problem(root)
     if edited is not None:
-        problems.insert(0, reader.Problem("(sweep)", store.SWEEP_FILE, edited))
+        problems.insert(0, run_states.Problem("(sweep)", store.SWEEP_FILE, edited))
     _, unreadable = quarantine.load(root)
     if unreadable is not None:
-        problems.insert(0, reader.Problem("(sweep)", quarantine.FILE, unreadable))
+        problems.insert(0, run_states.Problem("(sweep)", quarantine.FILE, unreadable))
     return SweepStatus(out, states.warning, problems, quarantine.nodes(root, quarantine_after))
 
 

@@ -27,6 +27,7 @@ from orchestrator.results import reader, sequential
 from orchestrator.results.labels import display, metric_column
 from orchestrator.results.model import Table
 from orchestrator.results.sequential import Design, StopRule
+from orchestrator.store import run_states
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec, TableSpec
@@ -100,7 +101,7 @@ def read_state(root: Path) -> list[dict[str, Any]]:
     path = root / ADAPTIVE_FILE
     if not path.exists():
         return []
-    data, problem = reader.read_object(path)
+    data, problem = run_states.read_object(path)
     rounds = data.get("rounds") if data is not None else None
     if problem is not None or not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
         raise SpecError(f"{path}: unreadable ({problem or 'no rounds list'}); move it aside to restart the rounds")
@@ -135,7 +136,7 @@ def stopped(spec: SweepSpec, root: Path) -> dict[str, dict[str, Any]]:
     return dict(rounds[-1].get("verdicts", {})) if rounds else {}
 
 
-def values(table: TableSpec, records: list[reader.RunRecord]) -> dict[str, dict[int, float]]:
+def values(table: TableSpec, records: list[run_states.RunRecord]) -> dict[str, dict[int, float]]:
     """Cell -> seed -> the table's first metric (times its scale) of every completed run with a number."""
     column = metric_column(table.metrics[0])
     out: dict[str, dict[int, float]] = {}
@@ -158,7 +159,7 @@ def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] 
     if rounds and rounds[-1].get("finished"):
         return None
     schedule = schedule_of(spec, cells.cells, rounds)
-    records = reader.inspect([r for r in runs if r.seed < schedule[cell_of(r)]], root)
+    records = run_states.inspect([r for r in runs if r.seed < schedule[cell_of(r)]], root)
     if any(record.state not in _FINAL for record in records):
         return None
     found = values(rule_table(spec), records)

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from orchestrator import store
 from orchestrator.results import reader
 from orchestrator.results.outputs import Outputs
-from orchestrator.sweep import bounded, store, yamlio
+from orchestrator.store import run_states
+from orchestrator.sweep import bounded, yamlio
 from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
 from orchestrator.sweep.spec import MAX_RUNS, SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
@@ -92,7 +94,7 @@ class Written:
     files: tuple[Path, ...] = ()
     """Every table file written (all formats, custom templates)."""
     report_path: Path | None = None
-    problems: tuple[reader.Problem, ...] = ()
+    problems: tuple[run_states.Problem, ...] = ()
     """Broken run folders and values, by run (printed by `collect` as its problems section)."""
     usable: int = 0
     """Planned runs with a usable value of some table's metric; 0 makes `collect` exit non-zero."""
@@ -176,13 +178,13 @@ def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: 
     """NothingFinished when no planned run's status.json says completed (read from status files
     only: nothing is indexed or written for a sweep that has nothing to show). It stops at the first
     completed run; only a sweep with none reads every status.json, for the message."""
-    from orchestrator.results import folders
+    from orchestrator.store import run_ids
 
-    for path in folders.run_folders(root, planned).values():
-        status, problem = reader.read_status(path)
+    for path in run_ids.run_folders(root, planned).values():
+        status, problem = run_states.read_status(path)
         if problem is None and status.state == rundir.State.COMPLETED.value:
             return
-    states = Counter(record.state.value for record in reader.inspect(planned, root, check_results=False))
+    states = Counter(record.state.value for record in run_states.inspect(planned, root, check_results=False))
     if states[rundir.State.COMPLETED.value]:
         return
     others = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
@@ -258,7 +260,7 @@ def _write_custom(
     return [path]
 
 
-def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[reader.Problem]]:
+def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[run_states.Problem]]:
     """Completed runs with a usable value of some table metric, and completed runs without one that
     the reader did not already name (the metric missing from their metrics.json)."""
     import pandas as pd
@@ -275,5 +277,7 @@ def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[reader.Pro
     unnamed = ~usable & ~already
     for (_, row), (_, row_values) in zip(done[unnamed].iterrows(), values[unnamed].iterrows(), strict=True):
         missing = ", ".join(c for c in present if pd.isna(row_values[c])) or "any table metric"
-        problems.append(reader.Problem(str(row["run_id"]), str(row["name"]), f"completed without a usable {missing}"))
+        problems.append(
+            run_states.Problem(str(row["run_id"]), str(row["name"]), f"completed without a usable {missing}")
+        )
     return int(usable.sum()), problems

@@ -21,8 +21,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.results import reader
-from orchestrator.sweep import store
+from orchestrator import store
+from orchestrator.results import run_files
 from orchestrator.sweep.plan import RunSpec, smoke_plan
 from orchestrator.sweep.site import ThroughputEntry, load_site
 from orchestrator.sweep.spec import SweepSpec
@@ -60,7 +60,7 @@ class RunCost:
     note: str
 
 
-def run_hours(run: RunSpec, measured: reader.Throughput) -> float | None:
+def run_hours(run: RunSpec, measured: run_files.Throughput) -> float | None:
     """Device-hours of one run from a smoke measurement of its cell (None without a train size)."""
     if measured.train_images is None:
         return None
@@ -128,7 +128,7 @@ def _any_folder(path: Path) -> bool:
 
 def run_cost(run: RunSpec, smoke_path: Path | None, entries: list[ThroughputEntry], sizes: _Sizes) -> RunCost:
     """One run's estimate: its smoke measurement, else a matching site entry, else unknown (with why)."""
-    measured = reader.throughput(smoke_path) if smoke_path is not None else None
+    measured = run_files.throughput(smoke_path) if smoke_path is not None else None
     if measured is not None:
         if measured.train_images is None:  # a smoke run that did not record it: the files may tell
             measured = dataclasses.replace(measured, train_images=sizes.of(run))

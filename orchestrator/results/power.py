@@ -14,9 +14,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.results import adaptive, reader, stats
+from orchestrator.results import adaptive, stats
 from orchestrator.results.labels import display
 from orchestrator.results.sequential import replay
+from orchestrator.store import run_states
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 
@@ -38,7 +39,7 @@ def observed(spec: SweepSpec, root: Path, table: TableSpec, label: str) -> dict[
     """Pooled sd of paired differences per (backbone, dataset) over the finished runs under `root`."""
     runs = plan(spec)
     cells = adaptive.layout(spec, runs)
-    found = adaptive.values(table, reader.inspect(runs, root))
+    found = adaptive.values(table, run_states.inspect(runs, root))
     groups: dict[Key, list[tuple[float, int]]] = {}
     for key, base in cells.pairs.items():
         ours, theirs = found.get(key, {}), found.get(base, {})

@@ -1,7 +1,7 @@
 """The visual report of a sweep: `<root>/report/index.html` with PNGs beside it, no network assets.
 
-Content, from DataFrames (the run folders are read by results.reader only): the sweep's tables, then per cell (backbone,
-dataset, ablation row, extra axes) the training curves of every seed (history.csv),
+Content, from DataFrames (run folders read by results.reader, results.run_files): the sweep's
+tables, then per cell (backbone, dataset, ablation row, extra axes) the training curves of every seed (history.csv),
 the confusion matrix summed over seeds and the per-class F1 (the CSV tables the
 trainer writes beside metrics.json), and per dataset a summary (split facts and the
 class distribution of the test split). pandas computes, matplotlib draws, the Jinja
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import figures, reader
+from orchestrator.results import figures, run_files
 from orchestrator.results.labels import axis_dims, axis_short, key_text, metric_column, metric_label
 from orchestrator.results.model import Table
 from orchestrator.results.outputs import Outputs
@@ -241,7 +241,7 @@ def _cell_report(
 def _cell_figures(cell: CellReport, part: pd.DataFrame, stem: str, img: Path, written: set[str]) -> None:
     """Curves (mean and band over seeds), confusion matrix and per-class F1 of a cell's first runs."""
     # Curves of running runs too: a half-trained run's history is worth seeing.
-    history = reader.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE])
+    history = run_files.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE])
     if not history.empty:
         caption = (
             f"Training curves of {history['seed'].nunique()} run(s), mean over seeds with the min-max band: "
@@ -249,14 +249,14 @@ def _cell_figures(cell: CellReport, part: pd.DataFrame, stem: str, img: Path, wr
         )
         cell.figures.append(_save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption))
     finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
-    for name, matrix in reader.confusions(finished):
+    for name, matrix in run_files.confusions(finished):
         label = (
-            name.replace("confusion_matrix", "").replace(reader.CONFUSION, "").strip("_").replace("_", " ") or "test"
+            name.replace("confusion_matrix", "").replace(run_files.CONFUSION, "").strip("_").replace("_", " ") or "test"
         )
         figure = figures.confusion_figure(matrix, len(finished))
         caption = f"Confusion matrix ({label}), summed over {len(finished)} run(s), rows normalised"
         cell.figures.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
-    for name, scores in reader.per_class_f1(finished):
+    for name, scores in run_files.per_class_f1(finished):
         level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
         kind = "label" if "label" in name else "class"
         caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {len(finished)} run(s)"
@@ -269,8 +269,8 @@ def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str])
     report = DatasetReport(anchor=f"dataset-{slug(name)}", name=name, facts=[])
     finished = _run_dirs(part)
     for _, path in finished[:1]:
-        report.facts.extend((k, _short(v)) for k, v in reader.split_facts(path).items())
-    counts = reader.class_support(finished[:1])
+        report.facts.extend((k, _short(v)) for k, v in run_files.split_facts(path).items())
+    counts = run_files.class_support(finished[:1])
     if counts is not None and len(counts):
         total = int(counts.sum())
         report.facts.append(("test images (from per-class support)", str(total)))

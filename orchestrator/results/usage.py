@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import reader
-from orchestrator.sweep import store
+from orchestrator import store
+from orchestrator.store import run_states
 from trainers import contract
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ COLUMNS = [
 def requests_by_run(root: Path) -> tuple[dict[str, tuple[str, dict[str, Any] | None]], str | None]:
     """run_id -> (SLURM job id, what its array requested or None when not recorded), from manifest.json;
     and what is wrong with the manifest (an unreadable one: every run counts as unknown, not local)."""
-    manifest, problem = reader.read_object(root / store.MANIFEST_FILE)
+    manifest, problem = run_states.read_object(root / store.MANIFEST_FILE)
     if manifest is None:
         return {}, problem
     arrays = manifest.get("arrays") if isinstance(manifest.get("arrays"), dict) else {}

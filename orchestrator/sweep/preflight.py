@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from orchestrator.sweep import backbones, store, templates
+from orchestrator import store
+from orchestrator.sweep import backbones, templates
 from orchestrator.sweep.errors import SpecError, short
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec

@@ -18,7 +18,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.sweep import bounded, store, yamlio
+from orchestrator import store
+from orchestrator.sweep import bounded, yamlio
 from orchestrator.sweep.plan import RunSpec, id_rule, run_id_of_recorded
 from trainers import contract, rundir
 from trainers.rundir import State

@@ -1,4 +1,4 @@
-"""The sweep's folders on disk: which runs are done, running or failed (files only).
+"""The sweep's folder on disk: its layout, the spec snapshots and the manifest of submitted jobs.
 
 <output_dir>/sweep.yaml            the spec as last submitted (overrides applied)
 <output_dir>/submissions/          one snapshot per submit, never overwritten
@@ -7,7 +7,7 @@
 <output_dir>/smoke/...             the same layout for --smoke runs, never counted as done
 <output_dir>/tables/               collect's output
 <output_dir>/run_ids.json          cache: today's run id of each folder named under an older id rule
-                                   (orchestrator.results.folders)
+                                   (orchestrator.store.run_ids)
 """
 
 from __future__ import annotations

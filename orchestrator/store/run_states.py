@@ -1,0 +1,153 @@
+"""What each run's folder says about its state: status.json through trainers.contract, and whether a
+completed run's metrics.json can count. `submit` and `status` decide on these; `results` reads rows
+beside them. Never raises: an unreadable file is a named problem.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.store import run_ids
+from orchestrator.sweep import bounded
+from orchestrator.sweep.plan import RunSpec
+from trainers import contract, rundir
+from trainers.contract import RunStatus, State
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why one run is left out of the numbers (or a value of it is)."""
+
+    run_id: str
+    name: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.name}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A planned run joined with what its folder says."""
+
+    run: RunSpec
+    path: Path
+    state: State
+    status: RunStatus
+    problem: str | None = None
+    """Why the status could not be used (unreadable status.json, unknown state): the run counts as
+    not started, so `submit` launches it again."""
+
+
+def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list[RunRecord]:
+    """Read every planned run's status.json; never raises. Missing folders are State.MISSING, and so
+    are unreadable status files and unknown states ("unknown, resubmittable"), with a `problem`.
+    With `check_results`, so is a completed run whose metrics.json is missing, unreadable, another
+    run's or without a valid test score: it needs running again."""
+    records = []
+    folders = run_ids.run_folders(root, runs)
+    for run in runs:
+        path = folders[run.run_id]
+        status, problem = read_status(path)
+        state = status.known_state
+        if state is State.COMPLETED and check_results:
+            broken = _broken_result(path, run)
+            if broken is not None:  # a completed run without usable metrics is not done: run it again
+                state, problem = State.MISSING, f"completed, but {broken} (submit runs it again)"
+        records.append(RunRecord(run, path, state, status, problem))
+    return records
+
+
+def _broken_result(path: Path, run: RunSpec) -> str | None:
+    """Why a completed run's metrics.json cannot be used (missing, unreadable, another run's, a
+    score that is not one, no test score at all), or None."""
+    kind = folder_kind(path)
+    if kind is not None:
+        return f"its folder is {kind}"
+    metrics, problem = read_object(path / rundir.METRICS)
+    if problem is not None or metrics is None:
+        return problem or f"no {rundir.METRICS}"
+    return contract.result_problem(metrics, (path.name, run.run_id))
+
+
+def problems_of(records: list[RunRecord]) -> list[Problem]:
+    """The problems `inspect` found, one per run."""
+    return [Problem(r.run.run_id, r.run.name, r.problem) for r in records if r.problem]
+
+
+def read_status(path: Path) -> tuple[RunStatus, str | None]:
+    """A run folder's status.json through the contract and what is wrong with it (state missing and
+    None when there is none yet; unreadable: state missing and the reason)."""
+    status, problem = read_object(path / rundir.STATUS)
+    if problem is not None:
+        return RunStatus(), problem
+    return contract.parse_status(status)
+
+
+def read_object(path: Path, limit: int | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """The JSON object in `path` and a problem text; (None, None) when the file does not exist.
+    Bounded (bounded.read_bytes: regular files only, a size limit by name); a key written twice, an
+    integer of more than 20 digits or invalid JSON is a problem, never a traceback."""
+    try:
+        return bounded.read_json_object(path, limit), None
+    except bounded.Unreadable as exc:
+        return None, str(exc)
+
+
+def folder_kind(path: Path) -> str | None:
+    """Why a run-folder entry is not a run folder (None: it is a plain folder). A symlinked run folder
+    is refused: it would count another run's (or anyone's) files as this run's."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "not readable"
+    if stat.S_ISLNK(mode):
+        return "a symbolic link, not a run folder"
+    return None if stat.S_ISDIR(mode) else "not a folder"
+
+
+def read_metrics(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]]:
+    """A run's metrics.json as flat validated values ({} when absent) and its problems: unreadable,
+    written by another run (its `run_id`), values that are not what they claim to be."""
+    metrics, problem = read_object(path / rundir.METRICS)
+    if problem is not None:
+        return {}, [problem]
+    if metrics is None:
+        return {}, []
+    return contract.metric_values(metrics, (path.name, run.run_id if run is not None else None))
+
+
+def status_of(path: Path) -> RunStatus:
+    """A run folder's status.json (state missing when there is none or it is unreadable)."""
+    return read_status(path)[0]
+
+
+def metrics_of(path: Path) -> contract.Metrics:
+    """A run folder's metrics.json as the contract's typed Metrics (values that do not validate
+    left out; empty when missing, unreadable or another run's)."""
+    values, _ = read_metrics(path, None) if folder_kind(path) is None else ({}, [])
+    return contract.metrics_model(values)
+
+
+def result_line(path: Path) -> str:
+    """`: test top-1 98.05%, 12.3 s` from a finished run's metrics.json (empty if unreadable)."""
+    metrics = metrics_of(path)
+    top1 = metrics.test.top1 if metrics.test is not None else None
+    wall_s = metrics.timing.wall_s if metrics.timing is not None else None
+    parts = ([f"test top-1 {100 * top1:.2f}%"] if top1 is not None else []) + (
+        [f"{wall_s:.1f} s"] if wall_s is not None else []
+    )
+    return f": {', '.join(parts)}" if parts else ""
+
+
+def epochs_done(path: Path) -> int:
+    """Finished epochs of a run: the rows of its history.csv (0 before the first)."""
+    try:
+        data = bounded.read_bytes(path / rundir.HISTORY)
+    except bounded.Unreadable:
+        return 0
+    return max(0, len(data.splitlines()) - 1) if data is not None else 0
