@@ -13,7 +13,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from orchestrator.sweep import complexity
+from orchestrator.checks import complexity
+from orchestrator.sweep.budget import complexity_key
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 
@@ -25,7 +26,7 @@ def main() -> None:
     spec = load_spec(SWEEP, ["output_dir=/tmp/profile-cache-bench"])
     runs = plan(spec)
     complexity.profile_runs(runs[:1])  # imports and timm's registry, outside both timings
-    distinct = list({complexity.complexity_key(run.config): run for run in runs}.values())
+    distinct = list({complexity_key(run.config): run for run in runs}.values())
     sweep_times, floor_times = [], []
     for _ in range(REPEATS):  # interleaved, best of REPEATS: the machine's other load hits both alike
         frame, seconds = complexity.profile_frame(spec, runs)

@@ -282,7 +282,8 @@ def test_other_timm_version_fails_closed_until_regenerated(
     err = plan_error([str(path)], capsys)
     assert "orchestrate's table lists timm" in err and "the installed timm is 9.9.9" in err
     assert (
-        "-m orchestrator.sweep.backbones` once (writes " + str(tmp_path / "cache" / "timm_models-9.9.9.json.gz") in err
+        "-m orchestrator.checks.backbone_table` once (writes " + str(tmp_path / "cache" / "timm_models-9.9.9.json.gz")
+        in err
     )
     table = {"timm_version": "9.9.9", "models": {"test_resnet": [], "vit_new_patch16": []}, "patch_px": {}}
     backbones.write_table(table, backbones.cache_path("9.9.9"))

@@ -16,9 +16,10 @@ import pytest
 from conftest import TINY_SPEC
 
 from orchestrator import store
+from orchestrator.checks import preflight
 from orchestrator.cli.main import main
 from orchestrator.launch import slurmcli
-from orchestrator.sweep import preflight, site, yamlio
+from orchestrator.sweep import site, yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
 from trainers import rundir

@@ -190,10 +190,42 @@ def test_cli_plan_and_collect_modules_do_not_load_torch() -> None:
         "from orchestrator.cli import main\n"
         "import orchestrator.launch, orchestrator.results.collect, orchestrator.results.tables\n"
         "import orchestrator.launch.job, orchestrator.launch.slurm, orchestrator.results.report\n"
-        "import orchestrator.sweep.preflight, orchestrator.sweep.complexity, orchestrator.results.reader\n"
+        "import orchestrator.checks.preflight, orchestrator.checks.complexity, orchestrator.results.reader\n"
         "assert main(['plan', 'sweeps/demo.yaml']) == 0\n"
         "heavy = sorted(m for m in ('torch', 'timm', 'torchvision', 'pandas') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stdout
+
+
+TORCH_FREE_ROOMS = ("orchestrator.sweep", "orchestrator.store")
+"""Login-node rooms that must never load torch, timm or the trainer's model code, at any level."""
+TORCH_FREE_TRAINERS = {"trainers", "trainers.config", "trainers.contract", "trainers.rundir", "trainers.rules"}
+
+
+def test_torch_free_rooms_load_no_torch_in_a_fresh_interpreter() -> None:
+    """Every module of sweep/ and store/ imported in a fresh interpreter: no torch, timm or trainer
+    model code loaded (function-level imports are held off by the static check below)."""
+    names = sorted(n for n in _orchestrator_modules() if n.startswith(TORCH_FREE_ROOMS))
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"heavy = {sorted(HEAVY)!r}\n"
+        f"allowed = {sorted(TORCH_FREE_TRAINERS)!r}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy"
+        " or (m.startswith('trainers') and m not in allowed)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", f"torch-free rooms loaded: {result.stdout.strip()}"
+
+
+def test_torch_free_rooms_never_import_torch_even_inside_functions() -> None:
+    for name, path in _orchestrator_modules().items():
+        if not name.startswith(TORCH_FREE_ROOMS):
+            continue
+        names = _imports(path, top_level_only=False)
+        heavy = {n for n in names if n.split(".")[0] in HEAVY}
+        trainer = {n for n in names if n.startswith("trainers.") and n.split(".")[-1][:1].islower()}
+        assert not heavy and trainer <= TORCH_FREE_TRAINERS, (name, heavy, trainer - TORCH_FREE_TRAINERS)

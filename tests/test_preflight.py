@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.checks import preflight
 from orchestrator.cli.main import main
-from orchestrator.sweep import preflight
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
 from trainers import regimes, rules

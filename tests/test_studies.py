@@ -15,8 +15,8 @@ import yaml
 from studies_fixture import STUDIES, SWEEPS, build_site, tiny_overrides
 
 from orchestrator import launch
+from orchestrator.checks import complexity as profile_cmd
 from orchestrator.results import collect
-from orchestrator.sweep import complexity as profile_cmd
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers.datasets import fixtures

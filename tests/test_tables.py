@@ -14,10 +14,12 @@ import pytest
 from tables_fixture import fake_run
 
 from orchestrator import store
+from orchestrator.checks import complexity as profile_cmd
 from orchestrator.results import collect, reader, tables
-from orchestrator.sweep import complexity as profile_cmd
+from orchestrator.store import profile as profile_file
+from orchestrator.sweep import budget
 from orchestrator.sweep.plan import RunSpec, plan
-from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
+from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec, load_spec
 from trainers.datasets.known import LabelShape, label_shape
 from trainers.rundir import State
 
@@ -405,7 +407,7 @@ def test_budget_marks_cells_over_it(table_1: tuple[SweepSpec, list[RunSpec]], wr
     assert "† over the compute budget: GFLOPs more than 0.1% above the baseline row." in table.notes
     assert r"68.80 (+0.12\%)\textsuperscript{\dag}" in tables.render([table], "tex", {"sweep": "t"})
     spec5, runs5 = table_1
-    [within] = build(spec5.model_copy(update={"budget": profile_cmd.BudgetSpec(max_gflops_increase_pct=5)}), runs5)
+    [within] = build(spec5.model_copy(update={"budget": BudgetSpec(max_gflops_increase_pct=5)}), runs5)
     assert not any(cell.over_budget for row in within.rows for cell in row.cells)
 
 
@@ -431,15 +433,15 @@ def test_complexity_key_ignores_training_only_fields(write_raw: Callable[..., Pa
     from orchestrator.sweep.plan import smoke_variant
 
     _, runs = load(write_raw, SPEC_004, "grid.seed=[0,1]", "modifiers.scra={model.head.hidden_dims: [16]}")
-    keys = {(r.dataset, r.ablation): profile_cmd.complexity_key(r.config) for r in runs}
-    assert profile_cmd.complexity_key(runs[0].config) == profile_cmd.complexity_key(runs[1].config)  # seeds
-    assert profile_cmd.complexity_key(smoke_variant(runs[0].config)) == keys[(runs[0].dataset, runs[0].ablation)]
+    keys = {(r.dataset, r.ablation): budget.complexity_key(r.config) for r in runs}
+    assert budget.complexity_key(runs[0].config) == budget.complexity_key(runs[1].config)  # seeds
+    assert budget.complexity_key(smoke_variant(runs[0].config)) == keys[(runs[0].dataset, runs[0].ablation)]
     assert keys[("CUB Birds", "Baseline")] == keys[("CUB Birds", "Baseline + Augmentation")], "augmentation"
     assert keys[("CUB Birds", "Baseline")] == keys[("CUB Birds", "Baseline + Augmentation + L2SP")], "L2SP"
     assert keys[("CUB Birds", "Baseline")] != keys[("CUB Birds", "Baseline + Augmentation + Dropout + SCRA")]
     [run] = [r for r in runs if r.ablation == "Baseline" and r.dataset == "CUB Birds" and r.seed == 0]
     dropout = run.config.model_copy(update={"model": run.config.model.model_copy(update={"head_dropout": 0.5})})
-    assert profile_cmd.complexity_key(dropout) == keys[("CUB Birds", "Baseline")], "dropout adds no FLOPs or params"
+    assert budget.complexity_key(dropout) == keys[("CUB Birds", "Baseline")], "dropout adds no FLOPs or params"
 
 
 def test_write_tables_formats_and_custom_template(write_raw: Callable[..., Path], tmp_path: Path) -> None:
@@ -496,7 +498,7 @@ def test_profile_and_plan_check_budget_then_collect_uses_it(
     )
     assert out.count("over budget") == 1
     spec = load_spec(path, ["grid.dataset=[digits]"])
-    profile = pd.read_csv(profile_cmd.profile_path(spec))
+    profile = pd.read_csv(profile_file.profile_path(spec))
     assert list(profile["over_budget"]) == [False, False, False, True]
     assert 1.9 < profile["complexity.gflops"].iloc[3] / profile["complexity.gflops"].iloc[0] < 2.3
     # `plan` checks the budget too; rows that have not run still get their complexity columns.

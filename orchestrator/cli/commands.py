@@ -41,7 +41,7 @@ def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec
     spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
     runs = plan(spec)
     if check_data:
-        from orchestrator.sweep import preflight
+        from orchestrator.checks import preflight
 
         preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
         _check_tables(spec, runs, args.spec)
@@ -68,9 +68,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
     """`plan --json`: the checks print to stderr (emit redirects stdout), then the object."""
+    from orchestrator.checks import preflight
     from orchestrator.cli import jsonout
     from orchestrator.results import cost
-    from orchestrator.sweep import preflight
 
     spec, runs = _load(args, check_data=True)
     _plan_checks(spec, runs, args)
@@ -79,7 +79,7 @@ def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
 
 def _print_plan(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
     """The plan for people: axes, rows, the first runs, the cost estimate."""
-    from orchestrator.sweep import preflight
+    from orchestrator.checks import preflight
 
     console.print(f"[bold]{spec.name}[/]: {len(runs)} runs -> {textsafe.rich(spec.output_path)}")
     for line in preflight.warnings(spec, args.spec):
@@ -155,9 +155,9 @@ def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextMan
 
 def _submit_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
     """Every model built on the meta device, and the budget: fail closed before anything runs."""
-    from orchestrator.sweep import preflight
+    from orchestrator.checks import models
 
-    preflight.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
+    models.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
     if spec.budget is not None:
         from orchestrator.cli import profile
 

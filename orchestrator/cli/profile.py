@@ -1,12 +1,14 @@
-"""`orchestrate profile` and the plan's budget verdict on the console (the numbers: sweep/complexity.py)."""
+"""`orchestrate profile` and the plan's budget verdict on the console (the numbers: checks/complexity.py)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from orchestrator import textsafe
+from orchestrator.checks import complexity
 from orchestrator.cli import terminal
-from orchestrator.sweep import complexity
+from orchestrator.results.labels import decimals_for
+from orchestrator.store import profile as profile_file
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import BudgetSpec, SweepSpec
 from trainers import contract
@@ -96,7 +98,7 @@ def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None
 
 
 def _with_delta(value: float, delta: float, decimals: int) -> str:
-    decimals = complexity.decimals_for(value, decimals)
+    decimals = decimals_for(value, decimals)
     if delta != delta or delta == 0:  # NaN (no baseline row) or the same model as the baseline
         return f"{value:.{decimals}f}"
     return f"{value:.{decimals}f} ({delta:+.2f}%)"
@@ -107,7 +109,7 @@ def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: b
     frame, seconds = complexity.profile_frame(spec, runs)
     print_profile(frame, spec, console, seconds)
     if write:
-        path = complexity.write_profile(spec, frame)
+        path = profile_file.write_profile(spec, frame)
         console.print(f"[green]profile:[/] {path}")
     return frame
 
@@ -116,7 +118,7 @@ def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: 
     """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict.
     Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok"."""
     frame, seconds = complexity.profile_frame(spec, runs)
-    complexity.write_profile(spec, frame)
+    profile_file.write_profile(spec, frame)
     models = frame["ckey"].nunique() if not frame.empty else 0
     console.print(f"budget: {models} distinct models profiled in {seconds:.1f} s")
     complexity.require_profiled(frame, where)
@@ -129,6 +131,6 @@ def profile_json(spec: SweepSpec, runs: list[RunSpec], console: Console) -> Prof
     from orchestrator.cli import jsonout
 
     frame, seconds = complexity.profile_frame(spec, runs)
-    path = complexity.write_profile(spec, frame)
+    path = profile_file.write_profile(spec, frame)
     print_budget(frame, spec, console)
     return jsonout.profile_object(spec, frame, seconds, path, budget_lines(frame, spec.budget))

@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from orchestrator.results import stats
 from orchestrator.results.adaptive import STOP_COLUMN
 from orchestrator.results.join import COMPLEXITY
-from orchestrator.results.labels import key_text_columns
+from orchestrator.results.labels import decimals_for, key_text_columns
 from orchestrator.results.layout import Layout, ordered_groups
 from orchestrator.results.model import BUDGET_MARK, Cell
 from orchestrator.results.stats import Comparison
-from orchestrator.sweep import complexity
+from orchestrator.sweep.budget import exceeds
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ def complexity_cells(
             mean = values[rk][index]
             delta = difference(mean, base_values[index] if base_values else None, True)
             limit = limits[index]
-            over = complexity.exceeds(delta, limit)
+            over = exceeds(delta, limit)
             columns[index].append(Cell(mean, None, int(mean is not None), 1, delta, True, False, decimals, over))
     fixed = [enough_decimals(column) for column in columns]
     out = {rk: [column[i] for column in fixed] for i, rk in enumerate(row_keys)}
@@ -249,7 +249,7 @@ def enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
     values = [abs(c.mean) for c in cells if c.mean]
     if not values:
         return cells
-    needed = complexity.decimals_for(min(values), cells[0].decimals, digits)
+    needed = decimals_for(min(values), cells[0].decimals, digits)
     return [replace(c, decimals=needed) for c in cells]
 
 

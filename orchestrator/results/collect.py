@@ -133,7 +133,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     left out of the numbers and listed in `problems`. NothingFinished, before any file is written,
     when no planned run has completed yet."""
     from orchestrator.results import adaptive, tables
-    from orchestrator.sweep import complexity as profile_cmd
+    from orchestrator.store import profile as profile_cmd
 
     planned = plan(spec)
     if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():

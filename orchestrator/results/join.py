@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from orchestrator.results.labels import axis_dims, display
-from orchestrator.sweep import complexity
+from orchestrator.sweep import budget
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 from trainers import contract
@@ -35,7 +35,7 @@ def plan_frame(planned: list[RunSpec], spec: SweepSpec, with_ckey: bool = True) 
             "ablation": run.ablation,
             "seed": display(run.seed),
             "name": run.name,
-            "ckey": complexity.complexity_key(run.config) if with_ckey else None,
+            "ckey": budget.complexity_key(run.config) if with_ckey else None,
         }
         record.update({axis: display(run.axes.get(axis)) for axis in axes})
         records.append(record)

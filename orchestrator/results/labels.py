@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,3 +94,10 @@ def key_text(dims: Sequence[str], values: Sequence[str]) -> str:
 def key_text_columns(dims: Sequence[str], values: Sequence[str]) -> str:
     """Column header: values joined; axis values as key=value."""
     return " ".join(v if d in FIXED_DIMS else f"{axis_short(d)}={v}" for d, v in zip(dims, values, strict=True))
+
+
+def decimals_for(smallest: float, at_least: int, digits: int = 3) -> int:
+    """Decimals that show `digits` significant digits of the smallest value (tiny test models)."""
+    if smallest <= 0 or math.isnan(smallest):
+        return at_least
+    return max(at_least, digits - 1 - math.floor(math.log10(smallest)))

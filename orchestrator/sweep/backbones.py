@@ -11,19 +11,18 @@ regenerated for that version into the user's cache folder, and when there is non
 with the one command that writes it. Fail closed, but usable:
 a stale table never passes a name that the installed timm would refuse on the node.
 
-Regenerate: `python -m orchestrator.sweep.backbones` (the installed timm, into the user cache),
-`make backbones` (into the package, for a timm upgrade of the project).
+Regenerate: `python -m orchestrator.checks.backbone_table` (the installed timm, into the user cache),
+`make backbones` (into the package, for a timm upgrade of the project). Generating imports timm and
+torch, so it lives in orchestrator/checks/; this module only reads and writes the table.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import gzip
 import json
 import os
 import sys
-import time
 from dataclasses import dataclass
 from importlib import metadata, resources
 from pathlib import Path
@@ -109,7 +108,7 @@ def load() -> BackboneTable:
             return table
     raise BackboneTableError(
         f"backbone names cannot be checked: orchestrate's table lists timm {shipped.timm_version}'s models, "
-        f"the installed timm is {installed}; run `{Path(sys.executable).name} -m orchestrator.sweep.backbones` "
+        f"the installed timm is {installed}; run `{Path(sys.executable).name} -m orchestrator.checks.backbone_table` "
         f"once (writes {cached}, a few minutes) or install timm=={shipped.timm_version}"
     )
 
@@ -127,93 +126,8 @@ def read_table(path: Any, where: str) -> BackboneTable:
     except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
         raise BackboneTableError(
             f"backbone names cannot be checked: {where} is unreadable ({type(exc).__name__}); "
-            "regenerate it: python -m orchestrator.sweep.backbones"
+            "regenerate it: python -m orchestrator.checks.backbone_table"
         ) from None
-
-
-# --------------------------------------------------------------------------------- generation
-# Everything below imports timm and torch: only the regeneration command runs it.
-
-
-def generate(workers: int) -> dict[str, Any]:
-    """The table of the installed timm: names and tags from its registry, patch sizes from the
-    models that may have a patch embedding, built on the meta device (no memory, no weights) in
-    `workers` processes."""
-    import timm
-
-    names = timm.list_models()
-    tags: dict[str, list[str]] = {name: [] for name in names}
-    for tagged in timm.list_models(include_tags=True):
-        arch, _, tag = tagged.partition(".")
-        if arch in tags and tag:
-            tags[arch].append(tag)
-    patch_px, unbuilt = _patch_sizes(_with_patch_embed(), workers)
-    return {
-        "format": FORMAT,
-        "timm_version": timm.__version__,
-        "generated_by": "python -m orchestrator.sweep.backbones",
-        "models": {name: sorted(tags[name]) for name in sorted(names)},
-        "patch_px": dict(sorted(patch_px.items())),
-        "unbuilt": sorted(unbuilt),
-    }
-
-
-def _with_patch_embed() -> list[str]:
-    """Models of the timm modules whose source has a `patch_embed` (the attribute read below): a
-    model of any other module has no patch grid to measure, so building it would only cost time."""
-    import importlib
-    import inspect
-
-    import timm
-
-    names: list[str] = []
-    for module in timm.list_modules():
-        if "patch_embed" in inspect.getsource(importlib.import_module(f"timm.models.{module}")):
-            names += timm.list_models(module=module)
-    return sorted(set(names))
-
-
-def _patch_sizes(names: list[str], workers: int) -> tuple[dict[str, int], list[str]]:
-    """Patch size of each model that has one, and the models that could not be built."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    patch_px: dict[str, int] = {}
-    unbuilt: list[str] = []
-    # spawn: a fresh interpreter per worker, not a fork of one that may hold torch threads.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for name, px in zip(names, pool.map(model_patch_px, names, chunksize=8), strict=True):
-            if px is None:
-                unbuilt.append(name)
-            elif px > 1:
-                patch_px[name] = px
-    return patch_px, unbuilt
-
-
-def model_patch_px(name: str) -> int | None:
-    """Patch size of one timm model built on the meta device: 0 when it has no patch grid (or pads
-    the input to one), None when it cannot be built."""
-    import warnings
-
-    import timm
-    import torch
-
-    torch.set_num_threads(1)
-    warnings.filterwarnings("ignore")
-    try:
-        with torch.device("meta"):
-            try:  # one block is enough to see the patch embedding, and builds ~4x faster
-                model = timm.create_model(name, pretrained=False, depth=1)
-            except Exception:  # a model whose depth is per stage, or not a parameter
-                model = timm.create_model(name, pretrained=False)
-    except Exception:  # a model timm cannot build offline is listed as unbuilt, not guessed
-        return None
-    embed = getattr(model, "patch_embed", None)
-    size = getattr(embed, "patch_size", None)
-    if size is None or getattr(embed, "dynamic_img_pad", False):
-        return 0
-    sizes = [int(s) for s in size] if isinstance(size, tuple | list) else [int(size)]
-    return max(sizes) if len(set(sizes)) == 1 else 0  # a non-square patch never fits a square image check
 
 
 def write_table(table: dict[str, Any], path: Path) -> None:
@@ -223,26 +137,3 @@ def write_table(table: dict[str, Any], path: Path) -> None:
     text = json.dumps(table, indent=0, sort_keys=False, separators=(",", ":")) + "\n"
     with rundir.atomic_open(path) as handle:
         handle.write(gzip.compress(text.encode(), mtime=0))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Regenerate the table for the installed timm (user cache by default, `--ship`: the package's)."""
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.sweep.backbones", description=main.__doc__)
-    parser.add_argument("--ship", action="store_true", help=f"write the package's {TABLE_FILE}")
-    parser.add_argument("--out", type=Path, help="write here instead")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="processes building models")
-    args = parser.parse_args(argv)
-    started = time.perf_counter()
-    table = generate(max(1, args.workers))
-    path = args.out or (Path(__file__).with_name(TABLE_FILE) if args.ship else cache_path(table["timm_version"]))
-    write_table(table, path)
-    elapsed = time.perf_counter() - started
-    print(
-        f"{path}: timm {table['timm_version']}: {len(table['models'])} models, {len(table['patch_px'])} with a "
-        f"patch grid, {len(table['unbuilt'])} not buildable offline ({elapsed:.0f} s)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -13,57 +13,24 @@ A `budget:` in the spec is checked here (and by `orchestrate plan`).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.sweep import bounded
+from orchestrator.sweep.budget import complexity_key, over_budget
 from orchestrator.sweep.plan import RunSpec
-from orchestrator.sweep.spec import BudgetSpec, SpecError, SweepSpec
-from trainers import contract, rundir
+from orchestrator.sweep.spec import SpecError, SweepSpec
+from trainers import contract
 from trainers.config import TrainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from trainers.datasets.known import LabelShape
-
-PROFILE_FILE = "profile.csv"
-# What shapes the model, and nothing else: the cache key of `profile` and of profile.csv, so
-# every seed, optimizer, loss (L2-SP included), dropout rate and smoke variant of a cell shares
-# one entry. A whitelist: a config field added later never splits the cache by accident.
-_MODEL_KEYS = ("backbone", "head", "insert")
-_SKIP_DATASET = ("max_samples", "max_bad_fraction", "val_fraction", "test_fraction", "split_seed", "label")
-
-
-def complexity_key(config: TrainConfig) -> str:
-    """Short hash of the config fields that can change the model's shapes or FLOPs."""
-    data = config.model_dump(mode="json")
-    model = {key: data["model"][key] for key in _MODEL_KEYS}
-    if config.regime == "pretrained_eval":
-        # The checkpoint's own head: its width is read from the file.
-        model.update(regime=config.regime, pretrained_path=config.model.pretrained_path)
-        model["class_map_path"] = config.model.class_map_path
-    dataset = data["data"]["dataset"]
-    _strip_dataset(dataset)
-    shaped = {"model": model, "image_size_px": data["data"]["image_size_px"], "dataset": dataset}
-    canonical = json.dumps(shaped, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def _strip_dataset(dataset: Any) -> None:
-    if not isinstance(dataset, dict):
-        return
-    for key in _SKIP_DATASET:
-        dataset.pop(key, None)
-    for part in dataset.get("parts") or ():
-        _strip_dataset(part)
 
 
 @dataclass(frozen=True)
@@ -182,62 +149,6 @@ def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> 
         frame[f"{short}_delta_pct"] = (frame[column].to_numpy(dtype=float) - reference) / reference * 100.0
     frame["over_budget"] = over_budget(frame, spec.budget)
     return frame
-
-
-def over_budget(frame: pd.DataFrame, budget: BudgetSpec | None) -> pd.Series:
-    """Rows whose relative GFLOPs or params increase exceeds the budget."""
-    flags = frame["gflops_delta_pct"].isna() & False
-    if budget is None:
-        return flags
-    gflops = frame["gflops_delta_pct"].map(lambda d: exceeds(d, budget.max_gflops_increase_pct))
-    params = frame["params_delta_pct"].map(lambda d: exceeds(d, budget.max_params_increase_pct))
-    return flags | gflops.astype(bool) | params.astype(bool)
-
-
-def exceeds(delta_pct: float | None, limit_pct: float | None) -> bool:
-    """The budget rule: a relative increase above the limit (rounding noise of 1e-9 % tolerated)."""
-    if delta_pct is None or limit_pct is None or math.isnan(delta_pct):
-        return False
-    return delta_pct > limit_pct + 1e-9
-
-
-def decimals_for(smallest: float, at_least: int, digits: int = 3) -> int:
-    """Decimals that show `digits` significant digits of the smallest value (tiny test models)."""
-    if smallest <= 0 or math.isnan(smallest):
-        return at_least
-    return max(at_least, digits - 1 - math.floor(math.log10(smallest)))
-
-
-def profile_path(spec: SweepSpec) -> Path:
-    """Where `profile` writes and `collect` reads the complexity of every cell."""
-    return spec.output_path / PROFILE_FILE
-
-
-def write_profile(spec: SweepSpec, frame: pd.DataFrame) -> Path:
-    """Merge `frame` into the sweep's profile.csv (newer rows win) and return its path."""
-    path = profile_path(spec)
-    old = read_profile(path)
-    if old is not None and not frame.empty:
-        import pandas as pd
-
-        frame = pd.concat([old[~old["ckey"].isin(frame["ckey"])], frame], ignore_index=True)
-    rundir.write_text(path, frame.to_csv(index=False))
-    return path
-
-
-def read_profile(path: Path) -> pd.DataFrame | None:
-    """A profile.csv as a DataFrame, or None when there is none or it cannot be read as one (a FIFO,
-    a 1 GB file, not CSV: bounded like every file of a results folder; collect then takes the
-    complexity from the runs' own metrics)."""
-    import io
-
-    import pandas as pd
-
-    try:
-        data = bounded.read_bytes(path)
-        return pd.read_csv(io.BytesIO(data)) if data else None
-    except (bounded.Unreadable, ValueError, UnicodeDecodeError, pd.errors.ParserError, MemoryError):
-        return None
 
 
 def profile_frame(spec: SweepSpec, runs: list[RunSpec]) -> tuple[pd.DataFrame, float]:

@@ -121,37 +121,6 @@ def _backbone_origin(spec: SweepSpec, run: RunSpec) -> str:
     return f"run {run.name}: model.backbone"
 
 
-def check_models(runs: Sequence[RunSpec], where: str) -> None:
-    """Backbone names (with a "did you mean") and inserted modules' stages, each distinct model built
-    once on the meta device (no memory, no weights). Needs torch: `submit` runs it before any job."""
-    import difflib
-
-    import timm
-    import torch
-
-    from trainers.inserts import attach
-    from trainers.models import create_backbone
-
-    seen: set[str] = set()
-    for run in runs:
-        model, size = run.config.model, run.config.data.image_size_px
-        key = json.dumps([model.backbone, size, [i.model_dump() for i in model.insert]])
-        if key in seen:
-            continue
-        seen.add(key)
-        if not timm.is_model(model.backbone):
-            close = difflib.get_close_matches(model.backbone, timm.list_models(), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else " (see timm.list_models())"
-            name = short(model.backbone)
-            raise SpecError(f"{where}: run {run.name}: model.backbone {name} is not a timm model{hint}")
-        if model.insert:
-            try:
-                with torch.device("meta"):
-                    attach(create_backbone(model.backbone, size, num_classes=0), model.insert)
-            except ValueError as exc:
-                raise SpecError(f"{where}: run {run.name}: {exc}") from None
-
-
 def check_rules(runs: Sequence[RunSpec], where: str) -> None:
     """The trainer's pure-config rules (trainers.rules) for every run: what would fail on the node."""
     for run in runs:
