@@ -15,7 +15,6 @@ import errno
 import io
 import json
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -134,9 +133,6 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-_LONG_DIGITS = re.compile(f"[0-9]{{{MAX_INT_DIGITS + 1}}}")
-
-
 def _bounded_int(text: str) -> int:
     if len(text.lstrip("-")) > MAX_INT_DIGITS:
         raise _Refused(f"an integer of {len(text.lstrip('-'))} digits")
@@ -147,10 +143,7 @@ def parse_json_object(data: bytes, name: str) -> dict[str, Any]:
     """A JSON object from bytes; Unreadable (naming `name`) for invalid JSON, a repeated key, an
     integer of more than MAX_INT_DIGITS digits, nesting deeper than Python reads, or a non-object."""
     try:
-        text = data.decode("utf-8")
-        # The integer check costs a Python call per integer: only text with a long digit run needs it.
-        ints = _bounded_int if _LONG_DIGITS.search(text) else None
-        value = json.loads(text, object_pairs_hook=_unique_pairs, parse_int=ints)
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_unique_pairs, parse_int=_bounded_int)
     except UnicodeDecodeError as exc:
         raise Unreadable(f"{name}: not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
