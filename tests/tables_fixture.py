@@ -63,35 +63,45 @@ def fake_run(
         status["finished_at"] = T0 + day * DAY + wall_s
     rundir.write_json(path / rundir.STATUS, status)
     if epochs:
-        rows = [
-            {
-                "epoch": e + 1,
-                "train_loss": 2.0 / (e + 1) + 0.01 * run.seed,
-                "val_loss": 2.2 / (e + 1) + 0.02 * run.seed,
-                "val_top1": min(0.99, 0.5 + 0.1 * e - 0.04 * run.seed),
-                "val_macro_f1": min(0.98, 0.45 + 0.1 * e - 0.04 * run.seed),
-                "lr": 1e-3,
-                "epoch_s": 1.0,
-            }
-            for e in range(epochs)
-        ]
-        write_csv(path / rundir.HISTORY, rows)
+        _fake_history(path, run, epochs)
     if classes and state is State.COMPLETED:
-        n = len(classes)
-        matrix = [
-            {
-                "true \\ predicted": name,
-                **{other: (8 if i == j else (1 if j == (i + 1) % n else 0)) for j, other in enumerate(classes)},
-            }
-            for i, name in enumerate(classes)
-        ]
-        write_csv(path / "confusion_matrix.csv", matrix)
-        per_class = [
-            {"class": name, "precision": 0.8, "recall": 0.8, "f1": 0.5 + 0.4 * i / max(1, n - 1), "support": 9 + i}
-            for i, name in enumerate(classes)
-        ]
-        write_csv(path / "per_class.csv", per_class)
+        _fake_tables(path, classes)
     return path
+
+
+def _fake_history(path: Path, run: RunSpec, epochs: int) -> None:
+    """history.csv with `epochs` rows that improve with the epoch and differ by seed."""
+    rows = [
+        {
+            "epoch": e + 1,
+            "train_loss": 2.0 / (e + 1) + 0.01 * run.seed,
+            "val_loss": 2.2 / (e + 1) + 0.02 * run.seed,
+            "val_top1": min(0.99, 0.5 + 0.1 * e - 0.04 * run.seed),
+            "val_macro_f1": min(0.98, 0.45 + 0.1 * e - 0.04 * run.seed),
+            "lr": 1e-3,
+            "epoch_s": 1.0,
+        }
+        for e in range(epochs)
+    ]
+    write_csv(path / rundir.HISTORY, rows)
+
+
+def _fake_tables(path: Path, classes: list[str]) -> None:
+    """confusion_matrix.csv and per_class.csv of the test split."""
+    n = len(classes)
+    matrix = [
+        {
+            "true \\ predicted": name,
+            **{other: (8 if i == j else (1 if j == (i + 1) % n else 0)) for j, other in enumerate(classes)},
+        }
+        for i, name in enumerate(classes)
+    ]
+    write_csv(path / "confusion_matrix.csv", matrix)
+    per_class = [
+        {"class": name, "precision": 0.8, "recall": 0.8, "f1": 0.5 + 0.4 * i / max(1, n - 1), "support": 9 + i}
+        for i, name in enumerate(classes)
+    ]
+    write_csv(path / "per_class.csv", per_class)
 
 
 REPORT_SPEC = """

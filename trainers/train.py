@@ -104,7 +104,7 @@ class Progress:
         return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """The prepared objects of one run."""
 
@@ -153,9 +153,11 @@ class Run:
         return [*extra, self.selection.metric]
 
 
-def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> Run:
-    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s);
-    `metadata` (the plan's run id, name, sweep, ablation...) names and tags tracker runs."""
+def _start_process(
+    cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None
+) -> tuple[Accelerator, dict[str, Any]]:
+    """Checks that fail before any data is read, the process's threads and allocator, the
+    Accelerator (with its trackers) and the seed; the run's facts for the trackers."""
     check_pretrained_path(cfg.model)  # fail before any data is read
     rules.check_config(cfg)  # the pure-config rules `plan` checks too
     if cfg.torch_threads is not None:
@@ -167,6 +169,13 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
         # Fixed input shapes (square resize, drop_last): autotuned convolution kernels pay off.
         torch.backends.cudnn.benchmark = True
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
+    return accelerator, facts
+
+
+def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None) -> Run:
+    """Accelerator, data, model, loss, optimizer and schedule, all prepared for the device(s);
+    `metadata` (the plan's run id, name, sweep, ablation...) names and tags tracker runs."""
+    accelerator, facts = _start_process(cfg, run_dir, metadata)
     # The checkpoint's own mean/std and resize filter (data.normalize/interpolation: checkpoint).
     cfg = cfg.model_copy(update={"data": resolve_preprocessing(cfg.data, cfg.model.backbone)})
     data = build_data(cfg.data, cfg.seed, accelerator.num_processes * cfg.distributed.grad_accum_steps)
@@ -204,9 +213,23 @@ def build_run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None =
         trackers = tracking.Tracking(accelerator, steps_per_epoch(cfg, data.train))
         trackers.start(cfg, run_dir, facts)
     return Run(
-        cfg, run_dir, accelerator, data, task, model, criterion, optimizer, scheduler, selection, n_params,
-        n_trainable, l2sp, input_dtype, BatchNormalize(*stats(cfg.data)), tracking=trackers,
-    )  # fmt: skip
+        cfg=cfg,
+        run_dir=run_dir,
+        accelerator=accelerator,
+        data=data,
+        task=task,
+        model=model,
+        criterion=criterion,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        selection=selection,
+        n_params=n_params,
+        n_trainable=n_trainable,
+        l2sp=l2sp,
+        input_dtype=input_dtype,
+        normalize=BatchNormalize(*stats(cfg.data)),
+        tracking=trackers,
+    )
 
 
 def micro_batches_per_epoch(cfg: TrainConfig, train: DataLoader[Any]) -> int:
@@ -330,14 +353,7 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
     # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
     deepspeed = uses_deepspeed(run.accelerator)
     levels = run.task.kind == "hierarchical"
-    # loss sum, image count, then (hierarchical) each level's loss sum, then the correct counts
-    # (single: top-1; hierarchical: per level; multilabel: none)
-    width = {"hierarchical": 6, "single": 3}.get(run.task.kind, 2)
-    totals = torch.zeros(width, device=run.accelerator.device)
-    if resumed is not None:
-        saved = resumed["totals"].to(run.accelerator.device)
-        # A mid-epoch state saved before train accuracies were counted: their sums restart as NaN.
-        totals = torch.cat([saved, saved.new_full((width - len(saved),), math.nan)]) if len(saved) < width else saved
+    totals = _epoch_totals(run, resumed)
     run.clock = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
     for index, (images, targets) in enumerate(run.data.train, start=start):
@@ -374,6 +390,24 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
         if step_now and index + 1 < micro_batches:
             step_boundary(run, epoch, index + 1, totals, progress)
     run.accelerator.sync_gradients = True
+    return _finish_epoch(run, totals, skipped)
+
+
+def _epoch_totals(run: Run, resumed: dict[str, Any] | None) -> torch.Tensor:
+    """The epoch's running sums: loss sum, image count, then (hierarchical) each level's loss sum,
+    then the correct counts (single: top-1; hierarchical: per level; multilabel: none); those of
+    the saved state when the epoch resumes mid-way."""
+    width = {"hierarchical": 6, "single": 3}.get(run.task.kind, 2)
+    totals = torch.zeros(width, device=run.accelerator.device)
+    if resumed is not None:
+        saved = resumed["totals"].to(run.accelerator.device)
+        # A mid-epoch state saved before train accuracies were counted: their sums restart as NaN.
+        totals = torch.cat([saved, saved.new_full((width - len(saved),), math.nan)]) if len(saved) < width else saved
+    return totals
+
+
+def _finish_epoch(run: Run, totals: torch.Tensor, skipped: int) -> float:
+    """Sum the epoch's totals over processes into the train levels and timing; the mean loss."""
     loss_sum, images_seen, *sums = run.accelerator.reduce(totals, reduction="sum").tolist()
     names = {
         "hierarchical": ["train_super_loss", "train_sub_loss", "train_super.top1", "train_sub.top1"],

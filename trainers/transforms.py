@@ -31,8 +31,13 @@ def checkpoint_preprocessing(backbone: str) -> dict[str, Any]:
     except (RuntimeError, ValueError):
         cfg = None
     if cfg is None:
-        return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "interpolation": "bicubic", "crop_pct": None,
-                "pretrained_cfg": None}  # fmt: skip
+        return {
+            "mean": IMAGENET_MEAN,
+            "std": IMAGENET_STD,
+            "interpolation": "bicubic",
+            "crop_pct": None,
+            "pretrained_cfg": None,
+        }
     arch = backbone.split(".", 1)[0]
     tag = cfg.tag or ""
     return {

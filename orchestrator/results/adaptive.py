@@ -72,11 +72,16 @@ def layout(spec: SweepSpec, runs: list[RunSpec]) -> Layout:
         key = cell_of(run)
         cells.setdefault(key, {})[run.seed] = run
         axes = {axis: display(value) for axis, value in run.axes.items()}
-        facts[key] = {"backbone": display(run.backbone), "dataset": display(run.dataset), "axes": axes,
-                      "ablation": run.ablation}  # fmt: skip
+        facts[key] = {
+            "backbone": display(run.backbone),
+            "dataset": display(run.dataset),
+            "axes": axes,
+            "ablation": run.ablation,
+        }
         if run.ablation != baseline:
-            base_of[key] = cell_of(RunSpec(run.run_id, run.name, baseline, run.backbone, run.dataset, run.seed,
-                                           run.config, run.axes))  # fmt: skip
+            base_of[key] = cell_of(
+                RunSpec(run.run_id, run.name, baseline, run.backbone, run.dataset, run.seed, run.config, run.axes)
+            )
     return Layout(cells, {k: b for k, b in base_of.items() if b in cells}, facts)
 
 
@@ -231,8 +236,13 @@ def history(root: Path) -> list[dict[str, Any]]:
     for entry in read_state(root):
         for key, verdict in entry.get("verdicts", {}).items():
             if verdict.get("round") == entry.get("round"):  # judged in this round, not carried over
-                rows.append({"round": entry.get("round"), "cell": key, **{k: verdict.get(k) for k in
-                             ("n", "delta", "low", "high", "decision", "state", "reason")}})  # fmt: skip
+                rows.append(
+                    {
+                        "round": entry.get("round"),
+                        "cell": key,
+                        **{k: verdict.get(k) for k in ("n", "delta", "low", "high", "decision", "state", "reason")},
+                    }
+                )
     return rows
 
 
@@ -265,8 +275,11 @@ def annotate(joined: pd.DataFrame, spec: SweepSpec, root: Path) -> pd.DataFrame:
 def stop_text(verdict: dict[str, Any]) -> str:
     """`resolved at 5 seeds (interval excludes 0)`, `stopped at max (12 seeds)`, `open after round 2`."""
     n, state = verdict.get("n"), verdict.get("state")
-    reasons = {"excludes_zero": "interval excludes 0", "narrow": "interval narrow enough",
-               "within_margin": "interval within the margin"}  # fmt: skip
+    reasons = {
+        "excludes_zero": "interval excludes 0",
+        "narrow": "interval narrow enough",
+        "within_margin": "interval within the margin",
+    }
     if state == "resolved":
         return f"resolved at {n} seeds ({reasons.get(str(verdict.get('reason')), 'resolved')})"
     if state == "max":

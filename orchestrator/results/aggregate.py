@@ -92,10 +92,19 @@ def score_cells(
             cell = data.get((*rk, *ck), empty)
             c = found.get((rk, ck))
             cells[(rk, ck)] = Cell(
-                cell.mean, cell.std, len(cell.values), cell.n_expected, c.delta if c else None, False, False,
-                table.decimals, False, c.low if c else None, c.high if c else None, c.p if c else None,
-                adjusted.get((rk, ck)), cell.broken, cell.stop,
-            )  # fmt: skip
+                mean=cell.mean,
+                std=cell.std,
+                n=len(cell.values),
+                n_expected=cell.n_expected,
+                delta=c.delta if c else None,
+                decimals=table.decimals,
+                low=c.low if c else None,
+                high=c.high if c else None,
+                p=c.p if c else None,
+                p_adjusted=adjusted.get((rk, ck)),
+                broken=cell.broken,
+                stop=cell.stop,
+            )
     return cells, [c for c in found.values() if c is not None]
 
 
@@ -182,7 +191,17 @@ def complexity_cells(
             delta = difference(mean, base_values[index] if base_values else None, True)
             limit = limits[index]
             over = exceeds(delta, limit)
-            columns[index].append(Cell(mean, None, int(mean is not None), 1, delta, True, False, decimals, over))
+            cell = Cell(
+                mean=mean,
+                std=None,
+                n=int(mean is not None),
+                n_expected=1,
+                delta=delta,
+                relative=True,
+                decimals=decimals,
+                over_budget=over,
+            )
+            columns[index].append(cell)
     fixed = [enough_decimals(column) for column in columns]
     out = {rk: [column[i] for column in fixed] for i, rk in enumerate(row_keys)}
     over = any(c.over_budget for column in fixed for c in column)

@@ -82,7 +82,7 @@ INDEX_FILE = ".collect-index.json"
 """Per-run-folder cache of what `collect` read (under the sweep folder), keyed by file size and mtime."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Written:
     """What `write_tables` produced."""
 
@@ -169,9 +169,17 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     finally:
         outputs.save()  # what was written so far is collect's, even when a later step failed
     return Written(
-        files[0], runs_path, "\n".join(markdown), tuple(files), report_path, problems, usable, counts, usage_path,
-        usage_lines,
-    )  # fmt: skip
+        table_path=files[0],
+        runs_path=runs_path,
+        markdown="\n".join(markdown),
+        files=tuple(files),
+        report_path=report_path,
+        problems=problems,
+        usable=usable,
+        counts=counts,
+        usage_path=usage_path,
+        usage_lines=usage_lines,
+    )
 
 
 def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: bool) -> None:

@@ -11,7 +11,7 @@ BUDGET_MARK = "†"
 NOISE_MARK = "°"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Cell:
     """One table cell, every number already computed; `n == 0` renders as `-`.
 

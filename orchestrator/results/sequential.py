@@ -298,8 +298,16 @@ class Verdict:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (adaptive.json); infinite ends as None."""
         finite = {k: (v if math.isfinite(v) else None) for k, v in (("low", self.low), ("high", self.high))}
-        return {"n": self.n, "delta": self.delta, **finite, "decision": self.decision, "state": self.state,
-                "reason": self.reason, "alpha": self.alpha, "look": self.look}  # fmt: skip
+        return {
+            "n": self.n,
+            "delta": self.delta,
+            **finite,
+            "decision": self.decision,
+            "state": self.state,
+            "reason": self.reason,
+            "alpha": self.alpha,
+            "look": self.look,
+        }
 
 
 @dataclass(frozen=True)

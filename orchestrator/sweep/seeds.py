@@ -33,8 +33,11 @@ class StopSpec(StrictModel):
 
     @model_validator(mode="after")
     def _one_rule(self) -> StopSpec:
-        named = [k for k, v in (("excludes_zero", self.excludes_zero), ("halfwidth", self.halfwidth),
-                                ("margin", self.margin)) if v]  # fmt: skip
+        named = [
+            k
+            for k, v in (("excludes_zero", self.excludes_zero), ("halfwidth", self.halfwidth), ("margin", self.margin))
+            if v
+        ]
         if len(named) != 1:
             got = f"got {', '.join(named)}" if named else "got none"
             raise ValueError(f"name exactly one stop rule: excludes_zero: true, halfwidth: H or margin: M ({got})")
