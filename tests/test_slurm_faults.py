@@ -8,19 +8,24 @@ retries by class until nothing is left. No mocks: sbatch, squeue, sacct and the 
 
 from __future__ import annotations
 
+import csv
 import io
+import os
+import signal
 import threading
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from test_slurm import PROFILE, TRAIN_SPEC, cluster, write
+from test_slurm import PROFILE, TRAIN_SPEC, cluster, finished_after_restart, wait_for, write
+from test_slurm_resume import SPEC as RESUME_SPEC
+from test_slurm_resume import _mid_epoch_1
 
 from orchestrator import launch, store
-from orchestrator.launch import slurmcli
+from orchestrator.launch import slurmcli, watchdog
 from orchestrator.launch.status import sweep_status
 from orchestrator.sweep.plan import plan
-from orchestrator.sweep.spec import load_spec
+from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import faults, rundir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -71,3 +76,50 @@ def test_preflight_oom_and_user_error_each_handled_by_class(tmp_path: Path, monk
     if preflight:
         assert [q.node for q in current.quarantined] == ["node2"]
     assert current.counts["completed"] == 2 and current.failures == {"user_error": 1}
+
+
+def test_stopped_trainer_is_detected_requeued_and_ends_with_the_same_numbers(tmp_path: Path) -> None:
+    """A trainer SIGSTOPped in the middle of epoch 1: its watchdog (another process) sees no heartbeat for
+    hang_floor_s, records a hang and requeues the job, which resumes from its last mid-epoch checkpoint
+    and ends bit for bit like the uninterrupted run (evaluation, checkpoints and start-up, which have
+    the slow-phase limit, are never taken for a hang: exactly one hang is recorded)."""
+    reference = _resume_spec(tmp_path, "reference", extra="")
+    assert launch.submit(reference, plan(reference), "local").failed == []
+    expected = rundir.read_json(_resume_dir(reference) / rundir.METRICS) or {}
+    extra = "  checkpoint_every_min: 1.0e-9\nretry: {hang_floor_s: 5, hang_slow_phase_s: 120}"
+    spec = _resume_spec(tmp_path, "stopped", extra=extra)
+    launch.submit(spec, plan(spec), "slurm", profile=PROFILE)
+    run_dir = _resume_dir(spec)
+    wait_for(lambda: _mid_epoch_1(run_dir) and _phase(run_dir) == "step", 600, "training in the middle of epoch 1")
+    status = rundir.read_json(run_dir / rundir.STATUS) or {}
+    os.kill(int(status["pid"]), signal.SIGSTOP)
+    wait_for(lambda: finished_after_restart(run_dir), 600, "the stopped run to be requeued and finish")
+    status = rundir.read_json(run_dir / rundir.STATUS) or {}
+    assert status["state"] == "completed", status.get("error")
+    [hung, resumed] = status["attempts"]
+    assert hung["failure"] == "hang" and "in phase step" in hung["reason"] and not resumed.get("failure")
+    assert _history(spec) == _history(reference)
+    found = rundir.read_json(run_dir / rundir.METRICS) or {}
+    assert found["test"] == expected["test"] and found["val"] == expected["val"]
+
+
+def _resume_spec(tmp_path: Path, name: str, extra: str) -> SweepSpec:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(RESUME_SPEC.format(name=name, out=tmp_path / name, extra=extra))
+    return load_spec(path)
+
+
+def _resume_dir(spec: SweepSpec) -> Path:
+    [run] = plan(spec)
+    return store.run_path(spec.output_path, run.run_id)
+
+
+def _phase(run_dir: Path) -> str:
+    beat = watchdog.read_beat(run_dir)
+    return beat[1] if beat else ""
+
+
+def _history(spec: SweepSpec) -> list[dict[str, str]]:
+    with (_resume_dir(spec) / rundir.HISTORY).open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [{k: v for k, v in row.items() if k not in ("epoch_s", "train_images_per_s")} for row in rows]

@@ -35,7 +35,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, contract, faults, memory, regimes, rules, rundir, tracking
+from trainers import checkpoint, contract, faults, heartbeat, memory, regimes, rules, rundir, tracking
 from trainers.complexity import complexity
 from trainers.config import TrainConfig
 from trainers.data import DataBundle, build_data, epoch_seed
@@ -287,8 +287,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def beat(run: Run, phase: str) -> None:
+    """Progress for the hang watchdog (trainers/heartbeat.py; nothing unless a watchdog reads it)."""
+    heartbeat.beat(run.run_dir, phase, run.accelerator.is_main_process)
+
+
 def save_last(run: Run, progress: Progress, totals: torch.Tensor | None = None) -> None:
     """checkpoints/last with the progress and, mid-epoch, this rank's running loss totals (collective)."""
+    beat(run, "checkpoint")
     rank_state = None if totals is None else {"totals": totals.detach().cpu()}
     checkpoint.save_last(run.accelerator, run.ckpt_dir, progress.as_dict(), rank_state)
     run.stop.saved()
@@ -356,6 +362,7 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
     totals = _epoch_totals(run, resumed)
     run.clock = time.perf_counter()
     run.optimizer.zero_grad(set_to_none=True)
+    beat(run, "compile")  # the first micro-batches: loader workers start, torch.compile and autotuning run
     for index, (images, targets) in enumerate(run.data.train, start=start):
         if index >= micro_batches:
             break
@@ -387,6 +394,7 @@ def train_one_epoch(run: Run, epoch: int, progress: Progress) -> float:
         totals += torch.stack(batch) * len(targets)
         if run.tracking is not None:
             run.tracking.record(loss, step_now)
+        beat(run, "step")
         if step_now and index + 1 < micro_batches:
             step_boundary(run, epoch, index + 1, totals, progress)
     run.accelerator.sync_gradients = True
@@ -468,6 +476,7 @@ def predict(run: Run, loader: DataLoader[Any]) -> tuple[np.ndarray, np.ndarray, 
 
 def evaluate_split(run: Run, loader: DataLoader[Any]) -> Evaluation:
     """Metrics (and tables) of the current model on one split."""
+    beat(run, "eval")
     run.eval_levels = None
     outputs, targets, loss = predict(run, loader)
     return evaluate_outputs(run.task, outputs, targets, loss, run.cfg.threshold, run.eval_levels)
@@ -478,6 +487,7 @@ def evaluate_raw(run: Run, loader: DataLoader[Any]) -> Evaluation:
     """class_map_scoring raw: the checkpoint's own argmax over all its classes, against each
     image's class mapped to the checkpoint's first index for it (report 001 scores ImageNet's
     1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table."""
+    beat(run, "eval")
     net = run.accelerator.unwrap_model(run.model)
     first_index = net.output_map.index[:, 0].cpu()
     net.eval()
@@ -567,6 +577,7 @@ def stop_after_epoch(run: Run, progress: Progress) -> None:
 
 def save_best(run: Run, epoch: int, value: float | None) -> None:
     """Save the model as `best`, with what eval/predict need to rebuild it (config, task)."""
+    beat(run, "checkpoint")
     state = {
         "epoch": epoch,
         "metric": run.selection.metric,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -74,6 +75,7 @@ class TrainJob:
             # The previous attempt's failure fields go: they described that attempt, not this one.
             cleared: dict[str, Any] = dict.fromkeys(("failure", "failure_reason", "traceback"))
             rundir.update_status(self.run_dir, State.RUNNING, **where, **cleared, attempts=self._attempts(where))
+        watchdog = self._start_watchdog() if is_main else None
         try:
             from trainers import preflight, run  # heavy: torch, timm, accelerate
 
@@ -96,6 +98,8 @@ class TrainJob:
                 if isinstance(exc, Exception):  # not on preemption (SystemExit): the requeued job resumes
                     self.clean_up(completed=False)
             raise
+        finally:
+            _stop(watchdog)
         if is_main:
             rundir.update_status(self.run_dir, State.COMPLETED)
             self.clean_up(completed=True)
@@ -116,11 +120,30 @@ class TrainJob:
             else:  # it never started (no entry of its own)
                 attempts.append(dict(previous))
         job_id = _job_key(where)
-        if attempts and job_id and attempts[-1].get("job_id") == job_id:
+        if attempts and job_id and attempts[-1].get("job_id") == job_id and not attempts[-1].get("failure"):
             return attempts  # the same job restarted (requeued on timeout or preemption): one attempt
         entry = {"job_id": job_id, "host": where.get("host"), "at": time.time()}
         entry["resources"] = self.attempt.get("resources", {})
         return [*attempts, entry]
+
+    def _start_watchdog(self) -> subprocess.Popen[bytes] | None:
+        """Under SLURM, with the retry policy's watchdog on: the hang watchdog, a separate process
+        (orchestrator/launch/watchdog.py), and the trainer's heartbeat switched on for it."""
+        settings = self.attempt.get("watchdog")
+        job = os.environ.get("SLURM_JOB_ID")
+        if not isinstance(settings, dict) or not job:
+            return None
+        from orchestrator.launch import watchdog
+
+        os.environ[watchdog.HEARTBEAT_ENV] = "1"
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        args = [sys.executable, "-m", "orchestrator.launch.watchdog", "--run-dir", str(self.run_dir)]
+        args += ["--pid", str(os.getpid()), "--job-id", job]
+        for key in ("step_factor", "floor_s", "slow_phase_s"):
+            args += [f"--{key.replace('_', '-')}", str(float(settings[key]))]
+        if restarts < int(settings.get("max_requeues", 0)):
+            args.append("--requeue")
+        return subprocess.Popen(args)
 
     def clean_up(self, completed: bool) -> None:
         """Apply `cleanup` to the run's checkpoints, after its status is recorded. A cleanup that
@@ -151,6 +174,17 @@ class NodeUnfit(RuntimeError):
 
 PREFLIGHT_EXIT = 77
 """Exit status of a job whose preflight failed (failures.EXIT_PREFLIGHT; trainers.preflight_node.EXIT_CODE)."""
+
+
+def _stop(process: subprocess.Popen[bytes] | None) -> None:
+    """End the watchdog when the trainer returns (it also ends itself once its trainer is gone)."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def _job_key(where: dict[str, Any]) -> str | None:

@@ -159,7 +159,16 @@ class SlurmLauncher(Launcher):
     def attempt_of(self, record: RunRecord, config: SlurmConfig) -> dict[str, Any]:
         """status.json's entry for the attempt about to be submitted: resources, verdict on the last."""
         decision = self._next.get(record.run.run_id, retries.Decision(True))
-        return {"resources": retries.recorded(config, decision), "previous": decision.previous}
+        attempt: dict[str, Any] = {"resources": retries.recorded(config, decision), "previous": decision.previous}
+        policy = self.spec.retry
+        if policy.watchdog:
+            attempt["watchdog"] = {
+                "step_factor": policy.hang_step_factor,
+                "floor_s": policy.hang_floor_s,
+                "slow_phase_s": policy.hang_slow_phase_s,
+                "max_requeues": policy.hang_max_requeues,
+            }
+        return attempt
 
     def _plan_retries(self, todo: list[RunRecord], root: Path) -> list[RunRecord]:
         """Apply the retry policy: classify each run's last attempt (one sacct call), record the node

@@ -40,3 +40,16 @@ class RetryPolicy(StrictModel):
     quarantine_after: int = Field(2, ge=1, le=1000)
     """Failures of the node (node failure, preflight failure, hang) within the sweep after which a node is
     excluded from every later submission of the sweep (`orchestrate quarantine clear` forgets them)."""
+    watchdog: bool = True
+    """Under SLURM, watch each trainer's heartbeat from a separate process and end an attempt that stops
+    making progress (a hang: requeued, it resumes from its last checkpoint)."""
+    hang_step_factor: float = Field(10.0, ge=1.0, le=10_000, allow_inf_nan=False)
+    """A training step without progress for this many times the run's typical step interval is a hang..."""
+    hang_floor_s: float = Field(300.0, ge=1.0, le=604_800, allow_inf_nan=False)
+    """...but never sooner than this many seconds."""
+    hang_slow_phase_s: float = Field(1800.0, ge=1.0, le=604_800, allow_inf_nan=False)
+    """Seconds without progress that count as a hang in the slow phases: start-up, first compilation,
+    evaluation and checkpointing (never judged by the step time)."""
+    hang_max_requeues: int = Field(2, ge=0, le=100)
+    """Times the watchdog requeues a hung job in place (same job, resumes from its checkpoint); after that
+    it ends the attempt and `submit --follow` retries it elsewhere."""
