@@ -125,3 +125,24 @@ def test_unreadable_quarantine_is_named_and_never_overwritten(tmp_path: Path) ->
 )
 def test_slurm_time_format(text: str, minutes: int | None) -> None:
     assert slurmcli.parse_minutes(text) == minutes
+
+
+def test_table_notes_name_the_runs_retried_with_a_smaller_batch_per_device() -> None:
+    import pandas as pd
+
+    from orchestrator.results.provenance import retry_notes
+    from orchestrator.results.reader import retried_accum
+    from trainers.contract import RunStatus
+
+    status = RunStatus.model_validate({"attempts": [{"failure": "oom"}, {"resources": {"grad_accum_factor": 2}}]})
+    assert retried_accum(status) == 2 and retried_accum(RunStatus()) is None
+    runs = pd.DataFrame(
+        {
+            "name": ["a/s0", "b/s0", "c/s0"],
+            "state": ["completed", "completed", "failed"],
+            "retry_grad_accum_factor": [2, None, 4],
+        }
+    )
+    [note] = retry_notes(runs)
+    assert note.endswith("(same effective batch): a/s0 (x2).")
+    assert retry_notes(runs.drop(columns="retry_grad_accum_factor")) == []

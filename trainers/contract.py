@@ -477,7 +477,9 @@ _COUNTS = {NUM_PROCESSES: 1}
 """Integers that must be at least this much (a process count read from text was a traceback)."""
 META_COLUMNS = ("run_id", "name", "ablation", "backbone", "dataset", "seed", "state", "in_plan", "path")
 """A run row's own columns (from the plan and status.json), before its metric columns."""
-_RESERVED = frozenset({*META_COLUMNS, "problem", "started_at", "finished_at", "pretrained_path"})
+_RESERVED = frozenset(
+    {*META_COLUMNS, "problem", "started_at", "finished_at", "pretrained_path", "retry_grad_accum_factor"}
+)
 """Row columns a metrics.json key may not set (a top-level `state: completed` in it set the run's state)."""
 
 

@@ -111,7 +111,7 @@ class TrainJob:
         """status.json's `attempts` (contract.Attempt), this one appended: its job, host and resources;
         the launcher's verdict on the previous attempt goes onto that attempt's entry."""
         status, _ = run_states.read_status(self.run_dir)
-        attempts = [a.model_dump(mode="json", exclude_defaults=True) for a in status.attempts]
+        attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
         previous = self.attempt.get("previous")
         if isinstance(previous, dict) and previous:  # the launcher's verdict on the attempt before this one
             mine = [a for a in attempts if a.get("job_id") == previous.get("job_id")]

@@ -93,10 +93,10 @@ def watch(run_dir: Path, pid: int, limits: Limits, poll_s: float) -> str | None:
 
 def end_attempt(run_dir: Path, pid: int, reason: str, job_id: str | None, requeue: bool) -> None:
     """Record the hang, then requeue the job through SLURM (or kill the trainer)."""
-    from orchestrator.results import reader
+    from orchestrator.store import run_states
 
-    status, _ = reader.read_status(run_dir)
-    attempts = [a.model_dump(mode="json", exclude_defaults=True) for a in status.attempts]
+    status, _ = run_states.read_status(run_dir)
+    attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
     node = os.uname().nodename
     if attempts:
         attempts[-1].update(failure="hang", node=node, reason=reason)

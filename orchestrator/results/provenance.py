@@ -51,6 +51,21 @@ def compute_hours(done: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def retry_notes(runs: pd.DataFrame) -> list[str]:
+    """The finished runs a CUDA out-of-memory retry trained with a smaller batch per device (same
+    effective batch, more gradient accumulation; their run ids are unchanged)."""
+    done = runs[runs["state"] == "completed"] if "state" in runs.columns else runs.iloc[0:0]
+    factors = _column(done, "retry_grad_accum_factor")
+    retried = done[factors.notna()]
+    if retried.empty:
+        return []
+    names = ", ".join(f"{name} (x{int(f)})" for name, f in zip(retried["name"], factors.dropna(), strict=True))
+    return [
+        "Retried after a CUDA out-of-memory error with the batch per device divided and the gradient "
+        f"accumulation multiplied by the factor shown (same effective batch): {names}."
+    ]
+
+
 def provenance_warnings(runs: pd.DataFrame) -> list[str]:
     """Cells from different code versions, or one backbone from different pretrained checkpoints."""
     done = runs[runs["state"] == "completed"] if "state" in runs.columns else runs.iloc[0:0]

@@ -22,7 +22,7 @@ from orchestrator.store.run_states import Problem, folder_kind, read_metrics, re
 from orchestrator.sweep import bounded, yamlio
 from orchestrator.sweep.plan import RunSpec
 from trainers import rundir
-from trainers.contract import BROKEN, META_COLUMNS, UNKNOWN, State, clean_metrics, flatten
+from trainers.contract import BROKEN, META_COLUMNS, UNKNOWN, RunStatus, State, clean_metrics, flatten
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -127,11 +127,24 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     state = UNKNOWN if status_problem else status.state
     row.update(state=BROKEN if config_problem else state)
     row.update(started_at=status.started_at, finished_at=status.finished_at)
+    accum = retried_accum(status)
+    if accum is not None:  # a column only in sweeps that have such a run (runs.csv stays as it was)
+        row[RETRY_ACCUM] = accum
     values, metric_problems = read_metrics(path, run)
     if not values and row["state"] == State.COMPLETED.value and not metric_problems:
         metric_problems.append(f"completed without {rundir.METRICS}")
     row.update(values)
     return row, problems + metric_problems
+
+
+RETRY_ACCUM = "retry_grad_accum_factor"
+"""Column: the factor a CUDA out-of-memory retry multiplied the run's gradient accumulation by (None: 1)."""
+
+
+def retried_accum(status: RunStatus) -> int | None:
+    """The latest attempt's grad_accum_factor when a CUDA-OOM retry changed it (tables note those runs)."""
+    factor = status.attempts[-1].resources.grad_accum_factor if status.attempts else 1
+    return factor if factor > 1 else None
 
 
 def _pretrained(run: RunSpec) -> str | None:

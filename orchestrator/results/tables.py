@@ -34,7 +34,7 @@ from orchestrator.results.labels import (
 from orchestrator.results.layout import Layout, check_pooled, ordered_groups, ranks_of, resolve_layout
 from orchestrator.results.legend import broken_runs, legend, noise_notes
 from orchestrator.results.model import BUDGET_MARK, Cell, HeaderSpan, Row, Table
-from orchestrator.results.provenance import compute_hours, provenance_notes, provenance_warnings
+from orchestrator.results.provenance import compute_hours, provenance_notes, provenance_warnings, retry_notes
 from orchestrator.results.render import (
     TemplateRefused,
     environment,
@@ -122,6 +122,7 @@ def build_tables(
             built.warnings.append(f"no run reports {', '.join(metric_column(m) for m in missing)}")
         first_metric = part[part["metric"] == part["metric"].iloc[0]]
         built.notes.extend(provenance_notes(first_metric, now))
+        built.notes.extend(retry_notes(first_metric))
         built.warnings.extend(provenance_warnings(first_metric))
         built.problems = broken_runs(part)
         built.warnings.extend(unfinished_runs(part))
