@@ -22,7 +22,8 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
         parts.append(f"failures (latest attempt): {textsafe.rich(failures)}")
     for node in current.quarantined:
         why = textsafe.rich("; ".join(dict.fromkeys(node.reasons)))
-        parts.append(f"[yellow]quarantined[/]: {textsafe.rich(node.node)} ({node.failures} failures: {why})")
+        count = f"{node.failures} failure" + ("" if node.failures == 1 else "s")
+        parts.append(f"[yellow]quarantined[/]: {textsafe.rich(node.node)} ({count}: {why})")
     if current.warning:
         parts.append(f"[yellow]warning:[/] {textsafe.rich(current.warning)}")
     shown = [r for r in current.runs if show_all or r.state != "completed"]
