@@ -59,7 +59,6 @@ OVER_400_TODO = {
     "orchestrator/cli/jsonout.py": 540,
     "orchestrator/cli/commands.py": 445,
     "orchestrator/results/sequential.py": 440,
-    "orchestrator/sweep/nodeenv.py": 512,
     "orchestrator/sweep/spec.py": 460,
     "orchestrator/sweep/site.py": 413,
 }

@@ -19,8 +19,8 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.launch import slurm as slurm_launch
 from orchestrator.launch import slurmcli
-from orchestrator.sweep import nodeenv, site, yamlio
-from orchestrator.sweep.nodeenv import NETWORK_FILESYSTEMS as NETWORK
+from orchestrator.sweep import image_digest, node_storage, nodeenv, site, yamlio
+from orchestrator.sweep.node_storage import NETWORK_FILESYSTEMS as NETWORK
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
 
@@ -134,17 +134,17 @@ def test_container_kinds_keep_user_site_out(tmp_path: Path) -> None:
 
 def test_image_digests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images = _images(tmp_path)
-    assert nodeenv.image_digest(str(images["sif"])) == "sha256:" + hashlib.sha256(b"SIF fake image").hexdigest()
-    assert nodeenv.image_digest("docker://pytorch/pytorch:2.4.0") is None
-    tree = nodeenv.image_digest(str(images["dir"]))
+    assert image_digest.image_digest(str(images["sif"])) == "sha256:" + hashlib.sha256(b"SIF fake image").hexdigest()
+    assert image_digest.image_digest("docker://pytorch/pytorch:2.4.0") is None
+    tree = image_digest.image_digest(str(images["dir"]))
     assert tree is not None and tree.startswith("tree-sha256:")
     (images["dir"] / "etc/os").write_bytes(b"changed, longer\n")
-    assert nodeenv.image_digest(str(images["dir"])) != tree, "a changed file changes the directory digest"
-    monkeypatch.setattr(nodeenv, "MAX_TREE_ENTRIES", 0)
-    bounded = nodeenv.image_digest(str(images["dir"]))
+    assert image_digest.image_digest(str(images["dir"])) != tree, "a changed file changes the directory digest"
+    monkeypatch.setattr(image_digest, "MAX_TREE_ENTRIES", 0)
+    bounded = image_digest.image_digest(str(images["dir"]))
     assert bounded is not None and bounded.startswith("tree-sha256-first0:")
     with pytest.raises(ValueError, match="No such file"):
-        nodeenv.image_digest(str(tmp_path / "missing.sif"))
+        image_digest.image_digest(str(tmp_path / "missing.sif"))
 
 
 @pytest.mark.parametrize(
@@ -217,17 +217,17 @@ def test_dry_run_refuses_a_missing_image(
 def test_unshared_interpreter_rule(tmp_path: Path) -> None:
     """Output on another filesystem (tmpfs), HOME elsewhere: the interpreter's folder is not shared."""
     prefix = os.path.realpath(sys.prefix)
-    if nodeenv._fstype(prefix, nodeenv._mounts()) in NETWORK or prefix.startswith(("/usr/", "/dev/shm/")):
+    if node_storage._fstype(prefix, node_storage._mounts()) in NETWORK or prefix.startswith(("/usr/", "/dev/shm/")):
         pytest.skip("this interpreter is shared by the rule whatever the output folder")
-    assert sys.prefix in nodeenv.unshared_interpreter(Path("/dev/shm/results"), home=str(tmp_path))
-    assert sys.prefix not in nodeenv.unshared_interpreter(Path(prefix) / "results", home=str(tmp_path)), "same fs"
-    assert sys.prefix not in nodeenv.unshared_interpreter(Path("/dev/shm/results"), home=prefix), "under $HOME"
+    assert sys.prefix in node_storage.unshared_interpreter(Path("/dev/shm/results"), home=str(tmp_path))
+    assert sys.prefix not in node_storage.unshared_interpreter(Path(prefix) / "results", home=str(tmp_path)), "same fs"
+    assert sys.prefix not in node_storage.unshared_interpreter(Path("/dev/shm/results"), home=prefix), "under $HOME"
 
 
 def test_dry_run_warning_only_without_env(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(nodeenv, "unshared_interpreter", lambda output, home=None: [sys.prefix])
+    monkeypatch.setattr(node_storage, "unshared_interpreter", lambda output, home=None: [sys.prefix])
     spec = str(write_spec())
     assert main(["submit", spec, "--executor", "slurm", "--dry-run"]) == 0
     assert f"warning: jobs run {sys.executable}" in " ".join(capsys.readouterr().out.split())
@@ -310,7 +310,7 @@ def test_output_folder_must_be_bound_into_containers(tmp_path: Path) -> None:
     out = Path("/shared/results/demo")
 
     def unbound(env: dict[str, object], output: Path = out) -> str | None:
-        return nodeenv.unbound_output(nodeenv.parse(env), output, home=home)
+        return node_storage.unbound_output(nodeenv.parse(env), output, home=home)
 
     image = {"image": "docker://x/y:1"}
     assert unbound({"kind": "apptainer", **image}) is not None

@@ -25,7 +25,7 @@ from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
-from orchestrator.sweep import nodeenv, site
+from orchestrator.sweep import node_storage, site
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
 from trainers.rundir import State
@@ -80,9 +80,9 @@ class SlurmLauncher(Launcher):
         warnings = [
             f"jobs run {sys.executable}, and {folder} is not under $HOME, not on the output folder's filesystem "
             "and not on a network filesystem: compute nodes may not have it; set `slurm.env`"
-            for folder in (nodeenv.unshared_interpreter(root) if self.config.env is None else [])
+            for folder in (node_storage.unshared_interpreter(root) if self.config.env is None else [])
         ]
-        unbound = nodeenv.unbound_output(self.config.env, root)
+        unbound = node_storage.unbound_output(self.config.env, root)
         warnings += [f"{unbound}: add it to the env's binds"] if unbound else []
         for warning in warnings:
             self.console.print(f"[yellow]warning[/]: {textsafe.rich(warning)} (docs: your cluster)", highlight=False)

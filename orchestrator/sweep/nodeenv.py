@@ -19,19 +19,16 @@ run (its provenance records which environment it was).
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import os
 import re
 import shlex
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from orchestrator.sweep.image_digest import image_digest
 from trainers.config import StrictModel
 
 # What the batch script exports for the run's provenance; trainers/envinfo.py reads the same names
@@ -39,9 +36,6 @@ from trainers.config import StrictModel
 ENV_KIND = "ORCHESTRATE_ENV_KIND"
 ENV_IMAGE = "ORCHESTRATE_ENV_IMAGE"
 ENV_IMAGE_DIGEST = "ORCHESTRATE_ENV_IMAGE_DIGEST"
-MAX_TREE_ENTRIES = 200_000
-"""A directory image's digest covers at most this many entries (a listing, not the contents)."""
-_HASH_CHUNK_BYTES = 1 << 22
 
 # Allow-lists. Paths are absolute (the job's working directory is not the login shell's).
 _PATH_CHARS = r"[A-Za-z0-9_.+@%,=-]"
@@ -377,136 +371,3 @@ def render(env: NodeEnv | None, gpus: int) -> NodeCommand:
         return NodeCommand(shlex.quote(sys.executable))
     command = env.render(gpus)
     return NodeCommand(command.python, [f"export {ENV_KIND}={env.kind}", *command.setup], command.srun_args)
-
-
-def image_digest(image: str) -> str | None:
-    """`sha256:<hex>` of an image file, `tree-sha256:<hex>` of a directory image's listing (paths,
-    sizes, modification times of at most MAX_TREE_ENTRIES entries), None for a URI.
-
-    A local path that does not exist is an error: the login node must see the image its jobs use
-    (checks fail closed).
-    """
-    if not image.startswith("/"):
-        return None
-    path = Path(image)
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise ValueError(f"image {image}: {exc.strerror or exc} (the login node must see the jobs' image)") from None
-    if path.is_dir():  # not cached: a file changed deep inside leaves the folder's own times alone
-        return _tree_digest(path)
-    return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    """Cached on (path, size, mtime): a submit with many arrays hashes a 10 GB SIF once."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK_BYTES):
-            sha.update(chunk)
-    return f"sha256:{sha.hexdigest()}"
-
-
-def _tree_digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    for count, line in enumerate(_listing(path)):
-        if count >= MAX_TREE_ENTRIES:
-            return f"tree-sha256-first{MAX_TREE_ENTRIES}:{sha.hexdigest()}"
-        sha.update(line.encode("utf-8", "surrogateescape"))
-    return f"tree-sha256:{sha.hexdigest()}"
-
-
-def _listing(root: Path) -> Iterator[str]:
-    """`relpath size mtime_ns` lines of a directory tree in sorted order (symlinks not followed)."""
-    for folder, dirs, files in os.walk(root):
-        dirs.sort()
-        for name in sorted([*files, *(d for d in dirs if os.path.islink(os.path.join(folder, d)))]):
-            full = os.path.join(folder, name)
-            try:
-                info = os.lstat(full)
-            except OSError:
-                continue
-            yield f"{os.path.relpath(full, root)} {info.st_size} {info.st_mtime_ns}\n"
-
-
-# Filesystems every node of a cluster mounts by design (/proc/mounts type names).
-NETWORK_FILESYSTEMS = frozenset(
-    {"nfs", "nfs4", "lustre", "gpfs", "beegfs", "cephfs", "ceph", "cifs", "smb3", "glusterfs", "fuse.glusterfs"}
-    | {"fuse.sshfs", "wekafs", "panfs", "fuse.weka", "orangefs", "pvfs2", "fuse.juicefs"}
-)
-_OS_DIRS = ("/usr/", "/bin/", "/lib/", "/lib64/")
-"""Interpreter folders of the operating system itself: every node of a cluster has its own copy."""
-
-
-def unshared_interpreter(output_dir: Path, home: str | None = None) -> list[str]:
-    """Folders of this interpreter that compute nodes may not see (for a job without an env block).
-
-    The rule: a folder counts as shared when it is (a) under $HOME, (b) on the filesystem of the
-    sweep's output folder (the jobs must see that one anyway: submitit writes their logs there), or
-    (c) on a network or parallel filesystem (NETWORK_FILESYSTEMS, read from /proc/mounts). The
-    folders checked are the environment's (sys.prefix, where the packages are) and the base
-    interpreter's, unless that is the operating system's own (/usr/bin/python3).
-    """
-    home = os.path.realpath(home or os.path.expanduser("~"))
-    output_dev = _device(output_dir)
-    mounts = _mounts()
-    problems: list[str] = []
-    for folder in dict.fromkeys([sys.prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))]):
-        real = os.path.realpath(folder)
-        if (real + "/").startswith(_OS_DIRS) or (real + "/").startswith(home.rstrip("/") + "/"):
-            continue
-        if output_dev is not None and _device(Path(real)) == output_dev:
-            continue
-        if _fstype(real, mounts) in NETWORK_FILESYSTEMS:
-            continue
-        problems.append(folder)
-    return problems
-
-
-def _device(path: Path) -> int | None:
-    """st_dev of `path`, or of its nearest existing parent (the output folder may not exist yet)."""
-    for candidate in [path, *path.absolute().parents]:
-        try:
-            return candidate.stat().st_dev
-        except OSError:
-            continue
-    return None
-
-
-def _mounts() -> list[tuple[str, str]]:
-    """(mount point, type) of /proc/mounts, longest mount point first; [] where there is none."""
-    try:
-        lines = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return []
-    pairs = [(parts[1].replace("\\040", " "), parts[2]) for parts in (line.split() for line in lines) if len(parts) > 2]
-    return sorted(pairs, key=lambda pair: len(pair[0]), reverse=True)
-
-
-def _fstype(path: str, mounts: list[tuple[str, str]]) -> str | None:
-    for point, kind in mounts:
-        if path == point or path.startswith(point.rstrip("/") + "/"):
-            return kind
-    return None
-
-
-def unbound_output(env: NodeEnv | None, output_dir: Path, home: str | None = None) -> str | None:
-    """For a container env: why the sweep's output folder may not be visible inside it, or None.
-
-    The job writes its run folders and logs there, so the folder must be under a bind (SRC or
-    DST of `binds`/`mounts`) or under what the runtime binds by default: Apptainer $HOME and
-    /tmp, Pyxis the home folder unless `mount_home: false`, Charliecloud /tmp. Sites can bind
-    more by configuration, hence a warning, not an error.
-    """
-    if not isinstance(env, ApptainerEnv | PyxisEnv | CharliecloudEnv):
-        return None
-    home = os.path.realpath(home or os.path.expanduser("~"))
-    binds = env.mounts if isinstance(env, PyxisEnv) else env.binds
-    covered = {part for bind in binds for part in bind.split(":")[:2]}
-    covered |= {"/tmp"} if not isinstance(env, PyxisEnv) else set()
-    covered |= {home} if isinstance(env, ApptainerEnv) or (isinstance(env, PyxisEnv) and env.mount_home) else set()
-    target = os.path.realpath(output_dir)
-    if any(target == os.path.realpath(p) or target.startswith(os.path.realpath(p).rstrip("/") + "/") for p in covered):
-        return None
-    return f"the output folder {target} is not under a bind of the {env.kind} container ({', '.join(sorted(covered))})"
