@@ -9,10 +9,9 @@ Errors are one line: `sweeps/x.yaml: defaults.optim.lrr: unknown key; valid keys
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -39,6 +38,13 @@ from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
 from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.seeds import AdaptiveSeeds
 from orchestrator.sweep.site import SlurmConfig
+from orchestrator.sweep.spec_tables import (
+    SAFE_NAME,
+    BudgetSpec,
+    CleanupSpec,
+    TableSpec,
+    unique_table_names,
+)
 from trainers.config import StrictModel, TrainConfig
 
 # Grid axes with a short name; every other axis is a dotted TrainConfig key.
@@ -47,7 +53,6 @@ AXIS_ALIASES: dict[str, str] = {
     "dataset": "data.dataset",
     "seed": "seed",
 }
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: `$` would accept a trailing newline
 MAX_LABEL_CHARS = 80
 MAX_RUNS = 50_000
 """Default cap on the runs one sweep may plan (`--max-runs` lifts it): a grid typo must not queue 600,000 jobs."""
@@ -75,7 +80,7 @@ class SweepSpec(StrictModel):
     """Job resources."""
     site: str | None = None
     """Site file naming dataset roots and checkpoints (`site:NAME` references); relative to the spec."""
-    tables: Annotated[list[TableSpec], AfterValidator(_unique_table_names)] = Field(
+    tables: Annotated[list[TableSpec], AfterValidator(unique_table_names)] = Field(
         default_factory=lambda: [TableSpec()]
     )
     """Tables `collect` writes (metric, rows, columns, formats); default: one top-1 table named `table`."""
@@ -94,7 +99,7 @@ class SweepSpec(StrictModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _SAFE_NAME.fullmatch(value) or ".." in value:
+        if not SAFE_NAME.fullmatch(value) or ".." in value:
             raise ValueError(
                 f"{short(value)} must be letters, digits, '_', '-', '.', without '/' or '..', at most 64 characters"
             )
@@ -346,103 +351,6 @@ def _touches(exc: ValidationError, changes: Mapping[str, Any]) -> bool:
     """Whether the first error lies under one of the changed dotted keys."""
     loc = ".".join(str(p) for p in exc.errors()[0]["loc"])
     return any(loc == key or loc.startswith(f"{key}.") or key.startswith(f"{loc}.") for key in changes)
-
-
-TableFormat = Literal["md", "tex", "html", "csv"]
-TABLE_FORMATS: tuple[TableFormat, ...] = ("md", "tex", "html", "csv")
-# Dimensions a table can lay out besides extra grid axes (named as in `grid:`).
-TABLE_DIMS = ("backbone", "dataset", "ablation", "metric")
-
-
-class TableSpec(StrictModel):
-    """One table of `collect`: a metric laid out as rows x columns, written in several formats."""
-
-    name: str = "table"
-    """File stem: tables/<name>.md, .tex, .html, .csv; unique within the sweep."""
-    title: str | None = None
-    """Caption; None names the metric."""
-    metric: str | list[str] = "top1"
-    """Key(s) under metrics.json `test` (top1, macro_f1, super.macro_f1, micro_f1, exact_match) or full dotted keys."""
-    metric_labels: dict[str, str] = {}
-    """Header text per metric, overriding the built-in labels (`top1` -> `top-1 (%)`)."""
-    rows: list[str] | None = None
-    """Dimensions whose values are the rows (ablation, backbone, dataset, metric, grid axes); None: ablation + axes."""
-    columns: list[str] | None = None
-    """Dimensions whose values are the score columns; None = dataset (+ metric when there are several)."""
-    group: str | None = None
-    """Dimension whose values become row groups of one table (e.g. backbone); None = no groups."""
-    split: list[str] | None = None
-    """Dimensions with one table per value; None = backbone (unless used elsewhere)."""
-    scale: float = Field(100.0, gt=0)
-    """Factor applied to metric values: 100 shows fractions as percent."""
-    decimals: int = Field(2, ge=0, le=8)
-    """Decimals of scores, their std and their deltas."""
-    best: Literal["max", "min", "none"] = "max"
-    """Which score is bold in each column (per row group)."""
-    delta: bool = True
-    """Show each score's difference to the baseline row."""
-    complexity: bool = True
-    """Add GFLOPs and Params (M) columns with their relative delta."""
-    formats: list[TableFormat] = list(TABLE_FORMATS)
-    """Files written: md, tex (booktabs), html, csv."""
-    template: str | None = None
-    """Custom Jinja template (relative to the spec file), written to tables/<name>.<template name without .j2>."""
-    tex_notes: Literal["full", "short", "none"] = "full"
-    """Notes under the `.tex` table (inside the float): full; short (warnings, left-out runs and the legend's
-    first line); none (nothing under the table). The other formats always carry every note."""
-    detect_delta: float | None = Field(None, gt=0)
-    """A delta worth detecting, in the table's unit (after `scale`): the notes say how many seeds a paired
-    test needs to find it at 80% power, given the seed spread observed. None: not asked."""
-
-    @field_validator("name")
-    @classmethod
-    def _file_stem(cls, value: str) -> str:
-        if not _SAFE_NAME.fullmatch(value) or ".." in value:
-            raise ValueError(f"{value!r} must be letters, digits, '_', '-', '.', without '/' or '..'")
-        return value
-
-    @field_validator("metric")
-    @classmethod
-    def _some_metric(cls, value: str | list[str]) -> str | list[str]:
-        if isinstance(value, list) and not value:
-            raise ValueError("needs at least one metric")
-        return value
-
-    @property
-    def metrics(self) -> list[str]:
-        """The metric keys as a list."""
-        return [self.metric] if isinstance(self.metric, str) else list(self.metric)
-
-
-class BudgetSpec(StrictModel):
-    """Compute budget relative to the baseline row of the same backbone and dataset."""
-
-    max_gflops_increase_pct: float | None = Field(None, ge=0)
-    """Most GFLOPs a row may add over its baseline, in percent (report 004: 5)."""
-    max_params_increase_pct: float | None = Field(None, ge=0)
-    """Most parameters a row may add over its baseline, in percent."""
-    max_gpu_hours: float | None = Field(None, gt=0, allow_inf_nan=False)
-    """Most device-hours the whole sweep may take, estimated at submit from `--smoke` throughput
-    (an unknown estimate is refused too, unless `submit --over-budget`)."""
-
-
-class CleanupSpec(StrictModel):
-    """What a run folder drops once its run ends; changing it never changes a run id."""
-
-    drop_optimizer_state: bool = True
-    """When a run completes, delete what only a resume reads from checkpoints/last (optimizer, scheduler,
-    scaler, RNG and loop state: about twice the model's size under Adam). The model weights in last/ and
-    best/ stay, for `eval`, `predict` and `checkpoint_for_test: last`; failed and interrupted runs keep all of it."""
-    smoke_checkpoints: bool = False
-    """Smoke runs (`submit --smoke`) keep their checkpoints/ folder; by default it is deleted when they end."""
-
-
-def _unique_table_names(tables: list[TableSpec]) -> list[TableSpec]:
-    names = [table.name for table in tables]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise ValueError(f"table name {twice[0]!r} is used twice; give each table its own `name`")
-    return tables
 
 
 SweepSpec.model_rebuild()
