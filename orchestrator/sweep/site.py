@@ -28,146 +28,28 @@ slurm/profiles/), or a path, with the same loader; `site: NAME` is looked up the
 whose keys are all SLURM keys (the profiles of slurm/profiles/) is the short form of a site
 file with only a `slurm:` section.
 
-Every string that ends up in the sbatch script is checked against an allow-list here:
-the script is a shell script, and a newline in a partition name is a command.
+Every string that ends up in the sbatch script is checked against an allow-list (the SLURM block:
+orchestrator/sweep/slurm_config.py): the script is a shell script, and a newline in a partition
+name is a command.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from orchestrator.sweep import nodeenv, sbatch_flags, searchpath, yamlio
+from orchestrator.sweep import searchpath, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
 from orchestrator.sweep.seeds import SeedSpread
+from orchestrator.sweep.slurm_config import SlurmConfig as SlurmConfig  # re-exported: spec and profiles name it here
 from trainers.config import DatasetConfig, StrictModel
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
 _DATASET_KEYS = {"dataset", "parts"}
-
-# Allow-lists (not deny-lists) for every string that reaches an #SBATCH line or the script.
-_SLURM_WORD = re.compile(r"[A-Za-z0-9_.+-]{1,64}(,[A-Za-z0-9_.+-]{1,64}){0,31}")  # partition, account, qos
-_CONSTRAINT = re.compile(r"[A-Za-z0-9_.,&|*:\[\]()+-]{1,256}")  # SLURM feature expressions
-_HOSTLIST = re.compile(r"[A-Za-z0-9_.,\[\]-]{1,1024}")  # node[01-04],gpu7
-_SBATCH_KEY = re.compile(r"[a-z][a-z0-9_-]{0,39}")
-_SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]{0,256}")
-# One plain command per setup item: words, paths, `$VAR`/`${VAR}` expansions, balanced quotes;
-# no `;`, `&`, `|`, `<`, `>`, `(`, backticks, backslashes or newlines.
-_SETUP_LINE = re.compile(r"[A-Za-z0-9_./:=@%+,~ \"'{}$-]{1,512}")
-
-
-def _allowed(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
-    """`value` if the whole of it matches the allow-list `pattern`, else ValueError naming what is allowed."""
-    if not pattern.fullmatch(value):
-        raise ValueError(
-            f"{what} {short(value)} contains a newline, ';', '`', '$(' or another character outside {chars}"
-            " (or is too long)"
-        )
-    return value
-
-
-_WORD_CHARS = "letters, digits and _ . + - ,"
-
-
-_FAULTS_ENV = "ORCH_FAULT_INJECT"
-"""trainers.faults.ENV (sweep/ may not import that module)."""
-
-
-class SlurmConfig(StrictModel):
-    """Resources of each job; a cluster profile fills what the spec leaves out."""
-
-    partition: str | None = None
-    """SLURM partition (`--partition`)."""
-    account: str | None = None
-    """Account charged (`--account`)."""
-    qos: str | None = None
-    """Quality of service (`--qos`)."""
-    timeout_min: int = Field(60, ge=1, le=525_600)
-    """Wall-time limit of each job in minutes (at most a year); a timed-out job is requeued and resumes."""
-    nodes: int = Field(1, ge=1, le=10_000)
-    """Nodes per job."""
-    gpus_per_node: int = Field(0, ge=0, le=64)
-    """GPUs per node (`--gres=gpu:N`)."""
-    tasks_per_node: int = Field(1, ge=1, le=1024)
-    """Tasks (processes) per node."""
-    cpus_per_task: int = Field(2, ge=1, le=1024)
-    """CPU cores per task (data loading workers come from these)."""
-    mem_gb: float | None = Field(None, ge=0.1, le=100_000, allow_inf_nan=False)
-    """Memory per node in GB (at least 0.1: SLURM reads `--mem=0` as all of the node's memory); None uses
-    the partition default."""
-    constraint: str | None = None
-    """Node feature constraint (`--constraint`)."""
-    exclude: str | None = None
-    """Nodes to avoid (`--exclude`)."""
-    additional_parameters: dict[str, str | int] = {}
-    """Extra sbatch flags by full name, e.g. {mail-type: END}; flags the tool sets or records (time, mem, gres,
-    array, export...), their abbreviations and aliases are refused (orchestrator/sweep/sbatch_flags.py)."""
-    setup: list[str] = []
-    """Shell lines run before the job (module loads, environment activation), one plain command each."""
-    array_parallelism: int = Field(64, ge=1, le=100_000)
-    """At most this many tasks of one array run at once (`%N`)."""
-    max_array_size: int | None = Field(None, ge=1)
-    """Override of the cluster's MaxArraySize; None reads it from `scontrol show config`."""
-    max_timeouts: int = Field(3, ge=0, le=1000)
-    """Times a job that hits its time limit is requeued to resume (preemptions are not counted)."""
-    runs_per_task: int = Field(1, ge=1)
-    """Runs one array task trains one after the other (fewer, longer jobs; imports paid once)."""
-    pack_gpus: bool = False
-    """Whole-node sites: a job of gpus_per_node G trains G single-GPU runs at once, one per GPU."""
-    env: nodeenv.NodeEnv | None = None
-    """The Python environment on the compute node (kind: venv, conda, modules, apptainer, pyxis or
-    charliecloud; orchestrator/sweep/nodeenv.py); None runs the login node's interpreter by its path."""
-
-    @field_validator("env", mode="before")
-    @classmethod
-    def _node_env(cls, value: Any) -> Any:
-        return nodeenv.parse(value)
-
-    @field_validator("partition", "account", "qos")
-    @classmethod
-    def _slurm_word(cls, value: str | None) -> str | None:
-        return None if value is None else _allowed(_SLURM_WORD, value, "name", _WORD_CHARS)
-
-    @field_validator("constraint")
-    @classmethod
-    def _constraint(cls, value: str | None) -> str | None:
-        return (
-            None
-            if value is None
-            else _allowed(_CONSTRAINT, value, "constraint", "letters, digits and _ . , & | * : [ ] ( ) + -")
-        )
-
-    @field_validator("exclude")
-    @classmethod
-    def _hostlist(cls, value: str | None) -> str | None:
-        return None if value is None else _allowed(_HOSTLIST, value, "host list", "letters, digits and _ . , [ ] -")
-
-    @field_validator("additional_parameters")
-    @classmethod
-    def _extra_flags(cls, value: dict[str, str | int]) -> dict[str, str | int]:
-        for key, item in value.items():
-            _allowed(_SBATCH_KEY, key, "sbatch flag", "lower-case letters, digits, _ and - (a long option name)")
-            sbatch_flags.check_key(key)  # abbreviations and aliases too (`arr` is --array)
-            if not isinstance(item, int):
-                _allowed(_SBATCH_VALUE, item, f"value of {key}:", "letters, digits and _ . , : @ % + = / -")
-        return value
-
-    @field_validator("setup")
-    @classmethod
-    def _one_command_each(cls, value: list[str]) -> list[str]:
-        for line in value:
-            plain = "letters, digits, spaces, quotes and _ . / : = @ % + , ~ { } $ -; one command per item"
-            _allowed(_SETUP_LINE, line, "setup line", plain)
-            if line.count('"') % 2 or line.count("'") % 2 or "$(" in line:
-                raise ValueError(f"setup line {short(line)} has unbalanced quotes; one command per item")
-            if _FAULTS_ENV in line:  # trainers/faults.py: tests set it in their own environment, never a spec
-                raise ValueError(f"setup line {short(line)} names {_FAULTS_ENV}, a test-only switch")
-        return value
 
 
 class ThroughputEntry(StrictModel):
