@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator import textsafe
-from orchestrator.cli import jsonout, terminal
-from orchestrator.cli.jsonout import DatasetEntry
+from orchestrator.cli import jsonout, jsonout_datasets, terminal
+from orchestrator.cli.jsonout_datasets import DatasetEntry
 from orchestrator.results.render import slug
 from orchestrator.sweep import site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
@@ -104,7 +104,7 @@ def registered() -> list[DatasetEntry]:
 def run_list(console: Console, as_json: bool = False) -> int:
     """Registered dataset names with their label structures and default files (`as_json`: one object)."""
     if as_json:
-        return jsonout.emit(lambda: (jsonout.DatasetsListOut(datasets=registered()), 0))
+        return jsonout.emit(lambda: (jsonout_datasets.DatasetsListOut(datasets=registered()), 0))
     table = terminal.table("dataset", "tasks (first: default)", "files (override with layout:)")
     for entry in registered():
         if entry.source == "files":
@@ -132,7 +132,9 @@ def run_describe(
     if as_json:
         return jsonout.emit(
             lambda: (
-                jsonout.DatasetsDescribeOut(datasets=_describe(target, overrides, root, site_file, out, console)),
+                jsonout_datasets.DatasetsDescribeOut(
+                    datasets=_describe(target, overrides, root, site_file, out, console)
+                ),
                 0,
             )
         )
@@ -142,7 +144,7 @@ def run_describe(
 
 def _describe(
     target: str, overrides: Sequence[str], root: str | None, site_file: str | None, out: str | None, console: Console
-) -> list[jsonout.DatasetDescription]:
+) -> list[jsonout_datasets.DatasetDescription]:
     if target.endswith((".yaml", ".yml")) and Path(target).is_file():
         datasets = sweep_datasets(target, overrides)
     else:
@@ -152,7 +154,7 @@ def _describe(
     for ds in datasets:
         folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / slug(ds.display_name)
         report, written = _describe_one(ds, folder, console)
-        described.append(jsonout.dataset_description(ds, report, written))
+        described.append(jsonout_datasets.dataset_description(ds, report, written))
     return described
 
 

@@ -16,7 +16,7 @@ import json
 import math
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,11 +25,8 @@ from pydantic import BaseModel, ConfigDict
 from orchestrator.cli.jsonflag import COMMANDS as COMMANDS  # re-exported: callers spell jsonout.wanted
 from orchestrator.cli.jsonflag import add_flag as add_flag
 from orchestrator.cli.jsonflag import wanted as wanted
-from trainers import contract
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from orchestrator.launch.status import RunStatus, SweepStatus
     from orchestrator.results.collect import Written
     from orchestrator.results.cost import CellCost
@@ -40,7 +37,7 @@ SCHEMA_VERSION = 1
 """Bumped when a field is renamed or removed (adding a field keeps the version)."""
 
 
-class _Out(BaseModel):
+class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
@@ -54,11 +51,11 @@ def emit(build: Callable[[], tuple[BaseModel, int]]) -> int:
     return code
 
 
-def _abs(path: Path | str | None) -> str | None:
+def abs_path(path: Path | str | None) -> str | None:
     return None if path is None else str(Path(path).expanduser().absolute())
 
 
-def _number(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
     """A float, or None for NaN / missing (JSON has no NaN)."""
     if value is None:
         return None
@@ -69,7 +66,7 @@ def _number(value: Any) -> float | None:
 # ---------------------------------------------------------------- plan
 
 
-class PlanRun(_Out):
+class PlanRun(Out):
     """One planned run."""
 
     index: int
@@ -84,7 +81,7 @@ class PlanRun(_Out):
     """Absolute path of the run's folder (it may not exist yet)."""
 
 
-class CellEstimate(_Out):
+class CellEstimate(Out):
     """Estimated compute of one (backbone, dataset, ablation, axes) cell, all seeds together."""
 
     cell: str
@@ -97,7 +94,7 @@ class CellEstimate(_Out):
     note: str
 
 
-class PlanOut(_Out):
+class PlanOut(Out):
     """`orchestrate plan --json`."""
 
     schema_version: int = SCHEMA_VERSION
@@ -125,7 +122,7 @@ def plan_object(spec: SweepSpec, runs: list[RunSpec], warnings: list[str], costs
     root = store.sweep_root(spec)
     return PlanOut(
         sweep=spec.name,
-        output_dir=_abs(spec.output_path) or "",
+        output_dir=abs_path(spec.output_path) or "",
         runs_total=len(runs),
         axes={axis: [axis_value(v) for v in values] for axis, values in spec.grid.items()},
         ablations=dict(Counter(run.ablation for run in runs)),
@@ -149,14 +146,14 @@ def _plan_run(index: int, run: RunSpec, root: Path) -> PlanRun:
         dataset=run.dataset,
         seed=run.seed,
         axes=axes,
-        run_dir=_abs(store.run_path(root, run.run_id)) or "",
+        run_dir=abs_path(store.run_path(root, run.run_id)) or "",
     )
 
 
 # ---------------------------------------------------------------- status
 
 
-class StatusRun(_Out):
+class StatusRun(Out):
     """One run's state."""
 
     run_id: str
@@ -176,7 +173,7 @@ class StatusRun(_Out):
     """Attempts recorded in the run's status.json."""
 
 
-class StatusOut(_Out):
+class StatusOut(Out):
     """`orchestrate status --json`."""
 
     schema_version: int = SCHEMA_VERSION
@@ -202,7 +199,7 @@ def status_object(spec: SweepSpec, root: Path, current: SweepStatus) -> StatusOu
     """The status as `status` prints it, every run listed."""
     return StatusOut(
         sweep=spec.name,
-        output_dir=_abs(root) or "",
+        output_dir=abs_path(root) or "",
         runs_total=len(current.runs),
         counts=dict(sorted(current.counts.items())),
         failures=dict(sorted(current.failures.items())),
@@ -232,7 +229,7 @@ def _status_run(row: RunStatus) -> StatusRun:
 # ---------------------------------------------------------------- collect
 
 
-class CollectSweep(_Out):
+class CollectSweep(Out):
     """What `collect` wrote for one sweep."""
 
     sweep: str
@@ -251,7 +248,7 @@ class CollectSweep(_Out):
     """Why nothing was tabulated (no completed run, or nothing usable); null when tables were written."""
 
 
-class CollectOut(_Out):
+class CollectOut(Out):
     """`orchestrate collect --json`: one entry per sweep collected."""
 
     schema_version: int = SCHEMA_VERSION
@@ -263,11 +260,11 @@ def collect_written(spec: SweepSpec, root: Path, written: Written, error: str | 
     """One sweep's entry from what `write_tables` returned."""
     return CollectSweep(
         sweep=spec.name,
-        output_dir=_abs(root) or "",
-        tables=[_abs(p) or "" for p in written.files],
-        runs_csv=_abs(written.runs_path),
-        report=_abs(written.report_path),
-        usage_csv=_abs(written.usage_path),
+        output_dir=abs_path(root) or "",
+        tables=[abs_path(p) or "" for p in written.files],
+        runs_csv=abs_path(written.runs_path),
+        report=abs_path(written.report_path),
+        usage_csv=abs_path(written.usage_path),
         usable=written.usable,
         counts=dict(sorted(written.counts.items())),
         problems=[str(p) for p in written.problems],
@@ -279,7 +276,7 @@ def collect_nothing(spec: SweepSpec, root: Path, message: str) -> CollectSweep:
     """One sweep's entry when no run had finished (no files written)."""
     return CollectSweep(
         sweep=spec.name,
-        output_dir=_abs(root) or "",
+        output_dir=abs_path(root) or "",
         tables=[],
         runs_csv=None,
         report=None,
@@ -291,162 +288,10 @@ def collect_nothing(spec: SweepSpec, root: Path, message: str) -> CollectSweep:
     )
 
 
-# ---------------------------------------------------------------- profile
-
-
-class ProfileCell(_Out):
-    """One (backbone, dataset, ablation, axes) cell's model."""
-
-    backbone: str
-    dataset: str
-    ablation: str
-    axes: str
-    image_size_px: int | None
-    classes: int | None
-    gflops: float | None
-    params_m: float | None
-    gflops_delta_pct: float | None
-    """Versus the cell's baseline row; null without one."""
-    params_delta_pct: float | None
-    over_budget: bool
-    error: str
-    """Why the cell could not be profiled ('' when it was)."""
-
-
-class ProfileOut(_Out):
-    """`orchestrate profile --json`."""
-
-    schema_version: int = SCHEMA_VERSION
-    command: Literal["profile"] = "profile"
-    sweep: str
-    cells: list[ProfileCell]
-    distinct_models: int
-    seconds: float
-    profile_csv: str | None
-    budget: dict[str, float | None] | None
-    """The spec's budget limits (percent), null without a budget."""
-    over_budget: list[str]
-    """One line per cell over the budget, as printed."""
-
-
-def profile_object(
-    spec: SweepSpec, frame: pd.DataFrame, seconds: float, path: Path | None, over_budget: list[str]
-) -> ProfileOut:
-    """The profile table as rows; `over_budget`: the verdict lines `profile` prints."""
-    cells = [_profile_cell(row) for _, row in frame.iterrows()]
-    budget = (
-        spec.budget.model_dump(include={"max_gflops_increase_pct", "max_params_increase_pct"}) if spec.budget else None
-    )
-    return ProfileOut(
-        sweep=spec.name,
-        cells=cells,
-        distinct_models=int(frame["ckey"].nunique()) if not frame.empty else 0,
-        seconds=round(seconds, 3),
-        profile_csv=_abs(path),
-        budget=budget,
-        over_budget=over_budget,
-    )
-
-
-def _profile_cell(row: pd.Series) -> ProfileCell:
-    def _int(value: Any) -> int | None:
-        number = _number(value)
-        return None if number is None else int(number)
-
-    return ProfileCell(
-        backbone=str(row["backbone"]),
-        dataset=str(row["dataset"]),
-        ablation=str(row["ablation"]),
-        axes=str(row["axes"] or ""),
-        image_size_px=_int(row["image_size_px"]),
-        classes=_int(row["classes"]),
-        gflops=_number(row.get(contract.GFLOPS)),
-        params_m=_number(row.get(contract.PARAMS_M)),
-        gflops_delta_pct=_number(row.get("gflops_delta_pct")),
-        params_delta_pct=_number(row.get("params_delta_pct")),
-        over_budget=bool(row.get("over_budget", False)),
-        error=str(row["error"] or ""),
-    )
-
-
-# ---------------------------------------------------------------- datasets
-
-
-class DatasetEntry(_Out):
-    """One registered dataset."""
-
-    name: str
-    tasks: list[str]
-    """Label structures; the first is the default."""
-    files: dict[str, str]
-    """Default file names (override with `layout:`)."""
-    source: Literal["files", "scikit-learn", "combined"]
-
-
-class DatasetsListOut(_Out):
-    """`orchestrate datasets list --json`."""
-
-    schema_version: int = SCHEMA_VERSION
-    command: Literal["datasets list"] = "datasets list"
-    datasets: list[DatasetEntry]
-
-
-class DatasetDescription(_Out):
-    """One described dataset: the tables `describe` prints, as records."""
-
-    name: str
-    display_name: str
-    task: str
-    classes: list[str]
-    split_sizes: dict[str, int]
-    """train / val / test -> images."""
-    split: Any
-    """The split policy, as recorded in split.json."""
-    counts: list[dict[str, Any]]
-    """Class counts and percentages per split (one record per class and level)."""
-    imbalance: list[dict[str, Any]]
-    file_sizes: list[dict[str, Any]] | None
-    """Image file-size statistics per class; null for in-memory datasets."""
-    files: list[str]
-
-
-class DatasetsDescribeOut(_Out):
-    """`orchestrate datasets describe --json`."""
-
-    schema_version: int = SCHEMA_VERSION
-    command: Literal["datasets describe"] = "datasets describe"
-    datasets: list[DatasetDescription]
-
-
-def records(frame: pd.DataFrame | None) -> list[dict[str, Any]] | None:
-    """A frame as JSON records (numpy numbers become numbers, NaN becomes null)."""
-    if frame is None:
-        return None
-    loaded: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", double_precision=15))
-    return loaded
-
-
-def dataset_description(ds: Any, report: Any, written: Iterable[Path]) -> DatasetDescription:
-    """One dataset's description from the report `describe` printed."""
-    view = report.view
-    return DatasetDescription(
-        name=ds.name,
-        display_name=ds.display_name,
-        task=view.task,
-        classes=[str(c) for c in view.class_names],
-        split_sizes={s: len(view.targets[s]) for s in ("train", "val", "test")},
-        split=json.loads(json.dumps(view.info.get("policy", view.info), default=str)),
-        counts=records(report.counts) or [],
-        imbalance=records(report.imbalance) or [],
-        file_sizes=records(report.sizes),
-        files=[_abs(p) or "" for p in written],
-    )
-
-
 # ---------------------------------------------------------------- submit --dry-run
 
 
-class DryRunRun(_Out):
+class DryRunRun(Out):
     """One run `submit` would launch."""
 
     run_id: str
@@ -454,7 +299,7 @@ class DryRunRun(_Out):
     run_dir: str
 
 
-class DryRunArray(_Out):
+class DryRunArray(Out):
     """One SLURM job array `submit --executor slurm` would submit."""
 
     index: int
@@ -466,7 +311,7 @@ class DryRunArray(_Out):
     """The sbatch script, verbatim."""
 
 
-class DryRunOut(_Out):
+class DryRunOut(Out):
     """`orchestrate submit --dry-run --json`: what would run; nothing is written or submitted."""
 
     schema_version: int = SCHEMA_VERSION
@@ -504,13 +349,13 @@ def dry_run_object(
         runs, force = smoke_plan(runs), True
     root = store.sweep_root(spec, smoke)
     selection = launch.select(run_states.inspect(runs, root), force, chosen.owned_elsewhere(root, dry_run=True))
-    todo = [DryRunRun(run_id=r.run.run_id, name=r.run.name, run_dir=_abs(r.path) or "") for r in selection.todo]
+    todo = [DryRunRun(run_id=r.run.run_id, name=r.run.name, run_dir=abs_path(r.path) or "") for r in selection.todo]
     size, arrays = _arrays(chosen, selection.todo, root, spec.name)
     return DryRunOut(
         sweep=spec.name,
         executor=executor,
         smoke=smoke,
-        output_dir=_abs(root) or "",
+        output_dir=abs_path(root) or "",
         runs_planned=len(runs),
         to_run=todo,
         skipped=dict(sorted(selection.skipped.items())),

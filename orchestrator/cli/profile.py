@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from rich.console import Console
 
-    from orchestrator.cli.jsonout import ProfileOut
+    from orchestrator.cli.jsonout_profile import ProfileOut
 
 
 def budget_lines(frame: pd.DataFrame, budget: BudgetSpec | None) -> list[str]:
@@ -128,9 +128,9 @@ def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: 
 
 def profile_json(spec: SweepSpec, runs: list[RunSpec], console: Console) -> ProfileOut:
     """`profile --json`: profile, write profile.csv, print the budget verdict (stderr under --json), the object."""
-    from orchestrator.cli import jsonout
+    from orchestrator.cli import jsonout_profile
 
     frame, seconds = complexity.profile_frame(spec, runs)
     path = profile_file.write_profile(spec, frame)
     print_budget(frame, spec, console)
-    return jsonout.profile_object(spec, frame, seconds, path, budget_lines(frame, spec.budget))
+    return jsonout_profile.profile_object(spec, frame, seconds, path, budget_lines(frame, spec.budget))
