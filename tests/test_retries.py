@@ -146,3 +146,18 @@ def test_table_notes_name_the_runs_retried_with_a_smaller_batch_per_device() -> 
     [note] = retry_notes(runs)
     assert note.endswith("(same effective batch): a/s0 (x2).")
     assert retry_notes(runs.drop(columns="retry_grad_accum_factor")) == []
+
+
+def test_the_sweep_retry_block_wins_over_the_sites(tmp_path: Path) -> None:
+    from orchestrator.sweep.errors import SpecError
+    from orchestrator.sweep.spec import SweepSpec
+
+    site_file = tmp_path / "cluster.yaml"
+    site_file.write_text("retry: {oom_mem_cap_gb: 64, quarantine_after: 3}\n")
+    spec = SweepSpec.model_validate({"name": "x", "site": str(site_file), "retry": {"quarantine_after": 1}})
+    policy = retries.policy_for(spec)
+    assert (policy.oom_mem_cap_gb, policy.quarantine_after, policy.max_attempts) == (64, 1, 3)
+    assert retries.policy_for(SweepSpec(name="x")) == RetryPolicy()
+    site_file.write_text("retry: {oom_mem_factor: 0.5}\n")
+    with pytest.raises(SpecError, match="oom_mem_factor"):
+        retries.policy_for(spec)

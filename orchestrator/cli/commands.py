@@ -255,7 +255,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from rich.live import Live
 
-    from orchestrator.launch import status
+    from orchestrator.launch import retries, status
 
     if jsonflag.wanted(args):
         return _emit(lambda: (_status_json(args), 0))
@@ -268,7 +268,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
             time.sleep(args.interval)  # a refresh period for a human, not synchronisation
-            current = status.sweep_status(runs, root, spec.retry.quarantine_after)
+            current = status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
             live.update(status_view(spec.name, current, args.all), refresh=True)
     return 0
 
@@ -282,13 +282,13 @@ def _status_json(args: argparse.Namespace) -> jsonout.StatusOut:
 def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
     """The sweep, its output folder and the state of every run scheduled so far."""
     from orchestrator import store
-    from orchestrator.launch import status
+    from orchestrator.launch import retries, status
     from orchestrator.results import adaptive
 
     spec, runs = _load(args)
     root = store.sweep_root(spec)
     runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
-    return spec, root, status.sweep_status(runs, root, spec.retry.quarantine_after)
+    return spec, root, status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from orchestrator.launch.failures import Failure, Verdict
+from orchestrator.sweep import site
+from orchestrator.sweep.errors import SpecError, describe_error
 from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.site import SlurmConfig
+from orchestrator.sweep.spec import SweepSpec
 
 
 @dataclass(frozen=True)
@@ -173,3 +179,23 @@ def _float(value: Any, default: float | None) -> float | None:
 
 def _int(value: Any, default: int) -> int:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def policy_for(spec: SweepSpec, profile: str | None = None) -> RetryPolicy:
+    """The sweep's retry block on top of its cluster's (`--profile`, else the spec's site file): the
+    values the spec sets win, the cluster's fill the rest, the defaults what neither sets."""
+    named = site.profile_file(profile, spec.source.parent if spec.source else None)  # a NAME or a path
+    path = Path(named) if named is not None else Path(spec.site) if spec.site else None
+    if path is None:
+        return spec.retry
+    try:
+        base = site.load_site(path, "cluster profile" if profile is not None else "site file").retry
+    except site.SiteError as exc:
+        raise SpecError(str(exc)) from None
+    if base is None:
+        return spec.retry
+    merged = {**base.model_dump(exclude_unset=True), **spec.retry.model_dump(exclude_unset=True)}
+    try:
+        return RetryPolicy.model_validate(merged)
+    except ValidationError as exc:
+        raise SpecError(f"{path}: retry: {describe_error(exc, RetryPolicy)}") from None

@@ -40,6 +40,8 @@ class SlurmLauncher(Launcher):
     def __init__(self, spec: SweepSpec, console: Console, profile: str | None = None) -> None:
         super().__init__(spec, console)
         self.config = site.resolve_slurm(spec.slurm, profile, spec.site)
+        self.policy = retries.policy_for(spec, profile)
+        """The spec's retry block over the cluster's (profile or site file)."""
         self._warned = False
         self.retry_all = False
         """Submit runs the retry policy would leave (user errors, attempts used up): after a fix."""
@@ -160,7 +162,7 @@ class SlurmLauncher(Launcher):
         """status.json's entry for the attempt about to be submitted: resources, verdict on the last."""
         decision = self._next.get(record.run.run_id, retries.Decision(True))
         attempt: dict[str, Any] = {"resources": retries.recorded(config, decision), "previous": decision.previous}
-        policy = self.spec.retry
+        policy = self.policy
         if policy.watchdog:
             attempt["watchdog"] = {
                 "step_factor": policy.hang_step_factor,
@@ -175,7 +177,7 @@ class SlurmLauncher(Launcher):
         failures in the quarantine, and keep the runs to try again with their next resources."""
         plans = failed_before(todo, root)
         max_time = _max_time(self.config, plans)
-        policy = self.spec.retry
+        policy = self.policy
         quarantine.record(root, [event for _, verdict, job in plans.values() if (event := _event(verdict, job))])
         self._quarantined = [q.node for q in quarantine.nodes(root, policy.quarantine_after)]
         kept, left = [], []

@@ -43,6 +43,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from orchestrator.sweep import searchpath, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error, one_line, short
+from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.seeds import SeedSpread
 from orchestrator.sweep.slurm_config import SlurmConfig as SlurmConfig  # re-exported: spec and profiles name it here
 from trainers.config import DatasetConfig, StrictModel
@@ -86,6 +87,8 @@ class Site(StrictModel):
     """Named DeepSpeed tuning merged over the generated config (`site:NAME` as distributed.deepspeed)."""
     slurm: SlurmConfig | None = None
     """The cluster's SLURM profile; a sweep's own `slurm:` values win over it."""
+    retry: RetryPolicy | None = None
+    """The cluster's retry policy (its memory cap...); a sweep's own `retry:` values win over it."""
     throughput: list[ThroughputEntry] = []
     """Declared training speed per backbone and input size on this cluster's device: `plan` and the
     budget check estimate device-hours from it where a cell has no smoke measurement."""
