@@ -52,11 +52,11 @@ CLASS_MAP = "class_map.json"
 def build_site(root: Path) -> Path:
     """Fixture datasets, tiny checkpoints, a class map and a site file naming them as
     sites/example.yaml does; returns the site file."""
+    import dataset_fixtures as fixtures
     import timm
     import torch
 
     from orchestrator.sweep import yamlio
-    from trainers.datasets import fixtures
 
     data = root / "data"
     fixtures.make_cub200(data / "cub")

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import dataset_fixtures as fixtures
 import pytest
 from config_helpers import COST_RUNS
 from tables_fixture import write_csv
@@ -19,7 +20,7 @@ from orchestrator.sweep.site import SiteError, ThroughputEntry, load_site
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir
 from trainers.config import DatasetConfig
-from trainers.datasets import fixtures, sizes
+from trainers.datasets import sizes
 
 SITE = """
 throughput:

@@ -7,10 +7,10 @@ import csv
 from collections.abc import Callable
 from pathlib import Path
 
+import dataset_fixtures as fx
 import pytest
 
 from orchestrator.cli import main
-from trainers.datasets import fixtures as fx
 
 SPEC = """
 name: dscheck

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import dataset_fixtures as fx
 import numpy as np
 import pytest
 import torch
@@ -16,7 +17,6 @@ import torch
 from trainers.config import DataConfig, DatasetConfig
 from trainers.data import build_data
 from trainers.datasets import build_splits
-from trainers.datasets import fixtures as fx
 from trainers.datasets.check import check_dataset
 from trainers.datasets.index import available, resolve_splits
 

@@ -300,8 +300,9 @@ FILE_KEYS = [
 @pytest.mark.parametrize(("layout", "key"), FILE_KEYS)
 def test_dataset_checks_quote_no_line_of_the_files_layout_names(layout: str, key: str, tmp_path: Path) -> None:
     """`layout` and `root` may name any file; the dataset check names file, line and reason only."""
+    import dataset_fixtures as fx
+
     from trainers.config import DatasetConfig
-    from trainers.datasets import fixtures as fx
     from trainers.datasets.check import check_dataset
 
     root = fx.MAKERS[layout](tmp_path / "data")
@@ -316,8 +317,9 @@ def test_dataset_checks_quote_no_line_of_the_files_layout_names(layout: str, key
 
 
 def test_multilabel_ids_from_a_foreign_file_are_not_quoted(tmp_path: Path) -> None:
+    import dataset_fixtures as fx
+
     from trainers.config import DatasetConfig
-    from trainers.datasets import fixtures as fx
     from trainers.datasets.check import check_dataset
 
     root = fx.make_multilabel(tmp_path / "data")

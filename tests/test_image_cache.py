@@ -58,7 +58,7 @@ def test_grayscale_cached_equal_uncached() -> None:
 
 
 def test_unreadable_image_stays_out_of_the_cache(tmp_path: Path) -> None:
-    from trainers.datasets import fixtures
+    import dataset_fixtures as fixtures
 
     fixtures.make_imagefolder(tmp_path, per_class=8)
     fixtures.truncate(tmp_path / "dog" / "dog_0.jpg")

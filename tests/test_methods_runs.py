@@ -16,6 +16,7 @@ import pytest
 import timm
 import torch
 from config_helpers import run_killed_after_first_epoch, tiny_config
+from dataset_fixtures import make_hierarchical_csv, make_imagefolder, make_multilabel
 
 import trainers
 from orchestrator.cli import main
@@ -23,7 +24,6 @@ from trainers import rundir, train
 from trainers.config import TrainConfig
 from trainers.data import Transformed
 from trainers.datasets import build_splits
-from trainers.datasets.fixtures import make_hierarchical_csv, make_imagefolder, make_multilabel
 from trainers.transforms import build_transform, resolve_preprocessing
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")

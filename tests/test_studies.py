@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import dataset_fixtures as fixtures
 import pandas as pd
 import pytest
 import yaml
@@ -19,7 +20,6 @@ from orchestrator.checks import complexity as profile_cmd
 from orchestrator.results import collect
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
-from trainers.datasets import fixtures
 
 NUMBER = r"\d+\.\d+"
 ONE_SEED = r"( \(1 seed, no interval\))?"  # smoke runs have one seed: no interval to show

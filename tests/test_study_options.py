@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import dataset_fixtures as fixtures
 import numpy as np
 import pytest
 import timm
@@ -20,7 +21,7 @@ import trainers
 from trainers import rundir
 from trainers.config import DatasetConfig, TrainConfig
 from trainers.data import Transformed
-from trainers.datasets import build_splits, fixtures
+from trainers.datasets import build_splits
 from trainers.datasets.index import resolve_splits
 from trainers.datasets.known import label_shape
 from trainers.transforms import build_transform, resolve_preprocessing

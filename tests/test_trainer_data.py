@@ -190,7 +190,7 @@ def test_loader_options_from_config_and_cpu_count(monkeypatch: pytest.MonkeyPatc
 
 
 def test_bad_image_counted_once_across_worker_processes(tmp_path: Path) -> None:
-    from trainers.datasets import fixtures
+    import dataset_fixtures as fixtures
 
     fixtures.make_imagefolder(tmp_path, per_class=8)
     bad = tmp_path / "dog" / "dog_0.jpg"
