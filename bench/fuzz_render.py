@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the fake run folders are the tests' own fixture
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the fake run folders are the tests' own fixture
 from tables_fixture import fake_run  # noqa: E402
 
 from orchestrator import store, textsafe  # noqa: E402

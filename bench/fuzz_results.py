@@ -1,7 +1,7 @@
 """Fuzz hostile run folders (issue 22): random corruptions of a real 4-run results folder (plus a
 smoke run) through `orchestrate collect`, `status`, `plan` and `collect SPEC`, from a fixed seed.
 
-Each case builds the folder, applies 1-3 corruptions (tests/results_fuzz.py: truncated, garbage,
+Each case builds the folder, applies 1-3 corruptions (tests/support/results_fuzz.py: truncated, garbage,
 FIFO, /dev/zero, symlinks out, folders, 1 GiB sparse files, duplicate keys, huge integers, deep
 JSON and YAML, string numbers, wrong types, alias bombs, over-long CSV fields, NUL bytes in any
 run file; symlinked tables/ and report/img, someone else's table, submission records that are
@@ -26,7 +26,7 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the fake run folders and corruptions are the tests' own
+sys.path.insert(0, str(REPO / "tests" / "support"))  # the fake run folders and corruptions are the tests' own
 from results_fuzz import run_case  # noqa: E402
 
 COUNTS = ("cases", "tracebacks", "hangs", "writes outside", "leaks", "out-of-range numbers")

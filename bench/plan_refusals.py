@@ -25,7 +25,7 @@ from pathlib import Path
 from orchestrator.sweep import yamlio
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the hostile inputs are the tests' own fixtures
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "unit" / "sweep")]  # the tests' own hostile inputs
 from conftest import TINY_SPEC  # noqa: E402
 from test_hostile import alias_bomb  # noqa: E402
 

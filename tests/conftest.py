@@ -1,13 +1,49 @@
-"""Shared fixtures: small sweep files written into a temporary folder."""
+"""The suite's levels and shared fixtures.
+
+tests/ is laid out by level, and the folder decides the markers, so a test cannot sit in the
+quick loop by mistake:
+
+- `unit/<package>/`: our logic alone (fakes allowed), milliseconds to seconds; trains nothing:
+  an unmarked test that reaches the trainer fails (TRAINING_GUARD below).
+- `training/`: real training in this process (marked `slow`).
+- `e2e/`: whole commands on this machine: local executor, warm workers, the wheel (`slow`).
+- `cluster/`: against the dev SLURM cluster (`slurm`); never a mock of SLURM.
+- `architecture/`: layering, docs, start-up imports.
+- `support/` (helpers the tests import), `fixtures/` (data), `golden/` (pinned outputs).
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from orchestrator.sweep import yamlio
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS / "support"))  # `from config_helpers import ...` from any level
+
+from orchestrator.sweep import yamlio  # noqa: E402
+
+LEVEL_MARKS = {"training": ("slow",), "e2e": ("slow",), "cluster": ("slurm",)}
+TRAINING_GUARD = "ORCHESTRATE_TEST_FORBID_TRAINING"
+"""Set for tests with neither `slow` nor `slurm`: trainers.train.run_training then refuses to start
+(in this process and in every worker or command it spawns), so `make test-unit` trains nothing."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The markers of each test's level folder."""
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(TESTS).parts
+        for mark in LEVEL_MARKS.get(parts[0], ()):
+            item.add_marker(mark)
+
+
+@pytest.fixture(autouse=True)
+def _no_training_in_quick_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not any(request.node.get_closest_marker(name) for name in ("slow", "slurm")):
+        monkeypatch.setenv(TRAINING_GUARD, request.node.nodeid)
+
 
 TINY_SPEC = """
 name: tiny

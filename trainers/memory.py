@@ -122,7 +122,7 @@ def tune_host_allocator() -> bool:
     page-faults: bench/train_overhead.py (resnet10t at 32 px, 19 steps an epoch) counts ~100,000
     minor faults per epoch with the defaults and a few hundred tuned, and its bare loop runs ~1.1x
     faster tuned; glibc's dynamic thresholds also make it vary from run to run
-    (tests/test_memory.py). Blocks up to 32 MiB then come from the heap, and up
+    (tests/unit/trainers/test_memory.py). Blocks up to 32 MiB then come from the heap, and up
     to 256 MiB of free heap stays mapped. Only on glibc, once per process, and never when the
     user chose an allocator or its settings (MALLOC_*_ variables, LD_PRELOAD). Returns whether
     the settings are in effect."""

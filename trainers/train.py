@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import random
 import time
 from contextlib import nullcontext
@@ -66,6 +67,9 @@ log = logging.getLogger(__name__)
 # Hierarchical runs' extra history.csv columns: each level's loss (with the run's class weights,
 # before w_super / w_sub) and accuracy; train accuracies are of the augmented training batches in
 # train mode, as the reports' own loops count them.
+TEST_TRAINING_GUARD = "ORCHESTRATE_TEST_FORBID_TRAINING"
+"""Set by the test suite for its quick tests only (tests/conftest.py): training then refuses to start."""
+
 HIERARCHICAL_HISTORY = [
     "train_super_loss",
     "train_sub_loss",
@@ -668,6 +672,8 @@ def run_training(
     While it trains, USR2 (or what `stop` requests) saves the state at the next step
     boundary and then stops the run (see trainers.preemption).
     """
+    if os.environ.get(TEST_TRAINING_GUARD):  # only the test suite sets it, for its quick (unmarked) tests
+        raise RuntimeError(f"{os.environ[TEST_TRAINING_GUARD]} trains: move it to tests/training or mark it slow")
     started = time.perf_counter()
     host_reset = memory.reset_host_peak()  # before the run builds anything: its peak, not the worker's
     run_dir = Path(run_dir)

@@ -23,8 +23,8 @@ from trainers.config import TrainConfig
 RUN_ID_CHARS = 12
 # TrainConfig fields (dotted paths) outside a run's identity, each with why: they feed, speed up,
 # watch or save the run, never change what it computes. Every other field is hashed (docs "Run
-# identity" lists the decisions). Evidence: tests/test_resume_steps.py trains bit for bit the same
-# with 0 and 2 loader workers; tests/test_image_cache.py the same with and without the image cache.
+# identity" lists the decisions). Evidence: tests/training/test_resume_steps.py trains bit for bit the same
+# with 0 and 2 loader workers; tests/unit/trainers/test_image_cache.py the same with and without the image cache.
 NOT_HASHED: dict[str, str] = {
     "data.num_workers": "loader processes: order and augmentation are seeded per (seed, epoch, image)",
     "data.pin_memory": "page-locked host copies: the same tensors reach the device",
@@ -154,7 +154,7 @@ def run_id_of(config: TrainConfig) -> str:
     Only values that differ from the defaults are hashed, so a new config field (added with a
     default that keeps the old behaviour) leaves every existing run id, and so every finished
     run of a study, as it was. The other side of that bargain: a default never changes
-    (tests/test_plan.py pins them). Fields that cannot change what a run learns (which trackers
+    (tests/unit/sweep/test_plan.py pins them). Fields that cannot change what a run learns (which trackers
     watch it, how often it saves) are not hashed: switching them on never retrains a study.
     """
     return _digest(_hashed(config))
@@ -196,7 +196,7 @@ def plan(spec: SweepSpec) -> list[RunSpec]:
     such a cell is the previous config with its seed replaced (`model_copy`, sharing the frozen
     sub-configs) instead of a fresh validation, and its id the previous hashed values with the
     seed replaced. 50,000 runs planned in seconds and a few hundred MB rather than 27 s and 1.2 GB;
-    the ids are the same (tests/golden_run_ids.json)."""
+    the ids are the same (tests/golden/golden_run_ids.json)."""
     runs: list[RunSpec] = []
     seen: dict[str, RunSpec] = {}
     where = str(spec.source or spec.name)

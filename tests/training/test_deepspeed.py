@@ -1,0 +1,165 @@
+"""DeepSpeed ZeRO on CPU, 2 processes (torchrun, gloo): under ZeRO-3 the best checkpoint of an
+earlier epoch is saved whole and reloaded into partitioned parameters for the final evaluation;
+at ZeRO-1 with accumulation a run stopped after its first epoch resumes to the same numbers, and
+at ZeRO-3 and under DDP one stopped in the middle of an epoch does (ZeRO-3's sharded state is
+reloaded there). ZeRO-2 is resumed through SLURM preemption in test_distributed.py.
+
+Each case costs 2-process launches that import DeepSpeed (seconds each on 2 cores), so the cases
+are chosen to cover each code path once: the module is marked slow."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from trainers import rundir
+
+pytestmark = pytest.mark.slow
+
+WORKER = Path(__file__).resolve().parents[1] / "support" / "deepspeed_worker.py"
+EPOCHS = 2  # the first epoch is the best (the worker's early stopping), so the final one must reload it
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def train(
+    run_dir: Path,
+    epochs: int,
+    zero_stage: int,
+    precision: str = "no",
+    accum: int = 1,
+    backbone: str = "test_convnext",
+    stop: str = "-",
+    strategy: str = "deepspeed",
+) -> None:
+    """Train (or resume) the worker's ZeRO (or DDP) cell in `run_dir` with 2 processes; `stop`
+    (EPOCH:MICRO_BATCHES) stops it there on request."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision,
+        str(accum), backbone, stop, strategy,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def history(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / rundir.HISTORY).open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def engine_steps(run_dir: Path) -> int:
+    """Optimizer steps the DeepSpeed engine took, from its checkpoint in checkpoints/last."""
+    # Rank 0's model states: mp_rank_00_... below ZeRO-3, zero_pp_rank_0_mp_rank_00_... at ZeRO-3.
+    states = sorted((run_dir / "checkpoints" / "last" / "pytorch_model").glob("*mp_rank_00_model_states.pt"))[0]
+    return int(torch.load(states, map_location="cpu", weights_only=False)["global_steps"])
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """The run folder of EPOCHS uninterrupted epochs at (ZeRO stage, accumulation), trained once each."""
+    done: dict[tuple[int, int, str], Path] = {}
+
+    def run_dir(zero_stage: int, accum: int = 1, strategy: str = "deepspeed") -> Path:
+        key = (zero_stage, accum, strategy)
+        if key not in done:
+            done[key] = tmp_path_factory.mktemp(f"{strategy}{zero_stage}_accum{accum}")
+            train(done[key], EPOCHS, zero_stage, accum=accum, strategy=strategy)
+        return done[key]
+
+    return run_dir
+
+
+def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straight: Callable[..., Path]) -> None:
+    run_dir = straight(3)
+    partitioning = json.loads((run_dir / "partitioning.json").read_text())
+    assert partitioning["local_numel"] == 0 < partitioning["full_numel"], partitioning
+    metrics = rundir.read_json(run_dir / rundir.METRICS) or {}
+    val_top1 = [float(row["val_top1"]) for row in history(run_dir)]
+    assert metrics["provenance"]["num_processes"] == 2 and len(val_top1) == EPOCHS
+    expected = {"distributed_type": "DEEPSPEED", "processes": 2, "global_batch": 32, "per_device_batch": 16,
+                "grad_accum_steps": 1, "zero_stage": 3}  # fmt: skip
+    assert {key: metrics["parallel"].get(key) for key in expected} == expected
+    engine = rundir.read_json(run_dir / rundir.DEEPSPEED_CONFIG) or {}
+    assert engine["train_batch_size"] == 32 and engine["train_micro_batch_size_per_gpu"] == 16
+    assert engine["zero_optimization"]["stage"] == 3
+    assert engine["zero_optimization"]["stage3_param_persistence_threshold"] == 0  # the spec's extra key
+    best = metrics["best_epoch"]
+    assert val_top1[best - 1] != val_top1[-1], "the test needs a best epoch whose weights differ from the last"
+    # The final evaluation ran on the reloaded best weights, not on whatever the model last held.
+    assert metrics["val"]["top1"] == pytest.approx(val_top1[best - 1], abs=1e-9)
+
+
+# ZeRO-1 with 2 accumulation steps: 15 micro-batches per rank and epoch make 8 optimizer steps
+# (the last one of a single micro-batch, as without DeepSpeed), none carried over an epoch end.
+@pytest.mark.parametrize(("zero_stage", "accum"), [(1, 2)])
+def test_zero_run_resumes_its_sharded_state_exactly(
+    zero_stage: int, accum: int, straight: Callable[..., Path], tmp_path: Path
+) -> None:
+    train(tmp_path, 1, zero_stage, accum=accum)  # stops after epoch 1 with checkpoints/last, as a preempted job would
+    assert len(history(tmp_path)) == 1
+    train(tmp_path, EPOCHS, zero_stage, accum=accum)  # resumes at epoch 2 from the engine's (sharded) state
+    columns = ("epoch", "train_loss", "val_loss", "val_top1")
+    reference = straight(zero_stage, accum)
+    resumed = [[row[c] for c in columns] for row in history(tmp_path)]
+    assert resumed == [[row[c] for c in columns] for row in history(reference)]
+    metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
+    assert metrics["parallel"]["zero_stage"] == zero_stage
+    # 240 images in per-device batches of 32 / (2 ranks x accum), whole batches split over 2 ranks.
+    micro_batches_per_rank = 240 // (32 // (2 * accum)) // 2
+    assert engine_steps(tmp_path) == EPOCHS * math.ceil(micro_batches_per_rank / accum)
+    assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
+
+
+def test_zero3_bf16_trains_a_batchnorm_model_and_reloads_the_best_in_bf16(tmp_path: Path) -> None:
+    # DeepSpeed runs a bf16 model without autocast and converts only its parameters: float32
+    # images and BatchNorm's float32 running statistics must be brought to bf16 too.
+    train(tmp_path, 2, 3, precision="bf16", backbone="test_resnet")
+    metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
+    assert metrics["parallel"]["mixed_precision"] == "bf16"
+    assert (rundir.read_json(tmp_path / rundir.DEEPSPEED_CONFIG) or {})["bf16"]["enabled"] is True
+    rows = history(tmp_path)
+    assert all(math.isfinite(float(row["train_loss"])) for row in rows) and len(rows) == 2
+    assert metrics["val"]["top1"] == pytest.approx(float(rows[metrics["best_epoch"] - 1]["val_top1"]), abs=1e-9)
+
+
+# Stopped in epoch 2 after 3 of its 7 micro-batches per rank. (Accumulation is covered in
+# process by tests/test_resume_steps.py; each case here costs a 2-process run.)
+MID_EPOCH_CASES = [("deepspeed", 3, 1, "1:3"), ("ddp", 0, 1, "1:3")]
+
+
+@pytest.mark.parametrize(("strategy", "zero_stage", "accum", "stop"), MID_EPOCH_CASES)
+def test_run_stopped_mid_epoch_resumes_exactly(
+    strategy: str, zero_stage: int, accum: int, stop: str, straight: Callable[..., Path], tmp_path: Path
+) -> None:
+    train(tmp_path, EPOCHS, zero_stage, accum=accum, stop=stop, strategy=strategy)
+    state = rundir.read_json(tmp_path / "checkpoints" / "last" / "trainer_state.json") or {}
+    assert f"{state['epochs_done']}:{state['step_in_epoch']}" == stop
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "last").glob("rank_state_*.pt")) == [
+        "rank_state_0.pt",
+        "rank_state_1.pt",
+    ]
+    train(tmp_path, EPOCHS, zero_stage, accum=accum, strategy=strategy)
+    reference = straight(zero_stage, accum, strategy)
+    columns = ("epoch", "train_loss", "val_loss", "val_top1")
+    resumed = [[row[c] for c in columns] for row in history(tmp_path)]
+    assert resumed == [[row[c] for c in columns] for row in history(reference)]
+    metrics = rundir.read_json(tmp_path / rundir.METRICS) or {}
+    assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
+    if strategy == "deepspeed":
+        assert engine_steps(tmp_path) == engine_steps(reference)
