@@ -402,7 +402,7 @@ def replay(diffs: Any, design: Design) -> tuple[Any, Any]:
 
     Returns (seeds used per row, decision per row); an open row gets the next look's seeds. The bench
     replays 10,000 simulated tables at once with it, and a real grid seed by seed; `decide` is its
-    one-round, per-comparison form (tests/test_sequential.py checks that they agree).
+    one-round, per-comparison form (tests/unit/results/test_sequential.py checks that they agree).
     """
     import numpy as np
 

@@ -139,7 +139,7 @@ def test_zero3_bf16_trains_a_batchnorm_model_and_reloads_the_best_in_bf16(tmp_pa
 
 
 # Stopped in epoch 2 after 3 of its 7 micro-batches per rank. (Accumulation is covered in
-# process by tests/test_resume_steps.py; each case here costs a 2-process run.)
+# process by tests/training/test_resume_steps.py; each case here costs a 2-process run.)
 MID_EPOCH_CASES = [("deepspeed", 3, 1, "1:3"), ("ddp", 0, 1, "1:3")]
 
 

@@ -3,8 +3,8 @@
 For tests, benchmarks and smoke runs of sweeps that name real datasets on a machine
 that does not hold them:
 
-    python tests/dataset_fixtures.py cub200 /tmp/fixtures/CUB_200_2011
-    python tests/dataset_fixtures.py all /tmp/fixtures      # one folder per layout
+    python tests/support/dataset_fixtures.py cub200 /tmp/fixtures/CUB_200_2011
+    python tests/support/dataset_fixtures.py all /tmp/fixtures      # one folder per layout
 
 Images are noise with a class-dependent colour cast, so a model can learn them a little.
 No torch here (PIL and numpy only).

@@ -99,7 +99,7 @@ print("ok")
 def test_all_reduce_across_two_ranks() -> None:
     """Two CPU processes on gloo: the multi-node check goes through (about 4 s, mostly torch imports)."""
     port = str(29600 + os.getpid() % 1000)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     ranks = [
         subprocess.Popen([sys.executable, "-c", _RANK, str(r), port], stdout=subprocess.PIPE, text=True, env=env)
         for r in (0, 1)

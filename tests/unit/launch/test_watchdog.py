@@ -65,7 +65,7 @@ os.kill(os.getpid(), signal.SIGSTOP)  # a stopped trainer cannot beat, nor silen
 def test_a_stopped_trainer_is_ended_and_its_hang_recorded(tmp_path: Path) -> None:
     """Two real processes (about 3 s): the watchdog records the hang and kills the stopped trainer."""
     rundir.update_status(tmp_path, State.RUNNING, attempts=[{"job_id": "5_0", "host": "node1"}])
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     trainer = subprocess.run([sys.executable, "-c", _TRAINER, str(tmp_path)], env=env, timeout=120, check=False)
     assert trainer.returncode == -9
     status = rundir.read_json(tmp_path / rundir.STATUS)
