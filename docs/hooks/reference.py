@@ -33,7 +33,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     pages = {
         "reference/spec.md": _models_page(
             "Sweep spec keys",
-            "The top level of a sweep file, then its typed blocks. Generated from `orchestrator/sweep/spec.py` and `spec_tables.py`.",
+            "The top level of a sweep file, then its typed blocks. "
+            "Generated from `orchestrator/sweep/spec.py` and `spec_tables.py`.",
             [SweepSpec, TableSpec, BudgetSpec, CleanupSpec, SlurmConfig],
         ),
         "reference/site.md": _models_page(
