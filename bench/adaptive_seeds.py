@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as sp
 
-from orchestrator.results import sequential, stats
+from orchestrator.results import boundaries, sequential, stats
 from orchestrator.results.sequential import Design, StopRule, looks
 
 REPLAY = Path(__file__).resolve().parent / "data" / "adaptive_replay.csv"
@@ -255,7 +255,7 @@ class ObrienFleming(Design):
         level, fractions = self.level(rejected), np.array(self.seeds) / self.seeds[-1]
         spent = 2.0 * sp.norm.sf(sp.norm.isf(level / 2.0) / np.sqrt(fractions))
         shares = tuple(float(v) for v in np.diff(spent, prepend=0.0))
-        z = sequential.z_boundaries(self.seeds, shares)[min(look, len(self.seeds) - 1)]
+        z = boundaries.z_boundaries(self.seeds, shares)[min(look, len(self.seeds) - 1)]
         return float(2.0 * sp.norm.sf(z))
 
 

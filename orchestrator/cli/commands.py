@@ -1,6 +1,6 @@
 """One small function per command: load the spec, call the stage that does the work, print.
 
-Nothing here is imported by other modules; the work lives in orchestrator.sweep, .launch, .results.
+Only the other command modules (submit.py) import it; the work lives in orchestrator.sweep, .launch, .results.
 """
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +20,6 @@ from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
     from orchestrator.cli import jsonout
-    from orchestrator.launch.rounds import RoundDecider
 
 # Start-up time: the modules a command alone needs (preflight, site, jsonout's models, pandas
 # through results/) are imported inside it, so `status` does not pay for `plan`'s checks.
@@ -30,14 +28,14 @@ if TYPE_CHECKING:
 console = terminal.make_console()
 
 
-def _emit(build: Callable[[], tuple[Any, int]]) -> int:
+def emit(build: Callable[[], tuple[Any, int]]) -> int:
     """`--json`: jsonout.emit, its output models imported only now."""
     from orchestrator.cli import jsonout
 
     return jsonout.emit(build)
 
 
-def _load(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
+def load_sweep(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
     spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
     runs = plan(spec)
     if check_data:
@@ -59,8 +57,8 @@ def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
 def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
     if jsonflag.wanted(args):
-        return _emit(lambda: (_plan_json(args), 0))
-    spec, runs = _load(args, check_data=True)
+        return emit(lambda: (_plan_json(args), 0))
+    spec, runs = load_sweep(args, check_data=True)
     _print_plan(spec, runs, args)
     _plan_checks(spec, runs, args)
     return 0
@@ -72,7 +70,7 @@ def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
     from orchestrator.cli import jsonout
     from orchestrator.results import cost
 
-    spec, runs = _load(args, check_data=True)
+    spec, runs = load_sweep(args, check_data=True)
     _plan_checks(spec, runs, args)
     return jsonout.plan_object(spec, runs, preflight.warnings(spec, args.spec), cost.estimate(spec, runs))
 
@@ -135,120 +133,6 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
     console.print(textsafe.terminal(cost.summary(costs)), markup=False)
 
 
-def cmd_submit(args: argparse.Namespace) -> int:
-    """Run every planned run that is not complete yet, as the sweep's only submitter (a lock)."""
-    if jsonflag.wanted(args):  # the checks' output goes to stderr, the object alone to stdout
-        return _emit(lambda: (_submit_json(args), 0))
-    spec, runs = _load(args, check_data=True)
-    with _sweep_lock(spec, args):
-        return _submit(spec, runs, args)
-
-
-def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextManager[object]:
-    """The sweep folder's lock (launch/lock.py), held until submit returns (with --follow, until
-    the queue is drained); none for --dry-run, which writes nothing."""
-    from orchestrator import store
-    from orchestrator.launch import lock
-
-    return nullcontext() if args.dry_run else lock.hold(store.sweep_root(spec, args.smoke))
-
-
-def _submit_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
-    """Every model built on the meta device, and the budget: fail closed before anything runs."""
-    from orchestrator.checks import models
-
-    models.check_models(runs, args.spec)  # torch: every distinct model built once on the meta device
-    if spec.budget is not None:
-        from orchestrator.cli import profile
-
-        frame = profile.check_budget(spec, runs, console, where=args.spec)
-        over = int(frame["over_budget"].sum())
-        if over and not args.over_budget:
-            raise SpecError(f"{args.spec}: budget: {over} cell(s) over budget; fix them or pass --over-budget")
-        if spec.budget.max_gpu_hours is not None and not args.smoke:
-            _check_hours(spec, runs, spec.budget.max_gpu_hours, args.over_budget, args.spec)
-
-
-def _submit_json(args: argparse.Namespace) -> jsonout.DryRunOut:
-    """`submit --dry-run --json`: the same checks, then what would run (nothing is written or submitted)."""
-    from orchestrator.cli import jsonout
-    from orchestrator.sweep import site
-
-    if not args.dry_run:
-        raise SpecError("submit: --json needs --dry-run (a real submission prints its progress for people)")
-    spec, runs = _load(args, check_data=True)
-    _submit_checks(spec, runs, args)
-    profile = site.profile_file(args.profile, spec.source.parent if spec.source else None)
-    return jsonout.dry_run_object(spec, runs, args.executor, force=args.force, smoke=args.smoke, profile=profile)
-
-
-def _round_decider(spec: SweepSpec) -> RoundDecider | None:
-    """results.adaptive for a sweep with adaptive seeds (imported only then: it loads the statistics)."""
-    if spec.seeds is None:
-        return None
-    from orchestrator.results import adaptive
-
-    return adaptive
-
-
-def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> int:
-    from orchestrator import launch
-    from orchestrator.sweep import site
-
-    _submit_checks(spec, runs, args)
-    if getattr(args, "clear_quarantine", False) and not args.dry_run:
-        _clear_quarantine(spec)
-    outcome = launch.submit(
-        spec,
-        runs,
-        args.executor,
-        force=args.force,
-        smoke=args.smoke,
-        profile=site.profile_file(args.profile, spec.source.parent if spec.source else None),
-        dry_run=args.dry_run,
-        console=console,
-        workers=args.workers,
-        follow_s=args.interval if args.follow else None,
-        retry_all=getattr(args, "retry_all", False),
-        decider=_round_decider(spec),
-    )
-    return 1 if outcome.failed else 0
-
-
-def _clear_quarantine(spec: SweepSpec) -> None:
-    """submit --clear-quarantine: every node may run the sweep's jobs again."""
-    from orchestrator import store
-    from orchestrator.launch import quarantine
-
-    root = store.sweep_root(spec)
-    if not root.exists():
-        return
-    count = quarantine.clear(root)
-    console.print(f"quarantine cleared ({count} node(s) had failures recorded)")
-
-
-def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override: bool, where: str) -> None:
-    """budget.max_gpu_hours: the estimate of the whole sweep (measured or site-declared throughput), failing
-    closed when a cell is unknown."""
-    from orchestrator.results import cost
-
-    costs = cost.estimate(spec, runs)
-    console.print(textsafe.terminal(cost.summary(costs)), markup=False)
-    unknown = sum(c.hours is None for c in costs)
-    total_h = sum(c.hours or 0.0 for c in costs)
-    if unknown:
-        first = next(c for c in costs if c.hours is None)
-        example = f"{first.cell}: {first.note}"
-        problem = f"{unknown} of {len(costs)} cells have no estimate, e.g. {example} (`submit --smoke` first)"
-    elif total_h > limit_h:
-        problem = f"the sweep is estimated at {total_h:.3g} device-hours, over max_gpu_hours {limit_h:g}"
-    else:
-        return
-    if not override:
-        raise SpecError(f"{where}: budget.max_gpu_hours: {problem}; or pass --over-budget")
-    console.print(f"[yellow]over budget (--over-budget)[/]: {textsafe.rich(problem)}")
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     """Counts and a table of unfinished or failed runs, from run folders and SLURM."""
     import time
@@ -258,7 +142,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from orchestrator.launch import retries, status
 
     if jsonflag.wanted(args):
-        return _emit(lambda: (_status_json(args), 0))
+        return emit(lambda: (_status_json(args), 0))
     spec, root, current = _status(args)
     runs = [row.run for row in current.runs]
     if not args.watch:
@@ -285,7 +169,7 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
     from orchestrator.launch import retries, status
     from orchestrator.results import adaptive
 
-    spec, runs = _load(args)
+    spec, runs = load_sweep(args)
     root = store.sweep_root(spec)
     runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
     return spec, root, status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
@@ -297,7 +181,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from orchestrator.launch import slurmcli as slurm
     from orchestrator.launch.slurm import runs_in_slurm
 
-    spec, _ = _load(args)
+    spec, _ = load_sweep(args)
     if not slurm.available():
         raise SpecError("cancel: sbatch/squeue not found (not on a SLURM login node)")
     root = store.sweep_root(spec)
@@ -324,7 +208,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     else:
         targets = collect.resolve_target(Path(args.target), args.overrides, args.max_runs)
     if jsonflag.wanted(args):
-        return _emit(lambda: _collect_json(targets, args))
+        return emit(lambda: _collect_json(targets, args))
     code = 0
     for spec, root in targets:
         try:
@@ -391,8 +275,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from orchestrator.cli import profile
 
     if jsonflag.wanted(args):
-        return _emit(lambda: (profile.profile_json(*_load(args), console), 0))
-    spec, runs = _load(args)
+        return emit(lambda: (profile.profile_json(*load_sweep(args), console), 0))
+    spec, runs = load_sweep(args)
     profile.run_profile(spec, runs, console)
     return 0
 

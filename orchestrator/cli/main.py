@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator import textsafe
-from orchestrator.cli import commands, jsonflag, terminal
+from orchestrator.cli import commands, jsonflag, submit, terminal
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import MAX_RUNS
 
@@ -227,7 +227,7 @@ def _add_submit(sub: Any) -> None:
         action="store_true",
         help="slurm: forget the sweep's quarantined nodes (quarantine.json) before submitting",
     )
-    p.set_defaults(func=commands.cmd_submit)
+    p.set_defaults(func=submit.cmd_submit)
 
 
 def _add_status(sub: Any) -> None:

@@ -55,10 +55,7 @@ WRITERS = {
 }
 MAX_FUNCTION_LINES = 60
 MAX_FILE_LINES = 400
-OVER_400_TODO = {
-    "orchestrator/cli/commands.py": 445,
-    "orchestrator/results/sequential.py": 440,
-}
+OVER_400_TODO: dict[str, int] = {}
 """Files of orchestrator/ still over MAX_FILE_LINES, each capped at its size today (they may only shrink:
 split one and delete its line here)."""
 RUN_FILE_KEY = re.compile(r"(test|val|timing|complexity|provenance|parallel|tested|best)\.[a-z_]")

@@ -75,7 +75,7 @@ def test_submit_prints_where_before_anything_runs(
 ) -> None:
     monkeypatch.chdir(ROOT)
     # the model checks on the meta device are tested elsewhere; here only the order of the lines
-    monkeypatch.setattr("orchestrator.cli.commands._submit_checks", lambda *args: None)
+    monkeypatch.setattr("orchestrator.cli.submit._submit_checks", lambda *args: None)
     code = main(["submit", "sweeps/demo.yaml", "--dry-run", f"output_dir={tmp_path}", "--skip-data-check"])
     lines = capsys.readouterr().out.splitlines()
     assert code == 0

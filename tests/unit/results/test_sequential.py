@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from orchestrator.results import sequential
+from orchestrator.results import boundaries, sequential
 from orchestrator.results.sequential import Design, StopRule
 
 
@@ -22,32 +22,32 @@ def test_looks_follow_initial_step_and_end_at_max() -> None:
 
 
 def test_spending_sums_to_alpha_with_the_final_share_last() -> None:
-    alphas = sequential.spend(6, 0.05, 0.8)
+    alphas = boundaries.spend(6, 0.05, 0.8)
     assert sum(alphas) == pytest.approx(0.05)
     assert alphas[-1] == pytest.approx(0.04)
     assert alphas[:-1] == pytest.approx([0.002] * 5)
-    assert sequential.spend(1, 0.05, 0.8) == (0.05,)
+    assert boundaries.spend(1, 0.05, 0.8) == (0.05,)
 
 
 def test_boundaries_spend_exactly_the_planned_alpha() -> None:
-    assert sequential.z_boundaries((12,), (0.05,)) == pytest.approx((sp.norm.isf(0.025),))
-    c1, c2 = sequential.z_boundaries((6, 12), (0.01, 0.04))
+    assert boundaries.z_boundaries((12,), (0.05,)) == pytest.approx((sp.norm.isf(0.025),))
+    c1, c2 = boundaries.z_boundaries((6, 12), (0.01, 0.04))
     assert 2 * sp.norm.sf(c1) == pytest.approx(0.01)
     law = sp.multivariate_normal([0.0, 0.0], [[1.0, math.sqrt(0.5)], [math.sqrt(0.5), 1.0]])
     inside = law.cdf([c1, c2]) - law.cdf([-c1, c2]) - law.cdf([c1, -c2]) + law.cdf([-c1, -c2])
     assert 1.0 - inside == pytest.approx(0.05, abs=2e-4)  # every path that crosses, at either look
     # The last look of the 6-look plan sits between the fixed test's boundary and Bonferroni's (80% of alpha).
-    last = sequential.z_boundaries(sequential.looks(3, 2, 12), sequential.spend(6, 0.0125))[-1]
+    last = boundaries.z_boundaries(sequential.looks(3, 2, 12), boundaries.spend(6, 0.0125))[-1]
     assert sp.norm.isf(0.0125 / 2) < last < sp.norm.isf(0.8 * 0.0125 / 2)
     assert last == pytest.approx(2.525, abs=1e-3)
 
 
 def test_the_last_look_is_calibrated_for_t_statistics() -> None:
     seeds = sequential.looks(3, 2, 12)
-    levels = sequential.nominal_levels(seeds, 0.05)
-    z_last = 2 * sp.norm.sf(sequential.z_boundaries(seeds, sequential.spend(6, 0.05))[-1])
+    levels = boundaries.nominal_levels(seeds, 0.05)
+    z_last = 2 * sp.norm.sf(boundaries.z_boundaries(seeds, boundaries.spend(6, 0.05))[-1])
     assert 0.04 < levels[-1] < z_last  # between Bonferroni over looks and the z-recursion's
-    t_abs = sequential.null_t(seeds)  # on the paths it was calibrated on, the union is the level
+    t_abs = boundaries.null_t(seeds)  # on the paths it was calibrated on, the union is the level
     bounds = sp.t.isf(np.array(levels) / 2, np.array(seeds) - 1)
     assert float((t_abs >= bounds).any(axis=1).mean()) == pytest.approx(0.05, abs=1e-4)
     # and on fresh null paths, within their binomial error
