@@ -24,12 +24,12 @@ def run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None)
     return run_training(cfg, Path(run_dir), metadata)
 
 
-def preflight(cfg: TrainConfig, run_dir: Path) -> str | None:
+def preflight(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
     """On-node checks before anything is built (trainers/preflight_node.py): None when this node can
-    train the run, else one line saying why not."""
+    train the run, else one line saying why not. `check_gpus` False skips the GPU checks (fake GPUs)."""
     from trainers.preflight_node import check
 
-    return check(cfg, Path(run_dir))
+    return check(cfg, Path(run_dir), check_gpus)
 
 
 def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:

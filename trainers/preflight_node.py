@@ -36,12 +36,13 @@ class PreflightFailed(RuntimeError):
     """One line: what this node cannot do for the run."""
 
 
-def check(cfg: TrainConfig, run_dir: Path) -> str | None:
-    """Run every check; the first failure's one-line reason, or None when the node is fit."""
+def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
+    """Run every check; the first failure's one-line reason, or None when the node is fit.
+    `check_gpus` False (the retry policy's preflight_gpus): GPU gres that are not real GPUs."""
     steps: list[Callable[[], None]] = [
         _injected,
         _imports,
-        lambda: _gpus(cfg.distributed.gpus_per_node),
+        lambda: _gpus(cfg.distributed.gpus_per_node if check_gpus else 0),
         lambda: _datasets(cfg.data.dataset),
         lambda: _space(cfg, run_dir),
         _all_reduce,

@@ -80,7 +80,8 @@ class TrainJob:
             from trainers import preflight, run  # heavy: torch, timm, accelerate
 
             cfg = TrainConfig.model_validate(self.config)
-            unfit = preflight(cfg, self.run_dir)  # before anything is built: a bad node fails in seconds
+            # before anything is built: a bad node fails in seconds
+            unfit = preflight(cfg, self.run_dir, check_gpus=self.attempt.get("preflight_gpus", True))
             if unfit is not None:
                 raise NodeUnfit(unfit)
             # The plan metadata names and tags the run in experiment trackers.

@@ -163,6 +163,8 @@ class SlurmLauncher(Launcher):
         decision = self._next.get(record.run.run_id, retries.Decision(True))
         attempt: dict[str, Any] = {"resources": retries.recorded(config, decision), "previous": decision.previous}
         policy = self.policy
+        if not policy.preflight_gpus:
+            attempt["preflight_gpus"] = False
         if policy.watchdog:
             attempt["watchdog"] = {
                 "step_factor": policy.hang_step_factor,

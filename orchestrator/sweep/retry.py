@@ -39,7 +39,11 @@ class RetryPolicy(StrictModel):
     partition's MaxTime (`scontrol show partition`); the attempt resumes from its last checkpoint."""
     quarantine_after: int = Field(2, ge=1, le=1000)
     """Failures of the node (node failure, preflight failure, hang) within the sweep after which a node is
-    excluded from every later submission of the sweep (`orchestrate quarantine clear` forgets them)."""
+    excluded from every later submission of the sweep (`submit --clear-quarantine` forgets them)."""
+    preflight_gpus: bool = True
+    """Check the requested GPUs on the node before training (CUDA sees them, a matmul on each, the driver
+    is new enough); a node that fails is quarantined. Off only where GPU gres are not real GPUs (the dev
+    cluster's fake ones), so that a CPU job with GPU gres is not taken for a broken node."""
     watchdog: bool = True
     """Under SLURM, watch each trainer's heartbeat from a separate process and end an attempt that stops
     making progress (a hang: requeued, it resumes from its last checkpoint)."""

@@ -161,3 +161,15 @@ def test_the_sweep_retry_block_wins_over_the_sites(tmp_path: Path) -> None:
     site_file.write_text("retry: {oom_mem_factor: 0.5}\n")
     with pytest.raises(SpecError, match="oom_mem_factor"):
         retries.policy_for(spec)
+
+
+def test_the_dev_profile_turns_the_gpu_preflight_off_and_the_attempt_carries_it() -> None:
+    """The dev cluster's GPUs are fake gres: its profile says so, and each submitted attempt tells
+    the job to skip the GPU checks (other profiles keep them on)."""
+    from orchestrator.launch.retries import policy_for
+    from orchestrator.sweep.spec import load_spec
+
+    repo = Path(__file__).resolve().parents[3]
+    spec = load_spec(repo / "sweeps" / "demo.yaml")
+    assert policy_for(spec, str(repo / "slurm" / "profiles" / "dev.yaml")).preflight_gpus is False
+    assert policy_for(spec).preflight_gpus is True

@@ -33,6 +33,8 @@ def test_each_check_names_what_fails(tmp_path: Path, monkeypatch: pytest.MonkeyP
     gpu_run = CPU_RUN.model_copy(update={"distributed": CPU_RUN.distributed.model_copy(update={"gpus_per_node": 2})})
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     assert "2 GPU(s) requested, CUDA sees none" in str(preflight_node.check(gpu_run, tmp_path))
+    # a cluster whose GPU gres are fake (the dev cluster's profile: retry.preflight_gpus false)
+    assert preflight_node.check(gpu_run, tmp_path, check_gpus=False) is None
     data = CPU_RUN.data.model_copy(
         update={"dataset": CPU_RUN.data.dataset.model_copy(update={"name": "imagefolder", "root": "/nonexistent/x"})}
     )
