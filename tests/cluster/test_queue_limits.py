@@ -89,6 +89,7 @@ def test_follow_completes_a_sweep_larger_than_the_limit(
     outcome = launch.submit(spec, runs, "slurm", profile=PROFILE, follow_s=1.0)
     assert len(outcome.submitted) == len(runs) and outcome.held == 0
     sizes = [entry["size"] for entry in store.read_manifest(spec.output_path)["arrays"].values()]
-    assert sizes[0] == 10 - queued, "the first submission fills the limit, no more"
+    # Jobs queued before may leave between that count and the first submission: at most the limit.
+    assert 10 - queued <= sizes[0] <= 10, "the first submission fills the limit, no more"
     assert max(sizes) <= 10 and len(sizes) >= 3 and sum(sizes) == 24, sizes
     assert {row.state for row in sweep_status(runs, spec.output_path).runs} == {"completed"}
