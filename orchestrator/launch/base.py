@@ -7,7 +7,6 @@ the folders of runs redone with --force, and hands the rest to its executor (`st
 
 from __future__ import annotations
 
-import os
 import socket
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -20,6 +19,7 @@ from rich.console import Console
 
 from orchestrator import store
 from orchestrator.launch.job import Cleanup, TrainJob
+from orchestrator.launch.watchdog import pid_alive
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.plan import RunSpec, smoke_plan
@@ -34,16 +34,8 @@ def is_stale(record: RunRecord) -> bool:
     if record.status.host != socket.gethostname():
         return False
     pid = record.status.pid
-    return pid is None or not _pid_alive(pid)
+    return pid is None or not pid_alive(pid)
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     return True
 
 

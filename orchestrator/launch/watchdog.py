@@ -78,7 +78,7 @@ def watch(run_dir: Path, pid: int, limits: Limits, poll_s: float) -> str | None:
     started = time.time()
     last: tuple[float, str] | None = None
     intervals: list[float] = []
-    while _alive(pid) and os.getppid() == pid:
+    while pid_alive(pid) and os.getppid() == pid:
         beat = read_beat(run_dir)
         if beat is not None and last is not None and beat[0] > last[0] and beat[1] == last[1] == "step":
             intervals.append(beat[0] - last[0])
@@ -110,7 +110,8 @@ def end_attempt(run_dir: Path, pid: int, reason: str, job_id: str | None, requeu
     os.kill(pid, signal.SIGKILL)  # works on a stopped process too
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that id exists on this machine (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
