@@ -51,9 +51,13 @@ def site_schema() -> dict[str, Any]:
 
 
 def profile_schema() -> dict[str, Any]:
-    """A cluster profile's JSON Schema (`slurm/profiles/NAME.yaml`: the `slurm:` block of a spec)."""
-    schema = SlurmConfig.model_json_schema()
-    return {"$schema": SCHEMA_DIALECT, "$id": PROFILE_SCHEMA_ID, **schema}
+    """A cluster profile's JSON Schema (`slurm/profiles/NAME.yaml`), in either form site.load_site reads:
+    flat (the keys of a spec's `slurm:` block) or a site file's (`slurm:`, `retry:`, ...)."""
+    flat = SlurmConfig.model_json_schema()
+    site = site_schema()
+    defs = _merge_defs(flat.pop("$defs", {}), site.pop("$defs"))
+    del site["$schema"], site["$id"]
+    return {"$schema": SCHEMA_DIALECT, "$id": PROFILE_SCHEMA_ID, "anyOf": [flat, site], "$defs": defs}
 
 
 def _merge_defs(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
