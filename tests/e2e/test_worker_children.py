@@ -105,6 +105,13 @@ def test_newcomer_imagefolder_sweep_with_loader_workers_and_a_failure(tmp_path: 
     assert "data.py:" in flat.replace(" ", "") and " in " in flat, status.stdout  # file:line in function
 
 
+def _default_sigint() -> None:
+    """Ctrl-C's disposition as a terminal's foreground job has it. A job a non-interactive shell
+    started with `&` (a CI runner's, say) inherits SIGINT ignored, and Python keeps an ignored
+    SIGINT ignored: the test's Ctrl-C would then never arrive (it failed so in CI, not in a shell)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], psutil.Process, list[psutil.Process]]:
     """`orchestrate submit` of a long run with persistent loader workers; returns the CLI, its
     worker, and the worker's descendants once it has some (its loader workers)."""
@@ -118,6 +125,7 @@ def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], psutil.Pro
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a shell gives a foreground job
+        preexec_fn=_default_sigint,
     )
 
     def worker_with_children() -> tuple[psutil.Process, list[psutil.Process]] | None:
