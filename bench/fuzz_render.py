@@ -35,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "support"))  # the fake run folders are the tests' own fixture
+from tables_fixture import HOSTILE_SPEC as SPEC  # noqa: E402
 from tables_fixture import fake_run  # noqa: E402
 
 from orchestrator import store, textsafe  # noqa: E402
@@ -162,24 +163,6 @@ def stage_renderers(rng: random.Random, cases: int) -> Counter[str]:
     return counts
 
 
-SPEC = """
-name: fuzz{index}
-output_dir: {out}
-defaults: {{data: {{image_size_px: 16, batch_size: 8}}, epochs: 1}}
-grid:
-  backbone: [test_resnet]
-  dataset: [{{name: digits, label: {dataset}}}]
-  seed: [0, 1]
-modifiers:
-  aug: {{data.augment: {{hflip_p: 0.25}}}}
-ablations:
-  Baseline: []
-  {row}: [aug]
-tables:
-  - {{name: table, formats: [md, tex, html, csv]{template}}}
-"""
-
-
 def _yaml_string(text: str) -> str:
     """`text` as a YAML double-quoted scalar (every non-printable character escaped)."""
     out = []
@@ -215,7 +198,7 @@ def stage_end_to_end(rng: random.Random, cases: int, folder: Path) -> Counter[st
         classes = [label(rng) for _ in range(3)]  # from the dataset's files: anything
         path = case / "sweep.yaml"
         quoted = {"row": _yaml_string(row), "dataset": _yaml_string(dataset)}
-        path.write_text(SPEC.format(index=index, out=case / "out", template="", **quoted))
+        path.write_text(SPEC.format(out=case / "out", template="", **quoted))
         counts["cases"] += 1
         code, output = _cli(["plan", str(path), "--skip-data-check"])
         _count(counts, code, output, refused_ok=True)
@@ -260,7 +243,7 @@ def stage_templates(folder: Path) -> Counter[str]:
         (case / "templates" / "secret.txt").write_text("TOKEN=hunter2\n")
         path = case / "sweep.yaml"
         template = ", template: templates/t.md.j2"
-        path.write_text(SPEC.format(index=index, out=case / "out", row='"+ Aug"', dataset="D", template=template))
+        path.write_text(SPEC.format(out=case / "out", row='"+ Aug"', dataset="D", template=template))
         counts["cases"] += 1
         code, output = _cli(["plan", str(path), "--skip-data-check"])
         if code == 2:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 from yaml.composer import ComposerError
-from yaml.constructor import ConstructorError
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -43,7 +43,16 @@ class YamlFileError(ValueError):
     """A file that cannot be read as YAML; the message is one line and quotes none of its content."""
 
 
-class _Loader(yaml.SafeLoader):
+class _NoDuplicateKeys(SafeConstructor):
+    """Both loaders' mappings: a key given twice is an error naming both lines (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, MappingNode):
+            _check_duplicates(node)
+        return super().construct_mapping(node, deep=deep)
+
+
+class _Loader(_NoDuplicateKeys, yaml.SafeLoader):
     """SafeLoader with YAML 1.2 float resolution, duplicate-key errors and bounded aliases."""
 
     def compose_document(self) -> Node | None:
@@ -51,11 +60,6 @@ class _Loader(yaml.SafeLoader):
         if node is not None:
             _check_expansion(node)
         return node
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, MappingNode):
-            _check_duplicates(node)
-        return super().construct_mapping(node, deep=deep)
 
 
 _REFUSED_TAGS = ("binary", "set", "omap", "pairs")
@@ -121,7 +125,7 @@ def _children(node: Node) -> list[Node]:
     return []
 
 
-class _CLoader(yaml.CSafeLoader):
+class _CLoader(_NoDuplicateKeys, yaml.CSafeLoader):
     """_Loader's rules on LibYAML's parser (8x faster: a 100,000-run spec lists 16,667 seeds): the
     same resolvers and constructors, the expansion check on the composed document."""
 
@@ -130,11 +134,6 @@ class _CLoader(yaml.CSafeLoader):
         if node is not None:
             _check_expansion(node)
         return node
-
-    def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict[Any, Any]:
-        if isinstance(node, MappingNode):
-            _check_duplicates(node)
-        return super().construct_mapping(node, deep=deep)
 
 
 _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers

@@ -21,24 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tables_fixture import fake_run, write_csv
+from tables_fixture import FOUR_RUNS_SPEC, fake_run, finished_sweep, write_csv
 
 from orchestrator import store
 from orchestrator.cli.main import main
 from orchestrator.results import collect
-from orchestrator.sweep.plan import plan, smoke_plan
-from orchestrator.sweep.spec import load_spec
+from orchestrator.sweep.plan import smoke_plan
 from trainers import rundir
 
-SPEC = """
-name: fuzz
-output_dir: {out}
-defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
-grid: {{backbone: [resnet10t], dataset: [digits], seed: [0, 1]}}
-modifiers: {{aug: {{data.augment: {{rotate_deg: 10}}}}}}
-ablations: {{Baseline: [], + Aug: [aug]}}
-tables: [{{formats: [md, csv]}}]
-"""
 HANG_S = 60
 """A command that takes longer on these 4 runs is counted as a hang (a report alone takes 8 s at load 12)."""
 
@@ -47,12 +37,8 @@ def build(case: Path) -> tuple[Path, Path]:
     """A finished 4-run sweep (plus one smoke run with a history) under `case`: (spec file, root)."""
     case.mkdir(parents=True, exist_ok=True)
     spec_path = case / "sweep.yaml"
-    spec_path.write_text(SPEC.format(out=case / "out"))
-    spec = load_spec(spec_path)
-    runs = plan(spec)
-    store.write_snapshot(spec, spec.output_path)
-    for index, run in enumerate(runs):
-        fake_run(spec, run, 0.90 + 0.01 * index, epochs=2, classes=["a", "b"])
+    spec_path.write_text(FOUR_RUNS_SPEC.format(name="fuzz", out=case / "out"))
+    spec, runs = finished_sweep(spec_path, epochs=2, classes=["a", "b"])
     smoke = smoke_plan(runs)[0]
     folder = fake_run(spec, smoke, 0.5, epochs=1, root=spec.output_path / "smoke")
     write_csv(folder / rundir.HISTORY, [{"epoch": 1, "train_images_per_s": 100.0}])

@@ -16,6 +16,25 @@ from trainers.rundir import State
 DAY = 86400.0
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC
 
+HOSTILE_SPEC = """
+name: hostile_render
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16, batch_size: 8}}, epochs: 1}}
+grid:
+  backbone: [test_resnet]
+  dataset: [{{name: digits, label: {dataset}}}]
+  seed: [0, 1]
+modifiers:
+  aug: {{data.augment: {{hflip_p: 0.25}}}}
+ablations:
+  Baseline: []
+  {row}: [aug]
+tables:
+  - {{name: table, formats: [md, tex, html, csv]{template}}}
+"""
+"""A two-row spec whose row label, dataset label and table template (YAML text) the hostile-input
+tests and bench/fuzz_render.py fill in; `{out}` is its output folder."""
+
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     buffer = io.StringIO()
@@ -184,3 +203,28 @@ if __name__ == "__main__":
     assert written.report_path is not None
     png = screenshot(written.report_path, out / "report.png")
     print(f"report: {written.report_path}\nscreenshot: {png}")
+
+
+FOUR_RUNS_SPEC = """
+name: {name}
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
+grid: {{backbone: [resnet10t], dataset: [digits], seed: [0, 1]}}
+modifiers: {{aug: {{data.augment: {{rotate_deg: 10}}}}}}
+ablations: {{Baseline: [], + Aug: [aug]}}
+tables: [{{formats: [md, csv]}}]
+"""
+"""Baseline and + Aug, 2 seeds each: the hostile-read tests and the results fuzzer break its run folders."""
+
+
+def finished_sweep(spec_path: Path, **run_kwargs: Any) -> tuple[SweepSpec, list[RunSpec]]:
+    """The spec file's runs planned, its snapshot written and every run finished (top-1 0.90, 0.91, ...)."""
+    from orchestrator.sweep.plan import plan
+    from orchestrator.sweep.spec import load_spec
+
+    spec = load_spec(spec_path)
+    runs = plan(spec)
+    store.write_snapshot(spec, spec.output_path)
+    for index, run in enumerate(runs):
+        fake_run(spec, run, 0.90 + 0.01 * index, **run_kwargs)
+    return spec, runs

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from tables_fixture import fake_run
+from tables_fixture import FOUR_RUNS_SPEC, finished_sweep
 
 from orchestrator import store
 from orchestrator.cli.main import main
@@ -20,29 +20,14 @@ from orchestrator.results import collect, reader, run_files
 from orchestrator.store import run_states
 from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec, plan
-from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
+from orchestrator.sweep.spec import SpecError, SweepSpec
 from trainers import rundir
 from trainers.rundir import State
-
-SPEC = """
-name: hostile
-output_dir: {out}
-defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
-grid: {{backbone: [resnet10t], dataset: [digits], seed: [0, 1]}}
-modifiers: {{aug: {{data.augment: {{rotate_deg: 10}}}}}}
-ablations: {{Baseline: [], + Aug: [aug]}}
-tables: [{{formats: [md, csv]}}]
-"""
 
 
 @pytest.fixture
 def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
-    spec = load_spec(write_spec(SPEC))
-    runs = plan(spec)
-    store.write_snapshot(spec, spec.output_path)
-    for index, run in enumerate(runs):
-        fake_run(spec, run, 0.90 + 0.01 * index, epochs=2)
-    return spec, runs
+    return finished_sweep(write_spec(FOUR_RUNS_SPEC.replace("{name}", "hostile")), epochs=2)
 
 
 class Hung(BaseException):

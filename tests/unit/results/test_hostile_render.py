@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from tables_fixture import HOSTILE_SPEC as SPEC
 from tables_fixture import fake_run
 
 from orchestrator import store
@@ -18,23 +19,6 @@ from orchestrator.cli.main import main
 from orchestrator.results import collect
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
-
-SPEC = """
-name: hostile_render
-output_dir: {out}
-defaults: {{data: {{image_size_px: 16, batch_size: 8}}, epochs: 1}}
-grid:
-  backbone: [test_resnet]
-  dataset: [{{name: digits, label: {dataset}}}]
-  seed: [0, 1]
-modifiers:
-  aug: {{data.augment: {{hflip_p: 0.25}}}}
-ablations:
-  Baseline: []
-  {row}: [aug]
-tables:
-  - {{name: table, formats: [md, tex, html, csv]{template}}}
-"""
 
 
 def sweep(

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tables_fixture import fake_run
+from tables_fixture import finished_sweep
 
 from orchestrator import store
 from orchestrator.cli import main
@@ -15,8 +15,8 @@ from orchestrator.launch import base
 from orchestrator.results import collect, reader, tables
 from orchestrator.results import index as row_index
 from orchestrator.store import run_states
-from orchestrator.sweep.plan import RunSpec, plan
-from orchestrator.sweep.spec import SpecError, SweepSpec, load_spec
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SpecError, SweepSpec
 from trainers import rundir
 from trainers.rundir import State
 
@@ -60,12 +60,7 @@ CASES: list[tuple[str, Callable[[Path], None], str]] = [
 
 @pytest.fixture
 def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
-    spec = load_spec(write_spec(SPEC))
-    runs = plan(spec)
-    store.write_snapshot(spec, spec.output_path)
-    for index, run in enumerate(runs):
-        fake_run(spec, run, 0.90 + 0.01 * index)
-    return spec, runs
+    return finished_sweep(write_spec(SPEC))
 
 
 def _victim(runs: list[RunSpec]) -> RunSpec:
