@@ -17,6 +17,7 @@ reference measured in the same run.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import resource
 import statistics
@@ -31,6 +32,7 @@ import torch
 
 from trainers import rundir
 from trainers.config import TrainConfig
+from trainers.contract import Metrics, Parallel, Provenance, history_speed
 from trainers.data import build_data
 
 # name -> trainer config changes; the reference is the first.
@@ -68,18 +70,19 @@ def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     from trainers.train import run_training  # torch + accelerate + timm: only in the child
 
     with tempfile.TemporaryDirectory() as folder:
-        metrics = run_training(cell(args, variant), Path(folder))
-        rows = (Path(folder) / rundir.HISTORY).read_text().splitlines()
-    header = rows[0].split(",")
-    rates = [float(line.split(",")[header.index("train_images_per_s")]) for line in rows[1:]]
+        # Read back through the run-folder contract, as collect does: a renamed field fails here too.
+        metrics = Metrics.model_validate(run_training(cell(args, variant), Path(folder)))
+        with (Path(folder) / rundir.HISTORY).open(newline="") as history:
+            rates = [rate for row in csv.DictReader(history) if (rate := history_speed(row)) is not None]
     steady = rates[1:] or rates
+    provenance, parallel = metrics.provenance or Provenance(), metrics.parallel or Parallel()
     return {
         "images_per_s": statistics.median(steady),
         "peak_mib": peak_memory_mib(),
         "epochs_timed": len(steady),
-        "device": metrics["provenance"]["device"],
-        "mixed_precision": metrics["parallel"]["mixed_precision"],
-        "distributed_type": metrics["parallel"]["distributed_type"],
+        "device": provenance.device,
+        "mixed_precision": parallel.mixed_precision,
+        "distributed_type": parallel.distributed_type,
     }
 
 
