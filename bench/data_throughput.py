@@ -5,7 +5,7 @@ plus noise, quality 90, like the real set), then times in the same run:
 
   bare          Image.open -> RGB -> resize(S, S, bicubic) -> numpy, one process
   bare+draft    the same with libjpeg DCT downscaling (Image.draft) first
-  pipeline      trainers.data.build_data's train loader (decode, resize, normalise, collate,
+  pipeline      trainers.data.loaders.build_data's train loader (decode, resize, normalise, collate,
                 epoch-seeded sampler), for each worker count and jpeg_draft setting
 
 and prints images/s with the ratio to the bare loop. Run:
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from trainers.config import DataConfig
-from trainers.data import build_data, default_num_workers, job_cpus
+from trainers.data.loaders import build_data, default_num_workers, job_cpus
 
 CLASSES = 4
 

@@ -3,7 +3,7 @@
 For each backbone, each variant of bench/train_throughput.py (fp32, bf16, bf16 + channels_last,
 torch.compile, DeepSpeed ZeRO-2 and -3) trains on synthetic data (uint8 images already on the
 device: the step alone) and the best plain variant also on the real loader (digits resized to
---size px by the trainer's input pipeline). The trainer is trainers.train (build_run +
+--size px by the trainer's input pipeline). The trainer is trainers.loop.run (build_run +
 train_one_epoch, Accelerate and all); the bare loop is the same model (same builder, seed,
 optimizer, batch, precision, memory layout, compile) stepped by hand. DeepSpeed variants have no
 bare twin: their ratio is to the bare bf16 loop. Columns: images/s (median over the epochs after
@@ -46,8 +46,8 @@ def synthetic_loader(cfg: Any, accelerator: Any, steps: int) -> Any:
 
 
 def trainer_rate(cfg: Any, data: str, epochs: int) -> float:
-    """Median images/s of trainers.train.train_one_epoch over the epochs after the first."""
-    from trainers.train import Progress, build_run, release_accelerator, train_one_epoch
+    """Median images/s of trainers.loop.run.train_one_epoch over the epochs after the first."""
+    from trainers.loop.run import Progress, build_run, release_accelerator, train_one_epoch
 
     with tempfile.TemporaryDirectory() as folder:
         run = build_run(cfg, Path(folder))
@@ -68,11 +68,11 @@ def bare_rate(cfg: Any, data: str, epochs: int) -> float:
     """Median images/s of a hand-written loop: same model, optimizer, precision, layout, compile."""
     from accelerate.utils import set_seed
 
-    from trainers.data import build_data
-    from trainers.models import build_model
-    from trainers.optim import build_optimizer
-    from trainers.tasks import task_of
-    from trainers.transforms import BatchNormalize
+    from trainers.data.loaders import build_data
+    from trainers.data.transforms import BatchNormalize
+    from trainers.loop.optim import build_optimizer
+    from trainers.model.build import build_model
+    from trainers.model.tasks import task_of
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bundle = build_data(cfg.data, cfg.seed)
@@ -150,8 +150,8 @@ def run_group(group: dict[str, Any], timeout_s: float) -> list[dict[str, Any]]:
 
 def flops_per_image(args: argparse.Namespace, backbone: str) -> float:
     """Training FLOPs per image: our counter's forward FLOPs x 3 (forward + backward)."""
-    from trainers.complexity import complexity
-    from trainers.tasks import single
+    from trainers.model.complexity import complexity
+    from trainers.model.tasks import single
 
     args.backbone = backbone
     return 3 * complexity(cell(args, "fp32"), single(10))["gflops"] * 1e9

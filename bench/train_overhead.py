@@ -3,12 +3,12 @@
 The bare loop is what a person would write by hand for the fastest possible loop: the training
 split decoded and resized once into one uint8 tensor, a random permutation per epoch, batches
 indexed out of it and normalised as a batch, forward, cross-entropy, backward, optimizer step,
-no per-step synchronisation. The trainer (trainers.train: build_run, then train_one_epoch per
+no per-step synchronisation. The trainer (trainers.loop.run: build_run, then train_one_epoch per
 epoch) runs the same model (same builder, same seed), optimizer and batch size on the same split,
 with everything it does per step (Accelerate, its loader, loss bookkeeping). Both time only their
 training passes and skip the first epoch (warm-up); a round is one trainer run then one bare run,
 in this process, back to back, and the printed rates are the medians over --rounds rounds.
-The trainer tunes glibc's allocator for its whole process (trainers.memory.tune_host_allocator),
+The trainer tunes glibc's allocator for its whole process (trainers.runtime.memory.tune_host_allocator),
 so the bare rounds, which run after it in the same process, have the same settings; the bare loop
 is also timed once first, with glibc's defaults, as the reference for what the tuning gives.
 Each round also times the trainer with its decoded-image cache off (`data.cache_max_mib: 0`),
@@ -37,11 +37,11 @@ import torch
 from accelerate.utils import set_seed
 
 from trainers.config import TrainConfig
-from trainers.data import build_data
-from trainers.models import build_model
-from trainers.optim import build_optimizer
-from trainers.tasks import task_of
-from trainers.transforms import IMAGENET_MEAN, IMAGENET_STD
+from trainers.data.loaders import build_data
+from trainers.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from trainers.loop.optim import build_optimizer
+from trainers.model.build import build_model
+from trainers.model.tasks import task_of
 
 
 def cell(args: argparse.Namespace) -> TrainConfig:
@@ -91,7 +91,7 @@ def _minor_faults() -> float:
 
 def trainer_rates(cfg: TrainConfig) -> tuple[float, float, float]:
     """The trainer's images/s (wall, CPU) and page faults per epoch (train_one_epoch, epoch after epoch)."""
-    from trainers.train import Progress, build_run, release_accelerator, train_one_epoch
+    from trainers.loop.run import Progress, build_run, release_accelerator, train_one_epoch
 
     clocks = Clocks()
     with tempfile.TemporaryDirectory() as folder:
@@ -162,7 +162,7 @@ def main() -> None:
     print(f"cell: {args.backbone} {args.size}px digits, batch {args.batch}, {len(images)} train images, "
           f"{args.epochs} epochs ({args.epochs - 1} timed), {torch.get_num_threads()} torch threads")  # fmt: skip
     # Before any trainer run: the bare loop with glibc's allocator defaults (the trainer tunes them
-    # for the whole process, trainers.memory.tune_host_allocator, so later bare rounds have them too).
+    # for the whole process, trainers.runtime.memory.tune_host_allocator, so later bare rounds have them too).
     untuned, _, untuned_faults = bare_rates(cfg, images, labels, task)  # nothing has tuned the allocator yet
     uncached = cfg.model_copy(update={"data": cfg.data.model_copy(update={"cache_max_mib": 0})})
     trainer, bare, plain = [], [], []

@@ -1,6 +1,6 @@
 """Training images/s of one cell under each precision / memory-layout / DeepSpeed variant.
 
-Every variant runs the real trainer (trainers.train.run_training: Accelerate, the DeepSpeed
+Every variant runs the real trainer (trainers.loop.run.run_training: Accelerate, the DeepSpeed
 plugin, the input pipeline) in a fresh process, on digits upscaled to --size px, for --epochs
 epochs of at most --steps optimizer steps. Its number is the median of history.csv's
 `train_images_per_s` over the epochs after the first (the first pays for cudnn autotuning,
@@ -33,7 +33,7 @@ import torch
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.contract import Metrics, Parallel, Provenance, history_speed
-from trainers.data import build_data
+from trainers.data.loaders import build_data
 
 # name -> trainer config changes; the reference is the first.
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -67,7 +67,7 @@ def cell(args: argparse.Namespace, variant: str) -> TrainConfig:
 
 def run_variant(args: argparse.Namespace, variant: str) -> dict[str, Any]:
     """Train the cell in this process; its steady-state images/s and what ran."""
-    from trainers.train import run_training  # torch + accelerate + timm: only in the child
+    from trainers.loop.run import run_training  # torch + accelerate + timm: only in the child
 
     with tempfile.TemporaryDirectory() as folder:
         # Read back through the run-folder contract, as collect does: a renamed field fails here too.

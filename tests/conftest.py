@@ -27,7 +27,7 @@ from orchestrator.sweep import yamlio  # noqa: E402
 
 LEVEL_MARKS = {"training": ("slow",), "e2e": ("slow",), "cluster": ("slurm",)}
 TRAINING_GUARD = "ORCHESTRATE_TEST_FORBID_TRAINING"
-"""Set for tests with neither `slow` nor `slurm`: trainers.train.run_training then refuses to start
+"""Set for tests with neither `slow` nor `slurm`: trainers.loop.run.run_training then refuses to start
 (in this process and in every worker or command it spawns), so `make test-unit` trains nothing."""
 
 

@@ -1,7 +1,10 @@
 """The GPU-node side of orchestrate: train one TrainConfig into one run directory.
 
-Only `config` and `rundir` are torch-free; this module stays importable on the login
-node by importing the heavy implementation lazily, inside the functions.
+The top level is the torch-free contract the login node imports (`config`, `contract`, `rundir`,
+`rules`); the wings beside it name what the node runs: `datasets/`, `data/` (loaders, transforms),
+`model/` (network, losses, complexity), `runtime/` (distributed, preemption, trackers, preflight)
+and `loop/` (the training loop). This module stays importable on the login node by importing the
+heavy implementation lazily, inside the functions.
 """
 
 from __future__ import annotations
@@ -19,15 +22,15 @@ def run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None)
     """Train `cfg` into `run_dir` (resuming from its last checkpoint) and return the
     metrics also written to `run_dir/metrics.json`. `metadata` (the plan's run id, name,
     sweep, ablation, backbone, dataset, seed) names and tags the run in experiment trackers."""
-    from trainers.train import run_training
+    from trainers.loop.run import run_training
 
     return run_training(cfg, Path(run_dir), metadata)
 
 
 def preflight(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
-    """On-node checks before anything is built (trainers/preflight_node.py): None when this node can
+    """On-node checks before anything is built (trainers/runtime/preflight_node.py): None when this node can
     train the run, else one line saying why not. `check_gpus` False skips the GPU checks (fake GPUs)."""
-    from trainers.preflight_node import check
+    from trainers.runtime.preflight_node import check
 
     return check(cfg, Path(run_dir), check_gpus)
 
@@ -37,6 +40,6 @@ def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str,
 
     `num_classes` defaults to the configured dataset's class count.
     """
-    from trainers.complexity import profile_model as _profile_model
+    from trainers.model.complexity import profile_model as _profile_model
 
     return _profile_model(cfg, num_classes)

@@ -219,7 +219,7 @@ class InsertConfig(_Strict):
     """An ablation module placed on the output of one stage of the timm backbone."""
 
     module: Literal["scra"]
-    """Registered module name (trainers.inserts)."""
+    """Registered module name (trainers.model.inserts)."""
     after_stage: int = Field(ge=1)
     """1-based feature level of timm's `feature_info`: the module gates that level's output."""
 

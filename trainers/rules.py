@@ -16,7 +16,7 @@ from trainers.config import DatasetConfig, ModelConfig, TrainConfig
 SEED_MAX = 2**32 - 1  # numpy's global seed range
 HUE_MAX = 0.5  # torchvision ColorJitter: hue in [-0.5, 0.5]
 MULTILABEL_LOSSES = ("bce", "soft_margin", "mse", "l1")
-# Validation metrics per task (trainers.metrics.metric_names; a test keeps them equal).
+# Validation metrics per task (trainers.loop.metrics.metric_names; a test keeps them equal).
 _LEVEL: tuple[str, ...] = (
     "top1",
     "top5",
@@ -68,7 +68,7 @@ def check_regime(cfg: TrainConfig) -> None:
 
 
 def check_loss(cfg: TrainConfig) -> None:
-    """The loss must fit the dataset's label structure (as trainers.losses.build_criterion demands)."""
+    """The loss must fit the dataset's label structure (as trainers.model.losses.build_criterion demands)."""
     loss, kind = cfg.loss, task_kind(cfg.data.dataset)
     if kind == "multilabel":
         if loss.name not in ("auto", *MULTILABEL_LOSSES):

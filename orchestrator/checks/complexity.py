@@ -61,9 +61,9 @@ def count_model(cfg: TrainConfig, shape: LabelShape | None) -> dict[str, Any]:
 
     if shape is None or shape.task == "single":
         return profile_model(cfg, None if shape is None else shape.num_classes)
-    # Looked up by name: the heads API (trainers.tasks) is typed and tested on the trainer side.
-    task_spec = importlib.import_module("trainers.tasks").TaskSpec
-    complexity = importlib.import_module("trainers.complexity").complexity
+    # Looked up by name: the heads API (trainers.model.tasks) is typed and tested on the trainer side.
+    task_spec = importlib.import_module("trainers.model.tasks").TaskSpec
+    complexity = importlib.import_module("trainers.model.complexity").complexity
     task = task_spec(
         kind=shape.task,
         class_names=tuple(str(i) for i in range(shape.num_classes)),

@@ -20,8 +20,8 @@ def check_models(runs: Sequence[RunSpec], where: str) -> None:
     import timm
     import torch
 
-    from trainers.inserts import attach
-    from trainers.models import create_backbone
+    from trainers.model.build import create_backbone
+    from trainers.model.inserts import attach
 
     seen: set[str] = set()
     for run in runs:

@@ -1,5 +1,5 @@
 """`orchestrate eval RUN_DIR` and `orchestrate predict RUN_DIR IMAGES_DIR` (report 003's
-eval and pred modes) on a finished run. The work happens in `trainers.modes`, imported
+eval and pred modes) on a finished run. The work happens in `trainers.loop.modes`, imported
 only when one of these commands runs (it needs torch)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run_eval(
     """Evaluate and print the main scores and where the files went."""
     from pydantic import ValidationError
 
-    from trainers.modes import evaluate_run
+    from trainers.loop.modes import evaluate_run
 
     try:
         folder, metrics = evaluate_run(_run_dir(run_dir), _dataset(dataset), split, name, _which(checkpoint))
@@ -62,7 +62,7 @@ def run_predict(
     run_dir: str, images_dir: str, out: str | None, threshold: float | None, console: Console, checkpoint: str = "run"
 ) -> int:
     """Predict and print where the .tsv went."""
-    from trainers.modes import predict_images
+    from trainers.loop.modes import predict_images
 
     try:
         target = Path(out) if out else None

@@ -4,7 +4,7 @@ Heavy imports (torch, timm) happen inside `__call__`, never at import time. The
 job records its lifecycle in status.json; the trainer owns every other file.
 `checkpoint()` is submitit's hook on preemption/timeout: the job is requeued as
 is and the trainer resumes from the last state saved in the run folder. While
-the trainer trains it holds USR2 itself (trainers/preemption.py): it saves the
+the trainer trains it holds USR2 itself (trainers/runtime/preemption.py): it saves the
 full state at the next optimizer-step boundary first, then hands the signal to
 submitit's handler, which calls `checkpoint()` and requeues.
 """
@@ -149,7 +149,7 @@ class TrainJob:
     def clean_up(self, completed: bool) -> None:
         """Apply `cleanup` to the run's checkpoints, after its status is recorded. A cleanup that
         fails is reported on stderr and never fails the run: the files only take space."""
-        from trainers import checkpoint
+        from trainers.loop import checkpoint
 
         ckpt_dir = checkpoint.checkpoint_dir(self.run_dir)
         try:
@@ -174,7 +174,7 @@ class NodeUnfit(RuntimeError):
 
 
 PREFLIGHT_EXIT = 77
-"""Exit status of a job whose preflight failed (failures.EXIT_PREFLIGHT; trainers.preflight_node.EXIT_CODE)."""
+"""Exit status of a job whose preflight failed (failures.EXIT_PREFLIGHT; trainers.runtime.preflight_node.EXIT_CODE)."""
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:

@@ -2,7 +2,7 @@
 
 The job (TrainJob) starts it under SLURM as `python -m orchestrator.launch.watchdog ...`: a separate
 process, so a trainer that is stopped (SIGSTOP), deadlocked in a collective or stuck on I/O cannot
-silence it. It reads the trainer's heartbeat (trainers/heartbeat.py: the mtime of
+silence it. It reads the trainer's heartbeat (trainers/runtime/heartbeat.py: the mtime of
 `<run_dir>/heartbeat` and the phase written in it). In the `step` phase the limit is
 max(step_factor x the typical interval between beats, floor_s); in the slow phases (start,
 compile, eval, checkpoint) it is slow_phase_s, so evaluation, checkpointing and the first
@@ -29,9 +29,9 @@ from trainers import rundir
 from trainers.rundir import State
 
 HEARTBEAT_FILE = "heartbeat"
-"""trainers.heartbeat.FILE (launch/ may not import that module)."""
+"""trainers.runtime.heartbeat.FILE (launch/ may not import that module)."""
 HEARTBEAT_ENV = "ORCH_HEARTBEAT"
-"""trainers.heartbeat.ENV: set for the trainer when a watchdog reads its heartbeat."""
+"""trainers.runtime.heartbeat.ENV: set for the trainer when a watchdog reads its heartbeat."""
 SLOW_PHASES = frozenset({"start", "compile", "eval", "checkpoint"})
 _JOB_ID = re.compile(r"[0-9]{1,20}")
 

@@ -181,7 +181,7 @@ def _serve(conn: Connection, lifeline: Connection, env: dict[str, str]) -> None:
     os.environ.update(env)
     import torch
 
-    import trainers.train  # noqa: F401  (the point of a warm worker: import once)
+    import trainers.loop.run  # noqa: F401  (the point of a warm worker: import once)
 
     threads = torch.get_num_threads()
     while True:

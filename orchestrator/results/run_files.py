@@ -20,7 +20,7 @@ from trainers.contract import flatten
 if TYPE_CHECKING:
     import pandas as pd
 
-# Name fragments of the CSV tables a run writes beside metrics.json (trainers/metrics.py).
+# Name fragments of the CSV tables a run writes beside metrics.json (trainers/loop/metrics.py).
 CONFUSION = "confusion"  # confusion_matrix.csv, confusion_matrix_super.csv, per_label_confusion.csv
 
 

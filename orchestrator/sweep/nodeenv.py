@@ -31,7 +31,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from orchestrator.sweep.image_digest import image_digest
 from trainers.config import StrictModel
 
-# What the batch script exports for the run's provenance; trainers/envinfo.py reads the same names
+# What the batch script exports for the run's provenance; trainers/runtime/envinfo.py reads the same names
 # (a test pins them equal: orchestrator/ imports only the trainers' data modules).
 ENV_KIND = "ORCHESTRATE_ENV_KIND"
 ENV_IMAGE = "ORCHESTRATE_ENV_IMAGE"

@@ -40,7 +40,7 @@ _WORD_CHARS = "letters, digits and _ . + - ,"
 
 
 _FAULTS_ENV = "ORCH_FAULT_INJECT"
-"""trainers.faults.ENV (sweep/ may not import that module)."""
+"""trainers.runtime.faults.ENV (sweep/ may not import that module)."""
 
 
 class SlurmConfig(StrictModel):
@@ -130,6 +130,6 @@ class SlurmConfig(StrictModel):
             _allowed(_SETUP_LINE, line, "setup line", plain)
             if line.count('"') % 2 or line.count("'") % 2 or "$(" in line:
                 raise ValueError(f"setup line {short(line)} has unbalanced quotes; one command per item")
-            if _FAULTS_ENV in line:  # trainers/faults.py: tests set it in their own environment, never a spec
+            if _FAULTS_ENV in line:  # trainers/runtime/faults.py: tests set it in their own environment, never a spec
                 raise ValueError(f"setup line {short(line)} names {_FAULTS_ENV}, a test-only switch")
         return value

@@ -7,6 +7,10 @@ Rules (each a function of a source root, returning what breaks it):
 - rooms depend one way: cli -> {launch, results, checks} -> store -> sweep -> the trainer's
   torch-free contract (config, contract, rundir, rules); trainers import nothing of orchestrator;
 - only store/ and results/ read run-folder files (and two writers name the files they write);
+- trainers/ is the torch-free contract at the top (config, contract, rundir, rules) and wings beside
+  it: datasets/, data/ (which may use datasets/), model/, runtime/, and loop/ (which may use them all);
+  a wing imports no other wing it is not allowed, the contract imports no wing at any level, and a
+  new module directly under trainers/ is an error until it joins the contract or a wing;
 - sweep/ and store/ load no torch, timm or trainer model code, at any level, directly or through
   a trainers module imported at import time (and, on the real tree, in a fresh interpreter);
 - functions fit on a screen (<= 60 lines) everywhere; no file in orchestrator/ over 400 lines;
@@ -37,6 +41,14 @@ TORCH_FREE_TRAINERS = {"trainers", "trainers.config", "trainers.contract", "trai
 """The trainer's torch-free contract: what the login node may import at import time."""
 TORCH_FREE_ROOMS = ("orchestrator.sweep", "orchestrator.store")
 """Login-node rooms that never load torch, timm or trainer model code, at any level."""
+WINGS: dict[str, tuple[str, ...]] = {
+    "trainers.datasets": (),
+    "trainers.data": ("trainers.datasets",),
+    "trainers.model": ("trainers.datasets",),  # complexity.py counts a dataset's classes
+    "trainers.runtime": (),
+    "trainers.loop": ("trainers.datasets", "trainers.data", "trainers.model", "trainers.runtime"),
+}
+"""Wing of trainers/ -> the other wings it may import (any level); every wing may import the contract."""
 NEVER = {
     "orchestrator.sweep": ("orchestrator.launch", "orchestrator.results", "orchestrator.store", "orchestrator.checks"),
     "orchestrator.store": ("orchestrator.launch", "orchestrator.results", "orchestrator.checks"),
@@ -269,6 +281,26 @@ def _closure(start: str, trees: dict[str, ast.Module]) -> set[str]:
     return names
 
 
+def wings(root: Path) -> list[str]:
+    """Every trainers module is in the contract or a wing; wings import only the wings WINGS allows
+    them, and the contract imports no wing (at any level: a lazy import still drags torch along)."""
+    trees = _mark_packages(root, _trees(root))
+    found = []
+    for name, tree in trees.items():
+        if not name.startswith("trainers."):
+            continue
+        own = next((wing for wing in WINGS if name == wing or name.startswith(wing + ".")), None)
+        if own is None and name not in TORCH_FREE_TRAINERS:
+            found.append(f"{name} is in no wing (add it to the torch-free contract or move it into a wing)")
+        allowed = (own, *WINGS[own]) if own else ()
+        bad = set()
+        for imported in _imports(name, tree, top_level_only=False):
+            wing = next((w for w in WINGS if imported == w or imported.startswith(w + ".")), None)
+            bad |= {_module_of(imported, trees)} if wing is not None and wing not in allowed else set()
+        found += [f"{name} imports {module}" for module in sorted(bad)]
+    return found
+
+
 def function_lengths(root: Path, folders: tuple[str, ...] = (*PACKAGES, "bench", "tests")) -> list[str]:
     found = []
     for folder in folders:
@@ -326,6 +358,7 @@ RULES: dict[str, Callable[[Path], list[str]]] = {
     "directions": directions,
     "run_folder_reads": run_folder_reads,
     "torch_free": torch_free,
+    "wings": wings,
     "function_lengths": function_lengths,
     "file_lengths": file_lengths,
     "run_file_keys": run_file_keys,
@@ -362,11 +395,16 @@ PLANTINGS: dict[str, tuple[str, str, str]] = {
         "from trainers.rundir import read_json  # noqa\n",
         "orchestrator/launch/status.py reads run-folder files (read_json)",
     ),
-    "torch_free": ("trainers/rules.py", "from trainers import models  # noqa\n", "trainers.models"),
+    "torch_free": ("trainers/rules.py", "from trainers.model import build  # noqa\n", "trainers.model.build"),
     "function_lengths": (
-        "trainers/losses.py",
+        "trainers/model/losses.py",
         _long_function("_planted", 70),
-        "trainers/losses.py:_planted (70 lines)",
+        "trainers/model/losses.py:_planted (70 lines)",
+    ),
+    "wings": (
+        "trainers/model/heads.py",
+        "def _f() -> None:\n    from trainers.loop import metrics  # noqa\n",
+        "trainers.model.heads imports trainers.loop.metrics",
     ),
     "file_lengths": ("orchestrator/sweep/values.py", "\n" * 400, "orchestrator/sweep/values.py"),
     "run_file_keys": ("orchestrator/launch/local.py", "_KEY = 'test.top1'\n", "'test.top1'"),
@@ -385,6 +423,18 @@ MORE_PLANTINGS = {  # the other ways around the same rules
         "orchestrator/sweep/plan.py",
         "def _t() -> None:\n    import torch  # noqa\n",
     ),
+    "data wing -> model wing": (
+        "wings",
+        "trainers/data/transforms.py",
+        "from trainers.model.tasks import TaskSpec  # noqa\n",
+    ),
+    "relative runtime -> loop": ("wings", "trainers/runtime/memory.py", "from ..loop import checkpoint  # noqa\n"),
+    "contract -> wing, lazily": (
+        "wings",
+        "trainers/rundir.py",
+        "def _w() -> None:\n    from trainers.runtime import heartbeat  # noqa\n",
+    ),
+    "module outside the wings": ("wings", "trainers/helpers.py", "X = 1\n"),
     "rundir attribute read": (
         "run_folder_reads",
         "orchestrator/cli/views.py",
@@ -417,20 +467,20 @@ def test_rules_see_through_other_ways_around(scratch: Path, case: str) -> None:
 
 def _planted(scratch: Path, rule: str, file: str, text: str, named: str) -> None:
     target = scratch / file
-    before = target.read_text()
+    before = target.read_text() if target.exists() else None  # None: the planting is a new file
     assert RULES[rule](scratch) == [], "the copy starts clean"
     try:
-        _append(target, text)
+        _append(target, text) if before is not None else target.write_text(text)
         found = RULES[rule](scratch)
     finally:
-        target.write_text(before)
+        target.write_text(before) if before is not None else target.unlink()
     assert found and any(named in line for line in found), f"{rule} missed the planted violation: {found}"
 
 
 def test_torch_free_rooms_load_no_torch_in_a_fresh_interpreter() -> None:
-    """Every module of sweep/ and store/ imported in a fresh interpreter: no torch, timm or trainer
-    model code loaded."""
-    names = sorted(n for n in _modules(REPO) if n.startswith(TORCH_FREE_ROOMS))
+    """Every module of sweep/ and store/ and the trainer's torch-free contract imported in a fresh
+    interpreter: no torch, timm or trainer model code loaded."""
+    names = sorted(n for n in _modules(REPO) if n.startswith(TORCH_FREE_ROOMS) or n in TORCH_FREE_TRAINERS)
     code = (
         "import importlib, sys\n"
         f"for name in {names!r}:\n"

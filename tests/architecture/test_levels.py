@@ -20,7 +20,7 @@ def test_every_test_file_is_in_a_level_folder() -> None:
 
 def test_a_quick_test_that_trains_fails_with_its_name(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     from trainers.config import TrainConfig
-    from trainers.train import TEST_TRAINING_GUARD, run_training
+    from trainers.loop.run import TEST_TRAINING_GUARD, run_training
 
     assert TEST_TRAINING_GUARD == TRAINING_GUARD and os.environ[TRAINING_GUARD] == request.node.nodeid
     cfg = TrainConfig.model_validate({"model": {"backbone": "test_resnet"}, "data": {"dataset": "digits"}})

@@ -1,6 +1,6 @@
 """Faults on the real dev cluster (2 nodes), one small sweep for several scenarios (CI time).
 
-Injected through ORCH_FAULT_INJECT (trainers/faults.py), which the jobs inherit from this process's
+Injected through ORCH_FAULT_INJECT (trainers/runtime/faults.py), which the jobs inherit from this process's
 environment: node2 fails every preflight; one run raises a CUDA out-of-memory error at its second
 micro-batch (once); one run raises a user error. `submit --follow` (the launcher's follow loop)
 retries by class until nothing is left. No mocks: sbatch, squeue, sacct and the trainer are real.
@@ -26,7 +26,8 @@ from orchestrator.launch import slurmcli
 from orchestrator.launch.status import sweep_status
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
-from trainers import faults, rundir
+from trainers import rundir
+from trainers.runtime import faults
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 __all__ = ["cluster"]  # the module fixture: the dev cluster must be up

@@ -20,7 +20,8 @@ from test_slurm import PROFILE, finished_after_restart, wait_for
 from orchestrator import launch, store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
-from trainers import checkpoint, rundir
+from trainers import rundir
+from trainers.loop import checkpoint
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 

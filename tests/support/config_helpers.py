@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 import trainers
-from trainers import train
 from trainers.config import TrainConfig
+from trainers.loop import run as train
 
 # The dev cluster's profile (slurm/dev-cluster/), for tests that submit to it.
 DEV_PROFILE = str(Path(__file__).resolve().parents[2] / "slurm" / "profiles" / "dev.yaml")

@@ -21,16 +21,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import trainers.distributed
-import trainers.train
+import trainers.loop.run
+import trainers.runtime.distributed
 from trainers.config import TrainConfig
-from trainers.preemption import Preempted, StopRequest
+from trainers.runtime.preemption import Preempted, StopRequest
 
-final_metrics = trainers.train.final_metrics
+final_metrics = trainers.loop.run.final_metrics
 seen: dict[str, Any] = {}
 
 
-def record_partitioning(run: trainers.train.Run, progress: trainers.train.Progress) -> dict[str, Any]:
+def record_partitioning(run: trainers.loop.run.Run, progress: trainers.loop.run.Progress) -> dict[str, Any]:
     params = list(run.accelerator.unwrap_model(run.model).parameters())
     seen["local_numel"] = sum(p.numel() for p in params)  # 0 when every parameter is partitioned
     seen["full_numel"] = sum(getattr(p, "ds_numel", p.numel()) for p in params)
@@ -52,7 +52,7 @@ class StopAt(StopRequest):
 def main(
     run_dir: Path, epochs: int, zero_stage: int, precision: str, accum: int, backbone: str, stop: str, strategy: str
 ) -> None:
-    trainers.train.final_metrics = record_partitioning  # type: ignore[assignment]
+    trainers.loop.run.final_metrics = record_partitioning  # type: ignore[assignment]
     distributed: dict[str, Any] = {"gpus_per_node": 2, "strategy": strategy, "grad_accum_steps": accum}
     if strategy == "deepspeed":
         distributed |= {"zero_stage": zero_stage}
@@ -72,10 +72,10 @@ def main(
     )  # fmt: skip
     request = None if stop == "-" else StopAt(*(int(part) for part in stop.split(":")))
     try:
-        trainers.train.run_training(cfg, run_dir, stop=request)
+        trainers.loop.run.run_training(cfg, run_dir, stop=request)
     except Preempted:
         return
-    if trainers.distributed.world_size() > 1 and os.environ["RANK"] == "0":
+    if trainers.runtime.distributed.world_size() > 1 and os.environ["RANK"] == "0":
         (run_dir / "partitioning.json").write_text(json.dumps(seen))
 
 

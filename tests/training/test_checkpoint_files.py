@@ -19,7 +19,8 @@ from orchestrator.launch.base import cleanup_for
 from orchestrator.launch.job import Cleanup, TrainJob
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
-from trainers import checkpoint, rundir
+from trainers import rundir
+from trainers.loop import checkpoint
 from trainers.rundir import State
 
 

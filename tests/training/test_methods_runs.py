@@ -20,11 +20,12 @@ from dataset_fixtures import make_hierarchical_csv, make_imagefolder, make_multi
 
 import trainers
 from orchestrator.cli import main
-from trainers import rundir, train
+from trainers import rundir
 from trainers.config import TrainConfig
-from trainers.data import Transformed
+from trainers.data.loaders import Transformed
+from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
-from trainers.transforms import build_transform, resolve_preprocessing
+from trainers.loop import run as train
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 

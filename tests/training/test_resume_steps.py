@@ -19,11 +19,12 @@ from typing import Any
 import pytest
 from config_helpers import config_with
 
-from trainers import checkpoint, rundir
+from trainers import rundir
 from trainers.config import TrainConfig
-from trainers.data import EpochShuffleSampler
-from trainers.preemption import Preempted, StopRequest
-from trainers.train import run_training
+from trainers.data.loaders import EpochShuffleSampler
+from trainers.loop import checkpoint
+from trainers.loop.run import run_training
+from trainers.runtime.preemption import Preempted, StopRequest
 
 STEPS_PER_EPOCH = 8  # 256 training images / batch 32
 EPOCHS = 3

@@ -20,11 +20,11 @@ from config_helpers import tiny_config
 import trainers
 from trainers import rundir
 from trainers.config import DatasetConfig, TrainConfig
-from trainers.data import Transformed
+from trainers.data.loaders import Transformed
+from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
 from trainers.datasets.index import resolve_splits
 from trainers.datasets.known import label_shape
-from trainers.transforms import build_transform, resolve_preprocessing
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
@@ -144,8 +144,8 @@ def test_raw_scoring_is_the_checkpoints_own_argmax(tmp_path: Path) -> None:
 
 
 def test_batchnorm_head_is_built_in_every_regime() -> None:
-    from trainers.models import build_model
-    from trainers.tasks import single
+    from trainers.model.build import build_model
+    from trainers.model.tasks import single
 
     for regime in ("train", "linear_probe"):
         cfg = config(model__head={"batchnorm": True}, model__head_dropout=0.2, regime=regime)

@@ -182,7 +182,7 @@ def test_submitted_sweep_is_one_mlflow_experiment_of_named_runs(
 def test_tensorboard_shows_one_entry_per_run_under_its_readable_name(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from trainers import tracking
+    from trainers.runtime import tracking
 
     sweep = tmp_path / "out"
     for name, run_id in (("test_resnet/digits/+aug/s0", "a1"), ("test_resnet/digits/../s1", "b2")):

@@ -21,12 +21,9 @@ from torchvision.transforms import v2
 
 import trainers
 from orchestrator.cli.main import main
-from trainers import checkpoint, rundir
+from trainers import rundir
 from trainers.config import DataConfig, TrainConfig
-from trainers.models import build_model
-from trainers.modes import Trained
-from trainers.tasks import TaskSpec
-from trainers.transforms import (
+from trainers.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BatchNormalize,
@@ -34,6 +31,10 @@ from trainers.transforms import (
     resolve_preprocessing,
     stats,
 )
+from trainers.loop import checkpoint
+from trainers.loop.modes import Trained
+from trainers.model.build import build_model
+from trainers.model.tasks import TaskSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 

@@ -13,9 +13,12 @@ import torch
 from config_helpers import config_with, run_killed_after_first_epoch
 
 import trainers
-from trainers import checkpoint, distributed, rundir, train
+from trainers import rundir
 from trainers.config import TrainConfig
-from trainers.optim import WarmupCosine
+from trainers.loop import checkpoint
+from trainers.loop import run as train
+from trainers.loop.optim import WarmupCosine
+from trainers.runtime import distributed
 
 
 def _config(**overrides: Any) -> TrainConfig:

@@ -14,7 +14,7 @@ Label structure (`DatasetSplits.task`), the contract with heads, losses and metr
   tensor [len(class_names)]; `targets` is float32 [n, L]. An all-zero row (an image with
   no label) is a valid sample.
 
-Builders return raw PIL images; transforms are applied later (trainers.data), so one
+Builders return raw PIL images; transforms are applied later (trainers.data.loaders), so one
 dataset object serves train-time augmentation and deterministic evaluation.
 """
 

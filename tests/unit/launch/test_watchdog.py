@@ -12,8 +12,9 @@ import pytest
 from orchestrator.launch import watchdog
 from orchestrator.launch.failures import Evidence, Failure, classify
 from orchestrator.launch.watchdog import Limits, limit_s, stalled
-from trainers import heartbeat, rundir
+from trainers import rundir
 from trainers.rundir import State
+from trainers.runtime import heartbeat
 
 LIMITS = Limits(step_factor=10, floor_s=5, slow_phase_s=120)
 

@@ -217,7 +217,7 @@ def test_metric_values_are_scores_and_complexity_keeps_its_descriptions() -> Non
 def test_the_trainers_memory_fields_read_back_without_problems() -> None:
     """Every key the trainer writes into `timing` has a type the reader accepts (the text key
     `rss_scope` was refused as "not a number", and every run's memory left the usage table)."""
-    from trainers import memory
+    from trainers.runtime import memory
 
     timing = memory.summarize([[512.0, -1.0, -1.0, -1.0], [256.0, -1.0, -1.0, -1.0]])
     clean, problems = reader.clean_metrics(reader.flatten({"timing": {**timing, "wall_s": 3.5}}))

@@ -242,7 +242,7 @@ def test_provenance_reads_what_the_script_exports(tmp_path: Path) -> None:
     import subprocess
     from importlib import metadata
 
-    from trainers import envinfo
+    from trainers.runtime import envinfo
 
     assert (envinfo.ENV_KIND, envinfo.ENV_IMAGE, envinfo.ENV_IMAGE_DIGEST) == (
         nodeenv.ENV_KIND,

@@ -11,7 +11,8 @@ from orchestrator.checks import preflight
 from orchestrator.cli.main import main
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
-from trainers import regimes, rules
+from trainers import rules
+from trainers.model import regimes
 
 
 def _preflight(path: Path, overrides: list[str], data: bool = True) -> None:
@@ -73,8 +74,8 @@ def test_trainer_and_plan_share_the_rules() -> None:
 
 
 def test_validation_metric_names_match_what_the_trainer_reports() -> None:
-    from trainers.metrics import metric_names
-    from trainers.tasks import TaskSpec
+    from trainers.loop.metrics import metric_names
+    from trainers.model.tasks import TaskSpec
 
     for kind, extra in (("single", {}), ("hierarchical", {"super_class_names": tuple("ABCDEFG")}), ("multilabel", {})):
         task = TaskSpec(kind=kind, class_names=tuple("abcdefg"), **extra)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from trainers.config import DataConfig
-from trainers.data import build_data
+from trainers.data.loaders import build_data
 from trainers.datasets import build_splits
 from trainers.datasets.digits import DIGIT_PROPERTIES
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from trainers.config import DataConfig, DatasetConfig
-from trainers.data import build_data
+from trainers.data.loaders import build_data
 from trainers.datasets import build_splits
 from trainers.datasets.check import check_dataset
 from trainers.datasets.index import available, resolve_splits

@@ -1,4 +1,4 @@
-"""The decoded-image cache (trainers.image_cache): a cached run sees exactly the pixels, targets,
+"""The decoded-image cache (trainers.data.image_cache): a cached run sees exactly the pixels, targets,
 order and unreadable-image handling of an uncached one; the budget decides which splits fit."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from config_helpers import tiny_config
 
 from trainers.config import DataConfig
-from trainers.data import DataBundle, build_data
-from trainers.image_cache import MIB, image_bytes, splits_to_cache
+from trainers.data.image_cache import MIB, image_bytes, splits_to_cache
+from trainers.data.loaders import DataBundle, build_data
 
 AUGMENT = {"hflip_p": 0.5, "rotate_deg": 20, "rotate_p": 0.5, "color_jitter": [0.2, 0.2, 0.2, 0.05],
            "translate_frac": 0.1, "scale_range": [0.9, 1.1], "shear_deg": 5}  # fmt: skip
@@ -100,7 +100,7 @@ def test_cached_and_uncached_runs_train_identically(
 ) -> None:
     """Also when the cache changes the loader: without augmentation a cached train split is read
     in the training process, the uncached one by a worker process."""
-    from trainers.train import run_training
+    from trainers.loop.run import run_training
 
     metrics = []
     for budget in (512, 0):

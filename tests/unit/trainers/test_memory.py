@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import trainers
-from trainers import memory
 from trainers.config import TrainConfig
+from trainers.runtime import memory
 
 
 def test_summary_takes_maxima_and_says_unknown_rather_than_guessing() -> None:
@@ -47,7 +47,7 @@ def test_a_run_records_its_own_peak_rss_not_the_process_lifetime(tmp_path: Path)
 
 _CHURN = """
 import ctypes, resource, sys, torch
-from trainers import memory
+from trainers.runtime import memory
 mode = sys.argv[1]
 tuned = memory.tune_host_allocator() if mode == "tuned" else False
 if mode == "remap":  # every block over 128 KiB mapped afresh: what the probe sees at worst

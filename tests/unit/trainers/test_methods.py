@@ -20,18 +20,18 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
-from trainers.complexity import complexity
 from trainers.config import TrainConfig
-from trainers.early_stopping import Selection
-from trainers.l2sp import L2SP
-from trainers.losses import MULTILABEL_LOSSES, balanced_class_weights, build_criterion
-from trainers.metrics import evaluate_outputs, metric_names
-from trainers.models import Classifier, backbone_parameters, build_model, count_params, read_class_map
-from trainers.optim import build_optimizer, build_scheduler
-from trainers.regimes import apply_regime
-from trainers.scra import SCRA
-from trainers.tasks import TaskSpec, single
-from trainers.transforms import build_transform
+from trainers.data.transforms import build_transform
+from trainers.loop.early_stopping import Selection
+from trainers.loop.metrics import evaluate_outputs, metric_names
+from trainers.loop.optim import build_optimizer, build_scheduler
+from trainers.model.build import Classifier, backbone_parameters, build_model, count_params, read_class_map
+from trainers.model.complexity import complexity
+from trainers.model.l2sp import L2SP
+from trainers.model.losses import MULTILABEL_LOSSES, balanced_class_weights, build_criterion
+from trainers.model.regimes import apply_regime
+from trainers.model.scra import SCRA
+from trainers.model.tasks import TaskSpec, single
 
 HIER = TaskSpec("hierarchical", ("a", "b", "c", "d"), ("x", "y"), novel_slot=True)
 MULTI = TaskSpec("multilabel", ("p", "q", "r"))

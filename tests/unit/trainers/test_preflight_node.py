@@ -1,4 +1,4 @@
-"""On-node preflight (trainers/preflight_node.py) and how the job records its failure (CPU, no cluster)."""
+"""On-node preflight (trainers/runtime/preflight_node.py) and how the job records its failure (CPU, no cluster)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import pytest
 
 from orchestrator.launch import failures, job
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, classify
-from trainers import faults, preflight_node, rundir
+from trainers import rundir
 from trainers.config import TrainConfig
+from trainers.runtime import faults, preflight_node
 
 CPU_RUN = TrainConfig()  # digits, resnet18, no GPU
 
@@ -91,7 +92,7 @@ def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypa
 _RANK = """
 import os, sys
 os.environ.update(RANK=sys.argv[1], WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
-from trainers import preflight_node
+from trainers.runtime import preflight_node
 preflight_node._all_reduce()
 print("ok")
 """

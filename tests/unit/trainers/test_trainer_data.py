@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from trainers.config import DataConfig
-from trainers.data import EpochShuffleSampler, build_data, epoch_seed
+from trainers.data.loaders import EpochShuffleSampler, build_data, epoch_seed
+from trainers.data.transforms import build_transform
 from trainers.datasets import available, build_splits, stratified_split
-from trainers.transforms import build_transform
 
 
 def _data(**fields: object) -> DataConfig:
@@ -163,7 +163,7 @@ def test_build_data_loaders_batches() -> None:
 
 
 def test_loader_options_from_config_and_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    from trainers import data as data_module
+    from trainers.data import loaders as data_module
 
     monkeypatch.setattr(data_module, "job_cpus", lambda: 6)
     assert data_module.default_num_workers() == 5
@@ -216,7 +216,7 @@ def test_bad_image_counted_once_across_worker_processes(tmp_path: Path) -> None:
 
 
 def test_per_image_transform_runs_single_threaded_in_main_process() -> None:
-    from trainers.data import _one_thread
+    from trainers.data.loaders import _one_thread
 
     before = torch.get_num_threads()
     torch.set_num_threads(2)

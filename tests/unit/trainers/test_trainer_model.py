@@ -13,10 +13,10 @@ import torch
 from safetensors.torch import save_file
 
 import trainers
-from trainers.complexity import CONVENTION, COUNTER, complexity
 from trainers.config import ModelConfig, TrainConfig
-from trainers.models import build_model, check_pretrained_path, count_params, load_pretrained
-from trainers.tasks import single
+from trainers.model.build import build_model, check_pretrained_path, count_params, load_pretrained
+from trainers.model.complexity import CONVENTION, COUNTER, complexity
+from trainers.model.tasks import single
 
 REPO = Path(__file__).resolve().parents[3]
 

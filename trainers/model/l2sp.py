@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from trainers.models import Classifier, backbone_parameters
+from trainers.model.build import Classifier, backbone_parameters
 
 
 class L2SP:

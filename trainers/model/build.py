@@ -21,11 +21,12 @@ import torch
 from timm.models import load_state_dict
 from torch import nn
 
-from trainers import rules, scra  # noqa: F401  (scra registers the `scra` insert)
+from trainers import rules
 from trainers.config import TrainConfig
-from trainers.heads import build_heads
-from trainers.inserts import attach
-from trainers.tasks import TaskSpec
+from trainers.model import scra  # noqa: F401  (scra registers the `scra` insert)
+from trainers.model.heads import build_heads
+from trainers.model.inserts import attach
+from trainers.model.tasks import TaskSpec
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Decoding and resizing are deterministic, so a run need not redo them every epoch: a split that
 fits `data.cache_max_mib` is decoded once, by loader worker processes in parallel, into one uint8
 tensor [n, 3, S, S]. Random augmentation still runs per image and epoch, on the cached pixels
-turned back into the PIL image they came from (trainers.transforms.cached_stages), so a cached
+turned back into the PIL image they came from (trainers.data.transforms.cached_stages), so a cached
 run trains on exactly the pixels an uncached one does. Images that fail to decode (or decode to
 an unusual shape) stay out of the cache and take the normal path, which flags and counts them
 once and, in training, substitutes the next readable image.

@@ -31,7 +31,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
-from trainers.tasks import TaskSpec
+from trainers.model.tasks import TaskSpec
 
 Table = list[dict[str, Any]]
 

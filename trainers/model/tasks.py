@@ -1,8 +1,8 @@
 """What a run's model predicts: the label structure of its dataset, as heads of known width.
 
 A TaskSpec is small and JSON-able: it is derived once from the dataset splits, shapes
-the heads (trainers.heads), picks the loss (trainers.losses) and the metrics
-(trainers.metrics), and is saved with the best checkpoint so `eval` and `predict`
+the heads (trainers.model.heads), picks the loss (trainers.model.losses) and the metrics
+(trainers.loop.metrics), and is saved with the best checkpoint so `eval` and `predict`
 rebuild the exact model without reading the training data again.
 
 The model always returns one tensor [batch, sum of head widths]: the heads' logits

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainers.config import EarlyStoppingConfig
-from trainers.metrics import lookup
+from trainers.loop.metrics import lookup
 
 PREFIX = "val_"
 

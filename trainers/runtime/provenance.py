@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from trainers import envinfo
+from trainers.runtime import envinfo
 
 PACKAGES = (
     "torch",

@@ -16,8 +16,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainers.config import TrainConfig
-from trainers.models import build_model, count_params
-from trainers.tasks import TaskSpec, single, task_of
+from trainers.model.build import build_model, count_params
+from trainers.model.tasks import TaskSpec, single, task_of
 
 log = logging.getLogger(__name__)
 

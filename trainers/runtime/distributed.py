@@ -68,7 +68,7 @@ def merge_into(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 
 def build_accelerator(cfg: TrainConfig, log_with: list[Any] | None = None) -> Accelerator:
     """Accelerator for the run's strategy on whatever devices are there, logging to `log_with`
-    (Accelerate tracker objects, see trainers.tracking)."""
+    (Accelerate tracker objects, see trainers.runtime.tracking)."""
     dist = cfg.distributed
     # The schedule is per epoch: stepping it with every optimizer step (Accelerate's
     # default for prepared schedulers) would be wrong.

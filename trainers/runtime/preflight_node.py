@@ -18,8 +18,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from trainers import faults
 from trainers.config import DatasetConfig, TrainConfig
+from trainers.runtime import faults
 
 EXIT_CODE = 77
 """Exit status of a job whose preflight failed (orchestrator.launch.failures.EXIT_PREFLIGHT)."""

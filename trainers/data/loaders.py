@@ -35,9 +35,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 
 from trainers import rundir
 from trainers.config import DataConfig
+from trainers.data.image_cache import ImageCache, fill, splits_to_cache
+from trainers.data.transforms import build_transform, cached_stages
 from trainers.datasets import DatasetSplits, LabeledImages, build_splits
-from trainers.image_cache import ImageCache, fill, splits_to_cache
-from trainers.transforms import build_transform, cached_stages
 
 # What PIL raises for unreadable files: truncated (OSError), not an image
 # (UnidentifiedImageError, an OSError), broken headers (SyntaxError, ValueError, struct
@@ -132,7 +132,7 @@ class Transformed(Dataset[Any]):
         # Shared memory, so worker processes (also persistent ones) see the epoch the loop set.
         self.epoch = multiprocessing.RawValue(ctypes.c_int64, 0)
         self.cache: ImageCache | None = None
-        """Decoded images (trainers.image_cache), when the split fits data.cache_max_mib."""
+        """Decoded images (trainers.data.image_cache), when the split fits data.cache_max_mib."""
         self.rest: Callable[[torch.Tensor], torch.Tensor] | None = None
         """With a cache: the random rest of the transform, applied to each cached image."""
 
@@ -294,7 +294,7 @@ def loader_options(data: DataConfig) -> dict[str, Any]:
 
 def uint8_transform(data: DataConfig, train: bool) -> Callable[[Image.Image], torch.Tensor]:
     """The loaders' per-image transform: resized (and augmented) uint8 [3, S, S]; the trainer
-    normalises whole batches on the device (trainers.transforms.BatchNormalize)."""
+    normalises whole batches on the device (trainers.data.transforms.BatchNormalize)."""
     transform: Callable[[Image.Image], torch.Tensor] = build_transform(data, train, normalize=False)
     return transform
 
@@ -348,7 +348,7 @@ def build_data(data: DataConfig, seed: int, num_processes: int = 1) -> DataBundl
 
 
 def cache_images(datasets: dict[str, Transformed], data: DataConfig, workers: int) -> None:
-    """Decode each split that fits data.cache_max_mib once, into memory (trainers.image_cache)."""
+    """Decode each split that fits data.cache_max_mib once, into memory (trainers.data.image_cache)."""
     sizes = [(name, len(dataset)) for name, dataset in datasets.items()]
     for name in splits_to_cache(sizes, data.image_size_px, data.cache_max_mib):
         prefix, rest = cached_stages(data, train=name == "train")

@@ -25,15 +25,17 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from trainers import checkpoint, contract, regimes, rundir
+from trainers import contract, rundir
 from trainers.config import TrainConfig
-from trainers.data import Transformed
+from trainers.data.loaders import Transformed
+from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
-from trainers.losses import build_criterion, level_losses
-from trainers.metrics import evaluate_outputs, table_csv
-from trainers.models import build_model
-from trainers.tasks import TaskSpec, task_of
-from trainers.transforms import build_transform, resolve_preprocessing
+from trainers.loop import checkpoint
+from trainers.loop.metrics import evaluate_outputs, table_csv
+from trainers.model import regimes
+from trainers.model.build import build_model
+from trainers.model.losses import build_criterion, level_losses
+from trainers.model.tasks import TaskSpec, task_of
 
 EVAL_DIR = rundir.EVAL
 PREDICTIONS_DIR = rundir.PREDICTIONS

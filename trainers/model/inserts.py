@@ -9,7 +9,7 @@ model-specific surgery is needed and the backbone's own parameter names (hence
 pretrained checkpoints) are untouched; the inserted modules live beside it.
 
 A new module: a file that defines an nn.Module taking the channel count and decorates
-its factory with `@register("name")`, imported in `trainers.models`, and the name added
+its factory with `@register("name")`, imported in `trainers.model.build`, and the name added
 to `InsertConfig.module`.
 """
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from trainers.inserts import register
+from trainers.model.inserts import register
 
 
 class SCRA(nn.Module):

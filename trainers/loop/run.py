@@ -36,11 +36,23 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader
 
-from trainers import checkpoint, contract, faults, heartbeat, memory, regimes, rules, rundir, tracking
-from trainers.complexity import complexity
+from trainers import contract, rules, rundir
 from trainers.config import TrainConfig
-from trainers.data import DataBundle, build_data, epoch_seed
-from trainers.distributed import (
+from trainers.data.loaders import DataBundle, build_data, epoch_seed
+from trainers.data.transforms import BatchNormalize, preprocessing_record, resolve_preprocessing, stats
+from trainers.loop import checkpoint
+from trainers.loop.early_stopping import Selection
+from trainers.loop.history import read_history, write_history
+from trainers.loop.metrics import Evaluation, evaluate_outputs, level_metrics, lookup, metric_names, table_csv
+from trainers.loop.optim import build_optimizer, build_scheduler
+from trainers.model import regimes
+from trainers.model.build import build_model, check_pretrained_path, count_params
+from trainers.model.complexity import complexity
+from trainers.model.l2sp import L2SP
+from trainers.model.losses import HierarchicalLoss, build_criterion, level_losses
+from trainers.model.tasks import TaskSpec, task_of
+from trainers.runtime import faults, heartbeat, memory, tracking
+from trainers.runtime.distributed import (
     build_accelerator,
     deepspeed_config,
     layout,
@@ -49,17 +61,8 @@ from trainers.distributed import (
     share_buffers,
     uses_deepspeed,
 )
-from trainers.early_stopping import Selection
-from trainers.history import read_history, write_history
-from trainers.l2sp import L2SP
-from trainers.losses import HierarchicalLoss, build_criterion, level_losses
-from trainers.metrics import Evaluation, evaluate_outputs, level_metrics, lookup, metric_names, table_csv
-from trainers.models import build_model, check_pretrained_path, count_params
-from trainers.optim import build_optimizer, build_scheduler
-from trainers.preemption import StopRequest
-from trainers.provenance import provenance
-from trainers.tasks import TaskSpec, task_of
-from trainers.transforms import BatchNormalize, preprocessing_record, resolve_preprocessing, stats
+from trainers.runtime.preemption import StopRequest
+from trainers.runtime.provenance import provenance
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +295,7 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def beat(run: Run, phase: str) -> None:
-    """Progress for the hang watchdog (trainers/heartbeat.py; nothing unless a watchdog reads it)."""
+    """Progress for the hang watchdog (trainers/runtime/heartbeat.py; nothing unless a watchdog reads it)."""
     heartbeat.beat(run.run_dir, phase, run.accelerator.is_main_process)
 
 
@@ -670,7 +673,7 @@ def run_training(
     about the run (run_id, name, sweep, ablation, backbone, dataset, seed) for the trackers.
 
     While it trains, USR2 (or what `stop` requests) saves the state at the next step
-    boundary and then stops the run (see trainers.preemption).
+    boundary and then stops the run (see trainers.runtime.preemption).
     """
     if os.environ.get(TEST_TRAINING_GUARD):  # only the test suite sets it, for its quick (unmarked) tests
         raise RuntimeError(f"{os.environ[TEST_TRAINING_GUARD]} trains: move it to tests/training or mark it slow")

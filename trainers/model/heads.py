@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from trainers.config import HeadConfig
-from trainers.tasks import TaskSpec
+from trainers.model.tasks import TaskSpec
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "gelu": nn.GELU}
 

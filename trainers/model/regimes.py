@@ -15,7 +15,7 @@ from torch import nn
 
 from trainers import rules
 from trainers.config import TrainConfig
-from trainers.models import Classifier, backbone_parameters
+from trainers.model.build import Classifier, backbone_parameters
 
 check_regime = rules.check_regime  # pure-config rule; lives in trainers.rules (also run by `plan`)
 

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainers.config import LossConfig
-from trainers.tasks import TaskSpec
+from trainers.model.tasks import TaskSpec
 
 MultilabelLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 MULTILABEL_LOSSES: dict[str, MultilabelLoss] = {
