@@ -256,7 +256,7 @@ def test_provenance_reads_what_the_script_exports(tmp_path: Path) -> None:
         "APPTAINER_CONTAINER": "/shared/images/torch.sif",  # what apptainer sets inside its containers
         "PYTHONNOUSERSITE": "1",
     }
-    code = "import json; from trainers import envinfo; print(json.dumps(envinfo.environment()))"
+    code = "import json; from trainers.runtime import envinfo; print(json.dumps(envinfo.environment()))"
     env = {**os.environ, **exports, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     found = json.loads(done.stdout)
