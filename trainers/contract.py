@@ -533,19 +533,47 @@ def clean_metrics(flat: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     clean: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in flat.items():
-        if "." not in key or key in _RESERVED or key.startswith("axis."):
+        bounds = _column_rule(key)
+        if bounds is None:
             continue  # the trainer writes sections only; a top-level key would set a row column
-        if type(value) is float:  # most values: settled by the column's bounds (typed_reason's fast path)
-            low, high = _bounds(key)
-            if low <= value <= high:
-                clean[key] = value
-                continue
-        reason = typed_reason(key, value)
-        if reason is None:
-            clean[key] = float(value) if _is_number(value) and key not in _COUNTS else value
+        kind = type(value)
+        if kind is float and bounds[0] <= value <= bounds[1]:  # most values: settled by the column's bounds
+            clean[key] = value
+            continue
+        # Text, integers, flags and nulls repeat across runs (versions, hosts, counts): checked once.
+        keep, stored, problem = _checked(key, kind.__name__, value) if kind in _REPEATED else _check(key, value)
+        if keep:
+            clean[key] = stored
         else:
-            problems.append(f"{METRICS}: {key} = {_shown(value)} {reason}")
+            problems.append(problem)
     return clean, problems
+
+
+_REPEATED = frozenset({str, int, bool, type(None)})
+"""Value types whose verdict clean_metrics remembers per (column, type, value): 10,000 runs repeat them."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _column_rule(key: str) -> tuple[float, float] | None:
+    """float_bounds of a metric column, or None for a key that is no metric column (no section, a
+    row's own column, an axis)."""
+    if "." not in key or key in _RESERVED or key.startswith("axis."):
+        return None
+    return float_bounds(key)
+
+
+def _check(key: str, value: Any) -> tuple[bool, Any, str]:
+    """(kept, the value stored, the problem when not kept) of one flat metric value."""
+    reason = typed_reason(key, value)
+    if reason is None:
+        return True, float(value) if _is_number(value) and key not in _COUNTS else value, ""
+    return False, None, f"{METRICS}: {key} = {_shown(value)} {reason}"
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked(key: str, kind: str, value: Any) -> tuple[bool, Any, str]:
+    """_check remembered; `kind` (the type's name) keeps 1, 1.0 and True apart (equal as dict keys)."""
+    return _check(key, value)
 
 
 def typed_reason(key: str, value: Any) -> str | None:

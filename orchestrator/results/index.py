@@ -27,19 +27,20 @@ within one tick of the file system's clock (and of the same size, into a reused 
 its stat (git's "racy clean" entries, the same rule)."""
 
 
-def signature(path: str, cached: Any = None) -> list[Any]:
+def signature(path: str, cached: Any = None, keep: dict[str, Any] | None = None) -> list[Any]:
     """What a cached row of this run folder depends on: per file of its three, [mtime ns, size,
     content hash, inode, ctime ns, hashed at ns]. The content hash (blake2b of the bytes) catches a
     rewrite that keeps size and mtime, which a stat-only key took for the old file. It is computed
     again only when the file's stat differs from `cached` (the index's signature of the folder) or
     the file had changed just before it was hashed (RACY_NS): any write or `touch -d` moves the
     ctime, which no one can set back, and a replaced file has another inode. A file that is not a
-    bounded regular file is its reason."""
+    bounded regular file is its reason. With `keep`, what was read of each file hashed is kept there
+    by name (bounded.Preread): the reader parses those very bytes instead of reading them again."""
     previous = cached if isinstance(cached, list) and len(cached) == 3 else [None, None, None]
     out: list[Any] = []
     for name, before in zip((rundir.CONFIG, rundir.STATUS, rundir.METRICS), previous, strict=True):
         file = os.path.join(path, name)
-        out.append(before if _unchanged(file, before) else _hashed_file(Path(file)))
+        out.append(before if _unchanged(file, before) else _hashed_file(Path(file), keep))
     return out
 
 
@@ -60,14 +61,20 @@ def _unchanged(file: str, before: Any) -> bool:
     return same and isinstance(before[2], str) and before[5] - info.st_ctime_ns >= RACY_NS
 
 
-def _hashed_file(file: Path) -> Any:
+def _hashed_file(file: Path, keep: dict[str, Any] | None = None) -> Any:
     """[mtime ns, size, blake2b, inode, ctime ns, now ns] of a bounded regular file, None when it
-    does not exist, the reason when it is something else."""
+    does not exist, the reason when it is something else (what was read kept in `keep`)."""
     now = time.time_ns()
     try:
         data = bounded.read_bytes(file)
+        if keep is not None:
+            keep[file.name] = data
         info = os.lstat(file) if data is not None else None
-    except (bounded.Unreadable, OSError) as exc:
+    except bounded.Unreadable as exc:
+        if keep is not None:
+            keep[file.name] = exc
+        return str(exc)
+    except OSError as exc:
         return str(exc)
     if data is None or info is None:
         return None
@@ -112,19 +119,50 @@ def cached_signature(entry: Any) -> Any:
 def load_index(path: Path) -> Index:
     """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read
     again). Validated as it is read: an entry whose shape or values break the reader's own rules
-    (an edited index put 402.58% top-1 in a table) is dropped, and that folder is read again."""
+    (an edited index put 402.58% top-1 in a table) is dropped, and that folder is read again.
+
+    The index is this module's own file, so it is parsed without bounded's per-object hooks (a
+    repeated key or a long integer in it changes nothing the checks below let through), and its
+    values are checked a column at a time (a column of floats within its bounds at C speed; the
+    exact per-value rule only in a column where that fails)."""
     try:
-        data = bounded.read_json_object(path, bounded.INDEX_LIMIT)
-    except bounded.Unreadable:
+        raw = bounded.read_bytes(path, bounded.INDEX_LIMIT)
+        data = json.loads(raw) if raw else None
+    except (bounded.Unreadable, ValueError, RecursionError):
         return Index([], {})
-    if not data or data.get("version") != reader_version():
+    if not isinstance(data, dict) or data.get("version") != reader_version():
         return Index([], {})
     columns, entries = data.get("columns"), data.get("entries")
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or not isinstance(entries, dict):
         return Index([], {})
     if len(set(columns)) != len(columns):
         return Index([], {})
-    checks = [
+    shaped = {name: entry for name, entry in entries.items() if _shaped(entry, len(columns))}
+    bad = _bad_values(columns, shaped)
+    return Index(columns, {name: entry for name, entry in shaped.items() if name not in bad})
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""The types of a cached value (the index is JSON: its values are of these exact types or others)."""
+_FLOATS = frozenset({float, type(None)})
+_TEXTS = frozenset({str, type(None)})
+
+
+def _shaped(entry: Any, width: int) -> bool:
+    """An index entry of the reader's shape: [signature, at most `width` scalar values, problem texts]."""
+    if not isinstance(entry, list) or len(entry) != 3:
+        return False
+    _, values, problems = entry
+    if not isinstance(values, list) or len(values) > width:
+        return False
+    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
+        return False
+    return set(map(type, values)) <= _SCALARS
+
+
+def _checks(columns: list[str]) -> list[tuple[int, str, float, float, bool]]:
+    """(position, column, low, high, text valid) of every column whose values have a rule."""
+    return [
         (
             i,
             c,
@@ -134,33 +172,32 @@ def load_index(path: Path) -> Index:
         for i, c in enumerate(columns)
         if c in _TIMES or ("." in c and not c.startswith("axis."))
     ]
-    return Index(columns, {name: entry for name, entry in entries.items() if _valid_entry(entry, columns, checks)})
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-"""The types of a cached value (the index is JSON: its values are of these exact types or others)."""
-
-
-def _valid_entry(entry: Any, columns: list[str], checks: list[tuple[int, str, float, float, bool]]) -> bool:
-    """An index entry the reader could have written: [signature, scalar values, problem texts], every
-    metric value typed as clean_metrics types it."""
-    if not isinstance(entry, list) or len(entry) != 3:
-        return False
-    _, values, problems = entry
-    if not isinstance(values, list) or len(values) > len(columns):
-        return False
-    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
-        return False
-    if not set(map(type, values)) <= _SCALARS:
-        return False
-    width = len(values)
-    for i, column, low, high, text_ok in checks:
-        value = values[i] if i < width else None
-        if value is None or (type(value) is float and low <= value <= high) or (text_ok and type(value) is str):
+def _bad_values(columns: list[str], entries: dict[str, list[Any]]) -> set[str]:
+    """The entries holding a value that clean_metrics could not have stored in its column."""
+    names = list(entries)
+    width = len(columns)
+    rows = [row if len(row) == width else row + [None] * (width - len(row)) for _, row, _ in entries.values()]
+    by_column = list(zip(*rows, strict=True)) if rows else []
+    bad: set[str] = set()
+    for i, column, low, high, text_ok in _checks(columns):
+        values = by_column[i] if by_column else ()
+        kinds = set(map(type, values))
+        if text_ok and kinds <= _TEXTS:
             continue
-        if not _cached_ok(column, value):
-            return False
-    return True
+        if kinds <= _FLOATS:
+            floats = [v for v in values if v is not None] if type(None) in kinds else values
+            if not floats or (
+                low <= min(floats) and max(floats) <= high and math.isfinite(sum(floats))
+            ):  # NaN: sum is NaN
+                continue
+        for name, value in zip(names, values, strict=True):  # the exact rule, value by value
+            if value is None or (type(value) is float and low <= value <= high) or (text_ok and type(value) is str):
+                continue
+            if not _cached_ok(column, value):
+                bad.add(name)
+    return bad
 
 
 _TIMES = ("started_at", "finished_at")

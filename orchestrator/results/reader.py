@@ -54,11 +54,11 @@ def read_config(path: Path) -> dict[str, Any] | None:
     return config
 
 
-def _parse_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def _parse_config(path: Path, preread: bounded.Preread | None = None) -> tuple[dict[str, Any] | None, str | None]:
     """config.yaml parsed with LibYAML (yamlio's number rules), and a problem text. Bounded: a size
     limit, no aliases (bounded.check_yaml_budget), LibYAML's own nesting limit."""
     try:
-        text = bounded.read_text(path / rundir.CONFIG)
+        text = bounded.read_text(path / rundir.CONFIG, preread=preread)
         if text is None:
             return None, f"no {rundir.CONFIG}"
         bounded.check_yaml_budget(text, rundir.CONFIG, _FastLoader)
@@ -76,19 +76,19 @@ def _parse_config(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
-def _check_config(path: Path, run_id: str, recorded: str) -> str | None:
+def _check_config(path: Path, run_id: str, recorded: str, preread: bounded.Preread | None) -> str | None:
     """A planned run's config.yaml without parsing it (its metadata comes from the plan, whose run id
     is the config's hash): present, UTF-8, starts with its run id (or `recorded`, the id its folder
     is named by), complete (ends with a newline)."""
     try:
-        text = bounded.read_text(path / rundir.CONFIG)
+        text = bounded.read_text(path / rundir.CONFIG, preread=preread)
     except bounded.Unreadable as exc:
         return str(exc)
     if text is None:
         return f"no {rundir.CONFIG}"
     ids = (run_id, recorded)
     if not any(text.startswith(f"run_id: {i}\n") for i in ids) or not text.endswith("\n"):
-        config, problem = _parse_config(path)  # the parser names the line when it is invalid YAML
+        config, problem = _parse_config(path, preread)  # the parser names the line when it is invalid YAML
         if problem is not None:
             return problem
         if config is None or str(config.get("run_id")) not in ids:
@@ -96,11 +96,14 @@ def _check_config(path: Path, run_id: str, recorded: str) -> str | None:
     return None
 
 
-def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]]:
+def read_run(
+    path: Path, run: RunSpec | None, preread: bounded.Preread | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """One run folder as a flat row and the problems found; never raises.
 
     `run` is the planned run of this folder (None: a folder the plan no longer has, read from its
-    config.yaml). Unreadable values are left out of the row and named in the problems.
+    config.yaml). Unreadable values are left out of the row and named in the problems. `preread`:
+    the bytes of its files already read (by name), parsed instead of reading them again.
     """
     kind = folder_kind(path)
     if kind is not None:
@@ -110,10 +113,10 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     config: dict[str, Any] | None
     if run is not None:
         # A folder named under an older id rule records that id until it is run again.
-        config_problem = _check_config(path, run.run_id, path.name)
+        config_problem = _check_config(path, run.run_id, path.name, preread)
         config = {**run.metadata(), "trainer": {"model": {"pretrained_path": _pretrained(run)}}}
     else:
-        config, config_problem = _parse_config(path)
+        config, config_problem = _parse_config(path, preread)
     if config_problem is not None:
         problems.append(config_problem)
     if config is None:
@@ -122,7 +125,7 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     row["pretrained_path"] = dig(config, "trainer", "model", "pretrained_path")
     axes = config.get("axes")
     row.update({f"axis.{k}": v for k, v in (axes.items() if isinstance(axes, dict) else [])})
-    status, status_problem = read_status(path)
+    status, status_problem = read_status(path, preread)
     problems += [status_problem] if status_problem else []
     state = UNKNOWN if status_problem else status.state
     row.update(state=BROKEN if config_problem else state)
@@ -130,7 +133,7 @@ def read_run(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]
     accum = retried_accum(status)
     if accum is not None:  # a column only in sweeps that have such a run (runs.csv stays as it was)
         row[RETRY_ACCUM] = accum
-    values, metric_problems = read_metrics(path, run)
+    values, metric_problems = read_metrics(path, run, preread)
     if not values and row["state"] == State.COMPLETED.value and not metric_problems:
         metric_problems.append(f"completed without {rundir.METRICS}")
     row.update(values)
@@ -181,12 +184,13 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
     for name in names:
         path = os.path.join(runs_dir, name)
         cached = index.entries.get(name)
-        sig = [name in by_id, index_of.signature(path, index_of.cached_signature(cached))]
+        preread: dict[str, Any] = {}
+        sig = [name in by_id, index_of.signature(path, index_of.cached_signature(cached), preread)]
         if cached is not None and index_of.content_key(cached[0]) == index_of.content_key(sig):
             rehashed += cached[0] != sig  # the same bytes hashed again (RACY_NS): keep when that was
             entries[name] = [sig, cached[1], cached[2]]
             continue
-        row, found = read_run(Path(path), by_id.get(name))
+        row, found = read_run(Path(path), by_id.get(name), preread)
         fresh[name] = row
         entries[name] = [sig, None, found]
         columns += [key for key in row if key not in known]

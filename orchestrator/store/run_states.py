@@ -79,21 +79,24 @@ def problems_of(records: list[RunRecord]) -> list[Problem]:
     return [Problem(r.run.run_id, r.run.name, r.problem) for r in records if r.problem]
 
 
-def read_status(path: Path) -> tuple[RunStatus, str | None]:
+def read_status(path: Path, preread: bounded.Preread | None = None) -> tuple[RunStatus, str | None]:
     """A run folder's status.json through the contract and what is wrong with it (state missing and
-    None when there is none yet; unreadable: state missing and the reason)."""
-    status, problem = read_object(path / rundir.STATUS)
+    None when there is none yet; unreadable: state missing and the reason). `preread`: its bytes
+    when already read (bounded.Preread)."""
+    status, problem = read_object(path / rundir.STATUS, preread=preread)
     if problem is not None:
         return RunStatus(), problem
     return contract.parse_status(status)
 
 
-def read_object(path: Path, limit: int | None = None) -> tuple[dict[str, Any] | None, str | None]:
+def read_object(
+    path: Path, limit: int | None = None, preread: bounded.Preread | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """The JSON object in `path` and a problem text; (None, None) when the file does not exist.
     Bounded (bounded.read_bytes: regular files only, a size limit by name); a key written twice, an
     integer of more than 20 digits or invalid JSON is a problem, never a traceback."""
     try:
-        return bounded.read_json_object(path, limit), None
+        return bounded.read_json_object(path, limit, preread), None
     except bounded.Unreadable as exc:
         return None, str(exc)
 
@@ -110,10 +113,12 @@ def folder_kind(path: Path) -> str | None:
     return None if stat.S_ISDIR(mode) else "not a folder"
 
 
-def read_metrics(path: Path, run: RunSpec | None) -> tuple[dict[str, Any], list[str]]:
+def read_metrics(
+    path: Path, run: RunSpec | None, preread: bounded.Preread | None = None
+) -> tuple[dict[str, Any], list[str]]:
     """A run's metrics.json as flat validated values ({} when absent) and its problems: unreadable,
     written by another run (its `run_id`), values that are not what they claim to be."""
-    metrics, problem = read_object(path / rundir.METRICS)
+    metrics, problem = read_object(path / rundir.METRICS, preread=preread)
     if problem is not None:
         return {}, [problem]
     if metrics is None:

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,24 @@ def _size(limit: int) -> str:
     return f"{limit // MIB} MiB" if limit >= MIB else f"{limit // KIB} KiB"
 
 
-def read_text(path: Path, limit: int | None = None) -> str | None:
+Preread = Mapping[str, "bytes | Unreadable | None"]
+"""What was read already of a folder's files, by file name: read_bytes' outcome (bytes, None for
+no file, or the Unreadable it raised). `collect` hashes and parses the same bytes, reading each once."""
+
+
+def read_again(path: Path, preread: Preread | None, limit: int | None = None) -> bytes | None:
+    """read_bytes(path, limit), or its outcome already in `preread` (read at the limit by name)."""
+    if preread is None or path.name not in preread:
+        return read_bytes(path, limit)
+    got = preread[path.name]
+    if isinstance(got, Unreadable):
+        raise Unreadable(str(got))
+    return got
+
+
+def read_text(path: Path, limit: int | None = None, preread: Preread | None = None) -> str | None:
     """read_bytes as UTF-8 text (Unreadable when it is not UTF-8)."""
-    data = read_bytes(path, limit)
+    data = read_again(path, preread, limit)
     if data is None:
         return None
     try:
@@ -161,9 +177,9 @@ def parse_json_object(data: bytes, name: str) -> dict[str, Any]:
     return value
 
 
-def read_json_object(path: Path, limit: int | None = None) -> dict[str, Any] | None:
+def read_json_object(path: Path, limit: int | None = None, preread: Preread | None = None) -> dict[str, Any] | None:
     """The JSON object in `path` (None when it does not exist); Unreadable for anything else."""
-    data = read_bytes(path, limit)
+    data = read_again(path, preread, limit)
     return None if data is None else parse_json_object(data, path.name)
 
 

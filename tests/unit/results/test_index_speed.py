@@ -1,0 +1,148 @@
+"""The fast paths of collect's index and reader (issue 28) keep the exact rules they replace:
+each run file is read once per collect, the index is checked a column at a time with the same
+verdicts as value by value, and clean_metrics' remembered verdicts keep 1, 1.0 and True apart."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tables_fixture import fake_run
+
+from orchestrator import store
+from orchestrator.results import collect, reader
+from orchestrator.results import index as row_index
+from orchestrator.sweep import bounded
+from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
+from trainers import contract, rundir
+
+SPEC = """
+name: speed
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
+grid: {{backbone: [resnet10t], dataset: [digits], seed: [0, 1, 2]}}
+modifiers: {{aug: {{data.augment: {{rotate_deg: 10}}}}}}
+ablations: {{Baseline: [], + Aug: [aug]}}
+"""
+
+
+@pytest.fixture
+def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
+    spec = load_spec(write_spec(SPEC))
+    runs = plan(spec)
+    store.write_snapshot(spec, spec.output_path)
+    for index, run in enumerate(runs):
+        fake_run(spec, run, 0.90 + 0.01 * index)
+    return spec, runs
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    reads: Counter[str] = Counter()
+    original = bounded.read_bytes
+
+    def counted(path: Path, limit: int | None = None) -> bytes | None:
+        reads[f"{path.parent.name}/{path.name}"] += 1
+        return original(path, limit)
+
+    monkeypatch.setattr(bounded, "read_bytes", counted)
+    return reads
+
+
+def test_a_cold_collect_reads_each_run_file_once(
+    sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, runs = sweep
+    reads = _count_reads(monkeypatch)
+    collected = reader.read_sweep(spec.output_path, runs, spec.output_path / collect.INDEX_FILE)
+    assert collected.read_runs == len(runs)
+    per_file = {key: n for key, n in reads.items() if key.endswith((rundir.CONFIG, rundir.STATUS, rundir.METRICS))}
+    assert len(per_file) == 3 * len(runs)
+    assert set(per_file.values()) == {1}, "hashed and parsed from the same bytes"
+
+
+def test_a_file_changed_after_the_index_is_read_from_its_new_bytes(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
+    spec, runs = sweep
+    index = spec.output_path / collect.INDEX_FILE
+    reader.read_sweep(spec.output_path, runs, index)
+    path = store.run_path(spec.output_path, runs[0].run_id) / rundir.METRICS
+    path.write_text('{"test": {"top1": 0.25}}')
+    again = reader.read_sweep(spec.output_path, runs, index)
+    assert again.read_runs == 1
+    assert again.frame.set_index("run_id").at[runs[0].run_id, "test.top1"] == 0.25
+    path.write_text('{"test": {"top1": 0.2')  # broken after indexing: named, never a traceback
+    broken = reader.read_sweep(spec.output_path, runs, index)
+    assert [p.run_id for p in broken.problems] == [runs[0].run_id]
+    assert "truncated or invalid JSON" in broken.problems[0].reason
+    assert reader.read_sweep(spec.output_path, runs, index).read_runs == 0, "the broken read is indexed too"
+
+
+def test_an_unreadable_file_is_named_from_the_read_that_hashed_it(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
+    spec, runs = sweep
+    path = store.run_path(spec.output_path, runs[0].run_id) / rundir.STATUS
+    path.unlink()
+    path.mkdir()
+    collected = reader.read_sweep(spec.output_path, runs, spec.output_path / collect.INDEX_FILE)
+    reasons = [(p.run_id, p.reason) for p in collected.problems]
+    assert reasons == [(runs[0].run_id, "status.json is a folder, not a file")]
+
+
+# (column, value, valid): the per-value rule the column-wise check must agree with
+VALUES: list[tuple[str, Any, bool]] = [
+    ("test.top1", 0.5, True),
+    ("test.top1", 1.5, False),
+    ("test.top1", math.nan, False),
+    ("test.top1", "text", False),
+    ("test.top1", True, False),
+    ("test.loss", 7.0, True),
+    ("test.loss", -1.0, False),
+    ("timing.wall_s", math.inf, False),
+    ("timing.rss_scope", "process", True),
+    ("complexity.counter", "fvcore", True),
+    ("complexity.gflops", "1e3", False),
+    ("provenance.num_processes", 2, True),
+    ("provenance.num_processes", 0, False),
+    ("provenance.num_processes", 2.0, False),
+    ("provenance.host", "node1", True),
+    ("started_at", 1.7e9, True),
+    ("started_at", math.nan, False),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "valid"), VALUES, ids=[f"{c}={v!r}" for c, v, _ in VALUES])
+def test_the_column_wise_check_keeps_the_value_rule(column: str, value: Any, valid: bool) -> None:
+    columns = ["run_id", column]
+    good = 0.25 if column.startswith(("test.", "started")) else None
+    entries = {f"r{i}": [[], ["r", good], []] for i in range(50)}
+    entries["odd"] = [[], ["odd", value], []]
+    entries["short"] = [[], ["short"], []]  # written before the column existed
+    assert row_index._bad_values(columns, entries) == (set() if valid else {"odd"})
+    assert row_index._cached_ok(column, value) is valid
+
+
+def test_an_index_entry_of_another_shape_is_dropped(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
+    spec, runs = sweep
+    index = spec.output_path / collect.INDEX_FILE
+    reader.read_sweep(spec.output_path, runs, index)
+    data = json.loads(index.read_text())
+    names = sorted(data["entries"])
+    data["entries"][names[0]][1].append([1])  # a list value
+    data["entries"][names[1]][2] = [3]  # a problem that is no text
+    data["entries"][names[2]] = {"not": "a list"}
+    index.write_text(json.dumps(data))
+    assert reader.read_sweep(spec.output_path, runs, index).read_runs == 3
+
+
+def test_remembered_metric_verdicts_keep_types_apart() -> None:
+    for _ in range(2):  # the second pass answers from the remembered verdicts
+        clean, problems = contract.clean_metrics(
+            {"provenance.num_processes": 1, "test.n_images": 1, "test.top1": True, "provenance.git_dirty": True}
+        )
+        assert clean == {"provenance.num_processes": 1, "test.n_images": 1.0, "provenance.git_dirty": True}
+        assert type(clean["provenance.num_processes"]) is int and type(clean["test.n_images"]) is float
+        assert problems == ["metrics.json: test.top1 = true is not a number"]
