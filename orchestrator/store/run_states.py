@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.store import run_ids
+from orchestrator.store import run_ids, verdicts
 from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec
 from trainers import contract, rundir
@@ -47,27 +47,35 @@ def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list
     """Read every planned run's status.json; never raises. Missing folders are State.MISSING, and so
     are unreadable status files and unknown states ("unknown, resubmittable"), with a `problem`.
     With `check_results`, so is a completed run whose metrics.json is missing, unreadable, another
-    run's or without a valid test score: it needs running again."""
+    run's or without a valid test score: it needs running again (that verdict is remembered by the
+    file's stat in store.verdicts, so a finished run's metrics.json is parsed once, not per call)."""
     records = []
     folders = run_ids.run_folders(root, runs)
+    remembered = verdicts.Verdicts(root) if check_results else None
     for run in runs:
         path = folders[run.run_id]
         status, problem = read_status(path)
         state = status.known_state
-        if state is State.COMPLETED and check_results:
-            broken = _broken_result(path, run)
+        if state is State.COMPLETED and remembered is not None:
+            broken = _broken_result(path, run, remembered)
             if broken is not None:  # a completed run without usable metrics is not done: run it again
                 state, problem = State.MISSING, f"completed, but {broken} (submit runs it again)"
         records.append(RunRecord(run, path, state, status, problem))
+    if remembered is not None:
+        remembered.save()
     return records
 
 
-def _broken_result(path: Path, run: RunSpec) -> str | None:
+def _broken_result(path: Path, run: RunSpec, remembered: verdicts.Verdicts) -> str | None:
     """Why a completed run's metrics.json cannot be used (missing, unreadable, another run's, a
     score that is not one, no test score at all), or None."""
     kind = folder_kind(path)
     if kind is not None:
         return f"its folder is {kind}"
+    return remembered.get(path, (path.name, run.run_id), lambda: _metrics_problem(path, run))
+
+
+def _metrics_problem(path: Path, run: RunSpec) -> str | None:
     metrics, problem = read_object(path / rundir.METRICS)
     if problem is not None or metrics is None:
         return problem or f"no {rundir.METRICS}"
