@@ -32,9 +32,20 @@ CHI_QUANTILES = np.sqrt(sp.chi2.ppf((np.arange(16) + 0.5) / 16, 11) / 11)
 
 
 def yardstick(case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]) -> tuple[
-    float, float]:  # fmt: skip
-    """(mean cost, share of tables with the table's decisions) of the yardstick that knows `know`: 'delta'
-    (each row's true delta), 'mix' (the scenario's deltas, equally likely) or 'flat' (nothing)."""
+    float, float, float]:  # fmt: skip
+    """(mean cost, share of tables with the table's decisions, share with any row declared + or -) of the
+    yardstick that knows `know`: 'delta' (each row's true delta), 'mix' (the scenario's deltas, equally likely)
+    or 'flat' (nothing)."""
+    used, decided = _yardstick(case, miss, know, seeds, effects)
+    rows, n_max = used.shape[1], seeds[-1]
+    cost = (used.sum(axis=1) + used.max(axis=1)) / ((rows + 1) * n_max)
+    same = (decided == case.table).all(axis=1)
+    return float(cost.mean()), float(same.mean()), float((decided != "0").any(axis=1).mean())
+
+
+def _yardstick(case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]) -> tuple[
+    np.ndarray, np.ndarray]:  # fmt: skip
+    """(seeds per row, decision per row) of `yardstick`."""
     n_max, sd = seeds[-1], case.noise * math.sqrt(2.0)
     tables, rows = case.effects.shape
     grid = case.effects[..., None] if know == "delta" else np.array(effects)
@@ -61,8 +72,7 @@ def yardstick(case: Any, miss: float, know: str, seeds: tuple[int, ...], effects
         used = np.where(stop, n, used)
         decided = np.where(stop, np.array(["0", "+", "-"])[chances.argmax(axis=0)], decided)
         open_ &= ~stop
-    cost = (used.sum(axis=1) + used.max(axis=1)) / ((rows + 1) * n_max)
-    return float(cost.mean()), float((decided == case.table).all(axis=1).mean())
+    return used, decided
 
 
 def _calibrated_last(t_abs: np.ndarray, interim: np.ndarray, level: float) -> float:

@@ -275,18 +275,25 @@ KNOWS = {"delta": "every row's true delta and the sd", "mix": "the sd and the sc
          "flat": "the sd only (flat prior on the delta)"}  # fmt: skip
 
 
-def lower_bounds(cases: list[Case]) -> None:
-    """(e) first part: what rules that know more than the data can reach (bench/adaptive_alternatives.py)."""
+def lower_bounds(cases: list[Case], nulls: dict[str, np.ndarray]) -> None:
+    """(e) first part: what rules that know more than the data can reach (bench/adaptive_alternatives.py),
+    and their family-wise false positives on (a)'s null tables at the cheapest miss with >= 95% same decisions."""
     print("\n(e) the goal against rules that know more: stop a row once its 12-seed table decision is (1 - miss) sure")
-    print("    (t-test at 12 seeds, Holm given the rows stopped +/-; rows at 12 seeds get the table's own decision)")
+    print("    (t-test at 12 seeds, Holm given the rows stopped +/-; rows at 12 seeds get the table's own decision);")
+    print("    cost / same decisions; the cheapest miss with same decisions >= 95%, its false positives (normal, t4)")
     print("    knows" + " " * 45 + "".join(f"  miss {m:<13}" for m in MISSES) + "cheapest >= 95%")
+    zero = np.zeros((len(next(iter(nulls.values()))), ROWS))
+    null_cases = [Case(0.2, zero, d, table_decisions(d), zero, zero) for d in nulls.values()]
     for know, words in KNOWS.items():
         found = [
-            np.mean([alternatives.yardstick(c, m, know, SEEDS, EFFECTS_PT) for c in cases], axis=0) for m in MISSES
+            np.mean([alternatives.yardstick(c, m, know, SEEDS, EFFECTS_PT)[:2] for c in cases], axis=0) for m in MISSES
         ]
         ok = [(c, m) for (c, a), m in zip(found, MISSES, strict=True) if a >= GOAL_AGREE]
-        best = f"{min(ok)[0]:.1%} (miss {min(ok)[1]})" if ok else "none"
-        print(f"    {words:50s}" + "".join(f"  {c:5.1%} / {a:5.1%}   " for c, a in found) + best)
+        best = "none"
+        if ok:
+            rates = [alternatives.yardstick(c, min(ok)[1], know, SEEDS, EFFECTS_PT)[2] for c in null_cases]
+            best = f"{min(ok)[0]:.1%} (miss {min(ok)[1]}; {', '.join(f'{r:.1%}' for r in rates)})"
+        print(f"    {words:50s}" + "".join(f"  {c:5.1%} / {a:6.2%}  " for c, a in found) + best)
 
 
 def rules_tried(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
@@ -378,7 +385,7 @@ def main() -> None:
     effect_tables(cases)
     trade_off(nulls, cases)
     replay_grid(rng, args.orders)
-    lower_bounds(cases)
+    lower_bounds(cases, nulls)
     rules_tried({**nulls, "unequal": unequal_noise(args.tables)}, cases)
     print(f"\n{time.perf_counter() - started:.1f} s")
 
