@@ -179,7 +179,7 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
     columns = list(index.columns)
     known = set(columns)
     entries: dict[str, list[Any]] = {}
-    fresh: dict[str, dict[str, Any]] = {}
+    fresh = 0
     rehashed = 0
     for name in names:
         path = os.path.join(runs_dir, name)
@@ -191,12 +191,12 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
             entries[name] = [sig, cached[1], cached[2]]
             continue
         row, found = read_run(Path(path), by_id.get(name), preread)
-        fresh[name] = row
-        entries[name] = [sig, None, found]
+        fresh += 1
         columns += [key for key in row if key not in known]
         known.update(row)
-    for name, row in fresh.items():
-        entries[name][1] = [row.get(c) for c in columns]
+        # The row's values now (columns found later pad it with None): no row dict is kept, so
+        # 100,000 runs hold one list each rather than a dict of every metric.
+        entries[name] = [sig, [row.get(c) for c in columns], found]
     if index_path is not None and (fresh or rehashed or len(entries) != len(index.entries)):
         index_of.save_index(index_path, index_of.Index(columns, entries))
     frame = _frame(root, planned, columns, entries, by_id)
@@ -205,7 +205,7 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
         for name, entry in entries.items()
         for reason in entry[2]
     ]
-    return Collected(frame.reset_index(drop=True), problems, len(fresh))
+    return Collected(frame.reset_index(drop=True), problems, fresh)
 
 
 def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
@@ -231,7 +231,8 @@ def _frame(
     frame = pd.DataFrame(values, columns=columns, index=list(entries))
     frame["run_id"] = [by_id[name].run_id if name in by_id else name for name in entries]
     frame["in_plan"] = [name in by_id for name in entries]
-    frame["path"] = [str(root / "runs" / name) for name in entries]
+    runs_dir = str(root / "runs")
+    frame["path"] = [os.path.join(runs_dir, name) for name in entries]
     frame["problem"] = ["; ".join(entry[2]) or None for entry in entries.values()]
     found = {by_id[name].run_id for name in entries if name in by_id}
     never = [run for run in planned if run.run_id not in found]

@@ -28,7 +28,8 @@ from trainers.rundir import State
 def run_folders(root: Path, runs: list[RunSpec]) -> dict[str, Path]:
     """The folder of each planned run: `runs/<run_id>`, or, when that does not exist, a folder an
     older id rule named whose recorded trainer config has this run id today (a completed one first)."""
-    folders = {run.run_id: store.run_path(root, run.run_id) for run in runs}
+    runs_dir = root / "runs"  # store.run_path's layout, one join per run rather than two
+    folders = {run.run_id: runs_dir / run.run_id for run in runs}
     try:
         names = {name for name in os.listdir(root / "runs") if not name.startswith(".")}
     except OSError:

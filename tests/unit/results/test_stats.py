@@ -130,3 +130,16 @@ def test_holm_properties(p_values: list[float | None]) -> None:
     for p, a in pairs:
         assert p - 1e-12 <= a <= 1.0, "never below the raw p, never above 1"
     assert [a for _, a in pairs] == sorted(a for _, a in pairs), "monotone in the raw p"
+
+
+@pytest.mark.parametrize("values_per_batch", [1, 997, 30 * 2000])
+def test_batched_bootstrap_gives_the_unbatched_interval(monkeypatch: pytest.MonkeyPatch, values_per_batch: int) -> None:
+    """Memory is bounded by batches (BCa's jackknife of n seeds is an n x n array at once); the
+    interval is the same, bit for bit, paired and unpaired."""
+    rng = np.random.default_rng(5)
+    base, abl = rng.normal(90, 1, 30), rng.normal(90.3, 1.2, 30)
+    monkeypatch.setattr(stats, "BATCH_VALUES", 10**12)  # one batch: what scipy does without `batch`
+    whole = (stats.paired(abl, base), stats.unpaired(abl[:25], base))
+    monkeypatch.setattr(stats, "BATCH_VALUES", values_per_batch)
+    assert (stats.paired(abl, base), stats.unpaired(abl[:25], base)) == whole
+    assert whole[0].low is not None and whole[1].low is not None
