@@ -44,6 +44,23 @@ def signature(path: str, cached: Any = None, keep: dict[str, Any] | None = None)
     return out
 
 
+def unchanged(path: str, entry: Any, in_plan: bool) -> bool:
+    """Whether an index entry still holds without reading a byte: the folder is as planned (or not)
+    as then, and every file keeps its indexed stat (signature's first check, alone) or is still
+    absent."""
+    sig = entry[0] if isinstance(entry, list) and entry else None
+    if not (isinstance(sig, list) and len(sig) == 2 and sig[0] is in_plan):
+        return False
+    files = sig[1]
+    if not (isinstance(files, list) and len(files) == 3):
+        return False
+    for name, before in zip((rundir.CONFIG, rundir.STATUS, rundir.METRICS), files, strict=True):
+        file = os.path.join(path, name)
+        if not (_unchanged(file, before) or (before is None and not os.path.lexists(file))):
+            return False
+    return True
+
+
 def _unchanged(file: str, before: Any) -> bool:
     """Whether `file` is a regular file within its size limit whose stat is `before`'s, hashed
     RACY_NS or more after its last change (its digest then still holds)."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator import store
+from orchestrator.results import folder_reads
 from orchestrator.results import index as index_of
 from orchestrator.results.run_files import dig
 from orchestrator.store import run_ids
@@ -179,24 +180,25 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
     columns = list(index.columns)
     known = set(columns)
     entries: dict[str, list[Any]] = {}
-    fresh = 0
-    rehashed = 0
-    for name in names:
-        path = os.path.join(runs_dir, name)
+    jobs: list[folder_reads.Job] = []
+    for name in names:  # a folder whose files all keep their indexed stat is not opened
         cached = index.entries.get(name)
-        preread: dict[str, Any] = {}
-        sig = [name in by_id, index_of.signature(path, index_of.cached_signature(cached), preread)]
-        if cached is not None and index_of.content_key(cached[0]) == index_of.content_key(sig):
-            rehashed += cached[0] != sig  # the same bytes hashed again (RACY_NS): keep when that was
-            entries[name] = [sig, cached[1], cached[2]]
+        entries[name] = cached or []  # its place in the order; a folder read below replaces it
+        if not index_of.unchanged(os.path.join(runs_dir, name), cached, name in by_id):
+            jobs.append((name, cached))
+    fresh = rehashed = 0
+    for read in folder_reads.read_folders(runs_dir, jobs, by_id):
+        if read.row is None:  # the same bytes hashed again (RACY_NS): the row holds
+            cached = entries[read.name]
+            rehashed += cached[0] != read.signature
+            entries[read.name] = [read.signature, cached[1], cached[2]]
             continue
-        row, found = read_run(Path(path), by_id.get(name), preread)
         fresh += 1
-        columns += [key for key in row if key not in known]
-        known.update(row)
+        columns += [key for key in read.row if key not in known]
+        known.update(read.row)
         # The row's values now (columns found later pad it with None): no row dict is kept, so
         # 100,000 runs hold one list each rather than a dict of every metric.
-        entries[name] = [sig, [row.get(c) for c in columns], found]
+        entries[read.name] = [read.signature, [read.row.get(c) for c in columns], read.problems]
     if index_path is not None and (fresh or rehashed or len(entries) != len(index.entries)):
         index_of.save_index(index_path, index_of.Index(columns, entries))
     frame = _frame(root, planned, columns, entries, by_id)

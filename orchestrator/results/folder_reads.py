@@ -1,0 +1,109 @@
+"""The run folders `collect` reads again (new, or a file changed since the index): each hashed and
+parsed from the same bytes (results.index.signature, reader.read_run), on every core the process
+may use when there are many. Reading 100,000 folders is pure per-folder Python work (open, JSON,
+the contract's checks) that shares nothing, so N processes take about 1/N of the time; a few
+changed folders are read in this process (a pool costs more than it saves below PARALLEL_FROM).
+
+Workers are forked after the plan is made, so the planned runs reach them without being pickled;
+only folder names go out and plain rows come back, in order: the rows, columns and index are the
+same as a serial read (tests/unit/results/test_folder_reads.py). A pool that cannot start or
+breaks leaves the rest to this process. ORCHESTRATE_COLLECT_WORKERS sets the number (1: serial).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.results import index as index_of
+from orchestrator.sweep.plan import RunSpec
+
+PARALLEL_FROM = 2_000
+"""Folders to read before a pool of workers is worth its start (about 0.1 s)."""
+CHUNK = 250
+"""Folders per task: small enough to spread the work evenly, large enough to keep pickling rare."""
+MAX_WORKERS = 8
+WORKERS_ENV = "ORCHESTRATE_COLLECT_WORKERS"
+
+
+@dataclass(frozen=True)
+class Read:
+    """One folder read: its signature, its row (None: the same bytes as its index entry, which
+    holds) and the problems found."""
+
+    name: str
+    signature: list[Any]
+    row: dict[str, Any] | None
+    problems: list[str]
+
+
+Job = tuple[str, Any]
+"""(folder name, its index entry or None)."""
+
+
+def read_folders(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec]) -> Iterator[Read]:
+    """Every job's folder read, in the order of `jobs`."""
+    workers = worker_count(len(jobs))
+    done = 0
+    if workers > 1:
+        try:
+            for read in _parallel(runs_dir, jobs, by_name, workers):
+                yield read
+                done += 1
+        except (OSError, BrokenProcessPool):
+            pass  # no pool here (a process limit, a killed worker): the rest in this process
+    for name, cached in jobs[done:]:
+        yield read_one(runs_dir, name, cached, by_name.get(name))
+
+
+def worker_count(jobs: int) -> int:
+    """Processes to read `jobs` folders with: 1 below PARALLEL_FROM, else the CPUs this process may
+    use (at most MAX_WORKERS), or ORCHESTRATE_COLLECT_WORKERS."""
+    setting = os.environ.get(WORKERS_ENV, "")
+    if setting.strip().isdigit():
+        return max(1, min(int(setting), MAX_WORKERS)) if jobs >= 2 else 1
+    if jobs < PARALLEL_FROM:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+
+
+def read_one(runs_dir: str, name: str, cached: Any, run: RunSpec | None) -> Read:
+    """One folder: hashed (files whose stat still matches `cached` are not read), then read from
+    those very bytes unless they are the bytes `cached` was read from."""
+    from orchestrator.results import reader
+
+    path = os.path.join(runs_dir, name)
+    preread: dict[str, Any] = {}
+    sig = [run is not None, index_of.signature(path, index_of.cached_signature(cached), preread)]
+    if cached is not None and index_of.content_key(cached[0]) == index_of.content_key(sig):
+        return Read(name, sig, None, cached[2])
+    row, problems = reader.read_run(Path(path), run, preread)
+    return Read(name, sig, row, problems)
+
+
+_SHARED: dict[str, Any] = {}
+"""The forked workers' copy of the planned runs and the runs folder (set before the fork)."""
+
+
+def _parallel(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], workers: int) -> Iterator[Read]:
+    context = multiprocessing.get_context("fork")
+    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    _SHARED.update(runs_dir=runs_dir, by_name=by_name)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+            for reads in pool.map(_read_chunk, chunks):
+                yield from reads
+    finally:
+        _SHARED.clear()
+
+
+def _read_chunk(chunk: list[Job]) -> list[Read]:
+    """In a worker: the folders of one task."""
+    runs_dir, by_name = _SHARED["runs_dir"], _SHARED["by_name"]
+    return [read_one(runs_dir, name, cached, by_name.get(name)) for name, cached in chunk]

@@ -1,0 +1,104 @@
+"""collect's folder reads on several processes give the rows, columns, problems and index of a read
+in this process, and a folder whose files keep their indexed stat is not opened."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tables_fixture import fake_run
+
+from orchestrator import store
+from orchestrator.results import collect, folder_reads, reader
+from orchestrator.sweep import bounded
+from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.spec import SweepSpec, load_spec
+from trainers import rundir
+
+SPEC = """
+name: pool
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
+grid: {{backbone: [resnet10t], dataset: [digits], seed: [0, 1, 2, 3, 4, 5]}}
+modifiers: {{aug: {{data.augment: {{rotate_deg: 10}}}}}}
+ablations: {{Baseline: [], + Aug: [aug]}}
+"""
+
+
+@pytest.fixture
+def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
+    spec = load_spec(write_spec(SPEC))
+    runs = plan(spec)
+    store.write_snapshot(spec, spec.output_path)
+    for index, run in enumerate(runs):
+        fake_run(spec, run, 0.80 + 0.01 * index)
+    broken = store.run_path(spec.output_path, runs[3].run_id) / rundir.METRICS
+    broken.write_text('{"test": {"top1": 0.9')
+    extra = store.run_path(spec.output_path, runs[5].run_id) / rundir.METRICS
+    extra.write_text(json.dumps({"test": {"top1": 0.5, "only_here": 0.25}}))  # a column only one run has
+    return spec, runs
+
+
+def _read(spec: SweepSpec, runs: list[RunSpec], workers: str, monkeypatch: pytest.MonkeyPatch) -> reader.Collected:
+    monkeypatch.setenv(folder_reads.WORKERS_ENV, workers)
+    monkeypatch.setattr(folder_reads, "CHUNK", 2)  # several tasks, finished out of order
+    index = spec.output_path / collect.INDEX_FILE
+    index.unlink(missing_ok=True)
+    return reader.read_sweep(spec.output_path, runs, index)
+
+
+def test_two_workers_read_what_one_reads(
+    sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, runs = sweep
+    serial = _read(spec, runs, "1", monkeypatch)
+    serial_index = json.loads((spec.output_path / collect.INDEX_FILE).read_text())
+    pooled = _read(spec, runs, "2", monkeypatch)
+    pooled_index = json.loads((spec.output_path / collect.INDEX_FILE).read_text())
+    assert pooled.read_runs == serial.read_runs == len(runs)
+    assert pooled.frame.drop(columns="path").equals(serial.frame.drop(columns="path"))
+    assert list(pooled.frame.columns) == list(serial.frame.columns) and "test.only_here" in serial.frame.columns
+    assert pooled.problems == serial.problems and len(serial.problems) == 1
+    assert pooled_index["columns"] == serial_index["columns"]
+    strip = lambda index: {n: [e[0][0], [f[:5] for f in e[0][1]], e[1], e[2]] for n, e in index["entries"].items()}  # noqa: E731
+    assert strip(pooled_index) == strip(serial_index), "the same index but for the times files were hashed at"
+
+
+def test_a_pool_that_breaks_leaves_the_rest_to_this_process(
+    sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, runs = sweep
+    serial = _read(spec, runs, "1", monkeypatch)
+
+    def broken(*_: object) -> object:
+        yield folder_reads.read_one(str(spec.output_path / "runs"), sorted(r.run_id for r in runs)[0], None, None)
+        raise OSError("fork: resource temporarily unavailable")
+
+    monkeypatch.setattr(folder_reads, "_parallel", broken)
+    pooled = _read(spec, runs, "2", monkeypatch)
+    assert pooled.frame.drop(columns="path").equals(serial.frame.drop(columns="path"))
+
+
+def test_unchanged_folders_are_not_opened(
+    sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, runs = sweep
+    index = spec.output_path / collect.INDEX_FILE
+    reader.read_sweep(spec.output_path, runs, index)
+    data = json.loads(index.read_text())
+    for entry in data["entries"].values():  # settled: hashed long after the files' last change
+        entry[0][1] = [f if not isinstance(f, list) else [*f[:5], f[4] + 10**10] for f in entry[0][1]]
+    index.write_text(json.dumps(data))
+    opened: list[str] = []
+    original = bounded.read_bytes
+
+    def counted(path: Path, limit: int | None = None) -> bytes | None:
+        opened.append(str(path))
+        return original(path, limit)
+
+    monkeypatch.setattr(bounded, "read_bytes", counted)
+    again = reader.read_sweep(spec.output_path, runs, index)
+    assert again.read_runs == 0
+    assert [p for p in opened if "/runs/" in p] == [], "no run file opened"
