@@ -16,6 +16,7 @@ from orchestrator.launch.base import is_stale
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
+from orchestrator.sweep import gcpause
 from orchestrator.sweep.plan import RunSpec
 from trainers.contract import RunStatus as ContractStatus
 from trainers.rundir import State
@@ -83,6 +84,11 @@ class SweepStatus:
 def sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int = 2) -> SweepStatus:
     """Join the run folders with the manifest and SLURM's job states; nodes with `quarantine_after`
     failures of their own are listed as quarantined (retry.quarantine_after)."""
+    with gcpause.paused_gc():  # a row object per run: see gcpause
+        return _sweep_status(runs, root, quarantine_after)
+
+
+def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> SweepStatus:
     records = run_states.inspect(runs, root)
     manifest = store.read_manifest(root)
     states = slurm.JobStates({}, accounting=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -47,19 +47,24 @@ Job = tuple[str, Any]
 """(folder name, its index entry or None)."""
 
 
-def read_folders(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec]) -> Iterator[Read]:
+ReadRun = Callable[[Path, "RunSpec | None", dict[str, Any]], tuple[dict[str, Any], list[str]]]
+"""reader.read_run: a folder's row and problems from the bytes already read (passed in: the
+reader imports this module)."""
+
+
+def read_folders(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], read_run: ReadRun) -> Iterator[Read]:
     """Every job's folder read, in the order of `jobs`."""
     workers = worker_count(len(jobs))
     done = 0
     if workers > 1:
         try:
-            for read in _parallel(runs_dir, jobs, by_name, workers):
+            for read in _parallel(runs_dir, jobs, by_name, read_run, workers):
                 yield read
                 done += 1
         except (OSError, BrokenProcessPool):
             pass  # no pool here (a process limit, a killed worker): the rest in this process
     for name, cached in jobs[done:]:
-        yield read_one(runs_dir, name, cached, by_name.get(name))
+        yield read_one(runs_dir, name, cached, by_name.get(name), read_run)
 
 
 def worker_count(jobs: int) -> int:
@@ -73,17 +78,15 @@ def worker_count(jobs: int) -> int:
     return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
 
 
-def read_one(runs_dir: str, name: str, cached: Any, run: RunSpec | None) -> Read:
+def read_one(runs_dir: str, name: str, cached: Any, run: RunSpec | None, read_run: ReadRun) -> Read:
     """One folder: hashed (files whose stat still matches `cached` are not read), then read from
     those very bytes unless they are the bytes `cached` was read from."""
-    from orchestrator.results import reader
-
     path = os.path.join(runs_dir, name)
     preread: dict[str, Any] = {}
     sig = [run is not None, index_of.signature(path, index_of.cached_signature(cached), preread)]
     if cached is not None and index_of.content_key(cached[0]) == index_of.content_key(sig):
         return Read(name, sig, None, cached[2])
-    row, problems = reader.read_run(Path(path), run, preread)
+    row, problems = read_run(Path(path), run, preread)
     return Read(name, sig, row, problems)
 
 
@@ -91,10 +94,12 @@ _SHARED: dict[str, Any] = {}
 """The forked workers' copy of the planned runs and the runs folder (set before the fork)."""
 
 
-def _parallel(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], workers: int) -> Iterator[Read]:
+def _parallel(
+    runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], read_run: ReadRun, workers: int
+) -> Iterator[Read]:
     context = multiprocessing.get_context("fork")
     chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-    _SHARED.update(runs_dir=runs_dir, by_name=by_name)
+    _SHARED.update(runs_dir=runs_dir, by_name=by_name, read_run=read_run)
     try:
         with ProcessPoolExecutor(workers, mp_context=context) as pool:
             for reads in pool.map(_read_chunk, chunks):
@@ -105,5 +110,5 @@ def _parallel(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], worke
 
 def _read_chunk(chunk: list[Job]) -> list[Read]:
     """In a worker: the folders of one task."""
-    runs_dir, by_name = _SHARED["runs_dir"], _SHARED["by_name"]
-    return [read_one(runs_dir, name, cached, by_name.get(name)) for name, cached in chunk]
+    runs_dir, by_name, read_run = _SHARED["runs_dir"], _SHARED["by_name"], _SHARED["read_run"]
+    return [read_one(runs_dir, name, cached, by_name.get(name), read_run) for name, cached in chunk]

@@ -20,7 +20,7 @@ from orchestrator.results import index as index_of
 from orchestrator.results.run_files import dig
 from orchestrator.store import run_ids
 from orchestrator.store.run_states import Problem, folder_kind, read_metrics, read_status
-from orchestrator.sweep import bounded, yamlio
+from orchestrator.sweep import bounded, gcpause, yamlio
 from orchestrator.sweep.plan import RunSpec
 from trainers import rundir
 from trainers.contract import BROKEN, META_COLUMNS, UNKNOWN, RunStatus, State, clean_metrics, flatten
@@ -172,6 +172,11 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
     With `index_path`, rows are cached there per run folder and re-read only when a file of the
     folder changed (size or modification time), so a second `collect` reads only what changed.
     """
+    with gcpause.paused_gc():  # millions of acyclic objects: rows, the index's JSON
+        return _read_sweep(root, planned, index_path)
+
+
+def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> Collected:
     folders = run_ids.run_folders(root, planned)
     by_id = {folders[run.run_id].name: run for run in planned}  # by folder name
     index = index_of.load_index(index_path) if index_path is not None else index_of.Index([], {})
@@ -187,7 +192,7 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
         if not index_of.unchanged(os.path.join(runs_dir, name), cached, name in by_id):
             jobs.append((name, cached))
     fresh = rehashed = 0
-    for read in folder_reads.read_folders(runs_dir, jobs, by_id):
+    for read in folder_reads.read_folders(runs_dir, jobs, by_id, read_run):
         if read.row is None:  # the same bytes hashed again (RACY_NS): the row holds
             cached = entries[read.name]
             rehashed += cached[0] != read.signature

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.store import run_ids, verdicts
-from orchestrator.sweep import bounded
+from orchestrator.sweep import bounded, gcpause
 from orchestrator.sweep.plan import RunSpec
 from trainers import contract, rundir
 from trainers.contract import RunStatus, State
@@ -49,6 +49,11 @@ def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list
     With `check_results`, so is a completed run whose metrics.json is missing, unreadable, another
     run's or without a valid test score: it needs running again (that verdict is remembered by the
     file's stat in store.verdicts, so a finished run's metrics.json is parsed once, not per call)."""
+    with gcpause.paused_gc():
+        return _inspect(runs, root, check_results)
+
+
+def _inspect(runs: list[RunSpec], root: Path, check_results: bool) -> list[RunRecord]:
     records = []
     folders = run_ids.run_folders(root, runs)
     remembered = verdicts.Verdicts(root) if check_results else None

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.sweep import gcpause
 from orchestrator.sweep.overrides import apply_dotted
 from orchestrator.sweep.spec import AXIS_ALIASES, SpecError, SweepSpec, validate_train
 from trainers.config import TrainConfig
@@ -197,6 +198,11 @@ def plan(spec: SweepSpec) -> list[RunSpec]:
     sub-configs) instead of a fresh validation, and its id the previous hashed values with the
     seed replaced. 50,000 runs planned in seconds and a few hundred MB rather than 27 s and 1.2 GB;
     the ids are the same (tests/golden/golden_run_ids.json)."""
+    with gcpause.paused_gc():
+        return _plan(spec)
+
+
+def _plan(spec: SweepSpec) -> list[RunSpec]:
     runs: list[RunSpec] = []
     seen: dict[str, RunSpec] = {}
     where = str(spec.source or spec.name)

@@ -73,7 +73,8 @@ def test_a_pool_that_breaks_leaves_the_rest_to_this_process(
     serial = _read(spec, runs, "1", monkeypatch)
 
     def broken(*_: object) -> object:
-        yield folder_reads.read_one(str(spec.output_path / "runs"), sorted(r.run_id for r in runs)[0], None, None)
+        first = sorted(r.run_id for r in runs)[0]
+        yield folder_reads.read_one(str(spec.output_path / "runs"), first, None, None, reader.read_run)
         raise OSError("fork: resource temporarily unavailable")
 
     monkeypatch.setattr(folder_reads, "_parallel", broken)
