@@ -122,7 +122,10 @@ class TrainJob:
                 attempts.append(dict(previous))
         job_id = _job_key(where)
         if attempts and job_id and attempts[-1].get("job_id") == job_id and not attempts[-1].get("failure"):
-            return attempts  # the same job restarted (requeued on timeout or preemption): one attempt
+            lost = _lost_with_node(job_id)
+            if lost is None:
+                return attempts  # the same job restarted (requeued on timeout or preemption): one attempt
+            attempts[-1].update(lost)  # its node died with it: that attempt ended there, this one is new
         entry = {"job_id": job_id, "host": where.get("host"), "at": time.time()}
         entry["resources"] = self.attempt.get("resources", {})
         return [*attempts, entry]
@@ -186,6 +189,22 @@ def _stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def _lost_with_node(job_id: str) -> dict[str, Any] | None:
+    """For a job SLURM started again after its node failed (requeued on NODE_FAIL; the attempt died with
+    the node and recorded nothing): that attempt's class, node and reason, from sacct's record of it.
+    None for a first start or a restart for another reason (timeout, preemption: the same attempt)."""
+    if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) < 1:
+        return None
+    from orchestrator.launch import failures, slurmcli
+
+    earlier = slurmcli.earlier_ends(job_id)
+    verdict = failures.classify(earlier[-1], failures.Evidence()) if earlier else None
+    if verdict is None or verdict.failure is not failures.Failure.NODE_FAIL:
+        return None
+    reason = f"{verdict.reason} on {verdict.node}: requeued by SLURM"
+    return {"failure": verdict.failure.value, "node": verdict.node, "reason": reason}
 
 
 def _job_key(where: dict[str, Any]) -> str | None:

@@ -188,6 +188,21 @@ def _sacct_rows(array_ids: list[str]) -> tuple[dict[str, SacctRow], str | None]:
     return parse_sacct(result.stdout), None
 
 
+def earlier_ends(job_id: str) -> list[SacctRow]:
+    """How the earlier starts of a requeued job ended, oldest first (`sacct --duplicates` keeps one row
+    per start; the latest, the current one, is left out); [] when sacct cannot say. Asked by a job that
+    SLURM started again, never per job by a launcher."""
+    fields = "JobID,State,ExitCode,NodeList"
+    try:
+        result = run(["sacct", "-n", "-P", "-X", "--duplicates", "-o", fields, "-j", job_id], timeout_s=30)
+    except subprocess.TimeoutExpired:
+        return []
+    if result.returncode != 0:
+        return []
+    rows = [row for line in result.stdout.splitlines() if (row := SacctRow.parse(line)) is not None]
+    return rows[:-1]
+
+
 def parse_sacct(text: str) -> dict[str, SacctRow]:
     """`JobID|State|ExitCode|NodeList` lines -> job id -> row (array ranges expanded; odd lines skipped)."""
     rows: dict[str, SacctRow] = {}

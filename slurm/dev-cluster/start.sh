@@ -250,7 +250,10 @@ OverTimeLimit=0
 InactiveLimit=0
 Waittime=0
 SlurmctldTimeout=120
-SlurmdTimeout=300
+# A node whose slurmd stops answering is DOWN (its jobs NODE_FAIL, requeued) after 30 s, not
+# Slurm's default 5 min, so the node-death test (node.sh kill) takes under a minute; slurmctld
+# pings every SlurmdTimeout/3. ReturnToService=2 above: a node back up is in service again.
+SlurmdTimeout=30
 MailProg=/bin/true
 PreemptType=preempt/none
 PreemptMode=OFF

@@ -12,12 +12,13 @@ import csv
 import io
 import os
 import signal
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 from rich.console import Console
-from test_slurm import PROFILE, TRAIN_SPEC, cluster, finished_after_restart, wait_for, write
+from test_slurm import PROFILE, REPO, TRAIN_SPEC, cluster, finished_after_restart, wait_for, write
 from test_slurm_resume import SPEC as RESUME_SPEC
 from test_slurm_resume import _mid_epoch_1
 
@@ -104,6 +105,66 @@ def test_stopped_trainer_is_detected_requeued_and_ends_with_the_same_numbers(tmp
     assert _history(spec) == _history(reference)
     found = rundir.read_json(run_dir / rundir.METRICS) or {}
     assert found["test"] == expected["test"] and found["val"] == expected["val"]
+
+
+def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Path) -> None:
+    """The node running a job dies as in a power cut (node.sh kill: its slurmd, the job's slurmstepd and
+    the trainer): slurmctld marks it DOWN and the job NODE_FAIL, and requeues it (JobRequeue=1); the job
+    starts again on the other node, records the lost attempt as a node failure there, resumes from its
+    last mid-epoch checkpoint and ends like the uninterrupted run. `submit --follow` submits nothing
+    twice. The node is brought back (and waited for) whatever happens, for the tests after this one."""
+    reference = _resume_spec(tmp_path, "reference", extra="")
+    assert launch.submit(reference, plan(reference), "local").failed == []
+    expected = rundir.read_json(_resume_dir(reference) / rundir.METRICS) or {}
+    spec = _resume_spec(tmp_path, "node-death", extra="  checkpoint_every_min: 1.0e-9")
+    run_dir = _resume_dir(spec)
+    out = io.StringIO()
+    chosen = launch.launcher(spec, "slurm", Console(file=out, width=200), PROFILE)
+    follow = threading.Thread(target=chosen.follow, args=(plan(spec), 2.0), daemon=True)
+    follow.start()
+    wait_for(lambda: _mid_epoch_1(run_dir), 600, "training in the middle of epoch 1")
+    dead = str((rundir.read_json(run_dir / rundir.STATUS) or {})["host"])
+    down_s = 2 * _slurmd_timeout_s() + 60  # found within SlurmdTimeout plus a ping interval (a third of it)
+    try:
+        _node("kill", dead)
+        wait_for(lambda: _node_state(dead).startswith("down"), down_s, f"slurmctld to mark {dead} DOWN")
+        follow.join(timeout=600)
+        assert not follow.is_alive(), f"the follow loop did not end in 600 s:\n{out.getvalue()}"
+    finally:
+        _node("start", dead)  # start.sh: restarts its slurmd, waits until it is in service again
+    assert _node_state(dead) in {"idle", "mixed", "allocated"}
+    status = rundir.read_json(run_dir / rundir.STATUS) or {}
+    assert status["state"] == "completed", (status.get("error"), out.getvalue())
+    [lost, resumed] = status["attempts"]
+    assert (lost["failure"], lost["node"], lost["host"]) == ("node_fail", dead, dead), lost
+    assert resumed["job_id"] == lost["job_id"] and resumed["host"] != dead and not resumed.get("failure")
+    assert [e.state for e in slurmcli.earlier_ends(lost["job_id"])] == ["NODE_FAIL"]
+    assert "(1 submitted)" in out.getvalue()  # SLURM requeued it: never a second job for the run
+    assert [h["state"] for h in status["history"]].count("completed") == 1
+    assert _history(spec) == _history(reference)
+    found = rundir.read_json(run_dir / rundir.METRICS) or {}
+    assert found["test"] == expected["test"] and found["val"] == expected["val"]
+
+
+def _node(action: str, node: str) -> None:
+    """slurm/dev-cluster/node.sh kill|start NODE."""
+    script = REPO / "slurm" / "dev-cluster" / "node.sh"
+    result = subprocess.run(["bash", str(script), action, node], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"node.sh {action} {node}: {result.stderr}"
+
+
+def _node_state(node: str) -> str:
+    """The node's state as sinfo names it (idle, allocated, down*...)."""
+    result = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%T"], capture_output=True, text=True, check=False)
+    return result.stdout.strip()
+
+
+def _slurmd_timeout_s() -> int:
+    result = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True)
+    [value] = [
+        line.split("=", 1)[1].split()[0] for line in result.stdout.splitlines() if line.startswith("SlurmdTimeout")
+    ]
+    return int(value)
 
 
 def _resume_spec(tmp_path: Path, name: str, extra: str) -> SweepSpec:
