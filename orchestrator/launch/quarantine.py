@@ -1,7 +1,9 @@
 """Bad-node quarantine of one sweep: `<output_dir>/quarantine.json`.
 
 Every attempt that ended for the node's reasons (node failure, preflight failure, hang) is an event
-keyed by its job id, so recording the same attempt twice counts it once. A node with at least
+keyed by its job id, so recording the same attempt twice counts it once; one that SLURM started
+again in the same job (requeued after NODE_FAIL, or by the watchdog after a hang) is keyed `JOB#n`,
+its place among the run's attempts. A node with at least
 `retry.quarantine_after` events since the last clear is added to the `--exclude` of every later
 submission of the sweep. Written atomically (temp file, fsync, rename); read tolerantly: an
 unreadable file is a named problem and quarantines nothing.
@@ -10,12 +12,16 @@ unreadable file is a named problem and quarantines nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from orchestrator.launch.failures import Failure
 from orchestrator.sweep import bounded
 from trainers import rundir
+from trainers.contract import RunStatus
 
 FILE = "quarantine.json"
 
@@ -65,6 +71,22 @@ def record(root: Path, events: list[Event]) -> None:
     new = {e.job_id: vars(e) for e in events if e.job_id not in data["events"]}
     if new:
         rundir.write_json(root / FILE, {**data, "events": {**data["events"], **new}})
+
+
+def restarted(statuses: Iterable[RunStatus]) -> list[Event]:
+    """Attempts that ended for the node's reasons and were started again in the same job, as status.json
+    records them (the job's next start, or the watchdog, wrote the class): no launcher saw them end."""
+    infra = {f.value for f in Failure if f.infrastructure}
+    events = []
+    for status in statuses:
+        attempts = status.attempts
+        for index, (attempt, after) in enumerate(pairwise(attempts)):
+            if attempt.failure in infra and attempt.node and attempt.job_id and after.job_id == attempt.job_id:
+                at = attempt.at if attempt.at is not None else time.time()
+                events.append(
+                    Event(f"{attempt.job_id}#{index}", attempt.node, attempt.failure, attempt.reason or "", at)
+                )
+    return events
 
 
 def nodes(root: Path, threshold: int) -> list[Quarantined]:

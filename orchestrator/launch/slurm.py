@@ -121,7 +121,11 @@ class SlurmLauncher(Launcher):
             in_slurm = set(self.owned_elsewhere(root, dry_run=False))
             # Runs sent before come back only when they ended without completing: the retry policy
             # (start -> _plan_retries) decides whether, and with what, they run again.
-            todo = select(run_states.inspect(runs, root), False, in_slurm).todo
+            records = run_states.inspect(runs, root)
+            quarantine.record(
+                root, quarantine.restarted(r.status for r in records)
+            )  # node failures SLURM requeued in place
+            todo = select(records, False, in_slurm).todo
             if todo:
                 if snapshot:
                     root.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 Injected through ORCH_FAULT_INJECT (trainers/runtime/faults.py), which the jobs inherit from this process's
 environment: node2 fails every preflight; one run raises a CUDA out-of-memory error at its second
 micro-batch (once); one run raises a user error. `submit --follow` (the launcher's follow loop)
-retries by class until nothing is left. No mocks: sbatch, squeue, sacct and the trainer are real.
+retries by class until nothing is left. A trainer stopped with SIGSTOP meets the hang watchdog, and
+the node running a job dies (slurm/dev-cluster/node.sh kill), after which the node is brought back.
+No mocks: sbatch, squeue, sacct and the trainer are real.
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
     the trainer): slurmctld marks it DOWN and the job NODE_FAIL, and requeues it (JobRequeue=1); the job
     starts again on the other node, records the lost attempt as a node failure there, resumes from its
     last mid-epoch checkpoint and ends like the uninterrupted run. `submit --follow` submits nothing
-    twice. The node is brought back (and waited for) whatever happens, for the tests after this one."""
+    twice and counts the failure against the node (quarantine). The node is brought back (and waited
+    for) whatever happens, for the tests after this one."""
     reference = _resume_spec(tmp_path, "reference", extra="")
     assert launch.submit(reference, plan(reference), "local").failed == []
     expected = rundir.read_json(_resume_dir(reference) / rundir.METRICS) or {}
@@ -139,6 +142,10 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
     assert (lost["failure"], lost["node"], lost["host"]) == ("node_fail", dead, dead), lost
     assert resumed["job_id"] == lost["job_id"] and resumed["host"] != dead and not resumed.get("failure")
     assert [e.state for e in slurmcli.earlier_ends(lost["job_id"])] == ["NODE_FAIL"]
+    # The follow loop counted it against the node (quarantine_after 1 would exclude it from then on).
+    current = sweep_status(plan(spec), spec.output_path, quarantine_after=1)
+    assert [(q.node, q.reasons) for q in current.quarantined] == [(dead, [f"node_fail: {lost['reason']}"])]
+    assert [(row.state, row.attempts) for row in current.runs] == [("completed", 2)]
     assert "(1 submitted)" in out.getvalue()  # SLURM requeued it: never a second job for the run
     assert [h["state"] for h in status["history"]].count("completed") == 1
     assert _history(spec) == _history(reference)

@@ -11,6 +11,7 @@ from orchestrator.launch import quarantine, retries, slurmcli
 from orchestrator.launch.failures import Failure, Verdict
 from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.site import SlurmConfig
+from trainers.contract import RunStatus
 
 POLICY = RetryPolicy()
 BASE = SlurmConfig(mem_gb=8, timeout_min=60, exclude="node9")
@@ -173,3 +174,31 @@ def test_the_dev_profile_turns_the_gpu_preflight_off_and_the_attempt_carries_it(
     spec = load_spec(repo / "sweeps" / "demo.yaml")
     assert policy_for(spec, str(repo / "slurm" / "profiles" / "dev.yaml")).preflight_gpus is False
     assert policy_for(spec).preflight_gpus is True
+
+
+def test_node_failures_requeued_in_the_same_job_are_quarantine_events(tmp_path: Path) -> None:
+    """SLURM requeued job 8_0 after its node died, the watchdog requeued 9_0 after a hang: no launcher saw
+    those attempts end, status.json has them; the attempt still running and a run's own errors are not."""
+    lost = {
+        "job_id": "8_0",
+        "host": "node1",
+        "at": 50.0,
+        "failure": "node_fail",
+        "node": "node1",
+        "reason": "NODE_FAIL",
+    }
+    hung = {"job_id": "9_0", "failure": "hang", "node": "node2", "reason": "no progress for 301 s", "at": 60.0}
+    statuses = [
+        RunStatus(attempts=[lost, {"job_id": "8_0", "host": "node2"}]),
+        RunStatus(attempts=[hung, {"job_id": "9_0"}, {"job_id": "9_0", "failure": "hang", "node": "node2"}]),
+        RunStatus(attempts=[{"job_id": "7_0", "failure": "oom", "node": "node1"}, {"job_id": "7_0"}]),
+        RunStatus(attempts=[{"job_id": "6_0", "failure": "node_fail", "node": "node1"}, {"job_id": "10_0"}]),
+    ]
+    events = quarantine.restarted(statuses)
+    assert [(e.job_id, e.node, e.failure, e.at) for e in events] == [
+        ("8_0#0", "node1", "node_fail", 50.0),
+        ("9_0#0", "node2", "hang", 60.0),
+    ]
+    quarantine.record(tmp_path, events)
+    quarantine.record(tmp_path, quarantine.restarted(statuses))  # seen again at the next poll: counted once
+    assert [(q.node, q.failures) for q in quarantine.nodes(tmp_path, threshold=1)] == [("node1", 1), ("node2", 1)]

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.launch import job
 from orchestrator.launch import slurm as slurm_launch
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.store import run_states
 from orchestrator.sweep import site
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
+from trainers import rundir
+from trainers.rundir import State
 
 
 def test_expand_job_id() -> None:
@@ -90,3 +93,37 @@ def test_multi_node_cells_get_their_own_array_with_one_task_per_gpu(
     header = slurm.sbatch_header(tmp_path, slurm.executor_parameters(multi, "orch-tiny"), len(vit_runs))
     for line in ("--nodes=2", "--ntasks-per-node=4", "--gpus-per-node=4", "--array=0-5"):
         assert f"#SBATCH {line}" in header, line
+
+
+@pytest.mark.parametrize(
+    ("restarts", "earlier", "lost"),
+    [
+        (1, "55_0|NODE_FAIL|0:0|node1", {"failure": "node_fail", "node": "node1"}),
+        (2, "55_0|REQUEUED|0:0|node1\n55_0|NODE_FAIL|0:0|node[1-2]", {"failure": "node_fail", "node": "node1"}),
+        (1, "55_0|REQUEUED|0:0|node1", None),  # submitit's requeue (time limit, preemption): the same attempt
+        (0, "55_0|NODE_FAIL|0:0|node1", None),  # a first start has no earlier one (sacct is not asked)
+    ],
+)
+def test_a_job_started_again_after_its_node_died_records_the_lost_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restarts: int, earlier: str, lost: dict[str, str] | None
+) -> None:
+    """SLURM requeues a job whose node failed (JobRequeue=1): the same job starts again elsewhere. The
+    attempt that died with its node recorded nothing; sacct --duplicates says how it ended."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_sacct = bin_dir / "sacct"
+    fake_sacct.write_text(f"#!/bin/sh\nprintf '%s\\n' '{earlier}' '55_0|RUNNING|0:0|node2'\n")
+    fake_sacct.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", str(restarts))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rundir.update_status(run_dir, State.RUNNING, host="node1", attempts=[{"job_id": "55_0", "host": "node1"}])
+    train = job.TrainJob(run_dir, {}, {}, attempt={"resources": {"mem_gb": 4}})
+    attempts = train._attempts({"host": "node2", "slurm_array_job_id": "55", "slurm_array_task_id": "0"})
+    if lost is None:
+        assert attempts == [{"job_id": "55_0", "host": "node1"}]
+        return
+    first, again = attempts
+    assert first == {"job_id": "55_0", "host": "node1", **lost, "reason": "NODE_FAIL on node1: requeued by SLURM"}
+    assert again["job_id"] == "55_0" and again["host"] == "node2" and again["resources"] == {"mem_gb": 4}
