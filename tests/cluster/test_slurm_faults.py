@@ -27,7 +27,7 @@ from test_slurm_resume import _mid_epoch_1
 from orchestrator import launch, store
 from orchestrator.launch import slurmcli
 from orchestrator.launch.status import sweep_status
-from orchestrator.sweep.plan import plan
+from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
 from trainers.runtime import faults
@@ -48,12 +48,7 @@ def test_preflight_oom_and_user_error_each_handled_by_class(tmp_path: Path, monk
     monkeypatch.setenv(faults.ENV, f"preflight_fail@node2,oom@{oom.run_id}:1,user_error@{broken.run_id}:0")
     out = io.StringIO()
     chosen = launch.launcher(spec, "slurm", Console(file=out, width=200), PROFILE)
-    follow = threading.Thread(target=chosen.follow, args=(runs, 2.0), daemon=True)
-    follow.start()
-    follow.join(timeout=600)
-    if follow.is_alive():
-        slurmcli.cancel(store.read_manifest(spec.output_path)["arrays"])
-        pytest.fail(f"the follow loop did not end in 600 s:\n{out.getvalue()}")
+    _until_followed(_follow(chosen, runs), spec, out)
     current = sweep_status(runs, spec.output_path, spec.retry.quarantine_after)
     rows = {row.run.run_id: row for row in current.runs}
     status = {
@@ -123,16 +118,14 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
     run_dir = _resume_dir(spec)
     out = io.StringIO()
     chosen = launch.launcher(spec, "slurm", Console(file=out, width=200), PROFILE)
-    follow = threading.Thread(target=chosen.follow, args=(plan(spec), 2.0), daemon=True)
-    follow.start()
+    follow = _follow(chosen, plan(spec))
     wait_for(lambda: _mid_epoch_1(run_dir), 600, "training in the middle of epoch 1")
     dead = str((rundir.read_json(run_dir / rundir.STATUS) or {})["host"])
     down_s = 2 * _slurmd_timeout_s() + 60  # found within SlurmdTimeout plus a ping interval (a third of it)
     try:
         _node("kill", dead)
         wait_for(lambda: _node_state(dead).startswith("down"), down_s, f"slurmctld to mark {dead} DOWN")
-        follow.join(timeout=600)
-        assert not follow.is_alive(), f"the follow loop did not end in 600 s:\n{out.getvalue()}"
+        _until_followed(follow, spec, out)
     finally:
         _node("start", dead)  # start.sh: restarts its slurmd, waits until it is in service again
     assert _node_state(dead) in {"idle", "mixed", "allocated"}
@@ -151,6 +144,22 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
     assert _history(spec) == _history(reference)
     found = rundir.read_json(run_dir / rundir.METRICS) or {}
     assert found["test"] == expected["test"] and found["val"] == expected["val"]
+
+
+def _follow(chosen: launch.Launcher, runs: list[RunSpec]) -> threading.Thread:
+    """`submit --follow`'s loop (polling every 2 s), in a thread."""
+    follow = threading.Thread(target=chosen.follow, args=(runs, 2.0), daemon=True)
+    follow.start()
+    return follow
+
+
+def _until_followed(follow: threading.Thread, spec: SweepSpec, out: io.StringIO) -> None:
+    """Wait for the follow loop to end (nothing left to submit, nothing in SLURM); after 600 s, cancel
+    the sweep's jobs and fail with what it printed."""
+    follow.join(timeout=600)
+    if follow.is_alive():
+        slurmcli.cancel(store.read_manifest(spec.output_path)["arrays"])
+        pytest.fail(f"the follow loop did not end in 600 s:\n{out.getvalue()}")
 
 
 def _node(action: str, node: str) -> None:
