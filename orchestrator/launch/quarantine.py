@@ -3,10 +3,10 @@
 Every attempt that ended for the node's reasons (node failure, preflight failure, hang) is an event
 keyed by its job id, so recording the same attempt twice counts it once; one that SLURM started
 again in the same job (requeued after NODE_FAIL, or by the watchdog after a hang) is keyed `JOB#n`,
-its place among the run's attempts. A node with at least
-`retry.quarantine_after` events since the last clear is added to the `--exclude` of every later
-submission of the sweep. Written atomically (temp file, fsync, rename); read tolerantly: an
-unreadable file is a named problem and quarantines nothing.
+its place among the run's attempts. A node with at least `retry.quarantine_after` events since the
+last clear is added to the `--exclude` of every later submission of the sweep. Written atomically
+(temp file, fsync, rename); read tolerantly: an unreadable file is a named problem and quarantines
+nothing.
 """
 
 from __future__ import annotations

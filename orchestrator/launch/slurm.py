@@ -122,9 +122,8 @@ class SlurmLauncher(Launcher):
             # Runs sent before come back only when they ended without completing: the retry policy
             # (start -> _plan_retries) decides whether, and with what, they run again.
             records = run_states.inspect(runs, root)
-            quarantine.record(
-                root, quarantine.restarted(r.status for r in records)
-            )  # node failures SLURM requeued in place
+            # Node failures SLURM requeued in place never come back as todo: counted against the node here.
+            quarantine.record(root, quarantine.restarted(r.status for r in records))
             todo = select(records, False, in_slurm).todo
             if todo:
                 if snapshot:
