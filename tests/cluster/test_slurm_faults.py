@@ -128,7 +128,7 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
         _until_followed(follow, spec, out)
     finally:
         _node("start", dead)  # start.sh: restarts its slurmd, waits until it is in service again
-    assert _node_state(dead) in {"idle", "mixed", "allocated"}
+    assert _node_state(dead) in {"idle", "mixed", "allocated", "completing"}, _node_state(dead)
     status = rundir.read_json(run_dir / rundir.STATUS) or {}
     assert status["state"] == "completed", (status.get("error"), out.getvalue())
     [lost, resumed] = status["attempts"]
@@ -139,27 +139,43 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
     current = sweep_status(plan(spec), spec.output_path, quarantine_after=1)
     assert [(q.node, q.reasons) for q in current.quarantined] == [(dead, [f"node_fail: {lost['reason']}"])]
     assert [(row.state, row.attempts) for row in current.runs] == [("completed", 2)]
-    assert "(1 submitted)" in out.getvalue()  # SLURM requeued it: never a second job for the run
+    assert "(1 submitted)" in out.getvalue(), out.getvalue()  # SLURM requeued it: never a second job for the run
     assert [h["state"] for h in status["history"]].count("completed") == 1
     assert _history(spec) == _history(reference)
     found = rundir.read_json(run_dir / rundir.METRICS) or {}
     assert found["test"] == expected["test"] and found["val"] == expected["val"]
 
 
-def _follow(chosen: launch.Launcher, runs: list[RunSpec]) -> threading.Thread:
-    """`submit --follow`'s loop (polling every 2 s), in a thread."""
-    follow = threading.Thread(target=chosen.follow, args=(runs, 2.0), daemon=True)
+class _Follow(threading.Thread):
+    """`submit --follow`'s loop (polling every 2 s) in a thread, keeping what it raised."""
+
+    def __init__(self, chosen: launch.Launcher, runs: list[RunSpec]) -> None:
+        super().__init__(daemon=True)
+        self.loop, self.runs = chosen.follow, runs
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.loop(self.runs, 2.0)
+        except BaseException as exc:
+            self.error = exc
+
+
+def _follow(chosen: launch.Launcher, runs: list[RunSpec]) -> _Follow:
+    follow = _Follow(chosen, runs)
     follow.start()
     return follow
 
 
-def _until_followed(follow: threading.Thread, spec: SweepSpec, out: io.StringIO) -> None:
+def _until_followed(follow: _Follow, spec: SweepSpec, out: io.StringIO) -> None:
     """Wait for the follow loop to end (nothing left to submit, nothing in SLURM); after 600 s, cancel
-    the sweep's jobs and fail with what it printed."""
+    the sweep's jobs and fail with what it printed; an exception of the loop is raised here."""
     follow.join(timeout=600)
     if follow.is_alive():
         slurmcli.cancel(store.read_manifest(spec.output_path)["arrays"])
         pytest.fail(f"the follow loop did not end in 600 s:\n{out.getvalue()}")
+    if follow.error is not None:
+        raise AssertionError(f"the follow loop raised; it printed:\n{out.getvalue()}") from follow.error
 
 
 def _node(action: str, node: str) -> None:
