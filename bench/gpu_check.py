@@ -3,7 +3,7 @@
 For each backbone, each variant of bench/train_throughput.py (fp32, bf16, bf16 + channels_last,
 torch.compile, DeepSpeed ZeRO-2 and -3) trains on synthetic data (uint8 images already on the
 device: the step alone) and the best plain variant also on the real loader (digits resized to
---size px by the trainer's input pipeline). The trainer is trainers.loop.run (build_run +
+--size px by the trainer's input pipeline). The trainer is trainers.loop (build_parts +
 train_one_epoch, Accelerate and all); the bare loop is the same model (same builder, seed,
 optimizer, batch, precision, memory layout, compile) stepped by hand. DeepSpeed variants have no
 bare twin: their ratio is to the bare bf16 loop. Columns: images/s (median over the epochs after
@@ -46,21 +46,22 @@ def synthetic_loader(cfg: Any, accelerator: Any, steps: int) -> Any:
 
 
 def trainer_rate(cfg: Any, data: str, epochs: int) -> float:
-    """Median images/s of trainers.loop.run.train_one_epoch over the epochs after the first."""
-    from trainers.loop.run import Progress, build_run, release_accelerator, train_one_epoch
+    """Median images/s of trainers.loop.epoch.train_one_epoch over the epochs after the first."""
+    from trainers.loop.build import build_parts, release_accelerator
+    from trainers.loop.epoch import train_one_epoch
+    from trainers.loop.resume import Progress
 
     with tempfile.TemporaryDirectory() as folder:
-        run = build_run(cfg, Path(folder))
+        parts = build_parts(cfg, Path(folder))
         try:
             if data == "synthetic":
-                run.data.train = synthetic_loader(cfg, run.accelerator, cfg.max_steps_per_epoch)
+                parts.data.train = synthetic_loader(cfg, parts.accelerator, cfg.max_steps_per_epoch)
             rates = []
             for epoch in range(epochs):
-                seconds, images = run.train_s, run.train_images
-                train_one_epoch(run, epoch, Progress())
-                rates.append((run.train_images - images) / (run.train_s - seconds))
+                trained = train_one_epoch(parts, epoch, Progress())
+                rates.append(trained.images / trained.seconds)
         finally:
-            release_accelerator(run.accelerator)
+            release_accelerator(parts.accelerator)
     return statistics.median(rates[1:] or rates)
 
 

@@ -3,7 +3,7 @@
 The bare loop is what a person would write by hand for the fastest possible loop: the training
 split decoded and resized once into one uint8 tensor, a random permutation per epoch, batches
 indexed out of it and normalised as a batch, forward, cross-entropy, backward, optimizer step,
-no per-step synchronisation. The trainer (trainers.loop.run: build_run, then train_one_epoch per
+no per-step synchronisation. The trainer (trainers.loop: build_parts, then train_one_epoch per
 epoch) runs the same model (same builder, same seed), optimizer and batch size on the same split,
 with everything it does per step (Accelerate, its loader, loss bookkeeping). Both time only their
 training passes and skip the first epoch (warm-up); a round is one trainer run then one bare run,
@@ -91,17 +91,18 @@ def _minor_faults() -> float:
 
 def trainer_rates(cfg: TrainConfig) -> tuple[float, float, float]:
     """The trainer's images/s (wall, CPU) and page faults per epoch (train_one_epoch, epoch after epoch)."""
-    from trainers.loop.run import Progress, build_run, release_accelerator, train_one_epoch
+    from trainers.loop.build import build_parts, release_accelerator
+    from trainers.loop.epoch import train_one_epoch
+    from trainers.loop.resume import Progress
 
     clocks = Clocks()
     with tempfile.TemporaryDirectory() as folder:
-        run = build_run(cfg, Path(folder))
+        parts = build_parts(cfg, Path(folder))
         try:
             for epoch in range(cfg.epochs):
-                seen = run.train_images
-                clocks.time(lambda: (train_one_epoch(run, epoch, Progress()), run.train_images - seen)[1])  # noqa: B023
+                clocks.time(lambda: train_one_epoch(parts, epoch, Progress()).images)  # noqa: B023
         finally:
-            release_accelerator(run.accelerator)
+            release_accelerator(parts.accelerator)
     return clocks.medians()
 
 

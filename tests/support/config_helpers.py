@@ -10,7 +10,10 @@ import pytest
 
 import trainers
 from trainers.config import TrainConfig
-from trainers.loop import run as train
+from trainers.loop import run as run_module
+from trainers.loop.build import Parts
+from trainers.loop.epoch import LoopState
+from trainers.loop.resume import MidEpoch
 
 # The dev cluster's profile (slurm/dev-cluster/), for tests that submit to it.
 DEV_PROFILE = str(Path(__file__).resolve().parents[2] / "slurm" / "profiles" / "dev.yaml")
@@ -69,13 +72,13 @@ def run_killed_after_first_epoch(
     cfg: TrainConfig, run_dir: Path, monkeypatch: pytest.MonkeyPatch, metadata: dict[str, Any] | None = None
 ) -> None:
     """Train `cfg` into `run_dir` and die right after epoch 1 is saved, as a killed job would."""
-    original = train.run_epoch
+    original = run_module.run_epoch
 
-    def die(run: train.Run, epoch: int, progress: train.Progress) -> None:
-        original(run, epoch, progress)
+    def die(parts: Parts, epoch: int, state: LoopState, mid: MidEpoch | None = None) -> LoopState:
+        original(parts, epoch, state, mid)
         raise Killed
 
     with monkeypatch.context() as patch:
-        patch.setattr(train, "run_epoch", die)
+        patch.setattr(run_module, "run_epoch", die)
         with pytest.raises(Killed):
             trainers.run(cfg, run_dir, metadata)

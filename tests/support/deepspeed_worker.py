@@ -24,17 +24,19 @@ from typing import Any
 import trainers.loop.run
 import trainers.runtime.distributed
 from trainers.config import TrainConfig
+from trainers.loop.build import Parts
+from trainers.loop.resume import Progress
 from trainers.runtime.preemption import Preempted, StopRequest
 
 final_metrics = trainers.loop.run.final_metrics
 seen: dict[str, Any] = {}
 
 
-def record_partitioning(run: trainers.loop.run.Run, progress: trainers.loop.run.Progress) -> dict[str, Any]:
-    params = list(run.accelerator.unwrap_model(run.model).parameters())
+def record_partitioning(parts: Parts, progress: Progress) -> dict[str, Any]:
+    params = list(parts.accelerator.unwrap_model(parts.model).parameters())
     seen["local_numel"] = sum(p.numel() for p in params)  # 0 when every parameter is partitioned
     seen["full_numel"] = sum(getattr(p, "ds_numel", p.numel()) for p in params)
-    return final_metrics(run, progress)
+    return final_metrics(parts, progress)
 
 
 class StopAt(StopRequest):
@@ -60,8 +62,12 @@ def main(
     cfg = TrainConfig.model_validate(
         {
             "model": {"backbone": backbone},
-            "data": {"image_size_px": 32, "batch_size": 32, "num_workers": 0,
-                     "dataset": {"name": "digits", "max_samples": 240}},
+            "data": {
+                "image_size_px": 32,
+                "batch_size": 32,
+                "num_workers": 0,
+                "dataset": {"name": "digits", "max_samples": 240},
+            },
             "optim": {"name": "adam", "lr": 1e-3},
             "epochs": epochs,
             "precision": precision,
@@ -69,7 +75,7 @@ def main(
             "early_stopping": {"metric": "val_top1", "mode": "min"},
             "distributed": distributed,
         }
-    )  # fmt: skip
+    )
     request = None if stop == "-" else StopAt(*(int(part) for part in stop.split(":")))
     try:
         trainers.loop.run.run_training(cfg, run_dir, stop=request)

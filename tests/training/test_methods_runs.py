@@ -25,7 +25,9 @@ from trainers.config import TrainConfig
 from trainers.data.loaders import Transformed
 from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
-from trainers.loop import run as train
+from trainers.loop.build import Parts, build_parts, release_accelerator
+from trainers.loop.epoch import train_one_epoch
+from trainers.loop.resume import Progress
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible")
 
@@ -36,13 +38,13 @@ def config(**fields: Any) -> TrainConfig:
 
 
 @contextmanager
-def built(cfg: TrainConfig, run_dir: Path) -> Iterator[train.Run]:
+def built(cfg: TrainConfig, run_dir: Path) -> Iterator[Parts]:
     """A prepared run (no epoch trained yet); Accelerate's state released afterwards."""
-    run = train.build_run(cfg, run_dir)
+    parts = build_parts(cfg, run_dir)
     try:
-        yield run
+        yield parts
     finally:
-        train.release_accelerator(run.accelerator)
+        release_accelerator(parts.accelerator)
 
 
 def pretrained(tmp_path: Path, backbone: str = "test_resnet", num_classes: int = 1000, seed: int = 1) -> str:
@@ -61,7 +63,7 @@ def one_epoch(cfg: TrainConfig, run_dir: Path) -> tuple[dict[str, torch.Tensor],
     with built(cfg, run_dir) as run:
         net = run.accelerator.unwrap_model(run.model)
         before = snapshot(net)
-        train.train_one_epoch(run, 0, train.Progress())
+        train_one_epoch(run, 0, Progress())
         return before, snapshot(net)
 
 

@@ -16,7 +16,7 @@ import trainers
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.loop import checkpoint
-from trainers.loop import run as train
+from trainers.loop.build import build_parts, release_accelerator
 from trainers.loop.optim import WarmupCosine
 from trainers.runtime import distributed
 
@@ -116,13 +116,13 @@ def test_runs_in_one_process_may_change_precision(tmp_path: Path) -> None:
 def test_channels_last_lays_out_weights_nhwc_and_trains_the_same(tmp_path: Path) -> None:
     cfg = _config(epochs=1, max_steps_per_epoch=4, **{"data.dataset": {"name": "digits", "max_samples": 300}})
     nhwc = cfg.model_copy(update={"channels_last": True})
-    run = train.build_run(nhwc, tmp_path / "probe")
+    parts = build_parts(nhwc, tmp_path / "probe")
     try:
-        convs = [p for p in run.model.parameters() if p.dim() == 4]
+        convs = [p for p in parts.model.parameters() if p.dim() == 4]
         assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
         assert not all(p.is_contiguous() for p in convs)  # really NHWC, not a 1x1 case that is both
     finally:
-        train.release_accelerator(run.accelerator)
+        release_accelerator(parts.accelerator)
     plain, last = trainers.run(cfg, tmp_path / "nchw"), trainers.run(nhwc, tmp_path / "nhwc")
     assert last["test"]["loss"] == pytest.approx(plain["test"]["loss"], rel=1e-3)  # same math, other kernels
 

@@ -1,0 +1,154 @@
+"""What survives an interruption, and the saves and stops that make it survive.
+
+`Progress` is saved as trainer_state.json in checkpoints/last at each epoch end and, mid-epoch, at
+an optimizer-step boundary when a stop is requested (USR2) or `checkpoint_every_min` passed, with
+each rank's running loss totals (`MidEpoch`). `resume` reads them back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from trainers.loop import checkpoint
+from trainers.loop.build import Parts, beat
+from trainers.loop.early_stopping import Selection
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress:
+    """Where the run stands between epochs (saved as trainer_state.json in checkpoints/last)."""
+
+    epochs_done: int = 0
+    best_epoch: int | None = None
+    best_value: float | None = None
+    epochs_since_best: int = 0
+    stopped_early: bool = False
+    step_in_epoch: int = 0
+    """Micro-batches of epoch `epochs_done` already trained (a mid-epoch checkpoint; 0 at epoch ends)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Progress:
+        """From trainer_state.json, including the v1 form (best_val_top1, no stopping state)."""
+        state = dict(state)
+        if "best_val_top1" in state:
+            state.setdefault("best_value", state.pop("best_val_top1"))
+        return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
+
+    def after_epoch(self, epoch: int, value: float, selection: Selection) -> Progress:
+        """The progress once epoch `epoch` (0-based) validated at `value` of the selection metric."""
+        done = dataclasses.replace(self, epochs_done=epoch + 1, step_in_epoch=0)
+        if selection.improved(value, self.best_value):
+            best = None if math.isnan(value) else value
+            return dataclasses.replace(done, best_epoch=epoch + 1, best_value=best, epochs_since_best=0)
+        since = self.epochs_since_best + 1
+        patience = selection.patience
+        return dataclasses.replace(
+            done, epochs_since_best=since, stopped_early=patience is not None and since >= patience
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MidEpoch:
+    """This rank's loop state of a mid-epoch checkpoint, for the epoch that resumes there."""
+
+    totals: torch.Tensor
+    """The epoch's running sums so far (epoch._epoch_totals)."""
+    rng: dict[str, Any]
+    """The RNG states saved at the boundary (restored at the first micro-batch after it)."""
+
+
+def resume(parts: Parts) -> tuple[Progress, MidEpoch | None]:
+    """Load checkpoints/last when it exists: the progress to continue from and, when it was saved
+    mid-epoch, this rank's loop state for that epoch."""
+    folder = checkpoint.find_complete(parts.ckpt_dir, checkpoint.LAST)
+    if folder is None:
+        return Progress(), None
+    accelerator = parts.accelerator
+    if checkpoint.is_weights_only(folder):
+        # A completed run, trimmed by `cleanup.drop_optimizer_state`, that is run again (its status or
+        # metrics were lost): without optimizer and RNG state the only faithful rerun is from the start.
+        accelerator.print(f"{folder} holds model weights only (a completed run's cleanup): training from the start")
+        return Progress(), None
+    accelerator.load_state(str(folder))  # also every rank's RNG state
+    progress = Progress.from_dict(checkpoint.read_state(folder))
+    mid = None
+    if progress.step_in_epoch > 0:
+        rank_state = checkpoint.read_rank_state(folder, accelerator.process_index)
+        if rank_state is None:
+            raise FileNotFoundError(f"{folder} is a mid-epoch checkpoint without this rank's loop state")
+        mid = MidEpoch(totals=rank_state["totals"], rng=rng_states())
+    where = f"the end of epoch {progress.epochs_done}"
+    if progress.step_in_epoch:
+        where = f"epoch {progress.epochs_done + 1} micro-batch {progress.step_in_epoch}"
+    accelerator.print(f"resumed from {folder} at {where}")
+    return progress, mid
+
+
+def rng_states() -> dict[str, Any]:
+    """This process's RNG states (Python, numpy, torch CPU and CUDA)."""
+    states: dict[str, Any] = {"python": random.getstate(), "numpy": np.random.get_state()}
+    states["torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Restore what `rng_states` captured."""
+    random.setstate(states["python"])
+    np.random.set_state(states["numpy"])
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_last(parts: Parts, progress: Progress, totals: torch.Tensor | None = None) -> None:
+    """checkpoints/last with the progress and, mid-epoch, this rank's running loss totals (collective)."""
+    beat(parts, "checkpoint")
+    rank_state = None if totals is None else {"totals": totals.detach().cpu()}
+    checkpoint.save_last(parts.accelerator, parts.ckpt_dir, progress.as_dict(), rank_state)
+    parts.stop.saved()
+
+
+def save_best(parts: Parts, epoch: int, value: float | None) -> None:
+    """Save the model as `best`, with what eval/predict need to rebuild it (config, task)."""
+    beat(parts, "checkpoint")
+    state = {
+        "epoch": epoch,
+        "metric": parts.selection.metric,
+        "value": value,
+        "task": parts.task.as_dict(),
+        "config": parts.cfg.model_dump(mode="json"),
+    }
+    checkpoint.save_best(parts.accelerator, parts.model, parts.ckpt_dir, state)
+
+
+def stop_decision(parts: Parts, epoch: int, done: int) -> tuple[bool, bool]:
+    """(save, stop) at a step boundary, agreed by all ranks (any rank's signal counts)."""
+    save, stop = parts.stop.poll(epoch, done)
+    if parts.accelerator.num_processes > 1:
+        flags = torch.tensor([float(save), float(stop)], device=parts.accelerator.device)
+        save, stop = (bool(flag > 0) for flag in parts.accelerator.reduce(flags, reduction="sum").tolist())
+    return save, stop
+
+
+def stop_after_epoch(parts: Parts, progress: Progress) -> None:
+    """A stop requested during validation or the epoch-end save: hand over now that `last`
+    is saved (not after the final epoch: the run is about to finish anyway)."""
+    if progress.epochs_done >= parts.cfg.epochs or progress.stopped_early:
+        return
+    _, stop = stop_decision(parts, progress.epochs_done, 0)
+    if stop:
+        parts.accelerator.print(f"stopping on request after epoch {progress.epochs_done} (state saved)")
+        parts.stop.hand_over(f"the end of epoch {progress.epochs_done}")
