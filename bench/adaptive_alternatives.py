@@ -31,8 +31,9 @@ CHI_QUANTILES = np.sqrt(sp.chi2.ppf((np.arange(16) + 0.5) / 16, 11) / 11)
 """The 12-seed sample sd over the true sd (chi with 11 df), at 16 quantiles."""
 
 
-def yardstick(case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]) -> tuple[
-    float, float, float]:  # fmt: skip
+def yardstick(
+    case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]
+) -> tuple[float, float, float]:
     """(mean cost, share of tables with the table's decisions, share with any row declared + or -) of the
     yardstick that knows `know`: 'delta' (each row's true delta), 'mix' (the scenario's deltas, equally likely)
     or 'flat' (nothing)."""
@@ -43,8 +44,9 @@ def yardstick(case: Any, miss: float, know: str, seeds: tuple[int, ...], effects
     return float(cost.mean()), float(same.mean()), float((decided != "0").any(axis=1).mean())
 
 
-def _yardstick(case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]) -> tuple[
-    np.ndarray, np.ndarray]:  # fmt: skip
+def _yardstick(
+    case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """(seeds per row, decision per row) of `yardstick`."""
     n_max, sd = seeds[-1], case.noise * math.sqrt(2.0)
     tables, rows = case.effects.shape
@@ -91,11 +93,14 @@ def _curtailed_levels(seeds: tuple[int, ...], level: float, share: float, gamma:
     excluding 0 at the last look (the default's last boundary) is gamma; last look calibrated."""
     base = boundaries.nominal_levels(seeds, level, share)
     total, last = seeds[-1], float(sp.t.isf(base[-1] / 2.0, seeds[-1] - 1))
-    interim = np.array([
-        math.sqrt(n) * (last * math.sqrt(total) - sp.t.isf(gamma, n - 1) * (total - n) * math.sqrt(
-            1.0 / (total - n) + 1.0 / n)) / total
-        for n in seeds[:-1]
-    ])  # fmt: skip
+    interim = np.array(
+        [
+            math.sqrt(n)
+            * (last * math.sqrt(total) - sp.t.isf(gamma, n - 1) * (total - n) * math.sqrt(1.0 / (total - n) + 1.0 / n))
+            / total
+            for n in seeds[:-1]
+        ]
+    )
     final = _calibrated_last(boundaries.null_t(seeds), interim, level)
     levels = 2.0 * sp.t.sf(np.append(interim, final), np.array(seeds) - 1)
     return tuple(float(v) for v in levels)
@@ -183,7 +188,8 @@ def pooled_replay(diffs: np.ndarray, design: Design) -> tuple[np.ndarray, np.nda
             scale = pooled * math.sqrt(1.0 / rest + 1.0 / n)
             with np.errstate(divide="ignore", invalid="ignore"):
                 power = sp.t.sf(((reach - n * mean) / rest - mean) / scale, df) + sp.t.cdf(
-                    ((-reach - n * mean) / rest - mean) / scale, df)  # fmt: skip
+                    ((-reach - n * mean) / rest - mean) / scale, df
+                )
             open_ &= np.nan_to_num(power, nan=0.0) >= design.futility
         state["open"], state["rejected"] = open_, rejected
         return open_

@@ -142,15 +142,19 @@ def null_tables(nulls: dict[str, np.ndarray]) -> None:
     print(f"(a) {tables:,} null tables, {ROWS} rows, looks at {list(SEEDS)} seeds")
     single = {k: d[:, :1] for k, d in nulls.items()}
     rates = fwer(single, Design(SEEDS, RULES[0], 1))
-    print(f"    {'single delta (family of 1), ' + RULES[0].describe():55s} futility {sequential.FUTILITY:<4}: "
-          f"false positives {'; '.join(f'{k} {v:.2%}' for k, v in rates.items())}")  # fmt: skip
+    print(
+        f"    {'single delta (family of 1), ' + RULES[0].describe():55s} futility {sequential.FUTILITY:<4}: "
+        f"false positives {'; '.join(f'{k} {v:.2%}' for k, v in rates.items())}"
+    )
     for rule in RULES:
         for futility in (sequential.FUTILITY, 0.0):
             rates = fwer(nulls, Design(SEEDS, rule, ROWS, futility=futility))
             verdict = "met" if max(rates.values()) <= GOAL_FWER else "NOT met"
             shown = "; ".join(f"{k} {v:.2%}" for k, v in rates.items())
-            print(f"    {rule.describe():55s} futility {futility:<4}: family-wise false positives {shown}  "
-                  f"goal <= {GOAL_FWER:.0%}: {verdict}")  # fmt: skip
+            print(
+                f"    {rule.describe():55s} futility {futility:<4}: family-wise false positives {shown}  "
+                f"goal <= {GOAL_FWER:.0%}: {verdict}"
+            )
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,11 @@ def compare(cases: list[Case], design: Design, show: str = "") -> tuple[float, f
         same_t.append((out.decisions == case.ttest).all(axis=1))
         if show:
             rows = (out.decisions == case.table).mean()
-            print(f"    {show:55s} noise {case.noise:.1f}: cost {costs[-1].mean():6.1%}, same decisions "
-                  f"{same[-1].mean():6.1%} of tables ({rows:.1%} of rows); "
-                  f"t-test variant {same_t[-1].mean():6.1%}")  # fmt: skip
+            print(
+                f"    {show:55s} noise {case.noise:.1f}: cost {costs[-1].mean():6.1%}, same decisions "
+                f"{same[-1].mean():6.1%} of tables ({rows:.1%} of rows); "
+                f"t-test variant {same_t[-1].mean():6.1%}"
+            )
     return tuple(float(np.concatenate(v).mean()) for v in (costs, same, same_t))  # type: ignore[return-value]
 
 
@@ -203,14 +209,18 @@ def effect_tables(cases: list[Case]) -> None:
     """(b): seeds used against the fixed grid, agreement of decisions, where the seeds go, yardsticks."""
     tables = sum(len(c.diffs) for c in cases)
     print(f"\n(b) {tables:,} tables with effects {list(EFFECTS_PT)} pt, noise {list(NOISE_PT)} pt")
-    print(f"    the table's decisions computed here equal orchestrator's (stats.paired, stats.holm) on 25 tables: "
-          f"{check_like_with_like(cases[1].diffs)}")  # fmt: skip
+    print(
+        f"    the table's decisions computed here equal orchestrator's (stats.paired, stats.holm) on 25 tables: "
+        f"{check_like_with_like(cases[1].diffs)}"
+    )
     for rule in RULES:
         design = Design(SEEDS, rule, ROWS)
         cost, agree, agree_t = compare(cases, design, show=rule.describe())
         verdict = "met" if cost <= GOAL_COST and agree >= GOAL_AGREE else "NOT met"
-        print(f"    {'':55s} all:       cost {cost:6.1%} (goal <= {GOAL_COST:.0%}), same decisions {agree:6.1%} "
-              f"(goal >= {GOAL_AGREE:.0%}): {verdict}; t-test variant {agree_t:.1%}")  # fmt: skip
+        print(
+            f"    {'':55s} all:       cost {cost:6.1%} (goal <= {GOAL_COST:.0%}), same decisions {agree:6.1%} "
+            f"(goal >= {GOAL_AGREE:.0%}): {verdict}; t-test variant {agree_t:.1%}"
+        )
     print("    where the seeds go (default rule, excludes 0): mean paired seeds per row by true delta (pt)")
     print("      noise  " + "".join(f"{e:>6g}" for e in EFFECTS_PT) + "   baseline at max")
     for case in cases:
@@ -253,26 +263,35 @@ def trade_off(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
         if max(rates.values()) <= GOAL_FWER and agree >= GOAL_AGREE and (best is None or cost < best[0]):
             best = (cost, label)
         mark = "*" if (share, futility) == (sequential.FINAL_SHARE, sequential.FUTILITY) else " "
-        print(f"   {mark}{share:<11} {futility:<8}  {rates['normal']:6.2%}, {rates['t(4)']:6.2%}"
-              f"                {cost:6.1%}  {agree:6.1%}          {agree_t:6.1%}")  # fmt: skip
+        print(
+            f"   {mark}{share:<11} {futility:<8}  {rates['normal']:6.2%}, {rates['t(4)']:6.2%}"
+            f"                {cost:6.1%}  {agree:6.1%}          {agree_t:6.1%}"
+        )
     for futility in (0.0, sequential.FUTILITY):
         design = ObrienFleming(SEEDS, RULES[0], ROWS, futility=futility)
         rates = fwer(nulls, design)
         cost, agree, agree_t = compare(cases, design)
         last = design.critical(len(SEEDS) - 1)
-        print(f"    O'Brien-Fleming-type spending, futility {futility}: false positives {rates['normal']:.2%}, "
-              f"{rates['t(4)']:.2%}; cost {cost:.1%}, same decisions {agree:.1%}, t-test variant {agree_t:.1%} "
-              f"(last t-boundary at alpha/4 {last:.2f}, default {Design(SEEDS, RULES[0], ROWS).critical(5):.2f}, "
-              f"fixed test {sp.t.isf(0.05 / ROWS / 2, SEEDS[-1] - 1):.2f})")  # fmt: skip
+        print(
+            f"    O'Brien-Fleming-type spending, futility {futility}: false positives {rates['normal']:.2%}, "
+            f"{rates['t(4)']:.2%}; cost {cost:.1%}, same decisions {agree:.1%}, t-test variant {agree_t:.1%} "
+            f"(last t-boundary at alpha/4 {last:.2f}, default {Design(SEEDS, RULES[0], ROWS).critical(5):.2f}, "
+            f"fixed test {sp.t.isf(0.05 / ROWS / 2, SEEDS[-1] - 1):.2f})"
+        )
     if best is not None:
         verdict = "met" if best[0] <= GOAL_COST else "NOT met"
-        print(f"    cheapest with false positives <= {GOAL_FWER:.0%} and same decisions >= {GOAL_AGREE:.0%}: "
-              f"{best[1]} (cost {best[0]:.1%}; goal <= {GOAL_COST:.0%}: {verdict})")  # fmt: skip
+        print(
+            f"    cheapest with false positives <= {GOAL_FWER:.0%} and same decisions >= {GOAL_AGREE:.0%}: "
+            f"{best[1]} (cost {best[0]:.1%}; goal <= {GOAL_COST:.0%}: {verdict})"
+        )
 
 
 MISSES = (0.005, 0.01, 0.02, 0.03, 0.04, 0.05)
-KNOWS = {"delta": "every row's true delta and the sd", "mix": "the sd and the scenario's mix of deltas",
-         "flat": "the sd only (flat prior on the delta)"}  # fmt: skip
+KNOWS = {
+    "delta": "every row's true delta and the sd",
+    "mix": "the sd and the scenario's mix of deltas",
+    "flat": "the sd only (flat prior on the delta)",
+}
 
 
 def lower_bounds(cases: list[Case], nulls: dict[str, np.ndarray]) -> None:
@@ -318,8 +337,10 @@ def rules_tried(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
         agree = np.concatenate([(d == c.table).all(axis=1) for (_, d), c in zip(outs, cases, strict=True)]).mean()
         met = max(rates) <= GOAL_FWER and cost <= GOAL_COST and agree >= GOAL_AGREE
         spent = " (its interim looks alone spend more than alpha)" if design.nominal(len(SEEDS) - 1) == 0 else ""
-        print(f"    {label:50s} {', '.join(f'{r:.2%}' for r in rates)}; cost {cost:.1%}, same decisions {agree:.1%}: "
-              f"{'met' if met else 'NOT met'}{spent}")  # fmt: skip
+        print(
+            f"    {label:50s} {', '.join(f'{r:.2%}' for r in rates)}; cost {cost:.1%}, same decisions {agree:.1%}: "
+            f"{'met' if met else 'NOT met'}{spent}"
+        )
 
 
 def unequal_noise(tables: int) -> np.ndarray:
@@ -361,9 +382,11 @@ def replay_grid(rng: np.random.Generator, orders: int) -> None:
         used = ", ".join(f"{n}" for n in recorded.used[0])
         same = (recorded.decisions[0] == full_decisions).mean()
         many = adaptive(shuffled, design)
-        print(f"    {rule.describe():55s} recorded order: seeds per row {used}, cost {recorded.seeds[0] / full:.1%}, "
-              f"same decisions {same:.0%} of rows; {orders} shuffled orders: cost {many.seeds.mean() / full:.1%}, "
-              f"same decisions in {(many.decisions == full_decisions).all(axis=1).mean():.1%}")  # fmt: skip
+        print(
+            f"    {rule.describe():55s} recorded order: seeds per row {used}, cost {recorded.seeds[0] / full:.1%}, "
+            f"same decisions {same:.0%} of rows; {orders} shuffled orders: cost {many.seeds.mean() / full:.1%}, "
+            f"same decisions in {(many.decisions == full_decisions).all(axis=1).mean():.1%}"
+        )
 
 
 def main() -> None:

@@ -160,8 +160,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     cfg = cell(args)
     images, labels, task = uint8_split(cfg)
-    print(f"cell: {args.backbone} {args.size}px digits, batch {args.batch}, {len(images)} train images, "
-          f"{args.epochs} epochs ({args.epochs - 1} timed), {torch.get_num_threads()} torch threads")  # fmt: skip
+    print(
+        f"cell: {args.backbone} {args.size}px digits, batch {args.batch}, {len(images)} train images, "
+        f"{args.epochs} epochs ({args.epochs - 1} timed), {torch.get_num_threads()} torch threads"
+    )
     # Before any trainer run: the bare loop with glibc's allocator defaults (the trainer tunes them
     # for the whole process, trainers.runtime.memory.tune_host_allocator, so later bare rounds have them too).
     untuned, _, untuned_faults = bare_rates(cfg, images, labels, task)  # nothing has tuned the allocator yet
@@ -172,21 +174,30 @@ def main() -> None:
         bare.append(bare_rates(cfg, images, labels, task))
         plain.append(trainer_rates(uncached))
         (tw, tc, _), (bw, bc, _), (pw, _, _) = trainer[-1], bare[-1], plain[-1]
-        print(f"round {round_ + 1}: wall: trainer {tw:7.1f} bare {bw:7.1f} images/s x{tw / bw:.3f} "
-              f"(trainer without image cache {pw:7.1f} x{pw / bw:.3f});  "
-              f"CPU time: trainer {tc:7.1f} bare {bc:7.1f} images/s x{tc / bc:.3f}", flush=True)  # fmt: skip
+        print(
+            f"round {round_ + 1}: wall: trainer {tw:7.1f} bare {bw:7.1f} images/s x{tw / bw:.3f} "
+            f"(trainer without image cache {pw:7.1f} x{pw / bw:.3f});  "
+            f"CPU time: trainer {tc:7.1f} bare {bc:7.1f} images/s x{tc / bc:.3f}",
+            flush=True,
+        )
     for clock, col in (("wall clock", 0), ("CPU time", 1)):
         t, b = statistics.median(r[col] for r in trainer), statistics.median(r[col] for r in bare)
         ratio = statistics.median(r[col] / q[col] for r, q in zip(trainer, bare, strict=True))
-        print(f"median of {args.rounds} ({clock}): trainer {t:.1f} images/s, bare loop {b:.1f} images/s; "
-              f"median of the rounds' trainer/bare x{ratio:.3f}")  # fmt: skip
+        print(
+            f"median of {args.rounds} ({clock}): trainer {t:.1f} images/s, bare loop {b:.1f} images/s; "
+            f"median of the rounds' trainer/bare x{ratio:.3f}"
+        )
     ratio = statistics.median(r[0] / q[0] for r, q in zip(plain, bare, strict=True))
     tuned = statistics.median(r[0] for r in bare)
-    print(f"reference, bare loop with glibc's default allocator (before the trainer tuned it): {untuned:.1f} "
-          f"images/s; the tuned rounds' bare loop x{tuned / untuned:.3f} that")  # fmt: skip
+    print(
+        f"reference, bare loop with glibc's default allocator (before the trainer tuned it): {untuned:.1f} "
+        f"images/s; the tuned rounds' bare loop x{tuned / untuned:.3f} that"
+    )
     faults = [statistics.median(r[2] for r in rates) for rates in (trainer, bare)]
-    print(f"minor page faults per epoch (median): trainer {faults[0]:.0f}, bare loop {faults[1]:.0f}; "
-          f"bare loop with glibc's default allocator {untuned_faults:.0f}")  # fmt: skip
+    print(
+        f"minor page faults per epoch (median): trainer {faults[0]:.0f}, bare loop {faults[1]:.0f}; "
+        f"bare loop with glibc's default allocator {untuned_faults:.0f}"
+    )
     print(f"reference, trainer with data.cache_max_mib=0 (decoding every epoch): wall x{ratio:.3f} the bare loop")
 
 

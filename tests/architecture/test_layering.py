@@ -29,6 +29,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tokenize
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -343,13 +344,18 @@ def _has_docstring(node: ast.AST) -> bool:
 
 
 def hidden_formatting(root: Path) -> list[str]:
-    """`# fmt: skip` / `# fmt: off`: wide constructors hidden from the formatter (use keywords)."""
+    """`# fmt: skip` / `# fmt: off` comments: code hidden from the formatter (wide constructors: use
+    keywords), in the packages, the tests and the benches; a string that names them is not one."""
     found = []
-    for folder in PACKAGES:
-        for path in sorted((root / folder).rglob("*.py")):
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                if "# fmt: skip" in line or "# fmt: off" in line:
-                    found.append(f"{path.relative_to(root)}:{number}")
+    for folder in (*PACKAGES, "tests", "bench"):
+        for path in sorted((root / folder).rglob("*.py")) if (root / folder).is_dir() else []:
+            with path.open("rb") as source:
+                comments = [t for t in tokenize.tokenize(source.readline) if t.type == tokenize.COMMENT]
+            found += [
+                f"{path.relative_to(root)}:{t.start[0]}"
+                for t in comments
+                if re.match(r"#\s*fmt:\s*(skip|off)", t.string)
+            ]
     return found
 
 

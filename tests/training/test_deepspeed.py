@@ -49,10 +49,22 @@ def train(
     """Train (or resume) the worker's ZeRO (or DDP) cell in `run_dir` with 2 processes; `stop`
     (EPOCH:MICRO_BATCHES) stops it there on request."""
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        f"--master-port={free_port()}", str(WORKER), str(run_dir), str(epochs), str(zero_stage), precision,
-        str(accum), backbone, stop, strategy,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        f"--master-port={free_port()}",
+        str(WORKER),
+        str(run_dir),
+        str(epochs),
+        str(zero_stage),
+        precision,
+        str(accum),
+        backbone,
+        stop,
+        strategy,
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -92,8 +104,14 @@ def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straigh
     metrics = rundir.read_json(run_dir / rundir.METRICS) or {}
     val_top1 = [float(row["val_top1"]) for row in history(run_dir)]
     assert metrics["provenance"]["num_processes"] == 2 and len(val_top1) == EPOCHS
-    expected = {"distributed_type": "DEEPSPEED", "processes": 2, "global_batch": 32, "per_device_batch": 16,
-                "grad_accum_steps": 1, "zero_stage": 3}  # fmt: skip
+    expected = {
+        "distributed_type": "DEEPSPEED",
+        "processes": 2,
+        "global_batch": 32,
+        "per_device_batch": 16,
+        "grad_accum_steps": 1,
+        "zero_stage": 3,
+    }
     assert {key: metrics["parallel"].get(key) for key in expected} == expected
     engine = rundir.read_json(run_dir / rundir.DEEPSPEED_CONFIG) or {}
     assert engine["train_batch_size"] == 32 and engine["train_micro_batch_size_per_gpu"] == 16

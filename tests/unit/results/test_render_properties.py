@@ -142,9 +142,24 @@ def test_rich_prints_markup_as_written(label: str) -> None:
 
 
 TERMINAL_NOISE = st.sampled_from(
-    ["\x1b[31m", "\x1b]8;;http://x\x07", "\x1b]0;title\x1b\\", "\x9b2J", "\x9d52;c;x\x9c", "\x1bP+q\x1b\\", "\x07",
-     "\x1bc", "\r", "\x00", "\u202e", "\u200b", "\x1b[", "\x1b", "\x85"]
-)  # fmt: skip
+    [
+        "\x1b[31m",
+        "\x1b]8;;http://x\x07",
+        "\x1b]0;title\x1b\\",
+        "\x9b2J",
+        "\x9d52;c;x\x9c",
+        "\x1bP+q\x1b\\",
+        "\x07",
+        "\x1bc",
+        "\r",
+        "\x00",
+        "\u202e",
+        "\u200b",
+        "\x1b[",
+        "\x1b",
+        "\x85",
+    ]
+)
 
 
 @FAST

@@ -153,8 +153,11 @@ def _rounds(design: Design, table: np.ndarray) -> tuple[list[int], list[str]]:
     """The rule round by round with `decide`, as adaptive.advance runs it: seeds used and decision per row."""
     verdicts: dict[str, sequential.Verdict] = {}
     for look, n in enumerate(design.seeds):
-        judged = {str(r): list(table[r, :n]) for r in range(len(table)) if verdicts.get(str(r)) is None
-                  or verdicts[str(r)].state == "open"}  # fmt: skip
+        judged = {
+            str(r): list(table[r, :n])
+            for r in range(len(table))
+            if verdicts.get(str(r)) is None or verdicts[str(r)].state == "open"
+        }
         if not judged:
             break
         closed = {k: v for k, v in verdicts.items() if k not in judged}

@@ -200,10 +200,19 @@ def test_shipped_backbone_table_is_the_installed_timms() -> None:
         tags[name] |= {tag} if tag else set()
     assert {name: set(found) for name, found in table.tags.items()} == tags
     sample = [
-        "vit_base_patch16_224", "vit_large_patch14_clip_224", "eva02_tiny_patch14_224", "deit_tiny_patch16_224",
-        "swin_tiny_patch4_window7_224", "xcit_tiny_12_p8_224", "cait_xxs24_224", "test_vit", "resnet50",
-        "convnext_tiny", "test_resnet", "vit_base_r50_s16_224",
-    ]  # fmt: skip
+        "vit_base_patch16_224",
+        "vit_large_patch14_clip_224",
+        "eva02_tiny_patch14_224",
+        "deit_tiny_patch16_224",
+        "swin_tiny_patch4_window7_224",
+        "xcit_tiny_12_p8_224",
+        "cait_xxs24_224",
+        "test_vit",
+        "resnet50",
+        "convnext_tiny",
+        "test_resnet",
+        "vit_base_r50_s16_224",
+    ]
     for name in sample:
         with torch.device("meta"):
             model = timm.create_model(name, pretrained=False)
@@ -238,14 +247,25 @@ def test_plan_accepts_names_with_tags(write_spec: Callable[..., Path]) -> None:
     ("backbone", "size", "says"),
     [
         # Names without `patch<N>` (which the trainer config's own rule reads): the table knows them.
-        ("cait_xxs24_224", 225, "run cait_xxs24_224/digits/base/s0: data.image_size_px 225 is not a multiple of "
-         "cait_xxs24_224's 16 px patch (the last 1 px of each row and column would be dropped); use 224 or 240"),
-        ("xcit_tiny_12_p8_224", 12, "is not a multiple of xcit_tiny_12_p8_224's 8 px patch (the last 4 px of each "
-         "row and column would be dropped); use 8 or 16"),
-        ("pit_s_224", 230, "pit_s_224's 16 px patch (the last 6 px of each row and column would be dropped); use "
-         "224 or 240"),
+        (
+            "cait_xxs24_224",
+            225,
+            "run cait_xxs24_224/digits/base/s0: data.image_size_px 225 is not a multiple of "
+            "cait_xxs24_224's 16 px patch (the last 1 px of each row and column would be dropped); use 224 or 240",
+        ),
+        (
+            "xcit_tiny_12_p8_224",
+            12,
+            "is not a multiple of xcit_tiny_12_p8_224's 8 px patch (the last 4 px of each "
+            "row and column would be dropped); use 8 or 16",
+        ),
+        (
+            "pit_s_224",
+            230,
+            "pit_s_224's 16 px patch (the last 6 px of each row and column would be dropped); use 224 or 240",
+        ),
     ],
-)  # fmt: skip
+)
 def test_plan_refuses_image_sizes_off_the_patch_grid(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str], backbone: str, size: int, says: str
 ) -> None:

@@ -15,8 +15,15 @@ from trainers.config import DataConfig
 from trainers.data.image_cache import MIB, image_bytes, splits_to_cache
 from trainers.data.loaders import DataBundle, build_data
 
-AUGMENT = {"hflip_p": 0.5, "rotate_deg": 20, "rotate_p": 0.5, "color_jitter": [0.2, 0.2, 0.2, 0.05],
-           "translate_frac": 0.1, "scale_range": [0.9, 1.1], "shear_deg": 5}  # fmt: skip
+AUGMENT = {
+    "hflip_p": 0.5,
+    "rotate_deg": 20,
+    "rotate_p": 0.5,
+    "color_jitter": [0.2, 0.2, 0.2, 0.05],
+    "translate_frac": 0.1,
+    "scale_range": [0.9, 1.1],
+    "shear_deg": 5,
+}
 
 
 def _data(cache_max_mib: int, **fields: Any) -> DataConfig:
@@ -62,8 +69,13 @@ def test_unreadable_image_stays_out_of_the_cache(tmp_path: Path) -> None:
 
     fixtures.make_imagefolder(tmp_path, per_class=8)
     fixtures.truncate(tmp_path / "dog" / "dog_0.jpg")
-    dataset = {"name": "imagefolder", "root": str(tmp_path), "val_fraction": 0.0, "test_fraction": 0.0,
-               "max_bad_fraction": 0.1}  # fmt: skip
+    dataset = {
+        "name": "imagefolder",
+        "root": str(tmp_path),
+        "val_fraction": 0.0,
+        "test_fraction": 0.0,
+        "max_bad_fraction": 0.1,
+    }
     # 24 train images in batches of 8: drop_last leaves none out, so the uncached run meets it too.
     with pytest.warns(UserWarning, match="dog_0.jpg") as caught:
         bundles = [build_data(_data(budget, dataset=dataset, num_workers=0), seed=0) for budget in (64, 0)]
