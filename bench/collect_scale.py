@@ -336,6 +336,7 @@ def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
     print(f"trained {runs[0].run_id} ({runs[0].name}) with the real trainer in {train_first(spec_path, first):.0f} s")
     started = time.perf_counter()
     copy_runs(runs, root, first)
+    (folder / "built").write_text(f"{count}\n")  # --keep reuses these folders from now on
     print(
         f"{len(runs):,} run folders ({len(template_files(first))} files each) in {time.perf_counter() - started:.0f} s"
     )

@@ -1,6 +1,7 @@
 """How sure a delta is: paired-by-seed differences, 95% intervals, tests, Holm, detectable deltas.
 
-scipy computes every number; this module only picks the method by the number of seeds:
+results.resample computes every number as scipy.stats does (without importing it: a quarter of
+a second `collect`); this module only picks the method by the number of seeds:
 
 - paired by seed when both cells hold the same seeds (a seed's baseline and ablation run share
   data order and initialisation), Welch's unpaired comparison otherwise;
@@ -14,10 +15,11 @@ scipy computes every number; this module only picks the method by the number of 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from orchestrator.results import resample
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -30,12 +32,6 @@ EXACT_MAX_SEEDS = 12
 MIN_SIGN_FLIP_SEEDS = math.ceil(math.log2(2 / ALPHA))
 """Seeds an exact two-sided sign-flip test needs before any p-value can fall below ALPHA (6)."""
 MAX_SEEDS_SEARCHED = 100_000
-BATCH_VALUES = 4_000_000
-"""Values per batch of bootstrap (or jackknife) resamples: scipy resamples all at once otherwise, and
-BCa's jackknife of n values is an n x n array (16,667 seeds per cell: 2.2 GB of indices, and 7 GB
-for `collect` at 100,000 runs). The interval is the same, bit for bit: one sample's resamples are
-drawn in the same order whatever the batch; two samples' are drawn in turn per batch, so their
-batch holds every resample (only the jackknife, which draws nothing, is cut smaller)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +72,6 @@ def compare(values: dict[str, float], baseline: dict[str, float]) -> Comparison 
 def paired(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
     """Paired comparison of equal-length samples (same seeds, same order)."""
     import numpy as np
-    from scipy import stats
 
     a, b = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
     diff = a - b
@@ -91,46 +86,29 @@ def paired(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
         # Every seed moved by the same amount: of the 2^n sign patterns only all-plus and all-minus
         # reach |delta|, so the exact sign-flip p is 2 / 2^n (1 when nothing moved).
         return Comparison(delta, n, True, delta, delta, 1.0 if delta == 0 else min(1.0, 2.0 * 0.5**n), 0.0)
-    if n < BOOTSTRAP_MIN_SEEDS:
-        low, high = stats.ttest_rel(a, b).confidence_interval(CONFIDENCE)
-    else:
-        low, high = _bootstrap((diff,), _mean)
-    p = sign_flip_p(diff) if n <= EXACT_MAX_SEEDS else float(stats.ttest_rel(a, b).pvalue)
+    test = resample.paired_t(diff, CONFIDENCE)
+    low, high = (test.low, test.high) if n < BOOTSTRAP_MIN_SEEDS else _bootstrap((diff,))
+    p = sign_flip_p(diff) if n <= EXACT_MAX_SEEDS else test.p
     return Comparison(delta, n, True, float(low), float(high), p, spread)
 
 
 def unpaired(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
     """Welch comparison of two independent samples (different seeds)."""
     import numpy as np
-    from scipy import stats
 
     a, b = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
     delta = float(a.mean() - b.mean())
     n = min(len(a), len(b))
     if n < 2 or (a.std() == 0 and b.std() == 0):
         return Comparison(delta, n, False)
-    result = stats.ttest_ind(a, b, equal_var=False)
-    if n < BOOTSTRAP_MIN_SEEDS:
-        low, high = result.confidence_interval(CONFIDENCE)
-    else:
-        low, high = _bootstrap((a, b), _mean_difference)
-    return Comparison(delta, n, False, float(low), float(high), float(result.pvalue))
+    test = resample.welch_t(a, b, CONFIDENCE)
+    low, high = (test.low, test.high) if n < BOOTSTRAP_MIN_SEEDS else _bootstrap((a, b))
+    return Comparison(delta, n, False, float(low), float(high), test.p)
 
 
 def sign_flip_p(diff: Any) -> float:
     """Two-sided p-value of the exact sign-flip permutation test of mean(diff) == 0."""
-    import numpy as np
-    from scipy import stats
-
-    result = stats.permutation_test(
-        (np.asarray(diff, dtype=float),),
-        _mean,
-        permutation_type="samples",
-        n_resamples=math.inf,
-        alternative="two-sided",
-        vectorized=True,
-    )
-    return float(result.pvalue)
+    return resample.sign_flip_p(diff)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -147,26 +125,27 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
 
 def power(n: int, effect: float) -> float:
     """Power of a two-sided paired t-test at ALPHA with n pairs and effect = delta / sd of differences."""
-    from scipy import stats
+    from scipy import special
 
     df = n - 1
-    critical = stats.t.ppf(1 - ALPHA / 2, df)
+    critical = special.stdtrit(df, 1 - ALPHA / 2)
     shift = effect * math.sqrt(n)
-    exact = float(stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift))
+    exact = float(1 - special.nctdtr(df, shift, critical) + special.nctdtr(df, shift, -critical))
     if math.isfinite(exact):
         return exact
-    # scipy's noncentral t gives NaN for large shifts, where the normal approximation is exact enough.
-    return float(stats.norm.sf(critical - shift) + stats.norm.cdf(-critical - shift))
+    # The noncentral t gives NaN for large shifts, where the normal approximation is exact enough.
+    return float(special.ndtr(shift - critical) + special.ndtr(-critical - shift))
 
 
 def detectable_delta(n: int, spread: float) -> float | None:
     """Smallest |delta| a paired t-test detects with POWER at n pairs and this sd of differences."""
-    from scipy import optimize
-
     if n < 2 or not spread > 0:
         return None
-    effect = optimize.brentq(lambda e: power(n, e) - POWER, 1e-9, 1e3, xtol=1e-12)
-    return float(effect * spread)
+    low, high = 1e-9, 1e3  # power grows with the effect: bisect (scipy.optimize's import was 0.5 s)
+    while high - low > 1e-12 * max(1.0, low):
+        middle = (low + high) / 2
+        low, high = (middle, high) if power(n, middle) < POWER else (low, middle)
+    return float((low + high) / 2 * spread)
 
 
 def seeds_needed(delta: float, spread: float) -> int | None:
@@ -196,44 +175,11 @@ def pooled_spread(spreads: Sequence[tuple[float, int]]) -> float | None:
     return math.sqrt(sum((n - 1) * sd * sd for sd, n in usable) / df)
 
 
-def _mean(x: Any, axis: int = -1) -> Any:
-    import numpy as np
-
-    return np.mean(x, axis=axis)
-
-
-def _mean_difference(a: Any, b: Any, axis: int = -1) -> Any:
-    import numpy as np
-
-    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
-
-
-def _bootstrap(data: tuple[Any, ...], statistic: Any) -> tuple[float, float]:
-    """95% BCa bootstrap interval with a fixed seed (the same table on every collect); the percentile
-    interval where BCa is undefined (nearly constant data)."""
-    import numpy as np
-    from scipy import stats
-
+def _bootstrap(data: tuple[Any, ...]) -> tuple[float, float]:
+    """95% BCa bootstrap interval of the mean (difference) with a fixed seed (the same table on every
+    collect); the percentile interval where BCa is undefined (nearly constant data)."""
     for method in ("BCa", "percentile"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # BCa warns on degenerate data; the percentile interval follows
-            result = stats.bootstrap(
-                data,
-                statistic,
-                confidence_level=CONFIDENCE,
-                n_resamples=BOOTSTRAP_RESAMPLES,
-                method=method,
-                rng=np.random.default_rng(0),
-                vectorized=True,
-                batch=_batch(data),
-            )
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        low, high = resample.bootstrap_interval(data, CONFIDENCE, BOOTSTRAP_RESAMPLES, method)
         if math.isfinite(low) and math.isfinite(high):
             break
     return low, high
-
-
-def _batch(data: tuple[Any, ...]) -> int:
-    """Resamples per batch (BATCH_VALUES): any for one sample, all of them for two (see there)."""
-    per_batch = max(1, BATCH_VALUES // max(len(sample) for sample in data))
-    return per_batch if len(data) == 1 else max(per_batch, BOOTSTRAP_RESAMPLES)

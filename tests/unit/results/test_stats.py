@@ -15,7 +15,7 @@ from scipy import stats as sp
 from tables_fixture import fake_run
 
 from orchestrator import store
-from orchestrator.results import reader, stats, tables
+from orchestrator.results import reader, resample, stats, tables
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 
@@ -138,8 +138,54 @@ def test_batched_bootstrap_gives_the_unbatched_interval(monkeypatch: pytest.Monk
     interval is the same, bit for bit, paired and unpaired."""
     rng = np.random.default_rng(5)
     base, abl = rng.normal(90, 1, 30), rng.normal(90.3, 1.2, 30)
-    monkeypatch.setattr(stats, "BATCH_VALUES", 10**12)  # one batch: what scipy does without `batch`
+    monkeypatch.setattr(resample, "BATCH_VALUES", 10**12)  # one batch: what scipy does without `batch`
     whole = (stats.paired(abl, base), stats.unpaired(abl[:25], base))
-    monkeypatch.setattr(stats, "BATCH_VALUES", values_per_batch)
+    monkeypatch.setattr(resample, "BATCH_VALUES", values_per_batch)
     assert (stats.paired(abl, base), stats.unpaired(abl[:25], base)) == whole
     assert whole[0].low is not None and whole[1].low is not None
+
+
+def _mean_of(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis)
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+@pytest.mark.parametrize("sizes", [(20,), (57,), (400,), (20, 25), (40, 33)])
+@pytest.mark.parametrize("method", ["BCa", "percentile"])
+def test_resample_bootstrap_is_scipys(sizes: tuple[int, ...], method: str) -> None:
+    """results.resample draws what scipy.stats.bootstrap draws and gives its interval (closed-form
+    jackknife for BCa, batched draws for one sample)."""
+    rng = np.random.default_rng(sum(sizes))
+    data = tuple(rng.normal(0.9, 0.02, size) for size in sizes)
+    statistic = _mean_of if len(sizes) == 1 else _mean_difference
+    expected = sp.bootstrap(
+        data, statistic, n_resamples=2000, method=method, rng=np.random.default_rng(0), vectorized=True
+    ).confidence_interval
+    got = resample.bootstrap_interval(data, 0.95, 2000, method)
+    assert got == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
+@pytest.mark.parametrize("n", range(2, 13))
+def test_resample_sign_flip_and_t_tests_are_scipys(n: int) -> None:
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(0.9, 0.02, n), rng.normal(0.9, 0.02, n + 3)
+    diff = np.round(a - b[:n], 3)  # rounded: ties in the null distribution
+    expected = sp.permutation_test((diff,), _mean_of, permutation_type="samples", n_resamples=math.inf, vectorized=True)
+    assert resample.sign_flip_p(diff) == pytest.approx(expected.pvalue, abs=1e-12)
+    paired, welch = sp.ttest_rel(a, b[:n]), sp.ttest_ind(a, b, equal_var=False)
+    for got, want in ((resample.paired_t(a - b[:n], 0.95), paired), (resample.welch_t(a, b, 0.95), welch)):
+        interval = want.confidence_interval(0.95)
+        assert (got.p, got.low, got.high) == pytest.approx((want.pvalue, interval.low, interval.high), abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "effect"), [(2, 0.3), (6, 1.0), (34, 0.5), (500, 0.1), (200_000, 0.5)])
+def test_power_is_scipys_noncentral_t(n: int, effect: float) -> None:
+    critical = sp.t.ppf(0.975, n - 1)
+    shift = effect * math.sqrt(n)
+    expected = sp.nct.sf(critical, n - 1, shift) + sp.nct.cdf(-critical, n - 1, shift)
+    if not math.isfinite(expected):
+        expected = sp.norm.sf(critical - shift) + sp.norm.cdf(-critical - shift)
+    assert stats.power(n, effect) == pytest.approx(expected, abs=1e-12)
