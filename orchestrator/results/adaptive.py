@@ -17,6 +17,7 @@ row. Without adaptive.json, round 1 schedules `initial` seeds.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -79,9 +80,7 @@ def layout(spec: SweepSpec, runs: list[RunSpec]) -> Layout:
             "ablation": run.ablation,
         }
         if run.ablation != baseline:
-            base_of[key] = cell_of(
-                RunSpec(run.run_id, run.name, baseline, run.backbone, run.dataset, run.seed, run.config, run.axes)
-            )
+            base_of[key] = cell_of(dataclasses.replace(run, ablation=baseline))
     return Layout(cells, {k: b for k, b in base_of.items() if b in cells}, facts)
 
 

@@ -9,6 +9,7 @@ sweep finds finished runs by id, whatever else changed in the file.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -44,7 +45,7 @@ NOT_HASHED: dict[str, str] = {
 _MAIN_AXES = ("backbone", "dataset", "seed")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunSpec:
     """One cell of the grid: what to train and where it belongs in the tables."""
 
@@ -316,7 +317,5 @@ def smoke_plan(runs: list[RunSpec]) -> list[RunSpec]:
     out = []
     for run in runs:
         config = smoke_variant(run.config)
-        out.append(
-            RunSpec(run_id_of(config), run.name, run.ablation, run.backbone, run.dataset, run.seed, config, run.axes)
-        )
+        out.append(dataclasses.replace(run, run_id=run_id_of(config), config=config))
     return out
