@@ -10,7 +10,6 @@ No mocks: sbatch, squeue, sacct and the trainer are real.
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import signal
@@ -21,8 +20,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from test_slurm import PROFILE, REPO, TRAIN_SPEC, cluster, finished_after_restart, wait_for, write
-from test_slurm_resume import SPEC as RESUME_SPEC
-from test_slurm_resume import _mid_epoch_1
+from test_slurm_resume import _history, _mid_epoch_1
+from test_slurm_resume import _run_dir as _resume_dir
+from test_slurm_resume import spec_with as _resume_spec
 
 from orchestrator import launch, store
 from orchestrator.launch import slurmcli
@@ -197,20 +197,3 @@ def _slurmd_timeout_s() -> int:
         line.split("=", 1)[1].split()[0] for line in result.stdout.splitlines() if line.startswith("SlurmdTimeout")
     ]
     return int(value)
-
-
-def _resume_spec(tmp_path: Path, name: str, extra: str) -> SweepSpec:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(RESUME_SPEC.format(name=name, out=tmp_path / name, extra=extra))
-    return load_spec(path)
-
-
-def _resume_dir(spec: SweepSpec) -> Path:
-    [run] = plan(spec)
-    return store.run_path(spec.output_path, run.run_id)
-
-
-def _history(spec: SweepSpec) -> list[dict[str, str]]:
-    with (_resume_dir(spec) / rundir.HISTORY).open() as handle:
-        rows = list(csv.DictReader(handle))
-    return [{k: v for k, v in row.items() if k not in ("epoch_s", "train_images_per_s")} for row in rows]

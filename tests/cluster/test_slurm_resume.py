@@ -49,8 +49,13 @@ slurm: {{cpus_per_task: 1, timeout_min: 20}}
 
 
 def _spec(tmp_path: Path, name: str, periodic: bool = True) -> SweepSpec:
-    path = tmp_path / f"{name}.yaml"
     extra = "  checkpoint_every_min: 1.0e-9" if periodic else ""  # saves do not change the numbers
+    return spec_with(tmp_path, name, extra)
+
+
+def spec_with(tmp_path: Path, name: str, extra: str) -> SweepSpec:
+    """SPEC's one-run sweep named `name` under tmp_path, `extra` (YAML lines) added to its defaults."""
+    path = tmp_path / f"{name}.yaml"
     path.write_text(SPEC.format(name=name, out=tmp_path / name, extra=extra))
     return load_spec(path)
 
