@@ -83,16 +83,13 @@ def _hashed_file(file: Path, keep: dict[str, Any] | None = None) -> Any:
     does not exist, the reason when it is something else (what was read kept in `keep`)."""
     now = time.time_ns()
     try:
-        data = bounded.read_bytes(file)
-        if keep is not None:
-            keep[file.name] = data
-        info = os.lstat(file) if data is not None else None
+        data, info = bounded.read_bytes_and_stat(file)  # the stat of the bytes read, not a later one
     except bounded.Unreadable as exc:
         if keep is not None:
             keep[file.name] = exc
         return str(exc)
-    except OSError as exc:
-        return str(exc)
+    if keep is not None:
+        keep[file.name] = data
     if data is None or info is None:
         return None
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()

@@ -62,11 +62,17 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes | None:
     """The bytes of `path` when it is a regular file of at most `limit` bytes (default: by name);
     None when it does not exist; Unreadable when it is something else (a symlink, a FIFO, a
     device, a folder, too large, unreadable). Never blocks and never follows a final symlink."""
+    return read_bytes_and_stat(path, limit)[0]
+
+
+def read_bytes_and_stat(path: Path, limit: int | None = None) -> tuple[bytes | None, os.stat_result | None]:
+    """read_bytes, with the stat of the very file read (fstat of its descriptor, before reading:
+    a write during the read moves it, so a cache keyed by it reads the file again)."""
     limit = limit_of(path) if limit is None else limit
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
-        return None
+        return None, None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise Unreadable(f"{path.name} is a symbolic link (a results folder holds plain files)") from None
@@ -87,7 +93,7 @@ def read_bytes(path: Path, limit: int | None = None) -> bytes | None:
         os.close(fd)
     if len(data) > limit:  # grew after fstat
         raise Unreadable(f"{path.name}: more than the {_size(limit)} it may have")
-    return data
+    return data, info
 
 
 def _read_all(fd: int, most: int) -> bytes:

@@ -4,6 +4,7 @@ in this process, and a folder whose files keep their indexed stat is not opened.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,13 +94,13 @@ def test_unchanged_folders_are_not_opened(
         entry[0][1] = [f if not isinstance(f, list) else [*f[:5], f[4] + 10**10] for f in entry[0][1]]
     index.write_text(json.dumps(data))
     opened: list[str] = []
-    original = bounded.read_bytes
+    original = bounded.read_bytes_and_stat
 
-    def counted(path: Path, limit: int | None = None) -> bytes | None:
+    def counted(path: Path, limit: int | None = None) -> tuple[bytes | None, os.stat_result | None]:
         opened.append(str(path))
         return original(path, limit)
 
-    monkeypatch.setattr(bounded, "read_bytes", counted)
+    monkeypatch.setattr(bounded, "read_bytes_and_stat", counted)  # read_bytes reads through it
     again = reader.read_sweep(spec.output_path, runs, index)
     assert again.read_runs == 0
     assert [p for p in opened if "/runs/" in p] == [], "no run file opened"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -44,13 +45,13 @@ def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     reads: Counter[str] = Counter()
-    original = bounded.read_bytes
+    original = bounded.read_bytes_and_stat
 
-    def counted(path: Path, limit: int | None = None) -> bytes | None:
+    def counted(path: Path, limit: int | None = None) -> tuple[bytes | None, os.stat_result | None]:
         reads[f"{path.parent.name}/{path.name}"] += 1
         return original(path, limit)
 
-    monkeypatch.setattr(bounded, "read_bytes", counted)
+    monkeypatch.setattr(bounded, "read_bytes_and_stat", counted)  # read_bytes reads through it
     return reads
 
 
