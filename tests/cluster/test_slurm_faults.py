@@ -121,10 +121,11 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Pat
     follow = _follow(chosen, plan(spec))
     wait_for(lambda: _mid_epoch_1(run_dir), 600, "training in the middle of epoch 1")
     dead = str((rundir.read_json(run_dir / rundir.STATUS) or {})["host"])
-    down_s = 2 * _slurmd_timeout_s() + 60  # found within SlurmdTimeout plus a ping interval (a third of it)
     try:
         _node("kill", dead)
-        wait_for(lambda: _node_state(dead).startswith("down"), down_s, f"slurmctld to mark {dead} DOWN")
+        # No wait on the node's DOWN state in between: in CI (and once before) a DOWN that slurmctld
+        # logged was never read back through sinfo within 120 s, while the job had completed elsewhere.
+        # sacct's NODE_FAIL for the lost start (asserted below) is the record that SLURM saw it die.
         _until_followed(follow, spec, out)
     finally:
         _node("start", dead)  # start.sh: restarts its slurmd, waits until it is in service again
@@ -189,11 +190,3 @@ def _node_state(node: str) -> str:
     """The node's state as sinfo names it (idle, allocated, down*...)."""
     result = subprocess.run(["sinfo", "-h", "-N", "-n", node, "-o", "%T"], capture_output=True, text=True, check=False)
     return result.stdout.strip()
-
-
-def _slurmd_timeout_s() -> int:
-    result = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True)
-    [value] = [
-        line.split("=", 1)[1].split()[0] for line in result.stdout.splitlines() if line.startswith("SlurmdTimeout")
-    ]
-    return int(value)

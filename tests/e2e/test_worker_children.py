@@ -102,7 +102,7 @@ def test_newcomer_imagefolder_sweep_with_loader_workers_and_a_failure(tmp_path: 
     flat = " ".join(status.stdout.split())  # rich folds the table's cells over lines
     assert "1 completed" in flat and "1 failed" in flat
     assert "BadDataError" in flat.replace(" ", "")
-    assert "data.py:" in flat.replace(" ", "") and " in " in flat, status.stdout  # file:line in function
+    assert "loaders.py:" in flat.replace(" ", "") and " in " in flat, status.stdout  # file:line in function
 
 
 def _default_sigint() -> None:
