@@ -8,28 +8,27 @@ Workers are forked after the plan is made, so the planned runs reach them withou
 only folder names go out and plain rows come back, in order: the rows, columns and index are the
 same as a serial read (tests/unit/results/test_folder_reads.py). A pool that cannot start or
 breaks leaves the rest to this process. ORCHESTRATE_COLLECT_WORKERS sets the number (1: serial).
+The pool is orchestrator.sweep.forked's (status checks metrics.json files with it too).
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.results import index as index_of
+from orchestrator.sweep import forked
 from orchestrator.sweep.plan import RunSpec
 
 PARALLEL_FROM = 2_000
 """Folders to read before a pool of workers is worth its start (about 0.1 s)."""
 CHUNK = 250
 """Folders per task: small enough to spread the work evenly, large enough to keep pickling rare."""
-MAX_WORKERS = 8
-WORKERS_ENV = "ORCHESTRATE_COLLECT_WORKERS"
+WORKERS_ENV = forked.WORKERS_ENV
 
 
 @dataclass(frozen=True)
@@ -54,28 +53,14 @@ reader imports this module)."""
 
 def read_folders(runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], read_run: ReadRun) -> Iterator[Read]:
     """Every job's folder read, in the order of `jobs`."""
-    workers = worker_count(len(jobs))
-    done = 0
-    if workers > 1:
-        try:
-            for read in _parallel(runs_dir, jobs, by_name, read_run, workers):
-                yield read
-                done += 1
-        except (OSError, BrokenProcessPool):
-            pass  # no pool here (a process limit, a killed worker): the rest in this process
-    for name, cached in jobs[done:]:
-        yield read_one(runs_dir, name, cached, by_name.get(name), read_run)
+    task = functools.partial(_read_job, runs_dir, by_name, read_run)
+    return iter(forked.ForkedMap(task, jobs, worker_count(len(jobs)), CHUNK))
 
 
 def worker_count(jobs: int) -> int:
     """Processes to read `jobs` folders with: 1 below PARALLEL_FROM, else the CPUs this process may
-    use (at most MAX_WORKERS), or ORCHESTRATE_COLLECT_WORKERS."""
-    setting = os.environ.get(WORKERS_ENV, "")
-    if setting.strip().isdigit():
-        return max(1, min(int(setting), MAX_WORKERS)) if jobs >= 2 else 1
-    if jobs < PARALLEL_FROM:
-        return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_WORKERS))
+    use (at most forked.MAX_WORKERS), or ORCHESTRATE_COLLECT_WORKERS."""
+    return forked.worker_count(jobs, PARALLEL_FROM)
 
 
 def read_one(runs_dir: str, name: str, cached: Any, run: RunSpec | None, read_run: ReadRun) -> Read:
@@ -90,25 +75,6 @@ def read_one(runs_dir: str, name: str, cached: Any, run: RunSpec | None, read_ru
     return Read(name, sig, row, problems)
 
 
-_SHARED: dict[str, Any] = {}
-"""The forked workers' copy of the planned runs and the runs folder (set before the fork)."""
-
-
-def _parallel(
-    runs_dir: str, jobs: list[Job], by_name: dict[str, RunSpec], read_run: ReadRun, workers: int
-) -> Iterator[Read]:
-    context = multiprocessing.get_context("fork")
-    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-    _SHARED.update(runs_dir=runs_dir, by_name=by_name, read_run=read_run)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            for reads in pool.map(_read_chunk, chunks):
-                yield from reads
-    finally:
-        _SHARED.clear()
-
-
-def _read_chunk(chunk: list[Job]) -> list[Read]:
-    """In a worker: the folders of one task."""
-    runs_dir, by_name, read_run = _SHARED["runs_dir"], _SHARED["by_name"], _SHARED["read_run"]
-    return [read_one(runs_dir, name, cached, by_name.get(name), read_run) for name, cached in chunk]
+def _read_job(runs_dir: str, by_name: dict[str, RunSpec], read_run: ReadRun, job: Job) -> Read:
+    name, cached = job
+    return read_one(runs_dir, name, cached, by_name.get(name), read_run)

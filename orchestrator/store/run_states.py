@@ -5,14 +5,18 @@ beside them. Never raises: an unreadable file is a named problem.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import stat
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.store import run_ids, verdicts
-from orchestrator.sweep import bounded, gcpause
+from orchestrator.sweep import bounded, forked, gcpause
 from orchestrator.sweep.plan import RunSpec
 from trainers import contract, rundir
 from trainers.contract import RunStatus, State
@@ -57,12 +61,13 @@ def _inspect(runs: list[RunSpec], root: Path, check_results: bool) -> list[RunRe
     records = []
     folders = run_ids.run_folders(root, runs)
     remembered = verdicts.Verdicts(root) if check_results else None
-    for run in runs:
+    ahead = _checks_ahead(runs, folders, remembered)
+    for run, early in zip(runs, ahead, strict=True):
         path = folders[run.run_id]
         status, problem = read_status(path)
         state = status.known_state
         if state is State.COMPLETED and remembered is not None:
-            broken = _broken_result(path, run, remembered)
+            broken = _broken_result(path, run, remembered, early)
             if broken is not None:  # a completed run without usable metrics is not done: run it again
                 state, problem = State.MISSING, f"completed, but {broken} (submit runs it again)"
         records.append(RunRecord(run, path, state, status, problem))
@@ -71,20 +76,56 @@ def _inspect(runs: list[RunSpec], root: Path, check_results: bool) -> list[RunRe
     return records
 
 
-def _broken_result(path: Path, run: RunSpec, remembered: verdicts.Verdicts) -> str | None:
+CHECKS_AHEAD_FROM = 2_000
+"""Runs without a remembered verdict before their metrics.json files are checked by forked workers
+(while this process reads the status.json files) rather than one by one here."""
+Ahead = tuple[int, verdicts.Fresh] | None
+"""A metrics.json checked ahead and no earlier than when (ns); None: not checked ahead."""
+
+
+def _checks_ahead(
+    runs: list[RunSpec], folders: dict[str, Path], remembered: verdicts.Verdicts | None
+) -> Iterable[Ahead]:
+    """The first `status` of a large sweep checks every finished run's metrics.json (about 55 us
+    each): when that many verdicts are not remembered, workers check every run's ahead, in order
+    (a run found not completed drops its check). Otherwise (or ORCHESTRATE_COLLECT_WORKERS=1) none."""
+    if remembered is None or len(runs) - len(remembered.entries) < CHECKS_AHEAD_FROM:
+        return itertools.repeat(None, len(runs))
+    workers = forked.worker_count(len(runs), CHECKS_AHEAD_FROM)
+    if workers < 2:
+        return itertools.repeat(None, len(runs))
+    started = time.time_ns()
+    task = functools.partial(_check_ahead, remembered, started)
+    jobs = [(str(folders[run.run_id]), (folders[run.run_id].name, run.run_id)) for run in runs]
+    return forked.ForkedMap(task, jobs, workers, chunk=500)
+
+
+def _check_ahead(remembered: verdicts.Verdicts, started: int, job: tuple[str, tuple[str, str]]) -> Ahead:
+    """In a worker: one run folder's metrics.json checked as `get` would, unless it need not be."""
+    path, ids = Path(job[0]), job[1]
+    if folder_kind(path) is not None:
+        return None
+    fresh = remembered.fresh(path, ids, lambda: _metrics_problem(path, ids))
+    return None if fresh is None else (started, fresh)
+
+
+def _broken_result(path: Path, run: RunSpec, remembered: verdicts.Verdicts, ahead: Ahead = None) -> str | None:
     """Why a completed run's metrics.json cannot be used (missing, unreadable, another run's, a
     score that is not one, no test score at all), or None."""
     kind = folder_kind(path)
     if kind is not None:
         return f"its folder is {kind}"
-    return remembered.get(path, (path.name, run.run_id), lambda: _metrics_problem(path, run))
+    ids = (path.name, run.run_id)
+    if ahead is not None:
+        return remembered.put(path, ids, ahead[1], ahead[0])
+    return remembered.get(path, ids, lambda: _metrics_problem(path, ids))
 
 
-def _metrics_problem(path: Path, run: RunSpec) -> str | None:
+def _metrics_problem(path: Path, ids: tuple[str, str]) -> str | None:
     metrics, problem = read_object(path / rundir.METRICS)
     if problem is not None or metrics is None:
         return problem or f"no {rundir.METRICS}"
-    return contract.result_problem(metrics, (path.name, run.run_id))
+    return contract.result_problem(metrics, ids)
 
 
 def problems_of(records: list[RunRecord]) -> list[Problem]:

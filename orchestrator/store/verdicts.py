@@ -31,6 +31,8 @@ from orchestrator.sweep import bounded
 from trainers import contract, rundir
 
 FILE = ".result-verdicts.json"
+Fresh = tuple[list[int] | None, str | None]
+"""A verdict just checked: the stat key of the file checked (None: no regular file) and its problem."""
 RACY_NS = 2_000_000_000
 """A verdict given less than this after the file's last change is not trusted next time."""
 
@@ -52,19 +54,33 @@ class Verdicts:
 
     def get(self, folder: Path, run_ids: tuple[str, ...], check: Callable[[], str | None]) -> str | None:
         """The problem of `folder`'s metrics.json for these run ids (None: it counts), remembered."""
-        name = folder.name
         key = _stat_key(folder / rundir.METRICS)
-        entry = self.entries.get(name)
-        if key is not None and isinstance(entry, list) and len(entry) == 3 and entry[0] == list(run_ids):
-            recorded = entry[1]
-            if _holds(recorded, key) and (entry[2] is None or isinstance(entry[2], str)):
-                return entry[2]
+        if self._holds(folder.name, run_ids, key):
+            return self.entries[folder.name][2]  # type: ignore[no-any-return]
         now = time.time_ns()
-        problem = check()
+        return self.put(folder, run_ids, (key, check()), now)
+
+    def fresh(self, folder: Path, run_ids: tuple[str, ...], check: Callable[[], str | None]) -> Fresh | None:
+        """`get`'s check done ahead (in a worker: ForkedMap), None when `get` would not check: the
+        remembered verdict holds, or there is no metrics.json to check. `put` records it."""
+        key = _stat_key(folder / rundir.METRICS)
+        if key is None or self._holds(folder.name, run_ids, key):
+            return None
+        return key, check()
+
+    def put(self, folder: Path, run_ids: tuple[str, ...], fresh: Fresh, checked_at: int) -> str | None:
+        """Remember a verdict checked no earlier than `checked_at` (ns) on the file `fresh` stats."""
+        key, problem = fresh
         if key is not None:
-            self.entries[name] = [list(run_ids), [*key, now], problem]
+            self.entries[folder.name] = [list(run_ids), [*key, checked_at], problem]
             self.changed = True
         return problem
+
+    def _holds(self, name: str, run_ids: tuple[str, ...], key: list[int] | None) -> bool:
+        entry = self.entries.get(name)
+        if key is None or not (isinstance(entry, list) and len(entry) == 3 and entry[0] == list(run_ids)):
+            return False
+        return _holds(entry[1], key) and (entry[2] is None or isinstance(entry[2], str))
 
     def save(self) -> None:
         """Write the verdicts when any changed (atomically; a read-only folder is left as it is)."""

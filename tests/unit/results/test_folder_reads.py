@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from tables_fixture import fake_run
 
 from orchestrator import store
 from orchestrator.results import collect, folder_reads, reader
-from orchestrator.sweep import bounded
+from orchestrator.sweep import bounded, forked
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
@@ -73,12 +73,11 @@ def test_a_pool_that_breaks_leaves_the_rest_to_this_process(
     spec, runs = sweep
     serial = _read(spec, runs, "1", monkeypatch)
 
-    def broken(*_: object) -> object:
-        first = sorted(r.run_id for r in runs)[0]
-        yield folder_reads.read_one(str(spec.output_path / "runs"), first, None, None, reader.read_run)
+    def broken(chunks: Iterator[list[object]]) -> Iterator[list[object]]:
+        yield next(chunks)  # one chunk from the workers, then the pool is gone
         raise OSError("fork: resource temporarily unavailable")
 
-    monkeypatch.setattr(folder_reads, "_parallel", broken)
+    monkeypatch.setattr(forked, "pooled", broken)
     pooled = _read(spec, runs, "2", monkeypatch)
     assert pooled.frame.drop(columns="path").equals(serial.frame.drop(columns="path"))
 

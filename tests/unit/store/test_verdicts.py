@@ -14,6 +14,7 @@ from tables_fixture import fake_run
 
 from orchestrator import store
 from orchestrator.store import run_states, verdicts
+from orchestrator.sweep import forked
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
@@ -50,9 +51,9 @@ def _checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     original = run_states._metrics_problem
 
-    def counted(path: Path, run: RunSpec) -> str | None:
+    def counted(path: Path, ids: tuple[str, str]) -> str | None:
         seen.append(path.name)
-        return original(path, run)
+        return original(path, ids)
 
     monkeypatch.setattr(run_states, "_metrics_problem", counted)
     return seen
@@ -134,3 +135,44 @@ def test_a_read_only_sweep_folder_still_answers(
     monkeypatch.setattr(rundir, "write_text", refuse)
     assert _states(spec, runs) == [State.COMPLETED] * 2
     assert not (spec.output_path / verdicts.FILE).exists()
+
+
+def test_checks_ahead_on_workers_give_what_one_process_gives(
+    write_spec: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = load_spec(write_spec(SPEC.replace("seed: [0, 1]", "seed: [0, 1, 2, 3, 4, 5, 6, 7]")))
+    runs = plan(spec)
+    store.write_snapshot(spec, spec.output_path)
+    for index, run in enumerate(runs):
+        fake_run(spec, run, 0.90 + 0.01 * index)
+    folder = lambda run: store.run_path(spec.output_path, run.run_id)  # noqa: E731
+    (folder(runs[1]) / rundir.METRICS).write_text('{"test": {"top1": 0.9')  # broken
+    (folder(runs[2]) / rundir.METRICS).unlink()
+    (folder(runs[3]) / rundir.METRICS).write_text('{"run_id": "someone-else", "test": {"top1": 0.9}}')
+    status = json.loads((folder(runs[4]) / rundir.STATUS).read_text())
+    (folder(runs[4]) / rundir.STATUS).write_text(json.dumps({**status, "state": "running"}))  # its check is dropped
+    cache = spec.output_path / verdicts.FILE
+    monkeypatch.setattr(run_states, "CHECKS_AHEAD_FROM", 2)  # 8 runs, none remembered: ahead
+
+    def inspected(workers: str) -> tuple[list[tuple[State, str | None]], dict[str, object]]:
+        cache.unlink(missing_ok=True)
+        monkeypatch.setenv(forked.WORKERS_ENV, workers)
+        records = run_states.inspect(runs, spec.output_path)
+        entries = json.loads(cache.read_text())["entries"]
+        return [(r.state, r.problem) for r in records], {k: [e[0], e[1][:4], e[2]] for k, e in entries.items()}
+
+    ahead_forked: list[int] = []
+    original = forked.ForkedMap.__init__
+
+    def counted(self: forked.ForkedMap[object, object], *args: object, **kwargs: object) -> None:
+        ahead_forked.append(1)
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(forked.ForkedMap, "__init__", counted)
+    serial, pooled = inspected("1"), inspected("2")
+    assert ahead_forked == [1], "only the run with two workers checks ahead"
+    assert pooled == serial
+    expected = [State.COMPLETED, *[State.MISSING] * 3, State.RUNNING, *[State.COMPLETED] * 3]
+    assert [state for state, _ in serial[0]] == expected
+    unrecorded = {folder(runs[2]).name, folder(runs[4]).name}  # no metrics.json; not completed
+    assert sorted(serial[1]) == sorted(f.name for f in map(folder, runs) if f.name not in unrecorded)
