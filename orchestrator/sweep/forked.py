@@ -42,7 +42,8 @@ def worker_count(jobs: int, parallel_from: int) -> int:
 
 
 class ForkedMap(Generic[J, R]):
-    """task(job) for every job, in order; on `workers` forked processes (started now) when more than 1."""
+    """task(job) for every job, in order; on forked processes (started now) when `workers` is more
+    than 1: that many, or one per chunk of jobs when there are fewer chunks."""
 
     def __init__(self, task: Callable[[J], R], jobs: list[J], workers: int, chunk: int = 250) -> None:
         self.task, self.jobs = task, jobs
@@ -50,7 +51,8 @@ class ForkedMap(Generic[J, R]):
         self.pool: Any = None
         self.chunks: Iterator[list[R]] | None = None
         if workers > 1 and jobs:
-            self._start(workers, max(1, chunk))
+            chunk = max(1, chunk)
+            self._start(min(workers, -(-len(jobs) // chunk)), chunk)  # no more workers than chunks
 
     def _start(self, workers: int, chunk: int) -> None:
         import multiprocessing
@@ -86,6 +88,19 @@ class ForkedMap(Generic[J, R]):
             self.pool = None
         self.chunks = None
         _TASKS.pop(self.token, None)
+
+
+def later(task: Callable[[], R], workers: int) -> Callable[[], R]:
+    """task() started now on a forked worker when `workers` > 1 (this process goes on with other
+    work: collect writes runs.csv and the index beside building its tables); its result (or its
+    exception) when the returned function is called. With 1 worker, task() runs then, here."""
+    started = ForkedMap(lambda _: task(), [None], workers)
+
+    def result() -> R:
+        (value,) = started  # the whole map, so that its worker is shut down
+        return value
+
+    return result
 
 
 def pooled(chunks: Iterator[list[R]]) -> Iterator[list[R]]:

@@ -103,3 +103,39 @@ def test_unchanged_folders_are_not_opened(
     again = reader.read_sweep(spec.output_path, runs, index)
     assert again.read_runs == 0
     assert [p for p in opened if "/runs/" in p] == [], "no run file opened"
+
+
+def test_runs_csv_and_index_written_by_workers_are_the_bytes_one_process_writes(
+    sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, _ = sweep
+    index = spec.output_path / collect.INDEX_FILE
+    workers_seen: list[int] = []
+    original = forked.later
+
+    def counted(task: Callable[[], object], workers: int) -> Callable[[], object]:
+        workers_seen.append(workers)
+        return original(task, workers)
+
+    monkeypatch.setattr(forked, "later", counted)
+
+    def written(workers: str) -> tuple[bytes, bytes, dict[str, object]]:
+        monkeypatch.setenv(folder_reads.WORKERS_ENV, workers)
+        index.unlink(missing_ok=True)
+        done = collect.write_tables(spec, spec.output_path)
+        data = json.loads(index.read_text())
+        entries = {
+            n: [e[0][0], [f[:5] if isinstance(f, list) else f for f in e[0][1]], e[1], e[2]]
+            for n, e in data["entries"].items()
+        }
+        return (
+            done.runs_path.read_bytes(),
+            (done.runs_path.parent / "usage.csv").read_bytes(),
+            {**data, "entries": entries},
+        )
+
+    serial = written("1")
+    pooled = written("2")
+    assert workers_seen == [1, 1, 2, 2], "index and runs.csv: here, then on a worker"
+    assert pooled == serial
+    assert serial[0].count(b"\n") == len(json.loads(index.read_text())["entries"]) + 1

@@ -56,3 +56,12 @@ def test_unset_few_jobs_stay_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(forked.WORKERS_ENV, raising=False)
     assert forked.worker_count(999, parallel_from=1000) == 1
     assert forked.worker_count(1000, parallel_from=1000) == min(len(os.sched_getaffinity(0)), forked.MAX_WORKERS)
+
+
+def test_later_runs_the_task_on_a_forked_worker_and_gives_its_result() -> None:
+    here = os.getpid()
+    assert forked.later(os.getpid, workers=2)() != here
+    assert forked.later(os.getpid, workers=1)() == here
+    with pytest.raises(ZeroDivisionError):
+        forked.later(lambda: 1 / 0, workers=2)()
+    assert forked._TASKS == {}
