@@ -153,7 +153,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         runs_path = out / "runs.csv"
         # Formatted by a forked worker while this process builds the tables (5 s at 100,000 runs).
         runs_csv = forked.later(
-            functools.partial(collected.frame.to_csv, index=False), folder_reads.worker_count(len(collected.frame))
+            functools.partial(_csv_text, collected.frame), folder_reads.worker_count(len(collected.frame))
         )
         try:
             profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
@@ -207,6 +207,11 @@ def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: 
     raise NothingFinished(
         f"{what}: nothing to collect yet: 0 of {len(planned)} planned runs completed ({others}); no files written"
     )
+
+
+def _csv_text(frame: pd.DataFrame) -> str:
+    """runs.csv: the frame as pandas writes it (to_csv without a path returns the text)."""
+    return str(frame.to_csv(index=False))
 
 
 def _write_usage(frame: pd.DataFrame, root: Path, outputs: Outputs) -> tuple[Path, tuple[str, ...]]:
