@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tables_fixture import fake_run
+from tables_fixture import finished_sweep
 
 from orchestrator import store
 from orchestrator.results import collect, reader
 from orchestrator.results import index as row_index
 from orchestrator.sweep import bounded
-from orchestrator.sweep.plan import RunSpec, plan
-from orchestrator.sweep.spec import SweepSpec, load_spec
+from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.spec import SweepSpec
 from trainers import contract, rundir
 
 SPEC = """
@@ -35,12 +35,7 @@ ablations: {{Baseline: [], + Aug: [aug]}}
 
 @pytest.fixture
 def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
-    spec = load_spec(write_spec(SPEC))
-    runs = plan(spec)
-    store.write_snapshot(spec, spec.output_path)
-    for index, run in enumerate(runs):
-        fake_run(spec, run, 0.90 + 0.01 * index)
-    return spec, runs
+    return finished_sweep(write_spec(SPEC))
 
 
 def _count_reads(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:

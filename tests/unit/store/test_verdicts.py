@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tables_fixture import fake_run
+from tables_fixture import fake_run, finished_sweep
 
 from orchestrator import store
 from orchestrator.store import run_states, verdicts
@@ -31,12 +31,7 @@ ablations: {{Baseline: []}}
 
 @pytest.fixture
 def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
-    spec = load_spec(write_spec(SPEC))
-    runs = plan(spec)
-    store.write_snapshot(spec, spec.output_path)
-    for index, run in enumerate(runs):
-        fake_run(spec, run, 0.90 + 0.01 * index)
-    return spec, runs
+    return finished_sweep(write_spec(SPEC))
 
 
 def _settle(path: Path) -> None:
