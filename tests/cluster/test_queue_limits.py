@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cluster_leftovers import clear_leftovers
 from config_helpers import DEV_PROFILE, FAST_RUNS
 
 from orchestrator import launch, store
@@ -93,3 +94,25 @@ def test_follow_completes_a_sweep_larger_than_the_limit(
     assert 10 - queued <= sizes[0] <= 10, "the first submission fills the limit, no more"
     assert max(sizes) <= 10 and len(sizes) >= 3 and sum(sizes) == 24, sizes
     assert {row.state for row in sweep_status(runs, spec.output_path).runs} == {"completed"}
+
+
+@pytest.mark.slurm
+def test_a_killed_sessions_jobs_and_limit_are_cleared(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What a session killed inside test_max_submit_jobs_caps_a_submission leaves, the next one clears."""
+    user = getpass.getuser()
+    this_session = tmp_path_factory.getbasetemp().resolve()
+    earlier = this_session.parent / f"{this_session.name}-earlier"  # never created: the job never runs
+    mine = tmp_path_factory.mktemp("current")
+    submitted = []
+    for folder in (earlier, mine):
+        command = ["sbatch", "--parsable", "--hold", "--array=0-1", "-o", f"{folder}/%A_%a.out", "--wrap", "true"]
+        submitted.append(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip())
+    try:
+        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=50"], check=True)
+        assert clear_leftovers(user, this_session.parent, this_session) == [submitted[0]]
+        assert max_submit_jobs(user)[0] is None
+        queued = subprocess.run(["squeue", "-h", "-u", user, "-o", "%F"], capture_output=True, text=True).stdout
+        assert submitted[0] not in queued.split() and submitted[1] in queued.split()
+    finally:
+        slurmcli.cancel(submitted)
+        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=-1"], check=True)
