@@ -14,6 +14,7 @@ quick loop by mistake:
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _no_training_in_quick_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     if not any(request.node.get_closest_marker(name) for name in ("slow", "slurm")):
         monkeypatch.setenv(TRAINING_GUARD, request.node.nodeid)
+
+
+@pytest.fixture(autouse=True)
+def _dev_cluster_without_leftovers(request: pytest.FixtureRequest) -> None:
+    """Before the first `slurm` test, clear what a killed earlier session left on the dev cluster.
+
+    A session killed mid-test (a CI machine reclaimed, Ctrl-C twice) runs no finalizers: the queue-limit
+    test then leaves 50 future-dated jobs queued and MaxSubmitJobs=50 in the accounting database, which
+    slurmctld keeps across restarts, and every later session finds its submissions held back.
+    """
+    if request.node.get_closest_marker("slurm"):
+        request.getfixturevalue("_cleared_dev_cluster")
+
+
+@pytest.fixture(scope="session")
+def _cleared_dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from cluster_leftovers import clear_leftovers
+
+    from orchestrator.launch import slurmcli
+
+    if slurmcli.available():  # otherwise each test fails with its own message
+        this_session = tmp_path_factory.getbasetemp().resolve()
+        clear_leftovers(getpass.getuser(), this_session.parent, this_session)
 
 
 TINY_SPEC = """

@@ -32,3 +32,9 @@ def test_a_quick_test_that_trains_fails_with_its_name(request: pytest.FixtureReq
 @pytest.mark.slow
 def test_slow_tests_may_train(request: pytest.FixtureRequest) -> None:
     assert TRAINING_GUARD not in os.environ
+
+
+def test_one_conftest() -> None:
+    """Tests import from `conftest` (the top one); a second conftest.py below tests/ is also imported as
+    `conftest`, so whichever pytest loads last would answer those imports (CI failed that way once)."""
+    assert sorted(TESTS.rglob("conftest.py")) == [TESTS / "conftest.py"]

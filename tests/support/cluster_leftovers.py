@@ -1,4 +1,4 @@
-"""Finding and clearing what a killed test session left on the dev cluster (see tests/cluster/conftest.py)."""
+"""Finding and clearing what a killed test session left on the dev cluster (tests/conftest.py runs it)."""
 
 from __future__ import annotations
 
