@@ -23,7 +23,8 @@
     and the scenario's mix of deltas; the noise only) at the certainty that 95% same decisions needs,
     and the rules tried for the goal (stochastic curtailment of efficacy; a spread pooled over a table's
     rows), with false positives on (a)'s null tables and on null tables whose cells differ in noise
-    (bench/adaptive_alternatives.py).
+    (bench/adaptive_alternatives.py), and other look schedules (initial, step) at their cheapest
+    last-look share and futility.
 
 numpy and scipy only, fixed seed. Run:
 
@@ -343,6 +344,37 @@ def rules_tried(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
         )
 
 
+SCHEDULES = ((3, 1), (2, 1), (2, 2), (4, 2), (3, 3), (4, 4), (6, 3))
+"""(initial, step) look schedules to max 12 beside the default (3, 2): the bench's design is the issue's example."""
+
+
+def schedules(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
+    """(e) last part: other look schedules, each at (c)'s cheapest last-look share and futility that keep
+    false positives <= 5% and same decisions >= 95%."""
+    first = [(adaptive(c.diffs, Design(SEEDS, RULES[0], ROWS)).used == SEEDS[0]).mean() for c in cases]
+    print(
+        f"    the default's first look ({SEEDS[0]} seeds) stops {', '.join(f'{v:.1%}' for v in first)} of rows "
+        f"(noise {', '.join(map(str, NOISE_PT))})"
+    )
+    print("    other look schedules (initial, step; max 12): cost / same decisions at the default; the cheapest")
+    print("    final_share x futility of (c) with false positives <= 5% and same decisions >= 95%")
+    for initial, step in SCHEDULES:
+        seeds = looks(initial, step, SEEDS[-1])
+        found = []
+        for share, futility in itertools.product(SHARES, FUTILITIES):
+            design = Design(seeds, RULES[0], ROWS, final_share=share, futility=futility)
+            cost, agree, _ = compare(cases, design)
+            if agree >= GOAL_AGREE and max(fwer(nulls, design).values()) <= GOAL_FWER:
+                found.append((cost, f"final_share {share}, futility {futility}"))
+        base = compare(cases, Design(seeds, RULES[0], ROWS))
+        cheapest = f"{min(found)[0]:.1%} ({min(found)[1]})" if found else "none"
+        verdict = "met" if found and min(found)[0] <= GOAL_COST else "NOT met"
+        print(
+            f"    {initial}, {step}  looks {list(seeds)!s:38s} default {base[0]:6.1%} / {base[1]:6.1%}; "
+            f"cheapest {cheapest}: {verdict}"
+        )
+
+
 def unequal_noise(tables: int) -> np.ndarray:
     """Null tables whose cells differ in seed noise (sd 0.2 baseline, 0.1 three rows, 0.6 the fourth):
     paired differences (tables, rows, max seeds); their own generator, so (a)-(d) draw as before."""
@@ -410,6 +442,7 @@ def main() -> None:
     replay_grid(rng, args.orders)
     lower_bounds(cases, nulls)
     rules_tried({**nulls, "unequal": unequal_noise(args.tables)}, cases)
+    schedules(nulls, cases)
     print(f"\n{time.perf_counter() - started:.1f} s")
 
 
