@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "support"))  # `from config_helpers import ...` from any level
@@ -30,6 +31,13 @@ LEVEL_MARKS = {"training": ("slow",), "e2e": ("slow",), "cluster": ("slurm",)}
 TRAINING_GUARD = "ORCHESTRATE_TEST_FORBID_TRAINING"
 """Set for tests with neither `slow` nor `slurm`: trainers.loop.run.run_training then refuses to start
 (in this process and in every worker or command it spawns), so `make test-unit` trains nothing."""
+
+
+# Hypothesis's 200 ms per-example deadline measures the machine's load, not our code, on a shared 2-core
+# box running two pytest processes beside SLURM jobs (`make test`); the property tests' own settings
+# choose their example counts.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

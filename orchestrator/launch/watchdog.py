@@ -62,13 +62,16 @@ def stalled(now: float, last_beat: float, phase: str, intervals: list[float], li
     return f"no progress for {waited:.0f} s in phase {phase} (limit {limit:.0f} s)"
 
 
-def read_beat(run_dir: Path) -> tuple[float, str] | None:
-    """(mtime, phase) of the heartbeat file, None before the first beat."""
+def read_beat(run_dir: Path, since: float = 0.0) -> tuple[float, str] | None:
+    """(mtime, phase) of the heartbeat file, None before the first beat. A beat older than `since` (this
+    watchdog's start) is an earlier attempt's, left in the run folder: none yet for this attempt."""
     path = run_dir / HEARTBEAT_FILE
     try:
         mtime = path.stat().st_mtime
         phase = path.read_text(encoding="utf-8", errors="replace")[:20].strip()
     except OSError:
+        return None
+    if mtime < since:
         return None
     return mtime, phase or "step"
 
@@ -79,7 +82,9 @@ def watch(run_dir: Path, pid: int, limits: Limits, poll_s: float) -> str | None:
     last: tuple[float, str] | None = None
     intervals: list[float] = []
     while pid_alive(pid) and os.getppid() == pid:
-        beat = read_beat(run_dir)
+        # Not an earlier attempt's beat: after a requeue that waited in the queue longer than the step
+        # limit, it would end this attempt as hung before it started.
+        beat = read_beat(run_dir, since=started)
         if beat is not None and last is not None and beat[0] > last[0] and beat[1] == last[1] == "step":
             intervals.append(beat[0] - last[0])
         last = beat or last

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,13 +10,27 @@ from orchestrator.launch import slurmcli
 from orchestrator.launch.limits import max_submit_jobs
 
 
+def session_alive(session: Path) -> bool:
+    """Whether the pytest session that owns a numbered temp folder still runs: pytest writes its pid into
+    the folder's `.lock` and removes the file at exit; a killed session leaves it with a dead pid."""
+    try:
+        pid = int((session / ".lock").read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def leftover_jobs(queue: str, pytest_root: Path, this_session: Path) -> list[str]:
-    """Job ids from `squeue -O ArrayJobID,STDOUT` lines whose output is under an earlier session's folder."""
+    """Job ids from `squeue -O ArrayJobID,STDOUT` lines whose output is in another pytest session's folder
+    that no running process owns (a concurrent session's jobs are left alone)."""
     found = []
     for line in queue.splitlines():
         job_id, _, stdout = line.strip().partition(" ")
         path = Path(stdout.strip())
-        if path.is_relative_to(pytest_root) and not path.is_relative_to(this_session):
+        if not path.is_relative_to(pytest_root) or path.is_relative_to(this_session) or path == pytest_root:
+            continue
+        if not session_alive(pytest_root / path.relative_to(pytest_root).parts[0]):
             found.append(job_id)
     return sorted(set(found))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ def test_heartbeat_is_off_unless_a_watchdog_reads_it(tmp_path: Path, monkeypatch
     heartbeat.beat(tmp_path, "eval")
     heartbeat.beat(tmp_path, "eval", main=False)
     assert watchdog.read_beat(tmp_path) is not None and watchdog.read_beat(tmp_path)[1] == "eval"  # type: ignore[index]
+
+
+def test_an_earlier_attempts_heartbeat_is_no_beat_of_this_one(tmp_path: Path) -> None:
+    """A requeued job finds the heartbeat its previous attempt left (here 10 minutes old, phase step): this
+    attempt's watchdog must wait for its own trainer's first beat (the `start` phase's limit from its own
+    start), not judge the old one by the step limit. The dev-cluster hang test caught this."""
+    (tmp_path / heartbeat.FILE).write_text("step")
+    started = time.time()
+    os.utime(tmp_path / heartbeat.FILE, (started - 600, started - 600))
+    assert watchdog.read_beat(tmp_path, since=started) is None
+    assert watchdog.read_beat(tmp_path) == (started - 600, "step"), "without a start, any beat counts"
+    (tmp_path / heartbeat.FILE).write_text("step")  # this attempt's trainer beats
+    assert watchdog.read_beat(tmp_path, since=started) is not None
 
 
 _TRAINER = """
