@@ -6,6 +6,7 @@ accounting database) and submit against it.
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shutil
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cluster_leftovers import clear_leftovers
+from cluster_leftovers import clear_leftovers, set_max_submit
 from config_helpers import DEV_PROFILE, FAST_RUNS
 
 from orchestrator import launch, store
@@ -51,12 +52,8 @@ def max_submit() -> Iterator[Callable[[int], None]]:
     """Set this user's MaxSubmitJobs on the dev cluster; always reset afterwards."""
     user = getpass.getuser()
 
-    def set_limit(value: int) -> None:
-        command = ["sacctmgr", "-i", "modify", "user", user, "set", f"MaxSubmitJobs={value}"]
-        subprocess.run(command, check=True, capture_output=True)
-
-    yield set_limit
-    set_limit(-1)
+    yield functools.partial(set_max_submit, user)
+    set_max_submit(user, -1)
 
 
 @pytest.mark.slurm
@@ -114,7 +111,7 @@ def test_a_killed_sessions_jobs_and_limit_are_cleared(tmp_path_factory: pytest.T
         command = ["sbatch", "--parsable", "--hold", "--array=0-1", "-o", f"{folder}/%A_%a.out", "--wrap", "true"]
         submitted.append(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip())
     try:
-        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=50"], check=True)
+        set_max_submit(user, 50)
         assert clear_leftovers(user, this_session.parent, this_session) == [submitted[0]]
         assert max_submit_jobs(user)[0] is None
         queued = subprocess.run(["squeue", "-h", "-u", user, "-o", "%F"], capture_output=True, text=True).stdout
@@ -122,4 +119,4 @@ def test_a_killed_sessions_jobs_and_limit_are_cleared(tmp_path_factory: pytest.T
     finally:
         shutil.rmtree(concurrent, ignore_errors=True)
         slurmcli.cancel(submitted)
-        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=-1"], check=True)
+        set_max_submit(user, -1)

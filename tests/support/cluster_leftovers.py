@@ -35,13 +35,14 @@ def leftover_jobs(queue: str, pytest_root: Path, this_session: Path) -> list[str
     return sorted(set(found))
 
 
+def set_max_submit(user: str, value: int) -> None:
+    """Set the user's MaxSubmitJobs on the dev cluster's association (-1: no limit)."""
+    subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", f"MaxSubmitJobs={value}"], check=True)
+
+
 def clear_leftovers(user: str, pytest_root: Path, this_session: Path) -> list[str]:
     """Reset the user's MaxSubmitJobs and cancel their jobs from earlier sessions; the cancelled ids."""
     if max_submit_jobs(user)[0] is not None:
-        # Only the queue-limit test sets a limit on the dev cluster (start.sh sets none).
-        subprocess.run(["sacctmgr", "-i", "modify", "user", user, "set", "MaxSubmitJobs=-1"], check=True)
+        set_max_submit(user, -1)  # only the queue-limit test sets a limit on the dev cluster (start.sh none)
     queue = slurmcli.run(["squeue", "-h", "-u", user, "-O", "ArrayJobID:30,STDOUT:4000"]).stdout
-    stale = leftover_jobs(queue, pytest_root, this_session)
-    if stale:
-        subprocess.run(["scancel", *stale], check=True)
-    return stale
+    return slurmcli.cancel(leftover_jobs(queue, pytest_root, this_session))
