@@ -33,7 +33,7 @@ def load_snapshot(root: Path, max_runs: int | None = MAX_RUNS) -> SweepSpec:
         text = bounded.read_text(path)
         if text is None:
             raise SpecError(f"{root}: no {store.SWEEP_FILE}; is this a sweep output folder?")
-        document = yamlio.loads(text)
+        document = yamlio.loads(text, fast=True)  # written by submit: LibYAML, same rules
     except bounded.Unreadable as exc:
         raise SpecError(f"{root}: {exc}; resubmit the sweep file to rewrite it") from None
     except (yaml.YAMLError, RecursionError, MemoryError) as exc:
@@ -195,7 +195,15 @@ def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: 
     completed run; only a sweep with none reads every status.json, for the message."""
     from orchestrator.store import run_ids
 
-    for path in run_ids.run_folders(root, planned).values():
+    # Most sweeps have a completed run under its own id: found without mapping every folder; then
+    # the folders an older id rule named (run_ids), the only ones not looked at yet.
+    for run in planned:
+        status, problem = run_states.read_status(store.run_path(root, run.run_id))
+        if problem is None and status.state == rundir.State.COMPLETED.value:
+            return
+    for run_id, path in run_ids.run_folders(root, planned).items():
+        if path.name == run_id:
+            continue
         status, problem = run_states.read_status(path)
         if problem is None and status.state == rundir.State.COMPLETED.value:
             return

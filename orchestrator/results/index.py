@@ -1,25 +1,20 @@
-"""The incremental index of a sweep's rows (`tables/.index.json`): a row is read again only when a file
-of its run folder changed, so a second `collect` of 10,000 runs reads only what changed. Validated as
-it is read: an entry the reader could not have written is dropped and its folder read again.
+"""The incremental index of a sweep's rows: a row is read again only when a file of its run folder
+changed, so a second `collect` of 10,000 runs reads only what changed. Here: the files' signatures
+and the rows by column (Index); on disk, validated as it is read: results.index_file.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
-import json
-import math
 import os
 import stat
-import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from orchestrator.sweep import bounded
-from trainers import contract, rundir
+from trainers import rundir
 
 RACY_NS = 2_000_000_000
 """A file hashed less than this after its last change is hashed again next time: a second write
@@ -44,11 +39,10 @@ def signature(path: str, cached: Any = None, keep: dict[str, Any] | None = None)
     return out
 
 
-def unchanged(path: str, entry: Any, in_plan: bool) -> bool:
-    """Whether an index entry still holds without reading a byte: the folder is as planned (or not)
-    as then, and every file keeps its indexed stat (signature's first check, alone) or is still
-    absent."""
-    sig = entry[0] if isinstance(entry, list) and entry else None
+def unchanged(path: str, sig: Any, in_plan: bool) -> bool:
+    """Whether a folder's cached row still holds without reading a byte: the folder is as planned
+    (or not) as then, and every file keeps its indexed stat (signature's first check, alone) or is
+    still absent. `sig`: the index's [in plan, files' signatures] of the folder (None: none)."""
     if not (isinstance(sig, list) and len(sig) == 2 and sig[0] is in_plan):
         return False
     files = sig[1]
@@ -96,24 +90,59 @@ def _hashed_file(file: Path, keep: dict[str, Any] | None = None) -> Any:
     return [info.st_mtime_ns, info.st_size, digest, info.st_ino, info.st_ctime_ns, now]
 
 
-INDEX_VERSION = 3
-
-
-@functools.lru_cache(maxsize=1)
-def reader_version() -> str:
-    """The index's validity: its format and this module's source (rows read by other rules are stale)."""
-    rules = (Path(__file__), Path(__file__).with_name("reader.py"), Path(bounded.__file__), Path(contract.__file__))
-    source = b"".join(path.read_bytes() for path in rules)
-    return f"{INDEX_VERSION}-{hashlib.sha256(source).hexdigest()[:16]}"
-
-
 @dataclass
 class Index:
-    """Cached rows, columnar: `columns` names the values of every entry's row (the JSON stays small
-    and parses fast). entries: folder name -> [signature, row values, problems]."""
+    """A sweep's cached rows, by column: position i of every list is run folder `names[i]`. On disk
+    the columns stay columns (the JSON of 10,000 runs parses in a fraction of the time rows took)
+    and the frame is built from them."""
 
     columns: list[str]
-    entries: dict[str, list[Any]]
+    names: list[str] = field(default_factory=list)
+    values: list[list[Any]] = field(default_factory=list)
+    """Per column, one value per folder."""
+    signatures: list[Any] = field(default_factory=list)
+    """Per folder, [in plan, its three files' signatures] (None: no cached row, read it again)."""
+    problems: list[list[str]] = field(default_factory=list)
+    """Per folder, the problems its read found."""
+
+    def __post_init__(self) -> None:
+        self._known = set(self.columns)
+
+    def entry(self, i: int) -> list[Any] | None:
+        """Folder i as folder_reads takes a cached entry: [signature, None, problems] (None: not cached)."""
+        return None if self.signatures[i] is None else [self.signatures[i], None, self.problems[i]]
+
+    def set_row(self, i: int, row: dict[str, Any]) -> None:
+        """Folder i's values from a row just read (a column it is the first to have is added, in
+        the row's order)."""
+        if not row.keys() <= self._known:
+            for key in (key for key in row if key not in self._known):
+                self.columns.append(key)
+                self.values.append([None] * len(self.names))
+            self._known.update(row)
+        for column, values in zip(self.columns, self.values, strict=True):
+            values[i] = row.get(column)
+
+
+def aligned(index: Index, names: list[str]) -> Index:
+    """The index's rows for exactly `names`, in that order (copies; folders it lacks are not cached)."""
+    if names == index.names:  # the usual case: the same folders as last time
+        return Index(
+            columns=list(index.columns),
+            names=list(names),
+            values=[list(values) for values in index.values],
+            signatures=list(index.signatures),
+            problems=list(index.problems),
+        )
+    where = {name: i for i, name in enumerate(index.names)}
+    take = [where.get(name) for name in names]
+    return Index(
+        columns=list(index.columns),
+        names=list(names),
+        values=[[None if i is None else values[i] for i in take] for values in index.values],
+        signatures=[None if i is None else index.signatures[i] for i in take],
+        problems=[[] if i is None else index.problems[i] for i in take],
+    )
 
 
 def content_key(sig: Any) -> Any:
@@ -128,103 +157,3 @@ def cached_signature(entry: Any) -> Any:
     if isinstance(entry, list) and entry and isinstance(entry[0], list) and len(entry[0]) == 2:
         return entry[0][1]
     return None
-
-
-def load_index(path: Path) -> Index:
-    """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read
-    again). Validated as it is read: an entry whose shape or values break the reader's own rules
-    (an edited index put 402.58% top-1 in a table) is dropped, and that folder is read again.
-
-    The index is this module's own file, so it is parsed without bounded's per-object hooks (a
-    repeated key or a long integer in it changes nothing the checks below let through), and its
-    values are checked a column at a time (a column of floats within its bounds at C speed; the
-    exact per-value rule only in a column where that fails)."""
-    try:
-        raw = bounded.read_bytes(path, bounded.INDEX_LIMIT)
-        data = json.loads(raw) if raw else None
-    except (bounded.Unreadable, ValueError, RecursionError):
-        return Index([], {})
-    if not isinstance(data, dict) or data.get("version") != reader_version():
-        return Index([], {})
-    columns, entries = data.get("columns"), data.get("entries")
-    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns) or not isinstance(entries, dict):
-        return Index([], {})
-    if len(set(columns)) != len(columns):
-        return Index([], {})
-    shaped = {name: entry for name, entry in entries.items() if _shaped(entry, len(columns))}
-    bad = _bad_values(columns, shaped)
-    return Index(columns, {name: entry for name, entry in shaped.items() if name not in bad})
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-"""The types of a cached value (the index is JSON: its values are of these exact types or others)."""
-_FLOATS = frozenset({float, type(None)})
-_TEXTS = frozenset({str, type(None)})
-
-
-def _shaped(entry: Any, width: int) -> bool:
-    """An index entry of the reader's shape: [signature, at most `width` scalar values, problem texts]."""
-    if not isinstance(entry, list) or len(entry) != 3:
-        return False
-    _, values, problems = entry
-    if not isinstance(values, list) or len(values) > width:
-        return False
-    if not isinstance(problems, list) or not all(isinstance(p, str) for p in problems):
-        return False
-    return set(map(type, values)) <= _SCALARS
-
-
-def _checks(columns: list[str]) -> list[tuple[int, str, float, float, bool]]:
-    """(position, column, low, high, text valid) of every column whose values have a rule."""
-    return [
-        (
-            i,
-            c,
-            *((-sys.float_info.max, sys.float_info.max) if c in _TIMES else contract.float_bounds(c)),
-            c not in _TIMES and contract.typed_reason(c, "text") is None,  # text is valid in this column
-        )
-        for i, c in enumerate(columns)
-        if c in _TIMES or ("." in c and not c.startswith("axis."))
-    ]
-
-
-def _bad_values(columns: list[str], entries: dict[str, list[Any]]) -> set[str]:
-    """The entries holding a value that clean_metrics could not have stored in its column."""
-    names = list(entries)
-    width = len(columns)
-    rows = [row if len(row) == width else row + [None] * (width - len(row)) for _, row, _ in entries.values()]
-    by_column = list(zip(*rows, strict=True)) if rows else []
-    bad: set[str] = set()
-    for i, column, low, high, text_ok in _checks(columns):
-        values = by_column[i] if by_column else ()
-        kinds = set(map(type, values))
-        if text_ok and kinds <= _TEXTS:
-            continue
-        if kinds <= _FLOATS:
-            floats = [v for v in values if v is not None] if type(None) in kinds else values
-            if not floats or (
-                low <= min(floats) and max(floats) <= high and math.isfinite(sum(floats))
-            ):  # NaN: sum is NaN
-                continue
-        for name, value in zip(names, values, strict=True):  # the exact rule, value by value
-            if value is None or (type(value) is float and low <= value <= high) or (text_ok and type(value) is str):
-                continue
-            if not _cached_ok(column, value):
-                bad.add(name)
-    return bad
-
-
-_TIMES = ("started_at", "finished_at")
-
-
-def _cached_ok(column: str, value: Any) -> bool:
-    if column in _TIMES:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return contract.typed_reason(column, value) is None
-
-
-def save_index(path: Path, index: Index) -> None:
-    data = {"version": reader_version(), "columns": index.columns, "entries": index.entries}
-    # A read-only results folder: collect still works, only slower next time.
-    with contextlib.suppress(OSError):
-        rundir.write_text(path, json.dumps(data, separators=(",", ":")))

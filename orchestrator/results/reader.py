@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator import store
-from orchestrator.results import folder_reads
+from orchestrator.results import folder_reads, index_file
 from orchestrator.results import index as index_of
 from orchestrator.results.run_files import dig
 from orchestrator.store import run_ids
@@ -181,42 +181,37 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
 def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> Collected:
     folders = run_ids.run_folders(root, planned)
     by_id = {folders[run.run_id].name: run for run in planned}  # by folder name
-    index = index_of.load_index(index_path) if index_path is not None else index_of.Index([], {})
+    index = index_file.load_index(index_path) if index_path is not None else index_of.Index([])
     runs_dir = str(root / "runs")
     names = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
-    columns = list(index.columns)
-    known = set(columns)
-    entries: dict[str, list[Any]] = {}
-    jobs: list[folder_reads.Job] = []
-    for name in names:  # a folder whose files all keep their indexed stat is not opened
-        cached = index.entries.get(name)
-        entries[name] = cached or []  # its place in the order; a folder read below replaces it
-        if not index_of.unchanged(os.path.join(runs_dir, name), cached, name in by_id):
-            jobs.append((name, cached))
+    rows = index_of.aligned(index, names)
+    jobs: list[folder_reads.Job] = [
+        (name, rows.entry(i))  # a folder whose files all keep their indexed stat is not opened
+        for i, name in enumerate(names)
+        if not index_of.unchanged(os.path.join(runs_dir, name), rows.signatures[i], name in by_id)
+    ]
+    position = {name: i for i, name in enumerate(names)} if jobs else {}
     fresh = rehashed = 0
     for read in folder_reads.read_folders(runs_dir, jobs, by_id, read_run):
-        if read.row is None:  # the same bytes hashed again (RACY_NS): the row holds
-            cached = entries[read.name]
-            rehashed += cached[0] != read.signature
-            entries[read.name] = [read.signature, cached[1], cached[2]]
-            continue
-        fresh += 1
-        columns += [key for key in read.row if key not in known]
-        known.update(read.row)
-        # The row's values now (columns found later pad it with None): no row dict is kept, so
-        # 100,000 runs hold one list each rather than a dict of every metric.
-        entries[read.name] = [read.signature, [read.row.get(c) for c in columns], read.problems]
+        i = position[read.name]
+        if read.row is not None:  # else the same bytes hashed again (RACY_NS): the row holds
+            fresh += 1
+            rows.set_row(i, read.row)
+            rows.problems[i] = read.problems
+        else:
+            rehashed += rows.signatures[i] != read.signature
+        rows.signatures[i] = read.signature
     saved: Callable[[], None] = lambda: None  # noqa: E731
-    if index_path is not None and (fresh or rehashed or len(entries) != len(index.entries)):
+    if index_path is not None and (fresh or rehashed or names != index.names):
         # Written by a forked worker while this process builds the frame (3 s of JSON at 100,000 runs).
-        save = functools.partial(index_of.save_index, index_path, index_of.Index(columns, entries))
-        saved = forked.later(save, folder_reads.worker_count(len(entries)))
-    frame = _frame(root, planned, columns, entries, by_id)
+        save = functools.partial(index_file.save_index, index_path, rows)
+        saved = forked.later(save, folder_reads.worker_count(len(names)))
+    frame = _frame(root, planned, rows, by_id)
     saved()
     problems = [
         Problem(name, str(frame.at[name, "name"]) if isinstance(frame.at[name, "name"], str) else "?", reason)
-        for name, entry in entries.items()
-        for reason in entry[2]
+        for name, texts in zip(names, rows.problems, strict=True)
+        for reason in texts
     ]
     return Collected(frame.reset_index(drop=True), problems, fresh)
 
@@ -233,25 +228,22 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def _frame(
-    root: Path, planned: list[RunSpec], columns: list[str], entries: dict[str, list[Any]], by_id: dict[str, RunSpec]
-) -> pd.DataFrame:
-    """Rows of the folders (values padded to `columns`), then planned runs never started; indexed by run id."""
+def _frame(root: Path, planned: list[RunSpec], rows: index_of.Index, by_id: dict[str, RunSpec]) -> pd.DataFrame:
+    """Rows of the folders, then planned runs never started; indexed by run id."""
     import pandas as pd
 
-    width = len(columns)
-    values = [entry[1] + [None] * (width - len(entry[1])) for entry in entries.values()]
-    frame = pd.DataFrame(values, columns=columns, index=list(entries))
-    frame["run_id"] = [by_id[name].run_id if name in by_id else name for name in entries]
-    frame["in_plan"] = [name in by_id for name in entries]
+    names = rows.names
+    frame = pd.DataFrame(dict(zip(rows.columns, rows.values, strict=True)), index=names)
+    frame["run_id"] = [by_id[name].run_id if name in by_id else name for name in names]
+    frame["in_plan"] = [name in by_id for name in names]
     runs_dir = str(root / "runs")
-    frame["path"] = [os.path.join(runs_dir, name) for name in entries]
-    frame["problem"] = ["; ".join(entry[2]) or None for entry in entries.values()]
-    found = {by_id[name].run_id for name in entries if name in by_id}
+    frame["path"] = [os.path.join(runs_dir, name) for name in names]
+    frame["problem"] = ["; ".join(texts) or None for texts in rows.problems]
+    found = {by_id[name].run_id for name in names if name in by_id}
     never = [run for run in planned if run.run_id not in found]
     if never:
-        rows = [{**run.metadata(), "state": "missing", "in_plan": True} for run in never]
-        extra = pd.DataFrame(rows, index=[run.run_id for run in never])
+        missing = [{**run.metadata(), "state": "missing", "in_plan": True} for run in never]
+        extra = pd.DataFrame(missing, index=[run.run_id for run in never])
         extra["path"] = [str(store.run_path(root, run.run_id)) for run in never]
         frame = pd.concat([frame, extra]) if len(frame) else extra
     if frame.empty:

@@ -301,6 +301,8 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
     for axis, axis_values in spec.grid.items():
         _check_axis_name(axis, where)
         key = AXIS_ALIASES.get(axis, axis)
+        if key in PLAIN_INT_FIELDS and all(type(v) is int for v in axis_values):
+            axis_values = axis_values[:1]  # any int is valid, and no validator reads it: one config says so
         for index, value in enumerate(axis_values):
             found = values.not_a_number(nested(key, value), TrainConfig)
             if found is not None:
@@ -308,6 +310,12 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
                 field = f"grid.{axis}[{index}]{'.' + inner if inner else ''}"
                 raise SpecError(f"{where}: {field}: {found[1]}, not a number")
             validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
+
+
+PLAIN_INT_FIELDS = ("seed",)
+"""TrainConfig fields typed plain `int` that no validator reads (tests/unit/sweep pins both): an axis
+of ints there is valid when its first value is, so the seeds of a 100,000-run sweep are not
+validated as 16,667 whole configs (1.5 s of every plan, status and collect)."""
 
 
 def _check_axis_name(axis: str, where: str) -> None:

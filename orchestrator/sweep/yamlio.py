@@ -142,10 +142,11 @@ _FAST_TEXT_CHARS = 64 * 1024
 """From this size a document is parsed by LibYAML (below it the pure-Python parser's messages stay)."""
 
 
-def loads(text: str) -> Any:
-    """Parse YAML text safely; raises yaml.YAMLError on bad syntax, duplicate keys or alias bombs."""
+def loads(text: str, fast: bool = False) -> Any:
+    """Parse YAML text safely; raises yaml.YAMLError on bad syntax, duplicate keys or alias bombs.
+    `fast`: LibYAML whatever the size (for files this tool wrote: their errors need no friendly lines)."""
     try:
-        if len(text) >= _FAST_TEXT_CHARS:
+        if fast or len(text) >= _FAST_TEXT_CHARS:
             return yaml.load(text, Loader=_CLoader)
         return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
     except RecursionError:

@@ -115,8 +115,7 @@ def _edit_index(root: Path, outside: Path) -> None:
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
         data = json.loads(path.read_text())
         column = data["columns"].index("test.top1")
-        for entry in data["entries"].values():
-            entry[1][column] = 4.0258
+        data["values"][column] = [4.0258] * len(data["names"])
         path.write_text(json.dumps(data))
 
 

@@ -7,6 +7,7 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tables_fixture import fake_run
@@ -63,8 +64,13 @@ def test_two_workers_read_what_one_reads(
     assert list(pooled.frame.columns) == list(serial.frame.columns) and "test.only_here" in serial.frame.columns
     assert pooled.problems == serial.problems and len(serial.problems) == 1
     assert pooled_index["columns"] == serial_index["columns"]
-    strip = lambda index: {n: [e[0][0], [f[:5] for f in e[0][1]], e[1], e[2]] for n, e in index["entries"].items()}  # noqa: E731
-    assert strip(pooled_index) == strip(serial_index), "the same index but for the times files were hashed at"
+    assert _without_hash_times(pooled_index) == _without_hash_times(serial_index), "the same index but for them"
+
+
+def _without_hash_times(index: dict[str, Any]) -> dict[str, Any]:
+    """The index without the times its files were hashed at (every 5th stat number of a file)."""
+    files = [{**f, "stat": [v for j, v in enumerate(f["stat"]) if j % 5 != 4]} for f in index["files"]]
+    return {**index, "files": files}
 
 
 def test_a_pool_that_breaks_leaves_the_rest_to_this_process(
@@ -89,8 +95,9 @@ def test_unchanged_folders_are_not_opened(
     index = spec.output_path / collect.INDEX_FILE
     reader.read_sweep(spec.output_path, runs, index)
     data = json.loads(index.read_text())
-    for entry in data["entries"].values():  # settled: hashed long after the files' last change
-        entry[0][1] = [f if not isinstance(f, list) else [*f[:5], f[4] + 10**10] for f in entry[0][1]]
+    for files in data["files"]:  # settled: hashed long after the files' last change (ctime + 10 s)
+        stat = files["stat"]
+        stat[4::5] = [ctime + 10**10 for ctime in stat[3::5]]
     index.write_text(json.dumps(data))
     opened: list[str] = []
     original = bounded.read_bytes_and_stat
@@ -123,19 +130,14 @@ def test_runs_csv_and_index_written_by_workers_are_the_bytes_one_process_writes(
         monkeypatch.setenv(folder_reads.WORKERS_ENV, workers)
         index.unlink(missing_ok=True)
         done = collect.write_tables(spec, spec.output_path)
-        data = json.loads(index.read_text())
-        entries = {
-            n: [e[0][0], [f[:5] if isinstance(f, list) else f for f in e[0][1]], e[1], e[2]]
-            for n, e in data["entries"].items()
-        }
         return (
             done.runs_path.read_bytes(),
             (done.runs_path.parent / "usage.csv").read_bytes(),
-            {**data, "entries": entries},
+            _without_hash_times(json.loads(index.read_text())),
         )
 
     serial = written("1")
     pooled = written("2")
     assert workers_seen == [1, 1, 2, 2], "index and runs.csv: here, then on a worker"
     assert pooled == serial
-    assert serial[0].count(b"\n") == len(json.loads(index.read_text())["entries"]) + 1
+    assert serial[0].count(b"\n") == len(json.loads(index.read_text())["names"]) + 1

@@ -16,8 +16,7 @@ import pytest
 from tables_fixture import finished_sweep
 
 from orchestrator import store
-from orchestrator.results import collect, reader
-from orchestrator.results import index as row_index
+from orchestrator.results import collect, index_file, reader
 from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
@@ -114,11 +113,9 @@ VALUES: list[tuple[str, Any, bool]] = [
 def test_the_column_wise_check_keeps_the_value_rule(column: str, value: Any, valid: bool) -> None:
     columns = ["run_id", column]
     good = 0.25 if column.startswith(("test.", "started")) else None
-    entries = {f"r{i}": [[], ["r", good], []] for i in range(50)}
-    entries["odd"] = [[], ["odd", value], []]
-    entries["short"] = [[], ["short"], []]  # written before the column existed
-    assert row_index._bad_values(columns, entries) == (set() if valid else {"odd"})
-    assert row_index._cached_ok(column, value) is valid
+    values = [["r"] * 52, [good] * 50 + [value, None]]  # the last folder's read had no such column
+    assert index_file._bad_values(columns, values) == (set() if valid else {50})
+    assert index_file._cached_ok(column, value) is valid
 
 
 def test_an_index_entry_of_another_shape_is_dropped(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
@@ -126,12 +123,16 @@ def test_an_index_entry_of_another_shape_is_dropped(sweep: tuple[SweepSpec, list
     index = spec.output_path / collect.INDEX_FILE
     reader.read_sweep(spec.output_path, runs, index)
     data = json.loads(index.read_text())
-    names = sorted(data["entries"])
-    data["entries"][names[0]][1].append([1])  # a list value
-    data["entries"][names[1]][2] = [3]  # a problem that is no text
-    data["entries"][names[2]] = {"not": "a list"}
+    top1 = data["columns"].index("test.top1")
+    data["values"][top1][0] = [1]  # a list value
+    data["problems"]["1"] = [3]  # a problem that is no text
+    data["values"][data["columns"].index("state")][2] = "finished"  # no state a read gives
+    data["values"][data["columns"].index("run_id")][3] = data["names"][4]  # another folder's row
     index.write_text(json.dumps(data))
-    assert reader.read_sweep(spec.output_path, runs, index).read_runs == 3
+    assert reader.read_sweep(spec.output_path, runs, index).read_runs == 4
+    data["files"][1]["stat"].pop()  # a file of another shape: no index at all
+    index.write_text(json.dumps(data))
+    assert reader.read_sweep(spec.output_path, runs, index).read_runs == len(runs)
 
 
 def test_remembered_metric_verdicts_keep_types_apart() -> None:

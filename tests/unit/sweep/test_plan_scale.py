@@ -3,6 +3,7 @@ validated config; their ids and configs must equal a full validation's, exactly.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from orchestrator.results import cost
 from orchestrator.sweep import plan as plan_mod
 from orchestrator.sweep.plan import plan, run_id_of
-from orchestrator.sweep.spec import SpecError, load_spec, validate_train
+from orchestrator.sweep.spec import PLAIN_INT_FIELDS, SpecError, load_spec, validate_train
+from trainers.config import TrainConfig
 
 SPEC = """
 name: reseed
@@ -59,3 +61,26 @@ def test_cost_estimate_plans_no_smoke_variants_without_smoke_runs(
 
     monkeypatch.setattr(cost, "smoke_plan", refuse)
     assert len(cost.estimate(spec, runs)) == len({r.name.rsplit("/", 1)[0] for r in runs})
+
+
+def test_the_seed_axis_shortcut_holds_only_for_a_plain_int_no_validator_reads() -> None:
+    """spec.PLAIN_INT_FIELDS: an axis of ints there is checked by its first value alone."""
+    decorators = TrainConfig.__pydantic_decorators__
+    for name in PLAIN_INT_FIELDS:
+        field = TrainConfig.model_fields[name]
+        assert field.annotation is int and not field.metadata, f"{name} gained a type or constraint"
+        assert not any(name in d.info.fields for d in decorators.field_validators.values())
+        for validator in decorators.model_validators.values():
+            assert name not in inspect.getsource(validator.func), f"{validator.cls_var_name} reads {name}"
+
+
+@pytest.mark.parametrize(("seeds", "error"), [("[0, 1, 2]", None), ("[0, 1, true]", r"grid\.seed\[2\]")])
+def test_a_seed_axis_is_checked_value_by_value_unless_all_ints(
+    write_spec: Callable[..., Path], seeds: str, error: str | None
+) -> None:
+    path = write_spec(SPEC.replace("seed: [0, 1, 7, 0x10]", f"seed: {seeds}"))
+    if error is None:
+        assert [run.seed for run in plan(load_spec(path))][:3] == [0, 1, 2]
+    else:
+        with pytest.raises(SpecError, match=error):
+            load_spec(path)

@@ -1,0 +1,275 @@
+"""collect's index on disk (`tables/.index.json`): results.index's rows by column, validated as they
+are read. A folder whose cached row the reader could not have produced is read again; a file of
+another shape or version is no index (everything is read again)."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from orchestrator.results.index import Index
+from orchestrator.sweep import bounded
+from trainers import contract, rundir
+
+INDEX_VERSION = 4
+_DIGEST_CHARS = 32
+_NO_DIGEST = "0" * _DIGEST_CHARS
+_STATS = 5
+"""Per file and folder: mtime ns, size, inode, ctime ns, hashed at ns (the digest is kept apart)."""
+
+
+@functools.lru_cache(maxsize=1)
+def reader_version() -> str:
+    """The index's validity: its format and this module's source (rows read by other rules are stale)."""
+    here = Path(__file__)
+    rules = (
+        here,
+        here.with_name("index.py"),
+        here.with_name("reader.py"),
+        Path(bounded.__file__),
+        Path(contract.__file__),
+    )
+    source = b"".join(path.read_bytes() for path in rules)
+    return f"{INDEX_VERSION}-{hashlib.sha256(source).hexdigest()[:16]}"
+
+
+class _Stale(Exception):
+    """The index file is not one this module wrote (or of another version): everything is read again."""
+
+
+def load_index(path: Path) -> Index:
+    """The cached rows of a sweep (empty when absent, of another version or unreadable: all is read
+    again). Validated as it is read: a folder whose cached values break the reader's own rules (an
+    edited index put 402.58% top-1 in a table) or have another shape is not cached, and is read
+    again; a file of another shape is no index at all.
+
+    The index is this module's own file, so it is parsed without bounded's per-object hooks (a
+    repeated key or a long integer in it changes nothing the checks below let through), and its
+    values are checked a column at a time (a column of floats within its bounds at C speed; the
+    exact per-value rule only in a column where that fails)."""
+    try:
+        raw = bounded.read_bytes(path, bounded.INDEX_LIMIT)
+        data = json.loads(raw) if raw else None
+    except (bounded.Unreadable, ValueError, RecursionError):
+        return Index([])
+    try:
+        return _decoded(data)
+    except _Stale:
+        return Index([])
+
+
+def _decoded(data: Any) -> Index:
+    if not isinstance(data, dict) or data.get("version") != reader_version():
+        raise _Stale
+    columns, names = _texts(data.get("columns")), _texts(data.get("names"))
+    if len(set(columns)) != len(columns) or len(set(names)) != len(names):
+        raise _Stale
+    n = len(names)
+    encoded = data.get("values")
+    if not isinstance(encoded, list) or len(encoded) != len(columns):
+        raise _Stale
+    values = [_decoded_column(column, n) for column in encoded]
+    in_plan, files = data.get("in_plan"), data.get("files")
+    if not (isinstance(in_plan, list) and len(in_plan) == n and set(map(type, in_plan)) <= {bool}):
+        raise _Stale
+    if not (isinstance(files, list) and len(files) == 3):
+        raise _Stale
+    per_file = [_decoded_files(f, n) for f in files]
+    signatures: list[Any] = [[p, [a, b, c]] for p, a, b, c in zip(in_plan, *per_file, strict=True)]
+    problems: list[list[str]] = [[] for _ in range(n)]
+    found = data.get("problems")
+    if not isinstance(found, dict):
+        raise _Stale
+    for key, texts in found.items():
+        i = _position(key, n)
+        if isinstance(texts, list) and all(isinstance(t, str) for t in texts):
+            problems[i] = texts
+        else:
+            signatures[i] = None  # a problem that is no text: read that folder again
+    for i in _bad_shapes(values) | _bad_values(columns, values) | _bad_identity(columns, names, values):
+        signatures[i] = None
+    return Index(columns=columns, names=names, values=values, signatures=signatures, problems=problems)
+
+
+def _texts(value: Any) -> list[str]:
+    if not (isinstance(value, list) and set(map(type, value)) <= {str}):
+        raise _Stale
+    return value
+
+
+def _position(key: Any, n: int) -> int:
+    """A folder's position written as a JSON key."""
+    if not (isinstance(key, str) and key.isascii() and key.isdecimal() and len(key) < 12 and int(key) < n):
+        raise _Stale
+    return int(key)
+
+
+def _decoded_column(column: Any, n: int) -> list[Any]:
+    """A column's values: a list, or the distinct texts and a code per folder."""
+    if isinstance(column, list) and len(column) == n:
+        return column
+    if not isinstance(column, dict) or set(column) != {"distinct", "codes"}:
+        raise _Stale
+    distinct, codes = column["distinct"], column["codes"]
+    if not (isinstance(distinct, list) and isinstance(codes, list) and len(codes) == n):
+        raise _Stale
+    if codes and not (set(map(type, codes)) <= {int} and min(codes) >= 0 and max(codes) < len(distinct)):
+        raise _Stale
+    return [distinct[code] for code in codes]
+
+
+def _decoded_files(files: Any, n: int) -> list[Any]:
+    """One file's signature per folder (see signature) from its stat numbers, digests and others."""
+    if not isinstance(files, dict) or set(files) != {"stat", "digest", "other"}:
+        raise _Stale
+    numbers, digests, other = files["stat"], files["digest"], files["other"]
+    if not (isinstance(numbers, list) and len(numbers) == _STATS * n and set(map(type, numbers)) <= {int}):
+        raise _Stale
+    if not (isinstance(digests, str) and len(digests) == _DIGEST_CHARS * n and isinstance(other, dict)):
+        raise _Stale
+    step = _DIGEST_CHARS
+    texts = (digests[j : j + step] for j in range(0, step * n, step))
+    out: list[Any] = [
+        [mtime, size, digest, inode, ctime, hashed]
+        for mtime, size, digest, inode, ctime, hashed in zip(
+            numbers[0::_STATS],
+            numbers[1::_STATS],
+            texts,
+            numbers[2::_STATS],
+            numbers[3::_STATS],
+            numbers[4::_STATS],
+            strict=True,
+        )
+    ]
+    for key, value in other.items():
+        if not (value is None or isinstance(value, str)):
+            raise _Stale
+        out[_position(key, n)] = value
+    return out
+
+
+_STATES = frozenset({*(state.value for state in contract.State), contract.UNKNOWN, contract.BROKEN})
+
+
+def _bad_identity(columns: list[str], names: list[str], values: list[list[Any]]) -> set[int]:
+    """The folders whose cached row is not of that folder (another run id) or has no state a read gives."""
+    if "run_id" not in columns or "state" not in columns:
+        raise _Stale
+    ids, states = values[columns.index("run_id")], values[columns.index("state")]
+    if ids == names and set(map(type, states)) <= {str} and set(states) <= _STATES:
+        return set()
+    return {
+        i
+        for i, (name, run_id, state) in enumerate(zip(names, ids, states, strict=True))
+        if run_id != name or type(state) is not str or state not in _STATES
+    }
+
+
+def _bad_shapes(values: list[list[Any]]) -> set[int]:
+    """The folders with a cached value that is no JSON scalar (a list, an object)."""
+    bad: set[int] = set()
+    for column in values:
+        if not set(map(type, column)) <= _SCALARS:
+            bad.update(i for i, value in enumerate(column) if type(value) not in _SCALARS)
+    return bad
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+"""The types of a cached value (the index is JSON: its values are of these exact types or others)."""
+_FLOATS = frozenset({float, type(None)})
+_TEXTS = frozenset({str, type(None)})
+
+
+def _checks(columns: list[str]) -> list[tuple[int, str, float, float, bool]]:
+    """(position, column, low, high, text valid) of every column whose values have a rule."""
+    return [
+        (
+            i,
+            c,
+            *((-sys.float_info.max, sys.float_info.max) if c in _TIMES else contract.float_bounds(c)),
+            c not in _TIMES and contract.typed_reason(c, "text") is None,  # text is valid in this column
+        )
+        for i, c in enumerate(columns)
+        if c in _TIMES or ("." in c and not c.startswith("axis."))
+    ]
+
+
+def _bad_values(columns: list[str], values: list[list[Any]]) -> set[int]:
+    """The folders holding a value that clean_metrics could not have stored in its column."""
+    bad: set[int] = set()
+    for i, column, low, high, text_ok in _checks(columns):
+        kinds = set(map(type, values[i]))
+        if text_ok and kinds <= _TEXTS:
+            continue
+        if kinds <= _FLOATS:
+            floats = [v for v in values[i] if v is not None] if type(None) in kinds else values[i]
+            if not floats or (
+                low <= min(floats) and max(floats) <= high and math.isfinite(sum(floats))
+            ):  # NaN: sum is NaN
+                continue
+        for position, value in enumerate(values[i]):  # the exact rule, value by value
+            if value is None or (type(value) is float and low <= value <= high) or (text_ok and type(value) is str):
+                continue
+            if not _cached_ok(column, value):
+                bad.add(position)
+    return bad
+
+
+_TIMES = ("started_at", "finished_at")
+
+
+def _cached_ok(column: str, value: Any) -> bool:
+    if column in _TIMES:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return contract.typed_reason(column, value) is None
+
+
+def save_index(path: Path, index: Index) -> None:
+    """Write the index (every folder of it read or cached: no signature is None)."""
+    data = {
+        "version": reader_version(),
+        "columns": index.columns,
+        "names": index.names,
+        "values": [_encoded_column(values) for values in index.values],
+        "problems": {str(i): texts for i, texts in enumerate(index.problems) if texts},
+        "in_plan": [sig[0] for sig in index.signatures],
+        "files": [_encoded_files([sig[1][k] for sig in index.signatures]) for k in range(3)],
+    }
+    # A read-only results folder: collect still works, only slower next time.
+    with contextlib.suppress(OSError):
+        rundir.write_text(path, json.dumps(data, separators=(",", ":")))
+
+
+def _encoded_column(values: list[Any]) -> Any:
+    """A column of texts repeated across folders (hosts, versions, states) as its distinct texts and
+    a code per folder; any other column as it is."""
+    if len(values) < 8 or not set(map(type, values)) <= _TEXTS:
+        return values
+    distinct = list(dict.fromkeys(values))
+    if len(distinct) * 4 > len(values):
+        return values
+    code = {value: i for i, value in enumerate(distinct)}
+    return {"distinct": distinct, "codes": [code[value] for value in values]}
+
+
+def _encoded_files(files: list[Any]) -> dict[str, Any]:
+    """One file's signatures across folders: stat numbers in one list, digests in one string, and
+    the folders where the file is absent (None) or unreadable (its reason) apart."""
+    numbers: list[int] = []
+    digests: list[str] = []
+    other: dict[str, Any] = {}
+    for i, sig in enumerate(files):
+        if isinstance(sig, list):
+            numbers += (sig[0], sig[1], sig[3], sig[4], sig[5])
+            digests.append(sig[2])
+        else:
+            numbers += (0, 0, 0, 0, 0)
+            digests.append(_NO_DIGEST)
+            other[str(i)] = sig
+    return {"stat": numbers, "digest": "".join(digests), "other": other}
