@@ -596,6 +596,11 @@ def typed_reason(key: str, value: Any) -> str | None:
     return None
 
 
+def count_floor(column: str) -> int | None:
+    """The least value of an integer count column (a process count), None for any other column."""
+    return _COUNTS.get(column)
+
+
 def float_bounds(column: str) -> tuple[float, float]:
     """[low, high]: a float within them is a valid value of a flat metric `column` (clean_metrics
     stores numbers as floats); anything else needs the column's full rule (typed_reason). A quick

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,8 @@ def _decoded(data: Any) -> Index:
             problems[i] = texts
         else:
             signatures[i] = None  # a problem that is no text: read that folder again
-    for i in _bad_shapes(values) | _bad_values(columns, values) | _bad_identity(columns, names, values):
+    kinds = [set(map(type, column)) for column in values]
+    for i in _bad_shapes(values, kinds) | _bad_values(columns, values, kinds) | _bad_identity(columns, names, values):
         signatures[i] = None
     return Index(columns=columns, names=names, values=values, signatures=signatures, problems=problems)
 
@@ -171,11 +173,11 @@ def _bad_identity(columns: list[str], names: list[str], values: list[list[Any]])
     }
 
 
-def _bad_shapes(values: list[list[Any]]) -> set[int]:
+def _bad_shapes(values: list[list[Any]], kinds: list[set[type]]) -> set[int]:
     """The folders with a cached value that is no JSON scalar (a list, an object)."""
     bad: set[int] = set()
-    for column in values:
-        if not set(map(type, column)) <= _SCALARS:
+    for column, types in zip(values, kinds, strict=True):
+        if not types <= _SCALARS:
             bad.update(i for i, value in enumerate(column) if type(value) not in _SCALARS)
     return bad
 
@@ -186,39 +188,63 @@ _FLOATS = frozenset({float, type(None)})
 _TEXTS = frozenset({str, type(None)})
 
 
-def _checks(columns: list[str]) -> list[tuple[int, str, float, float, bool]]:
-    """(position, column, low, high, text valid) of every column whose values have a rule."""
-    return [
-        (
-            i,
-            c,
-            *((-sys.float_info.max, sys.float_info.max) if c in _TIMES else contract.float_bounds(c)),
-            c not in _TIMES and contract.typed_reason(c, "text") is None,  # text is valid in this column
-        )
-        for i, c in enumerate(columns)
-        if c in _TIMES or ("." in c and not c.startswith("axis."))
-    ]
+@dataclass(frozen=True)
+class _Rule:
+    """What a column's values may be, for the checks of a whole column at once."""
+
+    low: float
+    high: float
+    """A float (or a non-count int) within [low, high] is valid."""
+    text_ok: bool
+    """Any text is valid."""
+    bool_ok: bool
+    """True and False are valid."""
+    count_floor: int | None
+    """A count column: an int of at least this (up to contract.MAX_VALUE); None: not a count."""
 
 
-def _bad_values(columns: list[str], values: list[list[Any]]) -> set[int]:
-    """The folders holding a value that clean_metrics could not have stored in its column."""
+def _rule(column: str) -> _Rule:
+    if column in _TIMES:
+        return _Rule(-sys.float_info.max, sys.float_info.max, False, False, None)
+    low, high = contract.float_bounds(column)
+
+    def ok(value: Any) -> bool:
+        return contract.typed_reason(column, value) is None
+
+    return _Rule(low, high, ok("text"), ok(True) and ok(False), contract.count_floor(column))
+
+
+def _bad_values(columns: list[str], values: list[list[Any]], kinds: list[set[type]]) -> set[int]:
+    """The folders holding a value that clean_metrics could not have stored in its column (`kinds`:
+    the types in each column)."""
     bad: set[int] = set()
-    for i, column, low, high, text_ok in _checks(columns):
-        kinds = set(map(type, values[i]))
-        if text_ok and kinds <= _TEXTS:
+    for i, column in enumerate(columns):
+        if not (column in _TIMES or ("." in column and not column.startswith("axis."))):
+            continue  # plan metadata, state, run id: checked apart
+        rule = _rule(column)
+        if _column_fine(values[i], kinds[i], rule):
             continue
-        if kinds <= _FLOATS:
-            floats = [v for v in values[i] if v is not None] if type(None) in kinds else values[i]
-            if not floats or (
-                low <= min(floats) and max(floats) <= high and math.isfinite(sum(floats))
-            ):  # NaN: sum is NaN
-                continue
         for position, value in enumerate(values[i]):  # the exact rule, value by value
-            if value is None or (type(value) is float and low <= value <= high) or (text_ok and type(value) is str):
+            if value is None or (type(value) is float and rule.low <= value <= rule.high):
                 continue
-            if not _cached_ok(column, value):
+            if not (rule.text_ok and type(value) is str) and not _cached_ok(column, value):
                 bad.add(position)
     return bad
+
+
+def _column_fine(values: list[Any], kinds: set[type], rule: _Rule) -> bool:
+    """Whether a whole column holds valid values, decided at C speed (False: check value by value)."""
+    allowed = {type(None)} | ({str} if rule.text_ok else set()) | ({bool} if rule.bool_ok else set())
+    if kinds <= allowed:
+        return True
+    numbers_kinds = kinds - allowed
+    if not numbers_kinds <= ({int} if rule.count_floor is not None else {float, int}):
+        return False
+    numbers = [v for v in values if type(v) in numbers_kinds]
+    if rule.count_floor is not None:
+        return bool(rule.count_floor <= min(numbers) and max(numbers) <= contract.MAX_VALUE)
+    # NaN: its sum is NaN
+    return bool(rule.low <= min(numbers) and max(numbers) <= rule.high and math.isfinite(sum(numbers)))
 
 
 _TIMES = ("started_at", "finished_at")

@@ -103,6 +103,12 @@ VALUES: list[tuple[str, Any, bool]] = [
     ("provenance.num_processes", 2, True),
     ("provenance.num_processes", 0, False),
     ("provenance.num_processes", 2.0, False),
+    ("provenance.num_processes", True, False),
+    ("provenance.git_dirty", True, True),
+    ("provenance.git_dirty", math.inf, False),
+    ("test.top1", 1, True),
+    ("test.top1", 2, False),
+    ("test.n_images", 10**16, False),
     ("provenance.host", "node1", True),
     ("started_at", 1.7e9, True),
     ("started_at", math.nan, False),
@@ -114,7 +120,8 @@ def test_the_column_wise_check_keeps_the_value_rule(column: str, value: Any, val
     columns = ["run_id", column]
     good = 0.25 if column.startswith(("test.", "started")) else None
     values = [["r"] * 52, [good] * 50 + [value, None]]  # the last folder's read had no such column
-    assert index_file._bad_values(columns, values) == (set() if valid else {50})
+    kinds = [set(map(type, column)) for column in values]
+    assert index_file._bad_values(columns, values, kinds) == (set() if valid else {50})
     assert index_file._cached_ok(column, value) is valid
 
 
