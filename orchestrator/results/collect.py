@@ -149,7 +149,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     outputs = Outputs(root)
     out = outputs.folder("tables")
     try:
-        collected = reader.read_sweep(root, planned, root / INDEX_FILE)
+        collected = reader.read_sweep(root, planned, root / INDEX_FILE, wait=False)
         runs_path = out / "runs.csv"
         # Formatted by a forked worker while this process builds the tables (5 s at 100,000 runs).
         runs_csv = forked.later(
@@ -166,7 +166,10 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
             problems = tuple(collected.problems) + tuple(value_problems)
             usage_path, usage_lines = _write_usage(collected.frame, root, outputs)
         finally:
-            outputs.write_text(runs_path, runs_csv())  # the frame as read_sweep returned it
+            try:
+                outputs.write_text(runs_path, runs_csv())  # the frame as read_sweep returned it
+            finally:
+                collected.index_written()
         report_path = None
         if report:
             from orchestrator.results import report as report_mod

@@ -240,7 +240,7 @@ def _column_fine(values: list[Any], kinds: set[type], rule: _Rule) -> bool:
     numbers_kinds = kinds - allowed
     if not numbers_kinds <= ({int} if rule.count_floor is not None else {float, int}):
         return False
-    numbers = [v for v in values if type(v) in numbers_kinds]
+    numbers = values if kinds == numbers_kinds else [v for v in values if type(v) in numbers_kinds]
     if rule.count_floor is not None:
         return bool(rule.count_floor <= min(numbers) and max(numbers) <= contract.MAX_VALUE)
     # NaN: its sum is NaN

@@ -166,16 +166,23 @@ class Collected:
     problems: list[Problem]
     read_runs: int = 0
     """Run folders read from their files this time (the others came from the index)."""
+    index_written: Callable[[], None] = lambda: None
+    """Waits until the index is written (read_sweep with `wait=False` returns before that)."""
 
 
-def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = None) -> Collected:
+def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = None, wait: bool = True) -> Collected:
     """Every folder under `root/runs` (planned or not) plus planned runs never started; never raises.
 
     With `index_path`, rows are cached there per run folder and re-read only when a file of the
     folder changed (size or modification time), so a second `collect` reads only what changed.
+    The index is written by a forked worker at 2,000 folders and more; without `wait` this returns
+    before it is written, and the caller calls `index_written()` (collect builds its tables meanwhile).
     """
     with gcpause.paused_gc():  # millions of acyclic objects: rows, the index's JSON
-        return _read_sweep(root, planned, index_path)
+        collected = _read_sweep(root, planned, index_path)
+    if wait:
+        collected.index_written()
+    return collected
 
 
 def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> Collected:
@@ -207,13 +214,12 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
         save = functools.partial(index_file.save_index, index_path, rows)
         saved = forked.later(save, folder_reads.worker_count(len(names)))
     frame = _frame(root, planned, rows, by_id)
-    saved()
     problems = [
         Problem(name, str(frame.at[name, "name"]) if isinstance(frame.at[name, "name"], str) else "?", reason)
         for name, texts in zip(names, rows.problems, strict=True)
         for reason in texts
     ]
-    return Collected(frame.reset_index(drop=True), problems, fresh)
+    return Collected(frame.reset_index(drop=True), problems, fresh, saved)
 
 
 def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
