@@ -136,13 +136,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
     from orchestrator.results import adaptive, tables
     from orchestrator.store import profile as profile_cmd
 
-    planned = plan(spec)
-    if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():
-        # The smoke folder itself (found by `collect FOLDER`): its runs are smoke runs.
-        root, smoke = root.parent, True
-    planned = adaptive.scheduled(spec, planned, root)  # adaptive seeds: the rounds' runs so far
-    if smoke:
-        root, planned = root / "smoke", smoke_plan(planned)
+    root, planned, smoke = _collected_runs(spec, root, smoke)
     _check_finished(spec, root, planned, smoke)
     if smoke:
         Outputs(root.parent).folder("smoke")  # the smoke folder itself is no symlink out of the sweep folder
@@ -190,6 +184,20 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         usage_path=usage_path,
         usage_lines=usage_lines,
     )
+
+
+def _collected_runs(spec: SweepSpec, root: Path, smoke: bool) -> tuple[Path, list[RunSpec], bool]:
+    """The folder whose runs are collected, its planned runs so far, and whether they are smoke runs."""
+    from orchestrator.results import adaptive
+
+    planned = plan(spec)
+    if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():
+        # The smoke folder itself (found by `collect FOLDER`): its runs are smoke runs.
+        root, smoke = root.parent, True
+    planned = adaptive.scheduled(spec, planned, root)  # adaptive seeds: the rounds' runs so far
+    if smoke:
+        root, planned = root / "smoke", smoke_plan(planned)
+    return root, planned, smoke
 
 
 def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: bool) -> None:
