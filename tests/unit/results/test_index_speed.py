@@ -150,3 +150,20 @@ def test_remembered_metric_verdicts_keep_types_apart() -> None:
         assert clean == {"provenance.num_processes": 1, "test.n_images": 1.0, "provenance.git_dirty": True}
         assert type(clean["provenance.num_processes"]) is int and type(clean["test.n_images"]) is float
         assert problems == ["metrics.json: test.top1 = true is not a number"]
+
+
+def test_absent_and_unreadable_files_round_trip_through_the_index(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
+    """A folder without metrics.json and one whose status.json is a folder keep their rows, their
+    problems and the frame a read without index gives."""
+    spec, runs = sweep
+    index = spec.output_path / collect.INDEX_FILE
+    (store.run_path(spec.output_path, runs[0].run_id) / rundir.METRICS).unlink()
+    status = store.run_path(spec.output_path, runs[1].run_id) / rundir.STATUS
+    status.unlink()
+    status.mkdir()
+    assert reader.read_sweep(spec.output_path, runs, index).read_runs == len(runs)
+    again = reader.read_sweep(spec.output_path, runs, index)
+    assert again.read_runs == 0
+    fresh = reader.read_sweep(spec.output_path, runs)
+    assert again.frame.equals(fresh.frame) and again.problems == fresh.problems
+    assert {p.run_id for p in again.problems} == {runs[0].run_id, runs[1].run_id}
