@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator import store
-from orchestrator.results import folder_reads, reader
+from orchestrator.results import folder_reads, reader, runs_csv
 from orchestrator.results.outputs import Outputs
 from orchestrator.store import run_states
 from orchestrator.sweep import bounded, forked, yamlio
@@ -146,8 +146,8 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
         collected = reader.read_sweep(root, planned, root / INDEX_FILE, wait=False)
         runs_path = out / "runs.csv"
         # Formatted by a forked worker while this process builds the tables (5 s at 100,000 runs).
-        runs_csv = forked.later(
-            functools.partial(_csv_text, collected.frame), folder_reads.worker_count(len(collected.frame))
+        runs_text = forked.later(
+            functools.partial(runs_csv.csv_text, collected.frame), folder_reads.worker_count(len(collected.frame))
         )
         try:
             profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
@@ -161,7 +161,7 @@ def write_tables(spec: SweepSpec, root: Path, smoke: bool = False, report: bool 
             usage_path, usage_lines = _write_usage(collected.frame, root, outputs)
         finally:
             try:
-                outputs.write_text(runs_path, runs_csv())  # the frame as read_sweep returned it
+                outputs.write_text(runs_path, runs_text())  # the frame as read_sweep returned it
             finally:
                 collected.index_written()
         report_path = None
@@ -226,11 +226,6 @@ def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: 
     raise NothingFinished(
         f"{what}: nothing to collect yet: 0 of {len(planned)} planned runs completed ({others}); no files written"
     )
-
-
-def _csv_text(frame: pd.DataFrame) -> str:
-    """runs.csv: the frame as pandas writes it (to_csv without a path returns the text)."""
-    return str(frame.to_csv(index=False))
 
 
 def _write_usage(frame: pd.DataFrame, root: Path, outputs: Outputs) -> tuple[Path, tuple[str, ...]]:
