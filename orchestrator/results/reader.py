@@ -195,7 +195,7 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
     jobs: list[folder_reads.Job] = [
         (name, rows.entry(i))  # a folder whose files all keep their indexed stat is not opened
         for i, name in enumerate(names)
-        if not index_of.unchanged(os.path.join(runs_dir, name), rows.signatures[i], name in by_id)
+        if not index_of.unchanged(f"{runs_dir}/{name}", rows.signatures[i], name in by_id)
     ]
     position = {name: i for i, name in enumerate(names)} if jobs else {}
     fresh = rehashed = 0
@@ -243,7 +243,7 @@ def _frame(root: Path, planned: list[RunSpec], rows: index_of.Index, by_id: dict
     frame["run_id"] = [by_id[name].run_id if name in by_id else name for name in names]
     frame["in_plan"] = [name in by_id for name in names]
     runs_dir = str(root / "runs")
-    frame["path"] = [os.path.join(runs_dir, name) for name in names]
+    frame["path"] = [f"{runs_dir}/{name}" for name in names]  # os.path.join's text (names have no "/")
     frame["problem"] = ["; ".join(texts) or None for texts in rows.problems]
     found = {by_id[name].run_id for name in names if name in by_id}
     never = [run for run in planned if run.run_id not in found]
