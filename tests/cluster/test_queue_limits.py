@@ -28,6 +28,8 @@ from orchestrator.sweep.spec import load_spec
 
 PROFILE = DEV_PROFILE
 SMALL = [item for item in FAST_RUNS if not item.startswith("grid.seed")]
+# MaxSubmitJobs of the --follow test: a third of its sweep (3 ablations x LIMIT seeds).
+LIMIT = 2
 
 
 def test_headroom_is_the_tightest_limit() -> None:
@@ -78,20 +80,22 @@ def test_max_submit_jobs_caps_a_submission(write_spec: Callable[..., Path], max_
 def test_follow_completes_a_sweep_larger_than_the_limit(
     write_spec: Callable[..., Path], max_submit: Callable[[int], None]
 ) -> None:
-    """The issue's case (MaxSubmitJobs=50, a 120-run sweep) at a fifth of the size, so that each of its
-    runs' process start-ups fits CI: MaxSubmitJobs=10 and 24 runs; --follow runs all 24."""
-    max_submit(10)
-    seeds = "grid.seed=[" + ",".join(str(i) for i in range(8)) + "]"
+    """The issue's case (MaxSubmitJobs=50, a 120-run sweep) at the smallest size that still fills a
+    submission of more than one run and needs three of them, since every run is a process start-up on
+    a node (CI time; the dev nodes share 2 real cores, so more runs at once do not go faster):
+    MaxSubmitJobs=2 and 6 runs; --follow runs all 6."""
+    max_submit(LIMIT)
+    seeds = "grid.seed=[" + ",".join(str(i) for i in range(LIMIT)) + "]"
     spec = load_spec(write_spec(), [*SMALL, seeds, "defaults.max_steps_per_epoch=1"])
     runs = plan(spec)
-    assert len(runs) == 24
+    assert len(runs) == 3 * LIMIT
     queued = queue_limits().queued_by_user  # jobs of this user already in the queue count too
     outcome = launch.submit(spec, runs, "slurm", profile=PROFILE, follow_s=1.0)
     assert len(outcome.submitted) == len(runs) and outcome.held == 0
     sizes = [entry["size"] for entry in store.read_manifest(spec.output_path)["arrays"].values()]
     # Jobs queued before may leave between that count and the first submission: at most the limit.
-    assert 10 - queued <= sizes[0] <= 10, "the first submission fills the limit, no more"
-    assert max(sizes) <= 10 and len(sizes) >= 3 and sum(sizes) == 24, sizes
+    assert LIMIT - queued <= sizes[0] <= LIMIT, "the first submission fills the limit, no more"
+    assert max(sizes) <= LIMIT and len(sizes) >= 3 and sum(sizes) == len(runs), sizes
     assert {row.state for row in sweep_status(runs, spec.output_path).runs} == {"completed"}
 
 
