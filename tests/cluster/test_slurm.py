@@ -10,6 +10,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -167,23 +168,52 @@ def finished_after_restart(run_dir: Path) -> bool:
     return restarted and status.get("state") in ("completed", "failed")
 
 
-def _interrupt_and_finish(tmp_path: Path, name: str, interrupt: Callable[[str], None]) -> tuple[dict, list[str]]:
-    """Submit one run, interrupt it after its first epoch, wait for it to finish; return metrics and history."""
-    spec = load_spec(write(tmp_path, name, epochs=INTERRUPTED_EPOCHS), INTERRUPTED)
-    [run] = plan(spec)
-    path = store.run_path(spec.output_path, run.run_id)
-    job_id = submit(spec).submitted[run.run_id]
-    history = path / rundir.HISTORY
-    wait_for(lambda: history.exists() and len(history.read_text().splitlines()) >= 2, 240, "the first epoch")
-    first_epoch = history.read_text().splitlines()[1]
-    interrupt(job_id)
-    wait_for(lambda: finished_after_restart(path), 300, "the interrupted run to restart and finish")
-    status = rundir.read_json(path / rundir.STATUS) or {}
-    assert status["state"] == "completed", status.get("error")
-    lines = history.read_text().splitlines()
-    assert lines[1] == first_epoch, "epoch 1 was trained again: the run restarted from scratch"
-    assert [line.split(",")[0] for line in lines[1:]] == [str(e) for e in range(1, INTERRUPTED_EPOCHS + 1)]
-    return json.loads((path / rundir.METRICS).read_text()), lines
+Pending = dict[str, tuple[Callable[[], bool], Callable[[], None]]]
+
+
+def interrupt_each(pending: Pending, timeout_s: float, what: str) -> None:
+    """Runs in flight side by side: poll every run's condition (name -> (ready, interrupt)) together and
+    interrupt each run as soon as its own holds (waiting for one after the other could let the second
+    run pass the moment it is waited for)."""
+    left = dict(pending)
+
+    def interrupt_the_ready() -> bool:
+        for name, (ready, interrupt) in list(left.items()):
+            if ready():
+                del left[name]
+                interrupt()
+        return not left
+
+    wait_for(interrupt_the_ready, timeout_s, what)
+
+
+def _interrupt_and_finish(tmp_path: Path, interrupts: dict[str, Callable[[str], None]]) -> dict[str, dict]:
+    """Submit one run per interrupt, all at once (they train side by side on the cluster's CPUs), interrupt
+    each after its first epoch, wait for every one to finish; check each one's history, return its metrics."""
+    specs = {name: load_spec(write(tmp_path, name, epochs=INTERRUPTED_EPOCHS), INTERRUPTED) for name in interrupts}
+    paths = {name: store.run_path(spec.output_path, plan(spec)[0].run_id) for name, spec in specs.items()}
+    jobs = {name: submit(spec).submitted[plan(spec)[0].run_id] for name, spec in specs.items()}
+    first_epoch: dict[str, str] = {}
+
+    def after_epoch_1(name: str) -> bool:
+        history = paths[name] / rundir.HISTORY
+        lines = history.read_text().splitlines() if history.exists() else []
+        if len(lines) >= 2:
+            first_epoch[name] = lines[1]
+        return name in first_epoch
+
+    ready = {name: (partial(after_epoch_1, name), partial(interrupts[name], jobs[name])) for name in interrupts}
+    interrupt_each(ready, 300, "the first epoch of each run")
+    wait_for(lambda: all(map(finished_after_restart, paths.values())), 420, "the runs to restart and finish")
+    found = {}
+    for name, path in paths.items():
+        status = rundir.read_json(path / rundir.STATUS) or {}
+        assert status["state"] == "completed", (name, status.get("error"))
+        lines = (path / rundir.HISTORY).read_text().splitlines()
+        assert lines[1] == first_epoch[name], f"{name}: epoch 1 was trained again: the run restarted from scratch"
+        assert [line.split(",")[0] for line in lines[1:]] == [str(e) for e in range(1, INTERRUPTED_EPOCHS + 1)], name
+        found[name] = json.loads((path / rundir.METRICS).read_text())
+    return found
 
 
 def test_preempted_and_requeued_runs_resume_with_identical_results(tmp_path: Path) -> None:
@@ -198,7 +228,6 @@ def test_preempted_and_requeued_runs_resume_with_identical_results(tmp_path: Pat
     def requeue(job_id: str) -> None:  # kills the job without calling checkpoint()
         subprocess.run(["scontrol", "requeue", job_id], check=True)
 
-    for name, interrupt in (("preempted", preempt), ("requeued", requeue)):
-        metrics, _ = _interrupt_and_finish(tmp_path, name, interrupt)
+    for name, metrics in _interrupt_and_finish(tmp_path, {"preempted": preempt, "requeued": requeue}).items():
         assert metrics["test"] == reference["test"], f"{name} run differs from the uninterrupted one"
         assert metrics["best_epoch"] == reference["best_epoch"]
