@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 from test_slurm import PROFILE, REPO, TRAIN_SPEC, cluster, finished_after_restart, wait_for, write
-from test_slurm_resume import _history, _mid_epoch_1
+from test_slurm_resume import _history, _mid_epoch_1, uninterrupted
 from test_slurm_resume import _run_dir as _resume_dir
 from test_slurm_resume import spec_with as _resume_spec
 
@@ -77,14 +77,14 @@ def test_preflight_oom_and_user_error_each_handled_by_class(tmp_path: Path, monk
     assert current.counts["completed"] == 2 and current.failures == {"user_error": 1}
 
 
-def test_stopped_trainer_is_detected_requeued_and_ends_with_the_same_numbers(tmp_path: Path) -> None:
+def test_stopped_trainer_is_detected_requeued_and_ends_with_the_same_numbers(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """A trainer SIGSTOPped in the middle of epoch 1: its watchdog (another process) sees no heartbeat for
     hang_floor_s, records a hang and requeues the job, which resumes from its last mid-epoch checkpoint
     and ends bit for bit like the uninterrupted run (evaluation, checkpoints and start-up, which have
     the slow-phase limit, are never taken for a hang: exactly one hang is recorded)."""
-    reference = _resume_spec(tmp_path, "reference", extra="")
-    assert launch.submit(reference, plan(reference), "local").failed == []
-    expected = rundir.read_json(_resume_dir(reference) / rundir.METRICS) or {}
+    reference, expected = uninterrupted(tmp_path_factory.getbasetemp())  # trained once a session
     # A save at every step (the trainer is mostly in its checkpoint phase): stopped there, the hang is
     # found after hang_slow_phase_s, which is still longer than start-up on a loaded machine.
     extra = "  checkpoint_every_min: 1.0e-9\nretry: {hang_floor_s: 5, hang_slow_phase_s: 45}"
@@ -104,16 +104,16 @@ def test_stopped_trainer_is_detected_requeued_and_ends_with_the_same_numbers(tmp
     assert found["test"] == expected["test"] and found["val"] == expected["val"]
 
 
-def test_dead_node_takes_its_job_which_completes_on_the_other_node(tmp_path: Path) -> None:
+def test_dead_node_takes_its_job_which_completes_on_the_other_node(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     """The node running a job dies as in a power cut (node.sh kill: its slurmd, the job's slurmstepd and
     the trainer): slurmctld marks it DOWN and the job NODE_FAIL, and requeues it (JobRequeue=1); the job
     starts again on the other node, records the lost attempt as a node failure there, resumes from its
     last mid-epoch checkpoint and ends like the uninterrupted run. `submit --follow` submits nothing
     twice and counts the failure against the node (quarantine). The node is brought back (and waited
     for) whatever happens, for the tests after this one."""
-    reference = _resume_spec(tmp_path, "reference", extra="")
-    assert launch.submit(reference, plan(reference), "local").failed == []
-    expected = rundir.read_json(_resume_dir(reference) / rundir.METRICS) or {}
+    reference, expected = uninterrupted(tmp_path_factory.getbasetemp())  # trained once a session
     spec = _resume_spec(tmp_path, "node-death", extra="  checkpoint_every_min: 1.0e-9")
     run_dir = _resume_dir(spec)
     out = io.StringIO()

@@ -10,12 +10,13 @@ through SLURM, submitit's handler and the job wrapper.
 from __future__ import annotations
 
 import csv
+import functools
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_slurm import PROFILE, finished_after_restart, wait_for
+from test_slurm import PROFILE, finished_after_restart, interrupt_each, wait_for
 
 from orchestrator import launch, store
 from orchestrator.sweep.plan import plan
@@ -48,9 +49,10 @@ slurm: {{cpus_per_task: 1, timeout_min: 20}}
 """
 
 
-def _spec(tmp_path: Path, name: str, periodic: bool = True) -> SweepSpec:
-    extra = "  checkpoint_every_min: 1.0e-9" if periodic else ""  # saves do not change the numbers
-    return spec_with(tmp_path, name, extra)
+def _spec(tmp_path: Path, name: str) -> SweepSpec:
+    """An interrupted run: a save at every step (saves do not change the numbers; the `uninterrupted`
+    reference makes none)."""
+    return spec_with(tmp_path, name, "  checkpoint_every_min: 1.0e-9")
 
 
 def spec_with(tmp_path: Path, name: str, extra: str) -> SweepSpec:
@@ -71,6 +73,18 @@ def _history(spec: SweepSpec) -> list[dict[str, str]]:
     return [{k: v for k, v in row.items() if k not in ("epoch_s", "train_images_per_s")} for row in rows]
 
 
+@functools.cache
+def uninterrupted(session_tmp: Path) -> tuple[SweepSpec, dict]:
+    """SPEC's run trained here without interruption (local executor) and its metrics: the numbers every
+    interrupted copy of it (here and in test_slurm_faults) must end with. Its runs are bit-reproducible,
+    so one per session (`session_tmp`: the session's temporary folder) serves them all."""
+    folder = session_tmp / "uninterrupted"
+    folder.mkdir(exist_ok=True)  # a failed first try (not cached) leaves it
+    spec = spec_with(folder, "reference", "")
+    assert launch.submit(spec, plan(spec), "local").failed == []
+    return spec, rundir.read_json(_run_dir(spec) / rundir.METRICS) or {}
+
+
 def _mid_epoch_1(run_dir: Path) -> bool:
     """The last checkpoint is in the middle of epoch 1 (the job is training there)."""
     folder = checkpoint.find_complete(run_dir / rundir.CHECKPOINTS, checkpoint.LAST)
@@ -83,22 +97,33 @@ def _mid_epoch_1(run_dir: Path) -> bool:
     return state["epochs_done"] == 0 and state.get("step_in_epoch", 0) >= 2
 
 
-def _interrupted(tmp_path: Path, name: str, interrupt: Callable[[str], None]) -> tuple[SweepSpec, str]:
-    spec = _spec(tmp_path, name)
-    [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
-    wait_for(lambda: _mid_epoch_1(_run_dir(spec)), 600, "the job to be in the middle of epoch 1")
-    interrupt(job_id)
-    wait_for(lambda: finished_after_restart(_run_dir(spec)), 600, f"the {name} run to restart and finish")
-    status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
-    assert status["state"] == "completed", status.get("error")
-    log = "".join(path.read_text() for path in (spec.output_path / store.SUBMITIT_DIR).glob("*_log.out"))
-    return spec, log
+def _interrupted(tmp_path: Path, interrupts: dict[str, Callable[[str], None]]) -> dict[str, tuple[SweepSpec, str]]:
+    """Submit one run per interrupt, all at once (side by side on the cluster's CPUs), interrupt each in the
+    middle of its epoch 1, wait for every one to restart and finish; each one's spec and job log."""
+    specs = {name: _spec(tmp_path, name) for name in interrupts}
+    jobs: dict[str, str] = {}
+    for name, spec in specs.items():
+        [jobs[name]] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
+    ready = {
+        name: (functools.partial(_mid_epoch_1, _run_dir(spec)), functools.partial(interrupts[name], jobs[name]))
+        for name, spec in specs.items()
+    }
+    interrupt_each(ready, 600, "each job to be in the middle of epoch 1")
+    runs = [_run_dir(spec) for spec in specs.values()]
+    wait_for(lambda: all(map(finished_after_restart, runs)), 600, "the interrupted runs to restart and finish")
+    found = {}
+    for name, spec in specs.items():
+        status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
+        assert status["state"] == "completed", (name, status.get("error"))
+        log = "".join(path.read_text() for path in (spec.output_path / store.SUBMITIT_DIR).glob("*_log.out"))
+        found[name] = (spec, log)
+    return found
 
 
-def test_usr2_and_requeue_mid_epoch_resume_bit_identical(tmp_path: Path) -> None:
-    reference = _spec(tmp_path, "reference", periodic=False)
-    assert launch.submit(reference, plan(reference), "local").failed == []
-    expected = rundir.read_json(_run_dir(reference) / rundir.METRICS) or {}
+def test_usr2_and_requeue_mid_epoch_resume_bit_identical(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    reference, expected = uninterrupted(tmp_path_factory.getbasetemp())
 
     def usr2(job_id: str) -> None:
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
@@ -106,8 +131,7 @@ def test_usr2_and_requeue_mid_epoch_resume_bit_identical(tmp_path: Path) -> None
     def requeue(job_id: str) -> None:  # no signal, no checkpoint() call: the last periodic save counts
         subprocess.run(["scontrol", "requeue", job_id], check=True)
 
-    for name, interrupt in (("usr2", usr2), ("requeued", requeue)):
-        spec, log = _interrupted(tmp_path, name, interrupt)
+    for name, (spec, log) in _interrupted(tmp_path, {"usr2": usr2, "requeued": requeue}).items():
         assert "resumed from" in log, f"{name}: not resumed:\n{log[-2000:]}"
         if name == "usr2":  # saved at the step boundary after the signal, then requeued by submitit
             assert "at epoch 1 micro-batch" in log, f"not resumed in the middle of epoch 1:\n{log[-2000:]}"
