@@ -148,7 +148,7 @@ def test_dead_node_takes_its_job_which_completes_on_the_other_node(
 
 
 class _Follow(threading.Thread):
-    """`submit --follow`'s loop (polling every 2 s) in a thread, keeping what it raised."""
+    """`submit --follow`'s loop (polling every second) in a thread, keeping what it raised."""
 
     def __init__(self, chosen: launch.Launcher, runs: list[RunSpec]) -> None:
         super().__init__(daemon=True)
@@ -157,7 +157,7 @@ class _Follow(threading.Thread):
 
     def run(self) -> None:
         try:
-            self.loop(self.runs, 2.0)
+            self.loop(self.runs, 1.0)
         except BaseException as exc:
             self.error = exc
 
