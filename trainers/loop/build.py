@@ -35,7 +35,7 @@ from trainers.model.l2sp import L2SP
 from trainers.model.losses import build_criterion
 from trainers.model.tasks import TaskSpec, task_of
 from trainers.runtime import heartbeat, memory, tracking
-from trainers.runtime.distributed import build_accelerator, deepspeed_config, match_buffers, model_input_dtype
+from trainers.runtime.distributed import build_accelerator, deepspeed_config, match_buffers, model_input_dtype, unwrap
 from trainers.runtime.preemption import StopRequest
 
 # Hierarchical runs' extra history.csv columns: each level's loss (with the run's class weights,
@@ -151,7 +151,7 @@ def build_parts(
     )
     input_dtype = model_input_dtype(accelerator)
     if input_dtype is not None:
-        match_buffers(accelerator.unwrap_model(model), input_dtype)
+        match_buffers(unwrap(accelerator, model), input_dtype)
     engine_config = deepspeed_config(accelerator)
     if engine_config is not None and accelerator.is_main_process:
         rundir.write_json(run_dir / rundir.DEEPSPEED_CONFIG, engine_config)  # what ran, not only what was asked
@@ -169,7 +169,7 @@ def build_parts(
         n_params=n_params,
         n_trainable=n_trainable,
         # Anchored now: after the pretrained weights are loaded, before a resume overwrites them.
-        l2sp=L2SP(accelerator.unwrap_model(model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None,
+        l2sp=L2SP(unwrap(accelerator, model), cfg.loss.l2sp) if cfg.loss.l2sp > 0 else None,
         input_dtype=input_dtype,
         normalize=BatchNormalize(*stats(cfg.data)),
         stop=stop or StopRequest(checkpoint_every_min=cfg.checkpoint_every_min),

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainers import rundir
+from trainers.runtime import distributed
 
 LAST = "last"
 BEST = "best"
@@ -118,7 +119,7 @@ def save_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path, state:
     Every process must call this: under ZeRO-3 the partitioned weights are gathered.
     """
     tmp = _prepare_tmp(accelerator, ckpt_dir, BEST)
-    weights = accelerator.get_state_dict(model)  # collective under ZeRO-3; None on other ranks there
+    weights = distributed.state_dict(accelerator, model)  # collective under ZeRO-3; None on other ranks there
     if accelerator.is_main_process:
         tmp.mkdir(parents=True, exist_ok=True)
         # Own contiguous CPU copies: DeepSpeed on CPU gathers into views of one buffer, and
@@ -134,7 +135,7 @@ def load_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path) -> dic
     if folder is None:
         raise FileNotFoundError(f"no finished best checkpoint in {ckpt_dir}")
     weights = load_file(str(folder / WEIGHTS_FILE))
-    target = accelerator.unwrap_model(model)
+    target = distributed.unwrap(accelerator, model)
     with full_parameters(accelerator, target):
         target.load_state_dict(weights, strict=True)
     return read_state(folder)

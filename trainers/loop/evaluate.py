@@ -22,7 +22,7 @@ from trainers.loop.resume import Progress
 from trainers.model import regimes
 from trainers.model.complexity import complexity
 from trainers.model.losses import level_losses
-from trainers.runtime.distributed import layout, share_buffers
+from trainers.runtime.distributed import layout, share_buffers, unwrap
 from trainers.runtime.provenance import provenance
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def evaluate_raw(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
     image's class mapped to the checkpoint's first index for it (report 001 scores ImageNet's
     1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table."""
     beat(parts, "eval")
-    net = parts.accelerator.unwrap_model(parts.model)
+    net = unwrap(parts.accelerator, parts.model)
     first_index = net.output_map.index[:, 0].cpu()
     net.eval()
     outputs, targets = [], []

@@ -107,6 +107,35 @@ def uses_deepspeed(accelerator: Accelerator) -> bool:
     return accelerator.state.deepspeed_plugin is not None
 
 
+def unwrap(accelerator: Accelerator, model: torch.nn.Module) -> Any:
+    """`accelerator.unwrap_model(model)`, without importing DeepSpeed in a run that does not use it:
+    accelerate's unwrap imports deepspeed whenever it is installed (2.8 s of every DDP or
+    single-process run's start-up here). Such a run's model is wrapped at most in DDP (or
+    DataParallel, FSDP); a compiled model goes to accelerate, which also unwraps torch.compile."""
+    from accelerate.utils.other import has_compiled_regions, is_compiled_module
+
+    if uses_deepspeed(accelerator) or is_compiled_module(model) or has_compiled_regions(model):
+        return accelerator.unwrap_model(model)
+    wrappers: tuple[type[torch.nn.Module], ...] = (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    if torch.distributed.is_available():
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        wrappers += (FullyShardedDataParallel,)
+    inner: Any = model
+    while isinstance(inner, wrappers):
+        inner = inner.module
+    return inner
+
+
+def state_dict(accelerator: Accelerator, model: torch.nn.Module) -> Any:
+    """`accelerator.get_state_dict(model)`: DeepSpeed's gathers the weights (a collective under
+    ZeRO-3); any other run's is accelerate's own branch, its unwrapped model's, without the
+    DeepSpeed import of accelerate's unwrap (see unwrap)."""
+    if uses_deepspeed(accelerator):
+        return accelerator.get_state_dict(model)
+    return unwrap(accelerator, model).state_dict()
+
+
 def share_buffers(accelerator: Accelerator, model: torch.nn.Module) -> None:
     """Give every process rank 0's buffers (BatchNorm running statistics) before an evaluation.
 
@@ -116,7 +145,7 @@ def share_buffers(accelerator: Accelerator, model: torch.nn.Module) -> None:
     and the same model reloaded from `best` disagreed by a few images."""
     if not uses_deepspeed(accelerator) or accelerator.num_processes < 2:
         return
-    for buffer in accelerator.unwrap_model(model).buffers():
+    for buffer in unwrap(accelerator, model).buffers():
         torch.distributed.broadcast(buffer.data, src=0)
 
 

@@ -1,0 +1,39 @@
+"""trainers.runtime.distributed.unwrap: accelerate's unwrap_model without importing DeepSpeed in a
+run that does not use it (accelerate imports it whenever it is installed: 2.8 s of start-up)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from trainers.config import TrainConfig
+from trainers.runtime.distributed import build_accelerator, unwrap
+
+PLAIN_RUN = """
+import sys, torch
+from trainers.config import TrainConfig
+from trainers.runtime.distributed import build_accelerator, unwrap
+config = {"model": {"backbone": "resnet10t"}, "data": {"dataset": "digits"}}
+accelerator = build_accelerator(TrainConfig.model_validate(config))
+model = accelerator.prepare(torch.nn.Linear(2, 2))
+assert unwrap(accelerator, model) is not None
+print("deepspeed" in sys.modules)
+"""
+
+
+def test_a_plain_run_unwraps_without_importing_deepspeed() -> None:
+    done = subprocess.run([sys.executable, "-c", PLAIN_RUN], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_unwrap_takes_off_the_parallel_wrappers_as_accelerate_does() -> None:
+    accelerator = build_accelerator(
+        TrainConfig.model_validate({"model": {"backbone": "resnet10t"}, "data": {"dataset": "digits"}})
+    )
+    inner = torch.nn.Linear(2, 2)
+    wrapped = torch.nn.DataParallel(torch.nn.DataParallel(inner))
+    assert unwrap(accelerator, wrapped) is inner is accelerator.unwrap_model(wrapped)
+    assert unwrap(accelerator, inner) is inner
