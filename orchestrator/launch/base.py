@@ -19,7 +19,7 @@ from rich.console import Console
 
 from orchestrator import store
 from orchestrator.launch.job import Cleanup, TrainJob
-from orchestrator.launch.watchdog import pid_alive
+from orchestrator.launch.pids import pid_alive
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.plan import RunSpec, smoke_plan

@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.launch.pids import pid_alive
 from trainers import rundir
 from trainers.rundir import State
 
@@ -113,17 +114,6 @@ def end_attempt(run_dir: Path, pid: int, reason: str, job_id: str | None, requeu
             return
         print(f"watchdog: scontrol requeue failed: {result.stderr.strip()}", file=sys.stderr, flush=True)
     os.kill(pid, signal.SIGKILL)  # works on a stopped process too
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of that id exists on this machine (one of another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,6 +20,18 @@ from trainers.runtime import heartbeat
 LIMITS = Limits(step_factor=10, floor_s=5, slow_phase_s=120)
 
 
+def test_it_starts_as_a_module_without_runpy_warning() -> None:
+    """The job starts it with `python -m`: the launch package must not import it first (runpy
+    warned in every job log)."""
+    done = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-m", "orchestrator.launch.watchdog", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0 and "--run-dir" in done.stdout, done.stderr[-2000:]
+
+
 def test_names_agree_with_the_trainer_side() -> None:
     assert (watchdog.HEARTBEAT_FILE, watchdog.HEARTBEAT_ENV) == (heartbeat.FILE, heartbeat.ENV)
     assert set(heartbeat.PHASES) - {"step"} == watchdog.SLOW_PHASES
