@@ -1,7 +1,6 @@
 """`python -m orchestrator.cli`."""
 
-import sys
-
 from orchestrator.cli.main import main
+from orchestrator.cli.process import run_command
 
-sys.exit(main())
+run_command(main)

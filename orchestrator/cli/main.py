@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from orchestrator import textsafe
 from orchestrator.cli import commands, jsonflag, submit, terminal
@@ -331,5 +330,12 @@ def _max_runs_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def console() -> NoReturn:
+    """The `orchestrate` console script: main() in a process that ends with the command."""
+    from orchestrator.cli.process import run_command
+
+    run_command(main)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

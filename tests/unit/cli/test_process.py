@@ -1,0 +1,59 @@
+"""The console script's process policy (orchestrator.cli.process): exit codes kept, collector frozen."""
+
+from __future__ import annotations
+
+import gc
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+from orchestrator.cli.process import run_command
+
+
+@pytest.fixture
+def unfrozen() -> Iterator[None]:
+    """The test process's objects back in the collector's care, before and after."""
+    gc.unfreeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def test_run_command_exits_with_mains_code_and_freezes(unfrozen: None) -> None:
+    seen: list[int] = []
+
+    def main(argv: Sequence[str] | None) -> int:
+        assert argv is None  # the console reads sys.argv itself
+        seen.append(gc.get_freeze_count())
+        return 3
+
+    with pytest.raises(SystemExit) as exited:
+        run_command(main)
+    assert exited.value.code == 3
+    assert seen and seen[0] > 0, "the start-up imports are frozen before the command runs"
+    assert gc.get_freeze_count() > 0
+
+
+def test_run_command_freezes_when_main_raises(unfrozen: None) -> None:
+    def main(argv: Sequence[str] | None) -> int:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        run_command(main)
+    assert gc.get_freeze_count() > 0
+
+
+def test_module_entry_keeps_the_exit_code() -> None:
+    """`python -m orchestrator.cli` goes through run_command: a spec error is exit code 2, one line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator.cli", "plan", "no-such-spec.yaml"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "no-such-spec.yaml" in done.stderr
