@@ -155,7 +155,7 @@ def _long_frame(joined: pd.DataFrame, table: TableSpec, missing: list[str]) -> p
     bad_state = joined["state"].isin([reader.BROKEN, reader.UNKNOWN])
     parts = []
     for metric in table.metrics:
-        part = joined.copy()
+        part = joined.copy(deep=False)  # new columns only: joined's own columns are never written
         part["metric"] = metric_label(metric, table.scale, table.metric_labels)
         column = metric_column(metric)
         present = metric not in missing

@@ -16,7 +16,7 @@ import functools
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -93,12 +93,22 @@ class ForkedMap(Generic[J, R]):
 def later(task: Callable[[], R], workers: int) -> Callable[[], R]:
     """task() started now on a forked worker when `workers` > 1 (this process goes on with other
     work: collect writes runs.csv and the index beside building its tables); its result (or its
-    exception) when the returned function is called. With 1 worker, task() runs then, here."""
+    exception) when the returned function is called, the same on every call. With 1 worker,
+    task() runs at the first call, here."""
     started = ForkedMap(lambda _: task(), [None], workers)
+    settled: list[tuple[bool, Any]] = []  # (succeeded, value or exception), once settled
 
     def result() -> R:
-        (value,) = started  # the whole map, so that its worker is shut down
-        return value
+        if not settled:
+            try:
+                (value,) = started  # the whole map, so that its worker is shut down
+                settled.append((True, value))
+            except Exception as exc:  # kept, and raised again on every call
+                settled.append((False, exc))
+        succeeded, value = settled[0]
+        if not succeeded:
+            raise value
+        return cast(R, value)
 
     return result
 

@@ -112,7 +112,7 @@ def test_unchanged_folders_are_not_opened(
     assert [p for p in opened if "/runs/" in p] == [], "no run file opened"
 
 
-def test_runs_csv_and_index_written_by_workers_are_the_bytes_one_process_writes(
+def test_runs_csv_usage_and_index_written_by_workers_are_the_bytes_one_process_writes(
     sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, _ = sweep
@@ -138,6 +138,6 @@ def test_runs_csv_and_index_written_by_workers_are_the_bytes_one_process_writes(
 
     serial = written("1")
     pooled = written("2")
-    assert workers_seen == [1, 1, 2, 2], "index and runs.csv: here, then on a worker"
+    assert workers_seen == [1, 1, 1, 2, 2, 2], "index, runs.csv and usage.csv: here, then on workers"
     assert pooled == serial
     assert serial[0].count(b"\n") == len(json.loads(index.read_text())["names"]) + 1

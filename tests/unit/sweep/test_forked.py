@@ -65,3 +65,25 @@ def test_later_runs_the_task_on_a_forked_worker_and_gives_its_result() -> None:
     with pytest.raises(ZeroDivisionError):
         forked.later(lambda: 1 / 0, workers=2)()
     assert forked._TASKS == {}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_later_settles_once(workers: int) -> None:
+    """Every call gives the first call's result or exception; the task runs once (collect calls a
+    worker's result again in its cleanup, after the tables failed or succeeded)."""
+    calls: list[int] = []
+
+    def task() -> list[int]:
+        calls.append(os.getpid())
+        return [len(calls)]
+
+    result = forked.later(task, workers=workers)
+    first = result()
+    assert result() == first == [1]
+    assert len(calls) == (1 if workers == 1 else 0)  # a forked task's calls stay in its worker
+
+    failing = forked.later(lambda: 1 / 0, workers=workers)
+    for _ in range(2):
+        with pytest.raises(ZeroDivisionError):
+            failing()
+    assert forked._TASKS == {}
