@@ -113,9 +113,17 @@ class Index:
     """Per folder, [in plan, its three files' signatures] (None: no cached row, read it again)."""
     problems: list[list[str]] = field(default_factory=list)
     """Per folder, the problems its read found."""
+    generation: str | None = None
+    """The index file's generation these rows were loaded from (None: none; the next save writes a
+    whole file). A change file (index_file) holds only rows that differ from that file's."""
+    in_changes: set[int] = field(default_factory=set)
+    """Positions whose rows came from the change file over that generation."""
+    width: int = 0
+    """Columns when loaded (set_row only appends: more columns now, the whole file is written)."""
 
     def __post_init__(self) -> None:
         self._known = set(self.columns)
+        self.width = self.width or len(self.columns)
 
     def entry(self, i: int) -> list[Any] | None:
         """Folder i as folder_reads takes a cached entry: [signature, None, problems] (None: not cached)."""
@@ -142,6 +150,9 @@ def aligned(index: Index, names: list[str]) -> Index:
             values=[list(values) for values in index.values],
             signatures=list(index.signatures),
             problems=list(index.problems),
+            generation=index.generation,
+            in_changes=set(index.in_changes),
+            width=index.width,
         )
     where = {name: i for i, name in enumerate(index.names)}
     take = [where.get(name) for name in names]

@@ -1,6 +1,13 @@
-"""collect's index on disk (`tables/.index.json`): results.index's rows by column, validated as they
-are read. A folder whose cached row the reader could not have produced is read again; a file of
-another shape or version is no index (everything is read again)."""
+"""collect's index on disk (`.collect-index.json` in the sweep folder): results.index's rows by
+column, validated as they are read. A folder whose cached row the reader could not have produced is
+read again; a file of another shape or version is no index (everything is read again).
+
+A collect that read a few folders again writes only their rows, to a change file beside the index
+(`.collect-index.changes.json`: the same document for those folders, with their positions and the
+generation of the index file it applies to); the whole index is written again when the changes
+pass their limit (CHANGES_SHARE), the folders or columns differ, or there is no index file. A
+change file that does not fit its index file (another generation, other folders) is ignored: its
+folders' files then differ from the index's signatures, and they are read again."""
 
 from __future__ import annotations
 
@@ -9,7 +16,9 @@ import functools
 import hashlib
 import json
 import math
+import secrets
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +27,12 @@ from orchestrator.results.index import Index
 from orchestrator.sweep import bounded
 from trainers import contract, rundir
 
-INDEX_VERSION = 4
+INDEX_VERSION = 5
+CHANGES_SHARE, CHANGES_MIN = 20, 64
+"""The change file holds at most 1/CHANGES_SHARE of the folders (CHANGES_MIN at least); beyond,
+the whole index is written (a second collect of 10,000 runs with 10 changed wrote 10.9 MB, 0.25 s
+of CPU; a change file of 500 folders parses in a twentieth of the index's time)."""
+_GENERATION_CHARS = 16
 _DIGEST_CHARS = 32
 _NO_DIGEST = "0" * _DIGEST_CHARS
 _STATS = 5
@@ -55,18 +69,60 @@ def load_index(path: Path) -> Index:
     values are checked a column at a time (a column of floats within its bounds at C speed; the
     exact per-value rule only in a column where that fails)."""
     try:
-        raw = bounded.read_bytes(path, bounded.INDEX_LIMIT)
-        data = json.loads(raw) if raw else None
-    except (bounded.Unreadable, ValueError, RecursionError):
-        return Index([])
-    try:
-        return _decoded(data)
+        index = _decoded(_parsed(path))
     except _Stale:
         return Index([])
+    with contextlib.suppress(_Stale):  # a change file that does not fit: its folders are read again
+        data = _parsed(changes_path(path))
+        _apply_changes(index, _decoded(data), _changed_positions(data))
+    return index
+
+
+def changes_path(path: Path) -> Path:
+    """The change file of the index file `path`."""
+    return path.with_name(f"{path.stem}.changes{path.suffix}")
+
+
+def _parsed(path: Path) -> Any:
+    try:
+        raw = bounded.read_bytes(path, bounded.INDEX_LIMIT)
+        return json.loads(raw) if raw else None
+    except (bounded.Unreadable, ValueError, RecursionError):
+        raise _Stale from None
+
+
+def _changed_positions(data: dict[str, Any]) -> list[int]:
+    positions = data.get("positions")
+    if not (isinstance(positions, list) and set(map(type, positions)) <= {int}):
+        raise _Stale
+    if len(set(positions)) != len(positions):
+        raise _Stale
+    return positions
+
+
+def _apply_changes(index: Index, changes: Index, positions: list[int]) -> None:
+    """The change file's rows over the index file's, at their positions (checked: same generation
+    and columns, each position the folder of that name)."""
+    n = len(index.names)
+    if index.generation is None or changes.generation != index.generation or changes.columns != index.columns:
+        raise _Stale
+    if len(positions) != len(changes.names):
+        raise _Stale
+    if any(not 0 <= p < n or index.names[p] != name for p, name in zip(positions, changes.names, strict=True)):
+        raise _Stale
+    for k, p in enumerate(positions):
+        for values, changed in zip(index.values, changes.values, strict=True):
+            values[p] = changed[k]
+        index.signatures[p] = changes.signatures[k]
+        index.problems[p] = changes.problems[k]
+    index.in_changes = set(positions)
 
 
 def _decoded(data: Any) -> Index:
     if not isinstance(data, dict) or data.get("version") != reader_version():
+        raise _Stale
+    generation = data.get("generation")
+    if not (isinstance(generation, str) and len(generation) == _GENERATION_CHARS and generation.isascii()):
         raise _Stale
     columns, names = _texts(data.get("columns")), _texts(data.get("names"))
     if len(set(columns)) != len(columns) or len(set(names)) != len(names):
@@ -96,7 +152,9 @@ def _decoded(data: Any) -> Index:
     kinds = [set(map(type, column)) for column in values]
     for i in _bad_shapes(values, kinds) | _bad_values(columns, values, kinds) | _bad_identity(columns, names, values):
         signatures[i] = None
-    return Index(columns=columns, names=names, values=values, signatures=signatures, problems=problems)
+    return Index(
+        columns=columns, names=names, values=values, signatures=signatures, problems=problems, generation=generation
+    )
 
 
 def _texts(value: Any) -> list[str]:
@@ -256,10 +314,37 @@ def _cached_ok(column: str, value: Any) -> bool:
     return contract.typed_reason(column, value) is None
 
 
-def save_index(path: Path, index: Index) -> None:
-    """Write the index (every folder of it read or cached: no signature is None)."""
-    data = {
+def save_index(path: Path, index: Index, changed: Iterable[int] = ()) -> None:
+    """Write the index (every folder of it read or cached: no signature is None): only the rows of
+    the folders read again since it was loaded (`changed`) to its change file while they are few
+    and its folders and columns those of the index file it was loaded from; else the whole file."""
+    pending = sorted(index.in_changes.union(changed))
+    few = len(pending) <= max(CHANGES_MIN, len(index.names) // CHANGES_SHARE)
+    # A read-only results folder: collect still works, only slower next time.
+    with contextlib.suppress(OSError):
+        if index.generation is not None and len(index.columns) == index.width and few:
+            document = _document(_rows(index, pending), index.generation)
+            rundir.write_text(changes_path(path), _json({**document, "positions": pending}))
+            return
+        rundir.write_text(path, _json(_document(index, secrets.token_hex(_GENERATION_CHARS // 2))))
+        changes_path(path).unlink(missing_ok=True)  # of the generation before: ignored, but stale
+
+
+def _rows(index: Index, positions: list[int]) -> Index:
+    """The index of only the folders at `positions`."""
+    return Index(
+        columns=index.columns,
+        names=[index.names[p] for p in positions],
+        values=[[values[p] for p in positions] for values in index.values],
+        signatures=[index.signatures[p] for p in positions],
+        problems=[index.problems[p] for p in positions],
+    )
+
+
+def _document(index: Index, generation: str) -> dict[str, Any]:
+    return {
         "version": reader_version(),
+        "generation": generation,
         "columns": index.columns,
         "names": index.names,
         "values": [_encoded_column(values) for values in index.values],
@@ -267,9 +352,10 @@ def save_index(path: Path, index: Index) -> None:
         "in_plan": [sig[0] for sig in index.signatures],
         "files": [_encoded_files([sig[1][k] for sig in index.signatures]) for k in range(3)],
     }
-    # A read-only results folder: collect still works, only slower next time.
-    with contextlib.suppress(OSError):
-        rundir.write_text(path, json.dumps(data, separators=(",", ":")))
+
+
+def _json(document: dict[str, Any]) -> str:
+    return json.dumps(document, separators=(",", ":"))
 
 
 def _encoded_column(values: list[Any]) -> Any:

@@ -211,7 +211,8 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
     saved: Callable[[], None] = lambda: None  # noqa: E731
     if index_path is not None and (fresh or rehashed or names != index.names):
         # Written by a forked worker while this process builds the frame (3 s of JSON at 100,000 runs).
-        save = functools.partial(index_file.save_index, index_path, rows)
+        changed = [position[name] for name, _ in jobs]  # the index's change file holds only these
+        save = functools.partial(index_file.save_index, index_path, rows, changed)
         saved = forked.later(save, folder_reads.worker_count(len(names)))
     frame = _frame(root, planned, rows, by_id)
     problems = [
