@@ -11,8 +11,10 @@ Two costs of the cyclic collector that a one-shot command never needs to pay, me
 
 `main()` itself stays free of this: tests call it in-process, where a freeze would pin their
 objects for the rest of the session. Nothing here changes what a command writes: every file is
-written and closed (atomically) before `main()` returns, and atexit handlers run before the freeze
-at exit matters (they run first; the freeze only shortens the collections after them).
+written, closed and renamed into place (rundir.write_text) before `main()` returns. A freeze only
+makes the collector skip objects: atexit handlers still run, and objects freed by reference
+counting are still finalised; only garbage in reference cycles made before the freeze is left to
+the process's end (no output of ours waits in such a cycle).
 """
 
 from __future__ import annotations
