@@ -179,7 +179,8 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
             from orchestrator.results import report as report_mod
 
             lines = [str(p) for p in problems]
-            report_path = report_mod.write_report(spec, root, joined, built_all, context, lines, outputs)
+            with gcpause.resumed_gc():  # its figures are cyclic garbage
+                report_path = report_mod.write_report(spec, root, joined, built_all, context, lines, outputs)
     finally:
         outputs.save()  # what was written so far is collect's, even when a later step failed
     return Written(

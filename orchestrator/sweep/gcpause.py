@@ -23,3 +23,17 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+@contextlib.contextmanager
+def resumed_gc() -> Iterator[None]:
+    """The collector on inside the block (as it was after): work inside a paused block that makes
+    cyclic garbage, such as the report's matplotlib figures (a figure and its canvas refer to each
+    other: freed only by the collector)."""
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            gc.disable()
