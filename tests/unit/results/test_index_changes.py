@@ -109,6 +109,15 @@ def test_a_new_column_writes_the_whole_index(sweep: tuple[SweepSpec, list[RunSpe
     assert not changes.exists() and "test.top5" in json.loads(index.read_text())["columns"]
 
 
+def _change_file_after_one_change(spec: SweepSpec, runs: list[RunSpec]) -> tuple[Path, dict[str, Any]]:
+    """A cold read, runs[3]'s top-1 set to 0.5, a second read: the change file and its document."""
+    _, changes = _paths(spec)
+    _read(spec, runs)
+    _top1(spec, runs[3], 0.5)
+    _read(spec, runs)
+    return changes, json.loads(changes.read_text())
+
+
 def _other_generation(doc: dict[str, Any]) -> None:
     doc["generation"] = "0" * len(doc["generation"])
 
@@ -158,11 +167,7 @@ def test_a_change_file_that_does_not_fit_is_ignored(
     sweep: tuple[SweepSpec, list[RunSpec]], edit: Callable[[dict[str, Any]], None]
 ) -> None:
     spec, runs = sweep
-    _, changes = _paths(spec)
-    _read(spec, runs)
-    _top1(spec, runs[3], 0.5)
-    _read(spec, runs)
-    doc = json.loads(changes.read_text())
+    changes, doc = _change_file_after_one_change(spec, runs)
     edit(doc)
     changes.write_text(json.dumps(doc))
     loaded = index_file.load_index(_paths(spec)[0])
@@ -176,11 +181,7 @@ def test_a_change_file_that_does_not_fit_is_ignored(
 def test_a_changed_row_that_breaks_a_rule_is_read_again(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
     """The change file's rows pass the index's own checks: an edited 402.58% top-1 is not shown."""
     spec, runs = sweep
-    _, changes = _paths(spec)
-    _read(spec, runs)
-    _top1(spec, runs[3], 0.5)
-    _read(spec, runs)
-    doc = json.loads(changes.read_text())
+    changes, doc = _change_file_after_one_change(spec, runs)
     column = doc["columns"].index("test.top1")
     doc["values"][column] = [4.0258] * len(doc["positions"])
     changes.write_text(json.dumps(doc))
