@@ -15,7 +15,8 @@
    included) with its peak resident memory (os.wait4's rusage of that very child: the
    RUSAGE_CHILDREN maximum would also hold the trainer's), the median of `--repeats` runs with
    the load average; then the same work in this process (library calls), and the reference:
-   `json.load` of every status.json and metrics.json (the floor any collect pays).
+   `json.load` of every status.json and metrics.json (the floor any collect pays). The start-up
+   floor: a process that only imports what `collect` imports (part of every whole-command figure).
 
 Goals (issues 23 and 28): at 10,000 runs `collect --no-report` cold <= 5 s, `status` <= 2 s, a
 second `collect` after 10 changed runs <= 1 s, `collect` with the report <= 30 s; at 100,000 runs
@@ -204,10 +205,25 @@ def command_env(folder: Path) -> dict[str, str]:
     return env
 
 
-def command(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+STARTUP = (
+    "import gc, orchestrator.cli.process, orchestrator.cli.main, orchestrator.results.collect,"
+    " orchestrator.results.tables, pandas, scipy.special; gc.freeze()"
+)
+"""What a second `collect` imports before its first read, as its process exits (collector frozen)."""
+
+
+def startup_floor(repeats: int, env: dict[str, str]) -> float:
+    """Median wall seconds of a process that only imports what `collect` does: the part of every
+    whole-command figure no change to collect's own work can remove."""
+    walls = [command([], env, head=[sys.executable, "-c", STARTUP])[0] for _ in range(repeats)]
+    return statistics.median(walls)
+
+
+def command(argv: list[str], env: dict[str, str], head: list[str] | None = None) -> tuple[float, float, float, str]:
     """`orchestrate ARGV` as a user runs it: wall seconds, CPU seconds, peak RSS in MB, output tail."""
-    script = Path(sys.executable).with_name("orchestrate")
-    head = [str(script)] if script.is_file() else [sys.executable, "-m", "orchestrator.cli"]
+    if head is None:
+        script = Path(sys.executable).with_name("orchestrate")
+        head = [str(script)] if script.is_file() else [sys.executable, "-m", "orchestrator.cli"]
     with tempfile.TemporaryFile() as out:
         started = time.perf_counter()
         child = subprocess.Popen([*head, *argv], stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -373,6 +389,8 @@ def main() -> None:
         print(f"{'reference: json.load of status + metrics':<46} {reference_s:7.2f} s")
         limit_mb = 2048.0
         env = command_env(folder)
+        floor_s = startup_floor(args.repeats, env)
+        print(f"{'start-up floor: interpreter + collect imports':<46} {floor_s:7.2f} s wall (in every figure below)")
         for goal in goals(spec_path, root, runs, big, args.report or not big):
             print_command(goal, measure(goal, args.repeats, env), reference_s, limit_mb)
         in_process(spec_path, root, runs, reference_s)

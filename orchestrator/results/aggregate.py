@@ -70,8 +70,10 @@ def score_cells(
     col_dims: list[str],
     table: TableSpec,
     baseline: str,
+    memo: stats.Memo | None = None,
 ) -> tuple[dict[tuple[tuple[str, ...], tuple[str, ...]], Cell], list[Comparison]]:
-    """Score cells with their delta against the baseline cell: interval and Holm-adjusted p-value."""
+    """Score cells with their delta against the baseline cell: interval and Holm-adjusted p-value
+    (`memo`: stats.compare's, shared with mark_best)."""
     empty = CellData({}, 0, 0)
     found: dict[tuple[tuple[str, ...], tuple[str, ...]], Comparison | None] = {}
     for rk in row_keys:
@@ -83,7 +85,7 @@ def score_cells(
                 if cell.stop is not None and set(cell.values) <= set(base_values):
                     # Adaptive seeds: the baseline ran on for other rows; pair on this row's seeds.
                     base_values = {seed: base_values[seed] for seed in cell.values}
-                found[(rk, ck)] = stats.compare(cell.values, base_values)
+                found[(rk, ck)] = stats.compare(cell.values, base_values, memo)
     keys = [key for key, comparison in found.items() if comparison is not None]
     adjusted = dict(zip(keys, stats.holm([found[k].p for k in keys]), strict=True))  # type: ignore[union-attr]
     cells = {}
@@ -135,9 +137,11 @@ def mark_best(
     col_keys: list[tuple[str, ...]],
     n_group_dims: int,
     table: TableSpec,
+    memo: stats.Memo | None = None,
 ) -> None:
     """Bold the best mean of each column within each row group, only when it is significantly better
-    than the runner-up (95% interval of their difference excludes 0 and p < ALPHA)."""
+    than the runner-up (95% interval of their difference excludes 0 and p < ALPHA). `memo`:
+    score_cells' comparisons (the runner-up is most often the baseline)."""
     if table.best == "none":
         return
     groups: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
@@ -150,7 +154,7 @@ def mark_best(
             if len(ranked) < 2 or shown[ranked[0]] == shown[ranked[1]]:
                 continue  # nothing to compare, or a tie: nothing stands out
             best, runner_up = ranked[0], ranked[1]
-            comparison = stats.compare(data[(*best, *ck)].values, data[(*runner_up, *ck)].values)
+            comparison = stats.compare(data[(*best, *ck)].values, data[(*runner_up, *ck)].values, memo)
             if comparison is not None and _significant(comparison):
                 cells[(best, ck)] = replace(cells[(best, ck)], best=True)
 

@@ -59,10 +59,27 @@ class Comparison:
         return self.has_interval and self.low <= 0.0 <= self.high  # type: ignore[operator]
 
 
-def compare(values: dict[str, float], baseline: dict[str, float]) -> Comparison | None:
-    """`values` against `baseline` (seed -> value); None when either side is empty."""
+Items = tuple[tuple[str, float], ...]
+Memo = dict[tuple[Items, Items], Comparison]
+"""Comparisons by content (compare's `memo`); a Comparison is frozen, so one can be shared."""
+
+
+def compare(values: dict[str, float], baseline: dict[str, float], memo: Memo | None = None) -> Comparison | None:
+    """`values` against `baseline` (seed -> value); None when either side is empty. With `memo`,
+    the same seeds and values in the same order (an unpaired bootstrap resamples by position) are
+    compared once: a table's best mark most often compares the best cell with the very baseline
+    its delta was computed against, and from BOOTSTRAP_MIN_SEEDS seeds that is a bootstrap."""
     if not values or not baseline:
         return None
+    if memo is None:
+        return _compare(values, baseline)
+    key = (tuple(values.items()), tuple(baseline.items()))
+    if key not in memo:
+        memo[key] = _compare(values, baseline)
+    return memo[key]
+
+
+def _compare(values: dict[str, float], baseline: dict[str, float]) -> Comparison:
     if set(values) == set(baseline):
         seeds = sorted(values)
         return paired([values[s] for s in seeds], [baseline[s] for s in seeds])

@@ -45,7 +45,7 @@ from orchestrator.results.render import (
     slug,
     to_csv,
 )
-from orchestrator.results.stats import Comparison
+from orchestrator.results.stats import Comparison, Memo
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 from trainers import contract
@@ -192,8 +192,9 @@ def _one_table(
     row_keys = [key for key, _ in ordered_groups(part, row_dims, ranks)]
     data = cell_data(part, [*row_dims, *layout.columns])
     baseline = next(iter(spec.ablations))
-    cells, comparisons = score_cells(data, row_keys, col_keys, row_dims, layout.columns, table, baseline)
-    mark_best(cells, data, row_keys, col_keys, len(group_dims), table)
+    memo: Memo = {}  # a best mark against the baseline is a delta compared already
+    cells, comparisons = score_cells(data, row_keys, col_keys, row_dims, layout.columns, table, baseline, memo)
+    mark_best(cells, data, row_keys, col_keys, len(group_dims), table, memo)
     complexity = complexity_cells(part, row_keys, row_dims, layout, ranks, spec) if table.complexity else None
     built = Table(
         title=title,

@@ -58,6 +58,34 @@ def test_different_seeds_compare_unpaired_with_welch() -> None:
     assert (got.low, got.high, got.p) == pytest.approx((low, high, welch.pvalue), abs=1e-9)
 
 
+def test_the_same_comparison_is_bootstrapped_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A best mark against the baseline repeats the delta's comparison: with a memo it is computed
+    once, by content (new dicts of the same seeds and values); other values, another order (an
+    unpaired bootstrap resamples by position) or no memo are computed again."""
+    calls: list[int] = []
+    real = resample.bootstrap_interval
+
+    def counted(*args: object, **kwargs: object) -> tuple[float, float]:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(resample, "bootstrap_interval", counted)
+    rng = np.random.default_rng(11)
+    base = {str(s): float(v) for s, v in enumerate(rng.normal(90, 1, 25))}
+    cell = {s: v + float(rng.normal(0.3, 0.5)) for s, v in base.items()}
+    memo: stats.Memo = {}
+    first = stats.compare(dict(cell), dict(base), memo)
+    assert stats.compare(dict(cell), dict(base), memo) is first and len(calls) == 1
+    assert stats.compare(cell, base) == first and len(calls) == 2
+    shifted = stats.compare({s: v + 0.25 for s, v in cell.items()}, base, memo)
+    assert shifted is not None and first is not None and shifted.delta == pytest.approx(first.delta + 0.25)
+    assert len(calls) == 3
+    more = {**cell, "extra": 91.0}
+    stats.compare(dict(reversed(list(more.items()))), base, memo)
+    stats.compare(more, base, memo)
+    assert len(calls) == 5 and len(memo) == 4
+
+
 def test_holm_on_fixed_numbers() -> None:
     # m = 4 sorted 0.01, 0.02, 0.03, 0.04 -> 0.04, 0.06, 0.06 (monotone), 0.06; None stays None.
     assert stats.holm([0.03, 0.01, None, 0.04, 0.02]) == pytest.approx([0.06, 0.04, None, 0.06, 0.06], abs=1e-12)
