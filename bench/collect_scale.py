@@ -7,8 +7,10 @@
    status.json, config.yaml, metrics.json, history.csv, split.json, the per-class and confusion
    tables, checkpoints/best and checkpoints/last).
 3. Copies that folder to every other planned run: each copy gets its own config.yaml (written
-   as `submit` writes it) and a metrics.json naming its own run id with its own top-1; every
-   other file is the trained run's bytes (files over 64 KiB, the checkpoints' weights and
+   as `submit` writes it), a status.json with its own times and a metrics.json naming its own
+   run id with values of its own (top-1 and every other score, loss, time, speed and memory
+   figure: a run's own values defeat caches by value as a real sweep's do); every other file
+   is the trained run's bytes (files over 64 KiB, the checkpoints' weights and
    optimizer state, are hard links: 10,000 copies of 6 MB would not fit the disk; no command
    timed here opens them).
 4. Times each command as a whole process (`orchestrate ...`: interpreter start and imports
@@ -33,6 +35,7 @@ import argparse
 import errno
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -56,6 +59,8 @@ from trainers import rundir
 REPO = Path(__file__).resolve().parents[1]
 ROWS_PER_SEED = 6  # the demo: 2 backbones x 3 ablation rows
 LINK_OVER_BYTES = 64 * 1024
+BUILD_FORMAT = "own-values"
+"""What `--keep` folders must have been built with to be reused (older builds copied every value)."""
 TRAIN = """
 import sys
 from orchestrator.launch.job import TrainJob
@@ -113,9 +118,11 @@ def template_files(folder: Path) -> list[tuple[str, bytes | None]]:
 
 
 def copy_runs(runs: list[RunSpec], root: Path, first: Path) -> None:
-    """Every planned run but the first: a copy of the trained folder with its own config and metrics."""
+    """Every planned run but the first: a copy of the trained folder with its own config, status and
+    metrics (the values a real run has of its own: times, scores, losses, speed, memory)."""
     files = template_files(first)
     metrics = json.loads((first / rundir.METRICS).read_bytes())
+    status = json.loads((first / rundir.STATUS).read_bytes())
     links: dict[str, Path] = {rel: first / rel for rel, data in files if data is None}
     configs = ConfigTexts()
     for index, run in enumerate(runs[1:], start=1):
@@ -125,10 +132,11 @@ def copy_runs(runs: list[RunSpec], root: Path, first: Path) -> None:
         for rel, data in files:
             if data is None:
                 links[rel] = _link(links[rel], path / rel)
-            elif rel not in (rundir.CONFIG, rundir.METRICS):
+            elif rel not in (rundir.CONFIG, rundir.METRICS, rundir.STATUS):
                 (path / rel).write_bytes(data)
         rundir.write_text(path / rundir.CONFIG, configs.text(run, index < 40))
         _write_metrics(path, metrics, run, index)
+        _write_status(path, status, index)
 
 
 class ConfigTexts:
@@ -172,11 +180,51 @@ def _link(source: Path, target: Path) -> Path:
     return source
 
 
+OWN_VALUES = ("test", "val", "best", "timing")
+"""The metrics.json sections whose floats differ from run to run in a real sweep (scores, losses, the
+best value, wall time, speed, memory); the others (complexity, provenance, preprocessing) are the
+same for every run of a cell. A copy with the trained run's values there would flatter every cache
+by value (runs.csv formats a repeated float once)."""
+
+
 def _write_metrics(path: Path, metrics: dict[str, Any], run: RunSpec, index: int) -> None:
-    """The trained run's metrics.json, owned by `run`, top-1 moved by a seed and a run term (paired rows)."""
+    """The trained run's metrics.json, owned by `run`: top-1 moved by a seed and a run term (paired
+    rows), every other float of OWN_VALUES moved by a small amount of its own."""
+    draw = random.Random(index)
+    own = {key: _moved(metrics[key], draw) for key in OWN_VALUES if isinstance(metrics.get(key), dict)}
     noise = 0.002 * ((run.seed * 7919) % 13 - 6) + 0.001 * ((index * 104729) % 11 - 5)
-    test = {**metrics["test"], "top1": min(1.0, max(0.0, metrics["test"]["top1"] + noise))}
-    (path / rundir.METRICS).write_text(json.dumps({**metrics, "run_id": run.run_id, "test": test}, indent=2))
+    own["test"]["top1"] = min(1.0, max(0.0, metrics["test"]["top1"] + noise))
+    (path / rundir.METRICS).write_text(json.dumps({**metrics, **own, "run_id": run.run_id}, indent=2))
+
+
+def _moved(section: dict[str, Any], draw: random.Random) -> dict[str, Any]:
+    """A section's floats moved by up to 1% of their value (a share stays within 0..1)."""
+    out = {}
+    for key, value in section.items():
+        if type(value) is float:
+            moved = value * (1 + draw.uniform(-0.01, 0.01))
+            value = min(1.0, moved) if value <= 1.0 else moved
+        out[key] = value
+    return out
+
+
+def _write_status(path: Path, status: dict[str, Any], index: int) -> None:
+    """The trained run's status.json, started and finished at times of its own (a run every 3.7 s)."""
+    shift = index * 3.7 + random.Random(-index).uniform(0.0, 1.0)
+    text = json.dumps(_shifted(status, shift), indent=2)
+    (path / rundir.STATUS).write_text(text)
+
+
+def _shifted(value: Any, shift: float) -> Any:
+    """Every time stamp in a status document (`*_at`, `at`) moved by `shift` seconds."""
+    if isinstance(value, list):
+        return [_shifted(item, shift) for item in value]
+    if not isinstance(value, dict):
+        return value
+    return {
+        k: v + shift if (k == "at" or k.endswith("_at")) and type(v) is float else _shifted(v, shift)
+        for k, v in value.items()
+    }
 
 
 def change_runs(runs: list[RunSpec], root: Path, count: int = 10) -> Callable[[], None]:
@@ -347,7 +395,7 @@ def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
     """The spec, its output folder and its planned runs: the first trained, the others copied."""
     spec_path = folder / "collect_scale.yaml"
     built = folder / "built"
-    if spec_path.is_file() and built.is_file() and built.read_text().strip() == str(count):  # --keep: built before
+    if spec_path.is_file() and built.is_file() and built.read_text().split() == [str(count), BUILD_FORMAT]:  # --keep
         spec = load_spec(spec_path, max_runs=None)
         print(f"reusing the {count:,} run folders built in {folder}")
         return spec_path, spec.output_path, plan(spec)
@@ -360,7 +408,7 @@ def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
     print(f"trained {runs[0].run_id} ({runs[0].name}) with the real trainer in {train_first(spec_path, first):.0f} s")
     started = time.perf_counter()
     copy_runs(runs, root, first)
-    (folder / "built").write_text(f"{count}\n")  # --keep reuses these folders from now on
+    (folder / "built").write_text(f"{count} {BUILD_FORMAT}\n")  # --keep reuses these folders from now on
     print(
         f"{len(runs):,} run folders ({len(template_files(first))} files each) in {time.perf_counter() - started:.0f} s"
     )
