@@ -262,7 +262,9 @@ STARTUP = (
 
 def startup_floor(repeats: int, env: dict[str, str]) -> float:
     """Median wall seconds of a process that only imports what `collect` does: the part of every
-    whole-command figure no change to collect's own work can remove."""
+    whole-command figure no change to collect's own work can remove. One run first, untimed: it
+    compiles the libraries' byte code into a fresh PYTHONPYCACHEPREFIX."""
+    command([], env, head=[sys.executable, "-c", STARTUP])
     walls = [command([], env, head=[sys.executable, "-c", STARTUP])[0] for _ in range(repeats)]
     return statistics.median(walls)
 
