@@ -405,6 +405,8 @@ def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
     spec = load_spec(spec_path, max_runs=None)
     runs = plan(spec)
     root = spec.output_path
+    if root.is_relative_to(folder.resolve()) and root.exists():  # --keep: folders built another way
+        shutil.rmtree(root)
     store.write_snapshot(spec, root)
     first = store.run_path(root, runs[0].run_id)
     print(f"trained {runs[0].run_id} ({runs[0].name}) with the real trainer in {train_first(spec_path, first):.0f} s")
