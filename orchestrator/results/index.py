@@ -44,15 +44,27 @@ def signature(path: str, cached: Any = None, keep: dict[str, Any] | None = None)
     return out
 
 
-def unchanged(path: str, sig: Any, in_plan: bool) -> bool:
+Stat = tuple[int, int, int, int, int]
+"""What `unchanged` compares of a file's lstat: mode, size, mtime ns, inode, ctime ns."""
+FolderStats = tuple[Stat | None, ...]
+"""A run folder's three files' Stat, in _FILES order (None: no lstat, e.g. the file is absent)."""
+
+
+def unchanged(path: str, sig: Any, in_plan: bool, seen: FolderStats | None = None) -> bool:
     """Whether a folder's cached row still holds without reading a byte: the folder is as planned
     (or not) as then, and every file keeps its indexed stat (signature's first check, alone) or is
-    still absent. `sig`: the index's [in plan, files' signatures] of the folder (None: none)."""
+    still absent. `sig`: the index's [in plan, files' signatures] of the folder (None: none).
+    `seen`: the files' lstat taken already (folder_stats), else taken here."""
     if not (isinstance(sig, list) and len(sig) == 2 and sig[0] is in_plan):
         return False
     files = sig[1]
     if not (isinstance(files, list) and len(files) == 3):
         return False
+    if seen is not None:
+        return all(
+            _holds(info, before, limit) or (before is None and info is None)
+            for (_, limit), before, info in zip(_FILES, files, seen, strict=True)
+        )
     for (name, limit), before in zip(_FILES, files, strict=True):
         file = f"{path}/{name}"  # os.path.join's result for a folder path and a file name, at a third of its cost
         if not (_unchanged(file, before, limit) or (before is None and not os.path.lexists(file))):
@@ -60,24 +72,52 @@ def unchanged(path: str, sig: Any, in_plan: bool) -> bool:
     return True
 
 
+def folder_stats(runs_dir: str, names: list[str]) -> list[FolderStats]:
+    """Every folder's files' lstat, for `unchanged` to compare with the index once it is loaded (a
+    forked worker takes them while collect parses the index: about 0.1 s each at 10,000 runs)."""
+    out = []
+    for name in names:
+        stats: list[Stat | None] = []
+        for file, _ in _FILES:
+            try:
+                info = os.lstat(f"{runs_dir}/{name}/{file}")
+            except OSError:
+                stats.append(None)
+            else:
+                stats.append((info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns))
+        out.append(tuple(stats))
+    return out
+
+
 def _unchanged(file: str, before: Any, limit: int) -> bool:
     """Whether `file` is a regular file within its size `limit` whose stat is `before`'s, hashed
     RACY_NS or more after its last change (its digest then still holds). Run 30,000 times by a
     second collect of 10,000 runs: one lstat, then plain comparisons."""
-    if type(before) is not list or len(before) != 6 or type(before[5]) is not int or type(before[2]) is not str:
+    if type(before) is not list:  # not hashed (None: absent then): no lstat to take
         return False
     try:
         info = os.lstat(file)
     except OSError:
         return False
+    return _holds((info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns), before, limit)
+
+
+def _holds(info: Stat | None, before: Any, limit: int) -> bool:
+    """Whether a file's lstat `info` is a bounded regular file's that keeps `before` (a file
+    signature) and was hashed RACY_NS or more after its last change."""
+    if info is None or type(before) is not list or len(before) != 6:
+        return False
+    if type(before[5]) is not int or type(before[2]) is not str:
+        return False
+    mode, size, mtime_ns, inode, ctime_ns = info
     return (
-        stat.S_ISREG(info.st_mode)
-        and info.st_size <= limit
-        and before[0] == info.st_mtime_ns
-        and before[1] == info.st_size
-        and before[3] == info.st_ino
-        and before[4] == info.st_ctime_ns
-        and before[5] - info.st_ctime_ns >= RACY_NS
+        stat.S_ISREG(mode)
+        and size <= limit
+        and before[0] == mtime_ns
+        and before[1] == size
+        and before[3] == inode
+        and before[4] == ctime_ns
+        and before[5] - ctime_ns >= RACY_NS
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,14 +188,16 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
 def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> Collected:
     folders = run_ids.run_folders(root, planned)
     by_id = {folders[run.run_id].name: run for run in planned}  # by folder name
-    index = index_file.load_index(index_path) if index_path is not None else index_of.Index([])
     runs_dir = str(root / "runs")
     names = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
+    seen = _stats_ahead(runs_dir, names, index_path)
+    index = index_file.load_index(index_path) if index_path is not None else index_of.Index([])
     rows = index_of.aligned(index, names)
+    stats = seen()
     jobs: list[folder_reads.Job] = [
         (name, rows.entry(i))  # a folder whose files all keep their indexed stat is not opened
         for i, name in enumerate(names)
-        if not index_of.unchanged(f"{runs_dir}/{name}", rows.signatures[i], name in by_id)
+        if not index_of.unchanged(f"{runs_dir}/{name}", rows.signatures[i], name in by_id, stats[i])
     ]
     position = {name: i for i, name in enumerate(names)} if jobs else {}
     fresh = rehashed = 0
@@ -221,6 +223,19 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
         for reason in texts
     ]
     return Collected(frame.reset_index(drop=True), problems, fresh, saved)
+
+
+def _stats_ahead(
+    runs_dir: str, names: list[str], index_path: Path | None
+) -> Callable[[], Sequence[index_of.FolderStats | None]]:
+    """The folders' files' lstat, taken by a forked worker while this process parses the index (at
+    PARALLEL_FROM folders and more, with an index to compare them with); else None for each, and
+    `unchanged` takes them itself."""
+    workers = folder_reads.worker_count(len(names))
+    if index_path is None or workers < 2 or not index_path.is_file():
+        unseen: list[index_of.FolderStats | None] = [None] * len(names)
+        return lambda: unseen
+    return forked.later(functools.partial(index_of.folder_stats, runs_dir, names), workers)
 
 
 def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:

@@ -13,7 +13,8 @@ import pytest
 from tables_fixture import fake_run
 
 from orchestrator import store
-from orchestrator.results import collect, folder_reads, reader
+from orchestrator.results import collect, folder_reads, index_file, reader
+from orchestrator.results import index as index_of
 from orchestrator.sweep import bounded, forked
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
@@ -95,11 +96,7 @@ def test_unchanged_folders_are_not_opened(
     spec, runs = sweep
     index = spec.output_path / collect.INDEX_FILE
     reader.read_sweep(spec.output_path, runs, index)
-    data = json.loads(index.read_text())
-    for files in data["files"]:  # settled: hashed long after the files' last change (ctime + 10 s)
-        stat = files["stat"]
-        stat[4::5] = [ctime + 10**10 for ctime in stat[3::5]]
-    index.write_text(json.dumps(data))
+    _settled(index)
     opened: list[str] = []
     original = bounded.read_bytes_and_stat
 
@@ -111,6 +108,56 @@ def test_unchanged_folders_are_not_opened(
     again = reader.read_sweep(spec.output_path, runs, index)
     assert again.read_runs == 0
     assert [p for p in opened if "/runs/" in p] == [], "no run file opened"
+
+
+def _settled(index: Path) -> None:
+    """The index as if hashed long after its files' last change (ctime + 10 s): their stat decides."""
+    data = json.loads(index.read_text())
+    for files in data["files"]:
+        stat = files["stat"]
+        stat[4::5] = [ctime + 10**10 for ctime in stat[3::5]]
+    index.write_text(json.dumps(data))
+
+
+def test_stats_taken_ahead_by_a_worker_decide_what_one_process_decides(
+    sweep: tuple[SweepSpec, list[RunSpec]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second collect's lstats of every run file, taken by a worker while the index is parsed, send
+    the same folders to be read again as this process's own lstats: a rewritten metrics.json, a
+    status.json gone, a config.yaml replaced by a symlink; the others are not read."""
+    spec, runs = sweep
+    index = spec.output_path / collect.INDEX_FILE
+    reader.read_sweep(spec.output_path, runs, index)
+    _settled(index)
+    settled = index.read_bytes()
+    folders = [store.run_path(spec.output_path, run.run_id) for run in runs]
+    (folders[0] / rundir.METRICS).write_text(json.dumps({"test": {"top1": 0.125}}))
+    (folders[1] / rundir.STATUS).unlink()
+    config = folders[2] / rundir.CONFIG
+    config.rename(folders[2] / "config.real")
+    config.symlink_to(folders[2] / "config.real")
+    ahead: list[str] = []
+    original = forked.later
+
+    def counted(task: Callable[[], object], workers: int) -> Callable[[], object]:
+        if getattr(task, "func", None) is index_of.folder_stats:
+            ahead.append(str(workers))
+        return original(task, workers)
+
+    monkeypatch.setattr(forked, "later", counted)
+    got = {}
+    for workers in ("1", "2"):
+        index.write_bytes(settled)
+        index_file.changes_path(index).unlink(missing_ok=True)  # the first read's rows, for that index
+        monkeypatch.setenv(folder_reads.WORKERS_ENV, workers)
+        got[workers] = reader.read_sweep(spec.output_path, runs, index)
+    assert ahead == ["2"], "the stats were taken ahead, by a worker, with two workers only"
+    assert got["1"].read_runs == got["2"].read_runs == 3
+    assert got["2"].frame.drop(columns="path").equals(got["1"].frame.drop(columns="path"))
+    assert got["2"].problems == got["1"].problems
+    assert any("symbolic link" in p.reason and p.run_id == runs[2].run_id for p in got["1"].problems)
+    by_id = got["2"].frame.set_index("run_id")
+    assert by_id.at[runs[0].run_id, "test.top1"] == 0.125 and by_id.at[runs[1].run_id, "state"] == "missing"
 
 
 def test_runs_csv_usage_and_index_written_by_workers_are_the_bytes_one_process_writes(
