@@ -11,6 +11,7 @@ bootstrap's jackknife of a mean is its closed form, O(n) rather than scipy's n x
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -63,13 +64,23 @@ def sign_flip_p(diff: Any) -> float:
     import numpy as np
 
     values = np.asarray(diff, dtype=float)
-    signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(values))))
-    null = np.mean(signs * values, axis=-1)
+    null = np.mean(_signs(len(values)) * values, axis=-1)
     observed = float(np.mean(values))
     gamma = abs(np.finfo(float).eps * 100 * observed)
     less = np.count_nonzero(null <= observed + gamma) / len(null)
     greater = np.count_nonzero(null >= observed - gamma) / len(null)
     return float(min(1.0, max(0.0, 2 * min(less, greater))))
+
+
+@functools.lru_cache(maxsize=16)
+def _signs(n: int) -> Any:
+    """Every pattern of n signs, one per row (read-only): built once per n, as a table of 1,000
+    cells at 10 seeds compared 1,000 times (0.3 ms each to build, a third of the table's time)."""
+    import numpy as np
+
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    signs.flags.writeable = False
+    return signs
 
 
 def bootstrap_interval(data: tuple[Any, ...], confidence: float, resamples: int, method: str) -> tuple[float, float]:
