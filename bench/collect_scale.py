@@ -27,6 +27,7 @@ second `collect` after 10 changed runs <= 1 s, `collect` with the report <= 30 s
     .venv/bin/python bench/collect_scale.py                  # 1,002 runs, a quick look
     .venv/bin/python bench/collect_scale.py --runs 10000     # the goals' size (10,002 runs)
     .venv/bin/python bench/collect_scale.py --runs 100000 --repeats 1
+    .venv/bin/python bench/collect_scale.py --runs 10000 --seeds 10   # 1,000 cells of 10 seeds
 """
 
 from __future__ import annotations
@@ -82,12 +83,21 @@ class Goal:
     prepare: Callable[[], None]
 
 
-def write_spec(folder: Path, runs: int) -> Path:
-    """The demo study with N/6 seeds, one tiny epoch, its output under `folder/out`."""
+def write_spec(folder: Path, runs: int, seeds: int | None = None) -> Path:
+    """The demo study with N/6 seeds, one tiny epoch, its output under `folder/out`; with `seeds`,
+    that many seeds and the ablation ladder widened instead (a row per head dropout), so that the
+    runs make many small cells (the shape of a large real grid) rather than six large ones."""
     raw = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     raw["name"] = "collect_scale"
     raw["output_dir"] = str(folder / "out")
-    raw["grid"]["seed"] = list(range(-(-runs // ROWS_PER_SEED)))
+    backbones = len(raw["grid"]["backbone"])
+    if seeds is None:
+        raw["grid"]["seed"] = list(range(-(-runs // ROWS_PER_SEED)))
+    else:
+        raw["grid"]["seed"] = list(range(seeds))
+        for row in range(-(-runs // (backbones * seeds)) - len(raw["ablations"])):
+            raw["modifiers"][f"drop{row}"] = {"model.head_dropout": round(0.001 * (row + 1), 3)}
+            raw["ablations"][f"+ Dropout {0.001 * (row + 1):.3f}"] = [f"drop{row}"]
     raw["defaults"]["epochs"] = 1
     raw["defaults"]["torch_threads"] = 1
     raw["defaults"]["data"]["dataset"] = {"name": "digits", "max_samples": 64}
@@ -393,15 +403,16 @@ def timed(label: str, action: Callable[[], object], reference_s: float) -> None:
     )
 
 
-def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
+def build(folder: Path, count: int, seeds: int | None) -> tuple[Path, Path, list[RunSpec]]:
     """The spec, its output folder and its planned runs: the first trained, the others copied."""
     spec_path = folder / "collect_scale.yaml"
     built = folder / "built"
-    if spec_path.is_file() and built.is_file() and built.read_text().split() == [str(count), BUILD_FORMAT]:  # --keep
+    marker = [str(count), BUILD_FORMAT, f"seeds={seeds or 'wide'}"]
+    if spec_path.is_file() and built.is_file() and built.read_text().split() == marker:  # --keep
         spec = load_spec(spec_path, max_runs=None)
         print(f"reusing the {count:,} run folders built in {folder}")
         return spec_path, spec.output_path, plan(spec)
-    spec_path = write_spec(folder, count)
+    spec_path = write_spec(folder, count, seeds)
     spec = load_spec(spec_path, max_runs=None)
     runs = plan(spec)
     root = spec.output_path
@@ -412,7 +423,7 @@ def build(folder: Path, count: int) -> tuple[Path, Path, list[RunSpec]]:
     print(f"trained {runs[0].run_id} ({runs[0].name}) with the real trainer in {train_first(spec_path, first):.0f} s")
     started = time.perf_counter()
     copy_runs(runs, root, first)
-    (folder / "built").write_text(f"{count} {BUILD_FORMAT}\n")  # --keep reuses these folders from now on
+    built.write_text(" ".join(marker) + "\n")  # --keep reuses these folders from now on
     print(
         f"{len(runs):,} run folders ({len(template_files(first))} files each) in {time.perf_counter() - started:.0f} s"
     )
@@ -423,6 +434,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=1000, help="planned runs, rounded up to 6 per seed (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is printed")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        help="seeds per cell, the ablation ladder widened to reach --runs (many small cells; default: 6 cells)",
+    )
     parser.add_argument(
         "--report", action="store_true", help="also time `collect` with the report (default below 20,000 runs)"
     )
@@ -436,7 +452,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     big = args.runs > 20_000
     try:
-        spec_path, root, runs = build(folder, args.runs)
+        spec_path, root, runs = build(folder, args.runs, args.seeds)
         reference_s = json_reference(runs, root)
         print(f"{'reference: json.load of status + metrics':<46} {reference_s:7.2f} s")
         limit_mb = 2048.0
