@@ -47,6 +47,9 @@ MAX_TICK_LABELS = 40
 MAX_ANNOTATED = 15
 MAX_BARS = 50
 MAX_DOTS = 200
+MAX_ABLATION_ROWS = 30
+"""Rows an ablation figure draws (the first, in the table's order): it widens by 1.2 in per row, and
+a 600-row ladder would pass the renderer's largest image (2^16 pixels) and stop the report."""
 """Seed dots per row of an ablation figure (more would only overdraw)."""
 
 

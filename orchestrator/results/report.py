@@ -149,6 +149,7 @@ def _ablation_plots(
     frame = joined.assign(_value=values).sort_values("order", kind="stable")
     keys = ["ablation", *axis_dims(spec)]
     plots: list[Plot] = []
+    most_rows = 0
     for (backbone, dataset), part in frame.groupby(["backbone", "dataset"], sort=False):
         if len(plots) == MAX_ABLATION_FIGURES:
             notes.append(f"Ablation figures for the first {MAX_ABLATION_FIGURES} backbone/dataset pairs.")
@@ -160,12 +161,19 @@ def _ablation_plots(
             )
             for key, sub in part.groupby(keys, sort=False)
         ]
+        most_rows = max(most_rows, len(rows))
+        rows = rows[: figures.MAX_ABLATION_ROWS]  # the baseline first, as in the table
         name = f"ablation-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
         caption = (
             f"{backbone} / {dataset}: {label} per row; dots are seeds, diamonds the mean with its 95% "
             "t-interval, the dashed line the baseline's mean"
         )
         plots.append(_save(figures.ablation_figure(rows, label), img, name, written, caption))
+    if most_rows > figures.MAX_ABLATION_ROWS:
+        notes.append(
+            f"Ablation figures show the first {figures.MAX_ABLATION_ROWS} of up to {most_rows} rows; "
+            "the tables hold every row."
+        )
     return plots
 
 

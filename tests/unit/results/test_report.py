@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from tables_fixture import report_fixture, screenshot
+from tables_fixture import fake_run, report_fixture, screenshot
 
-from orchestrator.results import collect, outputs
+from orchestrator import store
+from orchestrator.results import collect, figures, outputs
+from orchestrator.sweep.plan import plan
+from orchestrator.sweep.spec import load_spec
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +83,39 @@ def test_screenshot_shows_tables_and_plots(report: Path, tmp_path: Path) -> None
     text = int(((r < 80) & (g < 80) & (b < 80)).sum())
     assert dark_blue > 2000, "the confusion-matrix PNG did not render"
     assert text > 20000, "the page looks empty"
+
+
+LADDER = """
+name: long_ladder
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
+grid: {{backbone: [test_resnet], dataset: [digits], seed: [0, 1]}}
+modifiers:
+{modifiers}
+ablations:
+  Baseline: []
+{rows}
+"""
+
+
+def test_a_long_ladder_draws_the_first_rows_and_says_so(write_spec: Callable[..., Path]) -> None:
+    """An ablation figure widens with its rows: a ladder longer than MAX_ABLATION_ROWS draws the
+    first ones (a 600-row ladder would have passed the renderer's largest image), and the report
+    says so; the table keeps every row."""
+    count = figures.MAX_ABLATION_ROWS + 5
+    modifiers = "\n".join(f"  m{i}: {{{{model.head_dropout: 0.{i + 1:02d}}}}}" for i in range(count))  # .format
+    rows = "\n".join(f"  + drop {i + 1}: [m{i}]" for i in range(count))
+    spec = load_spec(write_spec(LADDER.replace("{modifiers}", modifiers).replace("{rows}", rows)))
+    runs = plan(spec)
+    store.write_snapshot(spec, spec.output_path)
+    for run in runs:
+        fake_run(spec, run, 0.9 + 0.001 * run.seed)
+    written = collect.write_tables(spec, spec.output_path, report=True)
+    assert written.report_path is not None
+    html = written.report_path.read_text()
+    assert f"Ablation figures show the first {figures.MAX_ABLATION_ROWS} of up to {count + 1} rows" in html
+    (png,) = (written.report_path.parent / "img").glob("ablation-*.png")
+    with Image.open(png) as image:
+        width_px = image.size[0]
+    assert width_px <= (1.2 * figures.MAX_ABLATION_ROWS + 2.0) * figures.DPI + 1
+    assert written.markdown.count("| + drop ") == count, "the table holds every row"
