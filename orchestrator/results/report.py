@@ -21,6 +21,7 @@ from orchestrator.results.labels import axis_dims, axis_short, key_text, metric_
 from orchestrator.results.model import Table
 from orchestrator.results.outputs import Outputs
 from orchestrator.results.render import environment, slug
+from orchestrator.sweep import forked
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
 from trainers import rundir
 
@@ -94,10 +95,8 @@ def write_report(
         raise SpecError(f"{img}: {foreign[0]} was not written by collect; move it aside to write the report here")
     written: set[str] = set()
     groups = _cells(joined, spec)
-    cells = [
-        _cell_report(spec, key, part, img, written, with_figures=index < MAX_CELLS_WITH_FIGURES)
-        for index, (key, part) in enumerate(groups)
-    ]
+    cells = [_cell_report(spec, key, part) for key, part in groups]
+    _add_cell_figures(spec, groups, cells, img, written)
     notes = []
     if len(groups) > MAX_CELLS_WITH_FIGURES:
         notes.append(
@@ -220,15 +219,18 @@ def _run_dirs(part: pd.DataFrame, states: tuple[str, ...] = ("completed",)) -> l
     return [(str(seed), Path(str(path))) for seed, path in zip(rows["seed"], rows["path"], strict=True)]
 
 
-def _cell_report(
-    spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame, img: Path, written: set[str], with_figures: bool = True
-) -> CellReport:
+def _title_stem(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame) -> tuple[str, str]:
+    """A cell's section title and the stem of its figures' file names (its plan position first)."""
     axes = axis_dims(spec)
     backbone, dataset, ablation, *axis_values = key
     extras = ", ".join(f"{axis_short(a)}={v}" for a, v in zip(axes, axis_values, strict=True))
     title = f"{backbone} / {dataset} / {ablation}" + (f" ({extras})" if extras else "")
-    index = int(part["order"].min())
-    stem = f"{index:04d}-{slug(title)[:80]}"
+    return title, f"{int(part['order'].min()):04d}-{slug(title)[:80]}"
+
+
+def _cell_report(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame) -> CellReport:
+    """A cell's section without its figures (_add_cell_figures draws them)."""
+    title, stem = _title_stem(spec, key, part)
     runs = [
         {
             "name": str(row.get("name") or ""),
@@ -238,16 +240,41 @@ def _cell_report(
         }
         for _, row in part.head(MAX_RUNS_LISTED).iterrows()
     ]
-    cell = CellReport(anchor=f"cell-{slug(stem)}", title=title, runs=runs, n_runs=len(part))
-    if not with_figures:
+    return CellReport(anchor=f"cell-{slug(stem)}", title=title, runs=runs, n_runs=len(part))
+
+
+FIGURES_PARALLEL_FROM = 4
+"""Cells with figures from which they are drawn on forked workers (a figure's PNG takes about 0.06 s:
+three per cell were most of a report of 60 cells)."""
+
+
+def _add_cell_figures(
+    spec: SweepSpec,
+    groups: list[tuple[tuple[str, ...], pd.DataFrame]],
+    cells: list[CellReport],
+    img: Path,
+    written: set[str],
+) -> None:
+    """The figures of the first MAX_CELLS_WITH_FIGURES cells, written under `img` (on forked workers,
+    in order; each worker writes its own files) and added to `written`; the others get a note."""
+    figured = min(len(cells), MAX_CELLS_WITH_FIGURES)
+    for cell in cells[figured:]:
         cell.note = f"No figures: past the first {MAX_CELLS_WITH_FIGURES} cells."
-        return cell
-    _cell_figures(cell, part, stem, img, written)
-    return cell
+    jobs = [(part, _title_stem(spec, key, part)[1]) for key, part in groups[:figured]]
+
+    def figures_of(i: int) -> list[Plot]:  # a position goes to the worker; the frames are there by fork
+        return _cell_figures(*jobs[i], img)
+
+    drawn = forked.ForkedMap(figures_of, list(range(figured)), forked.worker_count(figured, FIGURES_PARALLEL_FROM), 1)
+    for cell, plots in zip(cells[:figured], drawn, strict=True):
+        cell.figures = plots
+        written.update(Path(plot.file).name for plot in plots)
 
 
-def _cell_figures(cell: CellReport, part: pd.DataFrame, stem: str, img: Path, written: set[str]) -> None:
+def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> list[Plot]:
     """Curves (mean and band over seeds), confusion matrix and per-class F1 of a cell's first runs."""
+    written: set[str] = set()
+    plots: list[Plot] = []
     # Curves of running runs too: a half-trained run's history is worth seeing.
     history = run_files.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE])
     if not history.empty:
@@ -255,7 +282,7 @@ def _cell_figures(cell: CellReport, part: pd.DataFrame, stem: str, img: Path, wr
             f"Training curves of {history['seed'].nunique()} run(s), mean over seeds with the min-max band: "
             "loss (train solid, validation dashed) and validation metrics"
         )
-        cell.figures.append(_save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption))
+        plots.append(_save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption))
     finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
     for name, matrix in run_files.confusions(finished):
         label = (
@@ -263,14 +290,15 @@ def _cell_figures(cell: CellReport, part: pd.DataFrame, stem: str, img: Path, wr
         )
         figure = figures.confusion_figure(matrix, len(finished))
         caption = f"Confusion matrix ({label}), summed over {len(finished)} run(s), rows normalised"
-        cell.figures.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
+        plots.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
     for name, scores in run_files.per_class_f1(finished):
         level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
         kind = "label" if "label" in name else "class"
         caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {len(finished)} run(s)"
         if len(scores) > figures.MAX_BARS:
             caption += f"; the {figures.MAX_BARS // 2} lowest and highest of {len(scores)}"
-        cell.figures.append(_save(figures.bars_figure(scores), img, f"{stem}-{slug(name)}-f1.png", written, caption))
+        plots.append(_save(figures.bars_figure(scores), img, f"{stem}-{slug(name)}-f1.png", written, caption))
+    return plots
 
 
 def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str]) -> DatasetReport:

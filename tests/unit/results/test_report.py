@@ -14,7 +14,7 @@ from PIL import Image
 from tables_fixture import fake_run, report_fixture, screenshot
 
 from orchestrator import store
-from orchestrator.results import collect, figures, outputs
+from orchestrator.results import collect, figures, folder_reads, outputs
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 
@@ -119,3 +119,22 @@ def test_a_long_ladder_draws_the_first_rows_and_says_so(write_spec: Callable[...
         width_px = image.size[0]
     assert width_px <= (1.2 * figures.MAX_ABLATION_ROWS + 2.0) * figures.DPI + 1
     assert written.markdown.count("| + drop ") == count, "the table holds every row"
+
+
+def test_cell_figures_drawn_by_workers_are_the_figures_one_process_draws(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cell figures on forked workers (each writes its own PNGs): the same files, bytes and page as
+    drawn here, and every one recorded as collect's (a third collect removes none as foreign)."""
+    spec, _ = report_fixture(tmp_path)
+    img = spec.output_path / "report" / "img"
+    got = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv(folder_reads.WORKERS_ENV, workers)
+        written = collect.write_tables(spec, spec.output_path, report=True)
+        assert written.report_path is not None
+        page = re.sub(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "TIME", written.report_path.read_text())
+        got[workers] = (page, {p.name: p.read_bytes() for p in sorted(img.glob("*.png"))})
+    assert got["2"] == got["1"]
+    assert sum("-curves.png" in name for name in got["1"][1]) >= 2, "figures of several cells"
+    assert all(outputs.Outputs(spec.output_path).ours(img / name) for name in got["2"][1])
