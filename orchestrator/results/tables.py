@@ -31,7 +31,7 @@ from orchestrator.results.labels import (
     metric_column,
     metric_label,
 )
-from orchestrator.results.layout import Layout, check_pooled, ordered_groups, ranks_of, resolve_layout
+from orchestrator.results.layout import Layout, check_pooled, ordered_groups, ordered_keys, ranks_of, resolve_layout
 from orchestrator.results.legend import broken_runs, legend, noise_notes
 from orchestrator.results.model import BUDGET_MARK, Cell, HeaderSpan, Row, Table
 from orchestrator.results.provenance import compute_hours, provenance_notes, provenance_warnings, retry_notes
@@ -188,8 +188,8 @@ def _one_table(
 ) -> tuple[Table, list[Comparison], dict[tuple[str, ...], CellData]]:
     group_dims = [layout.group] if layout.group else []
     row_dims = [*group_dims, *layout.rows]
-    col_keys = [key for key, _ in ordered_groups(part, layout.columns, ranks)]
-    row_keys = [key for key, _ in ordered_groups(part, row_dims, ranks)]
+    col_keys = ordered_keys(part, layout.columns, ranks)
+    row_keys = ordered_keys(part, row_dims, ranks)
     data = cell_data(part, [*row_dims, *layout.columns])
     baseline = next(iter(spec.ablations))
     memo: Memo = {}  # a best mark against the baseline is a delta compared already

@@ -16,7 +16,7 @@ from orchestrator.results import aggregate
 from orchestrator.results.adaptive import STOP_COLUMN
 from orchestrator.results.join import COMPLEXITY
 from orchestrator.results.labels import key_text_columns
-from orchestrator.results.layout import Layout, ordered_groups
+from orchestrator.results.layout import Layout, ordered_groups, ordered_keys
 
 NAMES = [column for column, _, _ in COMPLEXITY]
 DIMS = ["backbone", "ablation", "dataset"]
@@ -132,3 +132,13 @@ def test_complexity_by_one_groupby_is_a_frame_per_row(
     for rk, values in want[0].items():
         for a, b in zip(got[0][rk], values, strict=True):
             assert (a is None and b is None) or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-12))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables(), st.lists(st.sampled_from(DIMS), unique=True, max_size=3), st.permutations(["d2", "d0", "d1"]))
+def test_ordered_keys_are_ordered_groups_keys(part: pd.DataFrame, dims: list[str], dataset_order: list[str]) -> None:
+    ranks: dict[str, dict[str, int]] = {d: {} for d in DIMS}
+    ranks["dataset"] = {name: i for i, name in enumerate(dataset_order)}
+    if len(part) > 2:
+        part = part.assign(ablation=part["ablation"].where(part.index % 3 != 1))  # missing values drop out
+    assert ordered_keys(part, dims, ranks) == [key for key, _ in ordered_groups(part, dims, ranks)]
