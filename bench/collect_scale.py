@@ -95,9 +95,11 @@ def write_spec(folder: Path, runs: int, seeds: int | None = None) -> Path:
         raw["grid"]["seed"] = list(range(-(-runs // ROWS_PER_SEED)))
     else:
         raw["grid"]["seed"] = list(range(seeds))
-        for row in range(-(-runs // (backbones * seeds)) - len(raw["ablations"])):
-            raw["modifiers"][f"drop{row}"] = {"model.head_dropout": round(0.001 * (row + 1), 3)}
-            raw["ablations"][f"+ Dropout {0.001 * (row + 1):.3f}"] = [f"drop{row}"]
+        extra = -(-runs // (backbones * seeds)) - len(raw["ablations"])
+        for row in range(extra):
+            dropout = round(0.9 * (row + 1) / (extra + 1), 6)  # distinct, below 1
+            raw["modifiers"][f"drop{row}"] = {"model.head_dropout": dropout}
+            raw["ablations"][f"+ Dropout {dropout}"] = [f"drop{row}"]
     raw["defaults"]["epochs"] = 1
     raw["defaults"]["torch_threads"] = 1
     raw["defaults"]["data"]["dataset"] = {"name": "digits", "max_samples": 64}
