@@ -318,7 +318,7 @@ def test_budget_fails_closed_and_submit_refuses_over_budget(
 
 
 def test_a_users_own_sweep_yaml_in_the_output_folder_is_never_replaced(
-    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_spec()
     out = tmp_path / "out"
@@ -334,6 +334,17 @@ def test_a_users_own_sweep_yaml_in_the_output_folder_is_never_replaced(
     store.write_snapshot(spec, out)
     store.write_snapshot(spec, out)  # its own snapshot is replaced on the next submit
     assert yamlio.loads((out / "sweep.yaml").read_text())["spec"]["name"] == "tiny"
+    parsed: list[Path] = []
+    real_load = yamlio.load_file
+
+    def load_file(path: Path, what: str) -> object:
+        parsed.append(path)
+        return real_load(path, what)
+
+    monkeypatch.setattr(yamlio, "load_file", load_file)
+    assert store.foreign_snapshot(out) is None and parsed == [], "the bytes whose hash submit recorded: not parsed"
+    (out / "sweep.yaml").write_text(mine)  # the manifest records another file's hash
+    assert store.foreign_snapshot(out) == out / "sweep.yaml" and parsed == [out / "sweep.yaml"]
 
 
 def test_output_dir_that_is_a_file(
