@@ -135,7 +135,7 @@ def run_cost(run: RunSpec, smoke_path: Path | None, entries: list[ThroughputEntr
         hours = run_hours(run, measured)
         note = "" if hours is not None else "train split size unknown"
         return RunCost(hours, MEASURED, _unit(measured.device), measured.images_per_s, note)
-    entry = match(entries, run)
+    entry = match(entries, run) if entries else None  # no site entries: 100,000 configs not read for none
     if entry is None:
         where = f"{run.config.model.backbone} at {run.config.data.image_size_px} px"
         return RunCost(None, None, "GPU-hours", None, f"no smoke measurement or site throughput for {where}")
