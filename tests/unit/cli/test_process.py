@@ -10,11 +10,14 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 from orchestrator.cli.process import run_command
+from orchestrator.sweep import gcpause
 
 
 @pytest.fixture
-def unfrozen() -> Iterator[None]:
-    """The test process's objects back in the collector's care, before and after."""
+def unfrozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The test process's objects back in the collector's care, before and after, and the paused
+    blocks' policy as it was (run_command sets it for the process)."""
+    monkeypatch.setattr(gcpause, "_FREEZE_AT_END", [False])
     gc.unfreeze()
     try:
         yield
@@ -35,6 +38,7 @@ def test_run_command_exits_with_mains_code_and_freezes(unfrozen: None) -> None:
     assert exited.value.code == 3
     assert seen and seen[0] > 0, "the start-up imports are frozen before the command runs"
     assert gc.get_freeze_count() > 0
+    assert gcpause._FREEZE_AT_END == [True], "the command's paused blocks end frozen"
 
 
 def test_run_command_freezes_when_main_raises(unfrozen: None) -> None:

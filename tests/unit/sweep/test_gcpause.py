@@ -71,3 +71,25 @@ def test_collect_builds_tables_paused_and_the_report_with_the_collector_on(
     assert written.report_path is not None and written.report_path.is_file()
     assert seen == {"tables": False, "report": True}
     assert gc.isenabled(), "as it was before collect"
+
+
+def test_a_paused_block_ends_frozen_only_where_the_process_says(
+    collector_on: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Off (a library caller, this test session): a paused block's objects are left to the
+    collector. On (the `orchestrate` process): the outermost block ends by freezing them, so no
+    collection walks them; a nested block does not."""
+    monkeypatch.setattr(gcpause, "_FREEZE_AT_END", [False])
+    frozen = gc.get_freeze_count()
+    with gcpause.paused_gc():
+        made = [{"row": i} for i in range(1000)]
+    assert gc.get_freeze_count() == frozen and gc.isenabled()
+    gcpause.freeze_at_end()
+    try:
+        with gcpause.paused_gc():
+            with gcpause.paused_gc():
+                made += [{"row": i} for i in range(1000)]
+            assert gc.get_freeze_count() == frozen, "not at the end of a nested block"
+        assert gc.get_freeze_count() >= frozen + len(made) and gc.isenabled()
+    finally:
+        gc.unfreeze()  # the session's objects back to the collector
