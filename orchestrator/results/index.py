@@ -84,7 +84,7 @@ def folder_stats(runs_dir: str, names: list[str]) -> list[FolderStats]:
             except OSError:
                 stats.append(None)
             else:
-                stats.append((info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns))
+                stats.append(_stat_of(info))
         out.append(tuple(stats))
     return out
 
@@ -99,7 +99,11 @@ def _unchanged(file: str, before: Any, limit: int) -> bool:
         info = os.lstat(file)
     except OSError:
         return False
-    return _holds((info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns), before, limit)
+    return _holds(_stat_of(info), before, limit)
+
+
+def _stat_of(info: os.stat_result) -> Stat:
+    return info.st_mode, info.st_size, info.st_mtime_ns, info.st_ino, info.st_ctime_ns
 
 
 def _holds(info: Stat | None, before: Any, limit: int) -> bool:

@@ -114,10 +114,9 @@ def _recorded_snapshot(root: Path) -> bool:
     """Whether sweep.yaml holds the bytes whose hash submit recorded in manifest.json."""
     try:
         recorded = (bounded.read_json_object(root / MANIFEST_FILE) or {}).get(SNAPSHOT_HASH)
-        data = bounded.read_bytes(root / SWEEP_FILE) if isinstance(recorded, str) else None
     except bounded.Unreadable:
         return False
-    return isinstance(recorded, str) and data is not None and _snapshot_digest(data) == recorded
+    return isinstance(recorded, str) and _snapshot_edited(root, recorded) is None
 
 
 def snapshot_problem(root: Path) -> str | None:
@@ -125,8 +124,11 @@ def snapshot_problem(root: Path) -> str | None:
     from it would relabel the runs), or None (unchanged, or written before its hash was recorded)."""
     manifest, _ = load_manifest(root)
     recorded = manifest.get(SNAPSHOT_HASH)
-    if not isinstance(recorded, str):
-        return None
+    return _snapshot_edited(root, recorded) if isinstance(recorded, str) else None
+
+
+def _snapshot_edited(root: Path, recorded: str) -> str | None:
+    """Why sweep.yaml is not the bytes whose hash is `recorded` (None: it is)."""
     try:
         data = bounded.read_bytes(root / SWEEP_FILE)
     except bounded.Unreadable as exc:
