@@ -295,7 +295,7 @@ def command(argv: list[str], env: dict[str, str], head: list[str] | None = None)
         out.seek(0)
         tail = out.read()[-1500:].decode(errors="replace")
     if child.returncode != 0:
-        sys.exit(f"orchestrate {' '.join(argv[:2])} exited {child.returncode}:\n{tail}")
+        sys.exit(f"{' '.join([Path(head[0]).name, *head[1:], *argv[:2]])} exited {child.returncode}:\n{tail}")
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, tail
 
 
