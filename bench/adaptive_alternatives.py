@@ -12,6 +12,10 @@
   up to the seeds it ran) at the interim looks and in the futility prediction; the last look uses each row's
   own spread; boundaries calibrated on simulated homoscedastic null tables. Assumes every cell of a table has
   the same seed noise, which a real table need not have: the bench adds null tables where it does not.
+- Pooled futility only: the same pooled spread in the futility prediction alone; efficacy (interim and last
+  looks) on each row's own spread with the default's boundaries. A futility stop never declares a delta, so
+  this keeps the default's guarantee whatever the cells' noise; what it can cost is agreement, which the
+  bench also measures on effect tables whose cells differ in noise (`unequal_noise_effects`).
 """
 
 from __future__ import annotations
@@ -160,11 +164,12 @@ def pooled_bounds(seeds: tuple[int, ...], rows: int, share: float, tables: int =
     return out
 
 
-def pooled_replay(diffs: np.ndarray, design: Design) -> tuple[np.ndarray, np.ndarray]:
+def pooled_replay(diffs: np.ndarray, design: Design, efficacy: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The pooled rule on paired differences (tables, rows, max): (seeds per row, decisions), Holm as the
-    default's (sequential.replay), futility from the pooled spread with its df."""
+    default's (sequential.replay), futility from the pooled spread with its df. `efficacy=False`: pooled in
+    the futility prediction only, every look's test on the row's own spread at the default's boundaries."""
     seeds, rows, last = design.seeds, diffs.shape[1], len(design.seeds) - 1
-    bounds = pooled_bounds(seeds, rows, design.final_share)
+    bounds = pooled_bounds(seeds, rows, design.final_share) if efficacy else design.criticals(rows)
     used, sign = np.zeros(diffs.shape[:2], dtype=int), np.zeros(diffs.shape[:2])
     state = {"open": np.ones(diffs.shape[:2], dtype=bool), "rejected": np.zeros(diffs.shape[:2], dtype=bool)}
     last_t, last_look = np.zeros(diffs.shape[:2]), np.zeros(diffs.shape[:2], dtype=int)
@@ -174,7 +179,7 @@ def pooled_replay(diffs: np.ndarray, design: Design) -> tuple[np.ndarray, np.nda
         mean, t_pool, t_own, pooled, df = stats_
         open_, rejected, n = state["open"], state["rejected"], seeds[look]
         used = np.where(open_, n, used)
-        last_t = np.where(open_, t_own if look == last else t_pool, last_t)
+        last_t = np.where(open_, t_own if look == last or not efficacy else t_pool, last_t)
         last_look = np.where(open_, look, last_look)
         count = rejected.sum(axis=1, keepdims=True)
         for _ in range(rows):  # Holm: each rejection raises the others' level

@@ -22,9 +22,10 @@
 (e) the cost goal: rules that know more than the data (every row's true delta and the noise; the noise
     and the scenario's mix of deltas; the noise only) at the certainty that 95% same decisions needs,
     and the rules tried for the goal (stochastic curtailment of efficacy; a spread pooled over a table's
-    rows), with false positives on (a)'s null tables and on null tables whose cells differ in noise
-    (bench/adaptive_alternatives.py), and other look schedules (initial, step) at their cheapest
-    last-look share and futility.
+    rows, in the tests and the futility prediction or in the futility prediction only), with false
+    positives on (a)'s null tables and on null tables whose cells differ in noise, and cost and same
+    decisions on effect tables whose cells differ in noise (bench/adaptive_alternatives.py), and other
+    look schedules (initial, step) at their cheapest last-look share and futility.
 
 numpy and scipy only, fixed seed. Run:
 
@@ -35,8 +36,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +61,10 @@ REPLAY_RULES = (*RULES, StopRule("halfwidth", 1.0))
 SHARES = (0.5, 0.8, 0.95)
 FUTILITIES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3)
 GOAL_FWER, GOAL_COST, GOAL_AGREE = 0.05, 0.60, 0.95
+UNEQUAL_SD_PT = np.array([0.2, 0.1, 0.1, 0.1, 0.6])
+"""Seed noise of the baseline and the 4 rows in the tables whose cells differ in noise ((e))."""
+Runner = Callable[[np.ndarray, Design], tuple[np.ndarray, np.ndarray]]
+"""A rule replayed on paired differences (tables, rows, max seeds): (seeds per row, decision per row)."""
 SIGNS = np.array(list(itertools.product((1.0, -1.0), repeat=SEEDS[-1])))
 """Every sign pattern of 12 paired differences (4,096): the table's exact sign-flip test."""
 
@@ -317,30 +324,40 @@ def lower_bounds(cases: list[Case], nulls: dict[str, np.ndarray]) -> None:
 
 
 def rules_tried(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
-    """(e) second part: rules tried for the cost goal, with (a)'s false positives plus unequal-noise nulls."""
-    print("    rules tried (false positives: normal, t(4), unequal noise; cost; same decisions; goal met?)")
+    """(e) second part: rules tried for the cost goal, with (a)'s false positives plus unequal-noise nulls, and
+    cost and same decisions on (b)'s tables and on effect tables whose cells differ in noise."""
+    print("    rules tried (false positives: normal, t(4), unequal noise; cost; same decisions; goal met;")
+    print("    then cost and same decisions on effect tables whose cells differ in noise as the unequal nulls')")
     rule = RULES[0]
-    designs: list[tuple[str, Design, bool]] = [("the default (own spread)", Design(SEEDS, rule, ROWS), False)]
+    futility_only: Runner = functools.partial(alternatives.pooled_replay, efficacy=False)
+    designs: list[tuple[str, Design, Runner]] = [
+        ("the default (own spread)", Design(SEEDS, rule, ROWS), sequential.replay)
+    ]
     designs += [
-        (f"curtailed efficacy, gamma {g}", alternatives.Curtailed(SEEDS, rule, ROWS, gamma=g), False)
+        (f"curtailed efficacy, gamma {g}", alternatives.Curtailed(SEEDS, rule, ROWS, gamma=g), sequential.replay)
         for g in (0.99, 0.999, 0.9999)
     ]
-    designs += [
-        (f"pooled spread, final_share {s}, futility {f}", Design(SEEDS, rule, ROWS, final_share=s, futility=f), True)
-        for s, f in itertools.product((0.8, 0.95), (0.01, 0.05))
-    ]
+    for label, run in (("pooled spread", alternatives.pooled_replay), ("pooled, futility only", futility_only)):
+        designs += [
+            (f"{label}, final_share {s}, futility {f}", Design(SEEDS, rule, ROWS, final_share=s, futility=f), run)
+            for s, f in itertools.product((0.8, 0.95), (0.01, 0.05))
+        ]
+    unequal = unequal_noise_effects(sum(len(c.diffs) for c in cases) // len(cases))
+    unequal_table = table_decisions(unequal)
     full = (ROWS + 1) * SEEDS[-1]
-    for label, design, pooled in designs:
-        run = alternatives.pooled_replay if pooled else sequential.replay
+    for label, design, run in designs:
         rates = [float((run(d, design)[1] != "0").any(axis=1).mean()) for d in nulls.values()]
         outs = [run(c.diffs, design) for c in cases]
         cost = np.concatenate([(u.sum(axis=1) + u.max(axis=1)) / full for u, _ in outs]).mean()
         agree = np.concatenate([(d == c.table).all(axis=1) for (_, d), c in zip(outs, cases, strict=True)]).mean()
+        used, decided = run(unequal, design)
+        unequal_cost = ((used.sum(axis=1) + used.max(axis=1)) / full).mean()
         met = max(rates) <= GOAL_FWER and cost <= GOAL_COST and agree >= GOAL_AGREE
         spent = " (its interim looks alone spend more than alpha)" if design.nominal(len(SEEDS) - 1) == 0 else ""
         print(
             f"    {label:50s} {', '.join(f'{r:.2%}' for r in rates)}; cost {cost:.1%}, same decisions {agree:.1%}: "
-            f"{'met' if met else 'NOT met'}{spent}"
+            f"{'met' if met else 'NOT met'}; unequal noise {unequal_cost:.1%}, "
+            f"{(decided == unequal_table).all(axis=1).mean():.1%}{spent}"
         )
 
 
@@ -378,9 +395,16 @@ def schedules(nulls: dict[str, np.ndarray], cases: list[Case]) -> None:
 def unequal_noise(tables: int) -> np.ndarray:
     """Null tables whose cells differ in seed noise (sd 0.2 baseline, 0.1 three rows, 0.6 the fourth):
     paired differences (tables, rows, max seeds); their own generator, so (a)-(d) draw as before."""
-    sds = np.array([0.2, 0.1, 0.1, 0.1, 0.6])
-    cells = np.random.default_rng(5).normal(size=(tables, ROWS + 1, SEEDS[-1])) * sds[:, None]
+    cells = np.random.default_rng(5).normal(size=(tables, ROWS + 1, SEEDS[-1])) * UNEQUAL_SD_PT[:, None]
     return cells[:, 1:] - cells[:, :1]
+
+
+def unequal_noise_effects(tables: int) -> np.ndarray:
+    """Effect tables (deltas drawn as in (b)) whose cells differ in noise as `unequal_noise`'s; own generator."""
+    rng = np.random.default_rng(9)
+    effects = rng.choice(np.array(EFFECTS_PT), (tables, ROWS))
+    cells = rng.normal(size=(tables, ROWS + 1, SEEDS[-1])) * UNEQUAL_SD_PT[:, None]
+    return effects[..., None] + cells[:, 1:] - cells[:, :1]
 
 
 def replay_diffs() -> tuple[list[str], np.ndarray]:

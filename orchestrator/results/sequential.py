@@ -226,6 +226,13 @@ class Design:
         seeds = n if n is not None else self.seeds[min(look, len(self.seeds) - 1)]
         return float(stats.t.isf(self.nominal(look, rejected) / 2.0, seeds - 1)) if seeds > 1 else math.inf
 
+    def criticals(self, family: int) -> Any:
+        """The t-boundaries [rejected so far (0..family), look] at the looks' planned seeds."""
+        import numpy as np
+
+        looks_ = range(len(self.seeds))
+        return np.array([[self.critical(look, rejected) for look in looks_] for rejected in range(family + 1)])
+
     def judge(self, diffs: Sequence[float], look: int, rejected: int = 0) -> Verdict:
         """The verdict on one comparison's paired differences (seed order) at look `look` (0-based), with
         `rejected` comparisons of the family already rejected (Holm).
@@ -290,8 +297,7 @@ def replay(diffs: Any, design: Design) -> tuple[Any, Any]:
 
     x = np.asarray(diffs, dtype=float)
     shape, rows, last = x.shape[:-1], x.shape[-2], len(design.seeds) - 1
-    # t-boundaries by (rejected so far, look): the Holm levels the rows can reach
-    bounds = np.array([[design.critical(k, j) for k in range(last + 1)] for j in range(rows + 1)])
+    bounds = design.criticals(rows)  # by (rejected so far, look): the Holm levels the rows can reach
     used, sign = np.zeros(shape, dtype=int), np.zeros(shape)
     open_, rejected = np.ones(shape, dtype=bool), np.zeros(shape, dtype=bool)
     last_t, last_look = np.zeros(shape), np.zeros(shape, dtype=int)
