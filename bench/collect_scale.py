@@ -28,6 +28,7 @@ second `collect` after 10 changed runs <= 1 s, `collect` with the report <= 30 s
     .venv/bin/python bench/collect_scale.py --runs 10000     # the goals' size (10,002 runs)
     .venv/bin/python bench/collect_scale.py --runs 100000 --repeats 1
     .venv/bin/python bench/collect_scale.py --runs 10000 --seeds 10   # 1,000 cells of 10 seeds
+    .venv/bin/python bench/collect_scale.py --runs 10000 --backbones 12 --datasets 10   # 12 tables x 10 columns
 """
 
 from __future__ import annotations
@@ -58,7 +59,23 @@ from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
 
 REPO = Path(__file__).resolve().parents[1]
-ROWS_PER_SEED = 6  # the demo: 2 backbones x 3 ablation rows
+DEMO_GRID = (2, 1)
+"""The demo's backbones and datasets (with its 3 ablation rows: 6 runs per seed)."""
+BACKBONES = (
+    "test_resnet",
+    "test_byobnet",
+    "test_convnext",
+    "test_efficientnet",
+    "test_vit",
+    "test_nfnet",
+    "test_coatnet",
+    "test_maxvit",
+    "test_vit2",
+    "test_convnext2",
+    "test_efficientnet_gn",
+    "test_vit3",
+)
+"""timm's test models for `--backbones` (the demo's two first)."""
 LINK_OVER_BYTES = 64 * 1024
 BUILD_FORMAT = "own-values"
 """What `--keep` folders must have been built with to be reused (older builds copied every value)."""
@@ -83,26 +100,32 @@ class Goal:
     prepare: Callable[[], None]
 
 
-def write_spec(folder: Path, runs: int, seeds: int | None = None) -> Path:
+def write_spec(folder: Path, runs: int, seeds: int | None = None, grid: tuple[int, int] = DEMO_GRID) -> Path:
     """The demo study with N/6 seeds, one tiny epoch, its output under `folder/out`; with `seeds`,
     that many seeds and the ablation ladder widened instead (a row per head dropout), so that the
-    runs make many small cells (the shape of a large real grid) rather than six large ones."""
+    runs make many small cells (the shape of a large real grid) rather than six large ones. `grid`:
+    (backbones, datasets), timm's test models and labelled copies of the digits set (a table per
+    backbone, a column per dataset), the seeds or the ladder sized to reach N."""
     raw = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     raw["name"] = "collect_scale"
     raw["output_dir"] = str(folder / "out")
-    backbones = len(raw["grid"]["backbone"])
+    dataset = {"name": "digits", "max_samples": 64}
+    if grid != DEMO_GRID:
+        raw["grid"]["backbone"] = list(BACKBONES[: grid[0]])
+        raw["grid"]["dataset"] = [{**dataset, "label": f"digits-{k}"} for k in range(grid[1])]
+    cells = len(raw["grid"]["backbone"]) * len(raw["grid"]["dataset"])
     if seeds is None:
-        raw["grid"]["seed"] = list(range(-(-runs // ROWS_PER_SEED)))
+        raw["grid"]["seed"] = list(range(-(-runs // (cells * len(raw["ablations"])))))
     else:
         raw["grid"]["seed"] = list(range(seeds))
-        extra = -(-runs // (backbones * seeds)) - len(raw["ablations"])
+        extra = -(-runs // (cells * seeds)) - len(raw["ablations"])
         for row in range(extra):
             dropout = round(0.9 * (row + 1) / (extra + 1), 6)  # distinct, below 1
             raw["modifiers"][f"drop{row}"] = {"model.head_dropout": dropout}
             raw["ablations"][f"+ Dropout {dropout}"] = [f"drop{row}"]
     raw["defaults"]["epochs"] = 1
     raw["defaults"]["torch_threads"] = 1
-    raw["defaults"]["data"]["dataset"] = {"name": "digits", "max_samples": 64}
+    raw["defaults"]["data"]["dataset"] = dataset
     path = folder / "collect_scale.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -405,16 +428,19 @@ def timed(label: str, action: Callable[[], object], reference_s: float) -> None:
     )
 
 
-def build(folder: Path, count: int, seeds: int | None) -> tuple[Path, Path, list[RunSpec]]:
+def build(
+    folder: Path, count: int, seeds: int | None, grid: tuple[int, int] = DEMO_GRID
+) -> tuple[Path, Path, list[RunSpec]]:
     """The spec, its output folder and its planned runs: the first trained, the others copied."""
     spec_path = folder / "collect_scale.yaml"
     built = folder / "built"
     marker = [str(count), BUILD_FORMAT, f"seeds={seeds or 'wide'}"]
+    marker += [f"grid={grid[0]}x{grid[1]}"] if grid != DEMO_GRID else []
     if spec_path.is_file() and built.is_file() and built.read_text().split() == marker:  # --keep
         spec = load_spec(spec_path, max_runs=None)
         print(f"reusing the {count:,} run folders built in {folder}")
         return spec_path, spec.output_path, plan(spec)
-    spec_path = write_spec(folder, count, seeds)
+    spec_path = write_spec(folder, count, seeds, grid)
     spec = load_spec(spec_path, max_runs=None)
     runs = plan(spec)
     root = spec.output_path
@@ -434,12 +460,25 @@ def build(folder: Path, count: int, seeds: int | None) -> tuple[Path, Path, list
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=1000, help="planned runs, rounded up to 6 per seed (default 1000)")
+    parser.add_argument(
+        "--runs", type=int, default=1000, help="planned runs, rounded up to a whole seed of every cell (default 1000)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is printed")
     parser.add_argument(
         "--seeds",
         type=int,
         help="seeds per cell, the ablation ladder widened to reach --runs (many small cells; default: 6 cells)",
+    )
+    parser.add_argument(
+        "--backbones",
+        type=int,
+        default=DEMO_GRID[0],
+        choices=range(1, len(BACKBONES) + 1),
+        metavar=f"1..{len(BACKBONES)}",
+        help="backbones (a table each; default: the demo's 2)",
+    )
+    parser.add_argument(
+        "--datasets", type=int, default=DEMO_GRID[1], help="datasets (a column each; default: the demo's digits)"
     )
     parser.add_argument(
         "--report", action="store_true", help="also time `collect` with the report (default below 20,000 runs)"
@@ -454,7 +493,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     big = args.runs > 20_000
     try:
-        spec_path, root, runs = build(folder, args.runs, args.seeds)
+        spec_path, root, runs = build(folder, args.runs, args.seeds, (args.backbones, args.datasets))
         reference_s = json_reference(runs, root)
         print(f"{'reference: json.load of status + metrics':<46} {reference_s:7.2f} s")
         limit_mb = 2048.0
