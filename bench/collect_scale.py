@@ -458,15 +458,26 @@ def build(
     return spec_path, root, runs
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: at least 1")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--runs", type=int, default=1000, help="planned runs, rounded up to a whole seed of every cell (default 1000)"
+        "--runs",
+        type=_positive,
+        default=1000,
+        help="planned runs, rounded up to a whole seed of every cell (default 1000)",
     )
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is printed")
+    parser.add_argument("--repeats", type=_positive, default=3, help="runs of each command; the median is printed")
     parser.add_argument(
         "--seeds",
-        type=int,
+        type=_positive,
         help="seeds per cell, the ablation ladder widened to reach --runs (many small cells; default: 6 cells)",
     )
     parser.add_argument(
@@ -478,7 +489,7 @@ def main() -> None:
         help="backbones (a table each; default: the demo's 2)",
     )
     parser.add_argument(
-        "--datasets", type=int, default=DEMO_GRID[1], help="datasets (a column each; default: the demo's digits)"
+        "--datasets", type=_positive, default=DEMO_GRID[1], help="datasets (a column each; default: the demo's digits)"
     )
     parser.add_argument(
         "--report", action="store_true", help="also time `collect` with the report (default below 20,000 runs)"
