@@ -101,11 +101,11 @@ class Goal:
 
 
 def write_spec(folder: Path, runs: int, seeds: int | None = None, grid: tuple[int, int] = DEMO_GRID) -> Path:
-    """The demo study with N/6 seeds, one tiny epoch, its output under `folder/out`; with `seeds`,
-    that many seeds and the ablation ladder widened instead (a row per head dropout), so that the
-    runs make many small cells (the shape of a large real grid) rather than six large ones. `grid`:
-    (backbones, datasets), timm's test models and labelled copies of the digits set (a table per
-    backbone, a column per dataset), the seeds or the ladder sized to reach N."""
+    """The demo study with N/6 seeds (N / (cells x 3) with `grid`), one tiny epoch, its output under
+    `folder/out`; with `seeds`, that many seeds and the ablation ladder widened instead (a row per
+    head dropout), so that the runs make many small cells (the shape of a large real grid) rather
+    than six large ones. `grid`: (backbones, datasets), timm's test models and labelled copies of the
+    digits set (a table per backbone, a column per dataset), the seeds or the ladder sized to reach N."""
     raw = yaml.safe_load((REPO / "sweeps" / "demo.yaml").read_text())
     raw["name"] = "collect_scale"
     raw["output_dir"] = str(folder / "out")
