@@ -61,15 +61,20 @@ def cluster() -> None:
     assert result.returncode == 0 and result.stdout.strip(), f"sinfo failed: {result.stderr}"
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll a condition (a state change in SLURM or on disk) until true or the deadline passes."""
+Explain = Callable[[], str] | None
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, explain: Explain = None) -> Any:
+    """Poll a condition (a state change in SLURM or on disk) until true or the deadline passes; on a
+    timeout the message carries `explain()` (e.g. support/cluster_report.py's picture of the jobs)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    message = f"timed out after {timeout_s:.0f} s waiting for {what}"
+    raise AssertionError(message if explain is None else f"{message}\n{explain()}")
 
 
 def write(tmp_path: Path, name: str, epochs: int = 1, text: str = TRAIN_SPEC) -> Path:
@@ -171,7 +176,7 @@ def finished_after_restart(run_dir: Path) -> bool:
 Pending = dict[str, tuple[Callable[[], bool], Callable[[], None]]]
 
 
-def interrupt_each(pending: Pending, timeout_s: float, what: str) -> None:
+def interrupt_each(pending: Pending, timeout_s: float, what: str, explain: Explain = None) -> None:
     """Runs in flight side by side: poll every run's condition (name -> (ready, interrupt)) together and
     interrupt each run as soon as its own holds (waiting for one after the other could let the second
     run pass the moment it is waited for)."""
@@ -184,7 +189,7 @@ def interrupt_each(pending: Pending, timeout_s: float, what: str) -> None:
                 interrupt()
         return not left
 
-    wait_for(interrupt_the_ready, timeout_s, what)
+    wait_for(interrupt_the_ready, timeout_s, what, explain)
 
 
 def _interrupt_and_finish(tmp_path: Path, interrupts: dict[str, Callable[[str], None]]) -> dict[str, dict]:

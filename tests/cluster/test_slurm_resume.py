@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cluster_report import cluster_report
 from test_slurm import PROFILE, finished_after_restart, interrupt_each, wait_for
 
 from orchestrator import launch, store
@@ -108,9 +109,15 @@ def _interrupted(tmp_path: Path, interrupts: dict[str, Callable[[str], None]]) -
         name: (functools.partial(_mid_epoch_1, _run_dir(spec)), functools.partial(interrupts[name], jobs[name]))
         for name, spec in specs.items()
     }
-    interrupt_each(ready, 600, "each job to be in the middle of epoch 1")
     runs = [_run_dir(spec) for spec in specs.values()]
-    wait_for(lambda: all(map(finished_after_restart, runs)), 600, "the interrupted runs to restart and finish")
+
+    def explain() -> str:  # what SLURM and the run folders say, for a timeout's message
+        folders = [spec.output_path / store.SUBMITIT_DIR for spec in specs.values()]
+        logs = [path for folder in folders for path in sorted(folder.glob("*_log.*"))]
+        return cluster_report(jobs.values(), [run / rundir.STATUS for run in runs] + logs)
+
+    interrupt_each(ready, 600, "each job to be in the middle of epoch 1", explain)
+    wait_for(lambda: all(map(finished_after_restart, runs)), 600, "the interrupted runs to restart and finish", explain)
     found = {}
     for name, spec in specs.items():
         status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
