@@ -67,6 +67,14 @@ class TrainJob:
         In a multi-task job every task calls this; all train, only rank 0 writes the status.
         """
         is_main = _export_distributed_env() == 0
+        done = run_states.completed_metrics(self.run_dir)  # every rank reads it before rank 0 writes anything
+        if done is not None:
+            # SLURM started the job again after its run completed (a requeue that came as it finished):
+            # the run's files stand; training it again would only redo the same numbers.
+            print(f"{ALREADY_COMPLETED}: {self.run_dir}", flush=True)
+            if is_main and self.drop_pickle:
+                drop_submission_pickle()
+            return done
         # Why here and not at submit: a 3000-run array then costs one manifest write, not 6000 files.
         if is_main and not (self.run_dir / rundir.CONFIG).exists():
             store.write_config(self.run_dir, self.metadata, self.config)
@@ -172,6 +180,10 @@ class TrainJob:
         return submitit.helpers.DelayedSubmission(again)
 
 
+ALREADY_COMPLETED = "run completed already (status.json and metrics.json): nothing to train"
+"""The job log's line when a job starts for a run that completed (tests wait for it)."""
+
+
 class NodeUnfit(RuntimeError):
     """The on-node preflight failed: the node cannot train this run (one-line reason)."""
 
@@ -257,10 +269,27 @@ def _submitit_paths() -> Any:
 
 
 def drop_submission_pickle() -> None:
-    """A finished run's submission pickle is dead weight on a shared filesystem; its logs stay."""
+    """A finished run's submission pickle is dead weight on a shared filesystem; its logs stay.
+
+    Kept while SLURM may start the job again: a requeue or preemption that came while the run was
+    finishing (SIGTERM, which submitit ignores, then SIGKILL only KillWait later) ends the job after
+    it returns, and the restarted job loads this pickle; without it submitit fails that start after
+    waiting a minute, before the job can record anything.
+    """
     paths = _submitit_paths()
-    if paths is not None:
+    if paths is not None and not _slurm_may_restart():
         Path(paths.submitted_pickle).unlink(missing_ok=True)
+
+
+def _slurm_may_restart() -> bool:
+    """Under SLURM: whether slurmctld no longer holds this job as running (a requeue, preemption or
+    cancel is ending it), or cannot say; False outside SLURM."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return False
+    from orchestrator.launch import slurmcli
+
+    return slurmcli.job_state(job) != "RUNNING"
 
 
 def _slurm_ids() -> dict[str, str]:

@@ -243,6 +243,17 @@ def cancel(array_ids: Iterable[str]) -> list[str]:
     return ids
 
 
+def job_state(job_id: str) -> str | None:
+    """The job's state as slurmctld holds it now (`scontrol show job`: RUNNING, REQUEUED, COMPLETING...);
+    None when scontrol cannot say. Asked by a job about itself, never per job by a launcher."""
+    try:
+        result = run(["scontrol", "show", "job", "-o", job_id], timeout_s=30)
+    except subprocess.TimeoutExpired:
+        return None
+    match = re.search(r"\bJobState=(\S+)", result.stdout) if result.returncode == 0 else None
+    return match.group(1) if match else None
+
+
 def partition_max_time_min(partition: str | None) -> int | None:
     """The partition's MaxTime in minutes (`scontrol show partition`; the default partition when None);
     None when unlimited or unknown (retries then grow the time limit by the policy's factor alone)."""

@@ -180,6 +180,18 @@ def read_metrics(
     return contract.metric_values(metrics, (path.name, run.run_id if run is not None else None))
 
 
+def completed_metrics(path: Path) -> dict[str, Any] | None:
+    """metrics.json of a run that completed (status.json says so, metrics.json reads and validates
+    without a problem); None otherwise (a run whose metrics were lost trains, or resumes, again)."""
+    if status_of(path).state != State.COMPLETED.value:
+        return None
+    metrics, problem = read_object(path / rundir.METRICS)
+    if problem is not None or not metrics:
+        return None
+    values, problems = contract.metric_values(metrics, (path.name, None))
+    return metrics if values and not problems else None
+
+
 def status_of(path: Path) -> RunStatus:
     """A run folder's status.json (state missing when there is none or it is unreadable)."""
     return read_status(path)[0]

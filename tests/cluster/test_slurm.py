@@ -19,6 +19,7 @@ import pytest
 from orchestrator import launch, store
 from orchestrator.cli import main
 from orchestrator.launch import slurmcli as slurm
+from orchestrator.launch.job import ALREADY_COMPLETED
 from orchestrator.launch.status import sweep_status
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
@@ -167,10 +168,19 @@ INTERRUPTED = ["ablations={Baseline: []}", "defaults.data.dataset.max_samples=nu
 
 
 def finished_after_restart(run_dir: Path) -> bool:
-    """status.json says the job ran twice (it was requeued) and then finished."""
+    """status.json says the job ran twice (it was requeued) and then finished, or the run completed
+    before the requeue's SIGKILL and the restarted job found it done (completed_before_kill)."""
     status = rundir.read_json(run_dir / rundir.STATUS) or {}
-    restarted = [h["state"] for h in status.get("history", [])].count("running") >= 2
-    return restarted and status.get("state") in ("completed", "failed")
+    if status.get("state") not in ("completed", "failed"):
+        return False
+    return [h["state"] for h in status.get("history", [])].count("running") >= 2 or completed_before_kill(status)
+
+
+def completed_before_kill(status: dict[str, Any]) -> bool:
+    """The run outran SLURM's SIGKILL (KillWait after the requeue's SIGTERM, which submitit ignores) and
+    completed; the restarted job said in the job log (status.json's `log_out`) that it had nothing to train."""
+    log = Path(str(status.get("log_out") or "/nonexistent"))
+    return status.get("state") == "completed" and log.is_file() and ALREADY_COMPLETED in log.read_text(errors="replace")
 
 
 Pending = dict[str, tuple[Callable[[], bool], Callable[[], None]]]

@@ -127,3 +127,69 @@ def test_a_job_started_again_after_its_node_died_records_the_lost_attempt(
     first, again = attempts
     assert first == {"job_id": "55_0", "host": "node1", **lost, "reason": "NODE_FAIL on node1: requeued by SLURM"}
     assert again["job_id"] == "55_0" and again["host"] == "node2" and again["resources"] == {"mem_gb": 4}
+
+
+@pytest.mark.parametrize(
+    ("job_id", "scontrol", "dropped"),
+    [
+        (None, None, True),  # outside SLURM (the local executor): nothing can start the job again
+        ("77", "echo 'JobId=77 JobName=orch JobState=RUNNING Reason=None'", True),
+        ("77", "echo 'JobId=77 JobName=orch JobState=REQUEUED Reason=None'", False),  # requeued as it finished
+        ("77", "echo 'JobId=77 JobName=orch JobState=COMPLETING Reason=None'", False),
+        ("77", "echo 'slurm_load_jobs error: Unable to contact slurm controller' >&2; exit 1", False),
+    ],
+)
+def test_a_finished_job_keeps_its_pickle_while_slurm_may_start_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job_id: str | None, scontrol: str | None, dropped: bool
+) -> None:
+    """A requeue that came while the run was finishing restarts the job after it returns: that start loads
+    the submission pickle, so the job drops it only while slurmctld still holds the job as running."""
+    pickle = tmp_path / "77_submitted.pkl"
+    pickle.write_bytes(b"job")
+    monkeypatch.setattr(job, "_submitit_paths", lambda: type("Paths", (), {"submitted_pickle": pickle})())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if scontrol is not None:
+        (bin_dir / "scontrol").write_text(f"#!/bin/sh\n{scontrol}\n")
+        (bin_dir / "scontrol").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    if job_id is None:
+        monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    else:
+        monkeypatch.setenv("SLURM_JOB_ID", job_id)
+    job.drop_submission_pickle()
+    assert pickle.exists() is not dropped
+
+
+def test_a_job_started_again_for_a_completed_run_trains_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SLURM may start a job again after its run completed (a requeue that came as it finished): the job
+    returns the run's metrics and leaves its files alone (quick tests forbid training: it would fail)."""
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rundir.update_status(run_dir, State.COMPLETED)
+    metrics = {"test": {"top1": 0.9, "macro_f1": 0.85}, "timing": {"wall_s": 12.0}}
+    rundir.write_json(run_dir / rundir.METRICS, metrics)
+    before = {path.name: path.read_bytes() for path in run_dir.iterdir()}
+    assert job.TrainJob(run_dir, {}, {})() == metrics
+    assert {path.name: path.read_bytes() for path in run_dir.iterdir()} == before
+    assert job.ALREADY_COMPLETED in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("state", "metrics"),
+    [
+        (State.COMPLETED, None),  # metrics lost: the run is trained (or resumed) again
+        (State.COMPLETED, {"test": {"top1": "high"}}),  # a value that is not what it claims
+        (State.FAILED, {"test": {"top1": 0.9}}),
+    ],
+)
+def test_only_a_completed_run_with_valid_metrics_counts_as_done(
+    tmp_path: Path, state: State, metrics: dict | None
+) -> None:
+    rundir.update_status(tmp_path, state)
+    if metrics is not None:
+        rundir.write_json(tmp_path / rundir.METRICS, metrics)
+    assert run_states.completed_metrics(tmp_path) is None
