@@ -12,15 +12,15 @@ from __future__ import annotations
 import csv
 import functools
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cluster_report import cluster_report
-from test_slurm import PROFILE, REPO, completed_before_kill, finished_after_restart, interrupt_each, wait_for
+from test_slurm import PROFILE, completed_before_kill, finished_after_restart, interrupt_each, wait_for
 
 from orchestrator import launch, store
+from orchestrator.launch import job
 from orchestrator.launch.job import ALREADY_COMPLETED
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
@@ -166,37 +166,27 @@ def _err_logs(spec: SweepSpec) -> str:
     return "".join(path.read_text() for path in (spec.output_path / store.SUBMITIT_DIR).glob("*_log.err"))
 
 
-def test_a_job_being_requeued_is_no_longer_running_to_itself(tmp_path: Path) -> None:
-    """What `drop_submission_pickle` relies on, asked of the real slurmctld from inside a job: while the
-    job runs it is RUNNING (a finished run drops its pickle), and once `scontrol requeue` is ending it
-    (SIGTERM, SIGKILL KillWait later) it is not (a run that finishes in that window keeps the pickle
-    its restart loads). Without it, a requeued run that finished before being killed could not start
-    again: submitit waits a minute for the pickle and fails, before the run records anything."""
-    ask = f"{sys.executable} -c 'from orchestrator.launch import job; print(job._slurm_may_restart())'"
+def test_a_job_being_requeued_is_no_longer_running_to_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `drop_submission_pickle` relies on, asked of the real slurmctld as a job asks about itself
+    (SLURM_JOB_ID): while the job runs it is RUNNING (a finished run drops its pickle); right after
+    `scontrol requeue`, while its processes still live (they ignore SIGTERM until SIGKILL, as submitit's
+    do), it is not (a run that finishes in that window keeps the pickle its restart loads). Without it, a
+    requeued run that finished before being killed could not start again: submitit waits a minute for the
+    pickle and fails, before the run records anything."""
     script = tmp_path / "job.sh"
-    script.write_text(
-        "#!/bin/bash\n"
-        f'trap "{ask} > {tmp_path}/on_term.tmp && mv {tmp_path}/on_term.tmp {tmp_path}/on_term; exit 0" TERM\n'
-        f"{ask} > {tmp_path}/running.tmp && mv {tmp_path}/running.tmp {tmp_path}/running\n"
-        "while true; do sleep 0.2; done\n"
-    )
+    script.write_text(f"#!/bin/bash\ntrap '' TERM\ntouch {tmp_path}/started\nwhile true; do sleep 0.2; done\n")
     submitted = subprocess.run(
-        ["sbatch", "--parsable", "-c", "1", "-o", str(tmp_path / "job-%j.out"), "--chdir", str(REPO), str(script)],
+        ["sbatch", "--parsable", "-c", "1", "-o", str(tmp_path / "job-%j.out"), str(script)],
         capture_output=True,
         text=True,
         check=True,
     )
     job_id = submitted.stdout.strip().split(";")[0]
+    monkeypatch.setenv("SLURM_JOB_ID", job_id)
     try:
-        running, on_term = tmp_path / "running", tmp_path / "on_term"
-
-        def explain() -> str:
-            return cluster_report([job_id], sorted(tmp_path.glob("job-*.out")))
-
-        wait_for(running.exists, 120, "the job to ask slurmctld about itself while it runs", explain)
-        assert running.read_text().strip() == "False", "a running job must drop its pickle when its run completes"
+        wait_for((tmp_path / "started").exists, 120, "the job to start", lambda: cluster_report([job_id]))
+        assert not job._slurm_may_restart(), "a running job must drop its pickle when its run completes"
         subprocess.run(["scontrol", "requeue", job_id], check=True)
-        wait_for(on_term.exists, 60, "the job's SIGTERM trap to ask slurmctld again", explain)
-        assert on_term.read_text().strip() == "True", "a job being requeued must keep its pickle"
+        assert job._slurm_may_restart(), f"a job being requeued must keep its pickle\n{cluster_report([job_id])}"
     finally:
         subprocess.run(["scancel", job_id], check=False)
