@@ -179,8 +179,10 @@ def finished_after_restart(run_dir: Path) -> bool:
 def completed_before_kill(status: dict[str, Any]) -> bool:
     """The run outran SLURM's SIGKILL (KillWait after the requeue's SIGTERM, which submitit ignores) and
     completed; the restarted job said in the job log (status.json's `log_out`) that it had nothing to train."""
-    log = Path(str(status.get("log_out") or "/nonexistent"))
-    return status.get("state") == "completed" and log.is_file() and ALREADY_COMPLETED in log.read_text(errors="replace")
+    log = status.get("log_out")
+    if status.get("state") != "completed" or not isinstance(log, str) or not Path(log).is_file():
+        return False
+    return ALREADY_COMPLETED in Path(log).read_text(errors="replace")
 
 
 Pending = dict[str, tuple[Callable[[], bool], Callable[[], None]]]
