@@ -15,9 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Strict(BaseModel):
-    """Base for every config block: frozen, unknown keys rejected, docstrings as descriptions."""
+    """Base for every config block: frozen, unknown keys rejected. The attribute docstrings are the
+    fields' descriptions where they are shown (trainers.field_docs), not read at class creation."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 StrictModel = _Strict  # the same base for the orchestrator's spec models

@@ -26,6 +26,7 @@ from orchestrator.cli.main import build_parser
 from orchestrator.sweep.site import Site, SlurmConfig
 from orchestrator.sweep.spec import BudgetSpec, CleanupSpec, SweepSpec, TableSpec
 from trainers.config import TrainConfig
+from trainers.field_docs import field_docs
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -89,9 +90,11 @@ def _model_section(path: str, model: type[BaseModel]) -> list[str]:
     where = f"`{path}`: " if path else ""
     lines = [f"## {where}{model.__name__} {{#{model.__name__.lower()}}}", "", doc[0] if doc else "", ""]
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
+    docs = field_docs(model)
     for name, field in model.model_fields.items():
         key = field.alias or name
-        row = [f"`{key}`", _cell(_type_name(field.annotation)), _cell(_default(field)), _cell(_describe(field))]
+        described = _describe(field, field.description or docs.get(name, ""))
+        row = [f"`{key}`", _cell(_type_name(field.annotation)), _cell(_default(field)), _cell(described)]
         lines.append("| " + " | ".join(row) + " |")
     return [*lines, ""]
 
@@ -123,8 +126,8 @@ def _default(field: FieldInfo) -> str:
     return f"`{field.default!r}`"
 
 
-def _describe(field: FieldInfo) -> str:
-    text = " ".join((field.description or "").split())
+def _describe(field: FieldInfo, description: str) -> str:
+    text = " ".join(description.split())
     limits = [_limit(item) for item in field.metadata if type(item).__module__.startswith("annotated_types")]
     return f"{text} Constraints: {', '.join(limits)}." if limits else text
 

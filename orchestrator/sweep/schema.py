@@ -17,9 +17,14 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
 from orchestrator.sweep.site import Site, SlurmConfig
 from orchestrator.sweep.spec import AXIS_ALIASES, SweepSpec
 from trainers.config import TrainConfig
+from trainers.field_docs import field_docs
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SWEEP_SCHEMA_ID = "orchestrate-sweep.schema.json"
@@ -27,10 +32,31 @@ SITE_SCHEMA_ID = "orchestrate-site.schema.json"
 PROFILE_SCHEMA_ID = "orchestrate-profile.schema.json"
 
 
+class _Described(GenerateJsonSchema):
+    """pydantic's JSON Schema with every field's attribute docstring as its description (the models
+    are created without pydantic reading them: see trainers.field_docs)."""
+
+    def model_schema(self, schema: core_schema.ModelSchema) -> JsonSchemaValue:
+        json_schema = super().model_schema(schema)
+        model: type[BaseModel] = schema["cls"]
+        properties = json_schema.get("properties", {})
+        for name, text in field_docs(model).items():
+            field = model.model_fields[name]
+            prop = properties.get(field.alias or name)
+            if prop is not None and field.description is None:
+                prop["description"] = text
+        return json_schema
+
+
+def described(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s JSON Schema (validation mode), its fields described by their docstrings."""
+    return model.model_json_schema(schema_generator=_Described)
+
+
 def sweep_schema() -> dict[str, Any]:
     """The sweep spec's JSON Schema with the trainer config inlined under defaults, modifiers and grid."""
-    schema = SweepSpec.model_json_schema()
-    trainer = TrainConfig.model_json_schema()
+    schema = described(SweepSpec)
+    trainer = described(TrainConfig)
     defs = _merge_defs(schema.pop("$defs", {}), trainer.pop("$defs", {}))
     _accept_dataset_names(defs)
     dotted = dict(_dotted_keys(trainer, defs, ""))
@@ -44,7 +70,7 @@ def sweep_schema() -> dict[str, Any]:
 
 def site_schema() -> dict[str, Any]:
     """The site file's JSON Schema (datasets, checkpoints, DeepSpeed tuning, SLURM profile, throughput)."""
-    schema = Site.model_json_schema()
+    schema = described(Site)
     defs = schema.pop("$defs", {})
     _accept_dataset_names(defs)
     return {"$schema": SCHEMA_DIALECT, "$id": SITE_SCHEMA_ID, **schema, "$defs": defs}
@@ -53,7 +79,7 @@ def site_schema() -> dict[str, Any]:
 def profile_schema() -> dict[str, Any]:
     """A cluster profile's JSON Schema (`slurm/profiles/NAME.yaml`), in either form site.load_site reads:
     flat (the keys of a spec's `slurm:` block) or a site file's (`slurm:`, `retry:`, ...)."""
-    flat = SlurmConfig.model_json_schema()
+    flat = described(SlurmConfig)
     site = site_schema()
     defs = _merge_defs(flat.pop("$defs", {}), site.pop("$defs"))
     del site["$schema"], site["$id"]

@@ -38,7 +38,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "trainers")
 HEAVY = {"torch", "timm", "torchvision", "accelerate", "deepspeed"}
-TORCH_FREE_TRAINERS = {"trainers", "trainers.config", "trainers.contract", "trainers.rundir", "trainers.rules"}
+TORCH_FREE_TRAINERS = {
+    "trainers",
+    "trainers.config",
+    "trainers.contract",
+    "trainers.field_docs",
+    "trainers.rundir",
+    "trainers.rules",
+}
 """The trainer's torch-free contract: what the login node may import at import time."""
 TORCH_FREE_ROOMS = ("orchestrator.sweep", "orchestrator.store")
 """Login-node rooms that never load torch, timm or trainer model code, at any level."""
