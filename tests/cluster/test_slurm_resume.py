@@ -1,7 +1,8 @@
 """Mid-epoch resume through the real dev cluster: USR2 (`scancel --signal=USR2`, what SLURM
 sends before a preemption or the time limit) saves at the next step boundary and requeues;
-`scontrol requeue` kills without warning and the run resumes from its last periodic
-mid-epoch checkpoint. Both end bit for bit like the uninterrupted run.
+`scontrol requeue` sends SIGTERM (submitit ignores it) and SIGKILL KillWait later: the trainer
+saves at the step boundary after the SIGTERM and trains on until killed, and the restarted run
+resumes from that save or a later one. Both end bit for bit like the uninterrupted run.
 
 The many-points proof runs in-process (tests/training/test_resume_steps.py); this checks the path
 through SLURM, submitit's handler and the job wrapper.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -29,19 +31,20 @@ from trainers.loop import checkpoint
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-# 512 training images in batches of 16: 32 steps per epoch, a periodic checkpoint after every
-# one of them (checkpoint_every_min tiny) in the interrupted runs, so the job is stopped in the
-# middle of an epoch and `scontrol requeue` resumes from a mid-epoch save (a coarser interval
-# let a fast machine finish epoch 1 before any mid-epoch save). 6 epochs: `scontrol requeue`
-# sends SIGTERM, which submitit ignores, and SIGKILL only KillWait (5 s) later; the run should
-# not finish before that (epochs take 1-3 s here). If it does all the same, SLURM still starts the job
-# again: the run kept its submission pickle (slurmctld no longer called the job running) and the
-# restarted job finds it completed and trains nothing; the test accepts that outcome for the requeue
-# (and checks that nothing was trained again). Before the pickle was kept, that restart failed before
-# the run could record it: this race, timed out after 600 s, is the likely cause of this test's
-# failure in CI (reproduced by hand with a requeue in the last epoch).
-# test_a_job_being_requeued_is_no_longer_running_to_itself pins the SLURM behaviour the keeping relies
-# on.
+# 512 training images in batches of 16: 32 steps per epoch. The USR2 run saves after every step
+# (checkpoint_every_min tiny), so it is stopped in the middle of epoch 1 (a coarser interval let a
+# fast machine finish epoch 1 before any mid-epoch save). The requeued run makes no periodic saves
+# and is requeued in epoch 2 or 3: a mid-epoch save in its log can only be the SIGTERM's. 10 epochs:
+# `scontrol requeue` sends SIGTERM, which submitit ignores (the trainer saves and trains on), and
+# SIGKILL only KillWait (5 s) later; the run should not finish before that (epochs take 0.8-3 s
+# here: with 6 epochs a quiet machine finished the last 4.5 within KillWait, and nothing resumed).
+# If it does all the same, SLURM still starts the job again: the run kept its submission pickle
+# (slurmctld no longer called the job running) and the restarted job finds it completed and trains
+# nothing; the test accepts that outcome for the requeue (and checks that nothing was trained
+# again). Before the pickle was kept, that restart failed before the run could record it: this
+# race, timed out after 600 s, is the likely cause of this test's failure in CI (reproduced by hand
+# with a requeue in the last epoch). test_a_job_being_requeued_is_no_longer_running_to_itself pins
+# the SLURM behaviour the keeping relies on.
 SPEC = """
 name: {name}
 output_dir: {out}
@@ -50,7 +53,7 @@ defaults:
   data: {{image_size_px: 16, batch_size: 16, num_workers: 0, dataset: {{name: digits, max_samples: 512}},
           augment: {{hflip_p: 0.5, rotate_deg: 10, rotate_p: 0.5}}}}
   optim: {{name: adam, lr: 1e-3}}
-  epochs: 6
+  epochs: 10
   torch_threads: 1
 {extra}
 ablations: {{Baseline: []}}
@@ -106,15 +109,39 @@ def _mid_epoch_1(run_dir: Path) -> bool:
     return state["epochs_done"] == 0 and state.get("step_in_epoch", 0) >= 2
 
 
-def _interrupted(tmp_path: Path, interrupts: dict[str, Callable[[str], None]]) -> dict[str, tuple[SweepSpec, str]]:
-    """Submit one run per interrupt, all at once (side by side on the cluster's CPUs), interrupt each in the
-    middle of its epoch 1, wait for every one to restart and finish; each one's spec and job log."""
-    specs = {name: _spec(tmp_path, name) for name in interrupts}
+def _in_epoch_2_or_3(run_dir: Path) -> bool:
+    """The last checkpoint is the end of epoch 1 or 2 (no periodic saves: the job trains in epoch 2 or 3,
+    three epochs or more from its end)."""
+    folder = checkpoint.find_complete(run_dir / rundir.CHECKPOINTS, checkpoint.LAST)
+    if folder is None:
+        return False
+    try:
+        state = checkpoint.read_state(folder)
+    except (FileNotFoundError, ValueError):
+        return False  # swapped while we read
+    return state["epochs_done"] in (1, 2)
+
+
+Interrupt = tuple[Callable[[str], None], bool]
+"""How a job is interrupted, and whether its run saves at every step (then it is interrupted in the
+middle of epoch 1; otherwise in epoch 2 or 3, where only the signal can make a mid-epoch save)."""
+
+
+def _interrupted(tmp_path: Path, interrupts: dict[str, Interrupt]) -> dict[str, tuple[SweepSpec, str]]:
+    """Submit one run per interrupt, all at once (side by side on the cluster's CPUs), interrupt each
+    during training, wait for every one to restart and finish; each one's spec and job log."""
+    specs = {
+        name: _spec(tmp_path, name) if periodic else spec_with(tmp_path, name, "")
+        for name, (_, periodic) in interrupts.items()
+    }
     jobs: dict[str, str] = {}
     for name, spec in specs.items():
         [jobs[name]] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
     ready = {
-        name: (functools.partial(_mid_epoch_1, _run_dir(spec)), functools.partial(interrupts[name], jobs[name]))
+        name: (
+            functools.partial(_mid_epoch_1 if interrupts[name][1] else _in_epoch_2_or_3, _run_dir(spec)),
+            functools.partial(interrupts[name][0], jobs[name]),
+        )
         for name, spec in specs.items()
     }
     runs = [_run_dir(spec) for spec in specs.values()]
@@ -143,11 +170,14 @@ def test_usr2_and_requeue_mid_epoch_resume_bit_identical(
     def usr2(job_id: str) -> None:
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
 
-    def requeue(job_id: str) -> None:  # no signal, no checkpoint() call: the last periodic save counts
+    def requeue(job_id: str) -> None:  # SIGTERM, then SIGKILL KillWait (5 s) later; no checkpoint() call
         subprocess.run(["scontrol", "requeue", job_id], check=True)
 
-    for name, (spec, log) in _interrupted(tmp_path, {"usr2": usr2, "requeued": requeue}).items():
+    interrupts = {"usr2": (usr2, True), "requeued": (requeue, False)}
+    for name, (spec, log) in _interrupted(tmp_path, interrupts).items():
         status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
+        if name == "requeued":  # no periodic saves: a mid-epoch save is the SIGTERM's
+            assert re.search(r"saved the state at epoch [2-9]0? micro-batch \d+ \(on SIGTERM", log), log[-2000:]
         if name == "requeued" and completed_before_kill(status):
             # It outran KillWait (SIGTERM is ignored): the restart found it done. The mid-epoch resume
             # of a killed run is then checked by the node-death test alone (test_slurm_faults).

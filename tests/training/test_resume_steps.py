@@ -152,6 +152,43 @@ def test_usr2_saves_at_the_next_step_boundary_then_hands_over(
     assert _comparable(metrics) == _comparable(reference[0])
 
 
+class _Killed(BaseException):
+    """SIGKILL, as far as the run can tell: it ends wherever it is, nothing saved."""
+
+
+@pytest.mark.slow
+def test_sigterm_under_a_handler_saves_at_the_next_step_and_trains_on(
+    tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SLURM's SIGTERM before a kill (scancel, requeue, preemption with GraceTime), in a job whose
+    handler keeps the process alive (submitit's logs and ignores it): the trainer saves at the next
+    step boundary, calls that handler, and trains on; killed later, the run resumes from that save
+    and ends bit for bit like the reference (no periodic saves here: only the signal saves mid-epoch)."""
+    handed_over: list[int] = []
+
+    class TermThenKill(StopRequest):
+        def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
+            if (epoch, done) == (1, 2):
+                os.kill(os.getpid(), signal.SIGTERM)  # as from `scontrol requeue`
+            if (epoch, done) == (1, 5):
+                raise _Killed  # KillWait later
+            return super().poll(epoch, done)
+
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: handed_over.append(signum))
+    try:
+        with pytest.raises(_Killed):
+            run_training(_config(workers=0), tmp_path, stop=TermThenKill())
+        assert handed_over == [signal.SIGTERM], "the handler that was there was not called"
+        assert capsys.readouterr().out.count("saved the state at epoch 2 micro-batch 2 (on SIGTERM") == 1
+        state = checkpoint.read_state(tmp_path / rundir.CHECKPOINTS / checkpoint.LAST)
+        assert (state["epochs_done"], state["step_in_epoch"]) == (1, 2), "trained on past the save, not stopped"
+        metrics = run_training(_config(workers=0), tmp_path)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert _history(tmp_path) == reference[1]
+    assert _comparable(metrics) == _comparable(reference[0])
+
+
 @pytest.mark.slow
 def test_periodic_checkpoints_do_not_change_the_run(
     tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]], capsys: pytest.CaptureFixture[str]

@@ -187,10 +187,11 @@ def step_boundary(parts: Parts, progress: Progress, totals: torch.Tensor, watch:
     save, stop = stop_decision(parts, epoch, done)
     if not save:
         return
+    why = parts.stop.why()
     watch.pause()  # training time, not saving time
     save_last(parts, progress, totals)
     watch.restart()
-    parts.accelerator.print(f"saved the state at epoch {epoch + 1} micro-batch {done}")
+    parts.accelerator.print(f"saved the state at epoch {epoch + 1} micro-batch {done} ({why})")
     if stop:
         parts.stop.hand_over(f"epoch {epoch + 1} micro-batch {done}")
 

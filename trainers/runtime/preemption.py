@@ -8,6 +8,14 @@ saves the full state at the next optimizer-step boundary (every rank, collective
 only then hands the signal to the handler that was installed before (submitit's: checkpoint
 and requeue on rank 0, nothing on the others). Without such a handler (a debug run, a test)
 the trainer raises `Preempted` after saving.
+
+SIGTERM is what SLURM sends before it kills a job without USR2: `scancel`, `scontrol requeue`,
+a preemption with GraceTime (PreemptMode REQUEUE or CANCEL), a time limit reached without
+`--signal`; SIGKILL follows KillWait or GraceTime later. submitit's job ignores it (its handler
+only logs), so the trainer trained on until SIGKILL and a requeued or resubmitted run resumed from
+the last epoch. Where SIGTERM does not kill the process (a handler other than the default is
+installed), the trainer now also saves the full state at the next step boundary on SIGTERM, and
+trains on as before: what ends the process, and what status.json says, do not change.
 """
 
 from __future__ import annotations
@@ -30,29 +38,52 @@ class StopRequest:
     passed since the last one.
     """
 
-    def __init__(self, signum: int = signal.SIGUSR2, checkpoint_every_min: float | None = None) -> None:
+    def __init__(
+        self,
+        signum: int = signal.SIGUSR2,
+        checkpoint_every_min: float | None = None,
+        save_signum: int | None = signal.SIGTERM,
+    ) -> None:
         self.signum = signum
         self.requested = False
+        self.save_signum = save_signum
+        """A signal that asks for a save without a stop (SIGTERM: the job is about to be killed)."""
+        self.save_requested = False
         self.checkpoint_every_s = None if checkpoint_every_min is None else checkpoint_every_min * 60.0
         self.last_save = time.monotonic()
         self._previous: Any = None
+        self._previous_save: Any = None
         self._installed = False
+        self._save_installed = False
 
     def install(self) -> None:
-        """Catch the signal from now on (main thread only: Python delivers signals there)."""
+        """Catch the signals from now on (main thread only: Python delivers signals there). The save
+        signal only where it does not end the process already (SIG_DFL): there the process would die."""
         if threading.current_thread() is not threading.main_thread():
             return
         self._previous = signal.signal(self.signum, self._record)
         self._installed = True
+        if self.save_signum is not None and signal.getsignal(self.save_signum) not in (signal.SIG_DFL, None):
+            self._previous_save = signal.signal(self.save_signum, self._record_save)
+            self._save_installed = True
 
     def uninstall(self) -> None:
-        """Give the signal back to the handler it had before `install`."""
+        """Give the signals back to the handlers they had before `install`."""
         if self._installed:
             signal.signal(self.signum, self._previous)
             self._installed = False
+        if self._save_installed and self.save_signum is not None:
+            signal.signal(self.save_signum, self._previous_save)
+            self._save_installed = False
 
     def _record(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+
+    def _record_save(self, signum: int, frame: FrameType | None) -> None:
+        """Note the save, then let the handler that was there act as before (submitit's logs and ignores)."""
+        self.save_requested = True
+        if callable(self._previous_save):
+            self._previous_save(signum, frame)
 
     def save_due(self) -> bool:
         """Whether the periodic checkpoint interval has passed since the last save."""
@@ -63,11 +94,20 @@ class StopRequest:
 
         Subclasses in tests request a stop at a given step here.
         """
-        return self.requested or self.save_due(), self.requested
+        return self.requested or self.save_requested or self.save_due(), self.requested
+
+    def why(self) -> str:
+        """Why a save is due now, for the log line after it."""
+        if self.requested:
+            return f"on {signal.Signals(self.signum).name}"
+        if self.save_requested and self.save_signum is not None:
+            return f"on {signal.Signals(self.save_signum).name}; training on until the job is killed"
+        return "periodic" if self.save_due() else "another rank's signal"
 
     def saved(self) -> None:
-        """Note a finished save (restarts the periodic interval)."""
+        """Note a finished save (restarts the periodic interval; a save signal is answered)."""
         self.last_save = time.monotonic()
+        self.save_requested = False
 
     def hand_over(self, where: str) -> None:
         """After the state is saved: pass the signal to the previous handler (submitit requeues
