@@ -16,6 +16,7 @@ import re
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cluster_report import cluster_report
@@ -97,29 +98,28 @@ def uninterrupted(session_tmp: Path) -> tuple[SweepSpec, dict]:
     return spec, rundir.read_json(_run_dir(spec) / rundir.METRICS) or {}
 
 
-def _mid_epoch_1(run_dir: Path) -> bool:
-    """The last checkpoint is in the middle of epoch 1 (the job is training there)."""
+def _last_saved(run_dir: Path) -> dict[str, Any] | None:
+    """The trainer state of the run's last finished checkpoint, None while there is none."""
     folder = checkpoint.find_complete(run_dir / rundir.CHECKPOINTS, checkpoint.LAST)
     if folder is None:
-        return False
+        return None
     try:
-        state = checkpoint.read_state(folder)
+        return checkpoint.read_state(folder)
     except (FileNotFoundError, ValueError):
-        return False  # swapped while we read
-    return state["epochs_done"] == 0 and state.get("step_in_epoch", 0) >= 2
+        return None  # swapped while we read
+
+
+def _mid_epoch_1(run_dir: Path) -> bool:
+    """The last checkpoint is in the middle of epoch 1 (the job is training there)."""
+    state = _last_saved(run_dir)
+    return state is not None and state["epochs_done"] == 0 and state.get("step_in_epoch", 0) >= 2
 
 
 def _in_epoch_2_or_3(run_dir: Path) -> bool:
     """The last checkpoint is the end of epoch 1 or 2 (no periodic saves: the job trains in epoch 2 or 3,
     three epochs or more from its end)."""
-    folder = checkpoint.find_complete(run_dir / rundir.CHECKPOINTS, checkpoint.LAST)
-    if folder is None:
-        return False
-    try:
-        state = checkpoint.read_state(folder)
-    except (FileNotFoundError, ValueError):
-        return False  # swapped while we read
-    return state["epochs_done"] in (1, 2)
+    state = _last_saved(run_dir)
+    return state is not None and state["epochs_done"] in (1, 2)
 
 
 Interrupt = tuple[Callable[[str], None], bool]

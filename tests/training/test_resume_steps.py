@@ -10,9 +10,11 @@ depends on the number of workers.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +125,29 @@ def test_accumulating_run_stops_only_at_optimizer_steps_and_resumes_exactly(tmp_
     assert _comparable(metrics) == _comparable(ref_metrics)
 
 
+@contextlib.contextmanager
+def _handled(signum: int) -> Iterator[list[int]]:
+    """A handler that records `signum` (as submitit's stands before the trainer's), restored after."""
+    calls: list[int] = []
+    previous = signal.signal(signum, lambda number, frame: calls.append(number))
+    try:
+        yield calls
+    finally:
+        signal.signal(signum, previous)
+
+
+def _last_saved_at(run_dir: Path) -> tuple[int, int]:
+    """(epochs done, micro-batches into the next) of checkpoints/last."""
+    state = checkpoint.read_state(run_dir / rundir.CHECKPOINTS / checkpoint.LAST)
+    return state["epochs_done"], state["step_in_epoch"]
+
+
 @pytest.mark.slow
 def test_usr2_saves_at_the_next_step_boundary_then_hands_over(
     tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]]
 ) -> None:
     """The real signal, mid-step: the trainer saves at the boundary, then calls the handler it
     replaced (submitit's, in a job: checkpoint and requeue) and stops."""
-    handed_over: list[int] = []
 
     class SignalAt(StopRequest):
         def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
@@ -137,17 +155,13 @@ def test_usr2_saves_at_the_next_step_boundary_then_hands_over(
                 os.kill(os.getpid(), signal.SIGUSR2)  # as from `scancel --signal=USR2`
             return super().poll(epoch, done)
 
-    previous = signal.signal(signal.SIGUSR2, lambda signum, frame: handed_over.append(signum))
-    try:
+    with _handled(signal.SIGUSR2) as handed_over:
         with pytest.raises(Preempted):
             run_training(_config(workers=0), tmp_path, stop=SignalAt())
         assert handed_over == [signal.SIGUSR2], "the previous handler was not called after the save"
-        state = checkpoint.read_state(tmp_path / rundir.CHECKPOINTS / checkpoint.LAST)
-        assert (state["epochs_done"], state["step_in_epoch"]) == (1, 2)
+        assert _last_saved_at(tmp_path) == (1, 2)
         assert signal.getsignal(signal.SIGUSR2) is not None
         metrics = run_training(_config(workers=0), tmp_path)
-    finally:
-        signal.signal(signal.SIGUSR2, previous)
     assert _history(tmp_path) == reference[1]
     assert _comparable(metrics) == _comparable(reference[0])
 
@@ -164,7 +178,6 @@ def test_sigterm_under_a_handler_saves_at_the_next_step_and_trains_on(
     handler keeps the process alive (submitit's logs and ignores it): the trainer saves at the next
     step boundary, calls that handler, and trains on; killed later, the run resumes from that save
     and ends bit for bit like the reference (no periodic saves here: only the signal saves mid-epoch)."""
-    handed_over: list[int] = []
 
     class TermThenKill(StopRequest):
         def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
@@ -174,17 +187,13 @@ def test_sigterm_under_a_handler_saves_at_the_next_step_and_trains_on(
                 raise _Killed  # KillWait later
             return super().poll(epoch, done)
 
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: handed_over.append(signum))
-    try:
+    with _handled(signal.SIGTERM) as handed_over:
         with pytest.raises(_Killed):
             run_training(_config(workers=0), tmp_path, stop=TermThenKill())
         assert handed_over == [signal.SIGTERM], "the handler that was there was not called"
         assert capsys.readouterr().out.count("saved the state at epoch 2 micro-batch 2 (on SIGTERM") == 1
-        state = checkpoint.read_state(tmp_path / rundir.CHECKPOINTS / checkpoint.LAST)
-        assert (state["epochs_done"], state["step_in_epoch"]) == (1, 2), "trained on past the save, not stopped"
+        assert _last_saved_at(tmp_path) == (1, 2), "trained on past the save, not stopped"
         metrics = run_training(_config(workers=0), tmp_path)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     assert _history(tmp_path) == reference[1]
     assert _comparable(metrics) == _comparable(reference[0])
 
