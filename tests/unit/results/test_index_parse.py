@@ -1,7 +1,7 @@
 """collect's index file is parsed by orjson, and reads as `json` would read it: what orjson refuses
 (strict JSON only) goes to `json`, so no index written by `json.dumps` is read differently or lost.
 One difference is left: integers past 64 bits come back as floats; no index holds one (stat numbers
-and counts are far below), and a file that does is refused or read again either way (tested)."""
+and counts are far below), and a stat number read so is refused and its folders read again (tested)."""
 
 from __future__ import annotations
 
