@@ -15,16 +15,14 @@ import contextlib
 import functools
 import hashlib
 import json
-import math
 import secrets
-import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from orchestrator.results import index_checks
 from orchestrator.results.index import Index
 from orchestrator.sweep import bounded
 from trainers import contract, rundir
@@ -48,6 +46,7 @@ def reader_version() -> str:
     rules = (
         here,
         here.with_name("index.py"),
+        here.with_name("index_checks.py"),
         here.with_name("reader.py"),
         Path(bounded.__file__),
         Path(contract.__file__),
@@ -165,7 +164,10 @@ def _decoded(data: Any) -> Index:
         else:
             signatures[i] = None  # a problem that is no text: read that folder again
     kinds = [set(map(type, column)) for column in values]
-    for i in _bad_shapes(values, kinds) | _bad_values(columns, values, kinds) | _bad_identity(columns, names, values):
+    if "run_id" not in columns or "state" not in columns:
+        raise _Stale
+    bad = index_checks.bad_shapes(values, kinds) | index_checks.bad_values(columns, values, kinds)
+    for i in bad | index_checks.bad_identity(columns, names, values):
         signatures[i] = None
     return Index(
         columns=columns, names=names, values=values, signatures=signatures, problems=problems, generation=generation
@@ -229,106 +231,6 @@ def _decoded_files(files: Any, n: int) -> list[Any]:
     return out
 
 
-_STATES = frozenset({*(state.value for state in contract.State), contract.UNKNOWN, contract.BROKEN})
-
-
-def _bad_identity(columns: list[str], names: list[str], values: list[list[Any]]) -> set[int]:
-    """The folders whose cached row is not of that folder (another run id) or has no state a read gives."""
-    if "run_id" not in columns or "state" not in columns:
-        raise _Stale
-    ids, states = values[columns.index("run_id")], values[columns.index("state")]
-    if ids == names and set(map(type, states)) <= {str} and set(states) <= _STATES:
-        return set()
-    return {
-        i
-        for i, (name, run_id, state) in enumerate(zip(names, ids, states, strict=True))
-        if run_id != name or type(state) is not str or state not in _STATES
-    }
-
-
-def _bad_shapes(values: list[list[Any]], kinds: list[set[type]]) -> set[int]:
-    """The folders with a cached value that is no JSON scalar (a list, an object)."""
-    bad: set[int] = set()
-    for column, types in zip(values, kinds, strict=True):
-        if not types <= _SCALARS:
-            bad.update(i for i, value in enumerate(column) if type(value) not in _SCALARS)
-    return bad
-
-
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-"""The types of a cached value (the index is JSON: its values are of these exact types or others)."""
-_FLOATS = frozenset({float, type(None)})
-_TEXTS = frozenset({str, type(None)})
-
-
-@dataclass(frozen=True)
-class _Rule:
-    """What a column's values may be, for the checks of a whole column at once."""
-
-    low: float
-    high: float
-    """A float (or a non-count int) within [low, high] is valid."""
-    text_ok: bool
-    """Any text is valid."""
-    bool_ok: bool
-    """True and False are valid."""
-    count_floor: int | None
-    """A count column: an int of at least this (up to contract.MAX_VALUE); None: not a count."""
-
-
-def _rule(column: str) -> _Rule:
-    if column in _TIMES:
-        return _Rule(-sys.float_info.max, sys.float_info.max, False, False, None)
-    low, high = contract.float_bounds(column)
-
-    def ok(value: Any) -> bool:
-        return contract.typed_reason(column, value) is None
-
-    return _Rule(low, high, ok("text"), ok(True) and ok(False), contract.count_floor(column))
-
-
-def _bad_values(columns: list[str], values: list[list[Any]], kinds: list[set[type]]) -> set[int]:
-    """The folders holding a value that clean_metrics could not have stored in its column (`kinds`:
-    the types in each column)."""
-    bad: set[int] = set()
-    for i, column in enumerate(columns):
-        if not (column in _TIMES or ("." in column and not column.startswith("axis."))):
-            continue  # plan metadata, state, run id: checked apart
-        rule = _rule(column)
-        if _column_fine(values[i], kinds[i], rule):
-            continue
-        for position, value in enumerate(values[i]):  # the exact rule, value by value
-            if value is None or (type(value) is float and rule.low <= value <= rule.high):
-                continue
-            if not (rule.text_ok and type(value) is str) and not _cached_ok(column, value):
-                bad.add(position)
-    return bad
-
-
-def _column_fine(values: list[Any], kinds: set[type], rule: _Rule) -> bool:
-    """Whether a whole column holds valid values, decided at C speed (False: check value by value)."""
-    allowed = {type(None)} | ({str} if rule.text_ok else set()) | ({bool} if rule.bool_ok else set())
-    if kinds <= allowed:
-        return True
-    numbers_kinds = kinds - allowed
-    if not numbers_kinds <= ({int} if rule.count_floor is not None else {float, int}):
-        return False
-    numbers = values if kinds == numbers_kinds else [v for v in values if type(v) in numbers_kinds]
-    if rule.count_floor is not None:
-        return bool(rule.count_floor <= min(numbers) and max(numbers) <= contract.MAX_VALUE)
-    # NaN: its sum is NaN
-    return bool(rule.low <= min(numbers) and max(numbers) <= rule.high and math.isfinite(sum(numbers)))
-
-
-_TIMES = ("started_at", "finished_at")
-
-
-def _cached_ok(column: str, value: Any) -> bool:
-    if column in _TIMES:
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    return contract.typed_reason(column, value) is None
-
-
 def save_index(path: Path, index: Index, changed: Iterable[int] = ()) -> None:
     """Write the index (every folder of it read or cached: no signature is None): only the rows of
     the folders read again since it was loaded (`changed`) to its change file while they are few
@@ -376,7 +278,7 @@ def _json(document: dict[str, Any]) -> str:
 def _encoded_column(values: list[Any]) -> Any:
     """A column of texts repeated across folders (hosts, versions, states) as its distinct texts and
     a code per folder; any other column as it is."""
-    if len(values) < 8 or not set(map(type, values)) <= _TEXTS:
+    if len(values) < 8 or not set(map(type, values)) <= index_checks.TEXTS:
         return values
     distinct = list(dict.fromkeys(values))
     if len(distinct) * 4 > len(values):

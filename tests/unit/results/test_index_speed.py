@@ -16,7 +16,7 @@ import pytest
 from tables_fixture import finished_sweep
 
 from orchestrator import store
-from orchestrator.results import collect, index_file, reader
+from orchestrator.results import collect, index_checks, reader
 from orchestrator.sweep import bounded
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
@@ -121,8 +121,8 @@ def test_the_column_wise_check_keeps_the_value_rule(column: str, value: Any, val
     good = 0.25 if column.startswith(("test.", "started")) else None
     values = [["r"] * 52, [good] * 50 + [value, None]]  # the last folder's read had no such column
     kinds = [set(map(type, column)) for column in values]
-    assert index_file._bad_values(columns, values, kinds) == (set() if valid else {50})
-    assert index_file._cached_ok(column, value) is valid
+    assert index_checks.bad_values(columns, values, kinds) == (set() if valid else {50})
+    assert index_checks.cached_ok(column, value) is valid
 
 
 def test_an_index_entry_of_another_shape_is_dropped(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
