@@ -423,6 +423,11 @@ class TrainConfig(_Strict):
     validation, final test metrics); empty: history.csv and metrics.json only."""
     compile: bool = False
     """torch.compile the model (the first steps pay for compilation; then faster on GPU)."""
+    deterministic: bool = False
+    """Deterministic GPU kernels (`torch.use_deterministic_algorithms`, no cuDNN autotuning): two runs
+    of one config, and a resumed run against an uninterrupted one, then give the same numbers on a GPU
+    too, at some speed; an operation with no deterministic kernel raises instead of running. CPU runs
+    repeat exactly either way."""
 
     @field_validator("trackers")
     @classmethod

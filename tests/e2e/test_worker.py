@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +47,8 @@ class Job:
             child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,))
             child.start()
             self.marker.with_suffix(".child").write_text(str(child.pid))
+        if self.action == "start method":
+            self.marker.with_suffix(".method").write_text(multiprocessing.get_start_method())
         if self.action in ("hang", "hang with child"):
             threading.Event().wait()
 
@@ -71,6 +75,25 @@ def test_worker_survives_a_failing_run_and_logs_each_run_apart(tmp_path: Path) -
     assert "job ok" in (tmp_path / "b_logs" / LOG_OUT).read_text()
     failed_log = (tmp_path / "a_logs" / LOG_ERR).read_text()
     assert "Traceback (most recent call last)" in failed_log and "RuntimeError: boom from the run" in failed_log
+
+
+def test_a_run_starts_processes_as_a_fresh_process_would(tmp_path: Path) -> None:
+    """DataLoader workers start with the default start method: a run in a warm worker gets the
+    platform's (as in a SLURM job), not the "spawn" that started the worker, which re-imported
+    torch in every loader worker, one after another."""
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import multiprocessing; print(multiprocessing.get_start_method())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    worker = WarmWorker()
+    try:
+        worker.submit(Job("start method", tmp_path / "a"), tmp_path / "a_logs")
+        assert _finish(worker) is None
+    finally:
+        worker.close()
+    assert (tmp_path / "a").with_suffix(".method").read_text() == fresh
 
 
 def test_a_run_may_start_processes_and_none_outlives_its_worker(tmp_path: Path) -> None:

@@ -195,3 +195,23 @@ def test_runs_recorded_before_the_option_keep_imagenet_preprocessing(
     data = Trained(old).cfg.data
     assert stats(data) == (IMAGENET_MEAN, IMAGENET_STD) and data.interpolation == "bicubic"
     assert stats(Trained(last_run[0]).cfg.data)[0] == (0.5, 0.5, 0.5)  # test_resnet's own, as trained
+
+
+# ---- deterministic kernels ------------------------------------------------------------------
+
+
+def test_a_deterministic_run_trains_and_on_cpu_equals_the_default(tmp_path: Path) -> None:
+    """`deterministic: true` runs every op of the loop under torch.use_deterministic_algorithms
+    (an op without a deterministic kernel would raise) and, on CPU, changes no number."""
+    default = trainers.run(tiny_config(epochs=2), tmp_path / "default")
+    try:
+        forced = trainers.run(tiny_config(epochs=2, deterministic=True), tmp_path / "forced")
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert forced["test"] == default["test"]
+    timing = {"epoch_s", "train_images_per_s"}
+    rows = {
+        name: [{k: v for k, v in row.items() if k not in timing} for row in history(tmp_path / name)]
+        for name in ("forced", "default")
+    }
+    assert rows["forced"] == rows["default"] and len(rows["forced"]) == 2

@@ -34,7 +34,7 @@ from trainers.model.build import build_model, check_pretrained_path, count_param
 from trainers.model.l2sp import L2SP
 from trainers.model.losses import build_criterion
 from trainers.model.tasks import TaskSpec, task_of
-from trainers.runtime import heartbeat, memory, tracking
+from trainers.runtime import heartbeat, kernels, memory, tracking
 from trainers.runtime.distributed import build_accelerator, deepspeed_config, match_buffers, model_input_dtype, unwrap
 from trainers.runtime.preemption import StopRequest
 
@@ -106,9 +106,7 @@ def _start_process(
     memory.tune_host_allocator()
     facts = tracking.run_facts(run_dir, metadata)
     accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts))
-    if accelerator.device.type == "cuda":
-        # Fixed input shapes (square resize, drop_last): autotuned convolution kernels pay off.
-        torch.backends.cudnn.benchmark = True
+    kernels.choose_kernels(cfg.deterministic, on_gpu=accelerator.device.type == "cuda")
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
     return accelerator, facts
 

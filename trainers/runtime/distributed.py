@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+from accelerate.utils import DataLoaderConfiguration, DeepSpeedPlugin, InitProcessGroupKwargs
 
 from trainers.config import DistributedConfig, TrainConfig
 
@@ -73,6 +73,10 @@ def build_accelerator(cfg: TrainConfig, log_with: list[Any] | None = None) -> Ac
     # The schedule is per epoch: stepping it with every optimizer step (Accelerate's
     # default for prepared schedulers) would be wrong.
     kwargs: dict[str, Any] = {"mixed_precision": precision_of(cfg), "step_scheduler_with_optimizer": False}
+    # Batches come from pinned memory (trainers.data.loaders on a GPU): copied without blocking, the
+    # host queues the next step while the device still runs this one. Accelerate's default blocks
+    # on every copy; on an H200 the trainer then ran resnet50 at 0.78-0.90 of a bare loop's rate.
+    kwargs["dataloader_config"] = DataLoaderConfiguration(non_blocking=True)
     if log_with:
         kwargs["log_with"] = log_with
     on_gpu = torch.cuda.is_available()
