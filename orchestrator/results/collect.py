@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator import store
-from orchestrator.results import folder_reads, reader, runs_csv
+from orchestrator.results import compare_cache, folder_reads, reader, runs_csv
 from orchestrator.results.outputs import Outputs
 from orchestrator.store import run_states
 from orchestrator.sweep import bounded, forked, gcpause, yamlio
@@ -161,7 +161,8 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
             profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
             joined = adaptive.annotate(tables.joined_frame(collected.frame, planned, spec, profile), spec, root)
             context = {"sweep": spec.name + (" (smoke)" if smoke else "")}
-            files, markdown, built_all = _write_table_files(spec, joined, outputs, context)
+            with compare_cache.remembered(root):  # a delta whose cells did not change is not bootstrapped again
+                files, markdown, built_all = _write_table_files(spec, joined, outputs, context)
             files.extend(adaptive.write_rounds(spec, root, outputs))
             usable, value_problems = _usable(joined, spec)
             counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from orchestrator.results import adaptive, reader
+from orchestrator.results import adaptive, compare_cache, reader
 from orchestrator.results.aggregate import CellData, cell_data, complexity_cells, mark_best, score_cells
 from orchestrator.results.join import COMPLEXITY, joined_frame, plan_frame
 from orchestrator.results.labels import (
@@ -45,7 +45,7 @@ from orchestrator.results.render import (
     slug,
     to_csv,
 )
-from orchestrator.results.stats import Comparison, Memo
+from orchestrator.results.stats import Comparison
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec, TableSpec
 from trainers import contract
@@ -192,7 +192,8 @@ def _one_table(
     row_keys = ordered_keys(part, row_dims, ranks)
     data = cell_data(part, [*row_dims, *layout.columns])
     baseline = next(iter(spec.ablations))
-    memo: Memo = {}  # a best mark against the baseline is a delta compared already
+    # A best mark against the baseline is a delta compared already; the folder's cache holds the rest.
+    memo = compare_cache.memo()
     cells, comparisons = score_cells(data, row_keys, col_keys, row_dims, layout.columns, table, baseline, memo)
     mark_best(cells, data, row_keys, col_keys, len(group_dims), table, memo)
     complexity = complexity_cells(part, row_keys, row_dims, layout, ranks, spec) if table.complexity else None

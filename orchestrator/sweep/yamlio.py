@@ -138,16 +138,20 @@ class _CLoader(_NoDuplicateKeys, yaml.CSafeLoader):
 
 _CLoader.yaml_implicit_resolvers = _Loader.yaml_implicit_resolvers
 _CLoader.yaml_constructors = _Loader.yaml_constructors
-_FAST_TEXT_CHARS = 64 * 1024
-"""From this size a document is parsed by LibYAML (below it the pure-Python parser's messages stay)."""
 
 
 def loads(text: str, fast: bool = False) -> Any:
     """Parse YAML text safely; raises yaml.YAMLError on bad syntax, duplicate keys or alias bombs.
-    `fast`: LibYAML whatever the size (for files this tool wrote: their errors need no friendly lines)."""
+
+    LibYAML parses (8x faster than the pure-Python parser: 0.13 s of every command on a spec listing
+    1,667 seeds); a document it refuses is parsed again by the pure-Python parser, whose messages
+    are the friendlier ones users see. `fast`: no second parse (files this tool wrote)."""
     try:
-        if fast or len(text) >= _FAST_TEXT_CHARS:
-            return yaml.load(text, Loader=_CLoader)
+        return yaml.load(text, Loader=_CLoader)
+    except (yaml.YAMLError, RecursionError):
+        if fast:
+            raise
+    try:
         return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader
     except RecursionError:
         # Deep nesting (`[[[[...`) exhausts the pure-Python composer: a YAML error like any other,
