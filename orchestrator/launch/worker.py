@@ -50,6 +50,10 @@ LOG_ERR = "worker_log.err"
 # TrainJob records these in status.json as the run's log files (as it does submitit's).
 ENV_LOG_OUT = "ORCHESTRATE_LOG_OUT"
 ENV_LOG_ERR = "ORCHESTRATE_LOG_ERR"
+CPUS_KEY = "ORCHESTRATE_WORKER_CPUS"
+"""In a worker's environment when several share the machine (run_pool): the CPUs it is pinned to, so its
+runs size their loader workers and torch threads from their share, as separate SLURM jobs would, rather
+than each from the whole machine (8 GPU workers on 64 cores: 8 x 8 loader workers and 8 x 64 threads)."""
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,9 @@ def _own_group_and_lifeline(lifeline: Connection) -> None:
 def _serve(conn: Connection, lifeline: Connection, env: dict[str, str]) -> None:
     """The child's loop: warm up once, then run each job received until told to stop."""
     _own_group_and_lifeline(lifeline)
+    env = dict(env)
+    if CPUS_KEY in env:  # before torch is imported: its thread pool is sized from the affinity
+        os.sched_setaffinity(0, {int(cpu) for cpu in env.pop(CPUS_KEY).split(",")})
     os.environ.update(env)
     # A spawned child inherits "spawn" as its default start method, and DataLoader workers use the
     # default: each would start a fresh interpreter that imports torch and the trainer again, one
@@ -253,7 +260,12 @@ def run_pool(
 
     `finished(index, error)` is called as each job ends; `tick(running indices)` between polls.
     """
-    workers = [WarmWorker(env) for env in envs[: max(1, min(len(envs), len(jobs)))]]
+    envs = envs[: max(1, min(len(envs), len(jobs)))]
+    if len(envs) > 1 and hasattr(os, "sched_getaffinity"):
+        envs = [
+            {**env, CPUS_KEY: ",".join(map(str, cpus))} for env, cpus in zip(envs, cpu_shares(len(envs)), strict=True)
+        ]
+    workers = [WarmWorker(env) for env in envs]
     queue = deque(range(len(jobs)))
     current: dict[int, int] = {}  # worker -> job index
     try:
@@ -288,8 +300,18 @@ def visible_gpus() -> int:
     return sum(line.startswith("GPU ") for line in result.stdout.splitlines()) if result.returncode == 0 else 0
 
 
+def cpu_shares(count: int) -> list[list[int]]:
+    """`count` slices of the CPUs this process may use, disjoint where there are enough (one CPU each,
+    shared round the CPUs, where there are fewer)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if count > len(cpus):
+        return [[cpus[i % len(cpus)]] for i in range(count)]
+    return [cpus[i * len(cpus) // count : (i + 1) * len(cpus) // count] for i in range(count)]
+
+
 def worker_envs(count: int) -> list[dict[str, str]]:
-    """One environment per worker: one GPU each when there are GPUs, else a share of the CPU threads."""
+    """One environment per worker: one GPU each when there are GPUs (run_pool pins each worker to its
+    share of the CPUs, GPUs or not)."""
     gpus = visible_gpus()
     if gpus:
         ids = os.environ.get("CUDA_VISIBLE_DEVICES", ",".join(str(i) for i in range(gpus))).split(",")

@@ -47,6 +47,8 @@ class Job:
             child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(600,))
             child.start()
             self.marker.with_suffix(".child").write_text(str(child.pid))
+        if self.action == "affinity":
+            self.marker.with_suffix(".cpus").write_text(json.dumps(sorted(os.sched_getaffinity(0))))
         if self.action == "start method":
             self.marker.with_suffix(".method").write_text(multiprocessing.get_start_method())
         if self.action in ("hang", "hang with child"):
@@ -94,6 +96,23 @@ def test_a_run_starts_processes_as_a_fresh_process_would(tmp_path: Path) -> None
     finally:
         worker.close()
     assert (tmp_path / "a").with_suffix(".method").read_text() == fresh
+
+
+def test_workers_sharing_the_machine_each_get_their_own_cpus(tmp_path: Path) -> None:
+    """Two workers at once are pinned to disjoint shares of this process's CPUs (their runs size loader
+    workers and torch threads from them); a lone worker keeps them all."""
+    mine = sorted(os.sched_getaffinity(0))
+    for count in (1, 2):
+        jobs = [(Job("affinity", tmp_path / f"{count}-{i}"), tmp_path / f"{count}-{i}-logs") for i in range(count)]
+        errors: dict[int, str | None] = {}
+        launch.worker.run_pool(jobs, [{}] * count, None, errors.__setitem__)
+        assert errors == dict.fromkeys(range(count))
+        shares = [json.loads((tmp_path / f"{count}-{i}").with_suffix(".cpus").read_text()) for i in range(count)]
+        if count == 1 or len(mine) == 1:
+            assert all(share == mine if count == 1 else len(share) == 1 for share in shares)
+        else:
+            assert not set(shares[0]) & set(shares[1]) and set(shares[0]) | set(shares[1]) <= set(mine)
+            assert all(shares)
 
 
 def test_a_run_may_start_processes_and_none_outlives_its_worker(tmp_path: Path) -> None:
