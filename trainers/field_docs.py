@@ -2,7 +2,7 @@
 
 Every config field carries a docstring on the line below it. pydantic can turn those into field
 descriptions (`use_attribute_docstrings`), but it reads and tokenizes every model's source at class
-creation: about 0.1 s of every `orchestrate` command's start-up, for text that only the JSON schema
+creation: about 0.06 s of every `orchestrate` command's start-up, for text that only the JSON schema
 and the reference pages show. So the models are created without it, and those two ask here.
 Torch-free (standard library only).
 """

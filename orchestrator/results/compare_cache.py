@@ -122,12 +122,4 @@ def _comparison(entry: Any) -> stats.Comparison | None:
 
 def _load(path: Path) -> dict[str, Any]:
     """The entries of the cache file; empty when absent, unreadable or written under other rules."""
-    try:
-        raw = bounded.read_bytes(path, bounded.INDEX_LIMIT)
-        data = json.loads(raw) if raw else None
-    except (bounded.Unreadable, ValueError, RecursionError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != rules_version():
-        return {}
-    entries = data.get("entries")
-    return entries if isinstance(entries, dict) else {}
+    return bounded.cache_entries(path, rules_version())

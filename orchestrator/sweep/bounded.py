@@ -216,3 +216,17 @@ def read_csv_rows(path: Path, limit: int | None = None) -> list[dict[str, str]]:
         return list(csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:
         raise Unreadable(f"{path.name}: invalid CSV ({str(exc)[:80]})") from None
+
+
+def cache_entries(path: Path, version: str) -> dict[str, Any]:
+    """The `entries` of one of our cache files (`{"version": ..., "entries": {...}}`) written under
+    `version`; empty when absent, unreadable, malformed or written under other rules."""
+    try:
+        raw = read_bytes(path, INDEX_LIMIT)
+        data = json.loads(raw) if raw else None
+    except (Unreadable, ValueError, RecursionError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != version:
+        return {}
+    entries = data.get("entries")
+    return entries if isinstance(entries, dict) else {}

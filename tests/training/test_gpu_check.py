@@ -35,3 +35,23 @@ def test_gpu_check_runs_end_to_end_in_reduced_mode() -> None:
     for cells in rows:
         trainer, bare, ratio = float(cells[3]), float(cells[4]), float(cells[5])
         assert trainer > 0 and bare > 0 and ratio == pytest.approx(trainer / bare, abs=0.01)
+
+
+@pytest.mark.slow
+def test_gpu_repeat_runs_end_to_end_and_on_cpu_everything_repeats() -> None:
+    """bench/gpu_repeat.py (the repeatability check for a lent GPU) on CPU, where a second run and a
+    stopped-and-resumed run both end bit for bit like the first, with and without `deterministic`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_repeat.py"), "--size", "8", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in done.stdout.splitlines() if "|" in line}
+    assert {key: [cell.strip() for cell in cells] for key, cells in rows.items() if key != "setting"} == {
+        "defaults": ["same", "same"],
+        "deterministic: true": ["same", "same"],
+    }

@@ -10,23 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tables_fixture import fake_run
 
 from orchestrator import store
 from orchestrator.results import collect, compare_cache, resample
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
-from trainers import rundir
-from trainers.rundir import State
 
 SEEDS = 24  # from stats.BOOTSTRAP_MIN_SEEDS (20) a delta's interval is a bootstrap
-
-
-def _finish(spec: SweepSpec, run: RunSpec, top1: float) -> None:
-    path = store.run_path(store.sweep_root(spec), run.run_id)
-    store.prepare(run, path)
-    metrics = {"test": {"top1": top1, "macro_f1": top1 - 0.01}, "complexity": {"gflops": 1.0, "params_m": 2.0}}
-    rundir.write_json(path / rundir.METRICS, metrics)
-    rundir.update_status(path, State.COMPLETED)
 
 
 @pytest.fixture
@@ -36,7 +27,7 @@ def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
     runs = plan(spec)
     rng = random.Random(0)
     for run in runs:
-        _finish(spec, run, round(0.8 + 0.02 * rng.random() + 0.01 * list(spec.ablations).index(run.ablation), 6))
+        fake_run(spec, run, round(0.8 + 0.02 * rng.random() + 0.01 * list(spec.ablations).index(run.ablation), 6))
     return spec, runs
 
 
@@ -74,7 +65,7 @@ def test_second_collect_bootstraps_only_the_changed_cells(
     assert _tables(spec) == cold
     assert bootstraps[0] == cold_calls  # nothing changed: nothing computed again
     last = next(run for run in reversed(runs) if run.ablation == list(spec.ablations)[-1])
-    _finish(spec, last, 0.5)  # one run of the last row changes: its delta, not the other row's
+    fake_run(spec, last, 0.5)  # one run of the last row changes: its delta, not the other row's
     warm = _tables(spec)
     recomputed = bootstraps[0] - cold_calls
     assert 0 < recomputed < cold_calls
