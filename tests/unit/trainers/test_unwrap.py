@@ -7,10 +7,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from trainers.config import TrainConfig
-from trainers.runtime.distributed import build_accelerator, unwrap
+from trainers.runtime import distributed
+from trainers.runtime.distributed import build_accelerator, loader_config, unwrap
 
 PLAIN_RUN = """
 import sys, torch
@@ -40,11 +42,14 @@ def test_unwrap_takes_off_the_parallel_wrappers_as_accelerate_does() -> None:
     assert unwrap(accelerator, inner) is inner
 
 
-def test_batches_reach_the_device_without_blocking_the_host() -> None:
-    """The prepared loaders copy pinned batches with non_blocking=True (Accelerate's default blocks
-    the host on every copy, so it cannot queue the next step while the device runs this one)."""
+def test_batches_reach_a_gpu_without_blocking_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the prepared loaders copy pinned batches with non_blocking=True (Accelerate's default
+    blocks the host on every copy); elsewhere Accelerate's default. The run's Accelerator takes
+    loader_config's answer for this machine (here forced to the GPU's)."""
+    assert loader_config(on_gpu=True).non_blocking and not loader_config(on_gpu=False).non_blocking
+    monkeypatch.setattr(distributed, "loader_config", lambda on_gpu: loader_config(on_gpu=True))
     accelerator = build_accelerator(
         TrainConfig.model_validate({"model": {"backbone": "resnet10t"}, "data": {"dataset": "digits"}})
     )
     loader = accelerator.prepare(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(4, 2))))
-    assert accelerator.dataloader_config.non_blocking and loader._non_blocking
+    assert loader._non_blocking
