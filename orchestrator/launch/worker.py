@@ -189,7 +189,8 @@ def _serve(conn: Connection, lifeline: Connection, env: dict[str, str]) -> None:
     # A spawned child inherits "spawn" as its default start method, and DataLoader workers use the
     # default: each would start a fresh interpreter that imports torch and the trainer again, one
     # after another (the parent's pipe write waits for each child's unpickling). On a 16-core GPU
-    # node that was about 10 s per loader worker, 15 of them per loader: a 6 s demo run took 132 s.
+    # node that was about 10 s per loader worker, 15 of them per loader: a demo run whose epochs took
+    # 6.5 s took 132 s.
     # The platform's default instead, as in a fresh process (a SLURM job).
     multiprocessing.set_start_method(None, force=True)
     import torch
