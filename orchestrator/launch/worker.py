@@ -187,11 +187,9 @@ def _serve(conn: Connection, lifeline: Connection, env: dict[str, str]) -> None:
         os.sched_setaffinity(0, {int(cpu) for cpu in env.pop(CPUS_KEY).split(",")})
     os.environ.update(env)
     # A spawned child inherits "spawn" as its default start method, and DataLoader workers use the
-    # default: each would start a fresh interpreter that imports torch and the trainer again, one
-    # after another (the parent's pipe write waits for each child's unpickling). On a 16-core GPU
-    # node that was about 10 s per loader worker, 15 of them per loader: a demo run whose epochs took
-    # 6.5 s took 132 s.
-    # The platform's default instead, as in a fresh process (a SLURM job).
+    # default: each started a fresh interpreter that imported torch and the trainer again. On a
+    # 16-core GPU node they came up one about every 10 s, 15 per loader: a demo run whose epochs
+    # took 6.5 s took 132 s. The platform's default instead, as in a fresh process (a SLURM job).
     multiprocessing.set_start_method(None, force=True)
     import torch
 
