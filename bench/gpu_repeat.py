@@ -28,21 +28,9 @@ from typing import Any
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.loop.run import run_training
-from trainers.runtime.preemption import Preempted, StopRequest
+from trainers.runtime.preemption import Preempted, StopAt
 
 TIMING = {"epoch_s", "train_images_per_s"}
-
-
-class StopAt(StopRequest):
-    """Save and stop at one step boundary: (epoch, micro-batches done)."""
-
-    def __init__(self, epoch: int, done: int) -> None:
-        super().__init__()
-        self.at = (epoch, done)
-
-    def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
-        hit = (epoch, done) == self.at
-        return hit, hit
 
 
 def config(args: argparse.Namespace, deterministic: bool) -> TrainConfig:

@@ -26,7 +26,7 @@ import trainers.runtime.distributed
 from trainers.config import TrainConfig
 from trainers.loop.build import Parts
 from trainers.loop.resume import Progress
-from trainers.runtime.preemption import Preempted, StopRequest
+from trainers.runtime.preemption import Preempted, StopAt
 
 final_metrics = trainers.loop.run.final_metrics
 seen: dict[str, Any] = {}
@@ -37,18 +37,6 @@ def record_partitioning(parts: Parts, progress: Progress) -> dict[str, Any]:
     seen["local_numel"] = sum(p.numel() for p in params)  # 0 when every parameter is partitioned
     seen["full_numel"] = sum(getattr(p, "ds_numel", p.numel()) for p in params)
     return final_metrics(parts, progress)
-
-
-class StopAt(StopRequest):
-    """Requests a stop at one step boundary (epoch, micro-batches done), on every rank."""
-
-    def __init__(self, epoch: int, done: int) -> None:
-        super().__init__()
-        self.at = (epoch, done)
-
-    def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
-        hit = (epoch, done) == self.at
-        return hit, hit
 
 
 def main(

@@ -26,6 +26,7 @@ from trainers.config import TrainConfig
 from trainers.data.loaders import EpochShuffleSampler
 from trainers.loop import checkpoint
 from trainers.loop.run import run_training
+from trainers.runtime import preemption
 from trainers.runtime.preemption import Preempted, StopRequest
 
 STEPS_PER_EPOCH = 8  # 256 training images / batch 32
@@ -52,18 +53,16 @@ def _config(workers: int, accum: int = 1, **overrides: Any) -> TrainConfig:
     return config_with(base, {key.replace(".", "__"): value for key, value in overrides.items()})
 
 
-class StopAt(StopRequest):
-    """Requests a stop at one boundary: (epoch, micro-batches done); (e + 1, 0) is the end of epoch e."""
+class StopAt(preemption.StopAt):
+    """preemption.StopAt that also records each boundary it was polled at."""
 
     def __init__(self, epoch: int, done: int) -> None:
-        super().__init__()
-        self.at = (epoch, done)
+        super().__init__(epoch, done)
         self.polled: list[tuple[int, int]] = []
 
     def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
         self.polled.append((epoch, done))
-        hit = (epoch, done) == self.at
-        return hit, hit
+        return super().poll(epoch, done)
 
 
 def _history(run_dir: Path) -> list[dict[str, str]]:

@@ -73,6 +73,8 @@ def build_accelerator(cfg: TrainConfig, log_with: list[Any] | None = None) -> Ac
     # The schedule is per epoch: stepping it with every optimizer step (Accelerate's
     # default for prepared schedulers) would be wrong.
     kwargs: dict[str, Any] = {"mixed_precision": precision_of(cfg), "step_scheduler_with_optimizer": False}
+    if log_with:
+        kwargs["log_with"] = log_with
     on_gpu = torch.cuda.is_available()
     kwargs["dataloader_config"] = loader_config(on_gpu)
     if dist.strategy == "deepspeed":

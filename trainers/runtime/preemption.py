@@ -117,3 +117,17 @@ class StopRequest:
         if callable(previous):
             previous(self.signum, None)
         raise Preempted(f"stopped on request after saving the state at {where}")
+
+
+class StopAt(StopRequest):
+    """A stop requested at one step boundary, (epoch, micro-batches done) with (e + 1, 0) the end
+    of epoch e, on every rank alike: how tests and benchmarks save and stop a run at a known point
+    (a signal arrives wherever the run happens to be)."""
+
+    def __init__(self, epoch: int, done: int) -> None:
+        super().__init__()
+        self.at = (epoch, done)
+
+    def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
+        hit = (epoch, done) == self.at
+        return hit, hit

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import torch
+from accelerate.tracking import GeneralTracker
 
 from trainers.config import TrainConfig
 from trainers.runtime import distributed
@@ -53,3 +55,27 @@ def test_batches_reach_a_gpu_without_blocking_the_host(monkeypatch: pytest.Monke
     )
     loader = accelerator.prepare(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.zeros(4, 2))))
     assert loader._non_blocking
+
+
+class _Probe(GeneralTracker):
+    """A tracker that records nothing: only whether the Accelerator was given it."""
+
+    name = "probe"
+    requires_logging_directory = False
+
+    @property
+    def tracker(self) -> None:
+        return None
+
+    def store_init_configuration(self, values: dict[str, Any]) -> None:
+        pass
+
+    def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
+        pass
+
+
+def test_the_accelerator_gets_the_runs_trackers() -> None:
+    """build_accelerator hands `log_with` to the Accelerator (without it no tracker logs a thing)."""
+    probe = _Probe()
+    config = TrainConfig.model_validate({"model": {"backbone": "resnet10t"}, "data": {"dataset": "digits"}})
+    assert probe in build_accelerator(config, [probe]).log_with
