@@ -183,8 +183,8 @@ class DataConfig(_Strict):
     pin_memory: bool | None = None
     """Page-locked host batches for faster GPU copies; None = on when CUDA is available."""
     persistent_workers: bool | None = None
-    """Keep loader workers alive between epochs; None = on when there are workers (for the training
-    loader only without augmentation, whose per-epoch reseeding needs fresh workers)."""
+    """Keep loader workers alive between epochs; None = on when there are workers. The same
+    numbers either way: each image's augmentation is seeded by (seed, epoch, image index)."""
     prefetch_factor: int | None = Field(None, ge=1)
     """Batches each worker loads ahead; None = 4 with workers (torch default 2)."""
     jpeg_draft: bool = True

@@ -112,6 +112,23 @@ def test_run_stopped_at_many_steps_ends_bit_identical(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("augment", [None, {"hflip_p": 0.5, "rotate_deg": 15}])
+def test_living_loader_workers_give_the_numbers_of_fresh_ones_across_resumes(
+    tmp_path: Path, augment: dict[str, Any] | None
+) -> None:
+    """Train images decoded by 2 loader workers that live on between epochs (the default), with
+    and without augmentation, stopped and resumed at an epoch end and mid-epoch: the same history
+    as a run without workers. A living loader's iterator is reset, not made again, so it skipped
+    the draw from torch's RNG that each fresh one makes: the dropout of a process's second epoch
+    and later differed (DataBundle.start_train_pass)."""
+    uncached = {"data.augment": augment, "data.cache_max_mib": 0}  # decoded by the workers, every epoch
+    ref_metrics = run_training(_config(workers=0, **uncached), tmp_path / "reference")
+    metrics = _stopped_chain(_config(workers=2, **uncached), tmp_path / "run", [(1, 0), (1, 3)])
+    assert _history(tmp_path / "run") == _history(tmp_path / "reference")
+    assert _comparable(metrics) == _comparable(ref_metrics)
+
+
+@pytest.mark.slow
 def test_accumulating_run_stops_only_at_optimizer_steps_and_resumes_exactly(tmp_path: Path) -> None:
     """With 2 micro-batches per optimizer step, boundaries are every 2 micro-batches (16 per epoch)."""
     cfg = _config(workers=0, accum=2)

@@ -97,6 +97,7 @@ def start_epoch(parts: Parts, epoch: int, start: int) -> tuple[int, int]:
     if start == 0:
         # Reseed everything from (seed, epoch): a resumed run replays the same randomness.
         set_seed(epoch_seed(cfg.seed, epoch, stream=2 + parts.accelerator.process_index))
+    data.start_train_pass()  # after the reseed, where a fresh loader iterator draws from it
     if hasattr(data.train, "set_epoch"):
         # Accelerate's loader re-sets the sampler epoch from its own pass counter on every
         # iteration, a counter that restarts at 0 in a resumed process: set it explicitly

@@ -61,3 +61,41 @@ def test_module_entry_keeps_the_exit_code() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1 and "no-such-spec.yaml" in done.stderr
+
+
+_EXIT_SCRIPT = """
+import sys, types
+from orchestrator.cli.process import run_command
+
+
+class Cycle:
+    def __init__(self):
+        self.me = self
+
+    def __del__(self):
+        sys.stdout.write("finalised\\n")
+        sys.stdout.flush()
+
+
+def main(argv):
+    if sys.argv[1] == "triton":
+        sys.modules["triton"] = types.ModuleType("triton")  # as `import timm` brings it in
+    sys.modules["held"] = types.ModuleType("held")
+    sys.modules["held"].kept = Cycle()  # a module object in a cycle, as triton's are
+    return 0
+
+
+run_command(main)
+"""
+
+
+@pytest.mark.parametrize(("loaded", "finalised"), [("triton", True), ("nothing", False)])
+def test_a_command_that_loaded_triton_is_finalised_as_usual(loaded: str, finalised: bool) -> None:
+    """Module objects in reference cycles are finalised at exit after a command that imported
+    triton (else nanobind printed its "leaked instances" report for triton's after the command's
+    output); other commands keep the frozen collector's quick exit, which leaves them be."""
+    done = subprocess.run(
+        [sys.executable, "-c", _EXIT_SCRIPT, loaded], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert ("finalised" in done.stdout) is finalised
