@@ -6,11 +6,12 @@ plus noise, quality 90, like the real set), then times in the same run:
   bare          Image.open -> RGB -> resize(S, S, bicubic) -> numpy, one process
   bare+draft    the same with libjpeg DCT downscaling (Image.draft) first
   pipeline      trainers.data.loaders.build_data's train loader (decode, resize, normalise, collate,
-                epoch-seeded sampler), for each worker count and jpeg_draft setting
+                epoch-seeded sampler), for each worker count and jpeg_draft setting; with
+                --augment, each image also flipped and rotated (seeded per image, as in training)
 
 and prints images/s with the ratio to the bare loop. Run:
 
-    .venv/bin/python bench/data_throughput.py [--images 384] [--size 224] [--workers 0 1] [--photo 1024x768]
+    .venv/bin/python bench/data_throughput.py [--images 384] [--size 224] [--workers 0 1] [--photo 1024x768] [--augment]
 """
 
 from __future__ import annotations
@@ -63,7 +64,11 @@ def bare_loop(paths: list[Path], size: int, draft: bool) -> float:
     return len(paths) / (time.perf_counter() - started)
 
 
-def pipeline(root: Path, size: int, workers: int, draft: bool, batch: int) -> float:
+AUGMENT = {"hflip_p": 0.5, "rotate_deg": 10}
+"""--augment: a light augmentation whose cost is mostly the per-image seeding and dispatch."""
+
+
+def pipeline(root: Path, size: int, workers: int, draft: bool, batch: int, augment: bool = False) -> float:
     """Images/s of one epoch of the training loader (worker start-up included)."""
     data = DataConfig.model_validate(
         {
@@ -72,6 +77,7 @@ def pipeline(root: Path, size: int, workers: int, draft: bool, batch: int) -> fl
             "batch_size": batch,
             "num_workers": workers,
             "jpeg_draft": draft,
+            "augment": AUGMENT if augment else None,
         }
     )
     bundle = build_data(data, seed=0)
@@ -87,6 +93,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="*", help="worker counts (default: 0 and the job's default)")
     parser.add_argument("--photo", default="500x375", help="fixture image size WxH (CUB photos are about 500x375)")
+    parser.add_argument("--augment", action="store_true", help=f"pipeline rows with augmentation {AUGMENT}")
     args = parser.parse_args()
     workers = args.workers if args.workers else sorted({0, default_num_workers()})
     with tempfile.TemporaryDirectory() as tmp:
@@ -102,7 +109,7 @@ def main() -> None:
         print(f"{'bare + jpeg draft':<32}{bare_draft:>10.1f}{bare_draft / bare:>9.2f}")
         for count in workers:
             for draft in (False, True):
-                rate = pipeline(root, args.size, count, draft, args.batch)
+                rate = pipeline(root, args.size, count, draft, args.batch, args.augment)
                 name = f"pipeline workers={count} draft={'on' if draft else 'off'}"
                 print(f"{name:<32}{rate:>10.1f}{rate / bare:>9.2f}")
 

@@ -232,7 +232,7 @@ def test_augmentation_is_seeded_on_the_cpu_generator_alone(monkeypatch: pytest.M
     """Each training image's augmentation gives the pixels of torch.manual_seed(sample_seed(...))
     without calling it: torch.manual_seed also seeds every GPU backend, and where CUDA is not
     initialised (a loader worker, a CPU machine) queues that call with a formatted stack trace,
-    0.35 ms of each image's 0.55 ms in the demo's augmented runs. The caller's RNG is untouched."""
+    about 0.35 ms an image in the demo's augmented runs. The caller's RNG is untouched."""
     from trainers.data.loaders import sample_seed
 
     data = _data(
