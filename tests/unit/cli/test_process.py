@@ -16,8 +16,10 @@ from orchestrator.sweep import gcpause
 @pytest.fixture
 def unfrozen(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The test process's objects back in the collector's care, before and after, and the paused
-    blocks' policy as it was (run_command sets it for the process)."""
+    blocks' policy as it was (run_command sets it for the process); no triton loaded, as in a
+    command that imports no torch (other tests of the session may have imported it)."""
     monkeypatch.setattr(gcpause, "_FREEZE_AT_END", [False])
+    monkeypatch.delitem(sys.modules, "triton", raising=False)
     gc.unfreeze()
     try:
         yield
