@@ -116,19 +116,40 @@ def to_csv(tables: list[Table]) -> str:
 
     records = []
     for table in tables:
+        row_name, names = _csv_names(table)
         for row in table.rows:
-            record: dict[str, Any] = {
-                "table": table.title,
-                "group": row.group or "",
-                table.row_header or "row": row.label,
-            }
-            for column, cell in zip(table.flat_columns, row.cells, strict=True):
-                record[column] = cell.text
-                record.update({f"{column} {name}": getattr(cell, name) for name in RAW_FIELDS})
+            record: dict[str, Any] = {"table": table.title, "group": row.group or "", row_name: row.label}
+            for name, cell in zip(names, row.cells, strict=True):
+                record[name] = cell.text
+                record.update({f"{name} {field}": getattr(cell, field) for field in RAW_FIELDS})
                 if cell.stop is not None:  # adaptive seeds: how the cell stopped
-                    record[f"{column} stop"] = cell.stop
+                    record[f"{name} stop"] = cell.stop
             records.append(record)
     return str(pd.DataFrame(records).to_csv(index=False))
+
+
+def _csv_names(table: Table) -> tuple[str, list[str]]:
+    """The CSV names of a table's row-header column and of its columns: their own, or with " (2)",
+    " (3)", ... where one would be a name already taken (a dataset labelled `group`, or the same
+    as the row header, overwrote that column's values)."""
+    taken = {"table", "group"}
+    row_name = _free(table.row_header or "row", taken, ())
+    taken.add(row_name)
+    names = []
+    for column in table.flat_columns:
+        name = _free(column, taken, (*RAW_FIELDS, "stop"))
+        taken.update([name, *(f"{name} {field}" for field in (*RAW_FIELDS, "stop"))])
+        names.append(name)
+    return row_name, names
+
+
+def _free(name: str, taken: set[str], fields: tuple[str, ...]) -> str:
+    """`name`, else the first `name (k)` (k = 2, 3, ...) that, with its `<name> <field>`s, is not taken."""
+    candidate, k = name, 1
+    while candidate in taken or any(f"{candidate} {field}" in taken for field in fields):
+        k += 1
+        candidate = f"{name} ({k})"
+    return candidate
 
 
 _LATEX_SPECIAL = {

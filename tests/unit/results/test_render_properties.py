@@ -4,12 +4,13 @@ filter; nothing raises, every output gives the label back, and no metacharacter 
 
 from __future__ import annotations
 
+import csv
 import io
 from html import escape as html_escape
 
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orchestrator import textsafe
@@ -109,11 +110,38 @@ def test_html_table_escapes_every_label(label: str) -> None:
 
 @FAST
 @given(LABELS)
+@example("group")
+@example("table")
+@example("row")
 def test_csv_round_trips_every_label(label: str) -> None:
+    """Title, group, row header, row and column all `label` (hypothesis found `group`, which
+    overwrote the group column; a row header named as a column lost the row labels)."""
     text = render.to_csv([table_with(label)])
     frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    header = next(csv.reader(io.StringIO(text)))
+    assert len(set(header)) == len(header), header
     assert frame["table"].tolist() == [label] and frame["group"].tolist() == [label]
-    assert frame[label].tolist() == ["0.50 ± 0.10"]
+    row_name, column = header[2], header[3]
+    assert frame[row_name].tolist() == [label] and frame[column].tolist() == ["0.50 ± 0.10"]
+    assert row_name in (label, f"{label} (2)") and column.startswith(label)
+    assert frame[f"{column} mean"].tolist() == ["0.5"]
+
+
+def test_csv_names_never_overwrite_each_other() -> None:
+    """Columns named like the fixed columns, like the row header, or like another column's raw
+    numbers each keep their own values."""
+    cell = Cell(mean=0.5, std=0.1, n=2, n_expected=2)
+    other = Cell(mean=0.7, std=0.1, n=2, n_expected=2)
+    table = Table(
+        title="t",
+        row_header="group",
+        columns=["table", "x", "x mean"],
+        rows=[Row("r", [cell, other, cell], group="g", first_in_group=True)],
+    )
+    frame = pd.read_csv(io.StringIO(render.to_csv([table])), dtype=str, keep_default_na=False)
+    assert frame.columns[:4].tolist() == ["table", "group", "group (2)", "table (2)"]
+    assert frame[["table", "group", "group (2)"]].iloc[0].tolist() == ["t", "g", "r"]
+    assert frame["x mean"].tolist() == ["0.7"] and frame["x mean (2) mean"].tolist() == ["0.5"]
 
 
 @pytest.mark.filterwarnings("ignore:Glyph .* missing from font")
