@@ -37,6 +37,7 @@ from trainers.model.tasks import TaskSpec, task_of
 from trainers.runtime import heartbeat, kernels, memory, tracking
 from trainers.runtime.distributed import build_accelerator, deepspeed_config, match_buffers, model_input_dtype, unwrap
 from trainers.runtime.preemption import StopRequest
+from trainers.runtime.votes import Votes
 
 # Hierarchical runs' extra history.csv columns: each level's loss (with the run's class weights,
 # before w_super / w_sub) and accuracy; train accuracies are of the augmented training batches in
@@ -79,6 +80,8 @@ class Parts:
     """uint8 loader batches -> normalised float, on the device."""
     stop: StopRequest
     """USR2 and `checkpoint_every_min`: asks the loop to save (and stop) at a step boundary."""
+    votes: Votes
+    """The ranks' agreement on the stop's requests (read a boundary late: no device wait per step)."""
     trackers: tracking.Tracking | None
     """Experiment trackers (cfg.trackers); None when the run logs to none."""
 
@@ -171,6 +174,7 @@ def build_parts(
         input_dtype=input_dtype,
         normalize=BatchNormalize(*stats(cfg.data)),
         stop=stop or StopRequest(checkpoint_every_min=cfg.checkpoint_every_min),
+        votes=Votes(accelerator),
         trackers=_trackers(cfg, run_dir, accelerator, data.train, facts),
     )
 

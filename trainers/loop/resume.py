@@ -119,6 +119,7 @@ def save_last(parts: Parts, progress: Progress, totals: torch.Tensor | None = No
     rank_state = None if totals is None else {"totals": totals.detach().cpu()}
     checkpoint.save_last(parts.accelerator, parts.ckpt_dir, progress.as_dict(), rank_state)
     parts.stop.saved()
+    parts.votes.saved()
 
 
 def save_best(parts: Parts, epoch: int, value: float | None) -> None:
@@ -135,12 +136,9 @@ def save_best(parts: Parts, epoch: int, value: float | None) -> None:
 
 
 def stop_decision(parts: Parts, epoch: int, done: int) -> tuple[bool, bool]:
-    """(save, stop) at a step boundary, agreed by all ranks (any rank's signal counts)."""
-    save, stop = parts.stop.poll(epoch, done)
-    if parts.accelerator.num_processes > 1:
-        flags = torch.tensor([float(save), float(stop)], device=parts.accelerator.device)
-        save, stop = (bool(flag > 0) for flag in parts.accelerator.reduce(flags, reduction="sum").tolist())
-    return save, stop
+    """(save, stop) at a mid-epoch step boundary, agreed by all ranks (any rank's signal counts):
+    under several processes, that of their vote one boundary earlier (trainers/runtime/votes.py)."""
+    return parts.votes.at_boundary(*parts.stop.poll(epoch, done))
 
 
 def stop_after_epoch(parts: Parts, progress: Progress) -> None:
@@ -148,7 +146,7 @@ def stop_after_epoch(parts: Parts, progress: Progress) -> None:
     is saved (not after the final epoch: the run is about to finish anyway)."""
     if progress.epochs_done >= parts.cfg.epochs or progress.stopped_early:
         return
-    _, stop = stop_decision(parts, progress.epochs_done, 0)
+    _, stop = parts.votes.now(*parts.stop.poll(progress.epochs_done, 0))
     if stop:
         parts.accelerator.print(f"stopping on request after epoch {progress.epochs_done} (state saved)")
         parts.stop.hand_over(f"the end of epoch {progress.epochs_done}")
