@@ -173,7 +173,9 @@ def _batch_sums(
     parts: Parts, loss: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, totals: torch.Tensor
 ) -> torch.Tensor:
     """One micro-batch's contribution to the epoch's running sums (see `_epoch_totals`)."""
-    batch = [loss.detach().float(), totals.new_tensor(1.0)]
+    # new_ones fills on the device; new_tensor(1.0) would copy from the host and wait for every
+    # kernel queued so far: a stall of each micro-batch on a GPU (pytorch/pytorch#120996).
+    batch = [loss.detach().float(), totals.new_ones(())]
     if parts.task.kind == "hierarchical":
         last = cast(HierarchicalLoss, parts.criterion).last_levels
         batch += [last["super"].float(), last["sub"].float()]

@@ -51,8 +51,9 @@ def predict(parts: Parts, loader: DataLoader[Any]) -> Predictions:
     for images, targets in loader:
         # gather_for_metrics drops the samples padded in to even out the last batch.
         outputs, targets = parts.accelerator.gather_for_metrics((parts.model(model_input(parts, images)), targets))
-        all_outputs.append(outputs.float().cpu())
-        all_targets.append(targets.cpu())
+        all_outputs.append(to_host(outputs.float()))
+        all_targets.append(to_host(targets))
+    host_ready(parts.accelerator.device)
     if not all_outputs:
         empty = np.zeros((0, parts.task.num_outputs))
         return Predictions(outputs=empty, targets=np.zeros(0, dtype=np.int64), loss=None, levels=None)
@@ -64,6 +65,19 @@ def predict(parts: Parts, loader: DataLoader[Any]) -> Predictions:
         loss=float(criterion(outputs_t, targets_t)),
         levels=level_losses(criterion, outputs_t, targets_t),
     )
+
+
+def to_host(tensor: torch.Tensor) -> torch.Tensor:
+    """A batch's tensor copied to the host without waiting for the device (into pinned memory, from
+    a GPU); read it only after `host_ready`. `.cpu()` would wait for the queue at every batch, so
+    the GPU would idle while the host fetches and launches the next one."""
+    return tensor.to("cpu", non_blocking=True)
+
+
+def host_ready(device: torch.device) -> None:
+    """Every `to_host` copy issued on `device` has landed."""
+    if device.type == "cuda":
+        torch.cuda.current_stream(device).synchronize()
 
 
 def evaluate_split(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
@@ -80,13 +94,14 @@ def evaluate_raw(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
     1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table."""
     beat(parts, "eval")
     net = unwrap(parts.accelerator, parts.model)
-    first_index = net.output_map.index[:, 0].cpu()
+    first_index = net.output_map.index[:, 0]
     net.eval()
     outputs, targets = [], []
     for images, labels in loader:
         logits, labels = parts.accelerator.gather_for_metrics((net.backbone(model_input(parts, images)), labels))
-        outputs.append(logits.float().cpu())
-        targets.append(first_index[labels.cpu()])
+        outputs.append(to_host(logits.float()))
+        targets.append(to_host(first_index[labels]))
+    host_ready(parts.accelerator.device)
     if not outputs:
         return Evaluation({"n_images": 0})
     logits_t, labels_t = torch.cat(outputs), torch.cat(targets)

@@ -71,11 +71,11 @@ class Votes:
         device = self.accelerator.device
         flags = torch.zeros(2, device=device)
         # Filled on the device (a kernel launch): a tensor built from the host's values would be a
-        # copy that waits for the queue.
+        # copy that waits for the queue (pytorch/pytorch#120996).
         if save:
-            flags[0] = 1.0
+            flags[0].fill_(1.0)
         if stop:
-            flags[1] = 1.0
+            flags[1].fill_(1.0)
         summed = self.accelerator.reduce(flags, reduction="sum")
         if device.type != "cuda":
             return _Vote(summed, None, self.saves)

@@ -1,11 +1,14 @@
 """The ranks' (save, stop) votes read a boundary late (trainers/runtime/votes.py), against a fake
-accelerator whose reduce adds another rank's flags; a real process group runs them in
-tests/training/test_deepspeed.py (2 processes, stopped mid-epoch) and tests/cluster/test_distributed.py."""
+accelerator whose reduce adds another rank's flags (a real process group runs them in
+tests/training/test_deepspeed.py, 2 processes stopped mid-epoch, and tests/cluster/test_distributed.py);
+and the step's bookkeeping builds no tensor from host values (each would stall a GPU's step)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
+import pytest
 import torch
 
 from trainers.runtime.votes import LAG_BOUNDARIES, Votes
@@ -23,8 +26,10 @@ class TwoRanks:
     def reduce(self, flags: torch.Tensor, reduction: str) -> torch.Tensor:
         assert reduction == "sum"
         self.reduces += 1
-        save, stop = self.other.pop(0) if self.other else (False, False)
-        return flags + torch.tensor([float(save), float(stop)])
+        others = torch.zeros(2)
+        for position, flag in enumerate(self.other.pop(0) if self.other else (False, False)):
+            others[position].fill_(float(flag))
+        return flags + others
 
 
 def votes(ranks: TwoRanks) -> Votes:
@@ -85,3 +90,32 @@ def test_a_save_at_the_epoch_end_answers_the_save_flags_still_pending() -> None:
     agreed.at_boundary(True, False)
     agreed.saved()  # the epoch end's save of `last`
     assert agreed.now(False, False) == (False, False)
+
+
+@pytest.fixture
+def no_host_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.tensor / as_tensor / new_tensor refused: on a GPU each copies host values to the device
+    and waits for every kernel queued before it (pytorch/pytorch#120996), a stall of every step."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a tensor built from host values in the step's bookkeeping")
+
+    monkeypatch.setattr(torch, "tensor", refuse)
+    monkeypatch.setattr(torch, "as_tensor", refuse)
+    monkeypatch.setattr(torch.Tensor, "new_tensor", refuse)
+
+
+def test_a_vote_is_cast_without_a_tensor_from_host_values(no_host_copies: None) -> None:
+    agreed = votes(TwoRanks())
+    agreed.at_boundary(True, True)
+    assert agreed.now(False, False) == (True, True)
+
+
+def test_a_micro_batchs_sums_are_built_without_a_tensor_from_host_values(no_host_copies: None) -> None:
+    from trainers.loop.epoch import _batch_sums
+
+    parts = SimpleNamespace(task=SimpleNamespace(kind="single"))
+    outputs = torch.eye(4)[[0, 1, 2, 2]]  # argmax 0, 1, 2, 2 against targets 0, 1, 2, 3: 3 of 4 right
+    targets = torch.arange(4)
+    sums = _batch_sums(parts, torch.full((), 0.5), outputs, targets, torch.zeros(3))  # type: ignore[arg-type]
+    assert sums.tolist() == [2.0, 4.0, 3.0]  # loss x images, images, correct
