@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+import trainers
 from trainers.runtime import envinfo
 
 PACKAGES = (
@@ -30,7 +31,7 @@ def _git(*args: str) -> str | None:
     # The repository holding this package: the code that actually ran, whatever the cwd. Only a
     # checkout of this tool counts: an installed copy inside another repository (a venv in the
     # user's project) would otherwise record that project's commit as the code version.
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(trainers.__file__).resolve().parents[1]  # the folder holding the `trainers` package
     try:
         top = subprocess.run(["git", "-C", str(repo), "rev-parse", "--show-toplevel"], **_QUIET)
         if top.returncode != 0 or Path(top.stdout.strip()).resolve() != repo:
