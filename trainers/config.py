@@ -459,9 +459,13 @@ class TrainConfig(_Strict):
         # first forward on the node (timm names carry the patch size: vit_small_patch8_224).
         match = re.search(r"patch(\d+)", self.model.backbone)
         size = self.data.image_size_px
-        if match and size % int(match.group(1)):
+        patch = int(match.group(1)) if match else 0
+        if patch and size % patch:
+            lower = size // patch * patch
+            fits = f"{lower} or {lower + patch}" if lower else f"{patch}"
             raise ValueError(
-                f"data.image_size_px {size} is not a multiple of {self.model.backbone}'s patch size {match.group(1)}"
+                f"data.image_size_px {size} is not a multiple of {self.model.backbone}'s {patch} px patch "
+                f"(the last {size % patch} px of each row and column would be dropped); use {fits}"
             )
         return self
 

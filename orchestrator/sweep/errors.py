@@ -64,6 +64,8 @@ def error_parts(exc: ValidationError, root: type[BaseModel], echo: bool = True) 
     if err["type"] == "missing":
         return path, "required key missing"
     message = one_line(str(err["msg"]).removeprefix("Value error, "), 300)
+    if not err["loc"]:  # a rule across fields: its input is the whole object, and the message names the values
+        return path, message if echo else redact(message, err.get("input"))
     return path, f"{message} (got {short(err.get('input'))})" if echo else redact(message, err.get("input"))
 
 

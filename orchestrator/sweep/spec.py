@@ -343,10 +343,10 @@ def validate_train(
         return TrainConfig.model_validate(data)
     except ValidationError as exc:
         path, message = error_parts(exc, TrainConfig)
+        if not path:  # a rule across fields (e.g. batch size vs processes): its message names them
+            raise SpecError(f"{where}: {field}: {message}") from None
         if changes is not None and not _touches(exc, changes):
             raise SpecError(f"{where}: {field}: conflicts with defaults.{path}: {message}") from None
-        if not path:  # a rule across fields (e.g. batch size vs processes)
-            raise SpecError(f"{where}: {field}: {message}") from None
         if field.startswith("grid."):
             # The field names the axis already: `grid.model.head_dropout[1]`, plus any key inside the value.
             key = next(iter(changes or {}), "")

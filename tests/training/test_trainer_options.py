@@ -108,7 +108,7 @@ def test_vertical_flip_is_an_augmentation() -> None:
 
 def test_vit_image_size_must_be_a_multiple_of_its_patch() -> None:
     fields: dict[str, Any] = {"model": {"backbone": "vit_small_patch8_224"}, "data": {"image_size_px": 60}}
-    with pytest.raises(ValidationError, match="not a multiple of vit_small_patch8_224's patch size 8"):
+    with pytest.raises(ValidationError, match=r"not a multiple of vit_small_patch8_224's 8 px patch .*; use 56 or 64"):
         TrainConfig.model_validate(fields)
     fields["data"]["image_size_px"] = 64
     assert TrainConfig.model_validate(fields).data.image_size_px == 64

@@ -276,6 +276,19 @@ def test_plan_refuses_image_sizes_off_the_patch_grid(
     assert main(["plan", *args[:2], f"defaults.data.image_size_px={fits}", "--skip-data-check"]) == 0
 
 
+def test_a_vit_named_with_its_patch_is_refused_by_the_trainers_rule_in_one_plain_line(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The trainer config's own rule fires first for `patch<N>` names: the same advice, at the grid
+    value, without the whole config echoed or a 'conflicts with defaults.' of no field."""
+    args = [str(write_spec()), "grid.backbone=[vit_base_patch16_224]", "defaults.data.image_size_px=225"]
+    err = plan_error(args, capsys).rstrip("\n")
+    assert err.endswith(
+        ": grid.backbone[0]: data.image_size_px 225 is not a multiple of vit_base_patch16_224's 16 px patch "
+        "(the last 1 px of each row and column would be dropped); use 224 or 240"
+    ), err
+
+
 def test_backbone_check_needs_no_timm_import(write_spec: Callable[..., Path]) -> None:
     code = (
         "import sys\n"
