@@ -58,7 +58,7 @@ def submit(
     """
     console = console or Console()
     chosen = launcher(spec, executor, console, profile, workers)
-    console.print(chosen.where(), markup=False, highlight=False, soft_wrap=True)
+    console.print(chosen.where(runs), markup=False, highlight=False, soft_wrap=True)
     if retry_all and hasattr(chosen, "retry_all"):
         chosen.retry_all = True
     if spec.seeds is not None:  # adaptive seeds: rounds, each decided when it has run; smoke: round 1's seeds

@@ -147,8 +147,8 @@ class Launcher(ABC):
         return self.start(selection.todo, root)
 
     @abstractmethod
-    def where(self) -> str:
-        """Where the runs will execute, in one line printed before anything starts."""
+    def where(self, runs: Sequence[RunSpec] = ()) -> str:
+        """Where `runs` (the planned runs) will execute, in one line printed before anything starts."""
 
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids a live job outside this machine's processes still owns (none by default)."""

@@ -8,6 +8,7 @@ at a time; `--workers N` runs N at once. `debug` runs in this process, for break
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from orchestrator.launch.status import last_frame
 from orchestrator.launch.worker import run_pool, visible_gpus, worker_envs
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
+from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
 from trainers.rundir import State
@@ -34,7 +36,7 @@ class LocalLauncher(Launcher):
         self.debug = debug
         self.workers = max(1, workers)
 
-    def where(self) -> str:
+    def where(self, runs: Sequence[RunSpec] = ()) -> str:
         """This machine, how many runs at once, and on what; the hint matters on a login node."""
         host = textsafe.terminal(socket.gethostname())
         if self.debug:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,12 +51,16 @@ class SlurmLauncher(Launcher):
         self._told: set[str] = set()
         """Lines already printed (submit --follow plans retries at every poll)."""
 
-    def where(self) -> str:
-        """The partition, the resources of one job and the node environment the runs get."""
+    def where(self, runs: Sequence[RunSpec] = ()) -> str:
+        """The partition, the resources of the runs' jobs (each run's `distributed` block sizes its
+        own) and the node environment the runs get."""
         c = self.config
         partition = f"partition {c.partition}" if c.partition else "the cluster's default partition"
         env = f"{c.env.kind} environment" if c.env is not None else f"this interpreter ({sys.executable})"
-        job = f"{c.nodes} node(s) x {c.gpus_per_node} GPU(s), {c.timeout_min} min per job"
+        shapes = sorted({(job.nodes, job.gpus_per_node) for job in (job_resources(c, run) for run in runs)})
+        shapes = shapes or [(c.nodes, c.gpus_per_node)]
+        sizes = " or ".join(f"{nodes} node(s) x {gpus} GPU(s)" for nodes, gpus in shapes)
+        job = f"{sizes}, {c.timeout_min} min per job"
         return textsafe.terminal(f"runs execute on SLURM: {partition}, {job}, in {env}")
 
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:

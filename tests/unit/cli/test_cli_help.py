@@ -12,6 +12,7 @@ from rich.console import Console
 from orchestrator.cli.main import build_parser, main
 from orchestrator.launch.local import LocalLauncher
 from orchestrator.launch.slurm import SlurmLauncher
+from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -68,6 +69,15 @@ def test_slurm_launcher_names_partition_resources_and_environment() -> None:
     where = SlurmLauncher(spec, Console()).where()
     assert where.startswith("runs execute on SLURM: partition gpu, 1 node(s) x 2 GPU(s)")
     assert "this interpreter" in where
+
+
+def test_slurm_launcher_sizes_the_jobs_by_the_runs_distributed_blocks() -> None:
+    """A run asking GPUs through `distributed` gets them in its job (job_resources): the line says
+    so, not the slurm block's 0 (it said '1 node(s) x 0 GPU(s)' over jobs of one GPU each)."""
+    spec = load_spec(ROOT / "sweeps" / "demo.yaml", ["defaults.distributed.gpus_per_node=1"])
+    assert "1 node(s) x 1 GPU(s)," in SlurmLauncher(spec, Console()).where(plan(spec))
+    mixed = load_spec(ROOT / "sweeps" / "demo.yaml", ["per_backbone.test_resnet.distributed.gpus_per_node=2"])
+    assert "1 node(s) x 0 GPU(s) or 1 node(s) x 2 GPU(s)," in SlurmLauncher(mixed, Console()).where(plan(mixed))
 
 
 def test_submit_prints_where_before_anything_runs(
