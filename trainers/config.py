@@ -74,6 +74,16 @@ class DatasetConfig(_Strict):
     label_shape: LabelShapeConfig | None = Field(None, exclude=True)
     """Declared class counts for `orchestrate profile` without the files; a hint, not part of the run id."""
 
+    def dump_with_hints(self, **dump: Any) -> dict[str, Any]:
+        """model_dump(**dump) that keeps `label_shape` (its own and its parts'): excluded from every
+        dump so that no run id hashes it, it must still reach the configs `plan` builds from dumps."""
+        out = self.model_dump(**dump)
+        if self.label_shape is not None:
+            out["label_shape"] = self.label_shape.model_dump(mode="json")
+        if "parts" in out:
+            out["parts"] = [part.dump_with_hints(**dump) for part in self.parts]
+        return out
+
     @field_validator("parts", mode="before")
     @classmethod
     def _parts_from_names(cls, value: Any) -> Any:
@@ -186,7 +196,7 @@ class DataConfig(_Strict):
     """Keep loader workers alive between epochs; None = on when there are workers. The same
     numbers either way: each image's augmentation is seeded by (seed, epoch, image index)."""
     prefetch_factor: int | None = Field(None, ge=1)
-    """Batches each worker loads ahead; None = 4 with workers (torch default 2)."""
+    """Batches each worker loads ahead; None = 2 with workers (torch's default)."""
     jpeg_draft: bool = True
     """Decode JPEGs at a reduced DCT scale still >= image_size_px (much faster for large photos)."""
     cache_max_mib: int = Field(512, ge=0)

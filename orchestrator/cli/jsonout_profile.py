@@ -23,6 +23,9 @@ class ProfileCell(Out):
     axes: str
     image_size_px: int | None
     classes: int | None
+    """A single-label head's classes; null for other label shapes (see `label_shape`) or when unknown."""
+    label_shape: str | None
+    """The heads' class counts as `profile` shows them (`200`, `3 / 87+novel`, `14 labels`); null when unknown."""
     gflops: float | None
     params_m: float | None
     gflops_delta_pct: float | None
@@ -49,6 +52,13 @@ class ProfileOut(Out):
     """One line per cell over the budget, as printed."""
 
 
+def profiled_models(frame: pd.DataFrame) -> int:
+    """Distinct models among the cells profiled (a cell that could not be is no model profiled)."""
+    if frame.empty:
+        return 0
+    return int(frame.loc[~frame["error"].astype(bool), "ckey"].nunique())
+
+
 def profile_object(
     spec: SweepSpec, frame: pd.DataFrame, seconds: float, path: Path | None, over_budget: list[str]
 ) -> ProfileOut:
@@ -60,7 +70,7 @@ def profile_object(
     return ProfileOut(
         sweep=spec.name,
         cells=cells,
-        distinct_models=int(frame["ckey"].nunique()) if not frame.empty else 0,
+        distinct_models=profiled_models(frame),
         seconds=round(seconds, 3),
         profile_csv=abs_path(path),
         budget=budget,
@@ -79,7 +89,8 @@ def _profile_cell(row: pd.Series) -> ProfileCell:
         ablation=str(row["ablation"]),
         axes=str(row["axes"] or ""),
         image_size_px=_int(row["image_size_px"]),
-        classes=_int(row["classes"]),
+        classes=_int(row["classes"]) if str(row["classes"]).isdigit() else None,
+        label_shape=str(row["classes"]) or None,
         gflops=number_or_none(row.get(contract.GFLOPS)),
         params_m=number_or_none(row.get(contract.PARAMS_M)),
         gflops_delta_pct=number_or_none(row.get("gflops_delta_pct")),

@@ -208,7 +208,7 @@ def _add_submit(sub: Any) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print what would be submitted, submit nothing")
     p.add_argument("--force", action="store_true", help="redo every run (old run folders are archived)")
-    p.add_argument("--smoke", action="store_true", help="a few batches per cell into <output>/smoke/")
+    p.add_argument("--smoke", action="store_true", help="a few batches of every planned run into <output>/smoke/")
     p.add_argument("--over-budget", action="store_true", help="submit even if cells exceed the spec's budget")
     p.add_argument(
         "--follow",

@@ -43,6 +43,15 @@ def _limits(budget: BudgetSpec) -> str:
     return "budget: " + ", ".join(parts)
 
 
+def _profiled_line(frame: pd.DataFrame, seconds: float) -> str:
+    """How many cells and distinct models were profiled, and how many cells were not (listed after)."""
+    from orchestrator.cli.jsonout_profile import profiled_models
+
+    failed = int(frame["error"].astype(bool).sum()) if not frame.empty else 0
+    line = f"{len(frame) - failed} of {len(frame)} cells, {profiled_models(frame)} distinct models profiled"
+    return line + f" in {seconds:.1f} s (meta device, batch 1)" + (f"; {failed} not profiled" if failed else "")
+
+
 def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, seconds: float) -> None:
     """The profile as a table on the console, then the budget verdict."""
 
@@ -70,8 +79,7 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
             cells.append("[red]over[/]" if row["over_budget"] else "ok")
         table.add_row(*cells)
     console.print(table)
-    models = frame["ckey"].nunique() if not frame.empty else 0
-    console.print(f"{len(frame)} cells, {models} distinct models profiled in {seconds:.1f} s (meta device, batch 1)")
+    console.print(_profiled_line(frame, seconds))
     for _, row in frame[frame["error"].astype(bool)].iterrows():
         what = textsafe.rich(f"{row['backbone']}/{row['dataset']}: {row['error']}")
         console.print(f"[yellow]not profiled[/]: {what}")
@@ -119,8 +127,7 @@ def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: 
     Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok"."""
     frame, seconds = complexity.profile_frame(spec, runs)
     profile_file.write_profile(spec, frame)
-    models = frame["ckey"].nunique() if not frame.empty else 0
-    console.print(f"budget: {models} distinct models profiled in {seconds:.1f} s")
+    console.print(f"budget: {_profiled_line(frame, seconds)}")
     complexity.require_profiled(frame, where)
     print_budget(frame, spec, console)
     return frame

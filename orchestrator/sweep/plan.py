@@ -244,7 +244,9 @@ class _Cell:
 
 def _cells(spec: SweepSpec) -> Iterator[_Cell]:
     """Resolved config dicts of all cells: defaults <- grid values <- modifiers of the row."""
-    defaults = TrainConfig.model_validate(spec.defaults).model_dump()
+    validated = TrainConfig.model_validate(spec.defaults)
+    defaults = validated.model_dump()
+    defaults["data"]["dataset"] = validated.data.dataset.dump_with_hints()  # its label_shape too
     backbones = spec.grid.get("backbone", [defaults["model"]["backbone"]])
     datasets = spec.grid.get("dataset", [defaults["data"]["dataset"]])
     seeds = spec.grid.get("seed", [defaults["seed"]])

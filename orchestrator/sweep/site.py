@@ -185,7 +185,7 @@ def _absolute(value: str, base: Path) -> Path:
 
 def dataset_entry(site: Site, name: str) -> dict[str, Any]:
     """A site dataset as the mapping a spec would have written (only the fields the file sets)."""
-    return site.datasets[name].model_dump(mode="json", exclude_unset=True)
+    return site.datasets[name].dump_with_hints(mode="json", exclude_unset=True)
 
 
 _FILE_KEYS = ("pretrained_path", "class_map_path")

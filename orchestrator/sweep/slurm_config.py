@@ -57,7 +57,7 @@ class SlurmConfig(StrictModel):
     nodes: int = Field(1, ge=1, le=10_000)
     """Nodes per job."""
     gpus_per_node: int = Field(0, ge=0, le=64)
-    """GPUs per node (`--gres=gpu:N`)."""
+    """GPUs per node (`--gpus-per-node=N`); a run's `distributed.gpus_per_node` sizes its own job."""
     tasks_per_node: int = Field(1, ge=1, le=1024)
     """Tasks (processes) per node."""
     cpus_per_task: int = Field(2, ge=1, le=1024)

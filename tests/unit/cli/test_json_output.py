@@ -146,7 +146,51 @@ def test_profile_json_matches_profile_csv(
     assert [c["gflops"] for c in obj["cells"]] == pytest.approx(frame["complexity.gflops"].tolist())
     assert [c["ablation"] for c in obj["cells"]] == frame["ablation"].tolist()
     _, human, _ = run_cli(capsys, "profile", str(path))
-    assert f"3 cells, {obj['distinct_models']} distinct models" in human
+    assert f"3 of 3 cells, {obj['distinct_models']} distinct models" in human
+
+
+FOLDER_SPEC = """
+name: folders
+output_dir: {out}
+defaults:
+  data: {{image_size_px: 32, dataset: {{name: imagefolder, root: {root}{shape}}}}}
+grid: {{backbone: [test_resnet, test_byobnet]}}
+ablations: {{Baseline: []}}
+"""
+
+
+def test_profile_json_of_cells_that_could_not_be_profiled(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """An ImageFolder whose files are not here and whose class count is not declared: each cell has
+    its error and nulls (it was a ValueError on the unknown class count), and no model counts as
+    profiled; the human line says the same."""
+    path = tmp_path / "folders.yaml"
+    path.write_text(FOLDER_SPEC.format(out=tmp_path / "out", root=tmp_path / "absent", shape=""))
+    obj, _ = run_json(capsys, "profile", str(path))
+    assert obj["distinct_models"] == 0 and len(obj["cells"]) == 2
+    assert all(cell["classes"] is None and cell["label_shape"] is None for cell in obj["cells"])
+    assert all(cell["gflops"] is None and cell["error"] for cell in obj["cells"])
+    _, human, _ = run_cli(capsys, "profile", str(path))
+    assert "0 of 2 cells, 0 distinct models profiled" in human and "; 2 not profiled" in human
+
+
+def test_declared_label_shapes_size_the_heads_without_the_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`label_shape` in the defaults' dataset and in a site file's (report 001's hierarchical set):
+    excluded from dumps so no run id hashes it, it was lost on the way to the runs' configs, and
+    `profile` could size nothing without the files."""
+    path = tmp_path / "folders.yaml"
+    shape = ", label_shape: {classes: 14}"
+    path.write_text(FOLDER_SPEC.format(out=tmp_path / "out", root=tmp_path / "absent", shape=shape))
+    obj, _ = run_json(capsys, "profile", str(path))
+    assert [(cell["classes"], cell["error"]) for cell in obj["cells"]] == [(14, ""), (14, "")]
+    assert obj["distinct_models"] == 2 and all(cell["gflops"] for cell in obj["cells"])
+    study = Path(__file__).resolve().parents[3] / "sweeps" / "hierarchical_birds_dogs.yaml"
+    obj, _ = run_json(capsys, "profile", str(study), f"output_dir={tmp_path / 'study'}")
+    # Its site file declares 3 super-classes and 87 sub-classes with a novel slot.
+    assert [(cell["label_shape"], cell["classes"], cell["error"]) for cell in obj["cells"]] == [
+        ("3 / 87+novel", None, "")
+    ] * 3
 
 
 def test_submit_dry_run_json_selects_what_submit_would_run(

@@ -491,7 +491,7 @@ def test_profile_and_plan_check_budget_then_collect_uses_it(
     path = write_raw(text)
     assert main(["profile", str(path), "grid.dataset=[digits]"]) == 0
     out = capsys.readouterr().out
-    assert "4 cells, 2 distinct models profiled" in out
+    assert "4 of 4 cells, 2 distinct models profiled" in out
     # 24 px instead of 16: about twice the FLOPs (strided stages round the feature maps up).
     assert re.search(
         r"over budget: test_resnet/digits/Baseline \+ Augmentation \+ Dropout \+ SCRA: GFLOPs \+1\d\d\.\d\d%", out
