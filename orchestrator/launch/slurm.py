@@ -52,16 +52,13 @@ class SlurmLauncher(Launcher):
         """Lines already printed (submit --follow plans retries at every poll)."""
 
     def where(self, runs: Sequence[RunSpec] = ()) -> str:
-        """The partition, the resources of the runs' jobs (each run's `distributed` block sizes its
-        own) and the node environment the runs get."""
+        """The partition, the runs' job sizes (job_resources) and the node environment they get."""
         c = self.config
         partition = f"partition {c.partition}" if c.partition else "the cluster's default partition"
         env = f"{c.env.kind} environment" if c.env is not None else f"this interpreter ({sys.executable})"
         shapes = sorted({(job.nodes, job.gpus_per_node) for job in (job_resources(c, run) for run in runs)})
-        shapes = shapes or [(c.nodes, c.gpus_per_node)]
-        sizes = " or ".join(f"{nodes} node(s) x {gpus} GPU(s)" for nodes, gpus in shapes)
-        job = f"{sizes}, {c.timeout_min} min per job"
-        return textsafe.terminal(f"runs execute on SLURM: {partition}, {job}, in {env}")
+        sizes = " or ".join(f"{n} node(s) x {g} GPU(s)" for n, g in shapes or [(c.nodes, c.gpus_per_node)])
+        return textsafe.terminal(f"runs execute on SLURM: {partition}, {sizes}, {c.timeout_min} min per job, in {env}")
 
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids of the sweep that SLURM still has pending or running (one squeue call)."""
