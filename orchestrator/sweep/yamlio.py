@@ -98,13 +98,19 @@ def _check_duplicates(node: MappingNode) -> None:
 
 
 def _check_expansion(root: Node) -> None:
-    """Count the nodes the document has once aliases are expanded, without expanding them."""
+    """Count the nodes the document has once aliases are expanded, without expanding them; an alias
+    inside the node it names (`&a [*a]`: infinite) is refused."""
     sizes: dict[int, int] = {}
+    entered: set[int] = set()
     stack: list[tuple[Node, bool]] = [(root, False)]
     while stack:  # iterative post-order: deep documents must not hit the recursion limit
         node, done = stack.pop()
         if id(node) in sizes:
             continue
+        if not done and id(node) in entered:
+            # Entered, not finished: everything popped since is inside it, so it contains itself.
+            raise ComposerError(None, None, "an alias refers to the node that contains it", node.start_mark)
+        entered.add(id(node))
         children = _children(node)
         if done or not children:
             sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)

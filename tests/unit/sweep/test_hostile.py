@@ -8,6 +8,7 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -197,6 +198,35 @@ def test_alias_bomb_is_refused_at_once(tmp_path: Path, capsys: pytest.CaptureFix
     err = plan_error([str(path)], capsys)
     assert time.perf_counter() - started < 5, "refused before anything expands"  # generous: a shared 2-core CI box
     assert "aliases expand the document beyond 100000 nodes" in err
+
+
+SELF_ALIASES = ["grid: &a [*a]", "grid: {a: &b {c: [1, *b]}}", "x: &m {k: *m}"]
+
+
+@pytest.mark.parametrize("line", SELF_ALIASES)
+def test_an_alias_inside_the_node_it_names_is_refused_by_both_parsers(line: str) -> None:
+    """Infinite when expanded: the expansion count looped on it forever, its memory growing (every
+    YAML reader: specs, overrides, site files, a results folder's sweep.yaml). Run in a subprocess
+    with a deadline, so the old behaviour fails the test instead of hanging the suite."""
+    code = (
+        "import sys, yaml\n"
+        "from orchestrator.sweep import yamlio\n"
+        "for fast in (True, False):\n"
+        "    try:\n"
+        "        yamlio.loads(sys.argv[1], fast=fast)\n"
+        "    except yaml.YAMLError as exc:\n"
+        "        print(yamlio.reason(exc))\n"
+    )
+    text = f"name: loop\n{line}\n"
+    done = subprocess.run([sys.executable, "-c", code, text], capture_output=True, text=True, timeout=60)
+    assert done.stdout.count("an alias refers to the node that contains it at line 2") == 2, done
+
+
+def test_a_self_referring_override_gets_one_line(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = plan_error([str(write_spec()), "grid.seed=&a [*a]"], capsys)
+    assert "override 'grid.seed=&a [*a]': value is not valid YAML" in err
 
 
 def test_grid_over_the_run_cap_is_refused_before_any_run_is_built(
