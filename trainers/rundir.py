@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Iterator
@@ -107,6 +108,25 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+FOLDER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+"""A folder name a command takes or makes inside a run folder (eval/<name>/): one level, no `..`."""
+
+
+def folder_name(name: str) -> str | None:
+    """Why `name` is no FOLDER_NAME (None when it is one): `--name ..` wrote over the run's own files."""
+    if FOLDER_NAME.fullmatch(name) and ".." not in name:
+        return None
+    return "a folder name of at most 64 letters, digits and _ . - (starting with a letter or digit, no '..')"
+
+
+def free_path(path: Path) -> Path:
+    """`path` when nothing is there (no file, folder, FIFO or link, even dangling), else FileExistsError:
+    what a user made is never overwritten."""
+    if os.path.lexists(path):
+        raise FileExistsError(f"{path} exists; not overwritten (choose another path or move it away)")
+    return path
 
 
 def write_text(path: Path, text: str) -> None:

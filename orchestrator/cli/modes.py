@@ -45,7 +45,7 @@ def run_eval(
 
     try:
         folder, metrics = evaluate_run(_run_dir(run_dir), _dataset(dataset), split, name, _which(checkpoint))
-    except (FileNotFoundError, ValueError, ValidationError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError, ValidationError) as exc:
         raise SpecError(f"eval {run_dir}: {exc}") from None
     result = contract.EvalMetrics.model_validate(metrics)
     test = result.test
@@ -67,7 +67,7 @@ def run_predict(
     try:
         target = Path(out) if out else None
         path, count = predict_images(_run_dir(run_dir), Path(images_dir), target, threshold, _which(checkpoint))
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise SpecError(f"predict {run_dir}: {exc}") from None
     console.print(f"{count} images -> [green]{textsafe.rich(path)}[/]")
     return 0

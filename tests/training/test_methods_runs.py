@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -320,6 +321,31 @@ def test_predict_mode_writes_tsv(hier_run: Path, fixtures: dict[str, Path], tmp_
     assert rows[0]["sub"] in {"hawk", "sparrow", "chihuahua", "beagle", "gecko", "novel"}
     probs = [float(rows[0][f"p_sub_{n}"]) for n in ("hawk", "sparrow", "chihuahua", "beagle", "gecko", "novel")]
     assert sum(probs) == pytest.approx(1.0, abs=1e-4) and float(rows[0]["sub_p"]) == pytest.approx(max(probs), abs=1e-6)
+
+
+def test_eval_and_predict_write_only_where_they_may(
+    hier_run: Path, fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`eval --name ..` wrote eval/../metrics.json: over the run's own metrics.json. `predict --out`
+    replaced a user's file, a FIFO or a link, and an existing folder was a traceback. Each is now one
+    line before anything is computed, and nothing is touched."""
+    own = (hier_run / rundir.METRICS).read_bytes()
+    for name in ("..", "../escaped", str(tmp_path / "abs"), "a/b", ".hidden"):
+        assert main(["eval", str(hier_run), "--name", name]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith("error: eval ") and "a folder name of at most 64" in err and err.count("\n") == 1
+    assert (hier_run / rundir.METRICS).read_bytes() == own and not (tmp_path / "abs").exists()
+    images = fixtures["hierarchical_csv"] / "test_images"
+    mine = tmp_path / "mine.tsv"
+    mine.write_text("a user's own file\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.tsv"
+    link.symlink_to(mine)
+    for out in (mine, fifo, link, tmp_path):
+        assert main(["predict", str(hier_run), str(images), "--out", str(out)]) == 2, out
+        assert "exists; not overwritten" in capsys.readouterr().err
+    assert mine.read_text() == "a user's own file\n" and fifo.is_fifo() and link.is_symlink()
 
 
 def test_predict_multilabel_threshold(tmp_path: Path, fixtures: dict[str, Path]) -> None:

@@ -13,6 +13,7 @@ the sweep file. Outputs go into the run folder without touching the run's own fi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -115,6 +116,8 @@ def evaluate_run(
     come from the run's own training split, as in training (its test loss in metrics.json and
     this one agree); on another dataset the run's weights cannot be rebuilt and the loss is
     unweighted. metrics.json says which (`loss_class_weights`)."""
+    if name is not None and (problem := rundir.folder_name(name)) is not None:
+        raise ValueError(f"--name {name[:80]!r}: {problem}")
     trained = Trained(Path(run_dir), which)
     cfg = trained.cfg
     if dataset is not None:
@@ -142,7 +145,9 @@ def evaluate_run(
     loss = float(criterion(outputs_t, targets_t)) if len(targets) else None
     levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
     evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold, levels)
-    folder = Path(run_dir) / EVAL_DIR / (name or f"{cfg.data.dataset.display_name}-{split}")
+    # The default from the dataset's label, which may hold '/' (Birds/Dogs/Unseen): one folder level.
+    default = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.data.dataset.display_name}-{split}").strip("._-")[:64]
+    folder = Path(run_dir) / EVAL_DIR / (name or default or split)
     tables = []
     for table, rows in evaluation.tables.items():
         rundir.write_text(folder / f"{table}.csv", table_csv(rows))
@@ -215,10 +220,11 @@ def predict_images(
 ) -> tuple[Path, int]:
     """Predict every image under `images_dir` (recursively) with the run's model (`which`, see
     Trained); write a TSV (image_id, predicted label(s), probabilities). Returns its path and the count."""
-    trained = Trained(Path(run_dir), which)
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
+    target = rundir.free_path(out or Path(run_dir) / PREDICTIONS_DIR / f"{images_dir.resolve().name}.tsv")
+    trained = Trained(Path(run_dir), which)
     dataset = _Unlabelled(images_dir, trained.transform)
     if len(dataset) == 0:
         raise ValueError(f"{images_dir}: no image files")
@@ -226,6 +232,5 @@ def predict_images(
     header, rows = prediction_rows(trained.task, outputs, trained.cfg.threshold if threshold is None else threshold)
     lines = ["\t".join(["image_id", *header])]
     lines += ["\t".join([image_id, *row]) for image_id, row in zip(ids, rows, strict=True)]
-    target = out or Path(run_dir) / PREDICTIONS_DIR / f"{images_dir.resolve().name}.tsv"
-    rundir.write_text(target, "\n".join(lines) + "\n")
+    rundir.write_text(rundir.free_path(target), "\n".join(lines) + "\n")
     return target, len(rows)
