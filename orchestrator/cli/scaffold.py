@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.markup import escape
 
 from orchestrator.cli import terminal
-from orchestrator.sweep import schema
+from orchestrator.sweep import bounded, schema
 from orchestrator.sweep.errors import SpecError
 from trainers.datasets.imagefolder import find_classes
 from trainers.datasets.index import scan_images
@@ -52,6 +52,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """Write a commented first sweep for an ImageFolder dataset, next to its JSON Schema."""
+    _check_init_options(args.name, args.backbone)
     found = scan_folder(Path(args.root).expanduser().resolve())
     name = args.name or _NAME.sub("_", found.root.name).strip("_.-")[:64] or "my_sweep"
     out = Path(args.out or f"{name}.yaml").expanduser().resolve()
@@ -93,16 +94,16 @@ def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
         f"# {len(found.classes)} classes, {found.train_images} training images, {split_note}{carve_note}.",
         "# Next: `orchestrate plan THIS.yaml`, then `orchestrate submit THIS.yaml` (this machine) or",
         "# `orchestrate submit THIS.yaml --executor slurm --profile NAME` (a cluster), then `orchestrate collect`.",
-        f"name: {name}",
+        f"name: {name}                   # the sweep's name: its results folder, tables and jobs",
         "",
-        "defaults:",
+        "defaults:                      # the trainer's settings of every run",
         "  data:",
-        f"    dataset: {{name: imagefolder, root: {json.dumps(str(found.root))}}}",
+        f"    dataset: {{name: imagefolder, root: {json.dumps(str(found.root))}}}   # ROOT/<class>/<image>",
         "    image_size_px: 224        # every image is resized to this square side",
         "    batch_size: 32            # global: images per optimizer step over all GPUs",
-        "  optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}",
-        "  schedule: {name: cosine}",
-        "  epochs: 10",
+        "  optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}   # optimizer, learning rate, decay",
+        "  schedule: {name: cosine}    # learning rate over the epochs",
+        "  epochs: 10                  # passes over the training images",
         "  # model: {pretrained_path: /path/to/weights.pth}   # local weights (nothing is downloaded)",
         "",
         "grid:",
@@ -110,17 +111,31 @@ def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
         "  seed: [0, 1, 2]              # 3 seeds: each table cell gets a mean and an interval",
         "",
         "modifiers:                     # named changes that ablation rows switch on",
-        "  aug: {data.augment: {hflip_p: 0.5, rotate_deg: 10, translate_frac: 0.1}}",
-        "  dropout: {model.head_dropout: 0.3}",
+        "  aug: {data.augment: {hflip_p: 0.5, rotate_deg: 10, translate_frac: 0.1}}   # flips, rotations, shifts",
+        "  dropout: {model.head_dropout: 0.3}   # dropout before the classifier",
         "",
         "ablations:                     # table rows, in order; the first is the baseline",
         "  Baseline: []",
         "  + Augmentation: [aug]",
         "  + Augmentation + Dropout: [aug, dropout]",
         "",
-        "slurm: {gpus_per_node: 1, cpus_per_task: 8, mem_gb: 32, timeout_min: 120}",
+        "slurm: {gpus_per_node: 1, cpus_per_task: 8, mem_gb: 32, timeout_min: 120}   # each job's resources",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _check_init_options(name: str | None, backbone: str) -> None:
+    """--name and --backbone go into the YAML as written: the spec's own rules, checked first (a
+    newline in --name wrote a key of its own; a name the spec refuses made a file that did not plan)."""
+    from orchestrator.sweep import backbones
+    from orchestrator.sweep.errors import short
+    from orchestrator.sweep.spec_tables import SAFE_NAME
+
+    if name is not None and (not SAFE_NAME.fullmatch(name) or ".." in name):
+        raise SpecError(f"init --name {short(name)}: letters, digits, '_', '-', '.', without '..', at most 64")
+    problem = backbones.load().problem(backbone)
+    if problem is not None:
+        raise SpecError(f"init --backbone {short(backbone)} {problem}")
 
 
 def _comment(text: str) -> str:
@@ -130,9 +145,9 @@ def _comment(text: str) -> str:
 
 def _ours(path: Path) -> bool:
     """A schema file this tool wrote (its `$id`), which may be refreshed; anything else is the user's."""
-    try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
-    except OSError:
+    try:  # bounded: a regular file only (a FIFO at --out blocked the read forever)
+        head = (bounded.read_bytes(path, 64 * 1024 * 1024) or b"")[:4096].decode("utf-8", errors="replace")
+    except bounded.Unreadable:
         return False
     return any(f'"$id": "{schema_id}"' in head for schema_id in _SCHEMA_IDS)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,37 @@ def test_init_never_overwrites_and_refuses_a_folder_without_classes(
     assert not (tmp_path / "x.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        (["--name", "inj\nslurm: {setup: [echo INJECTED]}"], "init --name 'inj\\nslurm"),
+        (["--name", "$(id);[red]x"], "init --name '$(id);[red]x': letters, digits"),
+        (["--name", ".."], "init --name '..'"),
+        (["--backbone", "resnet18x"], "init --backbone 'resnet18x' is not a timm"),
+        (["--backbone", "x\x1b[31m"], "init --backbone 'x\\x1b[31m' is not a timm"),
+    ],
+)
+def test_init_checks_what_it_writes_into_the_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: list[str], says: str
+) -> None:
+    """--name and --backbone were written unquoted and unchecked: a newline added a key of its own
+    (a slurm setup command), other values made a file that `plan` refused."""
+    data = _image_tree(tmp_path / "d", ["a", "b"])
+    out = tmp_path / "x.yaml"
+    assert main(["init", "--root", str(data), "--out", str(out), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says}") and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_every_key_init_writes_is_explained_in_a_comment(tmp_path: Path) -> None:
+    data = _image_tree(tmp_path / "d", ["a", "b"])
+    assert main(["init", "--root", str(data), "--out", str(tmp_path / "x.yaml")]) == 0
+    keyed = [line for line in (tmp_path / "x.yaml").read_text().splitlines() if re.match(r"\s*[a-z_]+:", line)]
+    bare = [line for line in keyed if "#" not in line and not line.rstrip().endswith(":")]
+    assert not bare and len(keyed) > 10, bare
+
+
 @pytest.mark.parametrize("path", SWEEPS, ids=lambda p: p.name)
 def test_every_shipped_sweep_validates_against_the_schema(path: Path) -> None:
     jsonschema.validate(yamlio.load_file(path, "sweep"), sweep_schema())
@@ -111,6 +144,10 @@ def test_schema_command_writes_json_and_keeps_a_users_file(tmp_path: Path, capsy
     assert main(["schema", "--out", str(theirs)]) == 2
     assert "not overwritten" in capsys.readouterr().err
     assert theirs.read_text() == '{"mine": true}\n'
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # read to see whether it was ours: that read blocked forever
+    assert main(["schema", "--out", str(fifo)]) == 2
+    assert "not overwritten" in capsys.readouterr().err and fifo.is_fifo()
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
