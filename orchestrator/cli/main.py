@@ -215,7 +215,7 @@ def _add_submit(sub: Any) -> None:
         action="store_true",
         help="slurm: stay in the foreground, topping the queue up within your limits; adaptive seeds: every round",
     )
-    p.add_argument("--interval", type=float, default=30.0, help="seconds between queue checks with --follow")
+    p.add_argument("--interval", type=_seconds, default=30.0, help="seconds between queue checks with --follow")
     p.add_argument(
         "--retry-all",
         action="store_true",
@@ -233,7 +233,7 @@ def _add_status(sub: Any) -> None:
     p = sub.add_parser("status", help="state of every run of a sweep")
     _spec_args(p)
     p.add_argument("--watch", action="store_true", help="refresh until no run is pending or running")
-    p.add_argument("--interval", type=float, default=10.0, help="seconds between refreshes with --watch")
+    p.add_argument("--interval", type=_seconds, default=10.0, help="seconds between refreshes with --watch")
     p.add_argument("--all", action="store_true", help="list every run, not only unfinished ones")
     p.set_defaults(func=commands.cmd_status)
 
@@ -277,7 +277,7 @@ def _add_predict(sub: Any) -> None:
     p.add_argument("run_dir", help="the run's folder")
     p.add_argument("images_dir", help="folder of images (searched recursively)")
     p.add_argument("--out", help="TSV file to write (default: RUN_DIR/predictions/<folder name>.tsv)")
-    p.add_argument("--threshold", type=float, help="multilabel decision threshold (default: the run's)")
+    p.add_argument("--threshold", type=_probability, help="multilabel decision threshold (default: the run's)")
     _checkpoint_arg(p)
     p.set_defaults(func=commands.cmd_predict)
 
@@ -311,6 +311,26 @@ def _positive(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number above 0")
+    return value
+
+
+MAX_INTERVAL_S = 86_400.0
+
+
+def _seconds(text: str) -> float:
+    """Seconds between polls (argparse type): 1 to a day (nan and -1 failed in time.sleep, 1e308
+    overflowed it, 0 polled without pause)."""
+    value = _positive(text)
+    if not 1 <= value <= MAX_INTERVAL_S:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and {MAX_INTERVAL_S:,.0f} seconds")
+    return value
+
+
+def _probability(text: str) -> float:
+    """A number strictly between 0 and 1 (argparse type), as the trainer config's threshold."""
+    value = _positive(text)
+    if not value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number between 0 and 1")
     return value
 
 

@@ -92,3 +92,22 @@ def test_submit_prints_where_before_anything_runs(
     where = next(i for i, line in enumerate(lines) if line.startswith("runs execute here: on this machine"))
     planned = next(i for i, line in enumerate(lines) if "runs planned" in line)
     assert where < planned
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "1e308", "0.5", "x"])
+@pytest.mark.parametrize("command", [["status", "s.yaml", "--watch"], ["submit", "s.yaml", "--follow"]])
+def test_poll_intervals_are_seconds_from_one_to_a_day(
+    command: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """nan and -1 failed in time.sleep with a traceback, inf and 1e308 overflowed it, 0 polled busily."""
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*command, "--interval", value])
+    assert exit_info.value.code == 2 and "argument --interval" in capsys.readouterr().err
+    assert build_parser().parse_args([*command, "--interval", "2.5"]).interval == 2.5
+
+
+@pytest.mark.parametrize("value", ["nan", "0", "1", "1.5", "-0.2"])
+def test_predict_threshold_lies_between_zero_and_one(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["predict", "run", "images", "--threshold", value])
+    assert "argument --threshold" in capsys.readouterr().err
