@@ -55,6 +55,12 @@ def terminal(text: object, newlines: bool = False) -> str:
     return _UNSAFE.sub(lambda m: m.group() if newlines and m.group() == "\n" else _escaped(m.group()), cleaned)
 
 
+def printable(text: str) -> str:
+    """`text` with control, bidi and zero-width characters shown as `\x1b` / `\u202e`, newlines and
+    tabs kept: for files a person reads or prints (HTML, figures), where a sequence is text, not a command."""
+    return _UNSAFE.sub(lambda m: m.group() if m.group() in "\n\t" else _escaped(m.group()), text)
+
+
 def _escaped(char: str) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 

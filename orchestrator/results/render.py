@@ -16,7 +16,9 @@ from typing import Any
 import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
+from orchestrator import textsafe
 from orchestrator.results.model import Table
 from orchestrator.sweep.templates import TemplateFileError, TemplateLoader
 
@@ -71,12 +73,24 @@ def _environment(loader: jinja2.BaseLoader) -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=printable,
     )
     env.filters["tex"] = latex_escape
     env.filters["md"] = markdown_escape
     env.filters["slug"] = slug
     env.filters["braced"] = lambda value: "{" + str(value) + "}"
     return env
+
+
+def printable(value: Any) -> Any:
+    """Every text a template prints, control, bidi and zero-width characters shown as `\x1b` /
+    `\u202e` (newlines and tabs kept): autoescaping stops markup, not the ESC sequences a results
+    folder's strings (a device name, a folder name) carried into table.html and report/index.html.
+    Markup (what the templates and escaping filters made safe) stays Markup."""
+    if not isinstance(value, str):
+        return value
+    shown = textsafe.printable(value)
+    return Markup(shown) if isinstance(value, Markup) else shown
 
 
 def render(tables: list[Table], fmt: str = "md", context: dict[str, Any] | None = None) -> str:

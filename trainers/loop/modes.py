@@ -116,8 +116,7 @@ def evaluate_run(
     come from the run's own training split, as in training (its test loss in metrics.json and
     this one agree); on another dataset the run's weights cannot be rebuilt and the loss is
     unweighted. metrics.json says which (`loss_class_weights`)."""
-    if name is not None and (problem := rundir.folder_name(name)) is not None:
-        raise ValueError(f"--name {name[:80]!r}: {problem}")
+    _check_name(name)
     trained = Trained(Path(run_dir), which)
     cfg = trained.cfg
     if dataset is not None:
@@ -145,9 +144,7 @@ def evaluate_run(
     loss = float(criterion(outputs_t, targets_t)) if len(targets) else None
     levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
     evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold, levels)
-    # The default from the dataset's label, which may hold '/' (Birds/Dogs/Unseen): one folder level.
-    default = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.data.dataset.display_name}-{split}").strip("._-")[:64]
-    folder = Path(run_dir) / EVAL_DIR / (name or default or split)
+    folder = Path(run_dir) / EVAL_DIR / (name or _default_name(cfg, split))
     tables = []
     for table, rows in evaluation.tables.items():
         rundir.write_text(folder / f"{table}.csv", table_csv(rows))
@@ -165,6 +162,18 @@ def evaluate_run(
     metrics = contract.eval_metrics_to_write(metrics)
     rundir.write_json(folder / rundir.METRICS, metrics)
     return folder, metrics
+
+
+def _check_name(name: str | None) -> None:
+    """ValueError unless `name` is one folder name (`--name ..` wrote over the run's own files)."""
+    if name is not None and (problem := rundir.folder_name(name)) is not None:
+        raise ValueError(f"--name {name[:80]!r}: {problem}")
+
+
+def _default_name(cfg: TrainConfig, split: str) -> str:
+    """<dataset label>-<split> as one folder level: a label may hold '/' (Birds/Dogs/Unseen)."""
+    default = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.data.dataset.display_name}-{split}").strip("._-")[:64]
+    return default or split
 
 
 class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):

@@ -243,6 +243,18 @@ def test_latex_tables_compile_with_pdflatex(write_raw: Callable[..., Path], tmp_
     assert "Undefined control sequence" not in log and "Missing $ inserted" not in log
 
 
+def test_html_shows_control_characters_of_run_files_as_text(write_raw: Callable[..., Path]) -> None:
+    """A device name from metrics.json with ANSI and OSC sequences reached table.html and the report
+    raw (`cat` of the file ran them); autoescaping stops markup only."""
+    spec, runs = load(write_raw)
+    for run in runs[:3]:
+        fake_run(spec, run, 0.5, device="X\x1b[31mANSI\x1b]0;TITLE\x07 \u202eGPU")
+    written = collect.write_tables(spec, spec.output_path, report=True)
+    html = (spec.output_path / "tables" / "table.html").read_text() + (written.report_path or Path()).read_text()
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", html)
+    assert "X\\x1b[31mANSI\\x1b]0;TITLE\\x07 \\u202eGPU" in html
+
+
 def test_html_is_escaped_and_csv_parses(write_raw: Callable[..., Path]) -> None:
     text = SPEC_004.replace("label: CUB Birds", "label: '<script>alert(1)</script>'")
     spec, runs = load(write_raw, text)
