@@ -142,25 +142,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     from orchestrator.launch import retries, status
 
     if jsonflag.wanted(args):
-        return emit(lambda: (_status_json(args), 0))
+        return emit(lambda: _status_json(args))
     spec, root, current = _status(args)
     runs = [row.run for row in current.runs]
     if not args.watch:
         console.print(status_view(spec.name, current, args.all))
         _print_problems(current.problems, "runs whose status is unreadable or unknown")
-        return 0
+        return _status_code(current)
     with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
             time.sleep(args.interval)  # a refresh period for a human, not synchronisation
             current = status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
             live.update(status_view(spec.name, current, args.all), refresh=True)
-    return 0
+    return _status_code(current)
 
 
-def _status_json(args: argparse.Namespace) -> jsonout.StatusOut:
+def _status_code(current: Any) -> int:
+    """1 when squeue could not be asked (as a failed SLURM command exits: the runs' states are shown,
+    but pending or running in the queue is unknown), else 0; unreadable run files are listed, not fatal."""
+    return 1 if current.queue_unknown else 0
+
+
+def _status_json(args: argparse.Namespace) -> tuple[jsonout.StatusOut, int]:
     from orchestrator.cli import jsonout
 
-    return jsonout.status_object(*_status(args))
+    spec, root, current = _status(args)
+    return jsonout.status_object(spec, root, current), _status_code(current)
 
 
 def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:

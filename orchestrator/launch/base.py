@@ -36,8 +36,6 @@ def is_stale(record: RunRecord) -> bool:
     pid = record.status.pid
     return pid is None or not pid_alive(pid)
 
-    return True
-
 
 @dataclass
 class Selection:
@@ -59,7 +57,9 @@ def select(records: Sequence[RunRecord], force: bool = False, in_slurm: set[str]
     Skipped: completed runs (unless `force`), and runs still owned by a live process:
     a live local process, or a SLURM job still pending/running (`in_slurm` holds their
     run ids; even `force` does not launch a second copy of those). Failed, cancelled,
-    timed-out, preempted, missing and stale runs are launched again.
+    timed-out, preempted, missing and stale runs are launched again. A run to launch with a
+    symbolic link or a file where its folder belongs is refused (run_states.RunFolderError) before
+    anything is written: every launch path (launch, follow, rounds, the dry run) selects here.
     """
     in_slurm = in_slurm or set()
     selection = Selection(todo=[])
@@ -72,6 +72,7 @@ def select(records: Sequence[RunRecord], force: bool = False, in_slurm: set[str]
             selection.skipped["completed"] += 1
         else:
             selection.todo.append(record)
+    run_states.refuse_foreign(selection.todo)
     return selection
 
 

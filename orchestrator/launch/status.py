@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 import stat
+import subprocess
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from orchestrator import store
 from orchestrator.launch import quarantine
@@ -60,6 +62,9 @@ class SweepStatus:
     """Unreadable status files and unknown states, by run (those runs count as not started)."""
     quarantined: list[quarantine.Quarantined] = field(default_factory=list)
     """Nodes the sweep's later submissions exclude, with the failures that put them there."""
+    queue_unknown: bool = False
+    """squeue could not be asked (no controller): the states are the run folders' and the manifest's,
+    so a run pending or running in the queue may show otherwise; `warning` says so, and `status` exits 1."""
 
     @property
     def counts(self) -> Counter[str]:
@@ -91,9 +96,7 @@ def sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int = 2) -> 
 def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> SweepStatus:
     records = run_states.inspect(runs, root)
     manifest = store.read_manifest(root)
-    states = slurm.JobStates({}, accounting=True)
-    if manifest["arrays"] and slurm.available():
-        states = slurm.query_states(manifest["arrays"])
+    states, queue_unknown = _job_states(manifest["arrays"])
     out = []
     for record in records:
         entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
@@ -114,7 +117,25 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
     _, unreadable = quarantine.load(root)
     if unreadable is not None:
         problems.insert(0, run_states.Problem("(sweep)", quarantine.FILE, unreadable))
-    return SweepStatus(out, states.warning, problems, quarantine.nodes(root, quarantine_after))
+    quarantined = quarantine.nodes(root, quarantine_after)
+    return SweepStatus(out, states.warning, problems, quarantined, queue_unknown)
+
+
+def _job_states(arrays: dict[str, Any]) -> tuple[slurm.JobStates, bool]:
+    """SLURM's view of the sweep's arrays (none to ask: no arrays, or no SLURM commands here) and whether
+    squeue failed. A controller that cannot be reached is a warning, not an error: the run folders
+    still say how every run stands, and the user needs them most when the cluster is in trouble."""
+    if not arrays or not slurm.available():
+        return slurm.JobStates({}, accounting=True), False
+    try:
+        return slurm.query_states(arrays), False
+    except (slurm.SlurmError, subprocess.TimeoutExpired) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        warning = (
+            f"SLURM could not be asked ({why}): states are from the run folders, "
+            "so which runs are pending or running in the queue is unknown"
+        )
+        return slurm.JobStates({}, accounting=False, warning=warning), True
 
 
 def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from orchestrator.store import run_ids, verdicts
 from orchestrator.sweep import bounded, forked, gcpause
+from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from trainers import contract, rundir
 from trainers.contract import RunStatus, State
@@ -45,6 +46,10 @@ class RunRecord:
     problem: str | None = None
     """Why the status could not be used (unreadable status.json, unknown state): the run counts as
     not started, so `submit` launches it again."""
+    foreign: str | None = None
+    """What stands where the run's folder belongs when it is not a plain folder (`<path> is a symbolic
+    link to ...`, `... is a file`, or `runs` itself is not a folder): its files are not read, and
+    `submit` refuses the run (refuse_foreign) rather than write through or over it."""
 
 
 def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list[RunRecord]:
@@ -62,8 +67,14 @@ def _inspect(runs: list[RunSpec], root: Path, check_results: bool) -> list[RunRe
     folders = run_ids.run_folders(root, runs)
     remembered = verdicts.Verdicts(root) if check_results else None
     ahead = _checks_ahead(runs, folders, remembered)
+    runs_problem, odd = foreign_entries(root / "runs")
     for run, early in zip(runs, ahead, strict=True):
         path = folders[run.run_id]
+        foreign = runs_problem or odd.get(path.name)
+        if foreign is not None:  # a link's target or a file is not this run's: neither read nor written
+            refused = f"{foreign}; submit refuses to run it until that is moved aside"
+            records.append(RunRecord(run, path, State.MISSING, RunStatus(), refused, foreign))
+            continue
         status, problem = read_status(path)
         state = status.known_state
         if state is State.COMPLETED and remembered is not None:
@@ -126,6 +137,66 @@ def _metrics_problem(path: Path, ids: tuple[str, str]) -> str | None:
     if problem is not None or metrics is None:
         return problem or f"no {rundir.METRICS}"
     return contract.result_problem(metrics, ids)
+
+
+_KINDS = {stat.S_IFREG: "a file", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device"}
+
+
+def foreign_entries(runs_dir: Path) -> tuple[str | None, dict[str, str]]:
+    """Why `runs_dir` cannot hold run folders (None: it is a folder, or there is none yet), and each
+    entry in it that is not a plain folder -> `<path> is <what it is>, not a run folder`. Submit
+    writes into run folders, so a symbolic link there would lead its writes into someone's files
+    and a file would stop it halfway. One scandir: the entries' types come with it."""
+    try:
+        mode = os.lstat(runs_dir).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # no runs yet (a file as output_dir: preflight's)
+        return None, {}
+    except OSError as exc:
+        return f"{runs_dir} is not readable ({exc.strerror or type(exc).__name__})", {}
+    if not stat.S_ISDIR(mode):
+        return f"{runs_dir} is {_what(runs_dir, mode)}, not the folder of run folders", {}
+    try:
+        with os.scandir(runs_dir) as entries:
+            odd = [entry for entry in entries if not entry.is_dir(follow_symlinks=False)]
+    except OSError as exc:
+        return f"{runs_dir} is not readable ({exc.strerror or type(exc).__name__})", {}
+    found: dict[str, str] = {}
+    for entry in odd:
+        try:
+            mode = entry.stat(follow_symlinks=False).st_mode
+        except OSError:  # gone since the listing: nothing stands there now
+            continue
+        found[entry.name] = f"{entry.path} is {_what(Path(entry.path), mode)}, not a run folder"
+    return None, found
+
+
+def _what(path: Path, mode: int) -> str:
+    """What a non-folder entry is, for a message (a link with where it points: the user's to check)."""
+    if not stat.S_ISLNK(mode):
+        return _KINDS.get(stat.S_IFMT(mode), "not a folder")
+    try:
+        return f"a symbolic link to {os.readlink(path)}"
+    except OSError:
+        return "a symbolic link"
+
+
+class RunFolderError(SpecError):
+    """A run to launch has something else where its folder belongs (RunRecord.foreign)."""
+
+
+def refuse_foreign(records: Iterable[RunRecord]) -> None:
+    """RunFolderError, in one line, naming the first of `records` (runs about to be launched) whose
+    folder is a symbolic link, a file or inside a `runs` that is not a folder. Never written through
+    or moved aside: a link or file there is the user's, like a foreign sweep.yaml (store.write_snapshot)."""
+    foreign = [record for record in records if record.foreign is not None]
+    if not foreign:
+        return
+    first = foreign[0]
+    others = f"; {len(foreign) - 1} more run(s) refused alike" if len(foreign) > 1 else ""
+    raise RunFolderError(
+        f"run {first.run.run_id}: {first.foreign}; submit never writes through or over it: "
+        f"move it aside and submit again (nothing was written{others})"
+    )
 
 
 def problems_of(records: list[RunRecord]) -> list[Problem]:
