@@ -146,9 +146,7 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
 
     root, planned, smoke = _collected_runs(spec, root, smoke)
     _check_finished(spec, root, planned, smoke)
-    if smoke:
-        Outputs(root.parent).folder("smoke")  # the smoke folder itself is no symlink out of the sweep folder
-    outputs = Outputs(root)
+    outputs = _checked_outputs(spec, root, smoke, report)
     out = outputs.folder("tables")
     try:
         collected = reader.read_sweep(root, planned, root / INDEX_FILE, wait=False)
@@ -157,6 +155,7 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
         workers = folder_reads.worker_count(len(collected.frame))
         runs_text = forked.later(functools.partial(runs_csv.csv_text, collected.frame), workers)
         usage_texts = forked.later(functools.partial(_usage_texts, collected.frame, root), workers)
+        refused = False
         try:
             profile = profile_cmd.read_profile(profile_cmd.profile_path(spec))
             joined = adaptive.annotate(tables.joined_frame(collected.frame, planned, spec, profile), spec, root)
@@ -168,9 +167,13 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
             counts = {str(k): int(v) for k, v in joined["state"].value_counts().items()}
             problems = tuple(collected.problems) + tuple(value_problems)
             usage_path, usage_lines = _write_usage(usage_texts(), outputs)
+        except SpecError:
+            refused = True  # bad input (a table or template refused): no runs.csv either
+            raise
         finally:
             try:
-                outputs.write_text(runs_path, runs_text())  # the frame as read_sweep returned it
+                if not refused:
+                    outputs.write_text(runs_path, runs_text())  # the frame as read_sweep returned it
             finally:
                 collected.index_written()
                 with contextlib.suppress(Exception):  # its worker shut down when the tables failed
@@ -196,6 +199,37 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
         usage_path=usage_path,
         usage_lines=usage_lines,
     )
+
+
+def _checked_outputs(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Outputs:
+    """collect's writes under `root`, every file it will write checked before the first is (no
+    user's file there, no symlinked folder on the way): an edited table.md was refused only after
+    runs.csv had been replaced."""
+    if smoke:
+        Outputs(root.parent).folder("smoke")  # the smoke folder itself is no symlink out of the sweep folder
+    outputs = Outputs(root)
+    outputs.check(_output_paths(spec, root, outputs, report))
+    return outputs
+
+
+def _output_paths(spec: SweepSpec, root: Path, outputs: Outputs, report: bool) -> list[Path]:
+    """Every file `_write_tables` writes under `root` (and the report figures it may replace)."""
+    from orchestrator.results import adaptive
+
+    out = root / "tables"
+    paths = [out / "runs.csv", out / "usage.csv"]
+    for table_spec in spec.tables:
+        paths += [out / f"{table_spec.name}.{fmt}" for fmt in dict.fromkeys(["md", *table_spec.formats])]
+        if table_spec.template and spec.source is not None:
+            paths.append(_custom_path(spec, table_spec, out)[0])
+    if spec.seeds is not None and (root / adaptive.ADAPTIVE_FILE).exists():
+        paths.append(out / "adaptive_rounds.csv")
+    if report:
+        from orchestrator.results.report import IMG_DIR, INDEX, REPORT_DIR
+
+        paths.append(root / REPORT_DIR / INDEX)
+        paths += outputs.existing(root / REPORT_DIR / IMG_DIR, ".png")  # any may be replaced or removed
+    return paths
 
 
 def _collected_runs(spec: SweepSpec, root: Path, smoke: bool) -> tuple[Path, list[RunSpec], bool]:
@@ -260,57 +294,68 @@ def _write_usage(texts: tuple[str, tuple[str, ...]], outputs: Outputs) -> tuple[
 def _write_table_files(
     spec: SweepSpec, joined: pd.DataFrame, outputs: Outputs, context: dict[str, Any]
 ) -> tuple[list[Path], list[str], list[tuple[TableSpec, list[Table]]]]:
-    """Every table of the spec in each of its formats (and its custom template): files, Markdown, tables."""
+    """Every table of the spec in each of its formats (and its custom template): files, Markdown,
+    tables. All are rendered before the first is written: a table or template refused (SpecError)
+    leaves every file as it was."""
     from orchestrator.results import tables
 
     out = outputs.folder("tables")
     where = str(spec.source or spec.name)
-    files: list[Path] = []
+    texts: dict[Path, str] = {}
     markdown: list[str] = []
     built_all: list[tuple[TableSpec, list[Table]]] = []
     for index, table_spec in enumerate(spec.tables):
         built = tables.build_tables(joined, spec, table_spec, where=f"{where}: tables[{index}]")
         built_all.append((table_spec, built))
         # The custom template first: its warning (when skipped) belongs in every format's notes.
-        custom = _write_custom(spec, table_spec, built, outputs, context) if table_spec.template else []
+        custom = _render_custom(spec, table_spec, built, out, context) if table_spec.template else {}
         for fmt in dict.fromkeys(["md", *table_spec.formats]):
-            path = out / f"{table_spec.name}.{fmt}"
             text = tables.render(built, fmt, {**context, "tex_notes": table_spec.tex_notes})
-            outputs.write_text(path, text)
-            files.append(path)
+            texts[out / f"{table_spec.name}.{fmt}"] = text
             if fmt == "md":
                 markdown.append(text)
-        files.extend(custom)
-    return files, markdown, built_all
+        for path, text in custom.items():  # a template named like a format's file: the format's text
+            texts.setdefault(path, text)
+    for path, text in texts.items():
+        outputs.write_text(path, text)
+    return list(texts), markdown, built_all
 
 
-def _write_custom(
-    spec: SweepSpec, table_spec: TableSpec, built: list[Table], outputs: Outputs, context: dict[str, Any]
-) -> list[Path]:
+def _render_custom(
+    spec: SweepSpec, table_spec: TableSpec, built: list[Table], out: Path, context: dict[str, Any]
+) -> dict[Path, str]:
     """The table through the spec's own template (sandboxed; orchestrator.sweep.templates says which
-    files qualify). From a results folder alone (no spec file) it is skipped with a warning."""
+    files qualify), by the path it goes to. From a results folder alone (no spec file) it is skipped
+    with a warning."""
     from orchestrator.results import tables
     from orchestrator.sweep import templates
 
-    assert table_spec.template is not None
     if spec.source is None:
         for table in built:
             table.warnings.append(
                 f"custom template {table_spec.template} not rendered: collect the spec file to render it"
             )
-        return []
-    try:
-        root, name, owner = templates.user_template(spec.source, table_spec.template)
-    except templates.TemplateFileError as exc:
-        raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
-    stem = Path(name).name
-    path = outputs.folder("tables") / f"{table_spec.name}.{stem.removesuffix('.j2').removesuffix('.jinja')}"
+        return {}
+    path, (root, name, owner) = _custom_path(spec, table_spec, out)
     try:
         text = tables.render_file(root, name, built, context, owner)
     except (templates.TemplateFileError, tables.TemplateRefused) as exc:
         raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
-    outputs.write_text(path, text)
-    return [path]
+    return {path: text}
+
+
+def _custom_path(spec: SweepSpec, table_spec: TableSpec, out: Path) -> tuple[Path, tuple[Path, str, int]]:
+    """Where a table's custom template is written (in `out`), and the template (templates.user_template);
+    SpecError when the spec's template cannot be used."""
+    from orchestrator.sweep import templates
+
+    assert table_spec.template is not None
+    try:
+        template = templates.user_template(spec.source, table_spec.template)
+    except templates.TemplateFileError as exc:
+        raise SpecError(f"{spec.source}: tables.{table_spec.name}.template: {exc}") from None
+    stem = Path(template[1]).name
+    return out / f"{table_spec.name}.{stem.removesuffix('.j2').removesuffix('.jinja')}", template
 
 
 def _usable(joined: pd.DataFrame, spec: SweepSpec) -> tuple[int, list[run_states.Problem]]:

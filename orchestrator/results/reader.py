@@ -19,6 +19,7 @@ import yaml
 from orchestrator import store
 from orchestrator.results import folder_reads, index_file
 from orchestrator.results import index as index_of
+from orchestrator.results.outputs import escaped
 from orchestrator.results.run_files import dig
 from orchestrator.store import run_ids
 from orchestrator.store.run_states import Problem, folder_kind, read_metrics, read_status
@@ -76,7 +77,33 @@ def _parse_config(path: Path, preread: bounded.Preread | None = None) -> tuple[d
         return None, f"{rundir.CONFIG}: unreadable ({type(exc).__name__})"
     if not isinstance(data, dict):
         return None, f"{rundir.CONFIG}: not a mapping"
+    odd = _not_json(data)
+    if odd is not None:  # the row and the index hold plain JSON values (a date there stopped collect)
+        return None, f"{rundir.CONFIG}: {odd}"
     return data, None
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+"""Python's types of JSON's scalars (bool is an int); json.dumps takes them as keys too."""
+
+
+def _not_json(data: dict[str, Any]) -> str | None:
+    """Where a parsed config.yaml holds a value that is no JSON value (a YAML date, `!!binary`,
+    `!!set`, `!!timestamp`: yamlio writes none of them), or None. A walk with a stack, not
+    recursion: LibYAML nests 1,000 levels deep."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, _JSON_SCALARS):
+                    return f"key {str(key)[:40]!r} of {where[:200] or 'the top level'} is a YAML {type(key).__name__}"
+                stack.append((f"{where}.{key}" if where else str(key), item))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+        elif not isinstance(value, _JSON_SCALARS):
+            return f"{where[:200]} is a YAML {type(value).__name__}, not a JSON value (text, number, list or mapping)"
+    return None
 
 
 def _check_config(path: Path, run_id: str, recorded: str, preread: bounded.Preread | None) -> str | None:
@@ -189,7 +216,9 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
     folders = run_ids.run_folders(root, planned)
     by_id = {folders[run.run_id].name: run for run in planned}  # by folder name
     runs_dir = str(root / "runs")
-    names = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
+    listed = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
+    names = [n for n in listed if n.isascii() or _utf8(n)]
+    odd = [Problem(escaped(n), "?", NOT_UTF8) for n in listed if not _utf8(n)] if len(names) < len(listed) else []
     seen = _stats_ahead(runs_dir, names, index_path)
     index = index_file.load_index(index_path) if index_path is not None else index_of.Index([])
     rows = index_of.aligned(index, names)
@@ -217,7 +246,7 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
         save = functools.partial(index_file.save_index, index_path, rows, changed)
         saved = forked.later(save, folder_reads.worker_count(len(names)))
     frame = _frame(root, planned, rows, by_id)
-    problems = [
+    problems = odd + [
         Problem(name, str(frame.at[name, "name"]) if isinstance(frame.at[name, "name"], str) else "?", reason)
         for name, texts in zip(names, rows.problems, strict=True)
         for reason in texts
@@ -241,6 +270,20 @@ def _stats_ahead(
 def collect_frame(root: Path, planned: list[RunSpec]) -> pd.DataFrame:
     """The sweep's runs as a DataFrame (META_COLUMNS first, then `axis.*` and metric columns)."""
     return read_sweep(root, planned).frame
+
+
+NOT_UTF8 = "folder name is not UTF-8: left out of runs.csv and the tables (rename it)"
+"""The problem of a folder under runs/ whose name os.listdir could decode only with lone surrogates:
+no run id of ours is such a name, and no output file (runs.csv, the report) can hold it as it is."""
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name from os.listdir is text (not bytes that are no UTF-8, decoded as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _listdir(path: str) -> list[str]:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tables_fixture import finished_sweep
 from test_index_changes import SPEC, _cold, _paths, _read
 
-from orchestrator.results import index_file
+from orchestrator.results import index_file, reader
 
 # What the index holds: texts (folder names that are no UTF-8 become lone surrogates), integers
 # (stat numbers, counts: within 64 bits), finite floats, None, booleans, nested in lists and objects.
@@ -37,14 +37,18 @@ def test_the_index_reads_as_json_reads_it(document: Any) -> None:
     assert json.dumps(index_file._loads(raw)) == json.dumps(json.loads(raw))
 
 
-def test_a_folder_name_that_is_no_utf8_keeps_the_index(write_spec: Callable[..., Path]) -> None:
-    """A stray folder whose name is not UTF-8 (its name reaches the index as a lone surrogate): the
-    second read still takes every row from the index (orjson alone refused the file: all read again)."""
+def test_a_folder_name_that_is_no_utf8_is_named_and_keeps_the_index(write_spec: Callable[..., Path]) -> None:
+    """A stray folder whose name is not UTF-8 (os.listdir gives a lone surrogate): a problem named by
+    its escaped name at every read, never in the index or runs.csv (no output file can hold it as it
+    is); the second read still takes every row from the index."""
     spec, runs = finished_sweep(write_spec(SPEC))
     os.mkdir(os.fsencode(spec.output_path / "runs") + b"/stray-\xff")
     first = _read(spec, runs)
-    assert first.read_runs > 0 and "stray-\\udcff" in _paths(spec)[0].read_text()  # json's escape
-    assert _read(spec, runs).read_runs == 0
+    assert first.read_runs > 0 and "stray-" not in _paths(spec)[0].read_text()
+    again = _read(spec, runs)
+    assert again.read_runs == 0
+    for read in (first, again):
+        assert [p.reason for p in read.problems if p.run_id == "stray-\\xff"] == [reader.NOT_UTF8]
 
 
 def test_an_integer_past_64_bits_in_the_index_is_never_believed(write_spec: Callable[..., Path]) -> None:
