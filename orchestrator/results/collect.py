@@ -16,6 +16,7 @@ from orchestrator.results import compare_cache, folder_reads, reader, runs_csv
 from orchestrator.results.outputs import Outputs
 from orchestrator.store import run_states
 from orchestrator.sweep import bounded, forked, gcpause, yamlio
+from orchestrator.sweep.errors import short
 from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
 from orchestrator.sweep.spec import MAX_RUNS, SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
@@ -114,6 +115,7 @@ def resolve_target(target: Path, overrides: list[str], max_runs: int | None = MA
     if target.is_file():
         spec = load_spec(target, overrides, max_runs=max_runs)
         return [(spec, spec.output_path)]
+    refuse_overrides(target, overrides)
     if (target / store.SWEEP_FILE).is_file():
         return [(load_snapshot(target, max_runs), target.resolve())]
     if target.is_dir():
@@ -122,6 +124,16 @@ def resolve_target(target: Path, overrides: list[str], max_runs: int | None = MA
             return found
         raise SpecError(f"{target}: no sweep output here (no {store.SWEEP_FILE} in it or its subfolders)")
     raise SpecError(f"{target}: no such sweep file or folder")
+
+
+def refuse_overrides(folder: Path, overrides: list[str]) -> None:
+    """SpecError when overrides come with a folder: its sweep.yaml is what ran, so they would be
+    ignored without a word (they apply to a sweep file, as `plan` and `submit` take them)."""
+    if overrides:
+        raise SpecError(
+            f"{folder}: overrides ({short(' '.join(overrides))}) apply to a sweep file; a results folder is "
+            "collected as its sweep.yaml says (give the sweep file, with the overrides it was submitted with)"
+        )
 
 
 def sweeps_under(results: Path, max_runs: int | None = MAX_RUNS) -> list[tuple[SweepSpec, Path]]:

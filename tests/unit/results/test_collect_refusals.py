@@ -132,3 +132,19 @@ def test_a_foreign_figure_is_refused_before_the_tables_are_written(sweep: Sweep)
     with pytest.raises(SpecError, match=r"theirs\.png: exists and was not written by collect"):
         collect.write_tables(spec, root, report=True)
     assert _files(root) == before
+
+
+def test_overrides_with_a_results_folder_are_refused_not_ignored(
+    sweep: Sweep, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`collect FOLDER k=v` exited 0 as if the overrides had been applied: the folder's sweep.yaml is
+    what ran, and overrides apply to a sweep file."""
+    spec, _ = sweep
+    root = spec.output_path
+    collect.write_tables(spec, root)
+    before = _files(root)
+    for argv in (["collect", str(root), "defaults.epochs=3"], ["collect", str(root), "totally bogus", "x.y.z=["]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "apply to a sweep file" in err and err.count("\n") == 1, err
+    assert _files(root) == before
