@@ -148,3 +148,18 @@ def test_overrides_with_a_results_folder_are_refused_not_ignored(
         err = capsys.readouterr().err
         assert "apply to a sweep file" in err and err.count("\n") == 1, err
     assert _files(root) == before
+
+
+def test_runs_csv_shows_control_characters_of_run_files_as_text(sweep: Sweep) -> None:
+    """A device name with ANSI and OSC sequences and a stray folder named with ESC reached runs.csv
+    raw (`cat runs.csv` ran them; 384 ESC bytes in the red team's copy)."""
+    spec, runs = sweep
+    path = spec.output_path / "runs" / runs[0].run_id / rundir.METRICS
+    metrics = json.loads(path.read_text())
+    metrics["provenance"]["device"] = "X\x1b[31mRED\x1b]0;TITLE\x07 \u202eGPU"
+    rundir.write_json(path, metrics)
+    (spec.output_path / "runs" / "stray\x1b[2J").mkdir()
+    written = collect.write_tables(spec, spec.output_path)
+    text = written.runs_path.read_text(encoding="utf-8")
+    assert not any(char in text for char in "\x1b\x07\u202e")
+    assert "X\\x1b[31mRED\\x1b]0;TITLE\\x07 \\u202eGPU" in text and "stray\\x1b[2J" in text
