@@ -46,7 +46,9 @@ def emit(build: Callable[[], tuple[BaseModel, int]]) -> int:
     out = sys.stdout
     with contextlib.redirect_stdout(sys.stderr):
         obj, code = build()
-    out.write(obj.model_dump_json() + "\n")
+    # ASCII: a bidi override (U+202E) or other non-ASCII character from a run file is written as its
+    # \u escape, so the line prints as it reads in a terminal; a JSON reader gets the same text.
+    out.write(json.dumps(obj.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":")) + "\n")
     out.flush()
     return code
 

@@ -223,3 +223,14 @@ def test_json_errors_are_one_line_on_stderr_and_nothing_on_stdout(
     bad.write_text(path.read_text().replace("epochs: 1", "epochz: 1"))
     code, out, err = run_cli(capsys, "plan", str(bad), "--json")
     assert code == 2 and out == "" and err.startswith("error:") and "epochz" in err
+
+
+def test_json_lines_are_ascii_and_read_back_the_same(capsys: pytest.CaptureFixture[str]) -> None:
+    """A bidi override from a run file was written raw (the line printed reordered in a terminal);
+    astral characters must come out as JSON's surrogate-pair escapes, not Python's \\U form."""
+    text = "node\u202eevil \U0001f600 \x1b[31m"
+    obj = jsonout.CollectOut(sweeps=[])
+    assert jsonout.emit(lambda: (obj.model_copy(update={"command": text}), 3)) == 3
+    out = capsys.readouterr().out
+    assert out.isascii() and out.count("\n") == 1
+    assert json.loads(out)["command"] == text
