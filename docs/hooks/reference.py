@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import types
 import typing
 from collections.abc import Iterator
@@ -86,9 +87,10 @@ def _nested_models(annotation: Any) -> list[type[BaseModel]]:
 
 
 def _model_section(path: str, model: type[BaseModel]) -> list[str]:
-    doc = (model.__doc__ or "").strip().splitlines()
+    # The docstring's first paragraph, whole: its first line alone cut sentences short.
+    summary = " ".join(inspect.cleandoc(model.__doc__ or "").split("\n\n")[0].split())
     where = f"`{path}`: " if path else ""
-    lines = [f"## {where}{model.__name__} {{#{model.__name__.lower()}}}", "", doc[0] if doc else "", ""]
+    lines = [f"## {where}{model.__name__} {{#{model.__name__.lower()}}}", "", summary, ""]
     lines += ["| key | type | default | description |", "|---|---|---|---|"]
     docs = field_docs(model)
     for name, field in model.model_fields.items():
