@@ -61,6 +61,13 @@ def printable(text: str) -> str:
     return _UNSAFE.sub(lambda m: m.group() if m.group() in "\n\t" else _escaped(m.group()), text)
 
 
+def one_line(text: str) -> str:
+    """`text` with every control, bidi and zero-width character shown as `\x1b` / `\u202e`, newlines
+    and tabs too: for a label drawn on one line (a figure's ticks and legends), where matplotlib has
+    no glyph for a tab or an ESC and would warn on stderr and draw a box."""
+    return _UNSAFE.sub(lambda m: _escaped(m.group()), text)
+
+
 def _escaped(char: str) -> str:
     return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 

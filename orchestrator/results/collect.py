@@ -98,7 +98,8 @@ class Written:
     """Every table file written (all formats, custom templates)."""
     report_path: Path | None = None
     problems: tuple[run_states.Problem, ...] = ()
-    """Broken run folders and values, by run (printed by `collect` as its problems section)."""
+    """Broken run folders and values, by run (printed by `collect` as its problems section); with the
+    report, also the run files its figures could not use."""
     usable: int = 0
     """Planned runs with a usable value of some table's metric; 0 makes `collect` exit non-zero."""
     counts: dict[str, int] = field(default_factory=dict)
@@ -196,7 +197,8 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
 
             lines = [str(p) for p in problems]
             with gcpause.resumed_gc():  # its figures are cyclic garbage
-                report_path = report_mod.write_report(spec, root, joined, built_all, context, lines, outputs)
+                report_path, unusable = report_mod.write_report(spec, root, joined, built_all, context, lines, outputs)
+            problems += tuple(unusable)  # run files its figures could not use, printed with the others
     finally:
         outputs.save()  # what was written so far is collect's, even when a later step failed
     return Written(

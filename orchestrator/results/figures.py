@@ -2,15 +2,19 @@
 
 Every text a figure shows (row labels, class names, history columns) comes from a spec or a run
 folder, so figures are built and saved with mathtext and usetex off (`plain_text`): a label like
-`+ Aug $\\alpha^$` is drawn as written instead of failing the report with a mathtext error.
+`+ Aug $\\alpha^$` is drawn as written instead of failing the report with a mathtext error. Control,
+bidi and zero-width characters in that text (an ESC in a class name of per_class.csv) are drawn as
+`\\x1b` (`label`): matplotlib has no glyph for them and warned on stderr for each.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec
+
+from orchestrator import textsafe
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +57,16 @@ a 600-row ladder would pass the renderer's largest image (2^16 pixels) and stop 
 """Seed dots per row of an ablation figure (more would only overdraw)."""
 
 
+def label(value: object) -> str:
+    """Text from a run folder or a spec as a figure draws it: one line, control characters as `\\x1b`."""
+    return textsafe.one_line(str(value))
+
+
+def labels(values: Iterable[object]) -> list[str]:
+    """`label` of each value (tick labels: class names, table rows)."""
+    return [label(value) for value in values]
+
+
 def new_figure(width_in: float, height_in: float) -> Figure:
     from matplotlib.figure import Figure
 
@@ -77,7 +91,7 @@ def curves_figure(history: pd.DataFrame) -> Figure:
     for ax, column, style, color in lines:
         if column not in mean.columns or not mean[column].notna().any():
             continue
-        ax.plot(mean.index, mean[column], style, color=color, marker=".", label=column)
+        ax.plot(mean.index, mean[column], style, color=color, marker=".", label=label(column))
         ax.fill_between(mean.index, low[column], high[column], color=color, alpha=0.2, linewidth=0)
     loss_ax.set(title="loss", xlabel="epoch")
     metric_ax.set(title="validation metrics", xlabel="epoch")
@@ -108,8 +122,8 @@ def confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
     image = ax.imshow(shares.to_numpy(dtype=float), cmap="Blues", vmin=0, vmax=1, aspect="auto")
     figure.colorbar(image, ax=ax, fraction=0.046, label="share of the true class")
     if max(n_rows, n_cols) <= MAX_TICK_LABELS:
-        ax.set_xticks(range(n_cols), [str(c) for c in matrix.columns], rotation=90, fontsize=7)
-        ax.set_yticks(range(n_rows), [str(i) for i in matrix.index], fontsize=7)
+        ax.set_xticks(range(n_cols), labels(matrix.columns), rotation=90, fontsize=7)
+        ax.set_yticks(range(n_rows), labels(matrix.index), fontsize=7)
     if max(n_rows, n_cols) <= MAX_ANNOTATED:
         values = matrix.to_numpy()
         shares_np = shares.to_numpy(dtype=float)
@@ -137,9 +151,8 @@ def bars_figure(scores: pd.Series) -> Figure:
     height = max(2.0, 0.22 * len(ordered) + 0.8)
     figure = new_figure(5.5, height)
     ax = figure.subplots()
-    labels = [str(i) for i in ordered.index]
     ax.barh(range(len(ordered)), ordered.to_numpy(dtype=float), color="C0")
-    ax.set_yticks(range(len(ordered)), labels, fontsize=7)
+    ax.set_yticks(range(len(ordered)), labels(ordered.index), fontsize=7)
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel="F1")
     ax.grid(axis="x", alpha=0.3)
@@ -155,7 +168,7 @@ def distribution_figure(counts: pd.Series) -> Figure:
     figure = new_figure(max(5.0, 0.25 * len(ordered) + 1.5), 3.2)
     ax = figure.subplots()
     ax.bar(range(len(ordered)), ordered.to_numpy(dtype=float), color="C2")
-    ticks = [str(i) for i in ordered.index] if len(ordered) <= MAX_TICK_LABELS else []
+    ticks = labels(ordered.index) if len(ordered) <= MAX_TICK_LABELS else []
     if ticks:
         ax.set_xticks(range(len(ordered)), ticks, rotation=90, fontsize=7)
     ax.set(ylabel="images")
@@ -206,12 +219,12 @@ def ablation_figure(
             ax.plot(x + 0.3, mean, "D", color="C3")
     if rows and rows[0][1]:
         # A leading '_' would hide the label (matplotlib skips such legend entries): a space keeps it.
-        baseline = f"{rows[0][0]} (mean)"
+        baseline = f"{label(rows[0][0])} (mean)"
         baseline = f" {baseline}" if baseline.startswith("_") else baseline
         ax.axhline(float(np.mean(rows[0][1])), color="0.4", linestyle="--", linewidth=1, label=baseline)
         ax.legend(fontsize=7, loc="best")
-    ax.set_xticks(range(len(rows)), [label for label, _ in rows], rotation=20, ha="right", fontsize=8)
-    ax.set(ylabel=ylabel)
+    ax.set_xticks(range(len(rows)), labels(row for row, _ in rows), rotation=20, ha="right", fontsize=8)
+    ax.set(ylabel=label(ylabel))
     if bounds is not None:
         low, high = ax.get_ylim()
         ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
@@ -219,10 +232,10 @@ def ablation_figure(
     return figure
 
 
-def _percent_bounds(label: str, values: list[float]) -> tuple[float, float] | None:
-    """0..100 for a percent metric (its label says `%` and every value lies in that range)."""
+def _percent_bounds(text: str, values: list[float]) -> tuple[float, float] | None:
+    """0..100 for a percent metric (its label `text` says `%` and every value lies in that range)."""
     inside = all(0.0 <= v <= 100.0 for v in values)
-    return (0.0, 100.0) if "%" in label and inside else None
+    return (0.0, 100.0) if "%" in text and inside else None
 
 
 @_plain
@@ -234,19 +247,19 @@ def rounds_figure(rows: list[tuple[str, list[tuple[int, float, float, float]]]],
     figure = new_figure(max(4.5, 1.0 * len(rows) + 3.0), 3.6)
     ax = figure.subplots()
     width = 0.8 / max(1, len(rows))
-    for index, (label, looks) in enumerate(rows):
+    for index, (name, looks) in enumerate(rows):
         shown = [(n, d, lo, hi) for n, d, lo, hi in looks if math.isfinite(lo) and math.isfinite(hi)]
         xs = [n + (index - (len(rows) - 1) / 2) * width for n, _, _, _ in shown]
         deltas = [d for _, d, _, _ in shown]
         errors = [[d - lo for _, d, lo, _ in shown], [hi - d for _, d, _, hi in shown]]
-        ax.errorbar(xs, deltas, yerr=errors, fmt="o-", capsize=3, label=label, color=f"C{index % 10}")
+        ax.errorbar(xs, deltas, yerr=errors, fmt="o-", capsize=3, label=label(name), color=f"C{index % 10}")
     ax.axhline(0.0, color="0.4", linestyle="--", linewidth=1)
     # Symmetric about 0 and bounded by the data (a percent delta never beyond ±100).
     ends = [abs(v) for _, looks in rows for n, d, lo, hi in looks for v in (d, lo, hi) if math.isfinite(v)]
     half = (min(max(ends), 100.0) if "%" in ylabel else max(ends)) if ends else 0.0
     if half > 0:
         ax.set_ylim(-1.05 * half, 1.05 * half)
-    ax.set(xlabel="seeds per cell", ylabel=ylabel)
+    ax.set(xlabel="seeds per cell", ylabel=label(ylabel))
     ax.legend(fontsize=7, loc="best")
     ax.grid(axis="y", alpha=0.3)
     return figure

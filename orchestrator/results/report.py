@@ -21,6 +21,8 @@ from orchestrator.results.labels import axis_dims, axis_short, key_text, metric_
 from orchestrator.results.model import Table
 from orchestrator.results.outputs import Outputs
 from orchestrator.results.render import environment, slug
+from orchestrator.results.run_files import RunDir
+from orchestrator.store.run_states import Problem
 from orchestrator.sweep import forked
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
 from trainers import rundir
@@ -84,9 +86,11 @@ def write_report(
     context: dict[str, Any],
     problems: list[str] | None = None,
     outputs: Outputs | None = None,
-) -> Path:
-    """Write `<root>/report/index.html` and its images; returns the index path. `outputs` checks
-    and records every write (only inside `root`, never through a symlink, see results/outputs.py)."""
+) -> tuple[Path, list[Problem]]:
+    """Write `<root>/report/index.html` and its images; returns the index path and the run files its
+    figures could not use (by run; listed on the page after `problems`, and `collect` prints them).
+    `outputs` checks and records every write (only inside `root`, never through a symlink, see
+    results/outputs.py)."""
     outputs = outputs or Outputs(root)
     out = outputs.folder(REPORT_DIR)
     img = outputs.folder(REPORT_DIR, IMG_DIR)
@@ -94,9 +98,10 @@ def write_report(
     if foreign:  # a figure of ours would replace it
         raise SpecError(f"{img}: {foreign[0]} was not written by collect; move it aside to write the report here")
     written: set[str] = set()
+    found: list[Problem] = []
     groups = _cells(joined, spec)
     cells = [_cell_report(spec, key, part) for key, part in groups]
-    _add_cell_figures(spec, groups, cells, img, written)
+    _add_cell_figures(spec, groups, cells, img, written, found)
     notes = []
     if len(groups) > MAX_CELLS_WITH_FIGURES:
         notes.append(
@@ -104,7 +109,8 @@ def write_report(
         )
     ablations = _ablation_plots(spec, joined, img, written, notes)
     ablations += _rounds_plot(spec, root, img, written)
-    datasets = [_dataset_report(name, part, img, written) for name, part in _by_dataset(joined)]
+    datasets = [_dataset_report(name, part, img, written, found) for name, part in _by_dataset(joined)]
+    found = list(dict.fromkeys(found))  # a run's per-class table is read for its cell and its dataset
     for name in written:
         outputs.record(img / name, (img / name).read_bytes())
     outputs.remove_stale(img, ".png", written)  # only figures collect wrote itself
@@ -119,7 +125,7 @@ def write_report(
             datasets=datasets,
             ablations=ablations,
             notes=notes,
-            problems=problems or [],
+            problems=[*(problems or []), *(str(p) for p in found)],
             counts=counts,
             n_runs=len(joined),
             generated=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -128,7 +134,7 @@ def write_report(
     )
     path = out / INDEX
     outputs.write_text(path, html)
-    return path
+    return path, found
 
 
 def _ablation_plots(
@@ -211,12 +217,14 @@ def _by_dataset(joined: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
     return [(str(name), part) for name, part in ordered.groupby("dataset", sort=False)]
 
 
-def _run_dirs(part: pd.DataFrame, states: tuple[str, ...] = ("completed",)) -> list[tuple[str, Path]]:
-    """(seed, run folder) of the cell's runs in the given states."""
+def _run_dirs(part: pd.DataFrame, states: tuple[str, ...] = ("completed",)) -> list[RunDir]:
+    """The folders of the cell's runs in the given states, with their seed, run id and name."""
     if "path" not in part.columns or "state" not in part.columns:
         return []
     rows = part[part["state"].isin(states) & part["path"].notna()]
-    return [(str(seed), Path(str(path))) for seed, path in zip(rows["seed"], rows["path"], strict=True)]
+    names = rows["name"] if "name" in rows.columns else [""] * len(rows)
+    columns = zip(rows["seed"], rows["path"], rows["run_id"], names, strict=True)
+    return [RunDir(str(seed), Path(str(path)), str(run_id), str(name)) for seed, path, run_id, name in columns]
 
 
 def _title_stem(spec: SweepSpec, key: tuple[str, ...], part: pd.DataFrame) -> tuple[str, str]:
@@ -254,29 +262,35 @@ def _add_cell_figures(
     cells: list[CellReport],
     img: Path,
     written: set[str],
+    found: list[Problem],
 ) -> None:
     """The figures of the first MAX_CELLS_WITH_FIGURES cells, written under `img` (on forked workers,
-    in order; each worker writes its own files) and added to `written`; the others get a note."""
+    in order; each worker writes its own files) and added to `written`, the run files they could not
+    use to `found`; the others get a note."""
     figured = min(len(cells), MAX_CELLS_WITH_FIGURES)
     for cell in cells[figured:]:
         cell.note = f"No figures: past the first {MAX_CELLS_WITH_FIGURES} cells."
     jobs = [(part, _title_stem(spec, key, part)[1]) for key, part in groups[:figured]]
 
-    def figures_of(i: int) -> list[Plot]:  # a position goes to the worker; the frames are there by fork
+    # A position goes to the worker; the frames are there by fork.
+    def figures_of(i: int) -> tuple[list[Plot], list[Problem]]:
         return _cell_figures(*jobs[i], img)
 
     drawn = forked.ForkedMap(figures_of, list(range(figured)), forked.worker_count(figured, FIGURES_PARALLEL_FROM), 1)
-    for cell, plots in zip(cells[:figured], drawn, strict=True):
+    for cell, (plots, problems) in zip(cells[:figured], drawn, strict=True):
         cell.figures = plots
         written.update(Path(plot.file).name for plot in plots)
+        found.extend(problems)
 
 
-def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> list[Plot]:
-    """Curves (mean and band over seeds), confusion matrix and per-class F1 of a cell's first runs."""
+def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> tuple[list[Plot], list[Problem]]:
+    """Curves (mean and band over seeds), confusion matrix and per-class F1 of a cell's first runs,
+    and the run files they could not use."""
     written: set[str] = set()
     plots: list[Plot] = []
+    found: list[Problem] = []
     # Curves of running runs too: a half-trained run's history is worth seeing.
-    history = run_files.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE])
+    history = run_files.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE], found)
     if not history.empty:
         caption = (
             f"Training curves of {history['seed'].nunique()} run(s), mean over seeds with the min-max band: "
@@ -284,29 +298,31 @@ def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> list[Plot]:
         )
         plots.append(_save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption))
     finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
-    for name, matrix in run_files.confusions(finished):
+    # Captions count the runs whose table was read: a broken one is left out (and named in `found`).
+    for name, matrix, summed in run_files.confusions(finished, found):
         label = (
             name.replace("confusion_matrix", "").replace(run_files.CONFUSION, "").strip("_").replace("_", " ") or "test"
         )
-        figure = figures.confusion_figure(matrix, len(finished))
-        caption = f"Confusion matrix ({label}), summed over {len(finished)} run(s), rows normalised"
+        figure = figures.confusion_figure(matrix, summed)
+        caption = f"Confusion matrix ({label}), summed over {summed} run(s), rows normalised"
         plots.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
-    for name, scores in run_files.per_class_f1(finished):
+    for name, scores, averaged in run_files.per_class_f1(finished, found):
         level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
         kind = "label" if "label" in name else "class"
-        caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {len(finished)} run(s)"
+        caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {averaged} run(s)"
         if len(scores) > figures.MAX_BARS:
             caption += f"; the {figures.MAX_BARS // 2} lowest and highest of {len(scores)}"
         plots.append(_save(figures.bars_figure(scores), img, f"{stem}-{slug(name)}-f1.png", written, caption))
-    return plots
+    return plots, found
 
 
-def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str]) -> DatasetReport:
+def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str], found: list[Problem]) -> DatasetReport:
+    """A dataset's split facts and class distribution, from its first finished run whose files read
+    (a broken split.json or per-class table is added to `found` and the next run's is used)."""
     report = DatasetReport(anchor=f"dataset-{slug(name)}", name=name, facts=[])
-    finished = _run_dirs(part)
-    for _, path in finished[:1]:
-        report.facts.extend((k, _short(v)) for k, v in run_files.split_facts(path).items())
-    counts = run_files.class_support(finished[:1])
+    finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
+    report.facts.extend((k, _short(v)) for k, v in run_files.split_facts(finished, found).items())
+    counts = run_files.class_support(finished, found)
     if counts is not None and len(counts):
         total = int(counts.sum())
         report.facts.append(("test images (from per-class support)", str(total)))

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import store
 from orchestrator.store import run_states
-from trainers import contract
+from trainers import contract, rundir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,16 +125,26 @@ def _used(done: pd.DataFrame) -> tuple[dict[str, list[float | None]], list[list[
     return values, problems
 
 
+def _metrics_unread(said: object) -> bool:
+    """Whether the reader named a run's metrics.json as a whole (unreadable, another run's, absent):
+    collect lists that problem already, and "not recorded" would be wrong for a file of garbage bytes."""
+    parts = str(said or "").split("; ") if isinstance(said, str) else []
+    return any(rundir.METRICS in part and " = " not in part for part in parts)  # " = ": one value named
+
+
 def _fraction(used: float | None, limit: float | None) -> float | None:
     return None if used is None or not limit else round(used / limit, 4)
 
 
 def usage_frame(frame: pd.DataFrame, root: Path) -> pd.DataFrame:
-    """One row per completed planned run: executor, requested time and memory, used, fractions, problem."""
+    """One row per completed planned run whose metrics.json read (the reader names the others):
+    executor, requested time and memory, used, fractions, problem."""
     import pandas as pd
 
     requests, manifest_problem = requests_by_run(root)
     done = frame[(frame["state"] == "completed") & frame["in_plan"].astype(bool)] if len(frame) else frame
+    if "problem" in done:  # a run whose metrics.json did not read has no use to show: collect names it
+        done = done[~done["problem"].map(_metrics_unread).astype(bool)]
     # By column, not by row: a pandas row costs ~10 us per field read, 1.4 s at 10,000 runs.
     used, problems = _used(done)
     jobs = [_job(run_id, requests, manifest_problem, p) for run_id, p in zip(done["run_id"], problems, strict=True)]

@@ -120,3 +120,23 @@ def test_old_runs_and_a_broken_manifest_are_named_not_a_traceback(
     assert "manifest.json: truncated or invalid JSON" in out
     assert "usage:" in out
     assert all(row["executor"] == "unknown" for row in _rows(root / "tables" / "usage.csv").values())
+
+
+def test_a_run_whose_metrics_json_is_unreadable_is_named_once_not_as_unrecorded(
+    sweep: tuple[SweepSpec, list[RunSpec]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Garbage bytes as metrics.json: collect names the file; usage said "no timing.wall_s ... (trained
+    before they were recorded?)" of it besides, which was wrong. It is left out of usage instead."""
+    spec, runs = sweep
+    root = spec.output_path
+    broken = runs[1]
+    (store.run_path(root, broken.run_id) / rundir.METRICS).write_bytes(bytes(range(256)))
+    assert main(["collect", str(root), "--no-report"]) == 0
+    out = capsys.readouterr().out
+    assert "trained before they were recorded" not in out
+    summary = out.split("requested vs used")[1].split("usage:")[0]
+    assert broken.run_id not in summary, summary
+    assert f"{broken.run_id} {broken.name}: metrics.json: not UTF-8 text (byte 128)" in out
+    rows = _rows(root / "tables" / "usage.csv")
+    assert broken.run_id not in rows and len(rows) == len(runs) - 1
+    assert "requested vs used (5 completed runs):" in out
