@@ -10,16 +10,20 @@ On NFS, Linux maps flock onto NFS byte-range locks, which hold across nodes.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import getpass
 import json
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from orchestrator.sweep.errors import SpecError
 
 LOCK_FILE = "submit.lock"
 
@@ -51,8 +55,7 @@ class Holder:
 def hold(folder: Path) -> Iterator[Holder]:
     """Hold the sweep lock of `folder` for the block; SweepLocked, naming the holder, if taken."""
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by workers (O_CLOEXEC)
+    fd = _open_lock(folder / LOCK_FILE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -68,6 +71,21 @@ def hold(folder: Path) -> Iterator[Holder]:
 def _taken_message(folder: Path, holder: Holder | None) -> str:
     who = holder.describe() if holder else "another process (it has not written its name yet)"
     return f"{folder} is being submitted by {who}; wait for it to end (or stop it), then submit again"
+
+
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor: a regular file, created if absent. Never through a symbolic link
+    (one truncated and overwrote its target, a dangling one created it), never a FIFO or a folder
+    (a blocking open, then tracebacks): SpecError naming it instead."""
+    try:  # O_NONBLOCK: a FIFO there must not block the open; not inherited by workers (O_CLOEXEC)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        why = "a symbolic link" if exc.errno == errno.ELOOP else (exc.strerror or type(exc).__name__)
+        raise SpecError(f"{path}: {why}; the sweep's lock must be a plain file: move it aside") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SpecError(f"{path}: not a regular file; the sweep's lock must be a plain file: move it aside")
+    return fd
 
 
 def _write_holder(fd: int, holder: Holder) -> None:

@@ -114,3 +114,25 @@ def test_a_second_concurrent_submit_of_a_sweep_trains_nothing(write_spec: Callab
         first.wait()
     third = subprocess.run(_submit(sweep, "ablations={Baseline: []}"), env=_env(), capture_output=True, text=True)
     assert third.returncode == 0, third.stdout + third.stderr
+
+
+@pytest.mark.parametrize("kind", ["symlink", "dangling", "fifo", "folder"])
+def test_a_lock_file_that_is_not_a_plain_file_is_refused_untouched(tmp_path: Path, kind: str) -> None:
+    """A symlink at submit.lock was opened through: its target truncated and overwritten with the
+    holder (a dangling one created its target); a FIFO blocked, a folder was a traceback."""
+    from orchestrator.launch.lock import hold
+    from orchestrator.sweep.errors import SpecError
+
+    precious, lock = tmp_path / "precious.txt", tmp_path / "sweep" / LOCK_FILE
+    lock.parent.mkdir()
+    if kind in ("symlink", "dangling"):
+        if kind == "symlink":
+            precious.write_text("my notes\n")
+        lock.symlink_to(precious)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    with pytest.raises(SpecError, match="the sweep's lock must be a plain file"), hold(lock.parent):
+        pass
+    assert (precious.read_text() == "my notes\n") if kind == "symlink" else not precious.exists()
