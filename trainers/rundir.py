@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -140,13 +141,26 @@ def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+MAX_JSON_BYTES = 64 * 1024 * 1024
+"""Largest run file read_json takes (status.json and metrics.json are kilobytes)."""
+
+
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None when the file does not exist."""
+    """The JSON object in `path`, or None when the file does not exist. A regular file only, opened
+    without following a final link and without blocking (a FIFO there hung the job), at most
+    MAX_JSON_BYTES: anything else is a ValueError, as a file that is no JSON object is."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            data = json.load(handle)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise ValueError(f"{path}: unreadable ({exc.strerror or type(exc).__name__})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_JSON_BYTES:
+        os.close(fd)
+        raise ValueError(f"{path}: not a regular file of at most {MAX_JSON_BYTES} bytes")
+    with os.fdopen(fd, "rb") as handle:
+        data = json.loads(handle.read(MAX_JSON_BYTES + 1))
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data

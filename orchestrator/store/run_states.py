@@ -186,17 +186,49 @@ class RunFolderError(SpecError):
 
 def refuse_foreign(records: Iterable[RunRecord]) -> None:
     """RunFolderError, in one line, naming the first of `records` (runs about to be launched) whose
-    folder is a symbolic link, a file or inside a `runs` that is not a folder. Never written through
-    or moved aside: a link or file there is the user's, like a foreign sweep.yaml (store.write_snapshot)."""
-    foreign = [record for record in records if record.foreign is not None]
+    folder is a symbolic link, a file or inside a `runs` that is not a folder, or holds one of those
+    below it (`checkpoints` linked elsewhere: the trainer's checkpoint rotation deleted the files
+    there). Never written through or moved aside: a link or file there is the user's, like a
+    foreign sweep.yaml (store.write_snapshot)."""
+    found = [(record, record.foreign or _inner_foreign(record.path)) for record in records]
+    foreign = [(record, why) for record, why in found if why is not None]
     if not foreign:
         return
-    first = foreign[0]
+    first, why = foreign[0]
     others = f"; {len(foreign) - 1} more run(s) refused alike" if len(foreign) > 1 else ""
     raise RunFolderError(
-        f"run {first.run.run_id}: {first.foreign}; submit never writes through or over it: "
+        f"run {first.run.run_id}: {why}; submit never writes through or over it: "
         f"move it aside and submit again (nothing was written{others})"
     )
+
+
+MAX_INNER_ENTRIES = 10_000
+"""Entries of one run folder looked at (a run writes a few dozen; past this, the rest is not)."""
+
+
+def _inner_foreign(folder: Path) -> str | None:
+    """The first symbolic link, FIFO, socket or device below an existing run folder, described; None
+    when there is none (or no folder yet). Walked without following links."""
+    stack, seen = [folder], 0
+    while stack and seen < MAX_INNER_ENTRIES:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                listed = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as exc:
+            return f"{folder} is not readable ({exc.strerror or type(exc).__name__})"
+        seen += len(listed)
+        for entry in listed:
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_symlink() or not entry.is_file(follow_symlinks=False):
+                try:
+                    mode = entry.stat(follow_symlinks=False).st_mode
+                except OSError:  # gone since the listing: nothing stands there now
+                    continue
+                return f"{entry.path} is {_what(Path(entry.path), mode)}, inside the run's folder"
+    return None
 
 
 def problems_of(records: list[RunRecord]) -> list[Problem]:

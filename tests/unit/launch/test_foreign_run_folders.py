@@ -5,6 +5,7 @@ crashing halfway; `status` names the entry and says what submit does with it."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -125,3 +126,41 @@ def test_status_names_a_runs_file_for_every_run(write_spec: Callable[..., Path],
     assert {p.reason.split(";")[0] for p in current.problems} == {
         f"{runs_file} is a file, not the folder of run folders"
     }
+
+
+@pytest.mark.parametrize("inside", ["checkpoints", "logs", "checkpoints/last", "fifo"])
+def test_submit_refuses_a_run_folder_with_a_link_or_fifo_inside(
+    write_spec: Callable[..., Path], tmp_path: Path, inside: str
+) -> None:
+    """`checkpoints` linked to a user's folder: the rerun's checkpoint rotation deleted the files
+    there (a thesis draft); a linked `logs` got the log appended to a user's file."""
+    spec, runs = _fresh(write_spec)
+    victim = tmp_path / "victim"
+    (victim / "last").mkdir(parents=True)
+    (victim / "last" / "thesis.tex").write_text("draft\n")
+    folder = store.run_path(spec.output_path, runs[0].run_id)
+    (folder / "checkpoints").mkdir(parents=True)
+    if inside == "fifo":
+        os.mkfifo(folder / rundir.STATUS)
+    else:
+        target = folder / inside
+        if target.exists():
+            target.rmdir()
+        target.symlink_to(victim / "last" if inside.endswith("last") else victim)
+    with pytest.raises(SpecError, match=r"inside the run's folder; submit never writes through or over it"):
+        launch.submit(spec, runs, "local", console=Console(file=None, quiet=True))
+    assert (victim / "last" / "thesis.tex").read_text() == "draft\n"
+    assert sorted(p.name for p in victim.rglob("*")) == ["last", "thesis.tex"]
+
+
+def test_the_trainer_reads_no_status_through_a_fifo_or_a_link(tmp_path: Path) -> None:
+    """rundir.read_json opened status.json for reading: a FIFO there hung the job until its time limit."""
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "real.json").write_text('{"state": "completed"}')
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    (tmp_path / "folder.json").mkdir()
+    for name in ("fifo.json", "link.json", "folder.json"):
+        with pytest.raises(ValueError):
+            rundir.read_json(tmp_path / name)
+    assert rundir.read_json(tmp_path / "real.json") == {"state": "completed"}
+    assert rundir.read_json(tmp_path / "absent.json") is None
