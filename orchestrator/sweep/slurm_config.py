@@ -7,6 +7,7 @@ partition name is a command. Part of orchestrator.sweep.site (which re-exports S
 from __future__ import annotations
 
 import re
+import shlex
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -24,6 +25,16 @@ _SBATCH_VALUE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]{0,256}")
 # One plain command per setup item: words, paths, `$VAR`/`${VAR}` expansions, balanced quotes;
 # no `;`, `&`, `|`, `<`, `>`, `(`, backticks, backslashes or newlines.
 _SETUP_LINE = re.compile(r"[A-Za-z0-9_./:=@%+,~ \"'{}$-]{1,512}")
+
+
+def _quotes_close(line: str) -> bool:
+    """Whether every quote of `line` is closed as the shell reads it (shlex, POSIX rules): counting
+    each quote character passed `echo "'"'`, whose last quote swallowed the script's next lines."""
+    try:
+        shlex.split(line)
+    except ValueError:
+        return False
+    return True
 
 
 def _allowed(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
@@ -128,7 +139,7 @@ class SlurmConfig(StrictModel):
         for line in value:
             plain = "letters, digits, spaces, quotes and _ . / : = @ % + , ~ { } $ -; one command per item"
             _allowed(_SETUP_LINE, line, "setup line", plain)
-            if line.count('"') % 2 or line.count("'") % 2 or "$(" in line:
+            if "$(" in line or not _quotes_close(line):
                 raise ValueError(f"setup line {short(line)} has unbalanced quotes; one command per item")
             if _FAULTS_ENV in line:  # trainers/runtime/faults.py: tests set it in their own environment, never a spec
                 raise ValueError(f"setup line {short(line)} names {_FAULTS_ENV}, a test-only switch")

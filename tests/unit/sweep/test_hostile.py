@@ -80,7 +80,11 @@ def test_sweep_names_are_matched_whole(write_spec: Callable[..., Path], name: st
         load_spec(write_spec(name=name))
 
 
-@pytest.mark.parametrize("line", ["module load a && rm -rf ~", "a || b", "a | b", "echo x > ~/.bashrc", "echo 'open"])
+# `echo "'"'` has two of each quote, but its last quote stays open to the shell: it swallowed the
+# script's next lines (the srun line too), so every job died.
+@pytest.mark.parametrize(
+    "line", ["module load a && rm -rf ~", "a || b", "a | b", "echo x > ~/.bashrc", "echo 'open", "echo \"'\"'"]
+)
 def test_setup_lines_allow_one_plain_command(write_spec: Callable[..., Path], line: str) -> None:
     with pytest.raises(SpecError, match=r"slurm\.setup: setup line .* one command per item"):
         load_spec(write_spec(slurm={"setup": [line]}))
