@@ -32,6 +32,8 @@ def image_digest(image: str) -> str | None:
         raise ValueError(f"image {image}: {exc.strerror or exc} (the login node must see the jobs' image)") from None
     if path.is_dir():  # not cached: a file changed deep inside leaves the folder's own times alone
         return _tree_digest(path)
+    if not path.is_file():  # a FIFO or /dev/zero: hashing it never ended
+        raise ValueError(f"image {image}: neither a file nor a folder (a container image is one of those)")
     return _file_digest(str(path), stat.st_size, stat.st_mtime_ns)
 
 

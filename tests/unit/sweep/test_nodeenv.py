@@ -145,6 +145,10 @@ def test_image_digests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert bounded is not None and bounded.startswith("tree-sha256-first0:")
     with pytest.raises(ValueError, match="No such file"):
         image_digest.image_digest(str(tmp_path / "missing.sif"))
+    os.mkfifo(tmp_path / "fifo.sif")  # hashing a FIFO or /dev/zero never ended: refused
+    for odd in (tmp_path / "fifo.sif", Path("/dev/zero")):
+        with pytest.raises(ValueError, match="neither a file nor a folder"):
+            image_digest.image_digest(str(odd))
 
 
 @pytest.mark.parametrize(
