@@ -20,10 +20,12 @@ dataset object serves train-time augmentation and deterministic evaluation.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, BinaryIO, Literal, cast
 
 import numpy as np
 import torch
@@ -170,7 +172,7 @@ class ImageFiles(LabeledImages):
             raise ValueError(f"{len(paths)} paths but {len(self.targets)} targets")
 
     def load(self, index: int) -> Image.Image:
-        with Image.open(self.paths[index]) as image:
+        with _image_file(self.paths[index]) as handle, Image.open(handle) as image:
             if self.draft_px is not None and image.format == "JPEG":
                 image.draft("RGB", (self.draft_px, self.draft_px))
             return image.convert("RGB")
@@ -180,6 +182,17 @@ class ImageFiles(LabeledImages):
 
     def ident(self, index: int) -> str:
         return self.ids[index] if self.ids is not None else str(self.paths[index])
+
+
+def _image_file(path: Path) -> BinaryIO:
+    """An image file opened for reading without blocking: a FIFO (or a device) among the images is
+    an OSError, counted as an unreadable image like a corrupt one (PIL's open of a FIFO hung the
+    loader, and the run, forever)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -260,3 +261,29 @@ def test_augmentation_is_seeded_on_the_cpu_generator_alone(monkeypatch: pytest.M
         assert sample is not None and torch.equal(sample[0], pixels)
     assert torch.equal(torch.get_rng_state(), state)
     assert len({bytes(p.numpy()) for p in expected}) == len(expected)  # the images differ: a real check
+
+
+def test_a_fifo_among_the_images_is_an_unreadable_image_not_a_hang(tmp_path: Path) -> None:
+    """PIL's open of a FIFO named like an image blocked the loader (and the run) forever; it is now an
+    OSError, which the loaders count as an unreadable image (BAD_IMAGE_ERRORS)."""
+    import signal
+
+    from trainers.data.loaders import BAD_IMAGE_ERRORS
+    from trainers.datasets.base import ImageFiles
+
+    os.mkfifo(tmp_path / "0.png")
+    Image.new("RGB", (4, 4)).save(tmp_path / "1.png")
+    files = ImageFiles([tmp_path / "0.png", tmp_path / "1.png"], [0, 1])
+
+    def hung(signum: int, frame: object) -> None:
+        raise TimeoutError("the FIFO blocked the image open")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        with pytest.raises(BAD_IMAGE_ERRORS, match="not a regular file"):
+            files.load(0)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert files.load(1).size == (4, 4)
