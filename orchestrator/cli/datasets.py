@@ -66,7 +66,10 @@ def parse_dataset(text: str, overrides: Sequence[str], site_file: str | None) ->
         key, sep, value = item.partition("=")
         if not sep:
             raise SpecError(f"{item}: expected key=value (a dataset field)")
-        raw[key.strip()] = yamlio.loads(value)
+        try:
+            raw[key.strip()] = yamlio.loads(value)
+        except yaml.YAMLError as exc:
+            raise SpecError(f"{item}: invalid YAML value ({yamlio.reason(exc)})") from None
     try:
         return DatasetConfig.model_validate(raw)
     except ValidationError as exc:
@@ -187,8 +190,12 @@ def _describe_one(ds: DatasetConfig, folder: Path, console: Console) -> tuple[An
     return report, written
 
 
+REPORT_FILES = ("class_counts.csv", "imbalance.csv", "file_sizes.csv", "report.md", "class_counts.png")
+
+
 def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:
     """class_counts.csv, imbalance.csv, file_sizes.csv, report.md and class_counts.png."""
+    _check_report_folder(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     tables = {"class_counts": report.counts, "imbalance": report.imbalance, "file_sizes": report.sizes}
@@ -212,6 +219,18 @@ def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:
     written.append(path)
     written.append(bar_chart(report.counts, folder / "class_counts.png", ds.display_name))
     return written
+
+
+def _check_report_folder(folder: Path) -> None:
+    """SpecError before anything is written when `folder` is no folder or one of REPORT_FILES there
+    is a link, a folder or a FIFO (a file in --out's place was a FileExistsError, a report.md folder
+    an IsADirectoryError after the CSVs were written)."""
+    if os.path.lexists(folder) and not (folder.is_dir() and not folder.is_symlink()):
+        raise SpecError(f"--out {folder}: not a folder (the report's files go in a folder)")
+    for name in REPORT_FILES:
+        path = folder / name
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            raise SpecError(f"{path}: not a plain file; not overwritten (move it aside)")
 
 
 def bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
@@ -251,10 +270,11 @@ def _draw_bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
         ax.set_title(f"{title}: {level} counts per split")
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    from trainers import rundir
+
+    with rundir.atomic_open(path) as handle:  # a temp name of its own: a fixed one could be a planted link
+        fig.savefig(handle, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -92,3 +92,30 @@ def test_describe_hierarchical_digits_and_bad_input(tmp_path: Path, capsys: pyte
     assert not (out / "file_sizes.csv").exists()  # in memory: no files to size
     assert main(["datasets", "describe", "digits", "tsak=single"]) == 2
     assert "tsak: unknown key" in capsys.readouterr().err
+
+
+def test_describe_refuses_odd_outputs_before_writing_and_bad_field_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--out a file was a FileExistsError traceback, a report.md folder an IsADirectoryError after the
+    CSVs were written; the PNG's fixed temp name could be a planted link (its target overwritten);
+    a field value that is no YAML was a ParserError traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("mine\n")
+    (tmp_path / "out" / "report.md").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "out2").mkdir()
+    (tmp_path / "out2" / ".class_counts.png.tmp").symlink_to(victim)
+    cases = [
+        (["--out", str(afile)], "not a folder"),
+        (["--out", str(tmp_path / "out")], "report.md: not a plain file"),
+        (["x=[unclosed"], "x=[unclosed: invalid YAML value"),
+    ]
+    for extra, says in cases:
+        assert main(["datasets", "describe", "digits", *extra]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert afile.read_text() == "mine\n" and [p.name for p in (tmp_path / "out").iterdir()] == ["report.md"]
+    assert main(["datasets", "describe", "digits", "--out", str(tmp_path / "out2")]) == 0
+    assert victim.read_text() == "precious\n" and (tmp_path / "out2" / "class_counts.png").stat().st_size > 1000
