@@ -194,7 +194,7 @@ def load_pretrained(net: nn.Module, path: Path, require_head: bool = False) -> N
     path = path.expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"pretrained checkpoint file {path} does not exist")
-    state = _timm_filter(net, load_state_dict(str(path), weights_only=True))
+    state = _timm_filter(net, _checkpoint_state(path))
     own = net.state_dict()
     head = classifier_prefixes(net)
 
@@ -222,11 +222,23 @@ def _timm_filter(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, to
     return dict(filter_fn(state, net)) if callable(filter_fn) else state
 
 
+def _checkpoint_state(path: Path) -> dict[str, Any]:
+    """timm's load_state_dict of a checkpoint file; ValueError naming the file when it is none that
+    torch or safetensors can read (a 2-byte .safetensors was SafetensorError's traceback in `profile`)."""
+    try:
+        return dict(load_state_dict(str(path), weights_only=True))
+    except (ValueError, FileNotFoundError):
+        raise
+    except Exception as exc:  # SafetensorError, UnpicklingError, EOFError, RuntimeError of a torn file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ValueError(f"{path}: not a checkpoint torch or safetensors can read ({reason})") from None
+
+
 def checkpoint_num_classes(path: Path, backbone: str) -> int:
     """Width of the classifier stored in a checkpoint of a `backbone` model."""
     with torch.device("meta"):
         probe = timm.create_model(backbone, pretrained=False)
-    state = _timm_filter(probe, load_state_dict(str(path.expanduser()), weights_only=True))
+    state = _timm_filter(probe, _checkpoint_state(path.expanduser()))
     for prefix in classifier_prefixes(probe):
         weight = state.get(f"{prefix}weight")
         if weight is not None:

@@ -124,3 +124,14 @@ def test_pretrained_from_another_architecture_is_rejected(tmp_path: Path) -> Non
     torch.save(_model("resnet10t", 5).backbone.state_dict(), path)
     with pytest.raises(ValueError, match="ResNet"):
         load_pretrained(_model("test_resnet", 5).backbone, path)
+
+
+@pytest.mark.parametrize(("name", "data"), [("tiny.safetensors", b"ab"), ("torn.pth", b"PK\x03\x04 not a zip")])
+def test_a_checkpoint_no_loader_can_read_is_a_value_error_naming_it(tmp_path: Path, name: str, data: bytes) -> None:
+    """A 2-byte .safetensors was SafetensorError's traceback in `profile` (and plan with a budget)."""
+    from trainers.model.build import checkpoint_num_classes
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=f"{name}: not a checkpoint torch or safetensors can read"):
+        checkpoint_num_classes(path, "test_resnet")
