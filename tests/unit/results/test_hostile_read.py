@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from deadline import deadline
 from tables_fixture import FOUR_RUNS_SPEC, finished_sweep
 
 from orchestrator import store
@@ -30,22 +30,11 @@ def sweep(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
     return finished_sweep(write_spec(FOUR_RUNS_SPEC.replace("{name}", "hostile")), epochs=2)
 
 
-class Hung(BaseException):
-    """Not an OSError (TimeoutError is one): no `except OSError` in the code under test swallows it."""
-
-
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
     """A read that blocks (a FIFO opened for reading waits for a writer) fails the test instead."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise Hung("hung")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(60)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with deadline(60):
+        yield
 
 
 def folder(spec: SweepSpec, run: RunSpec) -> Path:

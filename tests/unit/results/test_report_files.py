@@ -7,13 +7,13 @@ from __future__ import annotations
 import html
 import os
 import re
-import signal
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from deadline import deadline
 from tables_fixture import report_fixture, write_csv
 
 from orchestrator import store
@@ -25,22 +25,11 @@ from trainers import rundir
 SPLIT = {"info": {"task": "single", "num_classes": 10}, "splits": {"test": {"count": 145}}}
 
 
-class Hung(BaseException):
-    """Not an OSError: no `except OSError` in the code under test swallows it."""
-
-
 @pytest.fixture(autouse=True)
 def no_hang() -> Iterator[None]:
     """A read that blocks (a FIFO opened for reading waits for a writer) fails the test instead."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise Hung("hung")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(120)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with deadline(120):
+        yield
 
 
 def _fifo(path: Path) -> None:

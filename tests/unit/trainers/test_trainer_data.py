@@ -266,7 +266,7 @@ def test_augmentation_is_seeded_on_the_cpu_generator_alone(monkeypatch: pytest.M
 def test_a_fifo_among_the_images_is_an_unreadable_image_not_a_hang(tmp_path: Path) -> None:
     """PIL's open of a FIFO named like an image blocked the loader (and the run) forever; it is now an
     OSError, which the loaders count as an unreadable image (BAD_IMAGE_ERRORS)."""
-    import signal
+    from deadline import deadline
 
     from trainers.data.loaders import BAD_IMAGE_ERRORS
     from trainers.datasets.base import ImageFiles
@@ -274,16 +274,6 @@ def test_a_fifo_among_the_images_is_an_unreadable_image_not_a_hang(tmp_path: Pat
     os.mkfifo(tmp_path / "0.png")
     Image.new("RGB", (4, 4)).save(tmp_path / "1.png")
     files = ImageFiles([tmp_path / "0.png", tmp_path / "1.png"], [0, 1])
-
-    def hung(signum: int, frame: object) -> None:
-        raise TimeoutError("the FIFO blocked the image open")
-
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(10)
-    try:
-        with pytest.raises(BAD_IMAGE_ERRORS, match="not a regular file"):
-            files.load(0)
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with deadline(10), pytest.raises(BAD_IMAGE_ERRORS, match="not a regular file"):
+        files.load(0)
     assert files.load(1).size == (4, 4)
