@@ -15,12 +15,12 @@ import io
 import json
 import os
 import random
-import signal
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from deadline import Hung, deadline
 from tables_fixture import FOUR_RUNS_SPEC, fake_run, finished_sweep, write_csv
 
 from orchestrator import store
@@ -193,32 +193,13 @@ def make_outside(outside: Path) -> None:
     (outside / "table.md").write_text("someone else's table\n")
 
 
-class Hang(BaseException):
-    """Raised by the alarm: a BaseException, so no `except OSError` in the code under test (TimeoutError
-    is an OSError) can swallow it and block again."""
-
-
-@contextlib.contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    def stop(signum: int, frame: object) -> None:
-        raise Hang(f"over {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def run_cli(argv: list[str]) -> tuple[str, str]:
     """One CLI command in-process: ("ok" | "traceback" | "hang", what it printed)."""
     out, err = io.StringIO(), io.StringIO()
     try:
-        with _deadline(HANG_S), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with deadline(HANG_S), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(argv)
-    except Hang:
+    except Hung:
         return "hang", err.getvalue()
     except SystemExit:
         pass
