@@ -325,8 +325,8 @@ def cmd_examples(args: argparse.Namespace) -> int:
         return 0
     try:
         copied = examples.copy_to(Path(args.dest).expanduser())
-    except FileExistsError as exc:
-        raise SpecError(str(exc)) from None
+    except OSError as exc:  # FileExistsError from copy_to's checks; a folder it cannot make
+        raise SpecError(str(exc) if isinstance(exc, FileExistsError) else f"{args.dest}: {exc.strerror}") from None
     for target in copied:
-        console.print(f"wrote {target}", markup=False)
+        console.print(f"wrote {textsafe.terminal(target)}", markup=False)
     return 0

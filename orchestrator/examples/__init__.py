@@ -31,6 +31,10 @@ def copy_to(dest: Path) -> list[Path]:
     present = [target for target in targets if target.exists() or target.is_symlink()]
     if present:
         raise FileExistsError(f"{present[0]}: exists; pick an empty folder (nothing was copied)")
+    folders = {dest, *(parent for target in targets for parent in target.relative_to(dest).parents)}
+    for folder in sorted(dest / part for part in folders):  # `dest` or `dest/sites` a file: refused first
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise FileExistsError(f"{folder}: exists and is not a folder; pick an empty folder (nothing was copied)")
     for name, target in zip(FILES, targets, strict=True):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path(name), target)

@@ -124,6 +124,21 @@ def test_examples_are_shipped_and_copied_without_overwriting(tmp_path: Path) -> 
     assert (tmp_path / "first" / "sites" / "example.yaml").read_text() == "# mine\n"
 
 
+def test_examples_into_a_file_or_over_a_file_folder_copy_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """DEST a file was a NotADirectoryError traceback; DEST/sites a file copied sweeps/demo.yaml first,
+    then refused, although nothing is copied when anything is in the way."""
+    (tmp_path / "afile").write_text("mine\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "sites").write_text("mine\n")
+    for dest in (tmp_path / "afile", tmp_path / "d"):
+        assert main(["examples", str(dest)]) == 2
+        err = capsys.readouterr().err
+        assert "exists and is not a folder" in err and "nothing was copied" in err and err.count("\n") == 1
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["sites"]
+
+
 @pytest.mark.slow
 def test_plan_submit_status_collect_agree_from_any_folder(
     write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
