@@ -121,7 +121,17 @@ def resolve_files(model: ModelConfig, base: Path) -> ModelConfig:
 
 def check_files(model: ModelConfig) -> None:
     """Raise FileNotFoundError now if a configured checkpoint or class-map file is missing."""
-    if model.pretrained_path is not None and not Path(model.pretrained_path).expanduser().is_file():
-        raise FileNotFoundError(f"model.pretrained_path: checkpoint file {model.pretrained_path} does not exist")
-    if model.class_map_path is not None and not Path(model.class_map_path).expanduser().is_file():
-        raise FileNotFoundError(f"model.class_map_path: file {model.class_map_path} does not exist")
+    for field, what, value in (
+        ("model.pretrained_path", "checkpoint file", model.pretrained_path),
+        ("model.class_map_path", "file", model.class_map_path),
+    ):
+        if value is not None and not Path(value).expanduser().is_file():
+            raise FileNotFoundError(f"{field}: {what} {value} {_not_a_file(Path(value).expanduser())}")
+
+
+def _not_a_file(path: Path) -> str:
+    """Why `path` is no regular file, in words: absent, or what stands there (a FIFO read as "does not
+    exist")."""
+    if not path.exists():
+        return "does not exist"
+    return "is a folder, not a file" if path.is_dir() else "is not a regular file (a FIFO, a device?)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -59,6 +60,18 @@ def test_pretrained_files_resolve_against_the_spec_folder(
                 "defaults.model={pretrained_path: ckpt/r.pth, class_map_path: missing.json}",
             ],
         )
+
+
+@pytest.mark.parametrize(("kind", "says"), [("fifo", "is not a regular file"), ("folder", "is a folder, not a file")])
+def test_a_checkpoint_that_is_no_file_says_what_it_is(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str, says: str
+) -> None:
+    """A FIFO or a folder at pretrained_path was reported as "does not exist"."""
+    odd = tmp_path / "odd.pth"
+    os.mkfifo(odd) if kind == "fifo" else odd.mkdir()
+    assert main(["plan", str(write_spec()), f"defaults.model.pretrained_path={odd}"]) == 2
+    err = capsys.readouterr().err
+    assert f"model.pretrained_path: checkpoint file {odd} {says}" in err and err.count("\n") == 1
 
 
 def test_missing_checkpoint_is_a_plan_error_on_the_command_line(
