@@ -58,6 +58,8 @@ def terminal(text: object, newlines: bool = False) -> str:
 def printable(text: str) -> str:
     """`text` with control, bidi and zero-width characters shown as `\x1b` / `\u202e`, newlines and
     tabs kept: for files a person reads or prints (HTML, figures), where a sequence is text, not a command."""
+    if text.isprintable():  # C speed; most texts are clean
+        return text
     return _UNSAFE.sub(lambda m: m.group() if m.group() in "\n\t" else _escaped(m.group()), text)
 
 

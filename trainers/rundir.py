@@ -122,6 +122,22 @@ def folder_name(name: str) -> str | None:
     return "a folder name of at most 64 letters, digits and _ . - (starting with a letter or digit, no '..')"
 
 
+def folder_slug(text: str) -> str:
+    """`text` as one FOLDER_NAME-like level: runs of other characters as `_`, at most 64 ('' if none left)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.-")[:64]
+
+
+def open_regular(path: Path, follow_links: bool = True) -> BinaryIO:
+    """`path` opened for reading without blocking: OSError unless it is a regular file (a FIFO there
+    blocked a plain open forever; with `follow_links` False a final symbolic link is refused too)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow_links else os.O_NOFOLLOW)
+    fd = os.open(path, flags)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
 def free_path(path: Path) -> Path:
     """`path` when nothing is there (no file, folder, FIFO or link, even dangling), else FileExistsError:
     what a user made is never overwritten."""
@@ -150,17 +166,16 @@ def read_json(path: Path) -> dict[str, Any] | None:
     without following a final link and without blocking (a FIFO there hung the job), at most
     MAX_JSON_BYTES: anything else is a ValueError, as a file that is no JSON object is."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        handle = open_regular(path, follow_links=False)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise ValueError(f"{path}: unreadable ({exc.strerror or type(exc).__name__})") from None
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_JSON_BYTES:
-        os.close(fd)
-        raise ValueError(f"{path}: not a regular file of at most {MAX_JSON_BYTES} bytes")
-    with os.fdopen(fd, "rb") as handle:
-        data = json.loads(handle.read(MAX_JSON_BYTES + 1))
+        raise ValueError(f"{path}: unreadable ({exc.strerror or exc})") from None
+    with handle:
+        raw = handle.read(MAX_JSON_BYTES + 1)
+    if len(raw) > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: more than {MAX_JSON_BYTES} bytes")
+    data = json.loads(raw)
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return data

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,12 +16,11 @@ from orchestrator.sweep import bounded, schema
 from orchestrator.sweep.errors import SpecError
 from trainers.datasets.imagefolder import find_classes
 from trainers.datasets.index import scan_images
-from trainers.rundir import write_text
+from trainers.rundir import folder_slug, write_text
 
 console = terminal.make_console()
 SCHEMAS = {"sweep": schema.sweep_schema, "site": schema.site_schema, "profile": schema.profile_schema}
 _SPLIT_FOLDERS = ("train", "val", "test")
-_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     """Write a commented first sweep for an ImageFolder dataset, next to its JSON Schema."""
     _check_init_options(args.name, args.backbone)
     found = scan_folder(Path(args.root).expanduser().resolve())
-    name = args.name or _NAME.sub("_", found.root.name).strip("_.-")[:64] or "my_sweep"
+    name = args.name or folder_slug(found.root.name) or "my_sweep"
     out = Path(args.out or f"{name}.yaml").expanduser().resolve()
     if out.exists():
         raise SpecError(f"{out}: exists; init never overwrites a file (choose another --out)")

@@ -172,20 +172,10 @@ def read_run(
 
 def _shown_row(row: dict[str, Any]) -> dict[str, Any]:
     """The row with control, bidi and zero-width characters of its texts (a device name, an axis
-    value, a key) shown as `\x1b`: runs.csv and the tables are read in terminals and spreadsheets,
+    value, a key) shown as `\\x1b`: runs.csv and the tables are read in terminals and spreadsheets,
     where an ANSI sequence from a run file would run. Only rows read from files pay (the index keeps them)."""
-    if all(_plain(key) and (not isinstance(value, str) or _plain(value)) for key, value in row.items()):
-        return row
-    return {_shown(key): _shown(value) if isinstance(value, str) else value for key, value in row.items()}
-
-
-def _plain(text: str) -> bool:
-    """Nothing to show otherwise (str.isprintable, at C speed; a newline or a tab is shown as it is)."""
-    return text.isprintable() or textsafe.printable(text) == text
-
-
-def _shown(text: str) -> str:
-    return text if text.isprintable() else textsafe.printable(text)
+    shown = textsafe.printable
+    return {shown(key): shown(value) if isinstance(value, str) else value for key, value in row.items()}
 
 
 RETRY_ACCUM = "retry_grad_accum_factor"
@@ -317,10 +307,11 @@ def _frame(root: Path, planned: list[RunSpec], rows: index_of.Index, by_id: dict
 
     names = rows.names
     frame = pd.DataFrame(dict(zip(rows.columns, rows.values, strict=True)), index=names)
-    frame["run_id"] = [by_id[name].run_id if name in by_id else _shown(name) for name in names]
+    frame["run_id"] = [by_id[name].run_id if name in by_id else textsafe.printable(name) for name in names]
     frame["in_plan"] = [name in by_id for name in names]
     runs_dir = str(root / "runs")
-    frame["path"] = [_shown(f"{runs_dir}/{name}") for name in names]  # os.path.join's text (names have no "/")
+    # os.path.join's text (names have no "/"), control characters shown
+    frame["path"] = [textsafe.printable(f"{runs_dir}/{name}") for name in names]
     frame["problem"] = ["; ".join(texts) or None for texts in rows.problems]
     found = {by_id[name].run_id for name in names if name in by_id}
     never = [run for run in planned if run.run_id not in found]

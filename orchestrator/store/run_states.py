@@ -139,9 +139,6 @@ def _metrics_problem(path: Path, ids: tuple[str, str]) -> str | None:
     return contract.result_problem(metrics, ids)
 
 
-_KINDS = {stat.S_IFREG: "a file", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device"}
-
-
 def foreign_entries(runs_dir: Path) -> tuple[str | None, dict[str, str]]:
     """Why `runs_dir` cannot hold run folders (None: it is a folder, or there is none yet), and each
     entry in it that is not a plain folder -> `<path> is <what it is>, not a run folder`. Submit
@@ -173,7 +170,7 @@ def foreign_entries(runs_dir: Path) -> tuple[str | None, dict[str, str]]:
 def _what(path: Path, mode: int) -> str:
     """What a non-folder entry is, for a message (a link with where it points: the user's to check)."""
     if not stat.S_ISLNK(mode):
-        return _KINDS.get(stat.S_IFMT(mode), "not a folder")
+        return "a file" if stat.S_ISREG(mode) else bounded.kind_name(mode)
     try:
         return f"a symbolic link to {os.readlink(path)}"
     except OSError:

@@ -58,6 +58,11 @@ def limit_of(path: Path) -> int:
     return LIMITS.get(path.name, DEFAULT_LIMIT)
 
 
+def kind_name(mode: int) -> str:
+    """What a non-regular file of lstat `mode` is, for a message (`a FIFO`, `a device`, `a folder`)."""
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
 def read_bytes(path: Path, limit: int | None = None) -> bytes | None:
     """The bytes of `path` when it is a regular file of at most `limit` bytes (default: by name);
     None when it does not exist; Unreadable when it is something else (a symlink, a FIFO, a
@@ -83,7 +88,7 @@ def read_bytes_and_stat(path: Path, limit: int | None = None) -> tuple[bytes | N
         info = os.fstat(fd)
         kind = stat.S_IFMT(info.st_mode)
         if kind != stat.S_IFREG:
-            raise Unreadable(f"{path.name} is {_KINDS.get(kind, 'not a regular file')}, not a file")
+            raise Unreadable(f"{path.name} is {kind_name(kind)}, not a file")
         if info.st_size > limit:
             raise Unreadable(f"{path.name}: {info.st_size:,} bytes, more than the {_size(limit)} it may have")
         data = _read_all(fd, limit + 1)

@@ -5,15 +5,16 @@ Fields of orchestrator.sweep.spec.SweepSpec; kept apart so that spec.py reads on
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from trainers.config import StrictModel
+from trainers.rundir import FOLDER_NAME
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: `$` would accept a trailing newline
-"""A name that becomes a file stem or a label: letters, digits and _ . -, at most 64."""
+SAFE_NAME = FOLDER_NAME  # fullmatch: `$` would accept a trailing newline
+"""A name that becomes a file stem or a label: letters, digits and _ . -, at most 64 (the trainer's
+folder-name rule, trainers.rundir.FOLDER_NAME)."""
 
 
 TableFormat = Literal["md", "tex", "html", "csv"]

@@ -20,18 +20,17 @@ dataset object serves train-time augmentation and deterministic evaluation.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from trainers import rundir
 from trainers.datasets.index import split_manifest
 from trainers.datasets.splits import cap_indices, strata_of, stratified_split
 
@@ -172,7 +171,9 @@ class ImageFiles(LabeledImages):
             raise ValueError(f"{len(paths)} paths but {len(self.targets)} targets")
 
     def load(self, index: int) -> Image.Image:
-        with _image_file(self.paths[index]) as handle, Image.open(handle) as image:
+        # open_regular: a FIFO (or a device) among the images is an OSError, counted as an unreadable
+        # image like a corrupt one (PIL's open of a FIFO hung the loader, and the run, forever).
+        with rundir.open_regular(self.paths[index]) as handle, Image.open(handle) as image:
             if self.draft_px is not None and image.format == "JPEG":
                 image.draft("RGB", (self.draft_px, self.draft_px))
             return image.convert("RGB")
@@ -182,17 +183,6 @@ class ImageFiles(LabeledImages):
 
     def ident(self, index: int) -> str:
         return self.ids[index] if self.ids is not None else str(self.paths[index])
-
-
-def _image_file(path: Path) -> BinaryIO:
-    """An image file opened for reading without blocking: a FIFO (or a device) among the images is
-    an OSError, counted as an unreadable image like a corrupt one (PIL's open of a FIFO hung the
-    loader, and the run, forever)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{path}: not a regular file")
-    return os.fdopen(fd, "rb")
 
 
 @dataclass(frozen=True)

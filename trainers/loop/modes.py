@@ -13,7 +13,6 @@ the sweep file. Outputs go into the run folder without touching the run's own fi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -172,8 +171,7 @@ def _check_name(name: str | None) -> None:
 
 def _default_name(cfg: TrainConfig, split: str) -> str:
     """<dataset label>-<split> as one folder level: a label may hold '/' (Birds/Dogs/Unseen)."""
-    default = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{cfg.data.dataset.display_name}-{split}").strip("._-")[:64]
-    return default or split
+    return rundir.folder_slug(f"{cfg.data.dataset.display_name}-{split}") or split
 
 
 class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):
