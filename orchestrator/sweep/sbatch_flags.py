@@ -6,7 +6,9 @@ options are aliases of one another (`tasks-per-node` is `--ntasks-per-node`). A 
 name alone lets `arr: 0-99` replace the array submitit sets. So a key is resolved the way
 getopt_long resolves it, against the complete long-option table of sbatch (sbatch_options.txt),
 and refused when it is not the full name of an option, is ambiguous, or resolves to a flag the
-tool sets or records itself.
+tool sets or records itself. A value must also fit how sbatch takes the option: submitit writes
+`true` as the bare flag (`--exclusive`), which only an option with no or an optional argument
+accepts (`comment: true` would be `--comment` with no comment), and `false` is refused, never dropped.
 """
 
 from __future__ import annotations
@@ -109,3 +111,29 @@ def check_key(key: str) -> None:
         raise ValueError(f"--{name}{alias} is set by {OWNED[option]}; set that instead")
     if option != name:
         raise ValueError(f"--{name} abbreviates --{option}; write the full option name")
+
+
+NO_VALUE = frozenset(
+    {"contiguous", "help", "hold", "ignore-pbs", "no-requeue", "overcommit", "oversubscribe", "parsable", "quiet"}
+    | {"reboot", "requeue", "spread-job", "test-only", "usage", "use-min-nodes", "verbose", "version", "wait"}
+)
+"""Options sbatch takes bare only (getopt no_argument; `--hold=x` is an error): written as `key: true`."""
+OPTIONAL_VALUE = frozenset({"exclusive", "get-user-env", "nice", "no-kill", "propagate"})
+"""Options sbatch takes bare or with a value (`--exclusive` or `--exclusive=user`); every other option of
+sbatch_options.txt needs a value. Both sets are checked against the installed sbatch by the tests."""
+
+
+def check_value(key: str, value: bool | str | int) -> None:
+    """ValueError unless `value` fits how sbatch takes the option `key` (already checked by check_key):
+    true (the bare flag) only where sbatch takes the option without a value, a value where it needs
+    one, and never false: leaving a flag out is not turning it off where the partition sets it."""
+    name = key.replace("_", "-")
+    if value is False:
+        raise ValueError(
+            f"false is refused: leaving --{name} out is not the same as turning it off (a partition may set it);"
+            " remove the key, or write the value sbatch takes"
+        )
+    if value is True and name not in NO_VALUE | OPTIONAL_VALUE:
+        raise ValueError(f"--{name} needs a value (--{name}=VALUE); true would write a bare --{name}")
+    if value is not True and name in NO_VALUE:
+        raise ValueError(f"--{name} takes no value; write {key}: true for the bare flag")

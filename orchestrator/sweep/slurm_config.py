@@ -10,7 +10,8 @@ import re
 import shlex
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, StrictBool, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
 from orchestrator.sweep import nodeenv, sbatch_flags
 from orchestrator.sweep.errors import short
@@ -80,8 +81,9 @@ class SlurmConfig(StrictModel):
     """Node feature constraint (`--constraint`)."""
     exclude: str | None = None
     """Nodes to avoid (`--exclude`)."""
-    additional_parameters: dict[str, str | int] = {}
-    """Extra sbatch flags by full name, e.g. {mail-type: END}; flags the tool sets or records (time, mem, gres,
+    additional_parameters: dict[str, StrictBool | str | int] = {}
+    """Extra sbatch flags by full name, e.g. {mail-type: END, exclusive: true}; true writes the bare flag (only for
+    flags sbatch takes without a value), false is refused; flags the tool sets or records (time, mem, gres,
     array, export...), their abbreviations and aliases are refused (orchestrator/sweep/sbatch_flags.py)."""
     setup: list[str] = []
     """Shell lines run before the job (module loads, environment activation), one plain command each."""
@@ -125,12 +127,19 @@ class SlurmConfig(StrictModel):
 
     @field_validator("additional_parameters")
     @classmethod
-    def _extra_flags(cls, value: dict[str, str | int]) -> dict[str, str | int]:
+    def _extra_flags(cls, value: dict[str, bool | str | int]) -> dict[str, bool | str | int]:
         for key, item in value.items():
             _allowed(_SBATCH_KEY, key, "sbatch flag", "lower-case letters, digits, _ and - (a long option name)")
             sbatch_flags.check_key(key)  # abbreviations and aliases too (`arr` is --array)
-            if not isinstance(item, int):
+            if isinstance(item, str):
                 _allowed(_SBATCH_VALUE, item, f"value of {key}:", "letters, digits and _ . , : @ % + = / -")
+            try:  # true/false (kept as booleans by StrictBool, not read as 1/0) against how sbatch takes the option
+                sbatch_flags.check_value(key, item)
+            except ValueError as exc:  # named at its key: slurm.additional_parameters.<key>
+                error = PydanticCustomError("sbatch_value", "{reason}", {"reason": str(exc)})
+                raise ValidationError.from_exception_data(
+                    cls.__name__, [{"type": error, "loc": (key,), "input": item}]
+                ) from None
         return value
 
     @field_validator("setup")

@@ -2,7 +2,8 @@
 
 The option table (orchestrator/sweep/sbatch_options.txt) is checked against the installed sbatch:
 sbatch itself answers which options a prefix could mean (`option '--a=' is ambiguous;
-possibilities: ...`), so no job is ever submitted by these probes (an unknown option follows).
+possibilities: ...`), so no job is ever submitted by these probes (an unknown option follows, or
+the script read from an empty stdin is refused). So are the options it takes bare (`true`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.sweep import sbatch_flags
+from orchestrator.launch import slurmcli
+from orchestrator.sweep import sbatch_flags, site
 from orchestrator.sweep.spec import SpecError, load_spec
 
 SBATCH = shutil.which("sbatch")
@@ -104,3 +106,100 @@ def test_ordinary_flags_still_pass(write_spec: Callable[..., Path]) -> None:
     extra = {"mail-type": "END", "mail_user": "me@lab.org", "begin": "now+1hour", "comment": "x", "nice": 3}
     spec = load_spec(write_spec(slurm={"additional_parameters": extra}))
     assert spec.slurm.additional_parameters == extra
+
+
+# ------------------------------------------------------------------- true, false and bare flags
+
+
+def sbatch_value_kind(option: str) -> str:
+    """How the installed sbatch takes `--option`: "needs" a value, "none" (bare only) or "optional"."""
+    assert SBATCH is not None
+
+    def first_line(*args: str) -> str:
+        result = subprocess.run([SBATCH, *args], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+        return (result.stderr or result.stdout).partition("\n")[0]
+
+    if f"option '--{option}' requires an argument" in first_line(f"--{option}"):  # nothing after it to take
+        return "needs"
+    if f"option '--{option}' doesn't allow an argument" in first_line(f"--{option}=x", _UNKNOWN_AFTER):
+        return "none"
+    return "optional"
+
+
+@needs_sbatch
+def test_value_kinds_match_the_installed_sbatch() -> None:
+    """NO_VALUE and OPTIONAL_VALUE against sbatch's own answers, for every option of the table."""
+    ours = {
+        o: "none" if o in sbatch_flags.NO_VALUE else "optional" if o in sbatch_flags.OPTIONAL_VALUE else "needs"
+        for o in sbatch_flags.options()
+    }
+    assert ours == {o: sbatch_value_kind(o) for o in sbatch_flags.options()}
+
+
+def _script(config: site.SlurmConfig) -> tuple[str, dict[str, object]]:
+    """The batch script `submit --dry-run` prints (submitit's renderer) and the executor parameters."""
+    params = slurmcli.executor_parameters(config, "orch-x")
+    return slurmcli.sbatch_header(Path("/shared/o/slurm"), params, 2), params
+
+
+def test_true_is_kept_and_renders_the_bare_flag(write_spec: Callable[..., Path]) -> None:
+    """YAML `true` was read as 1 (`str | int`, lax mode) and written `--exclusive=1`, which sbatch refuses."""
+    extra = {"exclusive": True, "hold": True, "nice": 5, "comment": "true"}
+    config = load_spec(write_spec(slurm={"additional_parameters": extra})).slurm
+    assert config.additional_parameters == extra
+    assert [type(v) for v in config.additional_parameters.values()] == [bool, bool, int, str]
+    lines = _script(config)[0].splitlines()
+    assert {"#SBATCH --exclusive", "#SBATCH --hold", "#SBATCH --nice=5", "#SBATCH --comment=true"} <= set(lines)
+    assert not [line for line in lines if line.startswith(("#SBATCH --exclusive=", "#SBATCH --hold="))]
+
+
+@pytest.mark.skipif(shutil.which("srun") is None, reason="submitit's SlurmExecutor needs srun on PATH")
+def test_submitit_executor_writes_the_bare_flag_too() -> None:
+    """The submit path (SlurmExecutor.update_parameters) writes the script the dry run prints."""
+    import submitit
+
+    config = site.SlurmConfig.model_validate({"additional_parameters": {"exclusive": True, "mail-type": "END"}})
+    preview, params = _script(config)
+    executor = submitit.SlurmExecutor(folder="/shared/o/slurm")
+    executor.update_parameters(**params)
+    executor.parameters["map_count"] = 2  # what submitit sets for an array (batch())
+    assert executor._make_submission_file_text(executor._submitit_command_str, "uid") == preview
+    assert "#SBATCH --exclusive\n" in preview
+
+
+@pytest.mark.parametrize(
+    ("extra", "where", "message"),
+    [
+        ({"comment": True}, ".comment", r"--comment needs a value \(--comment=VALUE\); true would write a bare"),
+        ({"mail_type": True}, ".mail_type", r"--mail-type needs a value"),
+        ({"exclusive": False}, ".exclusive", r"false is refused: leaving --exclusive out is not the same as turning"),
+        ({"hold": False}, ".hold", r"false is refused"),
+        ({"hold": "yes"}, ".hold", r"--hold takes no value; write hold: true for the bare flag"),
+        ({"hold": 1}, ".hold", r"--hold takes no value"),
+        # the key checks come first, for booleans too
+        ({"account": True}, "", r"--account is set by account; set that instead"),
+        ({"time": True}, "", r"--time is set by timeout_min"),
+        ({"requeue": True}, "", r"--requeue is set by submitit"),
+        ({"arr": True}, "", r"--arr \(sbatch reads it as --array\) is set by submitit"),
+        ({"excl": True}, "", r"--excl is ambiguous to sbatch \(--exclude, --exclusive\)"),
+        ({"exclusive\n#SBATCH --x": True}, "", r"sbatch flag 'exclusive\\n#SBATCH --x' contains a newline"),
+    ],
+)
+def test_booleans_refused_where_sbatch_takes_none(
+    write_spec: Callable[..., Path], extra: dict[str, object], where: str, message: str
+) -> None:
+    field = r"sweep\.yaml: slurm\.additional_parameters" + re.escape(where) + ": "
+    with pytest.raises(SpecError, match=field + message):
+        load_spec(write_spec(slurm={"additional_parameters": extra}))
+
+
+def test_cluster_profiles_keep_true_and_refuse_it_where_a_value_is_needed(tmp_path: Path) -> None:
+    """A profile skips the spec's number check: `true` was written `--exclusive=1`, `comment: true` `--comment=1`."""
+    profile = tmp_path / "cluster.yaml"
+    profile.write_text("partition: gpu\nadditional_parameters: {exclusive: true}\n")
+    config = site.resolve_slurm(site.SlurmConfig(), str(profile))
+    assert config.additional_parameters == {"exclusive": True}
+    assert "#SBATCH --exclusive\n" in _script(config)[0]
+    profile.write_text("partition: gpu\nadditional_parameters: {comment: true}\n")
+    with pytest.raises(site.SiteError, match=r"cluster.yaml: additional_parameters\.comment: --comment needs a value"):
+        site.load_site(profile, "cluster profile")
