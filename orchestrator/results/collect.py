@@ -294,7 +294,7 @@ def _usage_texts(frame: pd.DataFrame, root: Path) -> tuple[str, tuple[str, ...]]
     from orchestrator.results import usage
 
     used = usage.usage_frame(frame, root)
-    return used.to_csv(index=False), tuple(usage.summary_lines(used))
+    return runs_csv.csv_text(used), tuple(usage.summary_lines(used))  # to_csv's bytes, in a third of its time
 
 
 def _write_usage(texts: tuple[str, tuple[str, ...]], outputs: Outputs) -> tuple[Path, tuple[str, ...]]:

@@ -81,7 +81,7 @@ def ranks_of(long: pd.DataFrame, spec: SweepSpec, metric_labels: list[str]) -> d
         elif dim == "ablation":
             ranks[dim] = {name: i for i, name in enumerate(spec.ablations)}
         else:
-            ranks[dim] = {value: i for i, value in enumerate(dict.fromkeys(ordered[dim]))}
+            ranks[dim] = {value: i for i, value in enumerate(dict.fromkeys(ordered[dim].tolist()))}
     return ranks
 
 

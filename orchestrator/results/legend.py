@@ -47,7 +47,7 @@ def legend(
 def complexity_note(runs: pd.DataFrame | None) -> str:
     """What GFLOPs and params count, and with which torch (the counter's rules are torch's)."""
     column = contract.TORCH_VERSION
-    versions = sorted(set(runs[column].dropna().astype(str))) if runs is not None and column in runs else []
+    versions = sorted(set(runs[column].dropna().astype(str).tolist())) if runs is not None and column in runs else []
     if not versions:  # no finished run says: the profile counted with this machine's torch
         from importlib.metadata import PackageNotFoundError, version
 

@@ -85,11 +85,14 @@ def provenance_warnings(runs: pd.DataFrame) -> list[str]:
 
 def _code_versions(done: pd.DataFrame) -> list[str]:
     """Git commits of the runs; the tool's installed version for runs without one (a pip install)."""
-    commits = _column(done, contract.GIT_COMMIT)
-    dirty = _column(done, contract.GIT_DIRTY)
-    tools = _column(done, contract.TOOL_VERSION)
+    import pandas as pd
+
+    # The distinct triples first: a sweep's 10,000 runs come from a handful of versions.
+    triples = pd.DataFrame(
+        {name: _column(done, name) for name in (contract.GIT_COMMIT, contract.GIT_DIRTY, contract.TOOL_VERSION)}
+    ).drop_duplicates()
     versions = set()
-    for commit, is_dirty, tool in zip(commits, dirty, tools, strict=True):
+    for commit, is_dirty, tool in triples.itertuples(index=False, name=None):
         if isinstance(commit, str) and commit:
             versions.add(commit[:10] + (" (uncommitted changes)" if is_dirty is True else ""))
         elif isinstance(tool, str) and tool:
