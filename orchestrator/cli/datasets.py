@@ -12,6 +12,7 @@ Heavy imports (pandas, matplotlib, the dataset index) happen inside the function
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from orchestrator import textsafe
 from orchestrator.cli import jsonout, jsonout_datasets, terminal
 from orchestrator.cli.jsonout_datasets import DatasetEntry
 from orchestrator.results.render import slug
-from orchestrator.sweep import site, yamlio
+from orchestrator.sweep import bounded, site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
 from trainers.config import DataConfig, DatasetConfig
 
@@ -153,20 +154,30 @@ def _describe(
     else:
         ds = parse_dataset(target, overrides, site_file)
         datasets = [ds.model_copy(update={"root": root}) if root else ds]
-    described = []
+    planned = []
     for ds in datasets:
         folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / slug(ds.display_name)
-        report, written = _describe_one(ds, folder, console)
+        report = _analyse(ds, console)
+        files = render_report(report, ds)
+        planned.append((ds, report, folder, files))
+    recorded = [check_report(folder, files) for _, _, folder, files in planned]  # every folder before any write
+    described = []
+    for (ds, report, folder, files), known in zip(planned, recorded, strict=True):
+        written = _save_report(folder, files, known)
+        console.print(f"[green]written:[/] {', '.join(textsafe.rich(p) for p in written)}")
         described.append(jsonout_datasets.dataset_description(ds, report, written))
     return described
 
 
 def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path]:
     """Print the report of one dataset and write it under `folder`."""
-    return _describe_one(ds, folder, console)[1]
+    written = write_report(_analyse(ds, console), ds, folder)
+    console.print(f"[green]written:[/] {', '.join(textsafe.rich(p) for p in written)}")
+    return written
 
 
-def _describe_one(ds: DatasetConfig, folder: Path, console: Console) -> tuple[Any, list[Path]]:
+def _analyse(ds: DatasetConfig, console: Console) -> Any:
+    """The report of one dataset (trainers.datasets.report), printed as tables."""
     from trainers.datasets.report import describe
 
     try:
@@ -185,25 +196,32 @@ def _describe_one(ds: DatasetConfig, folder: Path, console: Console) -> tuple[An
         console.print(_rich(report.sizes, "image file sizes (bytes) per class"))
     else:
         console.print("  file sizes: none (images are generated in memory)")
-    written = write_report(report, ds, folder)
-    console.print(f"[green]written:[/] {', '.join(textsafe.rich(p) for p in written)}")
-    return report, written
+    return report
 
 
 REPORT_FILES = ("class_counts.csv", "imbalance.csv", "file_sizes.csv", "report.md", "class_counts.png")
+MANIFEST = ".describe-written.json"
+"""describe's record in its --out folder: each file of REPORT_FILES it wrote, with the hash of its
+bytes. A file of those names is replaced only when the record lists it with its current content,
+or when it already holds the very bytes about to be written (nothing is lost: a folder described
+before the record existed); anything else there is the user's and refused before any write."""
 
 
 def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:
-    """class_counts.csv, imbalance.csv, file_sizes.csv, report.md and class_counts.png."""
-    _check_report_folder(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    """class_counts.csv, imbalance.csv, file_sizes.csv, report.md and class_counts.png: all checked
+    (`check_report`), then each written atomically."""
+    files = render_report(report, ds)
+    return _save_report(folder, files, check_report(folder, files))
+
+
+def render_report(report: Any, ds: DatasetConfig) -> dict[str, bytes]:
+    """The bytes of each report file, by name, in REPORT_FILES order (no file_sizes.csv for a
+    dataset generated in memory)."""
+    files = {}
     tables = {"class_counts": report.counts, "imbalance": report.imbalance, "file_sizes": report.sizes}
     for name, frame in tables.items():
         if frame is not None:
-            path = folder / f"{name}.csv"
-            _atomic_text(path, frame.to_csv(index=False))
-            written.append(path)
+            files[f"{name}.csv"] = frame.to_csv(index=False).encode("utf-8")
     lines = [f"# Dataset {ds.display_name} ({ds.name})", "", f"Task: {report.view.task}.", ""]
     lines += [f"Split policy: `{json.dumps(report.view.info.get('policy', {}), sort_keys=True)}`", ""]
     for title, frame in (
@@ -214,26 +232,87 @@ def write_report(report: Any, ds: DatasetConfig, folder: Path) -> list[Path]:
         if frame is not None:
             lines += [f"## {title}", "", _markdown(frame), ""]
     lines += ["![class counts](class_counts.png)", ""]
-    path = folder / "report.md"
-    _atomic_text(path, "\n".join(lines))
-    written.append(path)
-    written.append(bar_chart(report.counts, folder / "class_counts.png", ds.display_name))
-    return written
+    files["report.md"] = "\n".join(lines).encode("utf-8")
+    files["class_counts.png"] = bar_chart(report.counts, ds.display_name)
+    return files
 
 
-def _check_report_folder(folder: Path) -> None:
-    """SpecError before anything is written when `folder` is no folder or one of REPORT_FILES there
-    is a link, a folder or a FIFO (a file in --out's place was a FileExistsError, a report.md folder
-    an IsADirectoryError after the CSVs were written)."""
+def check_report(folder: Path, files: dict[str, bytes]) -> dict[str, str]:
+    """SpecError, before anything is written, when `folder` is no folder, or a file of REPORT_FILES
+    there is a link, a folder or a FIFO, or one of `files` there is a file describe did not write
+    (see MANIFEST). The record of what describe wrote there (name -> hash)."""
     if os.path.lexists(folder) and not (folder.is_dir() and not folder.is_symlink()):
         raise SpecError(f"--out {folder}: not a folder (the report's files go in a folder)")
     for name in REPORT_FILES:
         path = folder / name
         if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
             raise SpecError(f"{path}: not a plain file; not overwritten (move it aside)")
+    known = _load_manifest(folder)
+    for name, data in files.items():
+        if not _ours(folder / name, data, known.get(name)):
+            raise SpecError(
+                f"{folder / name}: exists and was not written by datasets describe (or was edited since); "
+                "not overwritten (choose another --out or move it aside)"
+            )
+    return known
 
 
-def bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
+def _load_manifest(folder: Path) -> dict[str, str]:
+    path = folder / MANIFEST
+    try:
+        data = bounded.read_json_object(path)
+    except bounded.Unreadable as exc:
+        raise SpecError(f"{path}: {exc}; describe's record of what it wrote is unreadable (move it aside)") from None
+    if data is None:
+        return {}
+    files = data.get("files")
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise SpecError(f"{path}: not describe's record of what it wrote (move it aside)")
+    return {name: files[name] for name in REPORT_FILES if name in files}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()  # as collect's manifest (results/outputs.py)
+
+
+def _read(path: Path) -> bytes | None:
+    """The bytes of the regular file `path`; None when absent; Unreadable when anything else."""
+    return bounded.read_bytes(path, bounded.INDEX_LIMIT)
+
+
+def _ours(path: Path, data: bytes, recorded: str | None) -> bool:
+    """Whether `path` may be replaced by `data`: absent, recorded with its current content, or `data` already."""
+    try:
+        current = _read(path)
+    except bounded.Unreadable:
+        return False
+    return current is None or current == data or (recorded is not None and _digest(current) == recorded)
+
+
+def _save_report(folder: Path, files: dict[str, bytes], known: dict[str, str]) -> list[Path]:
+    """Write the checked `files` atomically, remove describe's own report files not written this
+    time (a file_sizes.csv of an earlier dataset), then the record."""
+    from trainers import rundir
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in files.items():
+        with rundir.atomic_open(folder / name) as handle:  # a temp name of its own, never a planted link
+            handle.write(data)
+        written.append(folder / name)
+    for name in sorted(set(known) - set(files)):
+        try:
+            current = _read(folder / name)
+        except bounded.Unreadable:
+            continue
+        if current is not None and _digest(current) == known[name]:
+            (folder / name).unlink()
+    record = {"version": 1, "files": {name: _digest(data) for name, data in files.items()}}
+    rundir.write_text(folder / MANIFEST, json.dumps(record, indent=1) + "\n")
+    return written
+
+
+def bar_chart(counts: pd.DataFrame, title: str) -> bytes:
     """Grouped bars of class counts per split (one panel per level); with many classes the
     classes are sorted by total count and drawn without names. Class names come from the
     dataset's files: drawn as literal text (no mathtext)."""
@@ -243,10 +322,12 @@ def bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
     from orchestrator.results.figures import plain_text
 
     with plain_text():
-        return _draw_bar_chart(counts, path, title)
+        return _draw_bar_chart(counts, title)
 
 
-def _draw_bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
+def _draw_bar_chart(counts: pd.DataFrame, title: str) -> bytes:
+    import io
+
     import matplotlib.pyplot as plt
     import numpy as np
 
@@ -270,12 +351,10 @@ def _draw_bar_chart(counts: pd.DataFrame, path: Path, title: str) -> Path:
         ax.set_title(f"{title}: {level} counts per split")
         ax.legend()
     fig.tight_layout()
-    from trainers import rundir
-
-    with rundir.atomic_open(path) as handle:  # a temp name of its own: a fixed one could be a planted link
-        fig.savefig(handle, dpi=110, format="png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=110, format="png")
     plt.close(fig)
-    return path
+    return buffer.getvalue()
 
 
 def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> Table:
@@ -303,9 +382,3 @@ def _markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    from trainers import rundir
-
-    rundir.write_text(path, text)

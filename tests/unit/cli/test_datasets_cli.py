@@ -65,6 +65,7 @@ def test_describe_writes_tables_and_chart(tmp_path: Path, capsys: pytest.Capture
         "file_sizes.csv",
         "report.md",
         "class_counts.png",
+        ".describe-written.json",  # what describe wrote, so a rerun replaces only those
     }
     with (out / "class_counts.csv").open() as handle:
         rows = list(csv.DictReader(handle))
