@@ -19,7 +19,7 @@ from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
-    from orchestrator.cli import jsonout
+    from orchestrator.cli import jsonout, power
 
 # Start-up time: the modules a command alone needs (preflight, site, jsonout's models, pandas
 # through results/) are imported inside it, so `status` does not pay for `plan`'s checks.
@@ -37,13 +37,18 @@ def emit(build: Callable[[], tuple[Any, int]]) -> int:
 
 def load_sweep(args: argparse.Namespace, check_data: bool = False) -> tuple[SweepSpec, list[RunSpec]]:
     spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
+    return spec, _planned(spec, args, check_data)
+
+
+def _planned(spec: SweepSpec, args: argparse.Namespace, check_data: bool) -> list[RunSpec]:
+    """The spec's runs; with `check_data`, preflight and the tables checked."""
     runs = plan(spec)
     if check_data:
         from orchestrator.checks import preflight
 
         preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
         _check_tables(spec, runs, args.spec)
-    return spec, runs
+    return runs
 
 
 def _check_tables(spec: SweepSpec, runs: list[RunSpec], where: str) -> None:
@@ -58,10 +63,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     """Print the grid: axes, counts per ablation row, and the runs."""
     if jsonflag.wanted(args):
         return emit(lambda: (_plan_json(args), 0))
-    spec, runs = load_sweep(args, check_data=True)
+    spec, runs, source = _load_plan(args)
     _print_plan(spec, runs, args)
-    _plan_checks(spec, runs, args)
+    _plan_checks(spec, runs, args, source)
     return 0
+
+
+def _load_plan(args: argparse.Namespace) -> tuple[SweepSpec, list[RunSpec], power.Source | None]:
+    """The spec, its checked plan and the `--variance-from` sweep: the flag (a usage error without --detect
+    or adaptive seeds) and its folder are checked first, before the plan is made or printed."""
+    spec = load_spec(args.spec, args.overrides, max_runs=args.max_runs)
+    source = None
+    if args.variance_from is not None:
+        from orchestrator.cli import power
+
+        source = power.variance_source(args.variance_from, args.detect, spec)
+    return spec, _planned(spec, args, check_data=True), source
 
 
 def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
@@ -70,8 +87,8 @@ def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
     from orchestrator.cli import jsonout
     from orchestrator.results import cost
 
-    spec, runs = load_sweep(args, check_data=True)
-    _plan_checks(spec, runs, args)
+    spec, runs, source = _load_plan(args)
+    _plan_checks(spec, runs, args, source)
     return jsonout.plan_object(spec, runs, preflight.warnings(spec, args.spec), cost.estimate(spec, runs))
 
 
@@ -98,16 +115,16 @@ def _print_plan(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) 
     _print_cost(spec, runs)
 
 
-def _plan_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
-    """Adaptive seeds, `--detect` and the budget: printed after the plan; a budget that fails raises."""
+def _plan_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace, source: power.Source | None) -> None:
+    """Adaptive seeds, `--detect` (with the `--variance-from` sweep, checked by _load_plan) and the budget:
+    printed after the plan; a budget that fails raises."""
     if spec.seeds is not None or args.detect is not None:
         from orchestrator.cli import power
 
-        variance_from = Path(args.variance_from) if args.variance_from else None
         if spec.seeds is not None:
-            power.print_adaptive(spec, runs, console, variance_from)
+            power.print_adaptive(spec, runs, console, source)
         if args.detect is not None:
-            power.print_detect(spec, runs, args.detect, console, variance_from)
+            power.print_detect(spec, runs, args.detect, console, source)
     if spec.budget is not None:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
@@ -278,13 +295,14 @@ def _print_problems(problems: list[Any], heading: str = "left out of the numbers
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    """GFLOPs and params of every (backbone, dataset, ablation) cell; checks the spec's budget."""
+    """GFLOPs and params of every (backbone, dataset, ablation) cell (backbone names checked first, as `plan`
+    checks them); checks the spec's budget."""
     from orchestrator.cli import profile
 
     if jsonflag.wanted(args):
-        return emit(lambda: (profile.profile_json(*load_sweep(args), console), 0))
+        return emit(lambda: (profile.profile_json(*load_sweep(args), console, args.spec), 0))
     spec, runs = load_sweep(args)
-    profile.run_profile(spec, runs, console)
+    profile.run_profile(spec, runs, console, args.spec)
     return 0
 
 

@@ -185,7 +185,9 @@ def _add_plan(sub: Any) -> None:
         "--detect", type=_positive, metavar="DELTA", help="seeds per cell to detect this delta (table units)"
     )
     p.add_argument(
-        "--variance-from", metavar="FOLDER", help="--detect / adaptive seeds: a finished sweep's output folder"
+        "--variance-from",
+        metavar="FOLDER",
+        help="with --detect or adaptive seeds: the spread of a finished sweep (its output folder, with sweep.yaml)",
     )
     p.set_defaults(func=commands.cmd_plan)
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from orchestrator import textsafe
+from orchestrator import store, textsafe
 from orchestrator.results import adaptive, cost, power, stats
+from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 
@@ -29,22 +31,43 @@ def _hours_per_run(spec: SweepSpec, runs: list[RunSpec]) -> tuple[float | None, 
     return sum(c.hours or 0.0 for c in costs) / len(runs), costs[0].unit
 
 
-def _source(root: Path | None) -> tuple[SweepSpec, Path] | None:
-    if root is None:
+Source = tuple[SweepSpec, Path]
+"""A finished sweep named with `--variance-from`: its spec (the folder's sweep.yaml) and its folder."""
+
+
+def variance_source(folder: str | None, detect: float | None, spec: SweepSpec) -> Source | None:
+    """`--variance-from FOLDER`, checked before the plan is printed: only `--detect` and adaptive seeds read it,
+    and it must be a sweep's output folder that can be read (a SpecError, one line, otherwise)."""
+    if folder is None:
         return None
-    from orchestrator.results.collect import resolve_target
+    if detect is None and spec.seeds is None:
+        raise SpecError(
+            "plan: --variance-from is read only by --detect DELTA and by adaptive seeds (`seeds:` in the spec); "
+            "add --detect DELTA"
+        )
+    root = Path(folder)
+    what = f"plan: --variance-from {folder}"
+    if not root.exists():
+        raise SpecError(f"{what}: no such folder")
+    if not root.is_dir():
+        raise SpecError(f"{what}: not a folder (give a finished sweep's output folder, the one with its sweep.yaml)")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise SpecError(f"{what}: folder not readable (permission denied)")
+    if not (root / store.SWEEP_FILE).is_file():
+        raise SpecError(f"{what}: no {store.SWEEP_FILE} in it; is this a sweep's output folder (its output_dir)?")
+    from orchestrator.results.collect import load_snapshot
 
-    return resolve_target(root, [])[0]
+    return load_snapshot(root), root.resolve()
 
 
-def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, variance_from: Path | None) -> None:
+def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, source: Source | None) -> None:
     """Minimum (every cell stops after round 1), expected (no delta real, at a known spread) and maximum
     (every cell runs to max) device-hours of an adaptive-seeds sweep."""
     assert spec.seeds is not None
     seeds = spec.seeds
     table = adaptive.rule_table(spec)
     family = len(adaptive.layout(spec, runs).pairs)
-    known = power.spreads(spec, table, _source(variance_from))
+    known = power.spreads(spec, table, source)
     console.print(
         f"adaptive seeds: {seeds.initial}, then +{seeds.step} per round up to {seeds.max} (looks at "
         f"{', '.join(map(str, seeds.looks))} seeds); stop when the {adaptive.design(spec, family).rule.describe()} "
@@ -75,12 +98,10 @@ def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, varia
     console.print(f"  {unit}: minimum {lows:.3g}, maximum {highs:.3g}; expected {expected}", markup=False)
 
 
-def print_detect(
-    spec: SweepSpec, runs: list[RunSpec], delta: float, console: Console, variance_from: Path | None
-) -> None:
+def print_detect(spec: SweepSpec, runs: list[RunSpec], delta: float, console: Console, source: Source | None) -> None:
     """Seeds per cell a paired t-test needs to detect `delta` (alpha 0.05, power 0.8), per backbone and dataset."""
     table = adaptive.rule_table(spec) if spec.seeds is not None else spec.tables[0]
-    known = power.spreads(spec, table, _source(variance_from))
+    known = power.spreads(spec, table, source)
     out = RichTable("backbone", "dataset", "sd of differences", "from", "seeds per cell", "estimate")
     for key, group in _groups(runs).items():
         spread = known.get(key)

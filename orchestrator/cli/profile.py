@@ -112,9 +112,18 @@ def _with_delta(value: float, delta: float, decimals: int) -> str:
     return f"{value:.{decimals}f} ({delta:+.2f}%)"
 
 
-def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: bool = True) -> pd.DataFrame:
+def _profile(spec: SweepSpec, runs: list[RunSpec], where: str) -> tuple[pd.DataFrame, float]:
+    """The plan's backbone names checked as `plan` checks them, torch-free and before any model is built
+    (timm would try to download an `hf-hub:` name from the Hub), then the plan profiled: frame, seconds."""
+    from orchestrator.checks import preflight
+
+    preflight.check_backbones(spec, runs, where)
+    return complexity.profile_frame(spec, runs)
+
+
+def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, where: str, write: bool = True) -> pd.DataFrame:
     """Profile the plan, print it, write profile.csv (unless `write` is False); the frame."""
-    frame, seconds = complexity.profile_frame(spec, runs)
+    frame, seconds = _profile(spec, runs, where)
     print_profile(frame, spec, console, seconds)
     if write:
         path = profile_file.write_profile(spec, frame)
@@ -125,7 +134,7 @@ def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, write: b
 def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: str = "budget") -> pd.DataFrame:
     """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict.
     Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok"."""
-    frame, seconds = complexity.profile_frame(spec, runs)
+    frame, seconds = _profile(spec, runs, where)
     profile_file.write_profile(spec, frame)
     console.print(f"budget: {_profiled_line(frame, seconds)}")
     complexity.require_profiled(frame, where)
@@ -133,11 +142,11 @@ def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: 
     return frame
 
 
-def profile_json(spec: SweepSpec, runs: list[RunSpec], console: Console) -> ProfileOut:
+def profile_json(spec: SweepSpec, runs: list[RunSpec], console: Console, where: str) -> ProfileOut:
     """`profile --json`: profile, write profile.csv, print the budget verdict (stderr under --json), the object."""
     from orchestrator.cli import jsonout_profile
 
-    frame, seconds = complexity.profile_frame(spec, runs)
+    frame, seconds = _profile(spec, runs, where)
     path = profile_file.write_profile(spec, frame)
     print_budget(frame, spec, console)
     return jsonout_profile.profile_object(spec, frame, seconds, path, budget_lines(frame, spec.budget))
