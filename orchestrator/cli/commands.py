@@ -146,7 +146,7 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
             table.add_row(textsafe.rich(item.cell), str(item.runs), speed, textsafe.rich(source), hours)
         console.print(table)
     for note, n in Counter(c.note for c in costs if c.hours is None).items():
-        console.print(textsafe.terminal(f"  unknown ({n} cells): {note}"), markup=False)
+        console.print(textsafe.terminal(f"  unknown ({n} cell{'s' if n != 1 else ''}): {note}"), markup=False)
     console.print(textsafe.terminal(cost.summary(costs)), markup=False)
 
 

@@ -266,10 +266,19 @@ def resolve_slurm(given: SlurmConfig, profile: str | None, site_file: str | None
     if base is None:
         return given
     merged = {**base.model_dump(exclude_unset=True), **given.model_dump(exclude_unset=True)}
+    if base.additional_parameters and given.additional_parameters:
+        merged["additional_parameters"] = _merged_flags(base.additional_parameters, given.additional_parameters)
     try:
         return SlurmConfig.model_validate(merged)
     except ValidationError as exc:
         raise SpecError(f"{where}: {describe_error(exc, SlurmConfig)}") from None
+
+
+def _merged_flags(base: dict[str, bool | str | int], given: dict[str, bool | str | int]) -> dict[str, bool | str | int]:
+    """The profile's extra sbatch flags with the spec's added, the spec's value winning for an option both
+    set (`mail_type` and `mail-type` are one option): a spec's `mail-type` must not drop the profile's `qos`."""
+    spelled = {key.replace("_", "-") for key in given}
+    return {**{k: v for k, v in base.items() if k.replace("_", "-") not in spelled}, **given}
 
 
 def _profile_path(profile: str) -> Path:

@@ -32,6 +32,22 @@ def test_site_slurm_section_is_the_profile_unless_one_is_named(write_spec: Calla
     assert site.resolve_slurm(spec.slurm, str(tmp_path / "other.yaml"), spec.site).partition == "big"
 
 
+def test_spec_sbatch_flags_add_to_the_profiles(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    """A spec's additional_parameters join the profile's (the spec's value wins for an option both
+    set, however it is spelled): the spec's mail-type used to drop the profile's reservation."""
+    flags = "{reservation: r1, mail_type: END, exclusive: true}"
+    (tmp_path / "p.yaml").write_text(f"slurm:\n  additional_parameters: {flags}\n")
+    spec = load_spec(write_spec(slurm={"additional_parameters": {"mail-type": "FAIL", "comment": "x"}}))
+    config = site.resolve_slurm(spec.slurm, str(tmp_path / "p.yaml"))
+    assert config.additional_parameters == {"reservation": "r1", "exclusive": True, "mail-type": "FAIL", "comment": "x"}
+    alone = load_spec(write_spec(slurm={"timeout_min": 30}))
+    assert site.resolve_slurm(alone.slurm, str(tmp_path / "p.yaml")).additional_parameters == {
+        "reservation": "r1",
+        "mail_type": "END",
+        "exclusive": True,
+    }
+
+
 def test_site_dataset_entries_are_typed(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text("datasets:\n  d: {name: imagefolder, root: data, val_fraction: 2}\n")
