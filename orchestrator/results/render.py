@@ -3,7 +3,9 @@
 Every template, packaged or the user's, renders in Jinja's ImmutableSandboxedEnvironment: a
 template reads the table model and formats it; it cannot reach Python internals
 (`''.__class__.__mro__`, `cycler.__init__.__globals__`), call unsafe functions or change its
-inputs. HTML templates (`*.html.j2`, `*.htm.j2`, `*.html.jinja`) autoescape.
+inputs. HTML templates (`*.html.j2`, `*.htm.j2`, `*.html.jinja`) autoescape. A user's template
+also renders within a time, memory and output limit, in a forked process
+(orchestrator/results/bounded_render.py); the packaged ones render in this process.
 """
 
 from __future__ import annotations
@@ -19,18 +21,16 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
 from orchestrator import textsafe
+from orchestrator.results import bounded_render
+from orchestrator.results.bounded_render import TemplateRefused as TemplateRefused
 from orchestrator.results.model import Table
-from orchestrator.sweep.templates import TemplateFileError, TemplateLoader
+from orchestrator.sweep.templates import TemplateLoader
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PRODUCT_ITEMS = 1_000_000
 """Longest string or list a template may build with `*` (`'x' * 10**10` would fill the memory)."""
 MAX_EXPONENT = 64
 """Largest exponent of `**` in a template."""
-
-
-class TemplateRefused(ValueError):
-    """A user template that failed or tried what the sandbox forbids; one line."""
 
 
 class Sandbox(ImmutableSandboxedEnvironment):
@@ -103,20 +103,14 @@ def render(tables: list[Table], fmt: str = "md", context: dict[str, Any] | None 
 def render_file(
     root: Path, name: str, tables: list[Table], context: dict[str, Any] | None = None, owner: int | None = None
 ) -> str:
-    """Render tables with a user's template `name` under `root` (the spec file's folder), sandboxed;
+    """Render tables with a user's template `name` under `root` (the spec file's folder), sandboxed
+    and within bounded_render's limits (MAX_RENDER_SECONDS, MAX_RENDER_MEMORY, MAX_OUTPUT_CHARS);
     it and whatever it includes (names relative to its own folder) pass
-    orchestrator.sweep.templates.read_template."""
+    orchestrator.sweep.templates.read_template. TemplateFileError for a file it may not use, else
+    TemplateRefused (one line) for any failure, sandbox refusal or limit."""
     path = root / name
     env = environment(TemplateLoader(root, path.parent, owner))
-    try:
-        return env.get_template(path.name).render(tables=tables, **(context or {}))
-    except TemplateFileError:
-        raise
-    except RecursionError:
-        raise TemplateRefused(f"template {root / name}: nested too deeply") from None
-    except Exception as exc:  # user code: any failure is a one-line refusal, never a traceback
-        kind = "refused by the sandbox" if isinstance(exc, SecurityError) else f"failed ({type(exc).__name__})"
-        raise TemplateRefused(f"template {root / name} {kind}: {exc}") from None
+    return bounded_render.render(env, path.name, {"tables": tables, **(context or {})}, f"template {path}")
 
 
 RAW_FIELDS = ("mean", "std", "n", "delta", "low", "high", "p", "p_adjusted")
