@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from orchestrator import store
-from orchestrator.results import compare_cache, folder_reads, reader, runs_csv
+from orchestrator.results import compare_cache, folder_reads, reader, runs_csv, runs_csv_cache
 from orchestrator.results.outputs import Outputs
 from orchestrator.store import run_states
 from orchestrator.sweep import bounded, forked, gcpause, yamlio
@@ -164,9 +164,9 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
     try:
         collected = reader.read_sweep(root, planned, root / INDEX_FILE, wait=False)
         runs_path = out / "runs.csv"
-        # Formatted by a forked worker while this process builds the tables (5 s at 100,000 runs).
+        # Formatted by a forked worker while this process builds the tables (runs_csv_cache: unchanged lines kept).
         workers = folder_reads.worker_count(len(collected.frame))
-        runs_text = forked.later(functools.partial(runs_csv.csv_text, collected.frame), workers)
+        runs_text = forked.later(functools.partial(runs_csv_cache.text, collected, root, runs_path), workers)
         usage_texts = forked.later(functools.partial(_usage_texts, collected.frame, root), workers)
         refused = False
         try:
@@ -186,7 +186,7 @@ def _write_tables(spec: SweepSpec, root: Path, smoke: bool, report: bool) -> Wri
         finally:
             try:
                 if not refused:
-                    outputs.write_text(runs_path, runs_text())  # the frame as read_sweep returned it
+                    runs_csv_cache.write(outputs, root, runs_path, runs_text())  # the frame as read_sweep returned it
             finally:
                 collected.index_written()
                 with contextlib.suppress(Exception):  # its worker shut down when the tables failed

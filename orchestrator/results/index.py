@@ -164,6 +164,9 @@ class Index:
     """Positions whose rows came from the change file over that generation."""
     width: int = 0
     """Columns when loaded (set_row only appends: more columns now, the whole file is written)."""
+    state: str | None = None
+    """The token of the save these rows were loaded from (index file, or its change file over it):
+    rows that are not read again are those of that save (results.runs_csv_cache reuses their lines)."""
 
     def __post_init__(self) -> None:
         self._known = set(self.columns)
@@ -197,6 +200,7 @@ def aligned(index: Index, names: list[str]) -> Index:
             generation=index.generation,
             in_changes=set(index.in_changes),
             width=index.width,
+            state=index.state,
         )
     where = {name: i for i, name in enumerate(index.names)}
     take = [where.get(name) for name in names]

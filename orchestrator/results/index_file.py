@@ -75,7 +75,9 @@ def load_index(path: Path) -> Index:
         return Index([])
     with contextlib.suppress(_Stale):  # a change file that does not fit: its folders are read again
         data = _parsed(changes_path(path))
-        _apply_changes(index, _decoded(data), _changed_positions(data))
+        changes = _decoded(data)
+        _apply_changes(index, changes, _changed_positions(data))
+        index.state = changes.state
     return index
 
 
@@ -169,8 +171,15 @@ def _decoded(data: Any) -> Index:
     bad = index_checks.bad_shapes(values, kinds) | index_checks.bad_values(columns, values, kinds)
     for i in bad | index_checks.bad_identity(columns, names, values):
         signatures[i] = None
+    state = data.get("state")
     return Index(
-        columns=columns, names=names, values=values, signatures=signatures, problems=problems, generation=generation
+        columns=columns,
+        names=names,
+        values=values,
+        signatures=signatures,
+        problems=problems,
+        generation=generation,
+        state=state if isinstance(state, str) and len(state) == _GENERATION_CHARS and state.isascii() else None,
     )
 
 
@@ -231,19 +240,25 @@ def _decoded_files(files: Any, n: int) -> list[Any]:
     return out
 
 
-def save_index(path: Path, index: Index, changed: Iterable[int] = ()) -> None:
+def new_state() -> str:
+    """A token for the next save_index (Index.state once loaded)."""
+    return secrets.token_hex(_GENERATION_CHARS // 2)
+
+
+def save_index(path: Path, index: Index, changed: Iterable[int] = (), state: str | None = None) -> None:
     """Write the index (every folder of it read or cached: no signature is None): only the rows of
     the folders read again since it was loaded (`changed`) to its change file while they are few
-    and its folders and columns those of the index file it was loaded from; else the whole file."""
+    and its folders and columns those of the index file it was loaded from; else the whole file.
+    `state` (new_state) names this save: the index loaded next has it as its Index.state."""
     pending = sorted(index.in_changes.union(changed))
     few = len(pending) <= max(CHANGES_MIN, len(index.names) // CHANGES_SHARE)
     # A read-only results folder: collect still works, only slower next time.
     with contextlib.suppress(OSError):
         if index.generation is not None and len(index.columns) == index.width and few:
-            document = _document(_rows(index, pending), index.generation)
+            document = _document(_rows(index, pending), index.generation, state)
             rundir.write_text(changes_path(path), _json({**document, "positions": pending}))
             return
-        rundir.write_text(path, _json(_document(index, secrets.token_hex(_GENERATION_CHARS // 2))))
+        rundir.write_text(path, _json(_document(index, new_state(), state)))
         changes_path(path).unlink(missing_ok=True)  # of the generation before: ignored, but stale
 
 
@@ -258,10 +273,11 @@ def _rows(index: Index, positions: list[int]) -> Index:
     )
 
 
-def _document(index: Index, generation: str) -> dict[str, Any]:
+def _document(index: Index, generation: str, state: str | None) -> dict[str, Any]:
     return {
         "version": reader_version(),
         "generation": generation,
+        "state": state,
         "columns": index.columns,
         "names": index.names,
         "values": [_encoded_column(values) for values in index.values],

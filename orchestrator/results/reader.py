@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,6 +203,20 @@ class Collected:
     """Run folders read from their files this time (the others came from the index)."""
     index_written: Callable[[], None] = lambda: None
     """Waits until the index is written (read_sweep with `wait=False` returns before that)."""
+    rows_from: Saves = field(default_factory=lambda: Saves(None, None, frozenset(), 0))
+    """Which frame rows are those of the index save read (results.runs_csv_cache reuses their lines)."""
+
+
+@dataclass(frozen=True)
+class Saves:
+    """The frame's first `folders` rows are the index's folders; the rows not at `reread` are those of
+    the index save `loaded` (None: no index, or one without a save token), and `saved` names the save
+    this read makes (the same as `loaded` when it writes nothing; None when there is no index file)."""
+
+    loaded: str | None
+    saved: str | None
+    reread: frozenset[int]
+    folders: int
 
 
 def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = None, wait: bool = True) -> Collected:
@@ -221,8 +235,8 @@ def read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None = Non
 
 
 def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> Collected:
-    folders = run_ids.run_folders(root, planned)
-    by_id = {folders[run.run_id].name: run for run in planned}  # by folder name
+    folders = run_ids.run_folder_names(root, planned)
+    by_id = {folders[run.run_id]: run for run in planned}  # by folder name
     runs_dir = str(root / "runs")
     listed = sorted(n for n in _listdir(runs_dir) if not n.startswith("."))  # skip atomic-write temporaries
     names = [n for n in listed if n.isascii() or _utf8(n)]
@@ -238,20 +252,24 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
     ]
     position = {name: i for i, name in enumerate(names)} if jobs else {}
     fresh = rehashed = 0
+    reread: list[int] = []
     for read in folder_reads.read_folders(runs_dir, jobs, by_id, read_run):
         i = position[read.name]
         if read.row is not None:  # else the same bytes hashed again (RACY_NS): the row holds
             fresh += 1
+            reread.append(i)
             rows.set_row(i, read.row)
             rows.problems[i] = read.problems
         else:
             rehashed += rows.signatures[i] != read.signature
         rows.signatures[i] = read.signature
     saved: Callable[[], None] = lambda: None  # noqa: E731
+    changed = [position[name] for name, _ in jobs]  # the index's change file holds only these
+    saves = Saves(rows.state, rows.state if index_path is not None else None, frozenset(reread), len(names))
     if index_path is not None and (fresh or rehashed or names != index.names):
         # Written by a forked worker while this process builds the frame (3 s of JSON at 100,000 runs).
-        changed = [position[name] for name, _ in jobs]  # the index's change file holds only these
-        save = functools.partial(index_file.save_index, index_path, rows, changed)
+        saves = Saves(rows.state, index_file.new_state(), saves.reread, saves.folders)
+        save = functools.partial(index_file.save_index, index_path, rows, changed, saves.saved)
         saved = forked.later(save, folder_reads.worker_count(len(names)))
     frame = _frame(root, planned, rows, by_id)
     problems = odd + [
@@ -259,7 +277,7 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
         for name, texts in zip(names, rows.problems, strict=True)
         for reason in texts
     ]
-    return Collected(frame.reset_index(drop=True), problems, fresh, saved)
+    return Collected(frame.reset_index(drop=True), problems, fresh, saved, saves)
 
 
 def _stats_ahead(

@@ -27,10 +27,30 @@ def csv_text(frame: pd.DataFrame) -> str:
     """The frame as `frame.to_csv(index=False)` writes it."""
     if frame.shape[1] < 2:
         return _through_writer(frame)
+    return header_line(frame) + rows_text(frame, (0, len(frame)))
+
+
+def header_line(frame: pd.DataFrame) -> str:
+    """csv_text's first line, with its line end (a frame of two or more columns)."""
     cell = _CellWriter()
-    header = ",".join(cell.text(name) for name in frame.columns.tolist())
-    columns = [_column(frame.iloc[:, i], cell) for i in range(frame.shape[1])]
-    return "\n".join([header, *map(",".join, zip(*columns, strict=True)), ""])
+    return ",".join(cell.text(name) for name in frame.columns.tolist()) + "\n"
+
+
+def rows_text(frame: pd.DataFrame, rows: tuple[int, int]) -> str:
+    """csv_text's lines of the rows from `rows[0]` up to `rows[1]`, each with its line end (a frame of
+    two or more columns). A cell's text depends on its value and its column's dtype alone, and a slice
+    of rows keeps the frame's dtypes: the lines of consecutive slices joined are csv_text's rows."""
+    return "".join(line + "\n" for line in row_lines(frame, rows))
+
+
+def row_lines(frame: pd.DataFrame, rows: tuple[int, int]) -> list[str]:
+    """rows_text's lines without their line ends, one per row (a quoted cell may hold a line break)."""
+    part = frame.iloc[rows[0] : rows[1]]
+    if part.empty:
+        return []
+    cell = _CellWriter()
+    columns = [_column(part.iloc[:, i], cell) for i in range(part.shape[1])]
+    return list(map(",".join, zip(*columns, strict=True)))
 
 
 def _column(series: pd.Series, cell: _CellWriter) -> list[str]:

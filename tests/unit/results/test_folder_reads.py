@@ -70,9 +70,9 @@ def test_two_workers_read_what_one_reads(
 
 def _without_hash_times(index: dict[str, Any]) -> dict[str, Any]:
     """The index without the times its files were hashed at (every 5th stat number of a file) and
-    its generation (random per whole write)."""
+    its generation and save token (random per write)."""
     files = [{**f, "stat": [v for j, v in enumerate(f["stat"]) if j % 5 != 4]} for f in index["files"]]
-    return {**index, "files": files, "generation": None}
+    return {**index, "files": files, "generation": None, "state": None}
 
 
 def test_a_pool_that_breaks_leaves_the_rest_to_this_process(

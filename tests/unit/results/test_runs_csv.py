@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from orchestrator.results.runs_csv import csv_text
+from orchestrator.results.runs_csv import csv_text, header_line, rows_text
 
 TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
 FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([1e16, 1e-5, 0.1, -0.0, 5e-324, 1e22])
@@ -38,6 +39,19 @@ def _columns(rows: int) -> st.SearchStrategy[list[object]]:
 def test_the_same_bytes_as_pandas(columns: list[list[object]], names: list[str]) -> None:
     frame = pd.DataFrame({name: values for name, values in zip(names, columns, strict=False)})
     assert csv_text(frame) == frame.to_csv(index=False)
+
+
+@given(
+    st.integers(1, 12).flatmap(lambda rows: st.lists(_columns(rows), min_size=2, max_size=6)),
+    st.lists(st.integers(0, 12), max_size=3),
+)
+def test_slices_of_rows_join_to_the_whole(columns: list[list[object]], cuts: list[int]) -> None:
+    """The rows formatted a slice at a time (as runs.csv's workers do) are the whole frame's lines:
+    a slice keeps the frame's dtypes (an int column with a missing value elsewhere stays float)."""
+    frame = pd.DataFrame({f"c{i}": values for i, values in enumerate(columns)})
+    bounds = sorted({0, len(frame), *(min(cut, len(frame)) for cut in cuts)})
+    parts = [rows_text(frame, pair) for pair in itertools.pairwise(bounds)]
+    assert header_line(frame) + "".join(parts) == csv_text(frame)
 
 
 def test_the_edges_pandas_has() -> None:
