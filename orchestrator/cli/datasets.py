@@ -154,9 +154,12 @@ def _describe(
     else:
         ds = parse_dataset(target, overrides, site_file)
         datasets = [ds.model_copy(update={"root": root}) if root else ds]
+    folders = [
+        Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / slug(ds.display_name) for ds in datasets
+    ]
+    _check_distinct(datasets, folders)
     planned = []
-    for ds in datasets:
-        folder = Path(out) if out and len(datasets) == 1 else Path(out or DEFAULT_OUT) / slug(ds.display_name)
+    for ds, folder in zip(datasets, folders, strict=True):
         report = _analyse(ds, console)
         files = render_report(report, ds)
         planned.append((ds, report, folder, files))
@@ -167,6 +170,18 @@ def _describe(
         console.print(f"[green]written:[/] {', '.join(textsafe.rich(p) for p in written)}")
         described.append(jsonout_datasets.dataset_description(ds, report, written))
     return described
+
+
+def _check_distinct(datasets: list[DatasetConfig], folders: list[Path]) -> None:
+    """SpecError when two datasets' reports would go to one folder (the second replaced the first's)."""
+    seen: dict[Path, DatasetConfig] = {}
+    for ds, folder in zip(datasets, folders, strict=True):
+        first = seen.setdefault(folder, ds)
+        if first is not ds:
+            raise SpecError(
+                f"datasets {first.display_name!r} and {ds.display_name!r} both describe into {folder} "
+                "(their names give one folder name); give one a `label` of its own"
+            )
 
 
 def describe_one(ds: DatasetConfig, folder: Path, console: Console) -> list[Path]:

@@ -117,3 +117,19 @@ def test_sweep_checks_every_folder_before_writing_any(
     assert str(out / "cub200" / "class_counts.csv") in err and err.count("\n") == 1, err
     assert sorted(p.name for p in out.iterdir()) == ["cub200"]  # digits (described first) not written either
     assert (out / "cub200" / "class_counts.csv").read_text() == "mine\n"
+
+
+def test_two_datasets_of_one_folder_name_are_refused(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Labels that slug to one folder name: the second report replaced the first's files."""
+    spec = write_spec(
+        "name: two\noutput_dir: {out}\ngrid:\n  backbone: [resnet10t]\n"
+        "  dataset: [{{name: digits, label: Digits A}}, {{name: digits, label: digits-a, val_fraction: 0.2}}]\n"
+        "  seed: [0]\n"
+    )
+    out = tmp_path / "described"
+    assert main(["datasets", "describe", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'Digits A' and 'digits-a' both describe into" in err and err.count("\n") == 1, err
+    assert not out.exists()
