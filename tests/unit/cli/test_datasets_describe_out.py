@@ -27,24 +27,23 @@ def _refused(code: int, err: str, path: Path) -> None:
     assert str(path) in err and "not written by datasets describe" in err and "choose another --out" in err
 
 
-def test_users_report_md_is_kept_and_nothing_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("report.md", "# my notes on digits\n"),
+        ("imbalance.csv", "mine,1\n"),  # refused before class_counts.csv and report.md are written
+    ],
+)
+def test_users_file_is_kept_and_nothing_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, text: str
+) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "report.md").write_text("# my notes on digits\n")
+    (out / name).write_text(text)
     code, err = _describe(capsys, out)
-    _refused(code, err, out / "report.md")
-    assert (out / "report.md").read_text() == "# my notes on digits\n"
-    assert [p.name for p in out.iterdir()] == ["report.md"]  # no CSV, no chart, no record
-
-
-def test_users_csv_is_refused_before_report_md_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "imbalance.csv").write_text("mine,1\n")
-    code, err = _describe(capsys, out)
-    _refused(code, err, out / "imbalance.csv")
-    assert (out / "imbalance.csv").read_text() == "mine,1\n"
-    assert sorted(p.name for p in out.iterdir()) == ["imbalance.csv"]  # class_counts.csv, report.md: not written
+    _refused(code, err, out / name)
+    assert (out / name).read_text() == text
+    assert [p.name for p in out.iterdir()] == [name]  # no CSV, no chart, no record
 
 
 def test_rerun_over_its_own_outputs_replaces_them(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
