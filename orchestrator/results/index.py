@@ -176,6 +176,14 @@ class Index:
         """Folder i as folder_reads takes a cached entry: [signature, None, problems] (None: not cached)."""
         return None if self.signatures[i] is None else [self.signatures[i], None, self.problems[i]]
 
+    def column(self, name: str) -> list[Any]:
+        """The values of column `name`, one per folder (added, all None, when no row had it)."""
+        if name not in self._known:
+            self.columns.append(name)
+            self.values.append([None] * len(self.names))
+            self._known.add(name)
+        return self.values[self.columns.index(name)]
+
     def set_row(self, i: int, row: dict[str, Any]) -> None:
         """Folder i's values from a row just read (a column it is the first to have is added, in
         the row's order)."""

@@ -8,6 +8,7 @@ run states are the store's (orchestrator.store.run_states). Never imports the tr
 from __future__ import annotations
 
 import functools
+import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -319,11 +320,42 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+PLAN_FACTS = (*META_COLUMNS[1:6], "pretrained_path")
+"""Columns of a planned folder's row that read_run takes from the plan, not from the folder (axis.* too)."""
+
+
+def _plan_facts(rows: index_of.Index, by_id: dict[str, RunSpec]) -> None:
+    """Planned folders' plan facts as today's plan has them, where the row has them (read_run's
+    values): the index keeps them as they were read, and a spec that relabels a row keeps its run
+    ids, so runs.csv kept the old names while the tables showed the new ones."""
+    if "name" not in rows.columns:
+        return
+    named = rows.values[rows.columns.index("name")]
+    planned = [(i, by_id[name]) for i, name in enumerate(rows.names) if name in by_id and named[i] is not None]
+    if not planned:
+        return
+    axes = {key for _, run in planned for key in run.axes} | {c[5:] for c in rows.columns if c.startswith("axis.")}
+    facts: dict[str, Callable[[RunSpec], Any]] = {
+        **{key: operator.attrgetter(key) for key in PLAN_FACTS[:-1]},  # run.metadata()'s values
+        "pretrained_path": _pretrained,
+        **{f"axis.{key}": functools.partial(_axis_of, key=key) for key in sorted(axes)},
+    }
+    for column, fact in facts.items():
+        values = rows.column(column)
+        for i, run in planned:
+            values[i] = fact(run)
+
+
+def _axis_of(run: RunSpec, key: str) -> Any:
+    return run.axes.get(key)
+
+
 def _frame(root: Path, planned: list[RunSpec], rows: index_of.Index, by_id: dict[str, RunSpec]) -> pd.DataFrame:
     """Rows of the folders, then planned runs never started; indexed by run id."""
     import pandas as pd
 
     names = rows.names
+    _plan_facts(rows, by_id)
     frame = pd.DataFrame(dict(zip(rows.columns, rows.values, strict=True)), index=names)
     frame["run_id"] = [by_id[name].run_id if name in by_id else textsafe.printable(name) for name in names]
     frame["in_plan"] = [name in by_id for name in names]

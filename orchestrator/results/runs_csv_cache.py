@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.results import runs_csv
 from orchestrator.results.outputs import escaped
-from orchestrator.results.reader import Collected, Saves
+from orchestrator.results.reader import PLAN_FACTS, Collected, Saves
 from orchestrator.sweep import bounded
 from trainers import rundir
 
@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from orchestrator.results.outputs import Outputs
 
 FILE = ".collect-runs-csv.json"
-_IDENTITY = ("run_id", "in_plan", "path")
-"""Folder-row columns that come from the plan and the sweep folder, not from the index save."""
+_IDENTITY = ("run_id", "in_plan", "path", *PLAN_FACTS)
+"""Folder-row columns that come from the plan and the sweep folder, not from the index save (axis.* too)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -112,16 +112,32 @@ def _reused(frame: pd.DataFrame, path: Path, runs_path: Path, saves: Saves, shap
         return None
     if raw is None or _digest(raw) != record.get("digest"):
         return None
-    old, header = raw.decode("utf-8"), runs_csv.header_line(frame)
-    ends = list(itertools.accumulate(lengths, initial=len(header)))
-    if not old.startswith(header) or ends[-1] > len(old) or any(old[end - 1] != "\n" for end in ends[1:]):
+    old, header = raw.decode("utf-8", "replace"), runs_csv.header_line(frame)
+    lines = _cut(old, header, lengths, frame.shape[1])
+    if lines is None or not _aligned(lines, frame, saves):
         return None
-    lines = [old[a : b - 1] for a, b in itertools.pairwise(ends)]
     reread = sorted(saves.reread)
     fresh = runs_csv.row_lines(frame.take(reread), (0, len(reread)))  # a frame of those rows keeps the dtypes
     for i, line in zip(reread, fresh, strict=True):
         lines[i] = line
     return lines
+
+
+def _cut(old: str, header: str, lengths: list[int], width: int) -> list[str] | None:
+    """The old text's folder-row lines by the recorded lengths (None unless every line ends with a
+    line break where its length says, and holds at least `width` cells: a length cannot be below it)."""
+    if not old.startswith(header) or min(lengths, default=width) < width:
+        return None
+    ends = list(itertools.accumulate(lengths, initial=len(header)))
+    if ends[-1] > len(old) or any(old[end - 1] != "\n" for end in ends[1:]):
+        return None
+    return [old[a : b - 1] for a, b in itertools.pairwise(ends)]
+
+
+def _aligned(lines: list[str], frame: pd.DataFrame, saves: Saves) -> bool:
+    """Whether each kept line starts with its row's run id cell (a record's lengths can be any)."""
+    ids = runs_csv.row_lines(frame[["run_id", "in_plan"]].iloc[: saves.folders], (0, saves.folders))
+    return all(line.startswith(cell[: cell.rindex(",") + 1]) for line, cell in zip(lines, ids, strict=True))
 
 
 def _record(path: Path) -> dict[str, Any] | None:
@@ -138,7 +154,7 @@ def _shape(frame: pd.DataFrame, folders: int) -> str:
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([str(c) for c in frame.columns]).encode("utf-8", "surrogatepass"))
     digest.update(json.dumps([str(t) for t in frame.dtypes]).encode())
-    for column in _IDENTITY:
+    for column in [*_IDENTITY, *(c for c in frame.columns if str(c).startswith("axis."))]:
         values = frame[column].iloc[:folders].tolist() if column in frame.columns else []
         digest.update(json.dumps([str(v) for v in values]).encode("utf-8", "surrogatepass"))
     return f"{folders}:{digest.hexdigest()}"

@@ -121,6 +121,8 @@ NO_VALUE = frozenset(
 OPTIONAL_VALUE = frozenset({"exclusive", "get-user-env", "nice", "no-kill", "propagate"})
 """Options sbatch takes bare or with a value (`--exclusive` or `--exclusive=user`); every other option of
 sbatch_options.txt needs a value. Both sets are checked against the installed sbatch by the tests."""
+WORDS = {"exclusive": ("user", "mcs"), "no-kill": ("off",)}
+"""The values sbatch 22.05 takes for these optional-value options (`--exclusive=1` is refused by sbatch)."""
 
 
 def check_value(key: str, value: bool | str | int) -> None:
@@ -137,3 +139,5 @@ def check_value(key: str, value: bool | str | int) -> None:
         raise ValueError(f"--{name} needs a value (--{name}=VALUE); true would write a bare --{name}")
     if value is not True and name in NO_VALUE:
         raise ValueError(f"--{name} takes no value; write {key}: true for the bare flag")
+    if value is not True and name in WORDS and value not in WORDS[name]:
+        raise ValueError(f"--{name} takes true (the bare flag) or one of {', '.join(WORDS[name])}")

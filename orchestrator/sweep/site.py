@@ -266,7 +266,7 @@ def resolve_slurm(given: SlurmConfig, profile: str | None, site_file: str | None
     if base is None:
         return given
     merged = {**base.model_dump(exclude_unset=True), **given.model_dump(exclude_unset=True)}
-    if base.additional_parameters and given.additional_parameters:
+    if "additional_parameters" in given.model_fields_set:  # `{}` too: it adds nothing, it drops nothing
         merged["additional_parameters"] = _merged_flags(base.additional_parameters, given.additional_parameters)
     try:
         return SlurmConfig.model_validate(merged)

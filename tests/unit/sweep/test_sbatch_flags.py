@@ -136,6 +136,22 @@ def test_value_kinds_match_the_installed_sbatch() -> None:
     assert ours == {o: sbatch_value_kind(o) for o in sbatch_flags.options()}
 
 
+@needs_sbatch
+def test_words_match_the_installed_sbatch() -> None:
+    """sbatch_flags.WORDS: sbatch takes each listed value and refuses another (`--exclusive=1`)."""
+    assert SBATCH is not None
+
+    def refused(option: str, value: str) -> bool:
+        result = subprocess.run(
+            [SBATCH, f"--{option}={value}"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30
+        )
+        return f"Invalid --{option} specification" in result.stderr
+
+    for option, words in sbatch_flags.WORDS.items():
+        assert not any(refused(option, word) for word in words), option
+        assert refused(option, "1") and refused(option, "x"), option
+
+
 def _script(config: site.SlurmConfig) -> tuple[str, dict[str, object]]:
     """The batch script `submit --dry-run` prints (submitit's renderer) and the executor parameters."""
     params = slurmcli.executor_parameters(config, "orch-x")
@@ -176,6 +192,12 @@ def test_submitit_executor_writes_the_bare_flag_too() -> None:
         ({"hold": False}, ".hold", r"false is refused"),
         ({"hold": "yes"}, ".hold", r"--hold takes no value; write hold: true for the bare flag"),
         ({"hold": 1}, ".hold", r"--hold takes no value"),
+        (
+            {"exclusive": 1},
+            ".exclusive",
+            r"--exclusive takes true \(the bare flag\) or one of user, mcs",
+        ),  # sbatch refuses it
+        ({"no_kill": "on"}, ".no_kill", r"--no-kill takes true \(the bare flag\) or one of off"),
         # the key checks come first, for booleans too
         ({"account": True}, "", r"--account is set by account; set that instead"),
         ({"time": True}, "", r"--time is set by timeout_min"),

@@ -40,12 +40,13 @@ def test_spec_sbatch_flags_add_to_the_profiles(write_spec: Callable[..., Path], 
     spec = load_spec(write_spec(slurm={"additional_parameters": {"mail-type": "FAIL", "comment": "x"}}))
     config = site.resolve_slurm(spec.slurm, str(tmp_path / "p.yaml"))
     assert config.additional_parameters == {"reservation": "r1", "exclusive": True, "mail-type": "FAIL", "comment": "x"}
-    alone = load_spec(write_spec(slurm={"timeout_min": 30}))
-    assert site.resolve_slurm(alone.slurm, str(tmp_path / "p.yaml")).additional_parameters == {
-        "reservation": "r1",
-        "mail_type": "END",
-        "exclusive": True,
-    }
+    for slurm in ({"timeout_min": 30}, {"additional_parameters": {}}):  # an empty mapping drops nothing either
+        alone = load_spec(write_spec(slurm=slurm))
+        assert site.resolve_slurm(alone.slurm, str(tmp_path / "p.yaml")).additional_parameters == {
+            "reservation": "r1",
+            "mail_type": "END",
+            "exclusive": True,
+        }
 
 
 def test_site_dataset_entries_are_typed(tmp_path: Path) -> None:
