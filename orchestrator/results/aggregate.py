@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from dataclasses import dataclass, replace
@@ -36,7 +37,7 @@ class CellData:
         """Mean over seeds (None when no value)."""
         return statistics.fmean(self.values.values()) if self.values else None
 
-    @property
+    @functools.cached_property  # asked per table cell and again for the table's noise note
     def std(self) -> float | None:
         """Sample standard deviation over seeds (ddof=1; None below 2 values)."""
         return statistics.stdev(self.values.values()) if len(self.values) > 1 else None
