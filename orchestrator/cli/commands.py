@@ -15,7 +15,7 @@ from orchestrator import textsafe
 from orchestrator.cli import jsonflag, terminal
 from orchestrator.cli.views import PLAN_ROWS_SHOWN, axis_value, status_view
 from orchestrator.sweep.errors import SpecError
-from orchestrator.sweep.plan import RunSpec, plan
+from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
@@ -162,15 +162,16 @@ def cmd_status(args: argparse.Namespace) -> int:
         return emit(lambda: _status_json(args))
     spec, root, current = _status(args)
     runs = [row.run for row in current.runs]
+    name = spec.name + (" (smoke)" if args.smoke else "")
     if not args.watch:
-        console.print(status_view(spec.name, current, args.all))
+        console.print(status_view(name, current, args.all))
         _print_problems(current.problems, "runs whose status is unreadable or unknown")
         return _status_code(current)
-    with Live(status_view(spec.name, current, args.all), console=console, auto_refresh=False) as live:
+    with Live(status_view(name, current, args.all), console=console, auto_refresh=False) as live:
         while not current.finished:
             time.sleep(args.interval)  # a refresh period for a human, not synchronisation
             current = status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
-            live.update(status_view(spec.name, current, args.all), refresh=True)
+            live.update(status_view(name, current, args.all), refresh=True)
     return _status_code(current)
 
 
@@ -194,8 +195,11 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
     from orchestrator.results import adaptive
 
     spec, runs = load_sweep(args)
-    root = store.sweep_root(spec)
-    runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
+    root = store.sweep_root(spec, smoke=args.smoke)
+    if args.smoke:  # what `submit --smoke` runs: smoke variants (adaptive seeds: of the first round's seeds)
+        runs = smoke_plan([run for run in runs if spec.seeds is None or run.seed < spec.seeds.initial])
+    else:
+        runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
     return spec, root, status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
 
 
@@ -208,11 +212,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     spec, _ = load_sweep(args)
     if not slurm.available():
         raise SpecError("cancel: sbatch/squeue not found (not on a SLURM login node)")
-    root = store.sweep_root(spec)
+    root = store.sweep_root(spec, smoke=args.smoke)
     _, live = runs_in_slurm(root)
     arrays = sorted({job_id.split("_", 1)[0] for job_id in live})
     slurm.cancel(arrays)
-    console.print(f"{spec.name}: cancelled {len(live)} pending/running jobs in {len(arrays)} array(s)")
+    what = spec.name + (" (smoke)" if args.smoke else "")
+    console.print(f"{what}: cancelled {len(live)} pending/running jobs in {len(arrays)} array(s)")
     return 0
 
 

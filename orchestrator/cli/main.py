@@ -237,12 +237,14 @@ def _add_status(sub: Any) -> None:
     p.add_argument("--watch", action="store_true", help="refresh until no run is pending or running")
     p.add_argument("--interval", type=_seconds, default=10.0, help="seconds between refreshes with --watch")
     p.add_argument("--all", action="store_true", help="list every run, not only unfinished ones")
+    p.add_argument("--smoke", action="store_true", help="the smoke runs (`submit --smoke`) instead")
     p.set_defaults(func=commands.cmd_status)
 
 
 def _add_cancel(sub: Any) -> None:
     p = sub.add_parser("cancel", help="cancel the sweep's SLURM jobs that are still pending or running")
     _spec_args(p)
+    p.add_argument("--smoke", action="store_true", help="the smoke runs' jobs (`submit --smoke`) instead")
     p.set_defaults(func=commands.cmd_cancel)
 
 
