@@ -15,7 +15,7 @@ from orchestrator import textsafe
 from orchestrator.cli import jsonflag, terminal
 from orchestrator.cli.views import PLAN_ROWS_SHOWN, axis_value, status_view
 from orchestrator.sweep.errors import SpecError
-from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
+from orchestrator.sweep.plan import RunSpec, plan, smoke_plan, smoke_seeds
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
@@ -196,10 +196,9 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
 
     spec, runs = load_sweep(args)
     root = store.sweep_root(spec, smoke=args.smoke)
-    if args.smoke:  # what `submit --smoke` runs: smoke variants (adaptive seeds: of the first round's seeds)
-        runs = smoke_plan([run for run in runs if spec.seeds is None or run.seed < spec.seeds.initial])
-    else:
-        runs = adaptive.scheduled(spec, runs, root)  # adaptive seeds: the rounds' runs so far
+    # What `submit --smoke` ran (smoke variants; adaptive seeds: of the first round's seeds), else the
+    # runs scheduled so far (adaptive seeds: the rounds').
+    runs = smoke_plan(smoke_seeds(spec, runs)) if args.smoke else adaptive.scheduled(spec, runs, root)
     return spec, root, status.sweep_status(runs, root, retries.policy_for(spec).quarantine_after)
 
 

@@ -340,15 +340,13 @@ def dry_run_object(
     from orchestrator import launch, store
     from orchestrator.results import adaptive
     from orchestrator.store import run_states
-    from orchestrator.sweep.plan import smoke_plan
+    from orchestrator.sweep.plan import smoke_plan, smoke_seeds
 
     chosen = launch.launcher(spec, executor, Console(stderr=True), profile)
-    if spec.seeds is not None and not smoke:
-        runs = adaptive.scheduled(spec, runs, store.sweep_root(spec))  # the current round, as submit launches it
-    elif spec.seeds is not None:
-        runs = [run for run in runs if run.seed < spec.seeds.initial]
     if smoke:
-        runs, force = smoke_plan(runs), True
+        runs, force = smoke_plan(smoke_seeds(spec, runs)), True
+    elif spec.seeds is not None:
+        runs = adaptive.scheduled(spec, runs, store.sweep_root(spec))  # the current round, as submit launches it
     root = store.sweep_root(spec, smoke)
     selection = launch.select(run_states.inspect(runs, root), force, chosen.owned_elsewhere(root, dry_run=True))
     todo = [DryRunRun(run_id=r.run.run_id, name=r.run.name, run_dir=abs_path(r.path) or "") for r in selection.todo]

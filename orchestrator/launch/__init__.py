@@ -8,7 +8,7 @@ from rich.console import Console
 from orchestrator.launch.base import Launcher, Outcome, Selection, select
 from orchestrator.launch.rounds import RoundDecider
 from orchestrator.sweep.errors import SpecError
-from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.plan import RunSpec, smoke_seeds
 from orchestrator.sweep.spec import SweepSpec
 
 EXECUTORS = ("local", "debug", "slurm")
@@ -69,7 +69,7 @@ def submit(
             if decider is None:
                 raise SpecError(f"{spec.name}: adaptive seeds need a round decider (orchestrator.results.adaptive)")
             return submit_rounds(chosen, runs, decider, dry_run=dry_run, follow_s=follow_s)
-        runs = [run for run in runs if run.seed < spec.seeds.initial]
+        runs = smoke_seeds(spec, runs)
     if follow_s is None:
         return chosen.launch(runs, force=force, smoke=smoke, dry_run=dry_run)
     from orchestrator.launch.slurm import SlurmLauncher

@@ -17,7 +17,7 @@ from orchestrator.results.outputs import Outputs
 from orchestrator.store import run_states
 from orchestrator.sweep import bounded, forked, gcpause, yamlio
 from orchestrator.sweep.errors import short
-from orchestrator.sweep.plan import RunSpec, plan, smoke_plan
+from orchestrator.sweep.plan import RunSpec, plan, smoke_plan, smoke_seeds
 from orchestrator.sweep.spec import MAX_RUNS, SpecError, SweepSpec, TableSpec, load_spec, spec_from_dict
 from trainers import rundir
 
@@ -254,10 +254,9 @@ def _collected_runs(spec: SweepSpec, root: Path, smoke: bool) -> tuple[Path, lis
     if root.name == "smoke" and (root / store.SWEEP_FILE).is_file():
         # The smoke folder itself (found by `collect FOLDER`): its runs are smoke runs.
         root, smoke = root.parent, True
-    planned = adaptive.scheduled(spec, planned, root)  # adaptive seeds: the rounds' runs so far
-    if smoke:
-        root, planned = root / "smoke", smoke_plan(planned)
-    return root, planned, smoke
+    if smoke:  # what `submit --smoke` ran
+        return root / "smoke", smoke_plan(smoke_seeds(spec, planned)), smoke
+    return root, adaptive.scheduled(spec, planned, root), smoke  # adaptive seeds: the rounds' runs so far
 
 
 def _check_finished(spec: SweepSpec, root: Path, planned: list[RunSpec], smoke: bool) -> None:

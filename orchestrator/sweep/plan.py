@@ -321,3 +321,9 @@ def smoke_plan(runs: list[RunSpec]) -> list[RunSpec]:
         config = smoke_variant(run.config)
         out.append(dataclasses.replace(run, run_id=run_id_of(config), config=config))
     return out
+
+
+def smoke_seeds(spec: SweepSpec, runs: list[RunSpec]) -> list[RunSpec]:
+    """The planned runs whose smoke variants `submit --smoke` runs: all of them; with adaptive seeds,
+    the first round's seeds (submit, status and collect agree on what a smoke sweep holds)."""
+    return runs if spec.seeds is None else [run for run in runs if run.seed < spec.seeds.initial]

@@ -56,3 +56,34 @@ def test_cancel_smoke_cancels_the_smoke_arrays(
     assert main(["cancel", str(spec.source), "--smoke"]) == 0
     assert asked == [store.sweep_root(spec, smoke=True), ["41"]]
     assert "tiny (smoke): cancelled 1 pending/running jobs in 1 array(s)" in capsys.readouterr().out
+
+
+def test_adaptive_smoke_runs_are_the_first_rounds_everywhere(
+    write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the real rounds moved on, `collect --smoke` planned smoke variants of every scheduled
+    seed (shown missing), while `submit --smoke` runs the first round's: status, collect and the
+    dry run now agree."""
+    from tables_fixture import fake_run
+
+    from orchestrator.results import adaptive
+
+    path = write_spec()
+    path.write_text(path.read_text().replace("  seed: [0, 1]\n", ""))
+    seeds = "seeds={initial: 3, max: 7, step: 2, stop: {excludes_zero: true}, futility: 0}"
+    spec = load_spec(path, [seeds])
+    runs, root = plan(spec), spec.output_path
+    for run in adaptive.scheduled(spec, runs, root):
+        fake_run(spec, run, 0.80 + 0.001 * run.seed)
+    assert adaptive.advance(spec, runs, root) is not None
+    assert len(adaptive.scheduled(spec, runs, root)) > 9  # the second round is scheduled
+    first_round = smoke_plan([run for run in runs if run.seed < 3])
+    for run in first_round:
+        _finish(store.sweep_root(spec, smoke=True), run)
+    dry, _ = run_json(capsys, "submit", str(path), seeds, "--smoke", "--dry-run", "--executor", "local")
+    status, _ = run_json(capsys, "status", str(path), seeds, "--smoke")
+    collected, _ = run_json(capsys, "collect", str(path), seeds, "--smoke", "--no-report")
+    ids = sorted(run.run_id for run in first_round)
+    assert sorted(r["run_id"] for r in dry["to_run"]) == ids  # --smoke always runs them again
+    assert sorted(r["run_id"] for r in status["runs"]) == ids
+    assert collected["sweeps"][0]["counts"] == {"completed": len(ids)}  # nothing planned that smoke never runs
