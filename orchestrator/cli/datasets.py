@@ -12,7 +12,6 @@ Heavy imports (pandas, matplotlib, the dataset index) happen inside the function
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ from rich.table import Table
 from orchestrator import textsafe
 from orchestrator.cli import jsonout, jsonout_datasets, terminal
 from orchestrator.cli.jsonout_datasets import DatasetEntry
+from orchestrator.results.outputs import digest
 from orchestrator.results.render import slug
 from orchestrator.sweep import bounded, site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
@@ -286,10 +286,6 @@ def _load_manifest(folder: Path) -> dict[str, str]:
     return {name: files[name] for name in REPORT_FILES if name in files}
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()  # as collect's manifest (results/outputs.py)
-
-
 def _read(path: Path) -> bytes | None:
     """The bytes of the regular file `path`; None when absent; Unreadable when anything else."""
     return bounded.read_bytes(path, bounded.INDEX_LIMIT)
@@ -301,7 +297,7 @@ def _ours(path: Path, data: bytes, recorded: str | None) -> bool:
         current = _read(path)
     except bounded.Unreadable:
         return False
-    return current is None or current == data or (recorded is not None and _digest(current) == recorded)
+    return current is None or current == data or (recorded is not None and digest(current) == recorded)
 
 
 def _save_report(folder: Path, files: dict[str, bytes], known: dict[str, str]) -> list[Path]:
@@ -320,9 +316,9 @@ def _save_report(folder: Path, files: dict[str, bytes], known: dict[str, str]) -
             current = _read(folder / name)
         except bounded.Unreadable:
             continue
-        if current is not None and _digest(current) == known[name]:
+        if current is not None and digest(current) == known[name]:
             (folder / name).unlink()
-    record = {"version": 1, "files": {name: _digest(data) for name, data in files.items()}}
+    record = {"version": 1, "files": {name: digest(data) for name, data in files.items()}}
     rundir.write_text(folder / MANIFEST, json.dumps(record, indent=1) + "\n")
     return written
 

@@ -138,7 +138,7 @@ def _decoded(data: Any) -> Index:
     if not isinstance(data, dict) or data.get("version") != reader_version():
         raise _Stale
     generation = data.get("generation")
-    if not (isinstance(generation, str) and len(generation) == _GENERATION_CHARS and generation.isascii()):
+    if not _token(generation):
         raise _Stale
     columns, names = _texts(data.get("columns")), _texts(data.get("names"))
     if len(set(columns)) != len(columns) or len(set(names)) != len(names):
@@ -179,8 +179,13 @@ def _decoded(data: Any) -> Index:
         signatures=signatures,
         problems=problems,
         generation=generation,
-        state=state if isinstance(state, str) and len(state) == _GENERATION_CHARS and state.isascii() else None,
+        state=state if _token(state) else None,
     )
+
+
+def _token(value: Any) -> bool:
+    """Whether `value` is a generation or save token as new_state makes them."""
+    return isinstance(value, str) and len(value) == _GENERATION_CHARS and value.isascii()
 
 
 def _texts(value: Any) -> list[str]:

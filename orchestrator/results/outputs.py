@@ -35,8 +35,17 @@ MANIFEST = ".collect-written.json"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _digest(data: bytes) -> str:
+def digest(data: bytes) -> str:
+    """The hash the records of written files keep (collect's, datasets describe's, runs.csv's cache)."""
     return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def utf8(text: str) -> bytes:
+    """`text` as written files hold it: UTF-8, lone surrogates `escaped`."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return escaped(text).encode("utf-8")
 
 
 def escaped(text: str) -> str:
@@ -118,7 +127,7 @@ class Outputs:
             data = bounded.read_bytes(path, bounded.INDEX_LIMIT)
         except bounded.Unreadable:
             return False
-        if data is None or _digest(data) != recorded:
+        if data is None or digest(data) != recorded:
             return False
         self._verified[key] = seen
         return True
@@ -168,15 +177,11 @@ class Outputs:
     def write_text(self, path: Path, text: str) -> None:
         """write_bytes of UTF-8 text (lone surrogates `escaped`: a run folder or sweep folder whose
         name is no UTF-8 reaches runs.csv's paths so)."""
-        try:
-            data = text.encode("utf-8")
-        except UnicodeEncodeError:
-            data = escaped(text).encode("utf-8")
-        self.write_bytes(path, data)
+        self.write_bytes(path, utf8(text))
 
     def record(self, path: Path, data: bytes) -> None:
         """Note a file collect has just written (with its bytes)."""
-        self.files[self._key(path)] = _digest(data)
+        self.files[self._key(path)] = digest(data)
 
     def remove_stale(self, folder: Path, suffix: str, keep: set[str]) -> None:
         """Remove collect's own files ending in `suffix` in `folder` that are not in `keep`

@@ -8,7 +8,6 @@ run states are the store's (orchestrator.store.run_states). Never imports the tr
 from __future__ import annotations
 
 import functools
-import operator
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,21 +140,19 @@ def read_run(
         return {"run_id": path.name, "state": BROKEN}, [kind]
     problems: list[str] = []
     row: dict[str, Any] = {"run_id": path.name}
-    config: dict[str, Any] | None
+    facts: dict[str, Any] | None
     if run is not None:
         # A folder named under an older id rule records that id until it is run again.
         config_problem = _check_config(path, run.run_id, path.name, preread)
-        config = {**run.metadata(), "trainer": {"model": {"pretrained_path": _pretrained(run)}}}
+        facts = plan_facts(run)
     else:
         config, config_problem = _parse_config(path, preread)
+        facts = None if config is None else _recorded_facts(config)
     if config_problem is not None:
         problems.append(config_problem)
-    if config is None:
+    if facts is None:
         return {**row, "state": BROKEN}, problems
-    row.update({key: config.get(key) for key in META_COLUMNS[1:6]})
-    row["pretrained_path"] = dig(config, "trainer", "model", "pretrained_path")
-    axes = config.get("axes")
-    row.update({f"axis.{k}": v for k, v in (axes.items() if isinstance(axes, dict) else [])})
+    row.update(facts)
     status, status_problem = read_status(path, preread)
     problems += [status_problem] if status_problem else []
     state = UNKNOWN if status_problem else status.state
@@ -169,6 +166,22 @@ def read_run(
         metric_problems.append(f"completed without {rundir.METRICS}")
     row.update(values)
     return _shown_row(row), problems + metric_problems
+
+
+def plan_facts(run: RunSpec) -> dict[str, Any]:
+    """A planned folder's row values that come from the plan, not from the folder: name, ablation,
+    backbone, dataset, seed, checkpoint and axes (read_run's row order)."""
+    metadata = run.metadata()
+    facts = {key: metadata[key] for key in META_COLUMNS[1:6]}
+    return {**facts, "pretrained_path": _pretrained(run), **{f"axis.{k}": v for k, v in run.axes.items()}}
+
+
+def _recorded_facts(config: dict[str, Any]) -> dict[str, Any]:
+    """plan_facts of a folder the plan no longer has, from the config.yaml it recorded."""
+    facts = {key: config.get(key) for key in META_COLUMNS[1:6]}
+    facts["pretrained_path"] = dig(config, "trainer", "model", "pretrained_path")
+    axes = config.get("axes")
+    return {**facts, **{f"axis.{k}": v for k, v in (axes.items() if isinstance(axes, dict) else [])}}
 
 
 def _shown_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -252,12 +265,11 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
         if not index_of.unchanged(f"{runs_dir}/{name}", rows.signatures[i], name in by_id, stats[i])
     ]
     position = {name: i for i, name in enumerate(names)} if jobs else {}
-    fresh = rehashed = 0
+    rehashed = 0
     reread: list[int] = []
     for read in folder_reads.read_folders(runs_dir, jobs, by_id, read_run):
         i = position[read.name]
         if read.row is not None:  # else the same bytes hashed again (RACY_NS): the row holds
-            fresh += 1
             reread.append(i)
             rows.set_row(i, read.row)
             rows.problems[i] = read.problems
@@ -267,7 +279,7 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
     saved: Callable[[], None] = lambda: None  # noqa: E731
     changed = [position[name] for name, _ in jobs]  # the index's change file holds only these
     saves = Saves(rows.state, rows.state if index_path is not None else None, frozenset(reread), len(names))
-    if index_path is not None and (fresh or rehashed or names != index.names):
+    if index_path is not None and (reread or rehashed or names != index.names):
         # Written by a forked worker while this process builds the frame (3 s of JSON at 100,000 runs).
         saves = Saves(rows.state, index_file.new_state(), saves.reread, saves.folders)
         save = functools.partial(index_file.save_index, index_path, rows, changed, saves.saved)
@@ -278,7 +290,7 @@ def _read_sweep(root: Path, planned: list[RunSpec], index_path: Path | None) -> 
         for name, texts in zip(names, rows.problems, strict=True)
         for reason in texts
     ]
-    return Collected(frame.reset_index(drop=True), problems, fresh, saved, saves)
+    return Collected(frame.reset_index(drop=True), problems, len(reread), saved, saves)
 
 
 def _stats_ahead(
@@ -320,10 +332,6 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-PLAN_FACTS = (*META_COLUMNS[1:6], "pretrained_path")
-"""Columns of a planned folder's row that read_run takes from the plan, not from the folder (axis.* too)."""
-
-
 def _plan_facts(rows: index_of.Index, by_id: dict[str, RunSpec]) -> None:
     """Planned folders' plan facts as today's plan has them, where the row has them (read_run's
     values): the index keeps them as they were read, and a spec that relabels a row keeps its run
@@ -331,23 +339,14 @@ def _plan_facts(rows: index_of.Index, by_id: dict[str, RunSpec]) -> None:
     if "name" not in rows.columns:
         return
     named = rows.values[rows.columns.index("name")]
-    planned = [(i, by_id[name]) for i, name in enumerate(rows.names) if name in by_id and named[i] is not None]
-    if not planned:
-        return
-    axes = {key for _, run in planned for key in run.axes} | {c[5:] for c in rows.columns if c.startswith("axis.")}
-    facts: dict[str, Callable[[RunSpec], Any]] = {
-        **{key: operator.attrgetter(key) for key in PLAN_FACTS[:-1]},  # run.metadata()'s values
-        "pretrained_path": _pretrained,
-        **{f"axis.{key}": functools.partial(_axis_of, key=key) for key in sorted(axes)},
-    }
-    for column, fact in facts.items():
+    facts = [(i, plan_facts(by_id[n])) for i, n in enumerate(rows.names) if n in by_id and named[i] is not None]
+    # An axis the plan no longer has is None in those rows, as a fresh read leaves it.
+    axes = [c for c in rows.columns if c.startswith("axis.")]
+    columns = dict.fromkeys([key for _, fact in facts for key in fact] + axes)
+    for column in columns:
         values = rows.column(column)
-        for i, run in planned:
-            values[i] = fact(run)
-
-
-def _axis_of(run: RunSpec, key: str) -> Any:
-    return run.axes.get(key)
+        for i, fact in facts:
+            values[i] = fact.get(column)
 
 
 def _frame(root: Path, planned: list[RunSpec], rows: index_of.Index, by_id: dict[str, RunSpec]) -> pd.DataFrame:

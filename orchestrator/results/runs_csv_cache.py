@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.results import runs_csv
-from orchestrator.results.outputs import escaped
-from orchestrator.results.reader import PLAN_FACTS, Collected, Saves
+from orchestrator.results.outputs import digest, utf8
+from orchestrator.results.reader import Collected, Saves
 from orchestrator.sweep import bounded
 from trainers import rundir
+from trainers.contract import META_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,14 +36,15 @@ if TYPE_CHECKING:
     from orchestrator.results.outputs import Outputs
 
 FILE = ".collect-runs-csv.json"
-_IDENTITY = ("run_id", "in_plan", "path", *PLAN_FACTS)
-"""Folder-row columns that come from the plan and the sweep folder, not from the index save (axis.* too)."""
+_IDENTITY = ("run_id", "in_plan", "path", *META_COLUMNS[1:6], "pretrained_path")
+"""Folder-row columns that come from the plan and the sweep folder, not from the index save (axis.* too:
+reader.plan_facts)."""
 
 
 @functools.lru_cache(maxsize=1)
 def rules_version() -> str:
     """The record's validity: the source of the line formatting and of this module."""
-    source = b"".join(Path(module.__file__ or "").read_bytes() for module in (runs_csv,)) + Path(__file__).read_bytes()
+    source = Path(runs_csv.__file__).read_bytes() + Path(__file__).read_bytes()
     return hashlib.sha256(source).hexdigest()[:16]
 
 
@@ -52,7 +54,7 @@ def text(collected: Collected, root: Path, runs_path: Path) -> tuple[bytes, dict
     the record to save beside it (None: save none)."""
     frame, saves = collected.frame, collected.rows_from
     if frame.shape[1] < 2:
-        return _encoded(runs_csv.csv_text(frame)), None
+        return utf8(runs_csv.csv_text(frame)), None
     shape = _shape(frame, saves.folders)
     lines = _reused(frame, root / FILE, runs_path, saves, shape)
     if lines is None:
@@ -62,7 +64,7 @@ def text(collected: Collected, root: Path, runs_path: Path) -> tuple[bytes, dict
     try:
         data = whole.encode("utf-8")
     except UnicodeEncodeError:  # a name that is no UTF-8, shown escaped: the lines' lengths differ, no record
-        return _encoded(whole), None
+        return utf8(whole), None
     if saves.saved is None:
         return data, None
     record = {
@@ -70,7 +72,7 @@ def text(collected: Collected, root: Path, runs_path: Path) -> tuple[bytes, dict
         "state": saves.saved,
         "shape": shape,
         "lengths": [len(line) + 1 for line in lines],
-        "digest": _digest(data),
+        "digest": digest(data),
     }
     return data, record
 
@@ -90,14 +92,6 @@ def write(outputs: Outputs, root: Path, runs_path: Path, made: tuple[bytes, dict
         pass  # a read-only folder: the next collect formats every line
 
 
-def _encoded(text: str) -> bytes:
-    """`text` as collect's outputs write it (Outputs.write_text)."""
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return escaped(text).encode("utf-8")
-
-
 def _reused(frame: pd.DataFrame, path: Path, runs_path: Path, saves: Saves, shape: str) -> list[str] | None:
     """The folder rows' lines, those not read again taken from runs.csv; None when the record does not fit."""
     record = _record(path)
@@ -110,7 +104,7 @@ def _reused(frame: pd.DataFrame, path: Path, runs_path: Path, saves: Saves, shap
         raw = bounded.read_bytes(runs_path, bounded.INDEX_LIMIT)
     except bounded.Unreadable:
         return None
-    if raw is None or _digest(raw) != record.get("digest"):
+    if raw is None or digest(raw) != record.get("digest"):
         return None
     old, header = raw.decode("utf-8", "replace"), runs_csv.header_line(frame)
     lines = _cut(old, header, lengths, frame.shape[1])
@@ -150,7 +144,7 @@ def _record(path: Path) -> dict[str, Any] | None:
 
 def _shape(frame: pd.DataFrame, folders: int) -> str:
     """What a folder row's line depends on besides its index values: the columns (names, order,
-    dtypes) and the folder rows' run ids, plan flags and paths."""
+    dtypes) and the folder rows' run ids, plan flags, paths and plan facts."""
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps([str(c) for c in frame.columns]).encode("utf-8", "surrogatepass"))
     digest.update(json.dumps([str(t) for t in frame.dtypes]).encode())
@@ -158,7 +152,3 @@ def _shape(frame: pd.DataFrame, folders: int) -> str:
         values = frame[column].iloc[:folders].tolist() if column in frame.columns else []
         digest.update(json.dumps([str(v) for v in values]).encode("utf-8", "surrogatepass"))
     return f"{folders}:{digest.hexdigest()}"
-
-
-def _digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
