@@ -302,13 +302,16 @@ def _make_run(cell: _Cell, config: TrainConfig) -> RunSpec:
 
 
 def smoke_variant(config: TrainConfig) -> TrainConfig:
-    """The same cell shrunk to a few batches on a small subset: checks a grid before cluster hours."""
+    """The same cell shrunk to a few batches on a small subset: checks a grid before cluster hours.
+
+    The loader settings stay the run's (workers, start method, pinned memory): a dataset or transform
+    that cannot go to a worker process, or a node whose shared memory is too small, fails the smoke
+    run as it would fail the real one."""
     batch = min(config.data.batch_size, 16)
     changes = {
         "epochs": 1,
         "max_steps_per_epoch": 2,
         "data.batch_size": batch,
-        "data.num_workers": 0,
         "data.dataset.max_samples": batch * 4,
     }
     return TrainConfig.model_validate(apply_dotted(config.model_dump(), changes))

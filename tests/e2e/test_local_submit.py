@@ -42,12 +42,15 @@ def test_local_submit_then_resubmit_trains_nothing(write_spec: Callable[..., Pat
 
 
 def test_smoke_runs_go_aside_and_never_count(write_spec: Callable[..., Path]) -> None:
-    spec = load_spec(write_spec(), FAST)
+    # The loader as a user gets it (workers from the CPUs), not the fixture's num_workers: 0: the smoke
+    # run must fail where loader workers would.
+    spec = load_spec(write_spec(), [*FAST, "defaults.data.num_workers=null"])
     runs = plan(spec)
     outcome = launch.submit(spec, runs, "local", smoke=True)
     assert len(outcome.completed) == 3
     smoke_root = store.sweep_root(spec, smoke=True)
     for run in smoke_plan(runs):
+        assert run.config.data.num_workers is None
         history = (store.run_path(smoke_root, run.run_id) / rundir.HISTORY).read_text().splitlines()
         assert len(history) == 2, "smoke runs train one short epoch"
     assert all(r.state is State.MISSING for r in run_states.inspect(runs, spec.output_path))

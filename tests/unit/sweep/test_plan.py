@@ -77,6 +77,16 @@ def test_smoke_runs_have_their_own_ids(write_spec: Callable[..., Path]) -> None:
     assert all(s.config.max_steps_per_epoch == 2 and s.config.epochs == 1 for s in smoke)
 
 
+def test_smoke_runs_keep_the_runs_loader_settings(write_spec: Callable[..., Path]) -> None:
+    """A smoke run loads as the real run does: workers that cannot start fail it, not the sweep later."""
+    loader = ["defaults.data.num_workers=3", "defaults.data.pin_memory=true", "defaults.data.prefetch_factor=4"]
+    [run, *_] = plan(load_spec(write_spec(), loader))
+    [smoke] = smoke_plan([run])
+    data = smoke.config.data
+    assert (data.num_workers, data.pin_memory, data.prefetch_factor) == (3, True, 4)
+    assert data.batch_size == 16 and data.dataset.max_samples == 64
+
+
 def test_per_backbone_overrides_apply_to_that_backbone_only(write_spec: Callable[..., Path]) -> None:
     spec = load_spec(
         write_spec(),
