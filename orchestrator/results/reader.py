@@ -349,13 +349,27 @@ def _plan_facts(rows: index_of.Index, by_id: dict[str, RunSpec]) -> None:
             values[i] = fact.get(column)
 
 
+def _valued_columns(rows: index_of.Index) -> dict[str, list[Any]]:
+    """The rows' columns, less each metric, axis or retry column that no row has a value in.
+
+    By values, not by the keys the files had: a cached read keeps every column it ever saw (a metric
+    of runs since archived, or of a metrics.json since rewritten without it) and a cold read has only
+    today's; both drop the empty ones, so they give the same runs.csv. The row's own columns (state,
+    times, the plan's facts) stay whatever they hold."""
+    return {
+        column: values
+        for column, values in zip(rows.columns, rows.values, strict=True)
+        if not ("." in column or column == RETRY_ACCUM) or any(value is not None for value in values)
+    }
+
+
 def _frame(root: Path, planned: list[RunSpec], rows: index_of.Index, by_id: dict[str, RunSpec]) -> pd.DataFrame:
     """Rows of the folders, then planned runs never started; indexed by run id."""
     import pandas as pd
 
     names = rows.names
     _plan_facts(rows, by_id)
-    frame = pd.DataFrame(dict(zip(rows.columns, rows.values, strict=True)), index=names)
+    frame = pd.DataFrame(_valued_columns(rows), index=names)
     frame["run_id"] = [by_id[name].run_id if name in by_id else textsafe.printable(name) for name in names]
     frame["in_plan"] = [name in by_id for name in names]
     runs_dir = str(root / "runs")

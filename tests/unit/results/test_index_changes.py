@@ -109,6 +109,32 @@ def test_a_new_column_writes_the_whole_index(sweep: tuple[SweepSpec, list[RunSpe
     assert not changes.exists() and "test.top5" in json.loads(index.read_text())["columns"]
 
 
+def _set_metric(spec: SweepSpec, run: RunSpec, section: str, key: str, value: float | None) -> None:
+    """Set (None: remove) one value of a run's metrics.json."""
+    path = store.run_path(spec.output_path, run.run_id) / rundir.METRICS
+    metrics = json.loads(path.read_text())
+    if value is None:
+        metrics[section].pop(key)
+    else:
+        metrics[section][key] = value
+    rundir.write_text(path, json.dumps(metrics))
+
+
+def test_a_column_no_run_has_any_more_leaves_with_its_last_run(sweep: tuple[SweepSpec, list[RunSpec]]) -> None:
+    """A cached read drops a metric that left the files (rewritten without it, or its run folder
+    moved away) as a cold read never had it: the same frame, no empty column."""
+    spec, runs = sweep
+    _set_metric(spec, runs[0], "test", "top5", 0.99)
+    _set_metric(spec, runs[1], "test", "top3", 0.98)
+    assert {"test.top5", "test.top3"} <= set(_read(spec, runs).frame.columns)
+    _set_metric(spec, runs[0], "test", "top5", None)  # rewritten without it
+    folder = store.run_path(spec.output_path, runs[1].run_id)
+    folder.rename(spec.output_path / "moved-away")  # its only run gone from runs/
+    again = _read(spec, runs)
+    assert "test.top5" not in again.frame.columns and "test.top3" not in again.frame.columns
+    assert again.frame.drop(columns="path").equals(_cold(spec, runs).drop(columns="path"))
+
+
 def _change_file_after_one_change(spec: SweepSpec, runs: list[RunSpec]) -> tuple[Path, dict[str, Any]]:
     """A cold read, runs[3]'s top-1 set to 0.5, a second read: the change file and its document."""
     _, changes = _paths(spec)
