@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from trainers.config import TrainConfig
+    from trainers.runtime.preflight_node import Unfit
 
 __all__ = ["preflight", "profile_model", "run"]
 
@@ -27,9 +28,10 @@ def run(cfg: TrainConfig, run_dir: Path, metadata: dict[str, Any] | None = None)
     return run_training(cfg, Path(run_dir), metadata)
 
 
-def preflight(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
-    """On-node checks before anything is built (trainers/runtime/preflight_node.py): None when this node can
-    train the run, else one line saying why not. `check_gpus` False skips the GPU checks (fake GPUs)."""
+def preflight(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit | None:
+    """On-node checks before anything is built (trainers/runtime/preflight_node.py): None when every node
+    of the job can train the run, else the unfit host and one line saying why not (the same on every
+    rank). `check_gpus` False skips the GPU checks (fake GPUs)."""
     from trainers.runtime.preflight_node import check
 
     return check(cfg, Path(run_dir), check_gpus)

@@ -82,6 +82,9 @@ class Evidence:
     traceback: str = ""
     log_tail: str = ""
     host: str = ""
+    node: str = ""
+    """The node the job blamed for a failure it recorded (a multi-node preflight names the unfit
+    rank's host, which need not be the first of the job's nodes)."""
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ def classify(row: SacctRow | None, evidence: Evidence) -> Verdict | None:
         return Verdict(Failure.COMPLETED, node, "")
     recorded = _recorded(evidence)
     if recorded is not None:
-        return Verdict(recorded, node, evidence.reason or recorded.value)
+        return Verdict(recorded, evidence.node or node, evidence.reason or recorded.value)
     text = "\n".join((evidence.error, evidence.traceback, evidence.log_tail))
     if _CUDA_OOM.search(text):
         return Verdict(Failure.OOM, node, _line(evidence) or "CUDA out of memory", cuda=True)

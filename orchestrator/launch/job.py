@@ -91,13 +91,13 @@ class TrainJob:
             # before anything is built: a bad node fails in seconds
             unfit = preflight(cfg, self.run_dir, check_gpus=self.attempt.get("preflight_gpus", True))
             if unfit is not None:
-                raise NodeUnfit(unfit)
+                raise NodeUnfit(unfit.host, unfit.reason)
             # The plan metadata names and tags the run in experiment trackers.
             metrics = run(cfg, self.run_dir, self.metadata)
         except NodeUnfit as exc:
             if is_main:  # the node's fault, not the run's: no `error`, so status never calls it a user error
-                rundir.update_status(self.run_dir, State.FAILED, failure="preflight_fail", failure_reason=str(exc))
-            print(f"preflight failed on {socket.gethostname()}: {exc}", file=sys.stderr)
+                self._record_unfit(exc)
+            print(f"preflight failed on {exc.host}: {exc.reason}", file=sys.stderr)
             raise SystemExit(PREFLIGHT_EXIT) from None
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
@@ -115,6 +115,16 @@ class TrainJob:
             if self.drop_pickle:
                 drop_submission_pickle()
         return metrics
+
+    def _record_unfit(self, unfit: NodeUnfit) -> None:
+        """status.json's preflight_fail, with the unfit host on this attempt's entry: in a job of several
+        nodes it may not be rank 0's, whose node SLURM's accounting names first."""
+        status, _ = run_states.read_status(self.run_dir)
+        attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
+        if attempts:
+            attempts[-1].update(failure=PREFLIGHT_FAIL, node=unfit.host, reason=unfit.reason)
+        fields = {"failure": PREFLIGHT_FAIL, "failure_reason": unfit.reason, "attempts": attempts}
+        rundir.update_status(self.run_dir, State.FAILED, **fields)
 
     def _attempts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         """status.json's `attempts` (contract.Attempt), this one appended: its job, host and resources;
@@ -185,7 +195,16 @@ ALREADY_COMPLETED = "run completed already (status.json and metrics.json): nothi
 
 
 class NodeUnfit(RuntimeError):
-    """The on-node preflight failed: the node cannot train this run (one-line reason)."""
+    """The on-node preflight failed: node `host` cannot train this run (`reason`: one line)."""
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(reason)
+        self.host = host
+        self.reason = reason
+
+
+PREFLIGHT_FAIL = "preflight_fail"
+"""status.json's failure of a failed preflight (failures.Failure.PREFLIGHT_FAIL)."""
 
 
 PREFLIGHT_EXIT = 77

@@ -169,6 +169,7 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
         error=status.error or "",
         traceback=status.traceback or "",
         host=status.host or "",
+        node=_blamed_node(status),
     )
     verdict = classify(row, evidence)
     if verdict is not None and verdict.failure is Failure.CRASHED:  # the log may say what the status could not
@@ -176,6 +177,15 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
         if tail:
             verdict = classify(row, replace(evidence, log_tail=tail)) or verdict
     return verdict
+
+
+def _blamed_node(status: ContractStatus) -> str:
+    """The node the latest attempt's own record blames for the failure status.json records (the
+    unfit host of a multi-node preflight), or "" (accounting's first node then stands)."""
+    last = status.attempts[-1] if status.attempts else None
+    if last is None or not status.failure or last.failure != status.failure:
+        return ""
+    return last.node or ""
 
 
 def attempts_of(status: ContractStatus) -> int:

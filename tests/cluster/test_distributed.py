@@ -22,6 +22,7 @@ from orchestrator import launch, store
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers import rundir
+from trainers.runtime import faults
 
 pytestmark = pytest.mark.slurm
 
@@ -150,3 +151,25 @@ def test_deepspeed_zero2_trains_and_resumes_after_preemption(tmp_path: Path) -> 
     found = metrics(spec)
     assert 0.0 <= found["test"]["top1"] <= 1.0
     assert found["parallel"]["processes"] == 2 and found["parallel"]["zero_stage"] == 2
+
+
+def test_an_unfit_second_node_fails_every_rank_and_is_the_one_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """node2 (rank 1) fails its preflight: rank 0 learns it in the verdict exchange (no all-reduce
+    timeout), records node2 as the unfit node, and both tasks exit 77."""
+    monkeypatch.setenv(faults.ENV, "preflight_fail@node2")
+    spec = sweep(tmp_path, "unfit", 1, DDP)
+    [job_id] = launch.submit(spec, plan(spec), "slurm", profile=PROFILE).submitted.values()
+    wait_for(
+        lambda: all_in(spec, {"failed"}),
+        RUN_DEADLINE_S,
+        "the run to fail its preflight",
+        lambda: _explain(spec, job_id),
+    )
+    status = rundir.read_json(_run_dir(spec) / rundir.STATUS) or {}
+    assert status.get("failure") == "preflight_fail", _explain(spec, job_id)
+    assert status["failure_reason"] == "rank 1 on node2: injected fault: preflight fails on node2"
+    assert status["attempts"][-1]["node"] == "node2" and status["host"] == "node1"
+    logs = [path.read_text() for path in sorted((spec.output_path / "slurm").glob("*_log.err"))]
+    assert len(logs) == 2 and all("preflight failed on node2" in log for log in logs), _explain(spec, job_id)

@@ -3,10 +3,12 @@
 What a broken node gets wrong, not what a broken config gets wrong (the login node's preflight
 checks those before submission): the environment imports, the requested GPUs are visible and
 compute (a small matmul on each), the driver is new enough for torch's CUDA, the datasets are
-readable from this node, the output and scratch filesystems have room for the run's checkpoints,
-and in a job of several processes a small all-reduce goes through. A failure is one line; the job
-records it as `preflight_fail` against the node and exits with EXIT_CODE, so the run is retried
-elsewhere (orchestrator/launch/failures.py reads both).
+readable from this node, the output and scratch filesystems have room for the run's checkpoints.
+In a job of several processes every rank then sends its verdict to every other (a gloo all-gather,
+which is also the check that the ranks can talk): the job fails on any rank's reason, at once and
+on every rank, and names that rank's host, not rank 0's. A failure is one line; the job records it
+as `preflight_fail` against that host and exits with EXIT_CODE, so the run is retried elsewhere
+(orchestrator/launch/failures.py reads both).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import datetime
 import importlib
 import os
 import shutil
+import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from trainers.config import DatasetConfig, TrainConfig
@@ -32,20 +36,43 @@ _BYTES_PER_PARAM = 4 * 3 * 2
 """fp32 weights and two optimizer moments, in checkpoints/last and checkpoints/best."""
 
 
+RENDEZVOUS_S = 300
+"""How long the ranks wait for each other in the verdict exchange. Ranks start apart (imports from a
+loaded node or a slow shared filesystem), and an unfit rank still sends its verdict, so this wait is
+spent only when a rank cannot be reached at all."""
+
+
 class PreflightFailed(RuntimeError):
     """One line: what this node cannot do for the run."""
 
 
-def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
-    """Run every check; the first failure's one-line reason, or None when the node is fit.
-    `check_gpus` False (the retry policy's preflight_gpus): GPU gres that are not real GPUs."""
+@dataclass(frozen=True)
+class Unfit:
+    """A failed preflight: the host whose check failed (in a job of several ranks, maybe not this
+    one) and why, in one line."""
+
+    host: str
+    reason: str
+
+
+def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit | None:
+    """Run every check on this node, then (several ranks) exchange the verdicts: the first unfit
+    rank's host and reason, or None when every node is fit. `check_gpus` False (the retry policy's
+    preflight_gpus): GPU gres that are not real GPUs."""
+    local = local_reason(cfg, run_dir, check_gpus)
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ:
+        return exchange(local, socket.gethostname())
+    return None if local is None else Unfit(socket.gethostname(), local)
+
+
+def local_reason(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
+    """This node's checks: the first failure's one-line reason, or None."""
     steps: list[Callable[[], None]] = [
         _injected,
         _imports,
         lambda: _gpus(cfg.distributed.gpus_per_node if check_gpus else 0),
         lambda: _datasets(cfg.data.dataset),
         lambda: _space(cfg, run_dir),
-        _all_reduce,
     ]
     try:
         for step in steps:
@@ -163,27 +190,32 @@ def _free_at_least(path: Path, needed_gb: float, what: str) -> None:
         raise PreflightFailed(f"{what}: {free_gb:.1f} GB free at {path}, the run's checkpoints need {needed_gb:.1f} GB")
 
 
-def _all_reduce() -> None:
-    """A job of several processes: a one-element gloo all-reduce across every rank (on a port beside
-    the trainer's, so its own rendezvous later starts clean)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1 or "MASTER_ADDR" not in os.environ:
-        return
-    import torch
+def exchange(local: str | None, host: str) -> Unfit | None:
+    """Every rank's (host, reason) to every rank over gloo, on a port beside the trainer's (its own
+    rendezvous later starts clean): the lowest unfit rank's verdict, the same on every rank, or None.
+    Ranks that cannot form the group or finish the all-gather are the failure (this host named)."""
     import torch.distributed as dist
 
+    world = int(os.environ["WORLD_SIZE"])
     address = f"tcp://{os.environ['MASTER_ADDR']}:{int(os.environ.get('MASTER_PORT', '29500')) + 1}"
-    rank = int(os.environ["RANK"])
+    verdicts: list[tuple[str, str | None] | None] = [None] * world
     try:
         dist.init_process_group(
-            "gloo", init_method=address, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60)
+            "gloo",
+            init_method=address,
+            rank=int(os.environ["RANK"]),
+            world_size=world,
+            timeout=datetime.timedelta(seconds=RENDEZVOUS_S),
         )
-        total = torch.ones(1)
-        dist.all_reduce(total)
+        dist.all_gather_object(verdicts, (host, local))
     except Exception as exc:
-        raise PreflightFailed(f"all-reduce across {world} ranks failed: {type(exc).__name__}: {exc}") from None
+        return Unfit(host, f"verdict exchange across {world} ranks failed: {type(exc).__name__}: {exc}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if int(total.item()) != world:
-        raise PreflightFailed(f"all-reduce across {world} ranks gave {total.item()}, expected {world}")
+    for rank, verdict in enumerate(verdicts):
+        if verdict is None:
+            return Unfit(host, f"verdict exchange across {world} ranks: rank {rank} sent none")
+        if verdict[1] is not None:
+            return Unfit(verdict[0], f"rank {rank} on {verdict[0]}: {verdict[1]}")
+    return None

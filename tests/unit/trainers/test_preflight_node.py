@@ -33,16 +33,17 @@ def test_each_check_names_what_fails(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(preflight_node, "IMPORTS", ("json",))
     gpu_run = CPU_RUN.model_copy(update={"distributed": CPU_RUN.distributed.model_copy(update={"gpus_per_node": 2})})
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
-    assert "2 GPU(s) requested, CUDA sees none" in str(preflight_node.check(gpu_run, tmp_path))
+    assert "2 GPU(s) requested, CUDA sees none" in str(preflight_node.local_reason(gpu_run, tmp_path))
     # a cluster whose GPU gres are fake (the dev cluster's profile: retry.preflight_gpus false)
     assert preflight_node.check(gpu_run, tmp_path, check_gpus=False) is None
     data = CPU_RUN.data.model_copy(
         update={"dataset": CPU_RUN.data.dataset.model_copy(update={"name": "imagefolder", "root": "/nonexistent/x"})}
     )
-    reason = preflight_node.check(CPU_RUN.model_copy(update={"data": data}), tmp_path)
-    assert reason == "dataset imagefolder: /nonexistent/x unreadable (No such file or directory)"
+    unfit = preflight_node.check(CPU_RUN.model_copy(update={"data": data}), tmp_path)
+    reason = "dataset imagefolder: /nonexistent/x unreadable (No such file or directory)"
+    assert unfit == preflight_node.Unfit(socket.gethostname(), reason)
     monkeypatch.setattr(preflight_node, "_checkpoint_gb", lambda cfg: 1e9)  # more than any disk here
-    reason = str(preflight_node.check(CPU_RUN, tmp_path))
+    reason = str(preflight_node.local_reason(CPU_RUN, tmp_path))
     assert reason.startswith("output: ") and "the run's checkpoints need 1000000000.0 GB" in reason
 
 
@@ -57,7 +58,9 @@ def test_injected_fault_only_for_the_named_host(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv(faults.ENV, "preflight_fail@some-other-node")
     assert preflight_node.check(CPU_RUN, tmp_path) is None
     monkeypatch.setenv(faults.ENV, f"oom@3,preflight_fail@{socket.gethostname()}")
-    assert preflight_node.check(CPU_RUN, tmp_path) == f"injected fault: preflight fails on {socket.gethostname()}"
+    assert (
+        preflight_node.local_reason(CPU_RUN, tmp_path) == f"injected fault: preflight fails on {socket.gethostname()}"
+    )
     assert faults.step_fault("oom", 3, tmp_path) and not faults.step_fault("oom", 3, tmp_path)  # once per run
     assert not faults.step_fault("hang", 3, tmp_path)
     monkeypatch.setenv(faults.ENV, f"user_error@{tmp_path.name}:0,oom@other:1")
@@ -76,12 +79,17 @@ def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypa
     assert exited.value.code == failures.EXIT_PREFLIGHT
     status = rundir.read_json(run_dir / rundir.STATUS)
     assert status is not None and "error" not in status
-    assert status["failure"] == "preflight_fail" and status["attempts"] == [
+    reason = f"injected fault: preflight fails on {socket.gethostname()}"
+    assert status["failure"] == job.PREFLIGHT_FAIL == Failure.PREFLIGHT_FAIL.value
+    assert status["attempts"] == [
         {
             "job_id": None,
             "host": socket.gethostname(),
             "at": status["attempts"][0]["at"],
             "resources": {"mem_gb": 4},
+            "failure": "preflight_fail",
+            "node": socket.gethostname(),
+            "reason": reason,
         }
     ]
     evidence = Evidence(state=status["state"], failure=status["failure"], reason=status["failure_reason"])
@@ -89,26 +97,46 @@ def test_job_records_preflight_failure_against_the_node(tmp_path: Path, monkeypa
     assert verdict is not None and verdict.failure is Failure.PREFLIGHT_FAIL and "injected fault" in verdict.reason
 
 
+def test_a_multi_node_preflight_blames_the_unfit_rank_s_node() -> None:
+    """SLURM's accounting names rank 0's node first; the node the job recorded as unfit is the one blamed."""
+    row = SacctRow.parse("347|FAILED|77:0|node[1-2]")
+    evidence = Evidence(state="failed", failure="preflight_fail", reason="rank 1 on node2: scratch full", node="node2")
+    verdict = classify(row, evidence)
+    assert verdict is not None and (verdict.failure, verdict.node) == (Failure.PREFLIGHT_FAIL, "node2")
+    unblamed = classify(row, Evidence(state="failed", failure="preflight_fail", reason="x"))
+    assert unblamed is not None and unblamed.node == "node1"
+
+
 _RANK = """
 import os, sys
 os.environ.update(RANK=sys.argv[1], WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
 from trainers.runtime import preflight_node
-preflight_node._all_reduce()
-print("ok")
+print(repr(preflight_node.exchange(sys.argv[3] or None, f"host{sys.argv[1]}")))
 """
 
 
-@pytest.mark.slow
-def test_all_reduce_across_two_ranks() -> None:
-    """Two CPU processes on gloo: the multi-node check goes through (about 4 s, mostly torch imports)."""
+def _two_ranks(reasons: tuple[str, str]) -> list[str]:
+    """Two CPU processes exchanging their verdicts over gloo (each imports torch: a few seconds)."""
     port = str(29600 + os.getpid() % 1000)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     ranks = [
-        subprocess.Popen([sys.executable, "-c", _RANK, str(r), port], stdout=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [sys.executable, "-c", _RANK, str(r), port, reasons[r]], stdout=subprocess.PIPE, text=True, env=env
+        )
         for r in (0, 1)
     ]
-    outputs = [rank.communicate(timeout=120)[0] for rank in ranks]
-    assert [rank.returncode for rank in ranks] == [0, 0] and all("ok" in out for out in outputs)
+    outputs = [rank.communicate(timeout=240)[0].strip() for rank in ranks]
+    assert [rank.returncode for rank in ranks] == [0, 0], outputs
+    return outputs
+
+
+@pytest.mark.slow
+def test_every_rank_learns_the_unfit_rank_s_verdict() -> None:
+    """Fit ranks pass; an unfit rank still sends its verdict, so every rank fails at once with its host
+    and reason (before, rank 0 waited out the all-reduce's timeout and blamed its own node)."""
+    assert _two_ranks(("", "")) == ["None", "None"]
+    unfit = repr(preflight_node.Unfit("host1", "rank 1 on host1: scratch ($TMPDIR): 0.2 GB free"))
+    assert _two_ranks(("", "scratch ($TMPDIR): 0.2 GB free")) == [unfit, unfit]
 
 
 def test_no_spec_reaches_fault_injection() -> None:
