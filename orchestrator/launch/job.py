@@ -11,6 +11,7 @@ submitit's handler, which calls `checkpoint()` and requeues.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import subprocess
@@ -246,17 +247,33 @@ def _job_key(where: dict[str, Any]) -> str | None:
     return str(job) if job else None
 
 
+RENDEZVOUS_PORTS = (20_000, 32_000)
+"""The range a job's MASTER_PORT is drawn from, by its job id (every rank and every restart of the job
+draws the same): below Linux's default ephemeral ports (32768-60999), where srun's listening sockets
+and every outgoing connection on the node take theirs. submitit's own draw (20000-60000) can land on
+one of those; the on-node preflight uses the port above it as well."""
+
+
+def rendezvous_port(job_id: str) -> int:
+    """MASTER_PORT of job `job_id` (the port above it is the preflight's; both within RENDEZVOUS_PORTS)."""
+    low, high = RENDEZVOUS_PORTS
+    return low + int.from_bytes(hashlib.sha256(job_id.encode()).digest()[:8], "big") % (high - low - 1)
+
+
 def _export_distributed_env() -> int:
     """In a job of several tasks, export torch.distributed's env:// variables from SLURM; returns the rank.
 
     One task per GPU: Accelerate reads RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT and
-    picks `cuda:LOCAL_RANK`, so CUDA_VISIBLE_DEVICES is left as SLURM set it.
+    picks `cuda:LOCAL_RANK`, so CUDA_VISIBLE_DEVICES is left as SLURM set it. A MASTER_PORT the job's
+    environment sets (a site's choice) stands; the rank variables always come from SLURM (a RANK
+    exported by the submitting shell made submitit refuse to start).
     """
     if int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or _submitit_paths() is None:
         return 0
     import submitit
 
-    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    os.environ.setdefault("MASTER_PORT", str(rendezvous_port(os.environ.get("SLURM_JOB_ID", ""))))
+    env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     return int(env.rank)
 
 
