@@ -133,5 +133,14 @@ def _not_a_file(path: Path) -> str:
     """Why `path` is no regular file, in words: absent, or what stands there (a FIFO read as "does not
     exist")."""
     if not path.exists():
-        return "does not exist"
+        return why_missing(path)
     return "is a folder, not a file" if path.is_dir() else "is not a regular file (a FIFO, a device?)"
+
+
+def why_missing(path: Path) -> str:
+    """Why nothing stands at `path` (which does not exist), in words: a symbolic link that resolves to
+    nothing (dangling, or a loop of links) says so, where "does not exist" would send the user looking
+    for a missing file."""
+    if path.is_symlink():
+        return "is a symbolic link that leads nowhere (dangling, or a loop of links)"
+    return "does not exist"

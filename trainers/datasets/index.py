@@ -27,6 +27,7 @@ import numpy as np
 
 from trainers.config import DatasetConfig
 from trainers.datasets.splits import apply_novel, novel_mapping, strata_of, stratified_split
+from trainers.rules import why_missing
 
 Task = Literal["single", "hierarchical", "multilabel"]
 SPLITS = ("train", "val", "test")
@@ -175,7 +176,8 @@ class Files:
             raise ValueError(f"{self.tag} needs data.dataset.root (the folder holding its files)")
         self.root = Path(ds.root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.tag}: root {self.root} does not exist")
+            why = "is not a folder" if self.root.exists() else why_missing(self.root)
+            raise FileNotFoundError(f"{self.tag}: root {self.root} {why}")
         self._listings: dict[Path, set[str]] = {}
 
     def descend(self, marker: str, archive_folder: str) -> None:
@@ -194,7 +196,8 @@ class Files:
         ok = path.is_dir() if folder else path.is_file()
         if not ok:
             kind = "folder" if folder else "annotation file"
-            raise FileNotFoundError(f"{self.tag}: {kind} {path} does not exist")
+            why = f"is not a {'folder' if folder else 'file'}" if path.exists() else why_missing(path)
+            raise FileNotFoundError(f"{self.tag}: {kind} {path} {why}")
         return path
 
     def lines(self, key: str) -> list[str]:

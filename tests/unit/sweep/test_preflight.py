@@ -74,6 +74,24 @@ def test_a_checkpoint_that_is_no_file_says_what_it_is(
     assert f"model.pretrained_path: checkpoint file {odd} {says}" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("kind", ["loop", "dangling"])
+def test_a_link_that_leads_nowhere_says_so_for_a_checkpoint_and_a_dataset_root(
+    write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A symbolic-link loop or a dangling link was reported as "does not exist"."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    second.symlink_to(first)
+    first.symlink_to(second if kind == "loop" else tmp_path / "gone")
+    says = "is a symbolic link that leads nowhere (dangling, or a loop of links)"
+    assert main(["plan", str(write_spec()), f"defaults.model.pretrained_path={second}"]) == 2
+    err = capsys.readouterr().err
+    assert f"model.pretrained_path: checkpoint file {second} {says}" in err and err.count("\n") == 1
+    root = f"grid.dataset=[{{name: imagefolder, root: {second}}}]"
+    assert main(["plan", str(write_spec()), root]) == 2
+    err = capsys.readouterr().err
+    assert f"grid.dataset[0]: dataset 'imagefolder': root {second} {says}" in err and err.count("\n") == 1
+
+
 def test_missing_checkpoint_is_a_plan_error_on_the_command_line(
     write_spec: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
