@@ -147,7 +147,9 @@ class Attempt(_Open):
     exit_code: Annotated[int | None, BeforeValidator(lambda v: v if isinstance(v, int) else None)] = None
     """Process exit code, when known."""
     node: Name = None
-    """Node the failure is counted against (the first of sacct's NodeList), recorded by the launcher."""
+    """Node the failure is counted against: recorded by the job for its own failures (a multi-node
+    preflight names the unfit rank's node, the hang watchdog its own), else by the launcher (the first
+    of sacct's NodeList)."""
     reason: Text = None
     """Why the attempt got its failure class, in words (the error line, a preflight check's reason)."""
     resources: Annotated[AttemptResources, BeforeValidator(_dict_or_empty)] = Field(

@@ -92,13 +92,14 @@ class TrainJob:
             # before anything is built: a bad node fails in seconds
             unfit = preflight(cfg, self.run_dir, check_gpus=self.attempt.get("preflight_gpus", True))
             if unfit is not None:
-                raise NodeUnfit(unfit.host, unfit.reason)
+                raise NodeUnfit(unfit.host, unfit.line, unfit.reason)
             # The plan metadata names and tags the run in experiment trackers.
             metrics = run(cfg, self.run_dir, self.metadata)
         except NodeUnfit as exc:
             if is_main:  # the node's fault, not the run's: no `error`, so status never calls it a user error
                 self._record_unfit(exc)
-            print(f"preflight failed on {exc.host}: {exc.reason}", file=sys.stderr)
+            on = f" on {exc.host}" if exc.host else ""  # no host: the ranks could not exchange verdicts
+            print(f"preflight failed{on}: {exc.reason}", file=sys.stderr)
             raise SystemExit(PREFLIGHT_EXIT) from None
         except BaseException as exc:
             # Why: the last lines of the traceback are what `status` shows for a failed run.
@@ -122,9 +123,10 @@ class TrainJob:
         nodes it may not be rank 0's, whose node SLURM's accounting names first."""
         status, _ = run_states.read_status(self.run_dir)
         attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
-        if attempts:
-            attempts[-1].update(failure=PREFLIGHT_FAIL, node=unfit.host, reason=unfit.reason)
-        fields = {"failure": PREFLIGHT_FAIL, "failure_reason": unfit.reason, "attempts": attempts}
+        fields: dict[str, Any] = {"failure": PREFLIGHT_FAIL, "failure_reason": unfit.line}
+        if attempts:  # an unreadable status has none: an empty list would say no attempt ever ran
+            attempts[-1].update(failure=PREFLIGHT_FAIL, node=unfit.host or None, reason=unfit.line)
+            fields["attempts"] = attempts
         rundir.update_status(self.run_dir, State.FAILED, **fields)
 
     def _attempts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
@@ -196,11 +198,13 @@ ALREADY_COMPLETED = "run completed already (status.json and metrics.json): nothi
 
 
 class NodeUnfit(RuntimeError):
-    """The on-node preflight failed: node `host` cannot train this run (`reason`: one line)."""
+    """The on-node preflight failed: node `host` ("": none can be named) cannot train this run; `line`
+    is status.json's reason (`rank 1 on node2: ...` in a job of several ranks), `reason` the check's."""
 
-    def __init__(self, host: str, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, host: str, line: str, reason: str) -> None:
+        super().__init__(line)
         self.host = host
+        self.line = line
         self.reason = reason
 
 
@@ -264,15 +268,16 @@ def _export_distributed_env() -> int:
     """In a job of several tasks, export torch.distributed's env:// variables from SLURM; returns the rank.
 
     One task per GPU: Accelerate reads RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR/MASTER_PORT and
-    picks `cuda:LOCAL_RANK`, so CUDA_VISIBLE_DEVICES is left as SLURM set it. A MASTER_PORT the job's
-    environment sets (a site's choice) stands; the rank variables always come from SLURM (a RANK
-    exported by the submitting shell made submitit refuse to start).
-    """
+    picks `cuda:LOCAL_RANK`, so CUDA_VISIBLE_DEVICES is left as SLURM set it. MASTER_PORT is the job's
+    (rendezvous_port) and the rank variables SLURM's, whatever the submitting shell exported (submitit
+    refused to start when it had exported any of them)."""
     if int(os.environ.get("SLURM_NTASKS", "1")) <= 1 or _submitit_paths() is None:
         return 0
     import submitit
 
-    os.environ.setdefault("MASTER_PORT", str(rendezvous_port(os.environ.get("SLURM_JOB_ID", ""))))
+    # Always the job's own: a MASTER_PORT the submitting shell exported (sbatch passes its environment)
+    # would be every job's, colliding wherever two share a node.
+    os.environ["MASTER_PORT"] = str(rendezvous_port(os.environ.get("SLURM_JOB_ID", "")))
     env = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
     return int(env.rank)
 

@@ -169,7 +169,7 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
         error=status.error or "",
         traceback=status.traceback or "",
         host=status.host or "",
-        node=_blamed_node(status),
+        node=_blamed_node(status, row),
     )
     verdict = classify(row, evidence)
     if verdict is not None and verdict.failure is Failure.CRASHED:  # the log may say what the status could not
@@ -179,11 +179,14 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
     return verdict
 
 
-def _blamed_node(status: ContractStatus) -> str:
+def _blamed_node(status: ContractStatus, row: SacctRow | None) -> str:
     """The node the latest attempt's own record blames for the failure status.json records (the
-    unfit host of a multi-node preflight), or "" (accounting's first node then stands)."""
+    unfit host of a multi-node preflight), or "" (accounting's first node then stands). Only for
+    the job being judged: a retry that never started leaves the attempt before it last."""
     last = status.attempts[-1] if status.attempts else None
-    if last is None or not status.failure or last.failure != status.failure:
+    if last is None or row is None or last.job_id != row.job_id:
+        return ""
+    if not status.failure or last.failure != status.failure:
         return ""
     return last.node or ""
 

@@ -78,8 +78,15 @@ def read_beat(run_dir: Path, since: float = 0.0) -> tuple[float, str] | None:
 
 
 def watch(run_dir: Path, pid: int, limits: Limits, poll_s: float) -> str | None:
-    """Poll until the trainer `pid` ends (None) or hangs (the reason)."""
+    """Poll until the trainer `pid` ends (None) or hangs (the reason). Says on stderr when it starts
+    watching (the job log shows the limits; a beat from then on counts)."""
     started = time.time()
+    print(
+        f"watchdog: watching pid {pid}: a hang is {limits.step_factor:g} x the step interval "
+        f"(at least {limits.floor_s:g} s), {limits.slow_phase_s:g} s in start/compile/eval/checkpoint",
+        file=sys.stderr,
+        flush=True,
+    )
     last: tuple[float, str] | None = None
     intervals: list[float] = []
     while pid_alive(pid) and os.getppid() == pid:
@@ -103,7 +110,7 @@ def end_attempt(run_dir: Path, pid: int, reason: str, job_id: str | None, requeu
 
     status, _ = run_states.read_status(run_dir)
     attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
-    node = os.uname().nodename
+    node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename  # SLURM's name: what --exclude takes
     if attempts:
         attempts[-1].update(failure="hang", node=node, reason=reason)
     rundir.update_status(run_dir, State.FAILED, failure="hang", failure_reason=reason, attempts=attempts)

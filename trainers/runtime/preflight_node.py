@@ -49,10 +49,23 @@ class PreflightFailed(RuntimeError):
 @dataclass(frozen=True)
 class Unfit:
     """A failed preflight: the host whose check failed (in a job of several ranks, maybe not this
-    one) and why, in one line."""
+    one; "" when no rank can be blamed: the ranks could not exchange their verdicts), the rank that
+    failed (None in a job of one process) and why, in one line."""
 
     host: str
     reason: str
+    rank: int | None = None
+
+    @property
+    def line(self) -> str:
+        """The reason as status.json records it: `rank 1 on node2: <reason>` in a job of several ranks."""
+        return self.reason if self.rank is None else f"rank {self.rank} on {self.host}: {self.reason}"
+
+
+def node_name() -> str:
+    """This node as SLURM names it (SLURMD_NODENAME: what `--exclude` and sacct's NodeList take, which
+    may differ from the hostname, e.g. a fully qualified one), else the hostname."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
 
 
 def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit | None:
@@ -61,8 +74,8 @@ def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit | N
     preflight_gpus): GPU gres that are not real GPUs."""
     local = local_reason(cfg, run_dir, check_gpus)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ:
-        return exchange(local, socket.gethostname())
-    return None if local is None else Unfit(socket.gethostname(), local)
+        return exchange(local, node_name())
+    return None if local is None else Unfit(node_name(), local)
 
 
 def local_reason(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
@@ -193,10 +206,12 @@ def _free_at_least(path: Path, needed_gb: float, what: str) -> None:
 def exchange(local: str | None, host: str) -> Unfit | None:
     """Every rank's (host, reason) to every rank over gloo, on a port beside the trainer's (its own
     rendezvous later starts clean): the lowest unfit rank's verdict, the same on every rank, or None.
-    Ranks that cannot form the group or finish the all-gather are the failure (this host named)."""
-    import torch.distributed as dist
-
+    When the ranks cannot form the group or finish the all-gather, no rank can be blamed (host "")."""
     world = int(os.environ["WORLD_SIZE"])
+    try:
+        import torch.distributed as dist
+    except Exception as exc:  # the imports check has this rank's reason; without torch there is no exchange
+        return Unfit(host, local or f"import torch.distributed: {type(exc).__name__}: {exc}", int(os.environ["RANK"]))
     address = f"tcp://{os.environ['MASTER_ADDR']}:{int(os.environ.get('MASTER_PORT', '29500')) + 1}"
     verdicts: list[tuple[str, str | None] | None] = [None] * world
     try:
@@ -209,13 +224,13 @@ def exchange(local: str | None, host: str) -> Unfit | None:
         )
         dist.all_gather_object(verdicts, (host, local))
     except Exception as exc:
-        return Unfit(host, f"verdict exchange across {world} ranks failed: {type(exc).__name__}: {exc}")
+        return Unfit("", f"verdict exchange across {world} ranks failed on {host}: {type(exc).__name__}: {exc}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     for rank, verdict in enumerate(verdicts):
         if verdict is None:
-            return Unfit(host, f"verdict exchange across {world} ranks: rank {rank} sent none")
+            return Unfit("", f"verdict exchange across {world} ranks: rank {rank} sent none")
         if verdict[1] is not None:
-            return Unfit(verdict[0], f"rank {rank} on {verdict[0]}: {verdict[1]}")
+            return Unfit(verdict[0], verdict[1], rank)
     return None

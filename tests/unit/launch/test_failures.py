@@ -8,10 +8,18 @@ dev cluster cannot produce (no cgroup memory limit, no preemption, no failing no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.launch import slurmcli
 from orchestrator.launch.failures import EXIT_HANG, Evidence, Failure, SacctRow, classify
+from orchestrator.launch.status import attempt_verdict
+from orchestrator.store.run_states import RunRecord
+from orchestrator.sweep.plan import RunSpec
+from trainers.config import TrainConfig
+from trainers.contract import RunStatus
+from trainers.rundir import State
 
 USER_ERROR = Evidence(state="failed", error="ValueError: data.batch_size 0\nmore", traceback='File "x.py", line 3')
 CUDA_OOM = Evidence(
@@ -99,3 +107,29 @@ def test_parse_sacct_expands_pending_array_ranges() -> None:
     assert sorted(rows) == ["17_0", "32_0", "32_1", "32_2"]
     assert rows["32_1"].job_id == "32_1" and rows["32_1"].node_list == ""
     assert rows["17_0"].node_list == "node1"
+
+
+def _preflight_record(tmp_path: Path, attempts: list[dict[str, object]]) -> RunRecord:
+    """A run whose status.json records a multi-node preflight failure with these attempts."""
+    status = RunStatus.model_validate(
+        {"state": "failed", "failure": "preflight_fail", "failure_reason": "rank 1 on node2: x", "attempts": attempts}
+    )
+    run = RunSpec(
+        run_id="abc", name="n", ablation="a", backbone="b", dataset="d", seed=0, config=TrainConfig(), axes={}
+    )
+    return RunRecord(run=run, path=tmp_path, state=State.FAILED, status=status)
+
+
+def test_the_judged_job_s_own_record_names_the_unfit_node(tmp_path: Path) -> None:
+    """A multi-node preflight recorded node2 (rank 1) on its attempt: that node is blamed, not rank 0's
+    node1 that sacct names first; a record of an earlier job (a retry that never started) is not used."""
+    own = {"job_id": "9_0", "failure": "preflight_fail", "node": "node2", "reason": "rank 1 on node2: x"}
+    row = SacctRow.parse("9_0|FAILED|77:0|node[1-2]")
+    verdict = attempt_verdict(_preflight_record(tmp_path, [own]), row)
+    assert verdict is not None and (verdict.failure, verdict.node) == (Failure.PREFLIGHT_FAIL, "node2")
+    retry = SacctRow.parse("12_0|FAILED|77:0|node[3-4]")
+    verdict = attempt_verdict(_preflight_record(tmp_path, [own]), retry)
+    assert verdict is not None and verdict.node == "node3", "another job's record names no node of this one"
+    unnamed = {**own, "node": None}  # the ranks could not exchange their verdicts
+    verdict = attempt_verdict(_preflight_record(tmp_path, [unnamed]), row)
+    assert verdict is not None and verdict.node == "node1"

@@ -63,11 +63,12 @@ def test_each_task_exports_its_rank_and_the_job_s_port(
     assert os.environ["MASTER_PORT"] == str(job.rendezvous_port("4242"))
 
 
-def test_a_port_the_job_s_environment_sets_stands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_port_the_submitting_shell_exported_is_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """sbatch passes the submitting shell's environment: a leftover MASTER_PORT would be every job's."""
     _slurm_task(monkeypatch, tmp_path, 1)
-    monkeypatch.setenv("MASTER_PORT", "23456")
+    monkeypatch.setenv("MASTER_PORT", "29500")
     assert job._export_distributed_env() == 1
-    assert os.environ["MASTER_PORT"] == "23456"
+    assert os.environ["MASTER_PORT"] == str(job.rendezvous_port("4242"))
 
 
 def test_the_job_s_variables_do_not_outlive_a_test() -> None:

@@ -78,8 +78,10 @@ def test_an_earlier_attempts_heartbeat_is_no_beat_of_this_one(tmp_path: Path) ->
 _TRAINER = """
 import os, signal, subprocess, sys, time
 run_dir = sys.argv[1]
-subprocess.Popen([sys.executable, "-m", "orchestrator.launch.watchdog", "--run-dir", run_dir,
-                  "--pid", str(os.getpid()), "--floor-s", "1", "--slow-phase-s", "30"])
+dog = subprocess.Popen([sys.executable, "-m", "orchestrator.launch.watchdog", "--run-dir", run_dir,
+                        "--pid", str(os.getpid()), "--floor-s", "1", "--slow-phase-s", "30"],
+                       stderr=subprocess.PIPE, text=True)
+print(dog.stderr.readline(), end="", flush=True)  # it watches from now on: beats before would not count
 for _ in range(4):
     with open(os.path.join(run_dir, "heartbeat"), "w") as f:
         f.write("step")
@@ -93,8 +95,16 @@ def test_a_stopped_trainer_is_ended_and_its_hang_recorded(tmp_path: Path) -> Non
     """Two real processes (about 3 s): the watchdog records the hang and kills the stopped trainer."""
     rundir.update_status(tmp_path, State.RUNNING, attempts=[{"job_id": "5_0", "host": "node1"}])
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    trainer = subprocess.run([sys.executable, "-c", _TRAINER, str(tmp_path)], env=env, timeout=120, check=False)
+    trainer = subprocess.run(
+        [sys.executable, "-c", _TRAINER, str(tmp_path)],
+        env=env,
+        timeout=120,
+        check=False,
+        capture_output=True,
+        text=True,
+    )
     assert trainer.returncode == -9
+    assert trainer.stdout.startswith("watchdog: watching pid ") and "(at least 1 s), 30 s in start" in trainer.stdout
     status = rundir.read_json(tmp_path / rundir.STATUS)
     assert status is not None and status["failure"] == "hang" and "in phase step" in status["failure_reason"]
     assert status["attempts"][-1]["failure"] == "hang"

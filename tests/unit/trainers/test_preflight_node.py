@@ -135,8 +135,19 @@ def test_every_rank_learns_the_unfit_rank_s_verdict() -> None:
     """Fit ranks pass; an unfit rank still sends its verdict, so every rank fails at once with its host
     and reason (before, rank 0 waited out the all-reduce's timeout and blamed its own node)."""
     assert _two_ranks(("", "")) == ["None", "None"]
-    unfit = repr(preflight_node.Unfit("host1", "rank 1 on host1: scratch ($TMPDIR): 0.2 GB free"))
-    assert _two_ranks(("", "scratch ($TMPDIR): 0.2 GB free")) == [unfit, unfit]
+    unfit = preflight_node.Unfit("host1", "scratch ($TMPDIR): 0.2 GB free", 1)
+    assert _two_ranks(("", "scratch ($TMPDIR): 0.2 GB free")) == [repr(unfit), repr(unfit)]
+    assert unfit.line == "rank 1 on host1: scratch ($TMPDIR): 0.2 GB free"
+
+
+def test_a_rank_without_torch_still_fails_as_the_node_s_fault(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The imports check's reason stands when torch.distributed cannot be imported for the exchange
+    (it was an exception, which the job recorded as the run's error)."""
+    monkeypatch.setitem(sys.modules, "torch.distributed", None)  # `import` raises ImportError
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}.items():
+        monkeypatch.setenv(key, value)
+    unfit = preflight_node.exchange("import torch: OSError: libcudart.so.12", "node2")
+    assert unfit == preflight_node.Unfit("node2", "import torch: OSError: libcudart.so.12", 1)
 
 
 def test_no_spec_reaches_fault_injection() -> None:
