@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import stat
 import tempfile
 import time
@@ -197,3 +198,26 @@ def update_status(run_dir: Path, state: State, **fields: Any) -> contract.RunSta
     status = contract.next_status(previous, state, time.time(), fields)
     write_json(path, status.dump())
     return status
+
+
+def node_name() -> str:
+    """This node as SLURM names it (SLURMD_NODENAME: what `--exclude` and sacct's NodeList take, which
+    may differ from the hostname, e.g. a fully qualified one), else the hostname: the node a job
+    blames for a failure of its own (record_node_fault)."""
+    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+
+def record_node_fault(run_dir: Path, failure: str, node: str | None, reason: str) -> contract.RunStatus:
+    """Record that this attempt failed for its node's reasons (a preflight check, a hang): status.json
+    FAILED with `failure` and `reason`, the same on the latest attempt's entry with the node blamed
+    (None: none can be named). A status with no attempt (unreadable) gets no empty list."""
+    try:
+        previous = read_json(run_dir / STATUS)
+    except ValueError:
+        previous = None
+    attempts = [a.model_dump(mode="json", exclude_unset=True) for a in contract.parse_status(previous)[0].attempts]
+    fields: dict[str, Any] = {"failure": failure, "failure_reason": reason}
+    if attempts:
+        attempts[-1].update(failure=failure, node=node, reason=reason)
+        fields["attempts"] = attempts
+    return update_status(run_dir, State.FAILED, **fields)

@@ -97,7 +97,8 @@ class TrainJob:
             metrics = run(cfg, self.run_dir, self.metadata)
         except NodeUnfit as exc:
             if is_main:  # the node's fault, not the run's: no `error`, so status never calls it a user error
-                self._record_unfit(exc)
+                # On the attempt: in a job of several nodes the unfit one may not be rank 0's, which sacct names first.
+                rundir.record_node_fault(self.run_dir, PREFLIGHT_FAIL, exc.host or None, exc.line)
             on = f" on {exc.host}" if exc.host else ""  # no host: the ranks could not exchange verdicts
             print(f"preflight failed{on}: {exc.reason}", file=sys.stderr)
             raise SystemExit(PREFLIGHT_EXIT) from None
@@ -117,17 +118,6 @@ class TrainJob:
             if self.drop_pickle:
                 drop_submission_pickle()
         return metrics
-
-    def _record_unfit(self, unfit: NodeUnfit) -> None:
-        """status.json's preflight_fail, with the unfit host on this attempt's entry: in a job of several
-        nodes it may not be rank 0's, whose node SLURM's accounting names first."""
-        status, _ = run_states.read_status(self.run_dir)
-        attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
-        fields: dict[str, Any] = {"failure": PREFLIGHT_FAIL, "failure_reason": unfit.line}
-        if attempts:  # an unreadable status has none: an empty list would say no attempt ever ran
-            attempts[-1].update(failure=PREFLIGHT_FAIL, node=unfit.host or None, reason=unfit.line)
-            fields["attempts"] = attempts
-        rundir.update_status(self.run_dir, State.FAILED, **fields)
 
     def _attempts(self, where: dict[str, Any]) -> list[dict[str, Any]]:
         """status.json's `attempts` (contract.Attempt), this one appended: its job, host and resources;

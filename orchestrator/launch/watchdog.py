@@ -27,7 +27,6 @@ from pathlib import Path
 
 from orchestrator.launch.pids import pid_alive
 from trainers import rundir
-from trainers.rundir import State
 
 HEARTBEAT_FILE = "heartbeat"
 """trainers.runtime.heartbeat.FILE (launch/ may not import that module)."""
@@ -106,14 +105,7 @@ def watch(run_dir: Path, pid: int, limits: Limits, poll_s: float) -> str | None:
 
 def end_attempt(run_dir: Path, pid: int, reason: str, job_id: str | None, requeue: bool) -> None:
     """Record the hang, then requeue the job through SLURM (or kill the trainer)."""
-    from orchestrator.store import run_states
-
-    status, _ = run_states.read_status(run_dir)
-    attempts = [a.model_dump(mode="json", exclude_unset=True) for a in status.attempts]
-    node = os.environ.get("SLURMD_NODENAME") or os.uname().nodename  # SLURM's name: what --exclude takes
-    if attempts:
-        attempts[-1].update(failure="hang", node=node, reason=reason)
-    rundir.update_status(run_dir, State.FAILED, failure="hang", failure_reason=reason, attempts=attempts)
+    rundir.record_node_fault(run_dir, "hang", rundir.node_name(), reason)
     print(f"watchdog: {reason}; {'requeued' if requeue else 'ended'}", file=sys.stderr, flush=True)
     if requeue and job_id and _JOB_ID.fullmatch(job_id):
         result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, check=False)

@@ -17,11 +17,11 @@ import datetime
 import importlib
 import os
 import shutil
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainers import rundir
 from trainers.config import DatasetConfig, TrainConfig
 from trainers.runtime import faults
 
@@ -62,20 +62,14 @@ class Unfit:
         return self.reason if self.rank is None else f"rank {self.rank} on {self.host}: {self.reason}"
 
 
-def node_name() -> str:
-    """This node as SLURM names it (SLURMD_NODENAME: what `--exclude` and sacct's NodeList take, which
-    may differ from the hostname, e.g. a fully qualified one), else the hostname."""
-    return os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-
-
 def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit | None:
     """Run every check on this node, then (several ranks) exchange the verdicts: the first unfit
     rank's host and reason, or None when every node is fit. `check_gpus` False (the retry policy's
     preflight_gpus): GPU gres that are not real GPUs."""
     local = local_reason(cfg, run_dir, check_gpus)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ:
-        return exchange(local, node_name())
-    return None if local is None else Unfit(node_name(), local)
+        return exchange(local, rundir.node_name())
+    return None if local is None else Unfit(rundir.node_name(), local)
 
 
 def local_reason(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:

@@ -71,6 +71,11 @@ def test_a_port_the_submitting_shell_exported_is_replaced(tmp_path: Path, monkey
     assert os.environ["MASTER_PORT"] == str(job.rendezvous_port("4242"))
 
 
-def test_the_job_s_variables_do_not_outlive_a_test() -> None:
+def test_the_job_s_variables_do_not_outlive_a_test(tmp_path: Path) -> None:
     """The tests above leave no rank variable behind (a later preflight would see a 2-rank job)."""
-    assert os.environ.get("WORLD_SIZE") is None and os.environ.get("MASTER_ADDR") is None
+    before = {key: os.environ.get(key) for key in ("WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "RANK")}
+    with pytest.MonkeyPatch.context() as patch:
+        _slurm_task(patch, tmp_path, 1)
+        job._export_distributed_env()
+        assert os.environ["WORLD_SIZE"] == "2"
+    assert {key: os.environ.get(key) for key in before} == before

@@ -101,3 +101,22 @@ def test_history_rows_through_the_contract() -> None:
     assert contract.history_speed({"epoch": "2", "train_images_per_s": "120.5", "val_loss": ""}) == 120.5
     assert contract.history_speed({"epoch": "x", "train_images_per_s": "120.5"}) is None
     assert contract.history_speed({"epoch": "1", "train_images_per_s": "nan"}) is None
+
+
+def test_a_node_fault_goes_on_the_status_and_its_latest_attempt(tmp_path: Path) -> None:
+    """rundir.record_node_fault, for the preflight and the hang watchdog alike: status and the last
+    attempt carry the failure, node and reason; a status without attempts gets no empty list."""
+    rundir.update_status(tmp_path, State.RUNNING, attempts=[{"job_id": "4_0"}, {"job_id": "5_0", "host": "node1"}])
+    status = rundir.record_node_fault(tmp_path, "preflight_fail", "node2", "rank 1 on node2: x")
+    assert (status.state, status.failure, status.failure_reason) == ("failed", "preflight_fail", "rank 1 on node2: x")
+    first, last = status.attempts
+    assert first.failure is None and (last.failure, last.node, last.reason) == (
+        "preflight_fail",
+        "node2",
+        "rank 1 on node2: x",
+    )
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / rundir.STATUS).write_text("[not an object]")
+    written = rundir.record_node_fault(bare, "hang", None, "no progress")
+    assert written.failure == "hang" and "attempts" not in json.loads((bare / rundir.STATUS).read_text())
