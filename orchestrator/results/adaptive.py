@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.results import reader, sequential
 from orchestrator.results.labels import display, metric_column
-from orchestrator.results.model import Table
+from orchestrator.results.model import EXCLUDES_ZERO, Table
 from orchestrator.results.sequential import Design, StopRule
 from orchestrator.store import run_states
 from orchestrator.sweep.errors import SpecError
@@ -150,7 +150,7 @@ def values(table: TableSpec, records: list[run_states.RunRecord]) -> dict[str, d
         row, _ = reader.read_run(record.path, record.run)
         value = row.get(column)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-            out.setdefault(cell_of(record.run), {})[record.run.seed] = float(value) * table.scale
+            out.setdefault(cell_of(record.run), {})[record.run.seed] = float(value) * table.scale_of(table.metrics[0])
     return out
 
 
@@ -221,7 +221,7 @@ def _record(
         "rule": rule.rule.describe(),
         "futility": rule.futility,
         "metric": table.metrics[0],
-        "scale": table.scale,
+        "scale": table.scale_of(table.metrics[0]),
         "at": time.time(),
         "verdicts": verdicts,
         "schedule": nxt,
@@ -275,7 +275,7 @@ def stop_text(verdict: dict[str, Any]) -> str:
     """`resolved at 5 seeds (interval excludes 0)`, `stopped at max (12 seeds)`, `open after round 2`."""
     n, state = verdict.get("n"), verdict.get("state")
     reasons = {
-        "excludes_zero": "interval excludes 0",
+        "excludes_zero": EXCLUDES_ZERO,
         "narrow": "interval narrow enough",
         "within_margin": "interval within the margin",
     }

@@ -6,7 +6,7 @@ import functools
 import math
 import statistics
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.results import stats
 from orchestrator.results.adaptive import STOP_COLUMN
@@ -193,14 +193,16 @@ def complexity_cells(
     A row's models may differ across columns (the head depends on the class count):
     the first column that has a value is shown, and a note says which.
     """
-    values, shown_from, differs = _complexity_values(part, row_keys, row_dims, layout, ranks)
+    values, shown_from, differs, by_column = _complexity_values(part, row_keys, row_dims, layout, ranks)
     baseline = next(iter(spec.ablations))
     budget = spec.budget
     limits = (budget.max_gflops_increase_pct, budget.max_params_increase_pct) if budget else (None, None)
     columns: list[list[Cell]] = [[] for _ in COMPLEXITY]
     for rk in row_keys:
         base = baseline_key(rk, (), row_dims, [], baseline)
-        base_values = values.get(base[0]) if base is not None else None
+        # The baseline's model in the column this row's values come from: another column's model (another
+        # dataset's head) is no baseline for it; none there, no delta.
+        base_values = by_column.get(base[0], {}).get(by_column.get(rk, {}).get(SHOWN, ())) if base else None
         for index, (_, _, decimals) in enumerate(COMPLEXITY):
             mean = values[rk][index]
             delta = difference(mean, base_values[index] if base_values else None, True)
@@ -247,11 +249,13 @@ def _complexity_values(
     row_dims: list[str],
     layout: Layout,
     ranks: dict[str, dict[str, int]],
-) -> tuple[dict[tuple[str, ...], list[float | None]], set[str], bool]:
-    """(GFLOPs, params) per row from its first column with values; the columns shown; whether others differ."""
+) -> tuple[dict[tuple[str, ...], list[float | None]], set[str], bool, dict[tuple[str, ...], dict[Any, Any]]]:
+    """(GFLOPs, params) per row from its first column with values; the columns shown; whether others
+    differ; and per row, its values by column key (under SHOWN: the key of the column shown)."""
     col_dims = [d for d in layout.columns if d != "metric"]
     by_row = _complexity_by_cell(part[part["metric"] == part["metric"].iloc[0]], row_dims, col_dims)
     values: dict[tuple[str, ...], list[float | None]] = {}
+    by_column: dict[tuple[str, ...], dict[Any, Any]] = {}
     shown_from: set[str] = set()
     differs = False
     for rk in row_keys:
@@ -261,9 +265,14 @@ def _complexity_values(
             continue
         key, shown = per_column[0]
         values[rk] = list(shown)
+        by_column[rk] = {**dict(per_column), SHOWN: key}
         shown_from.add(key_text_columns(col_dims, key))
         differs |= any(not _close(a, b) for _, other in per_column for a, b in zip(other, shown, strict=True))
-    return values, shown_from, differs
+    return values, shown_from, differs, by_column
+
+
+SHOWN = "shown"
+"""Key, in a row's complexity by column, of the column key its shown values come from."""
 
 
 def _complexity_by_cell(

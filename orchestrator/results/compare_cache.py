@@ -103,21 +103,23 @@ def _digest(key: object) -> str:
 
 
 def _entry(c: stats.Comparison) -> list[Any]:
-    return [c.delta, c.n, c.paired, c.low, c.high, c.p, c.spread]
+    return [c.delta, c.n, c.paired, c.low, c.high, c.p, c.spread, c.left_out]
 
 
 def _comparison(entry: Any) -> stats.Comparison | None:
     """The Comparison an entry holds; None for anything that is not exactly one."""
-    if not (isinstance(entry, list) and len(entry) == 7):
+    if not (isinstance(entry, list) and len(entry) == 8):
         return None
-    delta, n, paired, *optional = entry
+    delta, n, paired, *optional, left_out = entry
     numbers_fine = all(value is None or type(value) is float for value in optional)
     if not (type(delta) is float and type(n) is int and type(paired) is bool and numbers_fine):
         return None
-    if n < 0 or not all(value is None or math.isfinite(value) for value in optional):
+    if type(left_out) is not int or n < 0 or left_out < 0:
+        return None
+    if not all(value is None or math.isfinite(value) for value in optional):
         return None
     low, high, p, spread = optional
-    return stats.Comparison(delta, n, paired, low, high, p, spread)
+    return stats.Comparison(delta, n, paired, low, high, p, spread, left_out)
 
 
 def _load(path: Path) -> dict[str, Any]:

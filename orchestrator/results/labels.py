@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 from orchestrator.sweep.spec import SweepSpec
+from orchestrator.sweep.values import display as display  # the rule the spec's distinct-labels check uses
 from trainers import contract
 
 FIXED_DIMS = ("backbone", "dataset", "ablation", "metric", "seed")
@@ -30,12 +30,7 @@ LEVEL_LABELS = {"super": "super-class", "sub": "sub-class"}
 
 def metric_column(metric: str) -> str:
     """Column of runs.csv holding a metric: `top1` -> `test.top1`; `val.top1` stays."""
-    head = metric.split(".", 1)[0]
-    return (
-        metric
-        if head in (*contract.SPLITS, contract.COMPLEXITY, contract.TIMING)
-        else contract.column(contract.TEST, metric)
-    )
+    return contract.metric_column(metric)
 
 
 def metric_label(metric: str, scale: float = 100.0, overrides: dict[str, str] | None = None) -> str:
@@ -48,7 +43,7 @@ def metric_label(metric: str, scale: float = 100.0, overrides: dict[str, str] | 
     levels = [LEVEL_LABELS.get(p, p.replace("_", " ")) for p in rest[:-1]]
     words = " ".join([*levels, base])
     prefix = "val " if split == "val" else ""
-    unit = " (%)" if scale == 100.0 and rest and rest[-1] != "loss" else ""
+    unit = " (%)" if scale == 100.0 and contract.is_fraction(metric_column(metric)) else ""
     return f"{prefix}{words}{unit}"
 
 
@@ -67,17 +62,6 @@ def axis_short(axis: str) -> str:
 def dim_title(dim: str) -> str:
     """Header word of a dimension: `model.head_dropout` -> `head_dropout`, `ablation` -> `Ablation`."""
     return dim.capitalize() if dim in FIXED_DIMS else axis_short(dim)
-
-
-def display(value: Any) -> str:
-    """A dimension value as shown in a table."""
-    if isinstance(value, dict):
-        for key in ("label", "name"):
-            if value.get(key):
-                return str(value[key])
-    if isinstance(value, float) and value.is_integer():
-        return f"{value:g}" if abs(value) < 1e6 else str(value)
-    return str(value)
 
 
 def key_text(dims: Sequence[str], values: Sequence[str]) -> str:

@@ -26,7 +26,7 @@ def legend(
 ) -> list[str]:
     """What the numbers are (`runs`: the table's runs, for the torch version that counted GFLOPs)."""
     baseline = next(iter(spec.ablations))
-    what = ", ".join(metric_label(m, table.scale, table.metric_labels) for m in metrics)
+    what = ", ".join(metric_label(m, table.scale_of(m), table.metric_labels) for m in metrics)
     delta = f", (Δ [95% interval]) against '{baseline}'" if table.delta else ""
     best = {
         "max": "; bold: the highest, where significantly above the runner-up",
@@ -92,16 +92,23 @@ def noise_notes(
 
 
 def _method(comparisons: list[Comparison]) -> str:
+    """The deltas' method: pairing, interval, test and the Holm family (the comparisons with a p-value)."""
     unpaired = sum(1 for c in comparisons if not c.paired)
+    partial = sum(1 for c in comparisons if c.paired and c.left_out)
+    tested = sum(1 for c in comparisons if c.p is not None)
     if unpaired == len(comparisons):
-        pairing = "unpaired (Welch: the cells hold different seeds)"
+        pairing, test = "unpaired (Welch: the cells share fewer than 2 seeds)", "Welch's t-test"
     else:
-        pairing = "paired by seed" + (f" (Welch, unpaired, where the seeds differ: {unpaired})" if unpaired else "")
+        parts = [f"on the seeds both cells have, where one lacks some: {partial}"] if partial else []
+        parts += [f"Welch, unpaired, where fewer than 2 seeds are shared: {unpaired}"] if unpaired else []
+        pairing = "paired by seed" + (f" ({'; '.join(parts)})" if parts else "")
+        test = f"exact sign-flip test up to {stats.EXACT_MAX_SEEDS} pairs, else t-test"
+        test += " (Welch's unpaired)" if unpaired else ""
     return (
         f"Δ {pairing}; 95% t-interval below {stats.BOOTSTRAP_MIN_SEEDS} seeds, BCa bootstrap from "
-        f"{stats.BOOTSTRAP_MIN_SEEDS}; p: exact sign-flip test up to {stats.EXACT_MAX_SEEDS} pairs, else t-test, "
-        f"Holm-adjusted across the table's {len(comparisons)} comparison(s). "
-        f"{NOISE_MARK} the interval contains 0: within noise."
+        f"{stats.BOOTSTRAP_MIN_SEEDS}; p: {test}, Holm-adjusted across the table's {tested} tested comparison(s). "
+        f"{NOISE_MARK} not significant: Holm-adjusted p >= {stats.ALPHA:g}, or too few seeds for a test "
+        "(each interval is its comparison's own 95%)."
     )
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.results.stats import ALPHA
+
 # Marks a complexity cell over the spec's budget; the table's notes explain it.
 BUDGET_MARK = "†"
-# Marks a delta whose 95% interval contains 0; the table's notes explain it.
+# Marks a delta the table's test does not tell from 0; the table's notes explain it.
 NOISE_MARK = "°"
+# How an adaptive-seeds cell's stop text says its sequential interval excluded 0 (results.adaptive).
+EXCLUDES_ZERO = "interval excludes 0"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +84,20 @@ class Cell:
 
     @property
     def within_noise(self) -> bool:
-        """The delta's 95% interval contains 0 (marked, explained in the notes)."""
-        return self.interval_text is not None and self.low <= 0.0 <= self.high  # type: ignore[operator]
+        """A delta the table's own test does not tell from 0: its Holm-adjusted p is ALPHA or more,
+        or too few seeds for a test (marked, explained in the notes). By the test the table reports,
+        not by the interval: a 3-seed t-interval can exclude 0 where no exact test at 3 pairs can
+        reject (p >= 0.25), and a table's family is judged together (Holm), each interval alone.
+        A cell of one seed is not marked: it says `no interval` (seeds_text)."""
+        if self.delta_text is None or self.relative:
+            return False
+        if self.stop is not None and self.stop != "baseline":
+            # Adaptive seeds: the sequential rule decided it (alpha spent over the looks, Holm), which a
+            # fixed-seed test at its 3 or 5 seeds never could (an exact test's p is 0.25 or 0.0625 there).
+            return EXCLUDES_ZERO not in self.stop
+        if self.p_adjusted is None:
+            return self.n > 1  # no test: too few seeds on the baseline's side, or no spread anywhere
+        return not self.p_adjusted < ALPHA
 
     @property
     def noise_mark(self) -> str:

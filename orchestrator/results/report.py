@@ -149,8 +149,8 @@ def _ablation_plots(
     column = metric_column(metric)
     if column not in joined.columns:
         return []
-    label = metric_label(metric, table.scale, table.metric_labels)
-    values = pd.to_numeric(joined[column], errors="coerce").where(joined["done"]) * table.scale
+    label = metric_label(metric, table.scale_of(metric), table.metric_labels)
+    values = pd.to_numeric(joined[column], errors="coerce").where(joined["done"]) * table.scale_of(metric)
     frame = joined.assign(_value=values).sort_values("order", kind="stable")
     keys = ["ablation", *axis_dims(spec)]
     plots: list[Plot] = []
@@ -196,7 +196,7 @@ def _rounds_plot(spec: SweepSpec, root: Path, img: Path, written: set[str]) -> l
     if not rows:
         return []
     table = adaptive.rule_table(spec)
-    label = f"Δ {metric_label(table.metrics[0], table.scale, table.metric_labels)}"
+    label = f"Δ {metric_label(table.metrics[0], table.scale_of(table.metrics[0]), table.metric_labels)}"
     caption = "Adaptive seeds: each delta's sequential interval after every round it was judged in (adaptive.json)"
     return [_save(figures.rounds_figure(list(rows.items()), label), img, "adaptive-rounds.png", written, caption)]
 

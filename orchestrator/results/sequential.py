@@ -245,12 +245,17 @@ class Design:
         look = min(look, len(self.seeds) - 1)
         alpha = self.nominal(look, rejected)
         mean, low, high = (float(v) for v in t_interval(list(diffs), alpha))
+        x = np.asarray(diffs, dtype=float)
+        if len(x) >= 2 and float(_spread(x, x.mean())) == 0.0 and not 2 * 0.5 ** len(x) < alpha:
+            # Every seed moved alike (a small test set's accuracy moves in steps): the t-interval has no
+            # width, but n equal signs are all the evidence, which an exact sign-flip test weighs at
+            # p = 2 / 2^n (as the tables do). Not judged until that is below this look's level.
+            low, high = -math.inf, math.inf
         reason: str = str(reason_of(low, high, self.rule))
         state = "resolved" if reason else "open"
         if not reason and (look >= len(self.seeds) - 1 or len(diffs) >= self.seeds[-1]):
             state, reason = "max", "max"
         elif not reason and len(diffs) >= 2:
-            x = np.asarray(diffs, dtype=float)
             final = self.critical(len(self.seeds) - 1, rejected)
             if float(predictive_power(mean, _spread(x, x.mean()), len(x), self.seeds[-1], final)) < self.futility:
                 state, reason = "futile", "futile"
@@ -298,9 +303,13 @@ def replay(diffs: Any, design: Design) -> tuple[Any, Any]:
     x = np.asarray(diffs, dtype=float)
     shape, rows, last = x.shape[:-1], x.shape[-2], len(design.seeds) - 1
     bounds = design.criticals(rows)  # by (rejected so far, look): the Holm levels the rows can reach
+    # Equal differences (no spread): judged by their signs, p = 2 / 2^n, as `judge` does.
+    signs_pass = np.array(
+        [[2 * 0.5**n < design.nominal(k, r) for k, n in enumerate(design.seeds)] for r in range(rows + 1)]
+    )
     used, sign = np.zeros(shape, dtype=int), np.zeros(shape)
     open_, rejected = np.ones(shape, dtype=bool), np.zeros(shape, dtype=bool)
-    last_t, last_look = np.zeros(shape), np.zeros(shape, dtype=int)
+    last_t, last_look, last_equal = np.zeros(shape), np.zeros(shape, dtype=int), np.zeros(shape, dtype=bool)
     for look, n in enumerate(design.seeds):
         part = x[..., :n]
         mean = part.mean(axis=-1)
@@ -309,9 +318,11 @@ def replay(diffs: Any, design: Design) -> tuple[Any, Any]:
             t = np.nan_to_num(mean / (sd / math.sqrt(n)), nan=0.0, posinf=np.inf, neginf=-np.inf)
         used = np.where(open_, n, used)
         last_t, last_look = np.where(open_, t, last_t), np.where(open_, look, last_look)
+        last_equal = np.where(open_, sd == 0, last_equal)
         count = rejected.sum(axis=-1, keepdims=True)
         for _ in range(rows):  # Holm: each rejection raises the others' level
-            hit = ~rejected & (np.abs(last_t) >= bounds[count, last_look])
+            judged = ~last_equal | signs_pass[count, last_look]
+            hit = ~rejected & judged & (np.abs(last_t) >= bounds[count, last_look])
             if not hit.any():
                 break
             rejected |= hit
@@ -319,7 +330,7 @@ def replay(diffs: Any, design: Design) -> tuple[Any, Any]:
             count = rejected.sum(axis=-1, keepdims=True)
         open_ &= ~rejected
         if design.rule.kind != "excludes_zero":
-            half = bounds[count, look] * sd / math.sqrt(n)
+            half = np.where((sd == 0) & ~signs_pass[count, look], np.inf, bounds[count, look] * sd / math.sqrt(n))
             open_ &= reason_of(mean - half, mean + half, design.rule) == ""
         if look < last and design.futility > 0:
             open_ &= predictive_power(mean, sd, n, design.seeds[-1], bounds[count, last]) >= design.futility

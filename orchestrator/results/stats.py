@@ -3,8 +3,9 @@
 results.resample computes every number as scipy.stats does (without importing it: a quarter of
 a second `collect`); this module only picks the method by the number of seeds:
 
-- paired by seed when both cells hold the same seeds (a seed's baseline and ablation run share
-  data order and initialisation), Welch's unpaired comparison otherwise;
+- paired by seed on the seeds both cells hold, when they share 2 or more (a seed's baseline and
+  ablation run share data order and initialisation; a run whose seed the other cell lacks, e.g. a
+  failed partner, is left out of the delta and counted), Welch's unpaired comparison otherwise;
 - a 95% t-interval below BOOTSTRAP_MIN_SEEDS seeds, `scipy.stats.bootstrap` (BCa) from there;
 - an exact sign-flip permutation test up to EXACT_MAX_SEEDS paired seeds, `ttest_rel` above
   (Welch's t-test unpaired); Holm's step-down correction across the comparisons of one table;
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.results import resample
@@ -47,6 +48,8 @@ class Comparison:
     p: float | None = None
     spread: float | None = None
     """Standard deviation of the paired differences (None unpaired or with one pair)."""
+    left_out: int = 0
+    """Paired: runs of either cell whose seed the other cell lacks, not in the delta."""
 
     @property
     def has_interval(self) -> bool:
@@ -80,9 +83,13 @@ def compare(values: dict[str, float], baseline: dict[str, float], memo: Memo | N
 
 
 def _compare(values: dict[str, float], baseline: dict[str, float]) -> Comparison:
-    if set(values) == set(baseline):
-        seeds = sorted(values)
-        return paired([values[s] for s in seeds], [baseline[s] for s in seeds])
+    """Paired on the shared seeds when there are 2 or more (or both cells hold the same seeds): a
+    baseline of seeds 0-3 against a row whose seed 2 failed compares 3 pairs rather than two
+    unpaired means, which seed-to-seed variation can flip in sign. Welch's comparison otherwise."""
+    shared = sorted(seed for seed in values if seed in baseline)
+    if len(shared) >= 2 or set(values) == set(baseline):
+        result = paired([values[s] for s in shared], [baseline[s] for s in shared])
+        return replace(result, left_out=len(values) + len(baseline) - 2 * len(shared))
     return unpaired(list(values.values()), list(baseline.values()))
 
 
@@ -147,10 +154,15 @@ def power(n: int, effect: float) -> float:
     df = n - 1
     critical = special.stdtrit(df, 1 - ALPHA / 2)
     shift = effect * math.sqrt(n)
-    exact = float(1 - special.nctdtr(df, shift, critical) + special.nctdtr(df, shift, -critical))
-    if math.isfinite(exact):
-        return exact
-    # The noncentral t gives NaN for large shifts, where the normal approximation is exact enough.
+    upper = float(1 - special.nctdtr(df, shift, critical))
+    lower = float(special.nctdtr(df, shift, -critical))
+    if not math.isfinite(lower) and special.ndtr(-shift) < 1e-12:
+        # scipy's noncentral t is NaN for some far tails (df 1-3, shifts 8-12): rejecting on the
+        # wrong side needs Z < -shift, so that term is below ndtr(-shift), negligible here.
+        lower = 0.0
+    if math.isfinite(upper) and math.isfinite(lower):
+        return upper + lower
+    # Both tails NaN only for large shifts, where the normal approximation is exact enough.
     return float(special.ndtr(shift - critical) + special.ndtr(-critical - shift))
 
 

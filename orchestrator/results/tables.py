@@ -107,7 +107,7 @@ def build_tables(
     metrics = table.metrics
     missing = [m for m in metrics if metric_column(m) not in joined.columns]
     long = _long_frame(joined, table, missing)
-    ranks = ranks_of(long, spec, [metric_label(m, table.scale, table.metric_labels) for m in metrics])
+    ranks = ranks_of(long, spec, [metric_label(m, table.scale_of(m), table.metric_labels) for m in metrics])
     check_pooled(long, layout, where)
     out = []
     for split_key, part in ordered_groups(long, layout.split, ranks):
@@ -156,11 +156,11 @@ def _long_frame(joined: pd.DataFrame, table: TableSpec, missing: list[str]) -> p
     parts = []
     for metric in table.metrics:
         part = joined.copy(deep=False)  # new columns only: joined's own columns are never written
-        part["metric"] = metric_label(metric, table.scale, table.metric_labels)
+        part["metric"] = metric_label(metric, table.scale_of(metric), table.metric_labels)
         column = metric_column(metric)
         present = metric not in missing
         raw = pd.to_numeric(part[column], errors="coerce") if present else pd.Series(float("nan"), index=part.index)
-        part["value"] = raw.where(part["done"]) * table.scale
+        part["value"] = raw.where(part["done"]) * table.scale_of(metric)
         part["broken"] = bad_state | (part["done"] & raw.isna() & present)
         part["broken_column"] = column
         parts.append(part)
@@ -172,9 +172,10 @@ def _title(table: TableSpec, metrics: list[str], layout: Layout, split_key: tupl
     where = key_text(layout.split, split_key) if split_key else ""
     if table.title:
         return f"{where}: {table.title}" if where else table.title
-    what = "test " + metric_label(metrics[0], table.scale, table.metric_labels) if len(metrics) == 1 else "test metrics"
+    label = metric_label(metrics[0], table.scale_of(metrics[0]), table.metric_labels)
+    what = "test " + label if len(metrics) == 1 else "test metrics"
     if metric_column(metrics[0]).split(".", 1)[0] == contract.VAL and len(metrics) == 1:
-        what = metric_label(metrics[0], table.scale, table.metric_labels)
+        what = label
     return f"{where}: {what}" if where else what
 
 

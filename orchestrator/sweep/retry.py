@@ -21,7 +21,8 @@ class RetryPolicy(StrictModel):
 
     max_attempts: int = Field(3, ge=1, le=100)
     """Attempts of one run, its first included, that end for a reason of the run (out of memory, time
-    limit, crash); a run that used them all is left failed."""
+    limit, crash, or no status.json written at all); a run that used them all is left failed.
+    Preemptions do not count (the run did nothing wrong; at most 20 are retried)."""
     max_node_attempts: int = Field(5, ge=0, le=100)
     """Further attempts of one run after failures of the node (node failure, preflight failure, hang),
     which do not count against max_attempts."""

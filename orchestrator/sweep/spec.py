@@ -303,13 +303,30 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
         key = AXIS_ALIASES.get(axis, axis)
         if key in PLAIN_INT_FIELDS and all(type(v) is int for v in axis_values):
             axis_values = axis_values[:1]  # any int is valid, and no validator reads it: one config says so
+        shown: dict[str, int] = {}
         for index, value in enumerate(axis_values):
             found = values.not_a_number(nested(key, value), TrainConfig)
             if found is not None:
                 inner = found[0].removeprefix(key).lstrip(".")
                 field = f"grid.{axis}[{index}]{'.' + inner if inner else ''}"
                 raise SpecError(f"{where}: {field}: {found[1]}, not a number")
-            validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
+            config = validate_train(apply_dotted(base_dict, {key: value}), where, f"grid.{axis}[{index}]", {key: value})
+            text = config.data.dataset.display_name if key == "data.dataset" else values.display(value)
+            _check_shown(shown, text, axis_values, (axis, index), where)
+
+
+def _check_shown(shown: dict[str, int], text: str, axis_values: list[Any], at: tuple[str, int], where: str) -> None:
+    """Two values of a grid axis that tables show alike (as `text`; `shown`: the first value shown
+    so, by text) would be one table cell: its seeds pooled twice over, its delta compared unpaired."""
+    axis, index = at
+    first = shown.setdefault(text, index)
+    if first == index:
+        return
+    if axis_values[first] == axis_values[index]:
+        raise SpecError(f"{where}: grid.{axis}[{index}]: repeats grid.{axis}[{first}]")
+    how = "give each a distinct `label`" if axis == "dataset" else f"sweep what differs as an axis (grid.{axis}.<key>)"
+    field = f"grid.{axis}[{index}]"
+    raise SpecError(f"{where}: {field}: tables would show it as {short(text)}, like grid.{axis}[{first}]; {how}")
 
 
 PLAIN_INT_FIELDS = ("seed",)

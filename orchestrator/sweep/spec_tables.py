@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from trainers import contract
 from trainers.config import StrictModel
 from trainers.rundir import FOLDER_NAME
 
@@ -42,8 +43,9 @@ class TableSpec(StrictModel):
     """Dimension whose values become row groups of one table (e.g. backbone); None = no groups."""
     split: list[str] | None = None
     """Dimensions with one table per value; None = backbone (unless used elsewhere)."""
-    scale: float = Field(100.0, gt=0)
-    """Factor applied to metric values: 100 shows fractions as percent."""
+    scale: float | None = Field(None, gt=0)
+    """Factor applied to every metric's values; None: 100 for fractions (top-1, F1...: shown as
+    percent), 1 for the others (a loss stays a loss)."""
     decimals: int = Field(2, ge=0, le=8)
     """Decimals of scores, their std and their deltas."""
     best: Literal["max", "min", "none"] = "max"
@@ -81,6 +83,12 @@ class TableSpec(StrictModel):
     def metrics(self) -> list[str]:
         """The metric keys as a list."""
         return [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    def scale_of(self, metric: str) -> float:
+        """The factor a metric's values are shown times: `scale`, else 100 for a fraction, 1 for others."""
+        if self.scale is not None:
+            return self.scale
+        return 100.0 if contract.is_fraction(contract.metric_column(metric)) else 1.0
 
 
 class BudgetSpec(StrictModel):

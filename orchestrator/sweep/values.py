@@ -120,3 +120,15 @@ def _dict_value_type(annotation: Any) -> Any:
         if typing.get_origin(arg) is dict:
             return typing.get_args(arg)[1]
     return Any
+
+
+def display(value: Any) -> str:
+    """A grid value as tables show it (a row, column or group heading): a mapping by its `label`,
+    else its `name`; a whole float without its `.0`."""
+    if isinstance(value, dict):
+        for key in ("label", "name"):
+            if value.get(key):
+                return str(value[key])
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}" if abs(value) < 1e6 else str(value)
+    return str(value)

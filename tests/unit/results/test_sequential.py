@@ -199,3 +199,19 @@ def test_replay_stops_strong_rows_early_and_weak_ones_unresolved() -> None:
     used, decisions = sequential.replay(np.stack([strong, weak])[None], design)
     assert used[0, 0] == 3 and decisions[0, 0] == "+"
     assert used[0, 1] == 12 and decisions[0, 1] == "0"
+
+
+def test_seeds_that_all_moved_alike_are_judged_by_their_signs() -> None:
+    # Three seeds each +1 point (a test set's accuracy moves in steps): a zero-width t-interval, which
+    # resolved the delta at 3 seeds; three equal signs are p = 0.25 to an exact test. Open instead.
+    design = Design(sequential.looks(3, 2, 12), StopRule("excludes_zero"), family=1, futility=0)
+    early = design.judge([1.0, 1.0, 1.0], look=0)
+    assert early.state == "open" and early.decision == "0"
+    # Twelve of them: 2 / 2^12 is below the last look's level, so the delta resolves, upward.
+    last = design.judge([1.0] * 12, look=len(design.seeds) - 1)
+    assert last.state == "resolved" and last.decision == "+"
+    # replay (the bench's vectorised rule) agrees with judge, look by look: open at 9 (2/2^9 above
+    # that look's level), resolved at 11.
+    used, decision = sequential.replay(np.array([[1.0] * 12]), design)
+    assert (int(used[0]), str(decision[0])) == (11, "+")
+    assert design.judge([1.0] * 9, look=3).state == "open" and design.judge([1.0] * 11, look=4).state == "resolved"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from tables_fixture import fake_run
 
 from orchestrator import store
 from orchestrator.results import reader, resample, stats, tables
+from orchestrator.results.model import Cell
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 
@@ -50,12 +52,26 @@ def test_many_seeds_use_ttest_rel_and_the_bootstrap() -> None:
     assert got.high == pytest.approx(boot.confidence_interval.high, abs=1e-9)
 
 
-def test_different_seeds_compare_unpaired_with_welch() -> None:
-    got = stats.compare({"0": 91.0, "1": 92.9, "2": 89.1}, {"0": 90.1, "1": 91.7, "3": 89.4, "4": 92.3})
+def test_cells_sharing_fewer_than_two_seeds_compare_unpaired_with_welch() -> None:
+    got = stats.compare({"0": 91.0, "1": 92.9, "2": 89.1}, {"0": 90.1, "5": 91.7, "3": 89.4, "4": 92.3})
     assert got is not None and not got.paired
     welch = sp.ttest_ind([91.0, 92.9, 89.1], [90.1, 91.7, 89.4, 92.3], equal_var=False)
     low, high = welch.confidence_interval(0.95)
     assert (got.low, got.high, got.p) == pytest.approx((low, high, welch.pvalue), abs=1e-9)
+
+
+def test_cells_sharing_some_seeds_are_paired_on_those() -> None:
+    # The baseline ran seeds 0-3; the row's seed 2 failed. Every shared seed moved by +1: Welch on the
+    # two cells' means gave -0.83 [-7.45, +5.78] (seed-to-seed variation); paired, +1.00.
+    baseline = {"0": 90.0, "1": 80.0, "2": 99.0, "3": 85.0}
+    row = {"0": 91.0, "1": 81.1, "3": 85.9}
+    got = stats.compare(row, baseline)
+    assert got is not None and got.paired and got.n == 3 and got.left_out == 1
+    assert got.delta == pytest.approx(1.0, abs=1e-9) and got.low is not None and got.low > 0
+    paired = sp.ttest_rel([91.0, 81.1, 85.9], [90.0, 80.0, 85.0])
+    low, high = paired.confidence_interval(0.95)
+    assert (got.low, got.high) == pytest.approx((low, high), abs=1e-9)
+    assert stats.compare(baseline, baseline) == stats.Comparison(0.0, 4, True, 0.0, 0.0, 1.0, 0.0, 0)
 
 
 def test_the_same_comparison_is_bootstrapped_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,6 +129,45 @@ tables: [{{complexity: false, detect_delta: 0.5}}]
 """
 
 
+def _aug_cell(write_spec: Callable[..., Path], differences: dict[int, float]) -> Cell:
+    """The `+ Aug` cell of SPEC's table, its seeds `differences` points above the baseline's."""
+    spec = load_spec(write_spec(SPEC))
+    runs = plan(spec)
+    for run in runs:
+        base = 0.90 + 0.01 * run.seed
+        fake_run(spec, run, base + (differences[run.seed] / 100 if run.ablation == "+ Aug" else 0.0))
+    [table] = tables.ablation_tables(spec, reader.collect_frame(store.sweep_root(spec), runs), runs)
+    return table.rows[1].cells[0]
+
+
+def test_the_noise_mark_follows_the_table_s_test_not_the_interval(write_spec: Callable[..., Path]) -> None:
+    # Three seeds that all moved by about +1 point: the t-interval excludes 0, but no exact sign-flip
+    # test at 3 pairs can go below p = 0.25. The table's decision is the test's: marked, not clean.
+    aug = _aug_cell(write_spec, {0: 1.0, 1: 1.1, 2: 0.9})
+    assert aug.low is not None and aug.low > 0 and aug.p == pytest.approx(0.25)
+    assert aug.within_noise and aug.text.startswith("92.00 ± 0.95 (+1.00 [+0.75, +1.25])°")
+    # Every seed moved by exactly the same amount: a zero-width interval, and p = 2 / 2^3.
+    same = _aug_cell(write_spec, {0: 1.0, 1: 1.0, 2: 1.0})
+    assert same.low == same.high and same.p == pytest.approx(0.25) and same.within_noise
+
+
+def test_a_delta_the_adjusted_test_rejects_is_not_marked() -> None:
+    cell = Cell(mean=1.0, std=0.1, n=8, n_expected=8, delta=0.5, low=-0.01, high=1.0, p=0.01, p_adjusted=0.03)
+    assert not cell.within_noise and cell.noise_mark == ""
+    assert Cell(
+        mean=1.0, std=0.1, n=8, n_expected=8, delta=0.5, low=0.1, high=1.0, p=0.04, p_adjusted=0.08
+    ).within_noise
+    assert not Cell(mean=1.0, std=None, n=1, n_expected=1, delta=0.5).within_noise  # one seed: says "no interval"
+    assert Cell(mean=1.0, std=0.0, n=3, n_expected=3, delta=0.5).within_noise  # 3 seeds, no test: marked
+    # Adaptive seeds: the sequential rule's decision, not a fixed-seed test at the seeds it stopped at.
+    resolved = Cell(mean=93.0, std=1.1, n=3, n_expected=3, delta=3.0, low=2.75, high=3.25, p=0.25, p_adjusted=0.25)
+    assert resolved.within_noise  # a fixed grid's 3 seeds: p = 0.25
+    stopped = replace(resolved, stop="resolved at 3 seeds (interval excludes 0)")
+    assert not stopped.within_noise
+    assert replace(resolved, stop="stopped at max (12 seeds)").within_noise
+    assert not Cell(mean=1.0, std=None, n=1, n_expected=1, delta=-10.0, relative=True).within_noise  # complexity
+
+
 def test_half_a_point_with_std_one_over_three_seeds_is_within_noise(write_spec: Callable[..., Path]) -> None:
     spec = load_spec(write_spec(SPEC))
     runs = plan(spec)
@@ -125,7 +180,7 @@ def test_half_a_point_with_std_one_over_three_seeds_is_within_noise(write_spec: 
     assert aug.delta == pytest.approx(0.5, abs=1e-9) and aug.within_noise and not aug.best
     assert aug.text.startswith("91.50 ± 2.00 (+0.50 [-1.98, +2.98])°")
     markdown = tables.render([table], "md", {"sweep": "noise"})
-    assert "° the interval contains 0: within noise" in markdown
+    assert "° not significant: Holm-adjusted p >= 0.05, or too few seeds for a test" in markdown
     assert "n per cell: 3 seeds." in markdown
     assert "the smallest delta detectable at 80% power (paired t-test, p < 0.05) is 3.26" in markdown
     assert "Detecting a delta of 0.5 needs 34 seeds." in markdown
@@ -217,3 +272,26 @@ def test_power_is_scipys_noncentral_t(n: int, effect: float) -> None:
     if not math.isfinite(expected):
         expected = sp.norm.sf(critical - shift) + sp.norm.cdf(-critical - shift)
     assert stats.power(n, effect) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(("n", "effect"), [(2, 5.0), (2, 8.0), (2, 12.0), (3, 12.0 / math.sqrt(3)), (4, 7.0)])
+def test_power_where_scipys_noncentral_t_is_nan(n: int, effect: float) -> None:
+    # At 2-4 pairs and these shifts scipy's noncentral t CDF is NaN in its lower tail; the old
+    # fallback (the normal approximation) gave power 0.08 at 2 pairs and effect 8, not 0.63, and
+    # a detectable delta 17% too small. Checked against the power as an integral over the spread:
+    # a paired t-test rejects when |Z + shift| > c * sqrt(V / df), V chi-squared with df.
+    from scipy import integrate
+
+    df, shift = n - 1, effect * math.sqrt(n)
+    critical = sp.t.ppf(0.975, df)
+
+    def rejects(v: float) -> float:
+        bound = critical * math.sqrt(v / df)
+        return (sp.norm.sf(bound - shift) + sp.norm.cdf(-bound - shift)) * sp.chi2.pdf(v, df)
+
+    expected = integrate.quad(rejects, 0, math.inf, limit=200)[0]
+    assert stats.power(n, effect) == pytest.approx(expected, abs=1e-7)
+
+
+def test_the_detectable_delta_at_two_seeds() -> None:
+    assert stats.detectable_delta(2, 1.0) == pytest.approx(11.55, abs=0.01)

@@ -142,13 +142,16 @@ def test_seeds_mean_std_incomplete_and_ties(write_raw: Callable[..., Path]) -> N
     rows = {row.label: row.cells[0] for row in table.rows}
     base, aug, l2sp = rows["Baseline"], rows["Baseline + Augmentation"], rows["Baseline + Augmentation + L2SP"]
     assert base.text == "91.00 ± 1.00" and base.n == 3 and base.n_expected == 3
-    # Issue 13: seeds 0,1 against 0,1,2 compare unpaired (Welch); the interval contains 0: within noise.
-    assert aug.text == "91.00 ± 2.83 (+0.00 [-18.91, +18.91])° (2/3 seeds)"
+    # Seeds 0,1 against 0,1,2: paired on the 2 shared seeds (+0.03 and -0.02: +0.50); not significant.
+    assert aug.text == "91.00 ± 2.83 (+0.50 [-31.27, +32.27])° (2/3 seeds)"
     assert not base.best and not aug.best, "a tie is not significantly best"
     assert l2sp.empty and l2sp.text == "-"
     markdown = tables.render([table], "md", {"sweep": "t"})
     assert "| Baseline | 91.00 ± 1.00 |" in markdown
-    assert "| Baseline + Augmentation | 91.00 ± 2.83 (+0.00 [-18.91, +18.91])° (2/3 seeds) |" in markdown
+    assert "| Baseline + Augmentation | 91.00 ± 2.83 (+0.50 [-31.27, +32.27])° (2/3 seeds) |" in markdown
+    assert "paired by seed (on the seeds both cells have, where one lacks some: 1; Welch, unpaired," in markdown
+    # The SCRA row (1 seed against 3) has no test: Holm's family is the one comparison with a p-value.
+    assert "t-test (Welch's unpaired), Holm-adjusted across the table's 1 tested comparison(s)" in markdown
     assert "| Baseline + Augmentation + L2SP | - | - | - |" in markdown
     assert "| Baseline + Augmentation + Dropout + SCRA | 85.00 (-6.00) (1/3 seeds, no interval) |" in markdown
 
@@ -180,6 +183,46 @@ def test_best_min_none_and_decimals(write_raw: Callable[..., Path]) -> None:
     [plain] = build(spec, runs, 1)
     assert [row.cells[0].text for row in plain.rows][:2] == [f"90.00{one}", f"89.00{one}"]
     assert not any(cell.best for row in plain.rows for cell in row.cells)
+
+
+def test_a_loss_is_not_shown_as_percent_unless_the_table_scales_it(write_raw: Callable[..., Path]) -> None:
+    # The default scale shows fractions as percent: a loss of 0.5 was shown as 50.00 under "test loss".
+    text = SPEC_004 + "tables:\n  - {metric: [top1, loss], columns: [metric], decimals: 3, complexity: false}\n"
+    spec, runs = load(write_raw, text, "grid.dataset=[digits]")
+    for index, run in enumerate(runs):
+        fake_run(spec, run, 0.9 - index / 100, extra_test={"loss": 0.5 + index / 10})
+    [table] = build(spec, runs, 0)
+    assert table.columns == ["top-1 (%)", "loss"]
+    assert [cell.mean for cell in table.rows[0].cells] == [pytest.approx(90.0), pytest.approx(0.5)]
+    assert spec.tables[0].scale_of("loss") == 1.0 and spec.tables[0].scale_of("val.super.top1") == 100.0
+
+
+def test_a_complexity_delta_compares_models_of_the_same_column(write_raw: Callable[..., Path]) -> None:
+    # The baseline finished only on the second dataset (3.0 M params there); + Augmentation on both,
+    # its first column's model having 2.0 M. Its shown 2.0 M was compared with the baseline's 3.0 M,
+    # another dataset's head: -33.33% for the same architecture. No delta without a same-column baseline.
+    spec, runs = load(
+        write_raw, SPEC_004, "grid.dataset=[{name: digits, label: D1}, {name: digits, label: D2, val_fraction: 0.2}]"
+    )
+    for run in runs:
+        if run.ablation not in ("Baseline", "Baseline + Augmentation"):
+            continue
+        if run.ablation == "Baseline" and run.dataset == "D1":
+            continue
+        params = 2.0 if run.dataset == "D1" else 3.0
+        fake_run(spec, run, 0.9, gflops=params / 2, params_m=params)
+    [table] = build(spec, runs)
+    rows = {row.label: row.cells for row in table.rows}
+    assert rows["Baseline"][-1].mean == pytest.approx(3.0)  # its only column
+    aug = rows["Baseline + Augmentation"]
+    assert aug[-1].mean == pytest.approx(2.0) and aug[-1].delta is None and aug[-2].delta is None
+    # Both finished on D1: the delta is taken there.
+    fake_run(
+        spec, next(r for r in runs if r.ablation == "Baseline" and r.dataset == "D1"), 0.9, gflops=1.0, params_m=2.0
+    )
+    [table] = build(spec, runs)
+    aug = {row.label: row.cells for row in table.rows}["Baseline + Augmentation"]
+    assert aug[-1].delta == pytest.approx(0.0) and aug[-1].text == "2.000"
 
 
 def test_latex_escaped_booktabs_and_bold(write_raw: Callable[..., Path]) -> None:

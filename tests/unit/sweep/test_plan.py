@@ -69,6 +69,24 @@ def test_identical_cells_are_an_error(write_spec: Callable[..., Path]) -> None:
         plan(load_spec(write_spec(), ["grid.model.head_dropout=[0.2, 0.4]"]))
 
 
+def test_grid_values_that_tables_would_show_alike_are_refused(write_spec: Callable[..., Path]) -> None:
+    # Two datasets shown as "digits" were one table column: 6 seeds in a 3-seed cell, paired by
+    # position, a p-value no 3-seed test can reach. Refused at plan time, naming the field and the fix.
+    datasets = "[{name: digits}, {name: digits, val_fraction: 0.2}]"
+    with pytest.raises(
+        SpecError,
+        match=r"grid\.dataset\[1\]: tables would show it as 'digits', like grid\.dataset\[0\]; give each a distinct",
+    ):
+        load_spec(write_spec(), [f"grid.dataset={datasets}"])
+    losses = "[{name: cross_entropy, label_smoothing: 0.1}, {name: cross_entropy, label_smoothing: 0.2}]"
+    with pytest.raises(SpecError, match=r"grid\.loss\[1\]: .* sweep what differs as an axis \(grid\.loss\.<key>\)"):
+        load_spec(write_spec(), [f"grid.loss={losses}"])
+    with pytest.raises(SpecError, match=r"grid\.dataset\[1\]: repeats grid\.dataset\[0\]"):
+        load_spec(write_spec(), ["grid.dataset=[digits, digits]"])
+    labelled = "[{name: digits, label: D1}, {name: digits, val_fraction: 0.2, label: D2}]"
+    assert {run.dataset for run in plan(load_spec(write_spec(), [f"grid.dataset={labelled}"]))} == {"D1", "D2"}
+
+
 def test_smoke_runs_have_their_own_ids(write_spec: Callable[..., Path]) -> None:
     runs = plan(load_spec(write_spec()))
     smoke = smoke_plan(runs)
