@@ -165,14 +165,17 @@ class StatusRun(Out):
     detail: str
     """The error's last line or the log path, as the table's `error / log` column."""
     failure: str | None = None
-    """Class of the latest finished attempt (completed, user_error, oom, timeout, preempted, node_fail,
-    preflight_fail, hang, cancelled, crashed); null while it may still run."""
+    """Class of the latest finished attempt (completed, user_error, oom, timeout, deadline, preempted,
+    node_fail, preflight_fail, hang, cancelled, crashed); null while it may still run."""
     node: str | None = None
-    """Node the latest finished attempt ran on (the first of a multi-node job), from sacct's NodeList."""
+    """Node the latest finished attempt is charged to: the one the job recorded (a multi-node
+    preflight's unfit rank, the hang watchdog's), else the first of sacct's NodeList, else the SLURM
+    node name the job recorded; null when none can be named (a multi-node NODE_FAIL)."""
     cuda_oom: bool = False
     """For an oom: the GPU ran out of memory, not the host."""
     attempts: int = 0
-    """Attempts recorded in the run's status.json."""
+    """Attempts of the run as the retry policy counts them: those status.json records, or the
+    submissions the manifest lists when more (a job that ended before it wrote status.json)."""
 
 
 class StatusOut(Out):

@@ -221,7 +221,8 @@ def _add_submit(sub: Any) -> None:
     p.add_argument(
         "--retry-all",
         action="store_true",
-        help="slurm: also resubmit runs the retry policy leaves (user errors, retry.max_attempts used up), after a fix",
+        help="slurm: also resubmit runs the retry policy leaves (user errors, past --deadline, "
+        "retry.max_attempts used up), after a fix",
     )
     p.add_argument(
         "--clear-quarantine",

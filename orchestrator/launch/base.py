@@ -113,6 +113,7 @@ def archive_previous(todo: list[RunRecord], root: Path, force: bool) -> None:
     for record in todo:
         if record.path.exists():
             store.archive(record.path, root, stamp)
+    store.forget_submissions(root, {record.run.run_id for record in todo})
 
 
 class Launcher(ABC):

@@ -138,6 +138,8 @@ class TrainJob:
                 return attempts  # the same job restarted (requeued on timeout or preemption): one attempt
             attempts[-1].update(lost)  # its node died with it: that attempt ended there, this one is new
         entry = {"job_id": job_id, "host": where.get("host"), "at": time.time()}
+        if os.environ.get("SLURMD_NODENAME"):  # SLURM's name of the node (what --exclude takes), not the hostname
+            entry["slurm_node"] = os.environ["SLURMD_NODENAME"]
         entry["resources"] = self.attempt.get("resources", {})
         return [*attempts, entry]
 
@@ -229,7 +231,8 @@ def _lost_with_node(job_id: str) -> dict[str, Any] | None:
     verdict = failures.classify(earlier[-1], failures.Evidence()) if earlier else None
     if verdict is None or verdict.failure is not failures.Failure.NODE_FAIL:
         return None
-    reason = f"{verdict.reason} on {verdict.node}: requeued by SLURM"
+    # No node when the job had several and SLURM does not say which failed (none is then charged).
+    reason = f"{verdict.reason} on {verdict.node}: requeued by SLURM" if verdict.node else f"{verdict.reason}: requeued"
     return {"failure": verdict.failure.value, "node": verdict.node, "reason": reason}
 
 

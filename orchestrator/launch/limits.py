@@ -76,8 +76,9 @@ def queue_limits() -> QueueLimits:
     user = getpass.getuser()
     config = run(["scontrol", "show", "config"]).stdout
     match = re.search(r"^MaxJobCount\s*=\s*(\d+)", config, re.M)
-    mine = run(["squeue", "-h", "-r", "-u", user, "-o", "%i"]).stdout.split()
-    everyone = run(["squeue", "-h", "-r", "-o", "%i"]).stdout.split()
+    # -a: jobs in Hidden partitions count against the limits too.
+    mine = run(["squeue", "-h", "-a", "-r", "-u", user, "-o", "%i"]).stdout.split()
+    everyone = run(["squeue", "-h", "-a", "-r", "-o", "%i"]).stdout.split()
     submit_limit, note = max_submit_jobs(user)
     max_jobs = int(match.group(1)) if match else None
     return QueueLimits(submit_limit, max_jobs, len(mine), len(everyone), note)

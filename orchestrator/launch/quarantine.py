@@ -11,6 +11,7 @@ nothing.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -90,20 +91,75 @@ def restarted(statuses: Iterable[RunStatus]) -> list[Event]:
 
 
 def nodes(root: Path, threshold: int) -> list[Quarantined]:
-    """Nodes with at least `threshold` events since the last clear, most failures first."""
-    data, _ = load(root)
+    """Nodes with at least `threshold` events since the last clear, most failures first; a preflight
+    failure that several nodes report alike (sweep_wide) is no node's and counts against none."""
+    events = _current(root)
+    wide = set(_sweep_wide(events))
     by_node: dict[str, list[str]] = {}
-    for event in data["events"].values():
-        if not isinstance(event, dict) or not isinstance(event.get("node"), str) or not event["node"]:
-            continue
-        at = event.get("at")
-        if isinstance(at, (int, float)) and at > data["cleared_at"]:
+    for event in events:
+        if _preflight_key(event) not in wide:
             reason = f"{event.get('failure', '?')}: {event.get('reason', '')}".rstrip(": ")
             by_node.setdefault(event["node"], []).append(reason)
     chosen = [
         Quarantined(node, len(reasons), reasons) for node, reasons in by_node.items() if len(reasons) >= threshold
     ]
     return sorted(chosen, key=lambda q: (-q.failures, q.node))
+
+
+SWEEP_WIDE_NODES = 2
+"""Distinct nodes on which one preflight reason makes it a problem of the sweep or the cluster's shared
+setup (an import, a dataset root that is not mounted, a full output folder), not of a node."""
+_PREFIX = re.compile(r"^rank \d+ on \S+: ")
+_DECIMAL = re.compile(r"\d+\.\d+")
+
+
+def sweep_wide(root: Path) -> dict[str, list[str]]:
+    """Preflight reasons (as first recorded) that `SWEEP_WIDE_NODES` or more distinct nodes reported since
+    the last clear -> those nodes."""
+    return {reason: sorted(nodes) for reason, nodes in _sweep_wide(_current(root)).values()}
+
+
+def sweep_wide_keys(root: Path) -> set[str]:
+    """The keys (preflight_key) of the preflight failures that several nodes reported alike."""
+    return set(_sweep_wide(_current(root)))
+
+
+def preflight_key(failure: str, node: str, reason: str) -> str | None:
+    """What a preflight failure is compared by across nodes (None for other failures)."""
+    return _preflight_key({"failure": failure, "node": node, "reason": reason})
+
+
+def _current(root: Path) -> list[dict[str, Any]]:
+    """Well-formed events since the last clear."""
+    data, _ = load(root)
+    return [
+        event
+        for event in data["events"].values()
+        if isinstance(event, dict)
+        and isinstance(event.get("node"), str)
+        and event["node"]
+        and isinstance(event.get("at"), (int, float))
+        and event["at"] > data["cleared_at"]
+    ]
+
+
+def _preflight_key(event: dict[str, Any]) -> str | None:
+    """A preflight reason without what differs between nodes (the `rank N on HOST: ` prefix, the node's
+    name, measured sizes such as free GB); None for other failures."""
+    if event.get("failure") != Failure.PREFLIGHT_FAIL.value:
+        return None
+    reason = _PREFIX.sub("", str(event.get("reason") or ""))
+    return _DECIMAL.sub("#", reason.replace(str(event["node"]), "<node>"))
+
+
+def _sweep_wide(events: list[dict[str, Any]]) -> dict[str, tuple[str, set[str]]]:
+    """key -> (its first reason, the nodes that reported it) for keys reported by several nodes."""
+    seen: dict[str, tuple[str, set[str]]] = {}
+    for event in events:
+        key = _preflight_key(event)
+        if key is not None:
+            seen.setdefault(key, (str(event.get("reason") or ""), set()))[1].add(event["node"])
+    return {key: entry for key, entry in seen.items() if len(entry[1]) >= SWEEP_WIDE_NODES}
 
 
 def clear(root: Path) -> int:

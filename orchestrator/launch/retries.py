@@ -9,6 +9,7 @@ name or a memory size bound for sbatch meets the same allow-lists as the user's 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,13 @@ class Decision:
     """The verdict on the last attempt, recorded on its entry in status.json."""
 
 
+MAX_PREEMPTIONS = 20
+"""Preempted attempts of one run that are retried. They do not use retry.max_attempts (the run did
+nothing wrong), but a run preempted at every start must not loop forever either."""
+EXCLUDE_MAX_CHARS = 1024
+"""The longest `--exclude` host list SlurmConfig takes (its allow-list, and sbatch's own bound)."""
+
+
 def last_resources(attempts: list[dict[str, Any]]) -> dict[str, Any]:
     """What the latest recorded attempt asked for ({} before the first)."""
     resources = attempts[-1].get("resources") if attempts else None
@@ -52,33 +60,59 @@ def decide(
     base: SlurmConfig,
     max_time_min: int | None,
     job_id: str | None = None,
+    submitted: int = 0,
 ) -> Decision:
     """The next attempt of a run whose latest attempt (job `job_id`) ended as `verdict` (None: never ran,
-    or it is not known how it ended: submit as planned)."""
+    or it is not known how it ended: submit as planned). `submitted`: how often the run was submitted
+    (the manifest's arrays), so that attempts that ended before the job wrote status.json (a failing
+    setup line, a cancelled pending task, BOOT_FAIL) still count."""
     if verdict is None or verdict.failure is Failure.COMPLETED:
-        if len(attempts) >= policy.max_attempts + policy.max_node_attempts:  # ended unseen (no sacct), again
-            return Decision(False, f"{len(attempts)} attempts, none known to have ended (retry.max_attempts)")
+        tries = max(len(attempts), submitted)
+        if verdict is None and tries >= policy.max_attempts + policy.max_node_attempts:  # ended unseen, again
+            return Decision(False, f"{tries} attempts, none known to have ended (retry.max_attempts)")
         return Decision(True)
     previous = {"job_id": job_id, "failure": verdict.failure.value, "node": verdict.node, "reason": verdict.reason}
     last = last_resources(attempts)
-    if attempts and job_id is not None and attempts[-1].get("job_id") != job_id:
+    if job_id is not None and (not attempts or attempts[-1].get("job_id") != job_id):
         attempts = [*attempts, {"job_id": job_id}]  # the latest attempt never started (no entry of its own)
+    attempts, unseen = _with_unseen(attempts, submitted)
     exclude = _excluded(attempts, verdict)
-    if verdict.failure is Failure.USER_ERROR:
-        return Decision(False, f"user error, not retried: {verdict.reason}", previous=previous)
-    run_tries, node_tries = _tries(attempts, verdict)
+    refused = _refused(verdict)
+    if refused:
+        return Decision(False, refused, previous=previous)
+    run_tries, node_tries, preempted = _tries(attempts, verdict)
     if verdict.failure.infrastructure:
         if node_tries > policy.max_node_attempts:
             return Decision(False, f"{node_tries} node failures (retry.max_node_attempts)", previous=previous)
-        return _same(last, base, f"{verdict.failure.value} on {verdict.node}: retried without it", exclude, previous)
+        on = f" on {verdict.node}: retried without it" if verdict.node else ": retried (no node can be named)"
+        return _same(last, base, f"{verdict.failure.value}{on}", exclude, previous)
+    if verdict.failure is Failure.PREEMPTED:
+        if preempted > MAX_PREEMPTIONS:
+            return Decision(False, f"preempted {preempted} times (at most {MAX_PREEMPTIONS})", previous=previous)
+        return _same(last, base, "preempted: retried as it was (not counted in retry.max_attempts)", exclude, previous)
     if run_tries >= policy.max_attempts:
         why = f"{run_tries} attempts (retry.max_attempts), the last {verdict.failure.value}"
+        if unseen:
+            why += f"; {unseen} ended before the job wrote status.json (a setup line, the environment: see the log)"
         return Decision(False, why, previous=previous)
     if verdict.failure is Failure.OOM:
         return _after_oom(policy, verdict, last, base, exclude, previous)
     if verdict.failure is Failure.TIMEOUT:
         return _after_timeout(policy, last, base, max_time_min, exclude, previous)
     return _same(last, base, f"{verdict.failure.value}: retried as it was", exclude, previous)
+
+
+def _refused(verdict: Verdict) -> str:
+    """Why a class is never retried ("" for the others): retrying gives the same end, or undoes a decision."""
+    if verdict.failure is Failure.USER_ERROR:
+        return f"user error, not retried: {verdict.reason}"
+    if verdict.failure is Failure.CANCELLED:
+        if verdict.by_uid is not None and verdict.by_uid != os.getuid():
+            return f"cancelled by uid {verdict.by_uid} (an administrator or SLURM), not retried"
+        return "cancelled (scancel), not retried"
+    if verdict.failure is Failure.DEADLINE:
+        return "its --deadline passed (DEADLINE), not retried: a longer time limit cannot help"
+    return ""
 
 
 def _same(
@@ -104,13 +138,17 @@ def _after_oom(
     previous: dict[str, Any],
 ) -> Decision:
     same = _same(last, base, "", exclude, previous)
+    asked = same.mem_gb if same.mem_gb is not None else verdict.mem_gb
     if verdict.cuda:
         if not policy.cuda_oom_halve_batch:
             return Decision(False, "CUDA out of memory (retry.cuda_oom_halve_batch is off)", previous=previous)
         factor = same.grad_accum_factor * 2
         why = f"CUDA out of memory: batch per device halved, gradient accumulation x{factor}"
         return Decision(True, why, same.mem_gb, same.timeout_min, factor, exclude, previous)
-    was = same.mem_gb if same.mem_gb is not None else policy.oom_start_mem_gb
+    # What the job really had (sacct) where known: a partition default may exceed oom_start_mem_gb, and a
+    # retry must never ask for less than the attempt that ran out.
+    known = [mem for mem in (asked, verdict.mem_gb) if mem is not None]
+    was = max(known) if known else policy.oom_start_mem_gb
     if was >= policy.oom_mem_cap_gb:
         return Decision(False, f"host out of memory at {was:g} GB, the cap (retry.oom_mem_cap_gb)", previous=previous)
     mem = min(policy.oom_mem_cap_gb, math.ceil(was * policy.oom_mem_factor * 10) / 10)
@@ -135,12 +173,21 @@ def _after_timeout(
     return Decision(True, why, same.mem_gb, time_min, same.grad_accum_factor, exclude, previous)
 
 
-def _tries(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[int, int]:
-    """(attempts that ended for a reason of the run, attempts that ended for a reason of the node), the
-    latest (judged by `verdict`) included; earlier ones by the class recorded on their entry."""
+def _tries(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[int, int, int]:
+    """(attempts that ended for a reason of the run, for a reason of the node, preempted), the latest
+    (judged by `verdict`) included; earlier ones by the class recorded on their entry (none: the run's)."""
     kinds = [str(a.get("failure", "")) for a in attempts[:-1]] + [verdict.failure.value]
     node = sum(1 for kind in kinds if kind in {f.value for f in Failure if f.infrastructure})
-    return len(kinds) - node, node
+    preempted = kinds.count(Failure.PREEMPTED.value)
+    return len(kinds) - node - preempted, node, preempted
+
+
+def _with_unseen(attempts: list[dict[str, Any]], submitted: int) -> tuple[list[dict[str, Any]], int]:
+    """The attempts, with one classless entry (counted as the run's) before them for each submission of
+    the run that left no entry of its own, and how many those are."""
+    jobs = {a.get("job_id") for a in attempts if a.get("job_id")}
+    unseen = max(0, submitted - len(jobs))
+    return [{} for _ in range(unseen)] + attempts, unseen
 
 
 def _excluded(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[str, ...]:
@@ -153,14 +200,26 @@ def _excluded(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[str, ..
 
 
 def resources(base: SlurmConfig, decision: Decision, quarantined: list[str]) -> SlurmConfig:
-    """The job resources of the next attempt, validated again (node names and sizes meet the allow-lists)."""
-    nodes = [n for n in (base.exclude or "").split(",") if n] + list(decision.exclude) + quarantined
-    update: dict[str, Any] = {"exclude": ",".join(dict.fromkeys(nodes)) or None}
+    """The job resources of the next attempt, validated again (node names and sizes meet the allow-lists);
+    a SpecError (one line) when they do not, an --exclude list too long for SLURM above all."""
+    nodes = list(
+        dict.fromkeys([n for n in (base.exclude or "").split(",") if n] + list(decision.exclude) + quarantined)
+    )
+    update: dict[str, Any] = {"exclude": ",".join(nodes) or None}
+    if len(update["exclude"] or "") > EXCLUDE_MAX_CHARS:
+        raise SpecError(
+            f"--exclude would name {len(nodes)} nodes ({len(update['exclude'])} characters, SLURM takes "
+            f"{EXCLUDE_MAX_CHARS}): see the quarantined nodes in `orchestrate status`, then "
+            "`submit --clear-quarantine` or fix what fails on every node"
+        )
     if decision.mem_gb is not None:
         update["mem_gb"] = decision.mem_gb
     if decision.timeout_min is not None:
         update["timeout_min"] = decision.timeout_min
-    return SlurmConfig.model_validate({**base.model_dump(), **update})
+    try:
+        return SlurmConfig.model_validate({**base.model_dump(), **update})
+    except ValidationError as exc:
+        raise SpecError(f"retry resources: {describe_error(exc, SlurmConfig)}") from None
 
 
 def recorded(config: SlurmConfig, decision: Decision) -> dict[str, Any]:

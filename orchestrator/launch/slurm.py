@@ -7,6 +7,7 @@ run's job.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -17,9 +18,9 @@ from typing import Any
 from rich.console import Console
 
 from orchestrator import store, textsafe
-from orchestrator.launch import quarantine, retries, slurmcli, status
+from orchestrator.launch import judge, quarantine, retries, slurmcli
 from orchestrator.launch.base import Launcher, Outcome, select, train_job
-from orchestrator.launch.failures import Failure, Verdict
+from orchestrator.launch.failures import Failure
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.limits import queue_limits
 from orchestrator.launch.packed import PackedJob
@@ -28,10 +29,12 @@ from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep import node_storage, site
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
-from trainers.rundir import State
 
 # One array: its job resources and its tasks, each task a pack of one or more runs.
 Array = tuple[SlurmConfig, list[list[RunRecord]]]
+UNRECORDED_WAIT_S = 900.0
+"""How long `submit --follow` keeps polling for a run whose job left the queue before accounting recorded
+its end (slurmdbd lag); a record that stays unfinished longer (a runaway record) is left to the user."""
 
 
 class SlurmLauncher(Launcher):
@@ -44,12 +47,20 @@ class SlurmLauncher(Launcher):
         """The spec's retry block over the cluster's (profile or site file)."""
         self._warned = False
         self.retry_all = False
+        self.fresh = True
+        """Whether this is the submit the user just asked for (every plain submit; a --follow loop's
+        first poll): runs they cancelled before it go again. Later polls keep cancels (a --follow must
+        not undo `orchestrate cancel`)."""
         """Submit runs the retry policy would leave (user errors, attempts used up): after a fix."""
         self._next: dict[str, retries.Decision] = {}
         """run_id -> how its next attempt differs (resources, the verdict on the last), for this start."""
         self._quarantined: list[str] = []
         self._told: set[str] = set()
         """Lines already printed (submit --follow plans retries at every poll)."""
+        self._snapshotted = False
+        """`follow` wrote the spec's snapshot (once, at its first submission)."""
+        self._unrecorded: dict[str, float] = {}
+        """run_id -> when (time.monotonic) its job was first seen out of the queue without a recorded end."""
 
     def where(self, runs: Sequence[RunSpec] = ()) -> str:
         """The partition, the runs' job sizes (job_resources) and the node environment they get."""
@@ -115,32 +126,52 @@ class SlurmLauncher(Launcher):
         says, until nothing is left to submit and none is in SLURM (Ctrl-C leaves a consistent manifest:
         it is written per array)."""
         root = store.sweep_root(self.spec)
+        self.owned_elsewhere(root, dry_run=False)  # not on a login node: the one error that ends it at once
         total = Outcome()
-        sent: set[str] = set()
-        snapshot = True
         while True:
-            in_slurm = set(self.owned_elsewhere(root, dry_run=False))
-            # Runs sent before come back only when they ended without completing: the retry policy
-            # (start -> _plan_retries) decides whether, and with what, they run again.
-            records = run_states.inspect(runs, root)
-            # Node failures SLURM requeued in place never come back as todo: counted against the node here.
-            quarantine.record(root, quarantine.restarted(r.status for r in records))
-            todo = select(records, False, in_slurm).todo
-            if todo:
-                if snapshot:
-                    root.mkdir(parents=True, exist_ok=True)
-                    store.write_snapshot(self.spec, root)
-                    snapshot = False
-                outcome = self.start(todo, root)
-                todo = [r for r in todo if r.run.run_id in outcome.submitted]
-                sent.update(outcome.submitted)
-                total.submitted.update(outcome.submitted)
-                total.held = outcome.held
-            if total.held == 0 and not todo and not in_slurm:
+            try:
+                busy = self._poll(runs, root, total)
+            except (slurmcli.SlurmError, subprocess.TimeoutExpired) as exc:
+                # The controller is busy or restarting: the next poll asks again (a plain submit fails).
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                self.console.print(f"[yellow]warning[/]: {textsafe.rich(why)}; polling again in {interval_s:g} s")
+                busy = True
+            if not busy:
                 break
             time.sleep(interval_s)  # a polling period against squeue, not a stand-in for synchronisation
-        self.console.print(f"{self.spec.name}: every run submitted and out of the queue ({len(sent)} submitted)")
+        done = f"{self.spec.name}: every run submitted and out of the queue ({len(total.submitted)} submitted)"
+        self.console.print(done)
+        if self._unrecorded:
+            self.console.print(
+                f"[yellow]{len(self._unrecorded)} run(s)[/] left the queue, but accounting has not recorded how "
+                f"they ended after {UNRECORDED_WAIT_S / 60:g} min: `submit` again once sacct does (or --retry-all)"
+            )
         return total
+
+    def _poll(self, runs: list[RunSpec], root: Path, total: Outcome) -> bool:
+        """One poll of `follow`: submit what is due; whether anything is still to wait for."""
+        in_slurm = set(self.owned_elsewhere(root, dry_run=False))
+        # Runs sent before come back only when they ended without completing: the retry policy
+        # (start -> _plan_retries) decides whether, and with what, they run again.
+        records = run_states.inspect(runs, root)
+        # Node failures SLURM requeued in place never come back as todo: counted against the node here.
+        quarantine.record(root, quarantine.restarted(r.status for r in records))
+        todo = select(records, False, in_slurm).todo
+        if todo:
+            if not self._snapshotted:
+                root.mkdir(parents=True, exist_ok=True)
+                store.write_snapshot(self.spec, root)
+                self._snapshotted = True
+            outcome = self.start(todo, root)
+            todo = [r for r in todo if r.run.run_id in outcome.submitted]
+            total.submitted.update(outcome.submitted)
+            total.held = outcome.held
+        # --retry-all overrides the retry policy once, for the runs as they stood when submit started:
+        # later polls follow the policy (a run that fails at every start would come back forever).
+        self.retry_all = self.fresh = False
+        now = time.monotonic()
+        waiting = any(now - seen < UNRECORDED_WAIT_S for seen in self._unrecorded.values())
+        return bool(total.held or todo or in_slurm or waiting)
 
     def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[Array]]:
         config = self.config
@@ -181,16 +212,22 @@ class SlurmLauncher(Launcher):
     def _plan_retries(self, todo: list[RunRecord], root: Path) -> list[RunRecord]:
         """Apply the retry policy: classify each run's last attempt (one sacct call), record the node
         failures in the quarantine, and keep the runs to try again with their next resources."""
-        plans = failed_before(todo, root)
-        max_time = _max_time(self.config, plans)
+        plans = judge.failed_before(todo, root)
+        max_time = judge.max_time(self.config, plans)
         policy = self.policy
-        quarantine.record(root, [event for _, verdict, job in plans.values() if (event := _event(verdict, job))])
+        quarantine.record(root, [event for judged in plans.values() if (event := judge.event(judged))])
         self._quarantined = [q.node for q in quarantine.nodes(root, policy.quarantine_after)]
+        wide = quarantine.sweep_wide_keys(root)
         kept, left = [], []
         for record in todo:
-            verdict, job = plans.get(record.run.run_id, (None, None, None))[1:]
-            decision = retries.decide(policy, verdict, _attempts(record), self.config, max_time, job)
-            decision = _fits_batch(record, decision)
+            judged = plans.get(record.run.run_id)
+            if judged is not None and judged.unrecorded and not self.retry_all:  # --retry-all submits it now
+                self._unrecorded.setdefault(record.run.run_id, time.monotonic())
+            else:
+                self._unrecorded.pop(record.run.run_id, None)
+            decision = judge.decide(policy, judged, record, self.config, max_time, wide)
+            if self.fresh and judged is not None and judged.verdict and judged.verdict.failure is Failure.CANCELLED:
+                decision = replace(decision, retry=True, why="cancelled: submitted again")
             if decision.retry or self.retry_all:
                 self._next[record.run.run_id] = replace(decision, retry=True)
                 kept.append(record)
@@ -321,7 +358,9 @@ def _submit_arrays(
             record.run.run_id: str(job.job_id) for members, job in zip(group, jobs, strict=True) for record in members
         }
         # Written after each array: a crash between arrays still leaves every submitted job findable.
-        store.record_array(root, manifest, array_id, submitted, {"folder": str(folder), "requested": requested(config)})
+        # The array's runs: how often a run was submitted, also when its attempts left no status.json.
+        extra = {"folder": str(folder), "requested": requested(config), "runs": list(submitted)}
+        store.record_array(root, manifest, array_id, submitted, extra)
         outcome.submitted.update(submitted)
         size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
         runs = f"{len(submitted)} runs in {len(group)} tasks" if len(submitted) > len(group) else f"{len(group)} runs"
@@ -352,49 +391,3 @@ def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, cons
             f"each task runs: {header.rstrip().splitlines()[-1]}", markup=False, highlight=False, soft_wrap=True
         )
     console.print("nothing submitted")
-
-
-def failed_before(todo: list[RunRecord], root: Path) -> dict[str, tuple[RunRecord, Verdict | None, str | None]]:
-    """run_id -> (record, verdict on its latest attempt, that attempt's job id) for the runs that were
-    submitted before (one sacct call for all of them)."""
-    manifest = store.read_manifest(root)
-    jobs = {r.run.run_id: (manifest["runs"].get(r.run.run_id) or {}).get("job_id") for r in todo}
-    arrays = {str(job).split("_", 1)[0] for job in jobs.values() if job}
-    states = slurmcli.query_states(arrays) if arrays and slurmcli.available() else slurmcli.JobStates({}, True)
-    plans: dict[str, tuple[RunRecord, Verdict | None, str | None]] = {}
-    for record in todo:
-        job = jobs[record.run.run_id]
-        if job is None and record.state is State.MISSING:
-            continue
-        row = states.ends.get(job) if job else None
-        plans[record.run.run_id] = (record, status.attempt_verdict(record, row), job)
-    return plans
-
-
-def _max_time(config: SlurmConfig, plans: dict[str, tuple[RunRecord, Verdict | None, str | None]]) -> int | None:
-    """The partition's MaxTime, asked only when some run timed out."""
-    timed_out = any(v is not None and v.failure is Failure.TIMEOUT for _, v, _ in plans.values())
-    return slurmcli.partition_max_time_min(config.partition) if timed_out and slurmcli.available() else None
-
-
-def _event(verdict: Verdict | None, job: str | None) -> quarantine.Event | None:
-    if verdict is None or not verdict.failure.infrastructure or not verdict.node or not job:
-        return None
-    return quarantine.Event(job, verdict.node, verdict.failure.value, verdict.reason, time.time())
-
-
-def _attempts(record: RunRecord) -> list[dict[str, Any]]:
-    """status.json's attempts (contract.Attempt) as the retry policy reads them."""
-    return [attempt.model_dump(mode="json") for attempt in record.status.attempts]
-
-
-def _fits_batch(record: RunRecord, decision: retries.Decision) -> retries.Decision:
-    """A CUDA-OOM retry halves the batch per device only while the batch splits evenly."""
-    if decision.grad_accum_factor <= 1:
-        return decision
-    dist = record.run.config.distributed
-    parts = dist.processes * dist.grad_accum_steps * decision.grad_accum_factor
-    if record.run.config.data.batch_size % parts == 0:
-        return decision
-    why = f"CUDA out of memory; batch_size {record.run.config.data.batch_size} does not split into {parts} parts"
-    return replace(decision, retry=False, why=why)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from orchestrator.launch.failures import SacctRow
+from orchestrator.launch.failures import SACCT_FIELDS, SacctRow
 from orchestrator.sweep import nodeenv
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.site import SlurmConfig
@@ -40,8 +40,12 @@ ACTIVE_STATES = frozenset(
         "SIGNALING",
         "STOPPED",
         "RESV_DEL_HOLD",
+        "SPECIAL_EXIT",
     }
 )
+UNRECORDED = "UNRECORDED"
+"""Our state of a job that left the queue while sacct still holds a state that is not an end (PENDING,
+RUNNING, REQUEUED...): slurmdbd has not recorded its end yet, or never will (a runaway record)."""
 _TASK_RANGE = re.compile(r"^(\d+)_\[([0-9,\-]+)(?:%\d+)?\]$")
 
 
@@ -155,8 +159,8 @@ def query_states(array_ids: Iterable[str]) -> JobStates:
         return JobStates({}, accounting=True)
     live = _squeue_states(ids)
     rows, warning = _sacct_rows(ids)
-    finished = {job_id: row.state for job_id, row in rows.items()}
-    # squeue is authoritative for live jobs; sacct knows how the others ended.
+    # squeue is authoritative for live jobs; sacct knows how the others ended, once it has recorded it.
+    finished = {job_id: row.state if row.final else UNRECORDED for job_id, row in rows.items()}
     return JobStates({**finished, **live}, accounting=warning is None, warning=warning, ends=rows)
 
 
@@ -168,7 +172,8 @@ def active_ids(array_ids: Iterable[str]) -> dict[str, str]:
 
 def _squeue_states(array_ids: list[str]) -> dict[str, str]:
     wanted = set(array_ids)
-    result = run(["squeue", "-h", "--array", "-u", getpass.getuser(), "-o", "%i|%T"])
+    # -a: jobs in partitions hidden from the user (Hidden=YES) are listed too, not taken for ended ones.
+    result = run(["squeue", "-h", "-a", "--array", "-u", getpass.getuser(), "-o", "%i|%T"])
     if result.returncode != 0:
         raise SlurmError(f"squeue failed: {result.stderr.strip() or result.stdout.strip()}")
     states: dict[str, str] = {}
@@ -179,9 +184,8 @@ def _squeue_states(array_ids: list[str]) -> dict[str, str]:
 
 
 def _sacct_rows(array_ids: list[str]) -> tuple[dict[str, SacctRow], str | None]:
-    """One sacct call: how each task of the arrays ended (State, ExitCode) and on which nodes."""
-    fields = "JobID,State,ExitCode,NodeList"
-    result = run(["sacct", "-n", "-P", "-X", "-o", fields, "-j", ",".join(array_ids)])
+    """One sacct call: how each task of the arrays ended (State, ExitCode), on which nodes, with what memory."""
+    result = run(["sacct", "-n", "-P", "-X", "-o", SACCT_FIELDS, "-j", ",".join(array_ids)])
     if result.returncode != 0 or "accounting storage is disabled" in (result.stderr + result.stdout):
         reason = (result.stderr or result.stdout).strip().splitlines()
         return {}, f"sacct unavailable ({reason[0] if reason else 'no output'}); states from squeue and run folders"
@@ -192,9 +196,8 @@ def earlier_ends(job_id: str) -> list[SacctRow]:
     """How the earlier starts of a requeued job ended, oldest first (`sacct --duplicates` keeps one row
     per start; the latest, the current one, is left out); [] when sacct cannot say. Asked by a job that
     SLURM started again, never per job by a launcher."""
-    fields = "JobID,State,ExitCode,NodeList"
     try:
-        result = run(["sacct", "-n", "-P", "-X", "--duplicates", "-o", fields, "-j", job_id], timeout_s=30)
+        result = run(["sacct", "-n", "-P", "-X", "--duplicates", "-o", SACCT_FIELDS, "-j", job_id], timeout_s=30)
     except subprocess.TimeoutExpired:
         return []
     if result.returncode != 0:
@@ -204,7 +207,8 @@ def earlier_ends(job_id: str) -> list[SacctRow]:
 
 
 def parse_sacct(text: str) -> dict[str, SacctRow]:
-    """`JobID|State|ExitCode|NodeList` lines -> job id -> row (array ranges expanded; odd lines skipped)."""
+    """`JobID|State|ExitCode|NodeList[|AllocTRES|ReqMem]` lines -> job id -> row (array ranges expanded;
+    odd lines skipped)."""
     rows: dict[str, SacctRow] = {}
     for line in text.splitlines():
         row = SacctRow.parse(line)

@@ -32,7 +32,10 @@ _SLURM_ENDINGS = {
     "OUT_OF_MEMORY": "out_of_memory",
     "FAILED": "failed",
     "BOOT_FAIL": "failed",
-    "DEADLINE": "timeout",
+    "DEADLINE": "deadline",
+    # Out of the queue, but accounting still holds a state that is not an end: neither running nor known
+    # to have ended how (slurmdbd lag, or a runaway record that never ends).
+    slurm.UNRECORDED: "unrecorded",
     "COMPLETED": "failed",  # the job ended but the run never wrote completed: it crashed
 }
 TERMINAL = {"completed", "failed", "not submitted", "interrupted", *_SLURM_ENDINGS.values()}
@@ -97,6 +100,7 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
     records = run_states.inspect(runs, root)
     manifest = store.read_manifest(root)
     states, queue_unknown = _job_states(manifest["arrays"])
+    submitted = store.submissions(manifest)
     out = []
     for record in records:
         entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
@@ -106,8 +110,11 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
         ended = states.ends.get(job_id) if job_id and slurm_state not in slurm.ACTIVE_STATES else None
         verdict = attempt_verdict(record, ended) if state in TERMINAL else None
         detail = _detail(record) or (verdict.reason if verdict and verdict.failure is not Failure.COMPLETED else "")
-        out.append(RunStatus(record.run, state, job_id, detail, verdict, attempts_of(record.status)))
-    problems = run_states.problems_of(records)
+        if state == "unrecorded" and ended is not None:
+            detail = f"left the queue; accounting still says {ended.state}: its end is not recorded (yet)"
+        tries = max(attempts_of(record.status), submitted.get(record.run.run_id, 0))  # as the retry policy counts
+        out.append(RunStatus(record.run, state, job_id, detail, verdict, tries))
+    problems = run_states.problems_of(records) + _sweep_wide_preflight(root)
     manifest_problem = store.manifest_problem(root)
     if manifest_problem is not None:  # named, not a traceback; SLURM states are then unknown
         problems.insert(0, run_states.Problem("(sweep)", store.MANIFEST_FILE, manifest_problem))
@@ -119,6 +126,20 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
         problems.insert(0, run_states.Problem("(sweep)", quarantine.FILE, unreadable))
     quarantined = quarantine.nodes(root, quarantine_after)
     return SweepStatus(out, states.warning, problems, quarantined, queue_unknown)
+
+
+def _sweep_wide_preflight(root: Path) -> list[run_states.Problem]:
+    """Preflight failures that several nodes reported alike: the sweep's (or every node's setup's) problem,
+    charged to no node."""
+    return [
+        run_states.Problem(
+            "(sweep)",
+            quarantine.FILE,
+            f"preflight fails alike on {len(nodes)} nodes ({', '.join(nodes[:5])}): {reason}; "
+            "not charged to the nodes: fix it, then submit --retry-all",
+        )
+        for reason, nodes in quarantine.sweep_wide(root).items()
+    ]
 
 
 def _job_states(arrays: dict[str, Any]) -> tuple[slurm.JobStates, bool]:
@@ -168,7 +189,7 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
         reason=status.failure_reason or "",
         error=status.error or "",
         traceback=status.traceback or "",
-        host=status.host or "",
+        host=_slurm_node(status, row),
         node=_blamed_node(status, row),
     )
     verdict = classify(row, evidence)
@@ -177,6 +198,15 @@ def attempt_verdict(record: RunRecord, row: SacctRow | None) -> Verdict | None:
         if tail:
             verdict = classify(row, replace(evidence, log_tail=tail)) or verdict
     return verdict
+
+
+def _slurm_node(status: ContractStatus, row: SacctRow | None) -> str:
+    """SLURM's name of the node the judged attempt ran on, as the job recorded it (`slurm_node`, from
+    SLURMD_NODENAME), or "": status.json's `host` is the hostname, which `--exclude` may not take."""
+    last = status.attempts[-1] if status.attempts else None
+    if last is None or (row is not None and last.job_id != row.job_id):
+        return ""
+    return last.slurm_node or ""
 
 
 def _blamed_node(status: ContractStatus, row: SacctRow | None) -> str:

@@ -192,3 +192,30 @@ def record_array(
     for run_id, job_id in jobs.items():
         manifest["runs"][run_id] = {"job_id": job_id, "array_id": array_id, "submitted_at": now}
     rundir.write_json(root / MANIFEST_FILE, manifest)
+
+
+def forget_submissions(root: Path, run_ids: set[str]) -> None:
+    """Drop runs from the manifest (their latest job, and every array's list of its runs): --force
+    redoes them from scratch, so their earlier submissions neither name their job any more nor count
+    as attempts against the retry policy (the attempts in the archived status.json went with it)."""
+    manifest, _ = load_manifest(root)
+    arrays = [array for array in manifest["arrays"].values() if isinstance(array.get("runs"), list)]
+    if not (run_ids & manifest["runs"].keys() or any(run_ids.intersection(a["runs"]) for a in arrays)):
+        return
+    for run_id in run_ids:
+        manifest["runs"].pop(run_id, None)
+    for array in arrays:
+        array["runs"] = [run_id for run_id in array["runs"] if run_id not in run_ids]
+    rundir.write_json(root / MANIFEST_FILE, manifest)
+
+
+def submissions(manifest: dict[str, Any]) -> dict[str, int]:
+    """run_id -> how many of the manifest's arrays hold it: each submission is an attempt, even one that
+    ended before the job wrote status.json (arrays recorded before arrays listed their runs count none)."""
+    counts: dict[str, int] = {}
+    for array in manifest["arrays"].values():
+        runs = array.get("runs")
+        if isinstance(runs, list):
+            for run_id in {run_id for run_id in runs if isinstance(run_id, str)}:
+                counts[run_id] = counts.get(run_id, 0) + 1
+    return counts

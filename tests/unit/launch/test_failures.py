@@ -42,9 +42,10 @@ CASES = [
     ("360_0|FAILED|1:0|node1", CUDA_OOM, Failure.OOM, "node1", True),  # an exception exits 1 (dev); CUDA OOM in status
     ("361|OUT_OF_MEMORY|0:125|node2", RUNNING, Failure.OOM, "node2", False),  # doc (cgroup OOM kill)
     ("362|PREEMPTED|0:0|gpu07", RUNNING, Failure.PREEMPTED, "gpu07", False),  # doc
-    ("363|NODE_FAIL|0:0|gpu[07-08]", RUNNING, Failure.NODE_FAIL, "gpu07", False),  # doc
+    ("363|NODE_FAIL|0:0|gpu[07-08]", RUNNING, Failure.NODE_FAIL, "", False),  # doc: which of the two failed is unknown
+    ("363|NODE_FAIL|0:0|gpu07", RUNNING, Failure.NODE_FAIL, "gpu07", False),  # doc
     ("364|BOOT_FAIL|0:0|gpu09", NO_STATUS, Failure.NODE_FAIL, "gpu09", False),  # doc
-    ("365|DEADLINE|0:0|node1", RUNNING, Failure.TIMEOUT, "node1", False),  # doc
+    ("365|DEADLINE|0:0|node1", RUNNING, Failure.DEADLINE, "node1", False),  # doc: its --deadline, not a time limit
     (f"366|FAILED|{EXIT_HANG}:0|node1", RUNNING, Failure.HANG, "node1", False),  # watchdog's exit code
     # The job recorded its own class (preflight with its reason) whatever sacct says.
     (
@@ -133,3 +134,109 @@ def test_the_judged_job_s_own_record_names_the_unfit_node(tmp_path: Path) -> Non
     unnamed = {**own, "node": None}  # the ranks could not exchange their verdicts
     verdict = attempt_verdict(_preflight_record(tmp_path, [unnamed]), row)
     assert verdict is not None and verdict.node == "node1"
+
+
+@pytest.mark.parametrize("state", ["PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "COMPLETING", "SPECIAL_EXIT"])
+def test_a_state_that_is_not_an_end_decides_nothing(state: str) -> None:
+    """A job gone from squeue whose sacct record still says it runs (slurmdbd lag, a runaway record) has
+    not ended as far as anyone knows: not a crash; the run's own files still decide when they can."""
+    row = SacctRow.parse(f"40_1|{state}|0:0|node1")
+    assert row is not None and not row.final
+    assert classify(row, RUNNING) is None and classify(row, NO_STATUS) is None
+    verdict = classify(row, USER_ERROR)
+    assert verdict is not None and verdict.failure is Failure.USER_ERROR
+
+
+def test_squeue_lists_hidden_partitions_and_an_unrecorded_end_is_neither_running_nor_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import subprocess
+
+    from orchestrator.launch import status
+
+    calls: list[list[str]] = []
+
+    def fake(args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        calls.append(args)
+        out = "40_1|RUNNING|0:0|node1\n40_2|COMPLETED|0:0|node1\n" if args[0] == "sacct" else "40_3|PENDING\n"
+        return subprocess.CompletedProcess(args, 0, out, "")
+
+    monkeypatch.setattr(slurmcli, "run", fake)
+    states = slurmcli.query_states(["40"])
+    assert states.states == {"40_1": slurmcli.UNRECORDED, "40_2": "COMPLETED", "40_3": "PENDING"}
+    assert "-a" in calls[0] and calls[0][0] == "squeue"
+    record = _preflight_record(tmp_path, [])
+    running = RunRecord(run=record.run, path=tmp_path, state=State.RUNNING, status=RunStatus())
+    shown = status._state(running, "40_1", states.states["40_1"])
+    assert shown == "unrecorded" and shown in status.TERMINAL
+
+
+def test_cancels_name_who_cancelled() -> None:
+    verdict = classify(SacctRow.parse("17_1|CANCELLED by 1234|0:15|node2"), RUNNING)
+    assert verdict is not None and (verdict.failure, verdict.by_uid) == (Failure.CANCELLED, 1234)
+    assert verdict.reason == "CANCELLED by uid 1234"
+    pending = classify(SacctRow.parse("32_[0-2]|CANCELLED by 0|0:0|None assigned"), NO_STATUS)
+    assert pending is not None and pending.by_uid == 0 and pending.node == ""
+
+
+@pytest.mark.parametrize(
+    ("tres", "req", "mem_gb"),
+    [
+        ("billing=8,cpu=8,mem=64G,node=1", "64G", 64.0),
+        ("billing=8,cpu=8,mem=64G,node=2", "32G", 32.0),  # AllocTRES is the job's total: per node
+        ("cpu=1,mem=3000M,node=1", "", 3000 / 1024),
+        ("", "16Gn", 16.0),  # not allocated (AllocTRES empty): ReqMem per node
+        ("", "4000Mc", None),  # per CPU: unknown per node
+        ("", "", None),
+    ],
+)
+def test_the_memory_the_job_had_comes_from_accounting(tres: str, req: str, mem_gb: float | None) -> None:
+    row = SacctRow.parse(f"361|OUT_OF_MEMORY|0:125|node2|{tres}|{req}")
+    assert row is not None and row.mem_gb == mem_gb
+    verdict = classify(row, RUNNING)
+    assert verdict is not None and verdict.failure is Failure.OOM and verdict.mem_gb == mem_gb
+
+
+def test_sacct_is_asked_for_the_memory_in_the_same_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    asked: list[list[str]] = []
+
+    def fake(args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+        asked.append(args)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    monkeypatch.setattr(slurmcli, "run", fake)
+    slurmcli.query_states(["40"])
+    [sacct] = [args for args in asked if args[0] == "sacct"]
+    assert sacct[sacct.index("-o") + 1] == "JobID,State,ExitCode,NodeList,AllocTRES,ReqMem"
+
+
+def test_without_accounting_the_node_is_slurms_name_never_the_hostname(tmp_path: Path) -> None:
+    """No sacct row: the node blamed is the one the attempt recorded from SLURMD_NODENAME; status.json's
+    host (socket.gethostname(), maybe a name --exclude does not take) is never used."""
+    status = RunStatus.model_validate(
+        {"state": "failed", "error": "x", "host": "gpu07.cluster.example.org", "attempts": [{"job_id": "9_0"}]}
+    )
+    record = RunRecord(run=_preflight_record(tmp_path, []).run, path=tmp_path, state=State.FAILED, status=status)
+    crashed = Evidence(state="running")
+    assert classify(None, crashed) is None
+    verdict = attempt_verdict(record, SacctRow.parse("9_0|FAILED|0:9|None assigned"))
+    assert verdict is not None and verdict.node == ""
+    named = RunStatus.model_validate(
+        {**status.model_dump(mode="json"), "attempts": [{"job_id": "9_0", "slurm_node": "gpu07"}]}
+    )
+    record = RunRecord(run=record.run, path=tmp_path, state=State.FAILED, status=named)
+    verdict = attempt_verdict(record, SacctRow.parse("9_0|FAILED|0:9|None assigned"))
+    assert verdict is not None and verdict.node == "gpu07"
+    verdict = attempt_verdict(record, None)
+    assert verdict is not None and verdict.node == "gpu07"
+
+
+def test_a_job_records_slurms_name_of_its_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator.launch import job
+
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu07")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
+    [entry] = job.TrainJob(tmp_path, {}, {})._attempts({"host": "gpu07.cluster.example.org", "slurm_job_id": "5"})
+    assert entry["slurm_node"] == "gpu07" and entry["host"] == "gpu07.cluster.example.org"

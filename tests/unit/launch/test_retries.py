@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -202,3 +203,101 @@ def test_node_failures_requeued_in_the_same_job_are_quarantine_events(tmp_path: 
     quarantine.record(tmp_path, events)
     quarantine.record(tmp_path, quarantine.restarted(statuses))  # seen again at the next poll: counted once
     assert [(q.node, q.failures) for q in quarantine.nodes(tmp_path, threshold=1)] == [("node1", 1), ("node2", 1)]
+
+
+def test_submissions_that_left_no_status_count_against_max_attempts() -> None:
+    """Jobs that failed before the trainer wrote status.json (a setup line, exit 127): status.json has no
+    attempt for them, the manifest counts their submissions."""
+    crashed = Verdict(Failure.CRASHED, "node3", "FAILED 127:0 without a recorded error")
+    assert retries.decide(POLICY, crashed, [], BASE, None, job_id="101_0", submitted=2).retry
+    decision = retries.decide(POLICY, crashed, [], BASE, None, job_id="102_0", submitted=3)
+    assert not decision.retry
+    assert decision.why.startswith("3 attempts (retry.max_attempts), the last crashed; 2 ended before the job")
+    # Attempts status.json knows are not counted twice.
+    known = [{"job_id": "1_0", "failure": "crashed"}, {"job_id": "2_0"}]
+    assert retries.decide(POLICY, crashed, known, BASE, None, job_id="2_0", submitted=2).retry
+
+
+def test_cancelled_runs_are_not_retried_whoever_cancelled() -> None:
+    import os
+
+    mine = Verdict(Failure.CANCELLED, "node1", "CANCELLED by uid 1", by_uid=os.getuid())
+    decision = retries.decide(POLICY, mine, [{"job_id": "1_0"}], BASE, None, job_id="1_0")
+    assert not decision.retry and decision.why == "cancelled (scancel), not retried"
+    admin = Verdict(Failure.CANCELLED, "node1", "CANCELLED by uid 4242", by_uid=os.getuid() + 4242)
+    decision = retries.decide(POLICY, admin, [{"job_id": "1_0"}], BASE, None, job_id="1_0")
+    assert not decision.retry and "an administrator or SLURM" in decision.why
+
+
+def test_preemptions_do_not_use_max_attempts_but_have_a_cap_of_their_own() -> None:
+    preempted = Verdict(Failure.PREEMPTED, "gpu07", "PREEMPTED")
+    history = [{"job_id": f"{i}_0", "failure": "preempted"} for i in range(4)] + [{"job_id": "9_0"}]
+    decision = retries.decide(POLICY, preempted, history, BASE, None, job_id="9_0")
+    assert decision.retry and "not counted in retry.max_attempts" in decision.why
+    crashed = Verdict(Failure.CRASHED, "node1", "FAILED 0:11")
+    assert retries.decide(POLICY, crashed, history, BASE, None, job_id="9_0").retry  # 1 of the run's own
+    endless = [{"job_id": f"{i}_0", "failure": "preempted"} for i in range(retries.MAX_PREEMPTIONS)] + [{}]
+    decision = retries.decide(POLICY, preempted, endless, BASE, None)
+    assert not decision.retry and decision.why == f"preempted 21 times (at most {retries.MAX_PREEMPTIONS})"
+
+
+def test_deadline_is_not_a_time_limit_and_is_not_retried() -> None:
+    verdict = Verdict(Failure.DEADLINE, "node1", "DEADLINE: the job's --deadline passed before it finished")
+    decision = retries.decide(POLICY, verdict, [{}], BASE, None)
+    assert not decision.retry and decision.timeout_min is None and "--deadline" in decision.why
+
+
+def test_host_oom_asks_more_than_the_job_had_when_mem_was_the_partition_default() -> None:
+    oom = Verdict(Failure.OOM, "node1", "host memory", mem_gb=64.0)  # sacct: the partition gave 64 GB
+    decision = retries.decide(POLICY, oom, [{"resources": {"mem_gb": None}}], SlurmConfig(), None)
+    assert decision.retry and decision.mem_gb == 96 and decision.why == "host out of memory: 64 -> 96 GB"
+    asked = retries.decide(POLICY, oom, [{"resources": {"mem_gb": 8}}], BASE, None)
+    assert asked.mem_gb == 96  # never less than what the job had, whatever it asked for
+
+
+def test_a_node_failure_of_a_multi_node_job_charges_no_node(tmp_path: Path) -> None:
+    from orchestrator.launch import judge
+    from orchestrator.launch.failures import Evidence, SacctRow, classify
+
+    verdict = classify(SacctRow.parse("5_0|NODE_FAIL|0:0|gpu[07-08]"), Evidence(state="running"))
+    assert verdict is not None and verdict.node == ""
+    decision = retries.decide(POLICY, verdict, [{"job_id": "5_0"}], BASE, None, job_id="5_0")
+    assert decision.retry and decision.exclude == () and "no node can be named" in decision.why
+    assert judge.event(judge.Judged(None, verdict, "5_0")) is None  # type: ignore[arg-type]
+
+
+def test_a_preflight_failure_on_every_node_is_the_sweeps_and_charges_none(tmp_path: Path) -> None:
+    """An unmounted dataset root fails the preflight alike on node1 and node2 (rank prefix and sizes
+    aside): no node is quarantined for it, and the sweep names the problem; a node's own fault counts."""
+    from orchestrator.launch import judge, status
+
+    reasons = {
+        "node1": "dataset root /data/cub: not mounted",
+        "node2": "rank 1 on node2: dataset root /data/cub: not mounted",
+    }
+    events = [
+        quarantine.Event(f"{i}_0", node, "preflight_fail", why, 10.0 + i)
+        for i, (node, why) in enumerate(reasons.items())
+    ]
+    events += [quarantine.Event(f"{i}_0", "node3", "preflight_fail", "GPU 0: matmul failed", 20.0 + i) for i in (5, 6)]
+    quarantine.record(tmp_path, events)
+    assert [q.node for q in quarantine.nodes(tmp_path, threshold=1)] == ["node3"]
+    assert quarantine.sweep_wide(tmp_path) == {"dataset root /data/cub: not mounted": ["node1", "node2"]}
+    [problem] = status._sweep_wide_preflight(tmp_path)
+    assert "preflight fails alike on 2 nodes (node1, node2)" in problem.reason
+    verdict = Verdict(Failure.PREFLIGHT_FAIL, "node4", "dataset root /data/cub: not mounted")
+    record = SimpleNamespace(status=RunStatus(), run=None)
+    judged = judge.Judged(record, verdict, "9_0")  # type: ignore[arg-type]
+    decision = judge.decide(POLICY, judged, record, BASE, None, quarantine.sweep_wide_keys(tmp_path))  # type: ignore[arg-type]
+    assert not decision.retry and "a problem of the sweep" in decision.why
+
+
+def test_an_exclude_list_over_slurms_limit_is_one_clear_line() -> None:
+    from orchestrator.sweep.errors import SpecError
+
+    quarantined = [f"gpu-node{i:03d}" for i in range(90)]
+    with pytest.raises(SpecError, match=r"^--exclude would name 91 nodes \(1085 characters, SLURM takes 1024\)"):
+        retries.resources(BASE, retries.Decision(True), quarantined)
+    with pytest.raises(SpecError) as caught:  # any other value the allow-lists refuse: one line, not pydantic's
+        retries.resources(BASE, retries.Decision(True, mem_gb=-1.0), [])
+    assert str(caught.value).startswith("retry resources: mem_gb") and "\n" not in str(caught.value)

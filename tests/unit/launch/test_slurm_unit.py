@@ -98,8 +98,18 @@ def test_multi_node_cells_get_their_own_array_with_one_task_per_gpu(
 @pytest.mark.parametrize(
     ("restarts", "earlier", "lost"),
     [
-        (1, "55_0|NODE_FAIL|0:0|node1", {"failure": "node_fail", "node": "node1"}),
-        (2, "55_0|REQUEUED|0:0|node1\n55_0|NODE_FAIL|0:0|node[1-2]", {"failure": "node_fail", "node": "node1"}),
+        (1, "55_0|NODE_FAIL|0:0|node1", {"node": "node1", "reason": "NODE_FAIL on node1: requeued by SLURM"}),
+        (
+            2,
+            "55_0|REQUEUED|0:0|node1\n55_0|NODE_FAIL|0:0|node3",
+            {"node": "node3", "reason": "NODE_FAIL on node3: requeued by SLURM"},
+        ),
+        # Two nodes, and SLURM does not say which died: no node is charged.
+        (
+            1,
+            "55_0|NODE_FAIL|0:0|node[1-2]",
+            {"node": "", "reason": "NODE_FAIL on node[1-2]: which node failed is not known: requeued"},
+        ),
         (1, "55_0|REQUEUED|0:0|node1", None),  # submitit's requeue (time limit, preemption): the same attempt
         (0, "55_0|NODE_FAIL|0:0|node1", None),  # a first start has no earlier one (sacct is not asked)
     ],
@@ -125,7 +135,7 @@ def test_a_job_started_again_after_its_node_died_records_the_lost_attempt(
         assert attempts == [{"job_id": "55_0", "host": "node1"}]
         return
     first, again = attempts
-    assert first == {"job_id": "55_0", "host": "node1", **lost, "reason": "NODE_FAIL on node1: requeued by SLURM"}
+    assert first == {"job_id": "55_0", "host": "node1", "failure": "node_fail", **lost}
     assert again["job_id"] == "55_0" and again["host"] == "node2" and again["resources"] == {"mem_gb": 4}
 
 
