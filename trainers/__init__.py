@@ -34,7 +34,20 @@ def preflight(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit
     rank). `check_gpus` False skips the GPU checks (fake GPUs)."""
     from trainers.runtime.preflight_node import check
 
-    return check(cfg, Path(run_dir), check_gpus)
+    return check(cfg, Path(run_dir), check_gpus, _resume_precision(cfg, Path(run_dir)))
+
+
+def _resume_precision(cfg: TrainConfig, run_dir: Path) -> str | None:
+    """The precision a resumed `precision: auto` run goes on in (its last checkpoint's); None for any
+    other run, and where the trainer's modules do not import (the preflight's imports check says why)."""
+    if cfg.precision != "auto":
+        return None
+    try:
+        from trainers.loop import checkpoint
+
+        return checkpoint.recorded_precision(checkpoint.checkpoint_dir(run_dir))
+    except (ImportError, OSError, ValueError):
+        return None
 
 
 def profile_model(cfg: TrainConfig, num_classes: int | None = None) -> dict[str, Any]:

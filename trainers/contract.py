@@ -135,7 +135,9 @@ class Attempt(_Open):
     at: Seconds = None
     """Unix time the attempt started, seconds."""
     host: Name = None
-    """Node the attempt ran on."""
+    """Node the attempt ran on (its hostname)."""
+    slurm_node: Name = None
+    """SLURM's name of that node (SLURMD_NODENAME: what `--exclude` takes), None outside SLURM."""
     job_id: Name = None
     """SLURM job (or array task) id of the attempt."""
     state: Name = None
@@ -280,6 +282,18 @@ LEVELS = ("super", "sub")
 def column(*path: str) -> str:
     """The flat column name of a metrics.json value (`column("test", "top1")` is `test.top1`)."""
     return ".".join(path)
+
+
+def metric_column(metric: str) -> str:
+    """The column of a table's metric: `top1` -> `test.top1`; a key under a section stays (`val.top1`)."""
+    head = metric.split(".", 1)[0]
+    return metric if head in (*SPLITS, COMPLEXITY, TIMING) else column(TEST, metric)
+
+
+def is_fraction(key: str) -> bool:
+    """Whether a score column holds a fraction within [0, 1] (`test.top1`, `val.super.macro_f1`; not a
+    loss): tables show those times 100, as percent, unless a table sets its own `scale`."""
+    return key.split(".", 1)[0] in SPLITS and any(f in key.rsplit(".", 1)[-1] for f in _FRACTIONS)
 
 
 TEST_TOP1 = column(TEST, "top1")
@@ -607,11 +621,11 @@ def float_bounds(column: str) -> tuple[float, float]:
     """[low, high]: a float within them is a valid value of a flat metric `column` (clean_metrics
     stores numbers as floats); anything else needs the column's full rule (typed_reason). A quick
     pre-check for re-validating 10,000 cached rows."""
-    section, last = column.split(".", 1)[0], column.rsplit(".", 1)[-1]
+    section = column.split(".", 1)[0]
     if column in _COUNTS:
         return math.inf, -math.inf  # integers: always the full rule
     if section in SPLITS:
-        return 0.0, 1.0 if any(f in last for f in _FRACTIONS) else MAX_VALUE
+        return 0.0, 1.0 if is_fraction(column) else MAX_VALUE
     if section in _NUMBER_SECTIONS and column not in _TEXT_KEYS:
         return 0.0, MAX_VALUE
     return -MAX_VALUE, MAX_VALUE
@@ -654,8 +668,7 @@ def _bad_value(key: str, value: Any) -> str | None:
         return "is not a number"
     if not math.isfinite(value):
         return "is not finite"
-    last = key.rsplit(".", 1)[-1]
-    fraction = key.split(".", 1)[0] in SPLITS and any(f in last for f in _FRACTIONS)
+    fraction = is_fraction(key)
     if fraction and not 0.0 <= value <= 1.0:
         return "is outside [0, 1]"
     if not fraction and value < 0:

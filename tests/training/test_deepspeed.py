@@ -184,3 +184,51 @@ def test_run_stopped_mid_epoch_resumes_exactly(
     assert metrics["test"] == (rundir.read_json(reference / rundir.METRICS) or {})["test"]
     if strategy == "deepspeed":
         assert engine_steps(tmp_path) == engine_steps(reference)
+
+
+# ---- one optimizer step, single process: what DeepSpeed does to the gradient ------------------
+
+ONE_STEP = Path(__file__).resolve().parent / "one_step_worker.py"
+
+
+def one_step(
+    run_dir: Path, strategy: str, accum: int, batch: int, clip: float | None = None
+) -> dict[str, torch.Tensor]:
+    """Each parameter's change after one SGD(lr=1) step over 16 digits (one_step_worker.py)."""
+    clip_arg = "-" if clip is None else str(clip)
+    command = [sys.executable, str(ONE_STEP), str(run_dir), strategy, str(accum), str(batch), "16", clip_arg]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    update: dict[str, torch.Tensor] = torch.load(run_dir / "update.pt")
+    return update
+
+
+def norm(update: dict[str, torch.Tensor]) -> float:
+    return float(torch.sqrt(sum((change.double() ** 2).sum() for change in update.values())))
+
+
+@pytest.fixture(scope="module")
+def plain_step(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """The DDP path's step (one process): 16 images, one micro-batch, no clipping."""
+    return one_step(tmp_path_factory.mktemp("plain_step"), "ddp", accum=1, batch=16)
+
+
+def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5) for k in a)
+
+
+def test_deepspeed_does_not_clip_when_the_config_does_not(plain_step: dict[str, torch.Tensor], tmp_path: Path) -> None:
+    # Accelerate fills DeepSpeed's gradient_clipping "auto" with 1.0: a gradient of norm > 1 was clipped.
+    assert norm(plain_step) > 2.0
+    update = one_step(tmp_path, "deepspeed", accum=1, batch=16)
+    assert (rundir.read_json(tmp_path / rundir.DEEPSPEED_CONFIG) or {})["gradient_clipping"] == 0.0
+    assert same(update, plain_step)
+
+
+def test_deepspeed_steps_a_short_accumulation_window_as_a_full_one(
+    plain_step: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    # Batch 32 in 2 micro-batches of 16 over 16 images: the epoch's only window holds one micro-batch,
+    # whose gradient DeepSpeed divided by 2 (its gradient_accumulation_steps).
+    update = one_step(tmp_path, "deepspeed", accum=2, batch=32)
+    assert same(update, plain_step)

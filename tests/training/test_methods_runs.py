@@ -26,6 +26,7 @@ from trainers.config import TrainConfig
 from trainers.data.loaders import Transformed
 from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
+from trainers.loop import epoch as epoch_module
 from trainers.loop.build import Parts, build_parts, release_accelerator
 from trainers.loop.epoch import train_one_epoch
 from trainers.loop.resume import Progress
@@ -110,6 +111,21 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path: Path) -> None:
     assert not torch.equal(start["backbone.head.weight"], accumulated["backbone.head.weight"])
 
 
+def test_a_short_last_accumulation_window_steps_as_a_full_batch(tmp_path: Path) -> None:
+    # 16 training images: batch 32 in 2 micro-batches of 16 leaves the epoch one window of a single
+    # micro-batch, whose step must equal batch 16 without accumulation (it was half of it).
+    fields = {
+        "model__backbone": "test_vit",
+        "data__dataset": {"name": "digits", "max_samples": 16},
+        "data__image_size_px": 16,
+        "optim": {"name": "sgd", "lr": 0.5, "momentum": 0.0},
+    }
+    start, plain = one_epoch(config(**fields, data__batch_size=16), tmp_path / "plain")
+    _, short = one_epoch(config(**fields, data__batch_size=32, distributed={"grad_accum_steps": 2}), tmp_path / "short")
+    assert _update_norm(start, plain) > 0.1
+    assert all(torch.allclose(plain[k], short[k], atol=1e-6) for k in plain)
+
+
 def test_l2sp_pulls_training_towards_pretrained(tmp_path: Path) -> None:
     weights = pretrained(tmp_path)
     fields = {"model__pretrained_path": weights, "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.0}}
@@ -141,6 +157,34 @@ def test_early_stopping_stops_and_evaluates_the_best_epoch(tmp_path: Path) -> No
     assert metrics["val"]["loss"] == pytest.approx(float(rows[0]["val_loss"]), rel=1e-6)  # best, not last
     again = trainers.run(cfg, tmp_path)  # the stop is part of the resumable state
     assert again["epochs_trained"] == 2 and again["test"] == metrics["test"]
+
+
+def test_a_nan_validation_loss_is_recorded_but_never_selected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scored, epochs = epoch_module.evaluate, []
+
+    def nan_in_epoch_2(parts: Parts, loader: Any) -> dict[str, Any]:
+        """The epoch's validation, with a diverged model's loss in the second epoch."""
+        val = scored(parts, loader)
+        epochs.append(val)
+        if len(epochs) == 2:
+            val["loss"] = float("nan")
+        return val
+
+    monkeypatch.setattr(epoch_module, "evaluate", nan_in_epoch_2)
+    cfg = config(epochs=2, early_stopping={"metric": "val_loss", "patience": 5})
+    metrics = trainers.run(cfg, tmp_path / "run")
+    with (tmp_path / "run" / rundir.HISTORY).open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert rows[1]["val_loss"] == "nan" and rows[0]["val_loss"] != "nan"
+    assert metrics["best_epoch"] == 1 and metrics["best"]["value"] == pytest.approx(float(rows[0]["val_loss"]))
+
+
+def test_without_a_validation_split_the_last_epoch_is_tested(tmp_path: Path) -> None:
+    cfg = config(epochs=2, data__dataset={"name": "digits", "max_samples": 32, "val_fraction": 0.0})
+    cfg = cfg.model_copy(update={"early_stopping": cfg.early_stopping.model_copy(update={"patience": 1})})
+    metrics = trainers.run(cfg, tmp_path)
+    assert metrics["val"] == {"n_images": 0} and metrics["epochs_trained"] == 2 and not metrics["stopped_early"]
+    assert metrics["best_epoch"] == 2 and metrics["best"]["value"] is None
 
 
 # ---- the three tasks ---------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from trainers.config import TrainConfig
 from trainers.loop import checkpoint
 from trainers.loop.build import build_parts, release_accelerator
 from trainers.loop.optim import WarmupCosine
+from trainers.loop.run import run_training
 from trainers.runtime import distributed
+from trainers.runtime.preemption import Preempted, StopAt
 
 
 def _config(**overrides: Any) -> TrainConfig:
@@ -153,3 +155,32 @@ def test_auto_precision_follows_the_device(
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
     assert distributed.precision_of(_config()) == expected
     assert distributed.precision_of(_config(precision="bf16")) == "bf16"  # an explicit choice stands
+
+
+def test_auto_precision_is_kept_on_resume_on_another_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Attempt 1 on a node where auto is bf16 (an Ampere GPU, here simulated), preempted after epoch 1;
+    # attempt 2 on a node where auto would be fp32 (this CPU) goes on in bf16, and says so.
+    cfg = _config(epochs=2, max_steps_per_epoch=1, **{"data.dataset": {"name": "digits", "max_samples": 64}})
+    with monkeypatch.context() as node:
+        node.setattr(distributed, "precision_of", lambda config: "bf16")
+        with pytest.raises(Preempted):
+            run_training(cfg, tmp_path, stop=StopAt(1, 0))
+    assert distributed.precision_of(cfg) == "no"
+    metrics = trainers.run(cfg, tmp_path)
+    assert metrics["parallel"]["mixed_precision"] == "bf16"
+    assert metrics["provenance"]["attempt_precisions"] == ["bf16", "bf16"]
+    assert checkpoint.recorded_precision(tmp_path / rundir.CHECKPOINTS) == "bf16"
+
+
+@pytest.mark.parametrize(("recorded", "bf16"), [("fp16", False), ("bf16", False)])
+def test_a_node_that_cannot_run_the_recorded_precision_refuses_to_resume(
+    recorded: str, bf16: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    on_gpu = recorded == "bf16"  # fp16 on a CPU node; bf16 on a GPU without it (V100)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: on_gpu)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    with pytest.raises(RuntimeError, match=f"this run trained in {recorded} .* cannot resume in it"):
+        distributed.run_precision(_config(), recorded)
+    assert distributed.run_precision(_config(precision="no"), recorded) == "no"  # an explicit choice stands
+    assert distributed.run_precision(_config(), None) == distributed.precision_of(_config())  # a first attempt

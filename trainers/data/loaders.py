@@ -231,23 +231,36 @@ def _one_thread() -> Iterator[None]:
 
 
 class CollateReadable:
-    """default_collate without the samples that failed to decode (None); a batch with no
-    readable image at all becomes an empty batch of the usual shapes and dtypes."""
+    """default_collate of an evaluation batch, with which samples are readable: (images, targets,
+    readable), where a sample that failed to decode (None) holds a readable one's place (masked by
+    `readable` = 0) and a batch with no readable image at all is zeros of the usual shapes. Every
+    rank's batch keeps its size: `gather_for_metrics` gathers equal batches (a rank that dropped an
+    image broke the gather of a multi-process run), and `readable_only` filters after it."""
 
     def __init__(self, image_size_px: int, splits: DatasetSplits) -> None:
-        self.image_shape = (0, 3, image_size_px, image_size_px)
+        self.image_shape = (3, image_size_px, image_size_px)
         targets = splits.train.targets
-        self.target_shape = (0, *targets.shape[1:])
+        self.target_shape = tuple(targets.shape[1:])
         self.target_dtype = torch.float32 if targets.dtype == np.float32 else torch.long
 
     def __call__(self, batch: list[Any]) -> Any:
-        kept = [sample for sample in batch if sample is not None]
-        if kept:
-            return default_collate(kept)
-        return [
-            torch.zeros(self.image_shape, dtype=torch.uint8),
-            torch.zeros(self.target_shape, dtype=self.target_dtype),
-        ]
+        # uint8, not bool: every collective backend gathers bytes.
+        readable = torch.tensor([sample is not None for sample in batch], dtype=torch.uint8)
+        stand_in = next((sample for sample in batch if sample is not None), None)
+        if stand_in is None:
+            return [
+                torch.zeros((len(batch), *self.image_shape), dtype=torch.uint8),
+                torch.zeros((len(batch), *self.target_shape), dtype=self.target_dtype),
+                readable,
+            ]
+        images, targets = default_collate([stand_in if sample is None else sample for sample in batch])
+        return [images, targets, readable]
+
+
+def readable_only(readable: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The rows of `tensors` whose image was readable (CollateReadable's mask)."""
+    keep = readable.bool()
+    return [tensor[keep] for tensor in tensors]
 
 
 @dataclass

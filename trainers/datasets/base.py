@@ -20,6 +20,7 @@ dataset object serves train-time augmentation and deterministic evaluation.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ from torch.utils.data import Dataset
 from trainers import rundir
 from trainers.datasets.index import split_manifest
 from trainers.datasets.splits import cap_indices, strata_of, stratified_split
+
+_UINT16_MAX = 65535  # 16-bit grey (and PIL's 32-bit `I`, which holds 16-bit PNGs/TIFFs) is read on this range
 
 Task = Literal["single", "hierarchical", "multilabel"]
 TASKS: tuple[Task, ...] = ("single", "hierarchical", "multilabel")
@@ -176,13 +179,27 @@ class ImageFiles(LabeledImages):
         with rundir.open_regular(self.paths[index]) as handle, Image.open(handle) as image:
             if self.draft_px is not None and image.format == "JPEG":
                 image.draft("RGB", (self.draft_px, self.draft_px))
-            return image.convert("RGB")
+            return to_rgb(image)
 
     def source(self, index: int) -> str:
         return str(self.paths[index])
 
     def ident(self, index: int) -> str:
         return self.ids[index] if self.ids is not None else str(self.paths[index])
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """`image` as 8-bit RGB. 16-bit and 32-bit integer grey (`I;16*`, `I`: a 12- or 16-bit sensor's
+    PNG/TIFF) is rescaled from 0-65535, and float grey (`F`) from 0-1 (0-255 where it exceeds 1):
+    PIL's own convert clips them at 255, so nearly every pixel of a 0-4095 image turned white."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        scaled = np.clip(np.asarray(image, dtype=np.float64), 0, _UINT16_MAX) * (255 / _UINT16_MAX)
+    elif image.mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        scaled = np.clip(pixels * (255.0 if pixels.size and pixels.max() <= 1.0 else 1.0), 0, 255)
+    else:
+        return image.convert("RGB")
+    return Image.fromarray(np.rint(scaled).astype(np.uint8)).convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -256,11 +273,22 @@ def check_targets(targets: np.ndarray, task: Task, num_classes: int, novel_slot:
         raise ValueError(f"{where}: targets {shape} do not fit task {task!r} with {num_classes} classes")
 
 
-def cap_per_split(images: LabeledImages, max_samples: int | None) -> LabeledImages:
-    """At most `max_samples` images, taken round-robin over classes so the cap stays balanced."""
+def cap_per_split(images: LabeledImages, max_samples: int | None, split: str = "a") -> LabeledImages:
+    """At most `max_samples` images, taken round-robin over classes so the cap stays balanced;
+    a warning when the cap is below the class count (whole classes drop out of the split,
+    which silently changed what a smoke run's metrics measure)."""
     if max_samples is None or len(images) <= max_samples:
         return images
-    return images.subset(cap_indices(images.strata, max_samples))
+    rows = cap_indices(images.strata, max_samples)
+    strata = np.asarray(images.strata)
+    classes, kept = len(np.unique(strata)), len(np.unique(strata[rows]))
+    if kept < classes:
+        warnings.warn(
+            f"data.dataset.max_samples={max_samples} keeps {kept} of the {classes} classes of the {split} split; "
+            f"set it to at least {classes} to keep one image of each",
+            stacklevel=2,
+        )
+    return images.subset(rows)
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """torchvision ImageFolder layout: `root/<class>/<image>`, or the same under
-`root/train`, `root/val`, `root/test`. Splits missing on disk are carved out of the
-training images with the seeded stratified split. `layout:` renames the split folders, and
-`none` ignores one: Imagenette's `train/ val/` used as train and test is
-`layout: {val: none, test: val}`. Torch-free (see trainers.datasets.index)."""
+`root/train`, `root/val`, `root/test` (any case: `Train/ Val/ Test/` too). Splits missing on
+disk are carved out of the training images with the seeded stratified split. `layout:`
+renames the split folders, and `none` ignores one: Imagenette's `train/ val/` used as train
+and test is `layout: {val: none, test: val}`. Two splits never read the same folder, or one
+inside the other. Torch-free (see trainers.datasets.index)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,37 @@ FILES = {"train": "train", "val": "val", "test": "test"}
 def find_classes(folder: Path) -> list[str]:
     """Class names: the sorted sub-folder names of `folder` (hidden ones skipped)."""
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def split_folder(files: Files, key: str) -> Path:
+    """The folder of split `key`: `root/<name>` where it exists, else the one sub-folder of the
+    root whose name matches in any case and holds sub-folders (`Train/<class>/`), so that a
+    capitalised `Train/ Val/ Test/` is not read as three classes. A class folder that only
+    differs in case (a `Train/` of images among vehicle classes) holds no sub-folders and is kept."""
+    exact = files.path(key)
+    if exact.is_dir() or "/" in files.names[key]:
+        return exact
+    wanted = files.names[key].lower()
+    matches = [p for p in files.root.iterdir() if p.is_dir() and p.name.lower() == wanted and find_classes(p)]
+    if len(matches) > 1:
+        names = ", ".join(sorted(p.name for p in matches))
+        raise ValueError(f"{files.tag}: layout.{key}: folders {names} differ only in case; name one in layout.{key}")
+    return matches[0] if matches else exact
+
+
+def check_distinct(files: Files, folders: dict[str, Path]) -> None:
+    """Refuse two splits reading the same folder, or one inside the other: `layout: {test: val}`
+    without `val: none` evaluated the best checkpoint on the test images."""
+    resolved = [(split, folder.resolve()) for split, folder in folders.items()]
+    for number, (first, one) in enumerate(resolved):
+        for second, two in resolved[number + 1 :]:
+            if one == two or one in two.parents or two in one.parents:
+                where = str(one) if one == two else f"{one} and {two}"
+                raise ValueError(
+                    f"{files.tag}: layout.{first} ({files.names[first]!r}) and layout.{second} "
+                    f"({files.names[second]!r}) read the same images ({where}); give each split its own "
+                    "folder or set one to none, e.g. layout: {val: none, test: val}"
+                )
 
 
 def scan_split(files: Files, folder: Path, class_names: list[str]) -> Part:
@@ -36,17 +68,22 @@ def scan_split(files: Files, folder: Path, class_names: list[str]) -> Part:
 @layout("imagefolder", FILES)
 def index_imagefolder(ds: DatasetConfig, files: Files) -> DatasetIndex:
     """Official train/val/test folders where `root/train` exists, else one pool to split."""
-    train_dir = files.path("train")
+    train_dir = split_folder(files, "train")
     has_layout = train_dir.is_dir()
     if not has_layout:
         train_dir = files.root  # without root/train, a folder named val or test is just a class
     class_names = find_classes(train_dir)
     if not class_names:
         raise ValueError(f"{files.tag}: no class folders under {train_dir}")
-    parts = {"train" if has_layout else "all": scan_split(files, train_dir, class_names)}
+    folders = {"train": train_dir}
     for split in ("val", "test"):
         if files.names[split] in ("", "none"):
             continue  # `layout: {val: none}`: carve it even if the folder exists
-        if has_layout and files.path(split).is_dir():
-            parts[split] = scan_split(files, files.path(split), class_names)
+        folder = split_folder(files, split) if has_layout else None
+        if folder is not None and folder.is_dir():
+            folders[split] = folder
+    check_distinct(files, folders)
+    parts = {split: scan_split(files, folder, class_names) for split, folder in folders.items()}
+    if not has_layout:
+        parts["all"] = parts.pop("train")
     return DatasetIndex("single", class_names, parts)

@@ -38,6 +38,8 @@ IN_MEMORY = ("digits",)
 _LAYOUT_MODULES = ("imagefolder", "cub200", "fgvc_aircraft", "foodx251", "hierarchical_csv", "multilabel")
 # Split ids are listed in split.json up to this many images; above, only their hash.
 MANIFEST_MAX_IDS = 20_000
+# Fields a combined dataset leaves to its parts (each carves its own splits).
+_PER_PART_FIELDS = ("split_seed", "val_fraction", "test_fraction")
 
 
 @dataclass
@@ -282,6 +284,7 @@ def resolve_splits(ds: DatasetConfig) -> ResolvedSplits:
     if ds.name in IN_MEMORY:
         raise ValueError(f"{dataset_tag(ds)} is built in memory; use trainers.datasets.build_splits")
     index = build_index(ds)
+    check_unique(dataset_tag(ds), {name: part.ids for name, part in index.parts.items()})
     if ds.train_on_trainval:
         _merge_val_into_train(index, ds)
     pool_name = "train" if "train" in index.parts else "all"
@@ -316,6 +319,30 @@ def resolve_splits(ds: DatasetConfig) -> ResolvedSplits:
     )
 
 
+def check_unique(tag: str, ids: dict[str, list[str]]) -> None:
+    """Refuse an image listed twice in a split or found in two splits. Carving splits a pool row
+    by row, so a row listed twice (two exports concatenated) landed in train and test alike;
+    checking the official parts is enough, since carving a pool without repeats cannot overlap."""
+    seen: dict[str, str] = {}
+    for split, split_ids in ids.items():
+        counts: dict[str, int] = {}
+        for image_id in split_ids:
+            counts[image_id] = counts.get(image_id, 0) + 1
+        repeated = [i for i, n in counts.items() if n > 1]
+        if repeated:
+            raise ValueError(
+                f"{tag}: {len(repeated)} image(s) listed more than once in the {split} split "
+                f"(e.g. {repeated[0]!r}, {counts[repeated[0]]} times); list each image once"
+            )
+        shared = [i for i in split_ids if i in seen]
+        if shared:
+            raise ValueError(
+                f"{tag}: {len(shared)} image(s) are in both the {seen[shared[0]]} and the {split} split "
+                f"(e.g. {shared[0]!r}); an image may be in one split only"
+            )
+        seen.update(dict.fromkeys(split_ids, split))
+
+
 def _merge_val_into_train(index: DatasetIndex, ds: DatasetConfig) -> None:
     """Official train + val as the training pool (validation is carved from it afterwards)."""
     if "train" not in index.parts or "val" not in index.parts:
@@ -348,6 +375,7 @@ def _combined(ds: DatasetConfig) -> ResolvedSplits:
         raise ValueError(f"{dataset_tag(ds)} needs `parts` (e.g. [cub200, fgvc_aircraft] as site entries)")
     if task_of(ds) != "single":
         raise ValueError(f"{dataset_tag(ds)}: only the single-label task is offered")
+    _refuse_own_split_fields(ds)
     names: list[str] = []
     pieces: dict[str, list[Part]] = {s: [] for s in SPLITS}
     infos: dict[str, Any] = {}
@@ -373,7 +401,22 @@ def _combined(ds: DatasetConfig) -> ResolvedSplits:
             pieces[s].append(Part([f"{label}/{i}" for i in part.ids], part.paths, part.targets + offset))
         infos[label] = {"offset": offset, **resolved.info}
     merged = {s: _concat(pieces[s]) for s in SPLITS}
+    # Ids carry each part's label; the same file reached by two parts is caught by its path.
+    check_unique(dataset_tag(ds), {s: [str(p) for p in merged[s].paths] for s in SPLITS})
     return ResolvedSplits("single", names, merged["train"], merged["val"], merged["test"], info={"parts": infos})
+
+
+def _refuse_own_split_fields(ds: DatasetConfig) -> None:
+    """Each part carves its own splits, so a combined dataset's split_seed/val_fraction/
+    test_fraction were silently unused. Compared with the defaults, not with the fields set:
+    a config read back from a full dump has every field set."""
+    changed = [f for f in _PER_PART_FIELDS if getattr(ds, f) != DatasetConfig.model_fields[f].default]
+    if changed:
+        example = f"{changed[0]}: {getattr(ds, changed[0])}"
+        raise ValueError(
+            f"{dataset_tag(ds)}: {', '.join(changed)} apply to each part, not to combined; "
+            f"set them on the parts (parts: [{{name: cub200, {example}}}, ...])"
+        )
 
 
 def _concat(parts: list[Part]) -> Part:

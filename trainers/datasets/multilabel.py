@@ -37,6 +37,31 @@ def _normalise(image_id: str) -> str:
     return str(int(match.group(1))) if match and image_id.isdigit() else image_id
 
 
+def rows_by_key(paths: list[Path]) -> dict[str, list[int]]:
+    """Every id an annotation file may use, with the rows of all images it names."""
+    rows_of: dict[str, list[int]] = {}
+    for row, path in enumerate(paths):
+        for key in dict.fromkeys(image_keys(path)):
+            rows_of.setdefault(key, []).append(row)
+    return rows_of
+
+
+def _one_row(
+    files: Files, rows_of: dict[str, list[int]], paths: list[Path], label_file: Path, listed: list[str], entry: int
+) -> int:
+    """The row of the image that entry `entry` of `label_file` names; refused when the id fits
+    several images (`1` fits im1.jpg and extra/im1.jpg, im01.png): the recursive scan bound it
+    to whichever sorted first. The entry is named by number, not quoted (see Files)."""
+    rows = rows_of[_normalise(listed[entry])]
+    if len(rows) > 1:
+        first, second = (paths[r].relative_to(files.root) for r in rows[:2])
+        raise ValueError(
+            f"{files.tag}: entry {entry + 1} of {label_file} matches {len(rows)} images ({first} and {second}); "
+            "rename or move one so that each id names one image"
+        )
+    return rows[0]
+
+
 @layout("multilabel", FILES, tasks=("multilabel",))
 def index_multilabel(ds: DatasetConfig, files: Files) -> DatasetIndex:
     """Every image of the folder with its multi-hot vector from the annotation files."""
@@ -48,19 +73,16 @@ def index_multilabel(ds: DatasetConfig, files: Files) -> DatasetIndex:
     paths = scan_images(folder)
     if not paths:
         raise ValueError(f"{files.tag}: no images in {folder}")
-    row_of: dict[str, int] = {}
-    for row, path in enumerate(paths):
-        for key in image_keys(path):
-            row_of.setdefault(key, row)
+    rows_of = rows_by_key(paths)
     targets = np.zeros((len(paths), len(label_files)), dtype=np.float32)
     for column, label_file in enumerate(label_files):
         files.names[f"_{label_file.stem}"] = str(label_file)
         listed = files.lines(f"_{label_file.stem}")
-        absent = [n for n, i in enumerate(listed, start=1) if _normalise(i) not in row_of]
+        absent = [n for n, i in enumerate(listed, start=1) if _normalise(i) not in rows_of]
         if absent:
             raise FileNotFoundError(
                 f"{files.tag}: {len(absent)} image id(s) listed in {label_file} are not in {folder} "
                 f"(the first: entry {absent[0]} of {len(listed)})"
             )
-        targets[[row_of[_normalise(i)] for i in listed], column] = 1.0
+        targets[[_one_row(files, rows_of, paths, label_file, listed, n) for n in range(len(listed))], column] = 1.0
     return DatasetIndex("multilabel", [p.stem for p in label_files], {"all": make_part(files, paths, targets)})

@@ -60,9 +60,9 @@ def build_splits(data: DataConfig) -> DatasetSplits:
     uncapped = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test)}
     return dataclasses.replace(
         splits,
-        train=cap_per_split(splits.train, cap),
-        val=cap_per_split(splits.val, cap),
-        test=cap_per_split(splits.test, cap),
+        train=cap_per_split(splits.train, cap, "train"),
+        val=cap_per_split(splits.val, cap, "val"),
+        test=cap_per_split(splits.test, cap, "test"),
         # The sizes before the cap: what a run without it trains on (`plan`'s cost estimate from smoke runs).
         info={**splits.info, "max_samples": cap, "uncapped_sizes": uncapped},
     )

@@ -27,8 +27,9 @@ def strata_of(targets: np.ndarray) -> np.ndarray:
 def stratified_split(labels: Sequence[int] | np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
     """Split indices 0..n-1 into len(fractions)+1 parts: one per fraction, then the rest.
 
-    Each part is stratified by label when every class is large enough; tiny datasets fall
-    back to a plain seeded shuffle (with a warning) instead of failing.
+    Each part is stratified by label (sklearn) when every class is large enough; otherwise
+    each class is split by hand (seeded, its share rounded, a class's only image kept in the
+    rest), with a warning, instead of failing.
     """
     labels = np.asarray(labels)
     remaining = np.arange(len(labels))
@@ -53,10 +54,44 @@ def _split_off(indices: np.ndarray, labels: np.ndarray, share: float, seed: int)
         return indices, indices[:0]
     try:
         rest, taken = train_test_split(indices, test_size=n_take, random_state=seed, stratify=labels[indices])
-    except ValueError as error:
-        warnings.warn(f"stratified split impossible ({error}); using a plain shuffle", stacklevel=3)
-        rest, taken = train_test_split(indices, test_size=n_take, random_state=seed)
+    except ValueError:
+        # One rare class made sklearn refuse; a plain shuffle then unbalanced every class.
+        taken, rest = _per_class_split(indices, labels, share, seed)
     return np.sort(taken), np.sort(rest)
+
+
+def _per_class_split(indices: np.ndarray, labels: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split each class by hand: its share of `indices`, apportioned so the total is what
+    sklearn would have taken, from a seeded shuffle of the class; a class's only image stays in
+    the rest (train). Warns, naming any class the carve leaves with no image in the rest."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels[indices], return_counts=True)
+    takes = _apportion(counts, share, round(share * len(indices)))
+    taken: list[np.ndarray] = []
+    rest: list[np.ndarray] = []
+    for label, n_take in zip(classes, takes, strict=True):
+        members = rng.permutation(indices[labels[indices] == label])
+        taken.append(members[:n_take])
+        rest.append(members[n_take:])
+    emptied = [int(c) for c, n, t in zip(classes, counts, takes, strict=True) if t == n]
+    warnings.warn(
+        "stratified split impossible (a class has too few images); splitting each class by hand"
+        + (f"; classes {emptied} are left with no training image" if emptied else ""),
+        stacklevel=4,
+    )
+    return np.concatenate(taken), np.concatenate(rest)
+
+
+def _apportion(counts: np.ndarray, share: float, total: int) -> np.ndarray:
+    """Images to take per class: `share` of each class of two or more, rounded by largest
+    remainder so the takes add up to `total` (rounding each alone took nothing from ten
+    classes of three at share 0.1); never more than a class holds."""
+    quota = share * counts * (counts >= 2)
+    takes = np.floor(quota).astype(np.int64)
+    room = (counts >= 2) & (takes < counts)
+    order = [i for i in np.argsort(-(quota - takes), kind="stable") if room[i]]
+    takes[order[: max(total - int(takes.sum()), 0)]] += 1
+    return takes
 
 
 def cap_indices(strata: np.ndarray, max_samples: int) -> list[int]:

@@ -35,7 +35,14 @@ from trainers.model.l2sp import L2SP
 from trainers.model.losses import build_criterion
 from trainers.model.tasks import TaskSpec, task_of
 from trainers.runtime import heartbeat, kernels, memory, tracking
-from trainers.runtime.distributed import build_accelerator, deepspeed_config, match_buffers, model_input_dtype, unwrap
+from trainers.runtime.distributed import (
+    build_accelerator,
+    deepspeed_config,
+    match_buffers,
+    model_input_dtype,
+    run_precision,
+    unwrap,
+)
 from trainers.runtime.preemption import StopRequest
 from trainers.runtime.votes import Votes
 
@@ -107,8 +114,10 @@ def _start_process(
     if cfg.torch_threads is not None:
         torch.set_num_threads(cfg.torch_threads)
     memory.tune_host_allocator()
+    # Before anything else starts: a node that cannot go on in the run's precision refuses here.
+    precision = run_precision(cfg, checkpoint.recorded_precision(checkpoint.checkpoint_dir(run_dir)))
     facts = tracking.run_facts(run_dir, metadata)
-    accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts))
+    accelerator = build_accelerator(cfg, tracking.build_trackers(cfg, run_dir, facts), precision)
     kernels.choose_kernels(cfg.deterministic, on_gpu=accelerator.device.type == "cuda")
     set_seed(cfg.seed)  # weight init of the heads (and backbone when from scratch)
     return accelerator, facts

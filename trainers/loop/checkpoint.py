@@ -60,6 +60,17 @@ def read_state(folder: Path) -> dict[str, Any]:
     return state
 
 
+def recorded_precision(ckpt_dir: Path) -> str | None:
+    """The mixed precision the run's `last` checkpoint was trained in (resume.Progress.precision);
+    None without one, for one saved before it was recorded, or for a weights-only `last` (that run
+    trains afresh)."""
+    folder = find_complete(ckpt_dir, LAST)
+    if folder is None or is_weights_only(folder):
+        return None
+    precision = read_state(folder).get("precision")
+    return precision if isinstance(precision, str) else None
+
+
 def _publish(tmp: Path, final: Path) -> None:
     # rename() cannot replace a non-empty folder, hence the .old step; find_complete
     # falls back to .old if we die between the two renames.

@@ -37,15 +37,24 @@ class Selection:
         """The dotted key inside the validation metrics."""
         return self.metric.removeprefix(PREFIX)
 
-    def value(self, val: dict[str, Any]) -> float:
-        """The metric in one epoch's validation results (NaN without a validation split)."""
+    def value(self, val: dict[str, Any]) -> float | None:
+        """The metric in one epoch's validation results: None without a validation split (no
+        images scored), NaN when the split was scored but the metric is not a number (a diverged
+        model's loss)."""
+        if not val.get("n_images"):
+            return None
         value = lookup(val, self.key)
         return math.nan if value is None else value
 
-    def improved(self, value: float, best: float | None) -> bool:
-        """Whether `value` beats `best` by more than min_delta. Without a validation split
-        (NaN) the latest epoch counts as best; ties keep the earlier epoch."""
-        if math.isnan(value) or best is None:
+    def improved(self, value: float | None, best: float | None) -> bool:
+        """Whether `value` beats `best` by more than min_delta; ties keep the earlier epoch.
+        Without a validation split (None) the latest epoch counts as best. NaN never improves:
+        it would otherwise become the best and reset the patience of a run that diverged."""
+        if value is None:
+            return True
+        if math.isnan(value):
+            return False
+        if best is None:
             return True
         if self.mode == "min":
             return value < best - self.min_delta

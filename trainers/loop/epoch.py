@@ -119,7 +119,7 @@ def train_one_epoch(parts: Parts, epoch: int, progress: Progress, mid: MidEpoch 
     micro_batches, skipped = start_epoch(parts, epoch, start)
     regimes.set_train_mode(parts.model, parts.cfg)
     accum = parts.cfg.distributed.grad_accum_steps
-    # DeepSpeed scales the loss by its accumulation steps itself and steps inside backward().
+    # DeepSpeed divides the loss by its accumulation steps itself and steps inside backward().
     deepspeed = uses_deepspeed(parts.accelerator)
     totals = _epoch_totals(parts, mid)
     watch = Stopwatch()
@@ -133,7 +133,8 @@ def train_one_epoch(parts: Parts, epoch: int, progress: Progress, mid: MidEpoch 
             # The RNG state saved at this boundary; creating the iterator drew from it since.
             set_rng_states(mid.rng)
         step_now = (index + 1) % accum == 0 or index + 1 == micro_batches
-        loss, outputs = _micro_batch(parts, images, targets, step_now, deepspeed)
+        divisor = loss_divisor(window_size(index, accum, micro_batches), accum, deepspeed)
+        loss, outputs = _micro_batch(parts, images, targets, step_now, divisor)
         totals += _batch_sums(parts, loss, outputs, targets, totals)
         if parts.trackers is not None:
             parts.trackers.record(loss, step_now)
@@ -144,13 +145,28 @@ def train_one_epoch(parts: Parts, epoch: int, progress: Progress, mid: MidEpoch 
     return _finish_epoch(parts, totals, skipped, watch)
 
 
+def window_size(index: int, accum: int, micro_batches: int) -> int:
+    """Micro-batches in the accumulation window of micro-batch `index` (0-based) of an epoch of
+    `micro_batches`: `accum`, except the epoch's last window when `accum` does not divide the epoch."""
+    first = index - index % accum
+    return min(accum, micro_batches - first)
+
+
+def loss_divisor(window: int, accum: int, deepspeed: bool) -> float:
+    """What a micro-batch's loss is divided by before backward, so that its window's gradient is
+    the mean over the window's `window` micro-batches: the window's real size (dividing the short
+    last window by `accum` would shrink the epoch's last step by window / accum). DeepSpeed divides
+    by `accum` itself, so there it is window / accum (1 for a full window)."""
+    return window / accum if deepspeed else float(window)
+
+
 def _micro_batch(
-    parts: Parts, images: torch.Tensor, targets: torch.Tensor, step_now: bool, deepspeed: bool
+    parts: Parts, images: torch.Tensor, targets: torch.Tensor, step_now: bool, divisor: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward and backward of one micro-batch, and the optimizer step when `step_now`; its loss
-    and outputs."""
+    """Forward and backward of one micro-batch with its loss divided by `divisor` (`loss_divisor`),
+    and the optimizer step when `step_now`; its (undivided) loss and outputs."""
     accelerator, model = parts.accelerator, parts.model
-    accum = parts.cfg.distributed.grad_accum_steps
+    deepspeed = uses_deepspeed(accelerator)
     if deepspeed:
         # Accelerate hands this to DeepSpeed as the accumulation boundary (and steps the
         # engine only there); left at its default True, every micro-batch would be a step.
@@ -160,7 +176,7 @@ def _micro_batch(
         outputs = model(model_input(parts, images)).float()
         loss = parts.criterion(outputs, targets)
         objective = loss if parts.l2sp is None else loss + parts.l2sp()
-        accelerator.backward(objective if deepspeed else objective / accum)
+        accelerator.backward(objective if divisor == 1.0 else objective / divisor)
     if step_now:
         if parts.cfg.optim.grad_clip_norm is not None:
             accelerator.clip_grad_norm_(model.parameters(), parts.cfg.optim.grad_clip_norm)

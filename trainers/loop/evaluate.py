@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from trainers import rundir
+from trainers.data.loaders import readable_only
 from trainers.data.transforms import preprocessing_record
 from trainers.loop import checkpoint
 from trainers.loop.build import Parts, beat, model_input
@@ -48,16 +49,22 @@ def predict(parts: Parts, loader: DataLoader[Any]) -> Predictions:
     parts.model.eval()
     all_outputs: list[torch.Tensor] = []
     all_targets: list[torch.Tensor] = []
-    for images, targets in loader:
-        # gather_for_metrics drops the samples padded in to even out the last batch.
-        outputs, targets = parts.accelerator.gather_for_metrics((parts.model(model_input(parts, images)), targets))
+    all_readable: list[torch.Tensor] = []
+    for images, targets, readable in loader:
+        # gather_for_metrics drops the samples padded in to even out the last batch; unreadable
+        # images' stand-ins go through it (equal batches on every rank) and are dropped after.
+        outputs, targets, readable = parts.accelerator.gather_for_metrics(
+            (parts.model(model_input(parts, images)), targets, readable)
+        )
         all_outputs.append(to_host(outputs.float()))
         all_targets.append(to_host(targets))
+        all_readable.append(to_host(readable))
     host_ready(parts.accelerator.device)
     if not all_outputs:
-        empty = np.zeros((0, parts.task.num_outputs))
-        return Predictions(outputs=empty, targets=np.zeros(0, dtype=np.int64), loss=None, levels=None)
-    outputs_t, targets_t = torch.cat(all_outputs), torch.cat(all_targets)
+        return no_predictions(parts)
+    outputs_t, targets_t = readable_only(torch.cat(all_readable), torch.cat(all_outputs), torch.cat(all_targets))
+    if len(targets_t) == 0:
+        return no_predictions(parts)
     criterion = copy.deepcopy(parts.criterion).cpu()
     return Predictions(
         outputs=outputs_t.numpy(),
@@ -65,6 +72,12 @@ def predict(parts: Parts, loader: DataLoader[Any]) -> Predictions:
         loss=float(criterion(outputs_t, targets_t)),
         levels=level_losses(criterion, outputs_t, targets_t),
     )
+
+
+def no_predictions(parts: Parts) -> Predictions:
+    """The predictions over a split without a (readable) image."""
+    empty = np.zeros((0, parts.task.num_outputs))
+    return Predictions(outputs=empty, targets=np.zeros(0, dtype=np.int64), loss=None, levels=None)
 
 
 def to_host(tensor: torch.Tensor) -> torch.Tensor:
@@ -96,15 +109,20 @@ def evaluate_raw(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
     net = unwrap(parts.accelerator, parts.model)
     first_index = net.output_map.index[:, 0]
     net.eval()
-    outputs, targets = [], []
-    for images, labels in loader:
-        logits, labels = parts.accelerator.gather_for_metrics((net.backbone(model_input(parts, images)), labels))
+    outputs, targets, readables = [], [], []
+    for images, labels, readable in loader:
+        logits, labels, readable = parts.accelerator.gather_for_metrics(
+            (net.backbone(model_input(parts, images)), labels, readable)
+        )
         outputs.append(to_host(logits.float()))
         targets.append(to_host(first_index[labels]))
+        readables.append(to_host(readable))
     host_ready(parts.accelerator.device)
     if not outputs:
         return Evaluation({"n_images": 0})
-    logits_t, labels_t = torch.cat(outputs), torch.cat(targets)
+    logits_t, labels_t = readable_only(torch.cat(readables), torch.cat(outputs), torch.cat(targets))
+    if len(labels_t) == 0:
+        return Evaluation({"n_images": 0})
     names = [str(i) for i in range(logits_t.shape[1])]
     scalars = level_metrics(logits_t.numpy(), labels_t.numpy(), names).scalars
     scalars["loss"] = float(torch.nn.functional.cross_entropy(logits_t, labels_t))
@@ -183,7 +201,11 @@ def final_metrics(parts: Parts, progress: Progress) -> dict[str, Any]:
         "stopped_early": progress.stopped_early,
         "tables": files,
         "complexity": counted,
-        "provenance": provenance(accelerator.device, accelerator.num_processes),
+        # Where and with what it ran: each attempt's precision too (a requeue may change the node).
+        "provenance": {
+            **provenance(accelerator.device, accelerator.num_processes),
+            "attempt_precisions": progress.attempt_precisions,
+        },
         "preprocessing": preprocessing_record(cfg.data, cfg.model.backbone),
         "loss_class_weights": cfg.loss.class_weights,
         "parallel": layout(accelerator, cfg),

@@ -44,14 +44,22 @@ class Evaluation:
     tables: dict[str, Table] = field(default_factory=dict)
 
 
-def _prf(labels: np.ndarray, predictions: np.ndarray, average: str) -> tuple[float, float, float]:
-    precision, recall, f1, _ = precision_recall_fscore_support(labels, predictions, average=average, zero_division=0)
+def _prf(
+    labels: np.ndarray, predictions: np.ndarray, average: str, classes: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """Averaged precision, recall, F1 over `classes` (None: scikit-learn's default set)."""
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, predictions, labels=classes, average=average, zero_division=0
+    )
     return float(precision), float(recall), float(f1)
 
 
-def _averaged(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """Macro and micro precision/recall/F1 and weighted F1 (single-label or multi-hot inputs)."""
-    macro, micro, weighted = (_prf(labels, predictions, a) for a in ("macro", "micro", "weighted"))
+def _averaged(labels: np.ndarray, predictions: np.ndarray, macro_classes: np.ndarray | None = None) -> dict[str, float]:
+    """Macro (over `macro_classes`, None: scikit-learn's default set) and micro precision/recall/F1
+    and weighted F1 (single-label or multi-hot inputs). Micro and weighted averages take every
+    class: micro counts every prediction, and a class without support weighs 0 anyway."""
+    macro = _prf(labels, predictions, "macro", macro_classes)
+    micro, weighted = (_prf(labels, predictions, a) for a in ("micro", "weighted"))
     return {
         "macro_precision": macro[0],
         "macro_recall": macro[1],
@@ -66,13 +74,15 @@ def _averaged(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
 def level_metrics(scores: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
     """Single-label metrics of scores [n, classes] against class indices [n]."""
     predictions = scores.argmax(axis=1)
-    # Averages over the classes present in labels or predictions (scikit-learn's default),
-    # so a capped split that lacks a class is not scored as a 0 for it.
+    # Macro averages run over the classes present in the split's labels, so a capped split that
+    # lacks a class is not scored as a 0 for it, also where the model predicts that class
+    # (scikit-learn's default set, labels or predictions, would add it). macro_recall is then
+    # balanced accuracy (scikit-learn's balanced_accuracy_score), over the same classes.
     scalars: dict[str, Any] = {"top1": float(accuracy_score(labels, predictions))}
     all_classes = np.arange(len(names))
     if len(names) > 5:
         scalars["top5"] = float(top_k_accuracy_score(labels, scores, k=5, labels=all_classes))
-    scalars |= {**_averaged(labels, predictions), "n_images": len(labels)}
+    scalars |= {**_averaged(labels, predictions, np.unique(labels)), "n_images": len(labels)}
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=all_classes, zero_division=0
     )

@@ -30,6 +30,7 @@ from trainers.config import TrainConfig
 from trainers.data.loaders import Transformed
 from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
+from trainers.datasets.base import ImageFiles
 from trainers.loop import checkpoint
 from trainers.loop.metrics import evaluate_outputs, table_csv
 from trainers.model import regimes
@@ -175,20 +176,23 @@ def _default_name(cfg: TrainConfig, split: str) -> str:
 
 
 class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):
-    """Image files with their ids (path relative to the folder, without suffix)."""
+    """Image files with their ids (path relative to the folder, without suffix), decoded as
+    training and evaluation decode them (ImageFiles, with the JPEG draft at `draft_px`):
+    a full-size decode resized differently, and predictions on the test images did not
+    reproduce the evaluation's."""
 
-    def __init__(self, root: Path, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, root: Path, transform: Callable[[Image.Image], torch.Tensor], draft_px: int | None) -> None:
         self.root = root
         self.paths = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS)
+        self.files = ImageFiles(self.paths, np.zeros(len(self.paths), dtype=np.int64), draft_px)
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        path = self.paths[index]
-        with Image.open(path) as image:
-            return self.transform(image.convert("RGB")), path.relative_to(self.root).with_suffix("").as_posix()
+        image_id = self.paths[index].relative_to(self.root).with_suffix("").as_posix()
+        return self.transform(self.files.load(index)), image_id
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -232,7 +236,8 @@ def predict_images(
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
     target = rundir.free_path(out or Path(run_dir) / PREDICTIONS_DIR / f"{images_dir.resolve().name}.tsv")
     trained = Trained(Path(run_dir), which)
-    dataset = _Unlabelled(images_dir, trained.transform)
+    data = trained.cfg.data
+    dataset = _Unlabelled(images_dir, trained.transform, data.image_size_px if data.jpeg_draft else None)
     if len(dataset) == 0:
         raise ValueError(f"{images_dir}: no image files")
     outputs, ids = trained.outputs(trained.loader(dataset))

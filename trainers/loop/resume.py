@@ -8,9 +8,8 @@ each rank's running loss totals (`MidEpoch`). `resume` reads them back.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,6 +31,11 @@ class Progress:
     stopped_early: bool = False
     step_in_epoch: int = 0
     """Micro-batches of epoch `epochs_done` already trained (a mid-epoch checkpoint; 0 at epoch ends)."""
+    precision: str | None = None
+    """Mixed precision the run trains in, as its first attempt resolved it (`precision: auto` depends
+    on the node; a resume keeps this one: distributed.run_precision); None in older states."""
+    attempt_precisions: list[str] = field(default_factory=list)
+    """Each attempt's mixed precision, in order (attempts that saved no state are not in it)."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -45,17 +49,28 @@ class Progress:
             state.setdefault("best_value", state.pop("best_val_top1"))
         return cls(**{k: v for k, v in state.items() if k in cls.__dataclass_fields__})
 
-    def after_epoch(self, epoch: int, value: float, selection: Selection) -> Progress:
-        """The progress once epoch `epoch` (0-based) validated at `value` of the selection metric."""
+    def started(self, precision: str) -> Progress:
+        """The progress of an attempt that trains in `precision` (the run's, from its first attempt on)."""
+        return dataclasses.replace(
+            self, precision=self.precision or precision, attempt_precisions=[*self.attempt_precisions, precision]
+        )
+
+    def after_epoch(self, epoch: int, value: float | None, selection: Selection) -> Progress:
+        """The progress once epoch `epoch` (0-based) validated at `value` of the selection metric
+        (None: the run has no validation split; see `Selection.value`)."""
         done = dataclasses.replace(self, epochs_done=epoch + 1, step_in_epoch=0)
         if selection.improved(value, self.best_value):
-            best = None if math.isnan(value) else value
-            return dataclasses.replace(done, best_epoch=epoch + 1, best_value=best, epochs_since_best=0)
+            return dataclasses.replace(done, best_epoch=epoch + 1, best_value=value, epochs_since_best=0)
         since = self.epochs_since_best + 1
         patience = selection.patience
-        return dataclasses.replace(
+        done = dataclasses.replace(
             done, epochs_since_best=since, stopped_early=patience is not None and since >= patience
         )
+        if self.best_epoch is None:
+            # NaN from the first epoch on: keep this epoch as the model to test (a run needs a best
+            # checkpoint), with no value, so that the first real value replaces it; patience counts.
+            return dataclasses.replace(done, best_epoch=epoch + 1, best_value=None)
+        return done
 
 
 @dataclass(frozen=True, kw_only=True)

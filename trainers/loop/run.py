@@ -88,6 +88,7 @@ def _rate(state: LoopState) -> float | None:
 def train(parts: Parts) -> LoopState:
     """Resume, then every epoch left (none for a regime that trains nothing): the loop's last state."""
     progress, mid = resume(parts)
+    progress = progress.started(parts.accelerator.mixed_precision)
     state = LoopState(progress=progress, history=tuple(read_history(parts.run_dir, progress.epochs_done)))
     if not regimes.trains(parts.cfg):
         # Nothing to train: the loaded checkpoint is the best (epoch 0) and the history is empty.

@@ -39,13 +39,39 @@ def precision_of(cfg: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
 
 
+def run_precision(cfg: TrainConfig, recorded: str | None) -> str:
+    """This attempt's mixed precision: under `precision: auto`, the one the run's first attempt
+    resolved (`recorded`, from its checkpoint; None before any), else the config's, resolved here.
+    `auto` depends on the node, so a run requeued onto another GPU type would otherwise go on in
+    another precision (bf16 -> fp16 would even look for a loss scaler its checkpoint lacks)."""
+    if cfg.precision != "auto" or recorded is None:
+        return precision_of(cfg)
+    if not runs_here(recorded):
+        where = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
+        raise RuntimeError(
+            f"this run trained in {recorded} (precision: auto, resolved on its first attempt) and cannot "
+            f"resume in it on this node ({where}): requeue it where {recorded} runs, or start it afresh"
+        )
+    return recorded
+
+
+def runs_here(precision: str) -> bool:
+    """Whether this node trains in `precision`: fp16 (loss-scaled) needs a GPU, bf16 a GPU that
+    has it or the CPU."""
+    if precision == "no":
+        return True
+    if not torch.cuda.is_available():
+        return precision == "bf16"
+    return precision == "fp16" or torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> DeepSpeedPlugin:
     """ZeRO config generated from the spec; batch sizes are filled by Accelerate at prepare().
 
     DeepSpeed owns the optimizer step, so clipping goes into its config.
     """
     plugin = DeepSpeedPlugin(
-        gradient_clipping=grad_clip_norm,
+        gradient_clipping=deepspeed_clipping(grad_clip_norm),
         zero_stage=dist.zero_stage,
         gradient_accumulation_steps=dist.grad_accum_steps,
         offload_optimizer_device="cpu" if dist.offload_optimizer else "none",
@@ -57,6 +83,13 @@ def deepspeed_plugin(dist: DistributedConfig, grad_clip_norm: float | None) -> D
     return plugin
 
 
+def deepspeed_clipping(grad_clip_norm: float | None) -> float:
+    """DeepSpeed's `gradient_clipping` for the config's norm: 0.0 (DeepSpeed's "off") when none is
+    set. The plugin turns None into "auto", which Accelerate fills with 1.0 at prepare(): every
+    DeepSpeed run would clip at 1.0 where the same run under DDP does not clip at all."""
+    return 0.0 if grad_clip_norm is None else grad_clip_norm
+
+
 def merge_into(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
     """Deep-merge `extra` into `base`: nested mappings are merged, other values replaced."""
     for key, value in extra.items():
@@ -66,13 +99,15 @@ def merge_into(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[key] = copy.deepcopy(value)
 
 
-def build_accelerator(cfg: TrainConfig, log_with: list[Any] | None = None) -> Accelerator:
-    """Accelerator for the run's strategy on whatever devices are there, logging to `log_with`
-    (Accelerate tracker objects, see trainers.runtime.tracking)."""
+def build_accelerator(cfg: TrainConfig, log_with: list[Any] | None = None, precision: str | None = None) -> Accelerator:
+    """Accelerator for the run's strategy on whatever devices are there, in mixed `precision`
+    (None: the config's, resolved here; see run_precision), logging to `log_with` (Accelerate
+    tracker objects, see trainers.runtime.tracking)."""
     dist = cfg.distributed
     # The schedule is per epoch: stepping it with every optimizer step (Accelerate's
     # default for prepared schedulers) would be wrong.
-    kwargs: dict[str, Any] = {"mixed_precision": precision_of(cfg), "step_scheduler_with_optimizer": False}
+    mixed = precision or precision_of(cfg)
+    kwargs: dict[str, Any] = {"mixed_precision": mixed, "step_scheduler_with_optimizer": False}
     if log_with:
         kwargs["log_with"] = log_with
     on_gpu = torch.cuda.is_available()

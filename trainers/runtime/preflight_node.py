@@ -62,22 +62,28 @@ class Unfit:
         return self.reason if self.rank is None else f"rank {self.rank} on {self.host}: {self.reason}"
 
 
-def check(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> Unfit | None:
+def check(
+    cfg: TrainConfig, run_dir: Path, check_gpus: bool = True, resume_precision: str | None = None
+) -> Unfit | None:
     """Run every check on this node, then (several ranks) exchange the verdicts: the first unfit
     rank's host and reason, or None when every node is fit. `check_gpus` False (the retry policy's
-    preflight_gpus): GPU gres that are not real GPUs."""
-    local = local_reason(cfg, run_dir, check_gpus)
+    preflight_gpus): GPU gres that are not real GPUs. `resume_precision`: the precision a resumed
+    `precision: auto` run goes on in (its checkpoint's; None: not such a run)."""
+    local = local_reason(cfg, run_dir, check_gpus, resume_precision)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "MASTER_ADDR" in os.environ:
         return exchange(local, rundir.node_name())
     return None if local is None else Unfit(rundir.node_name(), local)
 
 
-def local_reason(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> str | None:
+def local_reason(
+    cfg: TrainConfig, run_dir: Path, check_gpus: bool = True, resume_precision: str | None = None
+) -> str | None:
     """This node's checks: the first failure's one-line reason, or None."""
     steps: list[Callable[[], None]] = [
         _injected,
         _imports,
         lambda: _gpus(cfg.distributed.gpus_per_node if check_gpus else 0),
+        lambda: _precision(resume_precision),
         lambda: _datasets(cfg.data.dataset),
         lambda: _space(cfg, run_dir),
     ]
@@ -87,6 +93,20 @@ def local_reason(cfg: TrainConfig, run_dir: Path, check_gpus: bool = True) -> st
     except PreflightFailed as exc:
         return str(exc)
     return None
+
+
+def _precision(resume_precision: str | None) -> None:
+    """A run that resumes under `precision: auto` goes on in the precision its first attempt resolved:
+    a node that cannot train in it (fp16 without a GPU, bf16 on a GPU without it) is unfit for this
+    run, and the job is retried on another (the trainer would refuse it too, as a run error)."""
+    if resume_precision is None:
+        return
+    from trainers.runtime.distributed import runs_here  # after the imports check: it imports torch
+
+    if not runs_here(resume_precision):
+        raise PreflightFailed(
+            f"the run trained in {resume_precision} (precision: auto) and this node cannot resume in it"
+        )
 
 
 def _injected() -> None:

@@ -276,7 +276,11 @@ def test_truncated_jpeg_is_skipped_and_counted(tmp_path: Path, cache_max_mib: in
         bundle = build_data(data, seed=0)
         seen = sum(len(t) for _, t in bundle.train)
     assert seen == len(bundle.splits.train) // 4 * 4  # the bad image was replaced, batches stay full
-    test_sizes = [len(t) for _, t in bundle.test]
+    test_batches = list(bundle.test)
+    # An evaluation batch keeps a stand-in for the unreadable image (equal batches on every rank
+    # for gather_for_metrics), masked out by its third member.
+    assert sum(len(t) for _, t, _ in test_batches) == len(bundle.splits.test)
+    test_sizes = [int(readable.sum()) for _, _, readable in test_batches]
     assert bundle.skipped_images() == {
         "train": int(bad in bundle.splits.train.paths),
         "val": 0,

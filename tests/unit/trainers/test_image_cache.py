@@ -37,7 +37,7 @@ def _batches(bundle: DataBundle, epochs: int = 2) -> list[tuple[str, torch.Tenso
         bundle.train_sampler.set_epoch(epoch)
         seen += [("train", images.as_subclass(torch.Tensor), targets) for images, targets in bundle.train]
     for name, loader in (("val", bundle.val), ("test", bundle.test)):
-        seen += [(name, images.as_subclass(torch.Tensor), targets) for images, targets in loader]
+        seen += [(name, images.as_subclass(torch.Tensor), targets) for images, targets, _ in loader]
     return seen
 
 

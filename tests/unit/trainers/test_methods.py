@@ -5,6 +5,7 @@ L2-SP, class maps, input size, and the metrics of each task."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import timm
 import torch
 from config_helpers import config_with
 from PIL import Image
-from sklearn.metrics import f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.nn import functional as F
@@ -23,8 +24,10 @@ from torchvision.transforms import v2
 from trainers.config import TrainConfig
 from trainers.data.transforms import build_transform
 from trainers.loop.early_stopping import Selection
+from trainers.loop.epoch import loss_divisor, window_size
 from trainers.loop.metrics import evaluate_outputs, metric_names
 from trainers.loop.optim import build_optimizer, build_scheduler
+from trainers.loop.resume import Progress
 from trainers.model.build import Classifier, backbone_parameters, build_model, count_params, read_class_map
 from trainers.model.complexity import complexity
 from trainers.model.l2sp import L2SP
@@ -197,6 +200,20 @@ def test_single_label_metrics_keys_and_top5() -> None:
     assert "top5" not in evaluate_outputs(single(4), scores[:, :4], labels % 4).scalars
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_macro_scores_leave_out_a_class_absent_from_the_split_but_predicted() -> None:
+    labels = np.array([0, 0, 1, 1, 2, 2])  # class 3 has no image in this split
+    predictions = np.array([0, 3, 1, 1, 2, 0])  # ... and is predicted once
+    scores = np.eye(4)[predictions]
+    scalars = evaluate_outputs(single(4), scores, labels).scalars
+    present = [0, 1, 2]
+    assert scalars["macro_f1"] == pytest.approx(f1_score(labels, predictions, labels=present, average="macro"))
+    assert scalars["macro_f1"] > f1_score(labels, predictions, average="macro")  # which counted class 3 as a 0
+    assert scalars["macro_precision"] == pytest.approx((1 / 2 + 1 + 1) / 3)
+    assert scalars["macro_recall"] == pytest.approx(balanced_accuracy_score(labels, predictions)) == 4 / 6
+    assert scalars["micro_f1"] == pytest.approx(scalars["top1"]) == pytest.approx(4 / 6)  # every prediction counts
+
+
 def test_selection_mode_and_unknown_metric() -> None:
     names = metric_names(single(3))
     loss = Selection.from_config(cfg(early_stopping={"metric": "val_loss"}).early_stopping, names)
@@ -205,6 +222,40 @@ def test_selection_mode_and_unknown_metric() -> None:
     assert top1.mode == "max" and not top1.improved(0.65, 0.6) and top1.improved(0.75, 0.6)
     with pytest.raises(ValueError, match="val_macro_f1"):
         Selection.from_config(cfg(early_stopping={"metric": "val_super.top1"}).early_stopping, names)
+
+
+def progress_over(values: list[float | None], patience: int | None = 3) -> list[Progress]:
+    """Progress after each epoch validated at `values` of a min metric."""
+    selection, progress, seen = Selection("val_loss", "min", patience, 0.0), Progress(), []
+    for epoch, value in enumerate(values):
+        progress = progress.after_epoch(epoch, value, selection)
+        seen.append(progress)
+    return seen
+
+
+def test_a_nan_validation_score_is_never_the_best_and_counts_toward_patience() -> None:
+    seen = progress_over([1.0, 0.5, math.nan, 0.9, 0.8, 0.7, 0.6])
+    assert [p.best_epoch for p in seen] == [1, 2, 2, 2, 2, 2, 2] and seen[-1].best_value == 0.5
+    assert [p.epochs_since_best for p in seen[:5]] == [0, 0, 1, 2, 3]
+    assert [p.stopped_early for p in seen[:5]] == [False, False, False, False, True]
+
+
+def test_nan_from_the_first_epoch_keeps_a_model_to_test_until_a_real_value() -> None:
+    seen = progress_over([math.nan, math.nan, 0.9, math.nan], patience=None)
+    assert [(p.best_epoch, p.best_value) for p in seen] == [(1, None), (1, None), (3, 0.9), (3, 0.9)]
+    assert [p.epochs_since_best for p in seen] == [1, 2, 0, 1]
+
+
+def test_without_a_validation_split_the_latest_epoch_is_the_best() -> None:
+    selection = Selection("val_loss", "min", 1, 0.0)
+    assert selection.value({"n_images": 0}) is None  # an empty split, not a NaN score
+    assert selection.value({"n_images": 4, "loss": math.nan}) != selection.value({"n_images": 4, "loss": math.nan})
+    seen = progress_over([selection.value({"n_images": 0})] * 3, patience=1)
+    assert [(p.best_epoch, p.best_value, p.epochs_since_best, p.stopped_early) for p in seen] == [
+        (1, None, 0, False),
+        (2, None, 0, False),
+        (3, None, 0, False),
+    ]
 
 
 # ---- optimizers and schedules ------------------------------------------------------------
@@ -231,6 +282,15 @@ def test_optimizers_step(name: str, kind: type, extra: dict[str, Any]) -> None:
     layer(torch.ones(4, 3)).sum().backward()
     optimizer.step()
     assert not torch.equal(before, layer.weight)
+
+
+def test_accumulation_windows_of_an_epoch() -> None:
+    # 5 micro-batches in windows of 2: [0 1] [2 3] [4], the last one short.
+    assert [window_size(index, 2, 5) for index in range(5)] == [2, 2, 2, 2, 1]
+    assert [window_size(index, 3, 3) for index in range(3)] == [3, 3, 3]
+    # DeepSpeed divides by its accumulation steps itself: only a short window is left to correct.
+    assert loss_divisor(1, 2, deepspeed=False) == 1.0 and loss_divisor(2, 2, deepspeed=False) == 2.0
+    assert loss_divisor(2, 2, deepspeed=True) == 1.0 and loss_divisor(1, 4, deepspeed=True) == 0.25
 
 
 def test_step_schedule_of_report_004() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import trainers
 from orchestrator.launch import failures, job
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, classify
 from trainers import rundir
@@ -155,3 +156,23 @@ def test_no_spec_reaches_fault_injection() -> None:
 
     with pytest.raises(ValueError, match="test-only"):
         SlurmConfig(setup=[f"export {faults.ENV}=preflight_fail@node2"])
+
+
+def test_a_node_that_cannot_resume_the_run_s_precision_is_unfit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """precision: auto, first trained in fp16 on a GPU, requeued onto a node without one: a node fault
+    (preflight_fail: retried elsewhere, this node left out), not the run's error (a user error, never
+    retried), which the trainer's own refusal would be recorded as."""
+    from trainers.loop import checkpoint
+
+    monkeypatch.setattr(preflight_node, "IMPORTS", ("json",))
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    reason = preflight_node.local_reason(CPU_RUN, tmp_path, resume_precision="fp16")
+    assert reason == "the run trained in fp16 (precision: auto) and this node cannot resume in it"
+    assert preflight_node.local_reason(CPU_RUN, tmp_path, resume_precision="bf16") is None  # the CPU runs bf16
+    # The job's entry point reads the precision from the run's last checkpoint, for `auto` only.
+    monkeypatch.setattr(checkpoint, "recorded_precision", lambda ckpt_dir: "fp16")
+    auto = CPU_RUN.model_copy(update={"precision": "auto"})
+    assert trainers._resume_precision(auto, tmp_path) == "fp16"
+    assert trainers._resume_precision(auto.model_copy(update={"precision": "no"}), tmp_path) is None

@@ -160,7 +160,7 @@ def test_build_data_loaders_batches() -> None:
     images, labels = next(iter(bundle.train))
     assert images.shape == (32, 3, 16, 16) and labels.shape == (32,)
     assert len(bundle.train) == 3  # 100 // 32, the short last batch dropped
-    assert sum(len(x) for x, _ in bundle.test) == 100
+    assert sum(len(x) for x, _, _ in bundle.test) == 100
 
 
 def test_loader_options_from_config_and_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
