@@ -64,10 +64,11 @@ def decide(
     config: SlurmConfig,
     max_time_min: int | None,
     sweep_wide: set[str],
+    fresh: bool = False,
 ) -> retries.Decision:
     """The retry policy's decision for one run, with the checks the launcher adds: the end not yet recorded
     by accounting (judged at a later poll), a preflight failure of the whole sweep, a batch that does not
-    split for a CUDA-OOM retry. `sweep_wide`: quarantine.sweep_wide_keys."""
+    split for a CUDA-OOM retry. `sweep_wide`: quarantine.sweep_wide_keys; `fresh`: retries.decide's."""
     if judged is None:
         return retries.decide(policy, None, attempts_of(record), config, max_time_min)
     if judged.unrecorded:
@@ -80,7 +81,9 @@ def decide(
         why = f"preflight fails alike on several nodes ({verdict.reason}): a problem of the sweep, not retried"
         return retries.Decision(False, why, previous=_previous(judged))
     attempts = attempts_of(record)
-    decision = retries.decide(policy, verdict, attempts, config, max_time_min, judged.job_id, judged.submitted)
+    decision = retries.decide(
+        policy, verdict, attempts, config, max_time_min, judged.job_id, judged.submitted, fresh=fresh
+    )
     return fits_batch(record, decision)
 
 

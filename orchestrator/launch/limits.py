@@ -12,8 +12,12 @@ from __future__ import annotations
 import getpass
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 from orchestrator.launch.slurmcli import run
+
+Config = TypeVar("Config")
+Run = TypeVar("Run")
 
 
 @dataclass(frozen=True)
@@ -82,3 +86,20 @@ def queue_limits() -> QueueLimits:
     submit_limit, note = max_submit_jobs(user)
     max_jobs = int(match.group(1)) if match else None
     return QueueLimits(submit_limit, max_jobs, len(mine), len(everyone), note)
+
+
+def within(
+    arrays: list[tuple[Config, list[list[Run]]]], room: int | None
+) -> tuple[list[tuple[Config, list[list[Run]]]], int]:
+    """The first `room` array tasks in plan order (None: all), and how many runs were held back."""
+    if room is None:
+        return arrays, 0
+    kept: list[tuple[Config, list[list[Run]]]] = []
+    held = 0
+    for config, tasks in arrays:
+        take = tasks[: max(0, room)]
+        room -= len(take)
+        held += sum(len(task) for task in tasks[len(take) :])
+        if take:
+            kept.append((config, take))
+    return kept, held

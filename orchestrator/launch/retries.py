@@ -61,17 +61,21 @@ def decide(
     max_time_min: int | None,
     job_id: str | None = None,
     submitted: int = 0,
+    fresh: bool = False,
 ) -> Decision:
     """The next attempt of a run whose latest attempt (job `job_id`) ended as `verdict` (None: never ran,
     or it is not known how it ended: submit as planned). `submitted`: how often the run was submitted
     (the manifest's arrays), so that attempts that ended before the job wrote status.json (a failing
-    setup line, a cancelled pending task, BOOT_FAIL) still count."""
+    setup line, a cancelled pending task, BOOT_FAIL) still count. `fresh`: this is the submit the user
+    just asked for, which runs a cancelled run again (a --follow's later polls keep cancels)."""
     if verdict is None or verdict.failure is Failure.COMPLETED:
         tries = max(len(attempts), submitted)
         if verdict is None and tries >= policy.max_attempts + policy.max_node_attempts:  # ended unseen, again
             return Decision(False, f"{tries} attempts, none known to have ended (retry.max_attempts)")
         return Decision(True)
     previous = {"job_id": job_id, "failure": verdict.failure.value, "node": verdict.node, "reason": verdict.reason}
+    if fresh and verdict.failure is Failure.CANCELLED:  # the user's new request outranks the cancel before it
+        return Decision(True, "cancelled: submitted again", previous=previous)
     last = last_resources(attempts)
     if job_id is not None and (not attempts or attempts[-1].get("job_id") != job_id):
         attempts = [*attempts, {"job_id": job_id}]  # the latest attempt never started (no entry of its own)

@@ -20,10 +20,10 @@ from rich.console import Console
 from orchestrator import store, textsafe
 from orchestrator.launch import judge, quarantine, retries, slurmcli
 from orchestrator.launch.base import Launcher, Outcome, select, train_job
-from orchestrator.launch.failures import Failure
 from orchestrator.launch.job import Cleanup
-from orchestrator.launch.limits import queue_limits
+from orchestrator.launch.limits import queue_limits, within
 from orchestrator.launch.packed import PackedJob
+from orchestrator.launch.sbatch_failures import SbatchStreak
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep import node_storage, site
@@ -46,6 +46,9 @@ class SlurmLauncher(Launcher):
         self.policy = retries.policy_for(spec, profile)
         """The spec's retry block over the cluster's (profile or site file)."""
         self._warned = False
+        self.submitted: dict[str, str] = {}
+        """run_id -> job id of the runs submitted, written array by array: each `follow` points it at its own
+        total, which so keeps a poll's first arrays when sbatch fails at a later one."""
         self.retry_all = False
         self.fresh = True
         """Whether this is the submit the user just asked for (every plain submit; a --follow loop's
@@ -111,7 +114,7 @@ class SlurmLauncher(Launcher):
         if arrays:
             self._warn_unshared(root)
             outcome = _submit_arrays(
-                root, arrays, root / store.SUBMITIT_DIR, self.spec.name, self.console, self.cleanup, self.attempt_of
+                root, arrays, self.spec.name, self.console, self.cleanup, self.attempt_of, self.submitted
             )
         if held:
             self.console.print(
@@ -125,15 +128,22 @@ class SlurmLauncher(Launcher):
         """Stay in the foreground: top the queue up as runs finish and retry failed ones as the retry policy
         says, until nothing is left to submit and none is in SLURM (Ctrl-C leaves a consistent manifest:
         it is written per array)."""
+        from submitit.core.utils import FailedJobError  # sbatch failed (submitit's error with its stderr)
+
         root = store.sweep_root(self.spec)
         self.owned_elsewhere(root, dry_run=False)  # not on a login node: the one error that ends it at once
-        total = Outcome()
+        total, sbatch = Outcome(), SbatchStreak()
+        self.submitted = total.submitted
         while True:
             try:
                 busy = self._poll(runs, root, total)
-            except (slurmcli.SlurmError, subprocess.TimeoutExpired) as exc:
-                # The controller is busy or restarting: the next poll asks again (a plain submit fails).
+                sbatch.polled(len(self.submitted))
+            except (slurmcli.SlurmError, subprocess.TimeoutExpired, FailedJobError) as exc:
+                # The controller is busy or restarting, or sbatch failed: the next poll tries again (a plain
+                # submit fails); sbatch failing at a few polls in a row ends it (sbatch_failures).
                 why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                if isinstance(exc, FailedJobError):
+                    sbatch.failed_again(len(self.submitted), why, exc)
                 self.console.print(f"[yellow]warning[/]: {textsafe.rich(why)}; polling again in {interval_s:g} s")
                 busy = True
             if not busy:
@@ -164,7 +174,6 @@ class SlurmLauncher(Launcher):
                 self._snapshotted = True
             outcome = self.start(todo, root)
             todo = [r for r in todo if r.run.run_id in outcome.submitted]
-            total.submitted.update(outcome.submitted)
             total.held = outcome.held
         # --retry-all overrides the retry policy once, for the runs as they stood when submit started:
         # later polls follow the policy (a run that fails at every start would come back forever).
@@ -225,9 +234,7 @@ class SlurmLauncher(Launcher):
                 self._unrecorded.setdefault(record.run.run_id, time.monotonic())
             else:
                 self._unrecorded.pop(record.run.run_id, None)
-            decision = judge.decide(policy, judged, record, self.config, max_time, wide)
-            if self.fresh and judged is not None and judged.verdict and judged.verdict.failure is Failure.CANCELLED:
-                decision = replace(decision, retry=True, why="cancelled: submitted again")
+            decision = judge.decide(policy, judged, record, self.config, max_time, wide, fresh=self.fresh)
             if decision.retry or self.retry_all:
                 self._next[record.run.run_id] = replace(decision, retry=True)
                 kept.append(record)
@@ -250,21 +257,6 @@ class SlurmLauncher(Launcher):
             self.console.print("submit --retry-all submits them anyway (after a fix)")
         if self._quarantined:
             self.console.print(f"quarantined nodes excluded: {textsafe.rich(', '.join(self._quarantined))}")
-
-
-def within(arrays: list[Array], room: int | None) -> tuple[list[Array], int]:
-    """The first `room` array tasks in plan order (None: all), and how many runs were held back."""
-    if room is None:
-        return arrays, 0
-    kept: list[Array] = []
-    held = 0
-    for config, tasks in arrays:
-        take = tasks[: max(0, room)]
-        room -= len(take)
-        held += sum(len(task) for task in tasks[len(take) :])
-        if take:
-            kept.append((config, take))
-    return kept, held
 
 
 def runs_in_slurm(root: Path) -> tuple[dict[str, str], dict[str, str]]:
@@ -337,14 +329,17 @@ def by_resources(
 def _submit_arrays(
     root: Path,
     arrays: list[Array],
-    folder: Path,
     name: str,
     console: Console,
     cleanup: Cleanup,
-    attempt_of: AttemptOf | None = None,
+    attempt_of: AttemptOf,
+    sent: dict[str, str],
 ) -> Outcome:
+    """Submit the arrays, one sbatch each; each is recorded in the manifest and in `sent` as it goes in
+    (sbatch failing at a later array raises with the earlier ones recorded)."""
     import submitit
 
+    folder = root / store.SUBMITIT_DIR
     manifest = store.read_manifest(root, strict=True)
     outcome = Outcome()
     for config, group in arrays:
@@ -362,6 +357,7 @@ def _submit_arrays(
         extra = {"folder": str(folder), "requested": requested(config), "runs": list(submitted)}
         store.record_array(root, manifest, array_id, submitted, extra)
         outcome.submitted.update(submitted)
+        sent.update(submitted)
         size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
         runs = f"{len(submitted)} runs in {len(group)} tasks" if len(submitted) > len(group) else f"{len(group)} runs"
         console.print(f"submitted array {array_id}: {runs} of {size}, {config.array_parallelism} at once")

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from submitit.core.utils import FailedJobError
 
 from orchestrator import store
-from orchestrator.launch import limits, slurmcli, status
+from orchestrator.launch import limits, sbatch_failures, slurmcli, status
 from orchestrator.launch import slurm as slurm_launch
 from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
@@ -33,6 +34,8 @@ class FakeSlurm:
         self.squeue: list[Answer | None] = []
         """Per call of the sweep's squeue (slurmcli's), a special answer (None or past the list: an empty queue)."""
         self.arrays: list[str] = []
+        self.sbatch_errors: list[str | None] = []
+        """Per array sbatch is asked for, its stderr when it fails (None or past the list: accepted)."""
         self.polls = 0
 
     def run(self, args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -57,13 +60,16 @@ class FakeSlurm:
 
             @contextlib.contextmanager
             def batch(self) -> Iterator[None]:
-                fake.arrays.append(str(100 + len(fake.arrays)))
-                self.tasks = 0
+                error = fake.sbatch_errors.pop(0) if fake.sbatch_errors else None
+                self.array, self.tasks = str(100 + len(fake.arrays)), 0
                 yield
+                if error is not None:  # submitit raises at the end of batch(), with sbatch's stderr
+                    raise FailedJobError(error)
+                fake.arrays.append(self.array)
 
             def submit(self, _: Any) -> Any:
                 self.tasks += 1
-                return SimpleNamespace(job_id=f"{fake.arrays[-1]}_{self.tasks - 1}")
+                return SimpleNamespace(job_id=f"{self.array}_{self.tasks - 1}")
 
         return Executor()
 
@@ -207,3 +213,82 @@ def test_retry_all_overrides_the_policy_once_then_follow_keeps_to_it(
     launcher.retry_all = True
     launcher.follow(runs, 0.0)
     assert len(fake.arrays) == 2, console.export_text()  # 99, then one resubmission
+
+
+SOCKET = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
+PARTITION = "sbatch: error: Batch job submission failed: Invalid partition name specified"
+
+
+def test_sbatch_failing_for_a_poll_is_a_warning_and_the_next_poll_submits(
+    fake: FakeSlurm, one_run: tuple[SweepSpec, list[RunSpec]]
+) -> None:
+    """sbatch timing out once during a --follow of hours: one warning line, then the run goes in."""
+    spec, runs = one_run
+    fake.sbatch_errors = [SOCKET + "\nsecond line"]
+    out = _follow(spec, runs)
+    warnings = [line for line in out.splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: {SOCKET}; polling again in 0 s"], out
+    assert "second line" not in out and len(fake.arrays) == 3, out
+    assert "every run submitted and out of the queue (1 submitted)" in out
+
+
+def test_sbatch_failing_at_a_few_polls_in_a_row_ends_follow_with_its_message(
+    fake: FakeSlurm, one_run: tuple[SweepSpec, list[RunSpec]]
+) -> None:
+    """A refusal no retry fixes (a wrong partition): MAX_FAILED_SUBMISSIONS polls, then the error a plain
+    submit raises at once, in one line naming sbatch's message."""
+    spec, runs = one_run
+    fake.sbatch_errors = [PARTITION] * 10
+    console = Console(width=400, record=True)
+    with pytest.raises(FailedJobError) as raised:
+        slurm_launch.SlurmLauncher(spec, console).follow(runs, 0.0)
+    assert str(raised.value).startswith(f"sbatch failed at 3 polls in a row, the last time: {PARTITION} (")
+    assert "\n" not in str(raised.value) and not fake.arrays
+    assert len(fake.sbatch_errors) == 10 - sbatch_failures.MAX_FAILED_SUBMISSIONS
+    assert console.export_text().count("warning: ") == sbatch_failures.MAX_FAILED_SUBMISSIONS - 1
+
+
+def test_an_accepted_array_ends_a_streak_of_sbatch_failures(
+    fake: FakeSlurm, one_run: tuple[SweepSpec, list[RunSpec]]
+) -> None:
+    """Failures count in a row: fail, accept, fail, fail, accept goes on (each failed attempt retried)."""
+    spec, runs = one_run
+    fake.sbatch_errors = [SOCKET, None, SOCKET, SOCKET]
+    out = _follow(spec, runs)
+    assert len(fake.arrays) == 3 and out.count("warning: ") == 3, out
+
+
+def test_arrays_sbatch_took_before_a_failure_are_recorded_and_not_submitted_again(
+    fake: FakeSlurm, write_spec: Callable[..., Path]
+) -> None:
+    """Two arrays in one poll, sbatch failing at the second: the first's run is in the manifest, the
+    next poll sees it queued and submits only the other run."""
+    spec = load_spec(write_spec())
+    runs = plan(spec)[:2]
+    fake.sbatch_errors = [None, SOCKET]
+    fake.sacct_state = "CANCELLED by 0|0:15"  # once out of the queue, neither is submitted again
+    queued = lambda args: subprocess.CompletedProcess(args, 0, "100_0|PENDING\n", "")  # noqa: E731
+    fake.squeue = [queued]  # the poll after the failure
+    console = Console(width=400, record=True)
+    launcher = slurm_launch.SlurmLauncher(spec, console)
+    launcher.config = launcher.config.model_copy(update={"max_array_size": 1})  # one array per run
+    launcher.follow(runs, 0.0)
+    out = console.export_text()
+    assert fake.arrays == ["100", "101"], out
+    manifest = store.read_manifest(spec.output_path)
+    assert {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items()} == {
+        runs[0].run_id: "100_0",
+        runs[1].run_id: "101_0",
+    }
+    assert "(2 submitted)" in out
+
+
+def test_a_plain_submit_still_fails_at_sbatch_s_first_failure(
+    fake: FakeSlurm, one_run: tuple[SweepSpec, list[RunSpec]]
+) -> None:
+    """Without --follow nothing polls again: sbatch's error ends the submit at once, as it is."""
+    spec, runs = one_run
+    fake.sbatch_errors = [SOCKET]
+    with pytest.raises(FailedJobError, match=f"^{SOCKET}$"):
+        slurm_launch.SlurmLauncher(spec, Console(width=400, record=True)).launch(runs)
+    assert not fake.arrays

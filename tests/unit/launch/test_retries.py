@@ -229,6 +229,16 @@ def test_cancelled_runs_are_not_retried_whoever_cancelled() -> None:
     assert not decision.retry and "an administrator or SLURM" in decision.why
 
 
+def test_a_fresh_submit_runs_a_cancelled_run_again_as_it_was() -> None:
+    """The submit the user just asked for outranks the cancel before it, whoever cancelled; resources as
+    planned (a cancel says nothing about them), the verdict recorded on the attempt as for any retry."""
+    for uid in (None, 4242):
+        cancelled = Verdict(Failure.CANCELLED, "node1", "CANCELLED", by_uid=uid)
+        decision = retries.decide(POLICY, cancelled, [{"job_id": "1_0"}], BASE, None, job_id="1_0", fresh=True)
+        previous = {"job_id": "1_0", "failure": "cancelled", "node": "node1", "reason": "CANCELLED"}
+        assert decision == retries.Decision(True, "cancelled: submitted again", previous=previous)
+
+
 def test_preemptions_do_not_use_max_attempts_but_have_a_cap_of_their_own() -> None:
     preempted = Verdict(Failure.PREEMPTED, "gpu07", "PREEMPTED")
     history = [{"job_id": f"{i}_0", "failure": "preempted"} for i in range(4)] + [{"job_id": "9_0"}]
