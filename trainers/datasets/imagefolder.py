@@ -3,7 +3,8 @@
 disk are carved out of the training images with the seeded stratified split. `layout:`
 renames the split folders, and `none` ignores one: Imagenette's `train/ val/` used as train
 and test is `layout: {val: none, test: val}`. Two splits never read the same folder, or one
-inside the other. Torch-free (see trainers.datasets.index)."""
+inside the other. A root without a train folder but with a `val` or `test` one is refused: its
+splits would be read as classes. Torch-free (see trainers.datasets.index)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,29 @@ def check_distinct(files: Files, folders: dict[str, Path]) -> None:
                 )
 
 
+def refuse_splits_without_train(files: Files) -> None:
+    """Refuse a root without a train folder that has a `val` or `test` folder (any case, or their
+    `layout` names): read as a class root, `val/<class>/` and `test/<class>/` became two classes
+    named val and test, a silently wrong dataset (`training/ val/` did the same). Neither name is
+    a plausible class, so such a folder is refused whatever it holds, unlike a `Train` class of
+    images; a root whose classes really include one is read with `layout: {train: ., val: none,
+    test: none}`. A `layout.train` set but not found is refused too: the root's sub-folders were
+    read as classes instead."""
+    train = files.names["train"]
+    if "train" in files.ds.layout and train not in ("", "none"):
+        raise ValueError(f"{files.tag}: layout.train ({train!r}) is not a folder under {files.root}")
+    wanted = {
+        name.lower() for split in ("val", "test") for name in (FILES[split], files.names[split]) if name != "none"
+    }
+    found = sorted(p.name for p in files.root.iterdir() if p.is_dir() and p.name.lower() in wanted)
+    if found:
+        raise ValueError(
+            f"{files.tag}: {files.root}: has split folder(s) {', '.join(found)} but no {train}/ of class "
+            f"folders, so they would be read as classes; add {train}/<class>/ (or name the training folder in "
+            "layout.train), or read the root's sub-folders as classes with layout: {train: ., val: none, test: none}"
+        )
+
+
 def scan_split(files: Files, folder: Path, class_names: list[str]) -> Part:
     """Every image file under `folder/<class>/` (recursively), labelled by class index."""
     unknown = set(find_classes(folder)) - set(class_names)
@@ -71,7 +95,8 @@ def index_imagefolder(ds: DatasetConfig, files: Files) -> DatasetIndex:
     train_dir = split_folder(files, "train")
     has_layout = train_dir.is_dir()
     if not has_layout:
-        train_dir = files.root  # without root/train, a folder named val or test is just a class
+        refuse_splits_without_train(files)
+        train_dir = files.root
     class_names = find_classes(train_dir)
     if not class_names:
         raise ValueError(f"{files.tag}: no class folders under {train_dir}")

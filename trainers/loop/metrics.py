@@ -12,6 +12,11 @@ confusion matrices, written as CSV files beside it):
 - multilabel: exact_match (= top1), mean_label_accuracy, hamming_loss, micro/macro
   precision, recall, F1, weighted_f1; tables `per_label` (accuracy, P/R/F1, support per
   label) and `per_label_confusion` (tn, fp, fn, tp per label).
+
+Macro scores average over the classes present in the split's targets, whatever the model
+predicts: single-label (and each hierarchical level) over the classes with an image, multilabel
+over the labels with at least one positive (every label when the split has no positive at all).
+Micro and weighted scores, and the per-class/per-label tables, keep every class.
 """
 
 from __future__ import annotations
@@ -102,12 +107,17 @@ def multilabel_metrics(logits: np.ndarray, targets: np.ndarray, names: list[str]
     """Multilabel metrics: a label is predicted when sigmoid(logit) >= threshold."""
     truth = (targets > 0.5).astype(np.int64)
     predictions = (1.0 / (1.0 + np.exp(-logits)) >= threshold).astype(np.int64)
+    # Macro averages run over the labels with a positive in the split, as single-label's run over
+    # the classes present: a label the split lacks scored 0 (recall and F1 of 0/0) and dragged the
+    # macro down, also where the model never predicts it. A split without any positive keeps every
+    # label (an empty set has no average; scikit-learn would give NaN).
+    present = np.flatnonzero(truth.sum(axis=0) > 0)
     label_accuracy = (truth == predictions).mean(axis=0)
     scalars: dict[str, Any] = {
         "exact_match": float(accuracy_score(truth, predictions)),
         "mean_label_accuracy": float(label_accuracy.mean()),
         "hamming_loss": float(hamming_loss(truth, predictions)),
-        **_averaged(truth, predictions),
+        **_averaged(truth, predictions, present if len(present) else None),
         "threshold": threshold,
         "n_images": len(truth),
     }

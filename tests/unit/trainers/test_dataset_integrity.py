@@ -5,6 +5,7 @@ fields, 16-bit images, max_samples below the class count and the per-class fallb
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -18,6 +19,7 @@ from PIL import Image
 from trainers.config import DataConfig, DatasetConfig
 from trainers.datasets import build_splits
 from trainers.datasets.base import ImageFiles
+from trainers.datasets.check import check_dataset
 from trainers.datasets.index import build_index, resolve_splits
 from trainers.datasets.splits import stratified_split
 
@@ -64,6 +66,56 @@ def test_imagefolder_class_named_train_holding_images_stays_a_class(tmp_path: Pa
             fx.write_image(tmp_path / name / f"{i}.png", label, i)
     resolved = resolve_splits(DatasetConfig(name="imagefolder", root=str(tmp_path)))
     assert resolved.class_names == ["Boat", "Car", "Train"]
+
+
+@pytest.mark.parametrize(
+    ("remove", "rename", "found"),
+    [
+        (["train"], {}, "test, val"),
+        (["train", "test"], {}, "val"),
+        (["train", "val"], {}, "test"),
+        (["train"], {"val": "Val", "test": "TEST"}, "TEST, Val"),
+        ([], {"train": "training"}, "test, val"),  # a training folder named otherwise: one more class
+    ],
+)
+def test_imagefolder_refuses_split_folders_without_train(
+    tmp_path: Path, remove: list[str], rename: dict[str, str], found: str
+) -> None:
+    fx.make_imagefolder(tmp_path, split_folders=True)
+    for split in remove:
+        shutil.rmtree(tmp_path / split)
+    for old, new in rename.items():
+        (tmp_path / old).rename(tmp_path / new)
+    # Read as a class root, these were the classes val and test (and training): a wrong dataset.
+    root = re.escape(str(tmp_path))
+    expected = rf"dataset 'imagefolder': {root}: has split folder\(s\) {found} but no train/ of class folders"
+    with pytest.raises(ValueError, match=expected) as caught:
+        check_dataset(DatasetConfig(name="imagefolder", root=str(tmp_path)))  # at plan
+    assert "\n" not in str(caught.value) and "layout.train" in str(caught.value)
+    if rename.get("train"):
+        named = resolve_splits(DatasetConfig(name="imagefolder", root=str(tmp_path), layout={"train": "training"}))
+        assert named.class_names == ["cat", "dog", "owl"] and len(named.test) == 6
+
+
+def test_imagefolder_class_named_val_among_classes_is_refused_unless_the_root_is_layout_train(tmp_path: Path) -> None:
+    for label, name in enumerate(("cat", "dog", "val")):  # a stray folder of validation images, or a class?
+        for i in range(10):
+            fx.write_image(tmp_path / name / f"{i}.png", label, i)
+    with pytest.raises(ValueError, match=r"has split folder\(s\) val but no train/"):
+        check_dataset(DatasetConfig(name="imagefolder", root=str(tmp_path)))
+    layout = {"train": ".", "val": "none", "test": "none"}  # the message's way to keep it as a class
+    resolved = resolve_splits(DatasetConfig(name="imagefolder", root=str(tmp_path), layout=layout))
+    assert resolved.class_names == ["cat", "dog", "val"]
+    assert sum(len(resolved.split(s)) for s in ("train", "val", "test")) == 30
+
+
+def test_imagefolder_refuses_a_layout_train_that_is_not_there(tmp_path: Path) -> None:
+    fx.make_imagefolder(tmp_path)  # a class root: cat/ dog/ owl/
+    with pytest.raises(
+        ValueError, match=rf"layout\.train \('training'\) is not a folder under {re.escape(str(tmp_path))}$"
+    ):
+        check_dataset(DatasetConfig(name="imagefolder", root=str(tmp_path), layout={"train": "training"}))
+    assert build_index(DatasetConfig(name="imagefolder", root=str(tmp_path))).class_names == ["cat", "dog", "owl"]
 
 
 def test_a_row_listed_twice_is_refused(tmp_path: Path) -> None:

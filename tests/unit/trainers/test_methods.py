@@ -15,7 +15,7 @@ import timm
 import torch
 from config_helpers import config_with
 from PIL import Image
-from sklearn.metrics import balanced_accuracy_score, f1_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.nn import functional as F
@@ -212,6 +212,29 @@ def test_macro_scores_leave_out_a_class_absent_from_the_split_but_predicted() ->
     assert scalars["macro_precision"] == pytest.approx((1 / 2 + 1 + 1) / 3)
     assert scalars["macro_recall"] == pytest.approx(balanced_accuracy_score(labels, predictions)) == 4 / 6
     assert scalars["micro_f1"] == pytest.approx(scalars["top1"]) == pytest.approx(4 / 6)  # every prediction counts
+
+
+def test_multilabel_macro_scores_leave_out_a_label_without_positive_in_the_split() -> None:
+    truth = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=np.float32)  # no image has r
+    predicted = np.array([[1, 0, 1], [0, 1, 0], [1, 0, 0], [0, 0, 0]])  # ... and r is predicted once
+    logits = np.where(predicted == 1, 5.0, -5.0)
+    result = evaluate_outputs(MULTI, logits, truth)
+    scalars = result.scalars
+    expected = precision_recall_fscore_support(truth, predicted, labels=[0, 1], average="macro")[:3]
+    assert [scalars[f"macro_{name}"] for name in ("precision", "recall", "f1")] == pytest.approx(expected)
+    assert scalars["macro_f1"] == pytest.approx((1 + 2 / 3) / 2)
+    assert scalars["macro_f1"] > f1_score(truth, predicted, average="macro", zero_division=0)  # r counted as a 0
+    assert scalars["micro_f1"] == pytest.approx(f1_score(truth, predicted, average="micro"))  # r's false positive
+    assert [(row["label"], row["support"]) for row in result.tables["per_label"]] == [("p", 2), ("q", 2), ("r", 0)]
+    # A label the model never predicts either was a 0 too: the macro is now the same as without it.
+    never = evaluate_outputs(MULTI, np.where(truth == 1, 5.0, -5.0), truth).scalars
+    assert never["macro_f1"] == never["macro_precision"] == never["macro_recall"] == 1.0
+
+
+def test_multilabel_macro_scores_of_a_split_without_any_positive_stay_finite() -> None:
+    truth = np.zeros((3, 3), dtype=np.float32)  # e.g. a capped split of digit-1 images only
+    scalars = evaluate_outputs(MULTI, np.full((3, 3), -5.0), truth).scalars
+    assert (scalars["macro_f1"], scalars["exact_match"]) == (0.0, 1.0)
 
 
 def test_selection_mode_and_unknown_metric() -> None:
