@@ -13,6 +13,9 @@ from orchestrator import textsafe
 from orchestrator.sweep.spec import SpecError
 from trainers import contract
 
+SHOWN_UNREADABLE = 5
+"""How many of the files `predict` could not decode it names."""
+
 
 def _run_dir(path: str) -> Path:
     run_dir = Path(path)
@@ -53,7 +56,9 @@ def run_eval(
     shown = ", ".join(f"{k} {v:.4f}" for k, v in scores.items() if v is not None)
     model = f"{result.checkpoint} model, epoch {result.checkpoint_epoch}"
     what = textsafe.rich(f"{result.split} of {result.dataset.get('name')}")
-    console.print(f"{what} ({test.n_images or 0} images, {textsafe.rich(model)}): {shown}")
+    skipped = metrics.get("skipped_images") or 0
+    unread = f", {skipped} unreadable skipped" if skipped else ""
+    console.print(f"{what} ({test.n_images or 0} images{unread}, {textsafe.rich(model)}): {shown}")
     console.print(f"[green]metrics:[/] {textsafe.rich(folder / 'metrics.json')}")
     return 0
 
@@ -66,8 +71,13 @@ def run_predict(
 
     try:
         target = Path(out) if out else None
-        path, count = predict_images(_run_dir(run_dir), Path(images_dir), target, threshold, _which(checkpoint))
+        path, count, unreadable = predict_images(
+            _run_dir(run_dir), Path(images_dir), target, threshold, _which(checkpoint)
+        )
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise SpecError(f"predict {run_dir}: {exc}") from None
     console.print(f"{count} images -> [green]{textsafe.rich(path)}[/]")
+    if unreadable:
+        shown = ", ".join(unreadable[:SHOWN_UNREADABLE]) + (", ..." if len(unreadable) > SHOWN_UNREADABLE else "")
+        console.print(f"[yellow]{len(unreadable)} unreadable image file(s) skipped (no row):[/] {textsafe.rich(shown)}")
     return 0

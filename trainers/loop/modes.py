@@ -21,18 +21,20 @@ import numpy as np
 import torch
 from accelerate.utils import load_checkpoint_in_model
 from PIL import Image
+from safetensors import SafetensorError
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from trainers import contract, rundir
 from trainers.config import TrainConfig
-from trainers.data.loaders import Transformed
+from trainers.data.loaders import BAD_IMAGE_ERRORS, Transformed
 from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
 from trainers.datasets.base import ImageFiles
 from trainers.loop import checkpoint
-from trainers.loop.metrics import evaluate_outputs, table_csv
+from trainers.loop.evaluate import write_tables
+from trainers.loop.metrics import evaluate_outputs
 from trainers.model import regimes
 from trainers.model.build import build_model
 from trainers.model.losses import build_criterion, level_losses
@@ -77,20 +79,25 @@ class Trained:
             if folder is None or not (folder / checkpoint.WEIGHTS_FILE).is_file():
                 raise FileNotFoundError(f"{run_dir}: no checkpoints/last with model weights (use the best checkpoint)")
             self.epoch = checkpoint.read_state(folder).get("epochs_done")
-        load_checkpoint_in_model(model, str(folder / checkpoint.WEIGHTS_FILE), strict=True)
+        _load_weights(model, folder / checkpoint.WEIGHTS_FILE)
         self.model: nn.Module = model.to(self.device).eval()
 
     def loader(self, dataset: Dataset[Any]) -> DataLoader[Any]:
-        """Batches of the run's batch size; workers from the run's config (0 if unset)."""
+        """Batches of the run's batch size, without the samples that failed to decode (None);
+        workers from the run's config (0 if unset)."""
         workers = self.cfg.data.num_workers or 0
-        return DataLoader(dataset, batch_size=self.cfg.data.batch_size, num_workers=workers)
+        return DataLoader(dataset, batch_size=self.cfg.data.batch_size, num_workers=workers, collate_fn=_readable)
 
     @torch.no_grad()
     def outputs(self, loader: DataLoader[Any]) -> tuple[np.ndarray, list[Any]]:
-        """Model outputs [n, task outputs] and the second item of every sample."""
+        """Model outputs [n, task outputs] and the second item of every readable sample (an
+        unreadable one is in neither, so the two stay aligned)."""
         chunks: list[np.ndarray] = []
         seconds: list[Any] = []
-        for images, second in loader:
+        for batch in loader:
+            if batch is None:  # no image of this batch decoded
+                continue
+            images, second = batch
             chunks.append(self.model(images.to(self.device)).float().cpu().numpy())
             seconds.extend(second)
         empty = np.zeros((0, self.task.num_outputs), dtype=np.float32)
@@ -100,6 +107,21 @@ class Trained:
     def transform(self) -> Callable[[Image.Image], torch.Tensor]:
         """The run's evaluation transform (resize, grayscale, normalise)."""
         return cast(Callable[[Image.Image], torch.Tensor], build_transform(self.cfg.data, train=False))
+
+
+def _load_weights(model: nn.Module, path: Path) -> None:
+    """The checkpoint's weights into `model`; ValueError when the file is missing, truncated,
+    corrupt or of another model (a traceback before)."""
+    try:
+        load_checkpoint_in_model(model, str(path), strict=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ValueError(f"{path}: cannot load the model weights ({str(exc)[:300]})") from None
+
+
+def _readable(batch: list[Any]) -> Any:
+    """default_collate of the samples that decoded (an unreadable image is None); None when none did."""
+    kept = [sample for sample in batch if sample is not None]
+    return default_collate(kept) if kept else None
 
 
 def evaluate_run(
@@ -123,19 +145,13 @@ def evaluate_run(
         data = cfg.data.model_dump(mode="json") | {"dataset": dataset}
         cfg = cfg.model_copy(update={"data": type(cfg.data).model_validate(data)})
     splits = build_splits(cfg.data)
-    task = task_of(splits)
-    if (task.kind, task.class_names, task.super_class_names) != (
-        trained.task.kind,
-        trained.task.class_names,
-        trained.task.super_class_names,
-    ):
-        raise ValueError(
-            f"dataset {cfg.data.dataset.display_name!r} has {task.kind} classes {list(task.class_names)[:5]}..., "
-            f"the run was trained on {trained.task.kind} classes {list(trained.task.class_names)[:5]}..."
-        )
+    _check_classes(cfg.data.dataset.display_name, task_of(splits), trained.task)
     images = splits.split(split)
-    outputs, targets = trained.outputs(trained.loader(Transformed(images, trained.transform)))
-    target_array = np.asarray(images.targets)
+    # As the run's own test: unreadable images are skipped (up to the dataset's max_bad_fraction)
+    # and the targets are those of the images scored, not of the whole split.
+    scored = Transformed(images, trained.transform, split, cfg.data.dataset.max_bad_fraction)
+    outputs, targets = trained.outputs(trained.loader(scored))
+    target_array = _targets(targets, np.asarray(images.targets))
     # The run's own class weights need the run's own training split; another dataset's loss is unweighted.
     weighted = dataset is None and trained.cfg.loss.class_weights != "none"
     loss_cfg = trained.cfg.loss if weighted else trained.cfg.loss.model_copy(update={"class_weights": "none"})
@@ -145,10 +161,7 @@ def evaluate_run(
     levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
     evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold, levels)
     folder = Path(run_dir) / EVAL_DIR / (name or _default_name(cfg, split))
-    tables = []
-    for table, rows in evaluation.tables.items():
-        rundir.write_text(folder / f"{table}.csv", table_csv(rows))
-        tables.append(f"{table}.csv")
+    tables = write_tables(folder, evaluation)  # as the run's own test writes them
     metrics = {
         "test": evaluation.scalars,
         "dataset": cfg.data.dataset.model_dump(mode="json"),
@@ -156,12 +169,33 @@ def evaluate_run(
         "checkpoint": trained.checkpoint,
         "checkpoint_epoch": trained.epoch,
         "loss_class_weights": loss_cfg.class_weights,
+        "skipped_images": scored.skipped,
         "task": trained.task.kind,
         "tables": tables,
     }
     metrics = contract.eval_metrics_to_write(metrics)
     rundir.write_json(folder / rundir.METRICS, metrics)
     return folder, metrics
+
+
+def _check_classes(dataset: str, task: TaskSpec, trained: TaskSpec) -> None:
+    """ValueError unless the dataset has the run's task and classes, in the run's order."""
+    if (task.kind, task.class_names, task.super_class_names) != (
+        trained.kind,
+        trained.class_names,
+        trained.super_class_names,
+    ):
+        raise ValueError(
+            f"dataset {dataset!r} has {task.kind} classes {list(task.class_names)[:5]}..., "
+            f"the run was trained on {trained.kind} classes {list(trained.class_names)[:5]}..."
+        )
+
+
+def _targets(collated: list[Any], split_targets: np.ndarray) -> np.ndarray:
+    """The targets of the scored images (tensors from the loader) as the split's array type."""
+    if not collated:
+        return split_targets[:0]
+    return np.stack([np.asarray(target) for target in collated]).astype(split_targets.dtype, copy=False)
 
 
 def _check_name(name: str | None) -> None:
@@ -175,11 +209,12 @@ def _default_name(cfg: TrainConfig, split: str) -> str:
     return rundir.folder_slug(f"{cfg.data.dataset.display_name}-{split}") or split
 
 
-class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):
-    """Image files with their ids (path relative to the folder, without suffix), decoded as
+class _Unlabelled(Dataset[tuple[torch.Tensor, int] | None]):
+    """Image files with their indices (`image_id`: path relative to the folder, without suffix), decoded as
     training and evaluation decode them (ImageFiles, with the JPEG draft at `draft_px`):
     a full-size decode resized differently, and predictions on the test images did not
-    reproduce the evaluation's."""
+    reproduce the evaluation's. An unreadable file (corrupt, truncated, not an image) is None:
+    one such file in a folder was a traceback that lost every prediction."""
 
     def __init__(self, root: Path, transform: Callable[[Image.Image], torch.Tensor], draft_px: int | None) -> None:
         self.root = root
@@ -190,9 +225,15 @@ class _Unlabelled(Dataset[tuple[torch.Tensor, str]]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
-        image_id = self.paths[index].relative_to(self.root).with_suffix("").as_posix()
-        return self.transform(self.files.load(index)), image_id
+    def image_id(self, index: int, suffix: bool = False) -> str:
+        relative = self.paths[index].relative_to(self.root)
+        return (relative if suffix else relative.with_suffix("")).as_posix()
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        try:
+            return self.transform(self.files.load(index)), index
+        except BAD_IMAGE_ERRORS:
+            return None
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -228,9 +269,10 @@ def prediction_rows(task: TaskSpec, outputs: np.ndarray, threshold: float) -> tu
 
 def predict_images(
     run_dir: Path, images_dir: Path, out: Path | None = None, threshold: float | None = None, which: Which = "run"
-) -> tuple[Path, int]:
+) -> tuple[Path, int, list[str]]:
     """Predict every image under `images_dir` (recursively) with the run's model (`which`, see
-    Trained); write a TSV (image_id, predicted label(s), probabilities). Returns its path and the count."""
+    Trained); write a TSV (image_id, predicted label(s), probabilities). Returns its path, the
+    count of rows and the image files (relative paths) that could not be decoded (no row)."""
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
@@ -240,9 +282,14 @@ def predict_images(
     dataset = _Unlabelled(images_dir, trained.transform, data.image_size_px if data.jpeg_draft else None)
     if len(dataset) == 0:
         raise ValueError(f"{images_dir}: no image files")
-    outputs, ids = trained.outputs(trained.loader(dataset))
+    outputs, indices = trained.outputs(trained.loader(dataset))
+    read = {int(index) for index in indices}
+    unreadable = [dataset.image_id(i, suffix=True) for i in range(len(dataset)) if i not in read]
+    if not read:
+        raise ValueError(f"{images_dir}: none of its {len(dataset)} image files could be decoded")
+    ids = [dataset.image_id(int(index)) for index in indices]
     header, rows = prediction_rows(trained.task, outputs, trained.cfg.threshold if threshold is None else threshold)
     lines = ["\t".join(["image_id", *header])]
     lines += ["\t".join([image_id, *row]) for image_id, row in zip(ids, rows, strict=True)]
     rundir.write_text(rundir.free_path(target), "\n".join(lines) + "\n")
-    return target, len(rows)
+    return target, len(rows), unreadable
