@@ -75,7 +75,8 @@ def new_figure(width_in: float, height_in: float) -> Figure:
 
 @_plain
 def curves_figure(history: pd.DataFrame) -> Figure:
-    """Loss (train solid, val dashed) and validation metrics per epoch: mean over seeds, band min to max.
+    """Losses (train solid, val dashed; a hierarchical run's per-level losses too, `is_loss`) and
+    validation metrics per epoch: mean over seeds, band min to max.
 
     One line per metric whatever the number of seeds, so a cell of 2,500 seeds draws as fast as one of 3.
     """
@@ -84,9 +85,10 @@ def curves_figure(history: pd.DataFrame) -> Figure:
     values = history.drop(columns=["seed"]).apply(numeric)
     by_epoch = values.groupby("epoch")
     mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
-    metric_names = [c for c in mean.columns if c.startswith("val_") and c != "val_loss"]
+    losses = [c for c in mean.columns if is_loss(c)]
+    metric_names = [c for c in mean.columns if c.startswith("val_") and not is_loss(c)]
     styles = ["-", "--", ":", "-."]
-    lines = [(loss_ax, c, s, "C0" if c == "train_loss" else "C1") for c, s in (("train_loss", "-"), ("val_loss", "--"))]
+    lines = [(loss_ax, c, "--" if c.startswith("val_") else "-", f"C{i % 10}") for i, c in enumerate(losses)]
     lines += [(metric_ax, c, styles[i % len(styles)], f"C{(i + 2) % 10}") for i, c in enumerate(metric_names)]
     for ax, column, style, color in lines:
         if column not in mean.columns or not mean[column].notna().any():
@@ -101,6 +103,14 @@ def curves_figure(history: pd.DataFrame) -> Figure:
             ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return figure
+
+
+def is_loss(column: str) -> bool:
+    """A history column that is a loss: train_loss, val_loss and a hierarchical run's per-level losses
+    (train_super_loss, val_sub.loss), drawn on the loss axis; `val_hamming_loss` is a metric."""
+    if column in ("train_loss", "val_loss") or (column.startswith("val_") and column.endswith(".loss")):
+        return True
+    return column.startswith("train_") and column.endswith("_loss")
 
 
 def numeric(column: pd.Series) -> pd.Series:
@@ -160,8 +170,9 @@ def bars_figure(scores: pd.Series) -> Figure:
 
 
 @_plain
-def distribution_figure(counts: pd.Series) -> Figure:
-    """Images per class, sorted, with each class's share of the split."""
+def distribution_figure(counts: pd.Series, share_of: str = "the split") -> Figure:
+    """Images per class, sorted, with each class's share of the split (`share_of`: what the counts sum
+    to; a multilabel split's images per label sum to its positive labels, not its images)."""
     ordered = counts.sort_values(ascending=False)
     if len(ordered) > MAX_BARS:
         ordered = ordered.head(MAX_BARS)
@@ -181,7 +192,7 @@ def distribution_figure(counts: pd.Series) -> Figure:
         return x * total / 100.0
 
     share = ax.secondary_yaxis("right", functions=(to_share, from_share))
-    share.set_ylabel("% of split")
+    share.set_ylabel(f"% of {share_of}")
     return figure
 
 

@@ -109,7 +109,9 @@ def write_report(
         )
     ablations = _ablation_plots(spec, joined, img, written, notes)
     ablations += _rounds_plot(spec, root, img, written)
-    datasets = [_dataset_report(name, part, img, written, found) for name, part in _by_dataset(joined)]
+    datasets = [
+        _dataset_report(i, name, part, img, written, found) for i, (name, part) in enumerate(_by_dataset(joined))
+    ]
     found = list(dict.fromkeys(found))  # a run's per-class table is read for its cell and its dataset
     for name in written:
         outputs.record(img / name, (img / name).read_bytes())
@@ -168,7 +170,9 @@ def _ablation_plots(
         ]
         most_rows = max(most_rows, len(rows))
         rows = rows[: figures.MAX_ABLATION_ROWS]  # the baseline first, as in the table
-        name = f"ablation-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
+        # Its position first: pairs whose names slug alike ("Digits (A)", "digits-a") or alike in their
+        # first 80 characters wrote one file, and both figures showed the last pair's values.
+        name = f"ablation-{len(plots):02d}-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
         caption = (
             f"{backbone} / {dataset}: {label} per row; dots are seeds, diamonds the mean with its 95% "
             "t-interval, the dashed line the baseline's mean"
@@ -289,14 +293,8 @@ def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> tuple[list[Plot],
     written: set[str] = set()
     plots: list[Plot] = []
     found: list[Problem] = []
-    # Curves of running runs too: a half-trained run's history is worth seeing.
-    history = run_files.histories(_run_dirs(part, ("completed", "running", "failed"))[:MAX_RUNS_PER_FIGURE], found)
-    if not history.empty:
-        caption = (
-            f"Training curves of {history['seed'].nunique()} run(s), mean over seeds with the min-max band: "
-            "loss (train solid, validation dashed) and validation metrics"
-        )
-        plots.append(_save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption))
+    curves = _curves_plot(part, stem, img, written, found)
+    plots.extend([curves] if curves is not None else [])
     finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
     # Captions count the runs whose table was read: a broken one is left out (and named in `found`).
     for name, matrix, summed in run_files.confusions(finished, found):
@@ -316,23 +314,51 @@ def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> tuple[list[Plot],
     return plots, found
 
 
-def _dataset_report(name: str, part: pd.DataFrame, img: Path, written: set[str], found: list[Problem]) -> DatasetReport:
+def _curves_plot(part: pd.DataFrame, stem: str, img: Path, written: set[str], found: list[Problem]) -> Plot | None:
+    """Training curves of the cell's completed and running runs (a half-trained run's history is worth
+    seeing; the caption says how many are running). Failed runs are left out, as from the tables: a
+    diverged or crashed run's last epochs pulled the mean and widened the band of the runs reported."""
+    dirs = _run_dirs(part, ("completed", "running"))[:MAX_RUNS_PER_FIGURE]
+    history = run_files.histories(dirs, found)
+    if history.empty:
+        return None
+    n_running = len({run.seed for run in dirs} & set(part["seed"][part["state"] == "running"].astype(str)))
+    still = f" ({n_running} still running: later epochs average fewer runs)" if n_running else ""
+    caption = (
+        f"Training curves of {history['seed'].nunique()} run(s){still}, mean over seeds with the min-max band: "
+        "loss (train solid, validation dashed; per level too in a hierarchical run) and validation metrics (fractions)"
+    )
+    return _save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption)
+
+
+def _dataset_report(
+    index: int, name: str, part: pd.DataFrame, img: Path, written: set[str], found: list[Problem]
+) -> DatasetReport:
     """A dataset's split facts and class distribution, from its first finished run whose files read
-    (a broken split.json or per-class table is added to `found` and the next run's is used)."""
-    report = DatasetReport(anchor=f"dataset-{slug(name)}", name=name, facts=[])
+    (a broken split.json or per-class table is added to `found` and the next run's is used). `index`
+    (its position) keeps its anchor and file apart from a dataset whose name slugs alike."""
+    stem = f"dataset-{index:02d}-{slug(name)[:80]}"
+    report = DatasetReport(anchor=stem, name=name, facts=[])
     finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
     report.facts.extend((k, _short(v)) for k, v in run_files.split_facts(finished, found).items())
     counts = run_files.class_support(finished, found)
     if counts is not None and len(counts):
+        # per_label.csv (indexed by `label`): a label's support counts the test images that have it; an
+        # image has several labels or none, so their sum is no image count (split.json's count is).
+        multilabel = counts.index.name == "label"
+        what, share_of = ("label", "all positive labels") if multilabel else ("class", "the split")
         total = int(counts.sum())
-        report.facts.append(("test images (from per-class support)", str(total)))
-        report.facts.append(("classes", str(len(counts))))
+        if multilabel:
+            report.facts.append(("positive labels in the test split (from per-label support)", str(total)))
+        else:
+            report.facts.append(("test images (from per-class support)", str(total)))
+        report.facts.append(("labels" if multilabel else "classes", str(len(counts))))
         report.facts.append(
-            ("images per class: min / median / max", f"{counts.min()} / {counts.median():g} / {counts.max()}")
+            (f"images per {what}: min / median / max", f"{counts.min()} / {counts.median():g} / {counts.max()}")
         )
-        figure = figures.distribution_figure(counts)
-        caption = "Test-split class distribution (count and share of images)"
-        report.figures.append(_save(figure, img, f"dataset-{slug(name)}-classes.png", written, caption))
+        figure = figures.distribution_figure(counts, share_of)
+        caption = f"Test-split {what} distribution (images per {what} and their share of {share_of})"
+        report.figures.append(_save(figure, img, f"{stem}-classes.png", written, caption))
     return report
 
 
