@@ -5,33 +5,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from rich.markup import escape
 
 from orchestrator.cli import terminal
 from orchestrator.sweep import bounded, schema
 from orchestrator.sweep.errors import SpecError
-from trainers.datasets.imagefolder import find_classes
-from trainers.datasets.index import scan_images
 from trainers.rundir import folder_slug, write_text
 
 console = terminal.make_console()
+errors = terminal.make_console(stderr=True)
 SCHEMAS = {"sweep": schema.sweep_schema, "site": schema.site_schema, "profile": schema.profile_schema}
 _SPLIT_FOLDERS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
 class FolderDataset:
-    """What `init` found in an ImageFolder tree: its classes and the split folders on disk."""
+    """An ImageFolder tree as every run of the sweep will read it (the trainer's own reader)."""
 
     root: Path
     classes: list[str]
     splits: list[str]
     """Split folders present (train, val, test); empty when the root holds the class folders itself."""
-    train_images: int
+    sizes: dict[str, int]
+    """Images per split (train, val, test) after carving, as the runs read them."""
+    warnings: list[str]
+    """What will run but is probably not what the user meant (an empty class folder, no val image)."""
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -61,42 +66,85 @@ def cmd_init(args: argparse.Namespace) -> int:
         write_text(schema_file, json.dumps(schema.sweep_schema(), indent=1) + "\n")
     write_text(out, sweep_text(found, name, args.backbone))
     shown = ", ".join(found.classes[:8]) + (", ..." if len(found.classes) > 8 else "")
-    console.print(f"{len(found.classes)} classes ({escape(shown)}), split folders: {found.splits or 'none'}")
-    console.print(f"wrote {escape(str(out))}; next: orchestrate plan {escape(str(out))}")
+    console.print(f"{len(found.classes)} classes ({escape(shown)}); {_sizes_note(found)}")
+    for warning in found.warnings:
+        errors.print(f"warning: {escape(warning)}")
+    console.print(f"wrote {escape(str(out))}; next: orchestrate plan {escape(shlex.quote(str(out)))}")
     return 0
 
 
 def scan_folder(root: Path) -> FolderDataset:
-    """Classes and split folders of an ImageFolder tree (`root/<class>/...` or `root/train/<class>/...`)."""
+    """The classes and splits of an ImageFolder tree, read by `trainers.datasets.index.resolve_splits`:
+    the reader `plan` checks and every run loads, so that `init` and the runs agree (its own scan read
+    `Train/ Val/` as two classes and wrote a sweep for `val/ test/` without `train/` that plan refused)."""
     if not root.is_dir():
         raise SpecError(f"--root {root}: not a folder")
-    splits = [split for split in _SPLIT_FOLDERS if (root / split).is_dir()]
-    train = root / "train" if "train" in splits else root
-    classes = find_classes(train)
+    from trainers.config import DatasetConfig
+    from trainers.datasets.index import resolve_splits
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            read = resolve_splits(DatasetConfig(name="imagefolder", root=str(root)))
+        except (ValueError, OSError) as exc:
+            raise SpecError(f"--root {root}: {exc}") from None
+    classes, policy = read.class_names, read.info["policy"]
     if len(classes) < 2:
-        raise SpecError(f"--root {root}: {len(classes)} class folder(s) under {train}; ImageFolder needs at least 2")
-    images = sum(len(scan_images(train / name)) for name in classes)
-    if images == 0:
-        raise SpecError(f"--root {root}: no image files under the class folders of {train}")
-    return FolderDataset(root=root, classes=classes, splits=splits, train_images=images)
+        where = f"the train folder of {root}" if policy["train"] != "rest of all" else str(root)
+        raise SpecError(f"--root {root}: {len(classes)} class folder(s) under {where}; ImageFolder needs at least 2")
+    sizes = {split: len(read.split(split)) for split in _SPLIT_FOLDERS}
+    if sizes["test"] == 0:
+        raise SpecError(
+            f"--root {root}: the test split would hold no image ({_carving(policy, 'test')}), so no run "
+            "could report a test score; add images (5 or more per class gives each class one) or a test/ folder"
+        )
+    notes = list(dict.fromkeys(str(warning.message) for warning in caught))  # once per carved split
+    counts = np.bincount(np.concatenate([read.split(s).targets for s in _SPLIT_FOLDERS]), minlength=len(classes))
+    empty = [name for name, count in zip(classes, counts, strict=True) if count == 0]
+    if empty:
+        notes.append(f"class folder(s) without an image: {', '.join(empty)}; each is still a class of the model")
+    if sizes["val"] == 0:
+        notes.append(
+            f"the val split holds no image ({_carving(policy, 'val')}): no early stopping, the last epoch is tested"
+        )
+    splits = [split for split in _SPLIT_FOLDERS if policy[split] == "official"]
+    if policy["train"] == "rest of train":
+        splits.insert(0, "train")
+    return FolderDataset(root=root, classes=classes, splits=splits, sizes=sizes, warnings=notes)
+
+
+def _carving(policy: dict[str, str], split: str) -> str:
+    """How a split was made, in words: `carved 20% of the training images` or `its folder`."""
+    how = policy[split]
+    if how == "official":
+        return f"its {split}/ folder"
+    return f"carved {float(how.split()[1]):.0%} of the training images"
+
+
+def _sizes_note(found: FolderDataset) -> str:
+    """`9 train, 1 val, 2 test images; split folders: none (val and test carved ...)`."""
+    carved = [split for split in ("val", "test") if split not in found.splits]
+    counts = ", ".join(f"{found.sizes[split]} {split}" for split in _SPLIT_FOLDERS)
+    folders = f"split folders {', '.join(found.splits)}" if found.splits else "no split folders"
+    how = f"; {' and '.join(carved)} carved from the training images (stratified, seeded)" if carved else ""
+    return f"{counts} images; {folders}{how}"
 
 
 def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
     """The commented sweep YAML for one ImageFolder dataset: plans clean as written."""
-    carved = [split for split in ("val", "test") if split not in found.splits]
-    split_note = f"split folders {', '.join(found.splits)}" if found.splits else "no split folders"
-    carve_note = f"; {' and '.join(carved)} carved from the training images (stratified, seeded)" if carved else ""
+    layout = "ROOT/train/<class>/<image>" if "train" in found.splits else "ROOT/<class>/<image>"
     lines = [
         f"# yaml-language-server: $schema={schema.SWEEP_SCHEMA_ID}",
         f"# A first sweep for {_comment(str(found.root))}, written by `orchestrate init`.",
-        f"# {len(found.classes)} classes, {found.train_images} training images, {split_note}{carve_note}.",
+        f"# {len(found.classes)} classes; {_sizes_note(found)}.",
+        *(f"# warning: {_comment(warning)}" for warning in found.warnings),
         "# Next: `orchestrate plan THIS.yaml`, then `orchestrate submit THIS.yaml` (this machine) or",
         "# `orchestrate submit THIS.yaml --executor slurm --profile NAME` (a cluster), then `orchestrate collect`.",
         f"name: {name}                   # the sweep's name: its results folder, tables and jobs",
         "",
         "defaults:                      # the trainer's settings of every run",
         "  data:",
-        f"    dataset: {{name: imagefolder, root: {json.dumps(str(found.root))}}}   # ROOT/<class>/<image>",
+        f"    dataset: {{name: imagefolder, root: {json.dumps(str(found.root))}}}   # {layout}",
         "    image_size_px: 224        # every image is resized to this square side",
         "    batch_size: 32            # global: images per optimizer step over all GPUs",
         "  optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}   # optimizer, learning rate, decay",

@@ -63,7 +63,7 @@ def test_init_never_overwrites_and_refuses_a_folder_without_classes(
     assert main(["init", "--root", str(data), "--out", str(out)]) == 2
     assert "never overwrites" in capsys.readouterr().err
     assert out.read_text() == "my own notes\n"
-    (tmp_path / "empty" / "only").mkdir(parents=True)
+    _image_tree(tmp_path / "empty", ["only"])
     assert main(["init", "--root", str(tmp_path / "empty"), "--out", str(tmp_path / "x.yaml")]) == 2
     assert "1 class folder(s)" in capsys.readouterr().err
     assert not (tmp_path / "x.yaml").exists()
