@@ -1,4 +1,5 @@
-"""Plan-time dataset check, importable on the login node (no torch, PIL or scikit-learn).
+"""Plan-time dataset check, importable on the login node (no torch or PIL; scikit-learn only to carve
+the test split of a small dataset, CARVED_AT_PLAN_BELOW).
 
 `orchestrate plan` and `submit` call `check_dataset` once per distinct dataset of a
 sweep, so a missing root, a missing annotation file or an image that is listed but
@@ -8,14 +9,27 @@ absent is a one-line error before anything is submitted, not a crash in a job.
 from __future__ import annotations
 
 from trainers.config import DatasetConfig
-from trainers.datasets.index import IN_MEMORY, available, build_index, task_of
+from trainers.datasets.index import (
+    IN_MEMORY,
+    ResolvedSplits,
+    available,
+    build_index,
+    dataset_tag,
+    resolve_splits,
+    task_of,
+)
 
 IN_MEMORY_TASKS = {"digits": ("single", "hierarchical", "multilabel")}
+CARVED_AT_PLAN_BELOW = 2_000
+"""A test split carved from fewer training images than this is carved at plan too, to see that it
+holds an image (scikit-learn's import, about 0.3 s). From a larger pool it always does: the
+stratified split gives it ceil(test_fraction x images), and each class its share."""
 
 
 def check_dataset(ds: DatasetConfig) -> None:
     """Raise FileNotFoundError or ValueError (naming the dataset and path) when `ds` cannot be
-    read: unknown name or task, missing root, annotation file or listed image."""
+    read: unknown name or task, missing root, annotation file or listed image; or when its train
+    or test split, as the trainer carves them, would hold no image."""
     if ds.name == "combined":
         if not ds.parts:
             raise ValueError(f"dataset {ds.name!r} needs `parts` (e.g. [cub200, fgvc_aircraft] as site entries)")
@@ -40,7 +54,27 @@ def check_dataset(ds: DatasetConfig) -> None:
         return
     if ds.name not in available():
         raise ValueError(f"unknown dataset {ds.name!r}; registered: {', '.join(available())}")
-    build_index(ds)
+    index = build_index(ds)
+    official = index.parts.get("test")
+    if official is not None and len(official) == 0:
+        raise ValueError(f"{dataset_tag(ds)}: the official test split holds no image (under {ds.root})")
+    pool = index.parts.get("train", index.parts.get("all"))
+    if official is None and pool is not None and len(pool) < CARVED_AT_PLAN_BELOW:
+        check_not_empty(ds, resolve_splits(ds))
+
+
+def check_not_empty(ds: DatasetConfig, splits: ResolvedSplits) -> None:
+    """ValueError when the train or test split would hold no image: every run of the dataset would
+    train and then have nothing to score (a folder of one image per class planned, trained 9 runs,
+    and `collect` had nothing to tabulate). An empty val split is allowed (the last epoch is kept)."""
+    for name in ("train", "test"):
+        if len(splits.split(name)) == 0:
+            how = splits.info.get("policy", {}).get(name, "official")
+            raise ValueError(
+                f"{dataset_tag(ds)}: the {name} split would hold no image ({how}, {len(splits.train)} train "
+                f"images in {len(splits.class_names)} classes); add images (a carved split takes its share of "
+                f"each class: 5 or more per class gives each class a test image) or an official {name} split"
+            )
 
 
 __all__ = ["check_dataset"]

@@ -166,8 +166,11 @@ def test_predict_decodes_like_eval(tmp_path: Path) -> None:
     Image.fromarray(pixels).save(tmp_path / "big.jpg", quality=90)
     dataset = _Unlabelled(tmp_path, lambda image: torch.from_numpy(np.array(image)), draft_px=224)
     evaluated = np.asarray(ImageFiles([tmp_path / "big.jpg"], [0], draft_px=224).load(0))
-    image, image_id = dataset[0]
-    assert image_id == "big" and image.shape == evaluated.shape == (300, 400, 3)  # the draft, not 600x800
+    sample = dataset[0]
+    assert sample is not None
+    image, index = sample
+    assert dataset.image_id(index) == "big"
+    assert image.shape == evaluated.shape == (300, 400, 3)  # the draft, not 600x800
     assert np.array_equal(image.numpy(), evaluated)
 
 
@@ -210,3 +213,23 @@ def test_one_rare_class_keeps_the_others_stratified() -> None:
         warnings.simplefilter("error")
         again = stratified_split(labels[labels != 29], [0.2, 0.1], seed=0)  # sklearn's own split, no warning
     assert len(again) == 3
+
+
+@pytest.mark.parametrize(("per_class", "refused"), [(1, True), (2, False)])
+def test_a_dataset_whose_carved_test_split_is_empty_is_refused_at_plan(
+    tmp_path: Path, per_class: int, refused: bool
+) -> None:
+    """One image per class carves no test image: every run trained and `collect` had nothing to score."""
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir()
+        for i in range(per_class):
+            Image.new("RGB", (8, 8)).save(tmp_path / name / f"{i}.png")
+    ds = DatasetConfig(name="imagefolder", root=str(tmp_path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the per-class fallback split's warning
+        if not refused:
+            check_dataset(ds)
+            assert len(resolve_splits(ds).test) > 0
+            return
+        with pytest.raises(ValueError, match=r"^dataset 'imagefolder': the test split would hold no image \(carved"):
+            check_dataset(ds)
