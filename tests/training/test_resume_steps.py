@@ -236,3 +236,36 @@ def test_sampler_skip_is_the_tail_of_the_epoch_permutation() -> None:
     assert list(sampler) == whole[12:]
     sampler.set_epoch(3)  # a new epoch starts at its beginning
     assert len(list(sampler)) == 40 and list(sampler) != whole
+
+
+@pytest.mark.slow
+def test_sigterm_after_an_epochs_last_step_is_answered_by_its_own_save_and_said(
+    tmp_path: Path, reference: tuple[dict[str, Any], list[dict[str, str]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGTERM after an epoch's last step boundary (in its last micro-batch, validation or save):
+    the epoch's own save is the signal's answer, and the log says so, as a step boundary's save
+    does (the dev cluster's requeue test found no line when the signal landed there)."""
+
+    class TermAfterLastStep(StopRequest):
+        last_done = 0
+
+        def poll(self, epoch: int, done: int) -> tuple[bool, bool]:
+            decision = super().poll(epoch, done)
+            if epoch == 0:
+                self.last_done = max(self.last_done, done)
+            elif (epoch, done) == (1, self.last_done):
+                os.kill(os.getpid(), signal.SIGTERM)  # after this boundary's decision: none follows
+            elif (epoch, done) == (2, 3):
+                raise _Killed
+            return decision
+
+    with _handled(signal.SIGTERM):
+        with pytest.raises(_Killed):
+            run_training(_config(workers=0), tmp_path, stop=TermAfterLastStep())
+        out = capsys.readouterr().out
+        assert out.count("saved the state at the end of epoch 2 (on SIGTERM") == 1, out
+        assert "micro-batch" not in out, out
+        assert _last_saved_at(tmp_path) == (2, 0)
+        metrics = run_training(_config(workers=0), tmp_path)
+    assert _history(tmp_path) == reference[1]
+    assert _comparable(metrics) == _comparable(reference[0])

@@ -294,6 +294,8 @@ def run_epoch(parts: Parts, epoch: int, state: LoopState, mid: MidEpoch | None =
     if parts.accelerator.is_main_process:
         write_history(parts.run_dir, list(history), parts.history_extra)
     save_last(parts, progress)
+    if parts.stop.answered:  # a save signal after the epoch's last step boundary: this save answered it
+        parts.accelerator.print(f"saved the state at the end of epoch {epoch + 1} ({parts.stop.answered})")
     _report(parts, epoch, row, progress)
     return LoopState(progress=progress, history=history, timing=state.timing.plus(trained))
 

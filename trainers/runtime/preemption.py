@@ -49,6 +49,8 @@ class StopRequest:
         self.save_signum = save_signum
         """A signal that asks for a save without a stop (SIGTERM: the job is about to be killed)."""
         self.save_requested = False
+        self.answered: str | None = None
+        """Why the last save was made when it answered a save signal (`why`), else None."""
         self.checkpoint_every_s = None if checkpoint_every_min is None else checkpoint_every_min * 60.0
         self.last_save = time.monotonic()
         self._previous: Any = None
@@ -105,8 +107,11 @@ class StopRequest:
         return "periodic" if self.save_due() else "another rank's signal"
 
     def saved(self) -> None:
-        """Note a finished save (restarts the periodic interval; a save signal is answered)."""
+        """Note a finished save (restarts the periodic interval; a save signal is answered, and
+        `answered` says so: a signal after an epoch's last step boundary is answered by the epoch's
+        own save, which the log then names as the signal's)."""
         self.last_save = time.monotonic()
+        self.answered = self.why() if self.save_requested and not self.requested else None
         self.save_requested = False
 
     def hand_over(self, where: str) -> None:
