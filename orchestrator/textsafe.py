@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from trainers.textsafe import UNSAFE as _UNSAFE
+from trainers.textsafe import escaped as _escaped
+
 BIDI = frozenset(chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A)))
 """Embeddings, overrides and isolates (U+202A-202E, U+2066-2069): they reorder what is displayed."""
 ZERO_WIDTH = frozenset("\u200b\u200c\u200d\u2060\ufeff")
 """Zero-width space, non-joiner, joiner, word joiner, BOM: invisible, so two names can look alike."""
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
 # Terminal sequences: CSI (ESC [ or C1 0x9b) ... final byte; OSC (ESC ] or 0x9d) ... BEL or ST;
 # DCS/SOS/PM/APC strings ... ST; two-byte ESC sequences. Removed whole, so no parameter is left behind.
 _SEQUENCE = re.compile(
@@ -68,10 +70,6 @@ def one_line(text: str) -> str:
     and tabs too: for a label drawn on one line (a figure's ticks and legends), where matplotlib has
     no glyph for a tab or an ESC and would warn on stderr and draw a box."""
     return _UNSAFE.sub(lambda m: _escaped(m.group()), text)
-
-
-def _escaped(char: str) -> str:
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
 
 
 _RICH_TAG = re.compile(r"[a-z#/@][^\[]*?]")

@@ -45,6 +45,7 @@ TORCH_FREE_TRAINERS = {
     "trainers.field_docs",
     "trainers.rundir",
     "trainers.rules",
+    "trainers.textsafe",
 }
 """The trainer's torch-free contract: what the login node may import at import time."""
 TORCH_FREE_ROOMS = ("orchestrator.sweep", "orchestrator.store")

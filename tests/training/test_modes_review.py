@@ -1,5 +1,6 @@
 """`orchestrate eval` / `predict` on data and checkpoints that are not all sound: an unreadable
-image among those scored or labelled, and a corrupt weights file. Tiny CPU runs (a second each)."""
+image among those scored or labelled, a corrupt weights file, file and class names that broke the
+.tsv, and a run that has not completed. Tiny CPU runs (a second each)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from config_helpers import tiny_config
 from dataset_fixtures import make_imagefolder
+from PIL import Image
 
 import trainers
 from orchestrator.cli import main
 from trainers import rundir
+from trainers.contract import State
+from trainers.loop import checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:stratified split impossible", "ignore:.*skipping unreadable image")
 
@@ -79,9 +85,7 @@ def test_predict_skips_unreadable_files_and_names_them(
     assert "6 images ->" in printed and "1 unreadable image file(s) skipped (no row): cat/broken.jpg" in printed
     rows = list(csv.DictReader(out.open(), delimiter="\t"))
     assert sorted(row["image_id"] for row in rows) == sorted(
-        p.relative_to(folder / "test").with_suffix("").as_posix()
-        for p in (folder / "test").rglob("*_test*")
-        if p.is_file()
+        p.relative_to(folder / "test").as_posix() for p in (folder / "test").rglob("*_test*") if p.is_file()
     )
     broken_only = tmp_path / "broken"
     broken_only.mkdir()
@@ -107,3 +111,64 @@ def test_a_corrupt_weights_file_is_one_line_not_a_traceback(
     assert "model.safetensors: cannot load the model weights" in err and err.count("\n") == 1
     assert main(["predict", str(copy), str(tmp_path), "--out", str(tmp_path / "p.tsv")]) == 2
     assert "cannot load the model weights" in capsys.readouterr().err
+
+
+TRICKY_NAMES = ("x.jpg", "x.png", "tab\there.png", "new\nline.png", 'say "cheese".png', "001.png", "NA.png")
+"""Two files sharing a stem, a tab, a newline and quotes in names, and stems pandas reads as 1 and NaN."""
+
+
+def test_predict_ids_are_unique_and_the_tsv_reads_back_with_pandas(run: Path, tmp_path: Path) -> None:
+    """`image_id` was the path without its suffix (x.jpg and x.png were both `x`) and rows were joined
+    with bare tabs (a tab or newline in a file or class name split a row). Ids are now the relative
+    paths and the file is csv-quoted: pandas.read_csv(sep="\\t") gets every name back, as a string."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    best = checkpoint.find_complete(checkpoint.checkpoint_dir(copy), checkpoint.BEST)
+    assert best is not None
+    state_file = best / checkpoint.STATE_FILE
+    state = json.loads(state_file.read_text())
+    classes = ["ca\tt", "do\ng", 'o"wl']
+    state["task"]["class_names"] = classes
+    state_file.write_text(json.dumps(state))
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in (*TRICKY_NAMES, "sub/x.jpg"):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(images / name)
+    out = tmp_path / "labels.tsv"
+    assert main(["predict", str(copy), str(images), "--out", str(out)]) == 0
+    table = pd.read_csv(out, sep="\t")
+    assert sorted(table["image_id"]) == sorted([*TRICKY_NAMES, "sub/x.jpg"])
+    assert list(table.columns) == ["image_id", "label", "label_p", *(f"p_{name}" for name in classes)]
+    assert set(table["label"]) <= set(classes) and not table.isna().any().any()
+    probabilities = table[[f"p_{name}" for name in classes]].sum(axis=1)
+    assert np.allclose(probabilities, 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("state", [State.RUNNING, State.FAILED, State.PENDING, "bogus", None])
+def test_eval_and_predict_refuse_a_run_that_has_not_completed(
+    run: Path, tmp_path: Path, state: State | str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A running run replaces its checkpoints while eval/predict read them (a failed one may be resumed
+    at any time): both read only a completed run, and say which run and which state in one line.
+    None: no status.json and no metrics.json (a run trained outside the orchestrator, unfinished)."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    if isinstance(state, State):
+        rundir.update_status(copy, state)
+    elif state is not None:
+        rundir.write_json(copy / rundir.STATUS, {"state": state})
+    else:
+        (copy / rundir.METRICS).unlink()
+    shown = "not completed" if state is None else f"the run is {state.value if isinstance(state, State) else 'unknown'}"
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("RGB", (8, 8)).save(images / "a.png")
+    before = sorted(copy.rglob("*"))
+    for command in (["eval", str(copy)], ["predict", str(copy), str(images), "--out", str(tmp_path / "p.tsv")]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert str(copy) in err and shown in err and err.count("\n") == 1, err
+    assert sorted(copy.rglob("*")) == before and not (tmp_path / "p.tsv").exists()
+    rundir.update_status(copy, State.COMPLETED)  # the same folder, once completed, is scored
+    assert main(["predict", str(copy), str(images), "--out", str(tmp_path / "p.tsv")]) == 0

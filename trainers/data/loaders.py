@@ -38,6 +38,7 @@ from trainers.config import DataConfig
 from trainers.data.image_cache import ImageCache, fill, splits_to_cache
 from trainers.data.transforms import build_transform, cached_stages
 from trainers.datasets import DatasetSplits, LabeledImages, build_splits
+from trainers.textsafe import terminal
 
 # What PIL raises for unreadable files: truncated (OSError), not an image
 # (UnidentifiedImageError, an OSError), broken headers (SyntaxError, ValueError, struct
@@ -190,15 +191,16 @@ class Transformed(Dataset[Any]):
             yield
 
     def _flag(self, index: int, exc: BaseException) -> None:
-        source = self.images.source(index)
+        # A file name may hold an ESC sequence: escaped before it reaches the user's terminal.
+        source, why = terminal(self.images.source(index)), terminal(exc)
         if not self._bad[index]:
             self._bad[index] = True
-            warnings.warn(f"{self.split}: skipping unreadable image {source}: {exc}", stacklevel=2)
+            warnings.warn(f"{self.split}: skipping unreadable image {source}: {why}", stacklevel=2)
         n_bad, total = self.skipped, len(self.images)
         if n_bad > self.max_bad_fraction * total:
             raise BadDataError(
                 f"{self.split} split: {n_bad} of {total} images are unreadable ({n_bad / total:.1%}), more than "
-                f"data.dataset.max_bad_fraction={self.max_bad_fraction}; latest: {source}: {exc}"
+                f"data.dataset.max_bad_fraction={self.max_bad_fraction}; latest: {source}: {why}"
             )
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, Any] | None:

@@ -3,9 +3,10 @@ folder of unlabelled images into a .tsv, both with the model the run's test numb
 (its `checkpoint_for_test`: the best checkpoint, or the last epoch's model in checkpoints/last),
 or with the other one when asked (`checkpoint="best"` / `"last"`).
 
-Both rebuild the model from what the best checkpoint records beside its weights (the
-run's resolved config and label structure), so they need neither the training data nor
-the sweep file. Outputs go into the run folder without touching the run's own files:
+Both refuse a run that has not completed (status.json): the trainer may still replace its
+checkpoints while they are read. Both rebuild the model from what the best checkpoint records
+beside its weights (the run's resolved config and label structure), so they need neither the
+training data nor the sweep file. Outputs go into the run folder without touching the run's own files:
 
     <run_dir>/eval/<name>/metrics.json (+ per-class / confusion-matrix CSVs)
     <run_dir>/predictions/<images folder name>.tsv
@@ -13,6 +14,8 @@ the sweep file. Outputs go into the run folder without touching the run's own fi
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -46,6 +49,22 @@ PREDICTIONS_DIR = rundir.PREDICTIONS
 
 Which = Literal["run", "best", "last"]
 """The model eval/predict load: run = the run's checkpoint_for_test; best; last (the final epoch's)."""
+
+
+def check_completed(run_dir: Path) -> None:
+    """ValueError unless the run completed: a running (or requeued) run replaces its checkpoints
+    while they are read, a failed one may be resumed into the same folder at any time. Completed
+    means status.json says so, or, for a run trained without the orchestrator (trainers.run, which
+    writes no status.json), its metrics.json: the trainer's last write."""
+    # parse_status reads an unknown state (or a broken status) as `unknown`: refused below.
+    state = contract.parse_status(rundir.read_json(run_dir / rundir.STATUS))[0].state
+    if state == contract.State.COMPLETED.value:
+        return
+    if state == contract.State.MISSING.value:
+        if (run_dir / rundir.METRICS).is_file():
+            return
+        raise ValueError(f"{run_dir}: the run has not completed (no {rundir.STATUS}, no {rundir.METRICS})")
+    raise ValueError(f"{run_dir}: the run is {state}, not completed (eval/predict read a completed run's checkpoints)")
 
 
 class Trained:
@@ -139,6 +158,7 @@ def evaluate_run(
     this one agree); on another dataset the run's weights cannot be rebuilt and the loss is
     unweighted. metrics.json says which (`loss_class_weights`)."""
     _check_name(name)
+    check_completed(Path(run_dir))
     trained = Trained(Path(run_dir), which)
     cfg = trained.cfg
     if dataset is not None:
@@ -210,7 +230,7 @@ def _default_name(cfg: TrainConfig, split: str) -> str:
 
 
 class _Unlabelled(Dataset[tuple[torch.Tensor, int] | None]):
-    """Image files with their indices (`image_id`: path relative to the folder, without suffix), decoded as
+    """Image files with their indices (`image_id`: path relative to the folder), decoded as
     training and evaluation decode them (ImageFiles, with the JPEG draft at `draft_px`):
     a full-size decode resized differently, and predictions on the test images did not
     reproduce the evaluation's. An unreadable file (corrupt, truncated, not an image) is None:
@@ -225,9 +245,11 @@ class _Unlabelled(Dataset[tuple[torch.Tensor, int] | None]):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def image_id(self, index: int, suffix: bool = False) -> str:
-        relative = self.paths[index].relative_to(self.root)
-        return (relative if suffix else relative.with_suffix("")).as_posix()
+    def image_id(self, index: int) -> str:
+        """The file's path relative to the folder, suffix kept: unique (without it `x.jpg` and
+        `x.png` were both `x`), and never a number or a missing value to pandas.read_csv
+        (`001` read as 1, `NA` as NaN)."""
+        return self.paths[index].relative_to(self.root).as_posix()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         try:
@@ -277,6 +299,7 @@ def predict_images(
     if not images_dir.is_dir():
         raise FileNotFoundError(f"images folder {images_dir} does not exist")
     target = rundir.free_path(out or Path(run_dir) / PREDICTIONS_DIR / f"{images_dir.resolve().name}.tsv")
+    check_completed(Path(run_dir))
     trained = Trained(Path(run_dir), which)
     data = trained.cfg.data
     dataset = _Unlabelled(images_dir, trained.transform, data.image_size_px if data.jpeg_draft else None)
@@ -284,12 +307,23 @@ def predict_images(
         raise ValueError(f"{images_dir}: no image files")
     outputs, indices = trained.outputs(trained.loader(dataset))
     read = {int(index) for index in indices}
-    unreadable = [dataset.image_id(i, suffix=True) for i in range(len(dataset)) if i not in read]
+    unreadable = [dataset.image_id(i) for i in range(len(dataset)) if i not in read]
     if not read:
         raise ValueError(f"{images_dir}: none of its {len(dataset)} image files could be decoded")
     ids = [dataset.image_id(int(index)) for index in indices]
     header, rows = prediction_rows(trained.task, outputs, trained.cfg.threshold if threshold is None else threshold)
-    lines = ["\t".join(["image_id", *header])]
-    lines += ["\t".join([image_id, *row]) for image_id, row in zip(ids, rows, strict=True)]
-    rundir.write_text(rundir.free_path(target), "\n".join(lines) + "\n")
+    rundir.write_text(
+        rundir.free_path(target), tsv(["image_id", *header], [[i, *r] for i, r in zip(ids, rows, strict=True)])
+    )
     return target, len(rows), unreadable
+
+
+def tsv(header: list[str], rows: list[list[str]]) -> str:
+    """Tab-separated text with csv's quoting: a file or class name holding a tab, a newline or a
+    `"` is quoted, so every row keeps its columns and pandas.read_csv(sep="\\t") reads the names
+    back as they are (joined with bare tabs, such a name split its row or added one)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
