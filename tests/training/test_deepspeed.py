@@ -2,7 +2,8 @@
 earlier epoch is saved whole and reloaded into partitioned parameters for the final evaluation;
 at ZeRO-1 with accumulation a run stopped after its first epoch resumes to the same numbers, and
 at ZeRO-3 and under DDP one stopped in the middle of an epoch does (ZeRO-3's sharded state is
-reloaded there). ZeRO-2 is resumed through SLURM preemption in test_distributed.py.
+reloaded there). ZeRO-2 is resumed through SLURM preemption in test_distributed.py. The ZeRO-3
+run's `last` holds its final weights whole for eval/predict, also once the cleanup trimmed it.
 
 Each case costs 2-process launches that import DeepSpeed (seconds each on 2 cores), so the cases
 are chosen to cover each code path once: the module is marked slow."""
@@ -13,6 +14,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import pytest
 import torch
 
 from trainers import rundir
+from trainers.loop import checkpoint, modes
 from trainers.runtime.votes import LAG_BOUNDARIES
 
 pytestmark = pytest.mark.slow
@@ -122,6 +125,38 @@ def test_zero3_reloads_an_earlier_best_epoch_into_partitioned_parameters(straigh
     assert val_top1[best - 1] != val_top1[-1], "the test needs a best epoch whose weights differ from the last"
     # The final evaluation ran on the reloaded best weights, not on whatever the model last held.
     assert metrics["val"]["top1"] == pytest.approx(val_top1[best - 1], abs=1e-9)
+
+
+def test_zero3_last_holds_the_final_weights_for_eval_also_after_the_cleanup(
+    straight: Callable[..., Path], tmp_path: Path
+) -> None:
+    # accelerate.save_state writes a DeepSpeed engine in DeepSpeed's format (no model.safetensors), and
+    # ZeRO-3's model_states.pt holds placeholders: the whole weights were only in the optimizer shards.
+    run_dir = Path(shutil.copytree(straight(3), tmp_path / "run"))  # a copy: the cleanup trims it
+    last = run_dir / "checkpoints" / "last"
+    assert list(last.rglob("*optim_states.pt")) and (last / checkpoint.WEIGHTS_FILE).is_file()
+    rows = history(run_dir)
+    _, before = modes.evaluate_run(run_dir, split="val", name="last-val", which="last")
+    assert before["checkpoint_epoch"] == EPOCHS
+    # The final epoch's model (the best is the first epoch, whose val_top1 differs; see the ZeRO-3 test above).
+    assert before["test"]["top1"] == pytest.approx(float(rows[-1]["val_top1"]), abs=1e-9)
+    assert before["test"]["loss"] == pytest.approx(float(rows[-1]["val_loss"]), rel=1e-5)
+    assert checkpoint.drop_resume_state(run_dir / "checkpoints") > 0
+    assert not list(last.rglob("*optim_states.pt")) and checkpoint.is_weights_only(last)
+    _, after = modes.evaluate_run(run_dir, split="val", name="trimmed-val", which="last")
+    assert after["test"] == before["test"]
+
+
+def test_cleanup_keeps_a_deepspeed_last_without_whole_weights(straight: Callable[..., Path], tmp_path: Path) -> None:
+    # A `last` saved before the trainer added model.safetensors (or killed before it did): its ZeRO-3
+    # optimizer shards are the only whole weights (zero_to_fp32.py rebuilds them), so none is deleted.
+    run_dir = Path(shutil.copytree(straight(3), tmp_path / "run"))
+    last = run_dir / "checkpoints" / "last"
+    (last / checkpoint.WEIGHTS_FILE).unlink(missing_ok=True)
+    files = sorted(p.relative_to(last) for p in last.rglob("*") if p.is_file())
+    assert checkpoint.drop_resume_state(run_dir / "checkpoints") == 0
+    assert sorted(p.relative_to(last) for p in last.rglob("*") if p.is_file()) == files
+    assert not checkpoint.is_weights_only(last), "still resumable"
 
 
 # ZeRO-1 with 2 accumulation steps: 15 micro-batches per rank and epoch make 8 optimizer steps

@@ -1,6 +1,8 @@
 """Checkpoint folders under <run_dir>/checkpoints/: `last` (full accelerate state, every
 epoch and at mid-epoch step boundaries, for resume) and `best` (model weights of the best
-validation epoch).
+validation epoch). Both hold the whole model as model.safetensors: accelerate.save_state
+writes it into `last`, except for a DeepSpeed engine (DeepSpeed's own format), whose final
+`last` gets it when training ends (save_last_weights).
 
 A folder is written under a temp name, finished with its small `trainer_state.json`
 (the completeness marker), then swapped in by renames. A kill at any moment leaves
@@ -30,11 +32,12 @@ STATE_FILE = "trainer_state.json"
 RANK_STATE_FILE = "rank_state_{rank}.pt"
 """Per-process loop state of a mid-epoch `last` (the epoch's running loss totals)."""
 WEIGHTS_FILE = "model.safetensors"
-"""The best model's weights, one file (the name Accelerate and `load_checkpoint_in_model` expect)."""
+"""The whole model's weights, one file (the name Accelerate and `load_checkpoint_in_model` expect)."""
 WEIGHTS_ONLY = "weights_only"
 """trainer_state.json key of a `last` whose resume state was dropped (a completed run's cleanup)."""
-# Files of `last` that only a resume reads (accelerate.save_state's names; DeepSpeed's optimizer
-# shards end in `optim_states.pt`); the model's weights are never among them.
+# Files of `last` that only a resume reads once the folder holds WEIGHTS_FILE (accelerate.save_state's
+# names; DeepSpeed's optimizer shards end in `optim_states.pt`). Without WEIGHTS_FILE those shards may
+# hold the only whole weights (ZeRO-3's model_states.pt has placeholders): drop_resume_state keeps all.
 RESUME_ONLY_PREFIXES = ("optimizer", "scheduler", "scaler", "random_states", "sampler", "rank_state")
 RESUME_ONLY_SUFFIX = "optim_states.pt"
 
@@ -80,11 +83,7 @@ def _publish(tmp: Path, final: Path) -> None:
         os.replace(final, old)
     os.replace(tmp, final)
     shutil.rmtree(old, ignore_errors=True)
-    fd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # make the renames themselves durable
-    finally:
-        os.close(fd)
+    _fsync(final.parent)  # make the renames themselves durable
 
 
 def _prepare_tmp(accelerator: Accelerator, ckpt_dir: Path, name: str) -> Path:
@@ -130,14 +129,54 @@ def save_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path, state:
     Every process must call this: under ZeRO-3 the partitioned weights are gathered.
     """
     tmp = _prepare_tmp(accelerator, ckpt_dir, BEST)
-    weights = distributed.state_dict(accelerator, model)  # collective under ZeRO-3; None on other ranks there
-    if accelerator.is_main_process:
+    weights = _whole_weights(accelerator, model)
+    if weights is not None:
         tmp.mkdir(parents=True, exist_ok=True)
-        # Own contiguous CPU copies: DeepSpeed on CPU gathers into views of one buffer, and
-        # safetensors would drop such "shared" tensors instead of saving them.
-        owned = {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights.items()}
-        save_file(owned, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
     _finish(accelerator, tmp, ckpt_dir / BEST, state)
+
+
+def _whole_weights(accelerator: Accelerator, model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """The whole model's weights on the main process, None on the others (a collective under ZeRO-3,
+    which gathers the partitioned parameters: every process calls it)."""
+    weights = distributed.state_dict(accelerator, model)  # None on the other ranks under ZeRO-3
+    if not accelerator.is_main_process:
+        return None
+    # Own contiguous CPU copies: DeepSpeed on CPU gathers into views of one buffer, and
+    # safetensors would drop such "shared" tensors instead of saving them.
+    return {name: tensor.detach().to("cpu", copy=True).contiguous() for name, tensor in weights.items()}
+
+
+def save_last_weights(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path) -> None:
+    """Add the whole model's weights (WEIGHTS_FILE, as `best` holds them) to a DeepSpeed run's
+    `last` once training ends, `model` being the one `last` saved; every process calls it.
+
+    accelerate.save_state writes a DeepSpeed engine in DeepSpeed's own files, without WEIGHTS_FILE:
+    eval/predict could not load `last`, and under ZeRO-3 the whole fp32 weights are only in the
+    optimizer shards that drop_resume_state deletes. Other runs' `last` has the file already.
+    """
+    if not distributed.uses_deepspeed(accelerator):
+        return
+    weights = _whole_weights(accelerator, model)
+    folder = find_complete(ckpt_dir, LAST) if weights is not None else None  # weights: main process only
+    if weights is not None and folder is not None:
+        # Whole or absent: a kill half-way leaves `last` as save_state wrote it (still resumable).
+        tmp = folder / f".{WEIGHTS_FILE}.tmp"
+        save_file(weights, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, rundir.file_mode())  # safetensors writes 0600 (see rundir.honour_umask)
+        _fsync(tmp)
+        os.replace(tmp, folder / WEIGHTS_FILE)
+        _fsync(folder)
+    accelerator.wait_for_everyone()
+
+
+def _fsync(path: Path) -> None:
+    """Make a file's contents, or a folder's renames, durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def load_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path) -> dict[str, Any]:
@@ -169,12 +208,14 @@ def full_parameters(accelerator: Accelerator, model: nn.Module) -> Iterator[None
 def drop_resume_state(ckpt_dir: Path) -> int:
     """Delete what only a resume reads from a completed run's `last` (optimizer, scheduler, scaler,
     RNG and loop state: about twice the model under Adam), keeping its model weights; bytes freed.
+    A `last` without WEIGHTS_FILE (a DeepSpeed run's, saved by an older trainer or killed before
+    save_last_weights) is kept whole: under ZeRO-3 its optimizer shards hold the only whole weights.
 
     trainer_state.json is marked `weights_only` first, so a kill half-way leaves a folder that a
     rerun trains over from the start (see is_weights_only), never one it half-trusts.
     """
     folder = find_complete(ckpt_dir, LAST)
-    if folder is None:
+    if folder is None or not (folder / WEIGHTS_FILE).is_file():
         return 0
     state = read_state(folder)
     if not state.get(WEIGHTS_ONLY):

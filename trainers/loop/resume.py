@@ -18,6 +18,7 @@ import torch
 from trainers.loop import checkpoint
 from trainers.loop.build import Parts, beat
 from trainers.loop.early_stopping import Selection
+from trainers.runtime import distributed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,6 +136,15 @@ def save_last(parts: Parts, progress: Progress, totals: torch.Tensor | None = No
     checkpoint.save_last(parts.accelerator, parts.ckpt_dir, progress.as_dict(), rank_state)
     parts.stop.saved()
     parts.votes.saved()
+
+
+def finish_last(parts: Parts) -> None:
+    """Once training ends: the whole model's weights into a DeepSpeed run's `last`, which then holds
+    them as any other run's does, for eval/predict and for the cleanup that keeps only them
+    (checkpoint.save_last_weights; collective, a no-op without DeepSpeed)."""
+    if distributed.uses_deepspeed(parts.accelerator):
+        beat(parts, "checkpoint")
+        checkpoint.save_last_weights(parts.accelerator, parts.model, parts.ckpt_dir)
 
 
 def save_best(parts: Parts, epoch: int, value: float | None) -> None:

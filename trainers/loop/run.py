@@ -31,7 +31,7 @@ from trainers.loop.build import Parts, build_parts, release_accelerator
 from trainers.loop.epoch import LoopState, run_epoch
 from trainers.loop.evaluate import final_metrics
 from trainers.loop.history import read_history, write_history
-from trainers.loop.resume import resume, save_best, stop_after_epoch
+from trainers.loop.resume import finish_last, resume, save_best, stop_after_epoch
 from trainers.model import regimes
 from trainers.runtime import memory
 from trainers.runtime.preemption import StopRequest
@@ -104,6 +104,7 @@ def train(parts: Parts) -> LoopState:
         state = run_epoch(parts, epoch, state, mid)
         mid = None  # a mid-epoch state belongs to the first epoch only
         stop_after_epoch(parts, state.progress)
+    finish_last(parts)  # before the test loads `best` into the model: `last` gets the final epoch's weights
     return state
 
 
