@@ -169,7 +169,7 @@ def test_predict_decodes_like_eval(tmp_path: Path) -> None:
     sample = dataset[0]
     assert sample is not None
     image, index = sample
-    assert dataset.image_id(index) == "big"
+    assert dataset.image_id(index) == "big.jpg"
     assert image.shape == evaluated.shape == (300, 400, 3)  # the draft, not 600x800
     assert np.array_equal(image.numpy(), evaluated)
 
