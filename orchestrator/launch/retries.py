@@ -69,7 +69,7 @@ def decide(
     setup line, a cancelled pending task, BOOT_FAIL) still count. `fresh`: this is the submit the user
     just asked for, which runs a cancelled run again (a --follow's later polls keep cancels)."""
     if verdict is None or verdict.failure is Failure.COMPLETED:
-        tries = max(len(attempts), submitted)
+        tries = len(counted(attempts, submitted, job_id)[0])
         if verdict is None and tries >= policy.max_attempts + policy.max_node_attempts:  # ended unseen, again
             return Decision(False, f"{tries} attempts, none known to have ended (retry.max_attempts)")
         return Decision(True)
@@ -77,9 +77,7 @@ def decide(
     if fresh and verdict.failure is Failure.CANCELLED:  # the user's new request outranks the cancel before it
         return Decision(True, "cancelled: submitted again", previous=previous)
     last = last_resources(attempts)
-    if job_id is not None and (not attempts or attempts[-1].get("job_id") != job_id):
-        attempts = [*attempts, {"job_id": job_id}]  # the latest attempt never started (no entry of its own)
-    attempts, unseen = _with_unseen(attempts, submitted)
+    attempts, unseen = counted(attempts, submitted, job_id)
     exclude = _excluded(attempts, verdict)
     refused = _refused(verdict)
     if refused:
@@ -184,6 +182,18 @@ def _tries(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[int, int, 
     node = sum(1 for kind in kinds if kind in {f.value for f in Failure if f.infrastructure})
     preempted = kinds.count(Failure.PREEMPTED.value)
     return len(kinds) - node - preempted, node, preempted
+
+
+def counted(
+    attempts: list[dict[str, Any]], submitted: int, job_id: str | None = None
+) -> tuple[list[dict[str, Any]], int]:
+    """The attempts as the policy counts them (and `orchestrate status` shows them): status.json's,
+    then the latest job `job_id` when it never started (no entry of its own), with one classless entry
+    (counted as the run's) before them for each submission that left no entry, and how many those are.
+    A requeued job is one submission with several entries: each counts."""
+    if job_id is not None and (not attempts or attempts[-1].get("job_id") != job_id):
+        attempts = [*attempts, {"job_id": job_id}]
+    return _with_unseen(attempts, submitted)
 
 
 def _with_unseen(attempts: list[dict[str, Any]], submitted: int) -> tuple[list[dict[str, Any]], int]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import store
-from orchestrator.launch import quarantine
+from orchestrator.launch import quarantine, retries
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.base import is_stale
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
@@ -112,7 +112,7 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
         detail = _detail(record) or (verdict.reason if verdict and verdict.failure is not Failure.COMPLETED else "")
         if state == "unrecorded" and ended is not None:
             detail = f"left the queue; accounting still says {ended.state}: its end is not recorded (yet)"
-        tries = max(attempts_of(record.status), submitted.get(record.run.run_id, 0))  # as the retry policy counts
+        tries = tries_of(record.status, submitted.get(record.run.run_id, 0), job_id)
         out.append(RunStatus(record.run, state, job_id, detail, verdict, tries))
     problems = run_states.problems_of(records) + _sweep_wide_preflight(root)
     manifest_problem = store.manifest_problem(root)
@@ -221,11 +221,16 @@ def _blamed_node(status: ContractStatus, row: SacctRow | None) -> str:
     return last.node or ""
 
 
-def attempts_of(status: ContractStatus) -> int:
-    """How many attempts status.json records (its `attempts` list; 1 for a run started before it existed)."""
+def tries_of(status: ContractStatus, submitted: int, job_id: str | None) -> int:
+    """The run's attempts as the retry policy counts them (retries.counted): status.json's `attempts`
+    (one, of the latest job, for a run started before that list existed), the latest submission when it
+    never started, and submissions that ended before writing status.json. Showing the same number
+    the policy reads means "3 tries" in status is the third the retry.max_attempts cap counts."""
     if "attempts" in status.model_fields_set:
-        return len(status.attempts)
-    return 1 if status.started_at is not None else 0
+        attempts = [{"job_id": a.job_id} for a in status.attempts]
+    else:
+        attempts = [{"job_id": job_id}] if status.started_at is not None else []
+    return len(retries.counted(attempts, submitted, job_id)[0])
 
 
 def log_tail(path: object, most_bytes: int = 8192) -> str:

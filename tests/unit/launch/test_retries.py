@@ -311,3 +311,21 @@ def test_an_exclude_list_over_slurms_limit_is_one_clear_line() -> None:
     with pytest.raises(SpecError) as caught:  # any other value the allow-lists refuse: one line, not pydantic's
         retries.resources(BASE, retries.Decision(True, mem_gb=-1.0), [])
     assert str(caught.value).startswith("retry resources: mem_gb") and "\n" not in str(caught.value)
+
+
+def test_status_shows_the_tries_the_policy_counts() -> None:
+    """A job requeued once (two attempt entries, one job id) and a second submission that ended before
+    writing status.json: the policy counts 3 tries, and `orchestrate status` must say 3, not 2."""
+    from orchestrator.launch import status
+
+    requeued = RunStatus.model_validate({"state": "failed", "attempts": [{"job_id": "1_0"}, {"job_id": "1_0"}]})
+    shown = status.tries_of(requeued, submitted=2, job_id="2_0")
+    crashed = Verdict(Failure.CRASHED, "node3", "FAILED 127:0 without a recorded error")
+    attempts = [a.model_dump(mode="json") for a in requeued.attempts]
+    decision = retries.decide(POLICY, crashed, attempts, BASE, None, job_id="2_0", submitted=2)
+    assert shown == 3
+    assert not decision.retry and decision.why.startswith(f"{shown} attempts (retry.max_attempts)")
+    # A run started before status.json listed attempts: its one start is the manifest's job.
+    legacy = RunStatus.model_validate({"state": "running", "started_at": 1.0})
+    assert status.tries_of(legacy, submitted=1, job_id="7_0") == 1
+    assert status.tries_of(RunStatus.model_validate({"state": "pending"}), submitted=0, job_id=None) == 0
