@@ -23,6 +23,8 @@ console = terminal.make_console()
 errors = terminal.make_console(stderr=True)
 SCHEMAS = {"sweep": schema.sweep_schema, "site": schema.site_schema, "profile": schema.profile_schema}
 _SPLIT_FOLDERS = ("train", "val", "test")
+BATCH_SIZE = 32
+"""The batch size `init` writes for a training split of 64 images or more (first_batch)."""
 
 
 @dataclass(frozen=True)
@@ -80,24 +82,25 @@ def scan_folder(root: Path) -> FolderDataset:
     if not root.is_dir():
         raise SpecError(f"--root {root}: not a folder")
     from trainers.config import DatasetConfig
+    from trainers.datasets.check import check_not_empty, split_origin
     from trainers.datasets.index import resolve_splits
 
+    ds = DatasetConfig(name="imagefolder", root=str(root))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            read = resolve_splits(DatasetConfig(name="imagefolder", root=str(root)))
+            read = resolve_splits(ds)
         except (ValueError, OSError) as exc:
             raise SpecError(f"--root {root}: {exc}") from None
     classes, policy = read.class_names, read.info["policy"]
     if len(classes) < 2:
         where = f"the train folder of {root}" if policy["train"] != "rest of all" else str(root)
         raise SpecError(f"--root {root}: {len(classes)} class folder(s) under {where}; ImageFolder needs at least 2")
+    try:
+        check_not_empty(ds, read)  # plan's own check and words: the two cannot drift apart
+    except ValueError as exc:
+        raise SpecError(f"--root {root}: {exc}") from None
     sizes = {split: len(read.split(split)) for split in _SPLIT_FOLDERS}
-    if sizes["test"] == 0:
-        raise SpecError(
-            f"--root {root}: the test split would hold no image ({_carving(policy, 'test')}), so no run "
-            "could report a test score; add images (5 or more per class gives each class one) or a test/ folder"
-        )
     notes = list(dict.fromkeys(str(warning.message) for warning in caught))  # once per carved split
     counts = np.bincount(np.concatenate([read.split(s).targets for s in _SPLIT_FOLDERS]), minlength=len(classes))
     empty = [name for name, count in zip(classes, counts, strict=True) if count == 0]
@@ -105,20 +108,13 @@ def scan_folder(root: Path) -> FolderDataset:
         notes.append(f"class folder(s) without an image: {', '.join(empty)}; each is still a class of the model")
     if sizes["val"] == 0:
         notes.append(
-            f"the val split holds no image ({_carving(policy, 'val')}): no early stopping, the last epoch is tested"
+            f"the val split holds no image ({split_origin(ds, 'val', policy['val'])}): no early stopping, "
+            "the last epoch is tested"
         )
     splits = [split for split in _SPLIT_FOLDERS if policy[split] == "official"]
     if policy["train"] == "rest of train":
         splits.insert(0, "train")
     return FolderDataset(root=root, classes=classes, splits=splits, sizes=sizes, warnings=notes)
-
-
-def _carving(policy: dict[str, str], split: str) -> str:
-    """How a split was made, in words: `carved 20% of the training images` or `its folder`."""
-    how = policy[split]
-    if how == "official":
-        return f"its {split}/ folder"
-    return f"carved {float(how.split()[1]):.0%} of the training images"
 
 
 def _sizes_note(found: FolderDataset) -> str:
@@ -133,6 +129,7 @@ def _sizes_note(found: FolderDataset) -> str:
 def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
     """The commented sweep YAML for one ImageFolder dataset: plans clean as written."""
     layout = "ROOT/train/<class>/<image>" if "train" in found.splits else "ROOT/<class>/<image>"
+    batch, why = first_batch(found.sizes["train"])
     lines = [
         f"# yaml-language-server: $schema={schema.SWEEP_SCHEMA_ID}",
         f"# A first sweep for {_comment(str(found.root))}, written by `orchestrate init`.",
@@ -146,7 +143,7 @@ def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
         "  data:",
         f"    dataset: {{name: imagefolder, root: {json.dumps(str(found.root))}}}   # {layout}",
         "    image_size_px: 224        # every image is resized to this square side",
-        "    batch_size: 32            # global: images per optimizer step over all GPUs",
+        f"    {f'batch_size: {batch}':<26}# global: images per optimizer step over all GPUs{'; ' + why if why else ''}",
         "  optim: {name: adamw, lr: 1.0e-3, weight_decay: 0.05}   # optimizer, learning rate, decay",
         "  schedule: {name: cosine}    # learning rate over the epochs",
         "  epochs: 10                  # passes over the training images",
@@ -168,6 +165,22 @@ def sweep_text(found: FolderDataset, name: str, backbone: str) -> str:
         "slurm: {gpus_per_node: 1, cpus_per_task: 8, mem_gb: 32, timeout_min: 120}   # each job's resources",
     ]
     return "\n".join(lines) + "\n"
+
+
+def first_batch(train_images: int) -> tuple[int, str]:
+    """The batch size `init` writes, and why in words when it is not BATCH_SIZE: for a small training
+    split the largest power of two at most half of it (2 at least, never above the split), so that
+    each epoch takes two or more optimizer steps and the partial batch the trainer drops (drop_last)
+    is under a third of the images. It wrote 32 for 9 training images: one step per epoch, of 9
+    images, under a batch size the sweep said was 32. A power of two, as the global batch must split
+    evenly over the GPUs (1, 2, 4, 8) and accumulation steps."""
+    if train_images < 4:
+        batch = max(1, min(train_images, 2))
+        return batch, f"{batch}, not {BATCH_SIZE}: at most the {train_images} training image(s)"
+    batch = min(BATCH_SIZE, 1 << ((train_images // 2).bit_length() - 1))
+    if batch == BATCH_SIZE:
+        return batch, ""
+    return batch, f"{batch}, not {BATCH_SIZE}: 2+ steps per epoch from {train_images} training images"
 
 
 def _check_init_options(name: str | None, backbone: str) -> None:

@@ -8,6 +8,8 @@ absent is a one-line error before anything is submitted, not a crash in a job.
 
 from __future__ import annotations
 
+import math
+
 from trainers.config import DatasetConfig
 from trainers.datasets.index import (
     IN_MEMORY,
@@ -60,21 +62,50 @@ def check_dataset(ds: DatasetConfig) -> None:
         raise ValueError(f"{dataset_tag(ds)}: the official test split holds no image (under {ds.root})")
     pool = index.parts.get("train", index.parts.get("all"))
     if official is None and pool is not None and len(pool) < CARVED_AT_PLAN_BELOW:
-        check_not_empty(ds, resolve_splits(ds))
+        check_not_empty(ds, resolve_splits(ds, index))  # the index read once (it lists every image)
 
 
 def check_not_empty(ds: DatasetConfig, splits: ResolvedSplits) -> None:
     """ValueError when the train or test split would hold no image: every run of the dataset would
     train and then have nothing to score (a folder of one image per class planned, trained 9 runs,
-    and `collect` had nothing to tabulate). An empty val split is allowed (the last epoch is kept)."""
+    and `collect` had nothing to tabulate). An empty val split is allowed (the last epoch is kept).
+    `plan` and `orchestrate init` both refuse with it, so the two say the same."""
     for name in ("train", "test"):
         if len(splits.split(name)) == 0:
             how = splits.info.get("policy", {}).get(name, "official")
+            outcome = "train" if name == "train" else "report a test score"
             raise ValueError(
-                f"{dataset_tag(ds)}: the {name} split would hold no image ({how}, {len(splits.train)} train "
-                f"images in {len(splits.class_names)} classes); add images (a carved split takes its share of "
-                f"each class: 5 or more per class gives each class a test image) or an official {name} split"
+                f"{dataset_tag(ds)}: the {name} split would hold no image ({split_origin(ds, name, how)}; "
+                f"{len(splits.train)} train images in {len(splits.class_names)} classes), so no run could "
+                f"{outcome}; {_remedy(ds, name, how)}"
             )
 
 
-__all__ = ["check_dataset"]
+def split_origin(ds: DatasetConfig, name: str, policy: str) -> str:
+    """How split `name` is made, from its policy (`resolve_splits`' info), in words: `carved 20% of
+    the training images`, `the training images left after carving`, `its test/ folder`."""
+    how, _, rest = policy.partition(" ")
+    if how == "carved":
+        return f"carved {float(rest.split()[0]):.0%} of the training images"
+    if how == "rest":
+        return "the training images left after carving"
+    return f"its {name}/ folder" if ds.name == "imagefolder" else f"its official {name} split"
+
+
+def _remedy(ds: DatasetConfig, name: str, policy: str) -> str:
+    """What makes split `name` hold an image: more images (per class, for a carved split's share),
+    a carved fraction above 0, or the split shipped as its own folder or file."""
+    own = f"a {name}/ folder" if ds.name == "imagefolder" else f"an official {name} split"
+    if not policy.startswith("carved "):
+        return f"add images or {own}"
+    fraction = float(policy.split()[1])
+    if fraction <= 0:
+        return f"set {name}_fraction above 0 or add {own}"
+    per_class = math.ceil(round(1 / fraction, 6))  # rounded: float noise must not add a whole image
+    return (
+        f"add images (a carved split takes its share of each class: {per_class} or more per class gives "
+        f"each class a {name} image) or {own}"
+    )
+
+
+__all__ = ["check_dataset", "check_not_empty", "split_origin"]

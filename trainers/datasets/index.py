@@ -19,7 +19,7 @@ import hashlib
 import importlib
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,15 +275,16 @@ def build_index(ds: DatasetConfig) -> DatasetIndex:
     return found.index(ds, Files(ds, found.files))
 
 
-def resolve_splits(ds: DatasetConfig) -> ResolvedSplits:
+def resolve_splits(ds: DatasetConfig, index: DatasetIndex | None = None) -> ResolvedSplits:
     """Official splits where the dataset has them; the others carved out of its training
     images with the seeded stratified split (test first, so the test set does not move
-    when val_fraction changes); then the novel sub-class slot applied."""
+    when val_fraction changes); then the novel sub-class slot applied. `index`: `ds`'s own
+    `build_index(ds)` when the caller has built it already (it is read, never changed)."""
     if ds.name == "combined":
         return _combined(ds)
     if ds.name in IN_MEMORY:
         raise ValueError(f"{dataset_tag(ds)} is built in memory; use trainers.datasets.build_splits")
-    index = build_index(ds)
+    index = build_index(ds) if index is None else replace(index, parts=dict(index.parts))
     check_unique(dataset_tag(ds), {name: part.ids for name, part in index.parts.items()})
     if ds.train_on_trainval:
         _merge_val_into_train(index, ds)
