@@ -67,17 +67,36 @@ def run_predict(
     run_dir: str, images_dir: str, out: str | None, threshold: float | None, console: Console, checkpoint: str = "run"
 ) -> int:
     """Predict and print where the .tsv went."""
-    from trainers.loop.modes import predict_images
+    from trainers.loop.modes import misread_by_default, predict_images
 
     try:
         target = Path(out) if out else None
         path, count, unreadable = predict_images(
             _run_dir(run_dir), Path(images_dir), target, threshold, _which(checkpoint)
         )
+        misread = misread_by_default(path)
     except (FileNotFoundError, FileExistsError, ValueError) as exc:
         raise SpecError(f"predict {run_dir}: {exc}") from None
     console.print(f"{count} images -> [green]{textsafe.rich(path)}[/]")
     if unreadable:
         shown = ", ".join(unreadable[:SHOWN_UNREADABLE]) + (", ..." if len(unreadable) > SHOWN_UNREADABLE else "")
         console.print(f"[yellow]{len(unreadable)} unreadable image file(s) skipped (no row):[/] {textsafe.rich(shown)}")
+    if misread:
+        _print_read_recipe(path, misread, console)
     return 0
+
+
+def _print_read_recipe(path: Path, misread: list[str], console: Console) -> None:
+    """Which names of the .tsv pandas' defaults read as missing values, numbers or bools (a class
+    named NA or 1, an empty `labels` cell), and the read that returns them as written."""
+    import pandas as pd
+
+    from trainers.loop.modes import read_recipe
+
+    shown = ", ".join(map(repr, misread[:SHOWN_UNREADABLE])) + (", ..." if len(misread) > SHOWN_UNREADABLE else "")
+    recipe = read_recipe(list(pd.read_csv(path, sep="\t", nrows=0).columns))
+    console.print(
+        f'[yellow]pandas.read_csv(path, sep="\\t") reads {len(misread)} name(s) of this file as missing values '
+        f"or numbers ({textsafe.rich(shown)}; '' is an empty labels cell); read it as written with:[/] "
+        f"{textsafe.rich(recipe)}"
+    )

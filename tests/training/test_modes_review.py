@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import timm
+import torch
 from config_helpers import tiny_config
 from dataset_fixtures import make_imagefolder
 from PIL import Image
@@ -172,3 +174,63 @@ def test_eval_and_predict_refuse_a_run_that_has_not_completed(
     assert sorted(copy.rglob("*")) == before and not (tmp_path / "p.tsv").exists()
     rundir.update_status(copy, State.COMPLETED)  # the same folder, once completed, is scored
     assert main(["predict", str(copy), str(images), "--out", str(tmp_path / "p.tsv")]) == 0
+
+
+@pytest.mark.parametrize("scoring", ["raw", "mapped"])
+def test_eval_scores_as_the_runs_class_map_scoring(tmp_path: Path, scoring: str) -> None:
+    """`orchestrate eval` of a class_map_scoring raw run scored the class-mapped outputs: its top1 and
+    loss were the mapped model's, not the run's own test numbers. It now scores as the run's test does
+    (the checkpoint's own argmax and cross-entropy over all its classes), and a mapped run as before."""
+    # 20 source classes; digit d is source classes 2d and 2d+1, 2d being its own (first) index.
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text(json.dumps({str(d): [2 * d, 2 * d + 1] for d in range(10)}))
+    weights = tmp_path / "source.pth"
+    torch.manual_seed(5)
+    torch.save(timm.create_model("test_resnet", num_classes=20).state_dict(), weights)
+    cfg = tiny_config(
+        regime="pretrained_eval",
+        model__pretrained_path=str(weights),
+        model__class_map_path=str(pairs),
+        model__class_map_scoring=scoring,
+    )
+    run_dir = tmp_path / "run"
+    own = trainers.run(cfg, run_dir)["test"]
+    assert main(["eval", str(run_dir), "--name", "again"]) == 0
+    again = json.loads((run_dir / "eval" / "again" / rundir.METRICS).read_text())
+    assert again["test"].keys() == own.keys()
+    for key in ("n_images", "top1", "macro_f1", "loss"):
+        assert again["test"][key] == pytest.approx(own[key], rel=1e-5), key
+    assert (again["tables"] == []) == (scoring == "raw")  # no 20 x 20 (1000 x 1000) confusion matrix
+
+
+def test_predict_names_what_pandas_defaults_misread_and_how_to_read_it(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Classes named NA, None and null came back from pandas.read_csv(path, sep="\\t") as NaN, and a
+    bare carriage return in a file name (csv's quoting left it bare) cut its row in two, so pandas
+    refused the file. The \\r is quoted now, and predict names the labels the defaults misread and
+    prints the read that returns every name as written."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    best = checkpoint.find_complete(checkpoint.checkpoint_dir(copy), checkpoint.BEST)
+    assert best is not None
+    state = json.loads((best / checkpoint.STATE_FILE).read_text())
+    classes = ["NA", "None", "null"]
+    state["task"]["class_names"] = classes
+    (best / checkpoint.STATE_FILE).write_text(json.dumps(state))
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    names = ["cr\rname.png", "a.png", "NA.png"]
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(images / name)
+    out = tmp_path / "labels.tsv"
+    assert main(["predict", str(copy), str(images), "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    recipe = "pandas.read_csv(path, sep=\"\\t\", keep_default_na=False, dtype={'image_id': str, 'label': str})"
+    assert "as missing values or numbers" in printed and printed.endswith(recipe), printed
+    table = pd.read_csv(out, sep="\t", keep_default_na=False, dtype={"image_id": str, "label": str})
+    assert sorted(table["image_id"]) == sorted(names)
+    assert set(table["label"]) <= set(classes) and len(table) == 3
+    assert list(table.columns) == ["image_id", "label", "label_p", *(f"p_{name}" for name in classes)]
+    assert pd.read_csv(out, sep="\t")["label"].isna().all()  # what the defaults made of them

@@ -21,6 +21,7 @@ from trainers.loop.build import Parts, beat, model_input
 from trainers.loop.metrics import Evaluation, evaluate_outputs, level_metrics, table_csv
 from trainers.loop.resume import Progress
 from trainers.model import regimes
+from trainers.model.build import Classifier, ClassMap
 from trainers.model.complexity import complexity
 from trainers.model.losses import level_losses
 from trainers.runtime.distributed import layout, share_buffers, unwrap
@@ -107,7 +108,6 @@ def evaluate_raw(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
     1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table."""
     beat(parts, "eval")
     net = unwrap(parts.accelerator, parts.model)
-    first_index = net.output_map.index[:, 0]
     net.eval()
     outputs, targets, readables = [], [], []
     for images, labels, readable in loader:
@@ -115,17 +115,28 @@ def evaluate_raw(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
             (net.backbone(model_input(parts, images)), labels, readable)
         )
         outputs.append(to_host(logits.float()))
-        targets.append(to_host(first_index[labels]))
+        targets.append(to_host(labels))
         readables.append(to_host(readable))
     host_ready(parts.accelerator.device)
     if not outputs:
         return Evaluation({"n_images": 0})
     logits_t, labels_t = readable_only(torch.cat(readables), torch.cat(outputs), torch.cat(targets))
-    if len(labels_t) == 0:
+    return raw_evaluation(net, logits_t, labels_t)
+
+
+def raw_evaluation(net: Classifier, logits: torch.Tensor, labels: torch.Tensor) -> Evaluation:
+    """class_map_scoring raw's scalars (see evaluate_raw) from the checkpoint's own logits
+    (`net.backbone`'s outputs, [n, checkpoint classes], on the host) and the images' dataset
+    classes [n]: the run's test and `orchestrate eval` of the run both score this way."""
+    if len(labels) == 0:
         return Evaluation({"n_images": 0})
-    names = [str(i) for i in range(logits_t.shape[1])]
-    scalars = level_metrics(logits_t.numpy(), labels_t.numpy(), names).scalars
-    scalars["loss"] = float(torch.nn.functional.cross_entropy(logits_t, labels_t))
+    if not isinstance(net.output_map, ClassMap):
+        raise ValueError("class_map_scoring raw needs model.class_map_path (a class map)")
+    first_index = net.output_map.index[:, 0].cpu()
+    targets = first_index[labels.long()]
+    names = [str(i) for i in range(logits.shape[1])]
+    scalars = level_metrics(logits.numpy(), targets.numpy(), names).scalars
+    scalars["loss"] = float(torch.nn.functional.cross_entropy(logits, targets))
     return Evaluation(scalars)
 
 

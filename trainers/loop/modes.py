@@ -10,17 +10,21 @@ training data nor the sweep file. Outputs go into the run folder without touchin
 
     <run_dir>/eval/<name>/metrics.json (+ per-class / confusion-matrix CSVs)
     <run_dir>/predictions/<images folder name>.tsv
+
+A class named NA, None, null or nan, an empty `labels` cell (no class above the threshold), or a
+class named 1 or True reads back from pandas.read_csv(path, sep="\\t") as a missing value, a number
+or a bool: `read_options` gives the read that returns every name as written, and predict prints it
+when the defaults would misread its file (`misread_by_default`).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import numpy as np
+import pandas as pd
 import torch
 from accelerate.utils import load_checkpoint_in_model
 from PIL import Image
@@ -36,10 +40,10 @@ from trainers.data.transforms import build_transform, resolve_preprocessing
 from trainers.datasets import build_splits
 from trainers.datasets.base import ImageFiles
 from trainers.loop import checkpoint
-from trainers.loop.evaluate import write_tables
-from trainers.loop.metrics import evaluate_outputs
+from trainers.loop.evaluate import raw_evaluation, write_tables
+from trainers.loop.metrics import Evaluation, evaluate_outputs
 from trainers.model import regimes
-from trainers.model.build import build_model
+from trainers.model.build import Classifier, build_model
 from trainers.model.losses import build_criterion, level_losses
 from trainers.model.tasks import TaskSpec, task_of
 
@@ -99,7 +103,7 @@ class Trained:
                 raise FileNotFoundError(f"{run_dir}: no checkpoints/last with model weights (use the best checkpoint)")
             self.epoch = checkpoint.read_state(folder).get("epochs_done")
         _load_weights(model, folder / checkpoint.WEIGHTS_FILE)
-        self.model: nn.Module = model.to(self.device).eval()
+        self.model: Classifier = model.to(self.device).eval()
 
     def loader(self, dataset: Dataset[Any]) -> DataLoader[Any]:
         """Batches of the run's batch size, without the samples that failed to decode (None);
@@ -108,18 +112,20 @@ class Trained:
         return DataLoader(dataset, batch_size=self.cfg.data.batch_size, num_workers=workers, collate_fn=_readable)
 
     @torch.no_grad()
-    def outputs(self, loader: DataLoader[Any]) -> tuple[np.ndarray, list[Any]]:
-        """Model outputs [n, task outputs] and the second item of every readable sample (an
-        unreadable one is in neither, so the two stay aligned)."""
+    def outputs(self, loader: DataLoader[Any], raw: bool = False) -> tuple[np.ndarray, list[Any]]:
+        """Model outputs [n, task outputs] (`raw`: the checkpoint's own logits before the class
+        map, [n, checkpoint classes]) and the second item of every readable sample (an unreadable
+        one is in neither, so the two stay aligned)."""
+        forward = self.model.backbone if raw else self.model
         chunks: list[np.ndarray] = []
         seconds: list[Any] = []
         for batch in loader:
             if batch is None:  # no image of this batch decoded
                 continue
             images, second = batch
-            chunks.append(self.model(images.to(self.device)).float().cpu().numpy())
+            chunks.append(forward(images.to(self.device)).float().cpu().numpy())
             seconds.extend(second)
-        empty = np.zeros((0, self.task.num_outputs), dtype=np.float32)
+        empty = np.zeros((0, self.task.num_outputs), dtype=np.float32)  # raw too: no image, no scores read
         return (np.concatenate(chunks) if chunks else empty), seconds
 
     @property
@@ -170,16 +176,19 @@ def evaluate_run(
     # As the run's own test: unreadable images are skipped (up to the dataset's max_bad_fraction)
     # and the targets are those of the images scored, not of the whole split.
     scored = Transformed(images, trained.transform, split, cfg.data.dataset.max_bad_fraction)
-    outputs, targets = trained.outputs(trained.loader(scored))
+    # As the run's own test (trainers.loop.evaluate.final_metrics): class_map_scoring raw scores
+    # the checkpoint's own logits, not the class-mapped ones.
+    raw = trained.cfg.model.class_map_scoring == "raw"
+    outputs, targets = trained.outputs(trained.loader(scored), raw=raw)
     target_array = _targets(targets, np.asarray(images.targets))
-    # The run's own class weights need the run's own training split; another dataset's loss is unweighted.
-    weighted = dataset is None and trained.cfg.loss.class_weights != "none"
-    loss_cfg = trained.cfg.loss if weighted else trained.cfg.loss.model_copy(update={"class_weights": "none"})
-    criterion = build_criterion(loss_cfg, trained.task, np.asarray(splits.train.targets) if weighted else target_array)
-    outputs_t, targets_t = torch.from_numpy(outputs), torch.as_tensor(target_array)
-    loss = float(criterion(outputs_t, targets_t)) if len(targets) else None
-    levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
-    evaluation = evaluate_outputs(trained.task, outputs, target_array, loss, trained.cfg.threshold, levels)
+    if raw:
+        class_weights = "none"  # raw scoring's loss is the plain cross-entropy over the checkpoint's classes
+        evaluation = raw_evaluation(trained.model, torch.from_numpy(outputs), torch.as_tensor(target_array))
+    else:
+        # The run's own class weights need the run's own training split; another dataset's loss is unweighted.
+        weighted = dataset is None and trained.cfg.loss.class_weights != "none"
+        train_targets = np.asarray(splits.train.targets) if weighted else None
+        class_weights, evaluation = _evaluate_mapped(trained, outputs, target_array, train_targets)
     folder = Path(run_dir) / EVAL_DIR / (name or _default_name(cfg, split))
     tables = write_tables(folder, evaluation)  # as the run's own test writes them
     metrics = {
@@ -188,7 +197,7 @@ def evaluate_run(
         "split": split,
         "checkpoint": trained.checkpoint,
         "checkpoint_epoch": trained.epoch,
-        "loss_class_weights": loss_cfg.class_weights,
+        "loss_class_weights": class_weights,
         "skipped_images": scored.skipped,
         "task": trained.task.kind,
         "tables": tables,
@@ -196,6 +205,23 @@ def evaluate_run(
     metrics = contract.eval_metrics_to_write(metrics)
     rundir.write_json(folder / rundir.METRICS, metrics)
     return folder, metrics
+
+
+def _evaluate_mapped(
+    trained: Trained, outputs: np.ndarray, targets: np.ndarray, train_targets: np.ndarray | None
+) -> tuple[str, Evaluation]:
+    """The loss's class weights and the evaluation of the model's (class-mapped) outputs, with the
+    run's training criterion: class-weighted from `train_targets` (the run's own training split)
+    when given, unweighted otherwise."""
+    loss_cfg = (
+        trained.cfg.loss if train_targets is not None else trained.cfg.loss.model_copy(update={"class_weights": "none"})
+    )
+    criterion = build_criterion(loss_cfg, trained.task, targets if train_targets is None else train_targets)
+    outputs_t, targets_t = torch.from_numpy(outputs), torch.as_tensor(targets)
+    loss = float(criterion(outputs_t, targets_t)) if len(targets) else None
+    levels = level_losses(criterion, outputs_t, targets_t) if len(targets) else None
+    evaluation = evaluate_outputs(trained.task, outputs, targets, loss, trained.cfg.threshold, levels)
+    return loss_cfg.class_weights, evaluation
 
 
 def _check_classes(dataset: str, task: TaskSpec, trained: TaskSpec) -> None:
@@ -318,12 +344,54 @@ def predict_images(
     return target, len(rows), unreadable
 
 
+TEXT_COLUMNS = ("image_id", "label", "labels", "super", "sub")
+"""The .tsv's columns of names (its other columns are probabilities)."""
+
+_QUOTED = frozenset('\t\n\r"')
+"""Characters that end a cell or a row where they stand bare (csv's QUOTE_MINIMAL left `\r` bare)."""
+
+
 def tsv(header: list[str], rows: list[list[str]]) -> str:
-    """Tab-separated text with csv's quoting: a file or class name holding a tab, a newline or a
-    `"` is quoted, so every row keeps its columns and pandas.read_csv(sep="\\t") reads the names
-    back as they are (joined with bare tabs, such a name split its row or added one)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    """Tab-separated text, one row a line, a cell holding a tab, a newline, a carriage return or a
+    `"` between `"` (its `"` doubled), as csv dialects quote: every row keeps its columns (joined with
+    bare tabs, such a name split its row or added one) and pandas.read_csv(sep="\\t") reads every
+    cell back. It reads some names back as written only with `read_options` (see misread_by_default)."""
+    return "".join("\t".join(map(_cell, row)) + "\n" for row in [header, *rows])
+
+
+def _cell(text: str) -> str:
+    if not any(char in _QUOTED for char in text):
+        return text
+    doubled = text.replace('"', '""')
+    return f'"{doubled}"'
+
+
+def read_options(columns: list[str]) -> dict[str, Any]:
+    """pandas.read_csv keyword arguments, besides sep="\\t", that read the names of a predictions
+    .tsv with these columns back as the strings written: no cell is a missing value and every name
+    column is text. The defaults read a class named NA, None, null or nan and an empty `labels` cell
+    (no class above the threshold) as missing, and one named 1 or True as a number or a bool."""
+    return {"keep_default_na": False, "dtype": {column: str for column in TEXT_COLUMNS if column in columns}}
+
+
+def read_recipe(columns: list[str]) -> str:
+    """The pandas call, as text, that reads a predictions .tsv with these columns back as written."""
+    dtype = ", ".join(f"{column!r}: str" for column in read_options(columns)["dtype"])
+    return f'pandas.read_csv(path, sep="\\t", keep_default_na=False, dtype={{{dtype}}})'
+
+
+def misread_by_default(path: Path) -> list[str]:
+    """The names (ids and labels, each once, in file order) of a predictions .tsv that
+    pandas.read_csv(path, sep="\\t") does not read back as the strings written (`''`: an empty
+    `labels` cell); none when the defaults read the whole file as written."""
+    columns = list(pd.read_csv(path, sep="\t", nrows=0).columns)
+    options = read_options(columns)
+    names = list(options["dtype"])
+    written = pd.read_csv(path, sep="\t", usecols=names, **options)
+    default = pd.read_csv(path, sep="\t", usecols=names)
+    misread: dict[str, None] = {}
+    for column in names:
+        for text, read in zip(written[column], default[column], strict=True):
+            if not (isinstance(read, str) and read == text):
+                misread.setdefault(text)
+    return list(misread)
