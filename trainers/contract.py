@@ -46,6 +46,9 @@ MAX_PID = 2**22
 """Linux's largest process id (pid_max's ceiling)."""
 MAX_VALUE = 1e15
 """Largest magnitude of a recorded number (a parameter count is ~1e11; 10**30 is an edit, not a run)."""
+MIN_IMAGES_PER_S = 1e-3
+"""Slowest training speed taken as a measurement (one image per 1,000 s): below it an estimate's
+hours are unbounded (a site's 1e-320 images/s made `plan` print inf GPU-hours)."""
 
 
 class State(str, Enum):
@@ -731,13 +734,13 @@ class HistoryRow(_Open):
 
 
 def history_speed(row: dict[str, Any]) -> float | None:
-    """A history row's training speed (images per second, within (0, MAX_VALUE]); None when the row
+    """A history row's training speed (images per second, within [MIN_IMAGES_PER_S, MAX_VALUE]); None when the row
     does not validate or records none."""
     try:
         speed = HistoryRow.model_validate(row).train_images_per_s
     except ValidationError:
         return None
-    return speed if speed is not None and 0 < speed <= MAX_VALUE else None
+    return speed if speed is not None and MIN_IMAGES_PER_S <= speed <= MAX_VALUE else None
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -27,7 +27,7 @@ from orchestrator import textsafe
 from orchestrator.cli import jsonout, jsonout_datasets, terminal
 from orchestrator.cli.jsonout_datasets import DatasetEntry
 from orchestrator.results.outputs import digest
-from orchestrator.results.render import slug
+from orchestrator.results.render import markdown_escape, slug
 from orchestrator.sweep import bounded, site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
 from trainers.config import DataConfig, DatasetConfig
@@ -237,7 +237,8 @@ def render_report(report: Any, ds: DatasetConfig) -> dict[str, bytes]:
     for name, frame in tables.items():
         if frame is not None:
             files[f"{name}.csv"] = frame.to_csv(index=False).encode("utf-8")
-    lines = [f"# Dataset {ds.display_name} ({ds.name})", "", f"Task: {report.view.task}.", ""]
+    heading = f"# Dataset {markdown_escape(ds.display_name)} ({markdown_escape(ds.name)})"
+    lines = [heading, "", f"Task: {report.view.task}.", ""]
     lines += [f"Split policy: `{json.dumps(report.view.info.get('policy', {}), sort_keys=True)}`", ""]
     for title, frame in (
         ("Class counts and percentages per split", report.counts),
@@ -355,11 +356,12 @@ def _draw_bar_chart(counts: pd.DataFrame, title: str) -> bytes:
         for offset, split in zip((-0.27, 0.0, 0.27), ("train", "val", "test"), strict=True):
             ax.bar(x + offset, group[split], width=0.27, label=split)
         if named:
-            ax.set_xticks(x, group["class"], rotation=60, ha="right", fontsize=8)
+            names = [textsafe.one_line(str(name)) for name in group["class"]]  # no raw ESC in a glyph warning
+            ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
         else:
             ax.set_xlabel(f"{len(group)} classes, sorted by total count")
         ax.set_ylabel("images")
-        ax.set_title(f"{title}: {level} counts per split")
+        ax.set_title(textsafe.one_line(f"{title}: {level} counts per split"))
         ax.legend()
     fig.tight_layout()
     buffer = io.BytesIO()
@@ -385,10 +387,11 @@ def _cell(value: Any, pct: bool) -> str:
 
 
 def _markdown(frame: pd.DataFrame) -> str:
-    """A pipe table (pandas' to_markdown needs `tabulate`, which is not a dependency)."""
-    header = [str(c) for c in frame.columns]
+    """A pipe table (pandas' to_markdown needs `tabulate`, not a dependency); class names escaped."""
+    header = [markdown_escape(c) for c in frame.columns]
     rows = [
-        [_cell(v, pct=True) if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)
+        [_cell(v, pct=True) if isinstance(v, float) else markdown_escape(v) for v in row]
+        for row in frame.itertuples(index=False)
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]

@@ -1,8 +1,8 @@
 """`--json`: one object per command on stdout, for scripts (the human tables are for people).
 
-Every object carries `schema_version` and `command`; keys are snake_case, numbers are numbers,
-paths are absolute strings. Each object is built from the same data the human output prints (the
-plan's runs, the status rows, the files `collect` wrote), so the two never disagree. While the
+Every object carries `schema_version` and `command`; keys are snake_case, numbers are numbers (NaN
+and infinities null), paths are absolute strings. Each object is built from the same data the human
+output prints (the plan's runs, the status rows, the files `collect` wrote), so the two never disagree. While the
 object is built, anything printed to stdout (progress, warnings) goes to stderr instead: stdout
 holds the object alone. An error is still one line on stderr and a non-zero exit (cli/main.py).
 
@@ -48,9 +48,20 @@ def emit(build: Callable[[], tuple[BaseModel, int]]) -> int:
         obj, code = build()
     # ASCII: a bidi override (U+202E) or other non-ASCII character from a run file is written as its
     # \u escape, so the line prints as it reads in a terminal; a JSON reader gets the same text.
-    out.write(json.dumps(obj.model_dump(mode="json"), ensure_ascii=True, separators=(",", ":")) + "\n")
+    out.write(json.dumps(finite(obj.model_dump(mode="json")), ensure_ascii=True, separators=(",", ":")) + "\n")
     out.flush()
     return code
+
+
+def finite(value: Any) -> Any:
+    """`value` with NaN and infinities as None: JSON has neither (a site's 1e-320 images/s is inf hours)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
 
 
 def abs_path(path: Path | str | None) -> str | None:

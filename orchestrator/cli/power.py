@@ -95,7 +95,8 @@ def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, sourc
     expected = "unknown (no seed spread yet: a finished sweep (--variance-from), a pilot round or the site's seed_sd)"
     if mids >= 0:
         expected = f"{mids:.3g} if no delta is real ({'; '.join(notes)})"
-    console.print(f"  {unit}: minimum {lows:.3g}, maximum {highs:.3g}; expected {expected}", markup=False)
+    line = f"  {unit}: minimum {lows:.3g}, maximum {highs:.3g}; expected {expected}"
+    console.print(textsafe.terminal(line), markup=False)  # the --variance-from folder's name, dataset labels
 
 
 def print_detect(spec: SweepSpec, runs: list[RunSpec], delta: float, console: Console, source: Source | None) -> None:

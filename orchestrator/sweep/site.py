@@ -47,6 +47,7 @@ from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.seeds import SeedSpread
 from orchestrator.sweep.slurm_config import SlurmConfig as SlurmConfig  # re-exported: spec and profiles name it here
 from trainers.config import DatasetConfig, StrictModel
+from trainers.contract import MAX_VALUE, MIN_IMAGES_PER_S
 
 PREFIX = "site:"
 ENV_VAR = "ORCHESTRATE_SITE"
@@ -61,8 +62,8 @@ class ThroughputEntry(StrictModel):
     """timm backbone name, as the sweep's grid writes it (model.backbone)."""
     image_size_px: int = Field(ge=8)
     """Input side it was measured at; a run at another size does not match (speed is not scaled)."""
-    images_per_s: float = Field(gt=0, allow_inf_nan=False)
-    """Training images per second of ONE device (forward, backward and optimizer step)."""
+    images_per_s: float = Field(ge=MIN_IMAGES_PER_S, le=MAX_VALUE, allow_inf_nan=False)
+    """Training images per second of ONE device (forward, backward and optimizer step); 0.001 at least."""
     device: str = Field(min_length=1)
     """What it was measured on, e.g. NVIDIA A100-SXM4-80GB; `cpu` makes the estimate CPU-hours."""
     precision: Literal["auto", "no", "bf16", "fp16"] | None = None
