@@ -25,6 +25,7 @@ from orchestrator.results import bounded_render
 from orchestrator.results.bounded_render import TemplateRefused as TemplateRefused
 from orchestrator.results.model import Table
 from orchestrator.sweep.templates import TemplateLoader
+from trainers.textsafe import UNSAFE
 
 TEMPLATES = Path(__file__).parent / "templates"
 MAX_PRODUCT_ITEMS = 1_000_000
@@ -212,7 +213,9 @@ _LIGATURE_SECOND = frozenset("-'`,")
 
 
 def _is_control(char: str) -> bool:
-    return ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F
+    """A control (C0, DEL, C1), zero-width or bidi character: dropped from Markdown and LaTeX, where a
+    right-to-left override in a class name would show a cell's text reversed, and its neighbours'."""
+    return UNSAFE.match(char) is not None
 
 
 _MD_ALWAYS = frozenset("\\`*|#~$[")
@@ -224,7 +227,7 @@ def markdown_escape(value: Any) -> str:
     `#`, `~`, `$` and `[` backslash-escaped; `_` too unless inside a word (where it cannot start
     emphasis); `<` before a letter, `/`, `!` or `?` (an HTML tag or autolink), `&` before a letter, digit or `#`
     (an entity); line breaks as spaces,
-    other control characters dropped. `markdown_unescape` gives the text back."""
+    other control, zero-width and bidi characters dropped. `markdown_unescape` gives the text back."""
     text = str(value)
     out = []
     for index, char in enumerate(text):

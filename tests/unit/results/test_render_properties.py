@@ -213,3 +213,11 @@ def test_terminal_filter_keeps_the_text_between_sequences() -> None:
 )
 def test_markdown_escape_examples(label: str, expected: str) -> None:
     assert render.markdown_escape(label) == expected
+
+
+@pytest.mark.parametrize("hidden", ["\u202e", "\u2066", "\u200b", "\ufeff", "\x1b", "\x9b"])
+def test_markdown_and_latex_drop_bidi_zero_width_and_control_characters(hidden: str) -> None:
+    """A right-to-left override in a class name showed the rest of its cell (and row) reversed."""
+    label = f"cat{hidden}gif.exe"
+    assert render.markdown_escape(label) == "catgif.exe"
+    assert hidden not in render.latex_escape(label)
