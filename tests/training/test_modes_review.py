@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -234,3 +235,18 @@ def test_predict_names_what_pandas_defaults_misread_and_how_to_read_it(
     assert set(table["label"]) <= set(classes) and len(table) == 3
     assert list(table.columns) == ["image_id", "label", "label_p", *(f"p_{name}" for name in classes)]
     assert pd.read_csv(out, sep="\t")["label"].isna().all()  # what the defaults made of them
+
+
+def test_predict_writes_a_file_name_that_is_not_utf8(run: Path, tmp_path: Path) -> None:
+    """Linux file names are bytes: one that is not UTF-8 failed predict's whole write (a surrogate the
+    UTF-8 .tsv could not encode); its row is written with the byte shown as \\xff."""
+    images = tmp_path / "images"
+    images.mkdir()
+    pixels = np.random.default_rng(0).integers(0, 255, (12, 12, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(images / "a.png")
+    odd = os.fsdecode(b"bad\xff.png")
+    Image.fromarray(pixels).save(images / odd, format="PNG")
+    out = tmp_path / "labels.tsv"
+    assert main(["predict", str(run), str(images), "--out", str(out)]) == 0
+    table = pd.read_csv(out, sep="\t", keep_default_na=False, dtype={"image_id": str})
+    assert sorted(table["image_id"]) == ["a.png", "bad\\xff.png"]

@@ -19,6 +19,7 @@ when the defaults would misread its file (`misread_by_default`).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -274,8 +275,10 @@ class _Unlabelled(Dataset[tuple[torch.Tensor, int] | None]):
     def image_id(self, index: int) -> str:
         """The file's path relative to the folder, suffix kept: unique (without it `x.jpg` and
         `x.png` were both `x`), and never a number or a missing value to pandas.read_csv
-        (`001` read as 1, `NA` as NaN)."""
-        return self.paths[index].relative_to(self.root).as_posix()
+        (`001` read as 1, `NA` as NaN). A name that is not UTF-8 (Linux allows any bytes) shows its
+        other bytes as `\\xff`: it has no text of its own, and its surrogates failed the file's write."""
+        relative = self.paths[index].relative_to(self.root).as_posix()
+        return os.fsencode(relative).decode("utf-8", "backslashreplace")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
         try:
