@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 from orchestrator import textsafe
@@ -79,6 +79,9 @@ def curves_figure(history: pd.DataFrame) -> Figure:
     validation metrics per epoch: mean over seeds, band min to max.
 
     One line per metric whatever the number of seeds, so a cell of 2,500 seeds draws as fast as one of 3.
+    Each axis spans the bulk of its values (`robust_limits`): a 1e308 or an infinite value of one run
+    flattened every other curve; what lies beyond is drawn at the edge, marked with a triangle and
+    counted in the axis title.
     """
     figure = new_figure(10, 3.4)
     loss_ax, metric_ax = figure.subplots(1, 2)
@@ -90,19 +93,70 @@ def curves_figure(history: pd.DataFrame) -> Figure:
     styles = ["-", "--", ":", "-."]
     lines = [(loss_ax, c, "--" if c.startswith("val_") else "-", f"C{i % 10}") for i, c in enumerate(losses)]
     lines += [(metric_ax, c, styles[i % len(styles)], f"C{(i + 2) % 10}") for i, c in enumerate(metric_names)]
-    for ax, column, style, color in lines:
-        if column not in mean.columns or not mean[column].notna().any():
-            continue
-        ax.plot(mean.index, mean[column], style, color=color, marker=".", label=label(column))
-        ax.fill_between(mean.index, low[column], high[column], color=color, alpha=0.2, linewidth=0)
-    loss_ax.set(title="loss", xlabel="epoch")
-    metric_ax.set(title="validation metrics", xlabel="epoch")
-    for ax in (loss_ax, metric_ax):
+    for ax, title in ((loss_ax, "loss"), (metric_ax, "validation metrics")):
+        drawn = [(c, s, color) for a, c, s, color in lines if a is ax and mean[c].notna().any()]
+        limits = robust_limits(values[[c for c, _, _ in drawn]].to_numpy(dtype=float).ravel())
+        clipped = 0
+        for column, style, color in drawn:
+            band = (mean[column], low[column], high[column])
+            clipped += _curve(ax, band, limits, style, color, label(column))
+        if limits is not None:
+            ax.set_ylim(*limits)
+        beyond = f" ({clipped} point{'s' if clipped > 1 else ''} off the axis: ▲▼)" if clipped else ""
+        ax.set(title=title + beyond, xlabel="epoch")
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return figure
+
+
+CURVE_QUANTILES = (0.05, 0.95)
+"""The bulk of a curve axis's values: `robust_limits` keeps values up to CURVE_SPREAD widths beyond it."""
+CURVE_SPREAD = 5.0
+
+
+def robust_limits(values: Any) -> tuple[float, float] | None:
+    """y-limits of a curve axis: the finite `values` (an array) within CURVE_SPREAD times the width of
+    their CURVE_QUANTILES range beyond it, padded by 5%; None without a finite value. A loss falling
+    from 2.3 to 0.3 keeps its first epoch; a 1e308 of one run is left beyond the axis."""
+    import numpy as np
+
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return None
+    q_low, q_high = (float(q) for q in np.quantile(finite, CURVE_QUANTILES))
+    # A flat bulk (every epoch 0.5) still keeps a value a tenth of its size away.
+    width = max(q_high - q_low, 0.1 * max(abs(q_low), abs(q_high)), 1e-12)
+    kept = finite[(finite >= q_low - CURVE_SPREAD * width) & (finite <= q_high + CURVE_SPREAD * width)]
+    low, high = float(kept.min()), float(kept.max())
+    pad = 0.05 * (high - low) or 0.05 * (abs(high) or 1.0)
+    return low - pad, high + pad
+
+
+def _curve(
+    ax: Any, band: tuple[pd.Series, pd.Series, pd.Series], limits: tuple[float, float] | None, *look: str
+) -> int:
+    """One curve: its mean (`band[0]`) as a line, its min-max band around it, both cut at `limits` (the
+    axis's y-limits); an epoch whose values go beyond them gets a triangle at that edge.
+    `look`: style, color and label. Returns the epochs marked."""
+    import numpy as np
+
+    style, color, name = look
+    mean, low, high = (np.asarray(series, dtype=float) for series in band)
+    epochs = np.asarray(band[0].index, dtype=float)
+    if limits is None:
+        ax.plot(epochs, mean, style, color=color, marker=".", label=name)
+        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
+        return 0
+    bottom, top = limits
+    ax.plot(epochs, np.clip(mean, bottom, top), style, color=color, marker=".", label=name)
+    ax.fill_between(epochs, np.clip(low, bottom, top), np.clip(high, bottom, top), color=color, alpha=0.2, linewidth=0)
+    above, below = high > top, low < bottom  # NaN (no value that epoch) compares False
+    for beyond, edge, marker in ((above, top, "^"), (below, bottom, "v")):
+        if beyond.any():
+            ax.plot(epochs[beyond], np.full(int(beyond.sum()), edge), marker, color=color, markersize=7, clip_on=False)
+    return int((above | below).sum())
 
 
 def is_loss(column: str) -> bool:
@@ -198,10 +252,15 @@ def distribution_figure(counts: pd.Series, share_of: str = "the split") -> Figur
 
 @_plain
 def ablation_figure(
-    rows: list[tuple[str, list[float]]], ylabel: str, bounds: tuple[float, float] | None = None
+    rows: list[tuple[str, list[float]]],
+    ylabel: str,
+    bounds: tuple[float, float] | None = None,
+    baselines: Sequence[int | None] = (),
 ) -> Figure:
-    """Per table row: each seed's value as a dot, the mean with its 95% t-interval, the baseline
-    (the first row) as a horizontal line. At most MAX_DOTS dots per row are drawn (an even sample).
+    """Per table row (the first MAX_ABLATION_ROWS): each seed's value as a dot, the mean with its 95%
+    t-interval, and the mean of the row it is compared against (`baselines`: per row, the position in
+    `rows` of its baseline, as the tables pair them; None or left out: none) dashed, see
+    `baseline_marks`. At most MAX_DOTS dots per row are drawn (an even sample).
 
     `bounds`: the metric's range (None: 0..100 for a `%` label whose values lie in it). Intervals are
     cut at it and the axis never leaves it: 2 seeds' t-interval (12.7 standard errors) drew a top-1
@@ -210,7 +269,8 @@ def ablation_figure(
     from scipy import stats
 
     bounds = bounds or _percent_bounds(ylabel, [v for _, values in rows for v in values])
-
+    shared, marks = baseline_marks(rows, baselines)
+    rows = rows[:MAX_ABLATION_ROWS]
     figure = new_figure(max(4.5, 1.2 * len(rows) + 2.0), 3.6)
     ax = figure.subplots()
     rng = np.random.default_rng(0)
@@ -228,11 +288,16 @@ def ablation_figure(
             ax.errorbar(x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="C3", capsize=4)
         else:
             ax.plot(x + 0.3, mean, "D", color="C3")
-    if rows and rows[0][1]:
+    if shared is not None:
         # A leading '_' would hide the label (matplotlib skips such legend entries): a space keeps it.
-        baseline = f"{label(rows[0][0])} (mean)"
-        baseline = f" {baseline}" if baseline.startswith("_") else baseline
-        ax.axhline(float(np.mean(rows[0][1])), color="0.4", linestyle="--", linewidth=1, label=baseline)
+        name = f"{label(shared)} (mean)"
+        ax.axhline(marks[0][1], color="0.4", linestyle="--", linewidth=1, label=f" {name}" if name[0] == "_" else name)
+    elif marks:  # each row against its own baseline (another learning rate's, say): a mark per row
+        xs, ys = [x for x, _ in marks], [y for _, y in marks]
+        ax.hlines(
+            ys, np.subtract(xs, 0.4), np.add(xs, 0.45), "0.4", "--", label="the row's baseline (mean)", linewidth=1
+        )
+    if marks:
         ax.legend(fontsize=7, loc="best")
     ax.set_xticks(range(len(rows)), labels(row for row, _ in rows), rotation=20, ha="right", fontsize=8)
     ax.set(ylabel=label(ylabel))
@@ -241,6 +306,45 @@ def ablation_figure(
         ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
     ax.grid(axis="y", alpha=0.3)
     return figure
+
+
+def baseline_marks(
+    rows: list[tuple[str, list[float]]], baselines: Sequence[int | None]
+) -> tuple[str | None, list[tuple[int, float]]]:
+    """The baselines an ablation figure draws: (the label of the one row every drawn row is compared
+    against, drawn as a line, or None where the rows have different baselines or some have none;
+    [(drawn row, its baseline's mean)] for the rows whose baseline has a value).
+
+    The first row is no baseline of every row: with extra grid axes (two learning rates in one figure)
+    each row is compared against the baseline row at its own values, and a line at the first row's
+    mean put the other rows' deltas where they are not."""
+    import numpy as np
+
+    drawn = min(len(rows), MAX_ABLATION_ROWS)
+    pairs = [(x, b) for x, b in enumerate(list(baselines)[:drawn]) if b is not None and rows[b][1]]
+    marks = [(x, float(np.mean(rows[b][1]))) for x, b in pairs]
+    ones = {b for _, b in pairs}
+    shared = rows[ones.pop()][0] if len(ones) == 1 and len(pairs) == drawn else None
+    return shared, marks
+
+
+def baseline_caption(
+    rows: list[tuple[str, list[float]]], baselines: Sequence[int | None], baseline: str, axes: Sequence[str]
+) -> str:
+    """What an ablation figure's dashed line or marks are (`baseline_marks`), for its caption (raw text:
+    the report's template escapes it): `baseline` is the spec's baseline row, `axes` the grid axes a
+    row's baseline shares with it."""
+    shared, marks = baseline_marks(rows, baselines)
+    if shared is not None:
+        return f"the dashed line the mean of {shared}, the baseline of every row"
+    same = f" at the same {', '.join(axes)}" if axes else ""
+    if not marks:
+        return f"no baseline line: {baseline} has no finished run in this figure"
+    missing = "; none where it has no finished run" if len(marks) < min(len(rows), MAX_ABLATION_ROWS) else ""
+    return (
+        "no line for all rows, as they have different baselines: a dashed mark at each row's baseline "
+        f"mean ({baseline}{same}){missing}"
+    )
 
 
 def _percent_bounds(text: str, values: list[float]) -> tuple[float, float] | None:

@@ -143,7 +143,7 @@ def _ablation_plots(
     spec: SweepSpec, joined: pd.DataFrame, img: Path, written: set[str], notes: list[str]
 ) -> list[Plot]:
     """One ablation figure per (backbone, dataset) for the first table's first metric: seeds as dots,
-    each row's mean with its interval, the baseline's mean as a line."""
+    each row's mean with its interval, its baseline's mean dashed (figures.baseline_marks)."""
     import pandas as pd
 
     table = spec.tables[0]
@@ -154,30 +154,30 @@ def _ablation_plots(
     label = metric_label(metric, table.scale_of(metric), table.metric_labels)
     values = pd.to_numeric(joined[column], errors="coerce").where(joined["done"]) * table.scale_of(metric)
     frame = joined.assign(_value=values).sort_values("order", kind="stable")
-    keys = ["ablation", *axis_dims(spec)]
+    keys, baseline = ["ablation", *axis_dims(spec)], next(iter(spec.ablations))
     plots: list[Plot] = []
     most_rows = 0
     for (backbone, dataset), part in frame.groupby(["backbone", "dataset"], sort=False):
         if len(plots) == MAX_ABLATION_FIGURES:
             notes.append(f"Ablation figures for the first {MAX_ABLATION_FIGURES} backbone/dataset pairs.")
             break
-        rows = [
-            (
-                key_text(keys, [str(v) for v in (key if isinstance(key, tuple) else (key,))]),
-                sub["_value"].dropna().tolist(),
-            )
+        cells = {
+            tuple(str(v) for v in (key if isinstance(key, tuple) else (key,))): sub["_value"].dropna().tolist()
             for key, sub in part.groupby(keys, sort=False)
-        ]
+        }
+        rows = [(key_text(keys, key), seeds) for key, seeds in cells.items()]
+        # Each row's baseline: the baseline row at its grid values, as the tables pair them (baseline_key).
+        positions = {key: i for i, key in enumerate(cells)}
+        bases = [positions.get((baseline, *key[1:])) for key in cells]
         most_rows = max(most_rows, len(rows))
-        rows = rows[: figures.MAX_ABLATION_ROWS]  # the baseline first, as in the table
         # Its position first: pairs whose names slug alike ("Digits (A)", "digits-a") or alike in their
         # first 80 characters wrote one file, and both figures showed the last pair's values.
         name = f"ablation-{len(plots):02d}-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
         caption = (
-            f"{backbone} / {dataset}: {label} per row; dots are seeds, diamonds the mean with its 95% "
-            "t-interval, the dashed line the baseline's mean"
+            f"{backbone} / {dataset}: {label} per row; dots are seeds, diamonds the mean with its 95% t-interval, "
+            + figures.baseline_caption(rows, bases, baseline, [axis_short(a) for a in keys[1:]])
         )
-        plots.append(_save(figures.ablation_figure(rows, label), img, name, written, caption))
+        plots.append(_save(figures.ablation_figure(rows, label, baselines=bases), img, name, written, caption))
     if most_rows > figures.MAX_ABLATION_ROWS:
         notes.append(
             f"Ablation figures show the first {figures.MAX_ABLATION_ROWS} of up to {most_rows} rows; "
@@ -305,7 +305,7 @@ def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> tuple[list[Plot],
         caption = f"Confusion matrix ({label}), summed over {summed} run(s), rows normalised"
         plots.append(_save(figure, img, f"{stem}-{slug(name)}.png", written, caption))
     for name, scores, averaged in run_files.per_class_f1(finished, found):
-        level = name.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
+        level = _level(name)
         kind = "label" if "label" in name else "class"
         caption = f"Per-{kind} F1{f' ({level})' if level else ''}, mean over {averaged} run(s)"
         if len(scores) > figures.MAX_BARS:
@@ -347,19 +347,37 @@ def _dataset_report(
         # image has several labels or none, so their sum is no image count (split.json's count is).
         multilabel = counts.index.name == "label"
         what, share_of = ("label", "all positive labels") if multilabel else ("class", "the split")
+        level, per_level = _counted_level(finished, found, counts)
+        of, where = (f" ({level})", f", {level}") if level else ("", "")
         total = int(counts.sum())
         if multilabel:
             report.facts.append(("positive labels in the test split (from per-label support)", str(total)))
         else:
-            report.facts.append(("test images (from per-class support)", str(total)))
-        report.facts.append(("labels" if multilabel else "classes", str(len(counts))))
-        report.facts.append(
-            (f"images per {what}: min / median / max", f"{counts.min()} / {counts.median():g} / {counts.max()}")
-        )
+            report.facts.append((f"test images (from per-class support{where})", str(total)))
+        report.facts.extend([("classes per level", per_level)] if per_level else [])
+        report.facts.append((("labels" if multilabel else "classes") + of, str(len(counts))))
+        stats = f"{counts.min()} / {counts.median():g} / {counts.max()}"
+        report.facts.append((f"images per {what}{of}: min / median / max", stats))
         figure = figures.distribution_figure(counts, share_of)
-        caption = f"Test-split {what} distribution (images per {what} and their share of {share_of})"
+        caption = f"Test-split {what} distribution{where} (images per {what} and their share of {share_of})"
         report.figures.append(_save(figure, img, f"{stem}-classes.png", written, caption))
     return report
+
+
+def _counted_level(finished: list[RunDir], found: list[Problem], counts: pd.Series) -> tuple[str, str]:
+    """Of a hierarchical dataset's per-class tables (per_class_super, per_class_sub): the level whose
+    classes `counts` (class_support) counts (`sub level`) and the classes per level (`super 3, sub 10`);
+    ('', '') for a dataset of one level."""
+    levels = [(_level(name), scores) for name, scores, _ in run_files.per_class_f1(finished, found)]
+    if not any(level for level, _ in levels):
+        return "", ""
+    counted = next((level for level, scores in levels if set(counts.index) <= set(scores.index)), "unknown")
+    return f"{counted} level", ", ".join(f"{level} {len(scores)}" for level, scores in levels)
+
+
+def _level(table: str) -> str:
+    """The level a per-class table is of: `per_class_super` -> `super`, `per_class` -> ''."""
+    return table.replace("per_class", "").replace("per_label", "").strip("_").replace("_", " ")
 
 
 def _short(value: Any, limit: int = 160) -> str:

@@ -7,8 +7,11 @@ import html
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import pytest
+from matplotlib.figure import Figure
 from tables_fixture import CLASSES, fake_run, report_fixture, write_csv
 
 from orchestrator import store
@@ -128,3 +131,87 @@ def test_datasets_whose_names_slug_alike_get_their_own_figures(write_spec: Calla
     anchors = re.findall(r'id="(dataset-[^"]+)"', page)
     assert len(anchors) == len(set(anchors)) == 2, anchors
     assert "<th>classes</th><td>3</td>" in page and "<th>classes</th><td>10</td>" in page
+
+
+LR_GRID = """
+name: lr_grid
+output_dir: {out}
+defaults: {{data: {{image_size_px: 16}}, epochs: 1}}
+grid:
+  backbone: [test_resnet]
+  dataset: [digits]
+  seed: [0, 1]
+  optim.lr: [0.1, 0.01]
+modifiers: {{aug: {{data.augment: {{hflip_p: 0.25}}}}}}
+ablations: {{Baseline: [], + Aug: [aug]}}
+"""
+
+
+def test_an_ablation_figure_over_two_learning_rates_pairs_each_row_with_its_own_baseline(
+    write_spec: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows of two learning rates in one figure: the dashed line was the first row's mean (Baseline at
+    lr=0.1), the baseline of half the rows; the tables compare each row with Baseline at its own lr."""
+    spec = load_spec(write_spec(LR_GRID))
+    store.write_snapshot(spec, spec.output_path)
+    for run in plan(spec):
+        top1 = (0.9 if run.axes["optim.lr"] == 0.1 else 0.6) + (0.05 if run.ablation == "+ Aug" else 0.0)
+        fake_run(spec, run, top1 + 0.001 * run.seed)
+    drawn: list[tuple[list[tuple[str, list[float]]], list[int | None]]] = []
+    draw = figures.ablation_figure
+
+    def recorded(rows: list[tuple[str, list[float]]], ylabel: str, **kwargs: Any) -> Figure:
+        drawn.append((rows, list(kwargs.get("baselines", ()))))
+        return draw(rows, ylabel, **kwargs)
+
+    monkeypatch.setattr(figures, "ablation_figure", recorded)
+
+    written = collect.write_tables(spec, spec.output_path, report=True)
+
+    ((rows, baselines),) = drawn
+    pairs = {rows[i][0]: rows[b][0] for i, b in enumerate(baselines) if b is not None}
+    assert pairs == {
+        "Baseline (lr=0.1)": "Baseline (lr=0.1)",
+        "+ Aug (lr=0.1)": "Baseline (lr=0.1)",
+        "Baseline (lr=0.01)": "Baseline (lr=0.01)",
+        "+ Aug (lr=0.01)": "Baseline (lr=0.01)",
+    }
+    assert written.report_path is not None
+    page = html.unescape(written.report_path.read_text())
+    assert "the dashed line the baseline's mean" not in page
+    assert "a dashed mark at each row's baseline mean (Baseline at the same lr)" in page
+
+
+def test_a_hierarchical_summary_says_which_level_its_classes_count(tmp_path: Path) -> None:
+    """per_class_super.csv (3 classes) and per_class_sub.csv (10): the summary said `classes 10`, not of
+    which level. It says the level of every count and the classes of each level."""
+    spec, runs = report_fixture(tmp_path)
+    for run in runs:
+        path = store.run_path(spec.output_path, run.run_id)
+        if (path / "per_class.csv").exists():
+            (path / "per_class.csv").rename(path / "per_class_sub.csv")
+            (path / "confusion_matrix.csv").rename(path / "confusion_matrix_sub.csv")
+            rows = [{"class": f"g{i}", "precision": 0.8, "recall": 0.8, "f1": 0.7, "support": 40 + i} for i in range(3)]
+            write_csv(path / "per_class_super.csv", rows)
+
+    written = collect.write_tables(spec, spec.output_path, report=True)
+
+    assert written.report_path is not None
+    page = html.unescape(written.report_path.read_text())
+    summary = page.split('id="dataset-00-')[1].split("</section>")[0]
+    assert "<th>classes</th>" not in summary
+    assert "<th>classes per level</th><td>super 3, sub 10</td>" in summary
+    assert "<th>classes (sub level)</th><td>10</td>" in summary
+    assert "<th>test images (from per-class support, sub level)</th><td>135</td>" in summary
+    assert "<th>images per class (sub level): min / median / max</th><td>9 / 13.5 / 18</td>" in summary
+    assert "Test-split class distribution, sub level (images per class and their share of the split)" in summary
+
+
+def test_a_single_level_summary_names_no_level(tmp_path: Path) -> None:
+    spec, _ = report_fixture(tmp_path)
+    written = collect.write_tables(spec, spec.output_path, report=True)
+    assert written.report_path is not None
+    page = html.unescape(written.report_path.read_text())
+    assert (
+        "<th>classes</th><td>10</td>" in page and "level" not in page.split('id="dataset-00-')[1].split("</section>")[0]
+    )
