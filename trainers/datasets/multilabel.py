@@ -70,6 +70,9 @@ def index_multilabel(ds: DatasetConfig, files: Files) -> DatasetIndex:
     label_files = sorted(p for p in annotations.iterdir() if p.suffix == ".txt" and not p.name.startswith("."))
     if not label_files:
         raise FileNotFoundError(f"{files.tag}: no <label>.txt annotation files in {annotations}")
+    joined = [p.name for p in label_files if "," in p.stem]
+    if joined:  # `predict` writes an image's labels joined with ',': such a name could not be split back
+        raise ValueError(f"{files.tag}: label names may not hold ',' ({joined[0]} in {annotations}); rename the file")
     paths = scan_images(folder)
     if not paths:
         raise ValueError(f"{files.tag}: no images in {folder}")

@@ -148,6 +148,14 @@ def test_multilabel_id_listed_but_no_image(tmp_path: Path) -> None:
         check_dataset(DatasetConfig(name="multilabel", root=str(tmp_path)))
 
 
+def test_a_multilabel_label_name_with_a_comma_is_refused_at_plan(tmp_path: Path) -> None:
+    """predict's `labels` cell joins an image's labels with ',': `car,red` could not be told from two labels."""
+    fx.make_multilabel(tmp_path)
+    (tmp_path / "annotations" / "car.txt").rename(tmp_path / "annotations" / "car,red.txt")
+    with pytest.raises(ValueError, match=r"label names may not hold ',' \(car,red.txt in .*annotations\)"):
+        check_dataset(DatasetConfig(name="multilabel", root=str(tmp_path)))
+
+
 def test_imagefolder_official_split_folders(tmp_path: Path) -> None:
     fx.make_imagefolder(tmp_path, split_folders=True)
     splits = build_splits(_data(name="imagefolder", root=str(tmp_path)))
