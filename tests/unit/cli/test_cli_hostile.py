@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_plan_power_flags import ADAPTIVE, SITE, _finished, _plan
+from test_plan_power_flags import SITE, _finished, _plan, plan_adaptive_from
 
 HOSTILE = "fin\x1b]0;pwned\x07\x1b[31m[bold]x[link=file:x]\rished"
 
@@ -25,11 +25,7 @@ def test_adaptive_estimate_escapes_the_variance_folder(
     write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = _finished(write_spec, tmp_path).rename(tmp_path / HOSTILE)
-    site = tmp_path / "site.yaml"
-    site.write_text(SITE)
-    path = write_spec()
-    path.write_text(path.read_text().replace("  seed: [0, 1]\n", ""))
-    code, out, err = _plan(capsys, str(path), ADAPTIVE, f"site={site}", "--variance-from", str(folder))
+    code, out, err = plan_adaptive_from(folder, write_spec, tmp_path, capsys)
     assert code == 0, err
     assert "\x1b" not in out and "\x07" not in out and "\r" not in out
     line = next(x for x in out.splitlines() if "GPU-hours: minimum" in x)

@@ -111,12 +111,7 @@ def test_adaptive_seeds_read_it_without_detect(
     write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Adaptive seeds' expected device-hours use the finished sweep's spread: no --detect needed there."""
-    folder = _finished(write_spec, tmp_path)
-    site = tmp_path / "site.yaml"
-    site.write_text(SITE)
-    path = write_spec()
-    path.write_text(path.read_text().replace("  seed: [0, 1]\n", ""))
-    code, out, err = _plan(capsys, str(path), ADAPTIVE, f"site={site}", "--variance-from", str(folder))
+    code, out, err = plan_adaptive_from(_finished(write_spec, tmp_path), write_spec, tmp_path, capsys)
     assert code == 0, err
     line = " ".join(next(x for x in out.splitlines() if "GPU-hours: minimum" in x).split())
     assert "if no delta is real" in line and "finished sweep" in line
@@ -141,3 +136,14 @@ def _touch(path: Path) -> Path:
 def _mkdir(path: Path) -> Path:
     path.mkdir()
     return path
+
+
+def plan_adaptive_from(
+    folder: Path, write_spec: Callable[..., Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, str, str]:
+    """`plan` of an adaptive-seeds sweep with a site's throughput and `--variance-from folder`."""
+    site = tmp_path / "site.yaml"
+    site.write_text(SITE)
+    path = write_spec()
+    path.write_text(path.read_text().replace("  seed: [0, 1]\n", ""))
+    return _plan(capsys, str(path), ADAPTIVE, f"site={site}", "--variance-from", str(folder))
