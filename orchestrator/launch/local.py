@@ -25,6 +25,7 @@ from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
+from trainers.contract import RunStatus
 from trainers.rundir import State
 
 
@@ -83,16 +84,26 @@ class _Reporter:
             done = textsafe.rich(f"{record.run.name}{run_states.result_line(record.path)}")
             self.progress.console.print(f"[green]done[/] {done}")
         else:
-            status = run_states.status_of(record.path)
-            if status.state != State.FAILED.value:  # the worker died or timed out mid-run
-                # No traceback: the one of an earlier attempt would point at the wrong place.
-                status = rundir.update_status(record.path, State.FAILED, error=error, traceback=None)
+            status = _record_failure(record.path, error)
             error = (status.error or error).splitlines()[0]
             frame = last_frame(status.traceback)
             error += f" at {frame}" if frame else ""
             self.outcome.failed.append((record.run, error))
             self.progress.console.print(f"[red]failed[/] {textsafe.rich(f'{record.run.name}: {error}')}")
         self.progress.advance(self.task)
+
+
+def _record_failure(path: Path, error: str) -> RunStatus:
+    """The run's status, marked failed unless the run itself recorded its failure (the worker died
+    or timed out mid-run). One that cannot be written (a folder in its place, a full disk) is left
+    as it is: the run still counts as failed, and the other runs go on."""
+    status = run_states.status_of(path)
+    if status.state == State.FAILED.value:
+        return status
+    try:  # no traceback: the one of an earlier attempt would point at the wrong place
+        return rundir.update_status(path, State.FAILED, error=error, traceback=None)
+    except OSError:
+        return RunStatus()
 
 
 def _progress(console: Console) -> Progress:

@@ -47,7 +47,10 @@ class Holder:
 
     def describe(self) -> str:
         """e.g. `pid 4242 on login1 (user ana) since 2026-12-03 09:15:02 UTC`."""
-        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since_s))
+        try:
+            since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since_s))
+        except (OverflowError, OSError, ValueError):  # a time no clock gives (an edited file)
+            since = "an unknown time"
         return f"pid {self.pid} on {self.host} (user {self.user}) since {since}"
 
 
@@ -101,7 +104,7 @@ def _read_holder(fd: int) -> Holder | None:
     try:
         raw = json.loads(os.pread(fd, 4096, 0) or b"null")
         return Holder(int(raw["pid"]), str(raw["host"]), str(raw["user"]), float(raw["since_s"]))
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError):  # OverflowError: a pid of 1e400 (inf)
         return None
 
 

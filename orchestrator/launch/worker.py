@@ -87,7 +87,8 @@ class WarmWorker:
 
     def submit(self, job: Any, log_dir: Path) -> None:
         """Start `job` (a picklable callable) with its output in `log_dir`."""
-        self._conn.send((job, str(log_dir)))
+        with contextlib.suppress(OSError):  # a worker that died idle: poll reports and replaces it
+            self._conn.send((job, str(log_dir)))
         self.busy, self.started_at_s = True, None
 
     def poll(self, wait_s: float, timeout_s: float | None = None) -> Finished | None:
@@ -98,7 +99,7 @@ class WarmWorker:
         while self._conn.poll(wait_s):
             try:
                 kind, error = self._conn.recv()
-            except EOFError:
+            except (EOFError, OSError):  # a worker that died with a job unread resets the connection
                 return self._replace("the worker process died")
             if kind == "started":
                 self.started_at_s = time.monotonic()
