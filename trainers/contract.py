@@ -180,6 +180,9 @@ class RunStatus(_Open):
     """Host of the process that runs (ran) it."""
     pid: int | None = None
     """Process id of that process (checked before anything signals it)."""
+    boot_id: Name = None
+    """Linux boot id of `host` when that process started: after a reboot (a workstation that crashed
+    mid-run) its pid may be another process's, and the run is no longer running."""
     slurm_job_id: Name = None
     """SLURM job id when it ran under SLURM (then its liveness is asked of SLURM, not of a pid)."""
     log_out: Name = None

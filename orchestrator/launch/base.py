@@ -19,7 +19,7 @@ from rich.console import Console
 
 from orchestrator import store
 from orchestrator.launch.job import Cleanup, TrainJob
-from orchestrator.launch.pids import pid_alive
+from orchestrator.launch.pids import boot_id, pid_alive
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.plan import RunSpec, smoke_plan
@@ -28,13 +28,18 @@ from trainers.rundir import State
 
 
 def is_stale(record: RunRecord) -> bool:
-    """A 'running' run whose local process is gone (killed workstation run): safe to restart."""
+    """A 'running' run whose local process is gone (a killed run, or a machine rebooted since it
+    started): safe to restart."""
     if record.state is not State.RUNNING or record.status.slurm_job_id is not None:
         return False
     if record.status.host != socket.gethostname():
         return False
     pid = record.status.pid
-    return pid is None or not pid_alive(pid)
+    if pid is None or not pid_alive(pid):
+        return True
+    # After a reboot (the workstation crashed mid-run) the pid may be any process's: the boot id tells.
+    recorded, current = record.status.boot_id, boot_id()
+    return recorded is not None and current is not None and recorded != current
 
 
 @dataclass

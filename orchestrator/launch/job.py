@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import store
+from orchestrator.launch import pids
 from orchestrator.launch.worker import ENV_LOG_ERR, ENV_LOG_OUT
 from orchestrator.store import run_states
 from orchestrator.sweep import nodeenv
@@ -278,6 +279,7 @@ def _export_distributed_env() -> int:
 def _where() -> dict[str, Any]:
     """Host, pid, SLURM ids and log files of the running job, for status.json."""
     where: dict[str, Any] = {"host": socket.gethostname(), "pid": os.getpid(), **_slurm_ids()}
+    where["boot_id"] = pids.boot_id()  # the pid is this process's only within this boot
     # Which Python the job got (slurm.env), also for a run that fails before metrics.json has provenance.
     where.update(interpreter=sys.executable, env_kind=os.environ.get(nodeenv.ENV_KIND, "none"))
     if "CUDA_VISIBLE_DEVICES" in os.environ:  # which GPU(s) of a shared or packed job

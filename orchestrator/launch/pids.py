@@ -16,3 +16,18 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
+"""Linux's id of the current boot: a random UUID drawn at each start of the kernel."""
+
+
+def boot_id() -> str | None:
+    """This machine's boot id, None where it has none (not Linux) or it cannot be read. A process
+    recorded under another boot is gone, whatever process holds its pid now."""
+    try:
+        with open(BOOT_ID_FILE, encoding="ascii") as handle:
+            text = handle.read(64).strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None

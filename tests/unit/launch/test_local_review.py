@@ -95,3 +95,30 @@ def test_a_held_lock_with_a_hostile_holder_record_is_still_refused_by_name(tmp_p
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(lock.SweepLocked, match="is being submitted by"), lock.hold(tmp_path):
             pass
+
+
+def test_a_running_run_of_an_earlier_boot_is_stale_whatever_holds_its_pid_now(
+    write_spec: Callable[..., Path],
+) -> None:
+    """A workstation that crashed mid-run and rebooted: status.json still says running with a pid some
+    new process may hold, and the run was skipped as "running locally" at every submit. The boot id
+    recorded beside the pid tells; without one (older runs) the pid alone decides, as before."""
+    import os
+    import socket
+
+    from orchestrator.launch import pids
+    from orchestrator.launch.base import is_stale, select
+
+    spec = load_spec(write_spec())
+    root = store.sweep_root(spec)
+    run = plan(spec)[0]
+    path = store.run_path(root, run.run_id)
+    store.prepare(run, path)
+    alive = {"host": socket.gethostname(), "pid": os.getpid()}  # a live process holds the pid
+    current = pids.boot_id()
+    assert current is not None, "Linux has /proc/sys/kernel/random/boot_id"
+    for recorded, stale in ((None, False), (current, False), ("0" * 8 + "-earlier-boot", True)):
+        rundir.update_status(path, rundir.State.RUNNING, boot_id=recorded, **alive)
+        record = run_states.inspect([run], root)[0]
+        assert is_stale(record) is stale, recorded
+        assert (record.path in [r.path for r in select([record]).todo]) is stale
