@@ -56,6 +56,10 @@ runs size their loader workers and torch threads from their share, as separate S
 than each from the whole machine (8 GPU workers on 64 cores: 8 x 8 loader workers and 8 x 64 threads)."""
 
 
+DEATH_WAIT_S = 2.0
+"""How long a worker whose pipe closed is given to exit, so its exit status can be named."""
+
+
 @dataclass(frozen=True)
 class Finished:
     """What a worker says about one run: None as error means it completed."""
@@ -100,18 +104,34 @@ class WarmWorker:
             try:
                 kind, error = self._conn.recv()
             except (EOFError, OSError):  # a worker that died with a job unread resets the connection
-                return self._replace("the worker process died")
+                return self._replace(self._death())
             if kind == "started":
                 self.started_at_s = time.monotonic()
                 continue
             self.busy, self.started_at_s = False, None
             return Finished(error)
         if not self.process.is_alive():
-            return self._replace(f"the worker process died (exit code {self.process.exitcode})")
+            return self._replace(self._death())
         started = self.started_at_s
         if timeout_s is not None and started is not None and time.monotonic() - started > timeout_s:
             return self._replace(f"timed out after {timeout_s / 60:g} min")
         return None
+
+    def _death(self) -> str:
+        """How the worker ended, as its exit status says (after its pipe closed it may still be
+        exiting: a short wait), for status.json: a signal by name, SIGKILL with its usual sender."""
+        self.process.join(timeout=DEATH_WAIT_S)
+        code = self.process.exitcode
+        if code is None:
+            return "the worker process died"
+        if code >= 0:
+            return f"the worker process died (exit code {code})"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = ": the kernel's out-of-memory killer sends it, or kill -9" if -code == signal.SIGKILL else ""
+        return f"the worker process died (exit code {code}, {name}{why})"
 
     def _replace(self, reason: str) -> Finished:
         self.close(kill=True)

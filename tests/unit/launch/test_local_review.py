@@ -44,7 +44,25 @@ def test_a_worker_that_dies_with_its_job_unread_is_a_failed_run(tmp_path: Path) 
     worker = WarmWorker(BAD_CPUS)
     try:
         worker.submit(_noop, tmp_path / "logs")
-        assert _result(worker) == "the worker process died"
+        assert _result(worker) == "the worker process died (exit code 1)"
+    finally:
+        worker.close(kill=True)
+
+
+def test_a_killed_worker_is_named_by_its_signal(tmp_path: Path) -> None:
+    """SIGKILL (the kernel's OOM killer) read "the worker process died", nothing more."""
+    import os
+    import signal
+
+    worker = WarmWorker()
+    try:
+        assert worker.process.pid is not None
+        os.kill(worker.process.pid, signal.SIGKILL)
+        worker.process.join(timeout=30)
+        worker.submit(_noop, tmp_path / "logs")
+        error = _result(worker)
+        assert error is not None and error.startswith("the worker process died (exit code -9, SIGKILL: "), error
+        assert "out-of-memory" in error
     finally:
         worker.close(kill=True)
 
