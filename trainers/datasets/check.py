@@ -16,6 +16,7 @@ from trainers.datasets.index import (
     ResolvedSplits,
     available,
     build_index,
+    check_unique,
     dataset_tag,
     resolve_splits,
     task_of,
@@ -30,8 +31,9 @@ stratified split gives it ceil(test_fraction x images), and each class its share
 
 def check_dataset(ds: DatasetConfig) -> None:
     """Raise FileNotFoundError or ValueError (naming the dataset and path) when `ds` cannot be
-    read: unknown name or task, missing root, annotation file or listed image; or when its train
-    or test split, as the trainer carves them, would hold no image."""
+    read: unknown name or task, missing root, annotation file or listed image, an image listed twice
+    or in two splits; or when its train or test split, as the trainer carves them, would hold no
+    image."""
     if ds.name == "combined":
         if not ds.parts:
             raise ValueError(f"dataset {ds.name!r} needs `parts` (e.g. [cub200, fgvc_aircraft] as site entries)")
@@ -57,6 +59,9 @@ def check_dataset(ds: DatasetConfig) -> None:
     if ds.name not in available():
         raise ValueError(f"unknown dataset {ds.name!r}; registered: {', '.join(available())}")
     index = build_index(ds)
+    # Here too, not only when the job resolves its splits: FoodX's CSVs with a repeated row, or an
+    # Aircraft image in two split files, planned and submitted, then failed in every job.
+    check_unique(dataset_tag(ds), {name: part.ids for name, part in index.parts.items()})
     official = index.parts.get("test")
     if official is not None and len(official) == 0:
         raise ValueError(f"{dataset_tag(ds)}: the official test split holds no image (under {ds.root})")

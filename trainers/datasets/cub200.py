@@ -25,10 +25,27 @@ FILES = {
 
 
 def _by_id(files: Files, key: str) -> dict[str, str]:
-    table = dict(files.fields(key, 2))
-    if not table:
+    """The `<id> <value>` lines of annotation file `key`, by id. An id on two lines is refused: a
+    dict kept the last one silently, which dropped an image (images.txt), or overrode an image's
+    class or moved it between train and test (two exports concatenated)."""
+    rows = files.fields(key, 2)
+    if not rows:
         raise ValueError(f"{files.tag}: {files.path(key)} is empty")
-    return table
+    _refuse_repeats(files, key, [image_id for image_id, _ in rows], "image id")
+    return dict(rows)
+
+
+def _refuse_repeats(files: Files, key: str, values: list[str], what: str) -> None:
+    """ValueError naming the two non-empty lines of `key` that give the same `what` (by line
+    number: the file's text is not quoted, see Files)."""
+    first_line: dict[str, int] = {}
+    for number, value in enumerate(values, start=1):
+        if value in first_line:
+            raise ValueError(
+                f"{files.tag}: {files.path(key)} non-empty lines {first_line[value]} and {number} give the same "
+                f"{what}; list each once"
+            )
+        first_line[value] = number
 
 
 @layout("cub200", FILES)
@@ -40,6 +57,7 @@ def index_cub200(ds: DatasetConfig, files: Files) -> DatasetIndex:
     if class_ids != list(range(1, len(classes) + 1)):
         raise ValueError(f"{files.tag}: {files.path('classes')}: class ids must be 1..{len(classes)} in order")
     class_names = [name for _, name in classes]
+    _refuse_repeats(files, "classes", class_names, "class name")  # two classes no report could tell apart
     images = _by_id(files, "images_list")
     labels = _by_id(files, "labels")
     is_train = _by_id(files, "split")

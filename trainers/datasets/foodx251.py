@@ -37,6 +37,9 @@ def index_foodx251(ds: DatasetConfig, files: Files) -> DatasetIndex:
         if rows and not rows[0][1].lstrip("-").isdigit():
             rows = rows[1:]  # tolerate a header line
         folder = files.require(folder_key, folder=True)
+        nameless = [n for n, (image, _) in enumerate(rows, start=1) if not image]
+        if nameless:  # `folder / ""` is the folder itself, which passed the existence check
+            raise ValueError(f"{files.tag}: {files.path(csv_key)} entry {nameless[0]}: no image name")
         paths = [folder / image for image, _ in rows]
         files.check_listed(paths, str(files.path(csv_key)))
         targets = []

@@ -14,6 +14,7 @@ with `layout:` (keys: FILES). Torch-free (see trainers.datasets.index)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from trainers.config import DatasetConfig
@@ -37,13 +38,12 @@ def read_mapping(files: Files, key: str) -> list[str]:
     """Class names by index from an `index,class` CSV (header optional); duplicate names
     get their index appended so every class stays addressable by name."""
     path = files.require(key)
-    with path.open(newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
-    if rows and not rows[0][0].strip().isdigit():
+    rows = [r for r in csv.reader(io.StringIO(files.text(path), newline="")) if r and any(c.strip() for c in r)]
+    if rows and not rows[0][0].strip().isdecimal():
         rows = rows[1:]
     by_index: dict[int, str] = {}
     for number, row in enumerate(rows, start=1):
-        if len(row) < 2 or not row[0].strip().isdigit():
+        if len(row) < 2 or not row[0].strip().isdecimal():
             raise ValueError(f"{files.tag}: {path} row {number}: expected `index,class` rows")
         by_index[int(row[0])] = row[1].strip()
     if sorted(by_index) != list(range(len(by_index))) or not by_index:
@@ -59,18 +59,12 @@ def read_rows(
     """(paths, [super, sub] targets) of one annotation CSV, checked against the mappings."""
     path = files.require(csv_key)
     folder = files.require(images_key, folder=True)
-    columns = [files.names[k] for k in ("image_column", "super_column", "sub_column")]
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in columns if c not in (reader.fieldnames or [])]
-        if missing:
-            found = len(reader.fieldnames or [])
-            what = f"column(s) {', '.join(missing)} missing from its header ({found} columns)"
-            raise ValueError(f"{files.tag}: {path}: {what}")
-        rows = [(r[columns[0]], r[columns[1]], r[columns[2]]) for r in reader]
     paths, targets = [], []
-    for line, (image, sup, sub) in enumerate(rows, start=2):
-        if not (sup.strip().isdigit() and sub.strip().isdigit()):
+    for line, (image, sup, sub) in read_columns(files, path):
+        if not image.strip():  # `folder / ""` is the folder itself, which passed the existence check
+            raise ValueError(f"{files.tag}: {path} line {line}: the {files.names['image_column']} field is empty")
+        # isdecimal, not isdigit: int() refuses a superscript digit with a ValueError quoting it.
+        if not (sup.strip().isdecimal() and sub.strip().isdecimal()):
             raise ValueError(f"{files.tag}: {path} line {line}: indices must be integers")
         if int(sup) >= n_super or int(sub) >= n_sub:
             raise ValueError(
@@ -80,6 +74,28 @@ def read_rows(
         targets.append([int(sup), int(sub)])
     files.check_listed(paths, str(path))
     return paths, targets
+
+
+def read_columns(files: Files, path: Path) -> list[tuple[int, tuple[str, str, str]]]:
+    """(line number, (image, super, sub)) of each row of annotation CSV `path`, by header name.
+    Line numbers are the file's own (csv counts blank and multi-line rows; numbering rows from 2
+    was off after a blank line). A row short of a column is refused naming its line: DictReader
+    gave None for it, and `.strip()` on None was an AttributeError traceback."""
+    columns = [files.names[k] for k in ("image_column", "super_column", "sub_column")]
+    reader = csv.DictReader(io.StringIO(files.text(path), newline=""))
+    missing = [c for c in columns if c not in (reader.fieldnames or [])]
+    if missing:
+        found = len(reader.fieldnames or [])
+        what = f"column(s) {', '.join(missing)} missing from its header ({found} columns)"
+        raise ValueError(f"{files.tag}: {path}: {what}")
+    rows = []
+    for row in reader:
+        values = [row[c] for c in columns]
+        if any(v is None for v in values):
+            short = ", ".join(c for c, v in zip(columns, values, strict=True) if v is None)
+            raise ValueError(f"{files.tag}: {path} line {reader.line_num}: no value for column(s) {short}")
+        rows.append((reader.line_num, (values[0], values[1], values[2])))
+    return rows
 
 
 @layout("hierarchical_csv", FILES, tasks=("hierarchical",))

@@ -8,6 +8,7 @@ splits would be read as classes. Torch-free (see trainers.datasets.index)."""
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 from trainers.config import DatasetConfig
@@ -75,6 +76,21 @@ def refuse_splits_without_train(files: Files) -> None:
         )
 
 
+def refuse_lookalike_classes(files: Files, folder: Path, class_names: list[str]) -> None:
+    """Refuse two class folders whose names differ only in Unicode normalisation (`café` typed on
+    Linux, NFC, and `café` copied from macOS, NFD): two classes that print alike in every report,
+    each with half the images. Named with ascii() so the difference shows."""
+    by_form: dict[str, str] = {}
+    for name in class_names:
+        form = unicodedata.normalize("NFC", name)
+        if form in by_form:
+            raise ValueError(
+                f"{files.tag}: {folder}: class folders {by_form[form]!a} and {name!a} differ only in "
+                "Unicode normalisation (one NFC, one NFD, as macOS writes); merge them into one folder"
+            )
+        by_form[form] = name
+
+
 def scan_split(files: Files, folder: Path, class_names: list[str]) -> Part:
     """Every image file under `folder/<class>/` (recursively), labelled by class index."""
     unknown = set(find_classes(folder)) - set(class_names)
@@ -100,6 +116,7 @@ def index_imagefolder(ds: DatasetConfig, files: Files) -> DatasetIndex:
     class_names = find_classes(train_dir)
     if not class_names:
         raise ValueError(f"{files.tag}: no class folders under {train_dir}")
+    refuse_lookalike_classes(files, train_dir, class_names)
     folders = {"train": train_dir}
     for split in ("val", "test"):
         if files.names[split] in ("", "none"):

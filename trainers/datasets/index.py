@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -40,6 +41,7 @@ _LAYOUT_MODULES = ("imagefolder", "cub200", "fgvc_aircraft", "foodx251", "hierar
 MANIFEST_MAX_IDS = 20_000
 # Fields a combined dataset leaves to its parts (each carves its own splits).
 _PER_PART_FIELDS = ("split_seed", "val_fraction", "test_fraction")
+_LINE_START_BOM = re.compile("^\ufeff", re.MULTILINE)
 
 
 @dataclass
@@ -202,9 +204,22 @@ class Files:
             raise FileNotFoundError(f"{self.tag}: {kind} {path} {why}")
         return path
 
+    def text(self, path: Path) -> str:
+        """The text of annotation file `path`, without a leading byte-order mark (Notepad and Excel
+        write one: it glued itself to the first id or header, which then matched nothing); a file that
+        is not UTF-8 is a ValueError naming it and the line (it was decoded with U+FFFD in place of
+        its bytes, which renamed classes, or raised a UnicodeDecodeError naming no file)."""
+        data = path.read_bytes()
+        try:
+            # At any line start: two exported files concatenated carry the second one's mark mid-file.
+            return _LINE_START_BOM.sub("", data.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise ValueError(f"{self.tag}: {path} line {line}: not UTF-8 text; save the file as UTF-8") from None
+
     def lines(self, key: str) -> list[str]:
         """Non-empty, stripped lines of annotation file `key`."""
-        text = self.require(key).read_text(encoding="utf-8", errors="replace")
+        text = self.text(self.require(key))
         return [line.strip() for line in text.splitlines() if line.strip()]
 
     def fields(self, key: str, count: int, sep: str | None = None) -> list[list[str]]:
@@ -242,9 +257,17 @@ class Files:
 
 
 def scan_images(folder: Path) -> list[Path]:
-    """Every image file under `folder` (recursively, hidden entries skipped), sorted."""
+    """Every image file under `folder` (recursively, hidden entries skipped), sorted. Symlinked
+    sub-folders are followed, as torchvision's ImageFolder does: a class assembled from links lost
+    their images without a word. Each real folder is read once, so a link loop ends."""
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a loop (`a/up -> a`) or a second link to one folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         found.extend(
             Path(dirpath) / f for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)

@@ -62,14 +62,32 @@ def _one_row(
     return rows[0]
 
 
+def label_files_in(files: Files, annotations: Path) -> list[Path]:
+    """The `<label>.txt` files of `annotations`, sorted, the suffix in any case: a `Cat.TXT` (as
+    Windows tools write) was skipped, and its label silently missing from every target. Two files
+    of one label (`cat.txt`, `cat.TXT`) are refused: the label would be two columns."""
+    found = sorted(
+        p for p in annotations.iterdir() if p.suffix.lower() == ".txt" and not p.name.startswith(".") and p.is_file()
+    )
+    if not found:
+        raise FileNotFoundError(f"{files.tag}: no <label>.txt annotation files in {annotations}")
+    by_label: dict[str, Path] = {}
+    for path in found:
+        if path.stem in by_label:
+            raise ValueError(
+                f"{files.tag}: {by_label[path.stem].name} and {path.name} in {annotations} name the same label; "
+                "merge them into one file"
+            )
+        by_label[path.stem] = path
+    return found
+
+
 @layout("multilabel", FILES, tasks=("multilabel",))
 def index_multilabel(ds: DatasetConfig, files: Files) -> DatasetIndex:
     """Every image of the folder with its multi-hot vector from the annotation files."""
     folder = files.require("images", folder=True)
     annotations = files.require("annotations", folder=True)
-    label_files = sorted(p for p in annotations.iterdir() if p.suffix == ".txt" and not p.name.startswith("."))
-    if not label_files:
-        raise FileNotFoundError(f"{files.tag}: no <label>.txt annotation files in {annotations}")
+    label_files = label_files_in(files, annotations)
     joined = [p.name for p in label_files if "," in p.stem]
     if joined:  # `predict` writes an image's labels joined with ',': such a name could not be split back
         raise ValueError(f"{files.tag}: label names may not hold ',' ({joined[0]} in {annotations}); rename the file")
