@@ -316,7 +316,7 @@ class ScheduleConfig(_Strict):
     gamma: float = Field(0.1, gt=0.0)
     """StepLR multiplicative decay."""
     warmup_epochs: int = Field(0, ge=0)
-    """Linear warm-up epochs before cosine decay."""
+    """Linear warm-up epochs before cosine decay (cosine only: with `step` or `none`, refused at plan)."""
 
 
 # DeepSpeed keys derived from the trainer config (key -> the field that sets it): overriding

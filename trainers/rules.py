@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainers.config import DatasetConfig, ModelConfig, TrainConfig
+from trainers.config import DatasetConfig, ModelConfig, ScheduleConfig, TrainConfig
 
 SEED_MAX = 2**32 - 1  # numpy's global seed range
 HUE_MAX = 0.5  # torchvision ColorJitter: hue in [-0.5, 0.5]
@@ -65,6 +65,21 @@ def check_regime(cfg: TrainConfig) -> None:
     kind = task_kind(cfg.data.dataset)
     if cfg.regime == "pretrained_eval" and kind != "single":
         raise ValueError(f"regime pretrained_eval supports single-label datasets, not {kind}")
+    if cfg.regime == "pretrained_eval" and cfg.model.insert:
+        # Nothing trains in this regime: an inserted module (SCRA) would gate the checkpoint's
+        # features with its random initial weights, and the "as is" numbers be another model's.
+        raise ValueError("model.insert: regime pretrained_eval scores the checkpoint as is; it adds untrained modules")
+    check_schedule(cfg.schedule)
+
+
+def check_schedule(schedule: ScheduleConfig) -> None:
+    """Raise ValueError for a warm-up on a schedule without one: only cosine warms up, the others
+    ignored `warmup_epochs` while the run's recorded config (and its table row) claimed it."""
+    if schedule.warmup_epochs and schedule.name != "cosine":
+        raise ValueError(
+            f"schedule.warmup_epochs {schedule.warmup_epochs} applies to the cosine schedule only, "
+            f"not {schedule.name!r}: use schedule.name cosine, or warmup_epochs 0"
+        )
 
 
 def check_loss(cfg: TrainConfig) -> None:

@@ -152,7 +152,9 @@ def build_parts(
     selection = Selection.from_config(cfg.early_stopping, metric_names(task))
     model = _model(cfg, task)
     n_params = count_params(model)
-    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # pretrained_eval trains nothing, though its checkpoint head keeps requires_grad (an optimizer
+    # needs a parameter): its params_trainable was that head's size, not 0.
+    n_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad) if regimes.trains(cfg) else 0
     criterion = build_criterion(cfg.loss, task, data.splits.train.targets)
     optimizer = build_optimizer(model.parameters(), cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.schedule, cfg.epochs)

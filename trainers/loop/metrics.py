@@ -76,8 +76,23 @@ def _averaged(labels: np.ndarray, predictions: np.ndarray, macro_classes: np.nda
     }
 
 
+def ranking_scores(scores: np.ndarray) -> np.ndarray:
+    """`scores` with NaN and infinities replaced by finite stand-ins in the same order: NaN and
+    -inf rank lowest, +inf highest. A diverged model (fp16 overflow, a too-high LR) outputs them,
+    and scikit-learn's top_k_accuracy_score raised "Input contains NaN" at validation: the run
+    died instead of recording the epoch as not improving. numpy's argmax picked a NaN as the max."""
+    scores = np.asarray(scores)
+    if not np.issubdtype(scores.dtype, np.floating) or np.isfinite(scores).all():
+        return scores
+    info = np.finfo(scores.dtype)
+    finite: np.ndarray = np.nan_to_num(scores, nan=info.min, posinf=info.max, neginf=info.min)
+    return finite
+
+
 def level_metrics(scores: np.ndarray, labels: np.ndarray, names: list[str]) -> Evaluation:
-    """Single-label metrics of scores [n, classes] against class indices [n]."""
+    """Single-label metrics of scores [n, classes] against class indices [n] (non-finite scores
+    rank as `ranking_scores` says, for top-1 and top-5 alike)."""
+    scores = ranking_scores(scores)
     predictions = scores.argmax(axis=1)
     # Macro averages run over the classes present in the split's labels, so a capped split that
     # lacks a class is not scored as a 0 for it, also where the model predicts that class

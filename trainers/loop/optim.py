@@ -9,6 +9,7 @@ import torch
 from torch.optim import SGD, Adadelta, Adam, Adamax, AdamW, Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, StepLR
 
+from trainers import rules
 from trainers.config import OptimConfig, ScheduleConfig
 
 # name -> optimizer over (trainable params, config); a new optimizer is one entry here
@@ -53,6 +54,7 @@ class WarmupCosine:
 
 def build_scheduler(optimizer: Optimizer, schedule: ScheduleConfig, epochs: int) -> LRScheduler:
     """The configured schedule, meant to be stepped once at the end of every epoch."""
+    rules.check_schedule(schedule)  # also a plan-time rule (check_config)
     if schedule.name == "step":
         return StepLR(optimizer, step_size=schedule.step_epochs, gamma=schedule.gamma)
     if schedule.name == "cosine":

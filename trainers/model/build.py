@@ -125,6 +125,10 @@ def _pretrained_as_is(cfg: TrainConfig, task: TaskSpec, load_weights: bool) -> C
         raise ValueError("regime pretrained_eval needs model.pretrained_path")
     if task.kind != "single":
         raise ValueError(f"regime pretrained_eval supports single-label datasets, not {task.kind}")
+    if model.insert:
+        # Nothing trains in this regime: an inserted module (SCRA) would gate the checkpoint's
+        # features with its random initial weights, and the "as is" numbers would be of another model.
+        raise ValueError("regime pretrained_eval scores the checkpoint as is: model.insert adds untrained modules")
     source_classes = checkpoint_num_classes(Path(model.pretrained_path), model.backbone)
     backbone = create_backbone(model.backbone, cfg.data.image_size_px, num_classes=source_classes)
     if load_weights:
@@ -158,10 +162,16 @@ def create_backbone(name: str, image_size_px: int, **kwargs: Any) -> nn.Module:
 
 
 def _num_features(backbone: nn.Module) -> int:
-    features = getattr(backbone, "num_features", None)
-    if not isinstance(features, int):
-        raise ValueError(f"{type(backbone).__name__} does not report num_features")
-    return features
+    """Width of a headless (num_classes=0) timm backbone's output, which our heads take: timm's
+    `head_hidden_size`, the pre-logits width. It differs from `num_features` (the last feature
+    map's channels) where timm's head has its own hidden layer (MobileNetV3/V4, GhostNet,
+    HGNetV2, EfficientViT, MambaOut: 960 vs 1280 for MobileNetV3-Large), and heads sized by
+    `num_features` failed at the first batch with a shape mismatch."""
+    for name in ("head_hidden_size", "num_features"):  # num_features: models that predate the attribute
+        features = getattr(backbone, name, None)
+        if isinstance(features, int):
+            return features
+    raise ValueError(f"{type(backbone).__name__} does not report num_features")
 
 
 check_pretrained_path = rules.check_files  # lives in trainers.rules (also run by `plan`)

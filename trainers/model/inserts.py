@@ -54,12 +54,23 @@ def describe_stages(backbone: nn.Module) -> str:
 
 
 class _ApplyToOutput:
-    """Forward hook: the stage's output goes through `module` (a class, so it pickles)."""
+    """Forward hook: the stage's output goes through `module` (a class, so it pickles).
 
-    def __init__(self, module: nn.Module) -> None:
+    A backbone whose stages are NHWC (timm's output_fmt: Swin, MambaOut) hands the module its
+    maps as NCHW and takes them back as NHWC, so every module sees channels at dim 1. SCRA told
+    the layouts apart by shape alone, and gated along the height where height equals channels
+    (MambaOut-T after stage 1 at 384 px: 96 x 96 x 96).
+    """
+
+    channels_last: bool = False  # a class default: hooks pickled before the field still load
+
+    def __init__(self, module: nn.Module, channels_last: bool = False) -> None:
         self.module = module
+        self.channels_last = channels_last
 
     def __call__(self, _stage: nn.Module, _inputs: Any, output: Any) -> Any:
+        if self.channels_last and output.dim() == 4:
+            return self.module(output.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.module(output)
 
 
@@ -84,7 +95,8 @@ def attach(backbone: nn.Module, inserts: Sequence[InsertConfig]) -> tuple[nn.Mod
             )
         level = levels[insert.after_stage - 1]
         module = _FACTORIES[insert.module](int(level["num_chs"]))
-        backbone.get_submodule(level["module"]).register_forward_hook(_ApplyToOutput(module))
+        hook = _ApplyToOutput(module, channels_last=getattr(backbone, "output_fmt", "NCHW") == "NHWC")
+        backbone.get_submodule(level["module"]).register_forward_hook(hook)
         modules[f"{insert.module}_{index}"] = module
         placed.append(
             {
