@@ -11,10 +11,15 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import yaml
+
 from orchestrator.sweep import yamlio
+from orchestrator.sweep.errors import SpecError, one_line, short_key
 
 # Sections whose next segment is one key that may itself contain dots.
 _FLAT_SECTIONS = {"grid", "ablations"}
+_QUOTED_CHARS = 120
+"""Longest quote of an override in its error (the message is cut at 600 characters, reason included)."""
 
 
 def nested(dotted: str, value: Any) -> dict[str, Any]:
@@ -50,7 +55,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     """`"grid.seed=[0,1]"` -> (["grid", "seed"], [0, 1]); the value is parsed as YAML."""
     key, sep, value_text = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"{text!r}: expected key=value (e.g. defaults.epochs=1)")
+        raise ValueError(f"{_quoted(text)}: expected key=value (e.g. defaults.epochs=1)")
     parts = key.strip().split(".")
     head = parts[0]
     if head in _FLAT_SECTIONS and len(parts) > 1:
@@ -59,9 +64,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         parts = [head, parts[1], ".".join(parts[2:])]
     try:
         value = yamlio.loads(value_text) if value_text.strip() else None
-    except Exception as exc:  # yaml errors carry multi-line messages
-        raise ValueError(f"{text!r}: value is not valid YAML ({type(exc).__name__})") from None
+    except yaml.YAMLError as exc:  # its own message spans lines and quotes the text: the reason and column only
+        raise ValueError(f"{_quoted(text)}: value is not valid YAML ({yamlio.reason(exc)})") from None
+    except Exception as exc:  # e.g. a lone surrogate from argv bytes that are not UTF-8
+        raise ValueError(f"{_quoted(text)}: value is not valid YAML ({type(exc).__name__})") from None
     return parts, value
+
+
+def _quoted(text: str) -> str:
+    """An override as its errors quote it: cut, so that a 5,000-character value leaves room for the reason."""
+    return one_line(repr(text), _QUOTED_CHARS)
 
 
 def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -69,13 +81,94 @@ def apply_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     out = copy.deepcopy(dict(raw))
     for text in overrides:
         parts, value = parse_override(text)
+        parts = _named_entry(out, parts)
         target: dict[str, Any] = out
         for part in parts[:-1]:
             child = target.get(part)
             if child is None:
                 child = target[part] = {}
             if not isinstance(child, dict):
-                raise ValueError(f"{text!r}: {part!r} is not a mapping")
+                raise ValueError(f"{_quoted(text)}: {short_key(part)!r} is not a mapping")
             target = child
         target[parts[-1]] = value
     return out
+
+
+def _named_entry(raw: Mapping[str, Any], parts: list[str]) -> list[str]:
+    """`[section, entry, dotted key]` for an override into a modifier or a per_backbone entry whose name
+    holds dots (`per_backbone.resnet50.tv_in1k.data.batch_size`, a timm name with its tag): the longest
+    name the spec defines (or, for per_backbone, a backbone of its grid); else the first segment. The
+    first segment alone made the entry `resnet50`, refused as no backbone of the grid."""
+    head, rest = parts[0], ".".join(parts[1:]).split(".")
+    if head not in _DOTTED_SECTIONS or len(rest) < 2:
+        return parts
+    entries = raw.get(head)
+    known = {str(name) for name in entries} if isinstance(entries, Mapping) else set()
+    grid = raw.get("grid")
+    backbones = grid.get("backbone") if isinstance(grid, Mapping) else None
+    if head == "per_backbone" and isinstance(backbones, list):
+        known |= {value for value in backbones if isinstance(value, str)}
+    cut = next((n for n in range(len(rest), 0, -1) if ".".join(rest[:n]) in known), 1)
+    return [head, ".".join(rest[:cut]), ".".join(rest[cut:])] if cut < len(rest) else [head, ".".join(rest)]
+
+
+# Sections whose entries are mappings of dotted keys, applied in order one after the other.
+_DOTTED_SECTIONS = ("modifiers", "per_backbone")
+
+
+def check_written_once(raw: Mapping[str, Any], where: str) -> None:
+    """SpecError when one modifier or per_backbone entry sets a value twice in the file: as a dotted key
+    and nested (`model.head_dropout: 0.45` and `model: {head_dropout: 0.2}`), or a key and a key inside
+    it. YAML refuses a key written twice, but these are two keys, and the later one won unannounced.
+    Command-line overrides are applied after this check: there the later value winning is the point."""
+    for section in _DOTTED_SECTIONS:
+        entries = raw.get(section)
+        for name, changes in entries.items() if isinstance(entries, Mapping) else ():
+            if not isinstance(changes, Mapping):
+                continue  # the typed model names what it should be
+            twice = _written_twice(changes)
+            if twice is not None:
+                path, first, second = twice
+                raise SpecError(
+                    f"{where}: {section}.{short_key(name)}: {short_key(path)} is set twice, by "
+                    f"{short_key(first)!r} and {short_key(second)!r} (one would silently win); write it once"
+                )
+
+
+def _written_twice(changes: Mapping[Any, Any]) -> tuple[str, str, str] | None:
+    """(value path, earlier key, later key) of two top-level keys of `changes` that set one value once
+    dotted keys are expanded, or None. Only a key whose segments start another's can overlap it, so each
+    key is compared with its prefixes alone (linear in keys and nesting: a modifier may be large)."""
+    keys = {tuple(str(key).split(".")): str(key) for key in changes}
+    order = {str(key): index for index, key in enumerate(changes)}
+    for parts, key in keys.items():
+        for cut in range(1, len(parts)):
+            shorter = keys.get(parts[:cut])
+            if shorter is None:
+                continue
+            inside = _overlap(changes[shorter], parts[cut:], changes[key])
+            if inside is not None:
+                first, second = sorted((shorter, key), key=order.__getitem__)
+                return ".".join((*parts[:cut], *inside)), first, second
+    return None
+
+
+def _overlap(value: Any, rest: tuple[str, ...], other: Any) -> tuple[str, ...] | None:
+    """Where `other`, set at path `rest` under `value`, meets a value `value` sets (path relative to
+    `value`), or None: mappings merge, anything else replaces what is there."""
+    node = value
+    for index, part in enumerate(rest):
+        if not isinstance(node, Mapping):
+            return rest[:index]  # `value` sets a leaf above `other`'s key
+        found = {str(k): v for k, v in node.items()}
+        if part not in found:
+            return None
+        node = found[part]
+    stack: list[tuple[tuple[str, ...], Any, Any]] = [(rest, node, other)]
+    while stack:  # iterative: a deeply nested modifier must not hit the recursion limit
+        path, mine, theirs = stack.pop()
+        if not (isinstance(mine, Mapping) and isinstance(theirs, Mapping)):
+            return path
+        mine_by_name = {str(k): v for k, v in mine.items()}
+        stack.extend(((*path, str(k)), mine_by_name[str(k)], v) for k, v in theirs.items() if str(k) in mine_by_name)
+    return None

@@ -209,15 +209,17 @@ def resolve(raw: dict[str, Any], spec_path: Path) -> dict[str, Any]:
 
 
 def _walk(value: Any, key: str, context: tuple[Site | None, Path | None, Path]) -> Any:
-    if isinstance(value, dict) and key in _DATASET_KEYS and isinstance(value.get("site"), str):
+    # The last segment decides: a modifier, per_backbone entry or grid axis writes `data.dataset` where
+    # `defaults` nests `dataset` (the dotted form read `site` as a dataset field: "unknown key").
+    leaf = key.rsplit(".", 1)[-1]
+    if isinstance(value, dict) and leaf in _DATASET_KEYS and isinstance(value.get("site"), str):
         # `{site: cub200, val_fraction: 0}`: the site's dataset entry with these fields changed.
         changes = {k: _walk(v, str(k), context) for k, v in value.items() if k != "site"}
-        return {**_lookup(value["site"].removeprefix(PREFIX), key, context[0], context[1]), **changes}
+        return {**_lookup(value["site"].removeprefix(PREFIX), leaf, context[0], context[1]), **changes}
     if isinstance(value, dict):
         return {k: _walk(v, str(k), context) for k, v in value.items()}
     if isinstance(value, list):
         return [_walk(v, key, context) for v in value]
-    leaf = key.rsplit(".", 1)[-1]
     if isinstance(value, str) and value.startswith(PREFIX):
         return _lookup(value.removeprefix(PREFIX), leaf, context[0], context[1])
     if isinstance(value, str) and leaf in _FILE_KEYS and value:

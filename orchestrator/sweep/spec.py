@@ -34,7 +34,7 @@ from orchestrator.sweep.errors import (
     short,
     yaml_reason,
 )
-from orchestrator.sweep.overrides import apply_dotted, apply_overrides, nested
+from orchestrator.sweep.overrides import apply_dotted, apply_overrides, check_written_once, nested
 from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.seeds import AdaptiveSeeds
 from orchestrator.sweep.site import SlurmConfig
@@ -214,6 +214,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = (), max_runs: int | N
         raise SpecError(f"{path}: invalid YAML: {yaml_reason(exc)}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: top level must be a mapping with keys {', '.join(SweepSpec.model_fields)}")
+    check_written_once(raw, str(path))
     try:
         raw = apply_overrides(raw, overrides)
     except ValueError as exc:

@@ -10,7 +10,8 @@ Guards (each a one-line error, never a traceback):
 - aliases may not expand the document beyond MAX_EXPANDED_NODES nodes (a "billion laughs"
   file is a few hundred bytes and expands to gigabytes in any code that walks it);
 - files are read only when they are regular files under MAX_FILE_BYTES, and must be UTF-8;
-- `!!binary`, `!!set`, `!!omap` and `!!pairs` values are refused (they slipped past the checks on text).
+- `!!binary`, `!!set`, `!!omap` and `!!pairs` values are refused (they slipped past the checks on text);
+- an integer has at most MAX_INT_DIGITS digits (over 4,300 Python's int() raises a ValueError).
 """
 
 from __future__ import annotations
@@ -74,6 +75,33 @@ def _refuse_tag(loader: _Loader, node: Node) -> Any:
 
 for _tag in _REFUSED_TAGS:
     _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _refuse_tag)
+
+MAX_INT_DIGITS = 20
+"""Digits of the largest integer a document may hold (no count, size or seed has more; int64 has 19)."""
+_MAX_INT_CHARS = 64
+"""Characters of an integer's text converted at all (`0x` and `_` included)."""
+
+
+def _bounded_int(loader: _Loader, node: Node) -> Any:
+    """An integer of at most MAX_INT_DIGITS digits. A longer one (5,000 digits, or a sexagesimal `1:59:...`
+    of as many) raised Python's ValueError past the YAML errors, or, written in hex, reached the run id's
+    json.dumps and raised there: a traceback either way."""
+    text = str(node.value)
+    if len(text) > _MAX_INT_CHARS:
+        raise ConstructorError(
+            None,
+            None,
+            f"an integer written with {len(text)} characters (at most {MAX_INT_DIGITS} digits)",
+            node.start_mark,
+        )
+    value = SafeConstructor.construct_yaml_int(loader, node)  # type: ignore[arg-type]
+    digits = len(str(abs(value)))
+    if digits > MAX_INT_DIGITS:
+        raise ConstructorError(None, None, f"an integer of {digits} digits (at most {MAX_INT_DIGITS})", node.start_mark)
+    return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 # Replace (not extend) the float resolver so `1e-4` is a float and `1_000` stays an int.
 _Loader.yaml_implicit_resolvers = {
