@@ -172,3 +172,36 @@ def _overlap(value: Any, rest: tuple[str, ...], other: Any) -> tuple[str, ...] |
         mine_by_name = {str(k): v for k, v in mine.items()}
         stack.extend(((*path, str(k)), mine_by_name[str(k)], v) for k, v in theirs.items() if str(k) in mine_by_name)
     return None
+
+
+def check_axes_apart(grid: Mapping[str, list[Any]], aliases: Mapping[str, str], where: str) -> None:
+    """SpecError when two grid axes set one trainer key (`backbone` and `model.backbone`, or a `model`
+    axis whose values hold `backbone`): the later axis replaced the earlier one in every run, so the
+    plan's summary listed backbones no run trained and their `per_backbone` entries went to others."""
+    keys = [(str(axis), aliases.get(str(axis), str(axis))) for axis in grid]
+    for index, (axis, key) in enumerate(keys):
+        for other, other_key in keys[:index]:
+            shorter, longer = sorted(((other, other_key), (axis, key)), key=lambda pair: len(pair[1]))
+            if longer[1] != shorter[1] and not longer[1].startswith(shorter[1] + "."):
+                continue
+            rest = longer[1][len(shorter[1]) :].lstrip(".")
+            if rest and not any(_sets(value, rest.split(".")) for value in grid[shorter[0]]):
+                continue  # a `model` axis of other fields merges with a `backbone` axis
+            raise SpecError(
+                f"{where}: grid.{short_key(axis)}: sets {short_key(key)} as grid.{short_key(other)} does "
+                "(the later axis would replace the other in every run); keep one of them"
+            )
+
+
+def _sets(value: Any, path: list[str]) -> bool:
+    """Whether a grid value for a parent key (a mapping, dotted keys allowed) sets the key at `path`."""
+    if not path:
+        return True
+    if not isinstance(value, Mapping):
+        return True  # it replaces the whole parent, the key included
+    return any(_sets(value[key], path[len(str(key).split(".")) :]) for key in value if _starts(str(key), path))
+
+
+def _starts(key: str, path: list[str]) -> bool:
+    parts = key.split(".")
+    return parts == path[: len(parts)]

@@ -34,7 +34,7 @@ from orchestrator.sweep.errors import (
     short,
     yaml_reason,
 )
-from orchestrator.sweep.overrides import apply_dotted, apply_overrides, check_written_once, nested
+from orchestrator.sweep.overrides import apply_dotted, apply_overrides, check_axes_apart, check_written_once, nested
 from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.seeds import AdaptiveSeeds
 from orchestrator.sweep.site import SlurmConfig
@@ -299,8 +299,10 @@ def _check_trainer_parts(spec: SweepSpec, where: str) -> None:
             valid = ", ".join(spec.modifiers) or "(none defined)"
             hint = did_you_mean(unknown[0], spec.modifiers)
             raise SpecError(f"{where}: ablations.{row}: unknown modifier {unknown[0]!r}{hint}; defined: {valid}")
-    for axis, axis_values in spec.grid.items():
+    for axis in spec.grid:
         _check_axis_name(axis, where)
+    check_axes_apart(spec.grid, AXIS_ALIASES, where)
+    for axis, axis_values in spec.grid.items():
         key = AXIS_ALIASES.get(axis, axis)
         if key in PLAIN_INT_FIELDS and all(type(v) is int for v in axis_values):
             axis_values = axis_values[:1]  # any int is valid, and no validator reads it: one config says so

@@ -184,3 +184,43 @@ def test_override_into_a_modifier_named_with_a_dot(write_spec: Callable[..., Pat
     # An entry not defined anywhere keeps the first segment as its name, as before.
     with pytest.raises(SpecError, match=r"per_backbone.resnet1: not a backbone of the grid \(did you mean"):
         load_spec(path, ["per_backbone.resnet1.data.batch_size=8"])
+
+
+# ------------------------------------------------- two grid axes that set one trainer key
+
+
+@pytest.mark.parametrize(
+    ("grid", "message"),
+    [
+        (
+            {"backbone": ["resnet10t"], "model.backbone": ["resnet18"], "dataset": ["digits"], "seed": [0]},
+            r"grid.model.backbone: sets model.backbone as grid.backbone does",
+        ),
+        (
+            {"backbone": ["resnet10t"], "dataset": ["digits"], "seed": [0], "data.dataset": ["digits"]},
+            r"grid.data.dataset: sets data.dataset as grid.dataset does",
+        ),
+        (
+            {"backbone": ["resnet10t"], "dataset": ["digits"], "seed": [0], "model": [{"backbone": "resnet18"}]},
+            r"grid.model: sets model as grid.backbone does",
+        ),
+    ],
+    ids=["alias and key", "dataset alias and key", "a parent axis that sets the key"],
+)
+def test_two_axes_that_set_one_key_are_refused(
+    write_spec: Callable[..., Path], grid: dict[str, list[object]], message: str
+) -> None:
+    # The later axis replaced the earlier in every run: the plan said "backbone (1): resnet10t" and
+    # trained resnet18, with resnet10t's per_backbone entry applied to it.
+    with pytest.raises(SpecError, match=r"sweep.yaml: " + message):
+        load_spec(write_spec(grid=grid))
+
+
+def test_a_parent_axis_of_other_fields_still_merges_with_the_short_axis(write_spec: Callable[..., Path]) -> None:
+    grid = {"backbone": ["resnet10t"], "dataset": ["digits"], "seed": [0], "model": [{"head_dropout": 0.1}]}
+    runs = plan(load_spec(write_spec(grid=grid)))
+    # The dropout row's modifier comes after the grid: 0.5 there, the axis's 0.1 in the other rows.
+    assert {(r.config.model.backbone, r.config.model.head_dropout) for r in runs} == {
+        ("resnet10t", 0.1),
+        ("resnet10t", 0.5),
+    }
