@@ -45,7 +45,10 @@ def _planned(spec: SweepSpec, args: argparse.Namespace, check_data: bool) -> lis
     runs = plan(spec)
     if check_data:
         from orchestrator.checks import preflight
+        from orchestrator.store import placement
 
+        # Paths alone, so also under --skip-data-check: outputs inside a dataset become its images.
+        placement.check_sweep_output(spec.output_path, runs, args.spec)
         preflight.check(spec, runs, args.spec, data=not args.skip_data_check)
         _check_tables(spec, runs, args.spec)
     return runs

@@ -25,9 +25,11 @@ from rich.table import Table
 
 from orchestrator import textsafe
 from orchestrator.cli import jsonout, jsonout_datasets, terminal
+from orchestrator.cli.datasets_chart import bar_chart, readable
 from orchestrator.cli.jsonout_datasets import DatasetEntry
 from orchestrator.results.outputs import digest
 from orchestrator.results.render import markdown_escape, slug
+from orchestrator.store import placement
 from orchestrator.sweep import bounded, site, yamlio
 from orchestrator.sweep.errors import SpecError, describe_error
 from trainers.config import DataConfig, DatasetConfig
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 
 DEFAULT_OUT = Path("results/datasets")
-CHART_MAX_NAMED = 60  # above this many classes the chart shows sorted counts without names
 
 
 def parse_dataset(text: str, overrides: Sequence[str], site_file: str | None) -> DatasetConfig:
@@ -173,9 +174,10 @@ def _describe(
 
 
 def _check_distinct(datasets: list[DatasetConfig], folders: list[Path]) -> None:
-    """SpecError when two datasets' reports would go to one folder (the second replaced the first's)."""
+    """SpecError when two reports would share one folder, or one lies inside a dataset (its chart joins the images)."""
     seen: dict[Path, DatasetConfig] = {}
     for ds, folder in zip(datasets, folders, strict=True):
+        placement.check_outside_data(folder, datasets, "report folder (--out)")
         first = seen.setdefault(folder, ds)
         if first is not ds:
             raise SpecError(
@@ -236,7 +238,7 @@ def render_report(report: Any, ds: DatasetConfig) -> dict[str, bytes]:
     tables = {"class_counts": report.counts, "imbalance": report.imbalance, "file_sizes": report.sizes}
     for name, frame in tables.items():
         if frame is not None:
-            files[f"{name}.csv"] = frame.to_csv(index=False).encode("utf-8")
+            files[f"{name}.csv"] = frame.to_csv(index=False).encode("utf-8", "backslashreplace")
     heading = f"# Dataset {markdown_escape(ds.display_name)} ({markdown_escape(ds.name)})"
     lines = [heading, "", f"Task: {report.view.task}.", ""]
     lines += [f"Split policy: `{json.dumps(report.view.info.get('policy', {}), sort_keys=True)}`", ""]
@@ -248,7 +250,7 @@ def render_report(report: Any, ds: DatasetConfig) -> dict[str, bytes]:
         if frame is not None:
             lines += [f"## {title}", "", _markdown(frame), ""]
     lines += ["![class counts](class_counts.png)", ""]
-    files["report.md"] = "\n".join(lines).encode("utf-8")
+    files["report.md"] = "\n".join(lines).encode("utf-8", "backslashreplace")
     files["class_counts.png"] = bar_chart(report.counts, ds.display_name)
     return files
 
@@ -324,52 +326,6 @@ def _save_report(folder: Path, files: dict[str, bytes], known: dict[str, str]) -
     return written
 
 
-def bar_chart(counts: pd.DataFrame, title: str) -> bytes:
-    """Grouped bars of class counts per split (one panel per level); with many classes the
-    classes are sorted by total count and drawn without names. Class names come from the
-    dataset's files: drawn as literal text (no mathtext)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from orchestrator.results.figures import plain_text
-
-    with plain_text():
-        return _draw_bar_chart(counts, title)
-
-
-def _draw_bar_chart(counts: pd.DataFrame, title: str) -> bytes:
-    import io
-
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    levels = list(dict.fromkeys(counts["level"]))
-    widest = max(int((counts["level"] == lv).sum()) for lv in levels)
-    width_in = min(24.0, max(6.0, 0.35 * min(widest, CHART_MAX_NAMED) + 2))
-    fig, axes = plt.subplots(len(levels), 1, figsize=(width_in, 3.8 * len(levels)), squeeze=False)
-    for ax, level in zip(axes[:, 0], levels, strict=True):
-        group = counts[counts["level"] == level]
-        named = len(group) <= CHART_MAX_NAMED
-        if not named:
-            group = group.sort_values("total", ascending=False)
-        x = np.arange(len(group))
-        for offset, split in zip((-0.27, 0.0, 0.27), ("train", "val", "test"), strict=True):
-            ax.bar(x + offset, group[split], width=0.27, label=split)
-        if named:
-            names = [textsafe.one_line(str(name)) for name in group["class"]]  # no raw ESC in a glyph warning
-            ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
-        else:
-            ax.set_xlabel(f"{len(group)} classes, sorted by total count")
-        ax.set_ylabel("images")
-        ax.set_title(textsafe.one_line(f"{title}: {level} counts per split"))
-        ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=110, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> Table:
     table = terminal.table(title=title, title_justify="left")
     for column in frame.columns:
@@ -383,7 +339,7 @@ def _rich(frame: pd.DataFrame, title: str, pct: bool = False) -> Table:
 def _cell(value: Any, pct: bool) -> str:
     if isinstance(value, float):
         return f"{value:.1f}" if pct or abs(value) >= 100 else f"{value:.3g}"
-    return textsafe.rich(value)  # class names come from the dataset's files
+    return textsafe.rich(readable(value))  # class names come from the dataset's files (bytes, too)
 
 
 def _markdown(frame: pd.DataFrame) -> str:

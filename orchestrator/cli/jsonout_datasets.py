@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from orchestrator.cli.datasets_chart import readable
 from orchestrator.cli.jsonout import SCHEMA_VERSION, Out, abs_path
 
 if TYPE_CHECKING:
@@ -62,8 +63,13 @@ class DatasetsDescribeOut(Out):
 
 def records(frame: pd.DataFrame | None) -> list[dict[str, Any]] | None:
     """A frame as JSON records (numpy numbers become numbers, NaN becomes null)."""
+    from pandas.api.types import is_numeric_dtype
+
     if frame is None:
         return None
+    # A class folder name that is not UTF-8 as its escape, as on screen and in the CSV (pandas'
+    # to_json failed on its lone surrogates: a traceback).
+    frame = frame.apply(lambda column: column if is_numeric_dtype(column) else column.map(readable))
     loaded: list[dict[str, Any]] = json.loads(frame.to_json(orient="records", double_precision=15))
     return loaded
 
@@ -75,7 +81,7 @@ def dataset_description(ds: Any, report: Any, written: Iterable[Path]) -> Datase
         name=ds.name,
         display_name=ds.display_name,
         task=view.task,
-        classes=[str(c) for c in view.class_names],
+        classes=[readable(c) for c in view.class_names],
         split_sizes={s: len(view.targets[s]) for s in ("train", "val", "test")},
         split=json.loads(json.dumps(view.info.get("policy", view.info), default=str)),
         counts=records(report.counts) or [],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -23,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra:
         args.overrides = [*args.overrides, *extra]
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit (a traceback there)
+        return code
     except SpecError as exc:
         _error(str(exc))
         return 2
@@ -31,8 +34,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(f"{type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
-        commands.console.print("[yellow]interrupted[/]: finished runs are kept; submit again to continue")
+        # On stderr: stdout may be a `--json` object that a script is reading.
+        hint = ": finished runs are kept; submit again to continue" if args.func is submit.cmd_submit else ""
+        terminal.make_console(stderr=True).print(f"[yellow]interrupted[/]{hint}")
         return 130
+    except BrokenPipeError:  # `orchestrate plan SPEC | head -1`: the reader has all it wanted
+        from orchestrator.cli.process import silence_stdout
+
+        silence_stdout()
+        return 1
 
 
 def _error(message: str) -> None:
@@ -202,7 +212,7 @@ def _add_submit(sub: Any) -> None:
         help="local: warm worker processes on this machine; debug: in this process; slurm: job arrays",
     )
     p.add_argument(
-        "--workers", type=int, help="local: runs at once, each in a warm worker (default: one per GPU, else 1)"
+        "--workers", type=_count, help="local: runs at once, each in a warm worker (default: one per GPU, else 1)"
     )
     p.add_argument(
         "--profile",
@@ -322,6 +332,18 @@ def _positive(text: str) -> float:
 MAX_INTERVAL_S = 86_400.0
 
 
+def _count(text: str) -> int:
+    """A whole number >= 1 (argparse type): `--workers 0` or `-3` ran one worker without a word, and
+    `--max-runs -1` refused every sweep as exceeding "the cap of -1"."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 1 or more")
+    return value
+
+
 def _seconds(text: str) -> float:
     """Seconds between polls (argparse type): 1 to a day (nan and -1 failed in time.sleep, 1e308
     overflowed it, 0 polled without pause)."""
@@ -349,7 +371,7 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
 def _max_runs_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-runs",
-        type=int,
+        type=_count,
         default=MAX_RUNS,
         help=f"refuse a sweep planning more runs than this (default {MAX_RUNS:,})",
     )

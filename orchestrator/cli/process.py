@@ -26,6 +26,7 @@ finalised as usual instead: see `run_command`.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -36,6 +37,8 @@ from orchestrator.sweep import gcpause
 def run_command(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
     """`sys.exit(main())` for a process that exits when the command ends: the imports so far
     frozen before the command, everything frozen after it (see the module docstring)."""
+    fill_closed_streams()
+    escape_unencodable()
     gc.freeze()
     gcpause.freeze_at_end()
     try:
@@ -51,3 +54,50 @@ def run_command(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
         else:
             gc.freeze()
     sys.exit(code)
+
+
+def fill_closed_streams() -> None:
+    """Standard streams the shell closed (`orchestrate plan SPEC >&-`, `2>&-`) opened on /dev/null.
+
+    Python leaves sys.stdout None then, and `--json` failed writing its object to None. Worse, the
+    descriptor stays free: the next file opened (a run's status.json) would get number 1, and
+    whatever a worker or library then printed would land in that file. Output to a closed stream
+    is dropped, as Python's print() drops it; nothing else changes.
+    """
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if mode == "r" else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115 - lives as long as the process
+
+
+def silence_stdout() -> None:
+    """After a closed pipe (`| head -1`): stdout's descriptor onto /dev/null, so the flush at exit does
+    not fail on it again (Python's advice for SIGPIPE; rich does the same for what it writes, then
+    exits 1, as `main` does: the output was cut short)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing to flush
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
+def escape_unencodable() -> None:
+    """stdout and stderr write what their encoding cannot hold as escapes (`\\udcff`, `\\xb1`), not raw.
+
+    A class folder or file name that is not UTF-8 reaches Python as lone surrogates: a UTF-8 locale's
+    stdout wrote them back as the raw bytes (invalid UTF-8 on the terminal), and an ASCII or Latin-1
+    one (PYTHONIOENCODING=ascii, LC_ALL=en_US.ISO-8859-1) ended the command in a UnicodeEncodeError
+    traceback at the first `±` or `Δ` of a table. Text the encoding holds is unchanged.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")

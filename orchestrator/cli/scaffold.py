@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.markup import escape
 
+from orchestrator import textsafe
 from orchestrator.cli import terminal
 from orchestrator.sweep import bounded, schema
 from orchestrator.sweep.errors import SpecError
@@ -51,7 +51,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     if out.exists() and not _ours(out):
         raise SpecError(f"{out}: exists and is not an orchestrate schema; not overwritten")
     write_text(out, text)
-    console.print(f"wrote {escape(str(out))}")
+    console.print(f"wrote {textsafe.rich(out)}")
     return 0
 
 
@@ -68,10 +68,11 @@ def cmd_init(args: argparse.Namespace) -> int:
         write_text(schema_file, json.dumps(schema.sweep_schema(), indent=1) + "\n")
     write_text(out, sweep_text(found, name, args.backbone))
     shown = ", ".join(found.classes[:8]) + (", ..." if len(found.classes) > 8 else "")
-    console.print(f"{len(found.classes)} classes ({escape(shown)}); {_sizes_note(found)}")
+    # Class folder names are the dataset's: an ESC or bidi override in one reached the terminal raw.
+    console.print(f"{len(found.classes)} classes ({textsafe.rich(shown)}); {_sizes_note(found)}")
     for warning in found.warnings:
-        errors.print(f"warning: {escape(warning)}")
-    console.print(f"wrote {escape(str(out))}; next: orchestrate plan {escape(shlex.quote(str(out)))}")
+        errors.print(f"warning: {textsafe.rich(warning)}")
+    console.print(f"wrote {textsafe.rich(out)}; next: orchestrate plan {textsafe.rich(shlex.quote(str(out)))}")
     return 0
 
 

@@ -19,11 +19,16 @@ PIPE_WIDTH = 100_000
 """Columns of the virtual page when writing to a pipe or file: no line is ever wrapped."""
 
 
+def is_terminal(stream: Any) -> bool:
+    """Whether `stream` is a terminal; False for a closed one (`orchestrate plan SPEC >&-` left
+    sys.stdout None, and the import of the command modules failed on `None.isatty()`)."""
+    return stream is not None and bool(stream.isatty())
+
+
 def make_console(stderr: bool = False) -> Console:
     """A console for one stream: the terminal's width in a terminal, unlimited and plain otherwise."""
-    stream = sys.stderr if stderr else sys.stdout
     # emoji off: a label `:a:` is text, not 🅰 (markup is escaped by orchestrator.textsafe.rich).
-    if stream.isatty():
+    if is_terminal(sys.stderr if stderr else sys.stdout):
         return Console(stderr=stderr, highlight=False, emoji=False)
     return Console(stderr=stderr, highlight=False, width=PIPE_WIDTH, soft_wrap=True, color_system=None, emoji=False)
 
@@ -31,7 +36,7 @@ def make_console(stderr: bool = False) -> Console:
 def table(*headers: str, **options: Any) -> Table:
     """A rich table whose cells fold rather than being cut with an ellipsis; piped, plain columns
     without box lines (`--json` is the form for programs)."""
-    if not sys.stdout.isatty():
+    if not is_terminal(sys.stdout):
         options = {"box": None, "pad_edge": False, **options}
     grid = Table(**options)
     for header in headers:
