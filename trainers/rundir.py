@@ -21,6 +21,7 @@ later step trusts.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -62,6 +63,7 @@ __all__ = [
     "State",
     "atomic_open",
     "file_mode",
+    "fsync_folder",
     "honour_umask",
     "read_json",
     "read_state",
@@ -88,6 +90,26 @@ def atomic_open(path: Path) -> Iterator[BinaryIO]:
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+    # The rename lives in the folder: without this a node that loses power may come back with the
+    # old file (status.json `running` after metrics.json was written), or none for a first write.
+    fsync_folder(path.parent)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make the renames in `folder` durable. A filesystem that cannot fsync a folder (EINVAL:
+    some network and FUSE mounts) is left as it is: the rename has happened, only its durability
+    is the filesystem's."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # a folder one may write but not list (mode 0o300): the rename stands, as before
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
 
 
 def file_mode() -> int:

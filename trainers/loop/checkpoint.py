@@ -96,10 +96,24 @@ def _prepare_tmp(accelerator: Accelerator, ckpt_dir: Path, name: str) -> Path:
     return tmp
 
 
+@contextmanager
+def _removed_on_failure(accelerator: Accelerator, tmp: Path) -> Iterator[None]:
+    """Delete the half-written `tmp` (main process) when the save fails: a full disk (ENOSPC) failed the
+    run, which is not retried, and left up to a whole model and its optimizer state in `<name>.tmp`,
+    keeping the disk full for every other run on it. The previous folder stands, as it did."""
+    try:
+        yield
+    except BaseException:
+        if accelerator.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _finish(accelerator: Accelerator, tmp: Path, final: Path, state: dict[str, Any]) -> None:
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         rundir.honour_umask(tmp)  # before the state file marks the folder complete
+        _fsync_tree(tmp)  # likewise: the marker must not reach the disk before what it vouches for
         rundir.write_json(tmp / STATE_FILE, state)
         _publish(tmp, final)
     accelerator.wait_for_everyone()
@@ -111,10 +125,11 @@ def save_last(
     """Save model, optimizer, scheduler, scaler and every process's RNG state as `last`, with
     `state` beside it and each process's `rank_state` (tensors kept bit for bit)."""
     tmp = _prepare_tmp(accelerator, ckpt_dir, LAST)
-    accelerator.save_state(str(tmp))
-    if rank_state is not None:
-        torch.save(rank_state, tmp / RANK_STATE_FILE.format(rank=accelerator.process_index))
-    _finish(accelerator, tmp, ckpt_dir / LAST, state)
+    with _removed_on_failure(accelerator, tmp):
+        accelerator.save_state(str(tmp))
+        if rank_state is not None:
+            torch.save(rank_state, tmp / RANK_STATE_FILE.format(rank=accelerator.process_index))
+        _finish(accelerator, tmp, ckpt_dir / LAST, state)
 
 
 def read_rank_state(folder: Path, rank: int) -> dict[str, Any] | None:
@@ -129,11 +144,12 @@ def save_best(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path, state:
     Every process must call this: under ZeRO-3 the partitioned weights are gathered.
     """
     tmp = _prepare_tmp(accelerator, ckpt_dir, BEST)
-    weights = _whole_weights(accelerator, model)
-    if weights is not None:
-        tmp.mkdir(parents=True, exist_ok=True)
-        save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-    _finish(accelerator, tmp, ckpt_dir / BEST, state)
+    with _removed_on_failure(accelerator, tmp):
+        weights = _whole_weights(accelerator, model)
+        if weights is not None:
+            tmp.mkdir(parents=True, exist_ok=True)
+            save_file(weights, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        _finish(accelerator, tmp, ckpt_dir / BEST, state)
 
 
 def _whole_weights(accelerator: Accelerator, model: nn.Module) -> dict[str, torch.Tensor] | None:
@@ -168,6 +184,23 @@ def save_last_weights(accelerator: Accelerator, model: nn.Module, ckpt_dir: Path
         os.replace(tmp, folder / WEIGHTS_FILE)
         _fsync(folder)
     accelerator.wait_for_everyone()
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Make every file under `folder`, and the folders' entries, durable. accelerate.save_state,
+    torch.save and safetensors only close their files: after a power loss or a node crash the
+    published folder, its trainer_state.json durable, could hold empty or truncated weights and
+    optimizer state (a folder rename does not flush the files inside, as a file rename may on ext4)."""
+    folders = [folder]
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            folders.append(path)
+        elif path.is_file():
+            _fsync(path)
+    for each in folders:
+        _fsync(each)
 
 
 def _fsync(path: Path) -> None:

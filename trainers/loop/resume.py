@@ -8,12 +8,17 @@ each rank's running loss totals (`MidEpoch`). `resume` reads them back.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from accelerate import Accelerator
+from accelerate.utils.constants import RNG_STATE_NAME
+from safetensors import SafetensorError
 
 from trainers.loop import checkpoint
 from trainers.loop.build import Parts, beat
@@ -96,8 +101,8 @@ def resume(parts: Parts) -> tuple[Progress, MidEpoch | None]:
         # metrics were lost): without optimizer and RNG state the only faithful rerun is from the start.
         accelerator.print(f"{folder} holds model weights only (a completed run's cleanup): training from the start")
         return Progress(), None
-    accelerator.load_state(str(folder))  # also every rank's RNG state
     progress = Progress.from_dict(checkpoint.read_state(folder))
+    load_state(accelerator, folder, mid_epoch=progress.step_in_epoch > 0)
     mid = None
     if progress.step_in_epoch > 0:
         rank_state = checkpoint.read_rank_state(folder, accelerator.process_index)
@@ -109,6 +114,42 @@ def resume(parts: Parts) -> tuple[Progress, MidEpoch | None]:
         where = f"epoch {progress.epochs_done + 1} micro-batch {progress.step_in_epoch}"
     accelerator.print(f"resumed from {folder} at {where}")
     return progress, mid
+
+
+_NOT_THE_CHECKPOINT: tuple[type[BaseException], ...] = tuple(
+    kind
+    for kind in (
+        getattr(torch, "OutOfMemoryError", None),
+        getattr(torch, "AcceleratorError", None),  # CUDA errors (torch 2.8+), a RuntimeError
+        getattr(torch.distributed, "DistError", None),
+    )
+    if isinstance(kind, type)
+)
+"""Errors during a resume that are the node's, not the checkpoint's (getattr: torch >= 2.4 is allowed)."""
+
+
+class CheckpointUnreadable(RuntimeError):
+    """checkpoints/last is marked complete but cannot be resumed from (a file truncated or lost)."""
+
+
+def load_state(accelerator: Accelerator, folder: Path, mid_epoch: bool) -> None:
+    """Load model, optimizer, scheduler, scaler and this rank's RNG state from `folder`, or raise
+    CheckpointUnreadable naming the folder. Accelerate only logs a missing or unreadable RNG file and
+    goes on: a mid-epoch resume, whose epoch does not reseed, then silently trained with other dropout
+    than the run it continues. An epoch-end resume reseeds at the epoch start: the file is not needed."""
+    rng_file = folder / f"{RNG_STATE_NAME}_{accelerator.process_index}.pkl"
+    try:
+        accelerator.load_state(str(folder))
+        if mid_epoch:
+            # accelerate.save_state pickles Python's and numpy's states into it: weights_only cannot read it.
+            torch.load(rng_file, map_location="cpu", weights_only=False)
+    except _NOT_THE_CHECKPOINT:
+        raise  # the node's memory, GPU or network, not the checkpoint (failure classification retries them)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError, SafetensorError) as exc:
+        raise CheckpointUnreadable(
+            f"{folder} cannot be resumed from ({type(exc).__name__}: {exc}); it is left as it is: "
+            f"move {folder} away to train the run from the start"
+        ) from exc
 
 
 def rng_states() -> dict[str, Any]:

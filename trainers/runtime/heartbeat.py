@@ -40,13 +40,23 @@ def beat(run_dir: Path, phase: str, main: bool = True) -> None:
     if same and now - _Last.at < MIN_INTERVAL_S:
         return
     try:
-        if not same:
-            path.write_text(phase)
+        if same:
+            _touch(path, phase)
         else:
-            os.utime(path)
+            path.write_text(phase)
     except OSError:
         return  # a heartbeat that cannot be written must not stop training: the watchdog then waits longer
     _Last.path, _Last.phase, _Last.at = path, phase, now
+
+
+def _touch(path: Path, phase: str) -> None:
+    """Progress within a phase: the file's mtime, or the file again when it went away (a run folder
+    tidied or synced by hand): touching only, every beat failed until the next phase change, and the
+    watchdog took a long epoch of healthy steps for a hang."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        path.write_text(phase)
 
 
 def read(run_dir: Path) -> tuple[float, str] | None:
