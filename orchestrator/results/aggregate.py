@@ -166,18 +166,19 @@ def mark_best(
                 continue  # nothing to compare, or a tie: nothing stands out
             best, runner_up = ranked[0], ranked[1]
             comparison = stats.compare(data[(*best, *ck)].values, data[(*runner_up, *ck)].values, memo)
-            if comparison is not None and _significant(comparison):
+            # Paired on the shared seeds, the best mean can lose to the runner-up (its extra seeds
+            # lifted its mean): only a difference in the column's direction earns the bold.
+            ahead = comparison is not None and (comparison.delta > 0 if table.best == "max" else comparison.delta < 0)
+            if comparison is not None and ahead and _significant(comparison):
                 cells[(best, ck)] = replace(cells[(best, ck)], best=True)
 
 
 def _significant(comparison: Comparison) -> bool:
-    """The interval excludes 0 and the test rejects at ALPHA."""
-    return (
-        comparison.has_interval
-        and not comparison.within_noise
-        and comparison.p is not None
-        and comparison.p < stats.ALPHA
-    )
+    """The interval excludes 0 and the test rejects at ALPHA. Paired differences without spread have no
+    interval (stats.paired), but every seed moved the same nonzero way: the exact test alone decides."""
+    excludes_zero = comparison.has_interval and not comparison.within_noise
+    flat = comparison.paired and comparison.spread == 0.0 and comparison.delta != 0.0
+    return (excludes_zero or flat) and comparison.p is not None and comparison.p < stats.ALPHA
 
 
 def complexity_cells(
@@ -311,8 +312,16 @@ def enough_decimals(cells: list[Cell], digits: int = 3) -> list[Cell]:
     return [replace(c, decimals=needed) for c in cells]
 
 
+SAME_MODEL_REL_TOL = 1e-12
+"""Complexity values this close are one model: the mean of 3 runs' and of 2 runs' identical GFLOPs
+differ in the last bits (pandas sums pairwise), and read `(+0.00%)` on a row with the baseline's model."""
+
+
 def difference(value: float | None, base: float | None, relative: bool) -> float | None:
+    """`value - base`, or its change in percent of `base` (relative: 0 for one model's float noise)."""
     if value is None or base is None or (relative and base == 0):
         return None
+    if relative and math.isclose(value, base, rel_tol=SAME_MODEL_REL_TOL):
+        return 0.0
     diff = value - base
     return 100.0 * diff / base if relative else diff

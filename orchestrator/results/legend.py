@@ -82,7 +82,7 @@ def noise_notes(
         if table.detect_delta is not None:
             note += f" How many seeds {table.detect_delta:g} needs is known once 2 seeds show the spread."
         return [note]
-    notes = [_method(comparisons)] if table.delta and comparisons else []
+    notes = [_method(comparisons), *_no_spread_note(comparisons)] if table.delta and comparisons else []
     low, high = min(counts), max(counts)
     notes.append(
         f"n per cell: {low} seed{'s' if low > 1 else ''}." if low == high else f"n per cell: {low}-{high} seeds."
@@ -110,6 +110,19 @@ def _method(comparisons: list[Comparison]) -> str:
         f"{NOISE_MARK} not significant: Holm-adjusted p >= {stats.ALPHA:g}, or too few seeds for a test "
         "(each interval is its comparison's own 95%)."
     )
+
+
+def _no_spread_note(comparisons: list[Comparison]) -> list[str]:
+    """Why a delta of 2 or more seeds shows no interval: its differences did not spread at all (every
+    seed moved by the same amount, common with a small test set's quantised accuracy), and an interval
+    of zero width would claim the delta exact."""
+    flat = sum(1 for c in comparisons if c.n >= 2 and not c.has_interval)
+    if not flat:
+        return []
+    return [
+        f"{flat} delta(s) without an interval: every seed differs from the baseline by the same amount, "
+        "so no spread was seen to size a 95% interval (not one of zero width)."
+    ]
 
 
 def _power_notes(

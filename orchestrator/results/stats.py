@@ -108,8 +108,10 @@ def paired(values: Sequence[float], baseline: Sequence[float]) -> Comparison:
         spread = 0.0
     if spread == 0.0:
         # Every seed moved by the same amount: of the 2^n sign patterns only all-plus and all-minus
-        # reach |delta|, so the exact sign-flip p is 2 / 2^n (1 when nothing moved).
-        return Comparison(delta, n, True, delta, delta, 1.0 if delta == 0 else min(1.0, 2.0 * 0.5**n), 0.0)
+        # reach |delta|, so the exact sign-flip p is 2 / 2^n (1 when nothing moved). No interval: a
+        # t-interval of zero width ([-0.28, -0.28] from 2 seeds that both lost one test image) would
+        # claim the delta exact, where the spread that sizes an interval was simply not seen.
+        return Comparison(delta, n, True, None, None, 1.0 if delta == 0 else min(1.0, 2.0 * 0.5**n), 0.0)
     test = resample.paired_t(diff, CONFIDENCE)
     low, high = (test.low, test.high) if n < BOOTSTRAP_MIN_SEEDS else _bootstrap((diff,))
     p = sign_flip_p(diff) if n <= EXACT_MAX_SEEDS else test.p

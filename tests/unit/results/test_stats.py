@@ -71,7 +71,8 @@ def test_cells_sharing_some_seeds_are_paired_on_those() -> None:
     paired = sp.ttest_rel([91.0, 81.1, 85.9], [90.0, 80.0, 85.0])
     low, high = paired.confidence_interval(0.95)
     assert (got.low, got.high) == pytest.approx((low, high), abs=1e-9)
-    assert stats.compare(baseline, baseline) == stats.Comparison(0.0, 4, True, 0.0, 0.0, 1.0, 0.0, 0)
+    # No spread in the differences: no interval (not one of zero width), the exact test's p.
+    assert stats.compare(baseline, baseline) == stats.Comparison(0.0, 4, True, None, None, 1.0, 0.0, 0)
 
 
 def test_the_same_comparison_is_bootstrapped_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -196,8 +197,10 @@ finite = st.floats(min_value=-100, max_value=100, allow_nan=False, allow_infinit
 def test_paired_comparison_properties(pairs: list[tuple[float, float]], shift: float) -> None:
     values, baseline = [a for a, _ in pairs], [b for _, b in pairs]
     got = stats.paired(values, baseline)
-    assert got.low is not None and got.high is not None and got.p is not None
-    assert got.low - 1e-9 <= got.delta <= got.high + 1e-9, "the interval holds the delta"
+    assert got.p is not None
+    assert (got.low is None) == (got.spread == 0.0), "an interval exactly where the differences spread"
+    if got.low is not None and got.high is not None:
+        assert got.low - 1e-9 <= got.delta <= got.high + 1e-9, "the interval holds the delta"
     assert 0.0 <= got.p <= 1.0
     moved = stats.paired([v + shift for v in values], [b + shift for b in baseline])
     assert moved.delta == pytest.approx(got.delta, abs=1e-6), "a shift of both cells leaves the delta"

@@ -227,16 +227,16 @@ def test_a_complexity_delta_compares_models_of_the_same_column(write_raw: Callab
 
 def test_latex_escaped_booktabs_and_bold(write_raw: Callable[..., Path]) -> None:
     text = SPEC_004.replace("label: CUB Birds", "label: 'CUB_200 & 50% #1 $x {y} ~^\\'")
-    # Issue 13: bold needs a significant lead; 6 paired seeds all +10 give an exact sign-flip p of 2/64.
+    # Issue 13: bold needs a significant lead; 6 paired seeds all +10 or more give an exact sign-flip p of 2/64.
     spec, runs = load(write_raw, text, "grid.seed=[0,1,2,3,4,5]")
     for run in runs:
-        fake_run(spec, run, 0.8 + 0.01 * run.seed + (0.1 if "SCRA" in run.ablation else 0))
+        fake_run(spec, run, 0.8 + 0.01 * run.seed + (0.1 + 0.001 * run.seed if "SCRA" in run.ablation else 0))
     [table] = build(spec, runs)
     latex = tables.render([table], "tex", {"sweep": "t_004"})
     assert r"CUB\_200 \& 50\% \#1 \$x \{y\} \textasciitilde{}\textasciicircum{}\textbackslash{}" in latex
     assert "\\toprule" in latex and "\\midrule" in latex and "\\bottomrule" in latex
     # Brackets braced: `\\` reads a following `[` as its argument.
-    assert r"\textbf{92.50 $\pm$ 1.87} (+10.00 {[}+10.00, +10.00{]})" in latex
+    assert r"\textbf{92.75 $\pm$ 2.06} (+10.25 {[}+10.05, +10.45{]})" in latex
     assert r"\begin{tabular}{lrrrrr}" in latex
     assert "±" not in latex and "Δ" not in latex, "non-ASCII symbols are LaTeX commands"
     unescaped = latex.replace("\\%", "").replace("\\&", "")
