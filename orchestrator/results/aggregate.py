@@ -63,8 +63,8 @@ def cell_data(part: pd.DataFrame, keys: list[str]) -> dict[tuple[str, ...], Cell
         key_t = tuple(str(v) for v in key) if isinstance(key, tuple) else (str(key),)
         done = [int(i) for i in rows if not math.isnan(value[i])]
         seeds = [seed[i] for i in done]
-        if len(set(seeds)) < len(seeds):
-            seeds = [f"{s}#{n}" for n, s in enumerate(seeds)]
+        if len(set(seeds)) < len(seeds):  # keys of this cell alone: two such cells shared `0#0` and paired by position
+            seeds = [f"{s}#{n}#{'/'.join(key_t)}" for n, s in enumerate(seeds)]
         values = {s: float(value[i]) for s, i in zip(seeds, done, strict=True)}
         stops = [stop_text[i] for i in rows if stop_set[i]] if stop_set is not None else []
         out[() if keys == ["_all"] else key_t] = CellData(

@@ -33,7 +33,7 @@ def oracle_cell_data(part: pd.DataFrame, keys: list[str]) -> dict[tuple[str, ...
         done = sub[sub["value"].notna()]
         seeds = [str(s) for s in done["seed"]]
         if len(set(seeds)) < len(seeds):
-            seeds = [f"{s}#{i}" for i, s in enumerate(seeds)]
+            seeds = [f"{s}#{i}#{'/'.join(key_t)}" for i, s in enumerate(seeds)]
         values = dict(zip(seeds, done["value"].astype(float), strict=True))
         stops = [str(s) for s in sub[STOP_COLUMN].dropna()] if STOP_COLUMN in sub.columns else []
         stop = stops[0] if stops else None

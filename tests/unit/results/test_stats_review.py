@@ -160,3 +160,20 @@ def test_an_exact_shift_on_six_seeds_is_still_bold() -> None:
     aggregate.mark_best(cells, data, row_keys, col_keys, 0, table)
     aug = cells[(("+ Aug",), ())]
     assert aug.best and aug.low is None and aug.p == pytest.approx(2 / 64)
+
+
+def test_cells_with_repeated_seeds_compare_unpaired_even_when_both_repeat() -> None:
+    # A pooled dimension repeats seeds within a cell: its values are no pairs. Keys `0#0`, `0#1` in
+    # both cells paired them by position (the docstring promised unpaired), which pairs arbitrary runs.
+    part = pd.DataFrame(
+        {
+            "row": ["base"] * 4 + ["aug"] * 4,
+            "seed": [0, 0, 1, 1] * 2,
+            "value": [0.70, 0.90, 0.71, 0.91, 0.72, 0.92, 0.73, 0.93],
+            "broken": [False] * 8,
+        }
+    )
+    cells = aggregate.cell_data(part, ["row"])
+    comparison = stats.compare(cells[("aug",)].values, cells[("base",)].values)
+    assert comparison is not None and not comparison.paired
+    assert comparison.n == 4 and comparison.delta == pytest.approx(0.02)
