@@ -18,6 +18,8 @@ EXIT_PREFLIGHT = 77
 """Exit status of a job whose on-node preflight failed (the node, not the run, is at fault)."""
 EXIT_HANG = 75
 """Exit status of a job whose watchdog ended a trainer that stopped making progress."""
+SIGKILL = 9
+"""What the kernel's OOM killer sends."""
 
 
 class Failure(str, enum.Enum):
@@ -225,7 +227,9 @@ def _from_sacct(row: SacctRow, node: str, evidence: Evidence) -> Verdict | None:
     by_exit = _EXIT_CLASSES.get(row.exit_code)
     if by_exit is not None:
         return Verdict(by_exit, node, evidence.reason or f"exit {row.exit_code} ({by_exit.value})")
-    if row.signal == 9 and _HOST_OOM.search(evidence.log_tail):
+    # SIGKILL shows as `0:9` when it ended the batch script itself, as `137:0` (128 + 9) when it ended the
+    # srun step submitit's script runs the trainer in (srun exits 128 + the signal of a killed task).
+    if SIGKILL in (row.signal, row.exit_code - 128) and _HOST_OOM.search(evidence.log_tail):
         return Verdict(Failure.OOM, node, "host memory: the kernel's OOM killer ended the job", mem_gb=row.mem_gb)
     return None
 

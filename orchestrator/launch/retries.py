@@ -86,6 +86,12 @@ def decide(
     if verdict.failure.infrastructure:
         if node_tries > policy.max_node_attempts:
             return Decision(False, f"{node_tries} node failures (retry.max_node_attempts)", previous=previous)
+        if unseen and run_tries >= policy.max_attempts:
+            # Submissions that left no status.json count as the run's (a BOOT_FAIL, a node lost before the
+            # job started, a failing setup line): without this, a run whose every job ends so before it
+            # writes anything is one node failure again and again, and --follow submits it forever.
+            why = f"{run_tries + node_tries} attempts (retry.max_attempts), the last {verdict.failure.value}"
+            return Decision(False, f"{why}; {unseen} ended before the job wrote status.json", previous=previous)
         on = f" on {verdict.node}: retried without it" if verdict.node else ": retried (no node can be named)"
         return _same(last, base, f"{verdict.failure.value}{on}", exclude, previous)
     if verdict.failure is Failure.PREEMPTED:
@@ -213,12 +219,33 @@ def _excluded(attempts: list[dict[str, Any]], verdict: Verdict) -> tuple[str, ..
     return tuple(dict.fromkeys(nodes))
 
 
-def resources(base: SlurmConfig, decision: Decision, quarantined: list[str]) -> SlurmConfig:
+def excluded(
+    base: SlurmConfig, decision: Decision, quarantined: list[str], partition: frozenset[str] | None = None
+) -> tuple[list[str], list[str]]:
+    """(the nodes the next attempt's --exclude names, the failed nodes left out of it). The user's own
+    `exclude` always stands; the run's failed nodes and the quarantine are added while at least one node
+    of `partition` (its nodes; None: unknown) stays usable: an --exclude of every node leaves the job
+    pending forever or sbatch refusing it, so the last node is tried again instead (max_node_attempts
+    still ends a run that keeps failing there)."""
+    chosen = [n for n in (base.exclude or "").split(",") if n]
+    spared: list[str] = []
+    for node in dict.fromkeys([*decision.exclude, *quarantined]):
+        if node in chosen:
+            continue
+        if partition is not None and not partition - {*chosen, node}:
+            spared.append(node)
+        else:
+            chosen.append(node)
+    return chosen, spared
+
+
+def resources(
+    base: SlurmConfig, decision: Decision, quarantined: list[str], partition: frozenset[str] | None = None
+) -> SlurmConfig:
     """The job resources of the next attempt, validated again (node names and sizes meet the allow-lists);
-    a SpecError (one line) when they do not, an --exclude list too long for SLURM above all."""
-    nodes = list(
-        dict.fromkeys([n for n in (base.exclude or "").split(",") if n] + list(decision.exclude) + quarantined)
-    )
+    a SpecError (one line) when they do not, an --exclude list too long for SLURM above all. `partition`:
+    the nodes the job may run on (slurmcli.partition_nodes), never all excluded (see `excluded`)."""
+    nodes = excluded(base, decision, quarantined, partition)[0]
     update: dict[str, Any] = {"exclude": ",".join(nodes) or None}
     if len(update["exclude"] or "") > EXCLUDE_MAX_CHARS:
         raise SpecError(

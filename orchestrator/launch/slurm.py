@@ -58,6 +58,8 @@ class SlurmLauncher(Launcher):
         self._next: dict[str, retries.Decision] = {}
         """run_id -> how its next attempt differs (resources, the verdict on the last), for this start."""
         self._quarantined: list[str] = []
+        self._partition: frozenset[str] | None = None
+        """The nodes the sweep's jobs may run on (sinfo), asked when a retry would exclude some."""
         self._told: set[str] = set()
         """Lines already printed (submit --follow plans retries at every poll)."""
         self._snapshotted = False
@@ -200,7 +202,12 @@ class SlurmLauncher(Launcher):
         decision = self._next.get(record.run.run_id, retries.Decision(True))
         if decision == retries.Decision(True) and not self._quarantined:
             return config
-        return retries.resources(config, decision, self._quarantined)
+        spared = retries.excluded(config, decision, self._quarantined, self._partition)[1]
+        line = f"{', '.join(spared)}: not excluded after all (no other node of the partition is left): retried there"
+        if spared and line not in self._told:  # once per node set, not once per run
+            self._told.add(line)
+            self.console.print(f"[yellow]warning[/]: {textsafe.rich(line)}", highlight=False)
+        return retries.resources(config, decision, self._quarantined, self._partition)
 
     def attempt_of(self, record: RunRecord, config: SlurmConfig) -> dict[str, Any]:
         """status.json's entry for the attempt about to be submitted: resources, verdict on the last."""
@@ -240,6 +247,8 @@ class SlurmLauncher(Launcher):
                 kept.append(record)
             else:
                 left.append(f"{record.run.name}: {decision.why}")
+        if self._quarantined or any(d.exclude for d in self._next.values()):  # else no sinfo call
+            self._partition = slurmcli.partition_nodes(self.config.partition)
         self._report_retries(kept, left)
         return kept
 

@@ -270,6 +270,21 @@ def partition_max_time_min(partition: str | None) -> int | None:
     return parse_minutes(match.group(1)) if match else None
 
 
+def partition_nodes(partition: str | None) -> frozenset[str] | None:
+    """SLURM's names of the nodes a job of `partition` (a comma-separated list; the default partition
+    when None) may run on, from one `sinfo -N` call; None when sinfo cannot say. Asked only when a
+    submission would exclude nodes, so that an --exclude never leaves the job no node at all."""
+    if not available():
+        return None
+    result = run(["sinfo", "-h", "-N", "-o", "%N|%P", *(["-p", partition] if partition else [])])
+    nodes = set()
+    for line in result.stdout.splitlines() if result.returncode == 0 else []:
+        node, sep, name = line.strip().partition("|")
+        if sep and node and (partition or name.endswith("*")):  # sinfo marks the default partition `*`
+            nodes.add(node)
+    return frozenset(nodes) or None
+
+
 def parse_minutes(text: str) -> int | None:
     """SLURM's time format (`UNLIMITED`, `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) in whole minutes."""
     if text in ("UNLIMITED", "INFINITE", "NONE"):
