@@ -33,7 +33,7 @@ def index_foodx251(ds: DatasetConfig, files: Files) -> DatasetIndex:
     class_names = [name for _, name in classes]
     parts = {}
     for split, csv_key, folder_key in (("train", "train_csv", "train_images"), ("test", "test_csv", "test_images")):
-        rows = files.fields(csv_key, 2, sep=",")
+        rows = files.csv_fields(csv_key, 2)
         if rows and not rows[0][1].lstrip("-").isdigit():
             rows = rows[1:]  # tolerate a header line
         folder = files.require(folder_key, folder=True)

@@ -15,8 +15,10 @@ Every error names the dataset and the path: `dataset 'cub200': root /x does not 
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import importlib
+import io
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -232,6 +234,22 @@ class Files:
                     f"{self.tag}: {self.path(key)} non-empty line {number}: expected {count} fields, found {len(parts)}"
                 )
             rows.append([p.strip() for p in parts])
+        return rows
+
+    def csv_fields(self, key: str, count: int) -> list[list[str]]:
+        """Rows of CSV annotation file `key`, `count` stripped fields each, blank rows skipped. Read
+        with csv's quoting, as spreadsheets export it: `"a,b.jpg",3` is the image `a,b.jpg` (split at
+        each ',' the quotes stayed in the name, which then matched no file)."""
+        path = self.require(key)
+        reader = csv.reader(io.StringIO(self.text(path), newline=""))
+        rows = []
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != count:
+                found = len(row)
+                raise ValueError(f"{self.tag}: {path} line {reader.line_num}: expected {count} fields, found {found}")
+            rows.append([cell.strip() for cell in row])
         return rows
 
     def exists(self, path: Path) -> bool:

@@ -235,3 +235,24 @@ def test_a_symlinked_sub_folder_of_a_class_is_read_and_a_link_loop_ends(tmp_path
     index = build_index(DatasetConfig(name="imagefolder", root=str(root)))
     assert index.parts["all"].targets.tolist() == [0] * 8 + [1] * 5
     assert "cat/more/x0.jpg" in index.parts["all"].ids
+
+
+def test_foodx_csv_is_read_with_csv_quoting(tmp_path: Path) -> None:
+    """A spreadsheet quotes a name (always, or where it holds ','): split at each ',' the quotes stayed
+    in the name, which matched no file ("not found"), and a name with ',' split into two fields."""
+    rows = '"t0.jpg",0\n"t,1.jpg",1\n' + "".join(f"t{i}.jpg,{i % 2}\n" for i in range(2, 6))
+    root = _foodx(tmp_path / "food", rows)
+    _image(root / "train_set" / "t,1.jpg")
+    assert _resolve("foodx251", root) == ["macaron", "ramen"]
+    ds = DatasetConfig(name="foodx251", root=str(root))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        splits = resolve_splits(ds)
+    names = {Path(p).name for part in (splits.train, splits.val) for p in part.ids}
+    assert {"t0.jpg", "t,1.jpg"} <= names
+
+
+def test_foodx_row_of_three_fields_names_its_line(tmp_path: Path) -> None:
+    root = _foodx(tmp_path / "food", "t0.jpg,0\n\nt1.jpg,1,extra\n")
+    with pytest.raises(ValueError, match=r"train_info\.csv line 3: expected 2 fields, found 3"):
+        _resolve("foodx251", root)
