@@ -82,9 +82,9 @@ def score_cells(
     table: TableSpec,
     baseline: str,
     memo: stats.Memo | None = None,
-) -> tuple[dict[tuple[tuple[str, ...], tuple[str, ...]], Cell], list[Comparison]]:
+) -> tuple[dict[tuple[tuple[str, ...], tuple[str, ...]], Cell], list[tuple[tuple[str, ...], Comparison]]]:
     """Score cells with their delta against the baseline cell: interval and Holm-adjusted p-value
-    (`memo`: stats.compare's, shared with mark_best)."""
+    (`memo`: stats.compare's, shared with mark_best); and each comparison by its cell's key in `data`."""
     empty = CellData({}, 0, 0)
     found: dict[tuple[tuple[str, ...], tuple[str, ...]], Comparison | None] = {}
     for rk in row_keys:
@@ -118,7 +118,7 @@ def score_cells(
                 broken=cell.broken,
                 stop=cell.stop,
             )
-    return cells, [c for c in found.values() if c is not None]
+    return cells, [((*rk, *ck), c) for (rk, ck), c in found.items() if c is not None]
 
 
 def baseline_key(

@@ -65,11 +65,16 @@ def complexity_note(runs: pd.DataFrame | None) -> str:
 
 
 def noise_notes(
-    counts: Sequence[int], comparisons: list[Comparison], table: TableSpec, spreads: list[tuple[float, int]]
+    counts: Sequence[int],
+    comparisons: list[Comparison],
+    table: TableSpec,
+    spreads: list[tuple[float, int]],
+    power: bool = True,
 ) -> list[str]:
     """Method, seeds per cell, the smallest delta the seeds could detect and the seeds `detect_delta` needs.
 
-    `counts`: values per score cell; `spreads`: (std over seeds, n) of the cells with 2 or more.
+    `counts`: values per score cell; `spreads`: (std over seeds, n) of the cells with 2 or more;
+    `power`: with the detectable-delta notes (a table of several metrics gives them per metric).
     """
     counts = [n for n in counts if n > 0]
     if not counts:
@@ -87,7 +92,8 @@ def noise_notes(
     notes.append(
         f"n per cell: {low} seed{'s' if low > 1 else ''}." if low == high else f"n per cell: {low}-{high} seeds."
     )
-    notes.extend(_power_notes(statistics.median(counts), comparisons, table, spreads))
+    if power:
+        notes.extend(power_notes(statistics.median(counts), comparisons, table, spreads))
     return notes
 
 
@@ -125,10 +131,11 @@ def _no_spread_note(comparisons: list[Comparison]) -> list[str]:
     ]
 
 
-def _power_notes(
+def power_notes(
     n: float, comparisons: list[Comparison], table: TableSpec, spreads: list[tuple[float, int]]
 ) -> list[str]:
-    """Detectable delta at 80% power with the seeds run; seeds needed for `detect_delta`."""
+    """Detectable delta at 80% power with the seeds run; seeds needed for `detect_delta`. The spread is
+    pooled over `comparisons` and `spreads`: give them one metric's (its units) at a time."""
     paired = [(c.spread, c.n) for c in comparisons if c.paired and c.spread is not None]
     spread = stats.pooled_spread(paired)
     what = "sd of paired differences"

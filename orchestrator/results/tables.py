@@ -13,6 +13,7 @@ only allowed when each cell then holds a single value of it.
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from orchestrator.results.labels import (
     metric_label,
 )
 from orchestrator.results.layout import Layout, check_pooled, ordered_groups, ordered_keys, ranks_of, resolve_layout
-from orchestrator.results.legend import broken_runs, legend, noise_notes
+from orchestrator.results.legend import broken_runs, legend, noise_notes, power_notes
 from orchestrator.results.model import BUDGET_MARK, Cell, HeaderSpan, Row, Table
 from orchestrator.results.provenance import compute_hours, provenance_notes, provenance_warnings, retry_notes
 from orchestrator.results.render import (
@@ -52,6 +53,9 @@ from trainers import contract
 
 if TYPE_CHECKING:
     import pandas as pd
+
+Keyed = list[tuple[tuple[str, ...], Comparison]]
+"""A table's comparisons, each by its cell's key in cell_data (score_cells)."""
 
 __all__ = [
     "BUDGET_MARK",
@@ -114,9 +118,7 @@ def build_tables(
         title = _title(table, metrics, layout, split_key)
         built, comparisons, data = _one_table(part, spec, table, layout, ranks, title)
         built.notes.extend(legend(spec, table, layout, metrics, part))
-        counts = [len(cell.values) for cell in data.values()]
-        spreads = [(cell.std, len(cell.values)) for cell in data.values() if cell.std is not None]
-        built.notes.extend(noise_notes(counts, comparisons, table, spreads))
+        built.notes.extend(_noise(data, comparisons, table, layout))
         built.notes.extend(adaptive.stop_notes(built))
         if missing:
             built.warnings.append(f"no run reports {', '.join(metric_column(m) for m in missing)}")
@@ -179,6 +181,26 @@ def _title(table: TableSpec, metrics: list[str], layout: Layout, split_key: tupl
     return f"{where}: {what}" if where else what
 
 
+def _noise(data: dict[tuple[str, ...], CellData], comparisons: Keyed, table: TableSpec, layout: Layout) -> list[str]:
+    """noise_notes of a table; the detectable delta per metric where the table holds several (a spread
+    pooled over top-1 points and loss values sized a delta in no unit)."""
+    keys = [*([layout.group] if layout.group else []), *layout.rows, *layout.columns]
+    counts = [len(cell.values) for cell in data.values()]
+    spreads = [(cell.std, len(cell.values)) for cell in data.values() if cell.std is not None]
+    shown = list(dict.fromkeys(key[keys.index("metric")] for key in data)) if "metric" in keys else []
+    if len(shown) < 2:
+        return noise_notes(counts, [c for _, c in comparisons], table, spreads)
+    at = keys.index("metric")
+    notes = noise_notes(counts, [c for _, c in comparisons], table, spreads, power=False)
+    for metric in shown:
+        cells = [cell for key, cell in data.items() if key[at] == metric]
+        mine = [(cell.std, len(cell.values)) for cell in cells if cell.std is not None]
+        n = statistics.median([len(cell.values) for cell in cells if cell.values] or [0])
+        found = [c for key, c in comparisons if key[at] == metric]
+        notes.extend(f"{metric}: {note}" for note in power_notes(n, found, table, mine))
+    return notes
+
+
 def _one_table(
     part: pd.DataFrame,
     spec: SweepSpec,
@@ -186,7 +208,7 @@ def _one_table(
     layout: Layout,
     ranks: dict[str, dict[str, int]],
     title: str,
-) -> tuple[Table, list[Comparison], dict[tuple[str, ...], CellData]]:
+) -> tuple[Table, Keyed, dict[tuple[str, ...], CellData]]:
     group_dims = [layout.group] if layout.group else []
     row_dims = [*group_dims, *layout.rows]
     col_keys = ordered_keys(part, layout.columns, ranks)

@@ -177,3 +177,18 @@ def test_cells_with_repeated_seeds_compare_unpaired_even_when_both_repeat() -> N
     comparison = stats.compare(cells[("aug",)].values, cells[("base",)].values)
     assert comparison is not None and not comparison.paired
     assert comparison.n == 4 and comparison.delta == pytest.approx(0.02)
+
+
+def test_a_table_of_two_metrics_sizes_the_detectable_delta_per_metric(write_spec: Callable[..., Path]) -> None:
+    # One spread pooled over top-1 points and loss values sized a "detectable delta" in no unit.
+    spec = load_spec(write_spec(SPEC + "tables: [{{metric: [top1, loss]}}]\n"))
+    for run in plan(spec):
+        aug = run.ablation == "+ Aug"
+        top1 = 0.80 + 0.01 * aug + 0.004 * run.seed * (1 + aug)  # differences of 0.4 points per seed
+        fake_run(spec, run, top1, extra_test={"loss": 2.0 + 0.0001 * run.seed * (1 + aug)})
+    table = _table(spec)
+    power = [note for note in table.notes if "smallest delta detectable" in note]
+    assert len(power) == 2, table.notes
+    assert [note.split(": With")[0] for note in power] == table.columns[:2] == ["top-1 (%)", "loss"]
+    top1_sd, loss_sd = (float(note.split("differences ")[1].split(")")[0]) for note in power)
+    assert top1_sd == pytest.approx(0.4, abs=0.01) and loss_sd < 0.01
