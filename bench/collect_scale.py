@@ -300,13 +300,23 @@ LIBRARIES = "import gc, pandas, scipy.special, jinja2, pydantic, yaml, orjson; g
 spec models, YAML, the index), no code of ours: what no change to orchestrate can remove."""
 
 
-def startup_floor(repeats: int, env: dict[str, str], statement: str = STARTUP) -> float:
-    """Median wall seconds of a process that only runs `statement` (imports): the part of every
-    whole-command figure no change to collect's own work can remove. One run first, untimed: it
-    compiles the libraries' byte code into a fresh PYTHONPYCACHEPREFIX."""
-    command([], env, head=[sys.executable, "-c", statement])
-    walls = [command([], env, head=[sys.executable, "-c", statement])[0] for _ in range(repeats)]
-    return statistics.median(walls)
+FLOOR_REPEATS = 9
+"""Runs of each floor (half a second each): the median of 3 moved by 0.1 s with a neighbour's load."""
+
+
+def startup_floors(env: dict[str, str]) -> tuple[float, float]:
+    """Median wall seconds of a process that only imports what `collect` does (STARTUP: the part of
+    every whole-command figure no change to collect's own work can remove) and of one that imports
+    only the libraries (LIBRARIES), interleaved so both see the same load. One run of each first,
+    untimed: it compiles the byte code into a fresh PYTHONPYCACHEPREFIX."""
+    heads = [[sys.executable, "-c", statement] for statement in (STARTUP, LIBRARIES)]
+    for head in heads:
+        command([], env, head=head)
+    walls: list[list[float]] = [[], []]
+    for _ in range(FLOOR_REPEATS):
+        for k, head in enumerate(heads):
+            walls[k].append(command([], env, head=head)[0])
+    return statistics.median(walls[0]), statistics.median(walls[1])
 
 
 def command(argv: list[str], env: dict[str, str], head: list[str] | None = None) -> tuple[float, float, float, str]:
@@ -524,9 +534,8 @@ def main() -> None:
         print(f"{'reference: json.load of status + metrics':<46} {reference_s:7.2f} s")
         limit_mb = 2048.0
         env = command_env(folder)
-        floor_s = startup_floor(args.repeats, env)
+        floor_s, libraries_s = startup_floors(env)
         print(f"{'start-up floor: interpreter + collect imports':<46} {floor_s:7.2f} s wall (in every figure below)")
-        libraries_s = startup_floor(args.repeats, env, LIBRARIES)
         print(
             f"{'library floor: pandas, scipy.special, jinja2, ...':<46} {libraries_s:7.2f} s wall (no orchestrate code;"
             f" leaves {1 - libraries_s:.2f} s of the 1 s goal)"
