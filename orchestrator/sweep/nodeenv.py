@@ -48,6 +48,8 @@ _BIND_PART = r"/[A-Za-z0-9_./+@%=-]{0,511}"
 _BIND = re.compile(rf"{_BIND_PART}(?::{_BIND_PART})?(?::[a-z+]{{1,32}})?")  # SRC[:DST[:ro]]
 # /img.sif, docker://repo/img:tag, nvcr.io#nvidia/pytorch:24.05-py3
 _IMAGE = re.compile(r"[A-Za-z0-9_./:#@+][A-Za-z0-9_./:#@+-]{0,511}")
+_URI = re.compile(r"[a-z][a-z0-9+.-]*://")  # docker://, oras://, library://, instance://
+_IMAGE_FILES = (".sif", ".simg", ".sqsh", ".squashfs", ".img")
 _PATH_HELP = "an absolute path of letters, digits and _ . + @ % , = - /"
 _COMMAND_HELP = "a command name or absolute path of letters, digits and _ . / + -"
 
@@ -69,6 +71,17 @@ def _path(value: str, what: str) -> str:
 def _image(value: str, what: str = "image") -> str:
     value = os.path.expanduser(value) if value.startswith("~/") else value
     return _check(_IMAGE, value, what, "a path or image URI of letters, digits and _ . / : # @ + -")
+
+
+def _not_relative(value: str, uris: bool) -> str:
+    """`value` unless it names an image file by a relative path, which the runtime would read from the
+    job's working folder: no digest, and no check on the login node that the image exists."""
+    if value.startswith("/") or (uris and _URI.match(value)):
+        return value
+    if uris or value.startswith(".") or value.endswith(_IMAGE_FILES):
+        uri = " or a URI (docker://, oras://, library://)" if uris else ""
+        raise ValueError(f"an image file must be an absolute path{uri}: a relative one is read from the job's folder")
+    return value
 
 
 class _EnvBase(StrictModel):
@@ -229,6 +242,11 @@ class ApptainerEnv(_ContainerEnv):
     executable: Literal["apptainer", "singularity"] = "apptainer"
     """The runtime's command name (older sites only have `singularity`)."""
 
+    @field_validator("image")
+    @classmethod
+    def _file_or_uri(cls, value: str) -> str:
+        return _not_relative(value, uris=True)  # apptainer reads anything but SCHEME:// as a file
+
     @field_validator("binds")
     @classmethod
     def _binds(cls, value: list[str]) -> list[str]:
@@ -259,6 +277,11 @@ class PyxisEnv(_ContainerEnv):
     """False adds `--no-container-mount-home` (the user's home stays outside the container)."""
     python: str = "python"
     """The interpreter command inside the image."""
+
+    @field_validator("image")
+    @classmethod
+    def _file_or_ref(cls, value: str) -> str:
+        return _not_relative(value, uris=False)  # pyxis reads a leading `.` or `/` as a squashfs file
 
     @field_validator("mounts")
     @classmethod
@@ -311,8 +334,12 @@ class CharliecloudEnv(_ContainerEnv):
 
 def _bind(value: str, flags: bool = True) -> str:
     value = _check(_BIND, value, "bind", "SRC[:DST[:FLAGS]] with absolute paths of letters, digits and _ . / + @ % = -")
-    if not flags and value.count(":") > 1:
+    parts = value.split(":")
+    if not flags and len(parts) > 2:
         raise ValueError("bind takes SRC[:DST] here (no flags)")
+    # `/data:ro` fits SRC:FLAGS, yet apptainer, pyxis and ch-run all read a second field as the destination.
+    if not all(part.startswith("/") for part in parts[:2]):
+        raise ValueError("bind takes SRC[:DST[:FLAGS]]: DST is an absolute path (`/data:ro` mounts at `ro`)")
     return value
 
 

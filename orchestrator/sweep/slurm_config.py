@@ -38,6 +38,31 @@ def _quotes_close(line: str) -> bool:
     return True
 
 
+_OPENS = {"if": "fi", "case": "esac", "for": "done", "select": "done", "while": "done", "until": "done", "{": "}"}
+_CLOSES = frozenset(_OPENS.values())
+
+
+def _compounds_closed(lines: list[str]) -> None:
+    """ValueError unless every `if`, `case`, loop or `{` a setup item opens (its first word) is closed by a
+    later item: an open one took the job's own srun line into its body, and the script ended in a syntax
+    error on the node (`{` alone, `if test -d /scratch` with no `then` and `fi` items)."""
+    stack: list[tuple[str, int]] = []
+    for number, line in enumerate(lines, 1):
+        first = next(iter(shlex.split(line)), "")
+        if first in _OPENS:
+            stack.append((first, number))
+        elif first in _CLOSES:
+            if not stack or _OPENS[stack[-1][0]] != first:
+                raise ValueError(f"setup item {number} closes `{first}` that no earlier item opened")
+            stack.pop()
+    if stack:
+        word, number = stack[-1]
+        raise ValueError(
+            f"setup item {number} opens `{word}` that no later item closes (`{_OPENS[word]}`): the job's own"
+            " command would be read into it; one plain command per item"
+        )
+
+
 def _allowed(pattern: re.Pattern[str], value: str, what: str, chars: str) -> str:
     """`value` if the whole of it matches the allow-list `pattern`, else ValueError naming what is allowed."""
     if not pattern.fullmatch(value):
@@ -128,9 +153,14 @@ class SlurmConfig(StrictModel):
     @field_validator("additional_parameters")
     @classmethod
     def _extra_flags(cls, value: dict[str, bool | str | int]) -> dict[str, bool | str | int]:
+        spelled: dict[str, str] = {}
         for key, item in value.items():
             _allowed(_SBATCH_KEY, key, "sbatch flag", "lower-case letters, digits, _ and - (a long option name)")
             sbatch_flags.check_key(key)  # abbreviations and aliases too (`arr` is --array)
+            # `mail_type` and `mail-type` are one flag: both were written, and sbatch kept the later #SBATCH line.
+            other = spelled.setdefault(key.replace("_", "-"), key)
+            if other != key:
+                raise ValueError(f"{other} and {key} are one sbatch flag (--{key.replace('_', '-')}); set it once")
             if isinstance(item, str):
                 _allowed(_SBATCH_VALUE, item, f"value of {key}:", "letters, digits and _ . , : @ % + = / -")
             try:  # true/false (kept as booleans by StrictBool, not read as 1/0) against how sbatch takes the option
@@ -150,6 +180,9 @@ class SlurmConfig(StrictModel):
             _allowed(_SETUP_LINE, line, "setup line", plain)
             if "$(" in line or not _quotes_close(line):
                 raise ValueError(f"setup line {short(line)} has unbalanced quotes; one command per item")
-            if _FAULTS_ENV in line:  # trainers/runtime/faults.py: tests set it in their own environment, never a spec
+            # trainers/runtime/faults.py: tests set it in their own environment, never a spec; read with the
+            # quotes removed, as the shell reads it (`ORCH_FAULT_INJ""ECT=1` sets that name too).
+            if _FAULTS_ENV in "".join(shlex.split(line)):
                 raise ValueError(f"setup line {short(line)} names {_FAULTS_ENV}, a test-only switch")
+        _compounds_closed(value)
         return value
