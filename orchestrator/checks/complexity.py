@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,17 +114,18 @@ def _why(cfg: TrainConfig, error: Exception) -> str:
 
 def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> pd.DataFrame:
     """One row per cell (backbone, dataset, ablation, extra axes; seeds collapsed) with its model's
-    complexity, the relative change to the baseline row of the same cell, and the budget verdict."""
+    complexity, the relative change to the baseline row of the same grid cell, and the budget verdict."""
     import pandas as pd
 
     by_key = {item.ckey: item for item in profiled}
-    records: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-    for run in runs:
+    records: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}
+    for run, base_key in zip(runs, baseline_keys(runs, spec), strict=True):
         axes = json.dumps(run.axes, sort_keys=True, default=str) if run.axes else ""
-        cell = (run.backbone, run.dataset, run.ablation, axes)
+        cell = (run.backbone, run.dataset, run.ablation, axes, base_key or "")
         if cell in records:
             continue
         item = by_key[complexity_key(run.config)]
+        base = by_key.get(base_key) if base_key is not None else None
         records[cell] = {
             "ckey": item.ckey,
             "backbone": run.backbone,
@@ -136,19 +138,43 @@ def to_frame(runs: list[RunSpec], profiled: list[Profiled], spec: SweepSpec) -> 
             contract.PARAMS_M: item.params_m,
             "seconds": round(item.seconds, 3),
             "error": item.error or "",
+            "baseline_ckey": base_key or "",
+            "gflops_delta_pct": _delta_pct(item.gflops, base.gflops if base else None),
+            "params_delta_pct": _delta_pct(item.params_m, base.params_m if base else None),
         }
     frame = pd.DataFrame(list(records.values()))
     if frame.empty:
         return frame
-    baseline = next(iter(spec.ablations))
-    cell_cols = ["backbone", "dataset", "axes"]
-    base = frame[frame["ablation"] == baseline].drop_duplicates(cell_cols).set_index(cell_cols)
-    index = pd.MultiIndex.from_frame(frame[cell_cols])
-    for column, short in ((contract.GFLOPS, "gflops"), (contract.PARAMS_M, "params")):
-        reference = base[column].reindex(index).to_numpy(dtype=float)
-        frame[f"{short}_delta_pct"] = (frame[column].to_numpy(dtype=float) - reference) / reference * 100.0
     frame["over_budget"] = over_budget(frame, spec.budget)
     return frame
+
+
+def baseline_keys(runs: list[RunSpec], spec: SweepSpec) -> list[str | None]:
+    """The complexity key of each run's baseline: the baseline row's run of the same grid cell (grid
+    backbone and dataset, extra axes), None where the plan has none.
+
+    Found by plan order, not by the resolved backbone and dataset: a row whose modifier swaps the
+    backbone (`model.backbone: resnet101`) or the dataset is still compared with its grid cell's
+    baseline, not left without one (and its budget verdict silently "ok"). The plan yields each
+    (backbone, dataset) grid pair's baseline row first, then its other rows (orchestrator.sweep.plan)."""
+    baseline = next(iter(spec.ablations))
+    current: dict[str, str] = {}  # extra axes -> the key of the latest baseline run with them
+    keys: list[str | None] = []
+    for run in runs:
+        axes = json.dumps(run.axes, sort_keys=True, default=str)
+        if run.ablation == baseline:  # a new grid pair's baseline replaces the previous pair's
+            current[axes] = complexity_key(run.config)
+        keys.append(current.get(axes))
+    return keys
+
+
+def _delta_pct(value: float | None, reference: float | None) -> float:
+    """Relative change in percent; NaN when either is unknown, infinite from a baseline of 0 (never "ok")."""
+    if value is None or reference is None:
+        return math.nan
+    if reference == 0:
+        return 0.0 if value == 0 else math.copysign(math.inf, value)
+    return (value - reference) / reference * 100.0
 
 
 def profile_frame(spec: SweepSpec, runs: list[RunSpec]) -> tuple[pd.DataFrame, float]:

@@ -34,6 +34,14 @@ def budget_lines(frame: pd.DataFrame, budget: BudgetSpec | None) -> list[str]:
     return lines
 
 
+def limits_complexity(budget: BudgetSpec | None) -> bool:
+    """Whether a budget limits GFLOPs or params: one with only `max_gpu_hours` (checked by `submit`
+    against the cost estimate) has no verdict here."""
+    return budget is not None and (
+        budget.max_gflops_increase_pct is not None or budget.max_params_increase_pct is not None
+    )
+
+
 def _limits(budget: BudgetSpec) -> str:
     parts = []
     if budget.max_gflops_increase_pct is not None:
@@ -61,13 +69,14 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
     show_axes = bool(frame["axes"].astype(bool).any()) if not frame.empty else False
     if show_axes:
         table.add_column("axes", overflow="fold")
-    if spec.budget is not None:
+    limited = limits_complexity(spec.budget)
+    if limited:
         table.add_column("budget", overflow="fold")
     for _, row in frame.iterrows():
         if row["error"]:
             cells = [*_names(row), str(row["image_size_px"]), "?", "-", "-"]
             cells += [textsafe.rich(row["axes"])] if show_axes else []
-            cells += ["?"] if spec.budget is not None else []
+            cells += ["?"] if limited else []
             table.add_row(*cells)
             continue
         gflops = _with_delta(row[contract.GFLOPS], row["gflops_delta_pct"], 2)
@@ -75,7 +84,7 @@ def print_profile(frame: pd.DataFrame, spec: SweepSpec, console: Console, second
         classes = str(row["classes"]) if row["classes"] == row["classes"] else ""
         cells = [*_names(row), str(row["image_size_px"]), classes, gflops, params]
         cells += [textsafe.rich(row["axes"])] if show_axes else []
-        if spec.budget is not None:
+        if limited:
             cells.append("[red]over[/]" if row["over_budget"] else "ok")
         table.add_row(*cells)
     console.print(table)
@@ -92,8 +101,9 @@ def _names(row: pd.Series) -> list[str]:
 
 
 def print_budget(frame: pd.DataFrame, spec: SweepSpec, console: Console) -> None:
-    """The budget verdict: every cell over it, or one line saying all are within it."""
-    if spec.budget is None:
+    """The budget verdict: every cell over it, or one line saying all are within it (nothing without a
+    GFLOPs or params limit: "within" no limit is no verdict)."""
+    if spec.budget is None or not limits_complexity(spec.budget):
         return
     over = budget_lines(frame, spec.budget)
     for line in over:
@@ -133,11 +143,13 @@ def run_profile(spec: SweepSpec, runs: list[RunSpec], console: Console, where: s
 
 def check_budget(spec: SweepSpec, runs: list[RunSpec], console: Console, where: str = "budget") -> pd.DataFrame:
     """Plan-time budget check (`orchestrate plan` with a `budget:`): profile, write profile.csv, verdict.
-    Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok"."""
+    Fails closed: a cell that cannot be profiled is a SpecError, not "budget ok", where the budget limits
+    GFLOPs or params (a `max_gpu_hours` alone needs no model: an unprofiled cell is no reason to refuse)."""
     frame, seconds = _profile(spec, runs, where)
     profile_file.write_profile(spec, frame)
     console.print(f"budget: {_profiled_line(frame, seconds)}")
-    complexity.require_profiled(frame, where)
+    if limits_complexity(spec.budget):
+        complexity.require_profiled(frame, where)
     print_budget(frame, spec, console)
     return frame
 

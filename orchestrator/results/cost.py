@@ -126,9 +126,10 @@ def _any_folder(path: Path) -> bool:
         return False
 
 
-def run_cost(run: RunSpec, smoke_path: Path | None, entries: list[ThroughputEntry], sizes: _Sizes) -> RunCost:
-    """One run's estimate: its smoke measurement, else a matching site entry, else unknown (with why)."""
-    measured = run_files.throughput(smoke_path) if smoke_path is not None else None
+def run_cost(
+    run: RunSpec, measured: run_files.Throughput | None, entries: list[ThroughputEntry], sizes: _Sizes
+) -> RunCost:
+    """One run's estimate: its cell's smoke measurement, else a matching site entry, else unknown (with why)."""
     if measured is not None:
         if measured.train_images is None:  # a smoke run that did not record it: the files may tell
             measured = dataclasses.replace(measured, train_images=sizes.of(run))
@@ -156,14 +157,26 @@ def estimate(spec: SweepSpec, runs: list[RunSpec]) -> list[CellCost]:
     smoke_root = store.sweep_root(spec, smoke=True)
     entries = site_throughput(spec)
     sizes = _Sizes()
-    cells: dict[str, list[RunCost]] = defaultdict(list)
+    cells: dict[str, list[tuple[RunSpec, run_files.Throughput | None]]] = defaultdict(list)
     # Without any smoke run folder there is nothing to measure: skip planning 50,000 smoke variants.
     smokes = smoke_plan(runs) if _any_folder(smoke_root / "runs") else [None] * len(runs)
     for run, smoke in zip(runs, smokes, strict=True):
         cell = run.name.rsplit("/", 1)[0]  # the name without its seed
-        smoke_path = store.run_path(smoke_root, smoke.run_id) if smoke is not None else None
-        cells[cell].append(run_cost(run, smoke_path, entries, sizes))
-    return [_cell(cell, members) for cell, members in cells.items()]
+        measured = run_files.throughput(store.run_path(smoke_root, smoke.run_id)) if smoke is not None else None
+        cells[cell].append((run, measured))
+    return [_cell(cell, _member_costs(members, entries, sizes)) for cell, members in cells.items()]
+
+
+def _member_costs(
+    members: list[tuple[RunSpec, run_files.Throughput | None]], entries: list[ThroughputEntry], sizes: _Sizes
+) -> list[RunCost]:
+    """Each run of one cell priced by its own smoke measurement, else by another seed's of the cell.
+
+    A cell's runs differ by the seed alone, so one seed's measured speed is the cell's: adaptive
+    seeds smoke-run only the first round's seeds (plan.smoke_seeds), and one seed's smoke run may
+    have failed; without this, the cell (and the adaptive minimum/maximum) was "unknown"."""
+    shared = next((measured for _, measured in members if measured is not None), None)
+    return [run_cost(run, measured or shared, entries, sizes) for run, measured in members]
 
 
 def _cell(cell: str, members: list[RunCost]) -> CellCost:
