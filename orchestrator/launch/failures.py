@@ -50,6 +50,8 @@ class Failure(str, enum.Enum):
 
 # sacct States that end a job for good; any other (PENDING, RUNNING, REQUEUED, SUSPENDED, ...) on a job
 # squeue no longer lists means accounting has not recorded its end yet (slurmdbd lag, a runaway record).
+# Not REVOKED: in a federation the job started on a sibling cluster, whose accounting holds its end;
+# taken for an end here, it would be retried while it runs there (two jobs training one run folder).
 FINAL_STATES = frozenset(
     {
         "BOOT_FAIL",
@@ -60,7 +62,6 @@ FINAL_STATES = frozenset(
         "NODE_FAIL",
         "OUT_OF_MEMORY",
         "PREEMPTED",
-        "REVOKED",
         "TIMEOUT",
     }
 )

@@ -18,11 +18,12 @@ from typing import Any
 from rich.console import Console
 
 from orchestrator import store, textsafe
-from orchestrator.launch import judge, quarantine, retries, slurmcli
-from orchestrator.launch.base import Launcher, Outcome, select, train_job
-from orchestrator.launch.job import Cleanup
+from orchestrator.launch import judge, quarantine, retries, slurmcli, unconfirmed
+from orchestrator.launch.arrays import Array, submit_arrays
+from orchestrator.launch.arrays import requested as requested  # re-exported: results and tests import it here
+from orchestrator.launch.arrays import task_job as task_job
+from orchestrator.launch.base import Launcher, Outcome, select
 from orchestrator.launch.limits import queue_limits, within
-from orchestrator.launch.packed import PackedJob
 from orchestrator.launch.sbatch_failures import SbatchStreak
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
@@ -30,8 +31,6 @@ from orchestrator.sweep import node_storage, site
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SlurmConfig, SweepSpec
 
-# One array: its job resources and its tasks, each task a pack of one or more runs.
-Array = tuple[SlurmConfig, list[list[RunRecord]]]
 UNRECORDED_WAIT_S = 900.0
 """How long `submit --follow` keeps polling for a run whose job left the queue before accounting recorded
 its end (slurmdbd lag); a record that stays unfinished longer (a runaway record) is left to the user."""
@@ -82,6 +81,9 @@ class SlurmLauncher(Launcher):
             if not dry_run:
                 raise slurmcli.SlurmError("sbatch/squeue not found: not on a SLURM login node (try --executor local)")
             return set()
+        if not dry_run:  # an array sbatch failed on at an earlier submit: adopted, or its runs go again
+            for line in unconfirmed.resolve(root):
+                self.console.print(f"[yellow]warning[/]: {textsafe.rich(line)}", highlight=False)
         return set(runs_in_slurm(root)[0])
 
     def preview(self, todo: list[RunRecord], root: Path) -> None:
@@ -115,7 +117,7 @@ class SlurmLauncher(Launcher):
         outcome = Outcome()
         if arrays:
             self._warn_unshared(root)
-            outcome = _submit_arrays(
+            outcome = submit_arrays(
                 root, arrays, self.spec.name, self.console, self.cleanup, self.attempt_of, self.submitted
             )
         if held:
@@ -252,8 +254,17 @@ class SlurmLauncher(Launcher):
         self._report_retries(kept, left)
         return kept
 
+    def _why(self, decision: retries.Decision) -> str:
+        """The retry line's reason, true to the --exclude the attempt gets: a failed node that `excluded`
+        kept (no other node of the partition is left) is retried there, not without it."""
+        why = decision.why
+        for node in retries.excluded(self.config, decision, self._quarantined, self._partition)[1]:
+            kept = f" on {node}: retried there (no other node of the partition is left)"
+            why = why.replace(f" on {node}: retried without it", kept)
+        return why
+
     def _report_retries(self, kept: list[RunRecord], left: list[str]) -> None:
-        lines = [f"{r.run.name}: {self._next[r.run.run_id].why}" for r in kept if self._next[r.run.run_id].why]
+        lines = [f"{r.run.name}: {why}" for r in kept if (why := self._why(self._next[r.run.run_id]))]
         left = [line for line in left if line not in self._told]
         self._told.update(left)
         for line in lines[:10]:
@@ -305,20 +316,6 @@ def pack(config: SlurmConfig, records: list[RunRecord]) -> list[list[RunRecord]]
     return slurmcli.chunks(records, per_task)
 
 
-AttemptOf = Callable[[RunRecord, SlurmConfig], dict[str, Any]]
-
-
-def task_job(
-    config: SlurmConfig, members: list[RunRecord], cleanup: Cleanup, attempt_of: AttemptOf | None = None
-) -> Any:
-    """The submitit callable of one array task: a TrainJob, or a PackedJob of several runs."""
-    jobs = [train_job(record, cleanup, attempt_of(record, config) if attempt_of else None) for record in members]
-    if len(jobs) == 1:
-        return jobs[0]
-    gpus = config.gpus_per_node if config.pack_gpus else 0
-    return PackedJob(jobs, gpus=gpus)
-
-
 def by_resources(
     base: SlurmConfig,
     records: list[RunRecord],
@@ -333,52 +330,6 @@ def by_resources(
             config = adapt(record, config)
         groups.setdefault(config.model_dump_json(), (config, []))[1].append(record)
     return list(groups.values())
-
-
-def _submit_arrays(
-    root: Path,
-    arrays: list[Array],
-    name: str,
-    console: Console,
-    cleanup: Cleanup,
-    attempt_of: AttemptOf,
-    sent: dict[str, str],
-) -> Outcome:
-    """Submit the arrays, one sbatch each; each is recorded in the manifest and in `sent` as it goes in
-    (sbatch failing at a later array raises with the earlier ones recorded)."""
-    import submitit
-
-    folder = root / store.SUBMITIT_DIR
-    manifest = store.read_manifest(root, strict=True)
-    outcome = Outcome()
-    for config, group in arrays:
-        python = slurmcli.node_command(config).python
-        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts, python=python)
-        executor.update_parameters(**slurmcli.executor_parameters(config, job_name=f"orch-{name}"))
-        with executor.batch():
-            jobs = [executor.submit(task_job(config, members, cleanup, attempt_of)) for members in group]
-        array_id = str(jobs[0].job_id).split("_", 1)[0]
-        submitted = {
-            record.run.run_id: str(job.job_id) for members, job in zip(group, jobs, strict=True) for record in members
-        }
-        # Written after each array: a crash between arrays still leaves every submitted job findable.
-        # The array's runs: how often a run was submitted, also when its attempts left no status.json.
-        extra = {"folder": str(folder), "requested": requested(config), "runs": list(submitted)}
-        store.record_array(root, manifest, array_id, submitted, extra)
-        outcome.submitted.update(submitted)
-        sent.update(submitted)
-        size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
-        runs = f"{len(submitted)} runs in {len(group)} tasks" if len(submitted) > len(group) else f"{len(group)} runs"
-        console.print(f"submitted array {array_id}: {runs} of {size}, {config.array_parallelism} at once")
-    console.print(f"logs: {folder}/<job id>_0_log.out|err; `orchestrate status` follows progress")
-    return outcome
-
-
-def requested(config: SlurmConfig) -> dict[str, Any]:
-    """What each task of an array asked SLURM for (`collect` compares it with what the runs used)."""
-    return config.model_dump(
-        include={"timeout_min", "mem_gb", "nodes", "gpus_per_node", "tasks_per_node", "runs_per_task", "pack_gpus"}
-    )
 
 
 def _print_dry_run(arrays: list[Array], folder: Path, name: str, size: int, console: Console) -> None:

@@ -36,6 +36,8 @@ _SLURM_ENDINGS = {
     # Out of the queue, but accounting still holds a state that is not an end: neither running nor known
     # to have ended how (slurmdbd lag, or a runaway record that never ends).
     slurm.UNRECORDED: "unrecorded",
+    # Federation: the job started on a sibling cluster; this cluster's squeue and sacct never see its end.
+    "REVOKED": "unrecorded",
     "COMPLETED": "failed",  # the job ended but the run never wrote completed: it crashed
 }
 TERMINAL = {"completed", "failed", "not submitted", "interrupted", *_SLURM_ENDINGS.values()}

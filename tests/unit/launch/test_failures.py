@@ -240,3 +240,16 @@ def test_a_job_records_slurms_name_of_its_node(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
     [entry] = job.TrainJob(tmp_path, {}, {})._attempts({"host": "gpu07.cluster.example.org", "slurm_job_id": "5"})
     assert entry["slurm_node"] == "gpu07" and entry["host"] == "gpu07.cluster.example.org"
+
+
+def test_a_job_revoked_here_ran_on_a_sibling_cluster_and_is_not_taken_for_an_end(tmp_path: Path) -> None:
+    """Federation: REVOKED is this cluster's record of a job a sibling cluster started. Taken for an end,
+    the run was classified crashed and submitted again while it trained there."""
+    from orchestrator.launch import status
+
+    row = SacctRow.parse("41_0|REVOKED|0:0|None assigned")
+    assert row is not None and not row.final
+    assert classify(row, Evidence()) is None  # no end known: neither retried nor charged
+    record = _preflight_record(tmp_path, [])
+    record = RunRecord(run=record.run, path=tmp_path, state=State.PENDING, status=RunStatus())
+    assert status._state(record, "41_0", "REVOKED") == "unrecorded"

@@ -139,6 +139,18 @@ def test_follow_on_a_one_node_partition_retries_there_and_ends(
     assert len(cluster.arrays) == 4
 
 
+def test_the_retry_line_says_a_node_kept_is_retried_there(
+    cluster: OneNodeCluster, write_spec: Callable[..., Path]
+) -> None:
+    """The `retry:` line said "retried without it" of the one node the retry was sent back to."""
+    spec = load_spec(write_spec())
+    console = Console(width=400, record=True)
+    slurm_launch.SlurmLauncher(spec, console).follow(plan(spec)[:1], 0.0)
+    out = console.export_text()
+    assert "retried without it" not in out, out
+    assert ": node_fail on node3: retried there (no other node of the partition is left)" in out, out
+
+
 def test_node_failures_before_the_job_wrote_anything_use_up_the_attempts() -> None:
     """BOOT_FAIL (or a node lost before the job started) leaves no status.json: those submissions count as
     the run's (docs: every submission is an attempt), so the run stops after retry.max_attempts instead of
