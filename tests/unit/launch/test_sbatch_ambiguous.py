@@ -8,7 +8,6 @@ import contextlib
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -62,8 +61,9 @@ class Controller:
             def batch(self) -> Iterator[None]:
                 what = controller.sbatch.pop(0) if controller.sbatch else "ok"
                 controller.sbatch_calls += 1
-                self.array, self.tasks = str(100 + controller.sbatch_calls), 0
+                self.array, self.tasks, self.inside = str(100 + controller.sbatch_calls), 0, True
                 yield
+                self.inside = False
                 if what != "refused":
                     controller.held[self.array] = self.name
                 if what != "ok":
@@ -71,7 +71,16 @@ class Controller:
 
             def submit(self, _: Any) -> Any:
                 self.tasks += 1
-                return SimpleNamespace(job_id=self.array)  # one task: submitit submits no array
+                executor = self
+
+                class Job:
+                    @property
+                    def job_id(self) -> str:  # as submitit: no job id inside `with executor.batch()`
+                        if executor.inside:
+                            raise AttributeError("job attributes are forbidden within 'with executor.batch()'")
+                        return executor.array  # one task: submitit submits no array
+
+                return Job()
 
         return Executor()
 
