@@ -142,7 +142,7 @@ def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:
     if any(c.source is not None for c in costs):
         table = terminal.table("cell", "runs", "images/s", "source", "estimate")
         for item in costs:
-            hours = "unknown" if item.hours is None else f"{item.hours:.3g} {item.unit}"
+            hours = "unknown" if item.hours is None else f"{cost.hours_text(item.hours)} {item.unit}"
             speed = "-" if item.images_per_s is None else f"{item.images_per_s:.0f}"
             device = f" ({item.note})" if item.source == cost.SITE and item.hours is not None else ""
             source = (item.source or "-") + device

@@ -94,8 +94,8 @@ def print_adaptive(spec: SweepSpec, runs: list[RunSpec], console: Console, sourc
         notes.append(f"{key[0]} on {key[1]}: sd of differences {spread.sd:.3g} from {spread.source}")
     expected = "unknown (no seed spread yet: a finished sweep (--variance-from), a pilot round or the site's seed_sd)"
     if mids >= 0:
-        expected = f"{mids:.3g} if no delta is real ({'; '.join(notes)})"
-    line = f"  {unit}: minimum {lows:.3g}, maximum {highs:.3g}; expected {expected}"
+        expected = f"{cost.hours_text(mids)} if no delta is real ({'; '.join(notes)})"
+    line = f"  {unit}: minimum {cost.hours_text(lows)}, maximum {cost.hours_text(highs)}; expected {expected}"
     console.print(textsafe.terminal(line), markup=False)  # the --variance-from folder's name, dataset labels
 
 
@@ -114,7 +114,8 @@ def print_detect(spec: SweepSpec, runs: list[RunSpec], delta: float, console: Co
         per_run, unit = _hours_per_run(spec, group)
         seeds_now = max(1, len({run.seed for run in group}))
         cells = len(group) // seeds_now
-        hours = "unknown" if per_run is None or needed is None else f"{per_run * cells * needed:.3g} {unit}"
+        total = None if per_run is None or needed is None else per_run * cells * needed
+        hours = "unknown" if total is None else f"{cost.hours_text(total)} {unit}"
         out.add_row(*shown, f"{spread.sd:.3g}", textsafe.rich(spread.source), str(needed or "beyond reach"), hours)
     metric = textsafe.rich(table.metrics[0])
     console.print(f"seeds to detect a delta of {delta:g} ({metric}, paired t-test, alpha 0.05, power 0.8):")

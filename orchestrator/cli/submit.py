@@ -125,7 +125,7 @@ def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override:
         example = f"{first.cell}: {first.note}"
         problem = f"{unknown} of {len(costs)} cells have no estimate, e.g. {example} (`submit --smoke` first)"
     elif total_h > limit_h:
-        problem = f"the sweep is estimated at {total_h:.3g} device-hours, over max_gpu_hours {limit_h:g}"
+        problem = f"the sweep is estimated at {cost.hours_text(total_h)} device-hours, over max_gpu_hours {limit_h:g}"
     else:
         return
     if not override:

@@ -16,6 +16,7 @@ the cell is "unknown", never a guess.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -207,9 +208,21 @@ def summary(costs: list[CellCost]) -> str:
     for cost in costs:
         if cost.hours is not None:
             totals[cost.unit] += cost.hours
-    known = ", ".join(f"{hours:.3g} {unit}" for unit, hours in totals.items())
+    known = ", ".join(f"{hours_text(hours)} {unit}" for unit, hours in totals.items())
     counts = {name: sum(c.hours is not None and c.source == name for c in costs) for name in (MEASURED, SITE)}
     counts["measured and site-declared"] = len(costs) - len(unknown) - sum(counts.values())
     over = " and ".join(f"{n} {name}" for name, n in counts.items() if n)
     tail = f"; {len(unknown)} of {len(costs)} cells unknown ({unknown[0].note})" if unknown else ""
     return f"estimated compute: {known} over {over} cells{tail}"
+
+
+def hours_text(hours: float) -> str:
+    """Device-hours as people read them: `1,234`, `123`, `12.3`, `1.23`, `0.0123`, `<0.001` (`.3g`
+    printed a sweep of 1,234 hours as `1.23e+03` and a smoke cell of 0.00001 hours as `1e-05`)."""
+    if not math.isfinite(hours):
+        return str(hours)
+    if abs(hours) >= 99.5:  # .3g rounds 999.6 to `1e+03`
+        return f"{hours:,.0f}"
+    if hours != 0 and abs(hours) < 0.001:
+        return "<0.001" if hours > 0 else ">-0.001"
+    return f"{hours:.3g}"

@@ -138,3 +138,28 @@ def test_max_gpu_hours_at_submit_uses_the_declared_throughput(
     undeclared = ["submit", path, *COST_RUNS, _site(tmp_path, SITE.replace("test_resnet", "resnet50"))]
     assert main([*undeclared, "--dry-run", "--skip-data-check", "budget={max_gpu_hours: 1000}"]) == 2, "fail closed"
     assert "3 of 3 cells have no estimate" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("hours", "text"),
+    [
+        (1234.4, "1,234"),
+        (999.6, "1,000"),
+        (99.4, "99.4"),
+        (12.34, "12.3"),
+        (1.234, "1.23"),
+        (0.01234, "0.0123"),
+        (0.00001, "<0.001"),
+        (0.0, "0"),
+    ],
+)
+def test_hours_read_as_people_read_them(hours: float, text: str) -> None:
+    # `.3g` printed a sweep of 1,234 device-hours as `1.23e+03`, a smoke cell's 0.00001 as `1e-05`.
+    assert cost.hours_text(hours) == text
+
+
+def test_a_large_sweep_s_estimate_is_no_scientific_notation(write_spec: Callable[..., Path], tmp_path: Path) -> None:
+    site = SITE.replace("images_per_s: 500", "images_per_s: 0.002")  # thousands of hours
+    spec = load_spec(write_spec(), [*COST_RUNS, _site(tmp_path, site)])
+    summary = cost.summary(cost.estimate(spec, plan(spec)))
+    assert "e+" not in summary and "," in summary.split("estimated compute: ")[1].split(" ")[0], summary
