@@ -105,7 +105,8 @@ def test_adaptive_seeds_are_priced_from_the_first_rounds_smoke_runs(
     assert [c.hours for c in costs] == [pytest.approx(4 * per_run_h)] * 3, "4 seeds (max) per cell"
     assert main(["plan", str(path), *adaptive, "--skip-data-check"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert f"CPU-hours: minimum {3 * 2 * per_run_h:.3g}, maximum {3 * 4 * per_run_h:.3g}" in out
+    low, high = cost.hours_text(3 * 2 * per_run_h), cost.hours_text(3 * 4 * per_run_h)
+    assert f"CPU-hours: minimum {low}, maximum {high}" in out
 
 
 def test_a_seed_whose_smoke_run_is_missing_is_priced_by_its_cells_other_seed(write_spec: Callable[..., Path]) -> None:
