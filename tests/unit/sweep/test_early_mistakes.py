@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from plan_refusal import plan_error
 from tables_fixture import fake_run
 
 from orchestrator import store
@@ -19,15 +20,6 @@ from orchestrator.sweep.plan import plan
 from orchestrator.sweep.site import SiteError, load_site
 from orchestrator.sweep.spec import SpecError, load_spec
 from trainers.rundir import State
-
-
-def plan_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run `orchestrate plan` expecting a refusal; the one line it printed."""
-    assert main(["plan", *argv, "--skip-data-check"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
-
 
 # ------------------------------------------------------------------------------- did you mean
 

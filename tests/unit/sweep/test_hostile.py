@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY_SPEC
+from plan_refusal import plan_error
 
 from orchestrator import store
 from orchestrator.checks import preflight
@@ -26,14 +27,6 @@ from orchestrator.sweep.spec import SpecError, load_spec
 from trainers import rundir
 
 BASH = shutil.which("bash")
-
-
-def plan_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run `orchestrate plan` expecting a refusal; the one line it printed."""
-    assert main(["plan", *argv, "--skip-data-check"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
 
 
 def bash_ok(script: str, tmp_path: Path) -> None:

@@ -8,21 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from plan_refusal import plan_error
 
-from orchestrator.cli.main import main
 from orchestrator.sweep import yamlio
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import SpecError, load_spec
 
 SITE = "datasets:\n  dg: {name: digits, label: DG}\n"
-
-
-def plan_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
-    """Run `orchestrate plan` expecting a refusal; the one line it printed."""
-    assert main(["plan", *argv, "--skip-data-check"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    return err
 
 
 # ------------------------------------------------- `{site: NAME, field: value}` under a dotted key
