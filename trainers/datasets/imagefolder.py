@@ -99,7 +99,7 @@ def scan_split(files: Files, folder: Path, class_names: list[str]) -> Part:
     paths: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(class_names):
-        images = scan_images(folder / name) if (folder / name).is_dir() else []
+        images = scan_images(folder / name, files.tag) if (folder / name).is_dir() else []
         paths.extend(images)
         labels.extend([index] * len(images))
     return make_part(files, paths, labels)

@@ -253,11 +253,14 @@ class Files:
         return rows
 
     def exists(self, path: Path) -> bool:
-        """Whether `path` exists, from a cached listing of its folder."""
+        """Whether `path` exists, from a cached listing of its folder. A link to a missing file does
+        not: it was counted as there and failed at decode, in the job, after submission."""
         folder = path.parent
         if folder not in self._listings:
             try:
-                self._listings[folder] = set(os.listdir(folder))
+                with os.scandir(folder) as entries:
+                    # d_type says which entries are links: only those cost a stat of their target.
+                    self._listings[folder] = {e.name for e in entries if not e.is_symlink() or os.path.exists(e.path)}
             except (FileNotFoundError, NotADirectoryError):
                 self._listings[folder] = set()
         return path.name in self._listings[folder]
@@ -269,28 +272,52 @@ class Files:
         missing = [number for number, p in enumerate(listed, start=1) if not self.exists(p)]
         if missing:
             raise FileNotFoundError(
-                f"{self.tag}: {len(missing)} image(s) listed in {listed_in} are missing "
-                f"(the first: entry {missing[0]} of {len(listed)})"
+                f"{self.tag}: {len(missing)} image(s) listed in {listed_in} are missing or links to a missing "
+                f"file (the first: entry {missing[0]} of {len(listed)})"
             )
 
 
-def scan_images(folder: Path) -> list[Path]:
+def scan_images(folder: Path, tag: str) -> list[Path]:
     """Every image file under `folder` (recursively, hidden entries skipped), sorted. Symlinked
     sub-folders are followed, as torchvision's ImageFolder does: a class assembled from links lost
-    their images without a word. Each real folder is read once, so a link loop ends."""
+    their images without a word. Each real folder is read once, so a link loop ends. An image that
+    is a link to a missing file, or a folder that cannot be read, is refused (`tag`: the dataset):
+    the first failed at decode in every job, the second lost its images without a word."""
     found: list[Path] = []
+    broken: list[Path] = []
     seen: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        real = os.path.realpath(dirpath)
+    pending = [str(folder)]
+    while pending:
+        top = pending.pop()
+        real = os.path.realpath(top)
         if real in seen:  # a loop (`a/up -> a`) or a second link to one folder
-            dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(
-            Path(dirpath) / f for f in filenames if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)
+        for entry in _entries(top, tag):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():  # follows a link to a folder
+                pending.append(entry.path)
+            elif entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                # d_type says which entries are links: only those cost a stat of their target.
+                dead = entry.is_symlink() and not os.path.exists(entry.path)
+                (broken if dead else found).append(Path(entry.path))
+    if broken:
+        first = os.path.relpath(sorted(broken)[0], folder)
+        raise FileNotFoundError(
+            f"{tag}: {len(broken)} image(s) under {folder} are links to a missing file (the first: {first!a}); "
+            "fix or remove the links"
         )
     return sorted(found)
+
+
+def _entries(folder: str, tag: str) -> list[os.DirEntry[str]]:
+    """The entries of one folder of a dataset; one that cannot be read is an error naming it."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise PermissionError(f"{tag}: cannot read folder {folder!a}: {exc.strerror or exc}") from None
 
 
 def make_part(files: Files, paths: list[Path], targets: Any) -> Part:

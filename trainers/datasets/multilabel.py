@@ -91,7 +91,7 @@ def index_multilabel(ds: DatasetConfig, files: Files) -> DatasetIndex:
     joined = [p.name for p in label_files if "," in p.stem]
     if joined:  # `predict` writes an image's labels joined with ',': such a name could not be split back
         raise ValueError(f"{files.tag}: label names may not hold ',' ({joined[0]} in {annotations}); rename the file")
-    paths = scan_images(folder)
+    paths = scan_images(folder, files.tag)
     if not paths:
         raise ValueError(f"{files.tag}: no images in {folder}")
     rows_of = rows_by_key(paths)
