@@ -1,18 +1,16 @@
 """`submit --follow` over a faked SLURM: the loop's own logic (retry limits, accounting that lags, a
-controller that fails for a poll). squeue, sacct, scontrol and sacctmgr answer from Python fakes and
-submitit's executor hands out job ids; nothing here needs a cluster (the dev cluster's tests run the
-real commands)."""
+controller that fails for a poll). squeue, sacct, scontrol and sacctmgr answer from Python fakes, and
+submitit's executor submits to the fake sbatch of tests/support/fake_submitit.py; nothing here needs a
+cluster (the dev cluster's tests run the real commands)."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from fake_submitit import SOCKET, Failure, FakeSbatch
 from rich.console import Console
 from submitit.core.utils import FailedJobError
 
@@ -26,17 +24,22 @@ Answer = Callable[[list[str]], subprocess.CompletedProcess[str]]
 
 
 class FakeSlurm:
-    """squeue/sacct/scontrol/sacctmgr answers, and the arrays "submitted" (job `A_i`, A from 100)."""
+    """squeue/sacct/scontrol/sacctmgr answers, and the jobs sbatch was given (fake_submitit: ids from 100)."""
 
     def __init__(self, sacct_state: str = "FAILED|127:0") -> None:
         self.sacct_state = sacct_state
         """State|ExitCode every submitted task has in sacct once it left the queue."""
         self.squeue: list[Answer | None] = []
         """Per call of the sweep's squeue (slurmcli's), a special answer (None or past the list: an empty queue)."""
-        self.arrays: list[str] = []
-        self.sbatch_errors: list[str | None] = []
-        """Per array sbatch is asked for, its stderr when it fails (None or past the list: accepted)."""
+        self.sbatch = FakeSbatch()
+        self.earlier: list[str] = []
+        """Jobs submitted before the test's submit (`_submitted_before`), in sacct too."""
         self.polls = 0
+
+    @property
+    def arrays(self) -> list[str]:
+        """Every job the controller holds: the earlier ones, then those sbatch took."""
+        return self.earlier + self.sbatch.arrays
 
     def run(self, args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """slurmcli.run and limits.run."""
@@ -44,34 +47,12 @@ class FakeSlurm:
             special = self.squeue.pop(0) if self.squeue and "--array" in args else None
             return special(args) if special else subprocess.CompletedProcess(args, 0, "", "")
         if args[0] == "sacct":
-            rows = "".join(f"{a}_0|{self.sacct_state}|node3|billing=1,mem=8G,node=1|8G\n" for a in self.arrays)
+            jobs = self.earlier + self.sbatch.task_ids
+            rows = "".join(f"{job}|{self.sacct_state}|node3|billing=1,mem=8G,node=1|8G\n" for job in jobs)
             return subprocess.CompletedProcess(args, 0, rows, "")
         if args[:3] == ["scontrol", "show", "config"]:
             return subprocess.CompletedProcess(args, 0, "MaxArraySize = 1001\n", "")
         return subprocess.CompletedProcess(args, 1, "", f"{args[0]}: not here")
-
-    def executor(self, **_: Any) -> Any:
-        """A stand-in for submitit.SlurmExecutor: each batch() is one array."""
-        fake = self
-
-        class Executor:
-            def update_parameters(self, **__: Any) -> None:
-                pass
-
-            @contextlib.contextmanager
-            def batch(self) -> Iterator[None]:
-                error = fake.sbatch_errors.pop(0) if fake.sbatch_errors else None
-                self.array, self.tasks = str(100 + len(fake.arrays)), 0
-                yield
-                if error is not None:  # submitit raises at the end of batch(), with sbatch's stderr
-                    raise FailedJobError(error)
-                fake.arrays.append(self.array)
-
-            def submit(self, _: Any) -> Any:
-                self.tasks += 1
-                return SimpleNamespace(job_id=f"{self.array}_{self.tasks - 1}")
-
-        return Executor()
 
     def sleep(self, _: float) -> None:
         """time.sleep of the loop: counts polls, and ends a loop that would never end."""
@@ -82,13 +63,11 @@ class FakeSlurm:
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> FakeSlurm:
-    import submitit
-
     slurm = FakeSlurm()
     monkeypatch.setattr(slurmcli, "run", slurm.run)
     monkeypatch.setattr(limits, "run", slurm.run)
     monkeypatch.setattr(slurmcli, "available", lambda: True)
-    monkeypatch.setattr(submitit, "SlurmExecutor", slurm.executor)
+    slurm.sbatch.install(monkeypatch)
     monkeypatch.setattr(slurm_launch.time, "sleep", slurm.sleep)
     return slurm
 
@@ -106,9 +85,9 @@ def _follow(spec: SweepSpec, runs: list[RunSpec]) -> str:
 
 
 def _submitted_before(fake: FakeSlurm, spec: SweepSpec, run: RunSpec) -> None:
-    """The run submitted as task 0 of array 99 before this submit (in the manifest and in the fake)."""
-    fake.arrays.append("99")
-    jobs = {run.run_id: "99_0"}
+    """The run submitted alone as job 99 before this submit (in the manifest and in the fake)."""
+    fake.earlier.append("99")
+    jobs = {run.run_id: "99"}
     store.record_array(spec.output_path, store.read_manifest(spec.output_path), "99", jobs, {"runs": list(jobs)})
 
 
@@ -146,7 +125,7 @@ def test_a_cancelled_run_stays_cancelled(fake: FakeSlurm, one_run: tuple[SweepSp
     """`orchestrate cancel` while --follow runs: the next poll must not undo it."""
     spec, runs = one_run
     _submitted_before(fake, spec, runs[0])
-    pending = lambda args: subprocess.CompletedProcess(args, 0, "99_0|PENDING\n", "")  # noqa: E731
+    pending = lambda args: subprocess.CompletedProcess(args, 0, "99|PENDING\n", "")  # noqa: E731
     fake.squeue = [pending, pending]  # the up-front check and the first poll see it queued; then it is cancelled
     fake.sacct_state = "CANCELLED by 0|0:15"
     out = _follow(spec, runs)
@@ -196,7 +175,7 @@ def test_force_starts_the_attempt_count_afresh(fake: FakeSlurm, one_run: tuple[S
     assert len(fake.arrays) == 4, console.export_text()
     manifest = store.read_manifest(spec.output_path)
     assert [entry["runs"] for entry in manifest["arrays"].values()] == [[], [], [], [runs[0].run_id]]
-    assert manifest["runs"][runs[0].run_id]["job_id"] == f"{fake.arrays[-1]}_0"
+    assert manifest["runs"][runs[0].run_id]["job_id"] == fake.arrays[-1]  # a lone job: submitit submits no array
 
 
 def test_retry_all_overrides_the_policy_once_then_follow_keeps_to_it(
@@ -215,7 +194,6 @@ def test_retry_all_overrides_the_policy_once_then_follow_keeps_to_it(
     assert len(fake.arrays) == 2, console.export_text()  # 99, then one resubmission
 
 
-SOCKET = "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation"
 PARTITION = "sbatch: error: Batch job submission failed: Invalid partition name specified"
 
 
@@ -224,7 +202,7 @@ def test_sbatch_failing_for_a_poll_is_a_warning_and_the_next_poll_submits(
 ) -> None:
     """sbatch timing out once during a --follow of hours: one warning line, then the run goes in."""
     spec, runs = one_run
-    fake.sbatch_errors = [SOCKET + "\nsecond line"]
+    fake.sbatch.failures = [Failure(SOCKET + "\nsecond line")]
     out = _follow(spec, runs)
     warnings = [line for line in out.splitlines() if line.startswith("warning: ")]
     assert warnings == [f"warning: {SOCKET}; polling again in 0 s"], out
@@ -238,13 +216,13 @@ def test_sbatch_failing_at_a_few_polls_in_a_row_ends_follow_with_its_message(
     """A refusal no retry fixes (a wrong partition): MAX_FAILED_SUBMISSIONS polls, then the error a plain
     submit raises at once, in one line naming sbatch's message."""
     spec, runs = one_run
-    fake.sbatch_errors = [PARTITION] * 10
+    fake.sbatch.failures = [Failure(PARTITION)] * 10
     console = Console(width=400, record=True)
     with pytest.raises(FailedJobError) as raised:
         slurm_launch.SlurmLauncher(spec, console).follow(runs, 0.0)
     assert str(raised.value).startswith(f"sbatch failed at 3 polls in a row, the last time: {PARTITION} (")
     assert "\n" not in str(raised.value) and not fake.arrays
-    assert len(fake.sbatch_errors) == 10 - sbatch_failures.MAX_FAILED_SUBMISSIONS
+    assert len(fake.sbatch.failures) == 10 - sbatch_failures.MAX_FAILED_SUBMISSIONS
     assert console.export_text().count("warning: ") == sbatch_failures.MAX_FAILED_SUBMISSIONS - 1
 
 
@@ -253,7 +231,7 @@ def test_an_accepted_array_ends_a_streak_of_sbatch_failures(
 ) -> None:
     """Failures count in a row: fail, accept, fail, fail, accept goes on (each failed attempt retried)."""
     spec, runs = one_run
-    fake.sbatch_errors = [SOCKET, None, SOCKET, SOCKET]
+    fake.sbatch.failures = [Failure(), None, Failure(), Failure()]
     out = _follow(spec, runs)
     assert len(fake.arrays) == 3 and out.count("warning: ") == 3, out
 
@@ -265,9 +243,9 @@ def test_arrays_sbatch_took_before_a_failure_are_recorded_and_not_submitted_agai
     next poll sees it queued and submits only the other run."""
     spec = load_spec(write_spec())
     runs = plan(spec)[:2]
-    fake.sbatch_errors = [None, SOCKET]
+    fake.sbatch.failures = [None, Failure()]
     fake.sacct_state = "CANCELLED by 0|0:15"  # once out of the queue, neither is submitted again
-    queued = lambda args: subprocess.CompletedProcess(args, 0, "100_0|PENDING\n", "")  # noqa: E731
+    queued = lambda args: subprocess.CompletedProcess(args, 0, "100|PENDING\n", "")  # noqa: E731
     fake.squeue = [queued]  # the poll after the failure
     console = Console(width=400, record=True)
     launcher = slurm_launch.SlurmLauncher(spec, console)
@@ -277,8 +255,8 @@ def test_arrays_sbatch_took_before_a_failure_are_recorded_and_not_submitted_agai
     assert fake.arrays == ["100", "101"], out
     manifest = store.read_manifest(spec.output_path)
     assert {run_id: entry["job_id"] for run_id, entry in manifest["runs"].items()} == {
-        runs[0].run_id: "100_0",
-        runs[1].run_id: "101_0",
+        runs[0].run_id: "100",  # one run per array: lone jobs
+        runs[1].run_id: "101",
     }
     assert "(2 submitted)" in out
 
@@ -288,7 +266,7 @@ def test_a_plain_submit_still_fails_at_sbatch_s_first_failure(
 ) -> None:
     """Without --follow nothing polls again: sbatch's error ends the submit at once, as it is."""
     spec, runs = one_run
-    fake.sbatch_errors = [SOCKET]
+    fake.sbatch.failures = [Failure()]
     with pytest.raises(FailedJobError, match=f"^{SOCKET}$"):
         slurm_launch.SlurmLauncher(spec, Console(width=400, record=True)).launch(runs)
     assert not fake.arrays

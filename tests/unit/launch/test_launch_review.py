@@ -1,17 +1,16 @@
 """Launch logic a busy cluster exposes: fixes found in review, each over faked SLURM answers (unit, no
-cluster): squeue, sacct, sinfo and scontrol answer from Python fakes, submitit's executor hands out ids."""
+cluster): squeue, sacct, sinfo and scontrol answer from Python fakes, sbatch is tests/support/fake_submitit.py."""
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
+from fake_submitit import FakeSbatch
 from rich.console import Console
 
 from orchestrator.launch import limits, retries, slurmcli
@@ -26,18 +25,18 @@ BASE = SlurmConfig.model_validate({"partition": "gpu"})
 
 
 class OneNodeCluster:
-    """A partition of one node, `node3`, on which every job ends NODE_FAIL; records each array's --exclude."""
+    """A partition of one node, `node3`, on which every job ends NODE_FAIL; sbatch is fake_submitit's."""
 
     def __init__(self, nodes: str = "node3|gpu*\n") -> None:
         self.sinfo = nodes
-        self.arrays: list[str] = []
-        self.excludes: list[str | None] = []
+        self.sbatch = FakeSbatch()
         self.polls = 0
 
     def run(self, args: list[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """slurmcli.run and limits.run."""
         if args[0] == "sacct":
-            rows = "".join(f"{a}_0|NODE_FAIL|0:0|node3|billing=1,mem=8G,node=1|8G\n" for a in self.arrays)
+            jobs = self.sbatch.task_ids
+            rows = "".join(f"{job}|NODE_FAIL|0:0|node3|billing=1,mem=8G,node=1|8G\n" for job in jobs)
             return subprocess.CompletedProcess(args, 0, rows, "")
         if args[0] == "sinfo":
             return subprocess.CompletedProcess(args, 0, self.sinfo, "")
@@ -51,38 +50,16 @@ class OneNodeCluster:
         """time.sleep of the follow loop: ends a loop that would never end."""
         self.polls += 1
         if self.polls > 20:
-            raise AssertionError(f"submit --follow is still polling after 20 polls ({len(self.arrays)} arrays)")
-
-    def executor(self, **_: Any) -> Any:
-        """A stand-in for submitit.SlurmExecutor: each batch() is one array, its parameters recorded."""
-        fake = self
-
-        class Executor:
-            def update_parameters(self, **params: Any) -> None:
-                fake.excludes.append(params.get("exclude"))
-
-            @contextlib.contextmanager
-            def batch(self) -> Iterator[None]:
-                self.array, self.tasks = str(100 + len(fake.arrays)), 0
-                yield
-                fake.arrays.append(self.array)
-
-            def submit(self, _: Any) -> Any:
-                self.tasks += 1
-                return SimpleNamespace(job_id=f"{self.array}_{self.tasks - 1}")
-
-        return Executor()
+            raise AssertionError(f"submit --follow is still polling after 20 polls ({len(self.sbatch.calls)} arrays)")
 
 
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> OneNodeCluster:
-    import submitit
-
     fake = OneNodeCluster()
     monkeypatch.setattr(slurmcli, "run", fake.run)
     monkeypatch.setattr(limits, "run", fake.run)
     monkeypatch.setattr(slurmcli, "available", lambda: True)
-    monkeypatch.setattr(submitit, "SlurmExecutor", fake.executor)
+    fake.sbatch.install(monkeypatch)
     monkeypatch.setattr(slurm_launch, "time", SimpleNamespace(sleep=fake.sleep, monotonic=time.monotonic))
     return fake
 
@@ -132,11 +109,12 @@ def test_follow_on_a_one_node_partition_retries_there_and_ends(
     console = Console(width=400, record=True)
     slurm_launch.SlurmLauncher(spec, console).follow(runs, 0.0)
     out = console.export_text()
-    assert len(cluster.arrays) > 1, out
-    assert all(exclude is None or "node3" not in exclude for exclude in cluster.excludes), cluster.excludes
+    excludes = [call.parameters.get("exclude") for call in cluster.sbatch.calls]  # what each sbatch was given
+    assert len(excludes) > 1, out
+    assert all(exclude is None or "node3" not in exclude for exclude in excludes), excludes
     assert "node3: not excluded after all (no other node of the partition is left): retried there" in out
     assert "4 attempts (retry.max_attempts), the last node_fail; 3 ended before the job wrote status.json" in out
-    assert len(cluster.arrays) == 4
+    assert len(cluster.sbatch.arrays) == 4
 
 
 def test_the_retry_line_says_a_node_kept_is_retried_there(
