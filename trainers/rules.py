@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainers.config import DatasetConfig, ModelConfig, ScheduleConfig, TrainConfig
+from trainers.config import DatasetConfig, LossConfig, ModelConfig, ScheduleConfig, TrainConfig
 
 SEED_MAX = 2**32 - 1  # numpy's global seed range
 HUE_MAX = 0.5  # torchvision ColorJitter: hue in [-0.5, 0.5]
@@ -53,23 +53,33 @@ def check_config(cfg: TrainConfig) -> None:
 
 def check_regime(cfg: TrainConfig) -> None:
     """Raise ValueError for a regime or loss that cannot work with this config."""
-    needs_weights = {"linear_probe": "regime linear_probe", "pretrained_eval": "regime pretrained_eval"}
-    if cfg.regime in needs_weights and cfg.model.pretrained_path is None:
-        raise ValueError(f"{needs_weights[cfg.regime]} needs model.pretrained_path")
+    if cfg.regime == "linear_probe" and cfg.model.pretrained_path is None:
+        raise ValueError("regime linear_probe needs model.pretrained_path")
+    if cfg.regime == "pretrained_eval":
+        check_pretrained_eval(cfg)
     if cfg.loss.l2sp > 0 and cfg.model.pretrained_path is None:
         raise ValueError("loss.l2sp anchors to pretrained weights: it needs model.pretrained_path")
     if cfg.model.class_map_path is not None and cfg.regime != "pretrained_eval":
         raise ValueError("model.class_map_path applies to regime pretrained_eval only")
     if cfg.model.class_map_scoring == "raw" and (cfg.regime != "pretrained_eval" or cfg.model.class_map_path is None):
         raise ValueError("model.class_map_scoring raw needs regime pretrained_eval and model.class_map_path")
-    kind = task_kind(cfg.data.dataset)
-    if cfg.regime == "pretrained_eval" and kind != "single":
+    check_schedule(cfg.schedule)
+
+
+def check_pretrained_eval(cfg: TrainConfig, kind: str | None = None) -> Path:
+    """Raise ValueError where regime pretrained_eval cannot score `cfg`'s checkpoint as is; its
+    checkpoint path otherwise. `kind`: the task's (the built TaskSpec's at job time), else the
+    config's. `plan` (check_regime) and the model's constructor both run it: one rule, one message."""
+    if cfg.model.pretrained_path is None:
+        raise ValueError("regime pretrained_eval needs model.pretrained_path")
+    kind = kind or task_kind(cfg.data.dataset)
+    if kind != "single":
         raise ValueError(f"regime pretrained_eval supports single-label datasets, not {kind}")
-    if cfg.regime == "pretrained_eval" and cfg.model.insert:
+    if cfg.model.insert:
         # Nothing trains in this regime: an inserted module (SCRA) would gate the checkpoint's
         # features with its random initial weights, and the "as is" numbers be another model's.
         raise ValueError("model.insert: regime pretrained_eval scores the checkpoint as is; it adds untrained modules")
-    check_schedule(cfg.schedule)
+    return Path(cfg.model.pretrained_path)
 
 
 def check_schedule(schedule: ScheduleConfig) -> None:
@@ -84,7 +94,12 @@ def check_schedule(schedule: ScheduleConfig) -> None:
 
 def check_loss(cfg: TrainConfig) -> None:
     """The loss must fit the dataset's label structure (as trainers.model.losses.build_criterion demands)."""
-    loss, kind = cfg.loss, task_kind(cfg.data.dataset)
+    check_loss_for(cfg.loss, task_kind(cfg.data.dataset))
+
+
+def check_loss_for(loss: LossConfig, kind: str) -> None:
+    """Raise ValueError where `loss` does not fit a task of `kind`: `plan` (check_loss) and
+    trainers.model.losses.build_criterion (with the built task's kind) both run it."""
     if kind == "multilabel":
         if loss.name not in ("auto", *MULTILABEL_LOSSES):
             raise ValueError(f"loss.name {loss.name!r} is not a multilabel loss ({', '.join(MULTILABEL_LOSSES)})")
@@ -117,8 +132,12 @@ def check_ranges(cfg: TrainConfig) -> None:
 
 def check_metric(cfg: TrainConfig) -> None:
     """early_stopping.metric must be `val_` + a metric the run's task reports."""
-    kind = task_kind(cfg.data.dataset)
-    metric = cfg.early_stopping.metric
+    check_metric_for(cfg.early_stopping.metric, task_kind(cfg.data.dataset))
+
+
+def check_metric_for(metric: str, kind: str) -> None:
+    """Raise ValueError unless `metric` is `val_` + a validation metric of `kind` tasks: `plan`
+    (check_metric) and trainers.loop.early_stopping.Selection (with the built task's kind) both run it."""
     if not metric.startswith("val_") or metric.removeprefix("val_") not in VAL_METRICS[kind]:
         valid = ", ".join(f"val_{name}" for name in VAL_METRICS[kind] if name not in ("n_images", "threshold"))
         raise ValueError(f"early_stopping.metric {metric!r}: not a validation metric of {kind} tasks; valid: {valid}")

@@ -27,7 +27,6 @@ from trainers.data.loaders import DataBundle, build_data
 from trainers.data.transforms import BatchNormalize, resolve_preprocessing, stats
 from trainers.loop import checkpoint
 from trainers.loop.early_stopping import Selection
-from trainers.loop.metrics import metric_names
 from trainers.loop.optim import build_optimizer, build_scheduler
 from trainers.model import regimes
 from trainers.model.build import build_model, check_pretrained_path, count_params
@@ -149,7 +148,7 @@ def build_parts(
     if accelerator.is_main_process:
         data.write_split(run_dir)  # which images each split holds, to check reproducibility later
     task = task_of(data.splits)
-    selection = Selection.from_config(cfg.early_stopping, metric_names(task))
+    selection = Selection.from_config(cfg.early_stopping, task.kind)
     model = _model(cfg, task)
     n_params = count_params(model)
     # pretrained_eval trains nothing, though its checkpoint head keeps requires_grad (an optimizer

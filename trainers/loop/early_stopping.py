@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainers import rules
 from trainers.config import EarlyStoppingConfig
 from trainers.loop.metrics import lookup
 
@@ -23,12 +24,11 @@ class Selection:
     min_delta: float
 
     @classmethod
-    def from_config(cls, cfg: EarlyStoppingConfig, valid_names: list[str]) -> Selection:
-        """Check the metric name against the validation metrics of the run's task."""
+    def from_config(cls, cfg: EarlyStoppingConfig, kind: str) -> Selection:
+        """The selection of `cfg`, its metric checked against the validation metrics of the run's
+        task (`kind`) by `plan`'s rule (rules.check_metric)."""
+        rules.check_metric_for(cfg.metric, kind)
         key = cfg.metric.removeprefix(PREFIX)
-        if not cfg.metric.startswith(PREFIX) or key not in valid_names:
-            valid = ", ".join(PREFIX + name for name in valid_names)
-            raise ValueError(f"early_stopping.metric {cfg.metric!r}: not a validation metric; valid: {valid}")
         mode = cfg.mode if cfg.mode != "auto" else ("min" if key.endswith("loss") else "max")
         return cls(cfg.metric, mode, cfg.patience, cfg.min_delta)
 

@@ -19,7 +19,7 @@ from trainers.data.transforms import preprocessing_record
 from trainers.loop import checkpoint
 from trainers.loop.build import Parts, beat, model_input
 from trainers.loop.metrics import Evaluation, evaluate_outputs, level_metrics, table_csv
-from trainers.loop.resume import Progress
+from trainers.loop.resume import Progress, stop_in_final_evaluation
 from trainers.model import regimes
 from trainers.model.build import Classifier, ClassMap
 from trainers.model.complexity import complexity
@@ -44,14 +44,17 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(parts: Parts, loader: DataLoader[Any]) -> Predictions:
-    """Outputs, targets and losses of the current model over a split."""
+def predict(parts: Parts, loader: DataLoader[Any], final: str | None = None) -> Predictions:
+    """Outputs, targets and losses of the current model over a split; `final`: the split's name
+    in the final evaluation, which stops before any batch on request (stop_in_final_evaluation)."""
     share_buffers(parts.accelerator, parts.model)
     parts.model.eval()
     all_outputs: list[torch.Tensor] = []
     all_targets: list[torch.Tensor] = []
     all_readable: list[torch.Tensor] = []
-    for images, targets, readable in loader:
+    for batch, (images, targets, readable) in enumerate(loader):
+        if final is not None:
+            stop_in_final_evaluation(parts, final, batch)
         # gather_for_metrics drops the samples padded in to even out the last batch; unreadable
         # images' stand-ins go through it (equal batches on every rank) and are dropped after.
         outputs, targets, readable = parts.accelerator.gather_for_metrics(
@@ -94,23 +97,26 @@ def host_ready(device: torch.device) -> None:
         torch.cuda.current_stream(device).synchronize()
 
 
-def evaluate_split(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
-    """Metrics (and tables) of the current model on one split."""
+def evaluate_split(parts: Parts, loader: DataLoader[Any], final: str | None = None) -> Evaluation:
+    """Metrics (and tables) of the current model on one split (`final`: see `predict`)."""
     beat(parts, "eval")
-    seen = predict(parts, loader)
+    seen = predict(parts, loader, final)
     return evaluate_outputs(parts.task, seen.outputs, seen.targets, seen.loss, parts.cfg.threshold, seen.levels)
 
 
 @torch.no_grad()
-def evaluate_raw(parts: Parts, loader: DataLoader[Any]) -> Evaluation:
+def evaluate_raw(parts: Parts, loader: DataLoader[Any], final: str | None = None) -> Evaluation:
     """class_map_scoring raw: the checkpoint's own argmax over all its classes, against each
     image's class mapped to the checkpoint's first index for it (report 001 scores ImageNet's
-    1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table."""
+    1000-way predictions this way). Scalars only: a 1000 x 1000 confusion matrix is no table.
+    `final`: see `predict`."""
     beat(parts, "eval")
     net = unwrap(parts.accelerator, parts.model)
     net.eval()
     outputs, targets, readables = [], [], []
-    for images, labels, readable in loader:
+    for batch, (images, labels, readable) in enumerate(loader):
+        if final is not None:
+            stop_in_final_evaluation(parts, final, batch)
         logits, labels, readable = parts.accelerator.gather_for_metrics(
             (net.backbone(model_input(parts, images)), labels, readable)
         )
@@ -140,9 +146,9 @@ def raw_evaluation(net: Classifier, logits: torch.Tensor, labels: torch.Tensor) 
     return Evaluation(scalars)
 
 
-def evaluate(parts: Parts, loader: DataLoader[Any]) -> dict[str, Any]:
-    """Metric scalars of the current model on one split."""
-    return evaluate_split(parts, loader).scalars
+def evaluate(parts: Parts, loader: DataLoader[Any], final: str | None = None) -> dict[str, Any]:
+    """Metric scalars of the current model on one split (`final`: see `predict`)."""
+    return evaluate_split(parts, loader, final).scalars
 
 
 def write_tables(run_dir: Path, evaluation: Evaluation) -> list[str]:
@@ -195,14 +201,16 @@ def final_metrics(parts: Parts, progress: Progress) -> dict[str, Any]:
     cfg, accelerator = parts.cfg, parts.accelerator
     best, tested_epoch = load_model_for_test(parts, progress.epochs_done)
     counted = _complexity(parts)
+    # A stop request before any batch of these hands over (nothing written yet; see stop_in_final_evaluation).
     if cfg.model.class_map_scoring == "raw":
-        test = evaluate_raw(parts, parts.data.test)
+        test = evaluate_raw(parts, parts.data.test, final="test")
     else:
-        test = evaluate_split(parts, parts.data.test)
-    files = write_tables(parts.run_dir, test) if accelerator.is_main_process else []
+        test = evaluate_split(parts, parts.data.test, final="test")
+    val = evaluate(parts, parts.data.val, final="val")
+    files = write_tables(parts.run_dir, test) if accelerator.is_main_process else []  # once both are whole
     return {
         "test": test.scalars,
-        "val": evaluate(parts, parts.data.val),
+        "val": val,
         "task": parts.task.kind,
         "regime": cfg.regime,
         "best_epoch": best["epoch"],

@@ -209,10 +209,21 @@ def stop_decision(parts: Parts, epoch: int, done: int) -> tuple[bool, bool]:
 
 def stop_after_epoch(parts: Parts, progress: Progress) -> None:
     """A stop requested during validation or the epoch-end save: hand over now that `last`
-    is saved (not after the final epoch: the run is about to finish anyway)."""
+    is saved (after the final epoch, the final evaluation's first batch does: stop_in_final_evaluation)."""
     if progress.epochs_done >= parts.cfg.epochs or progress.stopped_early:
         return
     _, stop = parts.votes.now(*parts.stop.poll(progress.epochs_done, 0))
     if stop:
         parts.accelerator.print(f"stopping on request after epoch {progress.epochs_done} (state saved)")
         parts.stop.hand_over(f"the end of epoch {progress.epochs_done}")
+
+
+def stop_in_final_evaluation(parts: Parts, split: str, batch: int) -> None:
+    """Before batch `batch` of the final evaluation of `split`: on a stop request (any rank's, agreed
+    as at step boundaries), hand over. Nothing to save: training ended with `last` saved (and `best`;
+    a regime that trains nothing has only `best`), so the requeued attempt trains no epoch and
+    evaluates from them; metrics.json is written only once the evaluation is whole."""
+    _, stop = parts.votes.at_boundary(False, parts.stop.poll_final(split, batch))
+    if stop:
+        parts.accelerator.print(f"stopping on request in the final evaluation ({split} batch {batch})")
+        parts.stop.hand_over("the end of training (the next attempt resumes into the final evaluation)")

@@ -121,18 +121,12 @@ def build_model(cfg: TrainConfig, task: TaskSpec, load_weights: bool = True) -> 
 def _pretrained_as_is(cfg: TrainConfig, task: TaskSpec, load_weights: bool) -> Classifier:
     """The checkpoint's own network and head, its classes mapped onto the dataset's."""
     model = cfg.model
-    if model.pretrained_path is None:
-        raise ValueError("regime pretrained_eval needs model.pretrained_path")
-    if task.kind != "single":
-        raise ValueError(f"regime pretrained_eval supports single-label datasets, not {task.kind}")
-    if model.insert:
-        # Nothing trains in this regime: an inserted module (SCRA) would gate the checkpoint's
-        # features with its random initial weights, and the "as is" numbers would be of another model.
-        raise ValueError("regime pretrained_eval scores the checkpoint as is: model.insert adds untrained modules")
-    source_classes = checkpoint_num_classes(Path(model.pretrained_path), model.backbone)
+    # The rule `plan` ran already (rules.check_regime), here against the built task: same refusal, same words.
+    path = rules.check_pretrained_eval(cfg, task.kind)
+    source_classes = checkpoint_num_classes(path, model.backbone)
     backbone = create_backbone(model.backbone, cfg.data.image_size_px, num_classes=source_classes)
     if load_weights:
-        load_pretrained(backbone, Path(model.pretrained_path), require_head=True)
+        load_pretrained(backbone, path, require_head=True)
     inserts, placed = attach(backbone, model.insert)
     output_map = None
     if model.class_map_path is not None:

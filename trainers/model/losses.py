@@ -18,6 +18,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.nn import functional as F
 
+from trainers import rules
 from trainers.config import LossConfig
 from trainers.model.tasks import TaskSpec
 
@@ -101,18 +102,9 @@ class Multilabel(nn.Module):
 
 def build_criterion(loss: LossConfig, task: TaskSpec, train_targets: np.ndarray) -> nn.Module:
     """The loss module of `task`: criterion(model outputs, targets) -> scalar."""
-    name = loss.name
+    rules.check_loss_for(loss, task.kind)  # `plan`'s rule (rules.check_loss), against the built task
     if task.kind == "multilabel":
-        name = "bce" if name == "auto" else name
-        if name not in MULTILABEL_LOSSES:
-            raise ValueError(f"loss.name {name!r} is not a multilabel loss ({', '.join(MULTILABEL_LOSSES)})")
-        if loss.class_weights != "none" or loss.label_smoothing > 0:
-            raise ValueError(
-                "loss.class_weights and loss.label_smoothing apply to cross-entropy, not multilabel losses"
-            )
-        return Multilabel(name)
-    if name not in ("auto", "cross_entropy"):
-        raise ValueError(f"loss.name {name!r} is multilabel only; {task.kind} tasks use cross_entropy")
+        return Multilabel("bce" if loss.name == "auto" else loss.name)
     targets = np.asarray(train_targets)
 
     def ce(level: str, labels: np.ndarray) -> CrossEntropy:

@@ -9,6 +9,11 @@ only then hands the signal to the handler that was installed before (submitit's:
 and requeue on rank 0, nothing on the others). Without such a handler (a debug run, a test)
 the trainer raises `Preempted` after saving.
 
+After training, the final evaluation (test, then validation scores of the tested model) honours a
+stop before each of its batches the same way: training's state is saved already (`last`, and
+`best`), so it hands over at once and writes no metrics.json; the requeued job resumes with no
+epoch left and goes straight to the final evaluation (trainers/loop/resume.py).
+
 SIGTERM is what SLURM sends before it kills a job without USR2: `scancel`, `scontrol requeue`,
 a preemption with GraceTime (PreemptMode REQUEUE or CANCEL), a time limit reached without
 `--signal`; SIGKILL follows KillWait or GraceTime later. submitit's job ignores it (its handler
@@ -97,6 +102,14 @@ class StopRequest:
         Subclasses in tests request a stop at a given step here.
         """
         return self.requested or self.save_requested or self.save_due(), self.requested
+
+    def poll_final(self, split: str, batch: int) -> bool:
+        """Before batch `batch` (0-based) of the final evaluation of `split` (test, then val): stop?
+        Only a stop counts there: the trained state is saved already (a save request has nothing to add).
+
+        Subclasses in tests request a stop at a given batch here.
+        """
+        return self.requested
 
     def why(self) -> str:
         """Why a save is due now, for the log line after it."""

@@ -238,7 +238,7 @@ def test_multilabel_macro_scores_of_a_split_without_any_positive_stay_finite() -
 
 
 def test_selection_mode_and_unknown_metric() -> None:
-    names = metric_names(single(3))
+    names = single(3).kind
     loss = Selection.from_config(cfg(early_stopping={"metric": "val_loss"}).early_stopping, names)
     assert loss.mode == "min" and loss.improved(0.5, 0.6) and not loss.improved(0.6, 0.6)
     top1 = Selection.from_config(cfg(early_stopping={"metric": "val_top1", "min_delta": 0.1}).early_stopping, names)
