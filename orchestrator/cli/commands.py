@@ -20,6 +20,7 @@ from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
     from orchestrator.cli import jsonout, power
+    from orchestrator.launch.unconfirmed import Cancelled
 
 # Start-up time: the modules a command alone needs (preflight, site, jsonout's models, pandas
 # through results/) are imported inside it, so `status` does not pay for `plan`'s checks.
@@ -206,9 +207,11 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """scancel the sweep's arrays that still have pending or running tasks."""
+    """scancel the sweep's arrays that still have pending or running tasks, and by job name the arrays sbatch
+    did not confirm (then forgotten, so that no later submit adopts them)."""
     from orchestrator import store
     from orchestrator.launch import slurmcli as slurm
+    from orchestrator.launch import unconfirmed
     from orchestrator.launch.slurm import runs_in_slurm
 
     spec, _ = load_sweep(args)
@@ -220,7 +223,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     slurm.cancel(arrays)
     what = spec.name + (" (smoke)" if args.smoke else "")
     console.print(f"{what}: cancelled {len(live)} pending/running jobs in {len(arrays)} array(s)")
+    _print_unconfirmed(what, unconfirmed.cancel(root))
     return 0
+
+
+def _print_unconfirmed(what: str, done: Cancelled) -> None:
+    """What cancel did to the arrays sbatch did not confirm (nothing printed when there were none)."""
+    if not done.names:
+        return
+    names = ", ".join(done.names)
+    console.print(
+        textsafe.terminal(
+            f"{what}: cancelled unconfirmed array(s) {names} ({done.runs} runs) by job name (`scancel --name`); "
+            + (
+                f"kept in the manifest while {done.kept}: that submit or the next settles them (no live job: forgotten)"
+                if done.kept
+                else "forgotten: a later submit submits their runs again and adopts no cancelled job"
+            )
+        ),
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def cmd_collect(args: argparse.Namespace) -> int:

@@ -187,6 +187,8 @@ class StatusRun(Out):
     attempts: int = 0
     """Attempts of the run as the retry policy counts them: those status.json records, or the
     submissions the manifest lists when more (a job that ended before it wrote status.json)."""
+    job_name: str | None = None
+    """State `unconfirmed`: the job name of the array sbatch did not confirm (`squeue --name` finds its job)."""
 
 
 class StatusOut(Out):
@@ -198,7 +200,7 @@ class StatusOut(Out):
     output_dir: str
     runs_total: int
     counts: dict[str, int]
-    """State -> runs (completed, pending, running, failed, ...)."""
+    """State -> runs (completed, pending, running, failed, unconfirmed, ...)."""
     failures: dict[str, int] = {}
     """Failure class of the latest attempt -> runs (completed runs left out)."""
     finished: bool
@@ -239,6 +241,7 @@ def _status_run(row: RunStatus) -> StatusRun:
         node=(verdict.node or None) if verdict is not None else None,
         cuda_oom=bool(verdict is not None and verdict.cuda),
         attempts=row.attempts,
+        job_name=row.job_name,
     )
 
 
@@ -390,9 +393,8 @@ def _arrays(chosen: Any, todo: list[Any], root: Path, name: str) -> tuple[int | 
     out = []
     for index, (config, group) in enumerate(arrays):
         params = slurmcli.executor_parameters(config, f"orch-{name}")
-        script = slurmcli.sbatch_header(
-            root / store.SUBMITIT_DIR, params, len(group), slurmcli.node_command(config).python
-        )
+        python = slurmcli.node_command(config).python
+        script = slurmcli.sbatch_header(root / store.SUBMITIT_DIR, params, len(group), python)
         ids = [record.run.run_id for task in group for record in task]
         out.append(DryRunArray(index=index, tasks=len(group), runs=ids, script=script))
     return size, out

@@ -24,6 +24,12 @@ def status_view(name: str, current: Any, show_all: bool) -> Any:
         why = textsafe.rich("; ".join(dict.fromkeys(node.reasons)))
         count = f"{node.failures} failure" + ("" if node.failures == 1 else "s")
         parts.append(f"[yellow]quarantined[/]: {textsafe.rich(node.node)} ({count}: {why})")
+    for job_name, runs in current.unconfirmed.items():
+        parts.append(
+            f"[yellow]unconfirmed[/]: array {textsafe.rich(job_name)} ({runs} run{'s' if runs != 1 else ''}): sbatch "
+            "failed and squeue could not say whether it was queued; the next `submit` or `submit --follow` poll "
+            "settles it (adopts its job, or submits its runs again); `orchestrate cancel` cancels it"
+        )
     if current.warning:
         parts.append(f"[yellow]warning:[/] {textsafe.rich(current.warning)}")
     shown = [r for r in current.runs if show_all or r.state != "completed"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import store
-from orchestrator.launch import quarantine, retries
+from orchestrator.launch import quarantine, retries, unconfirmed
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.base import is_stale
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
@@ -41,6 +41,9 @@ _SLURM_ENDINGS = {
     "COMPLETED": "failed",  # the job ended but the run never wrote completed: it crashed
 }
 TERMINAL = {"completed", "failed", "not submitted", "interrupted", *_SLURM_ENDINGS.values()}
+UNCONFIRMED = "unconfirmed"
+"""A run of an array sbatch did not confirm and squeue could not settle (launch/unconfirmed.py): a job of it
+may be queued. Not terminal: only a submit or a --follow poll settles it (status asks nothing more)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class RunStatus:
     """How the latest attempt ended (class, node, why); None while it may still run."""
     attempts: int = 0
     """Attempts recorded in status.json (1 for a run tried once; 0 before its first start)."""
+    job_name: str | None = None
+    """For an `unconfirmed` run: the job name of the array holding it (`squeue --name` finds its job)."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class SweepStatus:
     queue_unknown: bool = False
     """squeue could not be asked (no controller): the states are the run folders' and the manifest's,
     so a run pending or running in the queue may show otherwise; `warning` says so, and `status` exits 1."""
+    unconfirmed: dict[str, int] = field(default_factory=dict)
+    """Job name -> runs of each array sbatch did not confirm and squeue could not settle (state `unconfirmed`)."""
 
     @property
     def counts(self) -> Counter[str]:
@@ -103,6 +110,7 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
     manifest = store.read_manifest(root)
     states, queue_unknown = _job_states(manifest["arrays"])
     submitted = store.submissions(manifest)
+    held = unconfirmed.held(manifest)
     out = []
     for record in records:
         entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
@@ -115,7 +123,8 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
         if state == "unrecorded" and ended is not None:
             detail = f"left the queue; accounting still says {ended.state}: its end is not recorded (yet)"
         tries = tries_of(record.status, submitted.get(record.run.run_id, 0), job_id)
-        out.append(RunStatus(record.run, state, job_id, detail, verdict, tries))
+        row = RunStatus(record.run, state, job_id, detail, verdict, tries)
+        out.append(_held(row, held.get(record.run.run_id), slurm_state))
     problems = run_states.problems_of(records) + _sweep_wide_preflight(root)
     manifest_problem = store.manifest_problem(root)
     if manifest_problem is not None:  # named, not a traceback; SLURM states are then unknown
@@ -127,7 +136,18 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
     if unreadable is not None:
         problems.insert(0, run_states.Problem("(sweep)", quarantine.FILE, unreadable))
     quarantined = quarantine.nodes(root, quarantine_after)
-    return SweepStatus(out, states.warning, problems, quarantined, queue_unknown)
+    return SweepStatus(out, states.warning, problems, quarantined, queue_unknown, dict(Counter(held.values())))
+
+
+def _held(row: RunStatus, job_name: str | None, slurm_state: str | None) -> RunStatus:
+    """The row of a run an unconfirmed array holds: its earlier job's end (or `not submitted`) is not how it
+    stands, since a job of that name may be queued. A completed run or a live job of its own is left as is."""
+    if job_name is None or row.state == "completed" or slurm_state in slurm.ACTIVE_STATES:
+        return row
+    detail = f"held by array {job_name}: sbatch failed and squeue could not say whether it was queued; "
+    return replace(
+        row, state=UNCONFIRMED, job_id=None, verdict=None, job_name=job_name, detail=detail + unconfirmed.SETTLES
+    )
 
 
 def _sweep_wide_preflight(root: Path) -> list[run_states.Problem]:

@@ -7,6 +7,8 @@ the controller holds the job: if it does, the array is adopted (recorded in the 
 other, then given the pickles submitit would have put in place); if it does not, sbatch's error stands.
 When squeue cannot say either, the entry stays, and the next submit or `--follow` poll asks again
 before it selects any run (`resolve`): a squeue that still fails fails that submit, as it always has.
+Until then `status` shows its runs `unconfirmed` with the job name (`held`), and `cancel` scancels the job by
+that name and forgets the entry with its set-aside pickles (`cancel`), so no later submit adopts it.
 
 Why no run trains twice: a task trains only once it finds `<job id>_submitted.pkl`, and that is
 written only for an adopted array, after the manifest names it. A job slurmctld took but that was not
@@ -17,15 +19,17 @@ fails without training anything; its runs are submitted again, once.
 from __future__ import annotations
 
 import getpass
+import re
 import subprocess
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator import store
-from orchestrator.launch import slurmcli
+from orchestrator.launch import lock, slurmcli
 from orchestrator.sweep.spec import SlurmConfig
 from trainers import rundir
 
@@ -33,6 +37,11 @@ UNCONFIRMED = "unconfirmed"
 """manifest.json key: token -> an array sbatch was asked for and did not confirm (job name, runs per task)."""
 PICKLES = "unconfirmed"
 """Folder under submitit's where the tasks of an array wait while squeue cannot say whether it was taken."""
+_NAME = re.compile(r"orch-[A-Za-z0-9_.-]{1,64}-(?P<token>[0-9a-f]{12})")
+"""job_name's form: only such a name reaches `squeue --name` and `scancel --name` (an empty or edited one
+could match every job of the user), only such a token a pickle's file name."""
+SETTLES = "the next `submit` or `submit --follow` poll settles it"
+"""What ends an unconfirmed array's wait (`resolve`): said wherever its runs are shown."""
 
 
 def job_name(sweep: str) -> tuple[str, str]:
@@ -65,8 +74,20 @@ def pending(manifest: dict[str, Any]) -> dict[str, Any]:
     return {
         token: entry
         for token, entry in (entries.items() if isinstance(entries, dict) else [])
-        if isinstance(entry, dict) and isinstance(entry.get("job_name"), str) and _tasks(entry.get("tasks"))
+        if isinstance(entry, dict) and _named(token, entry.get("job_name")) and _tasks(entry.get("tasks"))
     }
+
+
+def _named(token: Any, name: Any) -> bool:
+    """Whether `name` is a job name job_name() gives, for `token`."""
+    match = _NAME.fullmatch(name) if isinstance(name, str) else None
+    return match is not None and isinstance(token, str) and match["token"] == token
+
+
+def held(manifest: dict[str, Any]) -> dict[str, str]:
+    """run_id -> job name of the unconfirmed array holding the run: a job of that name may be queued, so the
+    run is neither `not submitted` nor its earlier attempt's end until `resolve` settles it."""
+    return {run_id: e["job_name"] for e in pending(manifest).values() for task in e["tasks"] for run_id in task}
 
 
 def _tasks(value: Any) -> bool:
@@ -167,3 +188,53 @@ def _dump(fn: Any, config: SlurmConfig, path: Path) -> None:
     delayed.set_timeout(config.timeout_min, config.max_timeouts)
     path.parent.mkdir(parents=True, exist_ok=True)
     delayed.dump(path)
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What `cancel` did to the unconfirmed arrays of a sweep."""
+
+    names: list[str]
+    """Job names scancelled (the user's jobs of that name, pending or running)."""
+    runs: int
+    """Runs those arrays held."""
+    kept: str | None = None
+    """Why the entries stay in the manifest (a submit of the sweep holds its lock); None: forgotten."""
+
+
+def cancel(root: Path) -> Cancelled:
+    """scancel every unconfirmed array by its job name (one call each: scancel takes one name), then forget
+    the entries and their set-aside pickles, so that no later submit adopts a job the user cancelled (their
+    runs are then submitted again by a new submit, as cancelled runs are). Raises SlurmError when scancel
+    fails: the entries stay, since their job may still be queued."""
+    entries = pending(store.read_manifest(root, strict=True))
+    user = getpass.getuser()
+    for entry in entries.values():
+        result = slurmcli.run(["scancel", "-u", user, f"--name={entry['job_name']}"])
+        if result.returncode != 0:
+            why = result.stderr.strip() or result.stdout.strip() or f"exit {result.returncode}"
+            raise slurmcli.SlurmError(f"scancel --name {entry['job_name']} failed: {why}")
+    runs = sum(len(task) for entry in entries.values() for task in entry["tasks"])
+    done = Cancelled([entry["job_name"] for entry in entries.values()], runs)
+    if not entries:
+        return done
+    try:
+        # The lock: a running submit writes the manifest from its own copy; writing beside it could drop the
+        # array it just recorded. It settles the entries itself at its next poll (their jobs are gone).
+        with lock.hold(root):
+            forget(root, set(entries))
+    except lock.SweepLocked as exc:
+        return Cancelled(done.names, done.runs, kept=str(exc).split(";", 1)[0])  # "<folder> is being submitted by ..."
+    return done
+
+
+def forget(root: Path, tokens: set[str]) -> None:
+    """Drop the unconfirmed arrays `tokens` from the manifest and delete their set-aside pickles."""
+    manifest = store.read_manifest(root, strict=True)
+    entries = pending(manifest)
+    for token in tokens:
+        confirmed(manifest, token)
+    rundir.write_json(root / store.MANIFEST_FILE, manifest)
+    for token in tokens & set(entries):
+        for index in range(len(entries[token]["tasks"])):
+            (root / store.SUBMITIT_DIR / PICKLES / f"{token}_{index}.pkl").unlink(missing_ok=True)
