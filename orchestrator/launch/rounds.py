@@ -49,7 +49,10 @@ def submit_rounds(
             if record["finished"]:
                 break
         elif launched:  # a round ran to the end and still is not decidable: never loop on it
-            console.print(f"[yellow]{spec.name}[/]: the round's runs have not all finished; submit again later")
+            console.print(
+                f"[yellow]{spec.name}[/]: the round's runs have not all finished, or a baseline cell has no finished "
+                "run yet (its failed runs run again); see `orchestrate status`, submit again later"
+            )
             break
         todo = decider.scheduled(spec, runs, root)
         if slurm and follow_s is not None:

@@ -7,8 +7,9 @@ The decisions live in `<output_dir>/adaptive.json` (one record per round, writte
                  "verdicts": {"<cell>": {"n", "delta", "low", "high", "decision", "state", "reason", ...}},
                  "schedule": {"<cell>": seeds}}, ...]}
 
-Round k's look judges every open comparison (an ablation cell against its baseline cell: same
-backbone, dataset and other axes) on its paired seeds with orchestrator/results/sequential.py,
+Round k's look judges every open comparison (an ablation cell against its baseline cell, as the
+deciding table pairs them: the same table coordinates with the baseline row) on its paired seeds
+with orchestrator/results/sequential.py,
 Holm's step-down over the family (a comparison that stopped unresolved may still be rejected where
 it stopped once others are); stopped comparisons (resolved, futile, max) keep their verdict
 otherwise; open ones get the next look's seeds, their baseline cell as many as its longest open
@@ -17,15 +18,15 @@ row. Without adaptive.json, round 1 schedules `initial` seeds.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import reader, sequential
+from orchestrator.results import adaptive_state, reader, sequential
 from orchestrator.results.labels import display, metric_column
+from orchestrator.results.layout import cell_dims, table_key
 from orchestrator.results.model import EXCLUDES_ZERO, Table
 from orchestrator.results.sequential import Design, StopRule
 from orchestrator.store import run_states
@@ -64,30 +65,96 @@ class Layout:
 
 
 def layout(spec: SweepSpec, runs: list[RunSpec]) -> Layout:
-    """Group planned runs into cells and pair every ablation cell with its baseline cell."""
+    """Group planned runs into cells and pair every ablation cell with its baseline cell as the deciding
+    table pairs them (`rule_table`): the same table coordinates with ablation := the baseline row.
+
+    A row that swaps the backbone (`model.backbone: vit_...`) is a cell of its resolved backbone; where the
+    table pools the backbone (`split: []`) it is compared with the baseline of its other coordinates, as the
+    table compares it. SpecError when the table would pool two cells (or two runs of one seed) in one cell:
+    the rounds and the table would then judge different comparisons."""
     baseline = next(iter(spec.ablations))
+    table = rule_table(spec)
+    dims = cell_dims(table, spec, f"{spec.source}: tables.{table.name}")
     cells: dict[str, dict[int, RunSpec]] = {}
     facts: dict[str, dict[str, Any]] = {}
-    base_of: dict[str, str] = {}
     for run in runs:
         key = cell_of(run)
-        cells.setdefault(key, {})[run.seed] = run
+        seeds = cells.setdefault(key, {})
+        if run.seed in seeds and seeds[run.seed].run_id != run.run_id:
+            raise SpecError(
+                f"{spec.source}: ablations.{run.ablation}: runs {seeds[run.seed].name!r} and {run.name!r} are one "
+                f"cell ({key}) with the same seed; adaptive seeds pair one run per seed: give them their own rows"
+            )
+        seeds[run.seed] = run
         axes = {axis: display(value) for axis, value in run.axes.items()}
-        facts[key] = {
-            "backbone": display(run.backbone),
-            "dataset": display(run.dataset),
-            "axes": axes,
-            "ablation": run.ablation,
-        }
-        if run.ablation != baseline:
-            base_of[key] = cell_of(dataclasses.replace(run, ablation=baseline))
-    return Layout(cells, {k: b for k, b in base_of.items() if b in cells}, facts)
+        facts[key] = {"backbone": display(run.backbone), "dataset": display(run.dataset), "axes": axes}
+        facts[key]["ablation"] = run.ablation
+    by_table = _table_cells(spec, table, dims, facts)
+    if "ablation" not in dims:  # one ablation row (more would pool): nothing to compare
+        return Layout(cells, {}, facts)
+    at = dims.index("ablation")
+    pairs = {}
+    for key, tkey in ((k, table_key(facts[k], dims)) for k in cells if facts[k]["ablation"] != baseline):
+        base = by_table.get((*tkey[:at], baseline, *tkey[at + 1 :]))
+        if base is not None:
+            pairs[key] = base
+    return Layout(cells, pairs, facts)
+
+
+def _new_rows(cells: Layout, last: dict[str, Any]) -> bool:
+    """Whether a comparison has no stopped verdict in the last round (a row added to the spec since)."""
+    verdicts = last.get("verdicts", {})
+    return any(verdicts.get(key, {}).get("state") not in STOPPED for key in cells.pairs)
+
+
+def _design_facts(spec: SweepSpec, rule: Design) -> dict[str, Any]:
+    """What adaptive.json records of the design (compared between rounds: adaptive_state.check_design)."""
+    table = rule_table(spec)
+    metric = table.metrics[0]
+    return {
+        "looks": list(rule.seeds),
+        "rule": rule.rule.describe(),
+        "futility": rule.futility,
+        "metric": metric,
+        "scale": table.scale_of(metric),
+    }
+
+
+def _require_values(spec: SweepSpec, records: list[run_states.RunRecord], found: dict[str, Any], k: int) -> None:
+    """SpecError when completed runs exist but none reports the deciding metric: no round could ever judge."""
+    if found or not any(record.state is State.COMPLETED for record in records):
+        return
+    table = rule_table(spec)
+    raise SpecError(
+        f"{spec.source}: tables.{table.name}.metric: no completed run of round {k} reports "
+        f"{metric_column(table.metrics[0])} (the metric adaptive seeds decide on; seeds.table picks the table)"
+    )
+
+
+def _table_cells(
+    spec: SweepSpec, table: TableSpec, dims: list[str], facts: dict[str, dict[str, Any]]
+) -> dict[tuple[str, ...], str]:
+    """Table coordinates -> the cell there; SpecError where two cells would share one table cell."""
+    out: dict[tuple[str, ...], str] = {}
+    for key, fact in facts.items():
+        other = out.setdefault(table_key(fact, dims), key)
+        if other != key:
+            mine, theirs = _flat(fact), _flat(facts[other])
+            dim = next(d for d in mine if mine[d] != theirs.get(d))
+            raise SpecError(
+                f"{spec.source}: tables.{table.name}: cells would pool {dim} values ({theirs[dim]}, {mine[dim]}); "
+                f"put {dim!r} in the table's rows, columns, group or split (adaptive seeds pair the table's cells)"
+            )
+    return out
+
+
+def _flat(fact: dict[str, Any]) -> dict[str, str]:
+    return {**{k: str(v) for k, v in fact.items() if k != "axes"}, **{k: str(v) for k, v in fact["axes"].items()}}
 
 
 def rule_table(spec: SweepSpec) -> TableSpec:
-    """The table whose first metric and scale the rule reads."""
-    assert spec.seeds is not None
-    name = spec.seeds.table
+    """The table whose first metric and scale the rule reads (and whose cells it pairs)."""
+    name = spec.seeds.table if spec.seeds is not None else None
     return next((t for t in spec.tables if t.name == name), spec.tables[0]) if name else spec.tables[0]
 
 
@@ -108,18 +175,22 @@ def read_state(root: Path) -> list[dict[str, Any]]:
     data, problem = run_states.read_object(path)
     rounds = data.get("rounds") if data is not None else None
     if problem is not None or not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
-        raise SpecError(f"{path}: unreadable ({problem or 'no rounds list'}); move it aside to restart the rounds")
+        raise SpecError(f"{path}: unreadable ({problem or 'no rounds list'}); {adaptive_state.RESTART}")
+    adaptive_state.check_shape(path, rounds)
     return rounds
 
 
 def schedule_of(spec: SweepSpec, cells: dict[str, dict[int, RunSpec]], rounds: list[dict[str, Any]]) -> dict[str, int]:
-    """Seeds scheduled per cell: the last round's schedule, or `initial` everywhere before round 1."""
+    """Seeds scheduled per cell: the last round's schedule (at most `max`), or `initial` before round 1 and
+    for a cell the rounds have not seen (a row added since)."""
     assert spec.seeds is not None
     last = rounds[-1].get("schedule", {}) if rounds else {}
     out = {}
     for key in cells:
         seeds = last.get(key, spec.seeds.initial)
-        out[key] = seeds if isinstance(seeds, int) and 0 < seeds <= spec.seeds.max else spec.seeds.initial
+        # never back to `initial`: a cell that ran 9 seeds keeps them when max is read lower (read_state checks
+        # the shape; advance refuses a changed design before deciding anything)
+        out[key] = min(seeds, spec.seeds.max) if isinstance(seeds, int) and seeds > 0 else spec.seeds.initial
     return out
 
 
@@ -160,14 +231,18 @@ def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] 
     assert spec.seeds is not None
     cells = layout(spec, runs)
     rounds = read_state(root)
-    if rounds and rounds[-1].get("finished"):
+    rule = design(spec, len(cells.pairs))
+    adaptive_state.check_design(root / ADAPTIVE_FILE, rounds, _design_facts(spec, rule), set(cells.cells))
+    if rounds and rounds[-1].get("finished") and not _new_rows(cells, rounds[-1]):
         return None
     schedule = schedule_of(spec, cells.cells, rounds)
     records = run_states.inspect([r for r in runs if r.seed < schedule[cell_of(r)]], root)
     if any(record.state not in _FINAL for record in records):
         return None
     found = values(rule_table(spec), records)
-    rule = design(spec, len(cells.pairs))
+    _require_values(spec, records, found, len(rounds) + 1)
+    if any(not found.get(base) for base in cells.pairs.values()):
+        return None  # a baseline cell with no value judges nothing: its failed runs run again, no seeds added
     look = min(len(rounds), len(rule.seeds) - 1)
     before = rounds[-1].get("verdicts", {}) if rounds else {}
     carried = {k: v for k, v in before.items() if k in cells.pairs and v.get("state") in STOPPED}
@@ -213,15 +288,11 @@ def _record(
     for base in set(cells.pairs.values()):
         nxt[base] = max([schedule[base], *(nxt[k] for k, b in cells.pairs.items() if b == base)])
     finished = all(v["state"] != "open" for v in verdicts.values())
-    table = rule_table(spec)
     return {
         "round": done + 1,
         "look": rule.seeds[min(done, len(rule.seeds) - 1)],
         "family": rule.family,
-        "rule": rule.rule.describe(),
-        "futility": rule.futility,
-        "metric": table.metrics[0],
-        "scale": table.scale_of(table.metrics[0]),
+        **_design_facts(spec, rule),
         "at": time.time(),
         "verdicts": verdicts,
         "schedule": nxt,

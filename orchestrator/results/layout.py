@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.results.labels import FIXED_DIMS, axis_dims, axis_short
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
@@ -61,6 +61,18 @@ def resolve_layout(table: TableSpec, spec: SweepSpec, where: str) -> Layout:
         raise SpecError(f"{where}: several metrics need `metric` in rows, columns, group or split")
     pooled = [d for d in known if d not in used and d != "metric"]
     return Layout(rows, columns, group, split, pooled)
+
+
+def cell_dims(table: TableSpec, spec: SweepSpec, where: str) -> list[str]:
+    """The dimensions that tell a table's cells apart, metric and seed aside (adaptive seeds pair these cells)."""
+    found = resolve_layout(table, spec, where)
+    used = [*found.split, *([found.group] if found.group else []), *found.rows, *found.columns]
+    return [d for d in used if d not in ("metric", "seed")]
+
+
+def table_key(fact: dict[str, Any], dims: list[str]) -> tuple[str, ...]:
+    """A cell's coordinates in a table from its display strings (backbone, dataset, ablation, `axes`)."""
+    return tuple(str(fact[d]) if d in ("backbone", "dataset", "ablation") else str(fact["axes"].get(d)) for d in dims)
 
 
 def _resolve_dim(name: str, axes: list[str]) -> str | None:

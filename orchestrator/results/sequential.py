@@ -178,11 +178,11 @@ class Verdict:
         return (self.high - self.low) / 2.0
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (adaptive.json); infinite ends as None."""
+        """JSON-ready (adaptive.json); infinite ends and a missing mean as None."""
         finite = {k: (v if math.isfinite(v) else None) for k, v in (("low", self.low), ("high", self.high))}
         return {
             "n": self.n,
-            "delta": self.delta,
+            "delta": self.delta if math.isfinite(self.delta) else None,  # no pair: no mean (JSON has no NaN)
             **finite,
             "decision": self.decision,
             "state": self.state,
