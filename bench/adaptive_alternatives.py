@@ -36,12 +36,13 @@ CHI_QUANTILES = np.sqrt(sp.chi2.ppf((np.arange(16) + 0.5) / 16, 11) / 11)
 
 
 def yardstick(
-    case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]
+    case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...], alone: float = 1.0
 ) -> tuple[float, float, float]:
     """(mean cost, share of tables with the table's decisions, share with any row declared + or -) of the
     yardstick that knows `know`: 'delta' (each row's true delta), 'mix' (the scenario's deltas, equally likely)
-    or 'flat' (nothing)."""
-    used, decided = _yardstick(case, miss, know, seeds, effects)
+    or 'flat' (nothing). `alone`: the miss of a row that is the last one open, as a multiple of `miss` (its
+    next seeds cost the baseline's too: rows planned jointly, by what a seed costs the table)."""
+    used, decided = _yardstick(case, miss, know, seeds, effects, alone)
     rows, n_max = used.shape[1], seeds[-1]
     cost = (used.sum(axis=1) + used.max(axis=1)) / ((rows + 1) * n_max)
     same = (decided == case.table).all(axis=1)
@@ -49,7 +50,7 @@ def yardstick(
 
 
 def _yardstick(
-    case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...]
+    case: Any, miss: float, know: str, seeds: tuple[int, ...], effects: tuple[float, ...], alone: float = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """(seeds per row, decision per row) of `yardstick`."""
     n_max, sd = seeds[-1], case.noise * math.sqrt(2.0)
@@ -74,7 +75,8 @@ def _yardstick(
         up = (weights * sp.norm.sf((bound - centre) / spread)).sum(axis=-2).mean(axis=-1)
         down = (weights * sp.norm.cdf((-bound - centre) / spread)).sum(axis=-2).mean(axis=-1)
         chances = np.stack([1.0 - up - down, up, down])
-        stop = open_ & (chances.max(axis=0) >= 1.0 - miss)
+        last_open = open_.sum(axis=1, keepdims=True) == 1  # it alone keeps the baseline running
+        stop = open_ & (chances.max(axis=0) >= 1.0 - np.where(last_open, miss * alone, miss))
         used = np.where(stop, n, used)
         decided = np.where(stop, np.array(["0", "+", "-"])[chances.argmax(axis=0)], decided)
         open_ &= ~stop
