@@ -19,7 +19,9 @@ from orchestrator.sweep.plan import RunSpec, plan, smoke_plan, smoke_seeds
 from orchestrator.sweep.spec import SweepSpec, load_spec
 
 if TYPE_CHECKING:
-    from orchestrator.cli import jsonout, power
+    import pandas as pd
+
+    from orchestrator.cli import jsonout, jsonout_plan, power
     from orchestrator.launch.unconfirmed import Cancelled
 
 # Start-up time: the modules a command alone needs (preflight, site, jsonout's models, pandas
@@ -85,15 +87,18 @@ def _load_plan(args: argparse.Namespace) -> tuple[SweepSpec, list[RunSpec], powe
     return spec, _planned(spec, args, check_data=True), source
 
 
-def _plan_json(args: argparse.Namespace) -> jsonout.PlanOut:
-    """`plan --json`: the checks print to stderr (emit redirects stdout), then the object."""
+def _plan_json(args: argparse.Namespace) -> jsonout_plan.PlanOut:
+    """`plan --json`: the checks print to stderr (emit redirects stdout), then the object with the budget's
+    verdict (the lines alone left a script to parse stderr to learn a sweep was over its budget)."""
     from orchestrator.checks import preflight
-    from orchestrator.cli import jsonout
+    from orchestrator.cli import jsonout_plan
     from orchestrator.results import cost
 
     spec, runs, source = _load_plan(args)
-    _plan_checks(spec, runs, args, source)
-    return jsonout.plan_object(spec, runs, preflight.warnings(spec, args.spec), cost.estimate(spec, runs))
+    frame = _plan_checks(spec, runs, args, source)
+    costs = cost.estimate(spec, runs)
+    budget = None if spec.budget is None else jsonout_plan.budget_object(spec, frame, costs)
+    return jsonout_plan.plan_object(spec, runs, preflight.warnings(spec, args.spec), costs, budget)
 
 
 def _print_plan(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> None:
@@ -119,9 +124,11 @@ def _print_plan(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) 
     _print_cost(spec, runs)
 
 
-def _plan_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace, source: power.Source | None) -> None:
+def _plan_checks(
+    spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace, source: power.Source | None
+) -> pd.DataFrame | None:
     """Adaptive seeds, `--detect` (with the `--variance-from` sweep, checked by _load_plan) and the budget:
-    printed after the plan; a budget that fails raises."""
+    printed after the plan; a budget that fails raises. The budget's profile frame (None without a budget)."""
     if spec.seeds is not None or args.detect is not None:
         from orchestrator.cli import power
 
@@ -132,7 +139,8 @@ def _plan_checks(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace,
     if spec.budget is not None:
         from orchestrator.cli import profile  # torch only when the spec has a budget to check
 
-        profile.check_budget(spec, runs, console, where=args.spec)
+        return profile.check_budget(spec, runs, console, where=args.spec)
+    return None
 
 
 def _print_cost(spec: SweepSpec, runs: list[RunSpec]) -> None:

@@ -15,7 +15,6 @@ import contextlib
 import json
 import math
 import sys
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,7 +28,6 @@ from orchestrator.cli.jsonflag import wanted as wanted
 if TYPE_CHECKING:
     from orchestrator.launch.status import RunStatus, SweepStatus
     from orchestrator.results.collect import Written
-    from orchestrator.results.cost import CellCost
     from orchestrator.sweep.plan import RunSpec
     from orchestrator.sweep.spec import SweepSpec
 
@@ -74,93 +72,6 @@ def number_or_none(value: Any) -> float | None:
         return None
     number = float(value)
     return None if math.isnan(number) or math.isinf(number) else number
-
-
-# ---------------------------------------------------------------- plan
-
-
-class PlanRun(Out):
-    """One planned run."""
-
-    index: int
-    run_id: str
-    name: str
-    ablation: str
-    backbone: str
-    dataset: str
-    seed: int
-    axes: dict[str, Any]
-    run_dir: str
-    """Absolute path of the run's folder (it may not exist yet)."""
-
-
-class CellEstimate(Out):
-    """Estimated compute of one (backbone, dataset, ablation, axes) cell, all seeds together."""
-
-    cell: str
-    runs: int
-    hours: float | None
-    """Device-hours; null when unknown (see `note`)."""
-    unit: str
-    images_per_s: float | None
-    source: str | None
-    note: str
-
-
-class PlanOut(Out):
-    """`orchestrate plan --json`."""
-
-    schema_version: int = SCHEMA_VERSION
-    command: Literal["plan"] = "plan"
-    sweep: str
-    output_dir: str
-    runs_total: int
-    axes: dict[str, list[Any]]
-    """Grid axis -> its values as the plan shows them (datasets by label)."""
-    ablations: dict[str, int]
-    """Ablation row -> planned runs."""
-    runs: list[PlanRun]
-    """Every planned run, in plan order (not cut at 40 like the table)."""
-    estimates: list[CellEstimate]
-    estimate_summary: str
-    warnings: list[str]
-
-
-def plan_object(spec: SweepSpec, runs: list[RunSpec], warnings: list[str], costs: list[CellCost]) -> PlanOut:
-    """The plan as `plan` prints it: axes, rows, every run, the cost estimate."""
-    from orchestrator import store
-    from orchestrator.cli.views import axis_value
-    from orchestrator.results import cost
-
-    root = store.sweep_root(spec)
-    return PlanOut(
-        sweep=spec.name,
-        output_dir=abs_path(spec.output_path) or "",
-        runs_total=len(runs),
-        axes={axis: [axis_value(v) for v in values] for axis, values in spec.grid.items()},
-        ablations=dict(Counter(run.ablation for run in runs)),
-        runs=[_plan_run(index, run, root) for index, run in enumerate(runs)],
-        estimates=[CellEstimate(**c.__dict__) for c in costs],
-        estimate_summary=cost.summary(costs),
-        warnings=warnings,
-    )
-
-
-def _plan_run(index: int, run: RunSpec, root: Path) -> PlanRun:
-    from orchestrator import store
-
-    axes = json.loads(json.dumps(run.axes, default=str))
-    return PlanRun(
-        index=index,
-        run_id=run.run_id,
-        name=run.name,
-        ablation=run.ablation,
-        backbone=run.backbone,
-        dataset=run.dataset,
-        seed=run.seed,
-        axes=axes,
-        run_dir=abs_path(store.run_path(root, run.run_id)) or "",
-    )
 
 
 # ---------------------------------------------------------------- status

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from orchestrator import textsafe
 from orchestrator.checks import complexity
@@ -162,3 +162,14 @@ def profile_json(spec: SweepSpec, runs: list[RunSpec], console: Console, where: 
     path = profile_file.write_profile(spec, frame)
     print_budget(frame, spec, console)
     return jsonout_profile.profile_object(spec, frame, seconds, path, budget_lines(frame, spec.budget))
+
+
+def complexity_verdict(
+    frame: pd.DataFrame, budget: BudgetSpec | None
+) -> tuple[Literal["ok", "over"] | None, list[str]]:
+    """The GFLOPs/params verdict `print_budget` prints, as data: ok or over (with the lines), None without
+    such a limit. Call after `complexity.require_profiled`: an unprofiled cell is never a verdict."""
+    if not limits_complexity(budget):
+        return None, []
+    over = budget_lines(frame, budget)
+    return ("over" if over else "ok"), over

@@ -118,15 +118,8 @@ def _check_hours(spec: SweepSpec, runs: list[RunSpec], limit_h: float, override:
 
     costs = cost.estimate(spec, runs)
     console.print(textsafe.terminal(cost.summary(costs)), markup=False)
-    unknown = sum(c.hours is None for c in costs)
-    total_h = sum(c.hours or 0.0 for c in costs)
-    if unknown:
-        first = next(c for c in costs if c.hours is None)
-        example = f"{first.cell}: {first.note}"
-        problem = f"{unknown} of {len(costs)} cells have no estimate, e.g. {example} (`submit --smoke` first)"
-    elif total_h > limit_h:
-        problem = f"the sweep is estimated at {cost.hours_text(total_h)} device-hours, over max_gpu_hours {limit_h:g}"
-    else:
+    _, problem = cost.hours_verdict(costs, limit_h)
+    if problem is None:
         return
     if not override:
         raise SpecError(f"{where}: budget.max_gpu_hours: {problem}; or pass --over-budget")

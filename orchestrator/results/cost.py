@@ -21,6 +21,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from orchestrator import store
 from orchestrator.results import run_files
@@ -226,3 +227,17 @@ def hours_text(hours: float) -> str:
     if hours != 0 and abs(hours) < 0.001:
         return "<0.001" if hours > 0 else ">-0.001"
     return f"{hours:.3g}"
+
+
+def hours_verdict(costs: list[CellCost], limit_h: float) -> tuple[Literal["ok", "over", "unknown"], str | None]:
+    """`budget.max_gpu_hours` against the sweep's estimate: ("ok", None), or ("unknown" | "over", why).
+    Fails closed: a cell with no estimate makes the whole sweep's hours unknown."""
+    unknown = sum(c.hours is None for c in costs)
+    total_h = sum(c.hours or 0.0 for c in costs)
+    if unknown:
+        first = next(c for c in costs if c.hours is None)
+        example = f"{first.cell}: {first.note}"
+        return "unknown", f"{unknown} of {len(costs)} cells have no estimate, e.g. {example} (`submit --smoke` first)"
+    if total_h > limit_h:
+        return "over", f"the sweep is estimated at {hours_text(total_h)} device-hours, over max_gpu_hours {limit_h:g}"
+    return "ok", None
