@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.results import adaptive_state, reader, sequential
-from orchestrator.results.labels import display, metric_column
-from orchestrator.results.layout import cell_dims, table_key
+from orchestrator.results.adaptive_pairs import Layout as Layout  # re-exported: the rounds' pairing lives there
+from orchestrator.results.adaptive_pairs import cell_of as cell_of
+from orchestrator.results.adaptive_pairs import layout as layout
+from orchestrator.results.adaptive_pairs import rule_table as rule_table
+from orchestrator.results.labels import metric_column, metric_label
 from orchestrator.results.model import EXCLUDES_ZERO, Table
 from orchestrator.results.sequential import Design, StopRule
 from orchestrator.store import run_states
@@ -44,65 +47,13 @@ if TYPE_CHECKING:
 ADAPTIVE_FILE = "adaptive.json"
 _FINAL = {State.COMPLETED, State.FAILED}
 STOPPED = ("resolved", "futile", "max")
-"""Verdict states that get no more seeds."""
-
-
-def cell_of(run: RunSpec) -> str:
-    """A run's cell as adaptive.json names it: `backbone / dataset / axis=value / ablation`."""
-    axes = [f"{key}={display(value)}" for key, value in run.axes.items()]
-    return " / ".join([display(run.backbone), display(run.dataset), *axes, run.ablation])
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The cells of an adaptive sweep: runs by seed, and each ablation cell's baseline cell."""
-
-    cells: dict[str, dict[int, RunSpec]]
-    pairs: dict[str, str]
-    """Ablation cell -> its baseline cell (the family of comparisons)."""
-    facts: dict[str, dict[str, Any]]
-    """Cell -> backbone, dataset, axes, ablation (display strings), to match table cells."""
-
-
-def layout(spec: SweepSpec, runs: list[RunSpec]) -> Layout:
-    """Group planned runs into cells and pair every ablation cell with its baseline cell as the deciding
-    table pairs them (`rule_table`): the same table coordinates with ablation := the baseline row.
-
-    A row that swaps the backbone (`model.backbone: vit_...`) is a cell of its resolved backbone; where the
-    table pools the backbone (`split: []`) it is compared with the baseline of its other coordinates, as the
-    table compares it. SpecError when the table would pool two cells (or two runs of one seed) in one cell:
-    the rounds and the table would then judge different comparisons."""
-    baseline = next(iter(spec.ablations))
-    table = rule_table(spec)
-    dims = cell_dims(table, spec, f"{spec.source}: tables.{table.name}")
-    cells: dict[str, dict[int, RunSpec]] = {}
-    facts: dict[str, dict[str, Any]] = {}
-    for run in runs:
-        key = cell_of(run)
-        seeds = cells.setdefault(key, {})
-        if run.seed in seeds and seeds[run.seed].run_id != run.run_id:
-            raise SpecError(
-                f"{spec.source}: ablations.{run.ablation}: runs {seeds[run.seed].name!r} and {run.name!r} are one "
-                f"cell ({key}) with the same seed; adaptive seeds pair one run per seed: give them their own rows"
-            )
-        seeds[run.seed] = run
-        axes = {axis: display(value) for axis, value in run.axes.items()}
-        facts[key] = {"backbone": display(run.backbone), "dataset": display(run.dataset), "axes": axes}
-        facts[key]["ablation"] = run.ablation
-    by_table = _table_cells(spec, table, dims, facts)
-    if "ablation" not in dims:  # one ablation row (more would pool): nothing to compare
-        return Layout(cells, {}, facts)
-    at = dims.index("ablation")
-    pairs = {}
-    for key, tkey in ((k, table_key(facts[k], dims)) for k in cells if facts[k]["ablation"] != baseline):
-        base = by_table.get((*tkey[:at], baseline, *tkey[at + 1 :]))
-        if base is not None:
-            pairs[key] = base
-    return Layout(cells, pairs, facts)
+"""Verdict states that get no more seeds and are carried from round to round ('failed' is looked at
+again each round: its runs may yet finish, after a fix and `submit --retry-all`)."""
 
 
 def _new_rows(cells: Layout, last: dict[str, Any]) -> bool:
-    """Whether a comparison has no stopped verdict in the last round (a row added to the spec since)."""
+    """Whether a comparison has no stopped verdict in the last round (a row added to the spec since, or one
+    that failed: its runs may have finished since)."""
     verdicts = last.get("verdicts", {})
     return any(verdicts.get(key, {}).get("state") not in STOPPED for key in cells.pairs)
 
@@ -129,33 +80,6 @@ def _require_values(spec: SweepSpec, records: list[run_states.RunRecord], found:
         f"{spec.source}: tables.{table.name}.metric: no completed run of round {k} reports "
         f"{metric_column(table.metrics[0])} (the metric adaptive seeds decide on; seeds.table picks the table)"
     )
-
-
-def _table_cells(
-    spec: SweepSpec, table: TableSpec, dims: list[str], facts: dict[str, dict[str, Any]]
-) -> dict[tuple[str, ...], str]:
-    """Table coordinates -> the cell there; SpecError where two cells would share one table cell."""
-    out: dict[tuple[str, ...], str] = {}
-    for key, fact in facts.items():
-        other = out.setdefault(table_key(fact, dims), key)
-        if other != key:
-            mine, theirs = _flat(fact), _flat(facts[other])
-            dim = next(d for d in mine if mine[d] != theirs.get(d))
-            raise SpecError(
-                f"{spec.source}: tables.{table.name}: cells would pool {dim} values ({theirs[dim]}, {mine[dim]}); "
-                f"put {dim!r} in the table's rows, columns, group or split (adaptive seeds pair the table's cells)"
-            )
-    return out
-
-
-def _flat(fact: dict[str, Any]) -> dict[str, str]:
-    return {**{k: str(v) for k, v in fact.items() if k != "axes"}, **{k: str(v) for k, v in fact["axes"].items()}}
-
-
-def rule_table(spec: SweepSpec) -> TableSpec:
-    """The table whose first metric and scale the rule reads (and whose cells it pairs)."""
-    name = spec.seeds.table if spec.seeds is not None else None
-    return next((t for t in spec.tables if t.name == name), spec.tables[0]) if name else spec.tables[0]
 
 
 def design(spec: SweepSpec, family: int) -> Design:
@@ -225,15 +149,24 @@ def values(table: TableSpec, records: list[run_states.RunRecord]) -> dict[str, d
     return out
 
 
-def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] | None:
+Settled = Callable[[list[run_states.RunRecord]], set[str]]
+"""Of the failed runs given, the ids the retry policy will not run again (orchestrator/launch/rounds.py)."""
+NO_PAIR = "no_pair"
+"""Verdict reason of a comparison with no seed finished on both sides: 'open' while its failed runs may run
+again (no seeds added), 'failed' once the retry policy gave up on them."""
+
+
+def advance(spec: SweepSpec, runs: list[RunSpec], root: Path, settled: Settled | None = None) -> dict[str, Any] | None:
     """Decide the current round once every scheduled run has finished (completed or failed) and record
-    it in adaptive.json; None when runs are still to finish, or every comparison already stopped."""
+    it in adaptive.json; None when runs are still to finish, a baseline cell has no value, or nothing is
+    left to decide. `settled`: which failed runs will not run again (None: any may)."""
     assert spec.seeds is not None
     cells = layout(spec, runs)
     rounds = read_state(root)
     rule = design(spec, len(cells.pairs))
     adaptive_state.check_design(root / ADAPTIVE_FILE, rounds, _design_facts(spec, rule), set(cells.cells))
-    if rounds and rounds[-1].get("finished") and not _new_rows(cells, rounds[-1]):
+    last = rounds[-1] if rounds else {}
+    if last.get("finished") and not _new_rows(cells, last):
         return None
     schedule = schedule_of(spec, cells.cells, rounds)
     records = run_states.inspect([r for r in runs if r.seed < schedule[cell_of(r)]], root)
@@ -243,29 +176,76 @@ def advance(spec: SweepSpec, runs: list[RunSpec], root: Path) -> dict[str, Any] 
     _require_values(spec, records, found, len(rounds) + 1)
     if any(not found.get(base) for base in cells.pairs.values()):
         return None  # a baseline cell with no value judges nothing: its failed runs run again, no seeds added
-    look = min(len(rounds), len(rule.seeds) - 1)
-    before = rounds[-1].get("verdicts", {}) if rounds else {}
+    before = last.get("verdicts", {})
     carried = {k: v for k, v in before.items() if k in cells.pairs and v.get("state") in STOPPED}
+    unpaired = [k for k in cells.pairs if k not in carried and not _diffs(cells, found, k, schedule[k])]
+    waiting = _unpaired_verdicts(cells, records, schedule, unpaired, settled)
+    again = all(before.get(k, {}).get("state") == state == "failed" for k, state in waiting.items())
+    if last.get("finished") and len(unpaired) == len(cells.pairs) - len(carried) and again:
+        return None  # rows that failed for good, and nothing new: no round to record
+    verdicts = _judge(cells, found, schedule, carried, rule, len(rounds))
+    look = min(len(rounds), len(rule.seeds) - 1)
+    for key, state in waiting.items():
+        verdicts[key] = {**_no_pair(state, look), "round": len(rounds) + 1, **cells.facts[key]}
+    record = _record(spec, cells, schedule, {k: verdicts[k] for k in cells.pairs}, len(rounds), rule)
+    rundir.write_json(root / ADAPTIVE_FILE, {"rounds": [*rounds, record]})
+    return record
 
-    def diffs(key: str, seeds: int) -> list[float]:
-        ours, theirs = found.get(key, {}), found.get(cells.pairs[key], {})
-        return [ours[s] - theirs[s] for s in range(seeds) if s in ours and s in theirs]
 
+def _diffs(cells: Layout, found: dict[str, dict[int, float]], key: str, seeds: int) -> list[float]:
+    """The comparison's paired differences over its first `seeds` seeds (those finished on both sides)."""
+    ours, theirs = found.get(key, {}), found.get(cells.pairs[key], {})
+    return [ours[s] - theirs[s] for s in range(seeds) if s in ours and s in theirs]
+
+
+def _judge(
+    cells: Layout,
+    found: dict[str, dict[int, float]],
+    schedule: dict[str, int],
+    carried: dict[str, dict[str, Any]],
+    rule: Design,
+    done: int,
+) -> dict[str, dict[str, Any]]:
+    """The verdicts of the comparisons with pairs (sequential.decide, Holm over the family), the stopped
+    ones carried (or re-judged where they stopped, when Holm's larger level now rejects them)."""
     stopped = {}
     for key, verdict in carried.items():
         if verdict.get("decision") == "0":  # Holm: a larger level may reject it where it stopped
             at = _look_of(verdict, len(rule.seeds))
-            stopped[key] = (diffs(key, rule.seeds[at]), at)
-    judged = {key: diffs(key, schedule[key]) for key in cells.pairs if key not in carried}
+            stopped[key] = (_diffs(cells, found, key, rule.seeds[at]), at)
+    judged = {key: _diffs(cells, found, key, schedule[key]) for key in cells.pairs if key not in carried}
     rejected = sum(1 for v in carried.values() if v.get("decision") in ("+", "-"))
-    new = sequential.decide(rule, judged, look, stopped, rejected)
-    verdicts = {
-        key: {**new[key].as_dict(), "round": len(rounds) + 1, **cells.facts[key]} if key in new else carried[key]
-        for key in cells.pairs
+    new = sequential.decide(
+        rule, {k: d for k, d in judged.items() if d}, min(done, len(rule.seeds) - 1), stopped, rejected
+    )
+    out = dict(carried)
+    out.update({key: {**verdict.as_dict(), "round": done + 1, **cells.facts[key]} for key, verdict in new.items()})
+    return out
+
+
+def _unpaired_verdicts(
+    cells: Layout,
+    records: list[run_states.RunRecord],
+    schedule: dict[str, int],
+    keys: list[str],
+    settled: Settled | None,
+) -> dict[str, str]:
+    """Comparison -> 'failed' where no seed finished on both sides and the retry policy gave up on every
+    failed run that could pair it (or none failed: it completed without the metric), else 'open' (waiting)."""
+    failed = [r for r in records if r.state is State.FAILED]
+    mine = {
+        key: [r for r in failed if cell_of(r.run) in (key, cells.pairs[key]) and r.run.seed < schedule[key]]
+        for key in keys
     }
-    record = _record(spec, cells, schedule, verdicts, len(rounds), rule)
-    rundir.write_json(root / ADAPTIVE_FILE, {"rounds": [*rounds, record]})
-    return record
+    asked = list({r.run.run_id: r for rs in mine.values() for r in rs}.values())
+    gave_up = settled(asked) if settled is not None and asked else set()
+    return {key: "failed" if all(r.run.run_id in gave_up for r in rs) else "open" for key, rs in mine.items()}
+
+
+def _no_pair(state: str, look: int) -> dict[str, Any]:
+    """The verdict of a comparison without a pair: nothing judged, no seeds added."""
+    empty = {"n": 0, "delta": None, "low": None, "high": None, "decision": "0", "alpha": None}
+    return {**empty, "state": state, "reason": NO_PAIR, "look": look}
 
 
 def _look_of(verdict: dict[str, Any], looks: int) -> int:
@@ -283,7 +263,7 @@ def _record(
     nxt = dict(schedule)
     following = rule.seeds[min(done + 1, len(rule.seeds) - 1)]
     for key, verdict in verdicts.items():
-        if verdict["state"] == "open":
+        if verdict["state"] == "open" and verdict.get("reason") != NO_PAIR:  # waiting rows: no seeds added
             nxt[key] = max(schedule[key], following)
     for base in set(cells.pairs.values()):
         nxt[base] = max([schedule[base], *(nxt[k] for k, b in cells.pairs.items() if b == base)])
@@ -300,20 +280,23 @@ def _record(
     }
 
 
-def history(root: Path) -> list[dict[str, Any]]:
-    """One row per (round, comparison): how each delta's interval narrowed round by round."""
+def history(root: Path, drawn: bool = True) -> list[dict[str, Any]]:
+    """One row per (round, comparison): how each delta's interval narrowed round by round. `drawn`: only the
+    rows with a delta (the report's figure); else also the comparisons with no pair that round."""
     rows = []
     for entry in read_state(root):
         for key, verdict in entry.get("verdicts", {}).items():
-            if verdict.get("round") == entry.get("round"):  # judged in this round, not carried over
-                rows.append(
-                    {
-                        "round": entry.get("round"),
-                        "cell": key,
-                        **{k: verdict.get(k) for k in ("n", "delta", "low", "high", "decision", "state", "reason")},
-                    }
-                )
+            if verdict.get("round") != entry.get("round"):
+                continue  # carried over, not judged in this round
+            if drawn and not _number(verdict.get("delta")):
+                continue  # no pair: nothing to draw (the figure read None as a number)
+            fields = ("n", "delta", "low", "high", "decision", "state", "reason")
+            rows.append({"round": entry.get("round"), "cell": key, **{k: verdict.get(k) for k in fields}})
     return rows
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 STOP_COLUMN = "adaptive.stop"
@@ -343,7 +326,8 @@ def annotate(joined: pd.DataFrame, spec: SweepSpec, root: Path) -> pd.DataFrame:
 
 
 def stop_text(verdict: dict[str, Any]) -> str:
-    """`resolved at 5 seeds (interval excludes 0)`, `stopped at max (12 seeds)`, `open after round 2`."""
+    """`resolved at 5 seeds (interval excludes 0)`, `stopped at max (12 seeds)`, `open after round 2 (5 seeds)`,
+    `failed: ...` (no pair, retries given up)."""
     n, state = verdict.get("n"), verdict.get("state")
     reasons = {
         "excludes_zero": EXCLUDES_ZERO,
@@ -356,15 +340,29 @@ def stop_text(verdict: dict[str, Any]) -> str:
         return f"stopped at max ({n} seeds)"
     if state == "futile":
         return f"stopped at {n} seeds (futile: unlikely to exclude 0 by max)"
+    if state == "failed":
+        return "failed: no seed finished for it and the baseline (the retry policy gave up on its runs)"
+    if verdict.get("reason") == NO_PAIR:
+        return f"waiting after round {verdict.get('round')}: no seed finished for it and the baseline yet"
     return f"open after round {verdict.get('round')} ({n} seeds)"
 
 
-def stop_notes(table: Table) -> list[str]:
-    """The footnote of an adaptive table: how every delta's cell stopped (none for a fixed grid)."""
+def stop_notes(table: Table, spec: SweepSpec, decided: bool) -> list[str]:
+    """The adaptive-seeds footnote of a table whose cells carry stops: on the deciding table (`decided`),
+    how every delta's cell stopped, naming the metric the rounds tested; on the others, where the seeds
+    came from (their deltas are their own fixed-seed tests). For a sweep with decided rounds (annotate)."""
+    rule = rule_table(spec)
+    metric = metric_label(rule.metrics[0], rule.scale_of(rule.metrics[0]), rule.metric_labels)
+    if not decided:
+        return [
+            f"Adaptive seeds (adaptive.json): each cell ran the seeds the rounds gave it, decided on the {metric} "
+            f"deltas of table '{rule.name}' (its footnote says how each stopped); the deltas here are this "
+            "table's own fixed-seed tests on those seeds."
+        ]
     found = [
         (row.label, column, cell.stop)
         for row in table.rows
-        for column, cell in zip(table.columns, row.cells, strict=False)
+        for column, cell in zip(table.flat_columns, row.cells, strict=False)
         if cell.stop is not None and cell.stop != "baseline"
     ]
     several = len({column for _, column, _ in found}) > 1
@@ -372,8 +370,8 @@ def stop_notes(table: Table) -> list[str]:
     if not stops:
         return []
     return [
-        "Adaptive seeds (adaptive.json): seeds were added round by round until each delta's sequential interval "
-        "(alpha spent over the looks, Holm over the deltas) met the stop rule or it was unlikely to by max "
+        f"Adaptive seeds (adaptive.json): seeds were added round by round until each {metric} delta's sequential "
+        "interval (alpha spent over the looks, Holm over the deltas) met the stop rule or it was unlikely to by max "
         "(futile); the ± intervals above are the usual fixed-seed ones. " + "; ".join(stops) + "."
     ]
 
@@ -385,5 +383,5 @@ def write_rounds(spec: SweepSpec, root: Path, outputs: Outputs) -> list[Path]:
     if spec.seeds is None or not (root / ADAPTIVE_FILE).exists():
         return []
     path = outputs.folder("tables") / "adaptive_rounds.csv"
-    outputs.write_text(path, pd.DataFrame(history(root)).to_csv(index=False))
+    outputs.write_text(path, pd.DataFrame(history(root, drawn=False)).to_csv(index=False))
     return [path]

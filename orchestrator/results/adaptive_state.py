@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.sweep.errors import SpecError
 
-STATES = ("open", "resolved", "futile", "max")
+STATES = ("open", "resolved", "futile", "max", "failed")
 RESTART = "move adaptive.json aside to start the rounds again (finished runs are kept)"
 
 
@@ -31,6 +31,10 @@ def check_shape(path: Path, rounds: list[dict[str, Any]]) -> None:
                 raise SpecError(f"{where}.verdicts[{cell!r}]: no state among {', '.join(STATES)}; {RESTART}")
             if not (_count(verdict.get("n")) or verdict.get("n") == 0):
                 raise SpecError(f"{where}.verdicts[{cell!r}].n: not a seed count; {RESTART}")
+            for field in ("delta", "low", "high"):  # the tables' CSV and the report's figure read them as numbers
+                value = verdict.get(field)
+                if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                    raise SpecError(f"{where}.verdicts[{cell!r}].{field}: not a number or null; {RESTART}")
         if not isinstance(entry.get("finished", False), bool):
             raise SpecError(f"{where}.finished: not true or false; {RESTART}")
 

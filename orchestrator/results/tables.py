@@ -109,6 +109,10 @@ def build_tables(
     """The tables of one TableSpec (one per split value) from `joined_frame`."""
     layout = resolve_layout(table, spec, where)
     metrics = table.metrics
+    rounds = adaptive.STOP_COLUMN in joined.columns  # adaptive seeds with decided rounds (adaptive.annotate)
+    decided = rounds and table.name == adaptive.rule_table(spec).name
+    if rounds and not decided:  # the stops belong to the deltas the rounds tested: the deciding table's
+        joined = joined.drop(columns=adaptive.STOP_COLUMN)
     missing = [m for m in metrics if metric_column(m) not in joined.columns]
     long = _long_frame(joined, table, missing)
     ranks = ranks_of(long, spec, [metric_label(m, table.scale_of(m), table.metric_labels) for m in metrics])
@@ -119,7 +123,7 @@ def build_tables(
         built, comparisons, data = _one_table(part, spec, table, layout, ranks, title)
         built.notes.extend(legend(spec, table, layout, metrics, part))
         built.notes.extend(_noise(data, comparisons, table, layout))
-        built.notes.extend(adaptive.stop_notes(built))
+        built.notes.extend(adaptive.stop_notes(built, spec, decided) if rounds else [])
         if missing:
             built.warnings.append(f"no run reports {', '.join(metric_column(m) for m in missing)}")
         first_metric = part[part["metric"] == part["metric"].iloc[0]]
@@ -158,6 +162,8 @@ def _long_frame(joined: pd.DataFrame, table: TableSpec, missing: list[str]) -> p
     parts = []
     for metric in table.metrics:
         part = joined.copy(deep=False)  # new columns only: joined's own columns are never written
+        if metric != table.metrics[0] and adaptive.STOP_COLUMN in part.columns:
+            part = part.drop(columns=adaptive.STOP_COLUMN)  # the rounds tested the first metric's deltas only
         part["metric"] = metric_label(metric, table.scale_of(metric), table.metric_labels)
         column = metric_column(metric)
         present = metric not in missing
