@@ -4,7 +4,10 @@ the sweep's lock, then the launcher; `--dry-run --json` shows what would run."""
 from __future__ import annotations
 
 import argparse
-from contextlib import AbstractContextManager, nullcontext
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING
 
 from orchestrator import textsafe
@@ -24,8 +27,26 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if jsonflag.wanted(args):  # the checks' output goes to stderr, the object alone to stdout
         return emit(lambda: (_submit_json(args), 0))
     spec, runs = load_sweep(args, check_data=True)
-    with _sweep_lock(spec, args):
+    with _sweep_lock(spec, args), _sigterm_as_ctrl_c(args.executor):
         return _submit(spec, runs, args)
+
+
+@contextmanager
+def _sigterm_as_ctrl_c(executor: str) -> Iterator[None]:
+    """A local submit ends on SIGTERM (`timeout`, `kill`, a session's end) as on Ctrl-C: its workers
+    are stopped and it says so in a line (exit 130); by default it vanished without a word, exit 143."""
+    if executor != "local" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _sweep_lock(spec: SweepSpec, args: argparse.Namespace) -> AbstractContextManager[object]:

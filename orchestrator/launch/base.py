@@ -145,6 +145,7 @@ class Launcher(ABC):
         self.console.print(f"[bold]{self.spec.name}[/]{suffix}: {len(runs)} runs planned; {selection.summary()}")
         if not selection.todo:
             return Outcome()
+        self.check(selection.todo)
         if dry_run:
             self.preview(selection.todo, root)
             return Outcome()
@@ -160,6 +161,9 @@ class Launcher(ABC):
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids a live job outside this machine's processes still owns (none by default)."""
         return set()
+
+    def check(self, todo: list[RunRecord]) -> None:  # noqa: B027 (optional hook)
+        """Refuse (SpecError) runs this executor cannot train, before anything is written (none by default)."""
 
     def preview(self, todo: list[RunRecord], root: Path) -> None:  # noqa: B027 (optional hook)
         """What --dry-run prints beyond the summary line (nothing by default)."""

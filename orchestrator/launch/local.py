@@ -7,6 +7,7 @@ at a time; `--workers N` runs N at once. `debug` runs in this process, for break
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from orchestrator.launch.status import last_frame
 from orchestrator.launch.worker import run_pool, visible_gpus, worker_envs
 from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
+from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
@@ -44,10 +46,23 @@ class LocalLauncher(Launcher):
             return f"runs execute here: in this process on {host}, one at a time (debug)"
         gpus = visible_gpus()
         device = f"{gpus} visible GPU(s)" if gpus else "the CPU (no GPU visible)"
+        if gpus and self.workers > gpus:  # worker_envs deals the GPUs out round-robin
+            device += f", so {self.workers} workers share them (one GPU's memory per run is not guaranteed)"
         return (
             f"runs execute here: on this machine ({host}), {self.workers} at a time, on {device}; "
             "`--executor slurm` sends them to SLURM instead"
         )
+
+    def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
+        """Run ids a SLURM job of this sweep still has pending or running: trained here as well, both
+        would write one run folder. Asked of squeue where this machine has it; where it has not
+        (a workstation beside a cluster's shared filesystem), one warning line."""
+        return slurm_owned(root, self.console)
+
+    def check(self, todo: list[RunRecord]) -> None:
+        """Refuse runs one local worker cannot train (it is one process on at most one GPU), before
+        anything runs: each would fail its preflight on its own, as `SystemExit: 77`."""
+        refuse_unfit(todo, visible_gpus())
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Write each run folder's config and pending status, then run them in plan order."""
@@ -62,8 +77,52 @@ class LocalLauncher(Launcher):
                 timeout_s = self.spec.slurm.timeout_min * 60.0
                 _run_on_workers(todo, min(self.workers, len(todo)), timeout_s, report, self.cleanup)
         outcome = report.outcome
-        self.console.print(f"{len(outcome.completed)} completed, {len(outcome.failed)} failed")
+        # Where to look next: the failed runs' lines may have scrolled away above the bar.
+        line = f"{len(outcome.completed)} completed, {len(outcome.failed)} failed; run folders in {root}"
+        if outcome.failed:
+            line += f"; `orchestrate status {self.spec.source or 'SPEC'}` lists why each failed"
+        self.console.print(textsafe.rich(line))
         return outcome
+
+
+def slurm_owned(root: Path, console: Console) -> set[str]:
+    """Run ids of the sweep's SLURM jobs (manifest.json) that squeue lists as pending or running;
+    none, and a warning, where this machine has no squeue to ask."""
+    from orchestrator.launch import slurmcli  # only for a sweep that was ever sent to SLURM
+
+    manifest = store.read_manifest(root, strict=True) if root.exists() else {"arrays": {}}
+    arrays = manifest["arrays"]
+    if not arrays:
+        return set()
+    if not slurmcli.available():
+        console.print(
+            f"[yellow]warning[/]: {textsafe.rich(str(root))} has SLURM jobs (manifest.json) and squeue is not "
+            "here to say which still run: a run still queued there would be trained twice into one folder",
+            highlight=False,
+        )
+        return set()
+    live = slurmcli.active_ids(arrays)
+    return {run_id for run_id, entry in manifest["runs"].items() if entry["job_id"] in live}
+
+
+def refuse_unfit(todo: list[RunRecord], gpus: int) -> None:
+    """SpecError for the first run a local worker (one process, at most one GPU) cannot train."""
+    for record in todo:
+        dist = record.run.config.distributed
+        name = textsafe.terminal(record.run.name)
+        if dist.processes > 1:
+            raise SpecError(
+                f"run {name}: distributed (nodes {dist.nodes}, gpus_per_node {dist.gpus_per_node}) needs "
+                f"{dist.processes} processes; a local worker trains a run in one process on at most one GPU: "
+                "set distributed.gpus_per_node: 1, or submit with --executor slurm"
+            )
+        if dist.gpus_per_node and not gpus:
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            why = f"CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else "nvidia-smi lists none"
+            raise SpecError(
+                f"run {name}: distributed.gpus_per_node is 1 and this machine shows no GPU ({why}): "
+                "set distributed.gpus_per_node: 0 to train on the CPU, or submit with --executor slurm"
+            )
 
 
 class _Reporter:
@@ -85,7 +144,8 @@ class _Reporter:
             self.progress.console.print(f"[green]done[/] {done}")
         else:
             status = _record_failure(record.path, error)
-            error = (status.error or error).splitlines()[0]
+            # A run failed by its preflight records no error, only why the machine cannot train it.
+            error = (status.error or status.failure_reason or error).splitlines()[0]
             frame = last_frame(status.traceback)
             error += f" at {frame}" if frame else ""
             self.outcome.failed.append((record.run, error))
