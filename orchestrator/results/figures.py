@@ -51,15 +51,21 @@ MAX_TICK_LABELS = 40
 MAX_ANNOTATED = 15
 MAX_BARS = 50
 MAX_DOTS = 200
+"""Seed dots per row of an ablation figure (more would only overdraw)."""
 MAX_ABLATION_ROWS = 30
 """Rows an ablation figure draws (the first, in the table's order): it widens by 1.2 in per row, and
 a 600-row ladder would pass the renderer's largest image (2^16 pixels) and stop the report."""
-"""Seed dots per row of an ablation figure (more would only overdraw)."""
+MAX_LABEL_CHARS = 60
+"""A longer label is cut with `…` (the tables hold it whole)."""
+MAX_CURVE_POINTS = 1000
+"""Epochs a curve draws one by one, else in spans (`_spans`): 300,000 epochs took minutes to draw."""
 
 
 def label(value: object) -> str:
-    """Text from a run folder or a spec as a figure draws it: one line, control characters as `\\x1b`."""
-    return textsafe.one_line(str(value))
+    """Text from a run folder or a spec as a figure draws it: one line, control characters as `\\x1b`,
+    at most MAX_LABEL_CHARS characters."""
+    text = textsafe.one_line(str(value))
+    return text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
 
 
 def labels(values: Iterable[object]) -> list[str]:
@@ -88,6 +94,10 @@ def curves_figure(history: pd.DataFrame) -> Figure:
     values = history.drop(columns=["seed"]).apply(numeric)
     by_epoch = values.groupby("epoch")
     mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
+    epochs = len(mean)
+    if epochs > MAX_CURVE_POINTS:
+        mean, low, high = _spans(mean, "mean"), _spans(low, "min"), _spans(high, "max")
+    xlabel = f"epoch ({epochs:,} drawn in {len(mean):,} spans)" if epochs > len(mean) else "epoch"
     losses = [c for c in mean.columns if is_loss(c)]
     metric_names = [c for c in mean.columns if c.startswith("val_") and not is_loss(c)]
     styles = ["-", "--", ":", "-."]
@@ -103,12 +113,22 @@ def curves_figure(history: pd.DataFrame) -> Figure:
         if limits is not None:
             ax.set_ylim(*limits)
         beyond = f" ({clipped} point{'s' if clipped > 1 else ''} off the axis: ▲▼)" if clipped else ""
-        ax.set(title=title + beyond, xlabel="epoch")
+        ax.set(title=title + beyond, xlabel=xlabel)
         ax.grid(alpha=0.3)
         if ax.has_data():
             ax.legend(fontsize=7)
         ax.xaxis.get_major_locator().set_params(integer=True)
     return figure
+
+
+def _spans(frame: pd.DataFrame, how: str) -> pd.DataFrame:
+    """Per-epoch values (index: epoch) in MAX_CURVE_POINTS consecutive spans of epochs, each at its first
+    epoch: `how` "mean" for the mean line, "min"/"max" for the band (which still holds every value)."""
+    import numpy as np
+
+    span = np.arange(len(frame)) * MAX_CURVE_POINTS // len(frame)
+    first = frame.index.to_series().groupby(span).first()
+    return frame.groupby(span).agg(how).set_axis(first.to_numpy())
 
 
 CURVE_QUANTILES = (0.05, 0.95)
@@ -227,9 +247,9 @@ def bars_figure(scores: pd.Series) -> Figure:
 def distribution_figure(counts: pd.Series, share_of: str = "the split") -> Figure:
     """Images per class, sorted, with each class's share of the split (`share_of`: what the counts sum
     to; a multilabel split's images per label sum to its positive labels, not its images)."""
-    ordered = counts.sort_values(ascending=False)
-    if len(ordered) > MAX_BARS:
-        ordered = ordered.head(MAX_BARS)
+    import numpy as np
+
+    ordered = counts.sort_values(ascending=False).head(MAX_BARS)
     figure = new_figure(max(5.0, 0.25 * len(ordered) + 1.5), 3.2)
     ax = figure.subplots()
     ax.bar(range(len(ordered)), ordered.to_numpy(dtype=float), color="C2")
@@ -238,14 +258,8 @@ def distribution_figure(counts: pd.Series, share_of: str = "the split") -> Figur
         ax.set_xticks(range(len(ordered)), ticks, rotation=90, fontsize=7)
     ax.set(ylabel="images")
     total = float(counts.sum()) or 1.0
-
-    def to_share(x: Any) -> Any:
-        return x / total * 100.0
-
-    def from_share(x: Any) -> Any:
-        return x * total / 100.0
-
-    share = ax.secondary_yaxis("right", functions=(to_share, from_share))
+    up, down = 100.0 / total, total / 100.0  # counts to % of the total and back
+    share = ax.secondary_yaxis("right", functions=(lambda x: np.multiply(x, up), lambda x: np.multiply(x, down)))
     share.set_ylabel(f"% of {share_of}")
     return figure
 
@@ -256,17 +270,15 @@ def ablation_figure(
     ylabel: str,
     bounds: tuple[float, float] | None = None,
     baselines: Sequence[int | None] = (),
+    planned: Sequence[int] = (),
 ) -> Figure:
-    """Per table row (the first MAX_ABLATION_ROWS): each seed's value as a dot, the mean with its 95%
-    t-interval, and the mean of the row it is compared against (`baselines`: per row, the position in
-    `rows` of its baseline, as the tables pair them; None or left out: none) dashed, see
-    `baseline_marks`. At most MAX_DOTS dots per row are drawn (an even sample).
-
-    `bounds`: the metric's range (None: 0..100 for a `%` label whose values lie in it). Intervals are
-    cut at it and the axis never leaves it: 2 seeds' t-interval (12.7 standard errors) drew a top-1
-    axis from -50 to 150 %."""
+    """Per table row (the first MAX_ABLATION_ROWS): each seed's value as a dot (at most MAX_DOTS, an
+    even sample), the mean ± std over seeds as the table's cell reports it, and the mean of the row it
+    is compared against (`baselines`: per row, the position in `rows` of its baseline, as the tables
+    pair them; None or left out: none) dashed, see `baseline_marks`. Each tick says the row's seeds:
+    `n=3`, `n=2 of 3` where `planned` (per row, its planned runs) counts more: a failed run shows.
+    `bounds`: the metric's range (None: 0..100 for a `%` label whose values lie in it); bars and axis stay in it."""
     import numpy as np
-    from scipy import stats
 
     bounds = bounds or _percent_bounds(ylabel, [v for _, values in rows for v in values])
     shared, marks = baseline_marks(rows, baselines)
@@ -280,14 +292,11 @@ def ablation_figure(
         ax.scatter(x + rng.uniform(-0.15, 0.15, len(shown)), shown, s=10, color="C0", alpha=0.5, linewidths=0)
         if len(data) == 0:
             continue
-        mean = float(data.mean())
-        if len(data) > 1 and data.std() > 0:
-            low, high = stats.t.interval(0.95, len(data) - 1, loc=mean, scale=stats.sem(data))
-            if bounds is not None:
-                low, high = max(low, bounds[0]), min(high, bounds[1])
-            ax.errorbar(x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="C3", capsize=4)
-        else:
-            ax.plot(x + 0.3, mean, "D", color="C3")
+        # The std the table prints (ddof=1): a 95% t-interval of each mean was drawn, 12.7 standard
+        # errors at 2 seeds, an interval no table reports (the tables' intervals are the paired deltas').
+        mean, std = float(data.mean()), float(data.std(ddof=1)) if len(data) > 1 else 0.0
+        low, high = (max(mean - std, bounds[0]), min(mean + std, bounds[1])) if bounds else (mean - std, mean + std)
+        ax.errorbar(x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="C3", capsize=4 if std else 0)
     if shared is not None:
         # A leading '_' would hide the label (matplotlib skips such legend entries): a space keeps it.
         name = f"{label(shared)} (mean)"
@@ -299,13 +308,24 @@ def ablation_figure(
         )
     if marks:
         ax.legend(fontsize=7, loc="best")
-    ax.set_xticks(range(len(rows)), labels(row for row, _ in rows), rotation=20, ha="right", fontsize=8)
+    runs = [*planned, *[0] * len(rows)]  # a row without a planned count says only its seeds
+    ticks = [
+        f"{_wrapped(r)}\nn={len(v)}" + (f" of {n}" if n > len(v) else "") for (r, v), n in zip(rows, runs, strict=False)
+    ]
+    ax.set_xticks(range(len(rows)), ticks, fontsize=8)
     ax.set(ylabel=label(ylabel))
     if bounds is not None:
         low, high = ax.get_ylim()
         ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
     ax.grid(axis="y", alpha=0.3)
     return figure
+
+
+def _wrapped(row: str) -> str:
+    """A row's tick label in at most 3 lines of its row's width (a long one squeezed the axes away)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label(row), 16, max_lines=3, placeholder="…")) or label(row)
 
 
 def baseline_marks(

@@ -162,10 +162,10 @@ def _ablation_plots(
             notes.append(f"Ablation figures for the first {MAX_ABLATION_FIGURES} backbone/dataset pairs.")
             break
         cells = {
-            tuple(str(v) for v in (key if isinstance(key, tuple) else (key,))): sub["_value"].dropna().tolist()
+            tuple(str(v) for v in (key if isinstance(key, tuple) else (key,))): sub["_value"]
             for key, sub in part.groupby(keys, sort=False)
         }
-        rows = [(key_text(keys, key), seeds) for key, seeds in cells.items()]
+        rows = [(key_text(keys, key), seeds.dropna().tolist()) for key, seeds in cells.items()]
         # Each row's baseline: the baseline row at its grid values, as the tables pair them (baseline_key).
         positions = {key: i for i, key in enumerate(cells)}
         bases = [positions.get((baseline, *key[1:])) for key in cells]
@@ -174,10 +174,12 @@ def _ablation_plots(
         # first 80 characters wrote one file, and both figures showed the last pair's values.
         name = f"ablation-{len(plots):02d}-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
         caption = (
-            f"{backbone} / {dataset}: {label} per row; dots are seeds, diamonds the mean with its 95% t-interval, "
+            f"{backbone} / {dataset}: {label} per row (n: its finished seeds, of its planned runs where fewer); "
+            "dots are seeds, diamonds the mean ± std over seeds as in the tables, "
             + figures.baseline_caption(rows, bases, baseline, [axis_short(a) for a in keys[1:]])
         )
-        plots.append(_save(figures.ablation_figure(rows, label, baselines=bases), img, name, written, caption))
+        figure = figures.ablation_figure(rows, label, baselines=bases, planned=[len(v) for v in cells.values()])
+        plots.append(_save(figure, img, name, written, caption))
     if most_rows > figures.MAX_ABLATION_ROWS:
         notes.append(
             f"Ablation figures show the first {figures.MAX_ABLATION_ROWS} of up to {most_rows} rows; "

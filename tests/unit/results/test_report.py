@@ -40,7 +40,7 @@ def test_report_sections_and_local_images(report: Path) -> None:
     # Baseline and + Augmentation: curves, confusion matrix, per-class F1; the dataset's class distribution;
     # and (issue 13) the ablation figure of the backbone/dataset pair.
     assert len(images) == 8
-    assert "dots are seeds, diamonds the mean with its 95% t-interval" in html
+    assert "dots are seeds, diamonds the mean ± std over seeds as in the tables" in html
     for src in images:
         assert not src.startswith(("http:", "https:", "//")), src
         path = report.parent / src

@@ -170,6 +170,7 @@ def test_figures_draw_control_characters_escaped() -> None:
     legend = curves.axes[1].get_legend()
     assert legend is not None and _texts(legend.get_texts()) == ["val_\\x1btop1"]
     ablation = figures.ablation_figure([("Base\x1b[2J", [0.5, 0.6]), ("+ x\u202e", [0.7])], "top-1\x07")
-    assert _texts(ablation.axes[0].get_xticklabels()) == ["Base\\x1b[2J", "+ x\\u202e"]
+    assert _texts(ablation.axes[0].get_xticklabels()) == ["Base\\x1b[2J\nn=2", "+ x\\u202e\nn=1"]
     assert ablation.axes[0].get_ylabel() == "top-1\\x07"
-    assert not any(re.search(r"[\x00-\x1f\u202e]", text) for text in _texts(ablation.axes[0].get_xticklabels()))
+    ticks = [text.rsplit("\n", 1)[0] for text in _texts(ablation.axes[0].get_xticklabels())]  # the line before n=
+    assert not any(re.search(r"[\x00-\x1f\u202e]", text) for text in ticks)
