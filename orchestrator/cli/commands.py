@@ -215,23 +215,23 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    """scancel the sweep's arrays that still have pending or running tasks, and by job name the arrays sbatch
-    did not confirm (then forgotten, so that no later submit adopts them)."""
+    """Ask a running `submit --follow` of the sweep to stop, then scancel the sweep's arrays that still have
+    pending or running tasks, and by job name the arrays sbatch did not confirm (then forgotten, so that no
+    later submit adopts them)."""
     from orchestrator import store
+    from orchestrator.launch import cancels
     from orchestrator.launch import slurmcli as slurm
-    from orchestrator.launch import unconfirmed
     from orchestrator.launch.slurm import runs_in_slurm
 
     spec, _ = load_sweep(args)
     if not slurm.available():
         raise SpecError("cancel: sbatch/squeue not found (not on a SLURM login node)")
     root = store.sweep_root(spec, smoke=args.smoke)
-    _, live = runs_in_slurm(root)
-    arrays = sorted({job_id.split("_", 1)[0] for job_id in live})
-    slurm.cancel(arrays)
+    cancels.request(root)  # first: a follow submitting beside us sees it at its next poll
+    done = cancels.stop(root, runs_in_slurm(root)[1])
     what = spec.name + (" (smoke)" if args.smoke else "")
-    console.print(f"{what}: cancelled {len(live)} pending/running jobs in {len(arrays)} array(s)")
-    _print_unconfirmed(what, unconfirmed.cancel(root))
+    console.print(f"{what}: cancelled {done.jobs} pending/running jobs in {len(done.arrays)} array(s)")
+    _print_unconfirmed(what, done.unconfirmed)
     return 0
 
 
@@ -244,7 +244,8 @@ def _print_unconfirmed(what: str, done: Cancelled) -> None:
         textsafe.terminal(
             f"{what}: cancelled unconfirmed array(s) {names} ({done.runs} runs) by job name (`scancel --name`); "
             + (
-                f"kept in the manifest while {done.kept}: that submit or the next settles them (no live job: forgotten)"
+                f"kept in the manifest while {done.kept}: a `submit --follow` forgets them at its next poll and "
+                "stops; a plain submit's next submit settles them (no live job: forgotten)"
                 if done.kept
                 else "forgotten: a later submit submits their runs again and adopts no cancelled job"
             )

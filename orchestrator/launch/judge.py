@@ -36,13 +36,23 @@ class Judged:
     """sacct's State of a job that left the queue before accounting recorded its end ("": not so)."""
 
 
+UNSEEN_WAIT_S = 900.0
+"""How long after its submission a job out of the queue may have no accounting row at all before it is taken
+for one that never ran: slurmdbd records a job a while after it is queued (an array cancelled right after
+sbatch has no row for a moment), and a run resubmitted then would undo the cancel."""
+NO_ROW = "nothing"
+"""Judged.unrecorded of a recent job accounting has no row of yet."""
+
+
 def failed_before(todo: list[RunRecord], root: Path) -> dict[str, Judged]:
     """run_id -> how the latest attempt ended, for the runs that were submitted before (one sacct call
     for all of them)."""
     manifest = store.read_manifest(root)
-    jobs = {r.run.run_id: (manifest["runs"].get(r.run.run_id) or {}).get("job_id") for r in todo}
+    entries = {r.run.run_id: manifest["runs"].get(r.run.run_id) or {} for r in todo}
+    jobs = {run_id: entry.get("job_id") for run_id, entry in entries.items()}
     arrays = {str(job).split("_", 1)[0] for job in jobs.values() if job}
-    states = slurmcli.query_states(arrays) if arrays and slurmcli.available() else slurmcli.JobStates({}, True)
+    asked = bool(arrays) and slurmcli.available()
+    states = slurmcli.query_states(arrays) if asked else slurmcli.JobStates({}, True)
     counts = store.submissions(manifest)
     plans: dict[str, Judged] = {}
     for record in todo:
@@ -50,11 +60,19 @@ def failed_before(todo: list[RunRecord], root: Path) -> dict[str, Judged]:
         job = jobs[run_id]
         if job is None and record.state is State.MISSING:
             continue
-        row = states.ends.get(job) if job else None
+        row = states.end(job) if job else None
         verdict = status.attempt_verdict(record, row)
         unrecorded = row.state if row is not None and not row.final and verdict is None else ""
+        if row is None and verdict is None and job and asked and states.accounting and _recent(entries[run_id]):
+            unrecorded = NO_ROW
         plans[run_id] = Judged(record, verdict, job, counts.get(run_id, 0), unrecorded)
     return plans
+
+
+def _recent(entry: dict[str, Any]) -> bool:
+    """Whether the manifest's entry of a run was submitted less than UNSEEN_WAIT_S ago."""
+    at = entry.get("submitted_at")
+    return isinstance(at, (int, float)) and not isinstance(at, bool) and time.time() - at < UNSEEN_WAIT_S
 
 
 def decide(

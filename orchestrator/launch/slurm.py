@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from orchestrator import store, textsafe
-from orchestrator.launch import judge, quarantine, retries, slurmcli, unconfirmed
+from orchestrator.launch import cancels, judge, quarantine, retries, slurmcli, unconfirmed
 from orchestrator.launch.arrays import Array, submit_arrays
 from orchestrator.launch.arrays import requested as requested  # re-exported: results and tests import it here
 from orchestrator.launch.arrays import task_job as task_job
@@ -65,6 +65,12 @@ class SlurmLauncher(Launcher):
         """`follow` wrote the spec's snapshot (once, at its first submission)."""
         self._unrecorded: dict[str, float] = {}
         """run_id -> when (time.monotonic) its job was first seen out of the queue without a recorded end."""
+        self._cancel_seen: cancels.Request | None = None
+        """The sweep's latest `orchestrate cancel` when the first `follow` started: a later one stops it."""
+        self._watching = False
+        self.stopped: cancels.Request | None = None
+        """The cancel that stopped `follow` (every later `follow` of this launcher, the next adaptive round's
+        too, then submits nothing)."""
 
     def where(self, runs: Sequence[RunSpec] = ()) -> str:
         """The partition, the runs' job sizes (job_resources) and the node environment they get."""
@@ -136,7 +142,11 @@ class SlurmLauncher(Launcher):
 
         root = store.sweep_root(self.spec)
         self.owned_elsewhere(root, dry_run=False)  # not on a login node: the one error that ends it at once
+        if not self._watching:  # a cancel made before this submit does not stop it (it is the later submit)
+            self._cancel_seen, self._watching = cancels.latest(root), True
         total, sbatch = Outcome(), SbatchStreak()
+        if self.stopped is not None:
+            return total
         self.submitted = total.submitted
         while True:
             try:
@@ -153,6 +163,8 @@ class SlurmLauncher(Launcher):
             if not busy:
                 break
             time.sleep(interval_s)  # a polling period against squeue, not a stand-in for synchronisation
+        if self.stopped is not None:
+            return total
         done = f"{self.spec.name}: every run submitted and out of the queue ({len(total.submitted)} submitted)"
         self.console.print(done)
         if self._unrecorded:
@@ -164,6 +176,10 @@ class SlurmLauncher(Launcher):
 
     def _poll(self, runs: list[RunSpec], root: Path, total: Outcome) -> bool:
         """One poll of `follow`: submit what is due; whether anything is still to wait for."""
+        asked = cancels.newer(root, self._cancel_seen)
+        if asked is not None:  # before anything is settled or submitted: `orchestrate cancel` ran since
+            self._stop(root, asked, total)
+            return False
         in_slurm = set(self.owned_elsewhere(root, dry_run=False))
         # Runs sent before come back only when they ended without completing: the retry policy
         # (start -> _plan_retries) decides whether, and with what, they run again.
@@ -185,6 +201,23 @@ class SlurmLauncher(Launcher):
         now = time.monotonic()
         waiting = any(now - seen < UNRECORDED_WAIT_S for seen in self._unrecorded.values())
         return bool(total.held or todo or in_slurm or waiting)
+
+    def _stop(self, root: Path, asked: cancels.Request, total: Outcome) -> None:
+        """Obey `orchestrate cancel`: scancel what is still live (what this follow submitted after the cancel
+        looked at the queue, its unconfirmed arrays by job name, forgotten: this follow holds the lock), submit
+        nothing more and say so. SlurmError when squeue or scancel fails: the next poll tries again."""
+        done = cancels.stop(root, runs_in_slurm(root)[1], holding_lock=True)
+        self.stopped, total.held = asked, 0
+        name = self.spec.name
+        lines = [f"{name}: `orchestrate cancel` ({asked.by}) stopped this submit --follow: it submits nothing more"]
+        if done.arrays:
+            lines.append(f"{name}: cancelled {done.jobs} pending/running jobs in array(s) {', '.join(done.arrays)}")
+        if done.unconfirmed.names:
+            names = ", ".join(done.unconfirmed.names)
+            lines.append(f"{name}: cancelled and forgot unconfirmed array(s) {names} ({done.unconfirmed.runs} runs)")
+        lines.append(f"{name}: `submit` again runs what is left, the cancelled runs too")
+        for line in lines:
+            self.console.print(textsafe.rich(line), highlight=False)
 
     def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[Array]]:
         config = self.config

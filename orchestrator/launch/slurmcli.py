@@ -151,6 +151,21 @@ class JobStates:
     ends: dict[str, SacctRow] = field(default_factory=dict)
     """job id -> sacct's row (State, ExitCode, NodeList): how each finished job ended, and where."""
 
+    def end(self, job_id: str) -> SacctRow | None:
+        """sacct's row of a job (`A_i`), or of its array `A` while accounting has no row per task yet: an
+        array cancelled while pending reads `A|CANCELLED by U` for its first seconds, not `A_[0-1]`."""
+        return self.ends.get(job_id) or self.ends.get(_array_of(job_id) or job_id)
+
+    def state(self, job_id: str) -> str | None:
+        """The state of a job (`A_i`): squeue's or sacct's, falling back to its array's as `end` does."""
+        return self.states.get(job_id) or self.states.get(_array_of(job_id) or job_id)
+
+
+def _array_of(job_id: str) -> str | None:
+    """`A` of an array task id `A_i` (None for a lone job's id)."""
+    array, sep, task = job_id.partition("_")
+    return array if sep and task.isdigit() else None
+
 
 def query_states(array_ids: Iterable[str]) -> JobStates:
     """States of every task of the given arrays: one squeue call, then one sacct call."""

@@ -115,9 +115,9 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
     for record in records:
         entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
         job_id = entry.get("job_id")
-        slurm_state = states.states.get(job_id) if job_id else None
+        slurm_state = states.state(job_id) if job_id else None
         state = _state(record, job_id, slurm_state)
-        ended = states.ends.get(job_id) if job_id and slurm_state not in slurm.ACTIVE_STATES else None
+        ended = states.end(job_id) if job_id and slurm_state not in slurm.ACTIVE_STATES else None
         verdict = attempt_verdict(record, ended) if state in TERMINAL else None
         detail = _detail(record) or (verdict.reason if verdict and verdict.failure is not Failure.COMPLETED else "")
         if state == "unrecorded" and ended is not None:

@@ -202,11 +202,12 @@ class Cancelled:
     """Why the entries stay in the manifest (a submit of the sweep holds its lock); None: forgotten."""
 
 
-def cancel(root: Path) -> Cancelled:
+def cancel(root: Path, holding_lock: bool = False) -> Cancelled:
     """scancel every unconfirmed array by its job name (one call each: scancel takes one name), then forget
     the entries and their set-aside pickles, so that no later submit adopts a job the user cancelled (their
-    runs are then submitted again by a new submit, as cancelled runs are). Raises SlurmError when scancel
-    fails: the entries stay, since their job may still be queued."""
+    runs are then submitted again by a new submit, as cancelled runs are). `holding_lock`: the caller is the
+    sweep's submitter (a `submit --follow` obeying a cancel). Raises SlurmError when scancel fails: the
+    entries stay, since their job may still be queued."""
     entries = pending(store.read_manifest(root, strict=True))
     user = getpass.getuser()
     for entry in entries.values():
@@ -218,9 +219,13 @@ def cancel(root: Path) -> Cancelled:
     done = Cancelled([entry["job_name"] for entry in entries.values()], runs)
     if not entries:
         return done
+    if holding_lock:
+        forget(root, set(entries))
+        return done
     try:
         # The lock: a running submit writes the manifest from its own copy; writing beside it could drop the
-        # array it just recorded. It settles the entries itself at its next poll (their jobs are gone).
+        # array it just recorded. A follow forgets the entries at its next poll (cancels.py); a plain submit's
+        # next one settles them (their jobs are gone).
         with lock.hold(root):
             forget(root, set(entries))
     except lock.SweepLocked as exc:
