@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from config_helpers import DEV_PROFILE, FAST_RUNS
+from polling import wait_for
 from rich.console import Console
 
 from orchestrator import launch, store
@@ -98,10 +99,10 @@ def test_packed_tasks_train_on_the_dev_cluster_and_resume_after_requeue(write_sp
     [job_id] = set(outcome.submitted.values())
     paths = [store.run_path(spec.output_path, run.run_id) for run in runs]
     history = paths[1] / rundir.HISTORY
-    _wait_for(lambda: history.exists() and len(history.read_text().splitlines()) >= 2, 300, "the second run's epoch 1")
+    wait_for(lambda: history.exists() and len(history.read_text().splitlines()) >= 2, 300, "the second run's epoch 1")
     # Preemption's warning: the run in flight saves at its next step, then submitit requeues the task.
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    _wait_for(lambda: _states(spec) == {"completed"}, 420, "every packed run to complete")
+    wait_for(lambda: _states(spec) == {"completed"}, 420, "every packed run to complete")
     for path in paths:
         epochs = [line.split(",")[0] for line in (path / rundir.HISTORY).read_text().splitlines()[1:]]
         assert epochs == ["1", "2", "3"]
@@ -125,7 +126,7 @@ def test_pack_gpus_gives_each_run_its_own_gpu(write_spec: Callable[..., Path]) -
     runs = plan(spec)
     outcome = launch.submit(spec, runs, "slurm", profile=PROFILE)
     assert len(set(outcome.submitted.values())) == 1, "two single-GPU runs share one 2-GPU task"
-    _wait_for(lambda: _states(spec) == {"completed"}, 420, "both packed runs to complete")
+    wait_for(lambda: _states(spec) == {"completed"}, 420, "both packed runs to complete")
     statuses = [rundir.read_json(store.run_path(spec.output_path, r.run_id) / rundir.STATUS) or {} for r in runs]
     devices = [status.get("cuda_visible_devices") for status in statuses]
     assert None not in devices and len(set(devices)) == 2, devices
@@ -134,14 +135,3 @@ def test_pack_gpus_gives_each_run_its_own_gpu(write_spec: Callable[..., Path]) -
 
 def _states(spec: SweepSpec) -> set[str]:
     return {row.state for row in sweep_status(plan(spec), spec.output_path).runs}
-
-
-def _wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)  # polling a state change on disk or in SLURM, not standing in for one
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from polling import Explain, wait_for
 
 from orchestrator import launch, store
 from orchestrator.cli import main
@@ -60,22 +60,6 @@ def cluster() -> None:
         pytest.fail("SLURM client commands not found: run `make cluster-up` (make test does)")
     result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip(), f"sinfo failed: {result.stderr}"
-
-
-Explain = Callable[[], str] | None
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, explain: Explain = None) -> Any:
-    """Poll a condition (a state change in SLURM or on disk) until true or the deadline passes; on a
-    timeout the message carries `explain()` (e.g. support/cluster_report.py's picture of the jobs)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    message = f"timed out after {timeout_s:.0f} s waiting for {what}"
-    raise AssertionError(message if explain is None else f"{message}\n{explain()}")
 
 
 def write(tmp_path: Path, name: str, epochs: int = 1, text: str = TRAIN_SPEC) -> Path:

@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
 from config_helpers import FAST_RUNS
+from polling import wait_for
 
 from trainers import rundir
 
@@ -37,16 +37,6 @@ def _running_pid(out: Path) -> int | None:
     return None
 
 
-def _wait_for(probe: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
-        time.sleep(0.2)  # polling files and the process table, not standing in for an event
-
-
 def test_sigterm_stops_a_local_submit_as_ctrl_c_does(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     spec = write_spec()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -61,7 +51,7 @@ def test_sigterm_stops_a_local_submit_as_ctrl_c_does(write_spec: Callable[..., P
             start_new_session=True,
         )
     try:
-        pid = _wait_for(lambda: cli.poll() is None and _running_pid(tmp_path / "out"), 600, "a running run")
+        pid = wait_for(lambda: cli.poll() is None and _running_pid(tmp_path / "out"), 600, "a running run")
         worker = psutil.Process(int(pid))  # type: ignore[call-overload]
         cli.send_signal(signal.SIGTERM)
         assert cli.wait(timeout=120) == 130, log.read_text()

@@ -12,8 +12,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import numpy as np
 import psutil
 import pytest
 from PIL import Image
+from polling import wait_for
 
 from orchestrator.launch.worker import LOG_ERR
 from trainers import rundir
@@ -139,7 +139,7 @@ def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen[bytes], psutil.Pro
         return None
 
     try:
-        worker, children = _wait_for(worker_with_children, 600, "the run's loader workers to start")  # type: ignore[misc]
+        worker, children = wait_for(worker_with_children, 600, "the run's loader workers to start")  # type: ignore[misc]
     except BaseException:
         cli.kill()
         raise
@@ -155,16 +155,6 @@ def _cleanup(cli: subprocess.Popen[bytes], processes: list[psutil.Process]) -> I
         for process in [psutil.Process(cli.pid), *processes] if cli.poll() is None else processes:
             with suppress(psutil.NoSuchProcess):
                 process.kill()
-
-
-def _wait_for(probe: Callable[[], object], timeout_s: float, what: str) -> object:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
-        time.sleep(0.2)  # polling a process table and files, not standing in for an event
 
 
 def _all_gone(processes: list[psutil.Process]) -> bool:
@@ -183,7 +173,7 @@ def test_killing_the_parent_leaves_no_worker_or_loader_worker(tmp_path: Path) ->
     with _cleanup(cli, [worker, *children]):
         os.kill(cli.pid, signal.SIGKILL)  # no handler, no atexit, no finally runs in the parent
         cli.wait(timeout=60)
-        _wait_for(lambda: _all_gone([worker, *children]), 60, "the worker and its loader workers to die")
+        wait_for(lambda: _all_gone([worker, *children]), 60, "the worker and its loader workers to die")
 
 
 def test_ctrl_c_stops_the_workers_and_the_run_reads_interrupted(tmp_path: Path) -> None:
@@ -191,7 +181,7 @@ def test_ctrl_c_stops_the_workers_and_the_run_reads_interrupted(tmp_path: Path) 
     with _cleanup(cli, [worker, *children]):
         os.killpg(cli.pid, signal.SIGINT)  # what the terminal does on Ctrl-C: the foreground group
         assert cli.wait(timeout=120) == 130, (tmp_path / "cli.log").read_text()
-        _wait_for(lambda: _all_gone([worker, *children]), 60, "the worker and its loader workers to die")
+        wait_for(lambda: _all_gone([worker, *children]), 60, "the worker and its loader workers to die")
     status = _run("status", str(tmp_path / "sweep.yaml"), cwd=tmp_path)
     assert "1 interrupted" in status.stdout, status.stdout
 
@@ -200,7 +190,7 @@ def test_a_crashed_worker_leaves_no_loader_worker_and_fails_only_its_run(tmp_pat
     cli, worker, children = _start_long_run(tmp_path)
     with _cleanup(cli, children):
         worker.kill()  # as a segfault or the OOM killer would
-        _wait_for(lambda: _all_gone(children), 60, "the dead worker's loader workers to die")
+        wait_for(lambda: _all_gone(children), 60, "the dead worker's loader workers to die")
         assert cli.wait(timeout=300) == 1, (tmp_path / "cli.log").read_text()
     assert "worker process died" in (tmp_path / "cli.log").read_text()
     [status] = _status_files(tmp_path)

@@ -9,12 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from config_helpers import FAST_RUNS
+from polling import wait_for
 
 from orchestrator.launch.lock import LOCK_FILE
 from trainers import rundir
@@ -78,13 +78,6 @@ def _submit(sweep: Path, *overrides: str) -> list[str]:
     return [*cli, *FAST_RUNS, *overrides, "--executor", "local"]
 
 
-def _wait_for(probe: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:.0f} s waiting for {what}"
-        time.sleep(0.2)  # polling files another process writes, not standing in for an event
-
-
 @pytest.mark.slow
 def test_a_second_concurrent_submit_of_a_sweep_trains_nothing(write_spec: Callable[..., Path], tmp_path: Path) -> None:
     """The race of the issue: while the first submit trains run 1, run 2 waits as `pending`, which
@@ -103,7 +96,7 @@ def test_a_second_concurrent_submit_of_a_sweep_trains_nothing(write_spec: Callab
         return lock.exists() and histories() == [["pending"], ["pending", "running"]]
 
     try:
-        _wait_for(first_is_training, 600, "the first submit to train run 1 with run 2 pending")
+        wait_for(first_is_training, 600, "the first submit to train run 1 with run 2 pending")
         second = subprocess.run(_submit(sweep, *long), env=_env(), capture_output=True, text=True, timeout=600)
         assert second.returncode == 1
         lines = second.stderr.strip().splitlines()
