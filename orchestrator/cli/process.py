@@ -43,6 +43,8 @@ def run_command(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
     gcpause.freeze_at_end()
     try:
         code = main(None)
+    except KeyboardInterrupt:  # a second Ctrl-C while main() printed what the first one stopped
+        code = 130  # the shell's code for SIGINT, as main() returns for the first; no traceback
     finally:
         if "triton" in sys.modules:  # a command that imported torch with triton (timm does)
             # Finalised as usual: the frozen collector kept triton's module objects alive through

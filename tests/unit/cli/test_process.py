@@ -52,6 +52,21 @@ def test_run_command_freezes_when_main_raises(unfrozen: None) -> None:
     assert gc.get_freeze_count() > 0
 
 
+def test_a_second_ctrl_c_while_the_first_is_reported_exits_130_without_a_traceback(unfrozen: None) -> None:
+    """main() turns the first Ctrl-C into a line and 130; a second one landing while it prints that
+    line escaped main() and Python printed a traceback over the terminal."""
+
+    def main(argv: Sequence[str] | None) -> int:
+        try:
+            raise KeyboardInterrupt  # the first Ctrl-C
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # the second, inside main's handler
+
+    with pytest.raises(SystemExit) as exited:
+        run_command(main)
+    assert exited.value.code == 130
+
+
 def test_module_entry_keeps_the_exit_code() -> None:
     """`python -m orchestrator.cli` goes through run_command: a spec error is exit code 2, one line."""
     done = subprocess.run(
