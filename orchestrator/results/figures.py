@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ParamSpec
 
@@ -34,8 +35,8 @@ def plain_text() -> Iterator[None]:
         yield
 
 
-def _plain(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
-    """A figure builder run under `plain_text`."""
+def plain_figure(build: Callable[_P, Figure]) -> Callable[_P, Figure]:
+    """A figure builder run under `plain_text` (a decorator)."""
 
     @functools.wraps(build)
     def wrapped(*args: _P.args, **kwargs: _P.kwargs) -> Figure:
@@ -57,8 +58,6 @@ MAX_ABLATION_ROWS = 30
 a 600-row ladder would pass the renderer's largest image (2^16 pixels) and stop the report."""
 MAX_LABEL_CHARS = 60
 """A longer label is cut with `…` (the tables hold it whole)."""
-MAX_CURVE_POINTS = 1000
-"""Epochs a curve draws one by one, else in spans (`_spans`): 300,000 epochs took minutes to draw."""
 
 
 def label(value: object) -> str:
@@ -74,127 +73,13 @@ def labels(values: Iterable[object]) -> list[str]:
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
+    """An empty figure of that size at DPI, laid out by matplotlib's constrained layout."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 
 
-@_plain
-def curves_figure(history: pd.DataFrame) -> Figure:
-    """Losses (train solid, val dashed; a hierarchical run's per-level losses too, `is_loss`) and
-    validation metrics per epoch: mean over seeds, band min to max.
-
-    One line per metric whatever the number of seeds, so a cell of 2,500 seeds draws as fast as one of 3.
-    Each axis spans the bulk of its values (`robust_limits`): a 1e308 or an infinite value of one run
-    flattened every other curve; what lies beyond is drawn at the edge, marked with a triangle and
-    counted in the axis title.
-    """
-    figure = new_figure(10, 3.4)
-    loss_ax, metric_ax = figure.subplots(1, 2)
-    values = history.drop(columns=["seed"]).apply(numeric)
-    by_epoch = values.groupby("epoch")
-    mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
-    epochs = len(mean)
-    if epochs > MAX_CURVE_POINTS:
-        mean, low, high = _spans(mean, "mean"), _spans(low, "min"), _spans(high, "max")
-    xlabel = f"epoch ({epochs:,} drawn in {len(mean):,} spans)" if epochs > len(mean) else "epoch"
-    losses = [c for c in mean.columns if is_loss(c)]
-    metric_names = [c for c in mean.columns if c.startswith("val_") and not is_loss(c)]
-    styles = ["-", "--", ":", "-."]
-    lines = [(loss_ax, c, "--" if c.startswith("val_") else "-", f"C{i % 10}") for i, c in enumerate(losses)]
-    lines += [(metric_ax, c, styles[i % len(styles)], f"C{(i + 2) % 10}") for i, c in enumerate(metric_names)]
-    for ax, title in ((loss_ax, "loss"), (metric_ax, "validation metrics")):
-        drawn = [(c, s, color) for a, c, s, color in lines if a is ax and mean[c].notna().any()]
-        limits = robust_limits(values[[c for c, _, _ in drawn]].to_numpy(dtype=float).ravel())
-        clipped = 0
-        for column, style, color in drawn:
-            band = (mean[column], low[column], high[column])
-            clipped += _curve(ax, band, limits, style, color, label(column))
-        if limits is not None:
-            ax.set_ylim(*limits)
-        beyond = f" ({clipped} point{'s' if clipped > 1 else ''} off the axis: ▲▼)" if clipped else ""
-        ax.set(title=title + beyond, xlabel=xlabel)
-        ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=7)
-        ax.xaxis.get_major_locator().set_params(integer=True)
-    return figure
-
-
-def _spans(frame: pd.DataFrame, how: str) -> pd.DataFrame:
-    """Per-epoch values (index: epoch) in MAX_CURVE_POINTS consecutive spans of epochs, each at its first
-    epoch: `how` "mean" for the mean line, "min"/"max" for the band (which still holds every value)."""
-    import numpy as np
-
-    span = np.arange(len(frame)) * MAX_CURVE_POINTS // len(frame)
-    first = frame.index.to_series().groupby(span).first()
-    return frame.groupby(span).agg(how).set_axis(first.to_numpy())
-
-
-CURVE_QUANTILES = (0.05, 0.95)
-"""The bulk of a curve axis's values: `robust_limits` keeps values up to CURVE_SPREAD widths beyond it."""
-CURVE_SPREAD = 5.0
-
-
-def robust_limits(values: Any) -> tuple[float, float] | None:
-    """y-limits of a curve axis: the finite `values` (an array) within CURVE_SPREAD times the width of
-    their CURVE_QUANTILES range beyond it, padded by 5%; None without a finite value. A loss falling
-    from 2.3 to 0.3 keeps its first epoch; a 1e308 of one run is left beyond the axis."""
-    import numpy as np
-
-    finite = values[np.isfinite(values)]
-    if not finite.size:
-        return None
-    q_low, q_high = (float(q) for q in np.quantile(finite, CURVE_QUANTILES))
-    # A flat bulk (every epoch 0.5) still keeps a value a tenth of its size away.
-    width = max(q_high - q_low, 0.1 * max(abs(q_low), abs(q_high)), 1e-12)
-    kept = finite[(finite >= q_low - CURVE_SPREAD * width) & (finite <= q_high + CURVE_SPREAD * width)]
-    low, high = float(kept.min()), float(kept.max())
-    pad = 0.05 * (high - low) or 0.05 * (abs(high) or 1.0)
-    return low - pad, high + pad
-
-
-def _curve(
-    ax: Any, band: tuple[pd.Series, pd.Series, pd.Series], limits: tuple[float, float] | None, *look: str
-) -> int:
-    """One curve: its mean (`band[0]`) as a line, its min-max band around it, both cut at `limits` (the
-    axis's y-limits); an epoch whose values go beyond them gets a triangle at that edge.
-    `look`: style, color and label. Returns the epochs marked."""
-    import numpy as np
-
-    style, color, name = look
-    mean, low, high = (np.asarray(series, dtype=float) for series in band)
-    epochs = np.asarray(band[0].index, dtype=float)
-    if limits is None:
-        ax.plot(epochs, mean, style, color=color, marker=".", label=name)
-        ax.fill_between(epochs, low, high, color=color, alpha=0.2, linewidth=0)
-        return 0
-    bottom, top = limits
-    ax.plot(epochs, np.clip(mean, bottom, top), style, color=color, marker=".", label=name)
-    ax.fill_between(epochs, np.clip(low, bottom, top), np.clip(high, bottom, top), color=color, alpha=0.2, linewidth=0)
-    above, below = high > top, low < bottom  # NaN (no value that epoch) compares False
-    for beyond, edge, marker in ((above, top, "^"), (below, bottom, "v")):
-        if beyond.any():
-            ax.plot(epochs[beyond], np.full(int(beyond.sum()), edge), marker, color=color, markersize=7, clip_on=False)
-    return int((above | below).sum())
-
-
-def is_loss(column: str) -> bool:
-    """A history column that is a loss: train_loss, val_loss and a hierarchical run's per-level losses
-    (train_super_loss, val_sub.loss), drawn on the loss axis; `val_hamming_loss` is a metric."""
-    if column in ("train_loss", "val_loss") or (column.startswith("val_") and column.endswith(".loss")):
-        return True
-    return column.startswith("train_") and column.endswith("_loss")
-
-
-def numeric(column: pd.Series) -> pd.Series:
-    """A history column as numbers (text and blanks become NaN)."""
-    import pandas as pd
-
-    return pd.to_numeric(column, errors="coerce")
-
-
-@_plain
+@plain_figure
 def confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
     """Row-normalised heatmap (recall on the diagonal); counts written in small matrices."""
     n_rows, n_cols = matrix.shape
@@ -224,7 +109,7 @@ def confusion_figure(matrix: pd.DataFrame, n_runs: int) -> Figure:
     return figure
 
 
-@_plain
+@plain_figure
 def bars_figure(scores: pd.Series) -> Figure:
     """Horizontal F1 bars, worst at the top; only the extremes when there are many classes."""
     import pandas as pd
@@ -243,7 +128,7 @@ def bars_figure(scores: pd.Series) -> Figure:
     return figure
 
 
-@_plain
+@plain_figure
 def distribution_figure(counts: pd.Series, share_of: str = "the split") -> Figure:
     """Images per class, sorted, with each class's share of the split (`share_of`: what the counts sum
     to; a multilabel split's images per label sum to its positive labels, not its images)."""
@@ -264,7 +149,12 @@ def distribution_figure(counts: pd.Series, share_of: str = "the split") -> Figur
     return figure
 
 
-@_plain
+ROWS_ACROSS = 6
+"""Rows an ablation figure draws side by side (1.2 in each: 830 px at 6); more go down the y axis, a
+row's name and n= on its left and its mean ± std on its right, so 30 rows keep the page's width."""
+
+
+@plain_figure
 def ablation_figure(
     rows: list[tuple[str, list[float]]],
     ylabel: str,
@@ -275,57 +165,111 @@ def ablation_figure(
     """Per table row (the first MAX_ABLATION_ROWS): each seed's value as a dot (at most MAX_DOTS, an
     even sample), the mean ± std over seeds as the table's cell reports it, and the mean of the row it
     is compared against (`baselines`: per row, the position in `rows` of its baseline, as the tables
-    pair them; None or left out: none) dashed, see `baseline_marks`. Each tick says the row's seeds:
+    pair them; None or left out: none) dashed, see `baseline_marks`. Each row says its seeds:
     `n=3`, `n=2 of 3` where `planned` (per row, its planned runs) counts more: a failed run shows.
-    `bounds`: the metric's range (None: 0..100 for a `%` label whose values lie in it); bars and axis stay in it."""
-    import numpy as np
-
+    `bounds`: the metric's range (None: 0..100 for a `%` label whose values lie in it); bars and axis stay
+    in it (`cut_rows`). Past ROWS_ACROSS rows, the rows go down the y axis (the values along x)."""
     bounds = bounds or _percent_bounds(ylabel, [v for _, values in rows for v in values])
     shared, marks = baseline_marks(rows, baselines)
     rows = rows[:MAX_ABLATION_ROWS]
-    figure = new_figure(max(4.5, 1.2 * len(rows) + 2.0), 3.6)
+    down = len(rows) > ROWS_ACROSS
+    figure = new_figure(8.0, 0.36 * len(rows) + 1.2) if down else new_figure(max(4.5, 1.2 * len(rows) + 2.0), 3.6)
     ax = figure.subplots()
+    _draw_rows(ax, rows, bounds, down)
+    _draw_baselines(ax, shared, marks, down)
+    runs = [*planned, *[0] * len(rows)]  # a row without a planned count says only its seeds
+    counts = [f"n={len(v)}" + (f" of {n}" if n > len(v) else "") for (_, v), n in zip(rows, runs, strict=False)]
+    if down:
+        names = [f"{_wrapped(r, 36, 2)}  {n}" for (r, _), n in zip(rows, counts, strict=True)]
+        ax.set_yticks(range(len(rows)), names, fontsize=8)
+        ax.invert_yaxis()
+        means = ax.secondary_yaxis("right")
+        means.set_yticks(range(len(rows)), [_mean_std(v) for _, v in rows], fontsize=8)
+        ax.set(xlabel=label(ylabel))
+    else:
+        names = [f"{_wrapped(r)}\n{n}" for (r, _), n in zip(rows, counts, strict=True)]
+        ax.set_xticks(range(len(rows)), names, fontsize=8)
+        ax.set(ylabel=label(ylabel))
+    if bounds is not None:
+        low, high = ax.get_xlim() if down else ax.get_ylim()
+        (ax.set_xlim if down else ax.set_ylim)(max(low, bounds[0]), min(high, bounds[1]))
+    ax.grid(axis="x" if down else "y", alpha=0.3)
+    return figure
+
+
+def _draw_rows(ax: Any, rows: list[tuple[str, list[float]]], bounds: tuple[float, float] | None, down: bool) -> None:
+    """Each row's seeds as dots and its mean ± std (cut at `bounds`), at x = its position (y when `down`)."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
-    for x, (_, values) in enumerate(rows):
+    for at, (_, values) in enumerate(rows):
         data = np.asarray(values, dtype=float)
         shown = data if len(data) <= MAX_DOTS else data[np.linspace(0, len(data) - 1, MAX_DOTS).astype(int)]
-        ax.scatter(x + rng.uniform(-0.15, 0.15, len(shown)), shown, s=10, color="C0", alpha=0.5, linewidths=0)
+        spread = at + rng.uniform(-0.15, 0.15, len(shown))
+        ax.scatter(*((shown, spread) if down else (spread, shown)), s=10, color="C0", alpha=0.5, linewidths=0)
         if len(data) == 0:
             continue
         # The std the table prints (ddof=1): a 95% t-interval of each mean was drawn, 12.7 standard
         # errors at 2 seeds, an interval no table reports (the tables' intervals are the paired deltas').
         mean, std = float(data.mean()), float(data.std(ddof=1)) if len(data) > 1 else 0.0
         low, high = (max(mean - std, bounds[0]), min(mean + std, bounds[1])) if bounds else (mean - std, mean + std)
-        ax.errorbar(x + 0.3, mean, yerr=[[mean - low], [high - mean]], fmt="D", color="C3", capsize=4 if std else 0)
+        error = {"xerr" if down else "yerr": [[mean - low], [high - mean]]}
+        place = (mean, at + 0.3) if down else (at + 0.3, mean)
+        ax.errorbar(*place, **error, fmt="D", color="C3", capsize=4 if std else 0)
+
+
+def _draw_baselines(ax: Any, shared: str | None, marks: list[tuple[int, float]], down: bool) -> None:
+    """The baseline's mean dashed: one line at `shared`'s mean, else a mark per row (`baseline_marks`)."""
+    import numpy as np
+
     if shared is not None:
         # A leading '_' would hide the label (matplotlib skips such legend entries): a space keeps it.
         name = f"{label(shared)} (mean)"
-        ax.axhline(marks[0][1], color="0.4", linestyle="--", linewidth=1, label=f" {name}" if name[0] == "_" else name)
+        line = ax.axvline if down else ax.axhline
+        line(marks[0][1], color="0.4", linestyle="--", linewidth=1, label=f" {name}" if name[0] == "_" else name)
     elif marks:  # each row against its own baseline (another learning rate's, say): a mark per row
-        xs, ys = [x for x, _ in marks], [y for _, y in marks]
-        ax.hlines(
-            ys, np.subtract(xs, 0.4), np.add(xs, 0.45), "0.4", "--", label="the row's baseline (mean)", linewidth=1
-        )
+        at, mean = [x for x, _ in marks], [y for _, y in marks]
+        draw = ax.vlines if down else ax.hlines
+        draw(mean, np.subtract(at, 0.4), np.add(at, 0.45), "0.4", "--", label="the row's baseline (mean)", linewidth=1)
     if marks:
         ax.legend(fontsize=7, loc="best")
-    runs = [*planned, *[0] * len(rows)]  # a row without a planned count says only its seeds
-    ticks = [
-        f"{_wrapped(r)}\nn={len(v)}" + (f" of {n}" if n > len(v) else "") for (r, v), n in zip(rows, runs, strict=False)
-    ]
-    ax.set_xticks(range(len(rows)), ticks, fontsize=8)
-    ax.set(ylabel=label(ylabel))
-    if bounds is not None:
-        low, high = ax.get_ylim()
-        ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
-    ax.grid(axis="y", alpha=0.3)
-    return figure
 
 
-def _wrapped(row: str) -> str:
-    """A row's tick label in at most 3 lines of its row's width (a long one squeezed the axes away)."""
+def _mean_std(values: list[float]) -> str:
+    """A row's mean ± std as its table cell gives it (3 significant digits of the mean)."""
+    import statistics
+
+    from orchestrator.results.labels import decimals_for
+
+    if not values:
+        return "no finished run"
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    places = decimals_for(abs(mean), 1) if math.isfinite(mean) else 1
+    return f"{mean:.{places}f} ± {std:.{places}f}"
+
+
+def cut_rows(rows: list[tuple[str, list[float]]], ylabel: str) -> list[str]:
+    """The rows (of the first MAX_ABLATION_ROWS) whose mean ± std bar `ablation_figure` cuts at the
+    metric's 0..100% range (none where the metric is no percent), for the caption."""
+    import statistics
+
+    bounds = _percent_bounds(ylabel, [v for _, values in rows for v in values])
+    if bounds is None:
+        return []
+    cut = []
+    for name, values in rows[:MAX_ABLATION_ROWS]:
+        if len(values) > 1:
+            mean, std = statistics.fmean(values), statistics.stdev(values)
+            cut += [name] if mean - std < bounds[0] or mean + std > bounds[1] else []
+    return cut
+
+
+def _wrapped(row: str, width: int = 16, lines: int = 3) -> str:
+    """A row's tick label in at most `lines` lines of `width` (a long one squeezed the axes away)."""
     import textwrap
 
-    return "\n".join(textwrap.wrap(label(row), 16, max_lines=3, placeholder="…")) or label(row)
+    return "\n".join(textwrap.wrap(label(row), width, max_lines=lines, placeholder="…")) or label(row)
 
 
 def baseline_marks(
@@ -373,7 +317,7 @@ def _percent_bounds(text: str, values: list[float]) -> tuple[float, float] | Non
     return (0.0, 100.0) if "%" in text and inside else None
 
 
-@_plain
+@plain_figure
 def rounds_figure(rows: list[tuple[str, list[tuple[int, float, float, float]]]], ylabel: str) -> Figure:
     """Adaptive seeds: each delta's sequential interval at every round it was judged (x: seeds), side by side
     per comparison; 0 as a dashed line. Infinite ends (below 2 seeds) are left out."""

@@ -16,8 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator.results import figures, run_files
-from orchestrator.results.labels import axis_dims, axis_short, key_text, metric_column, metric_label
+from orchestrator.results import figures, figures_ablation, figures_curves, figures_history, run_files
+from orchestrator.results.figures_files import IMG_DIR as IMG_DIR  # collect names the image folder by it
+from orchestrator.results.figures_files import Plot
+from orchestrator.results.figures_files import save as _save
+from orchestrator.results.labels import axis_dims, axis_short
 from orchestrator.results.model import Table
 from orchestrator.results.outputs import Outputs
 from orchestrator.results.render import environment, slug
@@ -25,23 +28,12 @@ from orchestrator.results.run_files import RunDir
 from orchestrator.store.run_states import Problem
 from orchestrator.sweep import forked
 from orchestrator.sweep.spec import SpecError, SweepSpec, TableSpec
-from trainers import rundir
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.figure import Figure
 
 REPORT_DIR = "report"
 INDEX = "index.html"
-IMG_DIR = "img"
-
-
-@dataclass
-class Plot:
-    """One image of the report: file name (under img/) and caption."""
-
-    file: str
-    caption: str
 
 
 @dataclass
@@ -75,7 +67,6 @@ MAX_RUNS_PER_FIGURE = 50
 """Runs read per cell figure (curves, confusion, per-class): the first ones in plan order."""
 MAX_RUNS_LISTED = 50
 """Runs listed in a cell's section."""
-MAX_ABLATION_FIGURES = 24
 
 
 def write_report(
@@ -107,8 +98,8 @@ def write_report(
         notes.append(
             f"Figures for the first {MAX_CELLS_WITH_FIGURES} of {len(groups)} cells; the tables hold every cell."
         )
-    ablations = _ablation_plots(spec, joined, img, written, notes)
-    ablations += _rounds_plot(spec, root, img, written)
+    ablations = figures_ablation.ablation_plots(spec, joined, img, written, notes)
+    ablations += figures_ablation.rounds_plot(spec, root, img, written)
     datasets = [
         _dataset_report(i, name, part, img, written, found) for i, (name, part) in enumerate(_by_dataset(joined))
     ]
@@ -137,74 +128,6 @@ def write_report(
     path = out / INDEX
     outputs.write_text(path, html)
     return path, found
-
-
-def _ablation_plots(
-    spec: SweepSpec, joined: pd.DataFrame, img: Path, written: set[str], notes: list[str]
-) -> list[Plot]:
-    """One ablation figure per (backbone, dataset) for the first table's first metric: seeds as dots,
-    each row's mean with its interval, its baseline's mean dashed (figures.baseline_marks)."""
-    import pandas as pd
-
-    table = spec.tables[0]
-    metric = table.metrics[0]
-    column = metric_column(metric)
-    if column not in joined.columns:
-        return []
-    label = metric_label(metric, table.scale_of(metric), table.metric_labels)
-    values = pd.to_numeric(joined[column], errors="coerce").where(joined["done"]) * table.scale_of(metric)
-    frame = joined.assign(_value=values).sort_values("order", kind="stable")
-    keys, baseline = ["ablation", *axis_dims(spec)], next(iter(spec.ablations))
-    plots: list[Plot] = []
-    most_rows = 0
-    for (backbone, dataset), part in frame.groupby(["backbone", "dataset"], sort=False):
-        if len(plots) == MAX_ABLATION_FIGURES:
-            notes.append(f"Ablation figures for the first {MAX_ABLATION_FIGURES} backbone/dataset pairs.")
-            break
-        cells = {
-            tuple(str(v) for v in (key if isinstance(key, tuple) else (key,))): sub["_value"]
-            for key, sub in part.groupby(keys, sort=False)
-        }
-        rows = [(key_text(keys, key), seeds.dropna().tolist()) for key, seeds in cells.items()]
-        # Each row's baseline: the baseline row at its grid values, as the tables pair them (baseline_key).
-        positions = {key: i for i, key in enumerate(cells)}
-        bases = [positions.get((baseline, *key[1:])) for key in cells]
-        most_rows = max(most_rows, len(rows))
-        # Its position first: pairs whose names slug alike ("Digits (A)", "digits-a") or alike in their
-        # first 80 characters wrote one file, and both figures showed the last pair's values.
-        name = f"ablation-{len(plots):02d}-{slug(f'{backbone}-{dataset}-{metric}')[:80]}.png"
-        caption = (
-            f"{backbone} / {dataset}: {label} per row (n: its finished seeds, of its planned runs where fewer); "
-            "dots are seeds, diamonds the mean ± std over seeds as in the tables, "
-            + figures.baseline_caption(rows, bases, baseline, [axis_short(a) for a in keys[1:]])
-        )
-        figure = figures.ablation_figure(rows, label, baselines=bases, planned=[len(v) for v in cells.values()])
-        plots.append(_save(figure, img, name, written, caption))
-    if most_rows > figures.MAX_ABLATION_ROWS:
-        notes.append(
-            f"Ablation figures show the first {figures.MAX_ABLATION_ROWS} of up to {most_rows} rows; "
-            "the tables hold every row."
-        )
-    return plots
-
-
-def _rounds_plot(spec: SweepSpec, root: Path, img: Path, written: set[str]) -> list[Plot]:
-    """Adaptive seeds: how each delta's interval narrowed round by round (from adaptive.json)."""
-    from orchestrator.results import adaptive
-
-    if spec.seeds is None or not (root / adaptive.ADAPTIVE_FILE).exists():
-        return []
-    inf = float("inf")
-    rows: dict[str, list[tuple[int, float, float, float]]] = {}
-    for h in adaptive.history(root):
-        low, high = -inf if h["low"] is None else h["low"], inf if h["high"] is None else h["high"]
-        rows.setdefault(str(h["cell"]), []).append((int(h["n"]), float(h["delta"]), low, high))
-    if not rows:
-        return []
-    table = adaptive.rule_table(spec)
-    label = f"Δ {metric_label(table.metrics[0], table.scale_of(table.metrics[0]), table.metric_labels)}"
-    caption = "Adaptive seeds: each delta's sequential interval after every round it was judged in (adaptive.json)"
-    return [_save(figures.rounds_figure(list(rows.items()), label), img, "adaptive-rounds.png", written, caption)]
 
 
 def _cells(joined: pd.DataFrame, spec: SweepSpec) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
@@ -276,11 +199,12 @@ def _add_cell_figures(
     figured = min(len(cells), MAX_CELLS_WITH_FIGURES)
     for cell in cells[figured:]:
         cell.note = f"No figures: past the first {MAX_CELLS_WITH_FIGURES} cells."
+    scale = _curve_scale(spec)
     jobs = [(part, _title_stem(spec, key, part)[1]) for key, part in groups[:figured]]
 
     # A position goes to the worker; the frames are there by fork.
     def figures_of(i: int) -> tuple[list[Plot], list[Problem]]:
-        return _cell_figures(*jobs[i], img)
+        return _cell_figures(*jobs[i], img, scale)
 
     drawn = forked.ForkedMap(figures_of, list(range(figured)), forked.worker_count(figured, FIGURES_PARALLEL_FROM), 1)
     for cell, (plots, problems) in zip(cells[:figured], drawn, strict=True):
@@ -289,13 +213,13 @@ def _add_cell_figures(
         found.extend(problems)
 
 
-def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> tuple[list[Plot], list[Problem]]:
-    """Curves (mean and band over seeds), confusion matrix and per-class F1 of a cell's first runs,
-    and the run files they could not use."""
+def _cell_figures(part: pd.DataFrame, stem: str, img: Path, scale: float = 100.0) -> tuple[list[Plot], list[Problem]]:
+    """Curves (mean and band over seeds; fraction metrics times `scale`), confusion matrix and
+    per-class F1 of a cell's first runs, and the run files they could not use."""
     written: set[str] = set()
     plots: list[Plot] = []
     found: list[Problem] = []
-    curves = _curves_plot(part, stem, img, written, found)
+    curves = _curves_plot(part, stem, img, written, found, scale)
     plots.extend([curves] if curves is not None else [])
     finished = _run_dirs(part)[:MAX_RUNS_PER_FIGURE]
     # Captions count the runs whose table was read: a broken one is left out (and named in `found`).
@@ -316,21 +240,31 @@ def _cell_figures(part: pd.DataFrame, stem: str, img: Path) -> tuple[list[Plot],
     return plots, found
 
 
-def _curves_plot(part: pd.DataFrame, stem: str, img: Path, written: set[str], found: list[Problem]) -> Plot | None:
+def _curves_plot(
+    part: pd.DataFrame, stem: str, img: Path, written: set[str], found: list[Problem], scale: float = 100.0
+) -> Plot | None:
     """Training curves of the cell's completed and running runs (a half-trained run's history is worth
     seeing; the caption says how many are running). Failed runs are left out, as from the tables: a
-    diverged or crashed run's last epochs pulled the mean and widened the band of the runs reported."""
+    diverged or crashed run's last epochs pulled the mean and widened the band of the runs reported.
+    Fraction metrics are drawn times `scale`, as the tables show them. Memory: figures_history."""
     dirs = _run_dirs(part, ("completed", "running"))[:MAX_RUNS_PER_FIGURE]
-    history = run_files.histories(dirs, found)
+    history = figures_history.read_histories(dirs, found)
     if history.empty:
         return None
     n_running = len({run.seed for run in dirs} & set(part["seed"][part["state"] == "running"].astype(str)))
     still = f" ({n_running} still running: later epochs average fewer runs)" if n_running else ""
     caption = (
-        f"Training curves of {history['seed'].nunique()} run(s){still}, mean over seeds with the min-max band: "
-        "loss (train solid, validation dashed; per level too in a hierarchical run) and validation metrics (fractions)"
+        f"Training curves of {history.mean['seed'].nunique()} run(s){still}, mean over seeds with the min-max band: "
+        "loss (train solid, validation dashed; per level too in a hierarchical run) and validation metrics"
+        f"{figures_curves.metric_unit(scale)}"
     )
-    return _save(figures.curves_figure(history), img, f"{stem}-curves.png", written, caption)
+    return _save(figures_curves.curves_figure(history, scale), img, f"{stem}-curves.png", written, caption)
+
+
+def _curve_scale(spec: SweepSpec) -> float:
+    """The factor the curves draw fraction metrics times: the first table's (100, as %, unless it sets `scale`)."""
+    scale = spec.tables[0].scale if spec.tables else None
+    return 100.0 if scale is None else float(scale)
 
 
 def _dataset_report(
@@ -385,15 +319,3 @@ def _level(table: str) -> str:
 def _short(value: Any, limit: int = 160) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _save(figure: Figure, img: Path, name: str, written: set[str], caption: str) -> Plot:
-    import io
-
-    buffer = io.BytesIO()
-    with figures.plain_text():  # tick labels are made at draw time: literal text there too
-        figure.savefig(buffer, format="png", dpi=figures.DPI)
-    with rundir.atomic_open(img / name) as handle:
-        handle.write(buffer.getvalue())
-    written.add(name)
-    return Plot(f"{IMG_DIR}/{name}", caption)

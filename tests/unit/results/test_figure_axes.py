@@ -11,7 +11,7 @@ import pytest
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-from orchestrator.results import figures
+from orchestrator.results import figures, figures_curves
 
 
 def test_two_seed_interval_keeps_the_top1_axis_within_0_and_100() -> None:
@@ -113,11 +113,11 @@ def test_an_outlier_in_one_history_leaves_the_curve_axes_on_the_other_values(
 ) -> None:
     """A 1e308 in one run's history set the loss axis to 0..1e308: every curve a flat line at 0. The axes
     span the bulk of the values; the outlier is drawn at the edge, marked and counted in the title."""
-    loss_ax, metric_ax = figures.curves_figure(_history(loss_outlier, metric_outlier)).axes[:2]
+    loss_ax, metric_ax = figures_curves.curves_figure(_history(loss_outlier, metric_outlier)).axes[:2]
     low, high = loss_ax.get_ylim()
     assert 0.0 < low < 0.3 and 2.2 < high < 3.0
     low, high = metric_ax.get_ylim()
-    assert 0.5 < low < 0.56 and 0.8 <= high < 0.85
+    assert 50.0 < low < 56.0 and 80.0 <= high < 85.0  # top-1 in % as the tables give it
     for ax in (loss_ax, metric_ax):
         assert ax.get_title().endswith(" (1 point off the axis: ▲▼)")
         (marker,) = [line for line in ax.lines if line.get_marker() in ("^", "v")]
@@ -129,8 +129,8 @@ def test_curves_without_outliers_keep_every_value_on_the_axis() -> None:
     history = pd.DataFrame(
         {"epoch": range(1, 21), "seed": "0", "train_loss": [10.0 / e**1.5 for e in range(1, 21)], "val_top1": 0.5}
     )
-    loss_ax, metric_ax = figures.curves_figure(history).axes[:2]
+    loss_ax, metric_ax = figures_curves.curves_figure(history).axes[:2]
     assert loss_ax.get_ylim()[1] >= 10.0 and loss_ax.get_ylim()[0] <= 10.0 / 20**1.5
     assert loss_ax.get_title() == "loss" and metric_ax.get_title() == "validation metrics"
-    assert metric_ax.get_ylim()[0] < 0.5 < metric_ax.get_ylim()[1]
-    assert figures.robust_limits(np.array([np.nan, np.inf])) is None
+    assert metric_ax.get_ylim()[0] < 50.0 < metric_ax.get_ylim()[1]  # top-1 in %
+    assert figures_curves.robust_limits(np.array([np.nan, np.inf])) is None

@@ -14,7 +14,7 @@ from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from tables_fixture import report_fixture
 
-from orchestrator.results import collect, figures
+from orchestrator.results import collect, figures, figures_curves
 
 
 def _ticks(figure: Figure) -> list[str]:
@@ -77,15 +77,15 @@ def _ticks_y(figure: Figure) -> list[str]:
 
 def test_a_long_history_is_drawn_in_spans_that_keep_its_extremes() -> None:
     """300,000 epochs of history.csv were drawn point by point, minutes for one cell's figure."""
-    epochs = 5 * figures.MAX_CURVE_POINTS
+    epochs = 5 * figures_curves.MAX_CURVE_POINTS
     loss = np.linspace(2.0, 0.5, epochs)
     loss[1234] = 2.5  # one epoch's spike: the band still reaches it
     history = pd.DataFrame({"epoch": range(epochs), "train_loss": loss, "seed": "0"})
-    figure = figures.curves_figure(history)
+    figure = figures_curves.curves_figure(history)
     loss_ax = figure.axes[0]
     (line,) = loss_ax.lines
-    assert len(line.get_xdata()) == figures.MAX_CURVE_POINTS
+    assert len(line.get_xdata()) == figures_curves.MAX_CURVE_POINTS
     assert line.get_xdata()[0] == 0 and line.get_xdata()[-1] == epochs - 5
     (band,) = loss_ax.collections
     assert band.get_paths()[0].vertices[:, 1].max() == pytest.approx(2.5)
-    assert loss_ax.get_xlabel() == f"epoch ({epochs:,} drawn in {figures.MAX_CURVE_POINTS:,} spans)"
+    assert loss_ax.get_xlabel() == f"epoch ({epochs:,} drawn in {figures_curves.MAX_CURVE_POINTS:,} spans)"

@@ -17,7 +17,7 @@ from deadline import deadline
 from tables_fixture import report_fixture, write_csv
 
 from orchestrator import store
-from orchestrator.results import collect, figures, folder_reads
+from orchestrator.results import collect, figures, figures_curves, folder_reads
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
@@ -166,7 +166,7 @@ def test_figures_draw_control_characters_escaped() -> None:
     counts = figures.distribution_figure(pd.Series([5, 4, 3, 2, 1], index=HOSTILE_CLASSES))
     assert _texts(counts.axes[0].get_xticklabels()) == SHOWN
     history = pd.DataFrame({"epoch": [1, 2], "seed": ["0", "0"], "val_\x1btop1": [0.5, 0.6], "train_loss": [1, 0.5]})
-    curves = figures.curves_figure(history)
+    curves = figures_curves.curves_figure(history)
     legend = curves.axes[1].get_legend()
     assert legend is not None and _texts(legend.get_texts()) == ["val_\\x1btop1"]
     ablation = figures.ablation_figure([("Base\x1b[2J", [0.5, 0.6]), ("+ x\u202e", [0.7])], "top-1\x07")

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from tables_fixture import CLASSES, fake_run, report_fixture, write_csv
 
 from orchestrator import store
-from orchestrator.results import collect, figures
+from orchestrator.results import collect, figures, figures_curves
 from orchestrator.sweep.plan import plan
 from orchestrator.sweep.spec import load_spec
 from trainers import rundir
@@ -36,7 +36,7 @@ def test_hierarchical_level_losses_are_drawn_on_the_loss_axis() -> None:
         {c: (2.0 / epoch if "loss" in c else 0.5 + 0.05 * epoch) for c in columns} | {"epoch": epoch, "seed": "0"}
         for epoch in range(1, 5)
     ]
-    curves = figures.curves_figure(pd.DataFrame(rows))
+    curves = figures_curves.curves_figure(pd.DataFrame(rows))
     loss_ax, metric_ax = curves.axes[:2]
     on_loss = [line.get_label() for line in loss_ax.lines]
     on_metrics = [line.get_label() for line in metric_ax.lines]
@@ -51,7 +51,7 @@ def test_hierarchical_level_losses_are_drawn_on_the_loss_axis() -> None:
     assert on_metrics == ["val_top1", "val_macro_f1", "val_super.top1", "val_sub.top1"]
     styles = {line.get_label(): line.get_linestyle() for line in loss_ax.lines}
     assert styles["val_sub.loss"] == "--" and styles["train_sub_loss"] == "-"
-    assert figures.is_loss("val_super.loss") and not figures.is_loss("val_hamming_loss")
+    assert figures_curves.is_loss("val_super.loss") and not figures_curves.is_loss("val_hamming_loss")
 
 
 def test_a_failed_runs_history_is_left_out_of_the_curves(tmp_path: Path) -> None:
