@@ -145,21 +145,23 @@ class TrainJob:
         return [*attempts, entry]
 
     def _start_watchdog(self) -> subprocess.Popen[bytes] | None:
-        """Under SLURM, with the retry policy's watchdog on: the hang watchdog, a separate process
-        (orchestrator/launch/watchdog.py), and the trainer's heartbeat switched on for it."""
+        """With the retry policy's watchdog on (the launcher passes its settings): the hang watchdog, a
+        separate process (orchestrator/launch/watchdog.py), and the trainer's heartbeat switched on for
+        it. Under SLURM it may requeue the job; in a local warm worker (no SLURM job, and the launcher
+        allows no requeue) it kills this process, the worker, which the pool replaces."""
         settings = self.attempt.get("watchdog")
-        job = os.environ.get("SLURM_JOB_ID")
-        if not isinstance(settings, dict) or not job:
+        if not isinstance(settings, dict):
             return None
         from orchestrator.launch import watchdog
 
         os.environ[watchdog.HEARTBEAT_ENV] = "1"
+        job = os.environ.get("SLURM_JOB_ID")
         restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
         args = [sys.executable, "-m", "orchestrator.launch.watchdog", "--run-dir", str(self.run_dir)]
-        args += ["--pid", str(os.getpid()), "--job-id", job]
+        args += ["--pid", str(os.getpid()), *(["--job-id", job] if job else [])]
         for key in ("step_factor", "floor_s", "slow_phase_s"):
             args += [f"--{key.replace('_', '-')}", str(float(settings[key]))]
-        if restarts < int(settings.get("max_requeues", 0)):
+        if job and restarts < int(settings.get("max_requeues", 0)):
             args.append("--requeue")
         return subprocess.Popen(args)
 
@@ -210,9 +212,13 @@ PREFLIGHT_EXIT = 77
 
 
 def _stop(process: subprocess.Popen[bytes] | None) -> None:
-    """End the watchdog when the trainer returns (it also ends itself once its trainer is gone)."""
+    """End the watchdog when the trainer returns (it also ends itself once its trainer is gone), and the
+    heartbeat with it: a warm worker's next run may have no watchdog to read it."""
     if process is None:
         return
+    from orchestrator.launch import watchdog
+
+    os.environ.pop(watchdog.HEARTBEAT_ENV, None)
     process.terminate()
     try:
         process.wait(timeout=10)

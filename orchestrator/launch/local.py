@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from orchestrator import store, textsafe
+from orchestrator.launch import lock, retries
 from orchestrator.launch.base import Launcher, Outcome, train_job
 from orchestrator.launch.job import Cleanup
 from orchestrator.launch.status import last_frame
@@ -25,6 +27,7 @@ from orchestrator.store import run_states
 from orchestrator.store.run_states import RunRecord
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
+from orchestrator.sweep.retry import RetryPolicy
 from orchestrator.sweep.spec import SweepSpec
 from trainers import rundir
 from trainers.contract import RunStatus
@@ -38,6 +41,8 @@ class LocalLauncher(Launcher):
         super().__init__(spec, console)
         self.debug = debug
         self.workers = max(1, workers)
+        self.attempt: dict[str, Any] = {}
+        """What each run's job is given (job.TrainJob's `attempt`): the hang watchdog's settings (`check`)."""
 
     def where(self, runs: Sequence[RunSpec] = ()) -> str:
         """This machine, how many runs at once, and on what; the hint matters on a login node."""
@@ -61,11 +66,18 @@ class LocalLauncher(Launcher):
 
     def check(self, todo: list[RunRecord]) -> None:
         """Refuse runs one local worker cannot train (it is one process on at most one GPU), before
-        anything runs: each would fail its preflight on its own, as `SystemExit: 77`."""
+        anything runs: each would fail its preflight on its own, as `SystemExit: 77`. Also reads the
+        retry policy (a bad site file is refused here, before anything is written)."""
         refuse_unfit(todo, visible_gpus())
+        self.attempt = {} if self.debug else local_attempt(retries.policy_for(self.spec))
 
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
-        """Write each run folder's config and pending status, then run them in plan order."""
+        """Write each run folder's config and pending status, then run them in plan order, holding the
+        sweep's lock: `status` tells the pending runs of a live submit from a stopped one's by it."""
+        with _sweep_lock(root):
+            return self._start(todo, root)
+
+    def _start(self, todo: list[RunRecord], root: Path) -> Outcome:
         for record in todo:
             store.prepare(record.run, record.path)
         with _progress(self.console) as progress:
@@ -75,7 +87,8 @@ class LocalLauncher(Launcher):
                 _run_in_process(todo, report, self.cleanup)
             else:
                 timeout_s = self.spec.slurm.timeout_min * 60.0
-                _run_on_workers(todo, min(self.workers, len(todo)), timeout_s, report, self.cleanup)
+                jobs = [(train_job(record, self.cleanup, self.attempt), record.path / rundir.LOGS) for record in todo]
+                _run_on_workers(todo, jobs, min(self.workers, len(todo)), timeout_s, report)
         outcome = report.outcome
         # Where to look next: the failed runs' lines may have scrolled away above the bar.
         line = f"{len(outcome.completed)} completed, {len(outcome.failed)} failed; run folders in {root}"
@@ -83,6 +96,22 @@ class LocalLauncher(Launcher):
             line += f"; `orchestrate status {self.spec.source or 'SPEC'}` lists why each failed"
         self.console.print(textsafe.rich(line))
         return outcome
+
+
+def _sweep_lock(root: Path) -> AbstractContextManager[object]:
+    """The sweep's lock (launch/lock.py), unless this process holds it already (`orchestrate submit`
+    takes it before launching; a launch through the Python API does not)."""
+    return nullcontext() if lock.held_here(root) else lock.hold(root)
+
+
+def local_attempt(policy: RetryPolicy) -> dict[str, Any]:
+    """A local run's `attempt` for its job: the retry policy's hang watchdog, with the settings SLURM jobs
+    get but no requeue (there is no queue here): a hang records `failure: hang` and kills the run's worker,
+    which the pool replaces before it goes on with the next run."""
+    if not policy.watchdog:
+        return {}
+    limits = {"step_factor": policy.hang_step_factor, "floor_s": policy.hang_floor_s}
+    return {"watchdog": {**limits, "slow_phase_s": policy.hang_slow_phase_s, "max_requeues": 0}}
 
 
 def slurm_owned(root: Path, console: Console) -> set[str]:
@@ -177,9 +206,10 @@ def _progress(console: Console) -> Progress:
     return Progress(*columns, console=console, transient=False)
 
 
-def _run_on_workers(todo: list[RunRecord], count: int, timeout_s: float, report: _Reporter, cleanup: Cleanup) -> None:
-    """Feed the runs to `count` warm workers in plan order until all have finished."""
-    jobs = [(train_job(record, cleanup), record.path / rundir.LOGS) for record in todo]
+def _run_on_workers(
+    todo: list[RunRecord], jobs: list[tuple[Any, Path]], count: int, timeout_s: float, report: _Reporter
+) -> None:
+    """Feed the runs' (job, log folder) to `count` warm workers in plan order until all have finished."""
     run_pool(
         jobs,
         worker_envs(count),

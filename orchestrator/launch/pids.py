@@ -31,3 +31,19 @@ def boot_id() -> str | None:
     except (OSError, UnicodeDecodeError):
         return None
     return text or None
+
+
+def start_time(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch, to about a second), None where /proc cannot
+    say (not Linux, the process gone). A process that started after a record of `pid` was written
+    is not the one recorded: its pid was handed out again."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # The fields after the command name, which is in parentheses and may hold spaces or ")".
+            fields = handle.read().rpartition(b")")[2].split()
+        with open("/proc/stat", "rb") as handle:
+            btime = next(line for line in handle if line.startswith(b"btime "))
+        ticks = int(fields[19])  # field 22 of proc(5), `starttime`: clock ticks after boot
+        return int(btime.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import stat
 import subprocess
 from collections import Counter
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator import store
-from orchestrator.launch import quarantine, retries, unconfirmed
+from orchestrator.launch import lock, quarantine, retries, unconfirmed
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.base import is_stale
 from orchestrator.launch.failures import Evidence, Failure, SacctRow, Verdict, classify
@@ -41,6 +42,9 @@ _SLURM_ENDINGS = {
     "COMPLETED": "failed",  # the job ended but the run never wrote completed: it crashed
 }
 TERMINAL = {"completed", "failed", "not submitted", "interrupted", *_SLURM_ENDINGS.values()}
+NEVER_STARTED = "queued by a local submit that has ended (stopped before it started this run): `submit` runs it"
+"""The detail of a run a local submit queued (status.json `pending`) and ended before it started: state
+`not submitted`, as a run without a folder (nothing of it ran; `interrupted` is a run that was running)."""
 UNCONFIRMED = "unconfirmed"
 """A run of an array sbatch did not confirm and squeue could not settle (launch/unconfirmed.py): a job of it
 may be queued. Not terminal: only a submit or a --follow poll settles it (status asks nothing more)."""
@@ -111,15 +115,18 @@ def _sweep_status(runs: list[RunSpec], root: Path, quarantine_after: int) -> Swe
     states, queue_unknown = _job_states(manifest["arrays"])
     submitted = store.submissions(manifest)
     held = unconfirmed.held(manifest)
+    queued = _local_queue(root)  # once per sweep, not per run
     out = []
     for record in records:
         entry = manifest["runs"].get(record.run.run_id) or manifest["runs"].get(record.path.name, {})
         job_id = entry.get("job_id")
         slurm_state = states.state(job_id) if job_id else None
-        state = _state(record, job_id, slurm_state)
+        state = _state(record, job_id, slurm_state, queued is not None)
         ended = states.end(job_id) if job_id and slurm_state not in slurm.ACTIVE_STATES else None
         verdict = attempt_verdict(record, ended) if state in TERMINAL else None
         detail = _detail(record) or (verdict.reason if verdict and verdict.failure is not Failure.COMPLETED else "")
+        if record.state is State.PENDING and not job_id:  # a local submit's: its queue is `queued`'s
+            detail = NEVER_STARTED if queued is None else queued
         if state == "unrecorded" and ended is not None:
             detail = f"left the queue; accounting still says {ended.state}: its end is not recorded (yet)"
         tries = tries_of(record.status, submitted.get(record.run.run_id, 0), job_id)
@@ -181,8 +188,21 @@ def _job_states(arrays: dict[str, Any]) -> tuple[slurm.JobStates, bool]:
         return slurm.JobStates({}, accounting=False, warning=warning), True
 
 
-def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> str:
-    """Run folder first for finished runs, SLURM first for live ones."""
+def _local_queue(root: Path) -> str | None:
+    """Whether a submit of the sweep may still run the runs a local submit queued (status.json `pending`):
+    None when none is running (the sweep's lock records no holder, or one whose process is gone);
+    else the detail of those runs ("" when it runs here; who, where its pid cannot be checked)."""
+    holder = lock.live_holder(root)
+    if holder is None:
+        return None
+    if holder.host == socket.gethostname():
+        return ""
+    return f"queued by a submit on {holder.host} (pid {holder.pid}); if that has ended, `submit` runs it"
+
+
+def _state(record: RunRecord, job_id: str | None, slurm_state: str | None, queued: bool = True) -> str:
+    """Run folder first for finished runs, SLURM first for live ones. `queued`: a submit of the sweep is
+    running, so a run a local submit left `pending` (not started) may still start."""
     if record.state is State.COMPLETED:
         return "completed"
     if slurm_state in slurm.ACTIVE_STATES:
@@ -194,7 +214,8 @@ def _state(record: RunRecord, job_id: str | None, slurm_state: str | None) -> st
     if record.state is State.RUNNING:
         return "interrupted" if is_stale(record) else "running"
     if record.state is State.PENDING:
-        return "pending"
+        # Without a live submit nothing will start it: a stopped (Ctrl-C, killed, rebooted) local submit's.
+        return "pending" if job_id or queued else "not submitted"
     if record.problem is not None:
         return "unknown"  # status.json unreadable or in an unknown state: submit runs it again
     # Submitted but not yet known to squeue/sacct (accounting lags a few seconds).

@@ -1,15 +1,17 @@
 """The hang watchdog: a small process beside the training process that ends an attempt without progress.
 
-The job (TrainJob) starts it under SLURM as `python -m orchestrator.launch.watchdog ...`: a separate
-process, so a trainer that is stopped (SIGSTOP), deadlocked in a collective or stuck on I/O cannot
-silence it. It reads the trainer's heartbeat (trainers/runtime/heartbeat.py: the mtime of
-`<run_dir>/heartbeat` and the phase written in it). In the `step` phase the limit is
-max(step_factor x the typical interval between beats, floor_s); in the slow phases (start,
-compile, eval, checkpoint) it is slow_phase_s, so evaluation, checkpointing and the first
-compilation are never taken for a hang. On a hang it records `failure: hang` in status.json (and
-on the attempt) and asks SLURM to requeue the job (`scontrol requeue`), which resumes from the last
-checkpoint; after `max_requeues` restarts it kills the trainer instead and leaves the retry to
-`submit --follow` (a hang counts against the node).
+The job (TrainJob) starts it, under SLURM and in a local warm worker, as `python -m
+orchestrator.launch.watchdog ...`: a separate process, so a trainer that is stopped (SIGSTOP),
+deadlocked in a collective or stuck on I/O cannot silence it. It reads the trainer's heartbeat
+(trainers/runtime/heartbeat.py: the mtime of `<run_dir>/heartbeat` and the phase written in it).
+In the `step` phase the limit is max(step_factor x the typical interval between beats, floor_s);
+in the slow phases (start, compile, eval, checkpoint) it is slow_phase_s, so evaluation,
+checkpointing and the first compilation are never taken for a hang. On a hang it records
+`failure: hang` in status.json (and on the attempt) and asks SLURM to requeue the job (`scontrol
+requeue`), which resumes from the last checkpoint; after `max_requeues` restarts it kills the
+trainer instead and leaves the retry to `submit --follow` (a hang counts against the node). A
+local run is never requeued: the trainer it kills is the warm worker, which the pool replaces
+before it goes on with the next run.
 """
 
 from __future__ import annotations

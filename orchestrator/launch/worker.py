@@ -7,8 +7,8 @@ what a run may leave behind: its stdout/stderr go to the run's own log files, th
 thread count and CUDA cache are restored after each run, and the trainer seeds every RNG
 from the run's config (Accelerate's state is reset by the trainer itself). A run that raises
 is reported as failed (its traceback in the run's worker_log.err) and the worker carries on;
-a worker that dies (segfault, OOM kill) or overruns the time limit is replaced, and only its
-current run is failed.
+a worker that dies (segfault, OOM kill, the hang watchdog's kill: launch/watchdog.py) or overruns
+the time limit is replaced, and only its current run is failed.
 
 Workers are not daemonic, so a run may start DataLoader workers (a daemonic process may have no
 children). Nothing may outlive its worker, however the parent ends:

@@ -46,8 +46,8 @@ class RetryPolicy(StrictModel):
     is new enough); a node that fails is quarantined. Off only where GPU gres are not real GPUs (the dev
     cluster's fake ones), so that a CPU job with GPU gres is not taken for a broken node."""
     watchdog: bool = True
-    """Under SLURM, watch each trainer's heartbeat from a separate process and end an attempt that stops
-    making progress (a hang: requeued, it resumes from its last checkpoint)."""
+    """Watch each trainer's heartbeat from a separate process and end an attempt that stops making progress
+    (a hang: under SLURM requeued, it resumes from its last checkpoint; locally the run fails, the next goes on)."""
     hang_step_factor: float = Field(10.0, ge=1.0, le=10_000, allow_inf_nan=False)
     """A training step without progress for this many times the run's typical step interval is a hang..."""
     hang_floor_s: float = Field(300.0, ge=1.0, le=604_800, allow_inf_nan=False)
