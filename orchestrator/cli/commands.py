@@ -217,7 +217,7 @@ def _status(args: argparse.Namespace) -> tuple[SweepSpec, Path, Any]:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """Ask a running `submit --follow` of the sweep to stop, then scancel the sweep's arrays that still have
     pending or running tasks, and by job name the arrays sbatch did not confirm (then forgotten, so that no
-    later submit adopts them)."""
+    later submit adopts them); say whether a submit holds the sweep's lock."""
     from orchestrator import store
     from orchestrator.launch import cancels
     from orchestrator.launch import slurmcli as slurm
@@ -227,11 +227,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if not slurm.available():
         raise SpecError("cancel: sbatch/squeue not found (not on a SLURM login node)")
     root = store.sweep_root(spec, smoke=args.smoke)
-    cancels.request(root)  # first: a follow submitting beside us sees it at its next poll
+    cancels.request(root)  # first: a submit beside us sees it before its next sbatch, a follow at its next poll
     done = cancels.stop(root, runs_in_slurm(root)[1])
     what = spec.name + (" (smoke)" if args.smoke else "")
     console.print(f"{what}: cancelled {done.jobs} pending/running jobs in {len(done.arrays)} array(s)")
     _print_unconfirmed(what, done.unconfirmed)
+    console.print(textsafe.terminal(f"{what}: {cancels.beside(root)}"), markup=False, soft_wrap=True)
     return 0
 
 

@@ -17,6 +17,9 @@ from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
 from orchestrator.sweep.spec import SweepSpec
 
+CANCELLED = 3
+"""The exit status of a submit that `orchestrate cancel` stopped (0 says the sweep ran its course)."""
+
 if TYPE_CHECKING:
     from orchestrator.cli import jsonout
     from orchestrator.launch.rounds import RoundDecider
@@ -117,7 +120,7 @@ def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> i
         retry_all=getattr(args, "retry_all", False),
         decider=_round_decider(spec),
     )
-    return 1 if outcome.failed else 0
+    return CANCELLED if outcome.cancelled else 1 if outcome.failed else 0
 
 
 def _clear_quarantine(spec: SweepSpec) -> None:

@@ -46,9 +46,11 @@ def submit_arrays(
     cleanup: Cleanup,
     attempt_of: AttemptOf,
     sent: dict[str, str],
+    cancelled: Callable[[], bool] = lambda: False,
 ) -> Outcome:
     """Submit the arrays, one sbatch each; each is recorded in the manifest and in `sent` as it goes in
-    (sbatch failing at a later array raises with the earlier ones recorded)."""
+    (sbatch failing at a later array raises with the earlier ones recorded). `cancelled` is asked right
+    before each sbatch and after the last (it obeys an `orchestrate cancel`): True submits nothing more."""
     import submitit
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
@@ -56,6 +58,8 @@ def submit_arrays(
     manifest = store.read_manifest(root, strict=True)
     outcome = Outcome()
     for config, group in arrays:
+        if cancelled():  # before the array is recorded or sent: the cancel's look at the queue may be over
+            return outcome
         python = slurmcli.node_command(config).python
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=config.max_timeouts, python=python)
         token, job_name = unconfirmed.job_name(name)
@@ -85,7 +89,8 @@ def submit_arrays(
         size = f"{config.nodes} node(s) x {config.tasks_per_node} task(s)"
         runs = f"{len(submitted)} runs in {len(group)} tasks" if len(submitted) > len(group) else f"{len(group)} runs"
         console.print(f"submitted array {array_id}: {runs} of {size}, {config.array_parallelism} at once")
-    console.print(f"logs: {folder}/<job id>_0_log.out|err; `orchestrate status` follows progress")
+    if not cancelled():  # the last array may have gone in while a cancel looked at the queue
+        console.print(f"logs: {folder}/<job id>_0_log.out|err; `orchestrate status` follows progress")
     return outcome
 
 

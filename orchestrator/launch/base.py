@@ -91,6 +91,8 @@ class Outcome:
     """run_id -> SLURM job id, for the slurm executor."""
     held: int = 0
     """Runs not submitted because the user's queue limits were reached (slurm executor)."""
+    cancelled: bool = False
+    """`orchestrate cancel` stopped the submit (slurm executor): it submitted nothing more."""
 
 
 def train_job(record: RunRecord, cleanup: Cleanup, attempt: dict[str, Any] | None = None) -> TrainJob:

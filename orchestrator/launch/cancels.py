@@ -7,7 +7,10 @@ name but could not forget (the lock) it forgets itself and submits again as new 
 first writes REQUEST_FILE (a fresh id, when, by whom), then looks at the queue. A follow notes the
 request it started with; the first poll that finds another submits nothing: it scancels the sweep's
 live arrays (those it submitted after the cancel looked) and its unconfirmed arrays by job name,
-forgets those (it holds the lock), says so and ends. A later `submit` runs the runs again.
+forgets those (it holds the lock), says so and ends. A plain `submit` notes the request it started with
+too and reads REQUEST_FILE right before each sbatch and once after its last: an array it submitted
+while the cancel looked at the queue is then scancelled as a follow's is, and nothing more goes in.
+A later `submit` runs the runs again.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.launch import slurmcli, unconfirmed
+from rich.console import Console
+
+from orchestrator import textsafe
+from orchestrator.launch import lock, slurmcli, unconfirmed
 from orchestrator.sweep import bounded
 from trainers import rundir
 
@@ -82,6 +88,19 @@ def newer(root: Path, seen: Request | None) -> Request | None:
     return now
 
 
+def beside(root: Path) -> str:
+    """Whether a submit of the sweep runs beside `cancel` (its lock's holder), and when it obeys the request."""
+    holder = lock.live_holder(root)
+    if holder is None:
+        return "no submit of the sweep is running"
+    elsewhere = "" if holder.host == socket.gethostname() else ", on another host: it may have ended"
+    # The lock does not say whether it follows: both kinds of submit obey the request.
+    return (
+        f"a submit of the sweep holds its lock ({holder.describe()}{elsewhere}): it submits nothing more; "
+        "with --follow it stops at its next poll (within its --interval), otherwise before its next sbatch"
+    )
+
+
 def stop(root: Path, live: dict[str, str], holding_lock: bool = False) -> Stopped:
     """scancel the arrays of the sweep's `live` tasks (task id -> state: one squeue call,
     slurm.runs_in_slurm) in one call and its unconfirmed arrays by job name; those are forgotten when
@@ -89,3 +108,16 @@ def stop(root: Path, live: dict[str, str], holding_lock: bool = False) -> Stoppe
     arrays = sorted({job_id.split("_", 1)[0] for job_id in live})
     slurmcli.cancel(arrays)
     return Stopped(len(live), arrays, unconfirmed.cancel(root, holding_lock=holding_lock))
+
+
+def report(console: Console, name: str, command: str, asked: Request, done: Stopped) -> None:
+    """What a `command` (`submit`, `submit --follow`) that `asked` stopped says: what it cancelled."""
+    lines = [f"{name}: `orchestrate cancel` ({asked.by}) stopped this {command}: it submits nothing more"]
+    if done.arrays:
+        lines.append(f"{name}: cancelled {done.jobs} pending/running jobs in array(s) {', '.join(done.arrays)}")
+    if done.unconfirmed.names:
+        names = ", ".join(done.unconfirmed.names)
+        lines.append(f"{name}: cancelled and forgot unconfirmed array(s) {names} ({done.unconfirmed.runs} runs)")
+    lines.append(f"{name}: `submit` again runs what is left, the cancelled runs too")
+    for line in lines:
+        console.print(textsafe.rich(line), highlight=False)

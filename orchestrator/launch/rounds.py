@@ -148,3 +148,4 @@ def _merge(total: Outcome, outcome: Outcome) -> None:
     total.failed.extend(outcome.failed)
     total.submitted.update(outcome.submitted)
     total.held = outcome.held
+    total.cancelled = total.cancelled or outcome.cancelled

@@ -66,8 +66,10 @@ class SlurmLauncher(Launcher):
         self._unrecorded: dict[str, float] = {}
         """run_id -> when (time.monotonic) its job was first seen out of the queue without a recorded end."""
         self._cancel_seen: cancels.Request | None = None
-        """The sweep's latest `orchestrate cancel` when the first `follow` started: a later one stops it."""
-        self._watching = False
+        """The sweep's latest `orchestrate cancel` when this submit started: a later one stops it."""
+        self._watching = self._follows = False
+        self._held = 0
+        """The runs held back (queue limits) the last `held back` line named: a follow prints it as it changes."""
         self.stopped: cancels.Request | None = None
         """The cancel that stopped `follow` (every later `follow` of this launcher, the next adaptive round's
         too, then submits nothing)."""
@@ -114,6 +116,14 @@ class SlurmLauncher(Launcher):
         for warning in warnings:
             self.console.print(f"[yellow]warning[/]: {textsafe.rich(warning)} (docs: your cluster)", highlight=False)
 
+    def launch(
+        self, runs: list[RunSpec], *, force: bool = False, smoke: bool = False, dry_run: bool = False
+    ) -> Outcome:
+        """Launch what is not done yet, noting the sweep's latest cancel first: a later one stops it."""
+        if not dry_run and not self._watching:  # a cancel made before this submit does not stop it
+            self._cancel_seen, self._watching = cancels.latest(store.sweep_root(self.spec, smoke)), True
+        return super().launch(runs, force=force, smoke=smoke, dry_run=dry_run)
+
     def start(self, todo: list[RunRecord], root: Path) -> Outcome:
         """Submit the arrays that fit the user's queue limits; the manifest is written after each one."""
         todo = self._plan_retries(todo, root)
@@ -124,15 +134,29 @@ class SlurmLauncher(Launcher):
         if arrays:
             self._warn_unshared(root)
             outcome = submit_arrays(
-                root, arrays, self.spec.name, self.console, self.cleanup, self.attempt_of, self.submitted
+                root,
+                arrays,
+                self.spec.name,
+                self.console,
+                self.cleanup,
+                self.attempt_of,
+                self.submitted,
+                lambda: self._cancelled(root),
             )
-        if held:
+        outcome.cancelled, outcome.held = self.stopped is not None, 0 if self.stopped else held
+        if outcome.held and outcome.held != self._held:  # a follow's every poll: once per count, not each time
             self.console.print(
                 f"[yellow]held back[/]: {held} runs, over the queue limits ({limits.describe()}); "
                 "`submit --follow` submits them as the queue drains"
             )
-        outcome.held = held
+        self._held = outcome.held
         return outcome
+
+    def _cancelled(self, root: Path) -> bool:
+        """Whether `orchestrate cancel` ran since this submit started (one small file read); if so, obey it."""
+        if self.stopped is None and (asked := cancels.newer(root, self._cancel_seen)) is not None:
+            self._stop(root, asked)
+        return self.stopped is not None
 
     def follow(self, runs: list[RunSpec], interval_s: float) -> Outcome:
         """Stay in the foreground: top the queue up as runs finish and retry failed ones as the retry policy
@@ -144,8 +168,9 @@ class SlurmLauncher(Launcher):
         self.owned_elsewhere(root, dry_run=False)  # not on a login node: the one error that ends it at once
         if not self._watching:  # a cancel made before this submit does not stop it (it is the later submit)
             self._cancel_seen, self._watching = cancels.latest(root), True
-        total, sbatch = Outcome(), SbatchStreak()
-        if self.stopped is not None:
+        self._follows = True
+        total, sbatch = Outcome(cancelled=self.stopped is not None), SbatchStreak()
+        if total.cancelled:
             return total
         self.submitted = total.submitted
         while True:
@@ -164,6 +189,7 @@ class SlurmLauncher(Launcher):
                 break
             time.sleep(interval_s)  # a polling period against squeue, not a stand-in for synchronisation
         if self.stopped is not None:
+            total.cancelled, total.held = True, 0
             return total
         done = f"{self.spec.name}: every run submitted and out of the queue ({len(total.submitted)} submitted)"
         self.console.print(done)
@@ -176,9 +202,7 @@ class SlurmLauncher(Launcher):
 
     def _poll(self, runs: list[RunSpec], root: Path, total: Outcome) -> bool:
         """One poll of `follow`: submit what is due; whether anything is still to wait for."""
-        asked = cancels.newer(root, self._cancel_seen)
-        if asked is not None:  # before anything is settled or submitted: `orchestrate cancel` ran since
-            self._stop(root, asked, total)
+        if self._cancelled(root):  # before anything is settled or submitted: `orchestrate cancel` ran since
             return False
         in_slurm = set(self.owned_elsewhere(root, dry_run=False))
         # Runs sent before come back only when they ended without completing: the retry policy
@@ -200,24 +224,16 @@ class SlurmLauncher(Launcher):
         self.retry_all = self.fresh = False
         now = time.monotonic()
         waiting = any(now - seen < UNRECORDED_WAIT_S for seen in self._unrecorded.values())
-        return bool(total.held or todo or in_slurm or waiting)
+        return self.stopped is None and bool(total.held or todo or in_slurm or waiting)
 
-    def _stop(self, root: Path, asked: cancels.Request, total: Outcome) -> None:
-        """Obey `orchestrate cancel`: scancel what is still live (what this follow submitted after the cancel
-        looked at the queue, its unconfirmed arrays by job name, forgotten: this follow holds the lock), submit
-        nothing more and say so. SlurmError when squeue or scancel fails: the next poll tries again."""
+    def _stop(self, root: Path, asked: cancels.Request) -> None:
+        """Obey `orchestrate cancel`: scancel what is still live (what this submit sent after the cancel looked
+        at the queue, its unconfirmed arrays by job name, forgotten: a submit holds the lock), submit nothing
+        more and say so. SlurmError when squeue or scancel fails (a follow's next poll tries again)."""
         done = cancels.stop(root, runs_in_slurm(root)[1], holding_lock=True)
-        self.stopped, total.held = asked, 0
-        name = self.spec.name
-        lines = [f"{name}: `orchestrate cancel` ({asked.by}) stopped this submit --follow: it submits nothing more"]
-        if done.arrays:
-            lines.append(f"{name}: cancelled {done.jobs} pending/running jobs in array(s) {', '.join(done.arrays)}")
-        if done.unconfirmed.names:
-            names = ", ".join(done.unconfirmed.names)
-            lines.append(f"{name}: cancelled and forgot unconfirmed array(s) {names} ({done.unconfirmed.runs} runs)")
-        lines.append(f"{name}: `submit` again runs what is left, the cancelled runs too")
-        for line in lines:
-            self.console.print(textsafe.rich(line), highlight=False)
+        self.stopped = asked
+        command = "submit --follow" if self._follows else "submit"
+        cancels.report(self.console, self.spec.name, command, asked, done)
 
     def _arrays(self, todo: list[RunRecord]) -> tuple[int, list[Array]]:
         config = self.config

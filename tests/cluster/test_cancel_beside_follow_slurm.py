@@ -21,6 +21,7 @@ from rich.console import Console
 
 from orchestrator import launch, store
 from orchestrator.cli.main import main
+from orchestrator.cli.submit import CANCELLED
 from orchestrator.launch import judge, slurmcli, unconfirmed
 from orchestrator.launch.failures import Failure
 from orchestrator.launch.limits import queue_limits
@@ -54,14 +55,14 @@ def _until(probe: Callable[[], bool], seconds: float, what: str, follow: subproc
         time.sleep(0.2)  # polling what another process writes, not standing in for an event
 
 
-def _ended(follow: subprocess.Popen[str], log: Path, seconds: float = 120) -> str:
-    """The follow's output once it has ended by itself (it must, within `seconds`)."""
+def _ended(follow: subprocess.Popen[str], log: Path, seconds: float = 120, code: int = 0) -> str:
+    """The follow's output once it has ended by itself (it must, within `seconds`) with exit status `code`."""
     try:
-        code = follow.wait(timeout=seconds)
+        ended = follow.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
         pytest.fail(f"submit --follow still runs {seconds:.0f} s after the cancel:\n{log.read_text()}")
     out = log.read_text()
-    assert code == 0, out
+    assert ended == code, out
     return out
 
 
@@ -109,7 +110,7 @@ def test_cancel_stops_a_follow_which_submits_neither_held_nor_cancelled_runs(
     capsys.readouterr()
     assert main(["cancel", str(path), *overrides]) == 0
     assert "cancelled 2 pending/running jobs in 1 array(s)" in capsys.readouterr().out
-    out = _ended(follow, log)
+    out = _ended(follow, log, code=CANCELLED)
     assert STOP in out and "`submit` again runs what is left, the cancelled runs too" in out
     assert list(store.read_manifest(root)["arrays"]) == [first], f"submitted after the cancel:\n{out}"
     assert slurmcli.active_ids(store.read_manifest(root)["arrays"]) == {}
@@ -172,7 +173,7 @@ def test_cancel_of_an_unconfirmed_array_beside_a_follow_is_not_submitted_again(
     assert f"cancelled unconfirmed array(s) {names[0]} (3 runs)" in said and "kept in the manifest while" in said
     assert slurmcli.run(["squeue", "-h", "-u", getpass.getuser(), f"--name={names[0]}"]).stdout.strip() == ""
     down.unlink()  # squeue answers the follow again: its next poll may settle the array
-    out = _ended(follow, log)
+    out = _ended(follow, log, code=CANCELLED)
     assert STOP in out and f"cancelled and forgot unconfirmed array(s) {names[0]} (3 runs)" in out, out
     manifest = store.read_manifest(root)
     assert not manifest["arrays"] and not unconfirmed.pending(manifest), f"submitted again:\n{out}"
