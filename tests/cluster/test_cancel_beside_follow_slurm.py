@@ -7,7 +7,6 @@ from __future__ import annotations
 import getpass
 import io
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from cluster_leftovers import set_max_submit
 from config_helpers import DEV_PROFILE, FAST_RUNS
 from rich.console import Console
+from slurm_wrappers import busy_controller, stop
 
 from orchestrator import launch, store
 from orchestrator.cli.main import main
@@ -75,12 +75,6 @@ def cleanup() -> Iterator[list[Callable[[], object]]]:
         step()
 
 
-def _stop(follow: subprocess.Popen[str]) -> None:
-    if follow.poll() is None:
-        follow.kill()
-        follow.wait()
-
-
 @pytest.mark.slurm
 def test_cancel_stops_a_follow_which_submits_neither_held_nor_cancelled_runs(
     write_spec: Callable[..., Path],
@@ -102,7 +96,7 @@ def test_cancel_stops_a_follow_which_submits_neither_held_nor_cancelled_runs(
     log = tmp_path / "follow.log"
     follow = _follow(path, overrides, log)
     cleanup.append(lambda: slurmcli.cancel(store.read_manifest(root).get("arrays", {})))
-    cleanup.append(lambda: _stop(follow))
+    cleanup.append(lambda: stop(follow))
     _until(lambda: "held back: 4 runs" in log.read_text(), 120, "first submission", follow, log)
     (first,) = store.read_manifest(root)["arrays"]
     cancelled = store.read_manifest(root)["arrays"][first]["runs"]
@@ -117,26 +111,6 @@ def test_cancel_stops_a_follow_which_submits_neither_held_nor_cancelled_runs(
 
     again = launch.submit(spec, runs, "slurm", profile=DEV_PROFILE)  # the user's new request runs them again
     assert list(again.submitted)[:2] == cancelled, "in plan order, the cancelled runs first"
-
-
-def _wrappers(folder: Path, squeue_down: Path) -> Path:
-    """An sbatch that submits with the real one, then reports the busy controller's timeout; a squeue that
-    fails with that timeout for a `--name` query while `squeue_down` exists, else the real squeue."""
-    real_sbatch, real_squeue = shutil.which("sbatch"), shutil.which("squeue")
-    assert real_sbatch is not None and real_squeue is not None
-    timeout = "error: Socket timed out on send/recv operation"
-    folder.mkdir()
-    scripts = {
-        "sbatch": f'"{real_sbatch}" "$@" > /dev/null 2>&1\necho "sbatch: {timeout}" >&2\nexit 1\n',
-        "squeue": (
-            f'case " $* " in *" --name "*) if [ -e "{squeue_down}" ]; then\n'
-            f'  echo "squeue: {timeout}" >&2; exit 1; fi;; esac\nexec "{real_squeue}" "$@"\n'
-        ),
-    }
-    for name, body in scripts.items():
-        (folder / name).write_text(f"#!/bin/sh\n{body}")
-        (folder / name).chmod(0o755)
-    return folder
 
 
 @pytest.mark.slurm
@@ -156,13 +130,13 @@ def test_cancel_of_an_unconfirmed_array_beside_a_follow_is_not_submitted_again(
     root = spec.output_path
     down = tmp_path / "squeue-down"
     down.touch()
-    bin_dir = _wrappers(tmp_path / "bin", down)
+    bin_dir = busy_controller(tmp_path / "bin", down)
     log = tmp_path / "follow.log"
     follow = _follow(path, overrides, log, {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     names: list[str] = []
     cleanup.append(lambda: slurmcli.cancel(store.read_manifest(root).get("arrays", {})))
     cleanup.append(lambda: [slurmcli.run(["scancel", "-u", getpass.getuser(), f"--name={n}"]) for n in names])
-    cleanup.append(lambda: _stop(follow))
+    cleanup.append(lambda: stop(follow))
     _until(lambda: "squeue cannot say whether the controller took" in log.read_text(), 120, "sbatch", follow, log)
     names.extend(entry["job_name"] for entry in unconfirmed.pending(store.read_manifest(root)).values())
     assert len(names) == 1
@@ -194,7 +168,7 @@ def test_scancel_by_hand_of_a_pending_array_is_kept_by_the_follow(
     log = tmp_path / "follow.log"
     follow = _follow(path, overrides, log)
     cleanup.append(lambda: slurmcli.cancel(store.read_manifest(root).get("arrays", {})))
-    cleanup.append(lambda: _stop(follow))
+    cleanup.append(lambda: stop(follow))
     _until(lambda: bool(store.read_manifest(root)["arrays"]), 120, "submission", follow, log)
     (first,) = store.read_manifest(root)["arrays"]
     slurmcli.cancel([first])

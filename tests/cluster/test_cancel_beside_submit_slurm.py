@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from config_helpers import DEV_PROFILE, FAST_RUNS
 from deadline import deadline
+from slurm_wrappers import stop
 
 from orchestrator import store
 from orchestrator.cli import submit as cli_submit
@@ -70,12 +71,6 @@ def _leave_no_job(prefix: str) -> None:
     assert _ours(prefix) == []
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        process.kill()
-        process.wait()
-
-
 @pytest.mark.slurm
 def test_an_array_sbatch_sent_while_cancel_looked_is_scancelled_and_no_later_one_goes_in(
     write_spec: Callable[..., Path],
@@ -100,7 +95,7 @@ def test_an_array_sbatch_sent_while_cancel_looked_is_scancelled_and_no_later_one
         submit = subprocess.Popen(
             [*command, "--executor", "slurm", "--profile", DEV_PROFILE], stdout=out, stderr=subprocess.STDOUT, env=env
         )
-    cleanup.append(lambda: _stop(submit))
+    cleanup.append(lambda: stop(submit))
     with deadline(180):
         while not (marks / "in-sbatch").exists():
             assert submit.poll() is None, log.read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from config_helpers import DEV_PROFILE, FAST_RUNS
+from slurm_wrappers import busy_controller
 from submitit.core.utils import FailedJobError
 
 from orchestrator import launch, store
@@ -25,27 +26,6 @@ from orchestrator.sweep.spec import load_spec
 # `begin` keeps the tasks pending: what is checked is the queue and the manifest, not training.
 OVERRIDES = [*(item for item in FAST_RUNS if not item.startswith("grid.seed")), "grid.seed=[0]"]
 OVERRIDES.append("slurm.additional_parameters.begin=now+1hour")
-
-
-def _wrappers(folder: Path, squeue_down: Path) -> Path:
-    """An sbatch that submits with the real one, then reports the busy controller's timeout; a squeue that
-    fails once with that timeout for a `--name` query while `squeue_down` exists (it removes it), else the
-    real squeue."""
-    real_sbatch, real_squeue = shutil.which("sbatch"), shutil.which("squeue")
-    assert real_sbatch is not None and real_squeue is not None
-    timeout = "error: Socket timed out on send/recv operation"
-    folder.mkdir()
-    scripts = {
-        "sbatch": f'"{real_sbatch}" "$@" > /dev/null 2>&1\necho "sbatch: {timeout}" >&2\nexit 1\n',
-        "squeue": (
-            f'case " $* " in *" --name "*) if [ -e "{squeue_down}" ]; then rm -f "{squeue_down}"\n'
-            f'  echo "squeue: {timeout}" >&2; exit 1; fi;; esac\nexec "{real_squeue}" "$@"\n'
-        ),
-    }
-    for name, body in scripts.items():
-        (folder / name).write_text(f"#!/bin/sh\n{body}")
-        (folder / name).chmod(0o755)
-    return folder
 
 
 def _queued(squeue: str, name: str) -> dict[str, str]:
@@ -75,7 +55,7 @@ def test_status_shows_and_cancel_removes_an_array_sbatch_and_squeue_left_unsettl
     down = tmp_path / "squeue-down"
     down.touch()
     real_path = os.environ["PATH"]
-    monkeypatch.setenv("PATH", f"{_wrappers(tmp_path / 'bin', down)}{os.pathsep}{real_path}")
+    monkeypatch.setenv("PATH", f"{busy_controller(tmp_path / 'bin', down, once=True)}{os.pathsep}{real_path}")
     names: list[str] = []
     try:
         with pytest.raises(FailedJobError, match="squeue cannot say whether the controller took array"):
