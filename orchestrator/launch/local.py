@@ -108,10 +108,8 @@ def local_attempt(policy: RetryPolicy) -> dict[str, Any]:
     """A local run's `attempt` for its job: the retry policy's hang watchdog, with the settings SLURM jobs
     get but no requeue (there is no queue here): a hang records `failure: hang` and kills the run's worker,
     which the pool replaces before it goes on with the next run."""
-    if not policy.watchdog:
-        return {}
-    limits = {"step_factor": policy.hang_step_factor, "floor_s": policy.hang_floor_s}
-    return {"watchdog": {**limits, "slow_phase_s": policy.hang_slow_phase_s, "max_requeues": 0}}
+    watchdog = policy.watchdog_settings(max_requeues=0)
+    return {} if watchdog is None else {"watchdog": watchdog}
 
 
 def slurm_owned(root: Path, console: Console) -> set[str]:

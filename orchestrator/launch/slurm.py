@@ -267,13 +267,9 @@ class SlurmLauncher(Launcher):
         policy = self.policy
         if not policy.preflight_gpus:
             attempt["preflight_gpus"] = False
-        if policy.watchdog:
-            attempt["watchdog"] = {
-                "step_factor": policy.hang_step_factor,
-                "floor_s": policy.hang_floor_s,
-                "slow_phase_s": policy.hang_slow_phase_s,
-                "max_requeues": policy.hang_max_requeues,
-            }
+        watchdog = policy.watchdog_settings(policy.hang_max_requeues)
+        if watchdog is not None:
+            attempt["watchdog"] = watchdog
         return attempt
 
     def _plan_retries(self, todo: list[RunRecord], root: Path) -> list[RunRecord]:

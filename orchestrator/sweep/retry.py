@@ -58,3 +58,12 @@ class RetryPolicy(StrictModel):
     hang_max_requeues: int = Field(2, ge=0, le=100)
     """Times the watchdog requeues a hung job in place (same job, resumes from its checkpoint); after that
     it ends the attempt and `submit --follow` retries it elsewhere."""
+
+    def watchdog_settings(self, max_requeues: int) -> dict[str, float] | None:
+        """The job's `attempt["watchdog"]` (launch/watchdog.py reads it): this policy's hang limits and
+        `max_requeues` in place (SLURM: `hang_max_requeues`; a local run: 0, there is no queue); None
+        when the watchdog is off. One place for both executors: their two copies could drift apart."""
+        if not self.watchdog:
+            return None
+        limits = {"step_factor": self.hang_step_factor, "floor_s": self.hang_floor_s}
+        return {**limits, "slow_phase_s": self.hang_slow_phase_s, "max_requeues": max_requeues}
