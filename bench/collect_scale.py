@@ -16,7 +16,9 @@
 4. Times each command as a whole process (`orchestrate ...`: interpreter start and imports
    included) with its peak resident memory (os.wait4's rusage of that very child: the
    RUSAGE_CHILDREN maximum would also hold the trainer's), the median of `--repeats` runs with
-   the load average; then the same work in this process (library calls), and the reference:
+   the load average: each in a process of its own (ORCHESTRATE_WARM=0), and `status` again and the
+   second `collect` also as a user's later commands run, forked from the warm process that the
+   first one started (orchestrator/cli/warm.py); then the same work in this process (library calls), and the reference:
    `json.load` of every status.json and metrics.json (the floor any collect pays). The start-up
    floor: a process that only imports what `collect` imports (part of every whole-command figure);
    the library floor: one that imports only the libraries it is built on (pandas, scipy.special,
@@ -54,6 +56,7 @@ from typing import Any
 import yaml
 
 from orchestrator import store
+from orchestrator.cli import warm
 from orchestrator.store import verdicts as result_verdicts
 from orchestrator.sweep import yamlio
 from orchestrator.sweep.plan import RunSpec, plan
@@ -100,6 +103,9 @@ class Goal:
     argv: list[str]
     goal_s: float | None
     prepare: Callable[[], None]
+    warm: bool = False
+    """Served by the warm process (cli/warm.py), as a user's commands after the first are; else each
+    command in a process of its own (ORCHESTRATE_WARM=0)."""
 
 
 def write_spec(folder: Path, runs: int, seeds: int | None = None, grid: tuple[int, int] = DEMO_GRID) -> Path:
@@ -284,6 +290,7 @@ def command_env(folder: Path) -> dict[str, str]:
     install) under `folder` rather than beside the sources, and compiled before anything is timed."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    env[warm.DIR_ENV] = str(folder / "warm")  # the bench's warm processes, stopped at its end
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", "orchestrator", "trainers"], cwd=REPO, env=env, check=True
     )
@@ -340,6 +347,9 @@ def command(argv: list[str], env: dict[str, str], head: list[str] | None = None)
 def measure(goal: Goal, repeats: int, env: dict[str, str]) -> dict[str, float]:
     """Median wall, CPU and the largest peak RSS of `repeats` runs of one command, with the load average."""
     walls, cpus, peaks, loads = [], [], [], []
+    env = {**env, warm.SWITCH_ENV: "1" if goal.warm else "0"}
+    if goal.warm:
+        serving(goal, env)
     for _ in range(repeats):
         goal.prepare()
         loads.append(os.getloadavg()[0])
@@ -355,14 +365,29 @@ def measure(goal: Goal, repeats: int, env: dict[str, str]) -> dict[str, float]:
     }
 
 
+def serving(goal: Goal, env: dict[str, str]) -> None:
+    """A warm process for `env`, listening: the command run once (it starts one after its own work,
+    as a user's first command does), then its socket awaited (it imports for about a second)."""
+    command(goal.argv, env)
+    folder = Path(env[warm.DIR_ENV])
+    deadline = time.monotonic() + 120
+    while not any(warm._listening(path) for path in folder.glob("*.sock")):
+        if time.monotonic() > deadline:
+            sys.exit(f"no warm process listens in {folder} after 120 s")
+        time.sleep(0.1)  # polling another process's start-up, not synchronisation of ours
+
+
 def print_command(goal: Goal, got: dict[str, float], reference_s: float, limit_mb: float) -> None:
     verdict = (
         "" if goal.goal_s is None else f"goal <= {goal.goal_s:g} s [{'ok' if got['wall'] <= goal.goal_s else 'OVER'}]"
     )
     memory = "ok" if got["rss"] <= limit_mb else "OVER"
+    # Served warm, the client's CPU and memory are not the command's (that is the warm process's fork).
+    used = "  (CPU and memory: the warm process's fork, not measured)" if goal.warm else ""
+    cost = "" if goal.warm else f"{got['cpu']:7.2f} s CPU {got['rss']:6.0f} MB [{memory}]"
     print(
-        f"{goal.label:<46} {got['wall']:7.2f} s wall {got['cpu']:7.2f} s CPU {got['rss']:6.0f} MB [{memory}]"
-        f"  {verdict:<18} {got['wall'] / reference_s:5.1f}x json.load  (load {got['load']:.1f})"
+        f"{goal.label:<46} {got['wall']:7.2f} s wall {cost:<32}"
+        f"  {verdict:<18} {got['wall'] / reference_s:5.1f}x json.load  (load {got['load']:.1f}){used}"
     )
 
 
@@ -409,6 +434,14 @@ def goals(spec_path: Path, root: Path, runs: list[RunSpec], big: bool, with_repo
             ["collect", str(root), "--no-report", *cap],
             None if big else 1.0,
             change_runs(runs, root),
+        ),
+        Goal("status SPEC, again, warm process", ["status", str(spec_path), *cap], 10.0 if big else 2.0, nothing, True),
+        Goal(
+            "collect DIR --no-report, 10 changed, warm process",
+            ["collect", str(root), "--no-report", *cap],
+            None if big else 1.0,
+            change_runs(runs, root),
+            True,
         ),
     ]
     if with_report:
@@ -535,7 +568,8 @@ def main() -> None:
         limit_mb = 2048.0
         env = command_env(folder)
         floor_s, libraries_s = startup_floors(env)
-        print(f"{'start-up floor: interpreter + collect imports':<46} {floor_s:7.2f} s wall (in every figure below)")
+        floor = f"{'start-up floor: interpreter + collect imports':<46} {floor_s:7.2f} s wall"
+        print(f"{floor} (in every figure below but the warm ones)")
         print(
             f"{'library floor: pandas, scipy.special, jinja2, ...':<46} {libraries_s:7.2f} s wall (no orchestrate code;"
             f" leaves {1 - libraries_s:.2f} s of the 1 s goal)"
@@ -544,6 +578,7 @@ def main() -> None:
             print_command(goal, measure(goal, args.repeats, env), reference_s, limit_mb)
         in_process(spec_path, root, runs, reference_s, max(args.repeats, 5))
     finally:
+        warm.stop(folder / "warm")
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
 

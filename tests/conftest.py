@@ -15,8 +15,11 @@ quick loop by mistake:
 from __future__ import annotations
 
 import getpass
+import os
+import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +28,19 @@ from hypothesis import settings
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS / "support"))  # `from config_helpers import ...` from any level
 
+from orchestrator.cli import warm  # noqa: E402
 from orchestrator.sweep import yamlio  # noqa: E402
+
+WARM_DIR = Path(tempfile.mkdtemp(prefix="orchestrate-warm-"))
+os.environ[warm.DIR_ENV] = str(WARM_DIR)
+"""The session's warm processes (cli/warm.py) live here, not beside the user's own: commands the
+tests run are served warm as a user's are, and the session stops them all when it ends."""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Stop the session's warm processes and remove their folder."""
+    warm.stop(WARM_DIR)
+    shutil.rmtree(WARM_DIR, ignore_errors=True)
 
 LEVEL_MARKS = {"training": ("slow",), "e2e": ("slow",), "cluster": ("slurm",)}
 TRAINING_GUARD = "ORCHESTRATE_TEST_FORBID_TRAINING"
@@ -75,6 +90,16 @@ def _cleared_dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> None:
     if slurmcli.available():  # otherwise each test fails with its own message
         this_session = tmp_path_factory.getbasetemp().resolve()
         clear_leftovers(getpass.getuser(), this_session.parent, this_session)
+
+
+@pytest.fixture
+def cleanup() -> Iterator[list[Callable[[], object]]]:
+    """Steps run after the test whatever it asserted, last added first (the cluster tests stop a follow
+    or submit, scancel its jobs and reset limits with them)."""
+    steps: list[Callable[[], object]] = []
+    yield steps
+    for step in reversed(steps):
+        step()
 
 
 TINY_SPEC = """

@@ -1,6 +1,5 @@
-"""`python -m orchestrator.cli`."""
+"""`python -m orchestrator.cli`: the `orchestrate` console script."""
 
-from orchestrator.cli.main import main
-from orchestrator.cli.process import run_command
+from orchestrator.cli import console
 
-run_command(main)
+console()

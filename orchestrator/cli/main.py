@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from orchestrator import textsafe
 from orchestrator.cli import commands, jsonflag, submit, terminal
@@ -377,12 +377,7 @@ def _max_runs_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
-def console() -> NoReturn:
-    """The `orchestrate` console script: main() in a process that ends with the command."""
-    from orchestrator.cli.process import run_command
-
-    run_command(main)
-
-
 if __name__ == "__main__":
+    from orchestrator.cli import console
+
     console()

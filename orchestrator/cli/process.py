@@ -37,6 +37,12 @@ from orchestrator.sweep import gcpause
 def run_command(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
     """`sys.exit(main())` for a process that exits when the command ends: the imports so far
     frozen before the command, everything frozen after it (see the module docstring)."""
+    sys.exit(run_main(main))
+
+
+def run_main(main: Callable[[Sequence[str] | None], int]) -> int:
+    """main() on sys.argv as `run_command` runs it, returning its exit status (the warm process's
+    command processes end with it themselves: cli/warm_server.py)."""
     fill_closed_streams()
     escape_unencodable()
     gc.freeze()
@@ -55,7 +61,7 @@ def run_command(main: Callable[[Sequence[str] | None], int]) -> NoReturn:
             gc.enable()
         else:
             gc.freeze()
-    sys.exit(code)
+    return code
 
 
 def fill_closed_streams() -> None:

@@ -510,7 +510,7 @@ def test_torch_free_rooms_load_no_torch_in_a_fresh_interpreter() -> None:
 def test_cli_plan_and_collect_modules_do_not_load_torch() -> None:
     code = (
         "import sys\n"
-        "from orchestrator.cli import main\n"
+        "from orchestrator.cli.main import main\n"
         "import orchestrator.launch, orchestrator.results.collect, orchestrator.results.tables\n"
         "import orchestrator.launch.job, orchestrator.launch.slurm, orchestrator.results.report\n"
         "import orchestrator.checks.preflight, orchestrator.checks.complexity, orchestrator.results.reader\n"

@@ -17,7 +17,7 @@ import pytest
 from polling import Explain, wait_for
 
 from orchestrator import launch, store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.launch import slurmcli as slurm
 from orchestrator.launch.job import ALREADY_COMPLETED
 from orchestrator.launch.status import sweep_status

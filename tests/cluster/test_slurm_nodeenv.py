@@ -19,7 +19,7 @@ import pytest
 from test_slurm import PROFILE, REPO, cluster, wait_for
 
 from orchestrator import store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.launch.status import sweep_status
 from orchestrator.sweep import yamlio
 from orchestrator.sweep.plan import plan

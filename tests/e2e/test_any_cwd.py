@@ -10,7 +10,7 @@ import pytest
 from config_helpers import FAST_RUNS
 
 from orchestrator import examples
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.sweep import searchpath, site
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.spec import load_spec

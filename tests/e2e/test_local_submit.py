@@ -9,7 +9,7 @@ import pytest
 from config_helpers import FAST_RUNS
 
 from orchestrator import launch, store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.store import run_states
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.spec import load_spec

@@ -163,7 +163,7 @@ def test_cleaned_runs_still_eval_and_never_resume(
     from config_helpers import FAST_RUNS
 
     from orchestrator import store
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
     from orchestrator.sweep.plan import smoke_plan
     from trainers import run as train_run
 

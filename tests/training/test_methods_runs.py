@@ -20,7 +20,7 @@ from config_helpers import run_killed_after_first_epoch, tiny_config
 from dataset_fixtures import make_hierarchical_csv, make_imagefolder, make_multilabel
 
 import trainers
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from trainers import rundir
 from trainers.config import TrainConfig
 from trainers.data.loaders import Transformed

@@ -20,7 +20,7 @@ from dataset_fixtures import make_imagefolder
 from PIL import Image
 
 import trainers
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from trainers import rundir
 from trainers.contract import State
 from trainers.loop import checkpoint

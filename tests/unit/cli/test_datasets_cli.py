@@ -10,7 +10,7 @@ from pathlib import Path
 import dataset_fixtures as fx
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 
 SPEC = """
 name: dscheck

@@ -12,7 +12,7 @@ from pathlib import Path
 import dataset_fixtures as fx
 import pytest
 
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 
 MANIFEST = ".describe-written.json"  # describe's record of what it wrote in --out
 

@@ -11,7 +11,7 @@ import pytest
 from test_json_output import run_cli, run_json
 
 from orchestrator import store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.launch import slurm as slurm_launch
 from orchestrator.launch import slurmcli
 from orchestrator.sweep.plan import RunSpec, plan, smoke_plan

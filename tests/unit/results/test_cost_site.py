@@ -13,7 +13,7 @@ from config_helpers import COST_RUNS
 from tables_fixture import write_csv
 
 from orchestrator import store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.results import cost
 from orchestrator.sweep.plan import plan, smoke_plan
 from orchestrator.sweep.site import SiteError, ThroughputEntry, load_site

@@ -10,7 +10,7 @@ import pytest
 from tables_fixture import finished_sweep
 
 from orchestrator import store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.launch import base
 from orchestrator.results import collect, reader, tables
 from orchestrator.results import index as row_index

@@ -539,7 +539,7 @@ def test_missing_metric_is_a_warning_not_a_crash(write_raw: Callable[..., Path])
 def test_profile_and_plan_check_budget_then_collect_uses_it(
     write_raw: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from orchestrator.cli import main
+    from orchestrator.cli.main import main
 
     text = SPEC_004.replace("  scra: {optim.lr: 0.002}", "  scra: {data.image_size_px: 24}")
     text += "budget: {max_gflops_increase_pct: 5}\n"

@@ -12,7 +12,7 @@ import pytest
 from tables_fixture import fake_run
 
 from orchestrator import store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.launch.slurm import requested
 from orchestrator.results import collect
 from orchestrator.sweep.plan import RunSpec, plan

@@ -284,7 +284,7 @@ def test_a_vit_named_with_its_patch_is_refused_by_the_trainers_rule_in_one_plain
 def test_backbone_check_needs_no_timm_import(write_spec: Callable[..., Path]) -> None:
     code = (
         "import sys\n"
-        "from orchestrator.cli import main\n"
+        "from orchestrator.cli.main import main\n"
         f"assert main(['plan', {str(write_spec())!r}, 'grid.backbone=[cait_xxs24_224]', "
         "'defaults.data.image_size_px=225', '--skip-data-check']) == 2\n"
         "print('HEAVY', sorted(m for m in ('torch', 'timm') if m in sys.modules))\n"

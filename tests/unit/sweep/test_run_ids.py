@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import launch, store
-from orchestrator.cli import main
+from orchestrator.cli.main import main
 from orchestrator.launch.base import select
 from orchestrator.results import reader
 from orchestrator.store import run_ids, run_states
