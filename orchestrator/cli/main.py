@@ -239,6 +239,11 @@ def _add_submit(sub: Any) -> None:
         action="store_true",
         help="slurm: forget the sweep's quarantined nodes (quarantine.json) before submitting",
     )
+    p.add_argument(
+        "--slurm-jobs-gone",
+        action="store_true",
+        help="local: the sweep's SLURM jobs have all ended; train their runs here although no squeue can say so",
+    )
     p.set_defaults(func=submit.cmd_submit)
 
 

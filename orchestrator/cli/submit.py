@@ -119,6 +119,7 @@ def _submit(spec: SweepSpec, runs: list[RunSpec], args: argparse.Namespace) -> i
         follow_s=args.interval if args.follow else None,
         retry_all=getattr(args, "retry_all", False),
         decider=_round_decider(spec),
+        slurm_jobs_gone=args.slurm_jobs_gone,
     )
     return CANCELLED if outcome.cancelled else 1 if outcome.failed else 0
 

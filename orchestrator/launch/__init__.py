@@ -15,11 +15,17 @@ EXECUTORS = ("local", "debug", "slurm")
 
 
 def launcher(
-    spec: SweepSpec, executor: str, console: Console, profile: str | None = None, workers: int | None = None
+    spec: SweepSpec,
+    executor: str,
+    console: Console,
+    profile: str | None = None,
+    workers: int | None = None,
+    slurm_jobs_gone: bool = False,
 ) -> Launcher:
     """The Launcher of an executor: local (warm workers), debug (in this process) or slurm.
 
     `workers` (local): runs at once; None = one per visible GPU, else one.
+    `slurm_jobs_gone` (local): the user says the sweep's SLURM jobs ended (no squeue here to ask).
     """
     if executor not in EXECUTORS:
         raise SpecError(f"unknown executor {executor!r}; choose from {', '.join(EXECUTORS)}")
@@ -31,7 +37,7 @@ def launcher(
     from orchestrator.launch.worker import visible_gpus
 
     count = workers if workers is not None else max(1, visible_gpus())
-    return LocalLauncher(spec, console, debug=executor == "debug", workers=count)
+    return LocalLauncher(spec, console, debug=executor == "debug", workers=count, slurm_jobs_gone=slurm_jobs_gone)
 
 
 def submit(
@@ -48,6 +54,7 @@ def submit(
     follow_s: float | None = None,
     retry_all: bool = False,
     decider: RoundDecider | None = None,
+    slurm_jobs_gone: bool = False,
 ) -> Outcome:
     """Launch what is not done yet: which runs completed and failed (local), or were submitted (slurm).
 
@@ -55,9 +62,11 @@ def submit(
     up within the user's limits until every run has been submitted and left the queue.
     `retry_all` (slurm): also the runs the retry policy leaves (user errors, attempts used up).
     `decider` (adaptive seeds): what decides each round (orchestrator.results.adaptive).
+    `slurm_jobs_gone` (local): train the runs of the sweep's SLURM jobs although no squeue here can say
+    they ended (without it, such a submit is refused).
     """
     console = console or Console()
-    chosen = launcher(spec, executor, console, profile, workers)
+    chosen = launcher(spec, executor, console, profile, workers, slurm_jobs_gone)
     console.print(chosen.where(runs), markup=False, highlight=False, soft_wrap=True)
     if retry_all and hasattr(chosen, "retry_all"):
         chosen.retry_all = True

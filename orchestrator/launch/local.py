@@ -37,10 +37,15 @@ from trainers.rundir import State
 class LocalLauncher(Launcher):
     """Runs on this machine; a failed run never stops the others."""
 
-    def __init__(self, spec: SweepSpec, console: Console, debug: bool = False, workers: int = 1) -> None:
+    def __init__(
+        self, spec: SweepSpec, console: Console, debug: bool = False, workers: int = 1, slurm_jobs_gone: bool = False
+    ) -> None:
         super().__init__(spec, console)
         self.debug = debug
         self.workers = max(1, workers)
+        self.slurm_jobs_gone = slurm_jobs_gone
+        """The user says the sweep's SLURM jobs have all ended (`--slurm-jobs-gone`): where no squeue can say
+        which still run, its runs are trained here all the same instead of the submit being refused."""
         self.attempt: dict[str, Any] = {}
         """What each run's job is given (job.TrainJob's `attempt`): the hang watchdog's settings (`check`)."""
 
@@ -61,8 +66,8 @@ class LocalLauncher(Launcher):
     def owned_elsewhere(self, root: Path, dry_run: bool) -> set[str]:
         """Run ids a SLURM job of this sweep still has pending or running: trained here as well, both
         would write one run folder. Asked of squeue where this machine has it; where it has not
-        (a workstation beside a cluster's shared filesystem), one warning line."""
-        return slurm_owned(root, self.console)
+        (a workstation beside a cluster's shared filesystem), refused unless `slurm_jobs_gone`."""
+        return slurm_owned(root, self.console, dry_run=dry_run, jobs_gone=self.slurm_jobs_gone)
 
     def check(self, todo: list[RunRecord]) -> None:
         """Refuse runs one local worker cannot train (it is one process on at most one GPU), before
@@ -112,9 +117,10 @@ def local_attempt(policy: RetryPolicy) -> dict[str, Any]:
     return {} if watchdog is None else {"watchdog": watchdog}
 
 
-def slurm_owned(root: Path, console: Console) -> set[str]:
-    """Run ids of the sweep's SLURM jobs (manifest.json) that squeue lists as pending or running;
-    none, and a warning, where this machine has no squeue to ask."""
+def slurm_owned(root: Path, console: Console, *, dry_run: bool = False, jobs_gone: bool = False) -> set[str]:
+    """Run ids of the sweep's SLURM jobs (manifest.json) that squeue lists as pending or running.
+    Where this machine has no squeue to ask, SpecError (a run still queued there would be trained twice
+    into one folder), unless the user says the jobs are gone (`jobs_gone`); a dry run only warns."""
     from orchestrator.launch import slurmcli  # only for a sweep that was ever sent to SLURM
 
     manifest = store.read_manifest(root, strict=True) if root.exists() else {"arrays": {}}
@@ -122,14 +128,30 @@ def slurm_owned(root: Path, console: Console) -> set[str]:
     if not arrays:
         return set()
     if not slurmcli.available():
-        console.print(
-            f"[yellow]warning[/]: {textsafe.rich(str(root))} has SLURM jobs (manifest.json) and squeue is not "
-            "here to say which still run: a run still queued there would be trained twice into one folder",
-            highlight=False,
-        )
+        _no_squeue(root, console, dry_run, jobs_gone)
         return set()
     live = slurmcli.active_ids(arrays)
     return {run_id for run_id, entry in manifest["runs"].items() if entry["job_id"] in live}
+
+
+def _no_squeue(root: Path, console: Console, dry_run: bool, jobs_gone: bool) -> None:
+    """A sweep with SLURM jobs and no squeue here: the check of which still run cannot be made, so a
+    submit is refused (a dry run, which trains nothing, says so in a warning) unless the user vouches."""
+    if jobs_gone:
+        console.print(
+            f"--slurm-jobs-gone: {textsafe.rich(str(root))} has SLURM jobs (manifest.json), taken as ended "
+            "(no squeue here to ask)",
+            highlight=False,
+        )
+        return
+    why = (
+        f"{textsafe.terminal(str(root))} has SLURM jobs (manifest.json) and this machine has no squeue to say "
+        "which still run: a run still queued there would be trained twice into one folder"
+    )
+    how = "submit on a machine with squeue (the cluster's login node), or pass --slurm-jobs-gone once none is queued"
+    if not dry_run:
+        raise SpecError(f"{why}; {how}")
+    console.print(f"[yellow]warning[/]: {textsafe.rich(why)}; a submit refuses: {how}", highlight=False)
 
 
 def refuse_unfit(todo: list[RunRecord], gpus: int) -> None:

@@ -1,5 +1,6 @@
 """The local executor as a careless researcher meets it on one workstation: a sweep whose SLURM jobs still
-run is not trained a second time into the same folders; runs a local worker cannot train (a GPU on a
+run is not trained a second time into the same folders, and where no squeue can say which still run, the
+submit is refused unless the user says they are gone (`--slurm-jobs-gone`); runs a local worker cannot train (a GPU on a
 machine without one, several processes) are refused in one line before anything is written; a run
 failed by its preflight says why, not `SystemExit: 77`; more workers than GPUs is said up front.
 squeue is a script on PATH (SLURM itself is not started by unit tests): it answers as squeue does to
@@ -17,6 +18,8 @@ from rich.console import Console
 from rich.progress import Progress
 
 from orchestrator import launch, store
+from orchestrator.cli.main import main
+from orchestrator.launch import lock
 from orchestrator.launch.local import _Reporter
 from orchestrator.store import run_states
 from orchestrator.sweep.errors import SpecError
@@ -73,7 +76,7 @@ def test_a_local_submit_leaves_alone_the_runs_slurm_still_runs(
     assert f"{len(runs) - 2} to run, 2 pending or running in SLURM" in _text(console)
 
 
-def test_without_squeue_a_sweep_with_slurm_jobs_is_warned_about(
+def test_without_squeue_a_dry_run_of_a_sweep_with_slurm_jobs_warns_that_a_submit_refuses(
     sent_to_slurm: tuple[SweepSpec, list[RunSpec]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec, runs = sent_to_slurm
@@ -81,7 +84,60 @@ def test_without_squeue_a_sweep_with_slurm_jobs_is_warned_about(
     console = _console()
     launch.launcher(spec, "local", console, workers=1).launch(runs, dry_run=True)
     warnings = [line for line in _text(console).splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "squeue is not here" in warnings[0] and "trained twice" in warnings[0]
+    assert len(warnings) == 1 and "no squeue" in warnings[0] and "trained twice" in warnings[0]
+    assert "a submit refuses" in warnings[0] and "--slurm-jobs-gone" in warnings[0]
+
+
+def _sent_fast(write_spec: Callable[..., Path]) -> tuple[SweepSpec, list[RunSpec]]:
+    """The FAST_RUNS sweep (the CLI plans it from the overrides), every run in SLURM array 12345."""
+    spec = load_spec(write_spec(), FAST_RUNS)
+    runs = plan(spec)
+    jobs = {run.run_id: f"12345_{index}" for index, run in enumerate(runs)}
+    store.record_array(spec.output_path, store.read_manifest(spec.output_path), "12345", jobs, {})
+    return spec, runs
+
+
+def test_without_squeue_a_local_submit_of_a_sweep_with_slurm_jobs_is_refused_before_anything_is_written(
+    write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A warning, then every run trained here while its SLURM job might still be queued to train it into
+    the same folder: the check that could not run read as `none of them runs`."""
+    spec, _ = _sent_fast(write_spec)
+    _path_with(tmp_path, monkeypatch, None)
+    before = sorted(p.name for p in spec.output_path.iterdir())
+    manifest = (spec.output_path / store.MANIFEST_FILE).read_bytes()
+    code = main(["submit", str(spec.source), *FAST_RUNS, "--executor", "local", "--skip-data-check"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith(f"error: {spec.output_path} has SLURM jobs (manifest.json) and this machine has no squeue")
+    assert "trained twice" in err[0] and "a machine with squeue" in err[0] and "--slurm-jobs-gone" in err[0]
+    after = sorted(p.name for p in spec.output_path.iterdir() if p.name != lock.LOCK_FILE)
+    assert after == before and not (spec.output_path / "runs").exists()
+    assert (spec.output_path / store.MANIFEST_FILE).read_bytes() == manifest
+
+
+def test_slurm_jobs_gone_trains_the_runs_of_a_sweep_with_slurm_jobs_without_squeue(
+    write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user says the jobs have ended: every run is to run here, and the line says it was taken on trust."""
+    spec, runs = _sent_fast(write_spec)
+    _path_with(tmp_path, monkeypatch, None)
+    argv = ["submit", str(spec.source), *FAST_RUNS, "--executor", "local", "--skip-data-check", "--dry-run"]
+    assert main([*argv, "--slurm-jobs-gone"]) == 0
+    out = capsys.readouterr().out
+    assert f"--slurm-jobs-gone: {spec.output_path} has SLURM jobs (manifest.json), taken as ended" in out
+    assert f"{len(runs)} to run" in out and "warning" not in out
+    chosen = launch.launcher(spec, "local", _console(), workers=1, slurm_jobs_gone=True)
+    assert chosen.owned_elsewhere(spec.output_path, dry_run=False) == set()
+
+
+def test_slurm_jobs_gone_still_asks_squeue_where_there_is_one(
+    sent_to_slurm: tuple[SweepSpec, list[RunSpec]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec, runs = sent_to_slurm
+    _path_with(tmp_path, monkeypatch, "12345_0|RUNNING\\n")
+    chosen = launch.launcher(spec, "local", _console(), workers=1, slurm_jobs_gone=True)
+    assert chosen.owned_elsewhere(spec.output_path, dry_run=False) == {runs[0].run_id}
 
 
 @pytest.mark.parametrize(
