@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -64,15 +64,6 @@ def _ended(follow: subprocess.Popen[str], log: Path, seconds: float = 120, code:
     out = log.read_text()
     assert ended == code, out
     return out
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Callable[[], object]]]:
-    """Steps run after the test whatever it asserted: stop the follow, scancel its jobs, reset limits."""
-    steps: list[Callable[[], object]] = []
-    yield steps
-    for step in reversed(steps):
-        step()
 
 
 @pytest.mark.slurm

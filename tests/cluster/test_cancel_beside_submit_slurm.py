@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,15 +51,6 @@ def _ours(prefix: str) -> list[str]:
     """Job ids of this user's queued jobs whose name starts with `prefix` (this test's sweep alone)."""
     out = slurmcli.run(["squeue", "-h", "-u", getpass.getuser(), "-o", "%A|%j"]).stdout
     return sorted({line.split("|", 1)[0] for line in out.splitlines() if line.partition("|")[2].startswith(prefix)})
-
-
-@pytest.fixture
-def cleanup() -> Iterator[list[Callable[[], object]]]:
-    """Steps run after the test whatever it asserted, last added first."""
-    steps: list[Callable[[], object]] = []
-    yield steps
-    for step in reversed(steps):
-        step()
 
 
 def _leave_no_job(prefix: str) -> None:

@@ -47,6 +47,14 @@ def write_image(path: Path, label: int, seed: int, size_px: int = 16, fmt: str |
     return path
 
 
+def write_flat_image(path: Path) -> Path:
+    """An 8x8 image of one colour, saved as JPEG or PNG (from the suffix): for tests of the files and
+    annotations around images, where what the pixels show does not matter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (40, 80, 120)).save(path)
+    return path
+
+
 def make_imagefolder(root: Path, per_class: int = 6, split_folders: bool = False, size_px: int = 16) -> Path:
     """root/<class>/*.jpg|png, or root/{train,val,test}/<class>/... with `split_folders`."""
     classes = ["cat", "dog", "owl"]

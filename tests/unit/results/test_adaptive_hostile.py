@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import TINY_SPEC
 from tables_fixture import fake_run
 
 from orchestrator.results import adaptive, collect
@@ -18,30 +19,34 @@ from orchestrator.sweep.plan import RunSpec, plan
 from orchestrator.sweep.spec import SweepSpec, load_spec
 from trainers.rundir import State
 
-SWAP_SPEC = """
-name: swap
-output_dir: {out}
-defaults:
-  data: {{image_size_px: 16, batch_size: 32, num_workers: 0}}
-  optim: {{name: adam, lr: 1e-3}}
-  epochs: 1
-grid:
-  backbone: [resnet10t]
-  dataset: [digits]
-modifiers:
-  aug: {{data.augment: {{rotate_deg: 10}}}}
-  swap: {{model.backbone: resnet18}}
-ablations:
-  Baseline: []
-  + Aug: [aug]
-  + Swap: [swap]
-seeds: {{initial: 3, max: 7, step: 2, stop: {{excludes_zero: true}}, futility: 0}}
+
+def _edited(text: str, *edits: tuple[str, str]) -> str:
+    """`text` with each (old, new) replaced; an `old` it lacks is an error, not a silently different spec."""
+    for old, new in edits:
+        if old not in text:
+            raise ValueError(f"conftest.TINY_SPEC has no {old!r} to replace")
+        text = text.replace(old, new)
+    return text
+
+
+# The tiny sweep without a seed axis, the dropout row replaced by one that swaps the backbone, adaptive seeds
+# and a table that pools the backbone.
+SWAP_SPEC = (
+    _edited(
+        TINY_SPEC,
+        ("name: tiny\n", "name: swap\n"),
+        ("  seed: [0, 1]\n", ""),
+        ("  dropout: {{model.head_dropout: 0.5}}\n", "  swap: {{model.backbone: resnet18}}\n"),
+        ("  + Aug + Dropout: [aug, dropout]\n", "  + Swap: [swap]\n"),
+    )
+    + """seeds: {{initial: 3, max: 7, step: 2, stop: {{excludes_zero: true}}, futility: 0}}
 tables:
   - name: table
     metric: top1
     rows: [ablation]
     split: []
 """
+)
 WOBBLE = (0.001, -0.002, 0.0015, -0.0005, 0.002, -0.001, 0.0005)
 SEEDS = "seeds={initial: 3, max: 7, step: 2, stop: {excludes_zero: true}, futility: 0}"
 

@@ -9,16 +9,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from dataset_fixtures import write_flat_image
 
 from trainers.config import DatasetConfig
 from trainers.datasets.check import check_dataset
 from trainers.datasets.index import build_index, resolve_splits
-
-
-def _image(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (40, 80, 120)).save(path)
 
 
 def _resolve(name: str, root: Path) -> list[str]:
@@ -42,7 +37,7 @@ def _cub(root: Path, extra: dict[str, str] | None = None, encoding: str = "utf-8
     for name, text in texts.items():
         (root / name).write_text(text + (extra or {}).get(name, ""), encoding=encoding)
     for i in range(1, 6):
-        _image(root / "images" / "c" / f"{i}.jpg")
+        write_flat_image(root / "images" / "c" / f"{i}.jpg")
     return root
 
 
@@ -53,7 +48,7 @@ def _hierarchical(root: Path, rows: str, encoding: str = "utf-8") -> Path:
     header = "image,superclass_index,subclass_index\n"
     (root / "train_data.csv").write_text(header + rows, encoding=encoding)
     for i in range(12):
-        _image(root / "train_images" / f"{i}.jpg")
+        write_flat_image(root / "train_images" / f"{i}.jpg")
     return root
 
 
@@ -66,9 +61,9 @@ def _foodx(root: Path, train_csv: str) -> Path:
     (root / "annot" / "train_info.csv").write_bytes(train_csv.encode())
     (root / "annot" / "val_info.csv").write_text("v0.jpg,0\nv1.jpg,1\n")
     for i in range(6):
-        _image(root / "train_set" / f"t{i}.jpg")
+        write_flat_image(root / "train_set" / f"t{i}.jpg")
     for i in range(2):
-        _image(root / "val_set" / f"v{i}.jpg")
+        write_flat_image(root / "val_set" / f"v{i}.jpg")
     return root
 
 
@@ -179,7 +174,7 @@ def test_plan_refuses_an_aircraft_image_in_two_split_files(tmp_path: Path) -> No
         lines = "".join(f"{i} {'A320' if int(i) % 2 else 'B737'}\n" for i in images.split())
         (root / "data" / f"images_variant_{split}.txt").write_text(lines)
     for i in "123":
-        _image(root / "data" / "images" / f"{i}.jpg")
+        write_flat_image(root / "data" / "images" / f"{i}.jpg")
     with pytest.raises(ValueError, match=r"in both the train and the test split"):
         check_dataset(DatasetConfig(name="fgvc_aircraft", root=str(root)))
 
@@ -190,7 +185,7 @@ def test_plan_refuses_an_aircraft_image_in_two_split_files(tmp_path: Path) -> No
 def _multilabel(root: Path) -> Path:
     (root / "annotations").mkdir(parents=True)
     for i in range(1, 11):
-        _image(root / "images" / f"im{i}.jpg")
+        write_flat_image(root / "images" / f"im{i}.jpg")
     (root / "annotations" / "dog.txt").write_text("1\n2\n3\n")
     return root
 
@@ -216,7 +211,7 @@ def test_class_folders_differing_only_in_unicode_normalisation_are_refused(tmp_p
     root = tmp_path / "food"
     for name in (unicodedata.normalize("NFC", "café"), unicodedata.normalize("NFD", "café"), "pizza"):
         for i in range(4):
-            _image(root / name / f"{i}.jpg")
+            write_flat_image(root / name / f"{i}.jpg")
     with pytest.raises(ValueError, match=r"class folders .*caf.* differ only in Unicode normalisation"):
         check_dataset(DatasetConfig(name="imagefolder", root=str(root)))
 
@@ -227,9 +222,9 @@ def test_a_symlinked_sub_folder_of_a_class_is_read_and_a_link_loop_ends(tmp_path
     root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
     for name in ("cat", "dog"):
         for i in range(5):
-            _image(root / name / f"{i}.jpg")
+            write_flat_image(root / name / f"{i}.jpg")
     for i in range(3):
-        _image(elsewhere / f"x{i}.jpg")
+        write_flat_image(elsewhere / f"x{i}.jpg")
     (root / "cat" / "more").symlink_to(elsewhere, target_is_directory=True)
     (root / "dog" / "loop").symlink_to(root / "dog", target_is_directory=True)
     index = build_index(DatasetConfig(name="imagefolder", root=str(root)))
@@ -242,7 +237,7 @@ def test_foodx_csv_is_read_with_csv_quoting(tmp_path: Path) -> None:
     in the name, which matched no file ("not found"), and a name with ',' split into two fields."""
     rows = '"t0.jpg",0\n"t,1.jpg",1\n' + "".join(f"t{i}.jpg,{i % 2}\n" for i in range(2, 6))
     root = _foodx(tmp_path / "food", rows)
-    _image(root / "train_set" / "t,1.jpg")
+    write_flat_image(root / "train_set" / "t,1.jpg")
     assert _resolve("foodx251", root) == ["macaron", "ramen"]
     ds = DatasetConfig(name="foodx251", root=str(root))
     with warnings.catch_warnings():

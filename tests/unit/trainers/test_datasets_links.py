@@ -8,23 +8,18 @@ import os
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from dataset_fixtures import write_flat_image
 
 from trainers.config import DatasetConfig
 from trainers.datasets.check import check_dataset
 from trainers.datasets.index import build_index, scan_images
 
 
-def _image(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (8, 8), (40, 80, 120)).save(path)
-
-
 def _classes(root: Path, store: Path) -> None:
     """Two classes of five images each, every image a link into `store`."""
     for name in ("cat", "dog"):
         for i in range(5):
-            _image(store / name / f"{i}.jpg")
+            write_flat_image(store / name / f"{i}.jpg")
             (root / name).mkdir(parents=True, exist_ok=True)
             (root / name / f"{i}.jpg").symlink_to(store / name / f"{i}.jpg")
 
@@ -53,7 +48,7 @@ def test_a_link_to_a_missing_image_is_refused_at_plan(tmp_path: Path) -> None:
 def test_a_broken_link_in_a_multilabel_folder_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "ml"
     for i in range(4):
-        _image(root / "images" / f"{i}.jpg")
+        write_flat_image(root / "images" / f"{i}.jpg")
     (root / "images" / "gone.png").symlink_to(tmp_path / "nowhere.png")
     (root / "annotations").mkdir()
     (root / "annotations" / "a.txt").write_text("0.jpg\n1.jpg\n")
@@ -77,7 +72,7 @@ def test_a_listed_image_that_is_a_broken_link_counts_as_missing(tmp_path: Path) 
     for name, text in texts.items():
         (root / name).write_text(text)
     for i in range(1, 4):
-        _image(root / "images" / "c" / f"{i}.jpg")
+        write_flat_image(root / "images" / "c" / f"{i}.jpg")
     (root / "images" / "c" / "4.jpg").symlink_to(tmp_path / "moved" / "4.jpg")
     with pytest.raises(
         FileNotFoundError,
@@ -92,7 +87,7 @@ def test_an_unreadable_class_folder_is_refused_not_skipped(tmp_path: Path, monke
     root = tmp_path / "data"
     for name in ("cat", "dog"):
         for i in range(3):
-            _image(root / name / "inner" / f"{i}.jpg")
+            write_flat_image(root / name / "inner" / f"{i}.jpg")
     real_scandir = os.scandir
 
     def scandir(path: str) -> object:
