@@ -42,6 +42,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     warm.stop(WARM_DIR)
     shutil.rmtree(WARM_DIR, ignore_errors=True)
 
+
 LEVEL_MARKS = {"training": ("slow",), "e2e": ("slow",), "cluster": ("slurm",)}
 TRAINING_GUARD = "ORCHESTRATE_TEST_FORBID_TRAINING"
 """Set for tests with neither `slow` nor `slurm`: trainers.loop.run.run_training then refuses to start

@@ -31,7 +31,6 @@ import signal
 import socket
 import stat
 import struct
-import subprocess
 import sys
 from pathlib import Path
 
@@ -50,8 +49,9 @@ IMPORT_ENV = ("PYTHON", "LANG", "LC_", "OMP_", "OPENBLAS_", "MKL_", "NUMEXPR_", 
 """Environment variables read when the libraries are imported (the streams' encoding, thread pools,
 the loader): a warm process serves only shells whose values of these equal its own."""
 _LIMITS = ("AS", "CORE", "CPU", "DATA", "FSIZE", "MEMLOCK", "NOFILE", "NPROC", "RSS", "STACK")
-_ANSWER_S = 10.0
-"""How long the client waits for the warm process to take a command before running it here."""
+ANSWER_S = 10.0
+"""How long the client waits for the warm process to take a command before running it here (and
+the warm process for a request to arrive whole)."""
 _LOST = 255
 """The client's exit status when the warm process vanished while running the command."""
 
@@ -162,7 +162,7 @@ def run(argv: list[str]) -> int | None:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     with client:
         try:
-            client.settimeout(_ANSWER_S)
+            client.settimeout(ANSWER_S)
             client.connect(str(socket_path(where, key())))
             _send_request(client, argv)
             if _receive(client, 1) != b"P":  # not taken: nothing ran
@@ -243,9 +243,12 @@ def start(argv: list[str]) -> None:
         return
     boot = (
         "import json, sys; a = json.loads(sys.argv[1]); sys.path[:] = a['path']; "
-        "from orchestrator.cli import warm_server; warm_server.serve(a['folder'], a['key'], a['idle_s'])"
+        "from orchestrator.cli import warm_server; warm_server.serve(a['folder'], a['key'], a['idle_s'], a['ahead'])"
     )
-    settings = {"path": sys.path, "folder": str(where), "key": name, "idle_s": idle_s()}
+    ahead = {"argv": argv, "cwd": os.getcwd()}  # what it reads ahead first: this command's sweep
+    settings = {"path": sys.path, "folder": str(where), "key": name, "idle_s": idle_s(), "ahead": ahead}
+    import subprocess  # here: a command served warm never starts one
+
     with contextlib.suppress(OSError):  # no process to start (a limit): the next command runs here too
         subprocess.Popen(
             [sys.executable, "-c", boot, json.dumps(settings)],

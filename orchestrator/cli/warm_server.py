@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from orchestrator.cli import warm
+from orchestrator.cli import warm_ahead as ahead
 
 PRELOAD = (
     "pandas",
@@ -52,9 +53,10 @@ MAX_REQUEST = 16 << 20
 """Bytes of a request's JSON (its environment) at most."""
 
 
-def serve(where: str, name: str, idle_s: float) -> None:
+def serve(where: str, name: str, idle_s: float, first: dict[str, Any] | None = None) -> None:
     """Serve commands on `where`/`name`.sock until `idle_s` seconds pass without one; returns at
-    once when another warm process holds this key's lock."""
+    once when another warm process holds this key's lock. `first`: the argv and cwd of the command
+    that started it, whose sweep it reads ahead before it listens."""
     folder = Path(where)
     lock = os.open(folder / f"{name}.lock", os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
     try:
@@ -67,6 +69,11 @@ def serve(where: str, name: str, idle_s: float) -> None:
         importlib.import_module(module)
     gc.collect()
     gc.freeze()  # the forks' collections never walk the libraries (nor copy their pages)
+    if first is not None:
+        with contextlib.suppress(OSError, KeyError, TypeError):
+            here = os.open(first["cwd"], os.O_PATH | os.O_DIRECTORY)
+            ahead.read_ahead([str(a) for a in first["argv"]], dict(os.environ), here)
+            os.close(here)
     path = warm.socket_path(folder, name)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # a warm process of this key that was killed: its socket answers no one
@@ -93,19 +100,38 @@ def _accept(listener: socket.socket, lock: int, idle_s: float) -> None:
         _reap(handlers)
         if not ready:
             if not handlers:
-                return
+                return  # idle_s without a command
             continue
-        connection, _ = listener.accept()
-        with connection:
-            if not _same_user(connection):
-                continue
-            pid = os.fork()
-            if pid == 0:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                listener.close()
-                os.close(lock)
-                _handle(connection)
-            handlers.add(pid)
+        _fork_handler(listener, lock, handlers)
+
+
+def _fork_handler(listener: socket.socket, lock: int, handlers: set[int]) -> None:
+    """Take the next connection's request and fork its handler."""
+    connection, _ = listener.accept()
+    with connection:
+        request, fds = _taken(connection)
+        if request is None:
+            return
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.close(lock)
+            listener.close()
+            _handle(connection, request, fds)
+        for fd in fds:
+            os.close(fd)
+        handlers.add(pid)
+
+
+def _taken(connection: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """The request of a peer of this user (within ANSWER_S), else None."""
+    if not _same_user(connection):
+        return None, []
+    connection.settimeout(warm.ANSWER_S)
+    try:
+        return _request(connection)
+    except OSError:
+        return None, []
 
 
 def _reap(handlers: set[int]) -> None:
@@ -122,19 +148,21 @@ def _same_user(connection: socket.socket) -> bool:
     return bool(uid == os.getuid())
 
 
-def _handle(connection: socket.socket) -> NoReturn:
-    """In the handler process: take one request, run its command in a fork, answer its exit status."""
+def _handle(connection: socket.socket, request: dict[str, Any], fds: list[int]) -> NoReturn:
+    """In the handler process: run the request's command in a fork, answer its exit status."""
     try:
-        request, fds = _request(connection)
+        connection.settimeout(None)
         if request is not None:
             connection.sendall(b"P")
+            said, says = os.pipe()
             worker = os.fork()
             if worker == 0:
                 connection.close()
-                _run(request, fds)
-            for fd in fds:
+                os.close(said)
+                _run(request, fds, says)
+            for fd in (*fds, says):
                 os.close(fd)
-            status = _supervise(connection, worker)
+            status = _supervise(connection, worker, said)
             connection.sendall(b"X" + struct.pack("!i", status))
     except OSError:
         pass  # the client went away: nothing to answer
@@ -165,14 +193,21 @@ def _request(connection: socket.socket) -> tuple[dict[str, Any] | None, list[int
     return request, fds
 
 
-def _supervise(connection: socket.socket, worker: int) -> int:
+def _supervise(connection: socket.socket, worker: int, said: int) -> int:
     """Pass the client's signals on until the worker ends; SIGTERM to it when the client is gone.
-    The worker's exit status, or -N when signal N ended it."""
+    The exit status the worker `said` (its streams closed: all it will print is out), else the
+    status it ended with, or -N when signal N ended it."""
     ended = os.pidfd_open(worker)
-    watching: list[Any] = [connection, ended]
+    watching: list[Any] = [connection, ended, said]
     try:
         while True:
             ready, _, _ = select.select(watching, [], [])
+            if said in ready:
+                told = os.read(said, 4)
+                if len(told) == 4:  # the status ahead of the exit (a large process takes ~0.1 s to end)
+                    return int(struct.unpack("!i", told)[0])
+                watching.remove(said)  # closed unsaid: killed, or failed before it could say
+                continue
             if ended in ready:
                 _, status = os.waitpid(worker, 0)
                 return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
@@ -184,11 +219,12 @@ def _supervise(connection: socket.socket, worker: int) -> int:
                 watching = [ended]
     finally:
         os.close(ended)
+        os.close(said)
 
 
-def _run(request: dict[str, Any], fds: list[int]) -> NoReturn:
+def _run(request: dict[str, Any], fds: list[int], says: int) -> NoReturn:
     """In the command's process: the client's streams, folder, environment and umask, then the
-    command as `orchestrate` runs it in its own process; exits with its status."""
+    command as `orchestrate` runs it in its own process; exits with its status (said on `says`)."""
     code = 1
     try:
         for target, fd in enumerate(fds[:3]):
@@ -214,7 +250,7 @@ def _run(request: dict[str, Any], fds: list[int]) -> NoReturn:
     except BaseException:  # a traceback, as the command's own process would print it
         traceback.print_exc()
     finally:
-        _end(code)
+        _end(code, says)
 
 
 def _exit_status(code: object) -> int:
@@ -242,9 +278,11 @@ def _fresh_streams() -> None:
         setattr(sys, f"__{name}__", stream)
 
 
-def _end(code: int) -> NoReturn:
+def _end(code: int, says: int) -> NoReturn:
     """What an interpreter does at exit that a command may need (its threads joined, atexit, the
-    streams flushed), then the exit itself without the warm process's finalisation."""
+    streams flushed), the streams closed and the status said, then the exit itself without the warm
+    process's finalisation. The client ends on the status and a pipe's reader gets its end of file
+    at once: the kernel's teardown of a few hundred MB comes after."""
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
@@ -253,4 +291,9 @@ def _end(code: int) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    with contextlib.suppress(OSError):
+        os.write(says, struct.pack("!i", code & 0xFF))
     os._exit(code)

@@ -24,7 +24,7 @@ import orjson
 
 from orchestrator.results import index_checks
 from orchestrator.results.index import Index
-from orchestrator.sweep import bounded
+from orchestrator.sweep import bounded, warm_memo
 from trainers import contract, rundir
 
 INDEX_VERSION = 5
@@ -68,9 +68,13 @@ def load_index(path: Path) -> Index:
     The index is this module's own file, so it is parsed without bounded's per-object hooks (a
     repeated key or a long integer in it changes nothing the checks below let through), and its
     values are checked a column at a time (a column of floats within its bounds at C speed; the
-    exact per-value rule only in a column where that fails)."""
+    exact per-value rule only in a column where that fails).
+
+    A process forked from the warm process (cli/warm_server.py) gets the index file it decoded
+    ahead when the file holds the same bytes (sweep/warm_memo.py); the change file, small and
+    rewritten by every collect, is read here."""
     try:
-        index = _decoded(_parsed(path))
+        index = _recalled(path) or _decoded(_parsed(path))
     except _Stale:
         return Index([])
     with contextlib.suppress(_Stale):  # a change file that does not fit: its folders are read again
@@ -79,6 +83,24 @@ def load_index(path: Path) -> Index:
         _apply_changes(index, changes, _changed_positions(data))
         index.state = changes.state
     return index
+
+
+def keep_ahead(path: Path) -> None:
+    """In the warm process: decode the index file `path` (without its change file) and keep it for
+    the commands it forks, when its bytes did not change while it was read."""
+    proof = warm_memo.file_proof(str(path))
+    with contextlib.suppress(_Stale):
+        index = _decoded(_parsed(path))
+        if proof is not None and warm_memo.file_proof(str(path)) == proof:
+            warm_memo.keep("index", str(path), proof, index, len(index.names))
+
+
+def _recalled(path: Path) -> Index | None:
+    """The index file as the warm process decoded it, when it still holds those bytes (else None)."""
+    if not warm_memo.active():
+        return None
+    kept = warm_memo.recall("index", str(path), warm_memo.file_proof(str(path)))
+    return kept if isinstance(kept, Index) else None
 
 
 def changes_path(path: Path) -> Path:

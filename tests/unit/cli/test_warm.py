@@ -39,11 +39,12 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     yield from _serving(tmp_path / "warm", monkeypatch)
 
 
-def _serving(where: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def _serving(where: Path, monkeypatch: pytest.MonkeyPatch, first: list[str] | None = None) -> Iterator[Path]:
+    """A warm process started as a `first` command in this folder starts it (it reads ahead its sweep)."""
     monkeypatch.setenv(warm.DIR_ENV, str(where))
     monkeypatch.delenv(warm.SWITCH_ENV, raising=False)
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
-    warm.start(["collect"])
+    warm.start(first or ["collect"])
     assert warm.folder() == where
     socket_file = warm.socket_path(where, warm.key())
     wait_for(lambda: warm._listening(socket_file), 60, "the warm process to listen", interval_s=0.1)
@@ -296,3 +297,30 @@ def test_the_first_command_starts_a_warm_process_and_the_next_is_forked_from_it(
         assert watching.returncode == 130, err
     finally:
         warm.stop(where)
+
+
+def test_a_warm_collect_after_changed_runs_tabulates_what_a_cold_one_does(
+    write_spec: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm process planned the sweep and decoded its index before the runs changed: the fork
+    uses what still holds (the plan, the index file) and reads the rest, and its tables are those a
+    cold collect with no index at all writes."""
+    from tables_fixture import fake_run
+
+    spec, runs = finished_sweep(write_spec())
+    root = spec.output_path
+    assert _cli(["collect", "sweep.yaml"], tmp_path, **{warm.SWITCH_ENV: "0"}).returncode == 0  # the index
+    monkeypatch.chdir(tmp_path)
+    for _ in _serving(tmp_path / "warm", monkeypatch, ["collect", "sweep.yaml"]):
+        fake_run(spec, runs[0], 0.42)
+        fake_run(spec, runs[-1], 0.97)
+        served = _client(["collect", "sweep.yaml"], tmp_path)
+        _, err = served.communicate(timeout=120)
+        assert served.returncode == 0, err
+        warm_tables = _tables(root)
+        for index in root.glob(".collect-index*"):
+            index.unlink()
+        cold = _cli(["collect", "sweep.yaml"], tmp_path, **{warm.SWITCH_ENV: "0"})
+        assert cold.returncode == 0, cold.stderr
+        assert _tables(root) == warm_tables
+        assert b"42.0" in warm_tables["runs.csv"] or b"0.42" in warm_tables["runs.csv"]
