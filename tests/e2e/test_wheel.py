@@ -71,7 +71,8 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     assert version is not None
     meta = {"version": version.group(1)}
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
-    env.update({k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TMPDIR")})
+    # ORCHESTRATE_WARM_DIR: the warm process its `collect` starts is the session's, stopped at its end.
+    env.update({k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TMPDIR", "ORCHESTRATE_WARM_DIR")})
     # Everything below lives in another git repository (a user's project): its commit is not ours.
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     identity = ["-c", "user.name=t", "-c", "user.email=t@example.org"]
