@@ -32,7 +32,9 @@ import socket
 import stat
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SWITCH_ENV = "ORCHESTRATE_WARM"
 """`0` (or `off`, `no`, `false`): run every command in its own process and start no warm process."""
@@ -164,10 +166,17 @@ def run(argv: list[str]) -> int | None:
         try:
             client.settimeout(ANSWER_S)
             client.connect(str(socket_path(where, key())))
-            _send_request(client, argv)
-            if _receive(client, 1) != b"P":  # not taken: nothing ran
-                return None
         except OSError:
+            return None
+        before = {signum: signal.signal(signum, _forwarder(client)) for signum in FORWARDED}
+        try:  # from here a Ctrl-C reaches the command once it starts (sent ahead, read by the warm process)
+            _send_request(client, argv)
+            taken = _receive(client, 1) == b"P"
+        except OSError:
+            taken = False
+        if not taken:  # nothing ran: this process runs the command, with its own handlers
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
             return None
         client.settimeout(None)
         return _await_end(client)
@@ -191,17 +200,23 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 """Signals this process passes on to the command (Ctrl-C, a kill, a closed terminal)."""
 
 
-def _await_end(client: socket.socket) -> int:
-    """Forward signals until the command ends; its exit status (a command killed by a signal ends
-    this process by the same signal, so the shell sees what it would have seen)."""
+def _forwarder(client: socket.socket) -> Callable[[int, Any], None]:
+    """A signal handler that passes the signal on to the warm process's command."""
 
-    def forward(signum: int, _frame: object) -> None:
+    def forward(signum: int, _frame: Any) -> None:
         with contextlib.suppress(OSError):  # the command ended meanwhile
             client.sendall(b"S" + bytes([signum]))
 
-    for signum in FORWARDED:
-        signal.signal(signum, forward)
-    answer = _receive(client, 5)
+    return forward
+
+
+def _await_end(client: socket.socket) -> int:
+    """Forward signals until the command ends; its exit status (a command killed by a signal ends
+    this process by the same signal, so the shell sees what it would have seen)."""
+    try:
+        answer = _receive(client, 5)
+    except OSError:  # the warm process reset the connection
+        answer = b""
     for signum in FORWARDED:
         signal.signal(signum, signal.SIG_DFL)
     if len(answer) != 5 or answer[:1] != b"X":

@@ -129,6 +129,17 @@ def test_ctrl_c_reaches_the_warm_command(server: Path, write_spec: Callable[...,
     wait_for(lambda: not _commands_of(server), 30, "the command's processes to end", interval_s=0.1)
 
 
+def test_a_kill_reaches_the_warm_command_and_ends_the_client_by_the_same_signal(
+    server: Path, write_spec: Callable[..., Path], tmp_path: Path
+) -> None:
+    watching, reader = _watching(_running_sweep(write_spec()), tmp_path)
+    watching.send_signal(signal.SIGTERM)
+    watching.communicate(timeout=60)
+    os.close(reader)
+    assert watching.returncode == -signal.SIGTERM, "as a process of its own ends on SIGTERM"
+    wait_for(lambda: not _commands_of(server), 30, "the command's processes to end", interval_s=0.1)
+
+
 def test_a_client_killed_takes_its_command_along(server: Path, write_spec: Callable[..., Path], tmp_path: Path) -> None:
     watching, reader = _watching(_running_sweep(write_spec()), tmp_path)
     assert _commands_of(server), "the watch runs in the warm process's fork"
