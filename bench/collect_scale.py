@@ -449,9 +449,12 @@ def goals(spec_path: Path, root: Path, runs: list[RunSpec], big: bool, with_repo
     return out
 
 
-def in_process(spec_path: Path, root: Path, runs: list[RunSpec], reference_s: float, repeats: int = 1) -> None:
+def in_process(
+    spec_path: Path, root: Path, runs: list[RunSpec], reference_s: float, repeats: int = 1, big: bool = False
+) -> None:
     """The same work as library calls in this process (no interpreter start, imports already paid);
-    the second collect `repeats` times, 10 runs changed before each (issue 23's goal: <= 1 s)."""
+    the second collect `repeats` times, 10 runs changed before each (issue 23's goal: <= 1 s, for
+    10,000 runs: none when `big`)."""
     from orchestrator.launch import status
     from orchestrator.results import collect
 
@@ -468,9 +471,10 @@ def in_process(spec_path: Path, root: Path, runs: list[RunSpec], reference_s: fl
         change_runs(runs, root)()
         walls.append(timed("in-process: collect, 10 changed", lambda: collect.write_tables(load(), root), reference_s))
     median = statistics.median(walls)
+    verdict = "" if big else f"  goal <= 1 s [{'ok' if median <= 1.0 else 'OVER'}]"
     print(
         f"{'in-process: collect, 10 changed (median)':<46} {median:7.2f} s wall (of {repeats}: "
-        f"{min(walls):.2f}-{max(walls):.2f} s)  goal <= 1 s [{'ok' if median <= 1.0 else 'OVER'}]"
+        f"{min(walls):.2f}-{max(walls):.2f} s){verdict}"
     )
 
 
@@ -576,7 +580,7 @@ def main() -> None:
         )
         for goal in goals(spec_path, root, runs, big, args.report or not big):
             print_command(goal, measure(goal, args.repeats, env), reference_s, limit_mb)
-        in_process(spec_path, root, runs, reference_s, max(args.repeats, 5))
+        in_process(spec_path, root, runs, reference_s, max(args.repeats, 5), big)
     finally:
         warm.stop(folder / "warm")
         if args.keep is None:
