@@ -152,18 +152,17 @@ def _handle(connection: socket.socket, request: dict[str, Any], fds: list[int]) 
     """In the handler process: run the request's command in a fork, answer its exit status."""
     try:
         connection.settimeout(None)
-        if request is not None:
-            connection.sendall(b"P")
-            said, says = os.pipe()
-            worker = os.fork()
-            if worker == 0:
-                connection.close()
-                os.close(said)
-                _run(request, fds, says)
-            for fd in (*fds, says):
-                os.close(fd)
-            status = _supervise(connection, worker, said)
-            connection.sendall(b"X" + struct.pack("!i", status))
+        connection.sendall(b"P")
+        said, says = os.pipe()
+        worker = os.fork()
+        if worker == 0:
+            connection.close()
+            os.close(said)
+            _run(request, fds, says)
+        for fd in (*fds, says):
+            os.close(fd)
+        status = _supervise(connection, worker, said)
+        connection.sendall(b"X" + struct.pack("!i", status))
     except OSError:
         pass  # the client went away: nothing to answer
     finally:
