@@ -512,7 +512,56 @@ def metric_values(data: dict[str, Any], run_ids: tuple[str | None, ...]) -> tupl
     problem = owner_problem(data, run_ids) or _version_problem(data, METRICS)
     if problem is not None:
         return {}, [problem]
-    return clean_metrics(flatten(data))
+    walked = _clean_walk(data)
+    return walked if walked is not None else clean_metrics(flatten(data))
+
+
+_FLAT_KEYS: dict[tuple[str, str], tuple[str, tuple[float, float] | None, bool]] = {}
+"""(prefix, key) -> (flat key, its column's bounds, whether the key holds a `.`): 100,000 runs
+repeat the same hundred keys (orjson hands them out as the same texts, so their hashes are kept)."""
+_MAX_FLAT_KEYS = 65_536
+"""Entries kept at most: a file of made-up keys is walked at full cost rather than grow it."""
+
+
+def _clean_walk(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]] | None:
+    """clean_metrics(flatten(data)) in one walk, without building the flat dict (half the time of
+    the two steps, for every run `collect` reads). None when a key holds a `.`: two paths may then
+    flatten to one key, and the two steps settle which value is kept."""
+    clean: dict[str, Any] = {}
+    problems: list[str] = []
+    return (clean, problems) if _walk_into(clean, problems, data, "") else None
+
+
+def _walk_into(clean: dict[str, Any], problems: list[str], data: dict[str, Any], prefix: str) -> bool:
+    for key, value in data.items():
+        entry = _FLAT_KEYS.get((prefix, key)) or _flat_key(prefix, key)
+        flat, bounds, dotted = entry
+        kind = type(value)
+        if dotted:
+            return False
+        if kind is dict:
+            if not _walk_into(clean, problems, value, f"{flat}."):
+                return False
+        elif bounds is None or kind is list:
+            continue  # no metric column (flatten leaves lists to their own files)
+        elif kind is float and bounds[0] <= value <= bounds[1]:
+            clean[flat] = value
+        else:
+            keep, stored, problem = _checked(flat, kind.__name__, value) if kind in _REPEATED else _check(flat, value)
+            if keep:
+                clean[flat] = stored
+            else:
+                problems.append(problem)
+    return True
+
+
+def _flat_key(prefix: str, key: str) -> tuple[str, tuple[float, float] | None, bool]:
+    """The _FLAT_KEYS entry of a key under `prefix` (kept while there is room)."""
+    flat = f"{prefix}{key}"
+    entry = (flat, _column_rule(flat), "." in key)
+    if len(_FLAT_KEYS) < _MAX_FLAT_KEYS:
+        _FLAT_KEYS[(prefix, key)] = entry
+    return entry
 
 
 def owner_problem(data: dict[str, Any], run_ids: tuple[str | None, ...]) -> str | None:

@@ -9,6 +9,7 @@ import hashlib
 import os
 import stat
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,7 @@ class Index:
     in_changes: set[int] = field(default_factory=set)
     """Positions whose rows came from the change file over that generation."""
     width: int = 0
-    """Columns when loaded (set_row only appends: more columns now, the whole file is written)."""
+    """Columns when loaded (set_rows only appends: more columns now, the whole file is written)."""
     state: str | None = None
     """The token of the save these rows were loaded from (index file, or its change file over it):
     rows that are not read again are those of that save (results.runs_csv_cache reuses their lines)."""
@@ -178,22 +179,34 @@ class Index:
 
     def column(self, name: str) -> list[Any]:
         """The values of column `name`, one per folder (added, all None, when no row had it)."""
-        if name not in self._known:
-            self.columns.append(name)
-            self.values.append([None] * len(self.names))
-            self._known.add(name)
+        self._add_columns([name])
         return self.values[self.columns.index(name)]
 
-    def set_row(self, i: int, row: dict[str, Any]) -> None:
-        """Folder i's values from a row just read (a column it is the first to have is added, in
-        the row's order)."""
-        if not row.keys() <= self._known:
-            for key in (key for key in row if key not in self._known):
+    def set_rows(self, positions: list[int], columns: dict[str, list[Any]]) -> None:
+        """The values of the folders at `positions` (increasing) from rows just read, given by column
+        (folder_reads.by_column): a column they lack is None there, a column no row had yet is added
+        in their order. Consecutive positions (a cold read: every folder) are filled by slice, in C."""
+        if not positions:
+            return
+        self._add_columns(columns)
+        first, count = positions[0], len(positions)
+        span = slice(first, first + count) if positions[-1] - first == count - 1 else None
+        blank = [None] * count
+        for column, values in zip(self.columns, self.values, strict=True):
+            got = columns.get(column, blank)
+            if span is not None:
+                values[span] = got
+            else:
+                for i, value in zip(positions, got, strict=True):
+                    values[i] = value
+
+    def _add_columns(self, keys: Iterable[str]) -> None:
+        """Columns for the keys not known yet, in their order, all None."""
+        for key in keys:
+            if key not in self._known:
                 self.columns.append(key)
                 self.values.append([None] * len(self.names))
-            self._known.update(row)
-        for column, values in zip(self.columns, self.values, strict=True):
-            values[i] = row.get(column)
+                self._known.add(key)
 
 
 def aligned(index: Index, names: list[str]) -> Index:

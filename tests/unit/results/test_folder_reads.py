@@ -189,3 +189,18 @@ def test_runs_csv_usage_and_index_written_by_workers_are_the_bytes_one_process_w
     assert workers_seen == [1, 1, 1, 2, 2, 2], "index, runs.csv and usage.csv: here, then on workers"
     assert pooled == serial
     assert serial[0].count(b"\n") == len(json.loads(index.read_text())["names"]) + 1
+
+
+@pytest.mark.parametrize("positions", [[1, 3], [2, 3]], ids=["apart", "consecutive"])
+def test_rows_by_column_fill_the_index_as_each_row_would(positions: list[int]) -> None:
+    rows = [{"a": 1, "c": 2}, {"c": 3, "a": 4, "d": 5}]  # keys in another order, one more
+    index = index_of.Index(["a", "b"], names=list("vwxyz"), values=[list("AAAAA"), list("BBBBB")])
+    index.set_rows(positions, folder_reads.by_column(rows))
+    assert index.columns == ["a", "b", "c", "d"], "new columns in the order rows first have them"
+    expected = {"a": list("AAAAA"), "b": list("BBBBB"), "c": [None] * 5, "d": [None] * 5}
+    for i, row in zip(positions, rows, strict=True):
+        for column, values in expected.items():
+            values[i] = row.get(column)  # a column the row lacks is None there
+    assert dict(zip(index.columns, index.values, strict=True)) == expected
+    same_keys = [{"a": 1, "b": 2}, {"a": 3, "b": 4}]
+    assert folder_reads.by_column(same_keys) == {"a": [1, 3], "b": [2, 4]}
