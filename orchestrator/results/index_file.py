@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import json
+import math
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -315,7 +317,27 @@ def _document(index: Index, generation: str, state: str | None) -> dict[str, Any
 
 
 def _json(document: dict[str, Any]) -> str:
+    """The document as json writes it compactly: by orjson (0.2 s for the 110 MB index of 100,000
+    runs, against json's 2.3 s) when no float in it is NaN or infinite (orjson writes those as null;
+    a status.json may hold one) and orjson takes every value (a lone surrogate, an integer past 64
+    bits: it refuses them); else by json."""
+    if all(_finite(values) for values in document["values"]):
+        try:
+            return orjson.dumps(document).decode()
+        except orjson.JSONEncodeError:
+            pass
     return json.dumps(document, separators=(",", ":"))
+
+
+def _finite(column: Any) -> bool:
+    """Whether the floats of an encoded column are all finite (an encoded text column has none)."""
+    if not isinstance(column, list):
+        return True
+    floats = itertools.compress(column, map(isinstance, column, itertools.repeat(float)))  # in C
+    try:
+        return math.isfinite(math.fsum(floats))  # a NaN or an infinity makes the sum one
+    except (OverflowError, ValueError):  # past 1e308 together, or both infinities: json decides
+        return False
 
 
 def _encoded_column(values: list[Any]) -> Any:

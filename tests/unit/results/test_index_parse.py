@@ -6,12 +6,13 @@ and counts are far below), and a stat number read so is refused and its folders 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from tables_fixture import finished_sweep
 from test_index_changes import SPEC, _cold, _paths, _read
@@ -63,3 +64,20 @@ def test_an_integer_past_64_bits_in_the_index_is_never_believed(write_spec: Call
     again = _read(spec, runs)
     assert again.read_runs >= 1
     assert again.frame.drop(columns="path").equals(_cold(spec, runs).drop(columns="path"))
+
+
+_COLUMN_SCALARS = st.one_of(  # a status.json's NaN or infinity, an integer past 64 bits
+    _SCALARS, st.floats(), st.sampled_from([math.nan, math.inf, -math.inf]), st.integers(-(2**70), 2**70)
+)
+
+
+@example([[1.0, math.nan]], [])
+@example([[math.inf, -math.inf, 2.0]], [])
+@example([[1e308, 1e308]], [])
+@given(st.lists(st.lists(_COLUMN_SCALARS, max_size=12), max_size=4), st.lists(_SCALARS, max_size=3))
+def test_the_index_written_fast_reads_back_as_json_writes_it(columns: list[list[Any]], names: list[Any]) -> None:
+    document = {"names": names, "values": [index_file._encoded_column(c) for c in columns]}
+    written = index_file._json(document)
+    expected = json.dumps(document, separators=(",", ":"))
+    read = index_file._loads(written.encode("utf-8", "surrogatepass"))
+    assert json.dumps(read) == json.dumps(index_file._loads(expected.encode())), "read as the json-written file reads"
