@@ -5,17 +5,15 @@ beside them. Never raises: an unreadable file is a named problem.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 import stat
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.store import run_ids, verdicts
+from orchestrator.store import run_ids, status_reads, verdicts
 from orchestrator.sweep import bounded, forked, gcpause
 from orchestrator.sweep.errors import SpecError
 from orchestrator.sweep.plan import RunSpec
@@ -63,72 +61,77 @@ def inspect(runs: list[RunSpec], root: Path, check_results: bool = True) -> list
 
 
 def _inspect(runs: list[RunSpec], root: Path, check_results: bool) -> list[RunRecord]:
-    records = []
-    folders = run_ids.run_folders(root, runs)
+    names = run_ids.run_folder_names(root, runs)
+    runs_dir = root / "runs"  # store.run_path's layout
     remembered = verdicts.Verdicts(root) if check_results else None
-    ahead = _checks_ahead(runs, folders, remembered)
-    runs_problem, odd = foreign_entries(root / "runs")
-    for run, early in zip(runs, ahead, strict=True):
-        path = folders[run.run_id]
-        foreign = runs_problem or odd.get(path.name)
-        if foreign is not None:  # a link's target or a file is not this run's: neither read nor written
-            refused = f"{foreign}; submit refuses to run it until that is moved aside"
-            records.append(RunRecord(run, path, State.MISSING, RunStatus(), refused, foreign))
-            continue
-        status, problem = read_status(path)
-        state = status.known_state
-        if state is State.COMPLETED and remembered is not None:
-            broken = _broken_result(path, run, remembered, early)
-            if broken is not None:  # a completed run without usable metrics is not done: run it again
-                state, problem = State.MISSING, f"completed, but {broken} (submit runs it again)"
-        records.append(RunRecord(run, path, state, status, problem))
+    ahead = _reads_ahead(runs, runs_dir, names, remembered)
+    reads, started = (ahead.reads, ahead.started) if ahead is not None else (itertools.repeat(None, len(runs)), 0)
+    runs_problem, odd = foreign_entries(runs_dir)  # while the workers (if any) start reading
+    records = []
+    for run, read in zip(runs, reads, strict=True):
+        name = names[run.run_id]
+        foreign = runs_problem or odd.get(name)
+        records.append(_record(run, runs_dir / name, foreign, read, remembered, started))
     if remembered is not None:
         remembered.save()
     return records
 
 
+def _record(
+    run: RunSpec,
+    path: Path,
+    foreign: str | None,
+    read: status_reads.Read | None,
+    remembered: verdicts.Verdicts | None,
+    started: int,
+) -> RunRecord:
+    """One run's record from its folder: as read ahead by a worker (`read`), or read here (None)."""
+    if foreign is not None:  # a link's target or a file is not this run's: neither read nor written
+        refused = f"{foreign}; submit refuses to run it until that is moved aside"
+        return RunRecord(run, path, State.MISSING, RunStatus(), refused, foreign)
+    data, problem, prepared, fresh = read if read is not None else (None, None, False, None)
+    if read is None:
+        status, problem = read_status(path)
+    else:  # read_status's last step, on what the worker read
+        status, problem = (RunStatus(), problem) if problem is not None else contract.parse_status(data)
+    state = status.known_state
+    if state is State.COMPLETED and remembered is not None:
+        if prepared:
+            broken = status_reads.verdict(remembered, path, (path.name, run.run_id), fresh, started)
+        else:
+            broken = _broken_result(path, run, remembered)
+        if broken is not None:  # a completed run without usable metrics is not done: run it again
+            state, problem = State.MISSING, f"completed, but {broken} (submit runs it again)"
+    return RunRecord(run, path, state, status, problem)
+
+
 CHECKS_AHEAD_FROM = 2_000
-"""Runs without a remembered verdict before their metrics.json files are checked by forked workers
-(while this process reads the status.json files) rather than one by one here."""
-Ahead = tuple[int, verdicts.Fresh] | None
-"""A metrics.json checked ahead and no earlier than when (ns); None: not checked ahead."""
+"""Planned runs from which forked workers read the run folders (status.json, and a completed run's
+metrics.json unless its verdict is remembered) while this process makes the records; below it, or
+with ORCHESTRATE_COLLECT_WORKERS=1, all are read here, one by one."""
 
 
-def _checks_ahead(
-    runs: list[RunSpec], folders: dict[str, Path], remembered: verdicts.Verdicts | None
-) -> Iterable[Ahead]:
-    """The first `status` of a large sweep checks every finished run's metrics.json (about 55 us
-    each): when that many verdicts are not remembered, workers check every run's ahead, in order
-    (a run found not completed drops its check). Otherwise (or ORCHESTRATE_COLLECT_WORKERS=1) none."""
-    if remembered is None or len(runs) - len(remembered.entries) < CHECKS_AHEAD_FROM:
-        return itertools.repeat(None, len(runs))
+def _reads_ahead(
+    runs: list[RunSpec], runs_dir: Path, names: dict[str, str], remembered: verdicts.Verdicts | None
+) -> status_reads.ReadsAhead | None:
+    """Workers started on every run's folder, in order, for a large sweep with 2 or more workers
+    (store.status_reads: the serial read was most of `status` at 100,000 runs); else None."""
+    if len(runs) < CHECKS_AHEAD_FROM:
+        return None
     workers = forked.worker_count(len(runs), CHECKS_AHEAD_FROM)
     if workers < 2:
-        return itertools.repeat(None, len(runs))
-    started = time.time_ns()
-    task = functools.partial(_check_ahead, remembered, started)
-    jobs = [(str(folders[run.run_id]), (folders[run.run_id].name, run.run_id)) for run in runs]
-    return forked.ForkedMap(task, jobs, workers, chunk=500)
-
-
-def _check_ahead(remembered: verdicts.Verdicts, started: int, job: tuple[str, tuple[str, str]]) -> Ahead:
-    """In a worker: one run folder's metrics.json checked as `get` would, unless it need not be."""
-    path, ids = Path(job[0]), job[1]
-    if folder_kind(path) is not None:
         return None
-    fresh = remembered.fresh(path, ids, lambda: _metrics_problem(path, ids))
-    return None if fresh is None else (started, fresh)
+    folders = [(names[run.run_id], run.run_id) for run in runs]
+    return status_reads.start(runs_dir, folders, remembered, _metrics_problem, workers)
 
 
-def _broken_result(path: Path, run: RunSpec, remembered: verdicts.Verdicts, ahead: Ahead = None) -> str | None:
+def _broken_result(path: Path, run: RunSpec, remembered: verdicts.Verdicts) -> str | None:
     """Why a completed run's metrics.json cannot be used (missing, unreadable, another run's, a
     score that is not one, no test score at all), or None."""
     kind = folder_kind(path)
     if kind is not None:
         return f"its folder is {kind}"
     ids = (path.name, run.run_id)
-    if ahead is not None:
-        return remembered.put(path, ids, ahead[1], ahead[0])
     return remembered.get(path, ids, lambda: _metrics_problem(path, ids))
 
 

@@ -33,6 +33,8 @@ from trainers import contract, rundir
 FILE = ".result-verdicts.json"
 Fresh = tuple[list[int] | None, str | None]
 """A verdict just checked: the stat key of the file checked (None: no regular file) and its problem."""
+RULE_MODULES = ("run_states", "status_reads")
+"""The modules beside this one that decide which verdicts are asked and given (in the cache's version)."""
 RACY_NS = 2_000_000_000
 """A verdict given less than this after the file's last change is not trusted next time."""
 
@@ -40,7 +42,8 @@ RACY_NS = 2_000_000_000
 @functools.lru_cache(maxsize=1)
 def rules_version() -> str:
     """The cache's validity: the source of the rules that gave its verdicts."""
-    rules = (Path(__file__), Path(contract.__file__), Path(bounded.__file__), Path(__file__).with_name("run_states.py"))
+    here = Path(__file__)
+    rules = (here, Path(contract.__file__), Path(bounded.__file__), *(here.with_name(f"{n}.py") for n in RULE_MODULES))
     return hashlib.sha256(b"".join(path.read_bytes() for path in rules)).hexdigest()[:16]
 
 
@@ -60,13 +63,17 @@ class Verdicts:
         now = time.time_ns()
         return self.put(folder, run_ids, (key, check()), now)
 
-    def fresh(self, folder: Path, run_ids: tuple[str, ...], check: Callable[[], str | None]) -> Fresh | None:
-        """`get`'s check done ahead (in a worker: ForkedMap), None when `get` would not check: the
-        remembered verdict holds, or there is no metrics.json to check. `put` records it."""
+    def ahead(self, folder: Path, run_ids: tuple[str, ...], check: Callable[[], str | None]) -> Fresh | None:
+        """`get` done in a worker (store.status_reads) up to recording: None when the remembered
+        verdict holds (`held` answers it), else the verdict checked, which `put` records."""
         key = _stat_key(folder / rundir.METRICS)
-        if key is None or self._holds(folder.name, run_ids, key):
+        if self._holds(folder.name, run_ids, key):
             return None
         return key, check()
+
+    def held(self, name: str) -> str | None:
+        """The remembered problem of run folder `name`, once `ahead` found that it holds."""
+        return self.entries[name][2]  # type: ignore[no-any-return]
 
     def put(self, folder: Path, run_ids: tuple[str, ...], fresh: Fresh, checked_at: int) -> str | None:
         """Remember a verdict checked no earlier than `checked_at` (ns) on the file `fresh` stats."""
