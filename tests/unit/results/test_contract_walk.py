@@ -51,3 +51,32 @@ def test_a_real_metrics_file_is_walked_and_a_dotted_key_is_not() -> None:
     assert contract.metric_values({"test": {"top1": 0.5}, "test.top1": 2.0}, (None,))[1] == [
         "metrics.json: test.top1 = 2.0 is outside [0, 1]"
     ]
+
+
+SCORE_KEYS = st.sampled_from(["top1", "top5", "loss", "macro_f1", "n_images", "b.c", "super"])
+SCORE_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-5, max_value=10**16),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=2),
+    st.dictionaries(SCORE_KEYS, st.floats(), max_size=2),
+    st.lists(st.floats(), max_size=2),
+)
+SECTION_VALUES = st.one_of(st.dictionaries(SCORE_KEYS, SCORE_VALUES, max_size=5), SCORE_VALUES)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["test", "val", "timing", "test.top1", "x"]), SECTION_VALUES, max_size=4))
+def test_plain_scores_answer_as_the_full_rule_or_leave_it_to_it(data: dict[str, Any]) -> None:
+    plain = contract._plain_scores(data)
+    assert plain is contract._UNSURE or plain == contract._scores_problem(data)
+    assert contract.result_problem(data, (None,)) == contract._scores_problem(data)
+
+
+def test_a_usual_metrics_file_is_answered_without_the_full_rule() -> None:
+    data = {"test": {"top1": 0.5, "loss": 1.2, "n_images": 10}, "val": {"top1": 0.4}, "timing": {"wall_s": 3.0}}
+    assert contract._plain_scores(data) is None
+    assert contract._plain_scores({"val": {"top1": 0.4}}) is contract._UNSURE  # no test score: the rule says so
+    assert contract.result_problem({"val": {"top1": 0.4}}, (None,)) == "metrics.json has no test scores"
+    assert contract._plain_scores({"test": {"top1": 1.5}}) is contract._UNSURE
