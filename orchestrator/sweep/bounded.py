@@ -210,17 +210,21 @@ def _fast_object(data: bytes) -> dict[str, Any] | None:
     written twice. In a file without a backslash (no escapes: every text is its bytes), each key is
     followed by one `:` outside texts, so the file holds as many `:` bytes as orjson's compact
     writing of what it read exactly when no key was written twice (a dropped key takes its `:`, and
-    those of its texts, with it). Anything orjson refuses (NaN, a BOM, deep nesting) goes the slow
-    way too; the integers it reads are under 19 digits, so exact."""
+    those of its texts, with it). Anything orjson refuses to read or to write again (NaN, a BOM,
+    nesting past 254 levels) goes the slow way too; the integers it reads are under 19 digits, so exact."""
     if b"\\" in data or _LONG_NUMBER in data.translate(_DIGITS_AS_ZERO):
         return None
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    if type(value) is not dict or orjson.dumps(value).count(b":") != data.count(b":"):
+    if type(value) is not dict:
         return None
-    return value
+    try:
+        written = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested past orjson's writing depth (254): a TypeError, not a refusal
+        return None
+    return value if written.count(b":") == data.count(b":") else None
 
 
 def read_json_object(path: Path, limit: int | None = None, preread: Preread | None = None) -> dict[str, Any] | None:

@@ -79,6 +79,8 @@ def test_the_cases_orjson_reads_otherwise_go_the_checked_way() -> None:
         b'{"a": "\\ud800"}',  # a lone surrogate
         b'{"a": 1e400}',
         b"[1]",
+        b'{"a":' * 300 + b"1" + b"}" * 300,  # orjson reads it but will not write it again
+        b'{"a":' * 1000 + b"1" + b"}" * 1000,  # deeper than json reads
     ]
     for data in cases:
         _same_as_checked(data)
