@@ -317,10 +317,10 @@ def _document(index: Index, generation: str, state: str | None) -> dict[str, Any
 
 
 def _json(document: dict[str, Any]) -> str:
-    """The document as json writes it compactly: by orjson (0.2 s for the 110 MB index of 100,000
-    runs, against json's 2.3 s) when no float in it is NaN or infinite (orjson writes those as null;
-    a status.json may hold one) and orjson takes every value (a lone surrogate, an integer past 64
-    bits: it refuses them); else by json."""
+    """The document as json writes it compactly: by orjson (0.47 s with the finite check for the 114 MB
+    index of 100,000 runs, against json's 2.39 s) when no float in it is NaN or infinite (orjson
+    writes those as null; a status.json may hold one) and orjson takes every value (a lone
+    surrogate, an integer past 64 bits: it refuses them); else by json."""
     if all(_finite(values) for values in document["values"]):
         try:
             return orjson.dumps(document).decode()

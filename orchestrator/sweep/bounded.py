@@ -204,14 +204,15 @@ a regular expression for it took longer than parsing the file."""
 
 
 def _fast_object(data: bytes) -> dict[str, Any] | None:
-    """orjson's reading of `data` when it is json's under parse_json_object's rules, else None (read
-    it the slow way, which names the reason). orjson takes a third of json's time with its hooks
-    (status and collect read 200,000 such files at 100,000 runs) but keeps the last of a key
-    written twice. In a file without a backslash (no escapes: every text is its bytes), each key is
-    followed by one `:` outside texts, so the file holds as many `:` bytes as orjson's compact
-    writing of what it read exactly when no key was written twice (a dropped key takes its `:`, and
-    those of its texts, with it). Anything orjson refuses to read or to write again (NaN, a BOM,
-    nesting past 254 levels) goes the slow way too; the integers it reads are under 19 digits, so exact."""
+    """orjson's reading of `data` when it is json's under parse_json_object's rules, else None (read it
+    the slow way, which names the reason). With its checks it reads a trainer's 3.6 KB metrics.json
+    in 16 us against json's 36 us with its hooks (status and collect read 200,000 such files at
+    100,000 runs), but orjson keeps the last of a key written twice. In a file without a backslash
+    (no escapes: every text is its bytes), each key is followed by one `:` outside texts, so the
+    file holds as many `:` bytes as orjson's compact writing of what it read exactly when no key was
+    written twice (a dropped key takes its `:`, and those of its texts, with it). Anything orjson
+    refuses to read or to write again (NaN, a BOM, nesting past 254 levels) goes the slow way too;
+    the integers it reads are under 19 digits, so exact."""
     if b"\\" in data or _LONG_NUMBER in data.translate(_DIGITS_AS_ZERO):
         return None
     try:
